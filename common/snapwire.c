@@ -1,0 +1,884 @@
+/*
+ * snapwire: encoder, checked decoder and JSON dump of the routing snapshot frame
+ * (layout in snapwire.h).
+ *
+ * The decoder trusts nothing: every section offset/length, string reference, index, enum and
+ * padding byte is checked before any record is exposed, and all arithmetic is done in 64 bits
+ * so hostile lengths cannot wrap. Decoding is two passes over the validated frame: the first
+ * checks and sizes, the second copies into one arena (one malloc, one free). The encoder runs
+ * the same consistency checks on its input, so a frame it produces always decodes.
+ * Not here: socket I/O, routing decisions, anything libev/OpenSSL.
+ */
+#include "snapwire.h"
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_gen.h>
+#include <zlib.h>
+
+/* Record sizes on the wire. A string reference is {u32 offset, u32 length}. */
+#define REC_META 12      /* u32 default_cluster, str source */
+#define REC_LISTENER 20  /* str name, str address, u16 port, u8 protocol, u8 pad */
+#define REC_VHOST 16     /* str host, u32 first_route, u32 route_count */
+#define REC_ROUTE 24     /* str path, u32 cluster, u8 match, u8 pad[3], str source */
+#define REC_CLUSTER 20   /* str name, u32 first_endpoint, u32 endpoint_count, u8 lb, u8 pad[3] */
+#define REC_ENDPOINT 12  /* str address, u16 port, u8 ready, u8 pad */
+#define SECTION_ENTRY 12 /* u32 type, u32 offset, u32 length */
+#define MAX_SECTIONS 64
+#define MAX_STRING (64u << 10)
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!err || !errlen)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    return (uint64_t)get32(p) | ((uint64_t)get32(p + 4) << 32);
+}
+
+static void put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    put16(p, (uint16_t)v);
+    put16(p + 2, (uint16_t)(v >> 16));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    put32(p, (uint32_t)v);
+    put32(p + 4, (uint32_t)(v >> 32));
+}
+
+static int valid_text(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+static int valid_ip(const char *s)
+{
+    unsigned char tmp[16];
+
+    return inet_pton(AF_INET, s, tmp) == 1 || inet_pton(AF_INET6, s, tmp) == 1;
+}
+
+/*
+ * Consistency rules shared by encoder and decoder, applied to the in-memory form. Returns 0 or
+ * -1 with err filled.
+ */
+static int check_snapshot(const struct snapwire_snapshot *s, char *err, size_t errlen)
+{
+    uint32_t i;
+
+    if (s->meta.default_cluster != SNAPWIRE_NONE && s->meta.default_cluster >= s->n_clusters) {
+        set_err(err, errlen, "meta: default cluster %u out of range", s->meta.default_cluster);
+        return -1;
+    }
+    for (i = 0; i < s->n_listeners; i++) {
+        const struct snapwire_listener *l = &s->listeners[i];
+        if (l->protocol != SNAPWIRE_PROTO_HTTP && l->protocol != SNAPWIRE_PROTO_HTTPS) {
+            set_err(err, errlen, "listener %u: bad protocol %u", i, l->protocol);
+            return -1;
+        }
+        if (l->address && *l->address && !valid_ip(l->address)) {
+            set_err(err, errlen, "listener %u: bad address", i);
+            return -1;
+        }
+    }
+    for (i = 0; i < s->n_vhosts; i++) {
+        const struct snapwire_vhost *v = &s->vhosts[i];
+        if ((uint64_t)v->first_route + v->route_count > s->n_routes) {
+            set_err(err, errlen, "vhost %u: routes [%u,+%u) out of range", i, v->first_route,
+                    v->route_count);
+            return -1;
+        }
+    }
+    for (i = 0; i < s->n_routes; i++) {
+        const struct snapwire_route *r = &s->routes[i];
+        if (!r->path || r->path[0] != '/') {
+            set_err(err, errlen, "route %u: path must start with '/'", i);
+            return -1;
+        }
+        if (r->match != SNAPWIRE_MATCH_EXACT && r->match != SNAPWIRE_MATCH_PREFIX) {
+            set_err(err, errlen, "route %u: bad match type %u", i, r->match);
+            return -1;
+        }
+        if (r->cluster >= s->n_clusters) {
+            set_err(err, errlen, "route %u: cluster %u out of range", i, r->cluster);
+            return -1;
+        }
+    }
+    for (i = 0; i < s->n_clusters; i++) {
+        const struct snapwire_cluster *c = &s->clusters[i];
+        if (c->lb != SNAPWIRE_LB_ROUND_ROBIN) {
+            set_err(err, errlen, "cluster %u: bad lb policy %u", i, c->lb);
+            return -1;
+        }
+        if ((uint64_t)c->first_endpoint + c->endpoint_count > s->n_endpoints) {
+            set_err(err, errlen, "cluster %u: endpoints [%u,+%u) out of range", i,
+                    c->first_endpoint, c->endpoint_count);
+            return -1;
+        }
+    }
+    for (i = 0; i < s->n_endpoints; i++) {
+        const struct snapwire_endpoint *e = &s->endpoints[i];
+        if (!e->address || !valid_ip(e->address)) {
+            set_err(err, errlen, "endpoint %u: address is not an IP literal", i);
+            return -1;
+        }
+        if (e->port == 0) {
+            set_err(err, errlen, "endpoint %u: port 0", i);
+            return -1;
+        }
+        if (e->ready > 1) {
+            set_err(err, errlen, "endpoint %u: bad ready flag", i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- encoder ---- */
+
+struct strtab {
+    uint8_t *data;
+    size_t len, cap;
+    /* open-addressing dedup index: slot holds offset+1 (0 = empty) */
+    uint32_t *slots_off, *slots_len;
+    size_t nslots, used;
+};
+
+static uint64_t fnv1a(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+static int strtab_grow_index(struct strtab *t)
+{
+    size_t n = t->nslots ? t->nslots * 2 : 256;
+    uint32_t *off = calloc(n, sizeof(*off)), *len = calloc(n, sizeof(*len));
+
+    if (!off || !len) {
+        free(off);
+        free(len);
+        return -1;
+    }
+    for (size_t i = 0; i < t->nslots; i++) {
+        if (!t->slots_off[i])
+            continue;
+        const char *s = (const char *)t->data + t->slots_off[i] - 1;
+        size_t j = fnv1a(s, t->slots_len[i]) & (n - 1);
+        while (off[j])
+            j = (j + 1) & (n - 1);
+        off[j] = t->slots_off[i];
+        len[j] = t->slots_len[i];
+    }
+    free(t->slots_off);
+    free(t->slots_len);
+    t->slots_off = off;
+    t->slots_len = len;
+    t->nslots = n;
+    return 0;
+}
+
+/* Adds s (deduplicated); writes its {offset,length} reference at ref. Returns 0 or -1. */
+static int strtab_add(struct strtab *t, const char *s, uint8_t *ref, char *err, size_t errlen)
+{
+    size_t n = s ? strlen(s) : 0;
+    size_t j;
+
+    if (n > MAX_STRING || !valid_text(s ? s : "", n)) {
+        set_err(err, errlen, "string too long or with control characters");
+        return -1;
+    }
+    if (n == 0) {
+        put32(ref, 0);
+        put32(ref + 4, 0);
+        return 0;
+    }
+    if ((t->used + 1) * 2 > t->nslots && strtab_grow_index(t) < 0)
+        goto oom;
+    j = fnv1a(s, n) & (t->nslots - 1);
+    for (; t->slots_off[j]; j = (j + 1) & (t->nslots - 1)) {
+        if (t->slots_len[j] == n && memcmp(t->data + t->slots_off[j] - 1, s, n) == 0) {
+            put32(ref, t->slots_off[j] - 1);
+            put32(ref + 4, (uint32_t)n);
+            return 0;
+        }
+    }
+    if (t->len + n > t->cap) {
+        size_t cap = t->cap ? t->cap : 1024;
+        while (cap < t->len + n)
+            cap *= 2;
+        uint8_t *d = realloc(t->data, cap);
+        if (!d)
+            goto oom;
+        t->data = d;
+        t->cap = cap;
+    }
+    if (t->len + n > SNAPWIRE_MAX_FRAME) {
+        set_err(err, errlen, "string table too large");
+        return -1;
+    }
+    memcpy(t->data + t->len, s, n);
+    t->slots_off[j] = (uint32_t)t->len + 1;
+    t->slots_len[j] = (uint32_t)n;
+    t->used++;
+    put32(ref, (uint32_t)t->len);
+    put32(ref + 4, (uint32_t)n);
+    t->len += n;
+    return 0;
+oom:
+    set_err(err, errlen, "out of memory");
+    return -1;
+}
+
+static void strtab_free(struct strtab *t)
+{
+    free(t->data);
+    free(t->slots_off);
+    free(t->slots_len);
+}
+
+int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint8_t **out,
+                    size_t *out_len, char *err, size_t errlen)
+{
+    enum { NSEC = 7 };
+    struct strtab st = {0};
+    uint8_t *recs[NSEC] = {0};
+    size_t rlen[NSEC] = {0};
+    static const uint32_t types[NSEC] = {
+        SNAPWIRE_SEC_STRINGS,  SNAPWIRE_SEC_META,     SNAPWIRE_SEC_LISTENERS,
+        SNAPWIRE_SEC_VHOSTS,   SNAPWIRE_SEC_ROUTES,   SNAPWIRE_SEC_CLUSTERS,
+        SNAPWIRE_SEC_ENDPOINTS};
+    uint8_t *frame = NULL, *p;
+    uint64_t payload, off;
+    uint32_t i;
+    int k;
+
+    if (check_snapshot(s, err, errlen) < 0)
+        return -1;
+    rlen[1] = REC_META;
+    rlen[2] = (size_t)s->n_listeners * REC_LISTENER;
+    rlen[3] = (size_t)s->n_vhosts * REC_VHOST;
+    rlen[4] = (size_t)s->n_routes * REC_ROUTE;
+    rlen[5] = (size_t)s->n_clusters * REC_CLUSTER;
+    rlen[6] = (size_t)s->n_endpoints * REC_ENDPOINT;
+    for (k = 1; k < NSEC; k++) {
+        if (rlen[k] > SNAPWIRE_MAX_FRAME) {
+            set_err(err, errlen, "snapshot too large");
+            goto fail;
+        }
+        recs[k] = calloc(1, rlen[k] ? rlen[k] : 1);
+        if (!recs[k])
+            goto oom;
+    }
+
+    p = recs[1];
+    put32(p, s->meta.default_cluster);
+    if (strtab_add(&st, s->meta.source, p + 4, err, errlen) < 0)
+        goto fail;
+    for (i = 0; i < s->n_listeners; i++) {
+        p = recs[2] + (size_t)i * REC_LISTENER;
+        if (strtab_add(&st, s->listeners[i].name, p, err, errlen) < 0 ||
+            strtab_add(&st, s->listeners[i].address, p + 8, err, errlen) < 0)
+            goto fail;
+        put16(p + 16, s->listeners[i].port);
+        p[18] = s->listeners[i].protocol;
+    }
+    for (i = 0; i < s->n_vhosts; i++) {
+        p = recs[3] + (size_t)i * REC_VHOST;
+        if (strtab_add(&st, s->vhosts[i].host, p, err, errlen) < 0)
+            goto fail;
+        put32(p + 8, s->vhosts[i].first_route);
+        put32(p + 12, s->vhosts[i].route_count);
+    }
+    for (i = 0; i < s->n_routes; i++) {
+        p = recs[4] + (size_t)i * REC_ROUTE;
+        if (strtab_add(&st, s->routes[i].path, p, err, errlen) < 0 ||
+            strtab_add(&st, s->routes[i].source, p + 16, err, errlen) < 0)
+            goto fail;
+        put32(p + 8, s->routes[i].cluster);
+        p[12] = s->routes[i].match;
+    }
+    for (i = 0; i < s->n_clusters; i++) {
+        p = recs[5] + (size_t)i * REC_CLUSTER;
+        if (strtab_add(&st, s->clusters[i].name, p, err, errlen) < 0)
+            goto fail;
+        put32(p + 8, s->clusters[i].first_endpoint);
+        put32(p + 12, s->clusters[i].endpoint_count);
+        p[16] = s->clusters[i].lb;
+    }
+    for (i = 0; i < s->n_endpoints; i++) {
+        p = recs[6] + (size_t)i * REC_ENDPOINT;
+        if (strtab_add(&st, s->endpoints[i].address, p, err, errlen) < 0)
+            goto fail;
+        put16(p + 8, s->endpoints[i].port);
+        p[10] = s->endpoints[i].ready;
+    }
+    recs[0] = st.data;
+    rlen[0] = st.len;
+
+    payload = (uint64_t)NSEC * SECTION_ENTRY;
+    for (k = 0; k < NSEC; k++)
+        payload += rlen[k];
+    if (payload + SNAPWIRE_HEADER_SIZE > SNAPWIRE_MAX_FRAME) {
+        set_err(err, errlen, "snapshot too large (%llu bytes)", (unsigned long long)payload);
+        goto fail;
+    }
+    frame = malloc(SNAPWIRE_HEADER_SIZE + payload);
+    if (!frame)
+        goto oom;
+    p = frame + SNAPWIRE_HEADER_SIZE;
+    off = (uint64_t)NSEC * SECTION_ENTRY;
+    for (k = 0; k < NSEC; k++) {
+        put32(p + k * SECTION_ENTRY, types[k]);
+        put32(p + k * SECTION_ENTRY + 4, (uint32_t)off);
+        put32(p + k * SECTION_ENTRY + 8, (uint32_t)rlen[k]);
+        if (rlen[k])
+            memcpy(p + off, recs[k], rlen[k]);
+        off += rlen[k];
+    }
+    put32(frame, SNAPWIRE_MAGIC);
+    put16(frame + 4, SNAPWIRE_VERSION);
+    put16(frame + 6, SNAPWIRE_HEADER_SIZE);
+    put64(frame + 8, generation);
+    put32(frame + 16, (uint32_t)payload);
+    put32(frame + 20, (uint32_t)crc32(0L, p, (uInt)payload));
+    put32(frame + 24, NSEC);
+    put32(frame + 28, 0);
+
+    for (k = 1; k < NSEC; k++)
+        free(recs[k]);
+    strtab_free(&st);
+    *out = frame;
+    *out_len = SNAPWIRE_HEADER_SIZE + payload;
+    return 0;
+oom:
+    set_err(err, errlen, "out of memory");
+fail:
+    for (k = 1; k < NSEC; k++)
+        free(recs[k]);
+    strtab_free(&st);
+    free(frame);
+    return -1;
+}
+
+/* ---- decoder ---- */
+
+long snapwire_frame_size(const void *buf, size_t len, char *err, size_t errlen)
+{
+    const uint8_t *p = buf;
+    uint32_t payload;
+
+    if (len < SNAPWIRE_HEADER_SIZE)
+        return -2;
+    if (get32(p) != SNAPWIRE_MAGIC) {
+        set_err(err, errlen, "bad magic");
+        return -1;
+    }
+    if (get16(p + 4) != SNAPWIRE_VERSION) {
+        set_err(err, errlen, "unsupported version %u", get16(p + 4));
+        return -1;
+    }
+    if (get16(p + 6) != SNAPWIRE_HEADER_SIZE) {
+        set_err(err, errlen, "bad header size %u", get16(p + 6));
+        return -1;
+    }
+    payload = get32(p + 16);
+    if ((uint64_t)payload + SNAPWIRE_HEADER_SIZE > SNAPWIRE_MAX_FRAME) {
+        set_err(err, errlen, "frame too large (%u bytes)", payload);
+        return -1;
+    }
+    return (long)payload + SNAPWIRE_HEADER_SIZE;
+}
+
+uint64_t snapwire_frame_generation(const void *buf)
+{
+    return get64((const uint8_t *)buf + 8);
+}
+
+struct section {
+    const uint8_t *p;
+    uint32_t len;
+    int present;
+};
+
+struct reader {
+    const uint8_t *strings;
+    uint32_t strings_len;
+    char *pool;     /* second pass: where copied strings go */
+    size_t pool_sz; /* first pass: bytes needed */
+    char *err;
+    size_t errlen;
+};
+
+/* Checks the string reference at ref; in the second pass copies it and sets *out. */
+static int read_str(struct reader *r, const uint8_t *ref, const char **out, const char *what)
+{
+    uint32_t off = get32(ref), len = get32(ref + 4);
+
+    if ((uint64_t)off + len > r->strings_len || len > MAX_STRING) {
+        set_err(r->err, r->errlen, "%s: string reference out of bounds", what);
+        return -1;
+    }
+    if (!valid_text((const char *)r->strings + off, len)) {
+        set_err(r->err, r->errlen, "%s: string has control characters", what);
+        return -1;
+    }
+    if (!r->pool) {
+        r->pool_sz += (size_t)len + 1;
+        return 0;
+    }
+    memcpy(r->pool, r->strings + off, len);
+    r->pool[len] = '\0';
+    *out = r->pool;
+    r->pool += len + 1;
+    return 0;
+}
+
+static int zero_pad(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i])
+            return 0;
+    return 1;
+}
+
+/*
+ * One pass over the records. With r->pool NULL it only validates and sizes strings; with a
+ * pool it fills s (whose arrays are already allocated).
+ */
+static int read_records(struct reader *r, const struct section *sec, struct snapwire_snapshot *s)
+{
+    const char *dummy;
+    uint32_t i;
+    char what[48];
+    int fill = r->pool != NULL;
+
+#define STR(ref, dst, ...)                                                                      \
+    do {                                                                                       \
+        snprintf(what, sizeof(what), __VA_ARGS__);                                             \
+        if (read_str(r, ref, fill ? (dst) : &dummy, what) < 0)                                 \
+            return -1;                                                                         \
+    } while (0)
+
+    if (sec[SNAPWIRE_SEC_META].present && sec[SNAPWIRE_SEC_META].len) {
+        const uint8_t *p = sec[SNAPWIRE_SEC_META].p;
+        STR(p + 4, &s->meta.source, "meta");
+        if (fill)
+            s->meta.default_cluster = get32(p);
+    } else if (fill) {
+        s->meta.default_cluster = SNAPWIRE_NONE;
+        s->meta.source = "";
+    }
+    for (i = 0; i < s->n_listeners; i++) {
+        const uint8_t *p = sec[SNAPWIRE_SEC_LISTENERS].p + (size_t)i * REC_LISTENER;
+        STR(p, &s->listeners[i].name, "listener %u name", i);
+        STR(p + 8, &s->listeners[i].address, "listener %u address", i);
+        if (!zero_pad(p + 19, 1)) {
+            set_err(r->err, r->errlen, "listener %u: nonzero padding", i);
+            return -1;
+        }
+        if (fill) {
+            s->listeners[i].port = get16(p + 16);
+            s->listeners[i].protocol = p[18];
+        }
+    }
+    for (i = 0; i < s->n_vhosts; i++) {
+        const uint8_t *p = sec[SNAPWIRE_SEC_VHOSTS].p + (size_t)i * REC_VHOST;
+        STR(p, &s->vhosts[i].host, "vhost %u host", i);
+        if (fill) {
+            s->vhosts[i].first_route = get32(p + 8);
+            s->vhosts[i].route_count = get32(p + 12);
+        }
+    }
+    for (i = 0; i < s->n_routes; i++) {
+        const uint8_t *p = sec[SNAPWIRE_SEC_ROUTES].p + (size_t)i * REC_ROUTE;
+        STR(p, &s->routes[i].path, "route %u path", i);
+        STR(p + 16, &s->routes[i].source, "route %u source", i);
+        if (!zero_pad(p + 13, 3)) {
+            set_err(r->err, r->errlen, "route %u: nonzero padding", i);
+            return -1;
+        }
+        if (fill) {
+            s->routes[i].cluster = get32(p + 8);
+            s->routes[i].match = p[12];
+        }
+    }
+    for (i = 0; i < s->n_clusters; i++) {
+        const uint8_t *p = sec[SNAPWIRE_SEC_CLUSTERS].p + (size_t)i * REC_CLUSTER;
+        STR(p, &s->clusters[i].name, "cluster %u name", i);
+        if (!zero_pad(p + 17, 3)) {
+            set_err(r->err, r->errlen, "cluster %u: nonzero padding", i);
+            return -1;
+        }
+        if (fill) {
+            s->clusters[i].first_endpoint = get32(p + 8);
+            s->clusters[i].endpoint_count = get32(p + 12);
+            s->clusters[i].lb = p[16];
+        }
+    }
+    for (i = 0; i < s->n_endpoints; i++) {
+        const uint8_t *p = sec[SNAPWIRE_SEC_ENDPOINTS].p + (size_t)i * REC_ENDPOINT;
+        STR(p, &s->endpoints[i].address, "endpoint %u address", i);
+        if (!zero_pad(p + 11, 1)) {
+            set_err(r->err, r->errlen, "endpoint %u: nonzero padding", i);
+            return -1;
+        }
+        if (fill) {
+            s->endpoints[i].port = get16(p + 8);
+            s->endpoints[i].ready = p[10];
+        }
+    }
+#undef STR
+    return 0;
+}
+
+int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, char *err,
+                    size_t errlen)
+{
+    static const uint32_t recsize[] = {
+        [SNAPWIRE_SEC_META] = REC_META,         [SNAPWIRE_SEC_LISTENERS] = REC_LISTENER,
+        [SNAPWIRE_SEC_VHOSTS] = REC_VHOST,      [SNAPWIRE_SEC_ROUTES] = REC_ROUTE,
+        [SNAPWIRE_SEC_CLUSTERS] = REC_CLUSTER,  [SNAPWIRE_SEC_ENDPOINTS] = REC_ENDPOINT,
+    };
+    struct section sec[SNAPWIRE_SEC_FILTERS + 1];
+    struct snapwire_snapshot s;
+    struct reader r;
+    const uint8_t *p = buf, *pl;
+    uint32_t payload, nsec, i;
+    size_t arrays, sz;
+    long fsz;
+    char *arena;
+
+    memset(sec, 0, sizeof(sec));
+    memset(&s, 0, sizeof(s));
+    fsz = snapwire_frame_size(buf, len, err, errlen);
+    if (fsz == -2) {
+        set_err(err, errlen, "truncated header (%zu bytes)", len);
+        return -1;
+    }
+    if (fsz < 0)
+        return -1;
+    if ((size_t)fsz != len) {
+        set_err(err, errlen, "frame length %zu does not match header (%ld)", len, fsz);
+        return -1;
+    }
+    pl = p + SNAPWIRE_HEADER_SIZE;
+    payload = get32(p + 16);
+    if ((uint32_t)crc32(0L, pl, payload) != get32(p + 20)) {
+        set_err(err, errlen, "checksum mismatch");
+        return -1;
+    }
+    nsec = get32(p + 24);
+    if (nsec > MAX_SECTIONS || (uint64_t)nsec * SECTION_ENTRY > payload) {
+        set_err(err, errlen, "bad section count %u", nsec);
+        return -1;
+    }
+    for (i = 0; i < nsec; i++) {
+        const uint8_t *e = pl + (size_t)i * SECTION_ENTRY;
+        uint32_t type = get32(e), off = get32(e + 4), slen = get32(e + 8);
+        if (off < nsec * SECTION_ENTRY || (uint64_t)off + slen > payload) {
+            set_err(err, errlen, "section %u (type %u) out of bounds", i, type);
+            return -1;
+        }
+        if (type < SNAPWIRE_SEC_STRINGS || type > SNAPWIRE_SEC_FILTERS)
+            continue; /* unknown: newer writer, skip */
+        if (sec[type].present) {
+            set_err(err, errlen, "duplicate section type %u", type);
+            return -1;
+        }
+        if (type != SNAPWIRE_SEC_STRINGS && type < SNAPWIRE_SEC_CERTS &&
+            slen % recsize[type] != 0) {
+            set_err(err, errlen, "section type %u length %u is not a whole number of records",
+                    type, slen);
+            return -1;
+        }
+        sec[type].p = pl + off;
+        sec[type].len = slen;
+        sec[type].present = 1;
+    }
+    if (sec[SNAPWIRE_SEC_META].len > REC_META) {
+        set_err(err, errlen, "more than one meta record");
+        return -1;
+    }
+    s.generation = get64(p + 8);
+    s.n_listeners = sec[SNAPWIRE_SEC_LISTENERS].len / REC_LISTENER;
+    s.n_vhosts = sec[SNAPWIRE_SEC_VHOSTS].len / REC_VHOST;
+    s.n_routes = sec[SNAPWIRE_SEC_ROUTES].len / REC_ROUTE;
+    s.n_clusters = sec[SNAPWIRE_SEC_CLUSTERS].len / REC_CLUSTER;
+    s.n_endpoints = sec[SNAPWIRE_SEC_ENDPOINTS].len / REC_ENDPOINT;
+
+    memset(&r, 0, sizeof(r));
+    r.strings = sec[SNAPWIRE_SEC_STRINGS].p;
+    r.strings_len = sec[SNAPWIRE_SEC_STRINGS].len;
+    r.err = err;
+    r.errlen = errlen;
+    if (read_records(&r, sec, &s) < 0)
+        return -1;
+
+    arrays = (size_t)s.n_listeners * sizeof(*s.listeners) + (size_t)s.n_vhosts * sizeof(*s.vhosts) +
+             (size_t)s.n_routes * sizeof(*s.routes) + (size_t)s.n_clusters * sizeof(*s.clusters) +
+             (size_t)s.n_endpoints * sizeof(*s.endpoints);
+    sz = arrays + r.pool_sz + 1;
+    arena = malloc(sz);
+    if (!arena) {
+        set_err(err, errlen, "out of memory (%zu bytes)", sz);
+        return -1;
+    }
+    /* Every record struct holds pointers and u32s, so consecutive arrays stay aligned. */
+    s.listeners = (void *)arena;
+    s.vhosts = (void *)(s.listeners + s.n_listeners);
+    s.routes = (void *)(s.vhosts + s.n_vhosts);
+    s.clusters = (void *)(s.routes + s.n_routes);
+    s.endpoints = (void *)(s.clusters + s.n_clusters);
+    r.pool = arena + arrays;
+    r.pool_sz = 0;
+    if (read_records(&r, sec, &s) < 0 || check_snapshot(&s, err, errlen) < 0) {
+        free(arena);
+        return -1;
+    }
+    for (i = 0; i < s.n_endpoints; i++) {
+        if (!s.endpoints[i].address[0]) {
+            set_err(err, errlen, "endpoint %u: empty address", i);
+            free(arena);
+            return -1;
+        }
+    }
+    s.arena_ = arena;
+    *out = s;
+    return 0;
+}
+
+void snapwire_free(struct snapwire_snapshot *s)
+{
+    if (!s)
+        return;
+    free(s->arena_);
+    memset(s, 0, sizeof(*s));
+}
+
+int snapwire_same_payload(const void *a, size_t alen, const void *b, size_t blen)
+{
+    if (alen != blen || alen < SNAPWIRE_HEADER_SIZE)
+        return 0;
+    return memcmp((const uint8_t *)a + 16, (const uint8_t *)b + 16, alen - 16) == 0;
+}
+
+/* ---- JSON dump ---- */
+
+static void gen_str(yajl_gen g, const char *s)
+{
+    s = s ? s : "";
+    yajl_gen_string(g, (const unsigned char *)s, strlen(s));
+}
+
+static void gen_kv_str(yajl_gen g, const char *k, const char *v)
+{
+    gen_str(g, k);
+    gen_str(g, v);
+}
+
+static void gen_kv_int(yajl_gen g, const char *k, long long v)
+{
+    gen_str(g, k);
+    yajl_gen_integer(g, v);
+}
+
+char *snapwire_to_json(const struct snapwire_snapshot *s)
+{
+    static const char *match_names[] = {"", "Exact", "Prefix"};
+    yajl_gen g = yajl_gen_alloc(NULL);
+    const unsigned char *buf;
+    size_t len;
+    char *out;
+    uint32_t i, j;
+
+    if (!g)
+        return NULL;
+    yajl_gen_config(g, yajl_gen_beautify, 1);
+    yajl_gen_map_open(g);
+    gen_kv_int(g, "generation", (long long)s->generation);
+    gen_kv_str(g, "source", s->meta.source);
+    gen_str(g, "default_cluster");
+    if (s->meta.default_cluster == SNAPWIRE_NONE)
+        yajl_gen_null(g);
+    else
+        gen_str(g, s->clusters[s->meta.default_cluster].name);
+
+    gen_str(g, "listeners");
+    yajl_gen_array_open(g);
+    for (i = 0; i < s->n_listeners; i++) {
+        yajl_gen_map_open(g);
+        gen_kv_str(g, "name", s->listeners[i].name);
+        gen_kv_str(g, "address", s->listeners[i].address);
+        gen_kv_int(g, "port", s->listeners[i].port);
+        gen_kv_str(g, "protocol",
+                   s->listeners[i].protocol == SNAPWIRE_PROTO_HTTPS ? "https" : "http");
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+
+    gen_str(g, "vhosts");
+    yajl_gen_array_open(g);
+    for (i = 0; i < s->n_vhosts; i++) {
+        const struct snapwire_vhost *v = &s->vhosts[i];
+        yajl_gen_map_open(g);
+        gen_kv_str(g, "host", v->host[0] ? v->host : "*");
+        gen_str(g, "routes");
+        yajl_gen_array_open(g);
+        for (j = 0; j < v->route_count; j++) {
+            const struct snapwire_route *r = &s->routes[v->first_route + j];
+            yajl_gen_map_open(g);
+            gen_kv_str(g, "path", r->path);
+            gen_kv_str(g, "pathType", match_names[r->match]);
+            gen_kv_str(g, "cluster", s->clusters[r->cluster].name);
+            gen_kv_str(g, "source", r->source);
+            yajl_gen_map_close(g);
+        }
+        yajl_gen_array_close(g);
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+
+    gen_str(g, "clusters");
+    yajl_gen_array_open(g);
+    for (i = 0; i < s->n_clusters; i++) {
+        const struct snapwire_cluster *c = &s->clusters[i];
+        yajl_gen_map_open(g);
+        gen_kv_str(g, "name", c->name);
+        gen_kv_str(g, "lb", "round_robin");
+        gen_str(g, "endpoints");
+        yajl_gen_array_open(g);
+        for (j = 0; j < c->endpoint_count; j++) {
+            const struct snapwire_endpoint *e = &s->endpoints[c->first_endpoint + j];
+            char addr[80];
+            snprintf(addr, sizeof(addr), strchr(e->address, ':') ? "[%s]:%u" : "%s:%u",
+                     e->address, e->port);
+            gen_str(g, addr);
+        }
+        yajl_gen_array_close(g);
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+    yajl_gen_map_close(g);
+
+    if (yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok) {
+        yajl_gen_free(g);
+        return NULL;
+    }
+    out = malloc(len + 1);
+    if (out) {
+        memcpy(out, buf, len);
+        out[len] = '\0';
+    }
+    yajl_gen_free(g);
+    return out;
+}
+
+/* ---- replies ---- */
+
+size_t snapwire_reply_format(char *buf, size_t buflen, int ack, uint64_t generation,
+                             const char *reason)
+{
+    int n;
+
+    if (!buflen)
+        return 0;
+    if (ack) {
+        n = snprintf(buf, buflen, "ACK %llu\n", (unsigned long long)generation);
+    } else {
+        n = snprintf(buf, buflen, "NACK %llu ", (unsigned long long)generation);
+        if (n < 0)
+            n = 0;
+        for (const char *r = reason ? reason : "invalid"; *r && (size_t)n + 2 < buflen; r++)
+            buf[n++] = ((unsigned char)*r < 0x20 || *r == 0x7f) ? ' ' : *r;
+        if ((size_t)n + 1 < buflen)
+            buf[n++] = '\n';
+        buf[n < (int)buflen ? n : (int)buflen - 1] = '\0';
+    }
+    if (n < 0)
+        return 0;
+    return (size_t)n < buflen ? (size_t)n : buflen - 1;
+}
+
+int snapwire_reply_parse(const char *line, size_t len, uint64_t *generation, char *reason,
+                         size_t reasonlen)
+{
+    int ack;
+    size_t i, start;
+    uint64_t g = 0;
+
+    if (len && line[len - 1] == '\n')
+        len--;
+    if (len >= 4 && memcmp(line, "ACK ", 4) == 0) {
+        ack = 1;
+        i = 4;
+    } else if (len >= 5 && memcmp(line, "NACK ", 5) == 0) {
+        ack = 0;
+        i = 5;
+    } else {
+        return -1;
+    }
+    start = i;
+    for (; i < len && line[i] >= '0' && line[i] <= '9'; i++) {
+        if (g > (UINT64_MAX - 9) / 10)
+            return -1;
+        g = g * 10 + (uint64_t)(line[i] - '0');
+    }
+    if (i == start)
+        return -1;
+    if (ack && i != len)
+        return -1;
+    if (!ack) {
+        if (i < len && line[i] != ' ')
+            return -1;
+        if (i < len)
+            i++;
+        if (reason && reasonlen) {
+            size_t n = len - i < reasonlen - 1 ? len - i : reasonlen - 1;
+            memcpy(reason, line + i, n);
+            reason[n] = '\0';
+        }
+    }
+    if (generation)
+        *generation = g;
+    return ack;
+}

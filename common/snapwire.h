@@ -1,0 +1,180 @@
+/*
+ * snapwire: THE routing snapshot format shared by strait-controller and strait-dataplane.
+ *
+ * A snapshot travels as one frame: a fixed 32-byte header followed by a payload.
+ * Everything is little endian.
+ *
+ *   header  0  u32  magic "STRT" (0x54525453)
+ *           4  u16  format version (SNAPWIRE_VERSION)
+ *           6  u16  header size (32)
+ *           8  u64  generation (monotonic per controller)
+ *          16  u32  payload length
+ *          20  u32  CRC-32 (zlib) of the payload
+ *          24  u32  section count
+ *          28  u32  reserved, 0
+ *   payload: section table (count x {u32 type, u32 offset, u32 length}, offsets from payload
+ *            start), then the section bodies. Sections are arrays of fixed-size records whose
+ *            strings are {u32 offset, u32 length} into the STRINGS section and whose links are
+ *            u32 indexes into other sections (SNAPWIRE_NONE for "none").
+ *
+ * The in-memory form (struct snapwire_snapshot) is both what snapwire_encode() takes and
+ * what snapwire_decode() returns: plain arrays with NUL-terminated strings, so the frame
+ * buffer can be freed after decoding. snapwire_decode() checks every offset, length, index
+ * and enum before returning anything; a snapshot it returns is internally consistent:
+ *   - vhost routes [first_route, first_route+route_count) lie inside routes[]
+ *   - route.cluster < n_clusters; meta.default_cluster < n_clusters or SNAPWIRE_NONE
+ *   - cluster endpoints [first_endpoint, first_endpoint+endpoint_count) lie inside endpoints[]
+ *   - endpoint addresses parse as IPv4 or IPv6 literals; ports are 1..65535
+ *   - strings contain no NUL and no control characters
+ * Unknown section types are skipped (forward compatibility); CERTS and FILTERS are reserved.
+ *
+ * Only this module touches raw snapshot bytes.
+ */
+#ifndef STRAIT_SNAPWIRE_H
+#define STRAIT_SNAPWIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SNAPWIRE_MAGIC 0x54525453u /* "STRT" as little-endian bytes */
+#define SNAPWIRE_VERSION 1
+#define SNAPWIRE_HEADER_SIZE 32
+#define SNAPWIRE_MAX_FRAME (64u << 20) /* refuse frames larger than 64 MiB */
+#define SNAPWIRE_NONE 0xffffffffu
+
+enum snapwire_section_type {
+    SNAPWIRE_SEC_STRINGS = 1,
+    SNAPWIRE_SEC_META = 2,
+    SNAPWIRE_SEC_LISTENERS = 3,
+    SNAPWIRE_SEC_VHOSTS = 4,
+    SNAPWIRE_SEC_ROUTES = 5,
+    SNAPWIRE_SEC_CLUSTERS = 6,
+    SNAPWIRE_SEC_ENDPOINTS = 7,
+    SNAPWIRE_SEC_CERTS = 8,   /* reserved for TLS certificates */
+    SNAPWIRE_SEC_FILTERS = 9, /* reserved for API-gateway filters */
+};
+
+enum snapwire_match {
+    SNAPWIRE_MATCH_EXACT = 1,
+    SNAPWIRE_MATCH_PREFIX = 2, /* element-wise, Kubernetes Ingress semantics */
+};
+
+enum snapwire_protocol {
+    SNAPWIRE_PROTO_HTTP = 1,
+    SNAPWIRE_PROTO_HTTPS = 2,
+};
+
+enum snapwire_lb {
+    SNAPWIRE_LB_ROUND_ROBIN = 1,
+};
+
+struct snapwire_meta {
+    uint32_t default_cluster; /* index into clusters, or SNAPWIRE_NONE */
+    const char *source;       /* free text: what produced it, e.g. "file:/path" */
+};
+
+struct snapwire_listener {
+    const char *name;
+    const char *address; /* IP literal, may be empty for "any" */
+    uint16_t port;
+    uint8_t protocol; /* enum snapwire_protocol */
+};
+
+/*
+ * A virtual host. host is lower case: "foo.com", "*.foo.com" (exactly one extra label) or ""
+ * (any host). The controller sorts vhosts by host and, inside a vhost, routes in match order
+ * (longest path first, Exact before Prefix at equal length), so a reader may take the first
+ * route that matches.
+ */
+struct snapwire_vhost {
+    const char *host;
+    uint32_t first_route;
+    uint32_t route_count;
+};
+
+struct snapwire_route {
+    const char *path; /* starts with '/' */
+    uint8_t match;    /* enum snapwire_match */
+    uint32_t cluster; /* index into clusters */
+    const char *source; /* "namespace/ingress-name", for logs and metrics */
+};
+
+struct snapwire_cluster {
+    const char *name; /* "namespace/service:port" */
+    uint8_t lb;       /* enum snapwire_lb */
+    uint32_t first_endpoint;
+    uint32_t endpoint_count;
+};
+
+struct snapwire_endpoint {
+    const char *address; /* IPv4 or IPv6 literal, no brackets */
+    uint16_t port;
+    uint8_t ready; /* 1 = serving; the controller only sends ready endpoints today */
+};
+
+struct snapwire_snapshot {
+    uint64_t generation;
+    struct snapwire_meta meta;
+    uint32_t n_listeners, n_vhosts, n_routes, n_clusters, n_endpoints;
+    struct snapwire_listener *listeners;
+    struct snapwire_vhost *vhosts;
+    struct snapwire_route *routes;
+    struct snapwire_cluster *clusters;
+    struct snapwire_endpoint *endpoints;
+    void *arena_; /* owned by snapwire_decode(); NULL for caller-built snapshots */
+};
+
+/*
+ * Encodes s into a new frame stamped with generation. Returns 0 and sets *out (malloc'd, free
+ * with free()) and *out_len; returns -1 with err filled if s is inconsistent (same checks as
+ * decode). NULL strings encode as "".
+ */
+int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint8_t **out,
+                    size_t *out_len, char *err, size_t errlen);
+
+/*
+ * Reads the frame header at buf. Returns the total frame size (header + payload) when at
+ * least a full header is present and sane, -2 when len < SNAPWIRE_HEADER_SIZE, -1 with err
+ * filled when the header is invalid (bad magic, version, size above SNAPWIRE_MAX_FRAME).
+ * Lets a stream reader know how many bytes to wait for before calling snapwire_decode().
+ */
+long snapwire_frame_size(const void *buf, size_t len, char *err, size_t errlen);
+
+/* Generation stamped in a frame header (buf must hold at least a header). */
+uint64_t snapwire_frame_generation(const void *buf);
+
+/*
+ * Fully validates the frame in buf[0..len) and decodes it into *out (free with
+ * snapwire_free). Returns 0, or -1 with err filled and *out untouched.
+ */
+int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, char *err,
+                    size_t errlen);
+
+void snapwire_free(struct snapwire_snapshot *s);
+
+/*
+ * Same-content test for two encoded frames: equal payloads (generation ignored). Lets the
+ * controller skip republishing an identical snapshot.
+ */
+int snapwire_same_payload(const void *a, size_t alen, const void *b, size_t blen);
+
+/*
+ * Human-readable JSON dump of a snapshot (for /snapshot and --dump). Returns a malloc'd
+ * NUL-terminated string, or NULL on allocation failure.
+ */
+char *snapwire_to_json(const struct snapwire_snapshot *s);
+
+/*
+ * Replies from a data plane to the controller, one text line each:
+ *   "ACK <generation>\n"  or  "NACK <generation> <reason>\n"
+ * snapwire_reply_format writes one into buf (always NUL-terminated, reason sanitised to one
+ * line) and returns its length. snapwire_reply_parse parses one line (with or without the
+ * trailing newline): returns 1 for ACK, 0 for NACK, -1 if malformed; reason (may be NULL)
+ * receives the NACK text.
+ */
+size_t snapwire_reply_format(char *buf, size_t buflen, int ack, uint64_t generation,
+                             const char *reason);
+int snapwire_reply_parse(const char *line, size_t len, uint64_t *generation, char *reason,
+                         size_t reasonlen);
+
+#endif

@@ -1,0 +1,509 @@
+/*
+ * snapwire unit tests: round trip, determinism, and truncated, corrupted and hostile frames.
+ * Hostile frames get a recomputed CRC so they reach the structural checks, and every decode
+ * reads from a buffer whose end touches a PROT_NONE page, so an over-read crashes the test.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <cmocka.h>
+
+#include "snapwire.h"
+
+static struct snapwire_listener L[] = {{"http", "", 8080, SNAPWIRE_PROTO_HTTP}};
+static struct snapwire_route R[] = {
+    {"/api", SNAPWIRE_MATCH_EXACT, 0, "default/a"},
+    {"/", SNAPWIRE_MATCH_PREFIX, 1, "default/a"},
+    {"/", SNAPWIRE_MATCH_PREFIX, 1, "default/b"},
+};
+static struct snapwire_vhost V[] = {{"foo.com", 0, 2}, {"*.bar.com", 2, 1}};
+static struct snapwire_cluster C[] = {
+    {"default/api:80", SNAPWIRE_LB_ROUND_ROBIN, 0, 2},
+    {"default/web:http", SNAPWIRE_LB_ROUND_ROBIN, 2, 1},
+};
+static struct snapwire_endpoint E[] = {
+    {"127.0.0.1", 9001, 1}, {"::1", 9002, 1}, {"10.0.0.7", 80, 1}};
+
+static struct snapwire_snapshot sample(void)
+{
+    struct snapwire_snapshot s = {0};
+    s.meta.default_cluster = 1;
+    s.meta.source = "file:/tmp/x";
+    s.n_listeners = 1, s.listeners = L;
+    s.n_vhosts = 2, s.vhosts = V;
+    s.n_routes = 3, s.routes = R;
+    s.n_clusters = 2, s.clusters = C;
+    s.n_endpoints = 3, s.endpoints = E;
+    return s;
+}
+
+static uint8_t *encode_sample(size_t *len)
+{
+    struct snapwire_snapshot s = sample();
+    uint8_t *f = NULL;
+    char err[256];
+    assert_int_equal(snapwire_encode(&s, 7, &f, len, err, sizeof(err)), 0);
+    return f;
+}
+
+/* Copies buf so that its last byte sits right before a PROT_NONE page. */
+struct guarded {
+    uint8_t *map;
+    size_t maplen;
+    uint8_t *data;
+};
+
+static struct guarded guard(const void *buf, size_t len)
+{
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    size_t pages = (len + pg - 1) / pg + 1;
+    struct guarded g;
+    g.maplen = (pages + 1) * pg;
+    g.map = mmap(NULL, g.maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(g.map != MAP_FAILED);
+    assert_int_equal(mprotect(g.map + pages * pg, pg, PROT_NONE), 0);
+    g.data = g.map + pages * pg - len;
+    if (len)
+        memcpy(g.data, buf, len);
+    return g;
+}
+
+static int guarded_decode(const void *buf, size_t len, struct snapwire_snapshot *out, char *err,
+                          size_t errlen)
+{
+    struct guarded g = guard(buf, len);
+    int rc = snapwire_decode(g.data, len, out, err, errlen);
+    munmap(g.map, g.maplen);
+    return rc;
+}
+
+static void fix_crc(uint8_t *f, size_t len)
+{
+    uint32_t c = (uint32_t)crc32(0L, f + 32, (uInt)(len - 32));
+    f[20] = (uint8_t)c, f[21] = (uint8_t)(c >> 8), f[22] = (uint8_t)(c >> 16),
+    f[23] = (uint8_t)(c >> 24);
+}
+
+static void put32le(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16),
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t get32le(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Payload offset of the section of the given type (from the section table). */
+static uint8_t *section(uint8_t *f, uint32_t type, uint32_t *len)
+{
+    uint32_t n = get32le(f + 24);
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t *e = f + 32 + i * 12;
+        if (get32le(e) == type) {
+            if (len)
+                *len = get32le(e + 8);
+            return f + 32 + get32le(e + 4);
+        }
+    }
+    fail_msg("section %u not found", type);
+    return NULL;
+}
+
+static void test_round_trip(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *f = encode_sample(&len);
+    struct snapwire_snapshot d;
+    char err[256] = "";
+
+    assert_int_equal(snapwire_frame_size(f, len, err, sizeof(err)), (long)len);
+    assert_int_equal(snapwire_frame_generation(f), 7);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), 0);
+    assert_int_equal(d.generation, 7);
+    assert_int_equal(d.n_vhosts, 2);
+    assert_string_equal(d.vhosts[1].host, "*.bar.com");
+    assert_int_equal(d.vhosts[1].first_route, 2);
+    assert_int_equal(d.n_routes, 3);
+    assert_string_equal(d.routes[0].path, "/api");
+    assert_int_equal(d.routes[0].match, SNAPWIRE_MATCH_EXACT);
+    assert_string_equal(d.routes[2].source, "default/b");
+    assert_int_equal(d.routes[2].cluster, 1);
+    assert_string_equal(d.clusters[1].name, "default/web:http");
+    assert_int_equal(d.clusters[0].endpoint_count, 2);
+    assert_string_equal(d.endpoints[1].address, "::1");
+    assert_int_equal(d.endpoints[1].port, 9002);
+    assert_int_equal(d.meta.default_cluster, 1);
+    assert_string_equal(d.meta.source, "file:/tmp/x");
+    assert_int_equal(d.n_listeners, 1);
+    assert_int_equal(d.listeners[0].port, 8080);
+    snapwire_free(&d);
+    free(f);
+}
+
+static void test_empty_snapshot(void **state)
+{
+    (void)state;
+    struct snapwire_snapshot s = {0}, d;
+    uint8_t *f;
+    size_t len;
+    char err[256];
+
+    s.meta.default_cluster = SNAPWIRE_NONE;
+    assert_int_equal(snapwire_encode(&s, 1, &f, &len, err, sizeof(err)), 0);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), 0);
+    assert_int_equal(d.n_routes + d.n_vhosts + d.n_clusters + d.n_endpoints, 0);
+    assert_int_equal(d.meta.default_cluster, SNAPWIRE_NONE);
+    snapwire_free(&d);
+    free(f);
+}
+
+static void test_deterministic_and_same_payload(void **state)
+{
+    (void)state;
+    struct snapwire_snapshot s = sample();
+    uint8_t *a, *b;
+    size_t alen, blen;
+    char err[256];
+
+    assert_int_equal(snapwire_encode(&s, 1, &a, &alen, err, sizeof(err)), 0);
+    assert_int_equal(snapwire_encode(&s, 2, &b, &blen, err, sizeof(err)), 0);
+    assert_int_equal(alen, blen);
+    assert_memory_equal(a + 16, b + 16, alen - 16); /* only the generation differs */
+    assert_true(snapwire_same_payload(a, alen, b, blen));
+    free(b);
+    s.n_routes = 2; /* vhost 1 now points past the routes: refused */
+    assert_int_equal(snapwire_encode(&s, 2, &b, &blen, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "vhost 1"));
+    s = sample();
+    s.vhosts = (struct snapwire_vhost[]){{"foo.com", 0, 1}, {"*.bar.com", 2, 1}};
+    assert_int_equal(snapwire_encode(&s, 2, &b, &blen, err, sizeof(err)), 0);
+    assert_false(snapwire_same_payload(a, alen, b, blen));
+    free(a);
+    free(b);
+}
+
+static void test_encoder_refuses_inconsistent(void **state)
+{
+    (void)state;
+    struct snapwire_snapshot s;
+    struct snapwire_endpoint bad_ep[] = {{"not-an-ip", 80, 1}};
+    struct snapwire_route bad_rt[] = {{"nope", SNAPWIRE_MATCH_PREFIX, 0, ""}};
+    uint8_t *f;
+    size_t len;
+    char err[256];
+
+    s = sample();
+    s.meta.default_cluster = 9;
+    assert_int_equal(snapwire_encode(&s, 1, &f, &len, err, sizeof(err)), -1);
+    s = sample();
+    s.endpoints = bad_ep, s.n_endpoints = 1;
+    s.clusters = (struct snapwire_cluster[]){{"x", SNAPWIRE_LB_ROUND_ROBIN, 0, 1},
+                                             {"y", SNAPWIRE_LB_ROUND_ROBIN, 0, 0}};
+    assert_int_equal(snapwire_encode(&s, 1, &f, &len, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "endpoint 0"));
+    s = sample();
+    s.routes = bad_rt, s.n_routes = 1, s.n_vhosts = 1;
+    s.vhosts = (struct snapwire_vhost[]){{"a", 0, 1}};
+    assert_int_equal(snapwire_encode(&s, 1, &f, &len, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "path"));
+}
+
+static void test_truncated_everywhere(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *f = encode_sample(&len);
+    struct snapwire_snapshot d;
+    char err[256];
+
+    for (size_t n = 0; n < len; n++) {
+        err[0] = '\0';
+        assert_int_equal(guarded_decode(f, n, &d, err, sizeof(err)), -1);
+        assert_true(err[0] != '\0');
+        if (n < 32)
+            assert_int_equal(snapwire_frame_size(f, n, NULL, 0), -2);
+    }
+    free(f);
+}
+
+static void test_bad_header(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *f = encode_sample(&len);
+    struct snapwire_snapshot d;
+    char err[256];
+
+    f[0] ^= 1; /* magic */
+    assert_int_equal(snapwire_frame_size(f, len, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "magic"));
+    f[0] ^= 1;
+    f[4] = 2; /* version */
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "version"));
+    f[4] = 1;
+    put32le(f + 16, 0xfffffff0u); /* huge payload */
+    assert_int_equal(snapwire_frame_size(f, len, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "too large"));
+    free(f);
+}
+
+static void test_corrupt_payload_fails_crc(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *f = encode_sample(&len);
+    struct snapwire_snapshot d;
+    char err[256];
+
+    for (size_t i = 32; i < len; i++) {
+        f[i] ^= 0x40;
+        assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
+        assert_non_null(strstr(err, "checksum"));
+        f[i] ^= 0x40;
+    }
+    free(f);
+}
+
+/* Structural lies with a valid checksum. */
+static void test_hostile_with_valid_crc(void **state)
+{
+    (void)state;
+    size_t len;
+    struct snapwire_snapshot d;
+    char err[256];
+    uint8_t *f, *p;
+    uint32_t slen;
+
+    /* route cluster index out of range */
+    f = encode_sample(&len);
+    p = section(f, SNAPWIRE_SEC_ROUTES, NULL);
+    put32le(p + 8, 99);
+    fix_crc(f, len);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "cluster 99"));
+    free(f);
+
+    /* string reference past the string table */
+    f = encode_sample(&len);
+    section(f, SNAPWIRE_SEC_STRINGS, &slen);
+    p = section(f, SNAPWIRE_SEC_VHOSTS, NULL);
+    put32le(p, slen - 2);
+    put32le(p + 4, 3);
+    fix_crc(f, len);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "out of bounds"));
+    free(f);
+
+    /* huge string length designed to wrap 32-bit arithmetic */
+    f = encode_sample(&len);
+    p = section(f, SNAPWIRE_SEC_VHOSTS, NULL);
+    put32le(p, 4);
+    put32le(p + 4, 0xfffffffeu);
+    fix_crc(f, len);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
+    free(f);
+
+    /* vhost route range that wraps */
+    f = encode_sample(&len);
+    p = section(f, SNAPWIRE_SEC_VHOSTS, NULL);
+    put32le(p + 8, 0xffffffffu);
+    put32le(p + 12, 2);
+    fix_crc(f, len);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "vhost 0"));
+    free(f);
+
+    /* section pointing past the payload, and into the section table */
+    f = encode_sample(&len);
+    put32le(f + 32 + 4, (uint32_t)len);
+    fix_crc(f, len);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "out of bounds"));
+    put32le(f + 32 + 4, 0);
+    fix_crc(f, len);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
+    free(f);
+
+    /* section count larger than the payload can hold */
+    f = encode_sample(&len);
+    put32le(f + 24, 1000000);
+    fix_crc(f, len);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "section count"));
+    free(f);
+
+    /* duplicate section type */
+    f = encode_sample(&len);
+    put32le(f + 32 + 12, SNAPWIRE_SEC_STRINGS);
+    fix_crc(f, len);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "duplicate"));
+    free(f);
+
+    /* bad enum, bad endpoint port, control character in a string */
+    f = encode_sample(&len);
+    p = section(f, SNAPWIRE_SEC_ROUTES, NULL);
+    p[12] = 9;
+    fix_crc(f, len);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "match"));
+    free(f);
+    f = encode_sample(&len);
+    p = section(f, SNAPWIRE_SEC_ENDPOINTS, NULL);
+    p[8] = 0, p[9] = 0;
+    fix_crc(f, len);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "port 0"));
+    free(f);
+    f = encode_sample(&len);
+    p = section(f, SNAPWIRE_SEC_STRINGS, NULL);
+    p[0] = '\n';
+    fix_crc(f, len);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "control"));
+    free(f);
+
+    /* record section whose length is not a multiple of the record size */
+    f = encode_sample(&len);
+    for (uint32_t i = 0; i < get32le(f + 24); i++)
+        if (get32le(f + 32 + i * 12) == SNAPWIRE_SEC_ROUTES)
+            put32le(f + 32 + i * 12 + 8, get32le(f + 32 + i * 12 + 8) - 1);
+    fix_crc(f, len);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "whole number"));
+    free(f);
+}
+
+/* Unknown section types are skipped so newer controllers can add sections. */
+static void test_unknown_section_skipped(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *f = encode_sample(&len);
+    struct snapwire_snapshot d;
+    char err[256];
+
+    /* Turn the LISTENERS entry into an unknown type: still decodes, with no listeners. */
+    for (uint32_t i = 0; i < get32le(f + 24); i++)
+        if (get32le(f + 32 + i * 12) == SNAPWIRE_SEC_LISTENERS)
+            put32le(f + 32 + i * 12, 4242);
+    fix_crc(f, len);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), 0);
+    assert_int_equal(d.n_listeners, 0);
+    assert_int_equal(d.n_routes, 3);
+    snapwire_free(&d);
+    free(f);
+}
+
+/* Random bit flips with the CRC fixed: the decoder must never crash, only accept or refuse. */
+static void test_random_mutations(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *orig = encode_sample(&len), *f = malloc(len);
+    struct snapwire_snapshot d;
+    char err[256];
+    unsigned seed = 12345;
+    int accepted = 0, refused = 0;
+
+    for (int it = 0; it < 20000; it++) {
+        memcpy(f, orig, len);
+        int flips = 1 + rand_r(&seed) % 4;
+        for (int k = 0; k < flips; k++)
+            f[32 + (size_t)rand_r(&seed) % (len - 32)] ^= (uint8_t)(1u << (rand_r(&seed) % 8));
+        fix_crc(f, len);
+        if (snapwire_decode(f, len, &d, err, sizeof(err)) == 0) {
+            accepted++;
+            /* Whatever got through must satisfy the documented invariants. */
+            for (uint32_t i = 0; i < d.n_routes; i++)
+                assert_true(d.routes[i].cluster < d.n_clusters && d.routes[i].path[0] == '/');
+            for (uint32_t i = 0; i < d.n_vhosts; i++)
+                assert_true((uint64_t)d.vhosts[i].first_route + d.vhosts[i].route_count <=
+                            d.n_routes);
+            snapwire_free(&d);
+        } else {
+            refused++;
+        }
+    }
+    assert_true(refused > 0);
+    assert_true(accepted + refused == 20000);
+    free(f);
+    free(orig);
+}
+
+static void test_json_dump(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *f = encode_sample(&len);
+    struct snapwire_snapshot d;
+    char err[256];
+    char *js;
+
+    assert_int_equal(snapwire_decode(f, len, &d, err, sizeof(err)), 0);
+    js = snapwire_to_json(&d);
+    assert_non_null(js);
+    assert_non_null(strstr(js, "\"generation\": 7"));
+    assert_non_null(strstr(js, "\"host\": \"*.bar.com\""));
+    assert_non_null(strstr(js, "\"pathType\": \"Exact\""));
+    assert_non_null(strstr(js, "\"[::1]:9002\""));
+    assert_non_null(strstr(js, "\"default_cluster\": \"default/web:http\""));
+    free(js);
+    snapwire_free(&d);
+    free(f);
+}
+
+static void test_replies(void **state)
+{
+    (void)state;
+    char buf[64], reason[32];
+    uint64_t g = 0;
+    size_t n;
+
+    n = snapwire_reply_format(buf, sizeof(buf), 1, 42, NULL);
+    assert_string_equal(buf, "ACK 42\n");
+    assert_int_equal(n, 7);
+    assert_int_equal(snapwire_reply_parse(buf, n, &g, NULL, 0), 1);
+    assert_int_equal(g, 42);
+    n = snapwire_reply_format(buf, sizeof(buf), 0, 43, "bad\nthing");
+    assert_string_equal(buf, "NACK 43 bad thing\n");
+    assert_int_equal(snapwire_reply_parse(buf, n, &g, reason, sizeof(reason)), 0);
+    assert_int_equal(g, 43);
+    assert_string_equal(reason, "bad thing");
+    n = snapwire_reply_format(buf, 12, 0, 43, "a very long reason that is cut");
+    assert_true(n < 12 && strlen(buf) == n);
+    assert_int_equal(snapwire_reply_parse("ACK", 3, &g, NULL, 0), -1);
+    assert_int_equal(snapwire_reply_parse("ACK x", 5, &g, NULL, 0), -1);
+    assert_int_equal(snapwire_reply_parse("ACK 1 2", 7, &g, NULL, 0), -1);
+    assert_int_equal(snapwire_reply_parse("HELLO 1", 7, &g, NULL, 0), -1);
+    assert_int_equal(snapwire_reply_parse("ACK 99999999999999999999999", 27, &g, NULL, 0), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_empty_snapshot),
+        cmocka_unit_test(test_deterministic_and_same_payload),
+        cmocka_unit_test(test_encoder_refuses_inconsistent),
+        cmocka_unit_test(test_truncated_everywhere),
+        cmocka_unit_test(test_bad_header),
+        cmocka_unit_test(test_corrupt_payload_fails_crc),
+        cmocka_unit_test(test_hostile_with_valid_crc),
+        cmocka_unit_test(test_unknown_section_skipped),
+        cmocka_unit_test(test_random_mutations),
+        cmocka_unit_test(test_json_dump),
+        cmocka_unit_test(test_replies),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
