@@ -1,0 +1,561 @@
+/*
+ * kube_decode: turns one kobj document into a typed model object.
+ *
+ * Does: kind/apiVersion selection (networking.k8s.io/v1 IngressClass and Ingress, v1
+ * Service, discovery.k8s.io/v1 EndpointSlice), per-object validation following the API
+ * server's own rules (hosts, paths, pathTypes, ports, names, addresses), namespace defaulting.
+ * Does not: look at other objects (service lookups, class selection, conflicts are snapbuild's
+ * job), read files, or log: it reports through its return value and err.
+ * Invariants: an object it returns satisfies everything snapbuild and snapwire assume about a
+ * single object: strings are free of control characters, ports are 1..65535, hosts are lower
+ * case valid DNS names or "*." wildcards, paths start with '/', addresses are IP literals.
+ */
+#include "kube_decode.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SET_ERR(...) snprintf(err, errlen, __VA_ARGS__)
+
+static int kd_has_ctl(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) return 1;
+    return 0;
+}
+
+/* Makes s safe as an unquoted logfmt value: the identity of a bad object is still logged. */
+static void kd_sanitize(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s <= 0x20 || *s == 0x7f || *s == '"' || *s == '=' || *s == '\\')
+            *s = '?';
+}
+
+/* RFC 1123 label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters. */
+static int kd_dns_label(const char *s, size_t n)
+{
+    size_t i;
+
+    if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-') return 0;
+    for (i = 0; i < n; i++)
+        if (!(islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) || s[i] == '-'))
+            return 0;
+    return 1;
+}
+
+/* RFC 1123 subdomain: dot-separated labels, at most 253 characters. */
+static int kd_dns_subdomain(const char *s)
+{
+    size_t n = strlen(s);
+    const char *p = s, *dot;
+
+    if (n == 0 || n > 253) return 0;
+    for (;;) {
+        dot = strchr(p, '.');
+        if (!kd_dns_label(p, dot ? (size_t)(dot - p) : strlen(p))) return 0;
+        if (!dot) return 1;
+        p = dot + 1;
+    }
+}
+
+int kube_decode_host(char *host, char *err, size_t errlen)
+{
+    unsigned char tmp[16];
+    char *p;
+
+    for (p = host; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    if (inet_pton(AF_INET, host, tmp) == 1 || inet_pton(AF_INET6, host, tmp) == 1) {
+        SET_ERR("host \"%.100s\" must be a DNS name, not an IP address", host);
+        return -1;
+    }
+    p = host;
+    if (p[0] == '*' && p[1] == '.') p += 2;
+    if (!kd_dns_subdomain(p)) {
+        SET_ERR("host \"%.100s\" is not a valid DNS name (or *.wildcard)", host);
+        return -1;
+    }
+    return 0;
+}
+
+static int kd_two_digits(const char *s, int *v)
+{
+    if (!isdigit((unsigned char)s[0]) || !isdigit((unsigned char)s[1])) return -1;
+    *v = (s[0] - '0') * 10 + (s[1] - '0');
+    return 0;
+}
+
+int kube_decode_time(const char *s, int64_t *sec, long *nsec)
+{
+    int year = 0, mon, day, hh, mm, ss, oh = 0, om = 0, i, sign = 0;
+    long frac = 0, scale = 100000000;
+    struct tm tm;
+    time_t t;
+
+    for (i = 0; i < 4; i++) {
+        if (!isdigit((unsigned char)s[i])) return -1;
+        year = year * 10 + (s[i] - '0');
+    }
+    s += 4;
+    if (*s++ != '-' || kd_two_digits(s, &mon) || s[2] != '-' || kd_two_digits(s + 3, &day))
+        return -1;
+    s += 5;
+    if ((*s != 'T' && *s != 't' && *s != ' ') || kd_two_digits(s + 1, &hh) || s[3] != ':' ||
+        kd_two_digits(s + 4, &mm) || s[6] != ':' || kd_two_digits(s + 7, &ss))
+        return -1;
+    s += 9;
+    if (*s == '.') {
+        s++;
+        if (!isdigit((unsigned char)*s)) return -1;
+        for (; isdigit((unsigned char)*s); s++) {
+            frac += (*s - '0') * scale;
+            scale /= 10;
+        }
+    }
+    if (*s == 'Z' || *s == 'z') {
+        s++;
+    } else if (*s == '+' || *s == '-') {
+        sign = *s == '-' ? -1 : 1;
+        if (kd_two_digits(s + 1, &oh) || s[3] != ':' || kd_two_digits(s + 4, &om)) return -1;
+        s += 6;
+    } else {
+        return -1;
+    }
+    if (*s || mon < 1 || mon > 12 || day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60)
+        return -1;
+    memset(&tm, 0, sizeof(tm));
+    tm.tm_year = year - 1900;
+    tm.tm_mon = mon - 1;
+    tm.tm_mday = day;
+    tm.tm_hour = hh;
+    tm.tm_min = mm;
+    tm.tm_sec = ss;
+    t = timegm(&tm);
+    *sec = (int64_t)t - sign * (int64_t)(oh * 3600 + om * 60);
+    *nsec = frac;
+    return 0;
+}
+
+const struct kobj *kube_decode_list_items(const struct kobj *doc)
+{
+    const char *kind = kobj_str(doc, "kind");
+    const struct kobj *items = kobj_get(doc, "items");
+    size_t n;
+
+    if (!kind || !items || items->type != KOBJ_SEQ) return NULL;
+    n = strlen(kind);
+    if (n < 4 || strcmp(kind + n - 4, "List")) return NULL;
+    return items;
+}
+
+/* Copies a scalar at a path into obj's pool after checking it is printable. */
+static int kd_str(struct model_meta *obj, const struct kobj *node, const char **out,
+                  const char *what, char *err, size_t errlen)
+{
+    const char *s = kobj_text(node);
+
+    if (node && node->type != KOBJ_SCALAR) {
+        SET_ERR("%s must be a string", what);
+        return -1;
+    }
+    if (s && kd_has_ctl(s)) {
+        SET_ERR("%s contains control characters", what);
+        return -1;
+    }
+    if (!(*out = s ? model_strdup(obj, s) : NULL) && s) {
+        SET_ERR("out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static int kd_port(const struct kobj *node, long *port, const char *what, char *err, size_t errlen)
+{
+    if (kobj_int(node, port) || *port < 1 || *port > 65535) {
+        SET_ERR("%s must be a port number 1-65535", what);
+        return -1;
+    }
+    return 0;
+}
+
+static int kd_meta(const struct kobj *doc, struct model_meta *m, const char *source, int namespaced,
+                   struct kube_ident *id, char *err, size_t errlen)
+{
+    const char *name = kobj_str(doc, "metadata", "name");
+    const char *ns = kobj_str(doc, "metadata", "namespace");
+    const char *ts = kobj_str(doc, "metadata", "creationTimestamp");
+
+    if (!namespaced)
+        ns = "";
+    else if (!ns || !*ns)
+        ns = "default";
+    snprintf(id->object, sizeof(id->object), "%s%s%s", namespaced ? ns : "", namespaced ? "/" : "",
+             name ? name : "-");
+    kd_sanitize(id->object);
+    if (!name || !*name) {
+        SET_ERR("metadata.name is missing");
+        return -1;
+    }
+    if (!kd_dns_subdomain(name)) {
+        SET_ERR("metadata.name \"%.100s\" is not a valid DNS-1123 subdomain", name);
+        return -1;
+    }
+    if (namespaced && !kd_dns_label(ns, strlen(ns))) {
+        SET_ERR("metadata.namespace \"%.100s\" is not a valid DNS-1123 label", ns);
+        return -1;
+    }
+    if (!(m->name = model_strdup(m, name)) || !(m->ns = model_strdup(m, ns)) ||
+        !(m->source = model_strdup(m, source))) {
+        SET_ERR("out of memory");
+        return -1;
+    }
+    /* an unparsable timestamp counts as missing: such an object simply loses ties */
+    if (ts && !kube_decode_time(ts, &m->created_sec, &m->created_nsec)) m->has_created = 1;
+    return 0;
+}
+
+static int kd_backend(struct model_meta *m, const struct kobj *node, struct model_backend *b,
+                      const char *where, char *err, size_t errlen)
+{
+    const struct kobj *svc = kobj_get(node, "service");
+    const struct kobj *num, *pname;
+    const char *name;
+
+    if (kobj_get(node, "resource")) {
+        SET_ERR("%s: backend.resource is not supported", where);
+        return -1;
+    }
+    if (!svc || svc->type != KOBJ_MAP) {
+        SET_ERR("%s: backend.service is missing", where);
+        return -1;
+    }
+    name = kobj_str(svc, "name");
+    if (!name || !kd_dns_subdomain(name)) {
+        SET_ERR("%s: backend.service.name is missing or invalid", where);
+        return -1;
+    }
+    if (!(b->service = model_strdup(m, name))) {
+        SET_ERR("out of memory");
+        return -1;
+    }
+    num = kobj_get(svc, "port", "number");
+    pname = kobj_get(svc, "port", "name");
+    if (kobj_text(num) && kobj_text(pname)) {
+        SET_ERR("%s: backend.service.port has both name and number", where);
+        return -1;
+    }
+    b->port_name = "";
+    if (kobj_text(num))
+        return kd_port(num, &b->port_number, "backend.service.port.number", err, errlen);
+    if (!kobj_text(pname) || !*kobj_text(pname)) {
+        SET_ERR("%s: backend.service.port needs a name or a number", where);
+        return -1;
+    }
+    if (kd_str(m, pname, &b->port_name, "backend.service.port.name", err, errlen)) return -1;
+    return 0;
+}
+
+static int kd_path(struct model_meta *m, const struct kobj *node, struct model_path *p,
+                   const char *where, char *err, size_t errlen)
+{
+    /* the API server refuses these in Exact/Prefix paths: they would match ambiguously */
+    static const char *bad_seq[] = {"//", "/./", "/../", "%2f", "%2F"};
+    static const char *bad_suffix[] = {"/..", "/."};
+    const char *type = kobj_str(node, "pathType");
+    const char *path = kobj_str(node, "path");
+    size_t i, n;
+
+    if (!type) {
+        SET_ERR("%s: pathType is missing", where);
+        return -1;
+    }
+    if (!strcmp(type, "Exact"))
+        p->type = MODEL_PATH_EXACT;
+    else if (!strcmp(type, "Prefix"))
+        p->type = MODEL_PATH_PREFIX;
+    else if (!strcmp(type, "ImplementationSpecific"))
+        p->type = MODEL_PATH_IMPL_SPECIFIC;
+    else {
+        SET_ERR("%s: unsupported pathType \"%.40s\"", where, type);
+        return -1;
+    }
+    if (!path || path[0] != '/') {
+        SET_ERR("%s: path \"%.100s\" must start with '/'", where, path ? path : "");
+        return -1;
+    }
+    if (kd_str(m, kobj_get(node, "path"), &p->path, "path", err, errlen)) return -1;
+    if (strchr(path, '?') || strchr(path, '#') || strchr(path, ' ')) {
+        SET_ERR("%s: path \"%.100s\" must not contain '?', '#' or spaces", where, path);
+        return -1;
+    }
+    if (p->type != MODEL_PATH_IMPL_SPECIFIC) {
+        n = strlen(path);
+        for (i = 0; i < sizeof(bad_seq) / sizeof(bad_seq[0]); i++) {
+            if (strstr(path, bad_seq[i])) {
+                SET_ERR("%s: path \"%.100s\" must not contain '%s'", where, path, bad_seq[i]);
+                return -1;
+            }
+        }
+        for (i = 0; i < sizeof(bad_suffix) / sizeof(bad_suffix[0]); i++) {
+            size_t sl = strlen(bad_suffix[i]);
+            if (n >= sl && !strcmp(path + n - sl, bad_suffix[i])) {
+                SET_ERR("%s: path \"%.100s\" must not end with '%s'", where, path, bad_suffix[i]);
+                return -1;
+            }
+        }
+    }
+    return kd_backend(m, kobj_get(node, "backend"), &p->backend, where, err, errlen);
+}
+
+static int kd_ingress(const struct kobj *doc, struct model_ingress *ing, char *err, size_t errlen)
+{
+    struct model_meta *m = &ing->meta;
+    const struct kobj *rules = kobj_get(doc, "spec", "rules"), *paths, *db;
+    char where[96], *host;
+    size_t i, j;
+
+    if (kd_str(m, kobj_get(doc, "spec", "ingressClassName"), &ing->class_name,
+               "spec.ingressClassName", err, errlen) ||
+        kd_str(m, kobj_get(doc, "metadata", "annotations", "kubernetes.io/ingress.class"),
+               &ing->class_annotation, "annotation kubernetes.io/ingress.class", err, errlen))
+        return -1;
+    db = kobj_get(doc, "spec", "defaultBackend");
+    if (db) {
+        if (kd_backend(m, db, &ing->default_backend, "spec.defaultBackend", err, errlen)) return -1;
+        ing->has_default_backend = 1;
+    }
+    if (!rules) return 0;
+    if (rules->type != KOBJ_SEQ) {
+        SET_ERR("spec.rules must be a list");
+        return -1;
+    }
+    if (!(ing->rules = model_alloc(m, rules->n * sizeof(*ing->rules)))) goto oom;
+    ing->n_rules = rules->n;
+    for (i = 0; i < rules->n; i++) {
+        struct model_rule *r = &ing->rules[i];
+        const struct kobj *rn = rules->items[i];
+        const char *h = kobj_str(rn, "host");
+
+        if (!(host = (char *)model_strdup(m, h ? h : ""))) goto oom;
+        if (*host && kube_decode_host(host, err, errlen)) return -1;
+        r->host = host;
+        paths = kobj_get(rn, "http", "paths");
+        if (!paths) continue;
+        if (paths->type != KOBJ_SEQ) {
+            SET_ERR("spec.rules[%zu].http.paths must be a list", i);
+            return -1;
+        }
+        if (!(r->paths = model_alloc(m, paths->n * sizeof(*r->paths)))) goto oom;
+        r->n_paths = paths->n;
+        for (j = 0; j < paths->n; j++) {
+            snprintf(where, sizeof(where), "spec.rules[%zu].http.paths[%zu]", i, j);
+            if (kd_path(m, paths->items[j], &r->paths[j], where, err, errlen)) return -1;
+        }
+    }
+    return 0;
+oom:
+    SET_ERR("out of memory");
+    return -1;
+}
+
+static int kd_ingress_class(const struct kobj *doc, struct model_ingress_class *ic, char *err,
+                            size_t errlen)
+{
+    const char *def =
+        kobj_str(doc, "metadata", "annotations", "ingressclass.kubernetes.io/is-default-class");
+
+    ic->is_default = def && !strcmp(def, "true");
+    return kd_str(&ic->meta, kobj_get(doc, "spec", "controller"), &ic->controller,
+                  "spec.controller", err, errlen);
+}
+
+static int kd_service(const struct kobj *doc, struct model_service *svc, char *err, size_t errlen)
+{
+    struct model_meta *m = &svc->meta;
+    const struct kobj *ports = kobj_get(doc, "spec", "ports");
+    size_t i;
+
+    if (!ports) return 0;
+    if (ports->type != KOBJ_SEQ) {
+        SET_ERR("spec.ports must be a list");
+        return -1;
+    }
+    if (!(svc->ports = model_alloc(m, ports->n * sizeof(*svc->ports)))) {
+        SET_ERR("out of memory");
+        return -1;
+    }
+    svc->n_ports = ports->n;
+    for (i = 0; i < ports->n; i++) {
+        struct model_service_port *p = &svc->ports[i];
+        if (kd_str(m, kobj_get(ports->items[i], "name"), &p->name, "spec.ports[].name", err,
+                   errlen) ||
+            kd_port(kobj_get(ports->items[i], "port"), &p->port, "spec.ports[].port", err, errlen))
+            return -1;
+        if (!p->name) p->name = "";
+    }
+    return 0;
+}
+
+static int kd_slice(const struct kobj *doc, struct model_endpoint_slice *es, char *err,
+                    size_t errlen)
+{
+    struct model_meta *m = &es->meta;
+    const char *at = kobj_str(doc, "addressType");
+    const struct kobj *ports = kobj_get(doc, "ports");
+    const struct kobj *eps = kobj_get(doc, "endpoints");
+    unsigned char tmp[16];
+    size_t i, j;
+    int af;
+
+    if (!at) {
+        SET_ERR("addressType is missing");
+        return -1;
+    }
+    if (!strcmp(at, "IPv4")) {
+        es->address_type = MODEL_ADDR_IPV4;
+        af = AF_INET;
+    } else if (!strcmp(at, "IPv6")) {
+        es->address_type = MODEL_ADDR_IPV6;
+        af = AF_INET6;
+    } else if (!strcmp(at, "FQDN")) {
+        SET_ERR("addressType FQDN is not supported");
+        return -1;
+    } else {
+        SET_ERR("unknown addressType \"%.40s\"", at);
+        return -1;
+    }
+    if (kd_str(m, kobj_get(doc, "metadata", "labels", "kubernetes.io/service-name"),
+               &es->service_name, "label kubernetes.io/service-name", err, errlen))
+        return -1;
+    if (!es->service_name) es->service_name = "";
+    if (ports && ports->type == KOBJ_SEQ) {
+        if (!(es->ports = model_alloc(m, ports->n * sizeof(*es->ports)))) goto oom;
+        es->n_ports = ports->n;
+        for (i = 0; i < ports->n; i++) {
+            const struct kobj *pn = kobj_get(ports->items[i], "port");
+            if (kd_str(m, kobj_get(ports->items[i], "name"), &es->ports[i].name, "ports[].name",
+                       err, errlen))
+                return -1;
+            if (!es->ports[i].name) es->ports[i].name = "";
+            if (kobj_text(pn) && kd_port(pn, &es->ports[i].port, "ports[].port", err, errlen))
+                return -1;
+        }
+    } else if (ports) {
+        SET_ERR("ports must be a list");
+        return -1;
+    }
+    if (!eps) return 0;
+    if (eps->type != KOBJ_SEQ) {
+        SET_ERR("endpoints must be a list");
+        return -1;
+    }
+    if (!(es->endpoints = model_alloc(m, eps->n * sizeof(*es->endpoints)))) goto oom;
+    es->n_endpoints = eps->n;
+    for (i = 0; i < eps->n; i++) {
+        struct model_slice_endpoint *e = &es->endpoints[i];
+        const struct kobj *addrs = kobj_get(eps->items[i], "addresses");
+        /* unknown readiness counts as ready, as the EndpointSlice API documents */
+        e->ready = kobj_bool(kobj_get(eps->items[i], "conditions", "ready")) != 0;
+        if (!addrs || addrs->type != KOBJ_SEQ) {
+            SET_ERR("endpoints[%zu].addresses must be a list", i);
+            return -1;
+        }
+        if (!(e->addresses = model_alloc(m, addrs->n * sizeof(*e->addresses)))) goto oom;
+        e->n_addresses = addrs->n;
+        for (j = 0; j < addrs->n; j++) {
+            const char *a = kobj_text(addrs->items[j]);
+            if (!a || inet_pton(af, a, tmp) != 1) {
+                SET_ERR("endpoints[%zu].addresses: \"%.60s\" is not an %s address", i, a ? a : "",
+                        at);
+                return -1;
+            }
+            if (!(e->addresses[j] = model_strdup(m, a))) goto oom;
+        }
+    }
+    return 0;
+oom:
+    SET_ERR("out of memory");
+    return -1;
+}
+
+int kube_decode(const struct kobj *doc, const char *source, struct model_meta **out,
+                struct kube_ident *id, char *err, size_t errlen)
+{
+    static const struct {
+        const char *api, *kind;
+        enum model_kind mk;
+        size_t size;
+    } kinds[] = {
+        {"networking.k8s.io/v1", "IngressClass", MODEL_KIND_INGRESS_CLASS,
+         sizeof(struct model_ingress_class)},
+        {"networking.k8s.io/v1", "Ingress", MODEL_KIND_INGRESS, sizeof(struct model_ingress)},
+        {"v1", "Service", MODEL_KIND_SERVICE, sizeof(struct model_service)},
+        {"discovery.k8s.io/v1", "EndpointSlice", MODEL_KIND_ENDPOINT_SLICE,
+         sizeof(struct model_endpoint_slice)},
+    };
+    const char *api, *kind;
+    struct model_meta *m;
+    size_t i;
+    int rc;
+
+    *out = NULL;
+    snprintf(id->kind, sizeof(id->kind), "-");
+    snprintf(id->object, sizeof(id->object), "-");
+    if (!doc || doc->type != KOBJ_MAP) {
+        SET_ERR("document is not a mapping");
+        return -1;
+    }
+    api = kobj_str(doc, "apiVersion");
+    kind = kobj_str(doc, "kind");
+    if (!kind || !*kind) {
+        SET_ERR("kind is missing");
+        return -1;
+    }
+    snprintf(id->kind, sizeof(id->kind), "%s", kind);
+    kd_sanitize(id->kind);
+    for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        if (!strcmp(kind, kinds[i].kind)) break;
+    if (i == sizeof(kinds) / sizeof(kinds[0])) {
+        SET_ERR("kind %.60s is not used", id->kind);
+        return 0;
+    }
+    if (!api || strcmp(api, kinds[i].api)) {
+        SET_ERR("apiVersion %.60s of %s is not supported (want %s)", api ? api : "-", kinds[i].kind,
+                kinds[i].api);
+        return 0;
+    }
+    if (!(m = model_object_new(kinds[i].size, kinds[i].mk))) {
+        SET_ERR("out of memory");
+        return -1;
+    }
+    rc = kd_meta(doc, m, source, kinds[i].mk != MODEL_KIND_INGRESS_CLASS, id, err, errlen);
+    if (!rc) {
+        switch (kinds[i].mk) {
+        case MODEL_KIND_INGRESS_CLASS:
+            rc = kd_ingress_class(doc, (struct model_ingress_class *)m, err, errlen);
+            break;
+        case MODEL_KIND_INGRESS:
+            rc = kd_ingress(doc, (struct model_ingress *)m, err, errlen);
+            break;
+        case MODEL_KIND_SERVICE:
+            rc = kd_service(doc, (struct model_service *)m, err, errlen);
+            break;
+        case MODEL_KIND_ENDPOINT_SLICE:
+            rc = kd_slice(doc, (struct model_endpoint_slice *)m, err, errlen);
+            break;
+        default:
+            rc = -1;
+        }
+    }
+    if (rc) {
+        model_object_free(m);
+        return -1;
+    }
+    *out = m;
+    return 1;
+}

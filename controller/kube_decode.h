@@ -1,0 +1,40 @@
+/*
+ * kube_decode: generic document (kobj) → typed model objects, with the Kubernetes API
+ * validation rules the controller relies on. Source-agnostic: files today, API JSON later.
+ */
+#ifndef STRAIT_KUBE_DECODE_H
+#define STRAIT_KUBE_DECODE_H
+
+#include <stddef.h>
+
+#include "kobj.h"
+#include "model.h"
+
+/* What a document claims to be, for log lines: kind and "ns/name" ("-" when unknown). */
+struct kube_ident {
+    char kind[64];
+    char object[320];
+};
+
+/*
+ * Decodes one object document. source is recorded in the object (e.g. its file path).
+ * Returns 1 with *out set (caller owns it), 0 when the document is a kind we do not keep
+ * (err says which, for a debug log), or -1 when the object is invalid (err holds the reason).
+ * id is filled in every case, as far as the document allows.
+ */
+int kube_decode(const struct kobj *doc, const char *source, struct model_meta **out,
+                struct kube_ident *id, char *err, size_t errlen);
+
+/* The items sequence if doc is a List (kind "List" or "<Kind>List"), else NULL. */
+const struct kobj *kube_decode_list_items(const struct kobj *doc);
+
+/*
+ * Parses an RFC 3339 timestamp ("2024-01-02T03:04:05Z", optional fraction and offset).
+ * Returns 0 and sets *sec / *nsec (UTC), or -1.
+ */
+int kube_decode_time(const char *s, int64_t *sec, long *nsec);
+
+/* Validates and lower-cases an Ingress host in place; returns 0 or -1 with err filled. */
+int kube_decode_host(char *host, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,316 @@
+/*
+ * strait-controller, file mode: manifests folder → snapshot → data planes on a Unix socket.
+ *
+ * Does: CLI, the libev loop (inotify watcher, debounce timer, signal watchers), the reload
+ * cycle (load → build → encode → compare → publish), --dump and --frame-out one-shots.
+ * Does not: parse, validate or route (filesource, kube_decode, snapbuild), or speak the socket
+ * protocol (publisher).
+ * Invariants: a failed reload keeps the last published snapshot (build the new one completely,
+ * then swap); the generation grows by exactly one per published snapshot and an identical
+ * payload is never republished; a change is published at most ~150 ms after its first event
+ * (100 ms quiet period, capped) so bursts of writes from editors coalesce.
+ */
+#include <ev.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "filesource.h"
+#include "log.h"
+#include "model.h"
+#include "publisher.h"
+#include "snapbuild.h"
+#include "snapwire.h"
+
+#define CTL_MAGIC 0x43544c31u
+#define CTL_DEBOUNCE 0.100     /* quiet period after the last event */
+#define CTL_DEBOUNCE_MAX 0.150 /* but never later than this after the first one */
+#define CTL_RETRY 1.0          /* retry a folder that could not be read */
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+struct ctl {
+    unsigned magic;
+    struct ev_loop *loop;
+    const char *dir;
+    const char *ingress_class;
+    char source[PATH_MAX + 8];
+    int inotify_fd;
+    ev_io inotify_io;
+    ev_timer debounce;
+    ev_signal sigterm, sigint;
+    int pending;
+    ev_tstamp first_event;
+    struct publisher *pub;
+    uint8_t *last; /* last published frame */
+    size_t last_len;
+    uint64_t generation;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: strait-controller --manifests DIR --socket PATH [--ingress-class NAME]\n"
+               "                         [--dump] [--frame-out FILE]\n"
+               "                         [--log-level debug|info|warn|error]\n");
+}
+
+/*
+ * Loads dir and encodes its snapshot stamped with generation. Returns 0 with *frame and *len set
+ * (malloc'd), or -1 with err filled. *snap_out, when given, receives the built snapshot (free
+ * with snapbuild_free).
+ */
+static int ctl_build_frame(const char *dir, int watch_fd, const char *cls, const char *source,
+                           uint64_t generation, uint8_t **frame, size_t *len,
+                           struct snapbuild_result *snap_out, char *err, size_t errlen)
+{
+    struct model_cache cache;
+    struct snapbuild_result r;
+    int rc = -1;
+
+    if (filesource_load(dir, watch_fd, &cache, err, errlen)) return -1;
+    if (snapbuild_build(&cache, cls, source, &r, err, errlen)) goto free_cache;
+    r.snap.generation = generation;
+    if (snapwire_encode(&r.snap, generation, frame, len, err, errlen)) goto free_snap;
+    rc = 0;
+    if (snap_out) {
+        *snap_out = r;
+        goto free_cache;
+    }
+free_snap:
+    snapbuild_free(&r);
+free_cache:
+    model_cache_free(&cache);
+    return rc;
+}
+
+static void ctl_reload(struct ctl *c)
+{
+    char err[512], q[600];
+    uint8_t *frame;
+    size_t len;
+
+    if (ctl_build_frame(c->dir, c->inotify_fd, c->ingress_class, c->source, c->generation + 1,
+                        &frame, &len, NULL, err, sizeof(err))) {
+        log_error("reload_failed", "reason=%s", log_quote(q, sizeof(q), err));
+        /* the folder may come back without an event we can see (it was our watch root) */
+        ev_timer_stop(c->loop, &c->debounce);
+        ev_timer_set(&c->debounce, CTL_RETRY, 0.);
+        ev_timer_start(c->loop, &c->debounce);
+        return;
+    }
+    if (c->last && snapwire_same_payload(c->last, c->last_len, frame, len)) {
+        log_debug("snapshot_unchanged", "generation=%llu", (unsigned long long)c->generation);
+        free(frame);
+        return;
+    }
+    if (publisher_publish(c->pub, frame, len, c->generation + 1)) {
+        log_error("publish_failed", "reason=\"out of memory\"");
+        free(frame);
+        return;
+    }
+    c->generation++;
+    free(c->last);
+    c->last = frame;
+    c->last_len = len;
+    log_info("snapshot_published", "generation=%llu bytes=%zu clients=%u",
+             (unsigned long long)c->generation, len, publisher_clients(c->pub));
+}
+
+static void ctl_on_debounce(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct ctl *c = container_of(w, struct ctl, debounce);
+
+    (void)loop;
+    (void)revents;
+    if (c->magic != CTL_MAGIC) abort();
+    c->pending = 0;
+    ctl_reload(c);
+}
+
+static void ctl_on_inotify(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct ctl *c = container_of(w, struct ctl, inotify_io);
+    ev_tstamp now, due;
+    int n;
+
+    (void)revents;
+    if (c->magic != CTL_MAGIC) abort();
+    n = filesource_watch_drain(c->inotify_fd);
+    if (n < 0) log_warn("watch_read_failed", "reason=\"read error\"");
+    if (n <= 0) return;
+    now = ev_now(loop);
+    if (!c->pending) {
+        c->pending = 1;
+        c->first_event = now;
+    }
+    due = now + CTL_DEBOUNCE;
+    if (due > c->first_event + CTL_DEBOUNCE_MAX) due = c->first_event + CTL_DEBOUNCE_MAX;
+    ev_timer_stop(loop, &c->debounce);
+    ev_timer_set(&c->debounce, due > now ? due - now : 0., 0.);
+    ev_timer_start(loop, &c->debounce);
+}
+
+static void ctl_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)revents;
+    log_info("shutdown", "signal=%d", w->signum);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static int ctl_one_shot(const char *dir, const char *cls, const char *source, int dump,
+                        const char *frame_out)
+{
+    struct snapbuild_result r;
+    char err[512], q[600];
+    uint8_t *frame = NULL;
+    size_t len = 0;
+    char *json;
+    FILE *f;
+    int rc = 1;
+
+    if (ctl_build_frame(dir, -1, cls, source, 1, &frame, &len, &r, err, sizeof(err))) {
+        log_error("load_failed", "reason=%s", log_quote(q, sizeof(q), err));
+        return 1;
+    }
+    if (frame_out) {
+        if (!(f = fopen(frame_out, "wb"))) {
+            log_error("write_failed", "file=%s reason=\"cannot open\"", frame_out);
+            goto out;
+        }
+        if (fwrite(frame, 1, len, f) != len) {
+            fclose(f);
+            log_error("write_failed", "file=%s reason=\"short write\"", frame_out);
+            goto out;
+        }
+        if (fclose(f)) {
+            log_error("write_failed", "file=%s reason=\"close failed\"", frame_out);
+            goto out;
+        }
+    }
+    if (dump) {
+        if (!(json = snapwire_to_json(&r.snap))) {
+            log_error("dump_failed", "reason=\"out of memory\"");
+            goto out;
+        }
+        fputs(json, stdout);
+        if (*json && json[strlen(json) - 1] != '\n') fputc('\n', stdout);
+        free(json);
+        fflush(stdout);
+    }
+    rc = 0;
+out:
+    snapbuild_free(&r);
+    free(frame);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"manifests", required_argument, NULL, 'm'},
+        {"socket", required_argument, NULL, 's'},
+        {"ingress-class", required_argument, NULL, 'c'},
+        {"dump", no_argument, NULL, 'd'},
+        {"frame-out", required_argument, NULL, 'f'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    static const char *levels[] = {"debug", "info", "warn", "error"};
+    const char *dir = NULL, *sock = NULL, *cls = "strait", *frame_out = NULL;
+    enum log_level level = LOG_LEVEL_INFO;
+    char err[512], q[600];
+    struct ctl c;
+    int opt, dump = 0, i, rc = 1;
+
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'm':
+            dir = optarg;
+            break;
+        case 's':
+            sock = optarg;
+            break;
+        case 'c':
+            cls = optarg;
+            break;
+        case 'd':
+            dump = 1;
+            break;
+        case 'f':
+            frame_out = optarg;
+            break;
+        case 'l':
+            for (i = 0; i < 4 && strcmp(optarg, levels[i]); i++)
+                ;
+            if (i == 4) {
+                fprintf(stderr, "strait-controller: unknown log level %s\n", optarg);
+                return 2;
+            }
+            level = (enum log_level)i;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc || !dir || !*cls || (!sock && !dump && !frame_out)) {
+        usage(stderr);
+        return 2;
+    }
+    log_init("controller", level);
+    signal(SIGPIPE, SIG_IGN);
+
+    memset(&c, 0, sizeof(c));
+    c.magic = CTL_MAGIC;
+    c.dir = dir;
+    c.ingress_class = cls;
+    c.inotify_fd = -1;
+    snprintf(c.source, sizeof(c.source), "file:%s", dir);
+    if (dump || frame_out) return ctl_one_shot(dir, cls, c.source, dump, frame_out);
+
+    if (!(c.loop = ev_default_loop(EVFLAG_AUTO))) {
+        log_error("startup_failed", "reason=\"cannot create event loop\"");
+        return 1;
+    }
+    if ((c.inotify_fd = filesource_watch_open(err, sizeof(err))) < 0) {
+        log_error("startup_failed", "reason=%s", log_quote(q, sizeof(q), err));
+        goto destroy_loop;
+    }
+    if (!(c.pub = publisher_open(c.loop, sock, err, sizeof(err)))) {
+        log_error("startup_failed", "reason=%s", log_quote(q, sizeof(q), err));
+        goto close_inotify;
+    }
+    log_info("listening", "socket=%s", sock);
+    ev_io_init(&c.inotify_io, ctl_on_inotify, c.inotify_fd, EV_READ);
+    ev_io_start(c.loop, &c.inotify_io);
+    ev_timer_init(&c.debounce, ctl_on_debounce, CTL_DEBOUNCE, 0.);
+    ev_signal_init(&c.sigterm, ctl_on_signal, SIGTERM);
+    ev_signal_init(&c.sigint, ctl_on_signal, SIGINT);
+    ev_signal_start(c.loop, &c.sigterm);
+    ev_signal_start(c.loop, &c.sigint);
+
+    ctl_reload(&c);
+    ev_run(c.loop, 0);
+    rc = 0;
+
+    ev_signal_stop(c.loop, &c.sigterm);
+    ev_signal_stop(c.loop, &c.sigint);
+    ev_timer_stop(c.loop, &c.debounce);
+    ev_io_stop(c.loop, &c.inotify_io);
+    publisher_close(c.pub);
+    free(c.last);
+close_inotify:
+    close(c.inotify_fd);
+destroy_loop:
+    ev_loop_destroy(c.loop);
+    return rc;
+}

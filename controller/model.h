@@ -1,0 +1,154 @@
+/*
+ * model: typed Kubernetes objects the controller cares about, and the cache that holds them.
+ *
+ * Every object starts with struct model_meta and lives entirely in its own pool (one
+ * allocation chain), so dropping an object is one model_object_free() call. Strings are never
+ * NULL unless documented; "" means absent.
+ */
+#ifndef STRAIT_MODEL_H
+#define STRAIT_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum model_kind {
+    MODEL_KIND_INGRESS_CLASS = 0,
+    MODEL_KIND_INGRESS,
+    MODEL_KIND_SERVICE,
+    MODEL_KIND_ENDPOINT_SLICE,
+    MODEL_KIND_COUNT
+};
+
+struct model_pool;
+
+struct model_meta {
+    struct model_pool *pool; /* owns this object and everything it points to */
+    enum model_kind kind;
+    const char *ns; /* "" for cluster-scoped kinds (IngressClass) */
+    const char *name;
+    const char *source; /* where it came from, e.g. the file path; used in logs */
+    int has_created;    /* metadata.creationTimestamp present and parsed */
+    int64_t created_sec;
+    long created_nsec;
+};
+
+struct model_ingress_class {
+    struct model_meta meta;
+    const char *controller;
+    int is_default; /* annotation ingressclass.kubernetes.io/is-default-class == "true" */
+};
+
+struct model_backend {
+    const char *service;   /* service.name */
+    long port_number;      /* service.port.number, 0 when a name is used */
+    const char *port_name; /* service.port.name, "" when a number is used */
+};
+
+enum model_path_type { MODEL_PATH_EXACT = 1, MODEL_PATH_PREFIX, MODEL_PATH_IMPL_SPECIFIC };
+
+struct model_path {
+    const char *path;
+    enum model_path_type type;
+    struct model_backend backend;
+};
+
+struct model_rule {
+    const char *host; /* lower case, "" = any host */
+    struct model_path *paths;
+    size_t n_paths;
+};
+
+struct model_ingress {
+    struct model_meta meta;
+    const char *class_name;       /* spec.ingressClassName, NULL if unset */
+    const char *class_annotation; /* kubernetes.io/ingress.class, NULL if unset */
+    int has_default_backend;
+    struct model_backend default_backend;
+    struct model_rule *rules;
+    size_t n_rules;
+};
+
+struct model_service_port {
+    const char *name; /* "" when unnamed */
+    long port;
+};
+
+struct model_service {
+    struct model_meta meta;
+    struct model_service_port *ports;
+    size_t n_ports;
+};
+
+struct model_slice_port {
+    const char *name; /* "" when unnamed */
+    long port;        /* 0 when unset ("all ports"), which we cannot route to */
+};
+
+struct model_slice_endpoint {
+    const char **addresses;
+    size_t n_addresses;
+    int ready; /* conditions.ready != false */
+};
+
+enum model_address_type { MODEL_ADDR_IPV4 = 1, MODEL_ADDR_IPV6, MODEL_ADDR_FQDN };
+
+struct model_endpoint_slice {
+    struct model_meta meta;
+    const char *service_name; /* label kubernetes.io/service-name, "" if missing */
+    enum model_address_type address_type;
+    struct model_slice_port *ports;
+    size_t n_ports;
+    struct model_slice_endpoint *endpoints;
+    size_t n_endpoints;
+};
+
+/* ---- pools ---- */
+
+/* Creates a pool holding a zeroed object of size bytes; returns the object or NULL. */
+void *model_object_new(size_t size, enum model_kind kind);
+/* Zeroed memory from obj's pool, NULL on allocation failure. */
+void *model_alloc(struct model_meta *obj, size_t size);
+/* Copy of s (NULL → "") in obj's pool. */
+const char *model_strdup(struct model_meta *obj, const char *s);
+void model_object_free(struct model_meta *obj);
+
+/* Name of a kind as Kubernetes spells it ("Ingress"). */
+const char *model_kind_name(enum model_kind kind);
+
+/* "ns/name", or "name" for cluster-scoped objects, into buf; returns buf. */
+const char *model_object_id(const struct model_meta *m, char *buf, size_t n);
+
+/*
+ * A logfmt value for s: s itself when it needs no quoting, else log_quote(s) in buf; empty
+ * strings become "". Returns a pointer valid while buf is.
+ */
+const char *model_log_value(char *buf, size_t n, const char *s);
+
+/* ---- cache ---- */
+
+struct model_list {
+    struct model_meta **items;
+    size_t n, cap;
+};
+
+/* The set of known objects per kind. After model_cache_seal() each list is sorted by
+ * namespace/name with no duplicates, so lookups can bisect. */
+struct model_cache {
+    struct model_list kinds[MODEL_KIND_COUNT];
+};
+
+void model_cache_init(struct model_cache *c);
+/* Takes ownership of obj (freed on failure). Returns 0, -1 on allocation failure. */
+int model_cache_add(struct model_cache *c, struct model_meta *obj);
+/*
+ * Sorts every kind by namespace/name and drops later duplicates of the same identity (the
+ * first added wins, so callers add in a deterministic order), logging object_rejected for
+ * each one dropped.
+ */
+void model_cache_seal(struct model_cache *c);
+/* Bisects a sealed cache; NULL when absent. */
+struct model_meta *model_cache_find(const struct model_cache *c, enum model_kind kind,
+                                    const char *ns, const char *name);
+void model_cache_free(struct model_cache *c);
+
+#endif

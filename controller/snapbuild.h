@@ -1,0 +1,33 @@
+/*
+ * snapbuild: typed object cache → routing snapshot (struct snapwire_snapshot), following the
+ * Kubernetes Ingress semantics. Pure apart from log lines: same cache, same snapshot.
+ */
+#ifndef STRAIT_SNAPBUILD_H
+#define STRAIT_SNAPBUILD_H
+
+#include <stddef.h>
+
+#include "model.h"
+#include "snapwire.h"
+
+struct snapbuild_arena;
+
+struct snapbuild_result {
+    struct snapwire_snapshot snap; /* generation left 0: the publisher stamps it */
+    unsigned n_ingresses;          /* Ingresses of our class that made it in */
+    unsigned n_rejected;           /* Ingresses of our class dropped with object_rejected */
+    unsigned n_conflicts;          /* ingress_conflict lines logged */
+    struct snapbuild_arena *arena_;
+};
+
+/*
+ * Builds the snapshot for Ingresses of class ingress_class found in cache (which must be
+ * sealed). source goes to meta.source. Returns 0 with *out filled (free with snapbuild_free),
+ * or -1 with err filled on allocation failure.
+ */
+int snapbuild_build(const struct model_cache *cache, const char *ingress_class, const char *source,
+                    struct snapbuild_result *out, char *err, size_t errlen);
+
+void snapbuild_free(struct snapbuild_result *r);
+
+#endif

@@ -1,0 +1,322 @@
+/*
+ * snapbuild: Ingress semantics as data tables. Each case is a YAML stream, a class name and
+ * the expected snapshot rendered as compact text:
+ *   "V<host>: <E|P><path>><cluster> ...; D=<cluster|none>; C<cluster>=<addr:port,...> ..."
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "filesource.h"
+#include "log.h"
+#include "model.h"
+#include "snapbuild.h"
+#include "snapwire.h"
+
+#define SVC(ns, name, ports)                                                                       \
+    "---\napiVersion: v1\nkind: Service\nmetadata: {name: " name ", namespace: " ns "}\n"          \
+    "spec:\n  ports: " ports "\n"
+#define SLICE(ns, name, svc, ports, eps)                                                           \
+    "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: " name          \
+    "\n  namespace: " ns "\n  labels: {kubernetes.io/service-name: " svc "}\n"                     \
+    "addressType: IPv4\nports: " ports "\nendpoints: " eps "\n"
+#define ING(ns, name, extra_meta, spec)                                                            \
+    "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: " name               \
+    "\n  namespace: " ns "\n" extra_meta "spec:\n" spec
+#define CLASS(name, annotations)                                                                   \
+    "---\napiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: " name          \
+    "\n" annotations "spec: {controller: strait.dev/c}\n"
+#define RULE(host, path, type, svc, port)                                                          \
+    "  - host: " host "\n    http:\n      paths:\n      - path: " path "\n        pathType: " type \
+    "\n        backend: {service: {name: " svc ", port: " port "}}\n"
+#define RULES "  ingressClassName: strait\n  rules:\n"
+
+/* a Service "web" with two ports and one slice, used by most cases */
+#define WEB                                                                                        \
+    SVC("default", "web", "[{name: http, port: 80}, {name: admin, port: 9000}]")                   \
+    SLICE("default", "web-a", "web", "[{name: http, port: 8080}, {name: admin, port: 9090}]",      \
+          "[{addresses: [10.0.0.1]}]")
+
+struct sb_case {
+    const char *name;
+    const char *cls;
+    const char *yaml;
+    const char *want;
+    unsigned rejected, conflicts;
+};
+
+static const struct sb_case cases[] = {
+    {"no Ingress at all: empty snapshot", "strait", WEB, "; D=none ;", 0, 0},
+    {"host ordering and lower-casing", "strait",
+     WEB ING("default", "a", "",
+             RULES RULE("Foo.com", "/", "Prefix", "web", "{number: 80}")
+                 RULE("\"*.foo.com\"", "/", "Prefix", "web", "{number: 80}")
+                     RULE("\"\"", "/", "Prefix", "web", "{number: 80}")
+                         RULE("a.foo.com", "/", "Prefix", "web", "{number: 80}")),
+     "V: P/>default/web:80 V*.foo.com: P/>default/web:80 Va.foo.com: P/>default/web:80 "
+     "Vfoo.com: P/>default/web:80 ; D=none ; Cdefault/web:80=10.0.0.1:8080",
+     0, 0},
+    {"route ordering: longest first, Exact before Prefix, trailing slash ignored", "strait",
+     WEB ING("default", "a", "",
+             RULES RULE("h.com", "/", "Prefix", "web", "{number: 80}")
+                 RULE("h.com", "/ab/", "Prefix", "web", "{number: 80}")
+                     RULE("h.com", "/ab", "Exact", "web", "{number: 80}")
+                         RULE("h.com", "/ab", "Prefix", "web", "{number: 80}")
+                             RULE("h.com", "/abc", "ImplementationSpecific", "web", "{number: 80}")
+                                 RULE("h.com", "/a", "Exact", "web", "{name: admin}")),
+     "Vh.com: P/abc>default/web:80 E/ab>default/web:80 P/ab>default/web:80 "
+     "P/ab/>default/web:80 E/a>default/web:9000 P/>default/web:80 ; D=none ; "
+     "Cdefault/web:80=10.0.0.1:8080 Cdefault/web:9000=10.0.0.1:9090",
+     0, 0},
+    {"conflict: older creationTimestamp wins over name order", "strait",
+     WEB SVC("default", "other", "[{port: 80}]")
+         ING("default", "a", "  creationTimestamp: \"2024-05-01T00:00:00Z\"\n",
+             RULES RULE("h.com", "/", "Prefix", "web", "{number: 80}"))
+             ING("default", "b", "  creationTimestamp: \"2024-01-01T00:00:00+01:00\"\n",
+                 RULES RULE("h.com", "/", "Prefix", "other", "{number: 80}")),
+     "Vh.com: P/>default/other:80 ; D=none ; Cdefault/other:80=", 0, 1},
+    {"conflict: missing timestamp loses, equal timestamps go by namespace/name", "strait",
+     WEB SVC("default", "other", "[{port: 80}]") SVC("aaa", "web", "[{port: 80}]")
+         ING("default", "a", "", RULES RULE("h.com", "/x", "Exact", "web", "{number: 80}"))
+             ING("default", "b", "  creationTimestamp: \"2024-01-01T00:00:00Z\"\n",
+                 RULES RULE("h.com", "/x", "Exact", "other", "{number: 80}"))
+                 ING("aaa", "z", "  creationTimestamp: \"2024-01-01T00:00:00Z\"\n",
+                     RULES RULE("h.com", "/x", "Exact", "web", "{number: 80}")
+                         RULE("h.com", "/x", "Prefix", "web", "{number: 80}")),
+     "Vh.com: E/x>aaa/web:80 P/x>aaa/web:80 ; D=none ; Caaa/web:80=", 0, 2},
+    {"class: name, annotation, other classes ignored", "strait",
+     WEB ING("default", "a", "",
+             "  ingressClassName: strait\n  rules:\n" RULE("a.com", "/", "Prefix", "web",
+                                                           "{number: 80}"))
+         ING("default", "b", "  annotations: {kubernetes.io/ingress.class: strait}\n",
+             "  rules:\n" RULE("b.com", "/", "Prefix", "web", "{number: 80}"))
+             ING("default", "c", "",
+                 "  ingressClassName: nginx\n  rules:\n" RULE("c.com", "/", "Prefix", "web",
+                                                              "{number: 80}"))
+                 ING("default", "d", "  annotations: {kubernetes.io/ingress.class: nginx}\n",
+                     "  rules:\n" RULE("d.com", "/", "Prefix", "web", "{number: 80}"))
+                     ING("default", "e", "",
+                         "  rules:\n" RULE("e.com", "/", "Prefix", "web", "{number: 80}")),
+     "Va.com: P/>default/web:80 Vb.com: P/>default/web:80 ; D=none ; "
+     "Cdefault/web:80=10.0.0.1:8080",
+     0, 0},
+    {"class: ingressClassName beats the annotation", "strait",
+     WEB ING("default", "a", "  annotations: {kubernetes.io/ingress.class: strait}\n",
+             "  ingressClassName: other\n  rules:\n" RULE("a.com", "/", "Prefix", "web",
+                                                          "{number: 80}")),
+     "; D=none ;", 0, 0},
+    {"class: default IngressClass adopts class-less Ingresses", "strait",
+     WEB CLASS("strait", "  annotations: {ingressclass.kubernetes.io/is-default-class: "
+                         "\"true\"}\n")
+         ING("default", "e", "", "  rules:\n" RULE("e.com", "/", "Prefix", "web", "{number: 80}")),
+     "Ve.com: P/>default/web:80 ; D=none ; Cdefault/web:80=10.0.0.1:8080", 0, 0},
+    {"class: IngressClass not marked default adopts nothing", "strait",
+     WEB CLASS("strait", "  annotations: {ingressclass.kubernetes.io/is-default-class: "
+                         "\"false\"}\n") CLASS("x", "")
+         ING("default", "e", "", "  rules:\n" RULE("e.com", "/", "Prefix", "web", "{number: 80}")),
+     "; D=none ;", 0, 0},
+    {"class: custom class name", "internal",
+     WEB ING("default", "a", "",
+             "  ingressClassName: internal\n  rules:\n" RULE("a.com", "/", "Prefix", "web",
+                                                             "{number: 80}"))
+         ING("default", "b", "", RULES RULE("b.com", "/", "Prefix", "web", "{number: 80}")),
+     "Va.com: P/>default/web:80 ; D=none ; Cdefault/web:80=10.0.0.1:8080", 0, 0},
+    {"defaultBackend: oldest Ingress wins", "strait",
+     WEB SVC("default", "other", "[{port: 81}]")
+         ING("default", "a", "  creationTimestamp: \"2024-02-01T00:00:00Z\"\n",
+             "  ingressClassName: strait\n  defaultBackend: {service: {name: web, port: "
+             "{name: http}}}\n")
+             ING("default", "b", "  creationTimestamp: \"2024-01-01T00:00:00Z\"\n",
+                 "  ingressClassName: strait\n  defaultBackend: {service: {name: other, port: "
+                 "{number: 81}}}\n"),
+     "; D=default/other:81 ; Cdefault/other:81=", 0, 1},
+    {"endpoints: named ports, ready unset/true/false, several slices, dedupe, sort", "strait",
+     SVC("default", "web", "[{name: http, port: 80}]") SLICE(
+         "default", "web-a", "web", "[{name: http, port: 8080}]",
+         "[{addresses: [10.0.0.9]}, {addresses: [10.0.0.2], conditions: {ready: true}},"
+         " {addresses: [10.0.0.3], conditions: {ready: false}}]")
+         SLICE("default", "web-b", "web", "[{name: http, port: 8080}, {name: x, port: 1}]",
+               "[{addresses: [10.0.0.2, 10.0.0.1]}]") SLICE("default", "web-c", "web",
+                                                            "[{name: other, port: 7}]",
+                                                            "[{addresses: [10.0.0.4]}]")
+             SLICE("default", "nope", "other", "[{name: http, port: 8080}]",
+                   "[{addresses: [10.0.0.5]}]") SLICE("ns2", "web-a", "web",
+                                                      "[{name: http, port: 8080}]",
+                                                      "[{addresses: [10.0.0.6]}]")
+                 ING("default", "a", "", RULES RULE("h.com", "/", "Prefix", "web", "{number: 80}")),
+     "Vh.com: P/>default/web:80 ; D=none ; "
+     "Cdefault/web:80=10.0.0.1:8080,10.0.0.2:8080,10.0.0.9:8080",
+     0, 0},
+    {"endpoints: unnamed ports match unnamed slice ports", "strait",
+     SVC("default", "web", "[{port: 80}]")
+         SLICE("default", "web-a", "web", "[{port: 3000}]", "[{addresses: [10.1.1.1]}]")
+             ING("default", "a", "", RULES RULE("h.com", "/", "Prefix", "web", "{number: 80}")),
+     "Vh.com: P/>default/web:80 ; D=none ; Cdefault/web:80=10.1.1.1:3000", 0, 0},
+    {"reject: missing service, missing port; others still served", "strait",
+     WEB ING("default", "a", "", RULES RULE("a.com", "/", "Prefix", "nosuch", "{number: 80}"))
+         ING("default", "b", "", RULES RULE("b.com", "/", "Prefix", "web", "{number: 81}"))
+             ING("default", "c", "", RULES RULE("c.com", "/", "Prefix", "web", "{name: nope}"))
+                 ING("other", "d", "", RULES RULE("d.com", "/", "Prefix", "web", "{number: 80}"))
+                     ING("default", "e", "",
+                         RULES RULE("e.com", "/", "Prefix", "web", "{number: 80}")
+                             RULE("e.com", "/x", "Prefix", "gone", "{number: 80}"))
+                         ING("default", "f", "",
+                             RULES RULE("f.com", "/", "Prefix", "web", "{number: 80}")),
+     "Vf.com: P/>default/web:80 ; D=none ; Cdefault/web:80=10.0.0.1:8080", 5, 0},
+    {"reject at decode: bad pathType, relative path, IP host, resource backend", "strait",
+     WEB ING("default", "a", "", RULES RULE("a.com", "/", "Regex", "web", "{number: 80}"))
+         ING("default", "b", "", RULES RULE("b.com", "x", "Prefix", "web", "{number: 80}"))
+             ING("default", "c", "", RULES RULE("10.0.0.1", "/", "Prefix", "web", "{number: 80}"))
+                 ING("default", "d", "",
+                     RULES RULE("\"a.*.com\"", "/", "Prefix", "web", "{number: 80}"))
+                     ING("default", "e", "",
+                         RULES "  - http:\n      paths:\n      - path: /\n        pathType: "
+                               "Prefix\n        backend: {resource: {kind: Bucket, name: b}}\n")
+                         ING("default", "g", "",
+                             RULES "  - http:\n      paths:\n      - path: /\n        backend: "
+                                   "{service: {name: web, port: {number: 80}}}\n")
+                             ING("default", "f", "",
+                                 RULES RULE("f.com", "/", "Prefix", "web", "{number: 80}")),
+     "Vf.com: P/>default/web:80 ; D=none ; Cdefault/web:80=10.0.0.1:8080", 0, 0},
+};
+
+static void render(const struct snapwire_snapshot *s, char *out, size_t n)
+{
+    size_t o = 0;
+    uint32_t i, j;
+
+#define OUT(...) o += (size_t)snprintf(out + o, o < n ? n - o : 0, __VA_ARGS__)
+    for (i = 0; i < s->n_vhosts; i++) {
+        OUT("V%s:", s->vhosts[i].host);
+        for (j = 0; j < s->vhosts[i].route_count; j++) {
+            const struct snapwire_route *r = &s->routes[s->vhosts[i].first_route + j];
+            OUT(" %c%s>%s", r->match == SNAPWIRE_MATCH_EXACT ? 'E' : 'P', r->path,
+                s->clusters[r->cluster].name);
+        }
+        OUT(" ");
+    }
+    OUT("; D=%s ;", s->meta.default_cluster == SNAPWIRE_NONE
+                        ? "none"
+                        : s->clusters[s->meta.default_cluster].name);
+    for (i = 0; i < s->n_clusters; i++) {
+        OUT(" C%s=", s->clusters[i].name);
+        for (j = 0; j < s->clusters[i].endpoint_count; j++) {
+            const struct snapwire_endpoint *e = &s->endpoints[s->clusters[i].first_endpoint + j];
+            OUT("%s%s:%u", j ? "," : "", e->address, e->port);
+        }
+    }
+#undef OUT
+}
+
+static void build(const char *yaml, const char *cls, struct snapbuild_result *r)
+{
+    struct model_cache cache;
+    char err[256];
+
+    model_cache_init(&cache);
+    assert_true(filesource_load_buffer("case.yaml", yaml, strlen(yaml), &cache) >= 0);
+    model_cache_seal(&cache);
+    assert_int_equal(snapbuild_build(&cache, cls, "file:test", r, err, sizeof(err)), 0);
+    model_cache_free(&cache);
+}
+
+static void test_cases(void **state)
+{
+    char got[4096];
+    size_t i;
+    int failed = 0;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct snapbuild_result r;
+        build(cases[i].yaml, cases[i].cls, &r);
+        render(&r.snap, got, sizeof(got));
+        if (strcmp(got, cases[i].want) || r.n_rejected != cases[i].rejected ||
+            r.n_conflicts != cases[i].conflicts) {
+            print_error("case \"%s\":\n  want %s (rejected %u, conflicts %u)\n"
+                        "  got  %s (rejected %u, conflicts %u)\n",
+                        cases[i].name, cases[i].want, cases[i].rejected, cases[i].conflicts, got,
+                        r.n_rejected, r.n_conflicts);
+            failed++;
+        }
+        snapbuild_free(&r);
+    }
+    assert_int_equal(failed, 0);
+}
+
+/* The snapshot must encode and survive the checked decoder, with meta and listener set. */
+static void test_encodes(void **state)
+{
+    struct snapbuild_result r;
+    struct snapwire_snapshot d;
+    uint8_t *frame;
+    size_t len;
+    char err[256];
+
+    (void)state;
+    build(cases[2].yaml, "strait", &r);
+    assert_int_equal(snapwire_encode(&r.snap, 7, &frame, &len, err, sizeof(err)), 0);
+    assert_int_equal(snapwire_decode(frame, len, &d, err, sizeof(err)), 0);
+    assert_int_equal(d.generation, 7);
+    assert_string_equal(d.meta.source, "file:test");
+    assert_int_equal(d.n_listeners, 1);
+    assert_int_equal(d.listeners[0].protocol, SNAPWIRE_PROTO_HTTP);
+    assert_int_equal(d.n_routes, 6);
+    snapwire_free(&d);
+    free(frame);
+    snapbuild_free(&r);
+}
+
+/* Same objects in another document order → byte-identical payload. */
+static void test_deterministic(void **state)
+{
+    static const char *docs[] = {
+        SVC("default", "web", "[{name: http, port: 80}]"),
+        SLICE("default", "web-b", "web", "[{name: http, port: 80}]",
+              "[{addresses: [10.0.0.2]}, {addresses: [10.0.0.1]}]"),
+        SLICE("default", "web-a", "web", "[{name: http, port: 80}]", "[{addresses: [10.0.0.3]}]"),
+        ING("default", "a", "", RULES RULE("a.com", "/", "Prefix", "web", "{number: 80}")),
+        ING("default", "b", "",
+            RULES RULE("a.com", "/", "Prefix", "web", "{number: 80}")
+                RULE("b.com", "/x", "Exact", "web", "{name: http}")),
+    };
+    char fwd[8192] = "", rev[8192] = "";
+    struct snapbuild_result r1, r2;
+    uint8_t *f1, *f2;
+    size_t l1, l2, i, n = sizeof(docs) / sizeof(docs[0]);
+    char err[256];
+
+    (void)state;
+    for (i = 0; i < n; i++) {
+        strcat(fwd, docs[i]);
+        strcat(rev, docs[n - 1 - i]);
+    }
+    build(fwd, "strait", &r1);
+    build(rev, "strait", &r2);
+    assert_int_equal(snapwire_encode(&r1.snap, 1, &f1, &l1, err, sizeof(err)), 0);
+    assert_int_equal(snapwire_encode(&r2.snap, 2, &f2, &l2, err, sizeof(err)), 0);
+    assert_true(snapwire_same_payload(f1, l1, f2, l2));
+    assert_int_equal(r1.snap.n_endpoints, 3);
+    free(f1);
+    free(f2);
+    snapbuild_free(&r1);
+    snapbuild_free(&r2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cases),
+        cmocka_unit_test(test_encodes),
+        cmocka_unit_test(test_deterministic),
+    };
+
+    log_init("test", LOG_LEVEL_ERROR);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
