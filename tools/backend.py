@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Demo and test backend for Strait (interface: docs/contract.md, "Demo / test backend").
+
+A threaded HTTP/1.1 server with keep-alive. Every response carries `X-Backend: NAME`; the
+default body is JSON describing the request it answered, so a test can tell which backend
+served a request and what the proxy forwarded. Query parameters change the answer:
+  delay_ms=N                 wait N ms before answering
+  status=N                   answer with status N (1xx/204/304 get no body)
+  chunks=N&chunk_delay_ms=M  send the body with Transfer-Encoding: chunked in N pieces
+  size=N                     answer with N bytes of 'x' (text/plain) instead of JSON
+Request bodies are always read completely (Content-Length or chunked) and hashed.
+
+Python standard library only.
+"""
+import argparse
+import hashlib
+import json
+import signal
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+
+def _int_param(q, name, default=0):
+    try:
+        return int(q.get(name, [default])[0])
+    except (TypeError, ValueError):
+        return default
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "strait-demo-backend"
+    sys_version = ""
+    backend_name = "backend"
+
+    def log_message(self, fmt, *args):  # quiet unless --verbose
+        if self.server.verbose:
+            sys.stderr.write("backend=%s %s\n" % (self.backend_name, fmt % args))
+
+    def _read_body(self):
+        """Reads the request body fully; returns it as bytes (or None if malformed)."""
+        te = (self.headers.get("Transfer-Encoding") or "").lower()
+        if "chunked" in te:
+            body = bytearray()
+            while True:
+                line = self.rfile.readline(65537)
+                if not line:
+                    return None
+                try:
+                    n = int(line.split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    return None
+                if n == 0:
+                    # trailers until the empty line
+                    while True:
+                        t = self.rfile.readline(65537)
+                        if t in (b"\r\n", b"\n", b""):
+                            break
+                    return bytes(body)
+                data = self.rfile.read(n)
+                if len(data) != n:
+                    return None
+                body += data
+                self.rfile.readline(3)  # CRLF after the chunk
+        cl = self.headers.get("Content-Length")
+        if cl is None:
+            return b""
+        try:
+            n = int(cl)
+        except ValueError:
+            return None
+        data = self.rfile.read(n) if n > 0 else b""
+        return data if len(data) == n else None
+
+    def _handle(self):
+        body = self._read_body()
+        if body is None:
+            self.close_connection = True
+            self.send_error(400, "bad request body")
+            return
+        parts = urlsplit(self.path)
+        q = parse_qs(parts.query)
+        delay = _int_param(q, "delay_ms")
+        if delay > 0:
+            time.sleep(delay / 1000.0)
+        status = _int_param(q, "status", 200) or 200
+        chunks = _int_param(q, "chunks")
+        chunk_delay = _int_param(q, "chunk_delay_ms")
+        size = _int_param(q, "size", -1)
+
+        if size >= 0:
+            payload = b"x" * size
+            ctype = "text/plain"
+        else:
+            info = {
+                "backend": self.backend_name,
+                "method": self.command,
+                "path": parts.path,
+                "query": parts.query,
+                "host": self.headers.get("Host", ""),
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+                "body_len": len(body),
+                "body_sha256": hashlib.sha256(body).hexdigest(),
+            }
+            payload = (json.dumps(info, sort_keys=True) + "\n").encode()
+            ctype = "application/json"
+
+        no_body = status < 200 or status in (204, 304)
+        self.send_response(status)
+        self.send_header("X-Backend", self.backend_name)
+        if no_body:
+            self.end_headers()
+            return
+        self.send_header("Content-Type", ctype)
+        if chunks > 0:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            if self.command == "HEAD":
+                return
+            step = max(1, -(-len(payload) // chunks))
+            pieces = [payload[i:i + step] for i in range(0, len(payload), step)]
+            while len(pieces) < chunks:  # payload shorter than chunks: pad with 1-byte pieces
+                pieces.append(b" ")
+            for i, p in enumerate(pieces):
+                if i and chunk_delay > 0:
+                    time.sleep(chunk_delay / 1000.0)
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(p), p))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+            return
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    def _safe(self):
+        try:
+            self._handle()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _safe
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--verbose", action="store_true", help="log each request on stderr")
+    args = ap.parse_args(argv)
+
+    handler = type("NamedHandler", (Handler,), {"backend_name": args.name})
+    srv = Server((args.host, args.port), handler)
+    srv.verbose = args.verbose
+
+    def stop(_sig, _frm):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    sys.stderr.write("backend=%s listening=%s:%d\n" % (args.name, args.host, srv.server_address[1]))
+    sys.stderr.flush()
+    try:
+        srv.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
