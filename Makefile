@@ -53,13 +53,13 @@ $(BUILD)/strait-dataplane: $(BUILD)/obj/dataplane/main.o $(BUILD)/libdataplane.a
 # A test may #include the .c under test; the static libraries supply everything else.
 $(BUILD)/unit/common/%: tests/unit/common/%.c $(BUILD)/libcommon.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $(filter %.c %.a,$^) $(COMMON_LIBS) $(TEST_LIBS)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(filter %.a,$^) $(COMMON_LIBS) $(TEST_LIBS)
 $(BUILD)/unit/controller/%: tests/unit/controller/%.c $(BUILD)/libcontroller.a $(BUILD)/libcommon.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Icontroller $(LDFLAGS_ALL) -o $@ $(filter %.c %.a,$^) $(CTRL_LIBS) $(TEST_LIBS)
+	$(CC) $(CFLAGS_ALL) -Icontroller $(LDFLAGS_ALL) -o $@ $< $(filter %.a,$^) $(CTRL_LIBS) $(TEST_LIBS)
 $(BUILD)/unit/dataplane/%: tests/unit/dataplane/%.c $(BUILD)/libdataplane.a $(BUILD)/libcommon.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Idataplane $(LDFLAGS_ALL) -o $@ $(filter %.c %.a,$^) $(DP_LIBS) $(TEST_LIBS)
+	$(CC) $(CFLAGS_ALL) -Idataplane $(LDFLAGS_ALL) -o $@ $< $(filter %.a,$^) $(DP_LIBS) $(TEST_LIBS)
 
 deps:
 	@tools/deps.sh

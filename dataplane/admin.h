@@ -1,0 +1,24 @@
+/*
+ * admin: the --admin HTTP endpoint on the main loop (/ready, /live, /snapshot, /metrics).
+ */
+#ifndef STRAIT_ADMIN_H
+#define STRAIT_ADMIN_H
+
+#include <ev.h>
+#include <sys/socket.h>
+
+#include "snapshot.h"
+
+struct admin;
+
+/* Returns the current snapshot (borrowed) or NULL. */
+typedef struct snapshot *(*admin_current_fn)(void *arg);
+
+/* Listens on sa. Returns NULL with err filled on failure. */
+struct admin *admin_start(struct ev_loop *loop, const struct sockaddr *sa, socklen_t salen,
+                          admin_current_fn current, void *arg, char *err, size_t errlen);
+
+/* Closes the listener and every admin connection, frees a. */
+void admin_stop(struct admin *a);
+
+#endif

@@ -1,0 +1,945 @@
+/*
+ * conn: the client connection state machine of a worker, and the upstream leg of each
+ * request.
+ *
+ * Does: read and parse a request head (http1.c), route it with the worker's current
+ * snapshot (taking a reference held until the request ends), open a fresh non-blocking
+ * upstream connection, forward a rewritten head (hop-by-hop headers dropped,
+ * X-Forwarded-For/-Proto/-Host added, "Connection: close" upstream) and stream the request
+ * body (Content-Length or chunked, verbatim); then parse the response head, rewrite its
+ * hop-by-hop headers and Connection for the client, and stream the response body
+ * (Content-Length, chunked verbatim, or until upstream close). Answers 400/404/414/431/501/
+ * 502/503/504 itself with a short text/plain body.
+ * Does not: pool upstream connections, retry, TLS, HTTP/2, or transform bodies.
+ * Invariants:
+ *   - one request at a time per client connection: the next request is not parsed before
+ *     the current response is complete (bytes already read stay buffered, so pipelining is
+ *     safe and in order);
+ *   - back-pressure: a side is read only while the buffer it feeds holds < CONN_BUF_HIGH
+ *     bytes, so memory per connection stays bounded whatever the body sizes;
+ *   - watchers are recomputed from state by conn_update() at the end of every event;
+ *   - closing from a callback only marks the conn dead and moves it to the worker's dead
+ *     list; it is freed by conn_reap() before the loop blocks again.
+ */
+#include "conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "http1.h"
+#include "log.h"
+#include "metrics.h"
+#include "router.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+#define CONN_MAGIC 0x434f4e4eu /* "CONN" */
+#define CONN_BUF_HIGH (64 * 1024)
+#define CONN_READ_CHUNK (16 * 1024)
+#define CONN_IDLE_TIMEOUT 60.
+#define CONN_HEADER_TIMEOUT 30.
+#define CONN_CONNECT_TIMEOUT 5.
+#define CONN_UPSTREAM_TIMEOUT 60.
+
+struct dbuf {
+    char *p;
+    size_t off, len, cap; /* data is p[off .. off+len) */
+};
+
+enum conn_state {
+    CS_HEAD,  /* waiting for / parsing a request head */
+    CS_PROXY, /* a request is being proxied */
+};
+
+struct conn {
+    uint32_t magic;
+    struct worker *w;
+    struct conn *prev, *next;
+    int fd;
+    ev_io rio, wio;
+    ev_timer timer; /* idle / header timeout, only in CS_HEAD */
+    char peer[INET6_ADDRSTRLEN];
+    struct dbuf cin, cout;
+    enum conn_state state;
+    int dead;
+    int c_eof;             /* client closed its side */
+    int close_after_flush; /* no more requests: close once cout is written */
+    int head_timer;        /* header timer armed for the partial head in cin */
+
+    /* current request */
+    struct snapshot *snap;
+    int keep_alive; /* client connection persists after this response */
+    int is_head;
+    int client_minor;
+    enum http1_body_kind req_body;
+    uint64_t req_remaining;
+    struct http1_chunked req_chunk;
+    int req_done;
+    char route_src[128];
+
+    /* upstream leg of the current request */
+    int ufd;
+    ev_io urio, uwio;
+    ev_timer utimer;
+    int u_connecting, u_eof, u_write_failed;
+    struct dbuf uin, uout;
+    int resp_started; /* final response head sent to the client */
+    int resp_status;
+    enum http1_body_kind resp_body;
+    uint64_t resp_remaining;
+    struct http1_chunked resp_chunk;
+    int resp_done;
+};
+
+/* ---- buffers ---- */
+
+static int dbuf_reserve(struct dbuf *b, size_t n)
+{
+    char *np;
+    size_t want;
+
+    if (b->cap - b->off - b->len >= n) return 0;
+    if (b->off) {
+        memmove(b->p, b->p + b->off, b->len);
+        b->off = 0;
+        if (b->cap - b->len >= n) return 0;
+    }
+    want = b->cap ? b->cap : 4096;
+    while (want - b->len < n)
+        want *= 2;
+    np = realloc(b->p, want);
+    if (!np) return -1;
+    b->p = np;
+    b->cap = want;
+    return 0;
+}
+
+static int dbuf_append(struct dbuf *b, const void *d, size_t n)
+{
+    if (dbuf_reserve(b, n) < 0) return -1;
+    memcpy(b->p + b->off + b->len, d, n);
+    b->len += n;
+    return 0;
+}
+
+static int dbuf_str(struct dbuf *b, const char *s)
+{
+    return dbuf_append(b, s, strlen(s));
+}
+
+static int dbuf_printf(struct dbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int dbuf_printf(struct dbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || dbuf_reserve(b, (size_t)n + 1) < 0) return -1;
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->off + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+static char *dbuf_data(struct dbuf *b)
+{
+    return b->p + b->off;
+}
+
+static void dbuf_consume(struct dbuf *b, size_t n)
+{
+    b->off += n;
+    b->len -= n;
+    if (b->len == 0) b->off = 0;
+}
+
+static void dbuf_free(struct dbuf *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof(*b));
+}
+
+/* ---- lifecycle ---- */
+
+static struct conn *conn_check(struct conn *c)
+{
+    if (c->magic != CONN_MAGIC) abort();
+    return c;
+}
+
+static void io_want(struct ev_loop *loop, ev_io *io, int want)
+{
+    if (want && !ev_is_active(io))
+        ev_io_start(loop, io);
+    else if (!want && ev_is_active(io))
+        ev_io_stop(loop, io);
+}
+
+static void upstream_release(struct conn *c)
+{
+    struct ev_loop *loop = c->w->loop;
+
+    if (c->ufd >= 0) {
+        ev_io_stop(loop, &c->urio);
+        ev_io_stop(loop, &c->uwio);
+        close(c->ufd);
+        c->ufd = -1;
+    }
+    ev_timer_stop(loop, &c->utimer);
+    c->uin.len = c->uin.off = 0;
+    c->uout.len = c->uout.off = 0;
+}
+
+/* Ends the current request: upstream closed, snapshot reference dropped. */
+static void request_release(struct conn *c)
+{
+    upstream_release(c);
+    snapshot_unref(c->snap);
+    c->snap = NULL;
+}
+
+static void conn_close(struct conn *c)
+{
+    struct worker *w = c->w;
+
+    if (c->dead) return;
+    c->dead = 1;
+    request_release(c);
+    ev_io_stop(w->loop, &c->rio);
+    ev_io_stop(w->loop, &c->wio);
+    ev_timer_stop(w->loop, &c->timer);
+    close(c->fd);
+    c->fd = -1;
+    /* move from the live list to the dead list */
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = NULL;
+    c->next = w->dead;
+    w->dead = c;
+    w->n_conns--;
+    metrics_conn_closed();
+    worker_conn_gone(w);
+}
+
+void conn_reap(struct worker *w)
+{
+    while (w->dead) {
+        struct conn *c = w->dead;
+        w->dead = c->next;
+        dbuf_free(&c->cin);
+        dbuf_free(&c->cout);
+        dbuf_free(&c->uin);
+        dbuf_free(&c->uout);
+        c->magic = 0;
+        free(c);
+    }
+}
+
+static void arm_timer(struct conn *c, double after)
+{
+    ev_timer_stop(c->w->loop, &c->timer);
+    ev_timer_set(&c->timer, after, 0.);
+    ev_timer_start(c->w->loop, &c->timer);
+}
+
+static void arm_utimer(struct conn *c, double after)
+{
+    ev_timer_stop(c->w->loop, &c->utimer);
+    ev_timer_set(&c->utimer, after, 0.);
+    ev_timer_start(c->w->loop, &c->utimer);
+}
+
+/* Recomputes which watchers should be active from the connection's state. */
+static void conn_update(struct conn *c)
+{
+    struct ev_loop *loop = c->w->loop;
+    int rd;
+
+    if (c->dead) return;
+    if (c->close_after_flush && c->cout.len == 0) {
+        conn_close(c);
+        return;
+    }
+    rd = !c->c_eof && !c->close_after_flush &&
+         ((c->state == CS_HEAD && c->cin.len <= HTTP1_MAX_HEAD) ||
+          (c->state == CS_PROXY && !c->req_done && !c->u_write_failed &&
+           c->uout.len < CONN_BUF_HIGH));
+    io_want(loop, &c->rio, rd);
+    io_want(loop, &c->wio, c->cout.len > 0);
+    if (c->ufd >= 0) {
+        io_want(loop, &c->urio,
+                !c->u_connecting && !c->u_eof && !c->resp_done && c->cout.len < CONN_BUF_HIGH);
+        io_want(loop, &c->uwio, c->u_connecting || (c->uout.len > 0 && !c->u_write_failed));
+    }
+}
+
+/* ---- responses generated here ---- */
+
+static const char *status_reason(int status)
+{
+    switch (status) {
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 408:
+        return "Request Timeout";
+    case 414:
+        return "URI Too Long";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Error";
+    }
+}
+
+static const char *status_body(int status)
+{
+    switch (status) {
+    case 400:
+        return "bad request\n";
+    case 404:
+        return "no route\n";
+    case 414:
+        return "uri too long\n";
+    case 431:
+        return "headers too large\n";
+    case 501:
+        return "not implemented\n";
+    case 502:
+        return "bad gateway\n";
+    case 504:
+        return "gateway timeout\n";
+    default:
+        return "error\n";
+    }
+}
+
+/*
+ * Answers the current request with status and body (NULL: the default for status), ends
+ * the request, and closes after the response when close_conn or the request body was not
+ * fully read.
+ */
+static void local_response(struct conn *c, int status, const char *body, int close_conn)
+{
+    if (!body) body = status_body(status);
+    if (!c->req_done || c->c_eof) close_conn = 1;
+    if (!c->keep_alive || c->w->stopping) close_conn = 1;
+    request_release(c);
+    if (dbuf_printf(&c->cout,
+                    "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+                    "Connection: %s\r\n\r\n%s",
+                    status, status_reason(status), strlen(body),
+                    close_conn ? "close" : "keep-alive", c->is_head ? "" : body) < 0) {
+        conn_close(c);
+        return;
+    }
+    metrics_response(status);
+    log_debug("request", "peer=%s status=%d local=1", c->peer, status);
+    c->state = CS_HEAD;
+    c->head_timer = 0;
+    if (close_conn) c->close_after_flush = 1;
+    arm_timer(c, CONN_IDLE_TIMEOUT); /* also bounds the flush of a closing connection */
+}
+
+/* Upstream failed: 502/504 if the client has not seen a response head yet, else abort. */
+static void upstream_failed(struct conn *c, int status, const char *why)
+{
+    log_warn("upstream_error", "peer=%s route=%s reason=\"%s\"", c->peer, c->route_src, why);
+    if (c->resp_started) {
+        request_release(c);
+        c->close_after_flush = 1; /* truncated response: closing is the only signal */
+        c->state = CS_HEAD;
+        arm_timer(c, CONN_IDLE_TIMEOUT);
+        return;
+    }
+    local_response(c, status, NULL, 0);
+}
+
+/* ---- request side ---- */
+
+static int is_xf_header(const struct http1_header *h)
+{
+    return http1_name_is(h, "x-forwarded-for") || http1_name_is(h, "x-forwarded-proto") ||
+           http1_name_is(h, "x-forwarded-host");
+}
+
+/* Writes the upstream request head into uout. Returns 0 or -1 (out of memory). */
+static int build_upstream_head(struct conn *c, const struct http1_request *req,
+                               const struct http1_msginfo *info)
+{
+    struct dbuf *b = &c->uout;
+    size_t i;
+    int first_xff = 1;
+
+    if (dbuf_append(b, req->line, req->line_len) < 0 || dbuf_str(b, "\r\n") < 0) return -1;
+    for (i = 0; i < req->num_headers; i++) {
+        const struct http1_header *h = &req->headers[i];
+        if (http1_is_hop_header(req->headers, req->num_headers, h) || is_xf_header(h)) continue;
+        if (dbuf_append(b, h->name, h->name_len) < 0 || dbuf_str(b, ": ") < 0 ||
+            dbuf_append(b, h->value, h->value_len) < 0 || dbuf_str(b, "\r\n") < 0)
+            return -1;
+    }
+    if (dbuf_str(b, "X-Forwarded-For: ") < 0) return -1;
+    for (i = 0; i < req->num_headers; i++) {
+        const struct http1_header *h = &req->headers[i];
+        if (!http1_name_is(h, "x-forwarded-for") || h->value_len == 0) continue;
+        if ((!first_xff && dbuf_str(b, ", ") < 0) || dbuf_append(b, h->value, h->value_len) < 0)
+            return -1;
+        first_xff = 0;
+    }
+    if (dbuf_printf(b, "%s%s\r\nX-Forwarded-Proto: http\r\n", first_xff ? "" : ", ", c->peer) < 0)
+        return -1;
+    if (info->host && (dbuf_str(b, "X-Forwarded-Host: ") < 0 ||
+                       dbuf_append(b, info->host, info->host_len) < 0 || dbuf_str(b, "\r\n") < 0))
+        return -1;
+    return dbuf_str(b, "Connection: close\r\n\r\n");
+}
+
+static int upstream_connect(struct conn *c, const struct snapshot_endpoint *ep)
+{
+    int one = 1;
+
+    c->ufd = socket(ep->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->ufd < 0) return -1;
+    (void)setsockopt(c->ufd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    ev_io_set(&c->urio, c->ufd, EV_READ);
+    ev_io_set(&c->uwio, c->ufd, EV_WRITE);
+    if (connect(c->ufd, (const struct sockaddr *)&ep->addr, ep->addrlen) == 0) {
+        c->u_connecting = 0;
+        arm_utimer(c, CONN_UPSTREAM_TIMEOUT);
+        return 0;
+    }
+    if (errno != EINPROGRESS) return -1;
+    c->u_connecting = 1;
+    arm_utimer(c, CONN_CONNECT_TIMEOUT);
+    return 0;
+}
+
+static void reset_request(struct conn *c)
+{
+    c->snap = NULL;
+    c->is_head = 0;
+    c->req_body = HTTP1_BODY_NONE;
+    c->req_remaining = 0;
+    http1_chunked_init(&c->req_chunk);
+    c->req_done = 1;
+    c->route_src[0] = '\0';
+    c->u_connecting = c->u_eof = c->u_write_failed = 0;
+    c->resp_started = 0;
+    c->resp_status = 0;
+    c->resp_body = HTTP1_BODY_NONE;
+    c->resp_remaining = 0;
+    http1_chunked_init(&c->resp_chunk);
+    c->resp_done = 0;
+}
+
+/*
+ * Tries to start the next request from cin. Returns 1 if a request was started or answered
+ * locally, 0 if more bytes are needed.
+ */
+static int start_request(struct conn *c)
+{
+    struct http1_request req;
+    struct http1_msginfo info;
+    struct snapshot *snap;
+    const struct snapwire_route *rt;
+    const struct snapshot_endpoint *ep;
+    char host[ROUTER_MAX_HOST];
+    int r, status, hl = 0;
+    uint32_t cluster;
+
+    reset_request(c);
+    c->keep_alive = 0;
+    if (c->cin.len == 0) return 0;
+    r = http1_parse_request(dbuf_data(&c->cin), c->cin.len, &req, &status);
+    if (r == -2) {
+        if (!c->head_timer) {
+            c->head_timer = 1;
+            arm_timer(c, CONN_HEADER_TIMEOUT);
+        }
+        return 0;
+    }
+    if (r == -1) {
+        local_response(c, status, NULL, 1);
+        return 1;
+    }
+    ev_timer_stop(c->w->loop, &c->timer);
+    c->head_timer = 0;
+    c->client_minor = req.minor_version;
+    c->is_head = req.method_len == 4 && memcmp(req.method, "HEAD", 4) == 0;
+    if (http1_request_info(&req, &info, &status) < 0) {
+        dbuf_consume(&c->cin, (size_t)r);
+        local_response(c, status, NULL, 1);
+        return 1;
+    }
+    c->keep_alive =
+        !info.conn_close && (req.minor_version >= 1 || info.conn_keep_alive) && !c->w->stopping;
+    c->req_body = info.body;
+    c->req_remaining = info.content_length;
+    c->req_done = info.body == HTTP1_BODY_NONE;
+    if (info.host &&
+        (hl = router_normalize_host(info.host, info.host_len, host, sizeof(host))) < 0) {
+        dbuf_consume(&c->cin, (size_t)r);
+        local_response(c, 400, NULL, 1);
+        return 1;
+    }
+    snap = c->w->current;
+    if (!snap) {
+        dbuf_consume(&c->cin, (size_t)r);
+        local_response(c, 503, "no snapshot\n", 0);
+        return 1;
+    }
+    rt = router_match(snap->router, host, (size_t)hl, req.target, req.target_len);
+    cluster = rt ? rt->cluster : snap->sw.meta.default_cluster;
+    if (cluster == SNAPWIRE_NONE) {
+        dbuf_consume(&c->cin, (size_t)r);
+        local_response(c, 404, "no route\n", 0);
+        return 1;
+    }
+    snprintf(c->route_src, sizeof(c->route_src), "%s", rt ? rt->source : "default");
+    ep = snapshot_pick(snap, cluster);
+    if (!ep) {
+        dbuf_consume(&c->cin, (size_t)r);
+        local_response(c, 503, "no healthy endpoint\n", 0);
+        return 1;
+    }
+    c->snap = snapshot_ref(snap);
+    if (build_upstream_head(c, &req, &info) < 0) {
+        conn_close(c);
+        return 1;
+    }
+    dbuf_consume(&c->cin, (size_t)r); /* req points into cin: consume only now */
+    c->state = CS_PROXY;
+    if (upstream_connect(c, ep) < 0) {
+        upstream_failed(c, 502, strerror(errno));
+        return 1;
+    }
+    return 1;
+}
+
+/* Moves request body bytes from cin to uout. Returns 0, or -1 if the conn was closed. */
+static int pump_request_body(struct conn *c)
+{
+    size_t take;
+    ssize_t r;
+
+    while (!c->req_done && c->cin.len > 0 && c->uout.len < CONN_BUF_HIGH) {
+        if (c->u_write_failed) {
+            /* upstream stopped listening: swallow; the connection closes after the answer */
+            dbuf_consume(&c->cin, c->cin.len);
+            break;
+        }
+        if (c->req_body == HTTP1_BODY_LENGTH) {
+            take = c->cin.len;
+            if (take > c->req_remaining) take = (size_t)c->req_remaining;
+            c->req_remaining -= take;
+            if (c->req_remaining == 0) c->req_done = 1;
+        } else {
+            r = http1_chunked_feed(&c->req_chunk, dbuf_data(&c->cin), c->cin.len);
+            if (r == -1) {
+                log_info("bad_request_body", "peer=%s", c->peer);
+                if (c->resp_started) {
+                    conn_close(c);
+                    return -1;
+                }
+                local_response(c, 400, NULL, 1);
+                return 0;
+            }
+            take = r == -2 ? c->cin.len : (size_t)r;
+            if (r >= 0) c->req_done = 1;
+        }
+        if (dbuf_append(&c->uout, dbuf_data(&c->cin), take) < 0) {
+            conn_close(c);
+            return -1;
+        }
+        dbuf_consume(&c->cin, take);
+    }
+    if (!c->req_done && c->c_eof && c->cin.len == 0) {
+        /* client went away mid-body: nothing sensible left to do */
+        conn_close(c);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- response side ---- */
+
+static int write_client_head(struct conn *c, const struct http1_response *res)
+{
+    struct dbuf *b = &c->cout;
+    size_t i;
+
+    if (dbuf_printf(b, "HTTP/1.1 %d %.*s\r\n", res->status, (int)res->reason_len, res->reason) < 0)
+        return -1;
+    for (i = 0; i < res->num_headers; i++) {
+        const struct http1_header *h = &res->headers[i];
+        if (http1_is_hop_header(res->headers, res->num_headers, h)) continue;
+        if (dbuf_append(b, h->name, h->name_len) < 0 || dbuf_str(b, ": ") < 0 ||
+            dbuf_append(b, h->value, h->value_len) < 0 || dbuf_str(b, "\r\n") < 0)
+            return -1;
+    }
+    if (res->status >= 200 || res->status == 101)
+        if (dbuf_printf(b, "Connection: %s\r\n", c->keep_alive ? "keep-alive" : "close") < 0)
+            return -1;
+    return dbuf_str(b, "\r\n");
+}
+
+/* Parses response heads from uin. Returns 1 when the final head is done, 0 for more, -1 if
+ * the request was ended (error answered or conn closed). */
+static int parse_response_head(struct conn *c)
+{
+    struct http1_response res;
+    struct http1_msginfo info;
+    int r, status;
+
+    for (;;) {
+        if (c->uin.len == 0 && !c->u_eof) return 0;
+        r = http1_parse_response(dbuf_data(&c->uin), c->uin.len, &res, &status);
+        if (r == -2 && !c->u_eof) return 0;
+        if (r < 0) {
+            upstream_failed(c, 502, c->uin.len ? "bad response head" : "closed before response");
+            return -1;
+        }
+        if (http1_response_info(&res, c->is_head, &info) < 0 || res.status == 101) {
+            upstream_failed(c, 502, "ambiguous response framing");
+            return -1;
+        }
+        if (res.status < 200) {
+            /* interim (100 Continue, 103): pass on to HTTP/1.1 clients, keep waiting */
+            if (c->client_minor >= 1 && write_client_head(c, &res) < 0) goto oom;
+            dbuf_consume(&c->uin, (size_t)r);
+            continue;
+        }
+        c->resp_body = info.body;
+        c->resp_remaining = info.content_length;
+        c->resp_status = res.status;
+        if (info.body == HTTP1_BODY_UNTIL_CLOSE || c->w->stopping) c->keep_alive = 0;
+        if (write_client_head(c, &res) < 0) goto oom;
+        dbuf_consume(&c->uin, (size_t)r);
+        c->resp_started = 1;
+        c->resp_done = info.body == HTTP1_BODY_NONE;
+        metrics_response(res.status);
+        log_debug("request", "peer=%s status=%d route=%s", c->peer, res.status, c->route_src);
+        return 1;
+    }
+oom:
+    conn_close(c);
+    return -1;
+}
+
+/* Moves response body bytes from uin to cout. Returns 0, or -1 if the request ended. */
+static int pump_response_body(struct conn *c)
+{
+    size_t take = c->uin.len;
+    ssize_t r;
+
+    if (!c->resp_done && take > 0) {
+        if (c->resp_body == HTTP1_BODY_LENGTH) {
+            if (take > c->resp_remaining) take = (size_t)c->resp_remaining;
+            c->resp_remaining -= take;
+            c->resp_done = c->resp_remaining == 0;
+        } else if (c->resp_body == HTTP1_BODY_CHUNKED) {
+            r = http1_chunked_feed(&c->resp_chunk, dbuf_data(&c->uin), c->uin.len);
+            if (r == -1) {
+                upstream_failed(c, 502, "bad chunked response body");
+                return -1;
+            }
+            if (r >= 0) {
+                take = (size_t)r;
+                c->resp_done = 1;
+            }
+        }
+        if (dbuf_append(&c->cout, dbuf_data(&c->uin), take) < 0) {
+            conn_close(c);
+            return -1;
+        }
+        dbuf_consume(&c->uin, take);
+    }
+    if (!c->resp_done && c->u_eof && c->uin.len == 0) {
+        if (c->resp_body == HTTP1_BODY_UNTIL_CLOSE) {
+            c->resp_done = 1;
+        } else {
+            upstream_failed(c, 502, "upstream closed mid-body");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The response is complete: end the request and get ready for the next one. */
+static void finish_request(struct conn *c)
+{
+    if (!c->req_done || c->u_write_failed || c->w->stopping) c->keep_alive = 0;
+    request_release(c);
+    c->state = CS_HEAD;
+    if (!c->keep_alive) c->close_after_flush = 1;
+    arm_timer(c, CONN_IDLE_TIMEOUT);
+}
+
+/* Runs the state machine as far as buffered data allows, then updates watchers. */
+static void conn_run(struct conn *c)
+{
+    for (;;) {
+        if (c->dead) return;
+        if (c->state == CS_HEAD) {
+            if (c->close_after_flush) break;
+            if (!start_request(c)) {
+                if (c->c_eof) {
+                    c->close_after_flush = 1; /* client is gone and no full request left */
+                    break;
+                }
+                break;
+            }
+            continue;
+        }
+        /* CS_PROXY */
+        if (pump_request_body(c) < 0) return;
+        if (c->state != CS_PROXY) continue;
+        if (!c->resp_started) {
+            int r = parse_response_head(c);
+            if (r < 0) {
+                if (c->dead) return;
+                continue;
+            }
+            if (r == 0) break;
+        }
+        if (pump_response_body(c) < 0) {
+            if (c->dead) return;
+            continue;
+        }
+        if (c->resp_done) {
+            finish_request(c);
+            continue;
+        }
+        break;
+    }
+    conn_update(c);
+}
+
+/* ---- callbacks ---- */
+
+static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct conn *c = conn_check(container_of(io, struct conn, rio));
+    ssize_t n;
+
+    (void)loop;
+    (void)revents;
+    if (dbuf_reserve(&c->cin, CONN_READ_CHUNK) < 0) {
+        conn_close(c);
+        return;
+    }
+    n = read(c->fd, c->cin.p + c->cin.off + c->cin.len, CONN_READ_CHUNK);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+        conn_close(c);
+        return;
+    }
+    if (n == 0)
+        c->c_eof = 1;
+    else
+        c->cin.len += (size_t)n;
+    conn_run(c);
+}
+
+static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct conn *c = conn_check(container_of(io, struct conn, wio));
+    ssize_t n;
+
+    (void)loop;
+    (void)revents;
+    while (c->cout.len > 0) {
+        n = send(c->fd, dbuf_data(&c->cout), c->cout.len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            conn_close(c);
+            return;
+        }
+        dbuf_consume(&c->cout, (size_t)n);
+    }
+    conn_run(c);
+}
+
+static void client_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct conn *c = conn_check(container_of(t, struct conn, timer));
+
+    (void)loop;
+    (void)revents;
+    if (c->state == CS_HEAD && c->cin.len > 0 && c->cout.len == 0 && !c->close_after_flush) {
+        /* a started head that never completed: say so, then close */
+        reset_request(c);
+        c->keep_alive = 0;
+        dbuf_consume(&c->cin, c->cin.len);
+        local_response(c, 408, "request timeout\n", 1);
+        conn_update(c);
+        return;
+    }
+    conn_close(c);
+}
+
+static void upstream_write_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct conn *c = conn_check(container_of(io, struct conn, uwio));
+    int soerr = 0;
+    socklen_t sl = sizeof(soerr);
+    ssize_t n;
+
+    (void)loop;
+    (void)revents;
+    if (c->u_connecting) {
+        if (getsockopt(c->ufd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0) soerr = errno;
+        if (soerr) {
+            upstream_failed(c, 502, strerror(soerr));
+            conn_run(c);
+            return;
+        }
+        c->u_connecting = 0;
+        arm_utimer(c, CONN_UPSTREAM_TIMEOUT);
+    }
+    while (c->uout.len > 0 && !c->u_write_failed) {
+        n = send(c->ufd, dbuf_data(&c->uout), c->uout.len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            /* upstream may still have answered (e.g. 413): keep reading its response */
+            c->u_write_failed = 1;
+            c->keep_alive = 0;
+            dbuf_consume(&c->uout, c->uout.len);
+            break;
+        }
+        dbuf_consume(&c->uout, (size_t)n);
+        arm_utimer(c, CONN_UPSTREAM_TIMEOUT);
+    }
+    conn_run(c);
+}
+
+static void upstream_read_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct conn *c = conn_check(container_of(io, struct conn, urio));
+    ssize_t n;
+
+    (void)loop;
+    (void)revents;
+    if (dbuf_reserve(&c->uin, CONN_READ_CHUNK) < 0) {
+        conn_close(c);
+        return;
+    }
+    n = read(c->ufd, c->uin.p + c->uin.off + c->uin.len, CONN_READ_CHUNK);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+        c->u_eof = 1; /* reset: handled like a close, the framing decides if it is an error */
+    } else if (n == 0) {
+        c->u_eof = 1;
+    } else {
+        c->uin.len += (size_t)n;
+        if (!c->resp_started && c->uin.len > HTTP1_MAX_HEAD + CONN_READ_CHUNK) {
+            upstream_failed(c, 502, "response head too large");
+            conn_run(c);
+            return;
+        }
+    }
+    arm_utimer(c, CONN_UPSTREAM_TIMEOUT);
+    conn_run(c);
+}
+
+static void upstream_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct conn *c = conn_check(container_of(t, struct conn, utimer));
+
+    (void)loop;
+    (void)revents;
+    if (c->u_connecting)
+        upstream_failed(c, 502, "connect timeout");
+    else
+        upstream_failed(c, 504, "upstream timeout");
+    conn_run(c);
+}
+
+/* ---- worker interface ---- */
+
+void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen)
+{
+    struct conn *c;
+    int one = 1;
+
+    (void)peerlen;
+    c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->magic = CONN_MAGIC;
+    c->w = w;
+    c->fd = fd;
+    c->ufd = -1;
+    c->state = CS_HEAD;
+    c->req_done = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (peer->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)peer;
+        inet_ntop(AF_INET6, &s6->sin6_addr, c->peer, sizeof(c->peer));
+    } else {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)peer;
+        inet_ntop(AF_INET, &s4->sin_addr, c->peer, sizeof(c->peer));
+    }
+    ev_io_init(&c->rio, client_read_cb, fd, EV_READ);
+    ev_io_init(&c->wio, client_write_cb, fd, EV_WRITE);
+    ev_timer_init(&c->timer, client_timer_cb, CONN_IDLE_TIMEOUT, 0.);
+    ev_io_init(&c->urio, upstream_read_cb, -1, EV_READ);
+    ev_io_init(&c->uwio, upstream_write_cb, -1, EV_WRITE);
+    ev_timer_init(&c->utimer, upstream_timer_cb, CONN_UPSTREAM_TIMEOUT, 0.);
+    c->next = w->conns;
+    if (w->conns) w->conns->prev = c;
+    w->conns = c;
+    w->n_conns++;
+    metrics_conn_opened();
+    ev_timer_start(w->loop, &c->timer);
+    ev_io_start(w->loop, &c->rio);
+}
+
+void conn_shutdown_all(struct worker *w)
+{
+    struct conn *c, *next;
+
+    for (c = w->conns; c; c = next) {
+        next = c->next;
+        if (c->state == CS_HEAD && c->cin.len == 0) {
+            c->close_after_flush = 1;
+            conn_update(c);
+        } else {
+            c->keep_alive = 0;
+        }
+    }
+}
+
+void conn_close_all(struct worker *w)
+{
+    while (w->conns)
+        conn_close(w->conns);
+}

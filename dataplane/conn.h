@@ -1,0 +1,21 @@
+/*
+ * conn: one client connection of a worker, proxying HTTP/1.1 requests to upstreams.
+ */
+#ifndef STRAIT_CONN_H
+#define STRAIT_CONN_H
+
+#include "worker.h"
+
+/* Takes ownership of the accepted, non-blocking fd. */
+void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen);
+
+/* Graceful stop: idle connections close now, busy ones after their current response. */
+void conn_shutdown_all(struct worker *w);
+
+/* Forced stop: closes every connection of w at once. */
+void conn_close_all(struct worker *w);
+
+/* Frees connections closed since the last call (deferred close). */
+void conn_reap(struct worker *w);
+
+#endif

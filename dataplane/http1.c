@@ -1,0 +1,470 @@
+/*
+ * http1: HTTP/1.1 message heads and chunked framing, parsed in place.
+ *
+ * Does: parse request and response heads into pointer+length views of the caller's buffer
+ * (re-parsing from the start on each call, like picohttpparser without last_len), derive body
+ * framing, recognise hop-by-hop headers, and track chunked bodies byte by byte so they can be
+ * forwarded verbatim.
+ * Does not: allocate, copy, decode bodies, percent-decode or normalise paths.
+ * Invariants: never reads at or past buf[len] (tests put len at a guard page); a bare CR, an
+ * obs-fold line, a control character in a value or a non-token header name is an error, so
+ * what we forward is unambiguous to any downstream parser. Line endings in heads may be CRLF
+ * or LF; inside chunked bodies only CRLF is accepted.
+ */
+#include "http1.h"
+
+#include <string.h>
+#include <strings.h>
+
+static int is_tchar(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
+    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+/* Field-value / reason-phrase bytes: HTAB, SP, VCHAR, obs-text. */
+static int is_vchar_ws(unsigned char c)
+{
+    return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+static int is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/*
+ * Finds the line starting at pos. Returns 0 and sets *end (content end, line ending excluded)
+ * and *next (first byte of the following line), or -2 if no LF yet.
+ */
+static int next_line(const char *buf, size_t len, size_t pos, size_t *end, size_t *next)
+{
+    const char *lf = memchr(buf + pos, '\n', len - pos);
+    size_t e;
+
+    if (!lf) return -2;
+    e = (size_t)(lf - buf);
+    *next = e + 1;
+    if (e > pos && buf[e - 1] == '\r') e--;
+    *end = e;
+    return 0;
+}
+
+/*
+ * Parses header lines from pos up to and including the empty line. Returns the offset after
+ * the empty line, -2 for more, -1 with *status.
+ */
+static int parse_headers(const char *buf, size_t len, size_t pos, struct http1_header *hdrs,
+                         size_t *num, int *status)
+{
+    size_t end, next, i, n = 0;
+
+    for (;;) {
+        if (next_line(buf, len, pos, &end, &next) < 0) return -2;
+        if (end == pos) {
+            /* empty line; "\r\r\n" style garbage is caught because end would differ */
+            if (next - pos > 2 || (next - pos == 2 && buf[pos] != '\r')) goto bad;
+            *num = n;
+            return (int)next;
+        }
+        if (is_ows(buf[pos])) goto bad; /* obs-fold or whitespace before the first header */
+        if (n == HTTP1_MAX_HEADERS) {
+            *status = 431;
+            return -1;
+        }
+        for (i = pos; i < end && buf[i] != ':'; i++)
+            if (!is_tchar((unsigned char)buf[i])) goto bad;
+        if (i == pos || i == end) goto bad;
+        hdrs[n].name = buf + pos;
+        hdrs[n].name_len = i - pos;
+        for (i++; i < end && is_ows(buf[i]); i++)
+            ;
+        hdrs[n].value = buf + i;
+        for (; i < end; i++)
+            if (!is_vchar_ws((unsigned char)buf[i])) goto bad;
+        while (end > (size_t)(hdrs[n].value - buf) && is_ows(buf[end - 1]))
+            end--;
+        hdrs[n].value_len = end - (size_t)(hdrs[n].value - buf);
+        n++;
+        pos = next;
+    }
+bad:
+    *status = 400;
+    return -1;
+}
+
+/* Parses "HTTP/1.d" at p (8 bytes available). Returns the minor digit or -1. */
+static int parse_version(const char *p)
+{
+    if (memcmp(p, "HTTP/1.", 7) != 0 || p[7] < '0' || p[7] > '9') return -1;
+    return p[7] - '0';
+}
+
+int http1_parse_request(const char *buf, size_t len, struct http1_request *req, int *status)
+{
+    size_t pos = 0, end, next, i, sp1, sp2;
+    int r;
+
+    /* RFC 9112 2.2: ignore a few empty lines before the request line. */
+    while (pos < len && pos < 4 && (buf[pos] == '\r' || buf[pos] == '\n'))
+        pos++;
+    if (next_line(buf, len, pos, &end, &next) < 0) {
+        if (len - pos > HTTP1_MAX_REQUEST_LINE) {
+            *status = 414;
+            return -1;
+        }
+        return -2;
+    }
+    *status = 400;
+    if (end - pos > HTTP1_MAX_REQUEST_LINE) {
+        *status = 414;
+        return -1;
+    }
+    for (i = pos; i < end && is_tchar((unsigned char)buf[i]); i++)
+        ;
+    if (i == pos || i == end || buf[i] != ' ') return -1;
+    sp1 = i;
+    for (i = sp1 + 1; i < end && (unsigned char)buf[i] > 0x20 && buf[i] != 0x7f; i++)
+        ;
+    if (i == sp1 + 1 || i == end || buf[i] != ' ') return -1;
+    sp2 = i;
+    if (end - sp2 - 1 != 8 || (r = parse_version(buf + sp2 + 1)) < 0) return -1;
+    req->method = buf + pos;
+    req->method_len = sp1 - pos;
+    req->target = buf + sp1 + 1;
+    req->target_len = sp2 - sp1 - 1;
+    req->line = buf + pos;
+    req->line_len = end - pos;
+    req->minor_version = r;
+    r = parse_headers(buf, len, next, req->headers, &req->num_headers, status);
+    if (r == -2 && len > HTTP1_MAX_HEAD) {
+        *status = 431;
+        return -1;
+    }
+    if (r > HTTP1_MAX_HEAD) {
+        *status = 431;
+        return -1;
+    }
+    return r;
+}
+
+int http1_parse_response(const char *buf, size_t len, struct http1_response *res, int *status)
+{
+    size_t end, next, i;
+    int r;
+
+    *status = 502;
+    if (next_line(buf, len, 0, &end, &next) < 0) return len > HTTP1_MAX_HEAD ? -1 : -2;
+    if (end < 12 || (r = parse_version(buf)) < 0 || buf[8] != ' ') return -1;
+    for (i = 9; i < 12; i++)
+        if (buf[i] < '0' || buf[i] > '9') return -1;
+    if (buf[9] == '0') return -1;
+    res->minor_version = r;
+    res->status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
+    if (end > 12 && buf[12] != ' ') return -1;
+    res->reason = buf + (end > 12 ? 13 : 12);
+    res->reason_len = end > 12 ? end - 13 : 0;
+    for (i = 0; i < res->reason_len; i++)
+        if (!is_vchar_ws((unsigned char)res->reason[i])) return -1;
+    r = parse_headers(buf, len, next, res->headers, &res->num_headers, status);
+    if (r == -1 || (r == -2 && len > HTTP1_MAX_HEAD) || r > HTTP1_MAX_HEAD) {
+        *status = 502;
+        return -1;
+    }
+    return r;
+}
+
+int http1_name_is(const struct http1_header *h, const char *name)
+{
+    return strlen(name) == h->name_len && strncasecmp(h->name, name, h->name_len) == 0;
+}
+
+/*
+ * Iterates comma-separated tokens of a header value. *pos is the cursor; returns 1 and sets
+ * tok/toklen (OWS trimmed, may be empty), or 0 at the end.
+ */
+static int next_token(const struct http1_header *h, size_t *pos, const char **tok, size_t *toklen)
+{
+    size_t i = *pos, s, e;
+
+    if (i > h->value_len) return 0;
+    while (i < h->value_len && is_ows(h->value[i]))
+        i++;
+    s = i;
+    while (i < h->value_len && h->value[i] != ',')
+        i++;
+    e = i;
+    while (e > s && is_ows(h->value[e - 1]))
+        e--;
+    *tok = h->value + s;
+    *toklen = e - s;
+    *pos = i + 1;
+    return 1;
+}
+
+static int tok_is(const char *tok, size_t n, const char *word)
+{
+    return strlen(word) == n && strncasecmp(tok, word, n) == 0;
+}
+
+/* Strict Content-Length: 1..18 digits. Returns 0 or -1. */
+static int parse_length(const struct http1_header *h, uint64_t *out)
+{
+    uint64_t v = 0;
+    size_t i;
+
+    if (h->value_len == 0 || h->value_len > 18) return -1;
+    for (i = 0; i < h->value_len; i++) {
+        if (h->value[i] < '0' || h->value[i] > '9') return -1;
+        v = v * 10 + (uint64_t)(h->value[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+/*
+ * Common framing scan. Returns 0, or -1 on ambiguity. te_state: 0 no TE, 1 TE ends in
+ * chunked, 2 TE present but not ending in chunked.
+ */
+static int scan_framing(const struct http1_header *hdrs, size_t n, struct http1_msginfo *info,
+                        int *have_cl, int *te_state, int *n_host)
+{
+    size_t i, p;
+    const char *tok;
+    size_t tl;
+    uint64_t cl;
+    int chunked_seen = 0;
+
+    memset(info, 0, sizeof(*info));
+    *have_cl = 0;
+    *te_state = 0;
+    *n_host = 0;
+    for (i = 0; i < n; i++) {
+        const struct http1_header *h = &hdrs[i];
+        if (http1_name_is(h, "content-length")) {
+            if (parse_length(h, &cl) < 0) return -1;
+            if (*have_cl && cl != info->content_length) return -1;
+            *have_cl = 1;
+            info->content_length = cl;
+        } else if (http1_name_is(h, "transfer-encoding")) {
+            p = 0;
+            while (next_token(h, &p, &tok, &tl)) {
+                if (tl == 0) continue;
+                if (chunked_seen) return -1; /* a coding after chunked */
+                if (tok_is(tok, tl, "chunked")) chunked_seen = 1;
+                *te_state = 2;
+            }
+            if (chunked_seen)
+                *te_state = 1;
+            else if (*te_state == 0)
+                *te_state = 2; /* empty Transfer-Encoding */
+        } else if (http1_name_is(h, "connection")) {
+            p = 0;
+            while (next_token(h, &p, &tok, &tl)) {
+                if (tok_is(tok, tl, "close"))
+                    info->conn_close = 1;
+                else if (tok_is(tok, tl, "keep-alive"))
+                    info->conn_keep_alive = 1;
+            }
+        } else if (http1_name_is(h, "host")) {
+            if (++*n_host == 1) {
+                info->host = h->value;
+                info->host_len = h->value_len;
+            }
+        }
+    }
+    if (*te_state && *have_cl) return -1;
+    return 0;
+}
+
+int http1_request_info(const struct http1_request *req, struct http1_msginfo *info, int *status)
+{
+    int have_cl, te, n_host;
+
+    *status = 400;
+    if (scan_framing(req->headers, req->num_headers, info, &have_cl, &te, &n_host) < 0) return -1;
+    if (n_host > 1 || (n_host == 0 && req->minor_version >= 1)) return -1;
+    if (te == 2) {
+        *status = 501;
+        return -1;
+    }
+    if (te == 1)
+        info->body = HTTP1_BODY_CHUNKED;
+    else if (have_cl && info->content_length > 0)
+        info->body = HTTP1_BODY_LENGTH;
+    else
+        info->body = HTTP1_BODY_NONE;
+    return 0;
+}
+
+int http1_response_info(const struct http1_response *res, int head_request,
+                        struct http1_msginfo *info)
+{
+    int have_cl, te, n_host;
+
+    if (scan_framing(res->headers, res->num_headers, info, &have_cl, &te, &n_host) < 0) return -1;
+    if (head_request || res->status < 200 || res->status == 204 || res->status == 304)
+        info->body = HTTP1_BODY_NONE;
+    else if (te == 1)
+        info->body = HTTP1_BODY_CHUNKED;
+    else if (te == 2)
+        info->body = HTTP1_BODY_UNTIL_CLOSE;
+    else if (have_cl)
+        info->body = info->content_length ? HTTP1_BODY_LENGTH : HTTP1_BODY_NONE;
+    else
+        info->body = HTTP1_BODY_UNTIL_CLOSE;
+    return 0;
+}
+
+int http1_is_hop_header(const struct http1_header *hdrs, size_t n, const struct http1_header *h)
+{
+    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection",
+                                      "te",         "trailer",    "upgrade"};
+    size_t i, p, tl;
+    const char *tok;
+
+    for (i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
+        if (http1_name_is(h, hop[i])) return 1;
+    for (i = 0; i < n; i++) {
+        if (!http1_name_is(&hdrs[i], "connection")) continue;
+        p = 0;
+        while (next_token(&hdrs[i], &p, &tok, &tl))
+            if (tl == h->name_len && strncasecmp(tok, h->name, tl) == 0) return 1;
+    }
+    return 0;
+}
+
+enum {
+    CK_SIZE = 0, /* zero-initialised tracker starts here */
+    CK_SIZE_WS,
+    CK_EXT,
+    CK_SIZE_LF,
+    CK_DATA,
+    CK_DATA_CR,
+    CK_DATA_LF,
+    CK_TRAILER_START,
+    CK_TRAILER_NAME,
+    CK_TRAILER_VALUE,
+    CK_TRAILER_LF,
+    CK_END_LF,
+    CK_DONE,
+};
+
+#define CK_MAX_LINE 4096
+#define CK_MAX_TRAILERS (64 * 1024)
+
+void http1_chunked_init(struct http1_chunked *c)
+{
+    memset(c, 0, sizeof(*c));
+}
+
+static int hexval(unsigned char ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+ssize_t http1_chunked_feed(struct http1_chunked *c, const char *buf, size_t len)
+{
+    size_t i = 0;
+
+    while (i < len) {
+        unsigned char ch = (unsigned char)buf[i];
+        int v;
+
+        if (c->state == CK_DATA) {
+            size_t take = len - i;
+            if (take > c->remaining) take = (size_t)c->remaining;
+            c->remaining -= take;
+            i += take;
+            if (c->remaining == 0) c->state = CK_DATA_CR;
+            continue;
+        }
+        if (c->state == CK_DONE) return (ssize_t)i;
+        i++;
+        if (c->state <= CK_EXT && ++c->line_len > CK_MAX_LINE) return -1;
+        if (c->state >= CK_TRAILER_START && c->state <= CK_TRAILER_LF &&
+            ++c->trailer_len > CK_MAX_TRAILERS)
+            return -1;
+        switch (c->state) {
+        case CK_SIZE:
+            if ((v = hexval(ch)) >= 0) {
+                if (++c->digits > 15) return -1;
+                c->remaining = c->remaining * 16 + (uint64_t)v;
+                break;
+            }
+            if (c->digits == 0) return -1;
+            if (ch == ';')
+                c->state = CK_EXT;
+            else if (ch == ' ' || ch == '\t')
+                c->state = CK_SIZE_WS;
+            else if (ch == '\r')
+                c->state = CK_SIZE_LF;
+            else
+                return -1;
+            break;
+        case CK_SIZE_WS:
+            if (ch == ';')
+                c->state = CK_EXT;
+            else if (ch == '\r')
+                c->state = CK_SIZE_LF;
+            else if (ch != ' ' && ch != '\t')
+                return -1;
+            break;
+        case CK_EXT:
+            if (ch == '\r')
+                c->state = CK_SIZE_LF;
+            else if (!is_vchar_ws(ch))
+                return -1;
+            break;
+        case CK_SIZE_LF:
+            if (ch != '\n') return -1;
+            c->state = c->remaining ? CK_DATA : CK_TRAILER_START;
+            break;
+        case CK_DATA_CR:
+            if (ch != '\r') return -1;
+            c->state = CK_DATA_LF;
+            break;
+        case CK_DATA_LF:
+            if (ch != '\n') return -1;
+            c->state = CK_SIZE;
+            c->digits = 0;
+            c->line_len = 0;
+            c->remaining = 0;
+            break;
+        case CK_TRAILER_START:
+            if (ch == '\r')
+                c->state = CK_END_LF;
+            else if (is_tchar(ch))
+                c->state = CK_TRAILER_NAME;
+            else
+                return -1; /* obs-fold or garbage */
+            break;
+        case CK_TRAILER_NAME:
+            if (ch == ':')
+                c->state = CK_TRAILER_VALUE;
+            else if (!is_tchar(ch))
+                return -1;
+            break;
+        case CK_TRAILER_VALUE:
+            if (ch == '\r')
+                c->state = CK_TRAILER_LF;
+            else if (!is_vchar_ws(ch))
+                return -1;
+            break;
+        case CK_TRAILER_LF:
+            if (ch != '\n') return -1;
+            c->state = CK_TRAILER_START;
+            break;
+        case CK_END_LF:
+            if (ch != '\n') return -1;
+            c->state = CK_DONE;
+            return (ssize_t)i;
+        default:
+            return -1;
+        }
+    }
+    return c->state == CK_DONE ? (ssize_t)i : -2;
+}

@@ -1,0 +1,118 @@
+/*
+ * http1: incremental, zero-copy HTTP/1.1 head parser and chunked-body framing tracker.
+ * picohttpparser-style: the caller owns the bytes, results point into them.
+ */
+#ifndef STRAIT_HTTP1_H
+#define STRAIT_HTTP1_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define HTTP1_MAX_HEADERS 100
+#define HTTP1_MAX_REQUEST_LINE 8192 /* longer request line: 414 */
+#define HTTP1_MAX_HEAD (64 * 1024)  /* longer head (request or response): 431 / 502 */
+
+struct http1_header {
+    const char *name;
+    size_t name_len;
+    const char *value; /* leading and trailing whitespace removed */
+    size_t value_len;
+};
+
+struct http1_request {
+    const char *method;
+    size_t method_len;
+    const char *target;
+    size_t target_len;
+    const char *line; /* the whole request line, without its line ending */
+    size_t line_len;
+    int minor_version; /* HTTP/1.<minor> */
+    struct http1_header headers[HTTP1_MAX_HEADERS];
+    size_t num_headers;
+};
+
+struct http1_response {
+    int minor_version;
+    int status;
+    const char *reason;
+    size_t reason_len;
+    struct http1_header headers[HTTP1_MAX_HEADERS];
+    size_t num_headers;
+};
+
+/*
+ * Parses a request head at buf[0..len). Returns the head length (up to and including the
+ * empty line) when complete, -2 when more bytes are needed, -1 on error with *status set to
+ * the HTTP status to answer (400, 414, 431). Never reads past buf[len-1].
+ */
+int http1_parse_request(const char *buf, size_t len, struct http1_request *req, int *status);
+
+/* Same for a response head; errors set *status to 502. */
+int http1_parse_response(const char *buf, size_t len, struct http1_response *res, int *status);
+
+/* How the body of a message is delimited. */
+enum http1_body_kind {
+    HTTP1_BODY_NONE = 0,   /* no body */
+    HTTP1_BODY_LENGTH,     /* Content-Length bytes */
+    HTTP1_BODY_CHUNKED,    /* chunked transfer coding */
+    HTTP1_BODY_UNTIL_CLOSE /* responses only: until the connection closes */
+};
+
+/* What the proxy needs to know about a message beyond its head syntax. */
+struct http1_msginfo {
+    enum http1_body_kind body;
+    uint64_t content_length;
+    int conn_close;      /* Connection: close present */
+    int conn_keep_alive; /* Connection: keep-alive present */
+    const char *host;    /* first Host header value, or NULL */
+    size_t host_len;
+};
+
+/*
+ * Derives framing for a request: rejects (returns -1, *status = 400 or 501) both
+ * Content-Length and Transfer-Encoding, differing or malformed Content-Length, a
+ * Transfer-Encoding whose last coding is not chunked, several Host headers, and a missing
+ * Host on HTTP/1.1. Returns 0.
+ */
+int http1_request_info(const struct http1_request *req, struct http1_msginfo *info, int *status);
+
+/*
+ * Derives framing for a response to a request with method head_request (1 if HEAD).
+ * Returns 0, or -1 for ambiguous framing (the proxy answers 502).
+ */
+int http1_response_info(const struct http1_response *res, int head_request,
+                        struct http1_msginfo *info);
+
+/*
+ * True when header h must not be forwarded: hop-by-hop names (Connection, Keep-Alive,
+ * Proxy-Connection, TE, Trailer, Upgrade) or a name listed in any Connection header among
+ * hdrs[0..n).
+ */
+int http1_is_hop_header(const struct http1_header *hdrs, size_t n, const struct http1_header *h);
+
+/* Case-insensitive header name comparison with a NUL-terminated name. */
+int http1_name_is(const struct http1_header *h, const char *name);
+
+/*
+ * Chunked body tracker: walks chunk-size lines, extensions, data, and trailers so the raw
+ * bytes can be forwarded verbatim. Zero-initialise (or http1_chunked_init) before use.
+ */
+struct http1_chunked {
+    int state;
+    uint64_t remaining; /* data bytes left in the current chunk */
+    size_t line_len;    /* bytes of the current size/trailer line so far */
+    size_t trailer_len; /* total trailer bytes so far */
+    int digits;
+};
+
+void http1_chunked_init(struct http1_chunked *c);
+
+/*
+ * Feeds buf[0..len). Returns the number of bytes that belong to the body when the message
+ * ended inside buf (the rest is the next message), -2 when all len bytes were consumed and
+ * more are needed, -1 on a framing error.
+ */
+ssize_t http1_chunked_feed(struct http1_chunked *c, const char *buf, size_t len);
+
+#endif

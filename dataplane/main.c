@@ -1,0 +1,181 @@
+/*
+ * strait-dataplane: command line, signals and wiring.
+ *
+ * Does: parse the CLI, start the worker pool (proxy listeners), the controller client and
+ * the optional admin server on the main loop, forward every applied snapshot to the
+ * workers, and on SIGTERM/SIGINT stop accepting, give in-flight requests a short grace
+ * period, free everything and exit 0.
+ * Does not: proxy traffic itself (workers do) or validate snapshots (snapshot.c).
+ * Invariant: the main loop is the only thread that talks to the controller and serves admin.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ev.h>
+
+#include "admin.h"
+#include "listener.h"
+#include "log.h"
+#include "snapshot.h"
+#include "worker.h"
+
+#define DRAIN_GRACE 5.0 /* seconds in-flight requests get after SIGTERM */
+
+struct app {
+    struct ev_loop *loop;
+    struct worker_pool *pool;
+    struct snapclient *sc;
+    struct admin *admin;
+    ev_signal sigterm_w, sigint_w;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: strait-dataplane --socket PATH --listen ADDR:PORT [--admin ADDR:PORT]\n"
+               "                        [--workers N] [--log-level debug|info|warn|error]\n"
+               "  ADDR is an IPv4 literal, [IPv6] or localhost; --workers defaults to 1.\n");
+}
+
+static void on_apply(struct snapshot *s, void *arg)
+{
+    struct app *app = arg;
+
+    worker_pool_publish(app->pool, s);
+}
+
+static struct snapshot *current_snapshot(void *arg)
+{
+    struct app *app = arg;
+
+    return snapclient_current(app->sc);
+}
+
+static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)revents;
+    log_info("shutdown", "signal=%d", w->signum);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static int parse_level(const char *s, enum log_level *out)
+{
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    int i;
+
+    for (i = 0; i < 4; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *out = (enum log_level)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
+                                         {"listen", required_argument, NULL, 'l'},
+                                         {"admin", required_argument, NULL, 'a'},
+                                         {"workers", required_argument, NULL, 'w'},
+                                         {"log-level", required_argument, NULL, 'L'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *sock = NULL, *listen_spec = NULL, *admin_spec = NULL;
+    enum log_level level = LOG_LEVEL_INFO;
+    struct sockaddr_storage lss, ass;
+    socklen_t lsl = 0, asl = 0;
+    struct app app;
+    char err[256], *end;
+    long workers = 1;
+    int c, rc = 1;
+
+    memset(&app, 0, sizeof(app));
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            sock = optarg;
+            break;
+        case 'l':
+            listen_spec = optarg;
+            break;
+        case 'a':
+            admin_spec = optarg;
+            break;
+        case 'w':
+            workers = strtol(optarg, &end, 10);
+            if (*end || workers < 1 || workers > 256) {
+                fprintf(stderr, "strait-dataplane: --workers must be 1..256\n");
+                return 2;
+            }
+            break;
+        case 'L':
+            if (parse_level(optarg, &level) < 0) {
+                fprintf(stderr, "strait-dataplane: bad --log-level %s\n", optarg);
+                return 2;
+            }
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!sock || !listen_spec || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    log_init("dataplane", level);
+    if (listener_parse(listen_spec, &lss, &lsl, err, sizeof(err)) < 0 ||
+        (admin_spec && listener_parse(admin_spec, &ass, &asl, err, sizeof(err)) < 0)) {
+        fprintf(stderr, "strait-dataplane: %s\n", err);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    app.loop = ev_default_loop(EVFLAG_AUTO);
+    if (!app.loop) {
+        log_error("startup_failed", "reason=\"no event loop\"");
+        return 1;
+    }
+    if (worker_pool_start(&app.pool, (unsigned)workers, (struct sockaddr *)&lss, lsl, err,
+                          sizeof(err)) < 0) {
+        log_error("startup_failed", "reason=\"%s\"", err);
+        goto destroy_loop;
+    }
+    if (admin_spec) {
+        app.admin = admin_start(app.loop, (struct sockaddr *)&ass, asl, current_snapshot, &app, err,
+                                sizeof(err));
+        if (!app.admin) {
+            log_error("startup_failed", "reason=\"%s\"", err);
+            goto stop_pool;
+        }
+    }
+    app.sc = snapclient_start(app.loop, sock, on_apply, &app, err, sizeof(err));
+    if (!app.sc) {
+        log_error("startup_failed", "reason=\"%s\"", err);
+        goto stop_admin;
+    }
+    ev_signal_init(&app.sigterm_w, signal_cb, SIGTERM);
+    ev_signal_start(app.loop, &app.sigterm_w);
+    ev_signal_init(&app.sigint_w, signal_cb, SIGINT);
+    ev_signal_start(app.loop, &app.sigint_w);
+
+    ev_run(app.loop, 0);
+    rc = 0;
+
+    ev_signal_stop(app.loop, &app.sigterm_w);
+    ev_signal_stop(app.loop, &app.sigint_w);
+    snapclient_stop(app.sc);
+stop_admin:
+    admin_stop(app.admin);
+stop_pool:
+    worker_pool_stop(app.pool, DRAIN_GRACE);
+destroy_loop:
+    ev_loop_destroy(app.loop);
+    log_info("exit", "code=%d", rc);
+    return rc;
+}

@@ -1,0 +1,20 @@
+/*
+ * metrics: process-wide atomic counters, rendered as Prometheus text by admin.
+ */
+#ifndef STRAIT_METRICS_H
+#define STRAIT_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+void metrics_snapshot_applied(uint64_t generation);
+void metrics_snapshot_nacked(void);
+/* Counts one response sent to a client, by status class. */
+void metrics_response(int status);
+void metrics_conn_opened(void);
+void metrics_conn_closed(void);
+
+/* Prometheus text exposition; returns a malloc'd NUL-terminated string or NULL. */
+char *metrics_render(void);
+
+#endif

@@ -1,0 +1,434 @@
+/*
+ * snapshot: runtime snapshots and the controller client.
+ *
+ * Does: turn a decoded snapwire snapshot into everything the hot path needs (router index,
+ * sockaddrs for ready endpoints, balancer state) before anything is swapped; keep the last
+ * good snapshot; speak the socket protocol of docs/contract.md (frames in, one ACK/NACK line
+ * out per frame) with a non-blocking Unix socket on the main loop, reconnecting with
+ * exponential backoff (100 ms doubling to 5 s).
+ * Does not: hand snapshots to workers (the apply callback does), or touch raw snapshot
+ * bytes beyond snapwire_frame_size / snapwire_decode.
+ * Invariants: a struct snapshot is immutable once built except for its refcount and its
+ * balancer counters (atomics), so workers read it without locks; a failed build or decode
+ * never disturbs the current snapshot (nginx ngx_init_cycle); the stream is resynchronised
+ * only by reconnecting (a bad header NACKs generation 0 and drops the connection).
+ */
+#include "snapshot.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "metrics.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+#define SNAPCLIENT_MAGIC 0x53434c49u /* "SCLI" */
+#define BACKOFF_MIN 0.1
+#define BACKOFF_MAX 5.0
+#define READ_CHUNK (64 * 1024)
+
+/* ---- runtime snapshot ---- */
+
+static void snapshot_free(struct snapshot *s)
+{
+    uint32_t i;
+
+    if (s->clusters) {
+        for (i = 0; i < s->sw.n_clusters; i++) {
+            struct snapshot_cluster *c = &s->clusters[i];
+            if (c->bal && c->bal_state) c->bal->destroy(c->bal_state);
+            free(c->ready);
+        }
+        free(s->clusters);
+    }
+    router_free(s->router);
+    snapwire_free(&s->sw);
+    s->magic = 0;
+    free(s);
+}
+
+static int resolve_endpoint(const struct snapwire_endpoint *e, struct snapshot_endpoint *out)
+{
+    struct sockaddr_in *sin = (struct sockaddr_in *)&out->addr;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->addr;
+
+    memset(out, 0, sizeof(*out));
+    out->address = e->address;
+    out->port = e->port;
+    if (inet_pton(AF_INET, e->address, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(e->port);
+        out->addrlen = sizeof(*sin);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, e->address, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(e->port);
+        out->addrlen = sizeof(*sin6);
+        return 0;
+    }
+    return -1;
+}
+
+struct snapshot *snapshot_build(struct snapwire_snapshot *sw, char *err, size_t errlen)
+{
+    struct snapshot *s;
+    uint32_t i, j;
+
+    s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        snapwire_free(sw);
+        return NULL;
+    }
+    s->magic = SNAPSHOT_MAGIC;
+    atomic_init(&s->refs, 1);
+    s->sw = *sw; /* ownership moves here; snapshot_free releases it on any failure */
+    memset(sw, 0, sizeof(*sw));
+    s->router = router_build(&s->sw, err, errlen);
+    if (!s->router) goto free_snapshot;
+    s->clusters = calloc(s->sw.n_clusters ? s->sw.n_clusters : 1, sizeof(*s->clusters));
+    if (!s->clusters) goto fail_oom;
+    for (i = 0; i < s->sw.n_clusters; i++) {
+        struct snapshot_cluster *c = &s->clusters[i];
+        const struct snapwire_cluster *swc = &s->sw.clusters[i];
+
+        c->sw = swc;
+        c->bal = balancer_find(swc->lb);
+        if (!c->bal) {
+            snprintf(err, errlen, "cluster %s: unknown lb %u", swc->name, swc->lb);
+            goto free_snapshot;
+        }
+        c->ready = calloc(swc->endpoint_count ? swc->endpoint_count : 1, sizeof(*c->ready));
+        if (!c->ready) goto fail_oom;
+        for (j = 0; j < swc->endpoint_count; j++) {
+            const struct snapwire_endpoint *e = &s->sw.endpoints[swc->first_endpoint + j];
+            if (!e->ready) continue;
+            if (resolve_endpoint(e, &c->ready[c->n_ready]) < 0) {
+                snprintf(err, errlen, "cluster %s: bad endpoint address %s", swc->name, e->address);
+                goto free_snapshot;
+            }
+            c->n_ready++;
+        }
+        c->bal_state = c->bal->create(c->n_ready);
+        if (!c->bal_state) goto fail_oom;
+    }
+    return s;
+
+fail_oom:
+    snprintf(err, errlen, "out of memory");
+free_snapshot:
+    snapshot_free(s);
+    return NULL;
+}
+
+struct snapshot *snapshot_ref(struct snapshot *s)
+{
+    if (s) {
+        if (s->magic != SNAPSHOT_MAGIC) abort();
+        atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+    }
+    return s;
+}
+
+void snapshot_unref(struct snapshot *s)
+{
+    if (!s) return;
+    if (s->magic != SNAPSHOT_MAGIC) abort();
+    if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) snapshot_free(s);
+}
+
+const struct snapshot_endpoint *snapshot_pick(struct snapshot *s, uint32_t idx)
+{
+    struct snapshot_cluster *c;
+
+    if (idx >= s->sw.n_clusters) return NULL;
+    c = &s->clusters[idx];
+    if (c->n_ready == 0) return NULL;
+    return &c->ready[c->bal->pick(c->bal_state, c->n_ready)];
+}
+
+/* ---- controller client ---- */
+
+struct snapclient {
+    uint32_t magic;
+    struct ev_loop *loop;
+    struct sockaddr_un sun;
+    snapclient_apply_fn apply;
+    void *arg;
+    int fd;
+    int connecting;
+    double backoff;
+    ev_io rio, wio;
+    ev_timer retry;
+    char *rbuf;
+    size_t rlen, rcap;
+    char wbuf[4096];
+    size_t wlen;
+    struct snapshot *current;
+};
+
+static void sc_connect(struct snapclient *sc);
+
+static void sc_disconnect(struct snapclient *sc, const char *why)
+{
+    if (sc->fd >= 0) {
+        log_info("controller_disconnected", "reason=\"%s\"", why);
+        ev_io_stop(sc->loop, &sc->rio);
+        ev_io_stop(sc->loop, &sc->wio);
+        close(sc->fd);
+        sc->fd = -1;
+    }
+    sc->connecting = 0;
+    sc->rlen = 0;
+    sc->wlen = 0;
+    ev_timer_set(&sc->retry, sc->backoff, 0.);
+    ev_timer_start(sc->loop, &sc->retry);
+    sc->backoff *= 2;
+    if (sc->backoff > BACKOFF_MAX) sc->backoff = BACKOFF_MAX;
+}
+
+/* Sends what is queued in wbuf; returns 0, or -1 after disconnecting. */
+static int sc_flush(struct snapclient *sc)
+{
+    while (sc->wlen) {
+        ssize_t n = send(sc->fd, sc->wbuf, sc->wlen, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            sc_disconnect(sc, strerror(errno));
+            return -1;
+        }
+        memmove(sc->wbuf, sc->wbuf + n, sc->wlen - (size_t)n);
+        sc->wlen -= (size_t)n;
+    }
+    if (sc->wlen)
+        ev_io_start(sc->loop, &sc->wio);
+    else
+        ev_io_stop(sc->loop, &sc->wio);
+    return 0;
+}
+
+static int sc_reply(struct snapclient *sc, int ack, uint64_t gen, const char *reason)
+{
+    char line[1024];
+    size_t n = snapwire_reply_format(line, sizeof(line), ack, gen, reason);
+
+    if (n > sizeof(sc->wbuf) - sc->wlen) {
+        sc_disconnect(sc, "controller not reading replies");
+        return -1;
+    }
+    memcpy(sc->wbuf + sc->wlen, line, n);
+    sc->wlen += n;
+    return sc_flush(sc);
+}
+
+/* Handles one complete frame; returns 0, or -1 after disconnecting. */
+static int sc_frame(struct snapclient *sc, const char *buf, size_t len)
+{
+    struct snapwire_snapshot sw;
+    struct snapshot *s;
+    uint64_t gen = snapwire_frame_generation(buf);
+    char err[256], q[300];
+
+    if (snapwire_decode(buf, len, &sw, err, sizeof(err)) < 0) goto reject;
+    s = snapshot_build(&sw, err, sizeof(err));
+    if (!s) goto reject;
+    snapshot_unref(sc->current);
+    sc->current = s;
+    metrics_snapshot_applied(gen);
+    log_info("snapshot_applied", "generation=%llu vhosts=%u routes=%u clusters=%u",
+             (unsigned long long)gen, s->sw.n_vhosts, s->sw.n_routes, s->sw.n_clusters);
+    if (sc->apply) sc->apply(s, sc->arg);
+    return sc_reply(sc, 1, gen, NULL);
+
+reject:
+    metrics_snapshot_nacked();
+    log_warn("snapshot_rejected", "generation=%llu reason=%s", (unsigned long long)gen,
+             log_quote(q, sizeof(q), err));
+    return sc_reply(sc, 0, gen, err);
+}
+
+/* Consumes every complete frame in rbuf. Returns 0, or -1 after disconnecting. */
+static int sc_frames(struct snapclient *sc)
+{
+    char err[256], q[300];
+    size_t off = 0;
+
+    while (sc->rlen - off >= SNAPWIRE_HEADER_SIZE) {
+        long fs = snapwire_frame_size(sc->rbuf + off, sc->rlen - off, err, sizeof(err));
+        if (fs < 0) {
+            metrics_snapshot_nacked();
+            log_warn("snapshot_rejected", "generation=0 reason=%s", log_quote(q, sizeof(q), err));
+            if (sc_reply(sc, 0, 0, err) == 0) sc_disconnect(sc, "bad frame header");
+            return -1;
+        }
+        if (sc->rlen - off < (size_t)fs) {
+            if ((size_t)fs > sc->rcap) {
+                char *nb = realloc(sc->rbuf, (size_t)fs);
+                if (!nb) {
+                    sc_disconnect(sc, "out of memory");
+                    return -1;
+                }
+                sc->rbuf = nb;
+                sc->rcap = (size_t)fs;
+            }
+            break;
+        }
+        if (sc_frame(sc, sc->rbuf + off, (size_t)fs) < 0) return -1;
+        off += (size_t)fs;
+    }
+    memmove(sc->rbuf, sc->rbuf + off, sc->rlen - off);
+    sc->rlen -= off;
+    return 0;
+}
+
+static void sc_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct snapclient *sc = container_of(w, struct snapclient, rio);
+    ssize_t n;
+
+    (void)loop;
+    (void)revents;
+    if (sc->magic != SNAPCLIENT_MAGIC) abort();
+    if (sc->rcap - sc->rlen < READ_CHUNK) {
+        char *nb = realloc(sc->rbuf, sc->rlen + READ_CHUNK);
+        if (!nb) {
+            sc_disconnect(sc, "out of memory");
+            return;
+        }
+        sc->rbuf = nb;
+        sc->rcap = sc->rlen + READ_CHUNK;
+    }
+    n = read(sc->fd, sc->rbuf + sc->rlen, sc->rcap - sc->rlen);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    if (n <= 0) {
+        sc_disconnect(sc, n == 0 ? "closed by controller" : strerror(errno));
+        return;
+    }
+    sc->rlen += (size_t)n;
+    sc_frames(sc);
+}
+
+static void sc_connected(struct snapclient *sc)
+{
+    sc->connecting = 0;
+    sc->backoff = BACKOFF_MIN;
+    ev_io_stop(sc->loop, &sc->wio);
+    ev_io_start(sc->loop, &sc->rio);
+    log_info("controller_connected", "socket=%s", sc->sun.sun_path);
+}
+
+static void sc_write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct snapclient *sc = container_of(w, struct snapclient, wio);
+    int soerr = 0;
+    socklen_t sl = sizeof(soerr);
+
+    (void)loop;
+    (void)revents;
+    if (sc->magic != SNAPCLIENT_MAGIC) abort();
+    if (sc->connecting) {
+        if (getsockopt(sc->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0) soerr = errno;
+        if (soerr) {
+            sc_disconnect(sc, strerror(soerr));
+            return;
+        }
+        sc_connected(sc);
+    }
+    sc_flush(sc);
+}
+
+static void sc_connect(struct snapclient *sc)
+{
+    sc->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (sc->fd < 0) {
+        log_warn("controller_connect_failed", "reason=\"%s\"", strerror(errno));
+        sc_disconnect(sc, "socket");
+        return;
+    }
+    ev_io_set(&sc->rio, sc->fd, EV_READ);
+    ev_io_set(&sc->wio, sc->fd, EV_WRITE);
+    if (connect(sc->fd, (struct sockaddr *)&sc->sun, sizeof(sc->sun)) == 0) {
+        sc_connected(sc);
+        return;
+    }
+    if (errno == EINPROGRESS || errno == EAGAIN) {
+        sc->connecting = 1;
+        ev_io_start(sc->loop, &sc->wio);
+        return;
+    }
+    log_debug("controller_connect_failed", "socket=%s reason=\"%s\"", sc->sun.sun_path,
+              strerror(errno));
+    close(sc->fd);
+    sc->fd = -1;
+    sc_disconnect(sc, strerror(errno));
+}
+
+static void sc_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct snapclient *sc = container_of(w, struct snapclient, retry);
+
+    (void)loop;
+    (void)revents;
+    if (sc->magic != SNAPCLIENT_MAGIC) abort();
+    sc_connect(sc);
+}
+
+struct snapclient *snapclient_start(struct ev_loop *loop, const char *path, snapclient_apply_fn fn,
+                                    void *arg, char *err, size_t errlen)
+{
+    struct snapclient *sc;
+
+    if (strlen(path) >= sizeof(sc->sun.sun_path)) {
+        snprintf(err, errlen, "socket path too long: %s", path);
+        return NULL;
+    }
+    sc = calloc(1, sizeof(*sc));
+    if (!sc) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    sc->magic = SNAPCLIENT_MAGIC;
+    sc->loop = loop;
+    sc->sun.sun_family = AF_UNIX;
+    strcpy(sc->sun.sun_path, path);
+    sc->apply = fn;
+    sc->arg = arg;
+    sc->fd = -1;
+    sc->backoff = BACKOFF_MIN;
+    ev_io_init(&sc->rio, sc_read_cb, -1, EV_READ);
+    ev_io_init(&sc->wio, sc_write_cb, -1, EV_WRITE);
+    ev_timer_init(&sc->retry, sc_retry_cb, 0., 0.);
+    sc_connect(sc);
+    return sc;
+}
+
+struct snapshot *snapclient_current(struct snapclient *sc)
+{
+    return sc ? sc->current : NULL;
+}
+
+void snapclient_stop(struct snapclient *sc)
+{
+    if (!sc) return;
+    ev_timer_stop(sc->loop, &sc->retry);
+    if (sc->fd >= 0) {
+        ev_io_stop(sc->loop, &sc->rio);
+        ev_io_stop(sc->loop, &sc->wio);
+        close(sc->fd);
+    }
+    snapshot_unref(sc->current);
+    free(sc->rbuf);
+    sc->magic = 0;
+    free(sc);
+}

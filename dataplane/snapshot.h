@@ -1,0 +1,78 @@
+/*
+ * snapshot: the runtime form of a routing snapshot (decoded snapwire data + router index +
+ * resolved endpoint addresses + balancer state), refcounted and shared by all threads, and
+ * the controller client that receives, validates, ACKs/NACKs and applies snapshots.
+ */
+#ifndef STRAIT_SNAPSHOT_H
+#define STRAIT_SNAPSHOT_H
+
+#include <ev.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "balancer.h"
+#include "router.h"
+#include "snapwire.h"
+
+#define SNAPSHOT_MAGIC 0x534e4150u /* "SNAP" */
+
+struct snapshot_endpoint {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    const char *address; /* points into the snapwire snapshot */
+    uint16_t port;
+};
+
+struct snapshot_cluster {
+    const struct snapwire_cluster *sw;
+    uint32_t n_ready;
+    struct snapshot_endpoint *ready; /* ready endpoints only */
+    const struct balancer_ops *bal;
+    void *bal_state;
+};
+
+struct snapshot {
+    uint32_t magic;
+    atomic_int refs;
+    struct snapwire_snapshot sw;
+    struct router *router;
+    struct snapshot_cluster *clusters;
+};
+
+/*
+ * Builds a runtime snapshot from a decoded one. Takes ownership of *sw in every case (it is
+ * freed on failure). Returns the snapshot with one reference, or NULL with err filled.
+ */
+struct snapshot *snapshot_build(struct snapwire_snapshot *sw, char *err, size_t errlen);
+
+/* Reference counting; safe from any thread. unref frees on the last reference. */
+struct snapshot *snapshot_ref(struct snapshot *s);
+void snapshot_unref(struct snapshot *s);
+
+/* Picks an endpoint of cluster idx with its balancer; NULL when it has none ready. */
+const struct snapshot_endpoint *snapshot_pick(struct snapshot *s, uint32_t idx);
+
+/* Controller client. */
+struct snapclient;
+
+/*
+ * Called on the client's loop after a snapshot is applied. s is borrowed: take a reference
+ * to keep it.
+ */
+typedef void (*snapclient_apply_fn)(struct snapshot *s, void *arg);
+
+/*
+ * Starts connecting to the controller's Unix socket at path on loop (retrying with backoff
+ * forever). Returns NULL with err filled on a setup error (path too long, no memory).
+ */
+struct snapclient *snapclient_start(struct ev_loop *loop, const char *path, snapclient_apply_fn fn,
+                                    void *arg, char *err, size_t errlen);
+
+/* The last good snapshot (borrowed), or NULL before the first. */
+struct snapshot *snapclient_current(struct snapclient *sc);
+
+/* Stops all watchers, closes the socket, drops the current snapshot and frees sc. */
+void snapclient_stop(struct snapclient *sc);
+
+#endif

@@ -1,0 +1,263 @@
+/*
+ * worker: the proxy threads.
+ *
+ * Does: one thread per worker running its own ev_loop with its own SO_REUSEPORT listener
+ * (the kernel spreads connections); receives snapshots from the main thread through a
+ * mutex-protected "pending" slot plus ev_async, swaps its current pointer and drops its
+ * reference to the old one; drains gracefully on stop.
+ * Does not: parse HTTP (conn.c) or talk to the controller (snapshot.c).
+ * Invariants: a worker's loop, connections and current pointer are touched only by its own
+ * thread; the main thread touches only mu/pending/stop_req and the async watcher. Requests
+ * hold their own snapshot reference, so swapping current never disturbs one in flight.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "listener.h"
+#include "log.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+struct worker_pool {
+    unsigned n;
+    struct worker *w;
+};
+
+static struct worker *worker_check(struct worker *w)
+{
+    if (w->magic != WORKER_MAGIC) abort();
+    return w;
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct worker *w = worker_check(container_of(io, struct worker, accept_w));
+    struct sockaddr_storage peer;
+    socklen_t pl;
+    int i, fd;
+
+    (void)loop;
+    (void)revents;
+    for (i = 0; i < 64; i++) {
+        pl = sizeof(peer);
+        fd = accept4(w->lfd, (struct sockaddr *)&peer, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+                log_warn("accept_failed", "worker=%u reason=\"%s\"", w->id, strerror(errno));
+            return;
+        }
+        conn_accept(w, fd, (struct sockaddr *)&peer, pl);
+    }
+}
+
+static void drain_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker *w = worker_check(container_of(t, struct worker, drain_w));
+
+    (void)revents;
+    conn_close_all(w);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+void worker_conn_gone(struct worker *w)
+{
+    if (w->stopping && w->n_conns == 0) ev_break(w->loop, EVBREAK_ALL);
+}
+
+static void async_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    struct worker *w = worker_check(container_of(a, struct worker, async_w));
+    struct snapshot *s;
+    double grace;
+    int stop;
+
+    (void)revents;
+    pthread_mutex_lock(&w->mu);
+    s = w->pending;
+    w->pending = NULL;
+    stop = w->stop_req;
+    grace = w->grace;
+    pthread_mutex_unlock(&w->mu);
+    if (s) {
+        snapshot_unref(w->current);
+        w->current = s; /* the reference taken by worker_pool_publish moves here */
+    }
+    if (stop && !w->stopping) {
+        w->stopping = 1;
+        ev_io_stop(loop, &w->accept_w);
+        close(w->lfd);
+        w->lfd = -1;
+        conn_shutdown_all(w);
+        if (w->n_conns == 0)
+            ev_break(loop, EVBREAK_ALL);
+        else {
+            ev_timer_set(&w->drain_w, grace, 0.);
+            ev_timer_start(loop, &w->drain_w);
+        }
+    }
+}
+
+static void reap_cb(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+    struct worker *w = worker_check(container_of(p, struct worker, reap_w));
+
+    (void)loop;
+    (void)revents;
+    conn_reap(w);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = worker_check(arg);
+
+    ev_run(w->loop, 0);
+    conn_close_all(w);
+    conn_reap(w);
+    return NULL;
+}
+
+static void worker_cleanup(struct worker *w)
+{
+    if (w->loop) {
+        ev_io_stop(w->loop, &w->accept_w);
+        ev_async_stop(w->loop, &w->async_w);
+        ev_prepare_stop(w->loop, &w->reap_w);
+        ev_timer_stop(w->loop, &w->drain_w);
+        ev_loop_destroy(w->loop);
+        w->loop = NULL;
+    }
+    if (w->lfd >= 0) close(w->lfd);
+    w->lfd = -1;
+    snapshot_unref(w->pending);
+    snapshot_unref(w->current);
+    w->pending = w->current = NULL;
+    pthread_mutex_destroy(&w->mu);
+}
+
+static int worker_init(struct worker *w, unsigned id, const struct sockaddr *sa, socklen_t salen,
+                       char *err, size_t errlen)
+{
+    w->magic = WORKER_MAGIC;
+    w->id = id;
+    w->lfd = -1;
+    pthread_mutex_init(&w->mu, NULL);
+    w->loop = ev_loop_new(EVFLAG_AUTO);
+    if (!w->loop) {
+        snprintf(err, errlen, "ev_loop_new failed");
+        return -1;
+    }
+    w->lfd = listener_open(sa, salen, 1, err, errlen);
+    if (w->lfd < 0) return -1;
+    ev_io_init(&w->accept_w, accept_cb, w->lfd, EV_READ);
+    ev_io_start(w->loop, &w->accept_w);
+    ev_async_init(&w->async_w, async_cb);
+    ev_async_start(w->loop, &w->async_w);
+    ev_prepare_init(&w->reap_w, reap_cb);
+    ev_prepare_start(w->loop, &w->reap_w);
+    ev_timer_init(&w->drain_w, drain_cb, 1., 0.);
+    return 0;
+}
+
+int worker_pool_start(struct worker_pool **out, unsigned n, const struct sockaddr *sa,
+                      socklen_t salen, char *err, size_t errlen)
+{
+    struct worker_pool *p;
+    struct sockaddr_storage bound;
+    socklen_t bl = sizeof(bound);
+    unsigned i, inited = 0, started = 0;
+    char a[80];
+
+    p = calloc(1, sizeof(*p));
+    if (!p) goto fail_oom;
+    p->n = n;
+    p->w = calloc(n, sizeof(*p->w));
+    if (!p->w) goto free_pool;
+    memcpy(&bound, sa, salen);
+    for (i = 0; i < n; i++, inited++) {
+        if (worker_init(&p->w[i], i, (struct sockaddr *)&bound, salen, err, errlen) < 0) {
+            inited++;
+            goto cleanup_workers;
+        }
+        if (i == 0) {
+            /* port 0: every later socket must join the port the kernel picked */
+            if (getsockname(p->w[0].lfd, (struct sockaddr *)&bound, &bl) < 0)
+                memcpy(&bound, sa, salen);
+        }
+    }
+    for (i = 0; i < n; i++, started++) {
+        if (pthread_create(&p->w[i].thread, NULL, worker_main, &p->w[i]) != 0) {
+            snprintf(err, errlen, "pthread_create failed");
+            goto stop_threads;
+        }
+        p->w[i].started = 1;
+    }
+    log_info("listening", "addr=%s workers=%u",
+             listener_format((struct sockaddr *)&bound, a, sizeof(a)), n);
+    *out = p;
+    return 0;
+
+stop_threads:
+    for (i = 0; i < started; i++) {
+        pthread_mutex_lock(&p->w[i].mu);
+        p->w[i].stop_req = 1;
+        pthread_mutex_unlock(&p->w[i].mu);
+        ev_async_send(p->w[i].loop, &p->w[i].async_w);
+        pthread_join(p->w[i].thread, NULL);
+    }
+cleanup_workers:
+    for (i = 0; i < inited; i++)
+        worker_cleanup(&p->w[i]);
+    free(p->w);
+free_pool:
+    free(p);
+    return -1;
+fail_oom:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+void worker_pool_publish(struct worker_pool *p, struct snapshot *s)
+{
+    unsigned i;
+
+    for (i = 0; i < p->n; i++) {
+        struct worker *w = &p->w[i];
+        struct snapshot *old;
+
+        pthread_mutex_lock(&w->mu);
+        old = w->pending;
+        w->pending = snapshot_ref(s);
+        pthread_mutex_unlock(&w->mu);
+        snapshot_unref(old); /* superseded before the worker picked it up */
+        ev_async_send(w->loop, &w->async_w);
+    }
+}
+
+void worker_pool_stop(struct worker_pool *p, double grace)
+{
+    unsigned i;
+
+    if (!p) return;
+    for (i = 0; i < p->n; i++) {
+        struct worker *w = &p->w[i];
+        pthread_mutex_lock(&w->mu);
+        w->stop_req = 1;
+        w->grace = grace;
+        pthread_mutex_unlock(&w->mu);
+        ev_async_send(w->loop, &w->async_w);
+    }
+    for (i = 0; i < p->n; i++) {
+        if (p->w[i].started) pthread_join(p->w[i].thread, NULL);
+        worker_cleanup(&p->w[i]);
+    }
+    free(p->w);
+    free(p);
+}

@@ -1,0 +1,384 @@
+/*
+ * HTTP/1 parser tables. Every input is copied so that its last byte sits right before a
+ * PROT_NONE page: any read past the end crashes the test. Valid heads are also fed at every
+ * split point to exercise the -2 path.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "http1.c"
+
+static char *guard_base;
+static size_t guard_span;
+
+/* Copies s[0..n) so that it ends at a guard page; returns the copy. */
+static const char *at_guard(const char *s, size_t n)
+{
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    size_t need = (n + pg - 1) / pg * pg + pg;
+
+    if (guard_base) munmap(guard_base, guard_span);
+    guard_span = need ? need : pg;
+    guard_base =
+        mmap(NULL, guard_span + pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(guard_base != MAP_FAILED);
+    guard_span += pg;
+    assert_int_equal(mprotect(guard_base + guard_span - pg, pg, PROT_NONE), 0);
+    memcpy(guard_base + guard_span - pg - n, s, n);
+    return guard_base + guard_span - pg - n;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (guard_base) munmap(guard_base, guard_span);
+    guard_base = NULL;
+    return 0;
+}
+
+static int parse_req(const char *s, size_t n, struct http1_request *req, int *status)
+{
+    return http1_parse_request(at_guard(s, n), n, req, status);
+}
+
+static const struct {
+    const char *in;
+    const char *method, *target;
+    int minor;
+    size_t nh;
+    const char *h0name, *h0value;
+} good_reqs[] = {
+    {"GET / HTTP/1.1\r\nHost: a\r\n\r\n", "GET", "/", 1, 1, "Host", "a"},
+    {"GET /a?b=c HTTP/1.0\r\n\r\n", "GET", "/a?b=c", 0, 0, NULL, NULL},
+    {"POST /x HTTP/1.1\nHost: a\nContent-Length: 3\n\n", "POST", "/x", 1, 2, "Host", "a"},
+    {"\r\nGET / HTTP/1.1\r\nHost:   spaced  \t\r\n\r\n", "GET", "/", 1, 1, "Host", "spaced"},
+    {"OPTIONS * HTTP/1.1\r\nHost: a\r\nX-Empty:\r\n\r\n", "OPTIONS", "*", 1, 2, "Host", "a"},
+    {"GET http://a/b HTTP/1.1\r\nHost: a\r\nX: \xc3\xa9t\xc3\xa9\r\n\r\n", "GET", "http://a/b", 1,
+     2, "Host", "a"},
+};
+
+static void test_good_requests(void **state)
+{
+    struct http1_request req;
+    size_t i, cut;
+    int status, r;
+
+    (void)state;
+    for (i = 0; i < sizeof(good_reqs) / sizeof(good_reqs[0]); i++) {
+        const char *in = good_reqs[i].in;
+        size_t n = strlen(in);
+
+        r = parse_req(in, n, &req, &status);
+        if (r != (int)n) fail_msg("case %zu: got %d want %zu", i, r, n);
+        assert_int_equal(req.method_len, strlen(good_reqs[i].method));
+        assert_memory_equal(req.method, good_reqs[i].method, req.method_len);
+        assert_int_equal(req.target_len, strlen(good_reqs[i].target));
+        assert_memory_equal(req.target, good_reqs[i].target, req.target_len);
+        assert_int_equal(req.minor_version, good_reqs[i].minor);
+        assert_int_equal(req.num_headers, good_reqs[i].nh);
+        if (good_reqs[i].h0name) {
+            assert_true(http1_name_is(&req.headers[0], good_reqs[i].h0name));
+            assert_int_equal(req.headers[0].value_len, strlen(good_reqs[i].h0value));
+            assert_memory_equal(req.headers[0].value, good_reqs[i].h0value,
+                                req.headers[0].value_len);
+        }
+        for (cut = 0; cut < n; cut++) {
+            r = parse_req(in, cut, &req, &status);
+            if (r != -2) fail_msg("case %zu cut %zu: got %d want -2", i, cut, r);
+        }
+        /* trailing bytes (a pipelined request or a body) are not consumed */
+        {
+            char buf[512];
+            snprintf(buf, sizeof(buf), "%sGET /next", in);
+            r = parse_req(buf, strlen(buf), &req, &status);
+            assert_int_equal(r, (int)n);
+        }
+    }
+}
+
+static const struct {
+    const char *in;
+    int status;
+} bad_reqs[] = {
+    {"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", 400}, /* obs-fold */
+    {"GET / HTTP/1.1\r\n Host: a\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n", 400}, /* bare CR */
+    {"GET / HTTP/1.1\r\nX Y: a\r\n\r\n", 400},        /* space in name */
+    {"GET / HTTP/1.1\r\nX : a\r\n\r\n", 400},         /* space before colon */
+    {"GET / HTTP/1.1\r\n: a\r\n\r\n", 400},           /* empty name */
+    {"GET / HTTP/1.1\r\nX(: a\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nNoColon\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nX: a\x01z\r\n\r\n", 400}, /* control in value */
+    {"GET / HTTP/1.1\r\nX: a\x7f\r\n\r\n", 400},
+    {"GET  / HTTP/1.1\r\n\r\n", 400},
+    {"GET / HTTP/2.0\r\n\r\n", 400},
+    {"GET / HTTP/1.1 \r\n\r\n", 400},
+    {"GET /\x01 HTTP/1.1\r\n\r\n", 400},
+    {"G(T / HTTP/1.1\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\r\n\r\n", 400},
+    {"/ HTTP/1.1\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nHost: a\r\n\r\r\n", 400},
+};
+
+static void test_bad_requests(void **state)
+{
+    struct http1_request req;
+    size_t i;
+    int status, r;
+
+    (void)state;
+    for (i = 0; i < sizeof(bad_reqs) / sizeof(bad_reqs[0]); i++) {
+        status = 0;
+        r = parse_req(bad_reqs[i].in, strlen(bad_reqs[i].in), &req, &status);
+        if (r != -1 || status != bad_reqs[i].status)
+            fail_msg("case %zu: got %d status %d", i, r, status);
+    }
+}
+
+static void test_limits(void **state)
+{
+    static char buf[HTTP1_MAX_HEAD + 4096];
+    struct http1_request req;
+    int status, r;
+    size_t n;
+
+    (void)state;
+    /* request line over the limit, complete or not: 414 */
+    n = (size_t)snprintf(buf, sizeof(buf), "GET /");
+    memset(buf + n, 'a', HTTP1_MAX_REQUEST_LINE + 10);
+    n += HTTP1_MAX_REQUEST_LINE + 10;
+    r = parse_req(buf, n, &req, &status);
+    assert_int_equal(r, -1);
+    assert_int_equal(status, 414);
+    n += (size_t)sprintf(buf + n, " HTTP/1.1\r\n\r\n");
+    r = parse_req(buf, n, &req, &status);
+    assert_int_equal(r, -1);
+    assert_int_equal(status, 414);
+    /* head over 64 KiB: 431 */
+    n = (size_t)sprintf(buf, "GET / HTTP/1.1\r\nX: ");
+    memset(buf + n, 'a', HTTP1_MAX_HEAD);
+    n += HTTP1_MAX_HEAD;
+    r = parse_req(buf, n, &req, &status);
+    assert_int_equal(r, -1);
+    assert_int_equal(status, 431);
+    /* too many headers: 431 */
+    n = (size_t)sprintf(buf, "GET / HTTP/1.1\r\n");
+    for (r = 0; r < HTTP1_MAX_HEADERS + 1; r++)
+        n += (size_t)sprintf(buf + n, "X%d: y\r\n", r);
+    n += (size_t)sprintf(buf + n, "\r\n");
+    r = parse_req(buf, n, &req, &status);
+    assert_int_equal(r, -1);
+    assert_int_equal(status, 431);
+}
+
+static const struct {
+    const char *in;
+    int rc, status;
+    enum http1_body_kind body;
+    uint64_t cl;
+} info_cases[] = {
+    {"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 0, 0, HTTP1_BODY_NONE, 0},
+    {"GET / HTTP/1.1\r\n\r\n", -1, 400, 0, 0}, /* no Host */
+    {"GET / HTTP/1.0\r\n\r\n", 0, 0, HTTP1_BODY_NONE, 0},
+    {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", -1, 400, 0, 0},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n", 0, 0, HTTP1_BODY_LENGTH, 12},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", 0, 0, HTTP1_BODY_NONE, 0},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", 0, 0,
+     HTTP1_BODY_LENGTH, 5},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", -1, 400, 0, 0},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", -1, 400, 0, 0},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1x\r\n\r\n", -1, 400, 0, 0},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", -1, 400, 0, 0},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", -1, 400, 0, 0},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", 0, 0, HTTP1_BODY_CHUNKED,
+     0},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n", 0, 0,
+     HTTP1_BODY_CHUNKED, 0},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", -1,
+     400, 0, 0},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", -1,
+     400, 0, 0},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", -1, 400, 0, 0},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+     "chunked\r\n\r\n",
+     -1, 400, 0, 0},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", -1, 501, 0, 0},
+};
+
+static void test_request_info(void **state)
+{
+    struct http1_request req;
+    struct http1_msginfo info;
+    size_t i;
+    int status, r;
+
+    (void)state;
+    for (i = 0; i < sizeof(info_cases) / sizeof(info_cases[0]); i++) {
+        r = parse_req(info_cases[i].in, strlen(info_cases[i].in), &req, &status);
+        assert_true(r > 0);
+        status = 0;
+        r = http1_request_info(&req, &info, &status);
+        if (r != info_cases[i].rc || (r < 0 && status != info_cases[i].status) ||
+            (r == 0 &&
+             (info.body != info_cases[i].body || info.content_length != info_cases[i].cl)))
+            fail_msg("case %zu: rc %d status %d body %d cl %llu", i, r, status, info.body,
+                     (unsigned long long)info.content_length);
+    }
+}
+
+static void test_hop_headers(void **state)
+{
+    static const char in[] = "GET / HTTP/1.1\r\nHost: a\r\nConnection: close, X-Secret\r\n"
+                             "Keep-Alive: 5\r\nX-Secret: 1\r\nTE: trailers\r\nUpgrade: h2c\r\n"
+                             "Proxy-Connection: x\r\nTrailer: y\r\nX-Kept: 1\r\n\r\n";
+    static const int hop[] = {0, 1, 1, 1, 1, 1, 1, 1, 0};
+    struct http1_request req;
+    struct http1_msginfo info;
+    int status;
+    size_t i;
+
+    (void)state;
+    assert_true(parse_req(in, sizeof(in) - 1, &req, &status) > 0);
+    assert_int_equal(req.num_headers, 9);
+    for (i = 0; i < req.num_headers; i++)
+        assert_int_equal(http1_is_hop_header(req.headers, req.num_headers, &req.headers[i]),
+                         hop[i]);
+    assert_int_equal(http1_request_info(&req, &info, &status), 0);
+    assert_true(info.conn_close);
+}
+
+static const struct {
+    const char *in;
+    int head_req;
+    int rc;
+    int status;
+    enum http1_body_kind body;
+} resp_cases[] = {
+    {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", 0, 0, 200, HTTP1_BODY_LENGTH},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", 1, 0, 200, HTTP1_BODY_NONE},
+    {"HTTP/1.1 204 No Content\r\n\r\n", 0, 0, 204, HTTP1_BODY_NONE},
+    {"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", 0, 0, 304, HTTP1_BODY_NONE},
+    {"HTTP/1.1 100 Continue\r\n\r\n", 0, 0, 100, HTTP1_BODY_NONE},
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 0, 0, 200, HTTP1_BODY_CHUNKED},
+    {"HTTP/1.0 200 OK\r\n\r\n", 0, 0, 200, HTTP1_BODY_UNTIL_CLOSE},
+    {"HTTP/1.1 200\r\n\r\n", 0, 0, 200, HTTP1_BODY_UNTIL_CLOSE},
+    {"HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n", 0, 0, 200, HTTP1_BODY_NONE},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 0, -1, 200, 0},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 0, -1, 200, 0},
+    {"HTTP/1.1 20 OK\r\n\r\n", 0, -2, 0, 0},
+    {"HTTP/1.1 099 OK\r\n\r\n", 0, -2, 0, 0},
+    {"HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n", 0, -2, 0, 0},
+    {"HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n", 0, -2, 0, 0},
+    {"ICY 200 OK\r\n\r\n", 0, -2, 0, 0},
+};
+
+static void test_responses(void **state)
+{
+    struct http1_response res;
+    struct http1_msginfo info;
+    size_t i, n, cut;
+    int r, status;
+
+    (void)state;
+    for (i = 0; i < sizeof(resp_cases) / sizeof(resp_cases[0]); i++) {
+        n = strlen(resp_cases[i].in);
+        r = http1_parse_response(at_guard(resp_cases[i].in, n), n, &res, &status);
+        if (resp_cases[i].rc == -2) { /* -2 here means "head rejected" */
+            if (r != -1 || status != 502) fail_msg("case %zu: got %d", i, r);
+            continue;
+        }
+        if (r != (int)n) fail_msg("case %zu: got %d want %zu", i, r, n);
+        assert_int_equal(res.status, resp_cases[i].status);
+        r = http1_response_info(&res, resp_cases[i].head_req, &info);
+        assert_int_equal(r, resp_cases[i].rc);
+        if (r == 0) assert_int_equal(info.body, resp_cases[i].body);
+        for (cut = 0; cut < n; cut++) {
+            r = http1_parse_response(at_guard(resp_cases[i].in, cut), cut, &res, &status);
+            if (r != -2) fail_msg("case %zu cut %zu: got %d", i, cut, r);
+        }
+    }
+}
+
+static const struct {
+    const char *in;
+    ssize_t want; /* bytes of body, -1 error */
+} chunk_cases[] = {
+    {"0\r\n\r\n", 5},
+    {"3\r\nabc\r\n0\r\n\r\n", 13},
+    {"3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1", 13},
+    {"A;name=value;x=\"q\"\r\n0123456789\r\n0\r\n\r\n", 37},
+    {"3 ;ext\r\nabc\r\n0\r\n\r\n", 18},
+    {"1\r\na\r\n0;last\r\nX-Trailer: v\r\nY: w\r\n\r\n", 36},
+    {"00010\r\n0123456789abcdef\r\n0\r\n\r\n", 30},
+    {"g\r\n", -1},
+    {"\r\n", -1},
+    {"-1\r\n", -1},
+    {"3\r\nabcd\r\n", -1},       /* data longer than size */
+    {"3\nabc\r\n0\r\n\r\n", -1}, /* bare LF */
+    {"3\r\nabc\n0\r\n\r\n", -1},
+    {"3;a\rb\r\nabc\r\n", -1},    /* bare CR in extension */
+    {"1000000000000000\r\n", -1}, /* 16 hex digits: overflow guard */
+    {"0\r\n folded: x\r\n\r\n", -1},
+    {"0\r\nbad trailer\r\n\r\n", -1},
+    {"0\r\nX: a\x01\r\n\r\n", -1},
+};
+
+static void test_chunked(void **state)
+{
+    size_t i, n, cut;
+    ssize_t r, r2;
+    struct http1_chunked c;
+
+    (void)state;
+    for (i = 0; i < sizeof(chunk_cases) / sizeof(chunk_cases[0]); i++) {
+        const char *in = chunk_cases[i].in;
+        n = strlen(in);
+        http1_chunked_init(&c);
+        r = http1_chunked_feed(&c, at_guard(in, n), n);
+        if (chunk_cases[i].want < 0) {
+            if (r != -1) fail_msg("case %zu: got %zd want -1", i, r);
+            continue;
+        }
+        if (r != chunk_cases[i].want)
+            fail_msg("case %zu: got %zd want %zd", i, r, chunk_cases[i].want);
+        /* split in two at every point, then byte by byte */
+        for (cut = 0; cut <= (size_t)chunk_cases[i].want; cut++) {
+            http1_chunked_init(&c);
+            r = http1_chunked_feed(&c, at_guard(in, cut), cut);
+            if (cut < (size_t)chunk_cases[i].want) {
+                if (r != -2) fail_msg("case %zu cut %zu: got %zd", i, cut, r);
+                r2 = http1_chunked_feed(&c, at_guard(in + cut, n - cut), n - cut);
+                if (r2 != chunk_cases[i].want - (ssize_t)cut)
+                    fail_msg("case %zu cut %zu: second got %zd", i, cut, r2);
+            }
+        }
+        http1_chunked_init(&c);
+        for (cut = 0; cut < (size_t)chunk_cases[i].want; cut++) {
+            r = http1_chunked_feed(&c, at_guard(in + cut, 1), 1);
+            if (r != (cut + 1 == (size_t)chunk_cases[i].want ? 1 : -2))
+                fail_msg("case %zu byte %zu: got %zd", i, cut, r);
+        }
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_good_requests, teardown),
+        cmocka_unit_test_teardown(test_bad_requests, teardown),
+        cmocka_unit_test_teardown(test_limits, teardown),
+        cmocka_unit_test_teardown(test_request_info, teardown),
+        cmocka_unit_test_teardown(test_hop_headers, teardown),
+        cmocka_unit_test_teardown(test_responses, teardown),
+        cmocka_unit_test_teardown(test_chunked, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
