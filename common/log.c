@@ -21,9 +21,21 @@ void log_init(const char *component, enum log_level min_level)
     log_min = min_level;
 }
 
+static const char *const log_names[] = {"debug", "info", "warn", "error"};
+
+int log_level_parse(const char *s, enum log_level *out)
+{
+    for (int i = 0; i <= LOG_LEVEL_ERROR; i++) {
+        if (strcmp(s, log_names[i]) == 0) {
+            *out = (enum log_level)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
 void log_event(enum log_level level, const char *event, const char *fmt, ...)
 {
-    static const char *names[] = {"debug", "info", "warn", "error"};
     char line[4096];
     struct timeval tv;
     struct tm tm;
@@ -31,24 +43,21 @@ void log_event(enum log_level level, const char *event, const char *fmt, ...)
     int w;
     va_list ap;
 
-    if (level < log_min)
-        return;
+    if (level < log_min) return;
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
     n = strftime(line, sizeof(line), "time=%Y-%m-%dT%H:%M:%S", &tm);
     w = snprintf(line + n, sizeof(line) - n, ".%03dZ level=%s comp=%s event=%s",
-                 (int)(tv.tv_usec / 1000), names[level], log_component, event);
+                 (int)(tv.tv_usec / 1000), log_names[level], log_component, event);
     n += (w > 0) ? (size_t)w : 0;
     if (fmt && *fmt && n < sizeof(line) - 2) {
         line[n++] = ' ';
         va_start(ap, fmt);
         w = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
         va_end(ap);
-        if (w > 0)
-            n += (size_t)w;
+        if (w > 0) n += (size_t)w;
     }
-    if (n > sizeof(line) - 2)
-        n = sizeof(line) - 2;
+    if (n > sizeof(line) - 2) n = sizeof(line) - 2;
     line[n++] = '\n';
     (void)!write(STDERR_FILENO, line, n);
 }
@@ -58,8 +67,7 @@ const char *log_quote(char *buf, size_t n, const char *s)
     size_t o = 0;
 
     if (n < 3) {
-        if (n)
-            buf[0] = '\0';
+        if (n) buf[0] = '\0';
         return buf;
     }
     buf[o++] = '"';

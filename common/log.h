@@ -14,6 +14,9 @@ enum log_level { LOG_LEVEL_DEBUG = 0, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_
 /* component appears as comp=...; messages below min_level are dropped. */
 void log_init(const char *component, enum log_level min_level);
 
+/* Parses "debug", "info", "warn" or "error" into *out; returns 0, or -1 if unknown. */
+int log_level_parse(const char *s, enum log_level *out);
+
 void log_event(enum log_level level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

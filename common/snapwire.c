@@ -36,8 +36,7 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
-    if (!err || !errlen)
-        return;
+    if (!err || !errlen) return;
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
@@ -50,8 +49,7 @@ static uint16_t get16(const uint8_t *p)
 
 static uint32_t get32(const uint8_t *p)
 {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
 static uint64_t get64(const uint8_t *p)
@@ -81,8 +79,7 @@ static int valid_text(const char *s, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f)
-            return 0;
+        if (c < 0x20 || c == 0x7f) return 0;
     }
     return 1;
 }
@@ -200,8 +197,7 @@ static int strtab_grow_index(struct strtab *t)
         return -1;
     }
     for (size_t i = 0; i < t->nslots; i++) {
-        if (!t->slots_off[i])
-            continue;
+        if (!t->slots_off[i]) continue;
         const char *s = (const char *)t->data + t->slots_off[i] - 1;
         size_t j = fnv1a(s, t->slots_len[i]) & (n - 1);
         while (off[j])
@@ -232,8 +228,7 @@ static int strtab_add(struct strtab *t, const char *s, uint8_t *ref, char *err, 
         put32(ref + 4, 0);
         return 0;
     }
-    if ((t->used + 1) * 2 > t->nslots && strtab_grow_index(t) < 0)
-        goto oom;
+    if ((t->used + 1) * 2 > t->nslots && strtab_grow_index(t) < 0) goto oom;
     j = fnv1a(s, n) & (t->nslots - 1);
     for (; t->slots_off[j]; j = (j + 1) & (t->nslots - 1)) {
         if (t->slots_len[j] == n && memcmp(t->data + t->slots_off[j] - 1, s, n) == 0) {
@@ -247,8 +242,7 @@ static int strtab_add(struct strtab *t, const char *s, uint8_t *ref, char *err, 
         while (cap < t->len + n)
             cap *= 2;
         uint8_t *d = realloc(t->data, cap);
-        if (!d)
-            goto oom;
+        if (!d) goto oom;
         t->data = d;
         t->cap = cap;
     }
@@ -284,16 +278,14 @@ int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint
     uint8_t *recs[NSEC] = {0};
     size_t rlen[NSEC] = {0};
     static const uint32_t types[NSEC] = {
-        SNAPWIRE_SEC_STRINGS,  SNAPWIRE_SEC_META,     SNAPWIRE_SEC_LISTENERS,
-        SNAPWIRE_SEC_VHOSTS,   SNAPWIRE_SEC_ROUTES,   SNAPWIRE_SEC_CLUSTERS,
-        SNAPWIRE_SEC_ENDPOINTS};
+        SNAPWIRE_SEC_STRINGS, SNAPWIRE_SEC_META,     SNAPWIRE_SEC_LISTENERS, SNAPWIRE_SEC_VHOSTS,
+        SNAPWIRE_SEC_ROUTES,  SNAPWIRE_SEC_CLUSTERS, SNAPWIRE_SEC_ENDPOINTS};
     uint8_t *frame = NULL, *p;
     uint64_t payload, off;
     uint32_t i;
     int k;
 
-    if (check_snapshot(s, err, errlen) < 0)
-        return -1;
+    if (check_snapshot(s, err, errlen) < 0) return -1;
     rlen[1] = REC_META;
     rlen[2] = (size_t)s->n_listeners * REC_LISTENER;
     rlen[3] = (size_t)s->n_vhosts * REC_VHOST;
@@ -306,14 +298,12 @@ int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint
             goto fail;
         }
         recs[k] = calloc(1, rlen[k] ? rlen[k] : 1);
-        if (!recs[k])
-            goto oom;
+        if (!recs[k]) goto oom;
     }
 
     p = recs[1];
     put32(p, s->meta.default_cluster);
-    if (strtab_add(&st, s->meta.source, p + 4, err, errlen) < 0)
-        goto fail;
+    if (strtab_add(&st, s->meta.source, p + 4, err, errlen) < 0) goto fail;
     for (i = 0; i < s->n_listeners; i++) {
         p = recs[2] + (size_t)i * REC_LISTENER;
         if (strtab_add(&st, s->listeners[i].name, p, err, errlen) < 0 ||
@@ -324,8 +314,7 @@ int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint
     }
     for (i = 0; i < s->n_vhosts; i++) {
         p = recs[3] + (size_t)i * REC_VHOST;
-        if (strtab_add(&st, s->vhosts[i].host, p, err, errlen) < 0)
-            goto fail;
+        if (strtab_add(&st, s->vhosts[i].host, p, err, errlen) < 0) goto fail;
         put32(p + 8, s->vhosts[i].first_route);
         put32(p + 12, s->vhosts[i].route_count);
     }
@@ -339,16 +328,14 @@ int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint
     }
     for (i = 0; i < s->n_clusters; i++) {
         p = recs[5] + (size_t)i * REC_CLUSTER;
-        if (strtab_add(&st, s->clusters[i].name, p, err, errlen) < 0)
-            goto fail;
+        if (strtab_add(&st, s->clusters[i].name, p, err, errlen) < 0) goto fail;
         put32(p + 8, s->clusters[i].first_endpoint);
         put32(p + 12, s->clusters[i].endpoint_count);
         p[16] = s->clusters[i].lb;
     }
     for (i = 0; i < s->n_endpoints; i++) {
         p = recs[6] + (size_t)i * REC_ENDPOINT;
-        if (strtab_add(&st, s->endpoints[i].address, p, err, errlen) < 0)
-            goto fail;
+        if (strtab_add(&st, s->endpoints[i].address, p, err, errlen) < 0) goto fail;
         put16(p + 8, s->endpoints[i].port);
         p[10] = s->endpoints[i].ready;
     }
@@ -363,16 +350,14 @@ int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint
         goto fail;
     }
     frame = malloc(SNAPWIRE_HEADER_SIZE + payload);
-    if (!frame)
-        goto oom;
+    if (!frame) goto oom;
     p = frame + SNAPWIRE_HEADER_SIZE;
     off = (uint64_t)NSEC * SECTION_ENTRY;
     for (k = 0; k < NSEC; k++) {
         put32(p + k * SECTION_ENTRY, types[k]);
         put32(p + k * SECTION_ENTRY + 4, (uint32_t)off);
         put32(p + k * SECTION_ENTRY + 8, (uint32_t)rlen[k]);
-        if (rlen[k])
-            memcpy(p + off, recs[k], rlen[k]);
+        if (rlen[k]) memcpy(p + off, recs[k], rlen[k]);
         off += rlen[k];
     }
     put32(frame, SNAPWIRE_MAGIC);
@@ -407,8 +392,7 @@ long snapwire_frame_size(const void *buf, size_t len, char *err, size_t errlen)
     const uint8_t *p = buf;
     uint32_t payload;
 
-    if (len < SNAPWIRE_HEADER_SIZE)
-        return -2;
+    if (len < SNAPWIRE_HEADER_SIZE) return -2;
     if (get32(p) != SNAPWIRE_MAGIC) {
         set_err(err, errlen, "bad magic");
         return -1;
@@ -476,8 +460,7 @@ static int read_str(struct reader *r, const uint8_t *ref, const char **out, cons
 static int zero_pad(const uint8_t *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (p[i])
-            return 0;
+        if (p[i]) return 0;
     return 1;
 }
 
@@ -492,18 +475,16 @@ static int read_records(struct reader *r, const struct section *sec, struct snap
     char what[48];
     int fill = r->pool != NULL;
 
-#define STR(ref, dst, ...)                                                                      \
-    do {                                                                                       \
-        snprintf(what, sizeof(what), __VA_ARGS__);                                             \
-        if (read_str(r, ref, fill ? (dst) : &dummy, what) < 0)                                 \
-            return -1;                                                                         \
+#define STR(ref, dst, ...)                                                                         \
+    do {                                                                                           \
+        snprintf(what, sizeof(what), __VA_ARGS__);                                                 \
+        if (read_str(r, ref, fill ? (dst) : &dummy, what) < 0) return -1;                          \
     } while (0)
 
     if (sec[SNAPWIRE_SEC_META].present && sec[SNAPWIRE_SEC_META].len) {
         const uint8_t *p = sec[SNAPWIRE_SEC_META].p;
         STR(p + 4, &s->meta.source, "meta");
-        if (fill)
-            s->meta.default_cluster = get32(p);
+        if (fill) s->meta.default_cluster = get32(p);
     } else if (fill) {
         s->meta.default_cluster = SNAPWIRE_NONE;
         s->meta.source = "";
@@ -575,9 +556,9 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
                     size_t errlen)
 {
     static const uint32_t recsize[] = {
-        [SNAPWIRE_SEC_META] = REC_META,         [SNAPWIRE_SEC_LISTENERS] = REC_LISTENER,
-        [SNAPWIRE_SEC_VHOSTS] = REC_VHOST,      [SNAPWIRE_SEC_ROUTES] = REC_ROUTE,
-        [SNAPWIRE_SEC_CLUSTERS] = REC_CLUSTER,  [SNAPWIRE_SEC_ENDPOINTS] = REC_ENDPOINT,
+        [SNAPWIRE_SEC_META] = REC_META,        [SNAPWIRE_SEC_LISTENERS] = REC_LISTENER,
+        [SNAPWIRE_SEC_VHOSTS] = REC_VHOST,     [SNAPWIRE_SEC_ROUTES] = REC_ROUTE,
+        [SNAPWIRE_SEC_CLUSTERS] = REC_CLUSTER, [SNAPWIRE_SEC_ENDPOINTS] = REC_ENDPOINT,
     };
     struct section sec[SNAPWIRE_SEC_FILTERS + 1];
     struct snapwire_snapshot s;
@@ -595,8 +576,7 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
         set_err(err, errlen, "truncated header (%zu bytes)", len);
         return -1;
     }
-    if (fsz < 0)
-        return -1;
+    if (fsz < 0) return -1;
     if ((size_t)fsz != len) {
         set_err(err, errlen, "frame length %zu does not match header (%ld)", len, fsz);
         return -1;
@@ -627,8 +607,8 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
         }
         if (type != SNAPWIRE_SEC_STRINGS && type < SNAPWIRE_SEC_CERTS &&
             slen % recsize[type] != 0) {
-            set_err(err, errlen, "section type %u length %u is not a whole number of records",
-                    type, slen);
+            set_err(err, errlen, "section type %u length %u is not a whole number of records", type,
+                    slen);
             return -1;
         }
         sec[type].p = pl + off;
@@ -651,8 +631,7 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
     r.strings_len = sec[SNAPWIRE_SEC_STRINGS].len;
     r.err = err;
     r.errlen = errlen;
-    if (read_records(&r, sec, &s) < 0)
-        return -1;
+    if (read_records(&r, sec, &s) < 0) return -1;
 
     arrays = (size_t)s.n_listeners * sizeof(*s.listeners) + (size_t)s.n_vhosts * sizeof(*s.vhosts) +
              (size_t)s.n_routes * sizeof(*s.routes) + (size_t)s.n_clusters * sizeof(*s.clusters) +
@@ -689,16 +668,14 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
 
 void snapwire_free(struct snapwire_snapshot *s)
 {
-    if (!s)
-        return;
+    if (!s) return;
     free(s->arena_);
     memset(s, 0, sizeof(*s));
 }
 
 int snapwire_same_payload(const void *a, size_t alen, const void *b, size_t blen)
 {
-    if (alen != blen || alen < SNAPWIRE_HEADER_SIZE)
-        return 0;
+    if (alen != blen || alen < SNAPWIRE_HEADER_SIZE) return 0;
     return memcmp((const uint8_t *)a + 16, (const uint8_t *)b + 16, alen - 16) == 0;
 }
 
@@ -731,8 +708,7 @@ char *snapwire_to_json(const struct snapwire_snapshot *s)
     char *out;
     uint32_t i, j;
 
-    if (!g)
-        return NULL;
+    if (!g) return NULL;
     yajl_gen_config(g, yajl_gen_beautify, 1);
     yajl_gen_map_open(g);
     gen_kv_int(g, "generation", (long long)s->generation);
@@ -790,8 +766,8 @@ char *snapwire_to_json(const struct snapwire_snapshot *s)
         for (j = 0; j < c->endpoint_count; j++) {
             const struct snapwire_endpoint *e = &s->endpoints[c->first_endpoint + j];
             char addr[80];
-            snprintf(addr, sizeof(addr), strchr(e->address, ':') ? "[%s]:%u" : "%s:%u",
-                     e->address, e->port);
+            snprintf(addr, sizeof(addr), strchr(e->address, ':') ? "[%s]:%u" : "%s:%u", e->address,
+                     e->port);
             gen_str(g, addr);
         }
         yajl_gen_array_close(g);
@@ -820,22 +796,18 @@ size_t snapwire_reply_format(char *buf, size_t buflen, int ack, uint64_t generat
 {
     int n;
 
-    if (!buflen)
-        return 0;
+    if (!buflen) return 0;
     if (ack) {
         n = snprintf(buf, buflen, "ACK %llu\n", (unsigned long long)generation);
     } else {
         n = snprintf(buf, buflen, "NACK %llu ", (unsigned long long)generation);
-        if (n < 0)
-            n = 0;
+        if (n < 0) n = 0;
         for (const char *r = reason ? reason : "invalid"; *r && (size_t)n + 2 < buflen; r++)
             buf[n++] = ((unsigned char)*r < 0x20 || *r == 0x7f) ? ' ' : *r;
-        if ((size_t)n + 1 < buflen)
-            buf[n++] = '\n';
+        if ((size_t)n + 1 < buflen) buf[n++] = '\n';
         buf[n < (int)buflen ? n : (int)buflen - 1] = '\0';
     }
-    if (n < 0)
-        return 0;
+    if (n < 0) return 0;
     return (size_t)n < buflen ? (size_t)n : buflen - 1;
 }
 
@@ -846,8 +818,7 @@ int snapwire_reply_parse(const char *line, size_t len, uint64_t *generation, cha
     size_t i, start;
     uint64_t g = 0;
 
-    if (len && line[len - 1] == '\n')
-        len--;
+    if (len && line[len - 1] == '\n') len--;
     if (len >= 4 && memcmp(line, "ACK ", 4) == 0) {
         ack = 1;
         i = 4;
@@ -859,26 +830,20 @@ int snapwire_reply_parse(const char *line, size_t len, uint64_t *generation, cha
     }
     start = i;
     for (; i < len && line[i] >= '0' && line[i] <= '9'; i++) {
-        if (g > (UINT64_MAX - 9) / 10)
-            return -1;
+        if (g > (UINT64_MAX - 9) / 10) return -1;
         g = g * 10 + (uint64_t)(line[i] - '0');
     }
-    if (i == start)
-        return -1;
-    if (ack && i != len)
-        return -1;
+    if (i == start) return -1;
+    if (ack && i != len) return -1;
     if (!ack) {
-        if (i < len && line[i] != ' ')
-            return -1;
-        if (i < len)
-            i++;
+        if (i < len && line[i] != ' ') return -1;
+        if (i < len) i++;
         if (reason && reasonlen) {
             size_t n = len - i < reasonlen - 1 ? len - i : reasonlen - 1;
             memcpy(reason, line + i, n);
             reason[n] = '\0';
         }
     }
-    if (generation)
-        *generation = g;
+    if (generation) *generation = g;
     return ack;
 }

@@ -93,9 +93,9 @@ struct snapwire_vhost {
 };
 
 struct snapwire_route {
-    const char *path; /* starts with '/' */
-    uint8_t match;    /* enum snapwire_match */
-    uint32_t cluster; /* index into clusters */
+    const char *path;   /* starts with '/' */
+    uint8_t match;      /* enum snapwire_match */
+    uint32_t cluster;   /* index into clusters */
     const char *source; /* "namespace/ingress-name", for logs and metrics */
 };
 

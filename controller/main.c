@@ -221,12 +221,11 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    static const char *levels[] = {"debug", "info", "warn", "error"};
     const char *dir = NULL, *sock = NULL, *cls = "strait", *frame_out = NULL;
     enum log_level level = LOG_LEVEL_INFO;
     char err[512], q[600];
     struct ctl c;
-    int opt, dump = 0, i, rc = 1;
+    int opt, dump = 0, rc = 1;
 
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (opt) {
@@ -246,13 +245,10 @@ int main(int argc, char **argv)
             frame_out = optarg;
             break;
         case 'l':
-            for (i = 0; i < 4 && strcmp(optarg, levels[i]); i++)
-                ;
-            if (i == 4) {
+            if (log_level_parse(optarg, &level) < 0) {
                 fprintf(stderr, "strait-controller: unknown log level %s\n", optarg);
                 return 2;
             }
-            level = (enum log_level)i;
             break;
         case 'h':
             usage(stdout);

@@ -60,20 +60,6 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
-static int parse_level(const char *s, enum log_level *out)
-{
-    static const char *names[] = {"debug", "info", "warn", "error"};
-    int i;
-
-    for (i = 0; i < 4; i++) {
-        if (strcmp(s, names[i]) == 0) {
-            *out = (enum log_level)i;
-            return 0;
-        }
-    }
-    return -1;
-}
-
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
@@ -112,7 +98,7 @@ int main(int argc, char **argv)
             }
             break;
         case 'L':
-            if (parse_level(optarg, &level) < 0) {
+            if (log_level_parse(optarg, &level) < 0) {
                 fprintf(stderr, "strait-dataplane: bad --log-level %s\n", optarg);
                 return 2;
             }

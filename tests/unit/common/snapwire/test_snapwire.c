@@ -69,8 +69,7 @@ static struct guarded guard(const void *buf, size_t len)
     assert_true(g.map != MAP_FAILED);
     assert_int_equal(mprotect(g.map + pages * pg, pg, PROT_NONE), 0);
     g.data = g.map + pages * pg - len;
-    if (len)
-        memcpy(g.data, buf, len);
+    if (len) memcpy(g.data, buf, len);
     return g;
 }
 
@@ -108,8 +107,7 @@ static uint8_t *section(uint8_t *f, uint32_t type, uint32_t *len)
     for (uint32_t i = 0; i < n; i++) {
         uint8_t *e = f + 32 + i * 12;
         if (get32le(e) == type) {
-            if (len)
-                *len = get32le(e + 8);
+            if (len) *len = get32le(e + 8);
             return f + 32 + get32le(e + 4);
         }
     }
@@ -229,8 +227,7 @@ static void test_truncated_everywhere(void **state)
         err[0] = '\0';
         assert_int_equal(guarded_decode(f, n, &d, err, sizeof(err)), -1);
         assert_true(err[0] != '\0');
-        if (n < 32)
-            assert_int_equal(snapwire_frame_size(f, n, NULL, 0), -2);
+        if (n < 32) assert_int_equal(snapwire_frame_size(f, n, NULL, 0), -2);
     }
     free(f);
 }
@@ -395,8 +392,7 @@ static void test_unknown_section_skipped(void **state)
 
     /* Turn the LISTENERS entry into an unknown type: still decodes, with no listeners. */
     for (uint32_t i = 0; i < get32le(f + 24); i++)
-        if (get32le(f + 32 + i * 12) == SNAPWIRE_SEC_LISTENERS)
-            put32le(f + 32 + i * 12, 4242);
+        if (get32le(f + 32 + i * 12) == SNAPWIRE_SEC_LISTENERS) put32le(f + 32 + i * 12, 4242);
     fix_crc(f, len);
     assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), 0);
     assert_int_equal(d.n_listeners, 0);
