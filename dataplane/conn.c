@@ -4,12 +4,14 @@
  *
  * Does: read and parse a request head (http1.c), route it with the worker's current
  * snapshot (taking a reference held until the request ends), open a fresh non-blocking
- * upstream connection, forward a rewritten head (hop-by-hop headers dropped,
- * X-Forwarded-For/-Proto/-Host added, "Connection: close" upstream) and stream the request
- * body (Content-Length or chunked, verbatim); then parse the response head, rewrite its
- * hop-by-hop headers and Connection for the client, and stream the response body
- * (Content-Length, chunked verbatim, or until upstream close). Answers 400/404/414/431/501/
- * 502/503/504 itself with a short text/plain body.
+ * upstream connection, forward a rewritten head (origin-form target, Host from the
+ * absolute-form authority when there is one, hop-by-hop headers dropped,
+ * X-Forwarded-For/-Proto/-Host and Via added, "Connection: close" upstream) and stream the
+ * request body (Content-Length or chunked, verbatim); then parse the response head, rewrite
+ * its hop-by-hop headers and Connection for the client, add Date if missing, and stream the
+ * response body (Content-Length, chunked verbatim, or until upstream close - then the client
+ * connection closes after it, no chunked re-encoding). Answers 400/404/405/408/414/431/501/
+ * 502/503/504/505 itself with a short text/plain body, Date and Connection.
  * Does not: pool upstream connections, retry, TLS, HTTP/2, or transform bodies.
  * Invariants:
  *   - one request at a time per client connection: the next request is not parsed before
@@ -32,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "http1.h"
@@ -296,8 +299,12 @@ static const char *status_reason(int status)
         return "Bad Request";
     case 404:
         return "Not Found";
+    case 405:
+        return "Method Not Allowed";
     case 408:
         return "Request Timeout";
+    case 413:
+        return "Content Too Large";
     case 414:
         return "URI Too Long";
     case 431:
@@ -310,6 +317,8 @@ static const char *status_reason(int status)
         return "Service Unavailable";
     case 504:
         return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
     default:
         return "Error";
     }
@@ -322,6 +331,10 @@ static const char *status_body(int status)
         return "bad request\n";
     case 404:
         return "no route\n";
+    case 405:
+        return "method not allowed\n";
+    case 413:
+        return "content too large\n";
     case 414:
         return "uri too long\n";
     case 431:
@@ -332,9 +345,35 @@ static const char *status_body(int status)
         return "bad gateway\n";
     case 504:
         return "gateway timeout\n";
+    case 505:
+        return "http version not supported\n";
     default:
         return "error\n";
     }
+}
+
+/*
+ * The current time as an IMF-fixdate (RFC 9110 5.6.7) for Date headers, formatted at most
+ * once per second per worker thread (the cache is thread-local; ev_now is the loop's time).
+ * Hand-rolled rather than strftime so the locale cannot change the day and month names.
+ */
+static const char *http_date(struct conn *c)
+{
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    static __thread time_t cached_sec = -1;
+    static __thread char cached[32];
+    time_t now = (time_t)ev_now(c->w->loop);
+    struct tm tm;
+
+    if (now != cached_sec && gmtime_r(&now, &tm)) {
+        snprintf(cached, sizeof(cached), "%s, %02d %s %04d %02d:%02d:%02d GMT",
+                 days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900,
+                 tm.tm_hour, tm.tm_min, tm.tm_sec);
+        cached_sec = now;
+    }
+    return cached;
 }
 
 /*
@@ -349,10 +388,13 @@ static void local_response(struct conn *c, int status, const char *body, int clo
     if (!c->keep_alive || c->w->stopping) close_conn = 1;
     request_release(c);
     if (dbuf_printf(&c->cout,
-                    "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
-                    "Connection: %s\r\n\r\n%s",
-                    status, status_reason(status), strlen(body),
-                    close_conn ? "close" : "keep-alive", c->is_head ? "" : body) < 0) {
+                    "HTTP/1.1 %d %s\r\nDate: %s\r\n%sContent-Type: text/plain\r\n"
+                    "Content-Length: %zu\r\nConnection: %s\r\n\r\n%s",
+                    status, status_reason(status), http_date(c),
+                    /* RFC 9110 15.5.6: a 405 lists what is allowed; only CONNECT is not */
+                    status == 405 ? "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n" : "",
+                    strlen(body), close_conn ? "close" : "keep-alive",
+                    c->is_head ? "" : body) < 0) {
         conn_close(c);
         return;
     }
@@ -386,34 +428,62 @@ static int is_xf_header(const struct http1_header *h)
            http1_name_is(h, "x-forwarded-host");
 }
 
-/* Writes the upstream request head into uout. Returns 0 or -1 (out of memory). */
+/*
+ * Appends "Name: v1, v2, ..., extra\r\n" to b: the values of every header called name in
+ * req (empty ones skipped), then extra. Returns 0 or -1 (out of memory).
+ */
+static int append_joined(struct dbuf *b, const struct http1_request *req, const char *name,
+                         const char *extra)
+{
+    size_t i;
+
+    if (dbuf_printf(b, "%s: ", name) < 0) return -1;
+    for (i = 0; i < req->num_headers; i++) {
+        const struct http1_header *h = &req->headers[i];
+        if (!http1_name_is(h, name) || h->value_len == 0) continue;
+        if (dbuf_append(b, h->value, h->value_len) < 0 || dbuf_str(b, ", ") < 0) return -1;
+    }
+    return dbuf_printf(b, "%s\r\n", extra);
+}
+
+/*
+ * Writes the upstream request head into uout: the request line in origin-form with the
+ * client's HTTP/1.x version (a 1.0 client must not get a chunked answer relayed), Host
+ * first and from info->host (the target's authority for absolute-form, RFC 9112 3.2.2),
+ * end-to-end headers, then our own: X-Forwarded-*, Via (RFC 9110 7.6.3: a gateway MUST
+ * add it to requests it forwards) and Connection: close. Returns 0 or -1 (out of memory).
+ */
 static int build_upstream_head(struct conn *c, const struct http1_request *req,
                                const struct http1_msginfo *info)
 {
     struct dbuf *b = &c->uout;
     size_t i;
-    int first_xff = 1;
+    int slash =
+        info->target_form == HTTP1_TARGET_ABSOLUTE && (info->path_len == 0 || info->path[0] == '?');
 
-    if (dbuf_append(b, req->line, req->line_len) < 0 || dbuf_str(b, "\r\n") < 0) return -1;
+    if (dbuf_append(b, req->method, req->method_len) < 0 || dbuf_str(b, slash ? " /" : " ") < 0 ||
+        dbuf_append(b, info->path, info->path_len) < 0 ||
+        dbuf_printf(b, " HTTP/1.%d\r\n", req->minor_version ? 1 : 0) < 0)
+        return -1;
+    if (info->host && (dbuf_str(b, "Host: ") < 0 ||
+                       dbuf_append(b, info->host, info->host_len) < 0 || dbuf_str(b, "\r\n") < 0))
+        return -1;
     for (i = 0; i < req->num_headers; i++) {
         const struct http1_header *h = &req->headers[i];
-        if (http1_is_hop_header(req->headers, req->num_headers, h) || is_xf_header(h)) continue;
+        if (http1_is_hop_header(req->headers, req->num_headers, h) || is_xf_header(h) ||
+            http1_name_is(h, "host") || http1_name_is(h, "via"))
+            continue;
         if (dbuf_append(b, h->name, h->name_len) < 0 || dbuf_str(b, ": ") < 0 ||
             dbuf_append(b, h->value, h->value_len) < 0 || dbuf_str(b, "\r\n") < 0)
             return -1;
     }
-    if (dbuf_str(b, "X-Forwarded-For: ") < 0) return -1;
-    for (i = 0; i < req->num_headers; i++) {
-        const struct http1_header *h = &req->headers[i];
-        if (!http1_name_is(h, "x-forwarded-for") || h->value_len == 0) continue;
-        if ((!first_xff && dbuf_str(b, ", ") < 0) || dbuf_append(b, h->value, h->value_len) < 0)
-            return -1;
-        first_xff = 0;
-    }
-    if (dbuf_printf(b, "%s%s\r\nX-Forwarded-Proto: http\r\n", first_xff ? "" : ", ", c->peer) < 0)
+    if (append_joined(b, req, "X-Forwarded-For", c->peer) < 0 ||
+        dbuf_str(b, "X-Forwarded-Proto: http\r\n") < 0)
         return -1;
     if (info->host && (dbuf_str(b, "X-Forwarded-Host: ") < 0 ||
                        dbuf_append(b, info->host, info->host_len) < 0 || dbuf_str(b, "\r\n") < 0))
+        return -1;
+    if (append_joined(b, req, "Via", req->minor_version ? "1.1 strait" : "1.0 strait") < 0)
         return -1;
     return dbuf_str(b, "Connection: close\r\n\r\n");
 }
@@ -591,16 +661,21 @@ static int write_client_head(struct conn *c, const struct http1_response *res)
 {
     struct dbuf *b = &c->cout;
     size_t i;
+    int have_date = 0;
 
     if (dbuf_printf(b, "HTTP/1.1 %d %.*s\r\n", res->status, (int)res->reason_len, res->reason) < 0)
         return -1;
     for (i = 0; i < res->num_headers; i++) {
         const struct http1_header *h = &res->headers[i];
         if (http1_is_hop_header(res->headers, res->num_headers, h)) continue;
+        have_date |= http1_name_is(h, "date");
         if (dbuf_append(b, h->name, h->name_len) < 0 || dbuf_str(b, ": ") < 0 ||
             dbuf_append(b, h->value, h->value_len) < 0 || dbuf_str(b, "\r\n") < 0)
             return -1;
     }
+    /* RFC 9110 6.6.1: a recipient with a clock MUST add Date to a response it forwards */
+    if (res->status >= 200 && !have_date && dbuf_printf(b, "Date: %s\r\n", http_date(c)) < 0)
+        return -1;
     if (res->status >= 200 || res->status == 101)
         if (dbuf_printf(b, "Connection: %s\r\n", c->keep_alive ? "keep-alive" : "close") < 0)
             return -1;
@@ -632,6 +707,18 @@ static int parse_response_head(struct conn *c)
             if (c->client_minor >= 1 && write_client_head(c, &res) < 0) goto oom;
             dbuf_consume(&c->uin, (size_t)r);
             continue;
+        }
+        if (info.body == HTTP1_BODY_CHUNKED && c->uin.len > (size_t)r) {
+            /*
+             * Check the chunk lines that came with the head before committing the head, so
+             * a malformed body start is still a 502; later errors can only abort.
+             */
+            struct http1_chunked probe;
+            http1_chunked_init(&probe);
+            if (http1_chunked_feed(&probe, dbuf_data(&c->uin) + r, c->uin.len - (size_t)r) == -1) {
+                upstream_failed(c, 502, "bad chunked response body");
+                return -1;
+            }
         }
         c->resp_body = info.body;
         c->resp_remaining = info.content_length;

@@ -3,8 +3,10 @@
  *
  * Does: parse request and response heads into pointer+length views of the caller's buffer
  * (re-parsing from the start on each call, like picohttpparser without last_len), derive body
- * framing, recognise hop-by-hop headers, and track chunked bodies byte by byte so they can be
- * forwarded verbatim.
+ * framing and the request-target form (origin, absolute http/https, asterisk; CONNECT is
+ * refused), check Host against the RFC 3986 host/port grammar, recognise hop-by-hop headers,
+ * and track chunked bodies byte by byte (chunk extensions checked against their grammar) so
+ * they can be forwarded verbatim.
  * Does not: allocate, copy, decode bodies, percent-decode or normalise paths.
  * Invariants: never reads at or past buf[len] (tests put len at a guard page); a bare CR, an
  * obs-fold line, a control character in a value or a non-token header name is an error, so
@@ -93,11 +95,19 @@ bad:
     return -1;
 }
 
-/* Parses "HTTP/1.d" at p (8 bytes available). Returns the minor digit or -1. */
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/*
+ * Parses "HTTP/d.d" at p (8 bytes available). Returns the minor digit for major 1, -2 for a
+ * well-formed version with another major (RFC 9110 6.2: answer 505), -1 if malformed.
+ */
 static int parse_version(const char *p)
 {
-    if (memcmp(p, "HTTP/1.", 7) != 0 || p[7] < '0' || p[7] > '9') return -1;
-    return p[7] - '0';
+    if (memcmp(p, "HTTP/", 5) != 0 || !is_digit(p[5]) || p[6] != '.' || !is_digit(p[7])) return -1;
+    return p[5] == '1' ? p[7] - '0' : -2;
 }
 
 int http1_parse_request(const char *buf, size_t len, struct http1_request *req, int *status)
@@ -128,7 +138,11 @@ int http1_parse_request(const char *buf, size_t len, struct http1_request *req, 
         ;
     if (i == sp1 + 1 || i == end || buf[i] != ' ') return -1;
     sp2 = i;
-    if (end - sp2 - 1 != 8 || (r = parse_version(buf + sp2 + 1)) < 0) return -1;
+    if (end - sp2 - 1 != 8 || (r = parse_version(buf + sp2 + 1)) == -1) return -1;
+    if (r == -2) {
+        *status = 505;
+        return -1;
+    }
     req->method = buf + pos;
     req->method_len = sp1 - pos;
     req->target = buf + sp1 + 1;
@@ -277,13 +291,114 @@ static int scan_framing(const struct http1_header *hdrs, size_t n, struct http1_
     return 0;
 }
 
+static int is_hex(char c)
+{
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* RFC 3986 unreserved / sub-delims: the reg-name bytes besides pct-encoding. */
+static int is_regname_char(char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c)) return 1;
+    return c != 0 && strchr("-._~!$&'()*+,;=", c) != NULL;
+}
+
+/*
+ * True when s[0..n) is an RFC 3986 host [":" port]: an IP-literal of hex digits, ':' and
+ * '.', or a reg-name / IPv4 address (pct-encoding checked), then an all-digit port. No
+ * userinfo, no IPvFuture or zone id. Empty is accepted (an empty Host field).
+ */
+static int is_authority(const char *s, size_t n)
+{
+    size_t i = 0;
+
+    if (n && s[0] == '[') {
+        for (i = 1; i < n && s[i] != ']'; i++)
+            if (!is_hex(s[i]) && s[i] != ':' && s[i] != '.') return 0;
+        if (i == n || i == 1) return 0;
+        i++;
+    } else {
+        for (; i < n && s[i] != ':'; i++) {
+            if (s[i] == '%') {
+                if (i + 2 >= n || !is_hex(s[i + 1]) || !is_hex(s[i + 2])) return 0;
+                i += 2;
+            } else if (!is_regname_char(s[i])) {
+                return 0;
+            }
+        }
+    }
+    if (i == n) return 1;
+    if (s[i] != ':') return 0;
+    for (i++; i < n; i++)
+        if (!is_digit(s[i])) return 0;
+    return 1;
+}
+
+static int method_is(const struct http1_request *req, const char *m)
+{
+    return req->method_len == strlen(m) && memcmp(req->method, m, req->method_len) == 0;
+}
+
+/* Classifies the request-target into info (form, path, authority). Returns 0 or -1 (400). */
+static int parse_target(const struct http1_request *req, struct http1_msginfo *info,
+                        const char **auth, size_t *auth_len)
+{
+    const char *t = req->target;
+    size_t n = req->target_len, i, a;
+
+    *auth = NULL;
+    if (t[0] == '/') {
+        info->target_form = HTTP1_TARGET_ORIGIN;
+        info->path = t;
+        info->path_len = n;
+        return 0;
+    }
+    if (n == 1 && t[0] == '*') {
+        if (!method_is(req, "OPTIONS")) return -1;
+        info->target_form = HTTP1_TARGET_ASTERISK;
+        info->path = t;
+        info->path_len = n;
+        return 0;
+    }
+    /* absolute-form: only the schemes a gateway to http origins serves (RFC 9110 4.2) */
+    if (n >= 7 && strncasecmp(t, "http://", 7) == 0)
+        i = 7;
+    else if (n >= 8 && strncasecmp(t, "https://", 8) == 0)
+        i = 8;
+    else
+        return -1;
+    for (a = i; a < n && t[a] != '/' && t[a] != '?'; a++)
+        ;
+    /* an empty host is invalid in an http(s) URI (RFC 9110 4.2.1); '@' fails is_authority */
+    if (a == i || t[i] == ':' || !is_authority(t + i, a - i)) return -1;
+    info->target_form = HTTP1_TARGET_ABSOLUTE;
+    info->path = t + a;
+    info->path_len = n - a;
+    *auth = t + i;
+    *auth_len = a - i;
+    return 0;
+}
+
 int http1_request_info(const struct http1_request *req, struct http1_msginfo *info, int *status)
 {
     int have_cl, te, n_host;
+    const char *auth;
+    size_t auth_len = 0;
 
     *status = 400;
     if (scan_framing(req->headers, req->num_headers, info, &have_cl, &te, &n_host) < 0) return -1;
+    if (method_is(req, "CONNECT")) {
+        *status = 405;
+        return -1;
+    }
+    if (parse_target(req, info, &auth, &auth_len) < 0) return -1;
     if (n_host > 1 || (n_host == 0 && req->minor_version >= 1)) return -1;
+    if (info->host && !is_authority(info->host, info->host_len)) return -1;
+    if (auth) {
+        info->host = auth;
+        info->host_len = auth_len;
+    }
+    if (te && req->minor_version == 0) return -1; /* faulty framing: the caller closes */
     if (te == 2) {
         *status = 501;
         return -1;
@@ -336,9 +451,17 @@ int http1_is_hop_header(const struct http1_header *hdrs, size_t n, const struct 
 
 enum {
     CK_SIZE = 0, /* zero-initialised tracker starts here */
-    CK_SIZE_WS,
-    CK_EXT,
-    CK_SIZE_LF,
+    CK_SIZE_WS,  /* BWS after the size: only ';' may follow */
+    CK_EXT_PRE_NAME,
+    CK_EXT_NAME,
+    CK_EXT_POST_NAME, /* BWS after a name: ';' or '=' */
+    CK_EXT_PRE_VAL,
+    CK_EXT_TOKEN,
+    CK_EXT_QUOTED,
+    CK_EXT_QPAIR,
+    CK_EXT_AFTER_VAL, /* a value ended: BWS, ';' or CR */
+    CK_EXT_POST_VAL,  /* BWS after a value: only ';' */
+    CK_SIZE_LF,       /* every state above is part of the size line */
     CK_DATA,
     CK_DATA_CR,
     CK_DATA_LF,
@@ -384,7 +507,7 @@ ssize_t http1_chunked_feed(struct http1_chunked *c, const char *buf, size_t len)
         }
         if (c->state == CK_DONE) return (ssize_t)i;
         i++;
-        if (c->state <= CK_EXT && ++c->line_len > CK_MAX_LINE) return -1;
+        if (c->state < CK_SIZE_LF && ++c->line_len > CK_MAX_LINE) return -1;
         if (c->state >= CK_TRAILER_START && c->state <= CK_TRAILER_LF &&
             ++c->trailer_len > CK_MAX_TRAILERS)
             return -1;
@@ -397,7 +520,7 @@ ssize_t http1_chunked_feed(struct http1_chunked *c, const char *buf, size_t len)
             }
             if (c->digits == 0) return -1;
             if (ch == ';')
-                c->state = CK_EXT;
+                c->state = CK_EXT_PRE_NAME;
             else if (ch == ' ' || ch == '\t')
                 c->state = CK_SIZE_WS;
             else if (ch == '\r')
@@ -406,17 +529,64 @@ ssize_t http1_chunked_feed(struct http1_chunked *c, const char *buf, size_t len)
                 return -1;
             break;
         case CK_SIZE_WS:
+        case CK_EXT_POST_VAL:
             if (ch == ';')
-                c->state = CK_EXT;
-            else if (ch == '\r')
-                c->state = CK_SIZE_LF;
+                c->state = CK_EXT_PRE_NAME;
             else if (ch != ' ' && ch != '\t')
                 return -1;
             break;
-        case CK_EXT:
-            if (ch == '\r')
+        case CK_EXT_PRE_NAME:
+            if (is_tchar(ch))
+                c->state = CK_EXT_NAME;
+            else if (ch != ' ' && ch != '\t')
+                return -1;
+            break;
+        case CK_EXT_NAME:
+        case CK_EXT_POST_NAME:
+            if (c->state == CK_EXT_NAME && is_tchar(ch))
+                break;
+            else if (ch == ' ' || ch == '\t')
+                c->state = CK_EXT_POST_NAME;
+            else if (ch == ';')
+                c->state = CK_EXT_PRE_NAME;
+            else if (ch == '=')
+                c->state = CK_EXT_PRE_VAL;
+            else if (ch == '\r' && c->state == CK_EXT_NAME)
                 c->state = CK_SIZE_LF;
+            else
+                return -1;
+            break;
+        case CK_EXT_PRE_VAL:
+            if (ch == '"')
+                c->state = CK_EXT_QUOTED;
+            else if (is_tchar(ch))
+                c->state = CK_EXT_TOKEN;
+            else if (ch != ' ' && ch != '\t')
+                return -1;
+            break;
+        case CK_EXT_QUOTED: /* qdtext: HTAB, SP, VCHAR except '"' and '\\', obs-text */
+            if (ch == '"')
+                c->state = CK_EXT_AFTER_VAL;
+            else if (ch == '\\')
+                c->state = CK_EXT_QPAIR;
             else if (!is_vchar_ws(ch))
+                return -1; /* CR included: an unterminated quoted-string */
+            break;
+        case CK_EXT_QPAIR:
+            if (!is_vchar_ws(ch)) return -1;
+            c->state = CK_EXT_QUOTED;
+            break;
+        case CK_EXT_TOKEN:
+        case CK_EXT_AFTER_VAL:
+            if (c->state == CK_EXT_TOKEN && is_tchar(ch))
+                break;
+            else if (ch == ' ' || ch == '\t')
+                c->state = CK_EXT_POST_VAL;
+            else if (ch == ';')
+                c->state = CK_EXT_PRE_NAME;
+            else if (ch == '\r')
+                c->state = CK_SIZE_LF;
+            else
                 return -1;
             break;
         case CK_SIZE_LF:

@@ -59,21 +59,45 @@ enum http1_body_kind {
     HTTP1_BODY_UNTIL_CLOSE /* responses only: until the connection closes */
 };
 
+/* Request-target forms a reverse proxy accepts (RFC 9112 3.2); authority-form is CONNECT's. */
+enum http1_target_form {
+    HTTP1_TARGET_ORIGIN = 0, /* "/path?query" */
+    HTTP1_TARGET_ABSOLUTE,   /* "http://authority/path?query" (http or https, any case) */
+    HTTP1_TARGET_ASTERISK,   /* "*", OPTIONS only */
+};
+
 /* What the proxy needs to know about a message beyond its head syntax. */
 struct http1_msginfo {
     enum http1_body_kind body;
     uint64_t content_length;
     int conn_close;      /* Connection: close present */
     int conn_keep_alive; /* Connection: keep-alive present */
-    const char *host;    /* first Host header value, or NULL */
+    /*
+     * Requests: the authority to route on and to send as Host upstream - the target's
+     * authority for absolute-form (RFC 9112 3.2.2: Host is then ignored), else the Host
+     * header value; NULL without either. Responses: the first Host header, or NULL.
+     */
+    const char *host;
     size_t host_len;
+    /* requests only */
+    enum http1_target_form target_form;
+    /*
+     * The target to forward in origin-form: "/..." or "*". For absolute-form it is what
+     * follows the authority, which may be empty or start with '?': send a '/' before it then.
+     */
+    const char *path;
+    size_t path_len;
 };
 
 /*
- * Derives framing for a request: rejects (returns -1, *status = 400 or 501) both
- * Content-Length and Transfer-Encoding, differing or malformed Content-Length, a
- * Transfer-Encoding whose last coding is not chunked, several Host headers, and a missing
- * Host on HTTP/1.1. Returns 0.
+ * Derives framing and target for a request. Returns 0, or -1 with *status set:
+ * 405 for CONNECT (we are a reverse proxy, not a tunnel);
+ * 400 for a target that is not origin-form ("/..."), absolute-form with scheme http/https
+ * and a valid authority without userinfo, or "*" with OPTIONS; for both Content-Length and
+ * Transfer-Encoding, differing or malformed Content-Length, any Transfer-Encoding on
+ * HTTP/1.0 (RFC 9112 6.1), several Host headers, a missing Host on HTTP/1.1, a Host outside
+ * the RFC 3986 host [":" port] grammar;
+ * 501 for a Transfer-Encoding whose last coding is not chunked.
  */
 int http1_request_info(const struct http1_request *req, struct http1_msginfo *info, int *status);
 

@@ -119,7 +119,17 @@ static const struct {
     {"GET / HTTP/1.1\r\nX: a\x01z\r\n\r\n", 400}, /* control in value */
     {"GET / HTTP/1.1\r\nX: a\x7f\r\n\r\n", 400},
     {"GET  / HTTP/1.1\r\n\r\n", 400},
-    {"GET / HTTP/2.0\r\n\r\n", 400},
+    /* RFC 9110 6.2: a well-formed version with major != 1 is 505, anything else 400 */
+    {"GET / HTTP/2.0\r\n\r\n", 505},
+    {"GET / HTTP/3.0\r\nHost: a\r\n\r\n", 505},
+    {"GET / HTTP/0.9\r\n\r\n", 505},
+    {"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505},
+    {"GET / http/1.1\r\n\r\n", 400},
+    {"GET / HTTP/1.10\r\n\r\n", 400},
+    {"GET / HTTP/1\r\n\r\n", 400},
+    {"GET / HTTP/1.x\r\n\r\n", 400},
+    {"GET / HTTP/a.1\r\n\r\n", 400},
+    {"GET / HTTP/11.1\r\n\r\n", 400},
     {"GET / HTTP/1.1 \r\n\r\n", 400},
     {"GET /\x01 HTTP/1.1\r\n\r\n", 400},
     {"G(T / HTTP/1.1\r\n\r\n", 400},
@@ -211,6 +221,14 @@ static const struct {
      "chunked\r\n\r\n",
      -1, 400, 0, 0},
     {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", -1, 501, 0, 0},
+    /* several Transfer-Encoding lines: the last coding decides */
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+     0, 0, HTTP1_BODY_CHUNKED, 0},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+     -1, 400, 0, 0},
+    /* RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 request is faulty framing */
+    {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", -1, 400, 0, 0},
+    {"POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", -1, 400, 0, 0},
 };
 
 static void test_request_info(void **state)
@@ -231,6 +249,95 @@ static void test_request_info(void **state)
              (info.body != info_cases[i].body || info.content_length != info_cases[i].cl)))
             fail_msg("case %zu: rc %d status %d body %d cl %llu", i, r, status, info.body,
                      (unsigned long long)info.content_length);
+    }
+}
+
+/* Request-target forms, Host grammar and CONNECT (RFC 9112 3.2, RFC 3986 3.2.2). */
+static const struct {
+    const char *in;
+    int rc, status;
+    enum http1_target_form form;
+    const char *path; /* info.path */
+    const char *host; /* info.host, NULL for none */
+} target_cases[] = {
+    {"GET /a?b HTTP/1.1\r\nHost: a.test\r\n\r\n", 0, 0, HTTP1_TARGET_ORIGIN, "/a?b", "a.test"},
+    {"GET http://app.example.com/static/x HTTP/1.1\r\nHost: other\r\n\r\n", 0, 0,
+     HTTP1_TARGET_ABSOLUTE, "/static/x", "app.example.com"},
+    {"GET HTTP://App.Example.com:8080/s?q HTTP/1.1\r\nHost: other\r\n\r\n", 0, 0,
+     HTTP1_TARGET_ABSOLUTE, "/s?q", "App.Example.com:8080"},
+    {"GET hTTpS://a.test HTTP/1.1\r\nHost: x\r\n\r\n", 0, 0, HTTP1_TARGET_ABSOLUTE, "", "a.test"},
+    {"GET http://a.test?q=1 HTTP/1.1\r\nHost: x\r\n\r\n", 0, 0, HTTP1_TARGET_ABSOLUTE, "?q=1",
+     "a.test"},
+    {"GET http://[::1]:80/ HTTP/1.0\r\n\r\n", 0, 0, HTTP1_TARGET_ABSOLUTE, "/", "[::1]:80"},
+    {"GET http://a.test/ HTTP/1.1\r\n\r\n", -1, 400, 0, NULL, NULL}, /* Host still required */
+    {"GET ftp://a.test/x HTTP/1.1\r\nHost: a\r\n\r\n", -1, 400, 0, NULL, NULL},
+    {"GET httpx://a.test/x HTTP/1.1\r\nHost: a\r\n\r\n", -1, 400, 0, NULL, NULL},
+    {"GET http:/a.test/x HTTP/1.1\r\nHost: a\r\n\r\n", -1, 400, 0, NULL, NULL},
+    {"GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n", -1, 400, 0, NULL, NULL},
+    {"GET http://:80/x HTTP/1.1\r\nHost: a\r\n\r\n", -1, 400, 0, NULL, NULL},
+    {"GET http://u:p@a.test/x HTTP/1.1\r\nHost: a\r\n\r\n", -1, 400, 0, NULL, NULL},
+    {"GET http://a.test:8x/ HTTP/1.1\r\nHost: a\r\n\r\n", -1, 400, 0, NULL, NULL},
+    {"GET foo HTTP/1.1\r\nHost: a\r\n\r\n", -1, 400, 0, NULL, NULL},
+    {"GET a.test:80 HTTP/1.1\r\nHost: a\r\n\r\n", -1, 400, 0, NULL, NULL},
+    {"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", 0, 0, HTTP1_TARGET_ASTERISK, "*", "a"},
+    {"GET * HTTP/1.1\r\nHost: a\r\n\r\n", -1, 400, 0, NULL, NULL},
+    {"options * HTTP/1.1\r\nHost: a\r\n\r\n", -1, 400, 0, NULL,
+     NULL}, /* methods are case-sensitive */
+    {"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n", -1, 405, 0, NULL, NULL},
+    {"CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n", -1, 405, 0, NULL, NULL},
+    /* Host grammar: reg-name / IPv4 / IP-literal, optional all-digit port */
+    {"GET / HTTP/1.1\r\nHost: a-b_c~d.test:8080\r\n\r\n", 0, 0, HTTP1_TARGET_ORIGIN, "/",
+     "a-b_c~d.test:8080"},
+    {"GET / HTTP/1.1\r\nHost: 10.0.0.1\r\n\r\n", 0, 0, HTTP1_TARGET_ORIGIN, "/", "10.0.0.1"},
+    {"GET / HTTP/1.1\r\nHost: [2001:db8::1]:443\r\n\r\n", 0, 0, HTTP1_TARGET_ORIGIN, "/",
+     "[2001:db8::1]:443"},
+    {"GET / HTTP/1.1\r\nHost: %41.test\r\n\r\n", 0, 0, HTTP1_TARGET_ORIGIN, "/", "%41.test"},
+    {"GET / HTTP/1.1\r\nHost: \r\n\r\n", 0, 0, HTTP1_TARGET_ORIGIN, "/", ""},
+    {"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", -1, 400, 0, NULL, NULL},
+    {"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", -1, 400, 0, NULL, NULL},
+    {"GET / HTTP/1.1\r\nHost: a\\b\r\n\r\n", -1, 400, 0, NULL, NULL},
+    {"GET / HTTP/1.1\r\nHost: a%zz\r\n\r\n", -1, 400, 0, NULL, NULL},
+    {"GET / HTTP/1.1\r\nHost: a%4\r\n\r\n", -1, 400, 0, NULL, NULL},
+    {"GET / HTTP/1.1\r\nHost: user@a\r\n\r\n", -1, 400, 0, NULL, NULL},
+    {"GET / HTTP/1.1\r\nHost: a:b\r\n\r\n", -1, 400, 0, NULL, NULL},
+    {"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", -1, 400, 0, NULL, NULL},
+    {"GET / HTTP/1.1\r\nHost: []\r\n\r\n", -1, 400, 0, NULL, NULL},
+    {"GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n", -1, 400, 0, NULL, NULL},
+    {"GET / HTTP/1.1\r\nHost: a\"b\r\n\r\n", -1, 400, 0, NULL, NULL},
+    {"GET / HTTP/1.1\r\nHost: a<b>\r\n\r\n", -1, 400, 0, NULL, NULL},
+    /* an invalid Host is rejected even when absolute-form makes it irrelevant */
+    {"GET http://a.test/ HTTP/1.1\r\nHost: a b\r\n\r\n", -1, 400, 0, NULL, NULL},
+    {"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", -1, 400, 0, NULL, NULL},
+};
+
+static void test_targets(void **state)
+{
+    struct http1_request req;
+    struct http1_msginfo info;
+    size_t i;
+    int status, r;
+
+    (void)state;
+    for (i = 0; i < sizeof(target_cases) / sizeof(target_cases[0]); i++) {
+        r = parse_req(target_cases[i].in, strlen(target_cases[i].in), &req, &status);
+        if (r <= 0) fail_msg("case %zu: parse %d status %d", i, r, status);
+        status = 0;
+        r = http1_request_info(&req, &info, &status);
+        if (r != target_cases[i].rc || (r < 0 && status != target_cases[i].status))
+            fail_msg("case %zu: rc %d status %d", i, r, status);
+        if (r < 0) continue;
+        if (info.target_form != target_cases[i].form ||
+            info.path_len != strlen(target_cases[i].path) ||
+            memcmp(info.path, target_cases[i].path, info.path_len) != 0)
+            fail_msg("case %zu: form %d path %.*s", i, info.target_form, (int)info.path_len,
+                     info.path);
+        if (!target_cases[i].host) {
+            if (info.host) fail_msg("case %zu: unexpected host", i);
+        } else if (!info.host || info.host_len != strlen(target_cases[i].host) ||
+                   memcmp(info.host, target_cases[i].host, info.host_len) != 0) {
+            fail_msg("case %zu: host %.*s", i, info.host ? (int)info.host_len : 4,
+                     info.host ? info.host : "NULL");
+        }
     }
 }
 
@@ -278,6 +385,8 @@ static const struct {
     {"HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n", 0, -2, 0, 0},
     {"HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n", 0, -2, 0, 0},
     {"ICY 200 OK\r\n\r\n", 0, -2, 0, 0},
+    {"HTTP/2.0 200 OK\r\n\r\n", 0, -2, 0, 0},
+    {"HTTP/1.10 200 OK\r\n\r\n", 0, -2, 0, 0},
 };
 
 static void test_responses(void **state)
@@ -329,6 +438,28 @@ static const struct {
     {"0\r\n folded: x\r\n\r\n", -1},
     {"0\r\nbad trailer\r\n\r\n", -1},
     {"0\r\nX: a\x01\r\n\r\n", -1},
+    /* chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ), ext-val token / quoted */
+    {"1 ; a = b ;c\t=\t\"d e\" ; f\r\nx\r\n0\r\n\r\n", 34},
+    {"1;a=\"q\\\"\\\\;\"\r\nx\r\n0\r\n\r\n", 22},
+    {"1;a=\"\"\r\nx\r\n0\r\n\r\n", 16},
+    {"1;a=\"\xc3\xa9\"\r\nx\r\n0\r\n\r\n", 18},
+    {"1;a=\"b\r\nx\r\n0\r\n\r\n", -1}, /* unterminated quoted-string */
+    {"1;a=\"b\\\r\nx\r\n0\r\n\r\n", -1},
+    {"1;\r\nx\r\n0\r\n\r\n", -1}, /* empty name */
+    {"1;;a\r\nx\r\n0\r\n\r\n", -1},
+    {"1;a=\r\nx\r\n0\r\n\r\n", -1}, /* empty value */
+    {"1;a b\r\nx\r\n0\r\n\r\n", -1},
+    {"1;a \r\nx\r\n0\r\n\r\n", -1}, /* BWS only before ';' or '=' */
+    {"1;a=b \r\nx\r\n0\r\n\r\n", -1},
+    {"1 \r\nx\r\n0\r\n\r\n", -1},
+    {"1;a=b=c\r\nx\r\n0\r\n\r\n", -1},
+    {"1;a=\"b\"c\r\nx\r\n0\r\n\r\n", -1},
+    {"1;a(b\r\nx\r\n0\r\n\r\n", -1},
+    {"1;a=\"\x01\"\r\nx\r\n0\r\n\r\n", -1},
+    {"1;a=\"\x7f\"\r\nx\r\n0\r\n\r\n", -1},
+    {"1;a=\"b\\\x01\"\r\nx\r\n0\r\n\r\n", -1},
+    {"1;\xc3\xa9\r\nx\r\n0\r\n\r\n", -1},
+    {"0;a=\"b\r\n\r\n", -1},
 };
 
 static void test_chunked(void **state)
@@ -376,6 +507,7 @@ int main(void)
         cmocka_unit_test_teardown(test_bad_requests, teardown),
         cmocka_unit_test_teardown(test_limits, teardown),
         cmocka_unit_test_teardown(test_request_info, teardown),
+        cmocka_unit_test_teardown(test_targets, teardown),
         cmocka_unit_test_teardown(test_hop_headers, teardown),
         cmocka_unit_test_teardown(test_responses, teardown),
         cmocka_unit_test_teardown(test_chunked, teardown),

@@ -1,0 +1,416 @@
+"""RFC 9110/9112 conformance of the HTTP/1.1 data plane, as a data table over raw sockets.
+
+Each row is: request bytes (one or several pipelined requests) -> the responses expected on
+that connection (status, headers, what the backend saw) -> whether the proxy closes the
+connection afterwards. "Stays open" is proven by a follow-up request on the same connection
+answered by the backend; "closed" by reading EOF (or a reset) before a deadline.
+Every response is also checked for a valid Date and no Via (Via goes upstream only); every
+response the proxy makes itself for Content-Type text/plain, a matching Content-Length and a
+Connection header that tells the truth.
+
+Backends: two tools/backend.py echoes ("echo" for app.example.com and echo.test, "wrong"
+for the host "other"), a service without ready endpoints (empty.test), and an in-process raw
+backend (raw.test) answering canned, partly malformed bytes chosen by the request path.
+"""
+import email.utils
+import json
+import re
+import socket
+import threading
+import time
+
+import harness as h
+
+DATE_RE = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|"
+                     r"Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT$")
+
+# Canned answers of the raw backend, by request path. Each is sent with one sendall, then the
+# backend closes (it was told Connection: close).
+RAW_ANSWERS = {
+    "/until-close": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nhello until close",
+    "/bad-head": b"HTTP/1.1 200 OK\r\nNo Colon Here\r\nContent-Length: 0\r\n\r\n",
+    "/garbage": b"garbage\r\n\r\n",
+    "/http2": b"HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+    "/bad-chunk-ext": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      b"1;a=\"b\r\nx\r\n0\r\n\r\n",
+    "/good-chunk-ext": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       b"1 ; a = \"b c\";d\r\nx\r\n0\r\n\r\n",
+}
+
+
+class RawBackend:
+    """A TCP server thread answering RAW_ANSWERS[path] after reading a request head."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(c,), daemon=True).start()
+
+    def _one(self, c):
+        with c:
+            c.settimeout(10 * h.SLOW)
+            buf = b""
+            try:
+                while b"\r\n\r\n" not in buf:
+                    chunk = c.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                path = buf.split(b" ", 2)[1].decode("latin-1")
+                c.sendall(RAW_ANSWERS.get(path, b"HTTP/1.1 404 Not Found\r\n\r\n"))
+            except OSError:
+                pass
+
+    def stop(self):
+        self.stopping = True
+        self.sock.close()
+
+
+def read_response(sock, deadline, head_request=False):
+    """Reads one response. Returns (status, [(lower-name, value)], body, eof) where eof is
+    True when the body was delimited by the connection closing."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += _recv(sock, deadline, "a response head, got %r" % buf[:300])
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    assert lines[0].startswith("HTTP/1.1 "), lines[0]
+    headers = []
+    for ln in lines[1:]:
+        k, v = ln.split(":", 1)
+        headers.append((k.strip().lower(), v.strip()))
+    hd = dict(headers)
+    if status < 200:  # interim: the final response follows
+        st, hs, body, eof = read_response(_Prefixed(sock, rest), deadline, head_request)
+        return st, hs, body, eof
+    if head_request or status in (204, 304):
+        return status, headers, rest, False
+    if "chunked" in hd.get("transfer-encoding", ""):
+        body = b""
+        while True:
+            while b"\r\n" not in rest:
+                rest += _recv(sock, deadline, "a chunk-size line")
+            line, rest = rest.split(b"\r\n", 1)
+            n = int(line.split(b";")[0].strip(), 16)
+            while len(rest) < n + 2:
+                rest += _recv(sock, deadline, "chunk data")
+            if n == 0:
+                while not (rest.startswith(b"\r\n") or b"\r\n\r\n" in rest):
+                    rest += _recv(sock, deadline, "trailers")
+                return status, headers, body, False
+            body += rest[:n]
+            rest = rest[n + 2:]
+    if "content-length" in hd:
+        n = int(hd["content-length"])
+        while len(rest) < n:
+            rest += _recv(sock, deadline, "%d body bytes" % n)
+        return status, headers, rest, False
+    while True:
+        try:
+            chunk = _recv(sock, deadline, "EOF of a read-until-close body", eof_ok=True)
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            return status, headers, rest, True
+        rest += chunk
+
+
+class _Prefixed:
+    """A socket whose first recv returns already-read bytes."""
+
+    def __init__(self, sock, prefix):
+        self.sock, self.prefix = sock, prefix
+
+    def recv(self, n):
+        if self.prefix:
+            p, self.prefix = self.prefix, b""
+            return p
+        return self.sock.recv(n)
+
+    def settimeout(self, t):
+        self.sock.settimeout(t)
+
+
+def _recv(sock, deadline, what, eof_ok=False):
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise AssertionError("timed out waiting for " + what)
+    sock.settimeout(left)
+    chunk = sock.recv(65536)
+    if not chunk and not eof_ok:
+        raise AssertionError("connection closed while waiting for " + what)
+    return chunk
+
+
+def is_closed(sock, deadline):
+    """Polls the connection until EOF/reset (True) or the deadline (False)."""
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            data = sock.recv(65536)
+        except socket.timeout:
+            return False
+        except ConnectionResetError:
+            return True
+        if not data:
+            return True
+        raise AssertionError("unexpected bytes after the response: %r" % data[:200])
+    return False
+
+
+def req(line, host="echo.test", headers=(), body=b"", version="HTTP/1.1"):
+    out = ("%s %s\r\n" % (line, version)).encode()
+    if host is not None:
+        out += b"Host: " + host.encode() + b"\r\n"
+    for hv in headers:
+        out += hv.encode("latin-1") + b"\r\n"
+    return out + b"\r\n" + body
+
+
+CHUNKED = "Transfer-Encoding: chunked"
+ABSENT = object()  # expected header value: not present
+LOCAL = "local"  # expected backend: the proxy answered itself
+
+# (name, request bytes, [expected response, ...], closed afterwards)
+# An expected response: status, backend ("echo", "wrong", "raw" or LOCAL), saw (fields of the
+# echo backend's JSON; "h:name" is a request header it received, ABSENT when missing),
+# headers (response headers, ABSENT when missing), body, head (True for a HEAD request).
+ROWS = [
+    # 1. absolute-form: route and Host/X-Forwarded-Host from the authority, Host ignored
+    ("absolute_form_authority_wins",
+     req("GET http://app.example.com/static/x", host="other"),
+     [dict(status=200, backend="echo",
+           saw={"host": "app.example.com", "path": "/static/x", "query": "",
+                "h:x-forwarded-host": "app.example.com"})], False),
+    ("absolute_form_scheme_case_port_query",
+     req("GET HTTP://App.Example.com:8080/s?q=1", host="other"),
+     [dict(status=200, backend="echo",
+           saw={"host": "App.Example.com:8080", "path": "/s", "query": "q=1",
+                "h:x-forwarded-host": "App.Example.com:8080"})], False),
+    ("absolute_form_https_empty_path",
+     req("GET https://app.example.com", host="other"),
+     [dict(status=200, backend="echo", saw={"host": "app.example.com", "path": "/"})], False),
+    ("absolute_form_empty_path_with_query",
+     req("GET http://app.example.com?a=b", host="other"),
+     [dict(status=200, backend="echo", saw={"path": "/", "query": "a=b"})], False),
+    ("absolute_form_other_scheme_400", req("GET ftp://app.example.com/x"),
+     [dict(status=400, backend=LOCAL)], True),
+    ("absolute_form_userinfo_400", req("GET http://u@app.example.com/x"),
+     [dict(status=400, backend=LOCAL)], True),
+    ("absolute_form_empty_authority_400", req("GET http:///x"),
+     [dict(status=400, backend=LOCAL)], True),
+    ("absolute_form_still_needs_host_400", req("GET http://app.example.com/", host=None),
+     [dict(status=400, backend=LOCAL)], True),
+    # 2. request-target forms
+    ("origin_form_without_slash_400", req("GET foo"), [dict(status=400, backend=LOCAL)], True),
+    ("asterisk_form_with_get_400", req("GET *"), [dict(status=400, backend=LOCAL)], True),
+    ("asterisk_form_with_options",
+     req("OPTIONS *"),
+     [dict(status=200, backend="echo", saw={"method": "OPTIONS", "path": "*"})], False),
+    ("connect_405", req("CONNECT app.example.com:443", host="app.example.com:443"),
+     [dict(status=405, backend=LOCAL,
+           headers={"allow": "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"})], True),
+    # 3. versions
+    ("version_2_0_505", req("GET /", version="HTTP/2.0"), [dict(status=505, backend=LOCAL)], True),
+    ("version_3_0_505", req("GET /", version="HTTP/3.0"), [dict(status=505, backend=LOCAL)], True),
+    ("version_lowercase_400", req("GET /", version="http/1.1"),
+     [dict(status=400, backend=LOCAL)], True),
+    ("version_two_digit_minor_400", req("GET /", version="HTTP/1.10"),
+     [dict(status=400, backend=LOCAL)], True),
+    ("version_no_minor_400", req("GET /", version="HTTP/1"),
+     [dict(status=400, backend=LOCAL)], True),
+    # 4. chunk extensions, request side (response side: raw rows below)
+    ("chunk_ext_unterminated_quote_400",
+     req("POST /ce", headers=[CHUNKED], body=b"1;a=\"b\r\nx\r\n0\r\n\r\n"),
+     [dict(status=400, backend=LOCAL)], True),
+    ("chunk_ext_empty_name_400",
+     req("POST /ce", headers=[CHUNKED], body=b"1;\r\nx\r\n0\r\n\r\n"),
+     [dict(status=400, backend=LOCAL)], True),
+    ("chunk_ext_valid_with_bws_and_quotes",
+     req("POST /ce", headers=[CHUNKED], body=b"3 ; a = b ;c=\"d;e\\\"\"\r\nabc\r\n0\r\n\r\n"),
+     [dict(status=200, backend="echo", saw={"body_len": 3})], False),
+    # 5. the proxy's own responses (Date etc. are checked for every LOCAL row)
+    ("no_route_404", req("GET /", host="nowhere.test"), [dict(status=404, backend=LOCAL)], False),
+    ("no_endpoint_503", req("GET /", host="empty.test"), [dict(status=503, backend=LOCAL)], False),
+    ("uri_too_long_414", req("GET /" + "a" * 9000), [dict(status=414, backend=LOCAL)], True),
+    ("too_many_headers_431", req("GET /", headers=["X-%d: y" % i for i in range(101)]),
+     [dict(status=431, backend=LOCAL)], True),
+    ("unknown_transfer_coding_501", req("POST /", headers=["Transfer-Encoding: gzip"]),
+     [dict(status=501, backend=LOCAL)], True),
+    ("head_of_local_error_has_no_body", req("HEAD /", host="nowhere.test"),
+     [dict(status=404, backend=LOCAL, head=True)], False),
+    # 6. Via on forwarded requests only
+    ("via_added", req("GET /via"),
+     [dict(status=200, backend="echo", saw={"h:via": "1.1 strait"})], False),
+    ("via_appended",
+     req("GET /via", headers=["Via: 1.0 fred", "Via: 1.1 p2.example"]),
+     [dict(status=200, backend="echo", saw={"h:via": "1.0 fred, 1.1 p2.example, 1.1 strait"})],
+     False),
+    ("via_http10_client",
+     req("GET /via", version="HTTP/1.0", headers=["Connection: keep-alive"]),
+     [dict(status=200, backend="echo", saw={"h:via": "1.0 strait"},
+           headers={"connection": "keep-alive"})], False),
+    # 7. Host grammar
+    ("host_duplicate_400", req("GET /", headers=["Host: echo.test"]),
+     [dict(status=400, backend=LOCAL)], True),
+    ("host_userinfo_400", req("GET /", host="u@echo.test"), [dict(status=400, backend=LOCAL)], True),
+    ("host_space_400", req("GET /", host="echo .test"), [dict(status=400, backend=LOCAL)], True),
+    ("host_slash_400", req("GET /", host="echo.test/x"), [dict(status=400, backend=LOCAL)], True),
+    ("host_backslash_400", req("GET /", host="echo\\test"), [dict(status=400, backend=LOCAL)], True),
+    ("host_bad_percent_400", req("GET /", host="echo%zz.test"),
+     [dict(status=400, backend=LOCAL)], True),
+    ("host_bad_port_400", req("GET /", host="echo.test:8x"), [dict(status=400, backend=LOCAL)], True),
+    ("host_port_ok", req("GET /", host="Echo.Test:8443"),
+     [dict(status=200, backend="echo", saw={"host": "Echo.Test:8443"})], False),
+    # 8. connection management and framing
+    ("connection_close_request", req("GET /", headers=["Connection: close"]),
+     [dict(status=200, backend="echo", headers={"connection": "close"})], True),
+    ("http10_keep_alive",
+     req("GET /k", version="HTTP/1.0", headers=["Connection: keep-alive"]),
+     [dict(status=200, backend="echo", headers={"connection": "keep-alive"})], False),
+    ("http10_default_close", req("GET /k", version="HTTP/1.0"),
+     [dict(status=200, backend="echo", headers={"connection": "close"})], True),
+    ("pipelined_head_then_get",
+     req("HEAD /h?size=1234") + req("GET /h?size=3"),
+     [dict(status=200, backend="echo", head=True, headers={"content-length": "1234"}, body=b""),
+      dict(status=200, backend="echo", body=b"xxx")], False),
+    ("pipelined_304_then_get", req("GET /n?status=304") + req("GET /after304"),
+     [dict(status=304, backend="echo", body=b""),
+      dict(status=200, backend="echo", saw={"path": "/after304"})], False),
+    ("pipelined_204_then_get", req("GET /n?status=204") + req("GET /after204"),
+     [dict(status=204, backend="echo", body=b""),
+      dict(status=200, backend="echo", saw={"path": "/after204"})], False),
+    ("transfer_encoding_in_http10_400",
+     req("POST /", version="HTTP/1.0", headers=[CHUNKED, "Connection: keep-alive"],
+         body=b"0\r\n\r\n"),
+     [dict(status=400, backend=LOCAL)], True),
+    ("transfer_encoding_two_lines_last_chunked",
+     req("POST /te", headers=["Transfer-Encoding: gzip", CHUNKED], body=b"3\r\nabc\r\n0\r\n\r\n"),
+     [dict(status=200, backend="echo", saw={"method": "POST"})], False),
+    # upstream responses (raw backend)
+    ("upstream_read_until_close", req("GET /until-close", host="raw.test"),
+     [dict(status=200, backend="raw", body=b"hello until close",
+           headers={"connection": "close", "content-length": ABSENT})], True),
+    ("upstream_bad_head_502", req("GET /bad-head", host="raw.test"),
+     [dict(status=502, backend=LOCAL)], False),
+    ("upstream_garbage_502", req("GET /garbage", host="raw.test"),
+     [dict(status=502, backend=LOCAL)], False),
+    ("upstream_http2_status_line_502", req("GET /http2", host="raw.test"),
+     [dict(status=502, backend=LOCAL)], False),
+    ("upstream_bad_chunk_ext_502", req("GET /bad-chunk-ext", host="raw.test"),
+     [dict(status=502, backend=LOCAL)], False),
+    ("upstream_good_chunk_ext", req("GET /good-chunk-ext", host="raw.test"),
+     [dict(status=200, backend="raw", body=b"x")], False),
+]
+
+
+class HttpConformanceTest(h.SharedStackTest):
+    raw = None
+
+    @classmethod
+    def build(cls, s):
+        ports = s.backends("echo", "wrong")
+        cls.raw = RawBackend()
+        s.write("svc.yaml",
+                h.service_with_endpoints("echo", ports["echo"]),
+                h.service_with_endpoints("wrong", ports["wrong"]),
+                h.service_with_endpoints("raw", cls.raw.port),
+                h.service_with_endpoints("empty", ports["echo"], ready=False))
+        s.write("ing.yaml", h.ingress("conf", rules=[
+            ("app.example.com", [("/", "Prefix", "echo")]),
+            ("echo.test", [("/", "Prefix", "echo")]),
+            ("other", [("/", "Prefix", "wrong")]),
+            ("raw.test", [("/", "Prefix", "raw")]),
+            ("empty.test", [("/", "Prefix", "empty")]),
+        ]))
+        s.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.raw:
+            cls.raw.stop()
+        super().tearDownClass()
+
+    def check_response(self, name, exp, status, headers, body, closed_after):
+        hd = dict(headers)
+        ctx = "%s: status %d headers %r body %r" % (name, status, headers, body[:300])
+        self.assertEqual(status, exp["status"], ctx)
+        self.assertEqual(len([k for k, _ in headers if k == "date"]), 1, ctx)
+        self.assertRegex(hd["date"], DATE_RE, ctx)
+        self.assertLess(abs(email.utils.parsedate_to_datetime(hd["date"]).timestamp() -
+                            time.time()), 120, ctx)
+        self.assertNotIn("via", hd, ctx)
+        backend = exp["backend"]
+        if backend == LOCAL:
+            self.assertNotIn("x-backend", hd, ctx)
+            self.assertEqual(hd.get("content-type"), "text/plain", ctx)
+            self.assertTrue(hd.get("content-length", "").isdigit(), ctx)
+            if not exp.get("head"):
+                self.assertEqual(int(hd["content-length"]), len(body), ctx)
+                self.assertTrue(body.endswith(b"\n"), ctx)
+            self.assertEqual(hd.get("connection"), "close" if closed_after else "keep-alive",
+                             ctx)
+        elif backend == "raw":
+            self.assertNotIn("x-backend", hd, ctx)
+        else:
+            self.assertEqual(hd.get("x-backend"), backend, ctx)
+        if exp.get("head"):
+            self.assertEqual(body, b"", ctx)
+        for k, v in exp.get("headers", {}).items():
+            self.assertEqual(hd.get(k, ABSENT), v, ctx)
+        if "body" in exp:
+            self.assertEqual(body, exp["body"], ctx)
+        saw = exp.get("saw")
+        if saw:
+            j = json.loads(body.decode())
+            for k, v in saw.items():
+                got = j["headers"].get(k[2:], ABSENT) if k.startswith("h:") else j.get(k)
+                self.assertEqual(got, v, "%s: backend saw %s=%r, want %r; %r" % (
+                    name, k, got, v, j))
+
+    def run_row(self, name, data, expected, closed):
+        deadline = time.monotonic() + 10 * h.SLOW
+        with socket.create_connection(("127.0.0.1", self.stack.port), timeout=10 * h.SLOW) as s:
+            s.sendall(data)
+            for i, exp in enumerate(expected):
+                last = i == len(expected) - 1
+                status, headers, body, eof = read_response(s, deadline, exp.get("head", False))
+                self.check_response(name, exp, status, headers, body, closed and last)
+            if closed:
+                self.assertTrue(eof or is_closed(s, deadline),
+                                "%s: connection still open after the response" % name)
+                return
+            self.assertFalse(eof, "%s: response was delimited by close" % name)
+            s.sendall(req("GET /follow-up"))
+            status, headers, body, eof = read_response(s, deadline)
+            self.assertEqual((status, dict(headers).get("x-backend")), (200, "echo"),
+                             "%s: follow-up on the same connection: %r" % (name, body[:200]))
+            self.assertEqual(json.loads(body.decode())["path"], "/follow-up")
+
+
+def _make(row):
+    name, data, expected, closed = row
+
+    def test(self):
+        self.run_row(name, data, expected, closed)
+    test.__name__ = "test_" + name
+    return test
+
+
+for _row in ROWS:
+    assert not hasattr(HttpConformanceTest, "test_" + _row[0]), _row[0]
+    setattr(HttpConformanceTest, "test_" + _row[0], _make(_row))
