@@ -6,8 +6,12 @@
  * route of that vhost whose path rule matches. There is no fallback to a less specific vhost
  * when the chosen one has no matching path (ingress-nginx behaviour); the caller then uses
  * the snapshot's default cluster.
+ * Matching uses the normalised path (RFC 3986 6.2.2: escapes of unreserved characters
+ * decoded, dot segments removed, runs of '/' merged, as nginx does before location matching), so
+ * "/public/../admin" is routed as "/admin" - the backend resolves it the same way. The request
+ * is forwarded as received.
  * Does not: own the snapshot, rank routes (the controller sends them in match order), or
- * decode percent-escapes / dot segments.
+ * decode escapes of reserved characters ("%2F" stays an escape, never a separator).
  * Invariants: the index is immutable after router_build, so any number of threads may call
  * router_match concurrently.
  */
@@ -157,11 +161,72 @@ static void target_path(const char *t, size_t n, const char **path, size_t *plen
     *plen = i;
 }
 
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    c = (unsigned char)(c | 0x20);
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+static int unreserved(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
+}
+
+/*
+ * Writes the normalised form of path[0..n) (which starts with '/') into out (size >= n + 1).
+ * Returns the new length (at least 1: "/").
+ */
+static size_t normalize_path(const char *path, size_t n, char *out)
+{
+    size_t i = 0, o = 0;
+
+    while (i < n) {
+        unsigned char c = (unsigned char)path[i];
+        int hi, lo;
+        if (c == '%' && i + 2 < n && (hi = hexval((unsigned char)path[i + 1])) >= 0 &&
+            (lo = hexval((unsigned char)path[i + 2])) >= 0 &&
+            unreserved((unsigned char)(hi << 4 | lo))) {
+            c = (unsigned char)(hi << 4 | lo);
+            i += 3;
+        } else {
+            i++;
+        }
+        if (c == '/' && o > 0 && out[o - 1] == '/') continue; /* merge slashes */
+        out[o++] = (char)c;
+        /* a segment just ended (or the path did): resolve "." and ".." */
+        if (i == n || path[i] == '/') {
+            if (o >= 2 && out[o - 1] == '.' && out[o - 2] == '/') {
+                o--; /* "/." -> "/" */
+            } else if (o >= 3 && out[o - 1] == '.' && out[o - 2] == '.' && out[o - 3] == '/') {
+                o -= 3; /* drop "/..", then the segment before it */
+                while (o > 0 && out[o - 1] != '/')
+                    o--;
+                if (o == 0) out[o++] = '/';
+            }
+        }
+    }
+    if (o == 0) out[o++] = '/';
+    return o;
+}
+
+static int needs_normalizing(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '%' || (p[i] == '.' && i > 0 && p[i - 1] == '/') ||
+            (p[i] == '/' && i > 0 && p[i - 1] == '/'))
+            return 1;
+    }
+    return 0;
+}
+
 const struct snapwire_route *router_match(const struct router *r, const char *host, size_t host_len,
                                           const char *target, size_t target_len)
 {
     const struct snapwire_vhost *vh = NULL;
-    char key[ROUTER_MAX_HOST + 2];
+    char key[ROUTER_MAX_HOST + 2], norm[ROUTER_MAX_PATH + 1];
     const char *path;
     size_t plen;
     uint32_t i;
@@ -185,6 +250,10 @@ const struct snapwire_route *router_match(const struct router *r, const char *ho
     if (!vh) vh = find_vhost(r, "");
     if (!vh) return NULL;
     target_path(target, target_len, &path, &plen);
+    if (plen && path[0] == '/' && plen <= ROUTER_MAX_PATH && needs_normalizing(path, plen)) {
+        plen = normalize_path(path, plen, norm);
+        path = norm;
+    }
     for (i = 0; i < vh->route_count; i++) {
         const struct snapwire_route *rt = &r->snap->routes[vh->first_route + i];
         if (router_path_match(rt->match, rt->path, path, plen)) return rt;

@@ -11,6 +11,7 @@
 #include "snapwire.h"
 
 #define ROUTER_MAX_HOST 256
+#define ROUTER_MAX_PATH 8192 /* longer paths are matched as received, without normalising */
 
 struct router;
 
@@ -30,7 +31,8 @@ int router_normalize_host(const char *host, size_t len, char *out, size_t outsz)
 
 /*
  * Matches a request: host is the already normalised host (router_normalize_host), target
- * the request target (origin or absolute form; query ignored). Returns the first matching
+ * the request target (origin or absolute form; query ignored; the path is normalised as
+ * described in router.c before matching). Returns the first matching
  * route of the most specific vhost, or NULL when nothing matches.
  */
 const struct snapwire_route *router_match(const struct router *r, const char *host, size_t host_len,

@@ -109,6 +109,18 @@ static const struct {
     {"bar.com", "/api/v1", 8},
     {"bar.com", "/other", -1},              /* no fallback to the catch-all vhost */
     {"foo.com", "http://foo.com/foo?q", 2}, /* absolute-form target */
+    /* the path is normalised before matching (RFC 3986 6.2.2, as nginx does) */
+    {"foo.com", "/aaa/../foo", 2}, /* dot segments removed */
+    {"foo.com", "/aaa/./bbb/x", 1},
+    {"foo.com", "/aaa/bbb/..", 4}, /* "/aaa/" */
+    {"foo.com", "//foo", 2},       /* slashes merged */
+    {"foo.com", "/aaa//bbb", 1},
+    {"foo.com", "/%66oo", 2},      /* escaped unreserved character decoded */
+    {"foo.com", "/%2E%2E/foo", 2}, /* escaped dot segment */
+    {"foo.com", "/../../foo", 2},  /* cannot climb above the root */
+    {"foo.com", "/aaa%2Fbbb", 5},  /* escaped "/" is not a separator: one segment */
+    {"foo.com", "/foo/%2e", 3},    /* "/foo/" */
+    {"foo.com", "/foo/..bar", 3},  /* not a dot segment */
 };
 
 static void test_match_table(void **state)
