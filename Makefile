@@ -15,9 +15,10 @@ CFLAGS_ALL += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sani
 LDFLAGS_ALL += -fsanitize=address,undefined
 endif
 
-COMMON_LIBS := -lyajl -lz -lm
-CTRL_LIBS := -lyaml -lev $(COMMON_LIBS)
-DP_LIBS := -lev -lssl -lcrypto -lpthread $(COMMON_LIBS)
+# common/ links libev for adminsrv, the admin HTTP server both binaries share
+COMMON_LIBS := -lev -lyajl -lz -lm
+CTRL_LIBS := -lyaml $(COMMON_LIBS)
+DP_LIBS := -lssl -lcrypto -lpthread $(COMMON_LIBS)
 TEST_LIBS := -lcmocka
 
 COMMON_SRC := $(wildcard common/*.c)

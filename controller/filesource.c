@@ -40,10 +40,13 @@ struct fs_paths {
     size_t n, cap;
 };
 
-static void fs_reject(const char *file, const char *kind, const char *object, const char *reason)
+/* Logs one rejected file or object and counts it in cache->n_rejected. */
+static void fs_reject(struct model_cache *cache, const char *file, const char *kind,
+                      const char *object, const char *reason)
 {
     char fq[600], q[700];
 
+    cache->n_rejected++;
     log_warn("object_rejected", "file=%s kind=%s object=%s reason=%s",
              model_log_value(fq, sizeof(fq), file), kind, object, log_quote(q, sizeof(q), reason));
 }
@@ -170,7 +173,7 @@ static void fs_add_doc(const char *name, const struct kobj *doc, struct model_ca
 
     if (items) {
         if (nesting >= FS_MAX_LIST_NESTING) {
-            fs_reject(name, "List", "-", "Lists nested too deeply");
+            fs_reject(cache, name, "List", "-", "Lists nested too deeply");
             return;
         }
         for (i = 0; i < items->n; i++)
@@ -179,7 +182,7 @@ static void fs_add_doc(const char *name, const struct kobj *doc, struct model_ca
     }
     rc = kube_decode(doc, name, &obj, &id, reason, sizeof(reason));
     if (rc < 0) {
-        fs_reject(name, id.kind, id.object, reason);
+        fs_reject(cache, name, id.kind, id.object, reason);
     } else if (rc == 0) {
         log_debug("object_ignored", "file=%s kind=%s object=%s reason=\"%s\"", name, id.kind,
                   id.object, reason);
@@ -201,7 +204,7 @@ int filesource_load_buffer(const char *name, const char *buf, size_t len, struct
         rc = kobj_parse_json(buf, len, &docs, err, sizeof(err));
     else
         rc = kobj_parse_yaml(buf, len, &docs, err, sizeof(err));
-    if (rc) fs_reject(name, "-", "-", err);
+    if (rc) fs_reject(cache, name, "-", "-", err);
     /* documents completed before a YAML error are still good objects */
     for (i = 0; i < docs.n; i++)
         fs_add_doc(name, docs.docs[i], cache, 0, &added, &oom);
@@ -221,7 +224,7 @@ static int fs_load_file(const char *path, struct model_cache *cache)
     if (fstat(fd, &st)) goto io_error;
     if ((size_t)st.st_size > FS_MAX_FILE) {
         snprintf(reason, sizeof(reason), "file larger than %u bytes", FS_MAX_FILE);
-        fs_reject(path, "-", "-", reason);
+        fs_reject(cache, path, "-", "-", reason);
         goto out;
     }
     if (!(buf = malloc((size_t)st.st_size + 1))) {
@@ -240,7 +243,7 @@ static int fs_load_file(const char *path, struct model_cache *cache)
     goto out;
 io_error:
     snprintf(reason, sizeof(reason), "cannot read: %s", strerror(errno));
-    fs_reject(path, "-", "-", reason);
+    fs_reject(cache, path, "-", "-", reason);
 out:
     free(buf);
     if (fd >= 0) close(fd);

@@ -2,9 +2,10 @@
  * strait-controller, file mode: manifests folder → snapshot → data planes on a Unix socket.
  *
  * Does: CLI, the libev loop (inotify watcher, debounce timer, signal watchers), the reload
- * cycle (load → build → encode → compare → publish), --dump and --frame-out one-shots.
- * Does not: parse, validate or route (filesource, kube_decode, snapbuild), or speak the socket
- * protocol (publisher).
+ * cycle (load → build → encode → compare → publish, counted in health), the optional --admin
+ * endpoints, --dump and --frame-out one-shots.
+ * Does not: parse, validate or route (filesource, kube_decode, snapbuild), speak the socket
+ * protocol (publisher) or HTTP (health, adminsrv).
  * Invariants: a failed reload keeps the last published snapshot (build the new one completely,
  * then swap); the generation grows by exactly one per published snapshot and an identical
  * payload is never republished; a change is published at most ~150 ms after its first event
@@ -21,8 +22,10 @@
 #include <unistd.h>
 
 #include "filesource.h"
+#include "health.h"
 #include "log.h"
 #include "model.h"
+#include "netaddr.h"
 #include "publisher.h"
 #include "snapbuild.h"
 #include "snapwire.h"
@@ -47,7 +50,8 @@ struct ctl {
     int pending;
     ev_tstamp first_event;
     struct publisher *pub;
-    uint8_t *last; /* last published frame */
+    struct health *health; /* --admin endpoints, NULL without --admin */
+    uint8_t *last;         /* last published frame */
     size_t last_len;
     uint64_t generation;
 };
@@ -55,28 +59,41 @@ struct ctl {
 static void usage(FILE *f)
 {
     fprintf(f, "usage: strait-controller --manifests DIR --socket PATH [--ingress-class NAME]\n"
-               "                         [--dump] [--frame-out FILE]\n"
+               "                         [--admin ADDR:PORT] [--dump] [--frame-out FILE]\n"
                "                         [--log-level debug|info|warn|error]\n");
 }
+
+/* What a build accepted and rejected, for health's gauges. */
+struct ctl_counts {
+    unsigned objects[MODEL_KIND_COUNT]; /* Ingress: of our class and routed */
+    unsigned rejected;                  /* object_rejected while loading and building */
+};
 
 /*
  * Loads dir and encodes its snapshot stamped with generation. Returns 0 with *frame and *len set
  * (malloc'd), or -1 with err filled. *snap_out, when given, receives the built snapshot (free
- * with snapbuild_free).
+ * with snapbuild_free); *counts, when given, what the build accepted and rejected.
  */
 static int ctl_build_frame(const char *dir, int watch_fd, const char *cls, const char *source,
                            uint64_t generation, uint8_t **frame, size_t *len,
-                           struct snapbuild_result *snap_out, char *err, size_t errlen)
+                           struct snapbuild_result *snap_out, struct ctl_counts *counts, char *err,
+                           size_t errlen)
 {
     struct model_cache cache;
     struct snapbuild_result r;
-    int rc = -1;
+    int k, rc = -1;
 
     if (filesource_load(dir, watch_fd, &cache, err, errlen)) return -1;
     if (snapbuild_build(&cache, cls, source, &r, err, errlen)) goto free_cache;
     r.snap.generation = generation;
     if (snapwire_encode(&r.snap, generation, frame, len, err, errlen)) goto free_snap;
     rc = 0;
+    if (counts) {
+        for (k = 0; k < MODEL_KIND_COUNT; k++)
+            counts->objects[k] = (unsigned)cache.kinds[k].n;
+        counts->objects[MODEL_KIND_INGRESS] = r.n_ingresses;
+        counts->rejected = cache.n_rejected + r.n_rejected;
+    }
     if (snap_out) {
         *snap_out = r;
         goto free_cache;
@@ -90,12 +107,14 @@ free_cache:
 
 static void ctl_reload(struct ctl *c)
 {
+    struct ctl_counts counts;
     char err[512], q[600];
     uint8_t *frame;
     size_t len;
 
     if (ctl_build_frame(c->dir, c->inotify_fd, c->ingress_class, c->source, c->generation + 1,
-                        &frame, &len, NULL, err, sizeof(err))) {
+                        &frame, &len, NULL, &counts, err, sizeof(err))) {
+        health_count_reload(0);
         log_error("reload_failed", "reason=%s", log_quote(q, sizeof(q), err));
         /* the folder may come back without an event we can see (it was our watch root) */
         ev_timer_stop(c->loop, &c->debounce);
@@ -103,17 +122,23 @@ static void ctl_reload(struct ctl *c)
         ev_timer_start(c->loop, &c->debounce);
         return;
     }
+    /* an unchanged snapshot may still hide a new broken object: count every good build */
+    health_set_objects(counts.objects, counts.rejected);
     if (c->last && snapwire_same_payload(c->last, c->last_len, frame, len)) {
+        health_count_reload(1);
         log_debug("snapshot_unchanged", "generation=%llu", (unsigned long long)c->generation);
         free(frame);
         return;
     }
     if (publisher_publish(c->pub, frame, len, c->generation + 1)) {
+        health_count_reload(0);
         log_error("publish_failed", "reason=\"out of memory\"");
         free(frame);
         return;
     }
     c->generation++;
+    health_count_reload(1);
+    health_count_published(c->generation);
     free(c->last);
     c->last = frame;
     c->last_len = len;
@@ -173,7 +198,7 @@ static int ctl_one_shot(const char *dir, const char *cls, const char *source, in
     FILE *f;
     int rc = 1;
 
-    if (ctl_build_frame(dir, -1, cls, source, 1, &frame, &len, &r, err, sizeof(err))) {
+    if (ctl_build_frame(dir, -1, cls, source, 1, &frame, &len, &r, NULL, err, sizeof(err))) {
         log_error("load_failed", "reason=%s", log_quote(q, sizeof(q), err));
         return 1;
     }
@@ -217,11 +242,14 @@ int main(int argc, char **argv)
         {"ingress-class", required_argument, NULL, 'c'},
         {"dump", no_argument, NULL, 'd'},
         {"frame-out", required_argument, NULL, 'f'},
+        {"admin", required_argument, NULL, 'a'},
         {"log-level", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *dir = NULL, *sock = NULL, *cls = "strait", *frame_out = NULL;
+    const char *dir = NULL, *sock = NULL, *cls = "strait", *frame_out = NULL, *admin = NULL;
+    struct sockaddr_storage ass;
+    socklen_t asl = 0;
     enum log_level level = LOG_LEVEL_INFO;
     char err[512], q[600];
     struct ctl c;
@@ -244,6 +272,9 @@ int main(int argc, char **argv)
         case 'f':
             frame_out = optarg;
             break;
+        case 'a':
+            admin = optarg;
+            break;
         case 'l':
             if (log_level_parse(optarg, &level) < 0) {
                 fprintf(stderr, "strait-controller: unknown log level %s\n", optarg);
@@ -260,6 +291,10 @@ int main(int argc, char **argv)
     }
     if (optind != argc || !dir || !*cls || (!sock && !dump && !frame_out)) {
         usage(stderr);
+        return 2;
+    }
+    if (admin && netaddr_parse(admin, &ass, &asl, err, sizeof(err))) {
+        fprintf(stderr, "strait-controller: --admin: %s\n", err);
         return 2;
     }
     log_init("controller", level);
@@ -286,6 +321,11 @@ int main(int argc, char **argv)
         goto close_inotify;
     }
     log_info("listening", "socket=%s", sock);
+    if (admin &&
+        !(c.health = health_start(c.loop, (struct sockaddr *)&ass, asl, c.pub, err, sizeof(err)))) {
+        log_error("startup_failed", "reason=%s", log_quote(q, sizeof(q), err));
+        goto close_publisher;
+    }
     ev_io_init(&c.inotify_io, ctl_on_inotify, c.inotify_fd, EV_READ);
     ev_io_start(c.loop, &c.inotify_io);
     ev_timer_init(&c.debounce, ctl_on_debounce, CTL_DEBOUNCE, 0.);
@@ -302,6 +342,8 @@ int main(int argc, char **argv)
     ev_signal_stop(c.loop, &c.sigint);
     ev_timer_stop(c.loop, &c.debounce);
     ev_io_stop(c.loop, &c.inotify_io);
+    health_stop(c.health);
+close_publisher:
     publisher_close(c.pub);
     free(c.last);
 close_inotify:

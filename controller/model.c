@@ -203,6 +203,7 @@ void model_cache_seal(struct model_cache *c)
             if (!model_cmp_id(l->items[out - 1], l->items[i])) {
                 snprintf(reason, sizeof(reason), "duplicate of the object in %s",
                          l->items[out - 1]->source);
+                c->n_rejected++;
                 log_warn("object_rejected", "file=%s kind=%s object=%s reason=%s",
                          model_log_value(fq, sizeof(fq), l->items[i]->source),
                          model_kind_name(l->items[i]->kind),

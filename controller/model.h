@@ -135,6 +135,7 @@ struct model_list {
  * namespace/name with no duplicates, so lookups can bisect. */
 struct model_cache {
     struct model_list kinds[MODEL_KIND_COUNT];
+    unsigned n_rejected; /* object_rejected lines logged while filling and sealing it */
 };
 
 void model_cache_init(struct model_cache *c);

@@ -2,8 +2,8 @@
  * publisher: Unix stream socket server for snapshot frames.
  *
  * Does: accept data planes, send each the current frame at once and every new frame after,
- * read "ACK <gen>" / "NACK <gen> <reason>" lines and log them, drop clients on EOF, error or
- * garbage. Does not: build or compare snapshots (main does), retry, or authenticate (the
+ * read "ACK <gen>" / "NACK <gen> <reason>" lines, log and count them (health), drop clients on EOF,
+ * error or garbage. Does not: build or compare snapshots (main does), retry, or authenticate (the
  * socket lives in a pod-private folder; filesystem permissions are the access control).
  * Invariants: all sockets are non-blocking and written with MSG_NOSIGNAL, so one slow or dead
  * data plane never stalls the loop or the others. Frames are shared and refcounted; a client
@@ -23,6 +23,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "health.h"
 #include "log.h"
 #include "snapwire.h"
 
@@ -142,12 +143,14 @@ static void pub_on_line(struct pub_client *c, const char *line, size_t len)
     int r;
 
     r = snapwire_reply_parse(line, len, &gen, reason, sizeof(reason));
-    if (r == 1)
+    if (r == 1) {
+        health_count_ack();
         log_info("ack", "generation=%llu client=%u", (unsigned long long)gen, c->id);
-    else if (r == 0)
+    } else if (r == 0) {
+        health_count_nack();
         log_warn("nack", "generation=%llu reason=%s client=%u", (unsigned long long)gen,
                  log_quote(q, sizeof(q), reason), c->id);
-    else {
+    } else {
         snprintf(reason, sizeof(reason), "%.*s", (int)len, line);
         log_warn("reply_malformed", "client=%u line=%s", c->id, log_quote(q, sizeof(q), reason));
     }
@@ -297,6 +300,13 @@ int publisher_publish(struct publisher *p, const void *frame, size_t len, uint64
     for (c = p->clients; c; c = c->next_c)
         pub_client_queue(c, f);
     return 0;
+}
+
+const void *publisher_current(const struct publisher *p, size_t *len)
+{
+    if (!p->current) return NULL;
+    if (len) *len = p->current->len;
+    return p->current->data;
 }
 
 unsigned publisher_clients(const struct publisher *p)

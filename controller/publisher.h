@@ -24,6 +24,12 @@ struct publisher *publisher_open(struct ev_loop *loop, const char *path, char *e
  */
 int publisher_publish(struct publisher *p, const void *frame, size_t len, uint64_t generation);
 
+/*
+ * The newest frame (what a data plane connecting now receives) and its length in *len (len
+ * may be NULL), or NULL before the first publish. Valid until the next publish or close.
+ */
+const void *publisher_current(const struct publisher *p, size_t *len);
+
 /* Number of connected data planes. */
 unsigned publisher_clients(const struct publisher *p);
 

@@ -1,5 +1,6 @@
 /*
- * admin: the --admin HTTP endpoint on the main loop (/ready, /live, /snapshot, /metrics).
+ * admin: the data plane's --admin endpoints (/ready, /live, /snapshot, /metrics) on the main
+ * loop, served by common/adminsrv.
  */
 #ifndef STRAIT_ADMIN_H
 #define STRAIT_ADMIN_H

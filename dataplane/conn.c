@@ -604,6 +604,7 @@ static int start_request(struct conn *c)
     dbuf_consume(&c->cin, (size_t)r); /* req points into cin: consume only now */
     c->state = CS_PROXY;
     if (upstream_connect(c, ep) < 0) {
+        metrics_upstream_connect_error();
         upstream_failed(c, 502, strerror(errno));
         return 1;
     }
@@ -902,6 +903,7 @@ static void upstream_write_cb(struct ev_loop *loop, ev_io *io, int revents)
     if (c->u_connecting) {
         if (getsockopt(c->ufd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0) soerr = errno;
         if (soerr) {
+            metrics_upstream_connect_error();
             upstream_failed(c, 502, strerror(soerr));
             conn_run(c);
             return;
@@ -961,9 +963,10 @@ static void upstream_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
     (void)loop;
     (void)revents;
-    if (c->u_connecting)
+    if (c->u_connecting) {
+        metrics_upstream_connect_error();
         upstream_failed(c, 502, "connect timeout");
-    else
+    } else
         upstream_failed(c, 504, "upstream timeout");
     conn_run(c);
 }

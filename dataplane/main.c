@@ -17,7 +17,7 @@
 #include <ev.h>
 
 #include "admin.h"
-#include "listener.h"
+#include "netaddr.h"
 #include "log.h"
 #include "snapshot.h"
 #include "worker.h"
@@ -116,8 +116,8 @@ int main(int argc, char **argv)
         return 2;
     }
     log_init("dataplane", level);
-    if (listener_parse(listen_spec, &lss, &lsl, err, sizeof(err)) < 0 ||
-        (admin_spec && listener_parse(admin_spec, &ass, &asl, err, sizeof(err)) < 0)) {
+    if (netaddr_parse(listen_spec, &lss, &lsl, err, sizeof(err)) < 0 ||
+        (admin_spec && netaddr_parse(admin_spec, &ass, &asl, err, sizeof(err)) < 0)) {
         fprintf(stderr, "strait-dataplane: %s\n", err);
         return 2;
     }

@@ -1,8 +1,10 @@
 /*
  * metrics: the counters behind GET /metrics.
- * Does: relaxed atomic increments callable from any thread, one text rendering.
+ * Does: relaxed atomic increments callable from any thread, one text rendering with HELP
+ * and TYPE for every family (the Prometheus text format, version 0.0.4).
  * Does not: histograms, per-route labels (later issues).
- * Invariant: counters only grow, except the active-connection gauge.
+ * Invariant: counters (the *_total families) only grow; the gauges are the generation and
+ * the active-connection count.
  */
 #include "metrics.h"
 
@@ -15,6 +17,8 @@ static atomic_uint_fast64_t m_swaps;
 static atomic_uint_fast64_t m_nacks;
 static atomic_uint_fast64_t m_requests[6]; /* index 1..5 for 1xx..5xx */
 static atomic_int_fast64_t m_conns;
+static atomic_uint_fast64_t m_conns_total;
+static atomic_uint_fast64_t m_connect_errors;
 
 void metrics_snapshot_applied(uint64_t generation)
 {
@@ -37,11 +41,27 @@ void metrics_response(int status)
 void metrics_conn_opened(void)
 {
     atomic_fetch_add_explicit(&m_conns, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m_conns_total, 1, memory_order_relaxed);
 }
 
 void metrics_conn_closed(void)
 {
     atomic_fetch_sub_explicit(&m_conns, 1, memory_order_relaxed);
+}
+
+void metrics_upstream_connect_error(void)
+{
+    atomic_fetch_add_explicit(&m_connect_errors, 1, memory_order_relaxed);
+}
+
+static void family(FILE *f, const char *name, const char *type, const char *help)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static unsigned long long load(atomic_uint_fast64_t *v)
+{
+    return (unsigned long long)atomic_load_explicit(v, memory_order_relaxed);
 }
 
 char *metrics_render(void)
@@ -52,18 +72,23 @@ char *metrics_render(void)
     int i;
 
     if (!f) return NULL;
-    fprintf(f, "# TYPE strait_snapshot_generation gauge\nstrait_snapshot_generation %llu\n",
-            (unsigned long long)atomic_load(&m_generation));
-    fprintf(f, "# TYPE strait_snapshot_swaps_total counter\nstrait_snapshot_swaps_total %llu\n",
-            (unsigned long long)atomic_load(&m_swaps));
-    fprintf(f, "# TYPE strait_snapshot_nacks_total counter\nstrait_snapshot_nacks_total %llu\n",
-            (unsigned long long)atomic_load(&m_nacks));
-    fprintf(f, "# TYPE strait_requests_total counter\n");
+    family(f, "strait_snapshot_generation", "gauge", "Generation of the snapshot in use.");
+    fprintf(f, "strait_snapshot_generation %llu\n", load(&m_generation));
+    family(f, "strait_snapshot_swaps_total", "counter", "Snapshots applied.");
+    fprintf(f, "strait_snapshot_swaps_total %llu\n", load(&m_swaps));
+    family(f, "strait_snapshot_nacks_total", "counter", "Snapshot frames rejected (NACKed).");
+    fprintf(f, "strait_snapshot_nacks_total %llu\n", load(&m_nacks));
+    family(f, "strait_requests_total", "counter", "Responses sent to clients, by status class.");
     for (i = 1; i <= 5; i++)
-        fprintf(f, "strait_requests_total{code=\"%dxx\"} %llu\n", i,
-                (unsigned long long)atomic_load(&m_requests[i]));
-    fprintf(f, "# TYPE strait_connections_active gauge\nstrait_connections_active %lld\n",
-            (long long)atomic_load(&m_conns));
+        fprintf(f, "strait_requests_total{code=\"%dxx\"} %llu\n", i, load(&m_requests[i]));
+    family(f, "strait_connections_total", "counter", "Client connections accepted.");
+    fprintf(f, "strait_connections_total %llu\n", load(&m_conns_total));
+    family(f, "strait_connections_active", "gauge", "Client connections open now.");
+    fprintf(f, "strait_connections_active %lld\n",
+            (long long)atomic_load_explicit(&m_conns, memory_order_relaxed));
+    family(f, "strait_upstream_connect_errors_total", "counter",
+           "Upstream connects that failed (error or timeout).");
+    fprintf(f, "strait_upstream_connect_errors_total %llu\n", load(&m_connect_errors));
     if (fclose(f) != 0) {
         free(out);
         return NULL;

@@ -1,0 +1,101 @@
+/*
+ * netaddr unit tests: "ADDR:PORT" parsing as a data table, formatting round trips, and a
+ * real listening socket (non-blocking, close-on-exec, port 0 resolved by netaddr_local).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+
+#include <cmocka.h>
+
+#include "netaddr.h"
+
+struct parse_case {
+    const char *spec;
+    const char *want; /* formatted result, NULL = must fail */
+};
+
+static const struct parse_case cases[] = {
+    {"127.0.0.1:8081", "127.0.0.1:8081"},
+    {"localhost:8081", "127.0.0.1:8081"},
+    {"[::1]:8081", "[::1]:8081"},
+    {"[::]:80", "[::]:80"},
+    {":9000", "0.0.0.0:9000"},
+    {"0.0.0.0:0", "0.0.0.0:0"},
+    {"10.1.2.3:65535", "10.1.2.3:65535"},
+    {"127.0.0.1:65536", NULL},
+    {"127.0.0.1:-1", NULL},
+    {"127.0.0.1:+80", NULL},
+    {"127.0.0.1:", NULL},
+    {"127.0.0.1", NULL},
+    {"127.0.0.1:80x", NULL},
+    {"::1:80", NULL},
+    {"[::1]80", NULL},
+    {"[::1", NULL},
+    {"[127.0.0.1]:80", NULL},
+    {"[localhost]:80", NULL},
+    {"example.com:80", NULL},
+    {"", NULL},
+};
+
+static void test_parse_table(void **state)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    char err[256], buf[NETADDR_STRLEN];
+    size_t i;
+    int rc;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        err[0] = '\0';
+        rc = netaddr_parse(cases[i].spec, &ss, &sl, err, sizeof(err));
+        if (!cases[i].want) {
+            if (rc != -1 || !err[0]) fail_msg("\"%s\" should fail", cases[i].spec);
+            continue;
+        }
+        if (rc != 0) fail_msg("\"%s\": %s", cases[i].spec, err);
+        netaddr_format((struct sockaddr *)&ss, buf, sizeof(buf));
+        if (strcmp(buf, cases[i].want))
+            fail_msg("\"%s\" gave %s, want %s", cases[i].spec, buf, cases[i].want);
+    }
+}
+
+static void test_listen(void **state)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    char err[256], buf[NETADDR_STRLEN];
+    int fd, fd2;
+
+    (void)state;
+    assert_int_equal(netaddr_parse("127.0.0.1:0", &ss, &sl, err, sizeof(err)), 0);
+    fd = netaddr_listen((struct sockaddr *)&ss, sl, err, sizeof(err));
+    assert_true(fd >= 0);
+    assert_true(fcntl(fd, F_GETFL) & O_NONBLOCK);
+    assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    netaddr_local(fd, buf, sizeof(buf));
+    assert_true(!strncmp(buf, "127.0.0.1:", 10));
+    assert_string_not_equal(buf, "127.0.0.1:0");
+    /* the same port again fails with an error naming the address */
+    assert_int_equal(netaddr_parse(buf, &ss, &sl, err, sizeof(err)), 0);
+    fd2 = netaddr_listen((struct sockaddr *)&ss, sl, err, sizeof(err));
+    assert_int_equal(fd2, -1);
+    assert_non_null(strstr(err, buf));
+    close(fd);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_table),
+        cmocka_unit_test(test_listen),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
