@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "httpmsg.h"
 #include "log.h"
 #include "netaddr.h"
 
@@ -64,28 +65,6 @@ struct adminsrv_conn {
     char *out;
     size_t out_len, out_off;
 };
-
-static const char *asrv_reason(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 400:
-        return "Bad Request";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Unknown";
-    }
-}
 
 int adminsrv_reply_text(struct adminsrv_reply *r, int status, const char *text)
 {
@@ -137,19 +116,17 @@ static void asrv_close(struct adminsrv_conn *ac)
 static int asrv_format(struct adminsrv_conn *ac, const struct adminsrv_reply *r, int head_only,
                        const char *extra_headers)
 {
-    char head[ADMINSRV_HEAD_MAX], date[64];
+    char head[ADMINSRV_HEAD_MAX], date[HTTPMSG_DATE_LEN];
     time_t now = (time_t)ev_now(ac->s->loop);
     int status = r->status ? r->status : 200;
     size_t blen = head_only || !r->body ? 0 : r->body_len;
-    struct tm tm;
     int hl;
 
-    gmtime_r(&now, &tm);
-    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    httpmsg_date(now, date);
     hl = snprintf(head, sizeof(head),
                   "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                   "Cache-Control: no-store\r\n%sConnection: close\r\n\r\n",
-                  status, asrv_reason(status), date,
+                  status, httpmsg_reason(status), date,
                   r->content_type ? r->content_type : "text/plain; charset=utf-8",
                   r->body ? r->body_len : 0, extra_headers);
     if (hl < 0 || (size_t)hl >= sizeof(head)) return -1;

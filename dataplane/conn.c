@@ -39,6 +39,7 @@
 
 #include "http1.h"
 #include "log.h"
+#include "httpmsg.h"
 #include "metrics.h"
 #include "router.h"
 
@@ -292,38 +293,6 @@ static void conn_update(struct conn *c)
 
 /* ---- responses generated here ---- */
 
-static const char *status_reason(int status)
-{
-    switch (status) {
-    case 400:
-        return "Bad Request";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 413:
-        return "Content Too Large";
-    case 414:
-        return "URI Too Long";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 501:
-        return "Not Implemented";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    case 505:
-        return "HTTP Version Not Supported";
-    default:
-        return "Error";
-    }
-}
-
 static const char *status_body(int status)
 {
     switch (status) {
@@ -355,22 +324,15 @@ static const char *status_body(int status)
 /*
  * The current time as an IMF-fixdate (RFC 9110 5.6.7) for Date headers, formatted at most
  * once per second per worker thread (the cache is thread-local; ev_now is the loop's time).
- * Hand-rolled rather than strftime so the locale cannot change the day and month names.
  */
 static const char *http_date(struct conn *c)
 {
-    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     static __thread time_t cached_sec = -1;
-    static __thread char cached[32];
+    static __thread char cached[HTTPMSG_DATE_LEN];
     time_t now = (time_t)ev_now(c->w->loop);
-    struct tm tm;
 
-    if (now != cached_sec && gmtime_r(&now, &tm)) {
-        snprintf(cached, sizeof(cached), "%s, %02d %s %04d %02d:%02d:%02d GMT",
-                 days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900,
-                 tm.tm_hour, tm.tm_min, tm.tm_sec);
+    if (now != cached_sec) {
+        httpmsg_date(now, cached);
         cached_sec = now;
     }
     return cached;
@@ -390,7 +352,7 @@ static void local_response(struct conn *c, int status, const char *body, int clo
     if (dbuf_printf(&c->cout,
                     "HTTP/1.1 %d %s\r\nDate: %s\r\n%sContent-Type: text/plain\r\n"
                     "Content-Length: %zu\r\nConnection: %s\r\n\r\n%s",
-                    status, status_reason(status), http_date(c),
+                    status, httpmsg_reason(status), http_date(c),
                     /* RFC 9110 15.5.6: a 405 lists what is allowed; only CONNECT is not */
                     status == 405 ? "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n" : "",
                     strlen(body), close_conn ? "close" : "keep-alive",
