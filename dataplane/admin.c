@@ -2,8 +2,9 @@
  * admin: the data plane's operator endpoints on top of common/adminsrv.
  *
  * Does: GET|HEAD /ready (200 once a snapshot is applied, else 503), /live, /snapshot (JSON
- * dump of the current snapshot, 503 before one), /metrics (Prometheus text). Everything
- * else (404, 405, limits, timeouts, headers) is adminsrv's.
+ * dump of the current snapshot, 503 before one), /metrics (Prometheus text), /stats (the
+ * same numbers as JSON, plus uptime and per-route counts). Everything else (404, 405,
+ * limits, timeouts, headers) is adminsrv's.
  * Does not: speak HTTP itself, or take snapshot references.
  * Invariant: runs on the main loop only, so it may read the controller client's current
  * snapshot without a reference (the main loop is also the only one that swaps it).
@@ -13,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <yajl/yajl_gen.h>
 
 #include "adminsrv.h"
 #include "metrics.h"
@@ -24,7 +27,135 @@ struct admin {
     struct adminsrv *srv;
     admin_current_fn current;
     void *arg;
+    struct ev_loop *loop;
+    ev_tstamp started;
 };
+
+static void gen_key(yajl_gen g, const char *k)
+{
+    yajl_gen_string(g, (const unsigned char *)k, strlen(k));
+}
+
+static void gen_kv_uint(yajl_gen g, const char *k, uint64_t v)
+{
+    char num[24];
+    int n = snprintf(num, sizeof(num), "%llu", (unsigned long long)v);
+
+    gen_key(g, k);
+    yajl_gen_number(g, num, (size_t)n); /* yajl_gen_integer is signed: keep 64 bits */
+}
+
+static void gen_kv_double(yajl_gen g, const char *k, double v)
+{
+    char num[32];
+    int n = snprintf(num, sizeof(num), "%.6f", v);
+
+    gen_key(g, k);
+    yajl_gen_number(g, num, (size_t)n);
+}
+
+static void gen_classes(yajl_gen g, const uint64_t by_class[5])
+{
+    static const char *names[5] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+    uint64_t sum = 0;
+    int k;
+
+    for (k = 0; k < 5; k++)
+        sum += by_class[k];
+    gen_kv_uint(g, "total", sum);
+    for (k = 0; k < 5; k++)
+        gen_kv_uint(g, names[k], by_class[k]);
+}
+
+/*
+ * The /stats body: t rendered as one JSON object, ready tells whether a snapshot is in
+ * use. Returns a malloc'd NUL-terminated string or NULL.
+ */
+static char *stats_json(const struct metrics_totals *t, double uptime, int ready)
+{
+    yajl_gen g = yajl_gen_alloc(NULL);
+    const unsigned char *buf;
+    char *out = NULL, le[32];
+    size_t len, i;
+
+    if (!g) return NULL;
+    yajl_gen_config(g, yajl_gen_beautify, 1);
+    yajl_gen_map_open(g);
+    gen_kv_double(g, "uptime_seconds", uptime);
+    gen_kv_uint(g, "workers", t->workers);
+
+    gen_key(g, "snapshot");
+    yajl_gen_map_open(g);
+    gen_key(g, "ready");
+    yajl_gen_bool(g, ready);
+    gen_kv_uint(g, "generation", t->generation);
+    gen_kv_uint(g, "swaps", t->swaps);
+    gen_kv_uint(g, "nacks", t->nacks);
+    yajl_gen_map_close(g);
+
+    gen_key(g, "connections");
+    yajl_gen_map_open(g);
+    gen_kv_uint(g, "active", t->conns_active);
+    gen_kv_uint(g, "total", t->conns_total);
+    yajl_gen_map_close(g);
+
+    gen_key(g, "requests");
+    yajl_gen_map_open(g);
+    gen_classes(g, t->requests_by_class);
+    yajl_gen_map_close(g);
+
+    gen_key(g, "duration_seconds");
+    yajl_gen_map_open(g);
+    gen_kv_uint(g, "count", t->duration_count);
+    gen_kv_double(g, "sum", t->duration_sum);
+    gen_key(g, "buckets"); /* cumulative, keyed by upper bound as in /metrics */
+    yajl_gen_map_open(g);
+    for (i = 0; i < METRICS_N_BUCKETS; i++) {
+        snprintf(le, sizeof(le), "%g", metrics_bucket_bounds[i]);
+        gen_kv_uint(g, le, t->buckets[i]);
+    }
+    gen_kv_uint(g, "+Inf", t->buckets[METRICS_N_BUCKETS]);
+    yajl_gen_map_close(g);
+    yajl_gen_map_close(g);
+
+    gen_key(g, "upstream");
+    yajl_gen_map_open(g);
+    gen_kv_uint(g, "connections", t->upstream_connections);
+    gen_kv_uint(g, "connect_errors", t->upstream_connect_errors);
+    gen_kv_uint(g, "timeouts", t->upstream_timeouts);
+    gen_kv_uint(g, "pool_reused", t->pool_reused);
+    yajl_gen_map_close(g);
+
+    gen_key(g, "routes");
+    yajl_gen_map_open(g);
+    for (i = 0; i < t->n_routes; i++) {
+        gen_key(g, t->routes[i].name);
+        yajl_gen_map_open(g);
+        gen_classes(g, t->routes[i].by_class);
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_map_close(g);
+    yajl_gen_map_close(g);
+
+    if (yajl_gen_get_buf(g, &buf, &len) == yajl_gen_status_ok && (out = malloc(len + 1))) {
+        memcpy(out, buf, len);
+        out[len] = '\0';
+    }
+    yajl_gen_free(g);
+    return out;
+}
+
+static int admin_stats(struct admin *a, struct snapshot *s, struct adminsrv_reply *r)
+{
+    struct metrics_totals *t = malloc(sizeof(*t));
+    char *body;
+
+    if (!t) return -1;
+    metrics_collect(t);
+    body = stats_json(t, ev_now(a->loop) - a->started, s != NULL);
+    free(t);
+    return adminsrv_reply_take(r, 200, "application/json", body);
+}
 
 static int admin_handle(void *arg, const char *method, const char *path, struct adminsrv_reply *r)
 {
@@ -45,6 +176,7 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
     if (!strcmp(path, "/metrics"))
         return adminsrv_reply_take(r, 200, "text/plain; version=0.0.4; charset=utf-8",
                                    metrics_render());
+    if (!strcmp(path, "/stats")) return admin_stats(a, s, r);
     return 1;
 }
 
@@ -60,6 +192,8 @@ struct admin *admin_start(struct ev_loop *loop, const struct sockaddr *sa, sockl
     a->magic = ADMIN_MAGIC;
     a->current = current;
     a->arg = arg;
+    a->loop = loop;
+    a->started = ev_now(loop);
     a->srv = adminsrv_start(loop, sa, salen, admin_handle, a, err, errlen);
     if (!a->srv) goto free_admin;
     return a;

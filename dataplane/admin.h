@@ -1,6 +1,6 @@
 /*
- * admin: the data plane's --admin endpoints (/ready, /live, /snapshot, /metrics) on the main
- * loop, served by common/adminsrv.
+ * admin: the data plane's --admin endpoints (/ready, /live, /snapshot, /metrics, /stats) on
+ * the main loop, served by common/adminsrv.
  */
 #ifndef STRAIT_ADMIN_H
 #define STRAIT_ADMIN_H

@@ -3,16 +3,23 @@
  * request.
  *
  * Does: read and parse a request head (http1.c), route it with the worker's current
- * snapshot (taking a reference held until the request ends), open a fresh non-blocking
- * upstream connection, forward a rewritten head (origin-form target, Host from the
- * absolute-form authority when there is one, hop-by-hop headers dropped,
- * X-Forwarded-For/-Proto/-Host and Via added, "Connection: close" upstream) and stream the
- * request body (Content-Length or chunked, verbatim); then parse the response head, rewrite
- * its hop-by-hop headers and Connection for the client, add Date if missing, and stream the
+ * snapshot (taking a reference held until the request ends), take an idle upstream
+ * connection to the chosen endpoint from the worker's pool (upstream.c) or open a fresh
+ * one, forward a rewritten head (origin-form target, Host from the absolute-form authority
+ * when there is one, hop-by-hop headers dropped, X-Forwarded-For/-Proto/-Host and Via
+ * added; persistent for HTTP/1.1, "Connection: close" for 1.0) and stream the request body
+ * (Content-Length or chunked, verbatim); then parse the response head, rewrite its
+ * hop-by-hop headers and Connection for the client, add Date if missing, and stream the
  * response body (Content-Length, chunked verbatim, or until upstream close - then the client
- * connection closes after it, no chunked re-encoding). Answers 400/404/405/408/414/431/501/
- * 502/503/504/505 itself with a short text/plain body, Date and Connection.
- * Does not: pool upstream connections, retry, TLS, HTTP/2, or transform bodies.
+ * connection closes after it, no chunked re-encoding). A cleanly finished exchange parks
+ * the upstream connection in the pool; a reused one that dies before the first response
+ * byte is retried once on a fresh connection when the request is idempotent and only its
+ * head was sent. An Upgrade request is forwarded with Upgrade + "Connection: upgrade"; a
+ * 101 answer turns the connection into a byte tunnel (CS_TUNNEL) until either side closes.
+ * Timeouts (worker_config): whole request head, keep-alive idle, upstream connect,
+ * response head, and no progress during a body or tunnel. Answers 400/404/405/408/414/431/
+ * 501/502/503/504/505 itself with a short text/plain body, Date and Connection.
+ * Does not: TLS, HTTP/2, transform bodies, or retry a request whose body was sent.
  * Invariants:
  *   - one request at a time per client connection: the next request is not parsed before
  *     the current response is complete (bytes already read stay buffered, so pipelining is
@@ -20,6 +27,9 @@
  *   - back-pressure: a side is read only while the buffer it feeds holds < CONN_BUF_HIGH
  *     bytes, so memory per connection stays bounded whatever the body sizes;
  *   - watchers are recomputed from state by conn_update() at the end of every event;
+ *   - an upstream connection goes back to the pool only at a message boundary on both
+ *     sides (request fully sent, response framed and complete, no extra bytes, no close
+ *     asked); an upgraded or until-close connection never does;
  *   - closing from a callback only marks the conn dead and moves it to the worker's dead
  *     list; it is freed by conn_reap() before the loop blocks again.
  */
@@ -34,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,16 +53,13 @@
 #include "httpmsg.h"
 #include "metrics.h"
 #include "router.h"
+#include "upstream.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 #define CONN_MAGIC 0x434f4e4eu /* "CONN" */
 #define CONN_BUF_HIGH (64 * 1024)
 #define CONN_READ_CHUNK (16 * 1024)
-#define CONN_IDLE_TIMEOUT 60.
-#define CONN_HEADER_TIMEOUT 30.
-#define CONN_CONNECT_TIMEOUT 5.
-#define CONN_UPSTREAM_TIMEOUT 60.
 
 struct dbuf {
     char *p;
@@ -61,6 +69,7 @@ struct dbuf {
 enum conn_state {
     CS_HEAD,  /* waiting for / parsing a request head */
     CS_PROXY, /* a request is being proxied */
+    CS_TUNNEL /* after a 101: raw bytes both ways until either side closes */
 };
 
 struct conn {
@@ -87,6 +96,8 @@ struct conn {
     uint64_t req_remaining;
     struct http1_chunked req_chunk;
     int req_done;
+    int upgrade;    /* request asked for a protocol upgrade (Connection: upgrade + Upgrade) */
+    int idempotent; /* RFC 9110 9.2.2: may be retried automatically */
     char route_src[128];
 
     /* upstream leg of the current request */
@@ -94,6 +105,13 @@ struct conn {
     ev_io urio, uwio;
     ev_timer utimer;
     int u_connecting, u_eof, u_write_failed;
+    struct sockaddr_storage uaddr; /* endpoint of the current request (the pool key) */
+    socklen_t uaddrlen;
+    int u_keep;      /* upstream head asked for a persistent connection */
+    int u_reused;    /* ufd came from the idle pool */
+    int u_got_bytes; /* any response byte arrived on ufd */
+    int replay_ok;   /* replay holds all that was sent: a failed reuse may be retried */
+    struct dbuf replay;
     struct dbuf uin, uout;
     int resp_started; /* final response head sent to the client */
     int resp_status;
@@ -101,6 +119,7 @@ struct conn {
     uint64_t resp_remaining;
     struct http1_chunked resp_chunk;
     int resp_done;
+    int resp_close; /* upstream will not keep the connection (Connection: close, 1.0) */
 };
 
 /* ---- buffers ---- */
@@ -203,6 +222,8 @@ static void upstream_release(struct conn *c)
     ev_timer_stop(loop, &c->utimer);
     c->uin.len = c->uin.off = 0;
     c->uout.len = c->uout.off = 0;
+    c->replay.len = c->replay.off = 0;
+    c->replay_ok = 0;
 }
 
 /* Ends the current request: upstream closed, snapshot reference dropped. */
@@ -248,6 +269,7 @@ void conn_reap(struct worker *w)
         dbuf_free(&c->cout);
         dbuf_free(&c->uin);
         dbuf_free(&c->uout);
+        dbuf_free(&c->replay);
         c->magic = 0;
         free(c);
     }
@@ -281,12 +303,14 @@ static void conn_update(struct conn *c)
     rd = !c->c_eof && !c->close_after_flush &&
          ((c->state == CS_HEAD && c->cin.len <= HTTP1_MAX_HEAD) ||
           (c->state == CS_PROXY && !c->req_done && !c->u_write_failed &&
-           c->uout.len < CONN_BUF_HIGH));
+           c->uout.len < CONN_BUF_HIGH) ||
+          (c->state == CS_TUNNEL && c->uout.len < CONN_BUF_HIGH));
     io_want(loop, &c->rio, rd);
     io_want(loop, &c->wio, c->cout.len > 0);
     if (c->ufd >= 0) {
         io_want(loop, &c->urio,
-                !c->u_connecting && !c->u_eof && !c->resp_done && c->cout.len < CONN_BUF_HIGH);
+                !c->u_connecting && !c->u_eof && (!c->resp_done || c->state == CS_TUNNEL) &&
+                    c->cout.len < CONN_BUF_HIGH);
         io_want(loop, &c->uwio, c->u_connecting || (c->uout.len > 0 && !c->u_write_failed));
     }
 }
@@ -365,18 +389,25 @@ static void local_response(struct conn *c, int status, const char *body, int clo
     c->state = CS_HEAD;
     c->head_timer = 0;
     if (close_conn) c->close_after_flush = 1;
-    arm_timer(c, CONN_IDLE_TIMEOUT); /* also bounds the flush of a closing connection */
+    arm_timer(c, c->w->cfg.client_idle_timeout); /* also bounds the flush of a closing connection */
 }
 
-/* Upstream failed: 502/504 if the client has not seen a response head yet, else abort. */
+static int upstream_retry(struct conn *c, const char *why);
+
+/*
+ * Upstream failed: a reused connection that died before answering is retried once on a
+ * fresh one when that is safe; otherwise 502/504 if the client has not seen a response
+ * head yet, else abort.
+ */
 static void upstream_failed(struct conn *c, int status, const char *why)
 {
+    if (!c->resp_started && status == 502 && upstream_retry(c, why) == 0) return;
     log_warn("upstream_error", "peer=%s route=%s reason=\"%s\"", c->peer, c->route_src, why);
     if (c->resp_started) {
         request_release(c);
         c->close_after_flush = 1; /* truncated response: closing is the only signal */
         c->state = CS_HEAD;
-        arm_timer(c, CONN_IDLE_TIMEOUT);
+        arm_timer(c, c->w->cfg.client_idle_timeout);
         return;
     }
     local_response(c, status, NULL, 0);
@@ -408,12 +439,52 @@ static int append_joined(struct dbuf *b, const struct http1_request *req, const 
     return dbuf_printf(b, "%s\r\n", extra);
 }
 
+/* True when a header called name in hdrs[0..n) lists token (comma-separated, any case). */
+static int header_has_token(const struct http1_header *hdrs, size_t n, const char *name,
+                            const char *token)
+{
+    size_t i, p, tl = strlen(token);
+
+    for (i = 0; i < n; i++) {
+        const struct http1_header *h = &hdrs[i];
+        if (!http1_name_is(h, name)) continue;
+        for (p = 0; p < h->value_len;) {
+            size_t b, e;
+            while (p < h->value_len &&
+                   (h->value[p] == ' ' || h->value[p] == '\t' || h->value[p] == ','))
+                p++;
+            b = p;
+            while (p < h->value_len && h->value[p] != ',')
+                p++;
+            e = p;
+            while (e > b && (h->value[e - 1] == ' ' || h->value[e - 1] == '\t'))
+                e--;
+            if (e - b == tl && strncasecmp(h->value + b, token, tl) == 0) return 1;
+        }
+    }
+    return 0;
+}
+
+/* The value of the first header called name in hdrs[0..n), or NULL. */
+static const struct http1_header *header_find(const struct http1_header *hdrs, size_t n,
+                                              const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (http1_name_is(&hdrs[i], name)) return &hdrs[i];
+    return NULL;
+}
+
 /*
  * Writes the upstream request head into uout: the request line in origin-form with the
  * client's HTTP/1.x version (a 1.0 client must not get a chunked answer relayed), Host
  * first and from info->host (the target's authority for absolute-form, RFC 9112 3.2.2),
  * end-to-end headers, then our own: X-Forwarded-*, Via (RFC 9110 7.6.3: a gateway MUST
- * add it to requests it forwards) and Connection: close. Returns 0 or -1 (out of memory).
+ * add it to requests it forwards) and the connection options: none for HTTP/1.1 (persistent
+ * by default, so the connection can be pooled), "Connection: close" for 1.0, and for an
+ * upgrade request the client's Upgrade with "Connection: upgrade" (RFC 9110 7.8: Upgrade is
+ * hop-by-hop, so the proxy re-sends it deliberately). Returns 0 or -1 (out of memory).
  */
 static int build_upstream_head(struct conn *c, const struct http1_request *req,
                                const struct http1_msginfo *info)
@@ -447,26 +518,88 @@ static int build_upstream_head(struct conn *c, const struct http1_request *req,
         return -1;
     if (append_joined(b, req, "Via", req->minor_version ? "1.1 strait" : "1.0 strait") < 0)
         return -1;
-    return dbuf_str(b, "Connection: close\r\n\r\n");
+    if (c->upgrade) {
+        const struct http1_header *up = header_find(req->headers, req->num_headers, "upgrade");
+        c->u_keep = 0;
+        return dbuf_str(b, "Upgrade: ") < 0 || dbuf_append(b, up->value, up->value_len) < 0 ||
+                       dbuf_str(b, "\r\nConnection: upgrade\r\n\r\n") < 0
+                   ? -1
+                   : 0;
+    }
+    c->u_keep = req->minor_version >= 1;
+    return dbuf_str(b, c->u_keep ? "\r\n" : "Connection: close\r\n\r\n");
 }
 
-static int upstream_connect(struct conn *c, const struct snapshot_endpoint *ep)
+/*
+ * (Re)arms the upstream timer after progress, for the phase the request is in: a body
+ * moving either way (or a tunnel) gets idle_body_timeout, waiting for the response head
+ * upstream_response_timeout. A running connect keeps its own timer.
+ */
+static void arm_progress(struct conn *c)
 {
-    int one = 1;
+    const struct worker_config *cfg = &c->w->cfg;
 
-    c->ufd = socket(ep->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c->ufd < 0) return -1;
-    (void)setsockopt(c->ufd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    ev_io_set(&c->urio, c->ufd, EV_READ);
-    ev_io_set(&c->uwio, c->ufd, EV_WRITE);
-    if (connect(c->ufd, (const struct sockaddr *)&ep->addr, ep->addrlen) == 0) {
-        c->u_connecting = 0;
-        arm_utimer(c, CONN_UPSTREAM_TIMEOUT);
-        return 0;
+    if (c->ufd < 0 || c->u_connecting || c->state == CS_HEAD) return;
+    arm_utimer(c, c->resp_started || c->state == CS_TUNNEL || !c->req_done
+                      ? cfg->idle_body_timeout
+                      : cfg->upstream_response_timeout);
+}
+
+/*
+ * Gives the request an upstream connection to c->uaddr: an idle one from the worker's pool
+ * when allow_pool, else a fresh connect. Returns 0, or -1 with errno (connect failed).
+ */
+static int upstream_open(struct conn *c, int allow_pool)
+{
+    const struct sockaddr *sa = (const struct sockaddr *)&c->uaddr;
+    int in_progress = 0, fd = -1;
+
+    if (allow_pool) fd = upstream_pool_take(c->w->pool, sa, c->uaddrlen);
+    c->u_reused = fd >= 0;
+    if (fd >= 0) {
+        metrics_pool_reused();
+    } else {
+        fd = upstream_connect(sa, c->uaddrlen, &in_progress);
+        if (fd < 0) return -1;
+        if (!in_progress) metrics_upstream_connected();
     }
-    if (errno != EINPROGRESS) return -1;
-    c->u_connecting = 1;
-    arm_utimer(c, CONN_CONNECT_TIMEOUT);
+    c->ufd = fd;
+    c->u_connecting = in_progress;
+    c->u_got_bytes = 0;
+    ev_io_set(&c->urio, fd, EV_READ);
+    ev_io_set(&c->uwio, fd, EV_WRITE);
+    if (in_progress)
+        arm_utimer(c, c->w->cfg.upstream_connect_timeout);
+    else
+        arm_progress(c);
+    return 0;
+}
+
+/*
+ * After a reused connection failed before any response byte (the server closed it while
+ * it idled in the pool - a race no client can avoid): if the request is idempotent and
+ * nothing but its head was sent, sends the head again on a fresh connection. Returns 0
+ * when the retry is under way, -1 when the failure stands.
+ */
+static int upstream_retry(struct conn *c, const char *why)
+{
+    struct ev_loop *loop = c->w->loop;
+
+    if (!c->u_reused || c->u_got_bytes || !c->replay_ok || c->ufd < 0) return -1;
+    log_debug("upstream_retry", "peer=%s route=%s reason=\"%s\"", c->peer, c->route_src, why);
+    ev_io_stop(loop, &c->urio);
+    ev_io_stop(loop, &c->uwio);
+    close(c->ufd);
+    c->ufd = -1;
+    c->u_eof = c->u_write_failed = 0;
+    c->uin.len = c->uin.off = 0;
+    c->uout.len = c->uout.off = 0;
+    if (dbuf_append(&c->uout, dbuf_data(&c->replay), c->replay.len) < 0) return -1;
+    c->replay_ok = 0; /* once only */
+    if (upstream_open(c, 0) < 0) {
+        metrics_upstream_connect_error();
+        return -1;
+    }
     return 0;
 }
 
@@ -479,13 +612,28 @@ static void reset_request(struct conn *c)
     http1_chunked_init(&c->req_chunk);
     c->req_done = 1;
     c->route_src[0] = '\0';
+    c->upgrade = c->idempotent = 0;
     c->u_connecting = c->u_eof = c->u_write_failed = 0;
+    c->u_keep = c->u_reused = c->u_got_bytes = c->replay_ok = 0;
+    c->resp_close = 0;
     c->resp_started = 0;
     c->resp_status = 0;
     c->resp_body = HTTP1_BODY_NONE;
     c->resp_remaining = 0;
     http1_chunked_init(&c->resp_chunk);
     c->resp_done = 0;
+}
+
+static int method_idempotent(const struct http1_request *req)
+{
+    static const char *const safe[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
+    size_t i;
+
+    for (i = 0; i < sizeof(safe) / sizeof(safe[0]); i++)
+        if (req->method_len == strlen(safe[i]) &&
+            memcmp(req->method, safe[i], req->method_len) == 0)
+            return 1;
+    return 0;
 }
 
 /*
@@ -510,7 +658,7 @@ static int start_request(struct conn *c)
     if (r == -2) {
         if (!c->head_timer) {
             c->head_timer = 1;
-            arm_timer(c, CONN_HEADER_TIMEOUT);
+            arm_timer(c, c->w->cfg.client_header_timeout);
         }
         return 0;
     }
@@ -532,6 +680,11 @@ static int start_request(struct conn *c)
     c->req_body = info.body;
     c->req_remaining = info.content_length;
     c->req_done = info.body == HTTP1_BODY_NONE;
+    /* RFC 9110 7.8: a 1.0 client cannot be switched; Upgrade without the option is ignored */
+    c->upgrade = req.minor_version >= 1 &&
+                 header_find(req.headers, req.num_headers, "upgrade") != NULL &&
+                 header_has_token(req.headers, req.num_headers, "connection", "upgrade");
+    c->idempotent = method_idempotent(&req);
     if (info.host &&
         (hl = router_normalize_host(info.host, info.host_len, host, sizeof(host))) < 0) {
         dbuf_consume(&c->cin, (size_t)r);
@@ -565,10 +718,20 @@ static int start_request(struct conn *c)
     }
     dbuf_consume(&c->cin, (size_t)r); /* req points into cin: consume only now */
     c->state = CS_PROXY;
-    if (upstream_connect(c, ep) < 0) {
+    memcpy(&c->uaddr, &ep->addr, ep->addrlen);
+    c->uaddrlen = ep->addrlen;
+    if (upstream_open(c, 1) < 0) {
         metrics_upstream_connect_error();
         upstream_failed(c, 502, strerror(errno));
         return 1;
+    }
+    if (c->u_reused && c->idempotent) {
+        /* keep the head until the first body or response byte, to retry a stale reuse */
+        if (dbuf_append(&c->replay, dbuf_data(&c->uout), c->uout.len) < 0) {
+            conn_close(c);
+            return 1;
+        }
+        c->replay_ok = 1;
     }
     return 1;
 }
@@ -604,6 +767,7 @@ static int pump_request_body(struct conn *c)
             take = r == -2 ? c->cin.len : (size_t)r;
             if (r >= 0) c->req_done = 1;
         }
+        if (take > 0) c->replay_ok = 0; /* body bytes are not kept for a replay */
         if (dbuf_append(&c->uout, dbuf_data(&c->cin), take) < 0) {
             conn_close(c);
             return -1;
@@ -639,9 +803,16 @@ static int write_client_head(struct conn *c, const struct http1_response *res)
     /* RFC 9110 6.6.1: a recipient with a clock MUST add Date to a response it forwards */
     if (res->status >= 200 && !have_date && dbuf_printf(b, "Date: %s\r\n", http_date(c)) < 0)
         return -1;
-    if (res->status >= 200 || res->status == 101)
-        if (dbuf_printf(b, "Connection: %s\r\n", c->keep_alive ? "keep-alive" : "close") < 0)
+    if (res->status == 101) {
+        /* the switch the client asked for: Upgrade and the option travel hop by hop */
+        const struct http1_header *up = header_find(res->headers, res->num_headers, "upgrade");
+        if (up && (dbuf_str(b, "Upgrade: ") < 0 || dbuf_append(b, up->value, up->value_len) < 0 ||
+                   dbuf_str(b, "\r\n") < 0))
             return -1;
+        if (dbuf_str(b, "Connection: upgrade\r\n") < 0) return -1;
+    } else if (res->status >= 200 &&
+               dbuf_printf(b, "Connection: %s\r\n", c->keep_alive ? "keep-alive" : "close") < 0)
+        return -1;
     return dbuf_str(b, "\r\n");
 }
 
@@ -661,9 +832,23 @@ static int parse_response_head(struct conn *c)
             upstream_failed(c, 502, c->uin.len ? "bad response head" : "closed before response");
             return -1;
         }
-        if (http1_response_info(&res, c->is_head, &info) < 0 || res.status == 101) {
+        if (http1_response_info(&res, c->is_head, &info) < 0 ||
+            (res.status == 101 && !c->upgrade)) {
             upstream_failed(c, 502, "ambiguous response framing");
             return -1;
+        }
+        if (res.status == 101) {
+            /* switched: from here on both sides are raw bytes (RFC 9110 15.2.2) */
+            if (write_client_head(c, &res) < 0) goto oom;
+            dbuf_consume(&c->uin, (size_t)r);
+            c->resp_started = c->resp_done = 1;
+            c->resp_status = 101;
+            c->keep_alive = 0;
+            c->state = CS_TUNNEL;
+            metrics_response(101);
+            log_debug("request", "peer=%s status=101 route=%s", c->peer, c->route_src);
+            arm_progress(c);
+            return 1;
         }
         if (res.status < 200) {
             /* interim (100 Continue, 103): pass on to HTTP/1.1 clients, keep waiting */
@@ -686,6 +871,7 @@ static int parse_response_head(struct conn *c)
         c->resp_body = info.body;
         c->resp_remaining = info.content_length;
         c->resp_status = res.status;
+        c->resp_close = info.conn_close || (res.minor_version == 0 && !info.conn_keep_alive);
         if (info.body == HTTP1_BODY_UNTIL_CLOSE || c->w->stopping) c->keep_alive = 0;
         if (write_client_head(c, &res) < 0) goto oom;
         dbuf_consume(&c->uin, (size_t)r);
@@ -739,14 +925,55 @@ static int pump_response_body(struct conn *c)
     return 0;
 }
 
+/*
+ * True when the upstream connection ended at a clean message boundary and may carry the
+ * next request: both messages framed and complete, nothing left unsent or unread, and
+ * neither side asked to close.
+ */
+static int upstream_reusable(const struct conn *c)
+{
+    return c->ufd >= 0 && !c->u_connecting && c->u_keep && !c->resp_close &&
+           c->resp_body != HTTP1_BODY_UNTIL_CLOSE && c->resp_done && c->req_done &&
+           c->uout.len == 0 && c->uin.len == 0 && !c->u_eof && !c->u_write_failed &&
+           !c->w->stopping && c->state == CS_PROXY;
+}
+
 /* The response is complete: end the request and get ready for the next one. */
 static void finish_request(struct conn *c)
 {
     if (!c->req_done || c->u_write_failed || c->w->stopping) c->keep_alive = 0;
+    if (upstream_reusable(c)) {
+        ev_io_stop(c->w->loop, &c->urio);
+        ev_io_stop(c->w->loop, &c->uwio);
+        upstream_pool_put(c->w->pool, (const struct sockaddr *)&c->uaddr, c->uaddrlen, c->ufd);
+        c->ufd = -1; /* the pool owns it now */
+    }
     request_release(c);
     c->state = CS_HEAD;
     if (!c->keep_alive) c->close_after_flush = 1;
-    arm_timer(c, CONN_IDLE_TIMEOUT);
+    arm_timer(c, c->w->cfg.client_idle_timeout);
+}
+
+/*
+ * Relays raw bytes both ways after a 101. When either side has closed and what it sent has
+ * been passed on, closes both. Returns 0, or -1 when the connection was closed.
+ */
+static int tunnel_pump(struct conn *c)
+{
+    if (c->cin.len && !c->u_write_failed) {
+        if (dbuf_append(&c->uout, dbuf_data(&c->cin), c->cin.len) < 0) goto close;
+        dbuf_consume(&c->cin, c->cin.len);
+    }
+    if (c->uin.len) {
+        if (dbuf_append(&c->cout, dbuf_data(&c->uin), c->uin.len) < 0) goto close;
+        dbuf_consume(&c->uin, c->uin.len);
+    }
+    if (c->u_write_failed || (c->c_eof && c->uout.len == 0) || (c->u_eof && c->cout.len == 0))
+        goto close;
+    return 0;
+close:
+    conn_close(c);
+    return -1;
 }
 
 /* Runs the state machine as far as buffered data allows, then updates watchers. */
@@ -765,6 +992,10 @@ static void conn_run(struct conn *c)
             }
             continue;
         }
+        if (c->state == CS_TUNNEL) {
+            if (tunnel_pump(c) < 0) return;
+            break;
+        }
         /* CS_PROXY */
         if (pump_request_body(c) < 0) return;
         if (c->state != CS_PROXY) continue;
@@ -775,6 +1006,7 @@ static void conn_run(struct conn *c)
                 continue;
             }
             if (r == 0) break;
+            if (c->state == CS_TUNNEL) continue;
         }
         if (pump_response_body(c) < 0) {
             if (c->dead) return;
@@ -808,10 +1040,12 @@ static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
         conn_close(c);
         return;
     }
-    if (n == 0)
+    if (n == 0) {
         c->c_eof = 1;
-    else
+    } else {
         c->cin.len += (size_t)n;
+        arm_progress(c);
+    }
     conn_run(c);
 }
 
@@ -831,6 +1065,7 @@ static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents)
             return;
         }
         dbuf_consume(&c->cout, (size_t)n);
+        arm_progress(c);
     }
     conn_run(c);
 }
@@ -871,13 +1106,15 @@ static void upstream_write_cb(struct ev_loop *loop, ev_io *io, int revents)
             return;
         }
         c->u_connecting = 0;
-        arm_utimer(c, CONN_UPSTREAM_TIMEOUT);
+        metrics_upstream_connected();
+        arm_progress(c);
     }
     while (c->uout.len > 0 && !c->u_write_failed) {
         n = send(c->ufd, dbuf_data(&c->uout), c->uout.len, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            if (c->state == CS_PROXY && upstream_retry(c, strerror(errno)) == 0) break;
             /* upstream may still have answered (e.g. 413): keep reading its response */
             c->u_write_failed = 1;
             c->keep_alive = 0;
@@ -885,7 +1122,7 @@ static void upstream_write_cb(struct ev_loop *loop, ev_io *io, int revents)
             break;
         }
         dbuf_consume(&c->uout, (size_t)n);
-        arm_utimer(c, CONN_UPSTREAM_TIMEOUT);
+        arm_progress(c);
     }
     conn_run(c);
 }
@@ -909,13 +1146,15 @@ static void upstream_read_cb(struct ev_loop *loop, ev_io *io, int revents)
         c->u_eof = 1;
     } else {
         c->uin.len += (size_t)n;
+        c->u_got_bytes = 1;
+        c->replay_ok = 0;
+        arm_progress(c);
         if (!c->resp_started && c->uin.len > HTTP1_MAX_HEAD + CONN_READ_CHUNK) {
             upstream_failed(c, 502, "response head too large");
             conn_run(c);
             return;
         }
     }
-    arm_utimer(c, CONN_UPSTREAM_TIMEOUT);
     conn_run(c);
 }
 
@@ -926,10 +1165,19 @@ static void upstream_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)revents;
     if (c->u_connecting) {
+        /* no timely answer from the upstream, as for a response timeout (nginx does too) */
         metrics_upstream_connect_error();
-        upstream_failed(c, 502, "connect timeout");
-    } else
-        upstream_failed(c, 504, "upstream timeout");
+        upstream_failed(c, 504, "connect timeout");
+    } else if (!c->resp_started && c->req_done && c->state == CS_PROXY) {
+        metrics_upstream_timeout();
+        upstream_failed(c, 504, "response timeout");
+    } else {
+        /* a body or tunnel made no progress either way: nothing useful can follow */
+        log_warn("upstream_error", "peer=%s route=%s reason=\"idle body timeout\"", c->peer,
+                 c->route_src);
+        conn_close(c);
+        return;
+    }
     conn_run(c);
 }
 
@@ -962,10 +1210,10 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_
     }
     ev_io_init(&c->rio, client_read_cb, fd, EV_READ);
     ev_io_init(&c->wio, client_write_cb, fd, EV_WRITE);
-    ev_timer_init(&c->timer, client_timer_cb, CONN_IDLE_TIMEOUT, 0.);
+    ev_timer_init(&c->timer, client_timer_cb, w->cfg.client_idle_timeout, 0.);
     ev_io_init(&c->urio, upstream_read_cb, -1, EV_READ);
     ev_io_init(&c->uwio, upstream_write_cb, -1, EV_WRITE);
-    ev_timer_init(&c->utimer, upstream_timer_cb, CONN_UPSTREAM_TIMEOUT, 0.);
+    ev_timer_init(&c->utimer, upstream_timer_cb, 1., 0.);
     c->next = w->conns;
     if (w->conns) w->conns->prev = c;
     w->conns = c;

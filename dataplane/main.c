@@ -3,16 +3,18 @@
  *
  * Does: parse the CLI, start the worker pool (proxy listeners), the controller client and
  * the optional admin server on the main loop, forward every applied snapshot to the
- * workers, and on SIGTERM/SIGINT stop accepting, give in-flight requests a short grace
- * period, free everything and exit 0.
+ * workers, and on SIGTERM/SIGINT drain (stop accepting at once, let requests in flight
+ * finish for up to --drain-timeout), free everything and exit 0.
  * Does not: proxy traffic itself (workers do) or validate snapshots (snapshot.c).
  * Invariant: the main loop is the only thread that talks to the controller and serves admin.
  */
 #include <getopt.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <ev.h>
 
@@ -22,7 +24,8 @@
 #include "snapshot.h"
 #include "worker.h"
 
-#define DRAIN_GRACE 5.0 /* seconds in-flight requests get after SIGTERM */
+#define DRAIN_TIMEOUT 30.0 /* default seconds in-flight requests get after SIGTERM */
+#define MAX_WORKERS 256
 
 struct app {
     struct ev_loop *loop;
@@ -36,7 +39,36 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: strait-dataplane --socket PATH --listen ADDR:PORT [--admin ADDR:PORT]\n"
                "                        [--workers N] [--log-level debug|info|warn|error]\n"
-               "  ADDR is an IPv4 literal, [IPv6] or localhost; --workers defaults to 1.\n");
+               "                        [--client-header-timeout S] [--client-idle-timeout S]\n"
+               "                        [--upstream-connect-timeout S]\n"
+               "                        [--upstream-response-timeout S] [--idle-body-timeout S]\n"
+               "                        [--drain-timeout S]\n"
+               "  ADDR is an IPv4 literal, [IPv6] or localhost; --workers defaults to the number\n"
+               "  of online CPUs. Timeouts are seconds (fractions allowed); defaults: header 10,\n"
+               "  idle 60, connect 5, response 60, idle body 60, drain 30.\n");
+}
+
+/* Parses a positive, finite number of seconds. Returns 0, or -1 (message printed). */
+static int parse_seconds(const char *opt, const char *arg, double *out)
+{
+    char *end;
+    double v = strtod(arg, &end);
+
+    if (end == arg || *end || !isfinite(v) || v <= 0 || v > 86400. * 365) {
+        fprintf(stderr, "strait-dataplane: --%s must be a positive number of seconds\n", opt);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Online CPUs, clamped to 1..MAX_WORKERS. */
+static long default_workers(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+    if (n < 1) return 1;
+    return n > MAX_WORKERS ? MAX_WORKERS : n;
 }
 
 static void on_apply(struct snapshot *s, void *arg)
@@ -67,20 +99,41 @@ int main(int argc, char **argv)
                                          {"admin", required_argument, NULL, 'a'},
                                          {"workers", required_argument, NULL, 'w'},
                                          {"log-level", required_argument, NULL, 'L'},
+                                         {"client-header-timeout", required_argument, NULL, 1},
+                                         {"client-idle-timeout", required_argument, NULL, 2},
+                                         {"upstream-connect-timeout", required_argument, NULL, 3},
+                                         {"upstream-response-timeout", required_argument, NULL, 4},
+                                         {"idle-body-timeout", required_argument, NULL, 5},
+                                         {"drain-timeout", required_argument, NULL, 6},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *sock = NULL, *listen_spec = NULL, *admin_spec = NULL;
     enum log_level level = LOG_LEVEL_INFO;
     struct sockaddr_storage lss, ass;
     socklen_t lsl = 0, asl = 0;
+    struct worker_config cfg;
+    double drain = DRAIN_TIMEOUT;
     struct app app;
     char err[256], *end;
-    long workers = 1;
-    int c, rc = 1;
+    long workers = default_workers();
+    int c, idx = 0, rc = 1;
 
     memset(&app, 0, sizeof(app));
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    worker_config_defaults(&cfg);
+    while ((c = getopt_long(argc, argv, "h", opts, &idx)) != -1) {
         switch (c) {
+        case 1:
+        case 2:
+        case 3:
+        case 4:
+        case 5:
+        case 6: {
+            double *const slot[] = {&cfg.client_header_timeout,    &cfg.client_idle_timeout,
+                                    &cfg.upstream_connect_timeout, &cfg.upstream_response_timeout,
+                                    &cfg.idle_body_timeout,        &drain};
+            if (parse_seconds(opts[idx].name, optarg, slot[c - 1]) < 0) return 2;
+            break;
+        }
         case 's':
             sock = optarg;
             break;
@@ -92,7 +145,7 @@ int main(int argc, char **argv)
             break;
         case 'w':
             workers = strtol(optarg, &end, 10);
-            if (*end || workers < 1 || workers > 256) {
+            if (*end || workers < 1 || workers > MAX_WORKERS) {
                 fprintf(stderr, "strait-dataplane: --workers must be 1..256\n");
                 return 2;
             }
@@ -127,7 +180,7 @@ int main(int argc, char **argv)
         log_error("startup_failed", "reason=\"no event loop\"");
         return 1;
     }
-    if (worker_pool_start(&app.pool, (unsigned)workers, (struct sockaddr *)&lss, lsl, err,
+    if (worker_pool_start(&app.pool, (unsigned)workers, (struct sockaddr *)&lss, lsl, &cfg, err,
                           sizeof(err)) < 0) {
         log_error("startup_failed", "reason=\"%s\"", err);
         goto destroy_loop;
@@ -159,7 +212,7 @@ int main(int argc, char **argv)
 stop_admin:
     admin_stop(app.admin);
 stop_pool:
-    worker_pool_stop(app.pool, DRAIN_GRACE);
+    worker_pool_stop(app.pool, drain);
 destroy_loop:
     ev_loop_destroy(app.loop);
     log_info("exit", "code=%d", rc);

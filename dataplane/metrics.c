@@ -1,57 +1,261 @@
 /*
- * metrics: the counters behind GET /metrics.
- * Does: relaxed atomic increments callable from any thread, one text rendering with HELP
- * and TYPE for every family (the Prometheus text format, version 0.0.4).
- * Does not: histograms, per-route labels (later issues).
- * Invariant: counters (the *_total families) only grow; the gauges are the generation and
- * the active-connection count.
+ * metrics: the counters behind GET /metrics and GET /stats.
+ *
+ * Does: lock-free recording from any thread into per-worker shards (relaxed atomic adds on
+ * a shard no other worker writes, so no cache line bounces on the hot path); a bounded
+ * table of route labels; summing of all shards at scrape time; the Prometheus text format
+ * (0.0.4) with HELP and TYPE before every family.
+ * Does not: take locks, allocate on the hot path, or forget route labels (a label, once
+ * seen, keeps its slot for the life of the process; past METRICS_MAX_ROUTES distinct
+ * labels, new ones count under "other").
+ * Invariants:
+ *   - counters only grow; the gauges are the generation and the active connections
+ *     (opened - closed, summed over shards, so a connection may open and close on
+ *     different threads);
+ *   - a route slot goes EMPTY -> BUSY (one thread won the CAS and is copying the name) ->
+ *     READY, never back; a thread that meets a BUSY slot probes on instead of waiting, so
+ *     two slots may carry the same name: collect() merges them.
  */
 #include "metrics.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
-static atomic_uint_fast64_t m_generation;
-static atomic_uint_fast64_t m_swaps;
-static atomic_uint_fast64_t m_nacks;
-static atomic_uint_fast64_t m_requests[6]; /* index 1..5 for 1xx..5xx */
-static atomic_int_fast64_t m_conns;
-static atomic_uint_fast64_t m_conns_total;
-static atomic_uint_fast64_t m_connect_errors;
+#define SHARED_SHARD METRICS_MAX_WORKERS
+#define OTHER_SLOT METRICS_MAX_ROUTES
+
+enum { SLOT_EMPTY, SLOT_BUSY, SLOT_READY };
+
+typedef atomic_uint_fast64_t counter;
+
+struct shard {
+    counter requests[METRICS_MAX_ROUTES + 1][5]; /* [route slot][status class - 1] */
+    counter buckets[METRICS_N_BUCKETS + 1];      /* not cumulative; last is +Inf */
+    counter duration_ns;
+    counter conns_opened, conns_closed;
+    counter upstream_connections, connect_errors, upstream_timeouts, pool_reused;
+} __attribute__((aligned(64)));
+
+struct route_slot {
+    atomic_int state;
+    char name[METRICS_ROUTE_LEN];
+};
+
+const double metrics_bucket_bounds[METRICS_N_BUCKETS] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                         0.25,  0.5,   1,    2.5,   5,    10};
+
+static struct shard shards[METRICS_MAX_WORKERS + 1];
+static struct route_slot routes[METRICS_MAX_ROUTES];
+static atomic_uint n_shards_used; /* highest worker id + 1 seen by metrics_worker_init */
+static atomic_uint n_workers;
+static counter m_generation, m_swaps, m_nacks;
+static __thread struct shard *my_shard;
+
+static struct shard *shard(void)
+{
+    return my_shard ? my_shard : &shards[SHARED_SHARD];
+}
+
+static void inc(counter *c, uint64_t n)
+{
+    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+static uint64_t load(counter *c)
+{
+    return (uint64_t)atomic_load_explicit(c, memory_order_relaxed);
+}
+
+void metrics_worker_init(unsigned id)
+{
+    unsigned seen;
+
+    if (id >= METRICS_MAX_WORKERS) return;
+    my_shard = &shards[id];
+    atomic_fetch_add_explicit(&n_workers, 1, memory_order_relaxed);
+    seen = atomic_load_explicit(&n_shards_used, memory_order_relaxed);
+    while (seen < id + 1 &&
+           !atomic_compare_exchange_weak_explicit(&n_shards_used, &seen, id + 1,
+                                                  memory_order_relaxed, memory_order_relaxed))
+        ;
+}
 
 void metrics_snapshot_applied(uint64_t generation)
 {
     atomic_store_explicit(&m_generation, generation, memory_order_relaxed);
-    atomic_fetch_add_explicit(&m_swaps, 1, memory_order_relaxed);
+    inc(&m_swaps, 1);
 }
 
 void metrics_snapshot_nacked(void)
 {
-    atomic_fetch_add_explicit(&m_nacks, 1, memory_order_relaxed);
+    inc(&m_nacks, 1);
+}
+
+/* FNV-1a over at most METRICS_ROUTE_LEN - 1 bytes, the part a slot can hold. */
+static size_t route_hash(const char *s, size_t *len)
+{
+    uint32_t h = 2166136261u;
+    size_t i;
+
+    for (i = 0; s[i] && i < METRICS_ROUTE_LEN - 1; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    *len = i;
+    return h % METRICS_MAX_ROUTES;
+}
+
+/* The slot for a label: found, claimed, or OTHER_SLOT when the table is full. */
+static size_t route_slot(const char *name)
+{
+    size_t len, i, probe, start = route_hash(name, &len);
+
+    for (probe = 0; probe < METRICS_MAX_ROUTES; probe++) {
+        struct route_slot *s = &routes[(start + probe) % METRICS_MAX_ROUTES];
+        int st = atomic_load_explicit(&s->state, memory_order_acquire);
+
+        if (st == SLOT_EMPTY) {
+            if (!atomic_compare_exchange_strong_explicit(
+                    &s->state, &st, SLOT_BUSY, memory_order_acquire, memory_order_acquire)) {
+                if (st != SLOT_READY) continue; /* someone else is filling it */
+            } else {
+                memcpy(s->name, name, len);
+                s->name[len] = '\0';
+                atomic_store_explicit(&s->state, SLOT_READY, memory_order_release);
+                return (start + probe) % METRICS_MAX_ROUTES;
+            }
+        }
+        if (st != SLOT_READY) continue;
+        for (i = 0; i < len && s->name[i] == name[i]; i++)
+            ;
+        if (i == len && s->name[len] == '\0') return (start + probe) % METRICS_MAX_ROUTES;
+    }
+    return OTHER_SLOT;
+}
+
+void metrics_request_done(const char *route, int status, double seconds)
+{
+    struct shard *sh = shard();
+    int cls = status / 100;
+    size_t b;
+
+    if (cls < 1 || cls > 5) return; /* nothing was answered: not a request to count */
+    if (!route || !*route) route = "none";
+    inc(&sh->requests[route_slot(route)][cls - 1], 1);
+    if (!(seconds >= 0)) return; /* negative or NaN: no duration to observe */
+    for (b = 0; b < METRICS_N_BUCKETS && seconds > metrics_bucket_bounds[b]; b++)
+        ;
+    inc(&sh->buckets[b], 1);
+    inc(&sh->duration_ns, (uint64_t)(seconds * 1e9));
 }
 
 void metrics_response(int status)
 {
-    int cls = status / 100;
-
-    if (cls >= 1 && cls <= 5) atomic_fetch_add_explicit(&m_requests[cls], 1, memory_order_relaxed);
+    metrics_request_done("unknown", status, -1);
 }
 
 void metrics_conn_opened(void)
 {
-    atomic_fetch_add_explicit(&m_conns, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&m_conns_total, 1, memory_order_relaxed);
+    inc(&shard()->conns_opened, 1);
 }
 
 void metrics_conn_closed(void)
 {
-    atomic_fetch_sub_explicit(&m_conns, 1, memory_order_relaxed);
+    inc(&shard()->conns_closed, 1);
 }
 
 void metrics_upstream_connect_error(void)
 {
-    atomic_fetch_add_explicit(&m_connect_errors, 1, memory_order_relaxed);
+    inc(&shard()->connect_errors, 1);
+}
+
+void metrics_upstream_timeout(void)
+{
+    inc(&shard()->upstream_timeouts, 1);
+}
+
+void metrics_pool_reused(void)
+{
+    inc(&shard()->pool_reused, 1);
+}
+
+void metrics_upstream_connected(void)
+{
+    inc(&shard()->upstream_connections, 1);
+}
+
+static int route_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct metrics_route *)a)->name, ((const struct metrics_route *)b)->name);
+}
+
+/* Adds slot's counts over the shards in use into r. */
+static void add_slot(struct metrics_route *r, size_t slot, unsigned n_sh)
+{
+    unsigned s;
+    int k;
+
+    for (s = 0; s < n_sh; s++) {
+        struct shard *sh = &shards[s == n_sh - 1 ? SHARED_SHARD : s];
+        for (k = 0; k < 5; k++)
+            r->by_class[k] += load(&sh->requests[slot][k]);
+    }
+}
+
+void metrics_collect(struct metrics_totals *t)
+{
+    /* shards 0..used-1 plus the shared one, which add_slot maps to the last index */
+    unsigned n_sh = atomic_load_explicit(&n_shards_used, memory_order_relaxed) + 1, s;
+    uint64_t opened = 0, closed = 0, ns = 0;
+    size_t i, j, b;
+    int k;
+
+    memset(t, 0, sizeof(*t));
+    t->generation = load(&m_generation);
+    t->swaps = load(&m_swaps);
+    t->nacks = load(&m_nacks);
+    t->workers = atomic_load_explicit(&n_workers, memory_order_relaxed);
+    for (s = 0; s < n_sh; s++) {
+        struct shard *sh = &shards[s == n_sh - 1 ? SHARED_SHARD : s];
+        opened += load(&sh->conns_opened);
+        closed += load(&sh->conns_closed);
+        t->upstream_connections += load(&sh->upstream_connections);
+        t->upstream_connect_errors += load(&sh->connect_errors);
+        t->upstream_timeouts += load(&sh->upstream_timeouts);
+        t->pool_reused += load(&sh->pool_reused);
+        for (b = 0; b <= METRICS_N_BUCKETS; b++)
+            t->buckets[b] += load(&sh->buckets[b]);
+        ns += load(&sh->duration_ns);
+    }
+    t->conns_total = opened;
+    t->conns_active = opened > closed ? opened - closed : 0; /* shards are read one by one */
+    for (b = 1; b <= METRICS_N_BUCKETS; b++)
+        t->buckets[b] += t->buckets[b - 1];
+    t->duration_count = t->buckets[METRICS_N_BUCKETS];
+    t->duration_sum = (double)ns / 1e9;
+
+    for (i = 0; i < METRICS_MAX_ROUTES; i++) {
+        struct metrics_route *r = NULL;
+        if (atomic_load_explicit(&routes[i].state, memory_order_acquire) != SLOT_READY) continue;
+        for (j = 0; j < t->n_routes && !r; j++) /* a duplicate slot folds into the first */
+            if (!strcmp(t->routes[j].name, routes[i].name)) r = &t->routes[j];
+        if (!r) {
+            r = &t->routes[t->n_routes++];
+            memcpy(r->name, routes[i].name, sizeof(r->name));
+        }
+        add_slot(r, i, n_sh);
+    }
+    {
+        struct metrics_route other = {.name = "other"};
+        add_slot(&other, OTHER_SLOT, n_sh);
+        for (k = 0; k < 5 && !other.by_class[k]; k++)
+            ;
+        if (k < 5) t->routes[t->n_routes++] = other;
+    }
+    qsort(t->routes, t->n_routes, sizeof(t->routes[0]), route_cmp);
+    for (i = 0; i < t->n_routes; i++)
+        for (k = 0; k < 5; k++)
+            t->requests_by_class[k] += t->routes[i].by_class[k];
 }
 
 static void family(FILE *f, const char *name, const char *type, const char *help)
@@ -59,39 +263,86 @@ static void family(FILE *f, const char *name, const char *type, const char *help
     fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static unsigned long long load(atomic_uint_fast64_t *v)
+static void counter_line(FILE *f, const char *name, const char *type, const char *help, uint64_t v)
 {
-    return (unsigned long long)atomic_load_explicit(v, memory_order_relaxed);
+    family(f, name, type, help);
+    fprintf(f, "%s %llu\n", name, (unsigned long long)v);
+}
+
+/* A label value with \, " and newline escaped as the text format requires. */
+static void label_value(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            fprintf(f, "\\%c", *s);
+        else if (*s == '\n')
+            fputs("\\n", f);
+        else
+            fputc(*s, f);
+    }
+}
+
+static void render(FILE *f, const struct metrics_totals *t)
+{
+    size_t i;
+    int k;
+
+    counter_line(f, "strait_snapshot_generation", "gauge", "Generation of the snapshot in use.",
+                 t->generation);
+    counter_line(f, "strait_snapshot_swaps_total", "counter", "Snapshots applied.", t->swaps);
+    counter_line(f, "strait_snapshot_nacks_total", "counter", "Snapshot frames rejected (NACKed).",
+                 t->nacks);
+    family(f, "strait_requests_total", "counter",
+           "Responses sent to clients, by route and status class.");
+    for (i = 0; i < t->n_routes; i++)
+        for (k = 0; k < 5; k++) {
+            fputs("strait_requests_total{route=\"", f);
+            label_value(f, t->routes[i].name);
+            fprintf(f, "\",code=\"%dxx\"} %llu\n", k + 1,
+                    (unsigned long long)t->routes[i].by_class[k]);
+        }
+    family(f, "strait_request_duration_seconds", "histogram",
+           "Time from request head to the end of the response.");
+    for (i = 0; i < METRICS_N_BUCKETS; i++)
+        fprintf(f, "strait_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                metrics_bucket_bounds[i], (unsigned long long)t->buckets[i]);
+    fprintf(f, "strait_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+            (unsigned long long)t->buckets[METRICS_N_BUCKETS]);
+    fprintf(f, "strait_request_duration_seconds_sum %.9f\n", t->duration_sum);
+    fprintf(f, "strait_request_duration_seconds_count %llu\n",
+            (unsigned long long)t->duration_count);
+    counter_line(f, "strait_connections_total", "counter", "Client connections accepted.",
+                 t->conns_total);
+    counter_line(f, "strait_connections_active", "gauge", "Client connections open now.",
+                 t->conns_active);
+    counter_line(f, "strait_upstream_connections_total", "counter",
+                 "Upstream connections established.", t->upstream_connections);
+    counter_line(f, "strait_upstream_connect_errors_total", "counter",
+                 "Upstream connects that failed (error or connect timeout).",
+                 t->upstream_connect_errors);
+    counter_line(f, "strait_upstream_timeouts_total", "counter",
+                 "Established upstream connections that timed out.", t->upstream_timeouts);
+    counter_line(f, "strait_upstream_pool_reused_total", "counter",
+                 "Requests sent on a reused pooled upstream connection.", t->pool_reused);
 }
 
 char *metrics_render(void)
 {
+    struct metrics_totals *t = malloc(sizeof(*t));
     char *out = NULL;
     size_t len = 0;
-    FILE *f = open_memstream(&out, &len);
-    int i;
+    FILE *f;
 
-    if (!f) return NULL;
-    family(f, "strait_snapshot_generation", "gauge", "Generation of the snapshot in use.");
-    fprintf(f, "strait_snapshot_generation %llu\n", load(&m_generation));
-    family(f, "strait_snapshot_swaps_total", "counter", "Snapshots applied.");
-    fprintf(f, "strait_snapshot_swaps_total %llu\n", load(&m_swaps));
-    family(f, "strait_snapshot_nacks_total", "counter", "Snapshot frames rejected (NACKed).");
-    fprintf(f, "strait_snapshot_nacks_total %llu\n", load(&m_nacks));
-    family(f, "strait_requests_total", "counter", "Responses sent to clients, by status class.");
-    for (i = 1; i <= 5; i++)
-        fprintf(f, "strait_requests_total{code=\"%dxx\"} %llu\n", i, load(&m_requests[i]));
-    family(f, "strait_connections_total", "counter", "Client connections accepted.");
-    fprintf(f, "strait_connections_total %llu\n", load(&m_conns_total));
-    family(f, "strait_connections_active", "gauge", "Client connections open now.");
-    fprintf(f, "strait_connections_active %lld\n",
-            (long long)atomic_load_explicit(&m_conns, memory_order_relaxed));
-    family(f, "strait_upstream_connect_errors_total", "counter",
-           "Upstream connects that failed (error or timeout).");
-    fprintf(f, "strait_upstream_connect_errors_total %llu\n", load(&m_connect_errors));
+    if (!t) return NULL;
+    metrics_collect(t);
+    f = open_memstream(&out, &len);
+    if (!f) goto free_totals;
+    render(f, t);
     if (fclose(f) != 0) {
         free(out);
-        return NULL;
+        out = NULL;
     }
+free_totals:
+    free(t);
     return out;
 }

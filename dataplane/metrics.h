@@ -1,5 +1,11 @@
 /*
- * metrics: process-wide atomic counters, rendered as Prometheus text by admin.
+ * metrics: the data plane's counters, summed at scrape time and rendered as Prometheus text
+ * (GET /metrics) or read as totals (GET /stats).
+ *
+ * Every recording function is lock-free and may be called from any thread. A worker thread
+ * that calls metrics_worker_init(id) once records into its own cache-line-aligned shard;
+ * any other thread records into a shared shard. Both are correct (relaxed atomics), the
+ * first only avoids cache-line ping-pong between workers.
  */
 #ifndef STRAIT_METRICS_H
 #define STRAIT_METRICS_H
@@ -7,15 +13,65 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define METRICS_MAX_WORKERS 256 /* shards; a worker id beyond this uses the shared shard */
+#define METRICS_MAX_ROUTES 64   /* distinct route labels; later ones count as "other" */
+#define METRICS_ROUTE_LEN 128   /* longer route labels are truncated */
+#define METRICS_N_BUCKETS 12    /* finite histogram upper bounds, +Inf not included */
+
+/* Upper bounds (seconds) of strait_request_duration_seconds, ascending. */
+extern const double metrics_bucket_bounds[METRICS_N_BUCKETS];
+
+/* Binds the calling thread to shard id (the worker's index, 0-based). Call once per thread. */
+void metrics_worker_init(unsigned id);
+
 void metrics_snapshot_applied(uint64_t generation);
 void metrics_snapshot_nacked(void);
-/* Counts one response sent to a client, by status class. */
+
+/*
+ * One request answered: route is the route's source ("namespace/name"), "default" for the
+ * default backend, or NULL/"" when nothing routed it ("none"); status the status sent to
+ * the client (outside 100..599: nothing is counted); seconds the request's duration
+ * (< 0: count the request but observe no duration).
+ */
+void metrics_request_done(const char *route, int status, double seconds);
+
+/* Deprecated: metrics_request_done(NULL, status, -1) under route "unknown". */
 void metrics_response(int status);
+
 /* One accepted client connection: counts it and raises the active gauge. */
 void metrics_conn_opened(void);
 void metrics_conn_closed(void);
 /* One failed upstream connect (refused, unreachable, connect timeout). */
 void metrics_upstream_connect_error(void);
+/* An established upstream connection timed out waiting for the upstream (not connect). */
+void metrics_upstream_timeout(void);
+/* A request was sent on a pooled (reused) upstream connection. */
+void metrics_pool_reused(void);
+/* A new upstream connection was established (connect completed). */
+void metrics_upstream_connected(void);
+
+/* One route label with its requests by status class (index 0..4 = 1xx..5xx). */
+struct metrics_route {
+    char name[METRICS_ROUTE_LEN];
+    uint64_t by_class[5];
+};
+
+/* Everything, summed over shards. */
+struct metrics_totals {
+    uint64_t generation, swaps, nacks;
+    uint64_t conns_total, conns_active;
+    uint64_t upstream_connections, upstream_connect_errors, upstream_timeouts, pool_reused;
+    uint64_t requests_by_class[5];           /* over all routes */
+    uint64_t buckets[METRICS_N_BUCKETS + 1]; /* cumulative, like Prometheus; last is +Inf */
+    uint64_t duration_count;                 /* requests with a duration observed */
+    double duration_sum;                     /* seconds */
+    unsigned workers;                        /* threads that called metrics_worker_init */
+    size_t n_routes;                         /* routes[] sorted by name, "other" included */
+    struct metrics_route routes[METRICS_MAX_ROUTES + 1];
+};
+
+/* Fills t (large: allocate it) with the current totals. */
+void metrics_collect(struct metrics_totals *t);
 
 /* Prometheus text exposition; returns a malloc'd NUL-terminated string or NULL. */
 char *metrics_render(void);

@@ -4,11 +4,13 @@
  * Does: one thread per worker running its own ev_loop with its own SO_REUSEPORT listener
  * (the kernel spreads connections); receives snapshots from the main thread through a
  * mutex-protected "pending" slot plus ev_async, swaps its current pointer and drops its
- * reference to the old one; drains gracefully on stop.
+ * reference to the old one; owns the worker's idle upstream pool (upstream.c); drains
+ * gracefully on stop (listener closed at once, idle clients and pooled upstreams closed,
+ * busy clients finish with Connection: close, everything closed after the grace period).
  * Does not: parse HTTP (conn.c) or talk to the controller (snapshot.c).
- * Invariants: a worker's loop, connections and current pointer are touched only by its own
- * thread; the main thread touches only mu/pending/stop_req and the async watcher. Requests
- * hold their own snapshot reference, so swapping current never disturbs one in flight.
+ * Invariants: a worker's loop, connections, upstream pool and current pointer are touched
+ * only by its own thread; the main thread touches only mu/pending/stop_req and the async watcher.
+ * Requests hold their own snapshot reference, so swapping current never disturbs one in flight.
  */
 #include "worker.h"
 
@@ -23,6 +25,8 @@
 #include "conn.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
+#include "upstream.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
@@ -30,6 +34,17 @@ struct worker_pool {
     unsigned n;
     struct worker *w;
 };
+
+void worker_config_defaults(struct worker_config *cfg)
+{
+    cfg->client_header_timeout = 10.;
+    cfg->client_idle_timeout = 60.;
+    cfg->upstream_connect_timeout = 5.;
+    cfg->upstream_response_timeout = 60.;
+    cfg->idle_body_timeout = 60.;
+    cfg->pool_max_idle = UPSTREAM_POOL_MAX_IDLE;
+    cfg->pool_idle_timeout = UPSTREAM_POOL_IDLE_TIMEOUT;
+}
 
 static struct worker *worker_check(struct worker *w)
 {
@@ -95,6 +110,8 @@ static void async_cb(struct ev_loop *loop, ev_async *a, int revents)
         ev_io_stop(loop, &w->accept_w);
         close(w->lfd);
         w->lfd = -1;
+        upstream_pool_free(w->pool); /* idle upstreams now; busy ones are not parked again */
+        w->pool = NULL;
         conn_shutdown_all(w);
         if (w->n_conns == 0)
             ev_break(loop, EVBREAK_ALL);
@@ -118,9 +135,12 @@ static void *worker_main(void *arg)
 {
     struct worker *w = worker_check(arg);
 
+    metrics_worker_init(w->id);
     ev_run(w->loop, 0);
     conn_close_all(w);
     conn_reap(w);
+    upstream_pool_free(w->pool);
+    w->pool = NULL;
     return NULL;
 }
 
@@ -131,6 +151,8 @@ static void worker_cleanup(struct worker *w)
         ev_async_stop(w->loop, &w->async_w);
         ev_prepare_stop(w->loop, &w->reap_w);
         ev_timer_stop(w->loop, &w->drain_w);
+        upstream_pool_free(w->pool); /* only left when the thread never ran */
+        w->pool = NULL;
         ev_loop_destroy(w->loop);
         w->loop = NULL;
     }
@@ -143,15 +165,21 @@ static void worker_cleanup(struct worker *w)
 }
 
 static int worker_init(struct worker *w, unsigned id, const struct sockaddr *sa, socklen_t salen,
-                       char *err, size_t errlen)
+                       const struct worker_config *cfg, char *err, size_t errlen)
 {
     w->magic = WORKER_MAGIC;
     w->id = id;
     w->lfd = -1;
+    w->cfg = *cfg;
     pthread_mutex_init(&w->mu, NULL);
     w->loop = ev_loop_new(EVFLAG_AUTO);
     if (!w->loop) {
         snprintf(err, errlen, "ev_loop_new failed");
+        return -1;
+    }
+    w->pool = upstream_pool_new(w->loop, cfg->pool_max_idle, cfg->pool_idle_timeout);
+    if (!w->pool) {
+        snprintf(err, errlen, "out of memory");
         return -1;
     }
     w->lfd = listener_open(sa, salen, 1, err, errlen);
@@ -167,14 +195,19 @@ static int worker_init(struct worker *w, unsigned id, const struct sockaddr *sa,
 }
 
 int worker_pool_start(struct worker_pool **out, unsigned n, const struct sockaddr *sa,
-                      socklen_t salen, char *err, size_t errlen)
+                      socklen_t salen, const struct worker_config *cfg, char *err, size_t errlen)
 {
+    struct worker_config defaults;
     struct worker_pool *p;
     struct sockaddr_storage bound;
     socklen_t bl = sizeof(bound);
     unsigned i, inited = 0, started = 0;
     char a[80];
 
+    if (!cfg) {
+        worker_config_defaults(&defaults);
+        cfg = &defaults;
+    }
     p = calloc(1, sizeof(*p));
     if (!p) goto fail_oom;
     p->n = n;
@@ -182,7 +215,7 @@ int worker_pool_start(struct worker_pool **out, unsigned n, const struct sockadd
     if (!p->w) goto free_pool;
     memcpy(&bound, sa, salen);
     for (i = 0; i < n; i++, inited++) {
-        if (worker_init(&p->w[i], i, (struct sockaddr *)&bound, salen, err, errlen) < 0) {
+        if (worker_init(&p->w[i], i, (struct sockaddr *)&bound, salen, cfg, err, errlen) < 0) {
             inited++;
             goto cleanup_workers;
         }

@@ -15,6 +15,21 @@
 #define WORKER_MAGIC 0x574f524bu /* "WORK" */
 
 struct conn;
+struct upstream_pool;
+
+/* Engine settings, the same for every worker; seconds may be fractional. */
+struct worker_config {
+    double client_header_timeout;     /* whole request head, from its first byte: 408 */
+    double client_idle_timeout;       /* keep-alive idle between requests: silent close */
+    double upstream_connect_timeout;  /* TCP connect to an endpoint: 504 */
+    double upstream_response_timeout; /* request sent, no response head yet: 504 */
+    double idle_body_timeout;         /* no progress either way during a body/tunnel: close */
+    unsigned pool_max_idle;           /* idle upstream connections kept per endpoint */
+    double pool_idle_timeout;         /* how long an idle upstream connection is kept */
+};
+
+/* Fills cfg with the documented defaults (10, 60, 5, 60, 60 s; 64 idle for 60 s). */
+void worker_config_defaults(struct worker_config *cfg);
 
 /* Shared with conn.c; everything except mu/pending/stop_req is touched by the worker only. */
 struct worker {
@@ -34,6 +49,8 @@ struct worker {
     int stop_req;             /* under mu */
     double grace;             /* under mu: drain time after stop_req */
 
+    struct worker_config cfg;   /* read-only after start */
+    struct upstream_pool *pool; /* idle upstream connections of this worker */
     int stopping;
     struct snapshot *current; /* what new requests are routed with; NULL before the first */
     struct conn *conns;       /* live connections */
@@ -45,17 +62,19 @@ struct worker_pool;
 
 /*
  * Opens n listening sockets on sa (port 0 picks one port for all) and starts n worker
- * threads. Returns 0 and *out, or -1 with err filled (nothing left running).
+ * threads with settings cfg (copied; NULL: defaults). Returns 0 and *out, or -1 with err
+ * filled (nothing left running).
  */
 int worker_pool_start(struct worker_pool **out, unsigned n, const struct sockaddr *sa,
-                      socklen_t salen, char *err, size_t errlen);
+                      socklen_t salen, const struct worker_config *cfg, char *err, size_t errlen);
 
 /* Hands s (borrowed; each worker takes its own reference) to every worker. */
 void worker_pool_publish(struct worker_pool *p, struct snapshot *s);
 
 /*
- * Stops accepting, lets in-flight requests finish for up to grace seconds, closes
- * everything, joins the threads and frees the pool.
+ * Graceful drain: every worker closes its listener at once, closes idle client connections,
+ * lets busy ones finish their current response (sent with Connection: close) for up to
+ * grace seconds, then closes everything; joins the threads and frees the pool.
  */
 void worker_pool_stop(struct worker_pool *p, double grace);
 

@@ -729,3 +729,126 @@ class SharedStackTest(unittest.TestCase):
 
     def dump_logs(self):
         return self.stack.logs() if self.stack else ""
+
+
+# ---------------------------------------------------------------------------------------
+# engine helpers (issue 4): data plane flags, raw backends, process memory
+
+def start_dataplane(stack, *extra, wait_ready=True, name="dataplane"):
+    """Like Stack.dataplane(), with extra command-line flags (e.g. timeouts, --workers)."""
+    stack.port = free_port()
+    stack.admin_port = free_port()
+    p = Proc(name, [os.path.join(BIN, "strait-dataplane"), "--socket", stack.sock,
+                    "--listen", "127.0.0.1:%d" % stack.port,
+                    "--admin", "127.0.0.1:%d" % stack.admin_port,
+                    "--log-level", "debug"] + list(extra), stack.dir, strait=True)
+    stack.procs.append(p)
+    stack.dp = p
+
+    def up():
+        if not p.alive():
+            raise AssertionError("dataplane exited early (rc=%s)" % p.p.poll())
+        if wait_ready:
+            return stack.admin_get("/ready")[0] == 200
+        return port_accepts(stack.port)
+    wait_until(up, 15, what="dataplane %s" % ("ready" if wait_ready else "listening"))
+    return p
+
+
+def vm_rss_kib(pid):
+    """Resident set size of pid in KiB, from /proc/PID/status."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
+def recv_http_response(sock, timeout):
+    """Reads one Content-Length-framed response from sock; returns (head bytes, body)."""
+    head, rest = read_http_head(sock, timeout)
+    m = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+    n = int(m.group(1)) if m else 0
+    deadline = time.monotonic() + timeout * SLOW
+    while len(rest) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError("body incomplete: %d of %d bytes" % (len(rest), n))
+        sock.settimeout(left)
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError("closed mid-body: %d of %d bytes" % (len(rest), n))
+        rest += chunk
+    return head, rest[:n]
+
+
+class RawServer:
+    """A loopback TCP server thread that counts accepted connections and hands each to
+    handler(server, conn_socket, conn_number) in its own thread. stop() closes it."""
+
+    def __init__(self, handler):
+        import threading
+        self.handler = handler
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.requests = 0
+        self.lock = threading.Lock()
+        self.stopping = False
+        self.conns = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        import threading
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.accepted += 1
+                n = self.accepted
+                self.conns.append(c)
+            threading.Thread(target=self._run, args=(c, n), daemon=True).start()
+
+    def _run(self, c, n):
+        try:
+            self.handler(self, c, n)
+        except OSError:
+            pass
+        finally:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def read_head(self, c, timeout=30.0):
+        """Reads one request head from c; returns it, or b"" when the peer closed first.
+        Bytes after the head (bodies) are not expected by the handlers that use this."""
+        buf = b""
+        c.settimeout(timeout)
+        while b"\r\n\r\n" not in buf:
+            chunk = c.recv(65536)
+            if not chunk:
+                return b""
+            buf += chunk
+        with self.lock:
+            self.requests += 1
+        return buf
+
+    def stop(self):
+        self.stopping = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        with self.lock:
+            for c in self.conns:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass

@@ -31,14 +31,14 @@ def http_get(port, path):
 def parse_metrics(text):
     """Prometheus text → ({"name{labels}": value}, problems). A problem is a sample whose
     family has no # HELP or # TYPE line before it, or a line that does not parse."""
-    helps, types, values, problems = set(), set(), {}, []
+    helps, types, values, problems = set(), {}, {}, []
     for line in text.splitlines():
         if line.startswith("# HELP "):
             helps.add(line.split()[2])
         elif line.startswith("# TYPE "):
             parts = line.split()
-            types.add(parts[2])
-            if parts[3] not in ("counter", "gauge"):
+            types[parts[2]] = parts[3]
+            if parts[3] not in ("counter", "gauge", "histogram"):
                 problems.append("odd type: %r" % line)
         elif line.strip():
             m = _SAMPLE.match(line)
@@ -46,9 +46,21 @@ def parse_metrics(text):
                 problems.append("unparsable: %r" % line)
                 continue
             name = m.group(1)
+            for suf in ("_bucket", "_sum", "_count"):
+                if name.endswith(suf) and types.get(name[:-len(suf)]) == "histogram":
+                    name = name[:-len(suf)]
             if name not in helps or name not in types:
                 problems.append("%s has no HELP/TYPE before it" % name)
-            values[name + (m.group(2) or "")] = float(m.group(3))
+            values[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+    # strait_requests_total carries route and code labels: also sum it per code
+    if "strait_requests_total" in types:
+        for n in range(1, 6):
+            values.setdefault('strait_requests_total{code="%dxx"}' % n, 0.0)
+    for key, v in list(values.items()):
+        c = re.match(r'strait_requests_total\{.*code="(\dxx)"', key)
+        if c and key != 'strait_requests_total{code="%s"}' % c.group(1):
+            k = 'strait_requests_total{code="%s"}' % c.group(1)
+            values[k] = values.get(k, 0) + v
     return values, problems
 
 

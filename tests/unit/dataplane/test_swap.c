@@ -145,7 +145,8 @@ static void test_inflight_survives_swap(void **state)
     close(tmp);
     sin.sin_port = htons(port);
     assert_int_equal(
-        worker_pool_start(&pool, 1, (struct sockaddr *)&sin, sizeof(sin), err, sizeof(err)), 0);
+        worker_pool_start(&pool, 1, (struct sockaddr *)&sin, sizeof(sin), NULL, err, sizeof(err)),
+        0);
 
     a = make_snapshot(1, bound_port(backend_fd));
     worker_pool_publish(pool, a);

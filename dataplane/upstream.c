@@ -1,0 +1,244 @@
+/*
+ * upstream: connecting to endpoints and keeping idle keep-alive connections for reuse.
+ *
+ * Does: start non-blocking connects; park connections that ended a response cleanly in a
+ * per-worker pool keyed by endpoint address (family, address, port), hand the most recently
+ * parked one (LIFO: the warmest, least likely to have been closed by the server) back out,
+ * and drop an idle connection when it becomes readable (the server closed it or sent bytes
+ * nobody asked for), when its idle timer expires, or beyond max_idle per endpoint.
+ * Does not: know about HTTP or snapshots. The key is the address, so a snapshot swap that
+ * keeps an endpoint keeps its idle connections, and one that removes it lets them age out.
+ * Invariants:
+ *   - a pool belongs to one worker thread and its loop: no locks;
+ *   - a parked connection has exactly one owner (the pool) and its watchers are active
+ *     only while parked; nothing else points at an idle entry, so it is freed at once,
+ *     even from its own callback (it is not touched after);
+ *   - an endpoint entry exists only while it has idle connections.
+ */
+#include "upstream.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+#define UPSTREAM_IDLE_MAGIC 0x49444c45u /* "IDLE" */
+
+struct upstream_ep {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    struct upstream_idle *idle; /* most recently parked first */
+    unsigned n_idle;
+    struct upstream_ep *prev, *next;
+};
+
+struct upstream_idle {
+    uint32_t magic;
+    int fd;
+    ev_io rio;
+    ev_timer timer;
+    struct upstream_pool *pool;
+    struct upstream_ep *ep;
+    struct upstream_idle *prev, *next;
+};
+
+struct upstream_pool {
+    struct ev_loop *loop;
+    unsigned max_idle;
+    double idle_timeout;
+    unsigned n_idle;
+    struct upstream_ep *eps;
+};
+
+static struct upstream_idle *idle_check(struct upstream_idle *u)
+{
+    if (u->magic != UPSTREAM_IDLE_MAGIC) abort();
+    return u;
+}
+
+static int addr_equal(const struct sockaddr *a, const struct sockaddr_storage *b)
+{
+    if (a->sa_family != b->ss_family) return 0;
+    if (a->sa_family == AF_INET) {
+        const struct sockaddr_in *x = (const struct sockaddr_in *)a;
+        const struct sockaddr_in *y = (const struct sockaddr_in *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (a->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a;
+        const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)b;
+        return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+    }
+    return 0;
+}
+
+static struct upstream_ep *ep_find(struct upstream_pool *p, const struct sockaddr *sa)
+{
+    struct upstream_ep *e;
+
+    for (e = p->eps; e; e = e->next)
+        if (addr_equal(sa, &e->addr)) return e;
+    return NULL;
+}
+
+static void ep_free_if_empty(struct upstream_pool *p, struct upstream_ep *e)
+{
+    if (e->n_idle) return;
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        p->eps = e->next;
+    if (e->next) e->next->prev = e->prev;
+    free(e);
+}
+
+/* Unlinks u from its endpoint and stops its watchers; the fd stays open. */
+static void idle_unlink(struct upstream_idle *u)
+{
+    struct upstream_pool *p = u->pool;
+    struct upstream_ep *e = u->ep;
+
+    ev_io_stop(p->loop, &u->rio);
+    ev_timer_stop(p->loop, &u->timer);
+    if (u->prev)
+        u->prev->next = u->next;
+    else
+        e->idle = u->next;
+    if (u->next) u->next->prev = u->prev;
+    e->n_idle--;
+    p->n_idle--;
+    ep_free_if_empty(p, e);
+    u->magic = 0;
+}
+
+static void idle_drop(struct upstream_idle *u)
+{
+    int fd = u->fd;
+
+    idle_unlink(u);
+    close(fd);
+    free(u);
+}
+
+/* Readable while idle: EOF, reset or unsolicited bytes - the connection is unusable. */
+static void idle_read_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    (void)revents;
+    idle_drop(idle_check(container_of(io, struct upstream_idle, rio)));
+}
+
+static void idle_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    idle_drop(idle_check(container_of(t, struct upstream_idle, timer)));
+}
+
+struct upstream_pool *upstream_pool_new(struct ev_loop *loop, unsigned max_idle,
+                                        double idle_timeout)
+{
+    struct upstream_pool *p = calloc(1, sizeof(*p));
+
+    if (!p) return NULL;
+    p->loop = loop;
+    p->max_idle = max_idle;
+    p->idle_timeout = idle_timeout;
+    return p;
+}
+
+void upstream_pool_free(struct upstream_pool *p)
+{
+    if (!p) return;
+    while (p->eps)
+        idle_drop(p->eps->idle); /* frees the endpoint with its last connection */
+    free(p);
+}
+
+int upstream_pool_take(struct upstream_pool *p, const struct sockaddr *sa, socklen_t salen)
+{
+    struct upstream_ep *e;
+    struct upstream_idle *u;
+    int fd;
+
+    (void)salen;
+    if (!p || !(e = ep_find(p, sa))) return -1;
+    u = e->idle;
+    fd = u->fd;
+    idle_unlink(u);
+    free(u);
+    return fd;
+}
+
+void upstream_pool_put(struct upstream_pool *p, const struct sockaddr *sa, socklen_t salen, int fd)
+{
+    struct upstream_ep *e;
+    struct upstream_idle *u;
+
+    if (!p || p->max_idle == 0 || salen > sizeof(e->addr)) goto close_fd;
+    e = ep_find(p, sa);
+    if (e && e->n_idle >= p->max_idle) goto close_fd;
+    u = calloc(1, sizeof(*u));
+    if (!u) goto close_fd;
+    if (!e) {
+        e = calloc(1, sizeof(*e));
+        if (!e) goto free_idle;
+        memcpy(&e->addr, sa, salen);
+        e->addrlen = salen;
+        e->next = p->eps;
+        if (p->eps) p->eps->prev = e;
+        p->eps = e;
+    }
+    u->magic = UPSTREAM_IDLE_MAGIC;
+    u->fd = fd;
+    u->pool = p;
+    u->ep = e;
+    u->next = e->idle;
+    if (e->idle) e->idle->prev = u;
+    e->idle = u;
+    e->n_idle++;
+    p->n_idle++;
+    ev_io_init(&u->rio, idle_read_cb, fd, EV_READ);
+    ev_io_start(p->loop, &u->rio);
+    ev_timer_init(&u->timer, idle_timer_cb, p->idle_timeout, 0.);
+    ev_timer_start(p->loop, &u->timer);
+    return;
+
+free_idle:
+    free(u);
+close_fd:
+    close(fd);
+}
+
+unsigned upstream_pool_idle(const struct upstream_pool *p)
+{
+    return p ? p->n_idle : 0;
+}
+
+int upstream_connect(const struct sockaddr *sa, socklen_t salen, int *in_progress)
+{
+    int one = 1, fd, saved;
+
+    fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(fd, sa, salen) == 0) {
+        *in_progress = 0;
+        return fd;
+    }
+    if (errno == EINPROGRESS) {
+        *in_progress = 1;
+        return fd;
+    }
+    saved = errno;
+    close(fd);
+    errno = saved;
+    return -1;
+}
