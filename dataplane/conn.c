@@ -48,10 +48,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "accesslog.h"
 #include "http1.h"
 #include "log.h"
 #include "httpmsg.h"
 #include "metrics.h"
+#include "netaddr.h"
 #include "router.h"
 #include "upstream.h"
 
@@ -99,6 +101,12 @@ struct conn {
     int upgrade;    /* request asked for a protocol upgrade (Connection: upgrade + Upgrade) */
     int idempotent; /* RFC 9110 9.2.2: may be retried automatically */
     char route_src[128];
+    int logged;                 /* counted in metrics (and the access log) already */
+    double req_start;           /* ev_time() when the request head was parsed */
+    double req_wall;            /* wall clock at the same moment, for the access log */
+    uint64_t out_total;         /* bytes sent to the client over the connection */
+    uint64_t out_mark;          /* out_total + cout.len when the request started */
+    struct conn_reqlog *reqlog; /* only with --access-log: what a log line needs */
 
     /* upstream leg of the current request */
     int ufd;
@@ -226,6 +234,61 @@ static void upstream_release(struct conn *c)
     c->replay_ok = 0;
 }
 
+/* Access-log facts copied from the request head (it lives in cin, which moves on). */
+struct conn_reqlog {
+    char method[16], target[ACCESSLOG_MAX_FIELD], host[256], upstream[64];
+};
+
+/* Request start: remember when, and with --access-log what, for request_log(). */
+static void request_begin(struct conn *c, const struct http1_request *req)
+{
+    c->logged = 0;
+    c->req_start = ev_time();
+    c->out_mark = c->out_total + c->cout.len;
+    if (!accesslog_enabled()) return;
+    if (!c->reqlog && !(c->reqlog = malloc(sizeof(*c->reqlog)))) return;
+    {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        c->req_wall = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    }
+    snprintf(c->reqlog->method, sizeof(c->reqlog->method), "%.*s", req ? (int)req->method_len : 0,
+             req ? req->method : "");
+    snprintf(c->reqlog->target, sizeof(c->reqlog->target), "%.*s", req ? (int)req->target_len : 0,
+             req ? req->target : "");
+    c->reqlog->host[0] = c->reqlog->upstream[0] = '\0';
+}
+
+/*
+ * The current request is answered with status: counts it once in the metrics (by route,
+ * status class and duration) and writes its access log line.
+ */
+static void request_log(struct conn *c, int status)
+{
+    double dur;
+
+    if (c->logged) return;
+    c->logged = 1;
+    dur = c->req_start ? ev_time() - c->req_start : 0;
+    metrics_request_done(c->route_src, status, dur);
+    if (c->reqlog && accesslog_enabled()) {
+        struct accesslog_entry e = {
+            .time = c->req_wall,
+            .client = c->peer,
+            .method = c->reqlog->method[0] ? c->reqlog->method : NULL,
+            .target = c->reqlog->method[0] ? c->reqlog->target : NULL,
+            .host = c->reqlog->host[0] ? c->reqlog->host : NULL,
+            .http_minor = c->client_minor,
+            .status = status,
+            .bytes_sent = c->out_total + c->cout.len - c->out_mark,
+            .duration = dur,
+            .upstream = c->reqlog->upstream[0] ? c->reqlog->upstream : NULL,
+            .route = c->route_src[0] ? c->route_src : NULL,
+        };
+        accesslog_write(&e);
+    }
+}
+
 /* Ends the current request: upstream closed, snapshot reference dropped. */
 static void request_release(struct conn *c)
 {
@@ -240,6 +303,7 @@ static void conn_close(struct conn *c)
 
     if (c->dead) return;
     c->dead = 1;
+    if (c->resp_started) request_log(c, c->resp_status); /* cut short: log what was sent */
     request_release(c);
     ev_io_stop(w->loop, &c->rio);
     ev_io_stop(w->loop, &c->wio);
@@ -270,6 +334,7 @@ void conn_reap(struct worker *w)
         dbuf_free(&c->uin);
         dbuf_free(&c->uout);
         dbuf_free(&c->replay);
+        free(c->reqlog);
         c->magic = 0;
         free(c);
     }
@@ -384,7 +449,7 @@ static void local_response(struct conn *c, int status, const char *body, int clo
         conn_close(c);
         return;
     }
-    metrics_response(status);
+    request_log(c, status);
     log_debug("request", "peer=%s status=%d local=1", c->peer, status);
     c->state = CS_HEAD;
     c->head_timer = 0;
@@ -404,6 +469,7 @@ static void upstream_failed(struct conn *c, int status, const char *why)
     if (!c->resp_started && status == 502 && upstream_retry(c, why) == 0) return;
     log_warn("upstream_error", "peer=%s route=%s reason=\"%s\"", c->peer, c->route_src, why);
     if (c->resp_started) {
+        request_log(c, c->resp_status);
         request_release(c);
         c->close_after_flush = 1; /* truncated response: closing is the only signal */
         c->state = CS_HEAD;
@@ -663,9 +729,11 @@ static int start_request(struct conn *c)
         return 0;
     }
     if (r == -1) {
+        request_begin(c, NULL);
         local_response(c, status, NULL, 1);
         return 1;
     }
+    request_begin(c, &req);
     ev_timer_stop(c->w->loop, &c->timer);
     c->head_timer = 0;
     c->client_minor = req.minor_version;
@@ -685,6 +753,8 @@ static int start_request(struct conn *c)
                  header_find(req.headers, req.num_headers, "upgrade") != NULL &&
                  header_has_token(req.headers, req.num_headers, "connection", "upgrade");
     c->idempotent = method_idempotent(&req);
+    if (c->reqlog && info.host)
+        snprintf(c->reqlog->host, sizeof(c->reqlog->host), "%.*s", (int)info.host_len, info.host);
     if (info.host &&
         (hl = router_normalize_host(info.host, info.host_len, host, sizeof(host))) < 0) {
         dbuf_consume(&c->cin, (size_t)r);
@@ -720,6 +790,9 @@ static int start_request(struct conn *c)
     c->state = CS_PROXY;
     memcpy(&c->uaddr, &ep->addr, ep->addrlen);
     c->uaddrlen = ep->addrlen;
+    if (c->reqlog)
+        netaddr_format((const struct sockaddr *)&ep->addr, c->reqlog->upstream,
+                       sizeof(c->reqlog->upstream));
     if (upstream_open(c, 1) < 0) {
         metrics_upstream_connect_error();
         upstream_failed(c, 502, strerror(errno));
@@ -845,7 +918,7 @@ static int parse_response_head(struct conn *c)
             c->resp_status = 101;
             c->keep_alive = 0;
             c->state = CS_TUNNEL;
-            metrics_response(101);
+            request_log(c, 101);
             log_debug("request", "peer=%s status=101 route=%s", c->peer, c->route_src);
             arm_progress(c);
             return 1;
@@ -877,7 +950,6 @@ static int parse_response_head(struct conn *c)
         dbuf_consume(&c->uin, (size_t)r);
         c->resp_started = 1;
         c->resp_done = info.body == HTTP1_BODY_NONE;
-        metrics_response(res.status);
         log_debug("request", "peer=%s status=%d route=%s", c->peer, res.status, c->route_src);
         return 1;
     }
@@ -941,6 +1013,7 @@ static int upstream_reusable(const struct conn *c)
 /* The response is complete: end the request and get ready for the next one. */
 static void finish_request(struct conn *c)
 {
+    request_log(c, c->resp_status);
     if (!c->req_done || c->u_write_failed || c->w->stopping) c->keep_alive = 0;
     if (upstream_reusable(c)) {
         ev_io_stop(c->w->loop, &c->urio);
@@ -1064,6 +1137,7 @@ static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents)
             conn_close(c);
             return;
         }
+        c->out_total += (uint64_t)n;
         dbuf_consume(&c->cout, (size_t)n);
         arm_progress(c);
     }

@@ -18,6 +18,7 @@
 
 #include <ev.h>
 
+#include "accesslog.h"
 #include "admin.h"
 #include "netaddr.h"
 #include "log.h"
@@ -42,10 +43,12 @@ static void usage(FILE *f)
                "                        [--client-header-timeout S] [--client-idle-timeout S]\n"
                "                        [--upstream-connect-timeout S]\n"
                "                        [--upstream-response-timeout S] [--idle-body-timeout S]\n"
-               "                        [--drain-timeout S]\n"
+               "                        [--drain-timeout S] [--access-log PATH|-]\n"
                "  ADDR is an IPv4 literal, [IPv6] or localhost; --workers defaults to the number\n"
                "  of online CPUs. Timeouts are seconds (fractions allowed); defaults: header 10,\n"
-               "  idle 60, connect 5, response 60, idle body 60, drain 30.\n");
+               "  idle 60, connect 5, response 60, idle body 60, drain 30.\n"
+               "  --access-log writes one JSON line per request to PATH (- for stdout); off by\n"
+               "  default.\n");
 }
 
 /* Parses a positive, finite number of seconds. Returns 0, or -1 (message printed). */
@@ -105,9 +108,10 @@ int main(int argc, char **argv)
                                          {"upstream-response-timeout", required_argument, NULL, 4},
                                          {"idle-body-timeout", required_argument, NULL, 5},
                                          {"drain-timeout", required_argument, NULL, 6},
+                                         {"access-log", required_argument, NULL, 7},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *sock = NULL, *listen_spec = NULL, *admin_spec = NULL;
+    const char *sock = NULL, *listen_spec = NULL, *admin_spec = NULL, *access_log = NULL;
     enum log_level level = LOG_LEVEL_INFO;
     struct sockaddr_storage lss, ass;
     socklen_t lsl = 0, asl = 0;
@@ -134,6 +138,9 @@ int main(int argc, char **argv)
             if (parse_seconds(opts[idx].name, optarg, slot[c - 1]) < 0) return 2;
             break;
         }
+        case 7:
+            access_log = optarg;
+            break;
         case 's':
             sock = optarg;
             break;
@@ -180,6 +187,10 @@ int main(int argc, char **argv)
         log_error("startup_failed", "reason=\"no event loop\"");
         return 1;
     }
+    if (access_log && accesslog_open(access_log, err, sizeof(err)) < 0) {
+        log_error("startup_failed", "reason=\"%s\"", err);
+        goto destroy_loop;
+    }
     if (worker_pool_start(&app.pool, (unsigned)workers, (struct sockaddr *)&lss, lsl, &cfg, err,
                           sizeof(err)) < 0) {
         log_error("startup_failed", "reason=\"%s\"", err);
@@ -214,6 +225,7 @@ stop_admin:
 stop_pool:
     worker_pool_stop(app.pool, drain);
 destroy_loop:
+    accesslog_close();
     ev_loop_destroy(app.loop);
     log_info("exit", "code=%d", rc);
     return rc;

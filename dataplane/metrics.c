@@ -149,11 +149,6 @@ void metrics_request_done(const char *route, int status, double seconds)
     inc(&sh->duration_ns, (uint64_t)(seconds * 1e9));
 }
 
-void metrics_response(int status)
-{
-    metrics_request_done("unknown", status, -1);
-}
-
 void metrics_conn_opened(void)
 {
     inc(&shard()->conns_opened, 1);

@@ -35,9 +35,6 @@ void metrics_snapshot_nacked(void);
  */
 void metrics_request_done(const char *route, int status, double seconds);
 
-/* Deprecated: metrics_request_done(NULL, status, -1) under route "unknown". */
-void metrics_response(int status);
-
 /* One accepted client connection: counts it and raises the active gauge. */
 void metrics_conn_opened(void);
 void metrics_conn_closed(void);

@@ -1,0 +1,185 @@
+/*
+ * fuzz_snapwire: libFuzzer target for common/snapwire.c's checked reader, which the data plane
+ * runs on frames from a socket (a remote controller over TLS in sidecar mode).
+ *
+ * Does: decode the input as a frame; decode it again with its length and CRC fields fixed up (a
+ * fuzzer cannot forge CRC-32, so without this every mutated frame stops at the checksum); for a
+ * frame that
+ * decodes, dump it as JSON, re-encode it, decode that and compare field by field, and check
+ * the encoder is deterministic. Also feeds the input to the ACK/NACK reply parser.
+ * Does not: check snapshot semantics (routing order etc.) - the decoder only promises
+ * internal consistency, and that is what is asserted.
+ * Invariants checked with abort(): decode(encode(decode(x))) == decode(x) in every field;
+ * encoding twice gives the same bytes; the JSON dump is well-formed.
+ */
+#include "snapwire.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_parse.h>
+#include <zlib.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "fuzz_snapwire: invariant failed at line %d: %s\n", __LINE__, #cond);  \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+static int streq(const char *a, const char *b)
+{
+    return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+static void same_snapshot(const struct snapwire_snapshot *a, const struct snapwire_snapshot *b)
+{
+    uint32_t i;
+
+    CHECK(a->n_listeners == b->n_listeners && a->n_vhosts == b->n_vhosts);
+    CHECK(a->n_routes == b->n_routes && a->n_clusters == b->n_clusters);
+    CHECK(a->n_endpoints == b->n_endpoints);
+    CHECK(a->meta.default_cluster == b->meta.default_cluster);
+    CHECK(streq(a->meta.source, b->meta.source));
+    for (i = 0; i < a->n_listeners; i++) {
+        CHECK(streq(a->listeners[i].name, b->listeners[i].name));
+        CHECK(streq(a->listeners[i].address, b->listeners[i].address));
+        CHECK(a->listeners[i].port == b->listeners[i].port);
+        CHECK(a->listeners[i].protocol == b->listeners[i].protocol);
+    }
+    for (i = 0; i < a->n_vhosts; i++) {
+        CHECK(streq(a->vhosts[i].host, b->vhosts[i].host));
+        CHECK(a->vhosts[i].first_route == b->vhosts[i].first_route);
+        CHECK(a->vhosts[i].route_count == b->vhosts[i].route_count);
+    }
+    for (i = 0; i < a->n_routes; i++) {
+        CHECK(streq(a->routes[i].path, b->routes[i].path));
+        CHECK(streq(a->routes[i].source, b->routes[i].source));
+        CHECK(a->routes[i].match == b->routes[i].match);
+        CHECK(a->routes[i].cluster == b->routes[i].cluster);
+    }
+    for (i = 0; i < a->n_clusters; i++) {
+        CHECK(streq(a->clusters[i].name, b->clusters[i].name));
+        CHECK(a->clusters[i].lb == b->clusters[i].lb);
+        CHECK(a->clusters[i].first_endpoint == b->clusters[i].first_endpoint);
+        CHECK(a->clusters[i].endpoint_count == b->clusters[i].endpoint_count);
+    }
+    for (i = 0; i < a->n_endpoints; i++) {
+        CHECK(streq(a->endpoints[i].address, b->endpoints[i].address));
+        CHECK(a->endpoints[i].port == b->endpoints[i].port);
+        CHECK(a->endpoints[i].ready == b->endpoints[i].ready);
+    }
+}
+
+/* The documented promises of a decoded snapshot, checked independently of the decoder. */
+static void check_consistent(const struct snapwire_snapshot *s)
+{
+    uint32_t i;
+
+    CHECK(s->meta.default_cluster == SNAPWIRE_NONE || s->meta.default_cluster < s->n_clusters);
+    for (i = 0; i < s->n_vhosts; i++)
+        CHECK((uint64_t)s->vhosts[i].first_route + s->vhosts[i].route_count <= s->n_routes);
+    for (i = 0; i < s->n_routes; i++) {
+        CHECK(s->routes[i].cluster < s->n_clusters && s->routes[i].path[0] == '/');
+        CHECK(s->routes[i].match == SNAPWIRE_MATCH_EXACT ||
+              s->routes[i].match == SNAPWIRE_MATCH_PREFIX);
+    }
+    for (i = 0; i < s->n_clusters; i++)
+        CHECK((uint64_t)s->clusters[i].first_endpoint + s->clusters[i].endpoint_count <=
+              s->n_endpoints);
+    for (i = 0; i < s->n_endpoints; i++)
+        CHECK(s->endpoints[i].port != 0 && s->endpoints[i].address[0]);
+}
+
+static void check_json(const char *json)
+{
+    yajl_handle h = yajl_alloc(NULL, NULL, NULL);
+
+    CHECK(h != NULL);
+    /* strings are only checked for control characters on the wire, not for UTF-8 */
+    yajl_config(h, yajl_dont_validate_strings, 1);
+    CHECK(yajl_parse(h, (const unsigned char *)json, strlen(json)) == yajl_status_ok);
+    CHECK(yajl_complete_parse(h) == yajl_status_ok);
+    yajl_free(h);
+}
+
+static void roundtrip(const uint8_t *frame, size_t len)
+{
+    struct snapwire_snapshot a, b;
+    uint8_t *enc1 = NULL, *enc2 = NULL;
+    size_t len1 = 0, len2 = 0;
+    char err[256], *json;
+
+    if (snapwire_decode(frame, len, &a, err, sizeof(err)) < 0) return;
+    CHECK(snapwire_frame_size(frame, len, err, sizeof(err)) == (long)len);
+    CHECK(snapwire_frame_generation(frame) == a.generation);
+    check_consistent(&a);
+    json = snapwire_to_json(&a);
+    CHECK(json != NULL);
+    check_json(json);
+    free(json);
+
+    if (snapwire_encode(&a, a.generation, &enc1, &len1, err, sizeof(err)) < 0) {
+        fprintf(stderr, "fuzz_snapwire: re-encode of a decoded frame failed: %s\n", err);
+        abort();
+    }
+    if (snapwire_decode(enc1, len1, &b, err, sizeof(err)) < 0) {
+        fprintf(stderr, "fuzz_snapwire: decode of a re-encoded frame failed: %s\n", err);
+        abort();
+    }
+    CHECK(b.generation == a.generation);
+    same_snapshot(&a, &b);
+    CHECK(snapwire_encode(&b, a.generation + 1, &enc2, &len2, err, sizeof(err)) == 0);
+    CHECK(len1 == len2 && snapwire_same_payload(enc1, len1, enc2, len2));
+    CHECK(memcmp(enc1, enc2, 8) == 0 && memcmp(enc1 + 16, enc2 + 16, len1 - 16) == 0);
+    free(enc1);
+    free(enc2);
+    snapwire_free(&b);
+    snapwire_free(&a);
+}
+
+static void fuzz_reply(const uint8_t *data, size_t size)
+{
+    char reason[64], line[128];
+    uint64_t g = 0, g2 = 0;
+    int r = snapwire_reply_parse((const char *)data, size, &g, reason, sizeof(reason));
+
+    CHECK(r >= -1 && r <= 1);
+    if (r < 0) return;
+    size_t n = snapwire_reply_format(line, sizeof(line), r, g, r ? NULL : reason);
+    CHECK(n < sizeof(line) && line[n] == '\0');
+    CHECK(snapwire_reply_parse(line, n, &g2, NULL, 0) == r && g2 == g);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char err[256];
+    long fsz = snapwire_frame_size(data, size, err, sizeof(err));
+
+    CHECK(fsz == -1 || fsz == -2 || (fsz >= SNAPWIRE_HEADER_SIZE && fsz <= SNAPWIRE_MAX_FRAME));
+    CHECK(fsz != -2 || size < SNAPWIRE_HEADER_SIZE);
+    roundtrip(data, size);
+
+    /* Same frame with its payload length and CRC made to match, so mutations reach the body. */
+    if (fsz > 0 && size - SNAPWIRE_HEADER_SIZE <= SNAPWIRE_MAX_FRAME - SNAPWIRE_HEADER_SIZE) {
+        uint8_t *fixed = malloc(size);
+        uint32_t crc, plen = (uint32_t)(size - SNAPWIRE_HEADER_SIZE);
+
+        CHECK(fixed != NULL);
+        memcpy(fixed, data, size);
+        for (int i = 0; i < 4; i++)
+            fixed[16 + i] = (uint8_t)(plen >> (8 * i));
+        crc =
+            (uint32_t)crc32(0L, fixed + SNAPWIRE_HEADER_SIZE, (uInt)(size - SNAPWIRE_HEADER_SIZE));
+        for (int i = 0; i < 4; i++)
+            fixed[20 + i] = (uint8_t)(crc >> (8 * i));
+        if (memcmp(fixed, data, size) != 0) roundtrip(fixed, size);
+        free(fixed);
+    }
+    fuzz_reply(data, size);
+    return 0;
+}

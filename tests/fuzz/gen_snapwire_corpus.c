@@ -1,0 +1,73 @@
+/*
+ * gen_snapwire_corpus: writes the valid seed frames of tests/fuzz/corpus/snapwire/ (one file
+ * per shape) with snapwire_encode, so seeds follow the format when it changes. Corrupted and
+ * truncated seeds are derived from these by hand (docs/fuzzing.md). Not part of any build.
+ *   clang -Icommon tests/fuzz/gen_snapwire_corpus.c common/snapwire.c -lyajl -lz -o gen
+ *   ./gen tests/fuzz/corpus/snapwire
+ */
+#include "snapwire.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static void emit(const char *dir, const char *name, const struct snapwire_snapshot *s, uint64_t gen)
+{
+    uint8_t *buf;
+    size_t len;
+    char err[256], path[512];
+    FILE *f;
+
+    if (snapwire_encode(s, gen, &buf, &len, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s: %s\n", name, err);
+        exit(1);
+    }
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    f = fopen(path, "wb");
+    if (!f || fwrite(buf, 1, len, f) != len || fclose(f) != 0) {
+        perror(path);
+        exit(1);
+    }
+    free(buf);
+}
+
+int main(int argc, char **argv)
+{
+    const char *dir = argc > 1 ? argv[1] : ".";
+    struct snapwire_listener l[] = {{"http", "", 8080, SNAPWIRE_PROTO_HTTP},
+                                    {"https", "::", 8443, SNAPWIRE_PROTO_HTTPS}};
+    struct snapwire_vhost v[] = {{"", 0, 1}, {"*.foo.com", 1, 2}, {"foo.com", 3, 1}};
+    struct snapwire_route r[] = {{"/", SNAPWIRE_MATCH_PREFIX, 0, "default/catch-all"},
+                                 {"/api/v1", SNAPWIRE_MATCH_EXACT, 1, "ns/api"},
+                                 {"/api", SNAPWIRE_MATCH_PREFIX, 1, "ns/api"},
+                                 {"/caf\xc3\xa9", SNAPWIRE_MATCH_PREFIX, 2, "ns/\"quoted\"\\"}};
+    struct snapwire_cluster c[] = {{"default/web:80", SNAPWIRE_LB_ROUND_ROBIN, 0, 2},
+                                   {"ns/api:8080", SNAPWIRE_LB_ROUND_ROBIN, 2, 1},
+                                   {"ns/empty:1", SNAPWIRE_LB_ROUND_ROBIN, 3, 0}};
+    struct snapwire_endpoint e[] = {
+        {"10.0.0.1", 80, 1}, {"10.0.0.2", 80, 0}, {"fd00::1:2", 65535, 1}};
+    struct snapwire_snapshot s = {0};
+
+    s.meta.default_cluster = SNAPWIRE_NONE;
+    emit(dir, "empty", &s, 0);
+    s.meta.source = "file:/manifests";
+    s.listeners = l;
+    s.n_listeners = 2;
+    emit(dir, "listeners-only", &s, 1);
+    s.vhosts = v;
+    s.n_vhosts = 3;
+    s.routes = r;
+    s.n_routes = 4;
+    s.clusters = c;
+    s.n_clusters = 3;
+    s.endpoints = e;
+    s.n_endpoints = 3;
+    emit(dir, "full", &s, 42);
+    s.meta.default_cluster = 2;
+    emit(dir, "full-default-cluster", &s, 0xffffffffffffffffull);
+    s.n_listeners = 0;
+    s.n_vhosts = 0;
+    s.n_routes = 0;
+    s.meta.default_cluster = 0;
+    emit(dir, "clusters-only", &s, 7);
+    return 0;
+}
