@@ -31,7 +31,8 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 
 BINS := $(BUILD)/strait-controller $(BUILD)/strait-dataplane
 
-.PHONY: all deps run test unit unit-bins unit-run e2e asan bench check-style format clean
+.PHONY: all deps run test unit unit-bins unit-run e2e asan bench check-style format clean \
+	fuzz-build fuzz
 all: $(BINS)
 
 $(BUILD)/obj/%.o: %.c
@@ -82,6 +83,27 @@ asan: deps
 # Every suite, plain then sanitized; prints one closing "total: N passed, N failed" line.
 test: deps
 	@tools/run-tests.sh
+
+# libFuzzer targets (tests/fuzz/, docs/fuzzing.md): built with clang straight from the sources
+# they exercise, into build/fuzz/. `make fuzz` runs each over its checked-in corpus for
+# FUZZ_SECONDS; new inputs go to a temporary folder, never into the repository.
+FUZZ_CC ?= clang
+FUZZ_BUILD ?= build/fuzz
+FUZZ_SECONDS ?= 20
+FUZZ_CFLAGS := -std=gnu11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer $(WARN) -Icommon -Idataplane \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_TARGETS := $(FUZZ_BUILD)/fuzz_http1 $(FUZZ_BUILD)/fuzz_snapwire
+
+$(FUZZ_BUILD)/fuzz_http1: tests/fuzz/fuzz_http1.c dataplane/http1.c dataplane/http1.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^)
+$(FUZZ_BUILD)/fuzz_snapwire: tests/fuzz/fuzz_snapwire.c common/snapwire.c common/snapwire.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) -lyajl -lz
+
+fuzz-build: $(FUZZ_TARGETS)
+fuzz: fuzz-build
+	@tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 bench: deps all
 	@bench/run.sh

@@ -627,7 +627,9 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
     s.n_endpoints = sec[SNAPWIRE_SEC_ENDPOINTS].len / REC_ENDPOINT;
 
     memset(&r, 0, sizeof(r));
-    r.strings = sec[SNAPWIRE_SEC_STRINGS].p;
+    /* no STRINGS section: only empty strings are valid, and they must not touch NULL */
+    r.strings =
+        sec[SNAPWIRE_SEC_STRINGS].present ? sec[SNAPWIRE_SEC_STRINGS].p : (const uint8_t *)"";
     r.strings_len = sec[SNAPWIRE_SEC_STRINGS].len;
     r.err = err;
     r.errlen = errlen;

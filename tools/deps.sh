@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Strait builds and tests with; does nothing when all are present.
+# clang + libclang-rt-14-dev (libclang_rt.fuzzer, only a Recommends of clang on Debian 12) build
+# the libFuzzer targets of `make fuzz`.
 set -euo pipefail
 pkgs=(build-essential pkg-config libev-dev libssl-dev libyajl-dev libcurl4-openssl-dev
       libcmocka-dev libyaml-dev zlib1g-dev libnghttp2-dev curl openssl python3 iproute2
-      procps psmisc)
+      procps psmisc clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

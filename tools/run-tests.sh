@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: unit + end-to-end suites on the normal build, then the same suites built with
-# ASan+UBSan. Prints per-suite lines and a closing "total: N passed, N failed".
+# ASan+UBSan, then a bounded libFuzzer run of the parsers (FUZZ_SECONDS per target, default 20;
+# counts as one item). Prints per-suite lines and a closing "total: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 total_pass=0 total_fail=0 status=0
@@ -26,8 +27,18 @@ suite() { # $1 = build dir, $2.. = make vars
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:halt_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+fuzz_step() { # one passed/failed item: every target clean over its corpus for FUZZ_SECONDS
+  if make --no-print-directory fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-20}"; then
+    echo "fuzz: 1 passed, 0 failed"; total_pass=$((total_pass + 1))
+  else
+    echo "fuzz: 0 passed, 1 failed (inputs kept in build/fuzz/artifacts/)"; status=1
+    total_fail=$((total_fail + 1))
+  fi
+}
+
 suite build
 suite build/asan SAN=1
+fuzz_step
 echo "total: $total_pass passed, $total_fail failed"
 [ $total_fail -eq 0 ] || status=1
 exit $status

@@ -172,6 +172,15 @@ static void test_limits(void **state)
     r = parse_req(buf, n, &req, &status);
     assert_int_equal(r, -1);
     assert_int_equal(status, 414);
+    /* a request line of exactly the limit is fine, also when a read ends between CR and LF */
+    n = (size_t)snprintf(buf, sizeof(buf), "GET /");
+    memset(buf + n, 'a', HTTP1_MAX_REQUEST_LINE - 14);
+    n += HTTP1_MAX_REQUEST_LINE - 14;
+    n += (size_t)sprintf(buf + n, " HTTP/1.1\r\nHost: a\r\n\r\n");
+    r = parse_req(buf, n, &req, &status);
+    assert_int_equal(r, (int)n);
+    r = parse_req(buf, HTTP1_MAX_REQUEST_LINE + 1, &req, &status); /* ends with the CR */
+    assert_int_equal(r, -2);
     /* head over 64 KiB: 431 */
     n = (size_t)sprintf(buf, "GET / HTTP/1.1\r\nX: ");
     memset(buf + n, 'a', HTTP1_MAX_HEAD);

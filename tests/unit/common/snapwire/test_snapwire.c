@@ -401,6 +401,25 @@ static void test_unknown_section_skipped(void **state)
     free(f);
 }
 
+/* Found by fuzzing: a frame without a STRINGS section whose only string is empty. */
+static void test_no_strings_section(void **state)
+{
+    (void)state;
+    static const uint8_t frame[] = {
+        0x53, 0x54, 0x52, 0x54, 0x01, 0x00, 0x20, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x18, 0x00, 0x00, 0x00, 0x9c, 0xd1, 0xc4, 0x8a, 0x01, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x00, 0x0c, 0x00,
+        0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
+    struct snapwire_snapshot d;
+    char err[256];
+
+    assert_int_equal(guarded_decode(frame, sizeof(frame), &d, err, sizeof(err)), 0);
+    assert_string_equal(d.meta.source, "");
+    assert_int_equal(d.meta.default_cluster, SNAPWIRE_NONE);
+    assert_int_equal(d.n_routes, 0);
+    snapwire_free(&d);
+}
+
 /* Random bit flips with the CRC fixed: the decoder must never crash, only accept or refuse. */
 static void test_random_mutations(void **state)
 {
@@ -497,6 +516,7 @@ int main(void)
         cmocka_unit_test(test_corrupt_payload_fails_crc),
         cmocka_unit_test(test_hostile_with_valid_crc),
         cmocka_unit_test(test_unknown_section_skipped),
+        cmocka_unit_test(test_no_strings_section),
         cmocka_unit_test(test_random_mutations),
         cmocka_unit_test(test_json_dump),
         cmocka_unit_test(test_replies),
