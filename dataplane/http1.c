@@ -120,7 +120,7 @@ int http1_parse_request(const char *buf, size_t len, struct http1_request *req, 
         pos++;
     if (next_line(buf, len, pos, &end, &next) < 0) {
         /* a CR at the end may be the first half of the line's CRLF: not over the limit yet */
-        if (len - pos > HTTP1_MAX_REQUEST_LINE + (len > pos && buf[len - 1] == '\r')) {
+        if (len - pos > HTTP1_MAX_REQUEST_LINE + (size_t)(len > pos && buf[len - 1] == '\r')) {
             *status = 414;
             return -1;
         }
