@@ -29,6 +29,8 @@ port_busy() { # $1 = port on 127.0.0.1; true if something accepts connections th
   python3 - "$1" <<'EOF'
 import socket, sys
 s = socket.socket()
+# like the servers themselves: connections in TIME_WAIT from a previous run do not count
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
     s.bind(("127.0.0.1", int(sys.argv[1])))
 except OSError:
