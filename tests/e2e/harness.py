@@ -852,3 +852,35 @@ class RawServer:
                     c.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+
+_PROM_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
+
+
+def parse_metrics(text):
+    """Prometheus text → ({"name{labels}": value}, {family: type}, problems). A problem is
+    a sample whose family has no # HELP or # TYPE before it, an unknown type, or a line
+    that does not parse. Histogram samples (_bucket/_sum/_count) belong to their family."""
+    helps, types, values, problems = set(), {}, {}, []
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            helps.add(line.split()[2])
+        elif line.startswith("# TYPE "):
+            parts = line.split()
+            types[parts[2]] = parts[3]
+            if parts[3] not in ("counter", "gauge", "histogram"):
+                problems.append("odd type: %r" % line)
+        elif line.strip():
+            m = _PROM_SAMPLE.match(line)
+            if not m:
+                problems.append("unparsable: %r" % line)
+                continue
+            name = fam = m.group(1)
+            for suf in ("_bucket", "_sum", "_count"):
+                base = name[:-len(suf)]
+                if name.endswith(suf) and types.get(base) == "histogram":
+                    fam = base
+            if fam not in helps or fam not in types:
+                problems.append("%s has no HELP/TYPE before it" % name)
+            values[name + (m.group(2) or "")] = float(m.group(3))
+    return values, types, problems

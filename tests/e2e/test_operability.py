@@ -13,7 +13,6 @@ import urllib.request
 
 import harness as h
 
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
 
 
 def http_get(port, path):
@@ -29,29 +28,9 @@ def http_get(port, path):
 
 
 def parse_metrics(text):
-    """Prometheus text → ({"name{labels}": value}, problems). A problem is a sample whose
-    family has no # HELP or # TYPE line before it, or a line that does not parse."""
-    helps, types, values, problems = set(), {}, {}, []
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            helps.add(line.split()[2])
-        elif line.startswith("# TYPE "):
-            parts = line.split()
-            types[parts[2]] = parts[3]
-            if parts[3] not in ("counter", "gauge", "histogram"):
-                problems.append("odd type: %r" % line)
-        elif line.strip():
-            m = _SAMPLE.match(line)
-            if not m:
-                problems.append("unparsable: %r" % line)
-                continue
-            name = m.group(1)
-            for suf in ("_bucket", "_sum", "_count"):
-                if name.endswith(suf) and types.get(name[:-len(suf)]) == "histogram":
-                    name = name[:-len(suf)]
-            if name not in helps or name not in types:
-                problems.append("%s has no HELP/TYPE before it" % name)
-            values[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+    """harness.parse_metrics, plus strait_requests_total summed per code class
+    (strait_requests_total{code="2xx"}), and without the types."""
+    values, types, problems = h.parse_metrics(text)
     # strait_requests_total carries route and code labels: also sum it per code
     if "strait_requests_total" in types:
         for n in range(1, 6):
