@@ -496,13 +496,13 @@ static int append_joined(struct dbuf *b, const struct http1_request *req, const 
 {
     size_t i;
 
-    if (dbuf_printf(b, "%s: ", name) < 0) return -1;
+    if (dbuf_str(b, name) < 0 || dbuf_str(b, ": ") < 0) return -1;
     for (i = 0; i < req->num_headers; i++) {
         const struct http1_header *h = &req->headers[i];
         if (!http1_name_is(h, name) || h->value_len == 0) continue;
         if (dbuf_append(b, h->value, h->value_len) < 0 || dbuf_str(b, ", ") < 0) return -1;
     }
-    return dbuf_printf(b, "%s\r\n", extra);
+    return dbuf_str(b, extra) < 0 || dbuf_str(b, "\r\n") < 0 ? -1 : 0;
 }
 
 /* True when a header called name in hdrs[0..n) lists token (comma-separated, any case). */
@@ -562,7 +562,7 @@ static int build_upstream_head(struct conn *c, const struct http1_request *req,
 
     if (dbuf_append(b, req->method, req->method_len) < 0 || dbuf_str(b, slash ? " /" : " ") < 0 ||
         dbuf_append(b, info->path, info->path_len) < 0 ||
-        dbuf_printf(b, " HTTP/1.%d\r\n", req->minor_version ? 1 : 0) < 0)
+        dbuf_str(b, req->minor_version ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n") < 0)
         return -1;
     if (info->host && (dbuf_str(b, "Host: ") < 0 ||
                        dbuf_append(b, info->host, info->host_len) < 0 || dbuf_str(b, "\r\n") < 0))
@@ -863,7 +863,13 @@ static int write_client_head(struct conn *c, const struct http1_response *res)
     size_t i;
     int have_date = 0;
 
-    if (dbuf_printf(b, "HTTP/1.1 %d %.*s\r\n", res->status, (int)res->reason_len, res->reason) < 0)
+    /* the parser guarantees a three-digit status; no printf on the hot path */
+    char status[14] = "HTTP/1.1 000 ";
+    status[9] = (char)('0' + res->status / 100 % 10);
+    status[10] = (char)('0' + res->status / 10 % 10);
+    status[11] = (char)('0' + res->status % 10);
+    if (dbuf_append(b, status, 13) < 0 || dbuf_append(b, res->reason, res->reason_len) < 0 ||
+        dbuf_str(b, "\r\n") < 0)
         return -1;
     for (i = 0; i < res->num_headers; i++) {
         const struct http1_header *h = &res->headers[i];
@@ -874,7 +880,8 @@ static int write_client_head(struct conn *c, const struct http1_response *res)
             return -1;
     }
     /* RFC 9110 6.6.1: a recipient with a clock MUST add Date to a response it forwards */
-    if (res->status >= 200 && !have_date && dbuf_printf(b, "Date: %s\r\n", http_date(c)) < 0)
+    if (res->status >= 200 && !have_date &&
+        (dbuf_str(b, "Date: ") < 0 || dbuf_str(b, http_date(c)) < 0 || dbuf_str(b, "\r\n") < 0))
         return -1;
     if (res->status == 101) {
         /* the switch the client asked for: Upgrade and the option travel hop by hop */
@@ -883,8 +890,8 @@ static int write_client_head(struct conn *c, const struct http1_response *res)
                    dbuf_str(b, "\r\n") < 0))
             return -1;
         if (dbuf_str(b, "Connection: upgrade\r\n") < 0) return -1;
-    } else if (res->status >= 200 &&
-               dbuf_printf(b, "Connection: %s\r\n", c->keep_alive ? "keep-alive" : "close") < 0)
+    } else if (res->status >= 200 && dbuf_str(b, c->keep_alive ? "Connection: keep-alive\r\n"
+                                                               : "Connection: close\r\n") < 0)
         return -1;
     return dbuf_str(b, "\r\n");
 }
