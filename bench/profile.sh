@@ -52,26 +52,8 @@ http { access_log off; keepalive_requests 1000000;
   uwsgi_temp_path $work/be; scgi_temp_path $work/be;
   server { listen 127.0.0.1:$BACKEND_PORT backlog=4096; location / { return 200 '$body'; } } }
 CONF
-cat >"$work/m/bench.yaml" <<YAML
-apiVersion: v1
-kind: Service
-metadata: {name: be, namespace: default}
-spec: {ports: [{name: http, port: 80}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: be-1, namespace: default, labels: {kubernetes.io/service-name: be}}
-addressType: IPv4
-ports: [{name: http, port: $BACKEND_PORT}]
-endpoints: [{addresses: [127.0.0.1]}]
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {name: bench, namespace: default}
-spec:
-  ingressClassName: strait
-  defaultBackend: {service: {name: be, port: {number: 80}}}
-YAML
+. bench/manifest.sh
+manifest "$work/m/bench.yaml" ""
 
 use_perf=0
 if command -v perf >/dev/null && perf record -e cpu-clock -o "$work/probe.data" true >/dev/null 2>&1; then use_perf=1; fi

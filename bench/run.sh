@@ -152,35 +152,7 @@ frontend fe
 backend be
   server s1 127.0.0.1:$BACKEND_PORT
 CONF
-manifest() { # $1 = file, $2 = extra host rule name (or empty): every request -> backend
-  {
-    cat <<YAML
-apiVersion: v1
-kind: Service
-metadata: {name: be, namespace: default}
-spec: {ports: [{name: http, port: 80}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: be-1, namespace: default, labels: {kubernetes.io/service-name: be}}
-addressType: IPv4
-ports: [{name: http, port: $BACKEND_PORT}]
-endpoints: [{addresses: [127.0.0.1]}]
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {name: bench, namespace: default}
-spec:
-  ingressClassName: strait
-  defaultBackend: {service: {name: be, port: {number: 80}}}
-YAML
-    [ -z "$2" ] || cat <<YAML
-  rules:
-  - host: $2.bench.local
-    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: be, port: {number: 80}}}}]}
-YAML
-  } >"$1"
-}
+. bench/manifest.sh
 mkdir -p "$work/manifests" "$work/empty" "$work/wa" "$work/wb" "$work/stage"
 manifest "$work/manifests/bench.yaml" ""
 manifest "$work/wa/bench.yaml" ""
