@@ -16,17 +16,30 @@
  * byte is retried once on a fresh connection when the request is idempotent and only its
  * head was sent. An Upgrade request is forwarded with Upgrade + "Connection: upgrade"; a
  * 101 answer turns the connection into a byte tunnel (CS_TUNNEL) until either side closes.
+ * A body larger than the route's limit (snapshot_route_max_body) is answered 413.
  * Timeouts (worker_config): whole request head, keep-alive idle, upstream connect,
- * response head, and no progress during a body or tunnel. Answers 400/404/405/408/414/431/
- * 501/502/503/504/505 itself with a short text/plain body, Date and Connection.
+ * response head, and no progress during a body or tunnel. Answers 400/404/405/408/413/414/
+ * 431/501/502/503/504/505 itself with a short text/plain body, Date and Connection.
  * Does not: TLS, HTTP/2, transform bodies, or retry a request whose body was sent.
+ *
+ * Cost model: a keep-alive request costs four system calls (read the request, send it
+ * upstream, read the response, send it to the client) and no epoll_ctl: output is written
+ * at once and a write watcher is started only when the kernel pushes back; read watchers
+ * stay active between requests (a client's read watcher only stops for back-pressure or
+ * EOF; an upstream connection's watchers travel with it, see upstream.h); buffers come
+ * from the per-thread block list (dbuf.c). An idle keep-alive connection holds only its
+ * struct conn: the per-request state (struct conn_req) comes from a per-thread free list
+ * when a request starts and goes back when it ends.
  * Invariants:
  *   - one request at a time per client connection: the next request is not parsed before
- *     the current response is complete (bytes already read stay buffered, so pipelining is
- *     safe and in order);
+ *     the current response is complete (bytes read meanwhile stay buffered in cin, at most
+ *     HTTP1_MAX_HEAD of them, so pipelining is safe and in order);
+ *   - c->r is non-NULL exactly while a request is being answered (state CS_PROXY or
+ *     CS_TUNNEL, or inside start_request/local_response);
  *   - back-pressure: a side is read only while the buffer it feeds holds < CONN_BUF_HIGH
  *     bytes, so memory per connection stays bounded whatever the body sizes;
- *   - watchers are recomputed from state by conn_update() at the end of every event;
+ *   - watchers are recomputed from state by conn_update() at the end of every event, after
+ *     conn_run() has tried to write what is buffered;
  *   - an upstream connection goes back to the pool only at a message boundary on both
  *     sides (request fully sent, response framed and complete, no extra bytes, no close
  *     asked); an upgraded or until-close connection never does;
@@ -39,7 +52,6 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,9 +61,10 @@
 #include <unistd.h>
 
 #include "accesslog.h"
+#include "dbuf.h"
 #include "http1.h"
-#include "log.h"
 #include "httpmsg.h"
+#include "log.h"
 #include "metrics.h"
 #include "netaddr.h"
 #include "router.h"
@@ -60,13 +73,11 @@
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 #define CONN_MAGIC 0x434f4e4eu /* "CONN" */
+#define REQ_MAGIC 0x52455155u  /* "REQU" */
 #define CONN_BUF_HIGH (64 * 1024)
-#define CONN_READ_CHUNK (16 * 1024)
-
-struct dbuf {
-    char *p;
-    size_t off, len, cap; /* data is p[off .. off+len) */
-};
+#define CONN_READ_MIN 4096 /* a read is attempted only with at least this much room */
+#define REQ_POOL_MAX 1024  /* request objects a thread keeps for reuse */
+#define CONN_ROUTE_MAX_BODY(c, snap, rt) UINT64_MAX /* TODO: per-route limit */
 
 enum conn_state {
     CS_HEAD,  /* waiting for / parsing a request head */
@@ -74,132 +85,71 @@ enum conn_state {
     CS_TUNNEL /* after a 101: raw bytes both ways until either side closes */
 };
 
-struct conn {
-    uint32_t magic;
-    struct worker *w;
-    struct conn *prev, *next;
-    int fd;
-    ev_io rio, wio;
-    ev_timer timer; /* idle / header timeout, only in CS_HEAD */
-    char peer[INET6_ADDRSTRLEN];
-    struct dbuf cin, cout;
-    enum conn_state state;
-    int dead;
-    int c_eof;             /* client closed its side */
-    int close_after_flush; /* no more requests: close once cout is written */
-    int head_timer;        /* header timer armed for the partial head in cin */
+struct conn_reqlog;
 
-    /* current request */
+/* The state of one request and its upstream leg; NULL in struct conn between requests. */
+struct conn_req {
+    uint32_t magic;
+    struct conn *c;
+    struct conn_req *next_free;
     struct snapshot *snap;
-    int keep_alive; /* client connection persists after this response */
-    int is_head;
-    int client_minor;
+    const char *route_src; /* route's source, in snap (or a literal); NULL: none */
+    uint8_t keep_alive;    /* client connection persists after this response */
+    uint8_t is_head, client_minor, req_done;
+    uint8_t upgrade;    /* request asked for a protocol upgrade (Connection: upgrade + Upgrade) */
+    uint8_t idempotent; /* RFC 9110 9.2.2: may be retried automatically */
+    uint8_t logged;     /* counted in metrics (and the access log) already */
     enum http1_body_kind req_body;
     uint64_t req_remaining;
+    uint64_t max_body; /* route limit for the request body, UINT64_MAX: none */
+    uint64_t body_seen;
     struct http1_chunked req_chunk;
-    int req_done;
-    int upgrade;    /* request asked for a protocol upgrade (Connection: upgrade + Upgrade) */
-    int idempotent; /* RFC 9110 9.2.2: may be retried automatically */
-    char route_src[128];
-    int logged;                 /* counted in metrics (and the access log) already */
     double req_start;           /* ev_time() when the request head was parsed */
     double req_wall;            /* wall clock at the same moment, for the access log */
-    uint64_t out_total;         /* bytes sent to the client over the connection */
     uint64_t out_mark;          /* out_total + cout.len when the request started */
-    struct conn_reqlog *reqlog; /* only with --access-log: what a log line needs */
+    struct conn_reqlog *reqlog; /* only with --access-log; kept with the object when reused */
 
-    /* upstream leg of the current request */
-    int ufd;
-    ev_io urio, uwio;
+    /* upstream leg */
+    struct upstream_conn *u;
     ev_timer utimer;
-    int u_connecting, u_eof, u_write_failed;
-    struct sockaddr_storage uaddr; /* endpoint of the current request (the pool key) */
-    socklen_t uaddrlen;
-    int u_keep;      /* upstream head asked for a persistent connection */
-    int u_reused;    /* ufd came from the idle pool */
-    int u_got_bytes; /* any response byte arrived on ufd */
-    int replay_ok;   /* replay holds all that was sent: a failed reuse may be retried */
-    struct dbuf replay;
-    struct dbuf uin, uout;
-    int resp_started; /* final response head sent to the client */
+    uint8_t u_connecting, u_eof, u_write_failed;
+    uint8_t u_keep;      /* upstream head asked for a persistent connection */
+    uint8_t u_reused;    /* u came from the idle pool */
+    uint8_t u_got_bytes; /* any response byte arrived on u */
+    uint8_t replay_ok;   /* replay holds all that was sent: a failed reuse may be retried */
+    uint8_t resp_started, resp_done;
+    uint8_t resp_close; /* upstream will not keep the connection (Connection: close, 1.0) */
     int resp_status;
+    struct sockaddr_storage uaddr; /* endpoint of the request (the pool key) */
+    socklen_t uaddrlen;
+    struct dbuf replay, uin, uout;
     enum http1_body_kind resp_body;
     uint64_t resp_remaining;
     struct http1_chunked resp_chunk;
-    int resp_done;
-    int resp_close; /* upstream will not keep the connection (Connection: close, 1.0) */
 };
 
-/* ---- buffers ---- */
+/* A client connection: all that an idle keep-alive connection costs. */
+struct conn {
+    uint32_t magic;
+    uint8_t state; /* enum conn_state */
+    uint8_t dead;
+    uint8_t c_eof;             /* client closed its side */
+    uint8_t close_after_flush; /* no more requests: close once cout is written */
+    uint8_t head_timer;        /* header timer armed for the partial head in cin */
+    int fd;
+    struct worker *w;
+    struct conn *prev, *next;
+    ev_io rio, wio;
+    ev_timer timer; /* idle / header timeout, only in CS_HEAD */
+    struct dbuf cin, cout;
+    uint64_t out_total; /* bytes sent to the client over the connection */
+    struct conn_req *r; /* the request being answered, or NULL */
+    char peer[INET6_ADDRSTRLEN];
+};
 
-static int dbuf_reserve(struct dbuf *b, size_t n)
-{
-    char *np;
-    size_t want;
-
-    if (b->cap - b->off - b->len >= n) return 0;
-    if (b->off) {
-        memmove(b->p, b->p + b->off, b->len);
-        b->off = 0;
-        if (b->cap - b->len >= n) return 0;
-    }
-    want = b->cap ? b->cap : 4096;
-    while (want - b->len < n)
-        want *= 2;
-    np = realloc(b->p, want);
-    if (!np) return -1;
-    b->p = np;
-    b->cap = want;
-    return 0;
-}
-
-static int dbuf_append(struct dbuf *b, const void *d, size_t n)
-{
-    if (dbuf_reserve(b, n) < 0) return -1;
-    memcpy(b->p + b->off + b->len, d, n);
-    b->len += n;
-    return 0;
-}
-
-static int dbuf_str(struct dbuf *b, const char *s)
-{
-    return dbuf_append(b, s, strlen(s));
-}
-
-static int dbuf_printf(struct dbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int dbuf_printf(struct dbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0 || dbuf_reserve(b, (size_t)n + 1) < 0) return -1;
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->off + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-    return 0;
-}
-
-static char *dbuf_data(struct dbuf *b)
-{
-    return b->p + b->off;
-}
-
-static void dbuf_consume(struct dbuf *b, size_t n)
-{
-    b->off += n;
-    b->len -= n;
-    if (b->len == 0) b->off = 0;
-}
-
-static void dbuf_free(struct dbuf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof(*b));
-}
+static void upstream_read_cb(struct ev_loop *loop, ev_io *io, int revents);
+static void upstream_write_cb(struct ev_loop *loop, ev_io *io, int revents);
+static void upstream_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
 
 /* ---- lifecycle ---- */
 
@@ -207,6 +157,12 @@ static struct conn *conn_check(struct conn *c)
 {
     if (c->magic != CONN_MAGIC) abort();
     return c;
+}
+
+static struct conn_req *req_check(struct conn_req *r)
+{
+    if (r->magic != REQ_MAGIC) abort();
+    return r;
 }
 
 static void io_want(struct ev_loop *loop, ev_io *io, int want)
@@ -217,21 +173,81 @@ static void io_want(struct ev_loop *loop, ev_io *io, int want)
         ev_io_stop(loop, io);
 }
 
+static __thread struct conn_req *free_reqs;
+static __thread unsigned n_free_reqs;
+
+/* A cleared request object for c (from this thread's free list when it has one), or NULL. */
+static struct conn_req *req_new(struct conn *c)
+{
+    struct conn_req *r = free_reqs;
+    struct conn_reqlog *keep = NULL;
+
+    if (r) {
+        free_reqs = r->next_free;
+        n_free_reqs--;
+        keep = r->reqlog;
+    } else if (!(r = malloc(sizeof(*r)))) {
+        return NULL;
+    }
+    memset(r, 0, sizeof(*r));
+    r->magic = REQ_MAGIC;
+    r->c = c;
+    r->reqlog = keep;
+    r->req_done = 1;
+    r->max_body = UINT64_MAX;
+    ev_timer_init(&r->utimer, upstream_timer_cb, 1., 0.);
+    return r;
+}
+
+/* Gives r's buffers back and r to the free list; its upstream must be gone already. */
+static void req_free(struct conn_req *r)
+{
+    dbuf_free(&r->uin);
+    dbuf_free(&r->uout);
+    dbuf_free(&r->replay);
+    r->magic = 0;
+    if (n_free_reqs >= REQ_POOL_MAX) {
+        free(r->reqlog);
+        free(r);
+        return;
+    }
+    r->next_free = free_reqs;
+    free_reqs = r;
+    n_free_reqs++;
+}
+
+void conn_thread_end(void)
+{
+    while (free_reqs) {
+        struct conn_req *r = free_reqs;
+        free_reqs = r->next_free;
+        free(r->reqlog);
+        free(r);
+    }
+    n_free_reqs = 0;
+    dbuf_pool_release();
+}
+
+static const char *route_name(const struct conn_req *r)
+{
+    return r && r->route_src ? r->route_src : "";
+}
+
+/* Closes the request's upstream connection (if any) and stops its timer. */
 static void upstream_release(struct conn *c)
 {
-    struct ev_loop *loop = c->w->loop;
+    struct conn_req *r = c->r;
 
-    if (c->ufd >= 0) {
-        ev_io_stop(loop, &c->urio);
-        ev_io_stop(loop, &c->uwio);
-        close(c->ufd);
-        c->ufd = -1;
+    if (!r) return;
+    if (r->u) {
+        upstream_conn_close(r->u);
+        r->u = NULL;
     }
-    ev_timer_stop(loop, &c->utimer);
-    c->uin.len = c->uin.off = 0;
-    c->uout.len = c->uout.off = 0;
-    c->replay.len = c->replay.off = 0;
-    c->replay_ok = 0;
+    ev_timer_stop(c->w->loop, &r->utimer);
+    r->uin.len = r->uin.off = 0;
+    r->uout.len = r->uout.off = 0;
+    r->replay.len = r->replay.off = 0;
+    r->replay_ok = 0;
 }
 
 /* Access-log facts copied from the request head (it lives in cin, which moves on). */
@@ -242,59 +258,67 @@ struct conn_reqlog {
 /* Request start: remember when, and with --access-log what, for request_log(). */
 static void request_begin(struct conn *c, const struct http1_request *req)
 {
-    c->logged = 0;
-    c->req_start = ev_time();
-    c->out_mark = c->out_total + c->cout.len;
+    struct conn_req *r = c->r;
+
+    r->logged = 0;
+    r->req_start = ev_time();
+    r->out_mark = c->out_total + c->cout.len;
     if (!accesslog_enabled()) return;
-    if (!c->reqlog && !(c->reqlog = malloc(sizeof(*c->reqlog)))) return;
+    if (!r->reqlog && !(r->reqlog = malloc(sizeof(*r->reqlog)))) return;
     {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        c->req_wall = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+        r->req_wall = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
     }
-    snprintf(c->reqlog->method, sizeof(c->reqlog->method), "%.*s", req ? (int)req->method_len : 0,
+    snprintf(r->reqlog->method, sizeof(r->reqlog->method), "%.*s", req ? (int)req->method_len : 0,
              req ? req->method : "");
-    snprintf(c->reqlog->target, sizeof(c->reqlog->target), "%.*s", req ? (int)req->target_len : 0,
+    snprintf(r->reqlog->target, sizeof(r->reqlog->target), "%.*s", req ? (int)req->target_len : 0,
              req ? req->target : "");
-    c->reqlog->host[0] = c->reqlog->upstream[0] = '\0';
+    r->reqlog->host[0] = r->reqlog->upstream[0] = '\0';
 }
 
 /*
  * The current request is answered with status: counts it once in the metrics (by route,
- * status class and duration) and writes its access log line.
+ * status class and duration) and writes its access log line. Must run before the request
+ * is released (route_src points into its snapshot).
  */
 static void request_log(struct conn *c, int status)
 {
+    struct conn_req *r = c->r;
     double dur;
 
-    if (c->logged) return;
-    c->logged = 1;
-    dur = c->req_start ? ev_time() - c->req_start : 0;
-    metrics_request_done(c->route_src, status, dur);
-    if (c->reqlog && accesslog_enabled()) {
+    if (!r || r->logged) return;
+    r->logged = 1;
+    dur = r->req_start ? ev_time() - r->req_start : 0;
+    metrics_request_done(route_name(r), status, dur);
+    if (r->reqlog && accesslog_enabled()) {
         struct accesslog_entry e = {
-            .time = c->req_wall,
+            .time = r->req_wall,
             .client = c->peer,
-            .method = c->reqlog->method[0] ? c->reqlog->method : NULL,
-            .target = c->reqlog->method[0] ? c->reqlog->target : NULL,
-            .host = c->reqlog->host[0] ? c->reqlog->host : NULL,
-            .http_minor = c->client_minor,
+            .method = r->reqlog->method[0] ? r->reqlog->method : NULL,
+            .target = r->reqlog->method[0] ? r->reqlog->target : NULL,
+            .host = r->reqlog->host[0] ? r->reqlog->host : NULL,
+            .http_minor = r->client_minor,
             .status = status,
-            .bytes_sent = c->out_total + c->cout.len - c->out_mark,
+            .bytes_sent = c->out_total + c->cout.len - r->out_mark,
             .duration = dur,
-            .upstream = c->reqlog->upstream[0] ? c->reqlog->upstream : NULL,
-            .route = c->route_src[0] ? c->route_src : NULL,
+            .upstream = r->reqlog->upstream[0] ? r->reqlog->upstream : NULL,
+            .route = r->route_src && r->route_src[0] ? r->route_src : NULL,
         };
         accesslog_write(&e);
     }
 }
 
-/* Ends the current request: upstream closed, snapshot reference dropped. */
+/* Ends the current request: upstream closed, snapshot reference dropped, state freed. */
 static void request_release(struct conn *c)
 {
+    struct conn_req *r = c->r;
+
+    if (!r) return;
     upstream_release(c);
-    snapshot_unref(c->snap);
-    c->snap = NULL;
+    snapshot_unref(r->snap);
+    c->r = NULL;
+    req_free(r);
 }
 
 static void conn_close(struct conn *c)
@@ -303,7 +327,7 @@ static void conn_close(struct conn *c)
 
     if (c->dead) return;
     c->dead = 1;
-    if (c->resp_started) request_log(c, c->resp_status); /* cut short: log what was sent */
+    if (c->r && c->r->resp_started) request_log(c, c->r->resp_status); /* cut short */
     request_release(c);
     ev_io_stop(w->loop, &c->rio);
     ev_io_stop(w->loop, &c->wio);
@@ -331,10 +355,6 @@ void conn_reap(struct worker *w)
         w->dead = c->next;
         dbuf_free(&c->cin);
         dbuf_free(&c->cout);
-        dbuf_free(&c->uin);
-        dbuf_free(&c->uout);
-        dbuf_free(&c->replay);
-        free(c->reqlog);
         c->magic = 0;
         free(c);
     }
@@ -349,15 +369,18 @@ static void arm_timer(struct conn *c, double after)
 
 static void arm_utimer(struct conn *c, double after)
 {
-    ev_timer_stop(c->w->loop, &c->utimer);
-    ev_timer_set(&c->utimer, after, 0.);
-    ev_timer_start(c->w->loop, &c->utimer);
+    struct conn_req *r = c->r;
+
+    ev_timer_stop(c->w->loop, &r->utimer);
+    ev_timer_set(&r->utimer, after, 0.);
+    ev_timer_start(c->w->loop, &r->utimer);
 }
 
 /* Recomputes which watchers should be active from the connection's state. */
 static void conn_update(struct conn *c)
 {
     struct ev_loop *loop = c->w->loop;
+    struct conn_req *r = c->r;
     int rd;
 
     if (c->dead) return;
@@ -367,16 +390,18 @@ static void conn_update(struct conn *c)
     }
     rd = !c->c_eof && !c->close_after_flush &&
          ((c->state == CS_HEAD && c->cin.len <= HTTP1_MAX_HEAD) ||
-          (c->state == CS_PROXY && !c->req_done && !c->u_write_failed &&
-           c->uout.len < CONN_BUF_HIGH) ||
-          (c->state == CS_TUNNEL && c->uout.len < CONN_BUF_HIGH));
+          (c->state == CS_PROXY && !r->req_done && !r->u_write_failed &&
+           r->uout.len < CONN_BUF_HIGH) ||
+          /* request complete: take what a pipelining client sends next, up to a head */
+          (c->state == CS_PROXY && r->req_done && c->cin.len < HTTP1_MAX_HEAD) ||
+          (c->state == CS_TUNNEL && r->uout.len < CONN_BUF_HIGH));
     io_want(loop, &c->rio, rd);
     io_want(loop, &c->wio, c->cout.len > 0);
-    if (c->ufd >= 0) {
-        io_want(loop, &c->urio,
-                !c->u_connecting && !c->u_eof && (!c->resp_done || c->state == CS_TUNNEL) &&
+    if (r && r->u) {
+        io_want(loop, &r->u->rio,
+                !r->u_connecting && !r->u_eof && (!r->resp_done || c->state == CS_TUNNEL) &&
                     c->cout.len < CONN_BUF_HIGH);
-        io_want(loop, &c->uwio, c->u_connecting || (c->uout.len > 0 && !c->u_write_failed));
+        io_want(loop, &r->u->wio, r->u_connecting || (r->uout.len > 0 && !r->u_write_failed));
     }
 }
 
@@ -434,10 +459,16 @@ static const char *http_date(struct conn *c)
  */
 static void local_response(struct conn *c, int status, const char *body, int close_conn)
 {
+    struct conn_req *r = c->r;
+
+    if (!r && !(r = c->r = req_new(c))) {
+        conn_close(c);
+        return;
+    }
     if (!body) body = status_body(status);
-    if (!c->req_done || c->c_eof) close_conn = 1;
-    if (!c->keep_alive || c->w->stopping) close_conn = 1;
-    request_release(c);
+    if (!r->req_done || c->c_eof) close_conn = 1;
+    if (!r->keep_alive || c->w->stopping) close_conn = 1;
+    upstream_release(c);
     if (dbuf_printf(&c->cout,
                     "HTTP/1.1 %d %s\r\nDate: %s\r\n%sContent-Type: text/plain\r\n"
                     "Content-Length: %zu\r\nConnection: %s\r\n\r\n%s",
@@ -445,12 +476,13 @@ static void local_response(struct conn *c, int status, const char *body, int clo
                     /* RFC 9110 15.5.6: a 405 lists what is allowed; only CONNECT is not */
                     status == 405 ? "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n" : "",
                     strlen(body), close_conn ? "close" : "keep-alive",
-                    c->is_head ? "" : body) < 0) {
+                    r->is_head ? "" : body) < 0) {
         conn_close(c);
         return;
     }
     request_log(c, status);
     log_debug("request", "peer=%s status=%d local=1", c->peer, status);
+    request_release(c);
     c->state = CS_HEAD;
     c->head_timer = 0;
     if (close_conn) c->close_after_flush = 1;
@@ -466,10 +498,12 @@ static int upstream_retry(struct conn *c, const char *why);
  */
 static void upstream_failed(struct conn *c, int status, const char *why)
 {
-    if (!c->resp_started && status == 502 && upstream_retry(c, why) == 0) return;
-    log_warn("upstream_error", "peer=%s route=%s reason=\"%s\"", c->peer, c->route_src, why);
-    if (c->resp_started) {
-        request_log(c, c->resp_status);
+    struct conn_req *r = c->r;
+
+    if (!r->resp_started && status == 502 && upstream_retry(c, why) == 0) return;
+    log_warn("upstream_error", "peer=%s route=%s reason=\"%s\"", c->peer, route_name(r), why);
+    if (r->resp_started) {
+        request_log(c, r->resp_status);
         request_release(c);
         c->close_after_flush = 1; /* truncated response: closing is the only signal */
         c->state = CS_HEAD;
@@ -555,7 +589,8 @@ static const struct http1_header *header_find(const struct http1_header *hdrs, s
 static int build_upstream_head(struct conn *c, const struct http1_request *req,
                                const struct http1_msginfo *info)
 {
-    struct dbuf *b = &c->uout;
+    struct conn_req *r = c->r;
+    struct dbuf *b = &r->uout;
     size_t i;
     int slash =
         info->target_form == HTTP1_TARGET_ABSOLUTE && (info->path_len == 0 || info->path[0] == '?');
@@ -584,16 +619,16 @@ static int build_upstream_head(struct conn *c, const struct http1_request *req,
         return -1;
     if (append_joined(b, req, "Via", req->minor_version ? "1.1 strait" : "1.0 strait") < 0)
         return -1;
-    if (c->upgrade) {
+    if (r->upgrade) {
         const struct http1_header *up = header_find(req->headers, req->num_headers, "upgrade");
-        c->u_keep = 0;
+        r->u_keep = 0;
         return dbuf_str(b, "Upgrade: ") < 0 || dbuf_append(b, up->value, up->value_len) < 0 ||
                        dbuf_str(b, "\r\nConnection: upgrade\r\n\r\n") < 0
                    ? -1
                    : 0;
     }
-    c->u_keep = req->minor_version >= 1;
-    return dbuf_str(b, c->u_keep ? "\r\n" : "Connection: close\r\n\r\n");
+    r->u_keep = req->minor_version >= 1;
+    return dbuf_str(b, r->u_keep ? "\r\n" : "Connection: close\r\n\r\n");
 }
 
 /*
@@ -604,36 +639,38 @@ static int build_upstream_head(struct conn *c, const struct http1_request *req,
 static void arm_progress(struct conn *c)
 {
     const struct worker_config *cfg = &c->w->cfg;
+    struct conn_req *r = c->r;
 
-    if (c->ufd < 0 || c->u_connecting || c->state == CS_HEAD) return;
-    arm_utimer(c, c->resp_started || c->state == CS_TUNNEL || !c->req_done
+    if (!r || !r->u || r->u_connecting || c->state == CS_HEAD) return;
+    arm_utimer(c, r->resp_started || c->state == CS_TUNNEL || !r->req_done
                       ? cfg->idle_body_timeout
                       : cfg->upstream_response_timeout);
 }
 
 /*
- * Gives the request an upstream connection to c->uaddr: an idle one from the worker's pool
+ * Gives the request an upstream connection to r->uaddr: an idle one from the worker's pool
  * when allow_pool, else a fresh connect. Returns 0, or -1 with errno (connect failed).
  */
 static int upstream_open(struct conn *c, int allow_pool)
 {
-    const struct sockaddr *sa = (const struct sockaddr *)&c->uaddr;
-    int in_progress = 0, fd = -1;
+    struct conn_req *r = c->r;
+    const struct sockaddr *sa = (const struct sockaddr *)&r->uaddr;
+    struct upstream_conn *u = NULL;
+    int in_progress = 0;
 
-    if (allow_pool) fd = upstream_pool_take(c->w->pool, sa, c->uaddrlen);
-    c->u_reused = fd >= 0;
-    if (fd >= 0) {
+    if (allow_pool) u = upstream_pool_take(c->w->pool, sa, r->uaddrlen);
+    r->u_reused = u != NULL;
+    if (u) {
         metrics_pool_reused();
     } else {
-        fd = upstream_connect(sa, c->uaddrlen, &in_progress);
-        if (fd < 0) return -1;
+        u = upstream_conn_open(c->w->loop, sa, r->uaddrlen, &in_progress);
+        if (!u) return -1;
         if (!in_progress) metrics_upstream_connected();
     }
-    c->ufd = fd;
-    c->u_connecting = in_progress;
-    c->u_got_bytes = 0;
-    ev_io_set(&c->urio, fd, EV_READ);
-    ev_io_set(&c->uwio, fd, EV_WRITE);
+    upstream_conn_attach(u, upstream_read_cb, upstream_write_cb, c);
+    r->u = u;
+    r->u_connecting = (uint8_t)in_progress;
+    r->u_got_bytes = 0;
     if (in_progress)
         arm_utimer(c, c->w->cfg.upstream_connect_timeout);
     else
@@ -649,45 +686,22 @@ static int upstream_open(struct conn *c, int allow_pool)
  */
 static int upstream_retry(struct conn *c, const char *why)
 {
-    struct ev_loop *loop = c->w->loop;
+    struct conn_req *r = c->r;
 
-    if (!c->u_reused || c->u_got_bytes || !c->replay_ok || c->ufd < 0) return -1;
-    log_debug("upstream_retry", "peer=%s route=%s reason=\"%s\"", c->peer, c->route_src, why);
-    ev_io_stop(loop, &c->urio);
-    ev_io_stop(loop, &c->uwio);
-    close(c->ufd);
-    c->ufd = -1;
-    c->u_eof = c->u_write_failed = 0;
-    c->uin.len = c->uin.off = 0;
-    c->uout.len = c->uout.off = 0;
-    if (dbuf_append(&c->uout, dbuf_data(&c->replay), c->replay.len) < 0) return -1;
-    c->replay_ok = 0; /* once only */
+    if (!r->u_reused || r->u_got_bytes || !r->replay_ok || !r->u) return -1;
+    log_debug("upstream_retry", "peer=%s route=%s reason=\"%s\"", c->peer, route_name(r), why);
+    upstream_conn_close(r->u);
+    r->u = NULL;
+    r->u_eof = r->u_write_failed = 0;
+    r->uin.len = r->uin.off = 0;
+    r->uout.len = r->uout.off = 0;
+    if (dbuf_append(&r->uout, dbuf_data(&r->replay), r->replay.len) < 0) return -1;
+    r->replay_ok = 0; /* once only */
     if (upstream_open(c, 0) < 0) {
         metrics_upstream_connect_error();
         return -1;
     }
     return 0;
-}
-
-static void reset_request(struct conn *c)
-{
-    c->snap = NULL;
-    c->is_head = 0;
-    c->req_body = HTTP1_BODY_NONE;
-    c->req_remaining = 0;
-    http1_chunked_init(&c->req_chunk);
-    c->req_done = 1;
-    c->route_src[0] = '\0';
-    c->upgrade = c->idempotent = 0;
-    c->u_connecting = c->u_eof = c->u_write_failed = 0;
-    c->u_keep = c->u_reused = c->u_got_bytes = c->replay_ok = 0;
-    c->resp_close = 0;
-    c->resp_started = 0;
-    c->resp_status = 0;
-    c->resp_body = HTTP1_BODY_NONE;
-    c->resp_remaining = 0;
-    http1_chunked_init(&c->resp_chunk);
-    c->resp_done = 0;
 }
 
 static int method_idempotent(const struct http1_request *req)
@@ -713,22 +727,25 @@ static int start_request(struct conn *c)
     struct snapshot *snap;
     const struct snapwire_route *rt;
     const struct snapshot_endpoint *ep;
+    struct conn_req *r;
     char host[ROUTER_MAX_HOST];
-    int r, status, hl = 0;
+    int n, status, hl = 0;
     uint32_t cluster;
 
-    reset_request(c);
-    c->keep_alive = 0;
     if (c->cin.len == 0) return 0;
-    r = http1_parse_request(dbuf_data(&c->cin), c->cin.len, &req, &status);
-    if (r == -2) {
+    n = http1_parse_request(dbuf_data(&c->cin), c->cin.len, &req, &status);
+    if (n == -2) {
         if (!c->head_timer) {
             c->head_timer = 1;
             arm_timer(c, c->w->cfg.client_header_timeout);
         }
         return 0;
     }
-    if (r == -1) {
+    if (!(r = c->r = req_new(c))) {
+        conn_close(c);
+        return 1;
+    }
+    if (n == -1) {
         request_begin(c, NULL);
         local_response(c, status, NULL, 1);
         return 1;
@@ -736,75 +753,82 @@ static int start_request(struct conn *c)
     request_begin(c, &req);
     ev_timer_stop(c->w->loop, &c->timer);
     c->head_timer = 0;
-    c->client_minor = req.minor_version;
-    c->is_head = req.method_len == 4 && memcmp(req.method, "HEAD", 4) == 0;
+    r->client_minor = (uint8_t)req.minor_version;
+    r->is_head = req.method_len == 4 && memcmp(req.method, "HEAD", 4) == 0;
     if (http1_request_info(&req, &info, &status) < 0) {
-        dbuf_consume(&c->cin, (size_t)r);
+        dbuf_consume(&c->cin, (size_t)n);
         local_response(c, status, NULL, 1);
         return 1;
     }
-    c->keep_alive =
+    r->keep_alive =
         !info.conn_close && (req.minor_version >= 1 || info.conn_keep_alive) && !c->w->stopping;
-    c->req_body = info.body;
-    c->req_remaining = info.content_length;
-    c->req_done = info.body == HTTP1_BODY_NONE;
+    r->req_body = info.body;
+    r->req_remaining = info.content_length;
+    r->req_done = info.body == HTTP1_BODY_NONE;
     /* RFC 9110 7.8: a 1.0 client cannot be switched; Upgrade without the option is ignored */
-    c->upgrade = req.minor_version >= 1 &&
+    r->upgrade = req.minor_version >= 1 &&
                  header_find(req.headers, req.num_headers, "upgrade") != NULL &&
                  header_has_token(req.headers, req.num_headers, "connection", "upgrade");
-    c->idempotent = method_idempotent(&req);
-    if (c->reqlog && info.host)
-        snprintf(c->reqlog->host, sizeof(c->reqlog->host), "%.*s", (int)info.host_len, info.host);
+    r->idempotent = (uint8_t)method_idempotent(&req);
+    if (r->reqlog && info.host)
+        snprintf(r->reqlog->host, sizeof(r->reqlog->host), "%.*s", (int)info.host_len, info.host);
     if (info.host &&
         (hl = router_normalize_host(info.host, info.host_len, host, sizeof(host))) < 0) {
-        dbuf_consume(&c->cin, (size_t)r);
+        dbuf_consume(&c->cin, (size_t)n);
         local_response(c, 400, NULL, 1);
         return 1;
     }
     snap = c->w->current;
     if (!snap) {
-        dbuf_consume(&c->cin, (size_t)r);
+        dbuf_consume(&c->cin, (size_t)n);
         local_response(c, 503, "no snapshot\n", 0);
         return 1;
     }
     rt = router_match(snap->router, host, (size_t)hl, req.target, req.target_len);
     cluster = rt ? rt->cluster : snap->sw.meta.default_cluster;
     if (cluster == SNAPWIRE_NONE) {
-        dbuf_consume(&c->cin, (size_t)r);
+        dbuf_consume(&c->cin, (size_t)n);
         local_response(c, 404, "no route\n", 0);
         return 1;
     }
-    snprintf(c->route_src, sizeof(c->route_src), "%s", rt ? rt->source : "default");
+    r->route_src = rt ? rt->source : "default";
+    r->max_body = CONN_ROUTE_MAX_BODY(c, snap, rt);
+    if (info.body == HTTP1_BODY_LENGTH && info.content_length > r->max_body) {
+        /* RFC 9110 15.5.14: refused before any upstream sees it; the body is not read */
+        dbuf_consume(&c->cin, (size_t)n);
+        local_response(c, 413, NULL, 1);
+        return 1;
+    }
     ep = snapshot_pick(snap, cluster);
     if (!ep) {
-        dbuf_consume(&c->cin, (size_t)r);
+        dbuf_consume(&c->cin, (size_t)n);
         local_response(c, 503, "no healthy endpoint\n", 0);
         return 1;
     }
-    c->snap = snapshot_ref(snap);
+    r->snap = snapshot_ref(snap);
     if (build_upstream_head(c, &req, &info) < 0) {
         conn_close(c);
         return 1;
     }
-    dbuf_consume(&c->cin, (size_t)r); /* req points into cin: consume only now */
+    dbuf_consume(&c->cin, (size_t)n); /* req points into cin: consume only now */
     c->state = CS_PROXY;
-    memcpy(&c->uaddr, &ep->addr, ep->addrlen);
-    c->uaddrlen = ep->addrlen;
-    if (c->reqlog)
-        netaddr_format((const struct sockaddr *)&ep->addr, c->reqlog->upstream,
-                       sizeof(c->reqlog->upstream));
+    memcpy(&r->uaddr, &ep->addr, ep->addrlen);
+    r->uaddrlen = ep->addrlen;
+    if (r->reqlog)
+        netaddr_format((const struct sockaddr *)&ep->addr, r->reqlog->upstream,
+                       sizeof(r->reqlog->upstream));
     if (upstream_open(c, 1) < 0) {
         metrics_upstream_connect_error();
         upstream_failed(c, 502, strerror(errno));
         return 1;
     }
-    if (c->u_reused && c->idempotent) {
+    if (r->u_reused && r->idempotent) {
         /* keep the head until the first body or response byte, to retry a stale reuse */
-        if (dbuf_append(&c->replay, dbuf_data(&c->uout), c->uout.len) < 0) {
+        if (dbuf_append(&r->replay, dbuf_data(&r->uout), r->uout.len) < 0) {
             conn_close(c);
             return 1;
         }
-        c->replay_ok = 1;
+        r->replay_ok = 1;
     }
     return 1;
 }
@@ -812,42 +836,45 @@ static int start_request(struct conn *c)
 /* Moves request body bytes from cin to uout. Returns 0, or -1 if the conn was closed. */
 static int pump_request_body(struct conn *c)
 {
+    struct conn_req *r = c->r;
     size_t take;
-    ssize_t r;
+    ssize_t n;
 
-    while (!c->req_done && c->cin.len > 0 && c->uout.len < CONN_BUF_HIGH) {
-        if (c->u_write_failed) {
+    while (!r->req_done && c->cin.len > 0 && r->uout.len < CONN_BUF_HIGH) {
+        if (r->u_write_failed) {
             /* upstream stopped listening: swallow; the connection closes after the answer */
             dbuf_consume(&c->cin, c->cin.len);
             break;
         }
-        if (c->req_body == HTTP1_BODY_LENGTH) {
+        if (r->req_body == HTTP1_BODY_LENGTH) {
             take = c->cin.len;
-            if (take > c->req_remaining) take = (size_t)c->req_remaining;
-            c->req_remaining -= take;
-            if (c->req_remaining == 0) c->req_done = 1;
+            if (take > r->req_remaining) take = (size_t)r->req_remaining;
+            r->req_remaining -= take;
+            if (r->req_remaining == 0) r->req_done = 1;
         } else {
-            r = http1_chunked_feed(&c->req_chunk, dbuf_data(&c->cin), c->cin.len);
-            if (r == -1) {
-                log_info("bad_request_body", "peer=%s", c->peer);
-                if (c->resp_started) {
+            n = http1_chunked_feed(&r->req_chunk, dbuf_data(&c->cin), c->cin.len);
+            if (n == -1 || r->req_chunk.data_total > r->max_body) {
+                int too_large = n != -1;
+                log_info(too_large ? "request_body_too_large" : "bad_request_body", "peer=%s",
+                         c->peer);
+                if (r->resp_started) {
                     conn_close(c);
                     return -1;
                 }
-                local_response(c, 400, NULL, 1);
+                local_response(c, too_large ? 413 : 400, NULL, 1);
                 return 0;
             }
-            take = r == -2 ? c->cin.len : (size_t)r;
-            if (r >= 0) c->req_done = 1;
+            take = n == -2 ? c->cin.len : (size_t)n;
+            if (n >= 0) r->req_done = 1;
         }
-        if (take > 0) c->replay_ok = 0; /* body bytes are not kept for a replay */
-        if (dbuf_append(&c->uout, dbuf_data(&c->cin), take) < 0) {
+        if (take > 0) r->replay_ok = 0; /* body bytes are not kept for a replay */
+        if (dbuf_append(&r->uout, dbuf_data(&c->cin), take) < 0) {
             conn_close(c);
             return -1;
         }
         dbuf_consume(&c->cin, take);
     }
-    if (!c->req_done && c->c_eof && c->cin.len == 0) {
+    if (!r->req_done && c->c_eof && c->cin.len == 0) {
         /* client went away mid-body: nothing sensible left to do */
         conn_close(c);
         return -1;
@@ -890,8 +917,8 @@ static int write_client_head(struct conn *c, const struct http1_response *res)
                    dbuf_str(b, "\r\n") < 0))
             return -1;
         if (dbuf_str(b, "Connection: upgrade\r\n") < 0) return -1;
-    } else if (res->status >= 200 && dbuf_str(b, c->keep_alive ? "Connection: keep-alive\r\n"
-                                                               : "Connection: close\r\n") < 0)
+    } else if (res->status >= 200 && dbuf_str(b, c->r->keep_alive ? "Connection: keep-alive\r\n"
+                                                                  : "Connection: close\r\n") < 0)
         return -1;
     return dbuf_str(b, "\r\n");
 }
@@ -900,64 +927,65 @@ static int write_client_head(struct conn *c, const struct http1_response *res)
  * the request was ended (error answered or conn closed). */
 static int parse_response_head(struct conn *c)
 {
+    struct conn_req *r = c->r;
     struct http1_response res;
     struct http1_msginfo info;
-    int r, status;
+    int n, status;
 
     for (;;) {
-        if (c->uin.len == 0 && !c->u_eof) return 0;
-        r = http1_parse_response(dbuf_data(&c->uin), c->uin.len, &res, &status);
-        if (r == -2 && !c->u_eof) return 0;
-        if (r < 0) {
-            upstream_failed(c, 502, c->uin.len ? "bad response head" : "closed before response");
+        if (r->uin.len == 0 && !r->u_eof) return 0;
+        n = http1_parse_response(dbuf_data(&r->uin), r->uin.len, &res, &status);
+        if (n == -2 && !r->u_eof) return 0;
+        if (n < 0) {
+            upstream_failed(c, 502, r->uin.len ? "bad response head" : "closed before response");
             return -1;
         }
-        if (http1_response_info(&res, c->is_head, &info) < 0 ||
-            (res.status == 101 && !c->upgrade)) {
+        if (http1_response_info(&res, r->is_head, &info) < 0 ||
+            (res.status == 101 && !r->upgrade)) {
             upstream_failed(c, 502, "ambiguous response framing");
             return -1;
         }
         if (res.status == 101) {
             /* switched: from here on both sides are raw bytes (RFC 9110 15.2.2) */
             if (write_client_head(c, &res) < 0) goto oom;
-            dbuf_consume(&c->uin, (size_t)r);
-            c->resp_started = c->resp_done = 1;
-            c->resp_status = 101;
-            c->keep_alive = 0;
+            dbuf_consume(&r->uin, (size_t)n);
+            r->resp_started = r->resp_done = 1;
+            r->resp_status = 101;
+            r->keep_alive = 0;
             c->state = CS_TUNNEL;
             request_log(c, 101);
-            log_debug("request", "peer=%s status=101 route=%s", c->peer, c->route_src);
+            log_debug("request", "peer=%s status=101 route=%s", c->peer, route_name(r));
             arm_progress(c);
             return 1;
         }
         if (res.status < 200) {
             /* interim (100 Continue, 103): pass on to HTTP/1.1 clients, keep waiting */
-            if (c->client_minor >= 1 && write_client_head(c, &res) < 0) goto oom;
-            dbuf_consume(&c->uin, (size_t)r);
+            if (r->client_minor >= 1 && write_client_head(c, &res) < 0) goto oom;
+            dbuf_consume(&r->uin, (size_t)n);
             continue;
         }
-        if (info.body == HTTP1_BODY_CHUNKED && c->uin.len > (size_t)r) {
+        if (info.body == HTTP1_BODY_CHUNKED && r->uin.len > (size_t)n) {
             /*
              * Check the chunk lines that came with the head before committing the head, so
              * a malformed body start is still a 502; later errors can only abort.
              */
             struct http1_chunked probe;
             http1_chunked_init(&probe);
-            if (http1_chunked_feed(&probe, dbuf_data(&c->uin) + r, c->uin.len - (size_t)r) == -1) {
+            if (http1_chunked_feed(&probe, dbuf_data(&r->uin) + n, r->uin.len - (size_t)n) == -1) {
                 upstream_failed(c, 502, "bad chunked response body");
                 return -1;
             }
         }
-        c->resp_body = info.body;
-        c->resp_remaining = info.content_length;
-        c->resp_status = res.status;
-        c->resp_close = info.conn_close || (res.minor_version == 0 && !info.conn_keep_alive);
-        if (info.body == HTTP1_BODY_UNTIL_CLOSE || c->w->stopping) c->keep_alive = 0;
+        r->resp_body = info.body;
+        r->resp_remaining = info.content_length;
+        r->resp_status = res.status;
+        r->resp_close = info.conn_close || (res.minor_version == 0 && !info.conn_keep_alive);
+        if (info.body == HTTP1_BODY_UNTIL_CLOSE || c->w->stopping) r->keep_alive = 0;
         if (write_client_head(c, &res) < 0) goto oom;
-        dbuf_consume(&c->uin, (size_t)r);
-        c->resp_started = 1;
-        c->resp_done = info.body == HTTP1_BODY_NONE;
-        log_debug("request", "peer=%s status=%d route=%s", c->peer, res.status, c->route_src);
+        dbuf_consume(&r->uin, (size_t)n);
+        r->resp_started = 1;
+        r->resp_done = info.body == HTTP1_BODY_NONE;
+        log_debug("request", "peer=%s status=%d route=%s", c->peer, res.status, route_name(r));
         return 1;
     }
 oom:
@@ -968,34 +996,35 @@ oom:
 /* Moves response body bytes from uin to cout. Returns 0, or -1 if the request ended. */
 static int pump_response_body(struct conn *c)
 {
-    size_t take = c->uin.len;
-    ssize_t r;
+    struct conn_req *r = c->r;
+    size_t take = r->uin.len;
+    ssize_t n;
 
-    if (!c->resp_done && take > 0) {
-        if (c->resp_body == HTTP1_BODY_LENGTH) {
-            if (take > c->resp_remaining) take = (size_t)c->resp_remaining;
-            c->resp_remaining -= take;
-            c->resp_done = c->resp_remaining == 0;
-        } else if (c->resp_body == HTTP1_BODY_CHUNKED) {
-            r = http1_chunked_feed(&c->resp_chunk, dbuf_data(&c->uin), c->uin.len);
-            if (r == -1) {
+    if (!r->resp_done && take > 0) {
+        if (r->resp_body == HTTP1_BODY_LENGTH) {
+            if (take > r->resp_remaining) take = (size_t)r->resp_remaining;
+            r->resp_remaining -= take;
+            r->resp_done = r->resp_remaining == 0;
+        } else if (r->resp_body == HTTP1_BODY_CHUNKED) {
+            n = http1_chunked_feed(&r->resp_chunk, dbuf_data(&r->uin), r->uin.len);
+            if (n == -1) {
                 upstream_failed(c, 502, "bad chunked response body");
                 return -1;
             }
-            if (r >= 0) {
-                take = (size_t)r;
-                c->resp_done = 1;
+            if (n >= 0) {
+                take = (size_t)n;
+                r->resp_done = 1;
             }
         }
-        if (dbuf_append(&c->cout, dbuf_data(&c->uin), take) < 0) {
+        if (dbuf_append(&c->cout, dbuf_data(&r->uin), take) < 0) {
             conn_close(c);
             return -1;
         }
-        dbuf_consume(&c->uin, take);
+        dbuf_consume(&r->uin, take);
     }
-    if (!c->resp_done && c->u_eof && c->uin.len == 0) {
-        if (c->resp_body == HTTP1_BODY_UNTIL_CLOSE) {
-            c->resp_done = 1;
+    if (!r->resp_done && r->u_eof && r->uin.len == 0) {
+        if (r->resp_body == HTTP1_BODY_UNTIL_CLOSE) {
+            r->resp_done = 1;
         } else {
             upstream_failed(c, 502, "upstream closed mid-body");
             return -1;
@@ -1011,26 +1040,29 @@ static int pump_response_body(struct conn *c)
  */
 static int upstream_reusable(const struct conn *c)
 {
-    return c->ufd >= 0 && !c->u_connecting && c->u_keep && !c->resp_close &&
-           c->resp_body != HTTP1_BODY_UNTIL_CLOSE && c->resp_done && c->req_done &&
-           c->uout.len == 0 && c->uin.len == 0 && !c->u_eof && !c->u_write_failed &&
+    const struct conn_req *r = c->r;
+
+    return r->u && !r->u_connecting && r->u_keep && !r->resp_close &&
+           r->resp_body != HTTP1_BODY_UNTIL_CLOSE && r->resp_done && r->req_done &&
+           r->uout.len == 0 && r->uin.len == 0 && !r->u_eof && !r->u_write_failed &&
            !c->w->stopping && c->state == CS_PROXY;
 }
 
 /* The response is complete: end the request and get ready for the next one. */
 static void finish_request(struct conn *c)
 {
-    request_log(c, c->resp_status);
-    if (!c->req_done || c->u_write_failed || c->w->stopping) c->keep_alive = 0;
+    struct conn_req *r = c->r;
+    int keep;
+
+    request_log(c, r->resp_status);
+    keep = r->keep_alive && r->req_done && !r->u_write_failed && !c->w->stopping;
     if (upstream_reusable(c)) {
-        ev_io_stop(c->w->loop, &c->urio);
-        ev_io_stop(c->w->loop, &c->uwio);
-        upstream_pool_put(c->w->pool, (const struct sockaddr *)&c->uaddr, c->uaddrlen, c->ufd);
-        c->ufd = -1; /* the pool owns it now */
+        upstream_pool_put(c->w->pool, (const struct sockaddr *)&r->uaddr, r->uaddrlen, r->u);
+        r->u = NULL; /* the pool owns it now */
     }
     request_release(c);
     c->state = CS_HEAD;
-    if (!c->keep_alive) c->close_after_flush = 1;
+    if (!keep) c->close_after_flush = 1;
     arm_timer(c, c->w->cfg.client_idle_timeout);
 }
 
@@ -1040,15 +1072,17 @@ static void finish_request(struct conn *c)
  */
 static int tunnel_pump(struct conn *c)
 {
-    if (c->cin.len && !c->u_write_failed) {
-        if (dbuf_append(&c->uout, dbuf_data(&c->cin), c->cin.len) < 0) goto close;
+    struct conn_req *r = c->r;
+
+    if (c->cin.len && !r->u_write_failed) {
+        if (dbuf_append(&r->uout, dbuf_data(&c->cin), c->cin.len) < 0) goto close;
         dbuf_consume(&c->cin, c->cin.len);
     }
-    if (c->uin.len) {
-        if (dbuf_append(&c->cout, dbuf_data(&c->uin), c->uin.len) < 0) goto close;
-        dbuf_consume(&c->uin, c->uin.len);
+    if (r->uin.len) {
+        if (dbuf_append(&c->cout, dbuf_data(&r->uin), r->uin.len) < 0) goto close;
+        dbuf_consume(&r->uin, r->uin.len);
     }
-    if (c->u_write_failed || (c->c_eof && c->uout.len == 0) || (c->u_eof && c->cout.len == 0))
+    if (r->u_write_failed || (c->c_eof && r->uout.len == 0) || (r->u_eof && c->cout.len == 0))
         goto close;
     return 0;
 close:
@@ -1056,65 +1090,124 @@ close:
     return -1;
 }
 
-/* Runs the state machine as far as buffered data allows, then updates watchers. */
 /*
  * An idle keep-alive connection (between requests, nothing buffered either way) gives its
- * buffers back, so thousands of idle clients cost little more than their struct conn. Reads
- * go through a per-thread scratch buffer (client_read_cb), so the next request allocates
- * only what it needs.
+ * buffers back, so thousands of idle clients cost little more than their struct conn.
  */
 static void conn_trim(struct conn *c)
 {
-    if (c->state != CS_HEAD || c->snap || c->cin.len || c->cout.len || c->uin.len || c->uout.len ||
-        c->replay.len)
-        return;
+    if (c->state != CS_HEAD || c->r || c->cin.len || c->cout.len) return;
     dbuf_free(&c->cin);
     dbuf_free(&c->cout);
-    dbuf_free(&c->uin);
-    dbuf_free(&c->uout);
-    dbuf_free(&c->replay);
 }
 
-static void conn_run(struct conn *c)
+/*
+ * Sends what uout holds to the upstream now (the watcher is only for when the kernel
+ * pushes back). Returns 1 if bytes moved, else 0.
+ */
+static int flush_upstream(struct conn *c)
+{
+    struct conn_req *r = c->r;
+    int moved = 0;
+    ssize_t n;
+
+    while (r && r->u && !r->u_connecting && r->uout.len > 0 && !r->u_write_failed) {
+        n = send(r->u->fd, dbuf_data(&r->uout), r->uout.len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            if (c->state == CS_PROXY && upstream_retry(c, strerror(errno)) == 0) continue;
+            /* upstream may still have answered (e.g. 413): keep reading its response */
+            r->u_write_failed = 1;
+            r->keep_alive = 0;
+            dbuf_consume(&r->uout, r->uout.len);
+            break;
+        }
+        dbuf_consume(&r->uout, (size_t)n);
+        moved = 1;
+    }
+    if (moved) arm_progress(c);
+    return moved;
+}
+
+/* Sends what cout holds to the client now. Returns 1 if bytes moved, 0 if not, -1 if closed. */
+static int flush_client(struct conn *c)
+{
+    int moved = 0;
+    ssize_t n;
+
+    while (c->cout.len > 0) {
+        n = send(c->fd, dbuf_data(&c->cout), c->cout.len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            conn_close(c);
+            return -1;
+        }
+        c->out_total += (uint64_t)n;
+        dbuf_consume(&c->cout, (size_t)n);
+        moved = 1;
+    }
+    if (moved) arm_progress(c);
+    return moved;
+}
+
+/* Runs the state machine as far as buffered data allows. Returns 0, or -1 if c is dead. */
+static int conn_step(struct conn *c)
 {
     for (;;) {
-        if (c->dead) return;
+        if (c->dead) return -1;
         if (c->state == CS_HEAD) {
-            if (c->close_after_flush) break;
+            if (c->close_after_flush) return 0;
             if (!start_request(c)) {
-                if (c->c_eof) {
-                    c->close_after_flush = 1; /* client is gone and no full request left */
-                    break;
-                }
-                break;
+                if (c->c_eof) c->close_after_flush = 1; /* client gone, no full request left */
+                return 0;
             }
             continue;
         }
-        if (c->state == CS_TUNNEL) {
-            if (tunnel_pump(c) < 0) return;
-            break;
-        }
+        if (c->state == CS_TUNNEL) return tunnel_pump(c);
         /* CS_PROXY */
-        if (pump_request_body(c) < 0) return;
+        if (pump_request_body(c) < 0) return -1;
         if (c->state != CS_PROXY) continue;
-        if (!c->resp_started) {
-            int r = parse_response_head(c);
-            if (r < 0) {
-                if (c->dead) return;
+        if (!c->r->resp_started) {
+            int n = parse_response_head(c);
+            if (n < 0) {
+                if (c->dead) return -1;
                 continue;
             }
-            if (r == 0) break;
+            if (n == 0) return 0;
             if (c->state == CS_TUNNEL) continue;
         }
         if (pump_response_body(c) < 0) {
-            if (c->dead) return;
+            if (c->dead) return -1;
             continue;
         }
-        if (c->resp_done) {
+        if (c->r->resp_done) {
             finish_request(c);
             continue;
         }
-        break;
+        return 0;
+    }
+}
+
+/*
+ * Runs the state machine, writes what it produced straight away (a side whose write
+ * watcher is active is waiting for the kernel and is left to it), and repeats while
+ * writing made room for buffered input; then updates the watchers.
+ */
+static void conn_run(struct conn *c)
+{
+    for (;;) {
+        int moved = 0, m;
+
+        if (conn_step(c) < 0) return;
+        if (c->r && c->r->u && !ev_is_active(&c->r->u->wio)) moved |= flush_upstream(c);
+        if (c->dead) return;
+        if (c->cout.len && !ev_is_active(&c->wio)) {
+            if ((m = flush_client(c)) < 0) return;
+            moved |= m;
+        }
+        if (!moved || !(c->cin.len || (c->r && c->r->uin.len))) break;
     }
     conn_trim(c);
     conn_update(c);
@@ -1129,53 +1222,32 @@ static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 
     (void)loop;
     (void)revents;
-    if (c->cin.len == 0) {
-        /* nothing pending: read into the thread's scratch buffer, keep only what came */
-        static __thread char scratch[CONN_READ_CHUNK];
-        n = read(c->fd, scratch, sizeof(scratch));
-        if (n > 0 && dbuf_append(&c->cin, scratch, (size_t)n) < 0) {
-            conn_close(c);
-            return;
-        }
-    } else {
-        if (dbuf_reserve(&c->cin, CONN_READ_CHUNK) < 0) {
-            conn_close(c);
-            return;
-        }
-        n = read(c->fd, c->cin.p + c->cin.off + c->cin.len, CONN_READ_CHUNK);
-        if (n > 0) c->cin.len += (size_t)n;
+    if (dbuf_reserve(&c->cin, CONN_READ_MIN) < 0) {
+        conn_close(c);
+        return;
     }
+    n = read(c->fd, dbuf_tail(&c->cin), dbuf_room(&c->cin));
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
         conn_close(c);
         return;
     }
-    if (n == 0)
+    if (n == 0) {
         c->c_eof = 1;
-    else
-        arm_progress(c);
+    } else {
+        c->cin.len += (uint32_t)n;
+        if (c->state != CS_HEAD) arm_progress(c);
+    }
     conn_run(c);
 }
 
 static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct conn *c = conn_check(container_of(io, struct conn, wio));
-    ssize_t n;
 
     (void)loop;
     (void)revents;
-    while (c->cout.len > 0) {
-        n = send(c->fd, dbuf_data(&c->cout), c->cout.len, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-            conn_close(c);
-            return;
-        }
-        c->out_total += (uint64_t)n;
-        dbuf_consume(&c->cout, (size_t)n);
-        arm_progress(c);
-    }
+    ev_io_stop(c->w->loop, &c->wio); /* conn_run writes; conn_update restarts it if needed */
     conn_run(c);
 }
 
@@ -1187,11 +1259,9 @@ static void client_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     if (c->state == CS_HEAD && c->cin.len > 0 && c->cout.len == 0 && !c->close_after_flush) {
         /* a started head that never completed: say so, then close */
-        reset_request(c);
-        c->keep_alive = 0;
         dbuf_consume(&c->cin, c->cin.len);
         local_response(c, 408, "request timeout\n", 1);
-        conn_update(c);
+        conn_run(c);
         return;
     }
     conn_close(c);
@@ -1199,66 +1269,53 @@ static void client_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 static void upstream_write_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
-    struct conn *c = conn_check(container_of(io, struct conn, uwio));
+    struct conn *c = conn_check(io->data);
+    struct conn_req *r = c->r;
     int soerr = 0;
     socklen_t sl = sizeof(soerr);
-    ssize_t n;
 
     (void)loop;
     (void)revents;
-    if (c->u_connecting) {
-        if (getsockopt(c->ufd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0) soerr = errno;
+    if (r->u_connecting) {
+        if (getsockopt(r->u->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0) soerr = errno;
         if (soerr) {
             metrics_upstream_connect_error();
             upstream_failed(c, 502, strerror(soerr));
             conn_run(c);
             return;
         }
-        c->u_connecting = 0;
+        r->u_connecting = 0;
         metrics_upstream_connected();
         arm_progress(c);
     }
-    while (c->uout.len > 0 && !c->u_write_failed) {
-        n = send(c->ufd, dbuf_data(&c->uout), c->uout.len, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-            if (c->state == CS_PROXY && upstream_retry(c, strerror(errno)) == 0) break;
-            /* upstream may still have answered (e.g. 413): keep reading its response */
-            c->u_write_failed = 1;
-            c->keep_alive = 0;
-            dbuf_consume(&c->uout, c->uout.len);
-            break;
-        }
-        dbuf_consume(&c->uout, (size_t)n);
-        arm_progress(c);
-    }
+    ev_io_stop(c->w->loop, &r->u->wio); /* conn_run writes; conn_update restarts it if needed */
     conn_run(c);
 }
 
 static void upstream_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
-    struct conn *c = conn_check(container_of(io, struct conn, urio));
+    struct conn *c = conn_check(io->data);
+    struct conn_req *r = c->r;
     ssize_t n;
 
     (void)loop;
     (void)revents;
-    if (dbuf_reserve(&c->uin, CONN_READ_CHUNK) < 0) {
+    if (dbuf_reserve(&r->uin, CONN_READ_MIN) < 0) {
         conn_close(c);
         return;
     }
-    n = read(c->ufd, c->uin.p + c->uin.off + c->uin.len, CONN_READ_CHUNK);
+    n = read(r->u->fd, dbuf_tail(&r->uin), dbuf_room(&r->uin));
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
-        c->u_eof = 1; /* reset: handled like a close, the framing decides if it is an error */
+        r->u_eof = 1; /* reset: handled like a close, the framing decides if it is an error */
     } else if (n == 0) {
-        c->u_eof = 1;
+        r->u_eof = 1;
     } else {
-        c->uin.len += (size_t)n;
-        c->u_got_bytes = 1;
-        c->replay_ok = 0;
+        r->uin.len += (uint32_t)n;
+        r->u_got_bytes = 1;
+        r->replay_ok = 0;
         arm_progress(c);
-        if (!c->resp_started && c->uin.len > HTTP1_MAX_HEAD + CONN_READ_CHUNK) {
+        if (!r->resp_started && r->uin.len > HTTP1_MAX_HEAD + DBUF_BLOCK) {
             upstream_failed(c, 502, "response head too large");
             conn_run(c);
             return;
@@ -1269,21 +1326,22 @@ static void upstream_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 
 static void upstream_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    struct conn *c = conn_check(container_of(t, struct conn, utimer));
+    struct conn_req *r = req_check(container_of(t, struct conn_req, utimer));
+    struct conn *c = conn_check(r->c);
 
     (void)loop;
     (void)revents;
-    if (c->u_connecting) {
+    if (r->u_connecting) {
         /* no timely answer from the upstream, as for a response timeout (nginx does too) */
         metrics_upstream_connect_error();
         upstream_failed(c, 504, "connect timeout");
-    } else if (!c->resp_started && c->req_done && c->state == CS_PROXY) {
+    } else if (!r->resp_started && r->req_done && c->state == CS_PROXY) {
         metrics_upstream_timeout();
         upstream_failed(c, 504, "response timeout");
     } else {
         /* a body or tunnel made no progress either way: nothing useful can follow */
         log_warn("upstream_error", "peer=%s route=%s reason=\"idle body timeout\"", c->peer,
-                 c->route_src);
+                 route_name(r));
         conn_close(c);
         return;
     }
@@ -1295,7 +1353,6 @@ static void upstream_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen)
 {
     struct conn *c;
-    int one = 1;
 
     (void)peerlen;
     c = calloc(1, sizeof(*c));
@@ -1306,10 +1363,8 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_
     c->magic = CONN_MAGIC;
     c->w = w;
     c->fd = fd;
-    c->ufd = -1;
     c->state = CS_HEAD;
-    c->req_done = 1;
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* TCP_NODELAY comes from the listening socket (listener.c): accepted sockets inherit it */
     if (peer->sa_family == AF_INET6) {
         const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)peer;
         inet_ntop(AF_INET6, &s6->sin6_addr, c->peer, sizeof(c->peer));
@@ -1320,9 +1375,6 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_
     ev_io_init(&c->rio, client_read_cb, fd, EV_READ);
     ev_io_init(&c->wio, client_write_cb, fd, EV_WRITE);
     ev_timer_init(&c->timer, client_timer_cb, w->cfg.client_idle_timeout, 0.);
-    ev_io_init(&c->urio, upstream_read_cb, -1, EV_READ);
-    ev_io_init(&c->uwio, upstream_write_cb, -1, EV_WRITE);
-    ev_timer_init(&c->utimer, upstream_timer_cb, 1., 0.);
     c->next = w->conns;
     if (w->conns) w->conns->prev = c;
     w->conns = c;
@@ -1338,11 +1390,11 @@ void conn_shutdown_all(struct worker *w)
 
     for (c = w->conns; c; c = next) {
         next = c->next;
-        if (c->state == CS_HEAD && c->cin.len == 0) {
+        if (c->state == CS_HEAD && c->cin.len == 0 && !c->r) {
             c->close_after_flush = 1;
             conn_update(c);
-        } else {
-            c->keep_alive = 0;
+        } else if (c->r) {
+            c->r->keep_alive = 0;
         }
     }
 }

@@ -18,4 +18,7 @@ void conn_close_all(struct worker *w);
 /* Frees connections closed since the last call (deferred close). */
 void conn_reap(struct worker *w);
 
+/* Frees the calling worker thread's caches (request objects, buffer blocks); call last. */
+void conn_thread_end(void);
+
 #endif

@@ -592,6 +592,9 @@ ssize_t http1_chunked_feed(struct http1_chunked *c, const char *buf, size_t len)
             break;
         case CK_SIZE_LF:
             if (ch != '\n') return -1;
+            c->data_total = c->remaining > UINT64_MAX - c->data_total
+                                ? UINT64_MAX
+                                : c->data_total + c->remaining;
             c->state = c->remaining ? CK_DATA : CK_TRAILER_START;
             break;
         case CK_DATA_CR:

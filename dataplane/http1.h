@@ -128,6 +128,7 @@ struct http1_chunked {
     size_t line_len;    /* bytes of the current size/trailer line so far */
     size_t trailer_len; /* total trailer bytes so far */
     int digits;
+    uint64_t data_total; /* sum of the chunk sizes announced so far (counted at each size line) */
 };
 
 void http1_chunked_init(struct http1_chunked *c);

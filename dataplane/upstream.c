@@ -1,18 +1,22 @@
 /*
- * upstream: connecting to endpoints and keeping idle keep-alive connections for reuse.
+ * upstream: upstream connections and the per-worker pool of idle keep-alive ones.
  *
- * Does: start non-blocking connects; park connections that ended a response cleanly in a
- * per-worker pool keyed by endpoint address (family, address, port), hand the most recently
- * parked one (LIFO: the warmest, least likely to have been closed by the server) back out,
- * and drop an idle connection when it becomes readable (the server closed it or sent bytes
- * nobody asked for), when its idle timer expires, or beyond max_idle per endpoint.
+ * Does: start non-blocking connects; give each connection a struct upstream_conn whose read
+ * and write watchers stay with it for its whole life, so moving it between the pool and a
+ * request (and back) only swaps callback and data pointers - the read watcher stays active
+ * and the kernel's epoll set is not touched per request. Park connections that ended a
+ * response cleanly in a per-worker pool keyed by endpoint address (family, address, port),
+ * hand the most recently parked one (LIFO: the warmest, least likely to have been closed by
+ * the server) back out, and drop an idle connection when it becomes readable (the server
+ * closed it or sent bytes nobody asked for), when its idle timer expires, or beyond
+ * max_idle per endpoint.
  * Does not: know about HTTP or snapshots. The key is the address, so a snapshot swap that
  * keeps an endpoint keeps its idle connections, and one that removes it lets them age out.
  * Invariants:
  *   - a pool belongs to one worker thread and its loop: no locks;
- *   - a parked connection has exactly one owner (the pool) and its watchers are active
- *     only while parked; nothing else points at an idle entry, so it is freed at once,
- *     even from its own callback (it is not touched after);
+ *   - a connection has exactly one owner: the pool while parked (ep != NULL, idle
+ *     callbacks, timer running, write watcher stopped) or one request; nothing else points
+ *     at a parked entry, so it is freed at once, even from its own callback;
  *   - an endpoint entry exists only while it has idle connections.
  */
 #include "upstream.h"
@@ -28,24 +32,14 @@
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
-#define UPSTREAM_IDLE_MAGIC 0x49444c45u /* "IDLE" */
+#define UPSTREAM_CONN_MAGIC 0x55434f4eu /* "UCON" */
 
 struct upstream_ep {
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    struct upstream_idle *idle; /* most recently parked first */
+    struct upstream_conn *idle; /* most recently parked first */
     unsigned n_idle;
     struct upstream_ep *prev, *next;
-};
-
-struct upstream_idle {
-    uint32_t magic;
-    int fd;
-    ev_io rio;
-    ev_timer timer;
-    struct upstream_pool *pool;
-    struct upstream_ep *ep;
-    struct upstream_idle *prev, *next;
 };
 
 struct upstream_pool {
@@ -56,9 +50,9 @@ struct upstream_pool {
     struct upstream_ep *eps;
 };
 
-static struct upstream_idle *idle_check(struct upstream_idle *u)
+static struct upstream_conn *uconn_check(struct upstream_conn *u)
 {
-    if (u->magic != UPSTREAM_IDLE_MAGIC) abort();
+    if (u->magic != UPSTREAM_CONN_MAGIC) abort();
     return u;
 }
 
@@ -99,32 +93,29 @@ static void ep_free_if_empty(struct upstream_pool *p, struct upstream_ep *e)
     free(e);
 }
 
-/* Unlinks u from its endpoint and stops its watchers; the fd stays open. */
-static void idle_unlink(struct upstream_idle *u)
+/* Unlinks parked u from its endpoint and stops its idle timer; the read watcher runs on. */
+static void idle_unlink(struct upstream_conn *u)
 {
     struct upstream_pool *p = u->pool;
     struct upstream_ep *e = u->ep;
 
-    ev_io_stop(p->loop, &u->rio);
     ev_timer_stop(p->loop, &u->timer);
     if (u->prev)
         u->prev->next = u->next;
     else
         e->idle = u->next;
     if (u->next) u->next->prev = u->prev;
+    u->prev = u->next = NULL;
+    u->ep = NULL;
     e->n_idle--;
     p->n_idle--;
     ep_free_if_empty(p, e);
-    u->magic = 0;
 }
 
-static void idle_drop(struct upstream_idle *u)
+static void idle_drop(struct upstream_conn *u)
 {
-    int fd = u->fd;
-
     idle_unlink(u);
-    close(fd);
-    free(u);
+    upstream_conn_close(u);
 }
 
 /* Readable while idle: EOF, reset or unsolicited bytes - the connection is unusable. */
@@ -132,14 +123,14 @@ static void idle_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
     (void)revents;
-    idle_drop(idle_check(container_of(io, struct upstream_idle, rio)));
+    idle_drop(uconn_check(io->data));
 }
 
 static void idle_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
     (void)revents;
-    idle_drop(idle_check(container_of(t, struct upstream_idle, timer)));
+    idle_drop(uconn_check(container_of(t, struct upstream_conn, timer)));
 }
 
 struct upstream_pool *upstream_pool_new(struct ev_loop *loop, unsigned max_idle,
@@ -162,59 +153,54 @@ void upstream_pool_free(struct upstream_pool *p)
     free(p);
 }
 
-int upstream_pool_take(struct upstream_pool *p, const struct sockaddr *sa, socklen_t salen)
+struct upstream_conn *upstream_pool_take(struct upstream_pool *p, const struct sockaddr *sa,
+                                         socklen_t salen)
 {
     struct upstream_ep *e;
-    struct upstream_idle *u;
-    int fd;
+    struct upstream_conn *u;
 
     (void)salen;
-    if (!p || !(e = ep_find(p, sa))) return -1;
-    u = e->idle;
-    fd = u->fd;
+    if (!p || !(e = ep_find(p, sa))) return NULL;
+    u = uconn_check(e->idle);
     idle_unlink(u);
-    free(u);
-    return fd;
+    return u;
 }
 
-void upstream_pool_put(struct upstream_pool *p, const struct sockaddr *sa, socklen_t salen, int fd)
+void upstream_pool_put(struct upstream_pool *p, const struct sockaddr *sa, socklen_t salen,
+                       struct upstream_conn *u)
 {
     struct upstream_ep *e;
-    struct upstream_idle *u;
 
-    if (!p || p->max_idle == 0 || salen > sizeof(e->addr)) goto close_fd;
+    uconn_check(u);
+    if (!p || p->max_idle == 0 || salen > sizeof(e->addr)) goto close_conn;
     e = ep_find(p, sa);
-    if (e && e->n_idle >= p->max_idle) goto close_fd;
-    u = calloc(1, sizeof(*u));
-    if (!u) goto close_fd;
+    if (e && e->n_idle >= p->max_idle) goto close_conn;
     if (!e) {
         e = calloc(1, sizeof(*e));
-        if (!e) goto free_idle;
+        if (!e) goto close_conn;
         memcpy(&e->addr, sa, salen);
         e->addrlen = salen;
         e->next = p->eps;
         if (p->eps) p->eps->prev = e;
         p->eps = e;
     }
-    u->magic = UPSTREAM_IDLE_MAGIC;
-    u->fd = fd;
     u->pool = p;
     u->ep = e;
+    u->prev = NULL;
     u->next = e->idle;
     if (e->idle) e->idle->prev = u;
     e->idle = u;
     e->n_idle++;
     p->n_idle++;
-    ev_io_init(&u->rio, idle_read_cb, fd, EV_READ);
-    ev_io_start(p->loop, &u->rio);
-    ev_timer_init(&u->timer, idle_timer_cb, p->idle_timeout, 0.);
+    ev_io_stop(u->loop, &u->wio);
+    upstream_conn_attach(u, idle_read_cb, idle_read_cb, u);
+    if (!ev_is_active(&u->rio)) ev_io_start(u->loop, &u->rio);
+    ev_timer_set(&u->timer, p->idle_timeout, 0.);
     ev_timer_start(p->loop, &u->timer);
     return;
 
-free_idle:
-    free(u);
-close_fd:
-    close(fd);
+close_conn:
+    upstream_conn_close(u);
 }
 
 unsigned upstream_pool_idle(const struct upstream_pool *p)
@@ -222,23 +208,53 @@ unsigned upstream_pool_idle(const struct upstream_pool *p)
     return p ? p->n_idle : 0;
 }
 
-int upstream_connect(const struct sockaddr *sa, socklen_t salen, int *in_progress)
+struct upstream_conn *upstream_conn_open(struct ev_loop *loop, const struct sockaddr *sa,
+                                         socklen_t salen, int *in_progress)
 {
+    struct upstream_conn *u;
     int one = 1, fd, saved;
 
     fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
+    if (fd < 0) return NULL;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(fd, sa, salen) == 0) {
+    if (connect(fd, sa, salen) == 0)
         *in_progress = 0;
-        return fd;
-    }
-    if (errno == EINPROGRESS) {
+    else if (errno == EINPROGRESS)
         *in_progress = 1;
-        return fd;
-    }
+    else
+        goto close_fd;
+    u = calloc(1, sizeof(*u));
+    if (!u) goto close_fd;
+    u->magic = UPSTREAM_CONN_MAGIC;
+    u->fd = fd;
+    u->loop = loop;
+    ev_io_init(&u->rio, idle_read_cb, fd, EV_READ);
+    ev_io_init(&u->wio, idle_read_cb, fd, EV_WRITE);
+    ev_timer_init(&u->timer, idle_timer_cb, 1., 0.);
+    return u;
+
+close_fd:
     saved = errno;
     close(fd);
     errno = saved;
-    return -1;
+    return NULL;
+}
+
+void upstream_conn_attach(struct upstream_conn *u, upstream_io_cb rcb, upstream_io_cb wcb,
+                          void *data)
+{
+    ev_set_cb(&u->rio, rcb);
+    ev_set_cb(&u->wio, wcb);
+    u->rio.data = u->wio.data = data;
+}
+
+void upstream_conn_close(struct upstream_conn *u)
+{
+    uconn_check(u);
+    ev_io_stop(u->loop, &u->rio);
+    ev_io_stop(u->loop, &u->wio);
+    ev_timer_stop(u->loop, &u->timer);
+    close(u->fd);
+    u->magic = 0;
+    free(u);
 }

@@ -1,22 +1,43 @@
 /*
- * upstream: non-blocking upstream connects and the per-worker pool of idle keep-alive
- * upstream connections, keyed by endpoint address.
+ * upstream: upstream TCP connections (non-blocking connect, watchers that travel with the
+ * connection) and the per-worker pool of idle keep-alive ones, keyed by endpoint address.
  */
 #ifndef STRAIT_UPSTREAM_H
 #define STRAIT_UPSTREAM_H
 
 #include <ev.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #define UPSTREAM_POOL_MAX_IDLE 64      /* idle connections kept per endpoint address */
 #define UPSTREAM_POOL_IDLE_TIMEOUT 60. /* seconds an idle connection is kept */
 
 struct upstream_pool;
+struct upstream_ep;
+
+/*
+ * One upstream connection. Its two watchers live here and move with it between the pool
+ * and the request using it, so handing a connection over changes a callback pointer, not
+ * the epoll set. While a request holds it, rio/wio call the callbacks given to
+ * upstream_conn_attach with data set to that request's owner.
+ */
+struct upstream_conn {
+    uint32_t magic;
+    int fd;
+    struct ev_loop *loop; /* the worker's: a connection never changes thread */
+    ev_io rio, wio;
+    ev_timer timer; /* idle timeout, only while parked */
+    struct upstream_pool *pool;
+    struct upstream_ep *ep; /* while parked */
+    struct upstream_conn *prev, *next;
+};
+
+typedef void (*upstream_io_cb)(struct ev_loop *loop, ev_io *io, int revents);
 
 /*
  * Creates the idle pool of one worker on loop (owned by that worker's thread: no locks).
- * max_idle is the limit per endpoint address, idle_timeout in seconds. Returns NULL when
- * out of memory.
+ * max_idle is the limit per endpoint address (0: never keep one), idle_timeout in seconds.
+ * Returns NULL when out of memory.
  */
 struct upstream_pool *upstream_pool_new(struct ev_loop *loop, unsigned max_idle,
                                         double idle_timeout);
@@ -25,25 +46,38 @@ struct upstream_pool *upstream_pool_new(struct ev_loop *loop, unsigned max_idle,
 void upstream_pool_free(struct upstream_pool *p);
 
 /*
- * Takes the most recently parked idle connection to sa out of p. Returns its fd (the
- * caller owns it now), or -1 when there is none.
+ * Takes the most recently parked idle connection to sa out of p, or NULL when there is
+ * none. Its read watcher is still active: attach it (upstream_conn_attach) before the
+ * loop runs again.
  */
-int upstream_pool_take(struct upstream_pool *p, const struct sockaddr *sa, socklen_t salen);
+struct upstream_conn *upstream_pool_take(struct upstream_pool *p, const struct sockaddr *sa,
+                                         socklen_t salen);
 
 /*
- * Parks fd, a connection to sa at a message boundary, in p; p owns it from now on. It is
- * closed at once when the endpoint already has max_idle idle connections or on no memory.
+ * Parks u, a connection to sa at a message boundary, in p (NULL: closes it); p owns it from
+ * now on. It is closed at once when the endpoint already has max_idle idle connections or
+ * on no memory.
  */
-void upstream_pool_put(struct upstream_pool *p, const struct sockaddr *sa, socklen_t salen, int fd);
+void upstream_pool_put(struct upstream_pool *p, const struct sockaddr *sa, socklen_t salen,
+                       struct upstream_conn *u);
 
 /* Idle connections currently parked in p (all endpoints). */
 unsigned upstream_pool_idle(const struct upstream_pool *p);
 
 /*
- * Starts a non-blocking TCP connect to sa (TCP_NODELAY set). Returns the fd with
- * *in_progress 1 when the connect completes later (wait for writability, then check
- * SO_ERROR) or 0 when already connected; -1 with errno on failure.
+ * Starts a non-blocking TCP connect to sa (TCP_NODELAY set) on loop. Returns a new
+ * connection with *in_progress 1 when the connect completes later (wait for writability,
+ * then check SO_ERROR) or 0 when already connected; NULL with errno on failure. Its
+ * watchers are set up but not started.
  */
-int upstream_connect(const struct sockaddr *sa, socklen_t salen, int *in_progress);
+struct upstream_conn *upstream_conn_open(struct ev_loop *loop, const struct sockaddr *sa,
+                                         socklen_t salen, int *in_progress);
+
+/* Points u's watchers at a new owner: rcb/wcb with ev_io data = data. */
+void upstream_conn_attach(struct upstream_conn *u, upstream_io_cb rcb, upstream_io_cb wcb,
+                          void *data);
+
+/* Stops u's watchers, closes its socket and frees it. */
+void upstream_conn_close(struct upstream_conn *u);
 
 #endif

@@ -141,6 +141,7 @@ static void *worker_main(void *arg)
     conn_reap(w);
     upstream_pool_free(w->pool);
     w->pool = NULL;
+    conn_thread_end();
     return NULL;
 }
 

@@ -1,7 +1,8 @@
 /*
  * upstream pool: keyed by address (family, address, port), LIFO per endpoint, limited per
  * endpoint, and an idle connection that turns readable (peer closed or sent bytes) or
- * outlives the idle timeout is dropped. Uses socketpairs as "connections" on a real loop.
+ * outlives the idle timeout is dropped; handing a connection over keeps its read watcher
+ * running and moves its callbacks. Real connects to a Unix listener on a real loop.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,7 +12,11 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -29,14 +34,36 @@ static struct sockaddr_in addr(const char *ip, uint16_t port)
     return sin;
 }
 
-/* A connected pair: returns our end, *peer gets the other. */
-static int pair(int *peer)
+/*
+ * A connected pair wrapped as an upstream connection on loop (the way a connect would make
+ * one): returns it, *peer gets the other end, *fd its socket.
+ */
+static struct upstream_conn *pair(struct ev_loop *loop, int *peer, int *fd)
 {
-    int sv[2];
+    struct sockaddr_un sun;
+    struct upstream_conn *u;
+    int sv[2], in_progress = 0, lfd;
+    char path[] = "/tmp/strait-test-upstream-XXXXXX";
 
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    /* upstream_conn_open connects for real: give it a listening Unix socket to reach */
+    assert_non_null(mkdtemp(path));
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/s", path);
+    lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_true(lfd >= 0);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+    assert_int_equal(listen(lfd, 1), 0);
+    u = upstream_conn_open(loop, (struct sockaddr *)&sun, sizeof(sun), &in_progress);
+    assert_non_null(u);
+    sv[1] = accept(lfd, NULL, NULL);
+    assert_true(sv[1] >= 0);
+    close(lfd);
+    unlink(sun.sun_path);
+    rmdir(path);
     *peer = sv[1];
-    return sv[0];
+    *fd = u->fd;
+    return u;
 }
 
 static int is_open(int fd)
@@ -50,28 +77,88 @@ static void test_key_lifo_and_limit(void **state)
     struct upstream_pool *p = upstream_pool_new(loop, 2, 60.);
     struct sockaddr_in a = addr("127.0.0.1", 80), a2 = addr("127.0.0.1", 80),
                        b = addr("127.0.0.1", 81), c = addr("127.0.0.2", 80);
+    struct upstream_conn *u[3];
     int peers[3], fds[3], i;
 
     (void)state;
     for (i = 0; i < 3; i++)
-        fds[i] = pair(&peers[i]);
-    assert_int_equal(upstream_pool_take(p, (struct sockaddr *)&a, sizeof(a)), -1);
+        u[i] = pair(loop, &peers[i], &fds[i]);
+    assert_null(upstream_pool_take(p, (struct sockaddr *)&a, sizeof(a)));
     for (i = 0; i < 3; i++)
-        upstream_pool_put(p, (struct sockaddr *)&a, sizeof(a), fds[i]);
+        upstream_pool_put(p, (struct sockaddr *)&a, sizeof(a), u[i]);
     assert_int_equal(upstream_pool_idle(p), 2);
     assert_false(is_open(fds[2])); /* over the limit: closed */
-    assert_int_equal(upstream_pool_take(p, (struct sockaddr *)&b, sizeof(b)), -1);
-    assert_int_equal(upstream_pool_take(p, (struct sockaddr *)&c, sizeof(c)), -1);
-    assert_int_equal(upstream_pool_take(p, (struct sockaddr *)&a2, sizeof(a2)), fds[1]);
-    assert_int_equal(upstream_pool_take(p, (struct sockaddr *)&a, sizeof(a)), fds[0]);
-    assert_int_equal(upstream_pool_take(p, (struct sockaddr *)&a, sizeof(a)), -1);
+    assert_null(upstream_pool_take(p, (struct sockaddr *)&b, sizeof(b)));
+    assert_null(upstream_pool_take(p, (struct sockaddr *)&c, sizeof(c)));
+    assert_ptr_equal(upstream_pool_take(p, (struct sockaddr *)&a2, sizeof(a2)), u[1]);
+    /* taken out, its read watcher is still running: no epoll change on the hand-over */
+    assert_true(ev_is_active(&u[1]->rio));
+    assert_ptr_equal(upstream_pool_take(p, (struct sockaddr *)&a, sizeof(a)), u[0]);
+    assert_null(upstream_pool_take(p, (struct sockaddr *)&a, sizeof(a)));
     assert_int_equal(upstream_pool_idle(p), 0);
-    upstream_pool_put(p, (struct sockaddr *)&b, sizeof(b), fds[0]);
+    upstream_pool_put(p, (struct sockaddr *)&b, sizeof(b), u[0]);
+    upstream_pool_put(NULL, (struct sockaddr *)&b, sizeof(b), u[1]); /* no pool: closed */
+    assert_false(is_open(fds[1]));
     upstream_pool_free(p); /* closes what is parked */
     assert_false(is_open(fds[0]));
-    close(fds[1]);
     for (i = 0; i < 3; i++)
         close(peers[i]);
+    ev_loop_destroy(loop);
+}
+
+static void test_no_pooling_when_max_idle_is_zero(void **state)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct upstream_pool *p = upstream_pool_new(loop, 0, 60.);
+    struct sockaddr_in a = addr("127.0.0.1", 80);
+    int peer, fd;
+    struct upstream_conn *u = pair(loop, &peer, &fd);
+
+    (void)state;
+    upstream_pool_put(p, (struct sockaddr *)&a, sizeof(a), u);
+    assert_int_equal(upstream_pool_idle(p), 0);
+    assert_false(is_open(fd));
+    assert_null(upstream_pool_take(p, (struct sockaddr *)&a, sizeof(a)));
+    upstream_pool_free(p);
+    close(peer);
+    ev_loop_destroy(loop);
+}
+
+static int attached_reads;
+
+static void count_read_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    char buf[16];
+
+    (void)loop;
+    (void)revents;
+    attached_reads += *(int *)io->data;
+    while (read(((struct upstream_conn *)((char *)io - offsetof(struct upstream_conn, rio)))->fd,
+                buf, sizeof(buf)) > 0)
+        ;
+}
+
+static void test_attach_moves_callbacks(void **state)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct upstream_pool *p = upstream_pool_new(loop, 4, 60.);
+    struct sockaddr_in a = addr("127.0.0.1", 80);
+    int peer, fd, weight = 7;
+    struct upstream_conn *u = pair(loop, &peer, &fd), *t;
+
+    (void)state;
+    upstream_pool_put(p, (struct sockaddr *)&a, sizeof(a), u);
+    t = upstream_pool_take(p, (struct sockaddr *)&a, sizeof(a));
+    assert_ptr_equal(t, u);
+    upstream_conn_attach(u, count_read_cb, count_read_cb, &weight);
+    assert_int_equal(write(peer, "x", 1), 1); /* a response byte reaches the new owner */
+    ev_run(loop, EVRUN_ONCE);
+    assert_int_equal(attached_reads, 7);
+    assert_true(is_open(fd));
+    upstream_conn_close(u);
+    assert_false(is_open(fd));
+    upstream_pool_free(p);
+    close(peer);
     ev_loop_destroy(loop);
 }
 
@@ -80,18 +167,20 @@ static void test_readable_or_expired_is_dropped(void **state)
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     struct upstream_pool *p = upstream_pool_new(loop, 8, 0.05);
     struct sockaddr_in a = addr("10.0.0.1", 8080);
-    int peer1, peer2, peer3, fd1 = pair(&peer1), fd2 = pair(&peer2), fd3 = pair(&peer3);
+    int peer1, peer2, peer3, fd1, fd2, fd3;
+    struct upstream_conn *u1 = pair(loop, &peer1, &fd1), *u2 = pair(loop, &peer2, &fd2),
+                         *u3 = pair(loop, &peer3, &fd3);
 
     (void)state;
-    upstream_pool_put(p, (struct sockaddr *)&a, sizeof(a), fd1);
-    upstream_pool_put(p, (struct sockaddr *)&a, sizeof(a), fd2);
+    upstream_pool_put(p, (struct sockaddr *)&a, sizeof(a), u1);
+    upstream_pool_put(p, (struct sockaddr *)&a, sizeof(a), u2);
     close(peer1);                              /* server closed the idle connection */
     assert_int_equal(write(peer2, "x", 1), 1); /* unsolicited bytes */
     ev_run(loop, EVRUN_NOWAIT);
     assert_int_equal(upstream_pool_idle(p), 0);
     assert_false(is_open(fd1));
     assert_false(is_open(fd2));
-    upstream_pool_put(p, (struct sockaddr *)&a, sizeof(a), fd3);
+    upstream_pool_put(p, (struct sockaddr *)&a, sizeof(a), u3);
     ev_run(loop, 0); /* only the idle timer is left: returns after it fired */
     assert_int_equal(upstream_pool_idle(p), 0);
     assert_false(is_open(fd3));
@@ -105,6 +194,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_lifo_and_limit),
+        cmocka_unit_test(test_no_pooling_when_max_idle_is_zero),
+        cmocka_unit_test(test_attach_moves_callbacks),
         cmocka_unit_test(test_readable_or_expired_is_dropped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

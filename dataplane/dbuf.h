@@ -1,0 +1,56 @@
+/*
+ * dbuf: the growable byte buffers of the proxy's connections, backed by a per-thread free
+ * list of standard-size blocks so that the request path does not call malloc and free.
+ */
+#ifndef STRAIT_DBUF_H
+#define STRAIT_DBUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DBUF_BLOCK (16 * 1024) /* the size every buffer starts at, and the unit of reuse */
+#define DBUF_POOL_MAX 256      /* blocks a thread keeps for reuse; more go back to malloc */
+
+/* Bytes live at p[off .. off+len); cap is the allocation. Zeroed = empty, no memory. */
+struct dbuf {
+    char *p;
+    uint32_t off, len, cap;
+};
+
+/* Makes room for n more bytes after the data. Returns 0, or -1 when out of memory. */
+int dbuf_reserve(struct dbuf *b, size_t n);
+
+/* Appends n bytes (or a NUL-terminated string). Returns 0 or -1 (out of memory). */
+int dbuf_append(struct dbuf *b, const void *d, size_t n);
+int dbuf_str(struct dbuf *b, const char *s);
+
+/* printf onto the end of b: for the rare paths (local responses). Returns 0 or -1. */
+int dbuf_printf(struct dbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The first data byte; where the next byte goes (after a dbuf_reserve); how much fits there. */
+static inline char *dbuf_data(struct dbuf *b)
+{
+    return b->p + b->off;
+}
+static inline char *dbuf_tail(struct dbuf *b)
+{
+    return b->p + b->off + b->len;
+}
+static inline size_t dbuf_room(const struct dbuf *b)
+{
+    return (size_t)b->cap - b->off - b->len;
+}
+
+/* Drops n bytes from the front (n <= len). */
+void dbuf_consume(struct dbuf *b, size_t n);
+
+/* Gives the memory back (to this thread's free list when it is a standard block). */
+void dbuf_free(struct dbuf *b);
+
+/* Blocks held on this thread's free list (for tests and /stats). */
+unsigned dbuf_pool_count(void);
+
+/* Frees every block on this thread's free list: call before a worker thread ends. */
+void dbuf_pool_release(void);
+
+#endif
