@@ -20,10 +20,10 @@
 #include <zlib.h>
 
 /* Record sizes on the wire. A string reference is {u32 offset, u32 length}. */
-#define REC_META 12      /* u32 default_cluster, str source */
+#define REC_META 20      /* u32 default_cluster, str source, u64 default_max_body */
 #define REC_LISTENER 20  /* str name, str address, u16 port, u8 protocol, u8 pad */
 #define REC_VHOST 16     /* str host, u32 first_route, u32 route_count */
-#define REC_ROUTE 24     /* str path, u32 cluster, u8 match, u8 pad[3], str source */
+#define REC_ROUTE 32     /* str path, u32 cluster, u8 match, u8 pad[3], str source, u64 max_body */
 #define REC_CLUSTER 20   /* str name, u32 first_endpoint, u32 endpoint_count, u8 lb, u8 pad[3] */
 #define REC_ENDPOINT 12  /* str address, u16 port, u8 ready, u8 pad */
 #define SECTION_ENTRY 12 /* u32 type, u32 offset, u32 length */
@@ -304,6 +304,7 @@ int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint
     p = recs[1];
     put32(p, s->meta.default_cluster);
     if (strtab_add(&st, s->meta.source, p + 4, err, errlen) < 0) goto fail;
+    put64(p + 12, s->meta.default_max_body);
     for (i = 0; i < s->n_listeners; i++) {
         p = recs[2] + (size_t)i * REC_LISTENER;
         if (strtab_add(&st, s->listeners[i].name, p, err, errlen) < 0 ||
@@ -325,6 +326,7 @@ int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint
             goto fail;
         put32(p + 8, s->routes[i].cluster);
         p[12] = s->routes[i].match;
+        put64(p + 24, s->routes[i].max_body);
     }
     for (i = 0; i < s->n_clusters; i++) {
         p = recs[5] + (size_t)i * REC_CLUSTER;
@@ -484,10 +486,14 @@ static int read_records(struct reader *r, const struct section *sec, struct snap
     if (sec[SNAPWIRE_SEC_META].present && sec[SNAPWIRE_SEC_META].len) {
         const uint8_t *p = sec[SNAPWIRE_SEC_META].p;
         STR(p + 4, &s->meta.source, "meta");
-        if (fill) s->meta.default_cluster = get32(p);
+        if (fill) {
+            s->meta.default_cluster = get32(p);
+            s->meta.default_max_body = get64(p + 12);
+        }
     } else if (fill) {
         s->meta.default_cluster = SNAPWIRE_NONE;
         s->meta.source = "";
+        s->meta.default_max_body = SNAPWIRE_BODY_DEFAULT;
     }
     for (i = 0; i < s->n_listeners; i++) {
         const uint8_t *p = sec[SNAPWIRE_SEC_LISTENERS].p + (size_t)i * REC_LISTENER;
@@ -521,6 +527,7 @@ static int read_records(struct reader *r, const struct section *sec, struct snap
         if (fill) {
             s->routes[i].cluster = get32(p + 8);
             s->routes[i].match = p[12];
+            s->routes[i].max_body = get64(p + 24);
         }
     }
     for (i = 0; i < s->n_clusters; i++) {
@@ -644,11 +651,14 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
         set_err(err, errlen, "out of memory (%zu bytes)", sz);
         return -1;
     }
-    /* Every record struct holds pointers and u32s, so consecutive arrays stay aligned. */
-    s.listeners = (void *)arena;
+    /*
+     * Routes (the only records with a u64) go first, at malloc's alignment; every other record
+     * struct holds only pointers and smaller integers, so the arrays after them stay aligned.
+     */
+    s.routes = (void *)arena;
+    s.listeners = (void *)(s.routes + s.n_routes);
     s.vhosts = (void *)(s.listeners + s.n_listeners);
-    s.routes = (void *)(s.vhosts + s.n_vhosts);
-    s.clusters = (void *)(s.routes + s.n_routes);
+    s.clusters = (void *)(s.vhosts + s.n_vhosts);
     s.endpoints = (void *)(s.clusters + s.n_clusters);
     r.pool = arena + arrays;
     r.pool_sz = 0;
@@ -701,6 +711,23 @@ static void gen_kv_int(yajl_gen g, const char *k, long long v)
     yajl_gen_integer(g, v);
 }
 
+/* A body limit: null for "data plane default", "unlimited", or the byte count. */
+static void gen_kv_body(yajl_gen g, const char *k, uint64_t v)
+{
+    char num[24];
+
+    gen_str(g, k);
+    if (v == SNAPWIRE_BODY_DEFAULT) {
+        yajl_gen_null(g);
+    } else if (v == SNAPWIRE_BODY_UNLIMITED) {
+        gen_str(g, "unlimited");
+    } else {
+        /* yajl_gen_integer takes a long long: print it ourselves to keep all 64 bits */
+        snprintf(num, sizeof(num), "%llu", (unsigned long long)v);
+        yajl_gen_number(g, num, strlen(num));
+    }
+}
+
 char *snapwire_to_json(const struct snapwire_snapshot *s)
 {
     static const char *match_names[] = {"", "Exact", "Prefix"};
@@ -720,6 +747,7 @@ char *snapwire_to_json(const struct snapwire_snapshot *s)
         yajl_gen_null(g);
     else
         gen_str(g, s->clusters[s->meta.default_cluster].name);
+    gen_kv_body(g, "default_max_body", s->meta.default_max_body);
 
     gen_str(g, "listeners");
     yajl_gen_array_open(g);
@@ -749,6 +777,7 @@ char *snapwire_to_json(const struct snapwire_snapshot *s)
             gen_kv_str(g, "pathType", match_names[r->match]);
             gen_kv_str(g, "cluster", s->clusters[r->cluster].name);
             gen_kv_str(g, "source", r->source);
+            gen_kv_body(g, "max_body", r->max_body);
             yajl_gen_map_close(g);
         }
         yajl_gen_array_close(g);

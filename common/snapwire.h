@@ -37,10 +37,19 @@
 #include <stdint.h>
 
 #define SNAPWIRE_MAGIC 0x54525453u /* "STRT" as little-endian bytes */
-#define SNAPWIRE_VERSION 1
+#define SNAPWIRE_VERSION 2         /* 2: u64 max_body in ROUTES records, default_max_body in META */
 #define SNAPWIRE_HEADER_SIZE 32
 #define SNAPWIRE_MAX_FRAME (64u << 20) /* refuse frames larger than 64 MiB */
 #define SNAPWIRE_NONE 0xffffffffu
+
+/*
+ * Request body limits (route max_body, meta default_max_body), in bytes. Two values are
+ * special: SNAPWIRE_BODY_DEFAULT, "not set here: the data plane's --client-max-body-size
+ * applies", and SNAPWIRE_BODY_UNLIMITED, "no limit, whatever the data plane's default".
+ * Every other value is a limit: a body of more bytes gets 413.
+ */
+#define SNAPWIRE_BODY_DEFAULT 0
+#define SNAPWIRE_BODY_UNLIMITED UINT64_MAX
 
 enum snapwire_section_type {
     SNAPWIRE_SEC_STRINGS = 1,
@@ -69,8 +78,9 @@ enum snapwire_lb {
 };
 
 struct snapwire_meta {
-    uint32_t default_cluster; /* index into clusters, or SNAPWIRE_NONE */
-    const char *source;       /* free text: what produced it, e.g. "file:/path" */
+    uint32_t default_cluster;  /* index into clusters, or SNAPWIRE_NONE */
+    const char *source;        /* free text: what produced it, e.g. "file:/path" */
+    uint64_t default_max_body; /* body limit of the default backend (SNAPWIRE_BODY_*) */
 };
 
 struct snapwire_listener {
@@ -97,6 +107,7 @@ struct snapwire_route {
     uint8_t match;      /* enum snapwire_match */
     uint32_t cluster;   /* index into clusters */
     const char *source; /* "namespace/ingress-name", for logs and metrics */
+    uint64_t max_body;  /* request body limit in bytes, or SNAPWIRE_BODY_DEFAULT/_UNLIMITED */
 };
 
 struct snapwire_cluster {

@@ -3,7 +3,8 @@
  *
  * Does: kind/apiVersion selection (networking.k8s.io/v1 IngressClass and Ingress, v1
  * Service, discovery.k8s.io/v1 EndpointSlice), per-object validation following the API
- * server's own rules (hosts, paths, pathTypes, ports, names, addresses), namespace defaulting.
+ * server's own rules (hosts, paths, pathTypes, ports, names, addresses), namespace defaulting,
+ * and the Ingress annotations we honour (strait.dev/proxy-body-size).
  * Does not: look at other objects (service lookups, class selection, conflicts are snapbuild's
  * job), read files, or log: it reports through its return value and err.
  * Invariants: an object it returns satisfies everything snapbuild and snapwire assume about a
@@ -19,7 +20,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "snapwire.h"
+#include "units.h"
+
 #define SET_ERR(...) snprintf(err, errlen, __VA_ARGS__)
+
+/* Same value syntax as ingress-nginx's nginx.ingress.kubernetes.io/proxy-body-size. */
+#define KD_ANNOTATION_BODY_SIZE "strait.dev/proxy-body-size"
 
 static int kd_has_ctl(const char *s)
 {
@@ -312,6 +319,29 @@ static int kd_path(struct model_meta *m, const struct kobj *node, struct model_p
     return kd_backend(m, kobj_get(node, "backend"), &p->backend, where, err, errlen);
 }
 
+/*
+ * Reads the body size annotation into *out (snapwire encoding: absent 0, "0" unlimited).
+ * Returns 0, or -1 with err filled when the value is not a size: the whole Ingress is then
+ * refused, as a silently ignored limit would be worse than a missing route.
+ */
+static int kd_body_size(const struct kobj *doc, uint64_t *out, char *err, size_t errlen)
+{
+    const struct kobj *n = kobj_get(doc, "metadata", "annotations", KD_ANNOTATION_BODY_SIZE);
+    const char *v = kobj_text(n);
+    uint64_t size;
+
+    *out = SNAPWIRE_BODY_DEFAULT;
+    if (!n) return 0;
+    if (!v || units_parse_size(v, &size) < 0) {
+        SET_ERR("annotation " KD_ANNOTATION_BODY_SIZE " \"%.40s\" is not a size (a whole number "
+                "of bytes, optionally with a k, m or g suffix; 0 for no limit)",
+                v ? v : "");
+        return -1;
+    }
+    *out = size ? size : SNAPWIRE_BODY_UNLIMITED;
+    return 0;
+}
+
 static int kd_ingress(const struct kobj *doc, struct model_ingress *ing, char *err, size_t errlen)
 {
     struct model_meta *m = &ing->meta;
@@ -322,7 +352,8 @@ static int kd_ingress(const struct kobj *doc, struct model_ingress *ing, char *e
     if (kd_str(m, kobj_get(doc, "spec", "ingressClassName"), &ing->class_name,
                "spec.ingressClassName", err, errlen) ||
         kd_str(m, kobj_get(doc, "metadata", "annotations", "kubernetes.io/ingress.class"),
-               &ing->class_annotation, "annotation kubernetes.io/ingress.class", err, errlen))
+               &ing->class_annotation, "annotation kubernetes.io/ingress.class", err, errlen) ||
+        kd_body_size(doc, &ing->max_body, err, errlen))
         return -1;
     db = kobj_get(doc, "spec", "defaultBackend");
     if (db) {

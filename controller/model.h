@@ -62,6 +62,12 @@ struct model_ingress {
     struct model_meta meta;
     const char *class_name;       /* spec.ingressClassName, NULL if unset */
     const char *class_annotation; /* kubernetes.io/ingress.class, NULL if unset */
+    /*
+     * Annotation strait.dev/proxy-body-size, with snapwire's encoding (SNAPWIRE_BODY_*): 0 when
+     * absent (the data plane's default applies), UINT64_MAX for "0" (unlimited), else bytes.
+     * Applies to every route of the Ingress and to its defaultBackend.
+     */
+    uint64_t max_body;
     int has_default_backend;
     struct model_backend default_backend;
     struct model_rule *rules;

@@ -4,7 +4,9 @@
  * Does: IngressClass selection (spec.ingressClassName, then the legacy annotation, then the
  * default IngressClass), backend resolution (Service port by number or name → EndpointSlice
  * port of the same name → ready addresses), conflict resolution between Ingresses (oldest
- * creationTimestamp, then namespace/name), route ordering, defaultBackend.
+ * creationTimestamp, then namespace/name), route ordering, defaultBackend, and per-Ingress
+ * settings carried onto its routes (body size limit: each route and the default backend
+ * take the value of the Ingress that won them).
  * Does not: encode bytes (snapwire does), keep state between builds, or look at files.
  * Invariants: output depends only on the cache content, never on insertion order: every
  * list is sorted on a total order before it is emitted. vhosts are sorted by host; routes in a
@@ -491,6 +493,7 @@ int snapbuild_build(const struct model_cache *cache, const char *ingress_class, 
         if (!i || strcmp(routes.v[i - 1].host, routes.v[i].host)) n_vh++;
         r->match = routes.v[i].match;
         r->cluster = sb_find_cluster(cl, n_cl, &routes.v[i]);
+        r->max_body = routes.v[i].ing->max_body; /* the Ingress that won the route */
         if (!(r->path = sb_strdup(a, routes.v[i].path)) ||
             !(r->source = sb_strdup(a, model_object_id(&routes.v[i].ing->meta, src, sizeof(src)))))
             goto nomem;
@@ -514,6 +517,7 @@ int snapbuild_build(const struct model_cache *cache, const char *ingress_class, 
     s->listeners[0].protocol = SNAPWIRE_PROTO_HTTP;
     s->meta.default_cluster =
         defaults.n ? sb_find_cluster(cl, n_cl, &defaults.v[0]) : SNAPWIRE_NONE;
+    s->meta.default_max_body = defaults.n ? defaults.v[0].ing->max_body : SNAPWIRE_BODY_DEFAULT;
     if (!(s->meta.source = sb_strdup(a, source ? source : ""))) goto nomem;
     rc = 0;
     goto out;

@@ -23,6 +23,7 @@
 #include "netaddr.h"
 #include "log.h"
 #include "snapshot.h"
+#include "units.h"
 #include "worker.h"
 
 #define DRAIN_TIMEOUT 30.0 /* default seconds in-flight requests get after SIGTERM */
@@ -44,11 +45,15 @@ static void usage(FILE *f)
                "                        [--upstream-connect-timeout S]\n"
                "                        [--upstream-response-timeout S] [--idle-body-timeout S]\n"
                "                        [--drain-timeout S] [--access-log PATH|-]\n"
+               "                        [--client-max-body-size SIZE]\n"
                "  ADDR is an IPv4 literal, [IPv6] or localhost; --workers defaults to the number\n"
                "  of online CPUs. Timeouts are seconds (fractions allowed); defaults: header 10,\n"
                "  idle 60, connect 5, response 60, idle body 60, drain 30.\n"
                "  --access-log writes one JSON line per request to PATH (- for stdout); off by\n"
-               "  default.\n");
+               "  default.\n"
+               "  --client-max-body-size: request body limit for routes without their own\n"
+               "  (strait.dev/proxy-body-size); bytes with an optional k, m or g suffix; larger\n"
+               "  bodies get 413. Default 0: unlimited.\n");
 }
 
 /* Parses a positive, finite number of seconds. Returns 0, or -1 (message printed). */
@@ -62,6 +67,22 @@ static int parse_seconds(const char *opt, const char *arg, double *out)
         return -1;
     }
     *out = v;
+    return 0;
+}
+
+/* Parses a body size (common/units); "0" means unlimited. Returns 0, or -1 (message printed). */
+static int parse_body_size(const char *opt, const char *arg, uint64_t *out)
+{
+    uint64_t v;
+
+    if (units_parse_size(arg, &v) < 0) {
+        fprintf(stderr,
+                "strait-dataplane: --%s must be a size in bytes with an optional k, m or g "
+                "suffix (0: unlimited)\n",
+                opt);
+        return -1;
+    }
+    *out = v ? v : UINT64_MAX;
     return 0;
 }
 
@@ -109,6 +130,7 @@ int main(int argc, char **argv)
                                          {"idle-body-timeout", required_argument, NULL, 5},
                                          {"drain-timeout", required_argument, NULL, 6},
                                          {"access-log", required_argument, NULL, 7},
+                                         {"client-max-body-size", required_argument, NULL, 9},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *sock = NULL, *listen_spec = NULL, *admin_spec = NULL, *access_log = NULL;
@@ -140,6 +162,9 @@ int main(int argc, char **argv)
         }
         case 7:
             access_log = optarg;
+            break;
+        case 9:
+            if (parse_body_size(opts[idx].name, optarg, &cfg.client_max_body) < 0) return 2;
             break;
         case 's':
             sock = optarg;

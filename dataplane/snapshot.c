@@ -2,7 +2,8 @@
  * snapshot: runtime snapshots and the controller client.
  *
  * Does: turn a decoded snapwire snapshot into everything the hot path needs (router index,
- * sockaddrs for ready endpoints, balancer state) before anything is swapped; keep the last
+ * sockaddrs for ready endpoints, balancer state) before anything is swapped; answer the
+ * per-route questions the hot path asks of it (effective body limit); keep the last
  * good snapshot; speak the socket protocol of docs/contract.md (frames in, one ACK/NACK line
  * out per frame) with a non-blocking Unix socket on the main loop, reconnecting with
  * exponential backoff (100 ms doubling to 5 s).
@@ -28,6 +29,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "worker.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
@@ -155,6 +157,15 @@ const struct snapshot_endpoint *snapshot_pick(struct snapshot *s, uint32_t idx)
     c = &s->clusters[idx];
     if (c->n_ready == 0) return NULL;
     return &c->ready[c->bal->pick(c->bal_state, c->n_ready)];
+}
+
+uint64_t snapshot_route_max_body(const struct snapshot *s, const struct snapwire_route *rt,
+                                 const struct worker_config *cfg)
+{
+    uint64_t v = rt ? rt->max_body : s->sw.meta.default_max_body;
+
+    if (v != SNAPWIRE_BODY_DEFAULT) return v;
+    return cfg ? cfg->client_max_body : SNAPWIRE_BODY_UNLIMITED;
 }
 
 /* ---- controller client ---- */

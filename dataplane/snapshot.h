@@ -53,6 +53,19 @@ void snapshot_unref(struct snapshot *s);
 /* Picks an endpoint of cluster idx with its balancer; NULL when it has none ready. */
 const struct snapshot_endpoint *snapshot_pick(struct snapshot *s, uint32_t idx);
 
+struct worker_config;
+
+/*
+ * Effective request body limit, in bytes, for a request routed to rt (a route of s, as
+ * router_match returned it), or to s's default backend when rt is NULL: the route's (or
+ * meta's) max_body when the snapshot sets one, else cfg->client_max_body (the
+ * --client-max-body-size default, never 0; cfg NULL counts as unlimited). UINT64_MAX means
+ * unlimited; any other value is a limit, and 0 is never returned. A request whose
+ * Content-Length, or chunked body so far, is larger than the result gets 413.
+ */
+uint64_t snapshot_route_max_body(const struct snapshot *s, const struct snapwire_route *rt,
+                                 const struct worker_config *cfg);
+
 /* Controller client. */
 struct snapclient;
 

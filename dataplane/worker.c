@@ -44,6 +44,7 @@ void worker_config_defaults(struct worker_config *cfg)
     cfg->idle_body_timeout = 60.;
     cfg->pool_max_idle = UPSTREAM_POOL_MAX_IDLE;
     cfg->pool_idle_timeout = UPSTREAM_POOL_IDLE_TIMEOUT;
+    cfg->client_max_body = UINT64_MAX;
 }
 
 static struct worker *worker_check(struct worker *w)

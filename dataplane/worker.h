@@ -26,9 +26,19 @@ struct worker_config {
     double idle_body_timeout;         /* no progress either way during a body/tunnel: close */
     unsigned pool_max_idle;           /* idle upstream connections kept per endpoint */
     double pool_idle_timeout;         /* how long an idle upstream connection is kept */
+    /*
+     * Request body limit in bytes for routes (and the default backend) whose snapshot entry
+     * says SNAPWIRE_BODY_DEFAULT; a longer body gets 413. UINT64_MAX means unlimited and is
+     * the default; --client-max-body-size 0 also maps to UINT64_MAX, so 0 is never stored.
+     * Read it through snapshot_route_max_body(), which applies the per-route value first.
+     */
+    uint64_t client_max_body;
 };
 
-/* Fills cfg with the documented defaults (10, 60, 5, 60, 60 s; 64 idle for 60 s). */
+/*
+ * Fills cfg with the documented defaults (10, 60, 5, 60, 60 s; 64 idle for 60 s; no body
+ * limit).
+ */
 void worker_config_defaults(struct worker_config *cfg);
 
 /* Shared with conn.c; everything except mu/pending/stop_req is touched by the worker only. */

@@ -45,6 +45,7 @@ static void same_snapshot(const struct snapwire_snapshot *a, const struct snapwi
     CHECK(a->n_endpoints == b->n_endpoints);
     CHECK(a->meta.default_cluster == b->meta.default_cluster);
     CHECK(streq(a->meta.source, b->meta.source));
+    CHECK(a->meta.default_max_body == b->meta.default_max_body);
     for (i = 0; i < a->n_listeners; i++) {
         CHECK(streq(a->listeners[i].name, b->listeners[i].name));
         CHECK(streq(a->listeners[i].address, b->listeners[i].address));
@@ -61,6 +62,7 @@ static void same_snapshot(const struct snapwire_snapshot *a, const struct snapwi
         CHECK(streq(a->routes[i].source, b->routes[i].source));
         CHECK(a->routes[i].match == b->routes[i].match);
         CHECK(a->routes[i].cluster == b->routes[i].cluster);
+        CHECK(a->routes[i].max_body == b->routes[i].max_body);
     }
     for (i = 0; i < a->n_clusters; i++) {
         CHECK(streq(a->clusters[i].name, b->clusters[i].name));

@@ -36,10 +36,11 @@ int main(int argc, char **argv)
     struct snapwire_listener l[] = {{"http", "", 8080, SNAPWIRE_PROTO_HTTP},
                                     {"https", "::", 8443, SNAPWIRE_PROTO_HTTPS}};
     struct snapwire_vhost v[] = {{"", 0, 1}, {"*.foo.com", 1, 2}, {"foo.com", 3, 1}};
-    struct snapwire_route r[] = {{"/", SNAPWIRE_MATCH_PREFIX, 0, "default/catch-all"},
-                                 {"/api/v1", SNAPWIRE_MATCH_EXACT, 1, "ns/api"},
-                                 {"/api", SNAPWIRE_MATCH_PREFIX, 1, "ns/api"},
-                                 {"/caf\xc3\xa9", SNAPWIRE_MATCH_PREFIX, 2, "ns/\"quoted\"\\"}};
+    struct snapwire_route r[] = {
+        {"/", SNAPWIRE_MATCH_PREFIX, 0, "default/catch-all", SNAPWIRE_BODY_DEFAULT},
+        {"/api/v1", SNAPWIRE_MATCH_EXACT, 1, "ns/api", 1024},
+        {"/api", SNAPWIRE_MATCH_PREFIX, 1, "ns/api", 10ull << 20},
+        {"/caf\xc3\xa9", SNAPWIRE_MATCH_PREFIX, 2, "ns/\"quoted\"\\", SNAPWIRE_BODY_UNLIMITED}};
     struct snapwire_cluster c[] = {{"default/web:80", SNAPWIRE_LB_ROUND_ROBIN, 0, 2},
                                    {"ns/api:8080", SNAPWIRE_LB_ROUND_ROBIN, 2, 1},
                                    {"ns/empty:1", SNAPWIRE_LB_ROUND_ROBIN, 3, 0}};
@@ -63,6 +64,7 @@ int main(int argc, char **argv)
     s.n_endpoints = 3;
     emit(dir, "full", &s, 42);
     s.meta.default_cluster = 2;
+    s.meta.default_max_body = 8192;
     emit(dir, "full-default-cluster", &s, 0xffffffffffffffffull);
     s.n_listeners = 0;
     s.n_vhosts = 0;

@@ -120,6 +120,60 @@ static void test_decode_basics(void **state)
     assert_int_equal(kube_decode_time("2024-01-02 nope", &sec, &nsec), -1);
 }
 
+/* strait.dev/proxy-body-size: value syntax and encoding (snapwire's: 0 absent, ~0 "0"). */
+static void test_decode_body_size(void **state)
+{
+    static const struct {
+        const char *annotations; /* YAML flow map, or "" for none */
+        int rc;
+        uint64_t want;
+    } rows[] = {
+        {"", 1, 0},
+        {"{strait.dev/proxy-body-size: \"1k\"}", 1, 1024},
+        {"{strait.dev/proxy-body-size: 8K}", 1, 8192},
+        {"{strait.dev/proxy-body-size: 10M}", 1, 10u << 20},
+        {"{strait.dev/proxy-body-size: \"2g\"}", 1, 2ull << 30},
+        {"{strait.dev/proxy-body-size: 2000}", 1, 2000},
+        {"{strait.dev/proxy-body-size: \"0\"}", 1, UINT64_MAX},
+        {"{strait.dev/proxy-body-size: 0}", 1, UINT64_MAX},
+        {"{nginx.ingress.kubernetes.io/proxy-body-size: 1k}", 1, 0}, /* not ours */
+        {"{strait.dev/proxy-body-size: \"1.5m\"}", -1, 0},
+        {"{strait.dev/proxy-body-size: \"-1\"}", -1, 0},
+        {"{strait.dev/proxy-body-size: \"1kb\"}", -1, 0},
+        {"{strait.dev/proxy-body-size: \"\"}", -1, 0},
+        {"{strait.dev/proxy-body-size: \" 1k\"}", -1, 0},
+        {"{strait.dev/proxy-body-size: lots}", -1, 0},
+        {"{strait.dev/proxy-body-size: 99999999999999999999}", -1, 0},
+        {"{strait.dev/proxy-body-size: null}", -1, 0},
+        {"{strait.dev/proxy-body-size: [1k]}", -1, 0},
+    };
+    char y[512], err[256];
+    struct kobj_docs d;
+    struct model_meta *m;
+    struct kube_ident id;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        snprintf(y, sizeof(y),
+                 "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: x\n"
+                 "%s%s\nspec: {}\n",
+                 rows[i].annotations[0] ? "  annotations: " : "", rows[i].annotations);
+        assert_int_equal(kobj_parse_yaml(y, strlen(y), &d, err, sizeof(err)), 0);
+        err[0] = '\0';
+        int rc = kube_decode(d.docs[0], "f.yaml", &m, &id, err, sizeof(err));
+        if (rc != rows[i].rc) fail_msg("row %zu (%s): rc %d (%s)", i, rows[i].annotations, rc, err);
+        if (rc == 1) {
+            assert_true(((struct model_ingress *)m)->max_body == rows[i].want);
+            model_object_free(m);
+        } else {
+            assert_non_null(strstr(err, "strait.dev/proxy-body-size"));
+            assert_string_equal(id.object, "default/x"); /* the rejection names the Ingress */
+        }
+        kobj_docs_free(&d);
+    }
+}
+
 static void test_buffer_kinds_and_lists(void **state)
 {
     static const char y[] =
@@ -206,11 +260,9 @@ static void test_load_folder(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kobj_yaml_multidoc),
-        cmocka_unit_test(test_kobj_yaml_errors),
-        cmocka_unit_test(test_kobj_json),
-        cmocka_unit_test(test_decode_basics),
-        cmocka_unit_test(test_buffer_kinds_and_lists),
+        cmocka_unit_test(test_kobj_yaml_multidoc), cmocka_unit_test(test_kobj_yaml_errors),
+        cmocka_unit_test(test_kobj_json),          cmocka_unit_test(test_decode_basics),
+        cmocka_unit_test(test_decode_body_size),   cmocka_unit_test(test_buffer_kinds_and_lists),
         cmocka_unit_test(test_load_folder),
     };
 

@@ -1,7 +1,9 @@
 /*
  * snapbuild: Ingress semantics as data tables. Each case is a YAML stream, a class name and
  * the expected snapshot rendered as compact text:
- *   "V<host>: <E|P><path>><cluster> ...; D=<cluster|none>; C<cluster>=<addr:port,...> ..."
+ *   "V<host>: <E|P><path>><cluster>[#<max_body>] ...; D=<cluster|none>[#<max_body>];
+ *    C<cluster>=<addr:port,...> ..."
+ * where #<max_body> appears only for a body limit other than "default" (#inf: unlimited).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -186,24 +188,84 @@ static const struct sb_case cases[] = {
      "Vf.com: P/>default/web:80 ; D=none ; Cdefault/web:80=10.0.0.1:8080", 0, 0},
 };
 
+/* Annotation strait.dev/proxy-body-size ("1k" etc.) as extra_meta for ING(). */
+#define BODY(v) "  annotations: {strait.dev/proxy-body-size: \"" v "\"}\n"
+
+static const struct sb_case body_cases[] = {
+    {"body size: every route of the annotated Ingress, not the others'", "strait",
+     WEB ING("default", "a", BODY("1k"),
+             RULES RULE("a.com", "/", "Prefix", "web", "{number: 80}")
+                 RULE("a.com", "/up", "Exact", "web", "{name: admin}")
+                     RULE("x.com", "/", "Prefix", "web", "{number: 80}"))
+         ING("default", "b", "", RULES RULE("b.com", "/", "Prefix", "web", "{number: 80}")),
+     "Va.com: E/up>default/web:9000#1024 P/>default/web:80#1024 Vb.com: P/>default/web:80 "
+     "Vx.com: P/>default/web:80#1024 ; D=none ; "
+     "Cdefault/web:80=10.0.0.1:8080 Cdefault/web:9000=10.0.0.1:9090",
+     0, 0},
+    {"body size: \"0\" is unlimited, suffixes, defaultBackend carries it", "strait",
+     WEB ING("default", "a", BODY("0"), RULES RULE("a.com", "/", "Prefix", "web", "{number: 80}"))
+         ING("default", "b", BODY("10M"), RULES RULE("b.com", "/", "Prefix", "web", "{number: 80}"))
+             ING("default", "d", BODY("8k"),
+                 "  ingressClassName: strait\n  defaultBackend: {service: {name: web, port: "
+                 "{number: 80}}}\n"),
+     "Va.com: P/>default/web:80#inf Vb.com: P/>default/web:80#10485760 ; "
+     "D=default/web:80#8192 ; Cdefault/web:80=10.0.0.1:8080",
+     0, 0},
+    {"body size: a defaultBackend without the annotation leaves the default", "strait",
+     WEB ING("default", "d", "",
+             "  ingressClassName: strait\n  defaultBackend: {service: {name: web, port: "
+             "{number: 80}}}\n"),
+     "; D=default/web:80 ; Cdefault/web:80=10.0.0.1:8080", 0, 0},
+    {"body size: a conflict keeps the winner's limit, not the loser's", "strait",
+     WEB ING("default", "old", "  creationTimestamp: \"2024-01-01T00:00:00Z\"\n" BODY("2k"),
+             RULES RULE("h.com", "/", "Prefix", "web", "{number: 80}"))
+         ING("default", "new", "  creationTimestamp: \"2024-06-01T00:00:00Z\"\n" BODY("0"),
+             RULES RULE("h.com", "/", "Prefix", "web", "{number: 80}")
+                 RULE("h.com", "/new", "Prefix", "web", "{number: 80}")),
+     "Vh.com: P/new>default/web:80#inf P/>default/web:80#2048 ; D=none ; "
+     "Cdefault/web:80=10.0.0.1:8080",
+     0, 1},
+    {"body size: a bad value rejects only that Ingress (at decode)", "strait",
+     WEB ING("default", "a", BODY("1.5m"),
+             RULES RULE("a.com", "/", "Prefix", "web", "{number: 80}"))
+         ING("default", "b", BODY("-1"), RULES RULE("b.com", "/", "Prefix", "web", "{number: 80}"))
+             ING("default", "c", BODY("1kb"),
+                 RULES RULE("c.com", "/", "Prefix", "web", "{number: 80}"))
+                 ING("default", "d", "  annotations: {strait.dev/proxy-body-size: [1]}\n",
+                     RULES RULE("d.com", "/", "Prefix", "web", "{number: 80}"))
+                     ING("default", "f", BODY("1K"),
+                         RULES RULE("f.com", "/", "Prefix", "web", "{number: 80}")),
+     "Vf.com: P/>default/web:80#1024 ; D=none ; Cdefault/web:80=10.0.0.1:8080", 0, 0},
+};
+
 static void render(const struct snapwire_snapshot *s, char *out, size_t n)
 {
     size_t o = 0;
     uint32_t i, j;
 
 #define OUT(...) o += (size_t)snprintf(out + o, o < n ? n - o : 0, __VA_ARGS__)
+#define OUT_BODY(v)                                                                                \
+    do {                                                                                           \
+        if ((v) == SNAPWIRE_BODY_UNLIMITED)                                                        \
+            OUT("#inf");                                                                           \
+        else if ((v) != SNAPWIRE_BODY_DEFAULT)                                                     \
+            OUT("#%llu", (unsigned long long)(v));                                                 \
+    } while (0)
     for (i = 0; i < s->n_vhosts; i++) {
         OUT("V%s:", s->vhosts[i].host);
         for (j = 0; j < s->vhosts[i].route_count; j++) {
             const struct snapwire_route *r = &s->routes[s->vhosts[i].first_route + j];
             OUT(" %c%s>%s", r->match == SNAPWIRE_MATCH_EXACT ? 'E' : 'P', r->path,
                 s->clusters[r->cluster].name);
+            OUT_BODY(r->max_body);
         }
         OUT(" ");
     }
-    OUT("; D=%s ;", s->meta.default_cluster == SNAPWIRE_NONE
-                        ? "none"
-                        : s->clusters[s->meta.default_cluster].name);
+    OUT("; D=%s", s->meta.default_cluster == SNAPWIRE_NONE
+                      ? "none"
+                      : s->clusters[s->meta.default_cluster].name);
+    OUT_BODY(s->meta.default_max_body);
+    OUT(" ;");
     for (i = 0; i < s->n_clusters; i++) {
         OUT(" C%s=", s->clusters[i].name);
         for (j = 0; j < s->clusters[i].endpoint_count; j++) {
@@ -211,43 +273,88 @@ static void render(const struct snapwire_snapshot *s, char *out, size_t n)
             OUT("%s%s:%u", j ? "," : "", e->address, e->port);
         }
     }
+#undef OUT_BODY
 #undef OUT
 }
 
-static void build(const char *yaml, const char *cls, struct snapbuild_result *r)
+/* Builds the snapshot for yaml; returns how many objects were rejected while decoding. */
+static unsigned build(const char *yaml, const char *cls, struct snapbuild_result *r)
 {
     struct model_cache cache;
     char err[256];
+    unsigned decode_rejected;
 
     model_cache_init(&cache);
     assert_true(filesource_load_buffer("case.yaml", yaml, strlen(yaml), &cache) >= 0);
     model_cache_seal(&cache);
+    decode_rejected = cache.n_rejected;
     assert_int_equal(snapbuild_build(&cache, cls, "file:test", r, err, sizeof(err)), 0);
     model_cache_free(&cache);
+    return decode_rejected;
 }
 
-static void test_cases(void **state)
+/* Runs a table; returns the number of failed cases (each printed). */
+static int run_cases(const struct sb_case *tab, size_t n)
 {
     char got[4096];
     size_t i;
     int failed = 0;
 
-    (void)state;
-    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    for (i = 0; i < n; i++) {
         struct snapbuild_result r;
-        build(cases[i].yaml, cases[i].cls, &r);
+        build(tab[i].yaml, tab[i].cls, &r);
         render(&r.snap, got, sizeof(got));
-        if (strcmp(got, cases[i].want) || r.n_rejected != cases[i].rejected ||
-            r.n_conflicts != cases[i].conflicts) {
+        if (strcmp(got, tab[i].want) || r.n_rejected != tab[i].rejected ||
+            r.n_conflicts != tab[i].conflicts) {
             print_error("case \"%s\":\n  want %s (rejected %u, conflicts %u)\n"
                         "  got  %s (rejected %u, conflicts %u)\n",
-                        cases[i].name, cases[i].want, cases[i].rejected, cases[i].conflicts, got,
+                        tab[i].name, tab[i].want, tab[i].rejected, tab[i].conflicts, got,
                         r.n_rejected, r.n_conflicts);
             failed++;
         }
         snapbuild_free(&r);
     }
-    assert_int_equal(failed, 0);
+    return failed;
+}
+
+static void test_cases(void **state)
+{
+    (void)state;
+    assert_int_equal(run_cases(cases, sizeof(cases) / sizeof(cases[0])), 0);
+}
+
+/* Encodes r's snapshot as generation gen and decodes it with the checked reader into *d. */
+static void wire_round_trip(const struct snapbuild_result *r, uint64_t gen,
+                            struct snapwire_snapshot *d)
+{
+    uint8_t *frame;
+    size_t len;
+    char err[256];
+
+    assert_int_equal(snapwire_encode(&r->snap, gen, &frame, &len, err, sizeof(err)), 0);
+    assert_int_equal(snapwire_decode(frame, len, d, err, sizeof(err)), 0);
+    free(frame);
+}
+
+static void test_body_size(void **state)
+{
+    const struct sb_case *bad = &body_cases[sizeof(body_cases) / sizeof(body_cases[0]) - 1];
+    struct snapbuild_result r;
+    struct snapwire_snapshot d;
+
+    (void)state;
+    assert_int_equal(run_cases(body_cases, sizeof(body_cases) / sizeof(body_cases[0])), 0);
+    /* the bad values are refused one Ingress each, at decode (object_rejected lines) */
+    assert_int_equal(build(bad->yaml, bad->cls, &r), 4);
+    snapbuild_free(&r);
+    /* and the limits survive the wire */
+    build(body_cases[1].yaml, "strait", &r);
+    wire_round_trip(&r, 3, &d);
+    assert_true(d.routes[0].max_body == SNAPWIRE_BODY_UNLIMITED);
+    assert_true(d.routes[1].max_body == 10u << 20);
+    assert_true(d.meta.default_max_body == 8192);
+    snapwire_free(&d);
+    snapbuild_free(&r);
 }
 
 /* The snapshot must encode and survive the checked decoder, with meta and listener set. */
@@ -255,21 +362,16 @@ static void test_encodes(void **state)
 {
     struct snapbuild_result r;
     struct snapwire_snapshot d;
-    uint8_t *frame;
-    size_t len;
-    char err[256];
 
     (void)state;
     build(cases[2].yaml, "strait", &r);
-    assert_int_equal(snapwire_encode(&r.snap, 7, &frame, &len, err, sizeof(err)), 0);
-    assert_int_equal(snapwire_decode(frame, len, &d, err, sizeof(err)), 0);
+    wire_round_trip(&r, 7, &d);
     assert_int_equal(d.generation, 7);
     assert_string_equal(d.meta.source, "file:test");
     assert_int_equal(d.n_listeners, 1);
     assert_int_equal(d.listeners[0].protocol, SNAPWIRE_PROTO_HTTP);
     assert_int_equal(d.n_routes, 6);
     snapwire_free(&d);
-    free(frame);
     snapbuild_free(&r);
 }
 
@@ -313,6 +415,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cases),
+        cmocka_unit_test(test_body_size),
         cmocka_unit_test(test_encodes),
         cmocka_unit_test(test_deterministic),
     };

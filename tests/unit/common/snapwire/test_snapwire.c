@@ -18,10 +18,11 @@
 
 static struct snapwire_listener L[] = {{"http", "", 8080, SNAPWIRE_PROTO_HTTP}};
 static struct snapwire_route R[] = {
-    {"/api", SNAPWIRE_MATCH_EXACT, 0, "default/a"},
-    {"/", SNAPWIRE_MATCH_PREFIX, 1, "default/a"},
-    {"/", SNAPWIRE_MATCH_PREFIX, 1, "default/b"},
+    {"/api", SNAPWIRE_MATCH_EXACT, 0, "default/a", SNAPWIRE_BODY_DEFAULT},
+    {"/", SNAPWIRE_MATCH_PREFIX, 1, "default/a", 1024},
+    {"/", SNAPWIRE_MATCH_PREFIX, 1, "default/b", SNAPWIRE_BODY_UNLIMITED},
 };
+#define DEFAULT_MAX_BODY 0x0102030405060708ull /* every byte distinct: catches order and width */
 static struct snapwire_vhost V[] = {{"foo.com", 0, 2}, {"*.bar.com", 2, 1}};
 static struct snapwire_cluster C[] = {
     {"default/api:80", SNAPWIRE_LB_ROUND_ROBIN, 0, 2},
@@ -35,6 +36,7 @@ static struct snapwire_snapshot sample(void)
     struct snapwire_snapshot s = {0};
     s.meta.default_cluster = 1;
     s.meta.source = "file:/tmp/x";
+    s.meta.default_max_body = DEFAULT_MAX_BODY;
     s.n_listeners = 1, s.listeners = L;
     s.n_vhosts = 2, s.vhosts = V;
     s.n_routes = 3, s.routes = R;
@@ -135,6 +137,10 @@ static void test_round_trip(void **state)
     assert_int_equal(d.routes[0].match, SNAPWIRE_MATCH_EXACT);
     assert_string_equal(d.routes[2].source, "default/b");
     assert_int_equal(d.routes[2].cluster, 1);
+    assert_true(d.routes[0].max_body == SNAPWIRE_BODY_DEFAULT);
+    assert_true(d.routes[1].max_body == 1024);
+    assert_true(d.routes[2].max_body == SNAPWIRE_BODY_UNLIMITED);
+    assert_true(d.meta.default_max_body == DEFAULT_MAX_BODY);
     assert_string_equal(d.clusters[1].name, "default/web:http");
     assert_int_equal(d.clusters[0].endpoint_count, 2);
     assert_string_equal(d.endpoints[1].address, "::1");
@@ -160,6 +166,7 @@ static void test_empty_snapshot(void **state)
     assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), 0);
     assert_int_equal(d.n_routes + d.n_vhosts + d.n_clusters + d.n_endpoints, 0);
     assert_int_equal(d.meta.default_cluster, SNAPWIRE_NONE);
+    assert_true(d.meta.default_max_body == SNAPWIRE_BODY_DEFAULT);
     snapwire_free(&d);
     free(f);
 }
@@ -194,7 +201,7 @@ static void test_encoder_refuses_inconsistent(void **state)
     (void)state;
     struct snapwire_snapshot s;
     struct snapwire_endpoint bad_ep[] = {{"not-an-ip", 80, 1}};
-    struct snapwire_route bad_rt[] = {{"nope", SNAPWIRE_MATCH_PREFIX, 0, ""}};
+    struct snapwire_route bad_rt[] = {{"nope", SNAPWIRE_MATCH_PREFIX, 0, "", 0}};
     uint8_t *f;
     size_t len;
     char err[256];
@@ -244,10 +251,13 @@ static void test_bad_header(void **state)
     assert_int_equal(snapwire_frame_size(f, len, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "magic"));
     f[0] ^= 1;
-    f[4] = 2; /* version */
+    f[4] = SNAPWIRE_VERSION + 1; /* version */
     assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "version"));
-    f[4] = 1;
+    f[4] = SNAPWIRE_VERSION - 1; /* the previous layout (24-byte routes) is not read either */
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "version"));
+    f[4] = SNAPWIRE_VERSION;
     put32le(f + 16, 0xfffffff0u); /* huge payload */
     assert_int_equal(snapwire_frame_size(f, len, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "too large"));
@@ -379,6 +389,54 @@ static void test_hostile_with_valid_crc(void **state)
     assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "whole number"));
     free(f);
+
+    /* a meta section of the version 1 size (12 bytes) inside a version 2 frame */
+    f = encode_sample(&len);
+    for (uint32_t i = 0; i < get32le(f + 24); i++)
+        if (get32le(f + 32 + i * 12) == SNAPWIRE_SEC_META) put32le(f + 32 + i * 12 + 8, 12);
+    fix_crc(f, len);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "whole number"));
+    free(f);
+
+    /* nonzero route padding next to the body limit */
+    f = encode_sample(&len);
+    p = section(f, SNAPWIRE_SEC_ROUTES, NULL);
+    p[32 + 15] = 1;
+    fix_crc(f, len);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "route 1: nonzero padding"));
+    free(f);
+}
+
+/* Every u64 body limit is meaningful: the decoder passes them through untouched. */
+static void test_body_limits_any_value(void **state)
+{
+    (void)state;
+    static const uint64_t values[] = {0,         1, 0xffffffffull, 0x100000000ull, UINT64_MAX - 1,
+                                      UINT64_MAX};
+    size_t len;
+    struct snapwire_snapshot d;
+    char err[256];
+    uint8_t *f, *p;
+    uint32_t mlen;
+
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        f = encode_sample(&len);
+        p = section(f, SNAPWIRE_SEC_ROUTES, NULL);
+        for (int b = 0; b < 8; b++)
+            p[24 + b] = (uint8_t)(values[i] >> (8 * b));
+        p = section(f, SNAPWIRE_SEC_META, &mlen);
+        assert_int_equal(mlen, 20);
+        for (int b = 0; b < 8; b++)
+            p[12 + b] = (uint8_t)(values[i] >> (8 * b));
+        fix_crc(f, len);
+        assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), 0);
+        assert_true(d.routes[0].max_body == values[i]);
+        assert_true(d.meta.default_max_body == values[i]);
+        snapwire_free(&d);
+        free(f);
+    }
 }
 
 /* Unknown section types are skipped so newer controllers can add sections. */
@@ -401,21 +459,34 @@ static void test_unknown_section_skipped(void **state)
     free(f);
 }
 
-/* Found by fuzzing: a frame without a STRINGS section whose only string is empty. */
+/*
+ * Found by fuzzing: a frame without a STRINGS section whose only string is empty. The frame
+ * was found in version 1 (12-byte meta record); it is kept as found, and must now be refused
+ * for its version, and in the version 2 layout (20-byte meta record) it must decode.
+ */
 static void test_no_strings_section(void **state)
 {
     (void)state;
-    static const uint8_t frame[] = {
+    static const uint8_t frame_v1[] = {
         0x53, 0x54, 0x52, 0x54, 0x01, 0x00, 0x20, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
         0x00, 0x00, 0x18, 0x00, 0x00, 0x00, 0x9c, 0xd1, 0xc4, 0x8a, 0x01, 0x00, 0x00, 0x00,
         0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x00, 0x0c, 0x00,
         0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
+    static const uint8_t frame[] = {
+        0x53, 0x54, 0x52, 0x54, 0x02, 0x00, 0x20, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x20, 0x00, 0x00, 0x00, 0x34, 0xc1, 0xf0, 0xcc, 0x01, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00,
+        0x00, 0x14, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
     struct snapwire_snapshot d;
     char err[256];
 
+    assert_int_equal(guarded_decode(frame_v1, sizeof(frame_v1), &d, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "unsupported version 1"));
     assert_int_equal(guarded_decode(frame, sizeof(frame), &d, err, sizeof(err)), 0);
     assert_string_equal(d.meta.source, "");
     assert_int_equal(d.meta.default_cluster, SNAPWIRE_NONE);
+    assert_true(d.meta.default_max_body == SNAPWIRE_BODY_DEFAULT);
     assert_int_equal(d.n_routes, 0);
     snapwire_free(&d);
 }
@@ -473,6 +544,10 @@ static void test_json_dump(void **state)
     assert_non_null(strstr(js, "\"pathType\": \"Exact\""));
     assert_non_null(strstr(js, "\"[::1]:9002\""));
     assert_non_null(strstr(js, "\"default_cluster\": \"default/web:http\""));
+    assert_non_null(strstr(js, "\"default_max_body\": 72623859790382856")); /* 0x0102...08 */
+    assert_non_null(strstr(js, "\"max_body\": null"));
+    assert_non_null(strstr(js, "\"max_body\": 1024"));
+    assert_non_null(strstr(js, "\"max_body\": \"unlimited\""));
     free(js);
     snapwire_free(&d);
     free(f);
@@ -515,6 +590,7 @@ int main(void)
         cmocka_unit_test(test_bad_header),
         cmocka_unit_test(test_corrupt_payload_fails_crc),
         cmocka_unit_test(test_hostile_with_valid_crc),
+        cmocka_unit_test(test_body_limits_any_value),
         cmocka_unit_test(test_unknown_section_skipped),
         cmocka_unit_test(test_no_strings_section),
         cmocka_unit_test(test_random_mutations),
