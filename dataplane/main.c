@@ -28,6 +28,7 @@
 
 #define DRAIN_TIMEOUT 30.0 /* default seconds in-flight requests get after SIGTERM */
 #define MAX_WORKERS 256
+#define MAX_KEEPALIVE 65535 /* --upstream-keepalive: idle connections per endpoint */
 
 struct app {
     struct ev_loop *loop;
@@ -46,6 +47,7 @@ static void usage(FILE *f)
                "                        [--upstream-response-timeout S] [--idle-body-timeout S]\n"
                "                        [--drain-timeout S] [--access-log PATH|-]\n"
                "                        [--client-max-body-size SIZE]\n"
+               "                        [--upstream-keepalive N] [--upstream-keepalive-timeout S]\n"
                "  ADDR is an IPv4 literal, [IPv6] or localhost; --workers defaults to the number\n"
                "  of online CPUs. Timeouts are seconds (fractions allowed); defaults: header 10,\n"
                "  idle 60, connect 5, response 60, idle body 60, drain 30.\n"
@@ -53,7 +55,10 @@ static void usage(FILE *f)
                "  default.\n"
                "  --client-max-body-size: request body limit for routes without their own\n"
                "  (strait.dev/proxy-body-size); bytes with an optional k, m or g suffix; larger\n"
-               "  bodies get 413. Default 0: unlimited.\n");
+               "  bodies get 413. Default 0: unlimited.\n"
+               "  --upstream-keepalive: idle upstream connections kept per endpoint and worker\n"
+               "  (default 64, 0 disables pooling), for --upstream-keepalive-timeout seconds\n"
+               "  (default 60).\n");
 }
 
 /* Parses a positive, finite number of seconds. Returns 0, or -1 (message printed). */
@@ -68,6 +73,23 @@ static int parse_seconds(const char *opt, const char *arg, double *out)
     }
     *out = v;
     return 0;
+}
+
+/* Parses a decimal count in min..max. Returns 0, or -1 (message printed). */
+static int parse_count(const char *opt, const char *arg, long min, long max, long *out)
+{
+    char *end;
+    long v;
+
+    /* strtol alone would take "", " 5" and "+5" */
+    if (*arg < '0' || *arg > '9') goto bad;
+    v = strtol(arg, &end, 10);
+    if (*end || v < min || v > max) goto bad;
+    *out = v;
+    return 0;
+bad:
+    fprintf(stderr, "strait-dataplane: --%s must be %ld..%ld\n", opt, min, max);
+    return -1;
 }
 
 /* Parses a body size (common/units); "0" means unlimited. Returns 0, or -1 (message printed). */
@@ -129,8 +151,10 @@ int main(int argc, char **argv)
                                          {"upstream-response-timeout", required_argument, NULL, 4},
                                          {"idle-body-timeout", required_argument, NULL, 5},
                                          {"drain-timeout", required_argument, NULL, 6},
-                                         {"access-log", required_argument, NULL, 7},
+                                         {"upstream-keepalive-timeout", required_argument, NULL, 7},
+                                         {"access-log", required_argument, NULL, 8},
                                          {"client-max-body-size", required_argument, NULL, 9},
+                                         {"upstream-keepalive", required_argument, NULL, 10},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *sock = NULL, *listen_spec = NULL, *admin_spec = NULL, *access_log = NULL;
@@ -140,8 +164,8 @@ int main(int argc, char **argv)
     struct worker_config cfg;
     double drain = DRAIN_TIMEOUT;
     struct app app;
-    char err[256], *end;
-    long workers = default_workers();
+    char err[256];
+    long workers = default_workers(), keepalive;
     int c, idx = 0, rc = 1;
 
     memset(&app, 0, sizeof(app));
@@ -153,18 +177,24 @@ int main(int argc, char **argv)
         case 3:
         case 4:
         case 5:
-        case 6: {
+        case 6:
+        case 7: {
             double *const slot[] = {&cfg.client_header_timeout,    &cfg.client_idle_timeout,
                                     &cfg.upstream_connect_timeout, &cfg.upstream_response_timeout,
-                                    &cfg.idle_body_timeout,        &drain};
+                                    &cfg.idle_body_timeout,        &drain,
+                                    &cfg.pool_idle_timeout};
             if (parse_seconds(opts[idx].name, optarg, slot[c - 1]) < 0) return 2;
             break;
         }
-        case 7:
+        case 8:
             access_log = optarg;
             break;
         case 9:
             if (parse_body_size(opts[idx].name, optarg, &cfg.client_max_body) < 0) return 2;
+            break;
+        case 10:
+            if (parse_count(opts[idx].name, optarg, 0, MAX_KEEPALIVE, &keepalive) < 0) return 2;
+            cfg.pool_max_idle = (unsigned)keepalive;
             break;
         case 's':
             sock = optarg;
@@ -176,11 +206,7 @@ int main(int argc, char **argv)
             admin_spec = optarg;
             break;
         case 'w':
-            workers = strtol(optarg, &end, 10);
-            if (*end || workers < 1 || workers > MAX_WORKERS) {
-                fprintf(stderr, "strait-dataplane: --workers must be 1..256\n");
-                return 2;
-            }
+            if (parse_count("workers", optarg, 1, MAX_WORKERS, &workers) < 0) return 2;
             break;
         case 'L':
             if (log_level_parse(optarg, &level) < 0) {

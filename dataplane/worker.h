@@ -24,7 +24,7 @@ struct worker_config {
     double upstream_connect_timeout;  /* TCP connect to an endpoint: 504 */
     double upstream_response_timeout; /* request sent, no response head yet: 504 */
     double idle_body_timeout;         /* no progress either way during a body/tunnel: close */
-    unsigned pool_max_idle;           /* idle upstream connections kept per endpoint */
+    unsigned pool_max_idle;           /* idle upstream connections kept per endpoint; 0: none */
     double pool_idle_timeout;         /* how long an idle upstream connection is kept */
     /*
      * Request body limit in bytes for routes (and the default backend) whose snapshot entry

@@ -1,4 +1,5 @@
-"""The data plane engine (issue 4): upstream keep-alive pooling and the retry of a stale
+"""The data plane engine (issue 4): upstream keep-alive pooling (and its
+--upstream-keepalive / --upstream-keepalive-timeout flags) and the retry of a stale
 pooled connection, Upgrade/WebSocket tunnelling, client and upstream timeouts from the
 command line, graceful drain on SIGTERM, several workers, and bounded memory under a slow
 reader. Backends that must count connections, stall, or speak WebSocket are raw sockets in
@@ -31,6 +32,17 @@ def keepalive_handler(srv, c, n):
     while True:
         if not srv.read_head(c):
             return
+        answer(c, b"conn=%d\n" % n)
+
+
+def slow_keepalive_handler(srv, c, n):
+    """keepalive_handler, but a request for /slow... takes 0.5 s to answer."""
+    while True:
+        head = srv.read_head(c)
+        if not head:
+            return
+        if head.startswith(b"GET /slow"):
+            time.sleep(0.5)
         answer(c, b"conn=%d\n" % n)
 
 
@@ -207,6 +219,86 @@ class PoolTest(EngineBase):
         self.assertEqual(self.get("/y").body, b"conn=1\n")
         self.assertEqual(self.s.curl("other.test", "/z").body, b"conn=1\n")
         self.assertEqual(srv.accepted, 1)
+
+
+class KeepaliveFlagTest(EngineBase):
+    """--upstream-keepalive N (idle upstream connections kept per endpoint, 0: no pooling)
+    and --upstream-keepalive-timeout S, seen from the backend's accept count and from
+    strait_upstream_pool_reused_total."""
+
+    def metric(self, name):
+        st, body = self.s.admin_get("/metrics")
+        self.assertEqual(st, 200, body)
+        values, _, problems = h.parse_metrics(body.decode())
+        self.assertEqual(problems, [])
+        self.assertIn(name, values)
+        return values[name]
+
+    def requests(self, n, prefix):
+        for i in range(n):
+            r = self.get("/%s%d" % (prefix, i))
+            self.assertEqual(r.status, 200, repr(r))
+
+    def test_keepalive_0_disables_pooling(self):
+        srv = self.raw(keepalive_handler)
+        self.start_with(srv.port, "--workers", "1", "--upstream-keepalive", "0")
+        self.requests(6, "n")
+        self.assertEqual(self.metric("strait_upstream_pool_reused_total"), 0)
+        self.assertEqual((srv.accepted, srv.requests), (6, 6))
+        # one client connection, several requests: still a fresh upstream for each
+        self.assertEqual(self.curl_many(["/m%d" % i for i in range(3)]),
+                         [b"conn=%d\n" % i for i in (7, 8, 9)])
+        self.assertEqual(self.metric("strait_upstream_pool_reused_total"), 0)
+
+    def test_default_keepalive_reuses(self):
+        srv = self.raw(keepalive_handler)
+        self.start_with(srv.port, "--workers", "1")
+        self.requests(6, "d")
+        self.assertEqual(srv.accepted, 1)
+        self.assertEqual(self.metric("strait_upstream_pool_reused_total"), 5)
+        self.requests(2, "e")
+        self.assertEqual(self.metric("strait_upstream_pool_reused_total"), 7)
+
+    def test_keepalive_n_bounds_idle_connections(self):
+        srv = self.raw(slow_keepalive_handler)
+        self.start_with(srv.port, "--workers", "1", "--upstream-keepalive", "2")
+        # four requests at once: four upstream connections, of which two stay parked
+        ts = [threading.Thread(target=self.get, args=("/slow%d" % i,)) for i in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(30 * h.SLOW)
+        self.assertEqual((srv.accepted, srv.requests), (4, 4))
+        h.wait_until(lambda: h.established_to(srv.port) == 2, 5,
+                     what="2 idle upstream connections kept, the others closed")
+        self.requests(2, "k")
+        self.assertEqual(srv.accepted, 4)
+        self.assertEqual(self.metric("strait_upstream_pool_reused_total"), 2)
+
+    def test_keepalive_timeout_expires_idle_connection(self):
+        srv = self.raw(keepalive_handler)
+        self.start_with(srv.port, "--workers", "1", "--upstream-keepalive-timeout", "0.3")
+        self.requests(2, "t")  # back to back: the second reuses the first's connection
+        self.assertEqual(srv.accepted, 1)
+        self.assertEqual(self.metric("strait_upstream_pool_reused_total"), 1)
+        # idle past the timeout: the proxy closed it, so the next request connects again
+        h.wait_until(lambda: h.established_to(srv.port) == 0, 3,
+                     what="idle upstream connection closed after 0.3 s")
+        self.requests(1, "u")
+        self.assertEqual(srv.accepted, 2)
+        self.assertEqual(self.metric("strait_upstream_pool_reused_total"), 1)
+
+    def test_bad_keepalive_flags_exit_2(self):
+        for flag, bad in (("--upstream-keepalive", "-1"), ("--upstream-keepalive", "x"),
+                          ("--upstream-keepalive", ""), ("--upstream-keepalive", "65536"),
+                          ("--upstream-keepalive", "+3"), ("--upstream-keepalive-timeout", "0"),
+                          ("--upstream-keepalive-timeout", "-1"),
+                          ("--upstream-keepalive-timeout", "soon")):
+            p = subprocess.run([os.path.join(h.BIN, "strait-dataplane"), "--socket", "x",
+                                "--listen", "127.0.0.1:1", flag, bad],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+            self.assertEqual(p.returncode, 2, "%s %r: %r" % (flag, bad, p.stderr))
+            self.assertIn(flag.encode(), p.stderr)
 
 
 class UpgradeTest(EngineBase):
