@@ -104,7 +104,7 @@ struct conn_req {
     uint64_t max_body; /* route limit for the request body, UINT64_MAX: none */
     uint64_t body_seen;
     struct http1_chunked req_chunk;
-    double req_start;           /* ev_time() when the request head was parsed */
+    double req_start;           /* loop time (ev_now) when the request head was parsed */
     double req_wall;            /* wall clock at the same moment, for the access log */
     uint64_t out_mark;          /* out_total + cout.len when the request started */
     struct conn_reqlog *reqlog; /* only with --access-log; kept with the object when reused */
@@ -261,7 +261,7 @@ static void request_begin(struct conn *c, const struct http1_request *req)
     struct conn_req *r = c->r;
 
     r->logged = 0;
-    r->req_start = ev_time();
+    r->req_start = ev_now(c->w->loop); /* the loop's time: no clock read per request */
     r->out_mark = c->out_total + c->cout.len;
     if (!accesslog_enabled()) return;
     if (!r->reqlog && !(r->reqlog = malloc(sizeof(*r->reqlog)))) return;
@@ -289,7 +289,7 @@ static void request_log(struct conn *c, int status)
 
     if (!r || r->logged) return;
     r->logged = 1;
-    dur = r->req_start ? ev_time() - r->req_start : 0;
+    dur = r->req_start ? ev_now(c->w->loop) - r->req_start : 0;
     metrics_request_done(route_name(r), status, dur);
     if (r->reqlog && accesslog_enabled()) {
         struct accesslog_entry e = {
@@ -360,20 +360,21 @@ void conn_reap(struct worker *w)
     }
 }
 
+/*
+ * (Re)starts a timer to fire after the given seconds. ev_timer_again moves an active timer
+ * in libev's heap in one step (stop + start would be two); the timers are repeating ones
+ * only in name: every callback closes, or re-arms, or releases what owns the timer.
+ */
 static void arm_timer(struct conn *c, double after)
 {
-    ev_timer_stop(c->w->loop, &c->timer);
-    ev_timer_set(&c->timer, after, 0.);
-    ev_timer_start(c->w->loop, &c->timer);
+    c->timer.repeat = after;
+    ev_timer_again(c->w->loop, &c->timer);
 }
 
 static void arm_utimer(struct conn *c, double after)
 {
-    struct conn_req *r = c->r;
-
-    ev_timer_stop(c->w->loop, &r->utimer);
-    ev_timer_set(&r->utimer, after, 0.);
-    ev_timer_start(c->w->loop, &r->utimer);
+    c->r->utimer.repeat = after;
+    ev_timer_again(c->w->loop, &c->r->utimer);
 }
 
 /* Recomputes which watchers should be active from the connection's state. */
@@ -392,8 +393,14 @@ static void conn_update(struct conn *c)
          ((c->state == CS_HEAD && c->cin.len <= HTTP1_MAX_HEAD) ||
           (c->state == CS_PROXY && !r->req_done && !r->u_write_failed &&
            r->uout.len < CONN_BUF_HIGH) ||
-          /* request complete: take what a pipelining client sends next, up to a head */
-          (c->state == CS_PROXY && r->req_done && c->cin.len < HTTP1_MAX_HEAD) ||
+          /*
+           * request complete: a running watcher goes on taking what a pipelining client
+           * sends next, up to a head; one not started yet (the first request, read at
+           * accept) waits for the response, so a Connection: close exchange never
+           * registers the socket with epoll at all
+           */
+          (c->state == CS_PROXY && r->req_done && c->cin.len < HTTP1_MAX_HEAD &&
+           ev_is_active(&c->rio)) ||
           (c->state == CS_TUNNEL && r->uout.len < CONN_BUF_HIGH));
     io_want(loop, &c->rio, rd);
     io_want(loop, &c->wio, c->cout.len > 0);
@@ -1215,22 +1222,21 @@ static void conn_run(struct conn *c)
 
 /* ---- callbacks ---- */
 
-static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
+/* Reads what the client sent into cin. Returns 1 if there is news (bytes or EOF), 0 if
+ * nothing was there, -1 if the connection was closed. */
+static int client_read(struct conn *c)
 {
-    struct conn *c = conn_check(container_of(io, struct conn, rio));
     ssize_t n;
 
-    (void)loop;
-    (void)revents;
     if (dbuf_reserve(&c->cin, CONN_READ_MIN) < 0) {
         conn_close(c);
-        return;
+        return -1;
     }
     n = read(c->fd, dbuf_tail(&c->cin), dbuf_room(&c->cin));
     if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;
         conn_close(c);
-        return;
+        return -1;
     }
     if (n == 0) {
         c->c_eof = 1;
@@ -1238,7 +1244,16 @@ static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
         c->cin.len += (uint32_t)n;
         if (c->state != CS_HEAD) arm_progress(c);
     }
-    conn_run(c);
+    return 1;
+}
+
+static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct conn *c = conn_check(container_of(io, struct conn, rio));
+
+    (void)loop;
+    (void)revents;
+    if (client_read(c) > 0) conn_run(c);
 }
 
 static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -1381,7 +1396,18 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_
     w->n_conns++;
     metrics_conn_opened();
     ev_timer_start(w->loop, &c->timer);
-    ev_io_start(w->loop, &c->rio);
+    /* the listener defers accept until data came (listener.c): read it now */
+    switch (client_read(c)) {
+    case 1:
+        conn_run(c);
+        break;
+    case 0:
+        conn_trim(c);
+        ev_io_start(w->loop, &c->rio);
+        break;
+    default:
+        break;
+    }
 }
 
 void conn_shutdown_all(struct worker *w)

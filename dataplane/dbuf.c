@@ -50,7 +50,7 @@ static void block_put(char *p)
     n_free++;
 }
 
-int dbuf_reserve(struct dbuf *b, size_t n)
+int dbuf_grow(struct dbuf *b, size_t n)
 {
     size_t want;
     char *np;
@@ -76,19 +76,6 @@ int dbuf_reserve(struct dbuf *b, size_t n)
     b->p = np;
     b->cap = (uint32_t)want;
     return 0;
-}
-
-int dbuf_append(struct dbuf *b, const void *d, size_t n)
-{
-    if (dbuf_reserve(b, n) < 0) return -1;
-    memcpy(dbuf_tail(b), d, n);
-    b->len += (uint32_t)n;
-    return 0;
-}
-
-int dbuf_str(struct dbuf *b, const char *s)
-{
-    return dbuf_append(b, s, strlen(s));
 }
 
 int dbuf_printf(struct dbuf *b, const char *fmt, ...)

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define DBUF_BLOCK (16 * 1024) /* the size every buffer starts at, and the unit of reuse */
 #define DBUF_POOL_MAX 256      /* blocks a thread keeps for reuse; more go back to malloc */
@@ -17,12 +18,27 @@ struct dbuf {
     uint32_t off, len, cap;
 };
 
+/* The slow path of dbuf_reserve (compact, take a block, or grow). */
+int dbuf_grow(struct dbuf *b, size_t n);
+
 /* Makes room for n more bytes after the data. Returns 0, or -1 when out of memory. */
-int dbuf_reserve(struct dbuf *b, size_t n);
+static inline int dbuf_reserve(struct dbuf *b, size_t n)
+{
+    return (size_t)b->cap - b->off - b->len >= n ? 0 : dbuf_grow(b, n);
+}
 
 /* Appends n bytes (or a NUL-terminated string). Returns 0 or -1 (out of memory). */
-int dbuf_append(struct dbuf *b, const void *d, size_t n);
-int dbuf_str(struct dbuf *b, const char *s);
+static inline int dbuf_append(struct dbuf *b, const void *d, size_t n)
+{
+    if (dbuf_reserve(b, n) < 0) return -1;
+    memcpy(b->p + b->off + b->len, d, n);
+    b->len += (uint32_t)n;
+    return 0;
+}
+static inline int dbuf_str(struct dbuf *b, const char *s)
+{
+    return dbuf_append(b, s, __builtin_strlen(s));
+}
 
 /* printf onto the end of b: for the rare paths (local responses). Returns 0 or -1. */
 int dbuf_printf(struct dbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -189,11 +189,6 @@ int http1_parse_response(const char *buf, size_t len, struct http1_response *res
     return r;
 }
 
-int http1_name_is(const struct http1_header *h, const char *name)
-{
-    return strlen(name) == h->name_len && strncasecmp(h->name, name, h->name_len) == 0;
-}
-
 /*
  * Iterates comma-separated tokens of a header value. *pos is the cursor; returns 1 and sets
  * tok/toklen (OWS trimmed, may be empty), or 0 at the end.
@@ -434,13 +429,28 @@ int http1_response_info(const struct http1_response *res, int head_request,
 
 int http1_is_hop_header(const struct http1_header *hdrs, size_t n, const struct http1_header *h)
 {
-    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection",
-                                      "te",         "trailer",    "upgrade"};
     size_t i, p, tl;
     const char *tok;
 
-    for (i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-        if (http1_name_is(h, hop[i])) return 1;
+    /* the fixed hop-by-hop names, dispatched on length: this runs for every header */
+    switch (h->name_len) {
+    case 2:
+        if (http1_lower_eq(h->name, "te", 2)) return 1;
+        break;
+    case 7:
+        if (http1_lower_eq(h->name, "trailer", 7) || http1_lower_eq(h->name, "upgrade", 7))
+            return 1;
+        break;
+    case 10:
+        if (http1_lower_eq(h->name, "connection", 10) || http1_lower_eq(h->name, "keep-alive", 10))
+            return 1;
+        break;
+    case 16:
+        if (http1_lower_eq(h->name, "proxy-connection", 16)) return 1;
+        break;
+    default:
+        break;
+    }
     for (i = 0; i < n; i++) {
         if (!http1_name_is(&hdrs[i], "connection")) continue;
         p = 0;

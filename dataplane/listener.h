@@ -10,6 +10,8 @@
 
 #include "netaddr.h"
 
+#define LISTENER_DEFER_SECONDS 1 /* TCP_DEFER_ACCEPT: how long a silent client is held back */
+
 /*
  * Opens a non-blocking listening TCP socket on sa (netaddr_socket options, plus SO_REUSEPORT
  * when reuseport, so every worker can bind the same port). Returns the fd, or -1 with err
