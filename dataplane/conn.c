@@ -77,7 +77,7 @@
 #define CONN_BUF_HIGH (64 * 1024)
 #define CONN_READ_MIN 4096 /* a read is attempted only with at least this much room */
 #define REQ_POOL_MAX 1024  /* request objects a thread keeps for reuse */
-#define CONN_ROUTE_MAX_BODY(c, snap, rt) UINT64_MAX /* TODO: per-route limit */
+#define CONN_LINGER 2.0    /* seconds a lingering close waits for the client's EOF */
 
 enum conn_state {
     CS_HEAD,  /* waiting for / parsing a request head */
@@ -136,6 +136,8 @@ struct conn {
     uint8_t c_eof;             /* client closed its side */
     uint8_t close_after_flush; /* no more requests: close once cout is written */
     uint8_t head_timer;        /* header timer armed for the partial head in cin */
+    uint8_t linger;            /* close with client bytes still coming (an unread body) */
+    uint8_t lingering;         /* sent FIN; reading and dropping until EOF or CONN_LINGER */
     int fd;
     struct worker *w;
     struct conn *prev, *next;
@@ -385,8 +387,28 @@ static void conn_update(struct conn *c)
     int rd;
 
     if (c->dead) return;
-    if (c->close_after_flush && c->cout.len == 0) {
-        conn_close(c);
+    if (c->close_after_flush && c->cout.len == 0 && !c->lingering) {
+        if (!c->linger && c->cin.len == 0) {
+            conn_close(c);
+            return;
+        }
+        /*
+         * The client may still be sending (a body we refused, pipelined requests): a close
+         * now would make the kernel answer those bytes with RST, which can destroy the
+         * response before the client reads it. Send FIN instead and drain what comes until
+         * the client's EOF or CONN_LINGER (nginx's lingering close).
+         */
+        if (c->c_eof || shutdown(c->fd, SHUT_WR) < 0) {
+            conn_close(c);
+            return;
+        }
+        c->lingering = 1;
+        dbuf_free(&c->cin);
+        arm_timer(c, CONN_LINGER);
+    }
+    if (c->lingering) {
+        io_want(loop, &c->rio, 1);
+        io_want(loop, &c->wio, 0);
         return;
     }
     rd = !c->c_eof && !c->close_after_flush &&
@@ -474,6 +496,7 @@ static void local_response(struct conn *c, int status, const char *body, int clo
     }
     if (!body) body = status_body(status);
     if (!r->req_done || c->c_eof) close_conn = 1;
+    if (!r->req_done) c->linger = 1; /* the rest of the body is on its way */
     if (!r->keep_alive || c->w->stopping) close_conn = 1;
     upstream_release(c);
     if (dbuf_printf(&c->cout,
@@ -634,7 +657,8 @@ static int build_upstream_head(struct conn *c, const struct http1_request *req,
                    ? -1
                    : 0;
     }
-    r->u_keep = req->minor_version >= 1;
+    /* no pool (--upstream-keepalive 0): say so, rather than leave the server waiting */
+    r->u_keep = req->minor_version >= 1 && c->w->cfg.pool_max_idle > 0;
     return dbuf_str(b, r->u_keep ? "\r\n" : "Connection: close\r\n\r\n");
 }
 
@@ -799,7 +823,7 @@ static int start_request(struct conn *c)
         return 1;
     }
     r->route_src = rt ? rt->source : "default";
-    r->max_body = CONN_ROUTE_MAX_BODY(c, snap, rt);
+    r->max_body = snapshot_route_max_body(snap, rt, &c->w->cfg);
     if (info.body == HTTP1_BODY_LENGTH && info.content_length > r->max_body) {
         /* RFC 9110 15.5.14: refused before any upstream sees it; the body is not read */
         dbuf_consume(&c->cin, (size_t)n);
@@ -1143,8 +1167,14 @@ static int flush_client(struct conn *c)
     int moved = 0;
     ssize_t n;
 
+    /*
+     * The last bytes before a close go with MSG_MORE: the close (or lingering shutdown)
+     * that follows at once pushes them with the FIN in one segment instead of two.
+     */
+    int flags = MSG_NOSIGNAL | (c->close_after_flush && !c->r ? MSG_MORE : 0);
+
     while (c->cout.len > 0) {
-        n = send(c->fd, dbuf_data(&c->cout), c->cout.len, MSG_NOSIGNAL);
+        n = send(c->fd, dbuf_data(&c->cout), c->cout.len, flags);
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -1247,12 +1277,32 @@ static int client_read(struct conn *c)
     return 1;
 }
 
+/* Lingering close: drops what the client still sends; closes on its EOF or an error. */
+static void linger_read(struct conn *c)
+{
+    static __thread char sink[DBUF_BLOCK];
+    ssize_t n;
+    int i;
+
+    for (i = 0; i < 4; i++) {
+        n = read(c->fd, sink, sizeof(sink));
+        if (n > 0) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+        break;
+    }
+    if (i < 4) conn_close(c);
+}
+
 static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct conn *c = conn_check(container_of(io, struct conn, rio));
 
     (void)loop;
     (void)revents;
+    if (c->lingering) {
+        linger_read(c);
+        return;
+    }
     if (client_read(c) > 0) conn_run(c);
 }
 
@@ -1272,6 +1322,10 @@ static void client_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
     (void)loop;
     (void)revents;
+    if (c->lingering) {
+        conn_close(c);
+        return;
+    }
     if (c->state == CS_HEAD && c->cin.len > 0 && c->cout.len == 0 && !c->close_after_flush) {
         /* a started head that never completed: say so, then close */
         dbuf_consume(&c->cin, c->cin.len);

@@ -212,6 +212,27 @@ class AnnotationTest(BodyLimitBase):
         self.assertPassed(post(self.s.port, LIMITED, "/chunked-small", 1000, chunked=True),
                           "/chunked-small", 1000)
 
+    def test_413_reaches_a_client_that_keeps_sending(self):
+        """A client that does not wait for 100-continue streams the refused body anyway: the
+        proxy must drain it (lingering close) rather than close with unread bytes, which makes
+        the kernel send RST and can destroy the 413 before the client reads it."""
+        body = b"x" * (4 << 20)
+        with socket.create_connection(("127.0.0.1", self.s.port), timeout=10) as s:
+            s.sendall(b"POST /flood HTTP/1.1\r\nHost: " + LIMITED.encode() +
+                      b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+            sent = 0
+            while sent < len(body):
+                sent += s.send(body[sent:sent + 65536])  # a reset here fails the test
+            got = b""
+            while True:
+                chunk = s.recv(65536)  # ConnectionResetError here fails the test too
+                if not chunk:
+                    break
+                got += chunk
+        self.assertEqual(h.status_of(got), 413, got[:200])
+        self.assertIn(b"\r\nConnection: close\r\n", got)
+        self.assertNotIn("/flood", self.heads(), "the upstream was contacted")
+
     def test_content_length_over_limit_413(self):
         self.assertRefused(self.refused(LIMITED, "/big", 2000), "/big")
         self.assertRefused(self.refused(LIMITED, "/one-over", 1025), "/one-over")
