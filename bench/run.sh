@@ -23,18 +23,24 @@
 # (utime+stime of the proxy's processes from /proc/PID/stat, before/after, in microseconds),
 # RSS idle and the peak RSS sampled during the run.
 #
-# Usage: bench/run.sh [-s SECONDS] [-c CONNECTIONS] [-n IDLE_CONNS] [-w SWAPS] [-o FILE]
-#   defaults: -s 10 -c 50 -n 10000 -w 100 (about 2.5 minutes). -o also writes the report to FILE.
+# Rounds: the load scenarios run ROUNDS times, interleaved (every round runs each proxy once,
+# the starting proxy rotating from round to round), and the report gives per proxy the median
+# of the rounds for rps, latency and CPU (errors summed, peak RSS the highest), so that a
+# burst of noise on the shared machine during one run does not decide a ratio.
+#
+# Usage: bench/run.sh [-s SECONDS] [-c CONNECTIONS] [-n IDLE_CONNS] [-w SWAPS] [-r ROUNDS] [-o FILE]
+#   defaults: -s 8 -c 50 -n 10000 -w 100 -r 3 (about 5 minutes). -o also writes the report to FILE.
 #   BUILD=dir picks the Strait binaries (default build). BENCH_KEEP=1 keeps the work folder.
 # Needs root to install missing tools (nginx-light haproxy wrk nghttp2-client) and to raise
 # the open-files limit for the idle-connection test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-secs=10 conns=50 nidle=10000 swaps=100 out=
-while getopts "s:c:n:w:o:" o; do
-  case $o in s) secs=$OPTARG ;; c) conns=$OPTARG ;; n) nidle=$OPTARG ;; w) swaps=$OPTARG ;; o) out=$OPTARG ;; *) exit 2 ;; esac
+secs=8 conns=50 nidle=10000 swaps=100 rounds=3 out=
+while getopts "s:c:n:w:r:o:" o; do
+  case $o in s) secs=$OPTARG ;; c) conns=$OPTARG ;; n) nidle=$OPTARG ;; w) swaps=$OPTARG ;; r) rounds=$OPTARG ;; o) out=$OPTARG ;; *) exit 2 ;; esac
 done
+[ "$rounds" -ge 1 ] 2>/dev/null || { echo "bench: -r wants a positive count" >&2; exit 2; }
 build=${BUILD:-build}
 case $build in /*) ;; *) build=$root/$build ;; esac
 for b in strait-controller strait-dataplane; do
@@ -226,8 +232,23 @@ run_load() {
 }
 
 for n in "${names[@]}"; do R[$n.rss_idle]=$(rss_kib "${pid[$n]}"); done
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR + 1) / 2)]}'; }
+declare -A RR # per-round values: RR[name.scenario.field]="v1 v2 ..."
 for sc in keepalive close h2load; do
-  for n in "${names[@]}"; do run_load "$n" "$sc" "${pid[$n]}"; sleep 1; done
+  for ((rd = 0; rd < rounds; rd++)); do
+    for ((k = 0; k < ${#names[@]}; k++)); do
+      n=${names[$(((k + rd) % ${#names[@]}))]}
+      run_load "$n" "$sc" "${pid[$n]}"; sleep 1
+      for f in rps p50 p99 max err total peak cpu; do RR[$n.$sc.$f]+="${R[$n.$sc.$f]} "; done
+    done
+  done
+  for n in "${names[@]}"; do
+    # shellcheck disable=SC2086 # word splitting of the per-round lists is the point
+    for f in rps p50 p99 max cpu; do R[$n.$sc.$f]=$(median ${RR[$n.$sc.$f]}); done
+    R[$n.$sc.err]=$(echo ${RR[$n.$sc.err]} | tr ' ' '\n' | awk '{t += $1} END {print t + 0}')
+    R[$n.$sc.peak]=$(echo ${RR[$n.$sc.peak]} | tr ' ' '\n' | sort -n | tail -1)
+    R[$n.$sc.rounds]=${RR[$n.$sc.rps]}
+  done
 done
 
 # ---- idle keep-alive connections (after the load runs: RSS before = warm process) ---------------------------------
@@ -292,8 +313,9 @@ R[strait.rss_controller]=$(rss_kib "$pid_ctl")
 
 # ---- report ----------------------------------------------------------------------------------
 : >"$report"
-say "# strait bench: $(date -u +%FT%TZ) nproc=$ncpu secs=$secs conns=$conns idle_conns=$nidle swaps=$swaps"
+say "# strait bench: $(date -u +%FT%TZ) nproc=$ncpu secs=$secs conns=$conns idle_conns=$nidle swaps=$swaps rounds=$rounds"
 say "# proxies pinned to CPU $cpu_proxy; backend, clients, controller on CPU $cpu_load; latency in ms, cpu in us/request, rss in KiB"
+say "# keepalive/close/h2load rows: median of $rounds interleaved rounds (errors summed, rss_load the highest)"
 say "$(printf '%-8s %-11s %9s %8s %8s %8s %6s %8s %9s %9s' proxy scenario rps p50 p99 max errors cpu_us rss_idle rss_load)"
 for sc in keepalive close h2load; do
   for n in "${names[@]}"; do
@@ -316,6 +338,9 @@ say ""
 say "strait rss_empty_snapshot_kib=${R[strait.rss_empty]} rss_controller_kib=${R[strait.rss_controller]}"
 say "strait swap_file writes=$swaps swaps=${R[strait.swap_file.swaps]} nacks_total=${R[strait.swap_file.nacks]} errors=${R[strait.swap_file.err]} p99=${R[strait.swap_file.p99]} steady_p99=${R[strait.file_steady.p99]} max=${R[strait.swap_file.max]} steady_max=${R[strait.file_steady.max]}"
 say "strait swap_wire frames=${R[strait.swap_wire.sent]:-?} swaps=${R[strait.swap_wire.swaps]} nacks_total=${R[strait.swap_wire.nacks]} errors=${R[strait.swap_wire.err]} p99=${R[strait.swap_wire.p99]} steady_p99=${R[strait.wire_steady.p99]} max=${R[strait.swap_wire.max]} steady_max=${R[strait.wire_steady.max]}"
+for sc in keepalive close h2load; do
+  say "rounds ${sc}_rps nginx=[${R[nginx.$sc.rounds]% }] haproxy=[${R[haproxy.$sc.rounds]% }] strait=[${R[strait.$sc.rounds]% }]"
+done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else printf "-"}'; }
 for sc in keepalive close h2load; do
   for f in rps p99 cpu; do
