@@ -136,6 +136,14 @@ class EngineBase(h.StraitTest):
     def get(self, path="/", **kw):
         return self.s.curl(HOST, path, **kw)
 
+    def metric(self, name):
+        st, body = self.s.admin_get("/metrics")
+        self.assertEqual(st, 200, body)
+        values, _, problems = h.parse_metrics(body.decode())
+        self.assertEqual(problems, [])
+        self.assertIn(name, values)
+        return values[name]
+
     def curl_many(self, paths):
         """Several requests on one curl keep-alive connection; returns the bodies."""
         url = "http://127.0.0.1:%d" % self.s.port
@@ -225,14 +233,6 @@ class KeepaliveFlagTest(EngineBase):
     """--upstream-keepalive N (idle upstream connections kept per endpoint, 0: no pooling)
     and --upstream-keepalive-timeout S, seen from the backend's accept count and from
     strait_upstream_pool_reused_total."""
-
-    def metric(self, name):
-        st, body = self.s.admin_get("/metrics")
-        self.assertEqual(st, 200, body)
-        values, _, problems = h.parse_metrics(body.decode())
-        self.assertEqual(problems, [])
-        self.assertIn(name, values)
-        return values[name]
 
     def requests(self, n, prefix):
         for i in range(n):
@@ -403,6 +403,81 @@ class TimeoutTest(EngineBase):
         self.assertEqual(r.status, 504, repr(r))
         self.assertLess(time.monotonic() - t0, 0.5 + 3 * h.SLOW)
         self.assertEqual(self.get("/fast").status, 200)
+
+    def black_hole(self):
+        """A loopback port whose connects hang: a listener with backlog 0 that never accepts,
+        its accept queue filled by the test itself, so Linux drops every further SYN (unless
+        tcp_abort_on_overflow makes it answer with RST). Returns the port."""
+        try:
+            with open("/proc/sys/net/ipv4/tcp_abort_on_overflow") as f:
+                abort = f.read().strip()
+        except OSError as e:
+            self.skipTest("no /proc/sys/net/ipv4/tcp_abort_on_overflow (%s): cannot tell "
+                          "whether a full accept queue drops SYNs" % e)
+        if abort != "0":
+            self.skipTest("net.ipv4.tcp_abort_on_overflow=%s: a full accept queue answers "
+                          "with RST, so no loopback black hole can be built" % abort)
+        hole = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(hole.close)
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(0)
+        port = hole.getsockname()[1]
+
+        def accept_queue():
+            """(queued, max) of the listener: rx_queue and tx_queue of its LISTEN line."""
+            with open("/proc/net/tcp") as f:
+                for line in f.readlines()[1:]:
+                    cols = line.split()
+                    if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                        mx, queued = cols[4].split(":")
+                        return int(queued, 16), int(mx, 16)
+            raise AssertionError("listener on port %d not in /proc/net/tcp" % port)
+        for _ in range(3):
+            queued, mx = accept_queue()
+            if queued > mx:  # full (sk_acceptq_is_full): SYNs are dropped from now on
+                return port
+            filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.addCleanup(filler.close)
+            filler.settimeout(1.0 * h.SLOW)
+            try:
+                filler.connect(("127.0.0.1", port))
+            except socket.timeout:
+                filler.close()  # its SYN was dropped: the hole is black already
+                return port
+            h.wait_until(lambda: accept_queue()[0] > queued, 2,
+                         what="filler connection in the accept queue of port %d" % port)
+        self.skipTest("could not fill the accept queue of a backlog-0 listener: %r" %
+                      (accept_queue(),))
+
+    def test_upstream_connect_timeout_504(self):
+        port = self.black_hole()
+        self.start_with(port, "--workers", "1", "--upstream-connect-timeout", "0.5")
+        errors = self.metric("strait_upstream_connect_errors_total")
+        timeouts = self.metric("strait_upstream_timeouts_total")
+        t0 = time.monotonic()
+        r = self.get("/black-hole", timeout=15)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(r.status, 504, repr(r))
+        self.assertEqual(r.body, b"gateway timeout\n")
+        self.assertGreaterEqual(elapsed, 0.5, "504 before the connect timeout")
+        self.assertLess(elapsed, 0.5 + 2 * h.SLOW, "504 came too late: timeout not applied")
+        h.wait_until(lambda: self.metric("strait_upstream_connect_errors_total") >= errors + 1,
+                     3, what="strait_upstream_connect_errors_total to count the timeout")
+        self.assertEqual(self.metric("strait_upstream_connect_errors_total"), errors + 1)
+        # a connect timeout is not a response timeout
+        self.assertEqual(self.metric("strait_upstream_timeouts_total"), timeouts)
+
+        def syn_sent_to_hole():
+            n = 0
+            with open("/proc/net/tcp") as f:
+                for line in f.readlines()[1:]:
+                    cols = line.split()
+                    if cols[3] == "02" and int(cols[2].rsplit(":", 1)[1], 16) == port:
+                        n += 1
+            return n
+        # the abandoned connect's socket is closed, not left retrying its SYN
+        h.wait_until(lambda: syn_sent_to_hole() == 0, 3,
+                     what="no connect to the black hole left in SYN_SENT")
 
     def test_stall_mid_body_closes_client(self):
         srv = self.raw(stall_mid_body_handler)
