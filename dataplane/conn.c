@@ -764,6 +764,20 @@ static int start_request(struct conn *c)
     uint32_t cluster;
 
     if (c->cin.len == 0) return 0;
+    if (dbuf_data(&c->cin)[0] == '\r' || dbuf_data(&c->cin)[0] == '\n') {
+        /*
+         * RFC 9112 2.2: empty lines before a request line are ignored (old clients send a
+         * CRLF after a POST body). They are dropped here rather than left to the parser, so
+         * that alone they do not count as a started head: no header timer, no 408 on an
+         * idle keep-alive connection - the idle timer, which they do not re-arm, bounds them.
+         */
+        const char *d = dbuf_data(&c->cin);
+        size_t k = 0;
+        while (k < c->cin.len && (d[k] == '\r' || d[k] == '\n'))
+            k++;
+        dbuf_consume(&c->cin, k);
+        if (c->cin.len == 0) return 0;
+    }
     n = http1_parse_request(dbuf_data(&c->cin), c->cin.len, &req, &status);
     if (n == -2) {
         if (!c->head_timer) {

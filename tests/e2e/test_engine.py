@@ -479,6 +479,29 @@ class TimeoutTest(EngineBase):
         h.wait_until(lambda: syn_sent_to_hole() == 0, 3,
                      what="no connect to the black hole left in SYN_SENT")
 
+    def test_empty_line_after_body_is_not_a_request_head(self):
+        """RFC 9112 2.2: an empty line before a request line is ignored. A client that sends
+        CRLF after a POST body and then idles gets the idle close, not a 408 from the header
+        timeout (an unsolicited 408 would be read as the answer to its next request)."""
+        port = self.s.backend("echo")
+        self.start_with(port, "--client-header-timeout", "0.5", "--client-idle-timeout", "2")
+        with socket.create_connection(("127.0.0.1", self.s.port), timeout=10 * h.SLOW) as s:
+            s.sendall(b"POST /crlf HTTP/1.1\r\nHost: eng.test\r\nContent-Length: 5\r\n\r\n"
+                      b"hello\r\n")
+            head, body = h.recv_http_response(s, 10)
+            self.assertEqual(h.status_of(head), 200, head)
+            self.assertEqual(json.loads(body.decode())["body_len"], 5)
+            t0 = time.monotonic()
+            s.settimeout(10 * h.SLOW)
+            rest = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                rest += chunk
+            self.assertEqual(rest, b"", "bytes after an ignored empty line")
+            self.assertGreater(time.monotonic() - t0, 1.5, "closed by the header timeout")
+
     def test_stall_mid_body_closes_client(self):
         srv = self.raw(stall_mid_body_handler)
         self.start_with(srv.port, "--idle-body-timeout", "0.5")
