@@ -503,8 +503,13 @@ static void local_response(struct conn *c, int status, const char *body, int clo
                     "HTTP/1.1 %d %s\r\nDate: %s\r\n%sContent-Type: text/plain\r\n"
                     "Content-Length: %zu\r\nConnection: %s\r\n\r\n%s",
                     status, httpmsg_reason(status), http_date(c),
-                    /* RFC 9110 15.5.6: a 405 lists what is allowed; only CONNECT is not */
-                    status == 405 ? "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n" : "",
+                    /*
+                     * RFC 9110 15.5.6: a 405 lists what is allowed (not CONNECT or TRACE); so
+                     * does our only local 200, the answer to OPTIONS with Max-Forwards: 0
+                     */
+                    status == 405 || status == 200
+                        ? "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n"
+                        : "",
                     strlen(body), close_conn ? "close" : "keep-alive",
                     r->is_head ? "" : body) < 0) {
         conn_close(c);
@@ -635,7 +640,7 @@ static int build_upstream_head(struct conn *c, const struct http1_request *req,
     for (i = 0; i < req->num_headers; i++) {
         const struct http1_header *h = &req->headers[i];
         if (http1_is_hop_header(req->headers, req->num_headers, h) || is_xf_header(h) ||
-            http1_name_is(h, "host") || http1_name_is(h, "via"))
+            http1_name_is(h, "host") || http1_name_is(h, "via") || h == info->max_forwards)
             continue;
         if (dbuf_append(b, h->name, h->name_len) < 0 || dbuf_str(b, ": ") < 0 ||
             dbuf_append(b, h->value, h->value_len) < 0 || dbuf_str(b, "\r\n") < 0)
@@ -648,6 +653,10 @@ static int build_upstream_head(struct conn *c, const struct http1_request *req,
                        dbuf_append(b, info->host, info->host_len) < 0 || dbuf_str(b, "\r\n") < 0))
         return -1;
     if (append_joined(b, req, "Via", req->minor_version ? "1.1 strait" : "1.0 strait") < 0)
+        return -1;
+    /* RFC 9110 7.6.2: OPTIONS and TRACE pass on one hop less (0 was answered here) */
+    if (info->max_forwards &&
+        dbuf_printf(b, "Max-Forwards: %u\r\n", info->max_forwards_value - 1) < 0)
         return -1;
     if (r->upgrade) {
         const struct http1_header *up = header_find(req->headers, req->num_headers, "upgrade");
@@ -842,6 +851,16 @@ static int start_request(struct conn *c)
         /* RFC 9110 15.5.14: refused before any upstream sees it; the body is not read */
         dbuf_consume(&c->cin, (size_t)n);
         local_response(c, 413, NULL, 1);
+        return 1;
+    }
+    if (info.max_forwards && info.max_forwards_value == 0) {
+        /*
+         * RFC 9110 7.6.2: not forwarded, answered as the final recipient would: OPTIONS with
+         * what we allow; TRACE, which we do not echo (it would reflect credentials), 405
+         */
+        int options = req.method[0] == 'O'; /* max_forwards is only set for OPTIONS/TRACE */
+        dbuf_consume(&c->cin, (size_t)n);
+        local_response(c, options ? 200 : 405, options ? "" : NULL, 0);
         return 1;
     }
     ep = snapshot_pick(snap, cluster);

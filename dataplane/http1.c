@@ -4,9 +4,9 @@
  * Does: parse request and response heads into pointer+length views of the caller's buffer
  * (re-parsing from the start on each call, like picohttpparser without last_len), derive body
  * framing and the request-target form (origin, absolute http/https, asterisk; CONNECT is
- * refused), check Host against the RFC 3986 host/port grammar, recognise hop-by-hop headers,
- * and track chunked bodies byte by byte (chunk extensions checked against their grammar) so
- * they can be forwarded verbatim.
+ * refused), check Host against the RFC 3986 host/port grammar, find the Max-Forwards of
+ * OPTIONS/TRACE, recognise hop-by-hop headers, and track chunked bodies byte by byte (chunk
+ * extensions checked against their grammar) so they can be forwarded verbatim.
  * Does not: allocate, copy, decode bodies, percent-decode or normalise paths.
  * Invariants: never reads at or past buf[len] (tests put len at a guard page); a bare CR, an
  * obs-fold line, a control character in a value or a non-token header name is an error, so
@@ -375,6 +375,30 @@ static int parse_target(const struct http1_request *req, struct http1_msginfo *i
     return 0;
 }
 
+/*
+ * RFC 9110 7.6.2: finds the Max-Forwards of an OPTIONS or TRACE request into info. Returns
+ * 0 (info->max_forwards NULL when absent), -1 when it is not 1*DIGIT or appears twice.
+ */
+static int find_max_forwards(const struct http1_request *req, struct http1_msginfo *info)
+{
+    size_t i, k;
+
+    for (i = 0; i < req->num_headers; i++) {
+        const struct http1_header *h = &req->headers[i];
+        uint64_t v = 0; /* below 10 * the cap: no overflow */
+        if (!http1_name_is(h, "max-forwards")) continue;
+        if (info->max_forwards || h->value_len == 0) return -1;
+        for (k = 0; k < h->value_len; k++) {
+            if (!is_digit(h->value[k])) return -1;
+            if (v < HTTP1_MAX_FORWARDS_CAP) v = v * 10 + (uint64_t)(h->value[k] - '0');
+        }
+        info->max_forwards = h;
+        info->max_forwards_value =
+            v < HTTP1_MAX_FORWARDS_CAP ? (uint32_t)v : HTTP1_MAX_FORWARDS_CAP;
+    }
+    return 0;
+}
+
 int http1_request_info(const struct http1_request *req, struct http1_msginfo *info, int *status)
 {
     int have_cl, te, n_host;
@@ -394,6 +418,8 @@ int http1_request_info(const struct http1_request *req, struct http1_msginfo *in
         info->host = auth;
         info->host_len = auth_len;
     }
+    if ((method_is(req, "OPTIONS") || method_is(req, "TRACE")) && find_max_forwards(req, info) < 0)
+        return -1;
     if (te && req->minor_version == 0) return -1; /* faulty framing: the caller closes */
     if (te == 2) {
         *status = 501;

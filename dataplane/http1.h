@@ -87,7 +87,15 @@ struct http1_msginfo {
      */
     const char *path;
     size_t path_len;
+    /*
+     * OPTIONS and TRACE only (RFC 9110 7.6.2): their Max-Forwards header, or NULL, and its
+     * value (saturated at HTTP1_MAX_FORWARDS_CAP).
+     */
+    const struct http1_header *max_forwards;
+    uint32_t max_forwards_value;
 };
+
+#define HTTP1_MAX_FORWARDS_CAP 999999999u /* the largest Max-Forwards we pass on */
 
 /*
  * Derives framing and target for a request. Returns 0, or -1 with *status set:
@@ -95,8 +103,9 @@ struct http1_msginfo {
  * 400 for a target that is not origin-form ("/..."), absolute-form with scheme http/https
  * and a valid authority without userinfo, or "*" with OPTIONS; for both Content-Length and
  * Transfer-Encoding, differing or malformed Content-Length, any Transfer-Encoding on
- * HTTP/1.0 (RFC 9112 6.1), several Host headers, a missing Host on HTTP/1.1, a Host outside
- * the RFC 3986 host [":" port] grammar;
+ * HTTP/1.0 (RFC 9112 6.1), a coding after chunked, several Host headers, a missing Host on
+ * HTTP/1.1, a Host outside the RFC 3986 host [":" port] grammar, a Max-Forwards on OPTIONS or
+ * TRACE that is not one run of digits (or appears twice);
  * 501 for a Transfer-Encoding whose last coding is not chunked.
  */
 int http1_request_info(const struct http1_request *req, struct http1_msginfo *info, int *status);

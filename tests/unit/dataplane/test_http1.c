@@ -238,7 +238,47 @@ static const struct {
     /* RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 request is faulty framing */
     {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", -1, 400, 0, 0},
     {"POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", -1, 400, 0, 0},
+    /* RFC 9110 7.6.2: Max-Forwards is checked on OPTIONS and TRACE only */
+    {"OPTIONS / HTTP/1.1\r\nHost: a\r\nMax-Forwards: x\r\n\r\n", -1, 400, 0, 0},
+    {"TRACE / HTTP/1.1\r\nHost: a\r\nMax-Forwards: \r\n\r\n", -1, 400, 0, 0},
+    {"TRACE / HTTP/1.1\r\nHost: a\r\nMax-Forwards: 1\r\nMax-Forwards: 1\r\n\r\n", -1, 400, 0, 0},
+    {"OPTIONS / HTTP/1.1\r\nHost: a\r\nMax-Forwards: -1\r\n\r\n", -1, 400, 0, 0},
+    {"GET / HTTP/1.1\r\nHost: a\r\nMax-Forwards: x\r\n\r\n", 0, 0, HTTP1_BODY_NONE, 0},
 };
+
+static const struct {
+    const char *in;
+    int present;
+    uint32_t value;
+} max_forwards_cases[] = {
+    {"OPTIONS / HTTP/1.1\r\nHost: a\r\nMax-Forwards: 0\r\n\r\n", 1, 0},
+    {"OPTIONS * HTTP/1.1\r\nHost: a\r\nmax-forwards:  7 \r\n\r\n", 1, 7},
+    {"TRACE / HTTP/1.1\r\nHost: a\r\nMax-Forwards: 00012\r\n\r\n", 1, 12},
+    {"TRACE / HTTP/1.1\r\nHost: a\r\nMax-Forwards: 999999999\r\n\r\n", 1, 999999999},
+    {"TRACE / HTTP/1.1\r\nHost: a\r\nMax-Forwards: 99999999999999999999999\r\n\r\n", 1,
+     HTTP1_MAX_FORWARDS_CAP},
+    {"OPTIONS / HTTP/1.1\r\nHost: a\r\n\r\n", 0, 0},
+    {"GET / HTTP/1.1\r\nHost: a\r\nMax-Forwards: 0\r\n\r\n", 0, 0},
+};
+
+static void test_max_forwards(void **state)
+{
+    struct http1_request req;
+    struct http1_msginfo info;
+    size_t i;
+    int status;
+
+    (void)state;
+    for (i = 0; i < sizeof(max_forwards_cases) / sizeof(max_forwards_cases[0]); i++) {
+        const char *in = max_forwards_cases[i].in;
+        assert_true(parse_req(in, strlen(in), &req, &status) > 0);
+        assert_int_equal(http1_request_info(&req, &info, &status), 0);
+        if ((info.max_forwards != NULL) != max_forwards_cases[i].present ||
+            (info.max_forwards && info.max_forwards_value != max_forwards_cases[i].value))
+            fail_msg("case %zu: present %d value %u", i, info.max_forwards != NULL,
+                     info.max_forwards_value);
+    }
+}
 
 static void test_request_info(void **state)
 {
@@ -516,6 +556,7 @@ int main(void)
         cmocka_unit_test_teardown(test_bad_requests, teardown),
         cmocka_unit_test_teardown(test_limits, teardown),
         cmocka_unit_test_teardown(test_request_info, teardown),
+        cmocka_unit_test_teardown(test_max_forwards, teardown),
         cmocka_unit_test_teardown(test_targets, teardown),
         cmocka_unit_test_teardown(test_hop_headers, teardown),
         cmocka_unit_test_teardown(test_responses, teardown),
