@@ -464,8 +464,7 @@ int http1_is_hop_header(const struct http1_header *hdrs, size_t n, const struct 
         if (http1_lower_eq(h->name, "te", 2)) return 1;
         break;
     case 7:
-        if (http1_lower_eq(h->name, "trailer", 7) || http1_lower_eq(h->name, "upgrade", 7))
-            return 1;
+        if (http1_lower_eq(h->name, "upgrade", 7)) return 1;
         break;
     case 10:
         if (http1_lower_eq(h->name, "connection", 10) || http1_lower_eq(h->name, "keep-alive", 10))

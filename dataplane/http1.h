@@ -119,8 +119,9 @@ int http1_response_info(const struct http1_response *res, int head_request,
 
 /*
  * True when header h must not be forwarded: hop-by-hop names (Connection, Keep-Alive,
- * Proxy-Connection, TE, Trailer, Upgrade) or a name listed in any Connection header among
- * hdrs[0..n).
+ * Proxy-Connection, TE, Upgrade; RFC 9110 7.6.1) or a name listed in any Connection header
+ * among hdrs[0..n). Transfer-Encoding and Trailer are not: bodies are forwarded verbatim,
+ * chunked framing and trailer fields included.
  */
 int http1_is_hop_header(const struct http1_header *hdrs, size_t n, const struct http1_header *h);
 
