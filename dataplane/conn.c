@@ -7,9 +7,10 @@
  * connection to the chosen endpoint from the worker's pool (upstream.c) or open a fresh
  * one, forward a rewritten head (origin-form target, Host from the absolute-form authority
  * when there is one, hop-by-hop headers dropped, X-Forwarded-For/-Proto/-Host and Via
- * added; persistent for HTTP/1.1, "Connection: close" for 1.0) and stream the request body
- * (Content-Length or chunked, verbatim); then parse the response head, rewrite its
- * hop-by-hop headers and Connection for the client, add Date if missing, and stream the
+ * added, Max-Forwards of OPTIONS/TRACE decremented; persistent for HTTP/1.1, "Connection:
+ * close" for 1.0) and stream the request body (Content-Length or chunked, verbatim); then
+ * parse the response head, rewrite its hop-by-hop headers and Connection for the client (and
+ * drop Content-Length/Transfer-Encoding from 1xx and 204), add Date if missing, and stream the
  * response body (Content-Length, chunked verbatim, or until upstream close - then the client
  * connection closes after it, no chunked re-encoding). A cleanly finished exchange parks
  * the upstream connection in the pool; a reused one that dies before the first response
@@ -19,7 +20,9 @@
  * A body larger than the route's limit (snapshot_route_max_body) is answered 413.
  * Timeouts (worker_config): whole request head, keep-alive idle, upstream connect,
  * response head, and no progress during a body or tunnel. Answers 400/404/405/408/413/414/
- * 431/501/502/503/504/505 itself with a short text/plain body, Date and Connection.
+ * 431/501/502/503/504/505 itself with a short text/plain body, Date and Connection, and
+ * OPTIONS with Max-Forwards: 0 with an empty 200 and Allow. Empty lines before a request
+ * line are dropped without starting the header timer.
  * Does not: TLS, HTTP/2, transform bodies, or retry a request whose body was sent.
  *
  * Cost model: a keep-alive request costs four system calls (read the request, send it
@@ -953,6 +956,8 @@ static int write_client_head(struct conn *c, const struct http1_response *res)
     struct dbuf *b = &c->cout;
     size_t i;
     int have_date = 0;
+    /* RFC 9110 8.6, RFC 9112 6.1: 1xx and 204 carry neither (nginx drops them too) */
+    int no_length = res->status < 200 || res->status == 204;
 
     /* the parser guarantees a three-digit status; no printf on the hot path */
     char status[14] = "HTTP/1.1 000 ";
@@ -964,7 +969,10 @@ static int write_client_head(struct conn *c, const struct http1_response *res)
         return -1;
     for (i = 0; i < res->num_headers; i++) {
         const struct http1_header *h = &res->headers[i];
-        if (http1_is_hop_header(res->headers, res->num_headers, h)) continue;
+        if (http1_is_hop_header(res->headers, res->num_headers, h) ||
+            (no_length &&
+             (http1_name_is(h, "content-length") || http1_name_is(h, "transfer-encoding"))))
+            continue;
         have_date |= http1_name_is(h, "date");
         if (dbuf_append(b, h->name, h->name_len) < 0 || dbuf_str(b, ": ") < 0 ||
             dbuf_append(b, h->value, h->value_len) < 0 || dbuf_str(b, "\r\n") < 0)

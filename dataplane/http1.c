@@ -10,8 +10,9 @@
  * Does not: allocate, copy, decode bodies, percent-decode or normalise paths.
  * Invariants: never reads at or past buf[len] (tests put len at a guard page); a bare CR, an
  * obs-fold line, a control character in a value or a non-token header name is an error, so
- * what we forward is unambiguous to any downstream parser. Line endings in heads may be CRLF
- * or LF; inside chunked bodies only CRLF is accepted.
+ * what we forward is unambiguous to any downstream parser (the one leniency: whitespace before
+ * a response header's colon, which RFC 9112 5.1 has a proxy remove; the name excludes it). Line
+ * endings in heads may be CRLF or LF; inside chunked bodies only CRLF is accepted.
  */
 #include "http1.h"
 
@@ -57,9 +58,9 @@ static int next_line(const char *buf, size_t len, size_t pos, size_t *end, size_
  * the empty line, -2 for more, -1 with *status.
  */
 static int parse_headers(const char *buf, size_t len, size_t pos, struct http1_header *hdrs,
-                         size_t *num, int *status)
+                         size_t *num, int response, int *status)
 {
-    size_t end, next, i, n = 0;
+    size_t end, next, i, name_end, n = 0;
 
     for (;;) {
         if (next_line(buf, len, pos, &end, &next) < 0) return -2;
@@ -74,11 +75,19 @@ static int parse_headers(const char *buf, size_t len, size_t pos, struct http1_h
             *status = 431;
             return -1;
         }
-        for (i = pos; i < end && buf[i] != ':'; i++)
-            if (!is_tchar((unsigned char)buf[i])) goto bad;
-        if (i == pos || i == end) goto bad;
+        for (i = pos; i < end && is_tchar((unsigned char)buf[i]); i++)
+            ;
+        name_end = i;
+        /*
+         * RFC 9112 5.1: whitespace between name and colon is a 400 in a request; in a response
+         * a proxy MUST remove it before forwarding - the name we keep ends before it
+         */
+        if (response)
+            while (i < end && is_ows(buf[i]))
+                i++;
+        if (name_end == pos || i == end || buf[i] != ':') goto bad;
         hdrs[n].name = buf + pos;
-        hdrs[n].name_len = i - pos;
+        hdrs[n].name_len = name_end - pos;
         for (i++; i < end && is_ows(buf[i]); i++)
             ;
         hdrs[n].value = buf + i;
@@ -151,7 +160,7 @@ int http1_parse_request(const char *buf, size_t len, struct http1_request *req, 
     req->line = buf + pos;
     req->line_len = end - pos;
     req->minor_version = r;
-    r = parse_headers(buf, len, next, req->headers, &req->num_headers, status);
+    r = parse_headers(buf, len, next, req->headers, &req->num_headers, 0, status);
     if (r == -2 && len > HTTP1_MAX_HEAD) {
         *status = 431;
         return -1;
@@ -173,7 +182,8 @@ int http1_parse_response(const char *buf, size_t len, struct http1_response *res
     if (end < 12 || (r = parse_version(buf)) < 0 || buf[8] != ' ') return -1;
     for (i = 9; i < 12; i++)
         if (buf[i] < '0' || buf[i] > '9') return -1;
-    if (buf[9] == '0') return -1;
+    /* RFC 9110 15: codes outside 100..599 are invalid; what the client cannot trust is a 502 */
+    if (buf[9] == '0' || buf[9] > '5') return -1;
     res->minor_version = r;
     res->status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
     if (end > 12 && buf[12] != ' ') return -1;
@@ -181,7 +191,7 @@ int http1_parse_response(const char *buf, size_t len, struct http1_response *res
     res->reason_len = end > 12 ? end - 13 : 0;
     for (i = 0; i < res->reason_len; i++)
         if (!is_vchar_ws((unsigned char)res->reason[i])) return -1;
-    r = parse_headers(buf, len, next, res->headers, &res->num_headers, status);
+    r = parse_headers(buf, len, next, res->headers, &res->num_headers, 1, status);
     if (r == -1 || (r == -2 && len > HTTP1_MAX_HEAD) || r > HTTP1_MAX_HEAD) {
         *status = 502;
         return -1;
@@ -234,16 +244,18 @@ static int parse_length(const struct http1_header *h, uint64_t *out)
 
 /*
  * Common framing scan. Returns 0, or -1 on ambiguity. te_state: 0 no TE, 1 TE ends in
- * chunked, 2 TE present but not ending in chunked.
+ * chunked, 2 TE present but not ending in chunked. A coding after chunked (chunked not
+ * last, or applied twice) is -1 in a request and 2 in a response (RFC 9112 6.3: a response
+ * whose final coding is not chunked is read until the server closes).
  */
-static int scan_framing(const struct http1_header *hdrs, size_t n, struct http1_msginfo *info,
-                        int *have_cl, int *te_state, int *n_host)
+static int scan_framing(const struct http1_header *hdrs, size_t n, int response,
+                        struct http1_msginfo *info, int *have_cl, int *te_state, int *n_host)
 {
     size_t i, p;
     const char *tok;
     size_t tl;
     uint64_t cl;
-    int chunked_seen = 0;
+    int te_seen = 0, chunked_seen = 0, after_chunked = 0;
 
     memset(info, 0, sizeof(*info));
     *have_cl = 0;
@@ -257,17 +269,13 @@ static int scan_framing(const struct http1_header *hdrs, size_t n, struct http1_
             *have_cl = 1;
             info->content_length = cl;
         } else if (http1_name_is(h, "transfer-encoding")) {
+            te_seen = 1; /* an empty Transfer-Encoding counts: no final chunked */
             p = 0;
             while (next_token(h, &p, &tok, &tl)) {
                 if (tl == 0) continue;
-                if (chunked_seen) return -1; /* a coding after chunked */
+                after_chunked |= chunked_seen;
                 if (tok_is(tok, tl, "chunked")) chunked_seen = 1;
-                *te_state = 2;
             }
-            if (chunked_seen)
-                *te_state = 1;
-            else if (*te_state == 0)
-                *te_state = 2; /* empty Transfer-Encoding */
         } else if (http1_name_is(h, "connection")) {
             p = 0;
             while (next_token(h, &p, &tok, &tl)) {
@@ -282,6 +290,10 @@ static int scan_framing(const struct http1_header *hdrs, size_t n, struct http1_
                 info->host_len = h->value_len;
             }
         }
+    }
+    if (te_seen) {
+        if (after_chunked && !response) return -1;
+        *te_state = chunked_seen && !after_chunked ? 1 : 2;
     }
     if (*te_state && *have_cl) return -1;
     return 0;
@@ -406,7 +418,8 @@ int http1_request_info(const struct http1_request *req, struct http1_msginfo *in
     size_t auth_len = 0;
 
     *status = 400;
-    if (scan_framing(req->headers, req->num_headers, info, &have_cl, &te, &n_host) < 0) return -1;
+    if (scan_framing(req->headers, req->num_headers, 0, info, &have_cl, &te, &n_host) < 0)
+        return -1;
     if (method_is(req, "CONNECT")) {
         *status = 405;
         return -1;
@@ -439,7 +452,10 @@ int http1_response_info(const struct http1_response *res, int head_request,
 {
     int have_cl, te, n_host;
 
-    if (scan_framing(res->headers, res->num_headers, info, &have_cl, &te, &n_host) < 0) return -1;
+    if (scan_framing(res->headers, res->num_headers, 1, info, &have_cl, &te, &n_host) < 0)
+        return -1;
+    /* RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing */
+    if (te && res->minor_version == 0) return -1;
     if (head_request || res->status < 200 || res->status == 204 || res->status == 304)
         info->body = HTTP1_BODY_NONE;
     else if (te == 1)

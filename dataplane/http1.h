@@ -112,7 +112,10 @@ int http1_request_info(const struct http1_request *req, struct http1_msginfo *in
 
 /*
  * Derives framing for a response to a request with method head_request (1 if HEAD).
- * Returns 0, or -1 for ambiguous framing (the proxy answers 502).
+ * Returns 0, or -1 for ambiguous framing (the proxy answers 502): Content-Length with
+ * Transfer-Encoding, differing or malformed Content-Lengths, Transfer-Encoding in an
+ * HTTP/1.0 response (RFC 9112 6.1). A Transfer-Encoding whose last coding is not chunked
+ * means "until close" (RFC 9112 6.3).
  */
 int http1_response_info(const struct http1_response *res, int head_request,
                         struct http1_msginfo *info);

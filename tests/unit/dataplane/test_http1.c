@@ -437,6 +437,26 @@ static const struct {
     {"ICY 200 OK\r\n\r\n", 0, -2, 0, 0},
     {"HTTP/2.0 200 OK\r\n\r\n", 0, -2, 0, 0},
     {"HTTP/1.10 200 OK\r\n\r\n", 0, -2, 0, 0},
+    /* RFC 9110 15: status codes outside 100..599 are invalid */
+    {"HTTP/1.1 600 Odd\r\nContent-Length: 0\r\n\r\n", 0, -2, 0, 0},
+    {"HTTP/1.1 999 Odd\r\n\r\n", 0, -2, 0, 0},
+    {"HTTP/1.1 599 Edge\r\nContent-Length: 0\r\n\r\n", 0, 0, 599, HTTP1_BODY_NONE},
+    /* RFC 9112 6.3: a final coding other than chunked is read until close */
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 0, 0, 200,
+     HTTP1_BODY_UNTIL_CLOSE},
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 0, 0,
+     200, HTTP1_BODY_UNTIL_CLOSE},
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", 0, 0, 200, HTTP1_BODY_UNTIL_CLOSE},
+    {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\nContent-Length: 1\r\n\r\n", 0, -1, 200,
+     0},
+    /* RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing */
+    {"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n", 0, -1, 200,
+     0},
+    /* RFC 9112 5.1: whitespace before the colon is accepted in a response (and dropped) */
+    {"HTTP/1.1 200 OK\r\nContent-Length \t: 3\r\n\r\n", 0, 0, 200, HTTP1_BODY_LENGTH},
+    {"HTTP/1.1 200 OK\r\nX Y: a\r\n\r\n", 0, -2, 0, 0},
+    {"HTTP/1.1 200 OK\r\n : a\r\n\r\n", 0, -2, 0, 0},
+    {"HTTP/1.1 200 OK\r\nX \r\n\r\n", 0, -2, 0, 0},
 };
 
 static void test_responses(void **state)
