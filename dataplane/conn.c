@@ -115,6 +115,8 @@ struct conn_req {
     /* upstream leg */
     struct upstream_conn *u;
     ev_timer utimer;
+    double u_due;     /* when the upstream phase times out (arm_utimer) */
+    double u_fire_at; /* when utimer is set to fire (never after u_due) */
     uint8_t u_connecting, u_eof, u_write_failed;
     uint8_t u_keep;      /* upstream head asked for a persistent connection */
     uint8_t u_reused;    /* u came from the idle pool */
@@ -145,7 +147,7 @@ struct conn {
     struct worker *w;
     struct conn *prev, *next;
     ev_io rio, wio;
-    ev_timer timer; /* idle / header timeout, only in CS_HEAD */
+    ev_timer timer; /* idle / header timeout; left running but ignored outside CS_HEAD */
     struct dbuf cin, cout;
     uint64_t out_total; /* bytes sent to the client over the connection */
     struct conn_req *r; /* the request being answered, or NULL */
@@ -376,10 +378,22 @@ static void arm_timer(struct conn *c, double after)
     ev_timer_again(c->w->loop, &c->timer);
 }
 
+/*
+ * The upstream timer is lazy (libev's "let the timer run" pattern): progress only moves the
+ * deadline (u_due); the heap is touched when the timer must fire earlier than it is set
+ * to, or when it fires early and re-arms itself for the rest (upstream_timer_cb). A body or
+ * a busy tunnel thus costs no timer work per read or write.
+ */
 static void arm_utimer(struct conn *c, double after)
 {
-    c->r->utimer.repeat = after;
-    ev_timer_again(c->w->loop, &c->r->utimer);
+    struct conn_req *r = c->r;
+    double due = ev_now(c->w->loop) + after;
+
+    r->u_due = due;
+    if (ev_is_active(&r->utimer) && r->u_fire_at <= due + 1e-3) return;
+    r->u_fire_at = due;
+    r->utimer.repeat = after;
+    ev_timer_again(c->w->loop, &r->utimer);
 }
 
 /* Recomputes which watchers should be active from the connection's state. */
@@ -629,6 +643,7 @@ static int build_upstream_head(struct conn *c, const struct http1_request *req,
 {
     struct conn_req *r = c->r;
     struct dbuf *b = &r->uout;
+    struct http1_hop hop;
     size_t i;
     int slash =
         info->target_form == HTTP1_TARGET_ABSOLUTE && (info->path_len == 0 || info->path[0] == '?');
@@ -640,10 +655,11 @@ static int build_upstream_head(struct conn *c, const struct http1_request *req,
     if (info->host && (dbuf_str(b, "Host: ") < 0 ||
                        dbuf_append(b, info->host, info->host_len) < 0 || dbuf_str(b, "\r\n") < 0))
         return -1;
+    http1_hop_init(&hop, req->headers, req->num_headers);
     for (i = 0; i < req->num_headers; i++) {
         const struct http1_header *h = &req->headers[i];
-        if (http1_is_hop_header(req->headers, req->num_headers, h) || is_xf_header(h) ||
-            http1_name_is(h, "host") || http1_name_is(h, "via") || h == info->max_forwards)
+        if (http1_hop_drop(&hop, h) || is_xf_header(h) || http1_name_is(h, "host") ||
+            http1_name_is(h, "via") || h == info->max_forwards)
             continue;
         if (dbuf_append(b, h->name, h->name_len) < 0 || dbuf_str(b, ": ") < 0 ||
             dbuf_append(b, h->value, h->value_len) < 0 || dbuf_str(b, "\r\n") < 0)
@@ -808,8 +824,7 @@ static int start_request(struct conn *c)
         return 1;
     }
     request_begin(c, &req);
-    ev_timer_stop(c->w->loop, &c->timer);
-    c->head_timer = 0;
+    c->head_timer = 0; /* c->timer runs on; client_timer_cb ignores it while a request is on */
     r->client_minor = (uint8_t)req.minor_version;
     r->is_head = req.method_len == 4 && memcmp(req.method, "HEAD", 4) == 0;
     if (http1_request_info(&req, &info, &status) < 0) {
@@ -954,6 +969,7 @@ static int pump_request_body(struct conn *c)
 static int write_client_head(struct conn *c, const struct http1_response *res)
 {
     struct dbuf *b = &c->cout;
+    struct http1_hop hop;
     size_t i;
     int have_date = 0;
     /* RFC 9110 8.6, RFC 9112 6.1: 1xx and 204 carry neither (nginx drops them too) */
@@ -967,11 +983,11 @@ static int write_client_head(struct conn *c, const struct http1_response *res)
     if (dbuf_append(b, status, 13) < 0 || dbuf_append(b, res->reason, res->reason_len) < 0 ||
         dbuf_str(b, "\r\n") < 0)
         return -1;
+    http1_hop_init(&hop, res->headers, res->num_headers);
     for (i = 0; i < res->num_headers; i++) {
         const struct http1_header *h = &res->headers[i];
-        if (http1_is_hop_header(res->headers, res->num_headers, h) ||
-            (no_length &&
-             (http1_name_is(h, "content-length") || http1_name_is(h, "transfer-encoding"))))
+        if (http1_hop_drop(&hop, h) || (no_length && (http1_name_is(h, "content-length") ||
+                                                      http1_name_is(h, "transfer-encoding"))))
             continue;
         have_date |= http1_name_is(h, "date");
         if (dbuf_append(b, h->name, h->name_len) < 0 || dbuf_str(b, ": ") < 0 ||
@@ -1313,7 +1329,8 @@ static int client_read(struct conn *c)
         c->c_eof = 1;
     } else {
         c->cin.len += (uint32_t)n;
-        if (c->state != CS_HEAD) arm_progress(c);
+        /* body or tunnel bytes are progress; pipelined bytes must not hold off a timeout */
+        if (c->state == CS_TUNNEL || (c->state == CS_PROXY && !c->r->req_done)) arm_progress(c);
     }
     return 1;
 }
@@ -1367,6 +1384,7 @@ static void client_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         conn_close(c);
         return;
     }
+    if (c->state != CS_HEAD) return; /* a request is being answered: its own timers apply */
     if (c->state == CS_HEAD && c->cin.len > 0 && c->cout.len == 0 && !c->close_after_flush) {
         /* a started head that never completed: say so, then close */
         dbuf_consume(&c->cin, c->cin.len);
@@ -1438,9 +1456,16 @@ static void upstream_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct conn_req *r = req_check(container_of(t, struct conn_req, utimer));
     struct conn *c = conn_check(r->c);
+    double left = r->u_due - ev_now(loop);
 
-    (void)loop;
     (void)revents;
+    if (left > 1e-3) {
+        /* progress since it was set: not due yet, sleep for the rest */
+        r->u_fire_at = r->u_due;
+        t->repeat = left;
+        ev_timer_again(loop, t);
+        return;
+    }
     if (r->u_connecting) {
         /* no timely answer from the upstream, as for a response timeout (nginx does too) */
         metrics_upstream_connect_error();

@@ -469,35 +469,83 @@ int http1_response_info(const struct http1_response *res, int head_request,
     return 0;
 }
 
-int http1_is_hop_header(const struct http1_header *hdrs, size_t n, const struct http1_header *h)
+/* True for the names RFC 9110 7.6.1 makes hop-by-hop whatever Connection says. */
+static int fixed_hop_name(const struct http1_header *h)
+{
+    /* dispatched on length: this runs for every forwarded header */
+    switch (h->name_len) {
+    case 2:
+        return http1_lower_eq(h->name, "te", 2);
+    case 7:
+        return http1_lower_eq(h->name, "upgrade", 7);
+    case 10:
+        return http1_lower_eq(h->name, "connection", 10) ||
+               http1_lower_eq(h->name, "keep-alive", 10);
+    case 16:
+        return http1_lower_eq(h->name, "proxy-connection", 16);
+    default:
+        return 0;
+    }
+}
+
+/* True when a Connection header among hdrs[0..n) lists h's name. */
+static int listed_in_connection(const struct http1_header *hdrs, size_t n,
+                                const struct http1_header *h)
 {
     size_t i, p, tl;
     const char *tok;
 
-    /* the fixed hop-by-hop names, dispatched on length: this runs for every header */
-    switch (h->name_len) {
-    case 2:
-        if (http1_lower_eq(h->name, "te", 2)) return 1;
-        break;
-    case 7:
-        if (http1_lower_eq(h->name, "upgrade", 7)) return 1;
-        break;
-    case 10:
-        if (http1_lower_eq(h->name, "connection", 10) || http1_lower_eq(h->name, "keep-alive", 10))
-            return 1;
-        break;
-    case 16:
-        if (http1_lower_eq(h->name, "proxy-connection", 16)) return 1;
-        break;
-    default:
-        break;
-    }
     for (i = 0; i < n; i++) {
         if (!http1_name_is(&hdrs[i], "connection")) continue;
         p = 0;
         while (next_token(&hdrs[i], &p, &tok, &tl))
             if (tl == h->name_len && strncasecmp(tok, h->name, tl) == 0) return 1;
     }
+    return 0;
+}
+
+int http1_is_hop_header(const struct http1_header *hdrs, size_t n, const struct http1_header *h)
+{
+    return fixed_hop_name(h) || listed_in_connection(hdrs, n, h);
+}
+
+void http1_hop_init(struct http1_hop *hp, const struct http1_header *hdrs, size_t n)
+{
+    size_t i, p, tl;
+    const char *tok;
+
+    hp->hdrs = hdrs;
+    hp->n_hdrs = n;
+    hp->n = 0;
+    hp->overflow = 0;
+    for (i = 0; i < n; i++) {
+        if (!http1_name_is(&hdrs[i], "connection")) continue;
+        p = 0;
+        while (next_token(&hdrs[i], &p, &tok, &tl)) {
+            /* empty, "close", or a name that is dropped anyway: nothing to remember */
+            struct http1_header name = {.name = tok, .name_len = tl};
+            if (tl == 0 || (tl == 5 && strncasecmp(tok, "close", 5) == 0) || fixed_hop_name(&name))
+                continue;
+            if (hp->n == HTTP1_HOP_TOKENS) {
+                hp->overflow = 1;
+                return;
+            }
+            hp->tok[hp->n].p = tok;
+            hp->tok[hp->n].len = tl;
+            hp->n++;
+        }
+    }
+}
+
+int http1_hop_drop(const struct http1_hop *hp, const struct http1_header *h)
+{
+    unsigned i;
+
+    if (fixed_hop_name(h)) return 1;
+    if (hp->overflow) return listed_in_connection(hp->hdrs, hp->n_hdrs, h);
+    for (i = 0; i < hp->n; i++)
+        if (hp->tok[i].len == h->name_len && strncasecmp(hp->tok[i].p, h->name, h->name_len) == 0)
+            return 1;
     return 0;
 }
 

@@ -129,6 +129,25 @@ int http1_response_info(const struct http1_response *res, int head_request,
 int http1_is_hop_header(const struct http1_header *hdrs, size_t n, const struct http1_header *h);
 
 /*
+ * The same test for every header of one message, with the message's Connection options
+ * collected once (http1_hop_init) instead of re-scanned for each header: forwarding a head
+ * costs one pass over its Connection headers, not one per header.
+ */
+#define HTTP1_HOP_TOKENS 8
+struct http1_hop {
+    const struct http1_header *hdrs;
+    size_t n_hdrs;
+    unsigned n;   /* options in tok[] */
+    int overflow; /* more options than tok[] holds: http1_hop_drop scans hdrs */
+    struct {
+        const char *p;
+        size_t len;
+    } tok[HTTP1_HOP_TOKENS];
+};
+void http1_hop_init(struct http1_hop *hp, const struct http1_header *hdrs, size_t n);
+int http1_hop_drop(const struct http1_hop *hp, const struct http1_header *h);
+
+/*
  * True when the n bytes at s equal name, ignoring ASCII case. name holds letters, digits and
  * '-' only, and s is a validated token (no control characters): for such pairs OR-ing 0x20
  * into both bytes is an exact case fold, and much cheaper than strncasecmp.

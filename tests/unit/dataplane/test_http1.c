@@ -399,17 +399,43 @@ static void test_hop_headers(void **state)
     static const int hop[] = {0, 1, 1, 1, 1, 1, 1, 0, 0};
     struct http1_request req;
     struct http1_msginfo info;
+    struct http1_hop hp;
     int status;
     size_t i;
 
     (void)state;
     assert_true(parse_req(in, sizeof(in) - 1, &req, &status) > 0);
     assert_int_equal(req.num_headers, 9);
-    for (i = 0; i < req.num_headers; i++)
+    http1_hop_init(&hp, req.headers, req.num_headers);
+    assert_false(hp.overflow);
+    for (i = 0; i < req.num_headers; i++) {
         assert_int_equal(http1_is_hop_header(req.headers, req.num_headers, &req.headers[i]),
                          hop[i]);
+        assert_int_equal(http1_hop_drop(&hp, &req.headers[i]), hop[i]);
+    }
     assert_int_equal(http1_request_info(&req, &info, &status), 0);
     assert_true(info.conn_close);
+}
+
+/* More Connection options than struct http1_hop keeps: the answer must not change. */
+static void test_hop_headers_many_options(void **state)
+{
+    static const char in[] = "GET / HTTP/1.1\r\nHost: a\r\n"
+                             "Connection: a1, a2, a3, a4, a5\r\nConnection: a6,a7 , a8, a9\r\n"
+                             "A9: x\r\nA1: x\r\nB1: x\r\nconnection: KEEP-ALIVE, upgrade\r\n\r\n";
+    static const int hop[] = {0, 1, 1, 1, 1, 0, 1};
+    struct http1_request req;
+    struct http1_hop hp;
+    int status;
+    size_t i;
+
+    (void)state;
+    assert_true(parse_req(in, sizeof(in) - 1, &req, &status) > 0);
+    assert_int_equal(req.num_headers, 7);
+    http1_hop_init(&hp, req.headers, req.num_headers);
+    assert_true(hp.overflow);
+    for (i = 0; i < req.num_headers; i++)
+        assert_int_equal(http1_hop_drop(&hp, &req.headers[i]), hop[i]);
 }
 
 static const struct {
@@ -580,6 +606,7 @@ int main(void)
         cmocka_unit_test_teardown(test_max_forwards, teardown),
         cmocka_unit_test_teardown(test_targets, teardown),
         cmocka_unit_test_teardown(test_hop_headers, teardown),
+        cmocka_unit_test_teardown(test_hop_headers_many_options, teardown),
         cmocka_unit_test_teardown(test_responses, teardown),
         cmocka_unit_test_teardown(test_chunked, teardown),
     };
