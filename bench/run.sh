@@ -13,6 +13,13 @@
 #   keepalive wrk -c C, keep-alive
 #   close     wrk -c C with "Connection: close": one TCP connection per request
 #   h2load    h2load --h1 -c C, keep-alive (second client; percentiles from its --log-file)
+#   keepalive_capped, close_capped
+#             the same clients while the proxy under test is held to CAP_PCT % (default 40) of
+#             its core by a CPU-bandwidth cgroup (cgroup v1 cpu or v2 cpu.max; skipped when
+#             neither is writable). With the whole core, connection-per-request is bound by
+#             CPU 1 (wrk's connect/close and the backend cost more than any proxy), so every
+#             proxy shows about the same rps; capped, the proxy is the bottleneck and rps
+#             shows how much each one does with the same CPU.
 # then, for Strait only:
 #   empty     RSS of a data plane that applied an empty snapshot (controller on an empty folder)
 #   file_steady, then swap_file: wrk -c C, then again while the manifest is rewritten every 100 ms (unique content each time) -
@@ -29,7 +36,7 @@
 # burst of noise on the shared machine during one run does not decide a ratio.
 #
 # Usage: bench/run.sh [-s SECONDS] [-c CONNECTIONS] [-n IDLE_CONNS] [-w SWAPS] [-r ROUNDS] [-o FILE]
-#   defaults: -s 8 -c 50 -n 10000 -w 100 -r 3 (about 5 minutes). -o also writes the report to FILE.
+#   defaults: -s 8 -c 50 -n 10000 -w 100 -r 3 (about 8 minutes). -o also writes the report to FILE.
 #   BUILD=dir picks the Strait binaries (default build). BENCH_KEEP=1 keeps the work folder.
 # Needs root to install missing tools (nginx-light haproxy wrk nghttp2-client) and to raise
 # the open-files limit for the idle-connection test.
@@ -75,8 +82,33 @@ export BACKEND_PORT=18081 NGINX_PORT=18180 HAPROXY_PORT=18280 STRAIT_PORT=18380
 STRAIT_ADMIN=18381 WIRE_PORT=18480 WIRE_ADMIN=18481 EMPTY_PORT=18580 EMPTY_ADMIN=18581
 work=$(mktemp -d /tmp/strait-bench.XXXXXX)
 declare -a pids=()
+# CPU-bandwidth cap for the *_capped scenarios: one cgroup, the proxy under test moved in
+# for its run and out after it.
+cap_pct=${CAP_PCT:-40} cg_v= cg_root=
+if [ -e /sys/fs/cgroup/cpu/cpu.cfs_quota_us ] && [ -w /sys/fs/cgroup/cpu/cgroup.procs ]; then
+  cg_v=1 cg_root=/sys/fs/cgroup/cpu
+elif [ -e /sys/fs/cgroup/cgroup.subtree_control ] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+  cg_v=2 cg_root=/sys/fs/cgroup
+fi
+cg=${cg_root:+$cg_root/strait-bench-cap.$$}
+cap_setup() {
+  [ -n "$cg_v" ] || return 1
+  if [ "$cg_v" = 2 ]; then echo +cpu >"$cg_root/cgroup.subtree_control" 2>/dev/null || true; fi
+  mkdir -p "$cg" 2>/dev/null || return 1
+  if [ "$cg_v" = 1 ]; then
+    echo 20000 >"$cg/cpu.cfs_period_us" && echo $((20000 * cap_pct / 100)) >"$cg/cpu.cfs_quota_us"
+  else
+    echo "$((20000 * cap_pct / 100)) 20000" >"$cg/cpu.max"
+  fi
+}
+cap_on() { local p; for p in $(proc_pids "$1"); do echo "$p" >"$cg/cgroup.procs"; done; }
+cap_off() { local p; for p in $(proc_pids "$1"); do echo "$p" >"$cg_root/cgroup.procs" 2>/dev/null || true; done; }
 cleanup() {
   local p
+  if [ -n "$cg" ] && [ -d "$cg" ]; then
+    while read -r p; do echo "$p" >"$cg_root/cgroup.procs" 2>/dev/null || true; done <"$cg/cgroup.procs"
+    rmdir "$cg" 2>/dev/null || true
+  fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   sleep 0.2
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
@@ -196,7 +228,7 @@ say() { echo "$*" | tee -a "$report"; }
 run_load() {
   local n=$1 sc=$2 p=$3 url="http://127.0.0.1:${4:-${port[$1]}}/" t0 t1 peak=0 v f=$work/$1.$2
   t0=$(cpu_ticks "$p")
-  case $sc in
+  case ${sc%_capped} in
     close) taskset -c "$cpu_load" wrk -t1 -c"$conns" -d"${secs}s" --latency -H "Connection: close" "$url" >"$f.out" 2>&1 & ;;
     h2load) taskset -c "$cpu_load" h2load --h1 -t1 -c"$conns" -D"$secs" --log-file="$f.tsv" "$url" >"$f.out" 2>&1 & ;;
     *) taskset -c "$cpu_load" wrk -t1 -c"$conns" -d"${secs}s" --latency "$url" >"$f.out" 2>&1 & ;;
@@ -234,11 +266,17 @@ run_load() {
 for n in "${names[@]}"; do R[$n.rss_idle]=$(rss_kib "${pid[$n]}"); done
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR + 1) / 2)]}'; }
 declare -A RR # per-round values: RR[name.scenario.field]="v1 v2 ..."
-for sc in keepalive close h2load; do
+scenarios=(keepalive close h2load)
+if cap_setup; then scenarios+=(keepalive_capped close_capped)
+else echo "bench: no writable CPU cgroup: the *_capped scenarios are skipped" >&2; fi
+for sc in "${scenarios[@]}"; do
   for ((rd = 0; rd < rounds; rd++)); do
     for ((k = 0; k < ${#names[@]}; k++)); do
       n=${names[$(((k + rd) % ${#names[@]}))]}
-      run_load "$n" "$sc" "${pid[$n]}"; sleep 1
+      case $sc in *_capped) cap_on "${pid[$n]}" ;; esac
+      run_load "$n" "$sc" "${pid[$n]}"
+      case $sc in *_capped) cap_off "${pid[$n]}" ;; esac
+      sleep 1
       for f in rps p50 p99 max err total peak cpu; do RR[$n.$sc.$f]+="${R[$n.$sc.$f]} "; done
     done
   done
@@ -315,17 +353,17 @@ R[strait.rss_controller]=$(rss_kib "$pid_ctl")
 : >"$report"
 say "# strait bench: $(date -u +%FT%TZ) nproc=$ncpu secs=$secs conns=$conns idle_conns=$nidle swaps=$swaps rounds=$rounds"
 say "# proxies pinned to CPU $cpu_proxy; backend, clients, controller on CPU $cpu_load; latency in ms, cpu in us/request, rss in KiB"
-say "# keepalive/close/h2load rows: median of $rounds interleaved rounds (errors summed, rss_load the highest)"
-say "$(printf '%-8s %-11s %9s %8s %8s %8s %6s %8s %9s %9s' proxy scenario rps p50 p99 max errors cpu_us rss_idle rss_load)"
-for sc in keepalive close h2load; do
+say "# load rows: median of $rounds interleaved rounds (errors summed, rss_load the highest); *_capped: proxy held to ${cap_pct}% of CPU $cpu_proxy"
+say "$(printf '%-8s %-16s %9s %8s %8s %8s %6s %8s %9s %9s' proxy scenario rps p50 p99 max errors cpu_us rss_idle rss_load)"
+for sc in "${scenarios[@]}"; do
   for n in "${names[@]}"; do
-    say "$(printf '%-8s %-11s %9s %8s %8s %8s %6s %8s %9s %9s' "$n" "$sc" "${R[$n.$sc.rps]}" "${R[$n.$sc.p50]}" "${R[$n.$sc.p99]}" \
+    say "$(printf '%-8s %-16s %9s %8s %8s %8s %6s %8s %9s %9s' "$n" "$sc" "${R[$n.$sc.rps]}" "${R[$n.$sc.p50]}" "${R[$n.$sc.p99]}" \
       "${R[$n.$sc.max]}" "${R[$n.$sc.err]}" "${R[$n.$sc.cpu]}" "${R[$n.rss_idle]}" "${R[$n.$sc.peak]}")"
   done
 done
 for sc in file_steady swap_file wire_steady swap_wire; do
   n=strait
-  say "$(printf '%-8s %-11s %9s %8s %8s %8s %6s %8s %9s %9s' "$n" "$sc" "${R[$n.$sc.rps]}" "${R[$n.$sc.p50]}" "${R[$n.$sc.p99]}" \
+  say "$(printf '%-8s %-16s %9s %8s %8s %8s %6s %8s %9s %9s' "$n" "$sc" "${R[$n.$sc.rps]}" "${R[$n.$sc.p50]}" "${R[$n.$sc.p99]}" \
     "${R[$n.$sc.max]}" "${R[$n.$sc.err]}" "${R[$n.$sc.cpu]}" - "${R[$n.$sc.peak]}")"
 done
 say ""
@@ -338,11 +376,11 @@ say ""
 say "strait rss_empty_snapshot_kib=${R[strait.rss_empty]} rss_controller_kib=${R[strait.rss_controller]}"
 say "strait swap_file writes=$swaps swaps=${R[strait.swap_file.swaps]} nacks_total=${R[strait.swap_file.nacks]} errors=${R[strait.swap_file.err]} p99=${R[strait.swap_file.p99]} steady_p99=${R[strait.file_steady.p99]} max=${R[strait.swap_file.max]} steady_max=${R[strait.file_steady.max]}"
 say "strait swap_wire frames=${R[strait.swap_wire.sent]:-?} swaps=${R[strait.swap_wire.swaps]} nacks_total=${R[strait.swap_wire.nacks]} errors=${R[strait.swap_wire.err]} p99=${R[strait.swap_wire.p99]} steady_p99=${R[strait.wire_steady.p99]} max=${R[strait.swap_wire.max]} steady_max=${R[strait.wire_steady.max]}"
-for sc in keepalive close h2load; do
+for sc in "${scenarios[@]}"; do
   say "rounds ${sc}_rps nginx=[${R[nginx.$sc.rounds]% }] haproxy=[${R[haproxy.$sc.rounds]% }] strait=[${R[strait.$sc.rounds]% }]"
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else printf "-"}'; }
-for sc in keepalive close h2load; do
+for sc in "${scenarios[@]}"; do
   for f in rps p99 cpu; do
     say "ratio ${sc}_$f vs_nginx=$(ratio "${R[strait.$sc.$f]}" "${R[nginx.$sc.$f]}") vs_haproxy=$(ratio "${R[strait.$sc.$f]}" "${R[haproxy.$sc.$f]}")"
   done
