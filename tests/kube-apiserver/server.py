@@ -294,7 +294,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "strait-test-apiserver"
     sys_version = ""
-    _entry = None
+
+    _entry = None      # this request's entry in the request log
+    _streaming = False  # a watch answer has begun: no other answer may follow
+
+    def version_string(self):
+        return self.server_version
 
     def log_message(self, fmt, *args):
         if not self.server.quiet:
@@ -306,7 +311,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._entry["status"] = int(code) if str(code).isdigit() else code
         self.log_message('method=%s path="%s" status=%s', self.command, self.path, code)
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = lambda self: self.dispatch()
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = lambda self: self.dispatch()
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -356,7 +361,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # -- entry ---------------------------------------------------------------------------
 
     def dispatch(self):
-        self._entry = None
+        self._entry, self._streaming = None, False
         url = urllib.parse.urlsplit(self.path)
         path, query = url.path, url.query
         q = {k: v[-1] for k, v in urllib.parse.parse_qs(query, keep_blank_values=True).items()}
@@ -390,13 +395,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if rule:
                 raise fault_error(rule)
             self.route(path, q, raw, is_watch)
-        except ApiError as e:
-            self.send_error_status(e)
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             self.close_connection = True
         except Exception as e:  # noqa: BLE001 - a bug here must still answer with a Status
-            traceback.print_exc()
-            self.send_error_status(ApiError(500, "InternalError", "Internal error occurred: %r" % (e,)))
+            if not isinstance(e, ApiError):
+                traceback.print_exc()
+                e = ApiError(500, "InternalError", "Internal error occurred: %r" % (e,))
+            if self._streaming:
+                self.close_connection = True
+            else:
+                self.send_error_status(e)
 
     def forbidden(self, path, q, is_watch):
         user = "system:serviceaccount:default:forbidden"
@@ -407,7 +415,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         res, ns, name, sub = p
         verb = {"GET": "watch" if is_watch else ("get" if name else "list"), "POST": "create",
                 "PUT": "update", "PATCH": "patch",
-                "DELETE": "delete" if name else "deletecollection"}[self.command]
+                "DELETE": "delete" if name else "deletecollection"}.get(self.command, self.command.lower())
         what = res.plural + ("/" + sub if sub else "")
         where = ' in the namespace "%s"' % ns if ns else ""
         scope = " at the cluster scope" if not ns else ""
@@ -535,6 +543,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache, private")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        self._streaming = True
         if err is not None:
             self.chunk(dumps({"type": "ERROR", "object": err.status()}) + b"\n")
             self.chunk(b"")

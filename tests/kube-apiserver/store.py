@@ -21,6 +21,7 @@ import base64
 import bisect
 import collections
 import copy
+import ipaddress
 import json
 import random
 import re
@@ -581,9 +582,9 @@ class Store:
                     if k in old.get("spec", {}):
                         spec[k] = old["spec"][k]
             if not spec.get("clusterIP") and spec["type"] != "ExternalName":
-                n = self._next_ip
+                n = self._next_ip  # 10.96.0.0/12, as kube-apiserver's default service CIDR
                 self._next_ip += 1
-                spec["clusterIP"] = "10.96.%d.%d" % (n // 250, n % 250 + 1)
+                spec["clusterIP"] = str(ipaddress.IPv4Address(0x0A600000 + n % 0xFFFFF))
             if spec.get("clusterIP") and "clusterIPs" not in spec:
                 spec["clusterIPs"] = [spec["clusterIP"]]
             spec.setdefault("sessionAffinity", "None")
@@ -697,7 +698,7 @@ class Store:
                 raise conflict(res, name, MODIFIED_MSG)
             if bmeta.get("uid") and bmeta["uid"] != old["metadata"]["uid"]:
                 raise conflict(res, name, "Precondition failed: UID in precondition: %s, UID in object meta: %s" % (
-                    old["metadata"]["uid"], bmeta["uid"]))
+                    bmeta["uid"], old["metadata"]["uid"]))
             if subresource == "status":
                 new = copy.deepcopy(old)
                 if "status" in body:
@@ -743,7 +744,7 @@ class Store:
             if not isinstance(new, dict):
                 raise bad_request("the patch did not produce an object")
             nmeta = new.get("metadata") if isinstance(new.get("metadata"), dict) else {}
-            if nmeta.get("resourceVersion") != old["metadata"]["resourceVersion"] and nmeta.get("resourceVersion"):
+            if nmeta.get("resourceVersion") and nmeta["resourceVersion"] != old["metadata"]["resourceVersion"]:
                 raise conflict(res, name, MODIFIED_MSG)
             new = dict(new, metadata=dict(nmeta, name=name))
             if res.namespaced:
