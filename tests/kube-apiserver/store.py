@@ -25,7 +25,6 @@ import ipaddress
 import json
 import random
 import re
-import string
 import threading
 import time
 import uuid
@@ -515,7 +514,7 @@ class Store:
         self.watch_cursors = {}  # watch id -> last rv it has taken events up to
         self._next_ip = 1
         self.ns_finalize_delay = 1.0
-        self._clock = random.Random()
+        self._rand = random.Random()
         for ns in ("default", "kube-system"):
             self.create(NAMESPACES, None, {"metadata": {"name": ns}})
 
@@ -657,7 +656,7 @@ class Store:
             meta = obj["metadata"]
             if not meta.get("name") and meta.get("generateName"):
                 alphabet = "bcdfghjklmnpqrstvwxz2456789"
-                meta["name"] = meta["generateName"] + "".join(self._clock.choice(alphabet) for _ in range(5))
+                meta["name"] = meta["generateName"] + "".join(self._rand.choice(alphabet) for _ in range(5))
             name = meta.get("name")
             if not name:
                 raise invalid(res, "", "metadata.name", "FieldValueRequired",

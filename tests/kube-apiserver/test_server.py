@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fixture  # noqa: E402
@@ -461,7 +462,6 @@ class TestList(ServerCase):
             "app notin (web)": "cd", "tier": "ac", "!tier": "bd", "app=web,tier=front": "a",
             "app in (web, db),!tier": "b", "": "abcd",
         }
-        import urllib.parse
         for sel, want in cases.items():
             lst = self.req("GET", self.svcs() + "?labelSelector=" + urllib.parse.quote(sel), want=200)
             self.assertEqual("".join(self.names(lst)), want, sel)
