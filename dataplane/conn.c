@@ -1319,7 +1319,7 @@ static int client_read(struct conn *c)
         conn_close(c);
         return -1;
     }
-    n = read(c->fd, dbuf_tail(&c->cin), dbuf_room(&c->cin));
+    n = recv(c->fd, dbuf_tail(&c->cin), dbuf_room(&c->cin), 0);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;
         conn_close(c);
@@ -1343,7 +1343,7 @@ static void linger_read(struct conn *c)
     int i;
 
     for (i = 0; i < 4; i++) {
-        n = read(c->fd, sink, sizeof(sink));
+        n = recv(c->fd, sink, sizeof(sink), 0);
         if (n > 0) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
         break;
@@ -1432,7 +1432,7 @@ static void upstream_read_cb(struct ev_loop *loop, ev_io *io, int revents)
         conn_close(c);
         return;
     }
-    n = read(r->u->fd, dbuf_tail(&r->uin), dbuf_room(&r->uin));
+    n = recv(r->u->fd, dbuf_tail(&r->uin), dbuf_room(&r->uin), 0);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
         r->u_eof = 1; /* reset: handled like a close, the framing decides if it is an error */
