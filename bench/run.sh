@@ -308,6 +308,10 @@ done
 
 
 # ---- Strait only: empty snapshot RSS, snapshot swaps under load ------------------------------
+# The swap runs last at least 12 s, so that all SWAPS swaps (100 ms apart) land inside one
+# load run of 10 s or more, as the target states.
+load_secs=$secs
+secs=$((secs > 12 ? secs : 12))
 R[strait.rss_empty]=$(rss_kib "$pid_empty")
 kill "$pid_empty" 2>/dev/null || true
 
@@ -351,7 +355,7 @@ R[strait.rss_controller]=$(rss_kib "$pid_ctl")
 
 # ---- report ----------------------------------------------------------------------------------
 : >"$report"
-say "# strait bench: $(date -u +%FT%TZ) nproc=$ncpu secs=$secs conns=$conns idle_conns=$nidle swaps=$swaps rounds=$rounds"
+say "# strait bench: $(date -u +%FT%TZ) nproc=$ncpu secs=$load_secs swap_secs=$secs conns=$conns idle_conns=$nidle swaps=$swaps rounds=$rounds"
 say "# proxies pinned to CPU $cpu_proxy; backend, clients, controller on CPU $cpu_load; latency in ms, cpu in us/request, rss in KiB"
 say "# load rows: median of $rounds interleaved rounds (errors summed, rss_load the highest); *_capped: proxy held to ${cap_pct}% of CPU $cpu_proxy"
 say "$(printf '%-8s %-16s %9s %8s %8s %8s %6s %8s %9s %9s' proxy scenario rps p50 p99 max errors cpu_us rss_idle rss_load)"
