@@ -2,7 +2,8 @@
  * kube_decode: turns one kobj document into a typed model object.
  *
  * Does: kind/apiVersion selection (networking.k8s.io/v1 IngressClass and Ingress, v1
- * Service, discovery.k8s.io/v1 EndpointSlice), per-object validation following the API
+ * Service, discovery.k8s.io/v1 EndpointSlice, v1 Secret of type kubernetes.io/tls), the kind
+ * of List items that carry none (typed lists), per-object validation following the API
  * server's own rules (hosts, paths, pathTypes, ports, names, addresses), namespace defaulting,
  * and the Ingress annotations we honour (strait.dev/proxy-body-size).
  * Does not: look at other objects (service lookups, class selection, conflicts are snapbuild's
@@ -27,6 +28,7 @@
 
 /* Same value syntax as ingress-nginx's nginx.ingress.kubernetes.io/proxy-body-size. */
 #define KD_ANNOTATION_BODY_SIZE "strait.dev/proxy-body-size"
+#define KD_SECRET_TLS "kubernetes.io/tls"
 
 static int kd_has_ctl(const char *s)
 {
@@ -514,8 +516,110 @@ oom:
     return -1;
 }
 
+/*
+ * Decodes standard base64 (RFC 4648 with padding; CR and LF are skipped, as Go's decoder
+ * does for the Secret data the API server accepts) into out, which has room for
+ * strlen(in) * 3 / 4 bytes. Returns the decoded length, or -1 if in is not base64.
+ */
+static long kd_base64(const char *in, unsigned char *out)
+{
+    unsigned acc = 0;
+    int bits = 0, pad = 0, v;
+    long n = 0;
+    size_t chars = 0;
+
+    for (; *in; in++) {
+        char ch = *in;
+        if (ch == '\r' || ch == '\n') continue;
+        chars++;
+        if (ch == '=') {
+            pad++;
+            continue;
+        }
+        if (pad) return -1; /* data after padding */
+        if (ch >= 'A' && ch <= 'Z')
+            v = ch - 'A';
+        else if (ch >= 'a' && ch <= 'z')
+            v = ch - 'a' + 26;
+        else if (ch >= '0' && ch <= '9')
+            v = ch - '0' + 52;
+        else if (ch == '+')
+            v = 62;
+        else if (ch == '/')
+            v = 63;
+        else
+            return -1;
+        acc = (acc << 6) | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (unsigned char)(acc >> bits);
+        }
+    }
+    if (chars % 4 || pad > 2 || (pad && bits < 2)) return -1;
+    return n;
+}
+
+/* data[key] (base64), or stringData[key] (plain, as in a manifest file), into the pool. */
+static int kd_secret_bytes(struct model_meta *m, const struct kobj *doc, const char *key,
+                           const unsigned char **out, size_t *len, char *err, size_t errlen)
+{
+    const struct kobj *node = kobj_get(doc, "data", key);
+    const char *s = kobj_text(node);
+    unsigned char *buf;
+    long n;
+
+    if (node) {
+        if (!s) s = "";
+        if (!(buf = model_alloc(m, strlen(s) / 4 * 3 + 3))) goto oom;
+        if ((n = kd_base64(s, buf)) < 0) {
+            SET_ERR("data[\"%s\"] is not valid base64", key);
+            return -1;
+        }
+        *out = buf;
+        *len = (size_t)n;
+        return 0;
+    }
+    node = kobj_get(doc, "stringData", key);
+    if (!node) {
+        SET_ERR("data[\"%s\"] is missing (required for type " KD_SECRET_TLS ")", key);
+        return -1;
+    }
+    s = kobj_text(node);
+    if (!s) s = "";
+    if (!(buf = model_alloc(m, strlen(s) + 1))) goto oom;
+    memcpy(buf, s, strlen(s));
+    *out = buf;
+    *len = strlen(s);
+    return 0;
+oom:
+    SET_ERR("out of memory");
+    return -1;
+}
+
+static int kd_secret(const struct kobj *doc, struct model_secret *sec, char *err, size_t errlen)
+{
+    struct model_meta *m = &sec->meta;
+
+    if (!(sec->type = model_strdup(m, KD_SECRET_TLS))) {
+        SET_ERR("out of memory");
+        return -1;
+    }
+    if (kd_secret_bytes(m, doc, "tls.crt", &sec->tls_crt, &sec->tls_crt_len, err, errlen) ||
+        kd_secret_bytes(m, doc, "tls.key", &sec->tls_key, &sec->tls_key_len, err, errlen))
+        return -1;
+    return 0;
+}
+
 int kube_decode(const struct kobj *doc, const char *source, struct model_meta **out,
                 struct kube_ident *id, char *err, size_t errlen)
+{
+    return kube_decode_as(doc, NULL, NULL, source, out, id, err, errlen);
+}
+
+int kube_decode_as(const struct kobj *doc, const char *kind_default, const char *api_default,
+                   const char *source, struct model_meta **out, struct kube_ident *id, char *err,
+                   size_t errlen)
 {
     static const struct {
         const char *api, *kind;
@@ -528,8 +632,9 @@ int kube_decode(const struct kobj *doc, const char *source, struct model_meta **
         {"v1", "Service", MODEL_KIND_SERVICE, sizeof(struct model_service)},
         {"discovery.k8s.io/v1", "EndpointSlice", MODEL_KIND_ENDPOINT_SLICE,
          sizeof(struct model_endpoint_slice)},
+        {"v1", "Secret", MODEL_KIND_SECRET, sizeof(struct model_secret)},
     };
-    const char *api, *kind;
+    const char *api, *kind, *type;
     struct model_meta *m;
     size_t i;
     int rc;
@@ -543,6 +648,10 @@ int kube_decode(const struct kobj *doc, const char *source, struct model_meta **
     }
     api = kobj_str(doc, "apiVersion");
     kind = kobj_str(doc, "kind");
+    if ((!kind || !*kind) && kind_default) {
+        kind = kind_default;
+        if (!api || !*api) api = api_default;
+    }
     if (!kind || !*kind) {
         SET_ERR("kind is missing");
         return -1;
@@ -558,6 +667,12 @@ int kube_decode(const struct kobj *doc, const char *source, struct model_meta **
     if (!api || strcmp(api, kinds[i].api)) {
         SET_ERR("apiVersion %.60s of %s is not supported (want %s)", api ? api : "-", kinds[i].kind,
                 kinds[i].api);
+        return 0;
+    }
+    /* only TLS Secrets matter; the API server defaults a missing type to Opaque */
+    if (kinds[i].mk == MODEL_KIND_SECRET &&
+        strcmp((type = kobj_str(doc, "type")) ? type : "Opaque", KD_SECRET_TLS)) {
+        SET_ERR("Secret of type %.60s is not used", type ? type : "Opaque");
         return 0;
     }
     if (!(m = model_object_new(kinds[i].size, kinds[i].mk))) {
@@ -578,6 +693,9 @@ int kube_decode(const struct kobj *doc, const char *source, struct model_meta **
             break;
         case MODEL_KIND_ENDPOINT_SLICE:
             rc = kd_slice(doc, (struct model_endpoint_slice *)m, err, errlen);
+            break;
+        case MODEL_KIND_SECRET:
+            rc = kd_secret(doc, (struct model_secret *)m, err, errlen);
             break;
         default:
             rc = -1;

@@ -25,6 +25,14 @@ struct kube_ident {
 int kube_decode(const struct kobj *doc, const char *source, struct model_meta **out,
                 struct kube_ident *id, char *err, size_t errlen);
 
+/*
+ * Same, for a document that may lack kind and apiVersion (the items of a typed List, as the
+ * API server sends them): when doc has no kind, kind_default and api_default are used.
+ */
+int kube_decode_as(const struct kobj *doc, const char *kind_default, const char *api_default,
+                   const char *source, struct model_meta **out, struct kube_ident *id, char *err,
+                   size_t errlen);
+
 /* The items sequence if doc is a List (kind "List" or "<Kind>List"), else NULL. */
 const struct kobj *kube_decode_list_items(const struct kobj *doc);
 

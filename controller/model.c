@@ -2,9 +2,11 @@
  * model: per-object bump pools and the typed object cache.
  *
  * Does: allocation of decoded objects, identity (kind/namespace/name) de-duplication, sorted
- * lookup. Does not: validate or interpret objects (kube_decode and snapbuild do).
+ * lookup, and the incremental put/remove/replace-kind that cluster mode's reflectors use on a
+ * sealed cache. Does not: validate or interpret objects (kube_decode and snapbuild do).
  * Invariants: an object and all its strings/arrays live in its own pool; after
- * model_cache_seal() each kind list is strictly increasing by (namespace, name).
+ * model_cache_seal() each kind list is strictly increasing by (namespace, name), and the
+ * incremental operations keep it so.
  */
 #include "model.h"
 
@@ -103,7 +105,7 @@ void model_object_free(struct model_meta *obj)
 const char *model_kind_name(enum model_kind kind)
 {
     static const char *names[MODEL_KIND_COUNT] = {"IngressClass", "Ingress", "Service",
-                                                  "EndpointSlice"};
+                                                  "EndpointSlice", "Secret"};
     return (unsigned)kind < MODEL_KIND_COUNT ? names[kind] : "-";
 }
 
@@ -218,24 +220,91 @@ void model_cache_seal(struct model_cache *c)
     }
 }
 
-struct model_meta *model_cache_find(const struct model_cache *c, enum model_kind kind,
-                                    const char *ns, const char *name)
+/* Bisects kind's list of a sealed cache: the index of ns/name, or where it would go. */
+static size_t model_cache_bisect(const struct model_list *l, const char *ns, const char *name,
+                                 int *found)
 {
-    const struct model_list *l = &c->kinds[kind];
     struct model_meta key = {.ns = ns, .name = name};
     size_t lo = 0, hi = l->n, mid;
     int r;
 
+    *found = 0;
     while (lo < hi) {
         mid = lo + (hi - lo) / 2;
         r = model_cmp_id(&key, l->items[mid]);
-        if (!r) return l->items[mid];
+        if (!r) {
+            *found = 1;
+            return mid;
+        }
         if (r < 0)
             hi = mid;
         else
             lo = mid + 1;
     }
-    return NULL;
+    return lo;
+}
+
+struct model_meta *model_cache_find(const struct model_cache *c, enum model_kind kind,
+                                    const char *ns, const char *name)
+{
+    const struct model_list *l = &c->kinds[kind];
+    int found;
+    size_t i = model_cache_bisect(l, ns, name, &found);
+
+    return found ? l->items[i] : NULL;
+}
+
+int model_cache_put(struct model_cache *c, struct model_meta *obj)
+{
+    struct model_list *l = &c->kinds[obj->kind];
+    int found;
+    size_t i = model_cache_bisect(l, obj->ns, obj->name, &found);
+
+    if (found) {
+        model_object_free(l->items[i]);
+        l->items[i] = obj;
+        return 1;
+    }
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        struct model_meta **items = realloc(l->items, cap * sizeof(*items));
+        if (!items) {
+            model_object_free(obj);
+            return -1;
+        }
+        l->items = items;
+        l->cap = cap;
+    }
+    memmove(l->items + i + 1, l->items + i, (l->n - i) * sizeof(*l->items));
+    l->items[i] = obj;
+    l->n++;
+    return 0;
+}
+
+int model_cache_remove(struct model_cache *c, enum model_kind kind, const char *ns,
+                       const char *name)
+{
+    struct model_list *l = &c->kinds[kind];
+    int found;
+    size_t i = model_cache_bisect(l, ns, name, &found);
+
+    if (!found) return 0;
+    model_object_free(l->items[i]);
+    memmove(l->items + i, l->items + i + 1, (l->n - i - 1) * sizeof(*l->items));
+    l->n--;
+    return 1;
+}
+
+void model_cache_replace_kind(struct model_cache *c, enum model_kind kind, struct model_cache *from)
+{
+    struct model_list *l = &c->kinds[kind];
+    size_t i;
+
+    for (i = 0; i < l->n; i++)
+        model_object_free(l->items[i]);
+    free(l->items);
+    *l = from->kinds[kind];
+    memset(&from->kinds[kind], 0, sizeof(from->kinds[kind]));
 }
 
 void model_cache_free(struct model_cache *c)

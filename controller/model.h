@@ -16,6 +16,7 @@ enum model_kind {
     MODEL_KIND_INGRESS,
     MODEL_KIND_SERVICE,
     MODEL_KIND_ENDPOINT_SLICE,
+    MODEL_KIND_SECRET,
     MODEL_KIND_COUNT
 };
 
@@ -108,6 +109,20 @@ struct model_endpoint_slice {
     size_t n_endpoints;
 };
 
+/*
+ * A Secret of type kubernetes.io/tls (other types are not kept). The key and certificate are
+ * the decoded bytes of data["tls.crt"] / data["tls.key"] (PEM text, not NUL-terminated: use
+ * the lengths). Kept for TLS termination; the snapshot builder does not use it yet.
+ */
+struct model_secret {
+    struct model_meta meta;
+    const char *type;
+    const unsigned char *tls_crt;
+    size_t tls_crt_len;
+    const unsigned char *tls_key;
+    size_t tls_key_len;
+};
+
 /* ---- pools ---- */
 
 /* Creates a pool holding a zeroed object of size bytes; returns the object or NULL. */
@@ -156,6 +171,23 @@ void model_cache_seal(struct model_cache *c);
 /* Bisects a sealed cache; NULL when absent. */
 struct model_meta *model_cache_find(const struct model_cache *c, enum model_kind kind,
                                     const char *ns, const char *name);
+
+/*
+ * Incremental updates of a sealed cache (cluster mode), which stays sealed.
+ * model_cache_put takes ownership of obj (freed on failure) and stores it in place of the
+ * object with the same kind/namespace/name, freeing that one. Returns 1 when it replaced an
+ * object, 0 when it inserted a new one, -1 on allocation failure (the cache is unchanged).
+ */
+int model_cache_put(struct model_cache *c, struct model_meta *obj);
+/* Removes and frees one object. Returns 1 if it was there, 0 if not. */
+int model_cache_remove(struct model_cache *c, enum model_kind kind, const char *ns,
+                       const char *name);
+/*
+ * Replaces every object of kind in c with the objects of that kind in from (sealed; other
+ * kinds of from are ignored). The objects move: from's list of that kind is left empty.
+ */
+void model_cache_replace_kind(struct model_cache *c, enum model_kind kind,
+                              struct model_cache *from);
 void model_cache_free(struct model_cache *c);
 
 #endif
