@@ -516,12 +516,7 @@ oom:
     return -1;
 }
 
-/*
- * Decodes standard base64 (RFC 4648 with padding; CR and LF are skipped, as Go's decoder
- * does for the Secret data the API server accepts) into out, which has room for
- * strlen(in) * 3 / 4 bytes. Returns the decoded length, or -1 if in is not base64.
- */
-static long kd_base64(const char *in, unsigned char *out)
+long kube_decode_base64(const char *in, unsigned char *out)
 {
     unsigned acc = 0;
     int bits = 0, pad = 0, v;
@@ -572,7 +567,7 @@ static int kd_secret_bytes(struct model_meta *m, const struct kobj *doc, const c
     if (node) {
         if (!s) s = "";
         if (!(buf = model_alloc(m, strlen(s) / 4 * 3 + 3))) goto oom;
-        if ((n = kd_base64(s, buf)) < 0) {
+        if ((n = kube_decode_base64(s, buf)) < 0) {
             SET_ERR("data[\"%s\"] is not valid base64", key);
             return -1;
         }

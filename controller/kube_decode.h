@@ -42,6 +42,13 @@ const struct kobj *kube_decode_list_items(const struct kobj *doc);
  */
 int kube_decode_time(const char *s, int64_t *sec, long *nsec);
 
+/*
+ * Decodes standard base64 (RFC 4648, padded; CR and LF are skipped, as Go's decoder does for
+ * the []byte fields of Kubernetes objects) into out, which needs room for
+ * strlen(in) / 4 * 3 + 3 bytes. Returns the decoded length, or -1 if in is not base64.
+ */
+long kube_decode_base64(const char *in, unsigned char *out);
+
 /* Validates and lower-cases an Ingress host in place; returns 0 or -1 with err filled. */
 int kube_decode_host(char *host, char *err, size_t errlen);
 
