@@ -2,10 +2,12 @@
  * health: what an operator or a probe asks the controller.
  *
  * Does: keep the controller's counters (reloads, publications, objects accepted and
- * rejected, ACKs and NACKs), render them as Prometheus text, and answer GET|HEAD /healthz
- * (200 while the loop runs), /readyz (200 once a first snapshot was published on the
- * listening socket, else 503), /metrics and /snapshot (JSON of the frame being served,
- * decoded on demand: admin is not the hot path) on top of common/adminsrv.
+ * rejected, ACKs and NACKs; in cluster mode watch events, restarts, relists, cached objects,
+ * API latency and errors, build time and size), render them as Prometheus text, and answer
+ * GET|HEAD /healthz (200 while the loop runs), /readyz (200 once a first snapshot was
+ * published on the listening socket and nothing blocks readiness, else 503 with the reason),
+ * /metrics and /snapshot (JSON of the frame being served, decoded on demand: admin is not
+ * the hot path) on top of common/adminsrv.
  * Does not: build snapshots or talk to data planes; it only reads the publisher.
  * Invariants: the controller is single-threaded, so the counters are plain integers touched
  * on the main loop only; *_total counters only grow.
@@ -22,6 +24,22 @@
 
 #define HEALTH_MAGIC 0x484c5448u /* "HLTH" */
 #define HEALTH_PROM_TYPE "text/plain; version=0.0.4; charset=utf-8"
+#define HEALTH_N_BUCKETS 12
+#define HEALTH_MAX_CODES 32
+
+static const double health_buckets[HEALTH_N_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                        0.5,   1.,   2.5,   5.,   10., 30.};
+static const char *const health_ev_types[] = {"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"};
+static const char *const health_methods[] = {"GET",    "POST",  "PUT",  "PATCH",
+                                             "DELETE", "WATCH", "other"};
+#define HEALTH_N_EV (sizeof(health_ev_types) / sizeof(health_ev_types[0]))
+#define HEALTH_N_METHODS (sizeof(health_methods) / sizeof(health_methods[0]))
+
+struct health_hist {
+    uint64_t buckets[HEALTH_N_BUCKETS]; /* not cumulative: rendered as running sums */
+    uint64_t count;
+    double sum;
+};
 
 struct health {
     uint32_t magic;
@@ -34,7 +52,97 @@ static struct {
     uint64_t published, reloads, reload_errors, acks, nacks;
     unsigned objects[MODEL_KIND_COUNT];
     unsigned rejected;
+    /* cluster mode */
+    uint64_t watch_events[MODEL_KIND_COUNT][HEALTH_N_EV];
+    uint64_t watch_restarts[MODEL_KIND_COUNT], relists[MODEL_KIND_COUNT];
+    unsigned cached[MODEL_KIND_COUNT];
+    int synced[MODEL_KIND_COUNT];
+    int cluster; /* any cluster-mode figure was set: render those families */
+    struct health_hist api[HEALTH_N_METHODS];
+    struct {
+        long code;
+        uint64_t n;
+    } errors[HEALTH_MAX_CODES];
+    unsigned n_errors;
+    struct health_hist build;
+    size_t snapshot_bytes;
+    char unready[256];
 } hc;
+
+static void health_hist_add(struct health_hist *h, double v)
+{
+    size_t i;
+
+    for (i = 0; i < HEALTH_N_BUCKETS; i++) {
+        if (v <= health_buckets[i]) {
+            h->buckets[i]++;
+            break;
+        }
+    }
+    h->count++;
+    h->sum += v;
+}
+
+void health_count_watch_event(enum model_kind kind, const char *type)
+{
+    size_t i;
+
+    if ((unsigned)kind >= MODEL_KIND_COUNT) return;
+    hc.cluster = 1;
+    for (i = 0; i < HEALTH_N_EV; i++)
+        if (!strcmp(type, health_ev_types[i])) hc.watch_events[kind][i]++;
+}
+
+void health_count_watch_restart(enum model_kind kind)
+{
+    if ((unsigned)kind >= MODEL_KIND_COUNT) return;
+    hc.cluster = 1;
+    hc.watch_restarts[kind]++;
+}
+
+void health_count_relist(enum model_kind kind)
+{
+    if ((unsigned)kind >= MODEL_KIND_COUNT) return;
+    hc.cluster = 1;
+    hc.relists[kind]++;
+}
+
+void health_set_cached(enum model_kind kind, unsigned n, int synced)
+{
+    if ((unsigned)kind >= MODEL_KIND_COUNT) return;
+    hc.cluster = 1;
+    hc.cached[kind] = n;
+    hc.synced[kind] = synced;
+}
+
+void health_observe_api(const char *method, long status, double seconds)
+{
+    size_t m, i;
+
+    hc.cluster = 1;
+    for (m = 0; m < HEALTH_N_METHODS - 1; m++)
+        if (!strcmp(method, health_methods[m])) break;
+    health_hist_add(&hc.api[m], seconds);
+    if (status && status < 400) return;
+    for (i = 0; i < hc.n_errors; i++)
+        if (hc.errors[i].code == status) break;
+    if (i == hc.n_errors) {
+        if (hc.n_errors == HEALTH_MAX_CODES) return; /* ~every status already has a slot */
+        hc.errors[hc.n_errors++].code = status;
+    }
+    hc.errors[i].n++;
+}
+
+void health_observe_build(double seconds, size_t bytes)
+{
+    health_hist_add(&hc.build, seconds);
+    hc.snapshot_bytes = bytes;
+}
+
+void health_set_unready(const char *reason)
+{
+    snprintf(hc.unready, sizeof(hc.unready), "%s", reason ? reason : "");
+}
 
 void health_count_reload(int ok)
 {
@@ -74,6 +182,76 @@ static void family(FILE *f, const char *name, const char *type, const char *help
     fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+static void health_hist_render(FILE *f, const char *name, const char *labels,
+                               const struct health_hist *h)
+{
+    uint64_t run = 0;
+    size_t i;
+
+    for (i = 0; i < HEALTH_N_BUCKETS; i++) {
+        run += h->buckets[i];
+        fprintf(f, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, *labels ? "," : "",
+                health_buckets[i], (unsigned long long)run);
+    }
+    fprintf(f, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, *labels ? "," : "",
+            (unsigned long long)h->count);
+    fprintf(f, "%s_sum%s%s%s %.6f\n", name, *labels ? "{" : "", labels, *labels ? "}" : "", h->sum);
+    fprintf(f, "%s_count%s%s%s %llu\n", name, *labels ? "{" : "", labels, *labels ? "}" : "",
+            (unsigned long long)h->count);
+}
+
+/* The families only cluster mode moves. */
+static void health_render_cluster(FILE *f)
+{
+    char labels[64];
+    size_t i, m;
+    int k;
+
+    family(f, "strait_controller_watch_events_total", "counter",
+           "Watch events handled, by kind and event type.");
+    for (k = 0; k < MODEL_KIND_COUNT; k++)
+        for (i = 0; i < HEALTH_N_EV; i++)
+            fprintf(f, "strait_controller_watch_events_total{kind=\"%s\",type=\"%s\"} %llu\n",
+                    model_kind_name((enum model_kind)k), health_ev_types[i],
+                    (unsigned long long)hc.watch_events[k][i]);
+    family(f, "strait_controller_watch_restarts_total", "counter",
+           "Watches started again after an end, a cut or an error, by kind.");
+    for (k = 0; k < MODEL_KIND_COUNT; k++)
+        fprintf(f, "strait_controller_watch_restarts_total{kind=\"%s\"} %llu\n",
+                model_kind_name((enum model_kind)k), (unsigned long long)hc.watch_restarts[k]);
+    family(f, "strait_controller_relists_total", "counter",
+           "Full lists after the first one (410 Gone, errors), by kind.");
+    for (k = 0; k < MODEL_KIND_COUNT; k++)
+        fprintf(f, "strait_controller_relists_total{kind=\"%s\"} %llu\n",
+                model_kind_name((enum model_kind)k), (unsigned long long)hc.relists[k]);
+    family(f, "strait_controller_objects_cached", "gauge",
+           "Objects in the watch cache, by kind (before the snapshot builder's checks).");
+    for (k = 0; k < MODEL_KIND_COUNT; k++)
+        fprintf(f, "strait_controller_objects_cached{kind=\"%s\"} %u\n",
+                model_kind_name((enum model_kind)k), hc.cached[k]);
+    family(f, "strait_controller_synced", "gauge",
+           "1 once the first list of a kind completed, by kind.");
+    for (k = 0; k < MODEL_KIND_COUNT; k++)
+        fprintf(f, "strait_controller_synced{kind=\"%s\"} %d\n",
+                model_kind_name((enum model_kind)k), hc.synced[k]);
+    family(f, "strait_controller_api_request_duration_seconds", "histogram",
+           "Kubernetes API request latency by method (WATCH: to the first byte).");
+    for (m = 0; m < HEALTH_N_METHODS; m++) {
+        snprintf(labels, sizeof(labels), "method=\"%s\"", health_methods[m]);
+        health_hist_render(f, "strait_controller_api_request_duration_seconds", labels, &hc.api[m]);
+    }
+    family(f, "strait_controller_api_errors_total", "counter",
+           "Kubernetes API answers with status >= 400, by status (\"none\": no answer).");
+    for (i = 0; i < hc.n_errors; i++) {
+        if (hc.errors[i].code)
+            fprintf(f, "strait_controller_api_errors_total{code=\"%ld\"} %llu\n", hc.errors[i].code,
+                    (unsigned long long)hc.errors[i].n);
+        else
+            fprintf(f, "strait_controller_api_errors_total{code=\"none\"} %llu\n",
+                    (unsigned long long)hc.errors[i].n);
+    }
+}
+
 char *health_render_metrics(unsigned dataplanes)
 {
     char *out = NULL;
@@ -111,6 +289,13 @@ char *health_render_metrics(unsigned dataplanes)
     fprintf(f, "strait_controller_acks_total %llu\n", (unsigned long long)hc.acks);
     family(f, "strait_controller_nacks_total", "counter", "NACK replies from data planes.");
     fprintf(f, "strait_controller_nacks_total %llu\n", (unsigned long long)hc.nacks);
+    family(f, "strait_controller_snapshot_build_duration_seconds", "histogram",
+           "Time to build and encode a snapshot from the cache.");
+    health_hist_render(f, "strait_controller_snapshot_build_duration_seconds", "", &hc.build);
+    family(f, "strait_controller_snapshot_bytes", "gauge",
+           "Size of the last built snapshot frame.");
+    fprintf(f, "strait_controller_snapshot_bytes %zu\n", hc.snapshot_bytes);
+    if (hc.cluster) health_render_cluster(f);
     if (fclose(f) != 0) {
         free(out);
         return NULL;
@@ -140,9 +325,15 @@ static int health_handle(void *arg, const char *method, const char *path, struct
     (void)method;
     if (h->magic != HEALTH_MAGIC) abort();
     if (!strcmp(path, "/healthz")) return adminsrv_reply_text(r, 200, "ok\n");
-    if (!strcmp(path, "/readyz"))
+    if (!strcmp(path, "/readyz")) {
+        char *text;
+        if (hc.unready[0]) {
+            if (asprintf(&text, "%s\n", hc.unready) < 0) text = NULL;
+            return adminsrv_reply_take(r, 503, NULL, text);
+        }
         return hc.generation ? adminsrv_reply_text(r, 200, "ready\n")
                              : adminsrv_reply_text(r, 503, "no snapshot yet\n");
+    }
     if (!strcmp(path, "/metrics"))
         return adminsrv_reply_take(r, 200, HEALTH_PROM_TYPE,
                                    health_render_metrics(publisher_clients(h->pub)));

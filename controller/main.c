@@ -1,15 +1,20 @@
 /*
- * strait-controller, file mode: manifests folder → snapshot → data planes on a Unix socket.
+ * strait-controller: objects (a manifests folder, or the Kubernetes API) → snapshot → data
+ * planes on a Unix socket.
  *
- * Does: CLI, the libev loop (inotify watcher, debounce timer, signal watchers), the reload
- * cycle (load → build → encode → compare → publish, counted in health), the optional --admin
- * endpoints, --dump and --frame-out one-shots.
- * Does not: parse, validate or route (filesource, kube_decode, snapbuild), speak the socket
- * protocol (publisher) or HTTP (health, adminsrv).
+ * Does: CLI, the libev loop (inotify watcher in file mode, debounce timer, signal watchers),
+ * the reload cycle (cache → build → encode → compare → publish, counted in health), the
+ * optional --admin / --health endpoints, --dump and --frame-out one-shots. Cluster mode
+ * (--kubeconfig, or in-cluster by default when KUBERNETES_SERVICE_HOST is set) takes its
+ * cache from kube_source; file mode (--manifests) loads the folder on every reload. Both feed
+ * the same snapshot builder.
+ * Does not: parse, validate or route (filesource, kube_*, snapbuild), speak the socket
+ * protocol (publisher) or HTTP (health, adminsrv, kube_client).
  * Invariants: a failed reload keeps the last published snapshot (build the new one completely,
  * then swap); the generation grows by exactly one per published snapshot and an identical
  * payload is never republished; a change is published at most ~150 ms after its first event
- * (100 ms quiet period, capped) so bursts of writes from editors coalesce.
+ * (100 ms quiet period, capped) so bursts of writes and of watch events coalesce; in cluster
+ * mode nothing is published before every kind's first list completed.
  */
 #include <ev.h>
 #include <getopt.h>
@@ -23,6 +28,8 @@
 
 #include "filesource.h"
 #include "health.h"
+#include "kube_config.h"
+#include "kube_source.h"
 #include "log.h"
 #include "model.h"
 #include "netaddr.h"
@@ -40,7 +47,8 @@
 struct ctl {
     unsigned magic;
     struct ev_loop *loop;
-    const char *dir;
+    const char *dir;        /* file mode */
+    struct kube_source *ks; /* cluster mode */
     const char *ingress_class;
     char source[PATH_MAX + 8];
     int inotify_fd;
@@ -59,8 +67,13 @@ struct ctl {
 static void usage(FILE *f)
 {
     fprintf(f, "usage: strait-controller --manifests DIR --socket PATH [--ingress-class NAME]\n"
-               "                         [--admin ADDR:PORT] [--dump] [--frame-out FILE]\n"
-               "                         [--log-level debug|info|warn|error]\n");
+               "                         [--health ADDR:PORT] [--dump] [--frame-out FILE]\n"
+               "                         [--log-level debug|info|warn|error]\n"
+               "       strait-controller [--kubeconfig PATH] --socket PATH [--watch-namespace NS]\n"
+               "                         [--ingress-class NAME] [--health ADDR:PORT]\n"
+               "                         [--log-level debug|info|warn|error]\n"
+               "  Without --manifests or --kubeconfig the in-cluster service account is used\n"
+               "  (KUBERNETES_SERVICE_HOST). --admin is another name for --health.\n");
 }
 
 /* What a build accepted and rejected, for health's gauges. */
@@ -70,37 +83,52 @@ struct ctl_counts {
 };
 
 /*
- * Loads dir and encodes its snapshot stamped with generation. Returns 0 with *frame and *len set
- * (malloc'd), or -1 with err filled. *snap_out, when given, receives the built snapshot (free
- * with snapbuild_free); *counts, when given, what the build accepted and rejected.
+ * Builds and encodes the snapshot of cache (sealed) stamped with generation. Returns 0 with
+ * *frame and *len set (malloc'd), or -1 with err filled. *snap_out, when given, receives the
+ * built snapshot (free with snapbuild_free); *counts, when given, what the build accepted and
+ * rejected, on top of the rejected objects the source already counted (pre_rejected).
  */
+static int ctl_build_cache(const struct model_cache *cache, unsigned pre_rejected, const char *cls,
+                           const char *source, uint64_t generation, uint8_t **frame, size_t *len,
+                           struct snapbuild_result *snap_out, struct ctl_counts *counts, char *err,
+                           size_t errlen)
+{
+    struct snapbuild_result r;
+    ev_tstamp t0 = ev_time();
+    int k;
+
+    if (snapbuild_build(cache, cls, source, &r, err, errlen)) return -1;
+    r.snap.generation = generation;
+    if (snapwire_encode(&r.snap, generation, frame, len, err, errlen)) {
+        snapbuild_free(&r);
+        return -1;
+    }
+    health_observe_build(ev_time() - t0, *len);
+    if (counts) {
+        for (k = 0; k < MODEL_KIND_COUNT; k++)
+            counts->objects[k] = (unsigned)cache->kinds[k].n;
+        counts->objects[MODEL_KIND_INGRESS] = r.n_ingresses;
+        counts->rejected = pre_rejected + r.n_rejected;
+    }
+    if (snap_out)
+        *snap_out = r;
+    else
+        snapbuild_free(&r);
+    return 0;
+}
+
+/* File mode: loads dir, then as ctl_build_cache. */
 static int ctl_build_frame(const char *dir, int watch_fd, const char *cls, const char *source,
                            uint64_t generation, uint8_t **frame, size_t *len,
                            struct snapbuild_result *snap_out, struct ctl_counts *counts, char *err,
                            size_t errlen)
 {
     struct model_cache cache;
-    struct snapbuild_result r;
-    int k, rc = -1;
+    int rc;
 
     if (filesource_load(dir, watch_fd, &cache, err, errlen)) return -1;
-    if (snapbuild_build(&cache, cls, source, &r, err, errlen)) goto free_cache;
-    r.snap.generation = generation;
-    if (snapwire_encode(&r.snap, generation, frame, len, err, errlen)) goto free_snap;
-    rc = 0;
-    if (counts) {
-        for (k = 0; k < MODEL_KIND_COUNT; k++)
-            counts->objects[k] = (unsigned)cache.kinds[k].n;
-        counts->objects[MODEL_KIND_INGRESS] = r.n_ingresses;
-        counts->rejected = cache.n_rejected + r.n_rejected;
-    }
-    if (snap_out) {
-        *snap_out = r;
-        goto free_cache;
-    }
-free_snap:
-    snapbuild_free(&r);
-free_cache:
+    rc = ctl_build_cache(&cache, cache.n_rejected, cls, source, generation, frame, len, snap_out,
+                         counts, err, errlen);
     model_cache_free(&cache);
     return rc;
 }
@@ -112,11 +140,25 @@ static void ctl_reload(struct ctl *c)
     uint8_t *frame;
     size_t len;
 
-    if (ctl_build_frame(c->dir, c->inotify_fd, c->ingress_class, c->source, c->generation + 1,
-                        &frame, &len, NULL, &counts, err, sizeof(err))) {
+    int rc;
+
+    if (c->ks) {
+        if (!kube_source_synced(c->ks)) {
+            log_debug("snapshot_deferred", "reason=\"waiting for the first list of every kind\"");
+            return;
+        }
+        rc = ctl_build_cache(kube_source_cache(c->ks), kube_source_rejected(c->ks),
+                             c->ingress_class, c->source, c->generation + 1, &frame, &len, NULL,
+                             &counts, err, sizeof(err));
+    } else {
+        rc = ctl_build_frame(c->dir, c->inotify_fd, c->ingress_class, c->source, c->generation + 1,
+                             &frame, &len, NULL, &counts, err, sizeof(err));
+    }
+    if (rc) {
         health_count_reload(0);
         log_error("reload_failed", "reason=%s", log_quote(q, sizeof(q), err));
-        /* the folder may come back without an event we can see (it was our watch root) */
+        /* the folder may come back without an event we can see (it was our watch root); a
+         * cluster-mode build fails only for lack of memory, also worth another try */
         ev_timer_stop(c->loop, &c->debounce);
         ev_timer_set(&c->debounce, CTL_RETRY, 0.);
         ev_timer_start(c->loop, &c->debounce);
@@ -157,27 +199,42 @@ static void ctl_on_debounce(struct ev_loop *loop, ev_timer *w, int revents)
     ctl_reload(c);
 }
 
-static void ctl_on_inotify(struct ev_loop *loop, ev_io *w, int revents)
+/* Something changed: publish after the quiet period, but no later than the cap. */
+static void ctl_arm_debounce(struct ctl *c)
 {
-    struct ctl *c = container_of(w, struct ctl, inotify_io);
-    ev_tstamp now, due;
-    int n;
+    ev_tstamp now = ev_now(c->loop), due;
 
-    (void)revents;
-    if (c->magic != CTL_MAGIC) abort();
-    n = filesource_watch_drain(c->inotify_fd);
-    if (n < 0) log_warn("watch_read_failed", "reason=\"read error\"");
-    if (n <= 0) return;
-    now = ev_now(loop);
     if (!c->pending) {
         c->pending = 1;
         c->first_event = now;
     }
     due = now + CTL_DEBOUNCE;
     if (due > c->first_event + CTL_DEBOUNCE_MAX) due = c->first_event + CTL_DEBOUNCE_MAX;
-    ev_timer_stop(loop, &c->debounce);
+    ev_timer_stop(c->loop, &c->debounce);
     ev_timer_set(&c->debounce, due > now ? due - now : 0., 0.);
-    ev_timer_start(loop, &c->debounce);
+    ev_timer_start(c->loop, &c->debounce);
+}
+
+static void ctl_on_inotify(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct ctl *c = container_of(w, struct ctl, inotify_io);
+    int n;
+
+    (void)loop;
+    (void)revents;
+    if (c->magic != CTL_MAGIC) abort();
+    n = filesource_watch_drain(c->inotify_fd);
+    if (n < 0) log_warn("watch_read_failed", "reason=\"read error\"");
+    if (n <= 0) return;
+    ctl_arm_debounce(c);
+}
+
+static void ctl_on_kube_change(void *arg)
+{
+    struct ctl *c = arg;
+
+    if (c->magic != CTL_MAGIC) abort();
+    ctl_arm_debounce(c);
 }
 
 static void ctl_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
@@ -234,31 +291,69 @@ out:
     return rc;
 }
 
+/* Cluster mode's settings: kubeconfig or in-cluster. Returns 0, or -1 (logged). */
+static int ctl_kube_config(const char *kubeconfig, struct kube_config *cfg)
+{
+    char err[600], q[700];
+    const char *auth;
+
+    if (kubeconfig ? kube_config_load(kubeconfig, NULL, cfg, err, sizeof(err))
+                   : kube_config_in_cluster(cfg, err, sizeof(err))) {
+        log_error("startup_failed", "reason=%s", log_quote(q, sizeof(q), err));
+        return -1;
+    }
+    if (cfg->token_file)
+        auth = "token-file";
+    else if (cfg->token)
+        auth = "token";
+    else
+        auth = "none";
+    log_info("kube_config", "source=%s context=%s server=%s token=%s client_cert=%s tls=%s",
+             kubeconfig ? kubeconfig : "in-cluster", model_log_value(q, sizeof(q), cfg->context),
+             cfg->server, auth, cfg->cert_file || cfg->cert_data ? "yes" : "no",
+             cfg->insecure                  ? "insecure-skip-verify"
+             : cfg->ca_file || cfg->ca_data ? "ca"
+                                            : "system-roots");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"manifests", required_argument, NULL, 'm'},
+        {"kubeconfig", required_argument, NULL, 'k'},
+        {"watch-namespace", required_argument, NULL, 'n'},
         {"socket", required_argument, NULL, 's'},
         {"ingress-class", required_argument, NULL, 'c'},
         {"dump", no_argument, NULL, 'd'},
         {"frame-out", required_argument, NULL, 'f'},
         {"admin", required_argument, NULL, 'a'},
+        {"health", required_argument, NULL, 'a'},
         {"log-level", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *dir = NULL, *sock = NULL, *cls = "strait", *frame_out = NULL, *admin = NULL;
+    const char *kubeconfig = NULL, *watch_ns = NULL, *env;
+    struct kube_source_opts ko;
+    struct kube_config kcfg;
     struct sockaddr_storage ass;
     socklen_t asl = 0;
     enum log_level level = LOG_LEVEL_INFO;
     char err[512], q[600];
     struct ctl c;
-    int opt, dump = 0, rc = 1;
+    int opt, dump = 0, rc = 1, cluster;
 
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (opt) {
         case 'm':
             dir = optarg;
+            break;
+        case 'k':
+            kubeconfig = optarg;
+            break;
+        case 'n':
+            watch_ns = optarg;
             break;
         case 's':
             sock = optarg;
@@ -289,12 +384,20 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (optind != argc || !dir || !*cls || (!sock && !dump && !frame_out)) {
+    cluster = !dir && (kubeconfig || kube_config_in_cluster_available());
+    if (optind != argc || !*cls || (dir && kubeconfig) || (!dir && !cluster) ||
+        (!sock && !dump && !frame_out) || (cluster && (dump || frame_out || !sock)) ||
+        (watch_ns && !cluster)) {
+        if (!dir && !kubeconfig && !cluster)
+            fprintf(stderr, "strait-controller: give --manifests DIR or --kubeconfig PATH (or run "
+                            "in a pod: KUBERNETES_SERVICE_HOST is not set)\n");
+        else if (cluster && (dump || frame_out))
+            fprintf(stderr, "strait-controller: --dump and --frame-out need --manifests\n");
         usage(stderr);
         return 2;
     }
     if (admin && netaddr_parse(admin, &ass, &asl, err, sizeof(err))) {
-        fprintf(stderr, "strait-controller: --admin: %s\n", err);
+        fprintf(stderr, "strait-controller: --health: %s\n", err);
         return 2;
     }
     log_init("controller", level);
@@ -305,14 +408,21 @@ int main(int argc, char **argv)
     c.dir = dir;
     c.ingress_class = cls;
     c.inotify_fd = -1;
-    snprintf(c.source, sizeof(c.source), "file:%s", dir);
-    if (dump || frame_out) return ctl_one_shot(dir, cls, c.source, dump, frame_out);
+    if (!cluster) {
+        snprintf(c.source, sizeof(c.source), "file:%s", dir);
+        if (dump || frame_out) return ctl_one_shot(dir, cls, c.source, dump, frame_out);
+    }
 
+    memset(&kcfg, 0, sizeof(kcfg));
+    if (cluster && ctl_kube_config(kubeconfig, &kcfg)) return 1;
+    if (cluster) snprintf(c.source, sizeof(c.source), "kube:%.*s", PATH_MAX, kcfg.server);
     if (!(c.loop = ev_default_loop(EVFLAG_AUTO))) {
         log_error("startup_failed", "reason=\"cannot create event loop\"");
-        return 1;
+        goto free_config;
     }
-    if ((c.inotify_fd = filesource_watch_open(err, sizeof(err))) < 0) {
+    /* jitter for backoffs and watch timeouts: replicas must not move in lockstep */
+    srandom((unsigned)getpid() ^ (unsigned)(ev_time() * 1e6));
+    if (!cluster && (c.inotify_fd = filesource_watch_open(err, sizeof(err))) < 0) {
         log_error("startup_failed", "reason=%s", log_quote(q, sizeof(q), err));
         goto destroy_loop;
     }
@@ -326,29 +436,46 @@ int main(int argc, char **argv)
         log_error("startup_failed", "reason=%s", log_quote(q, sizeof(q), err));
         goto close_publisher;
     }
-    ev_io_init(&c.inotify_io, ctl_on_inotify, c.inotify_fd, EV_READ);
-    ev_io_start(c.loop, &c.inotify_io);
     ev_timer_init(&c.debounce, ctl_on_debounce, CTL_DEBOUNCE, 0.);
     ev_signal_init(&c.sigterm, ctl_on_signal, SIGTERM);
     ev_signal_init(&c.sigint, ctl_on_signal, SIGINT);
     ev_signal_start(c.loop, &c.sigterm);
     ev_signal_start(c.loop, &c.sigint);
-
-    ctl_reload(&c);
+    if (cluster) {
+        memset(&ko, 0, sizeof(ko));
+        ko.watch_ns = watch_ns;
+        /* tests shorten the watch timeout to see watches end and resume */
+        if ((env = getenv("STRAIT_WATCH_TIMEOUT")) && atoi(env) > 0) ko.watch_timeout = atoi(env);
+        if (!(c.ks = kube_source_start(c.loop, &kcfg, &ko, ctl_on_kube_change, &c, err,
+                                       sizeof(err)))) {
+            log_error("startup_failed", "reason=%s", log_quote(q, sizeof(q), err));
+            goto stop_watchers;
+        }
+        log_info("cluster_mode", "server=%s namespace=%s class=%s", kcfg.server,
+                 watch_ns && *watch_ns ? watch_ns : "*", cls);
+    } else {
+        ev_io_init(&c.inotify_io, ctl_on_inotify, c.inotify_fd, EV_READ);
+        ev_io_start(c.loop, &c.inotify_io);
+        ctl_reload(&c);
+    }
     ev_run(c.loop, 0);
     rc = 0;
 
+    kube_source_free(c.ks);
+stop_watchers:
     ev_signal_stop(c.loop, &c.sigterm);
     ev_signal_stop(c.loop, &c.sigint);
     ev_timer_stop(c.loop, &c.debounce);
-    ev_io_stop(c.loop, &c.inotify_io);
+    if (!cluster) ev_io_stop(c.loop, &c.inotify_io);
     health_stop(c.health);
 close_publisher:
     publisher_close(c.pub);
     free(c.last);
 close_inotify:
-    close(c.inotify_fd);
+    if (c.inotify_fd >= 0) close(c.inotify_fd);
 destroy_loop:
     ev_loop_destroy(c.loop);
+free_config:
+    kube_config_free(&kcfg);
     return rc;
 }

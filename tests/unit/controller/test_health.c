@@ -44,11 +44,13 @@ static long long sample(const char *text, const char *name)
     return -1;
 }
 
-/* Every sample's family has "# HELP" and "# TYPE" lines before its first sample. */
+/* Every sample's family has "# HELP" and "# TYPE" lines before its first sample (a
+ * histogram's _bucket, _sum and _count samples belong to their family). */
 static void check_exposition(const char *text)
 {
-    char seen_help[64][96], seen_type[64][96], name[96];
-    size_t nh = 0, nt = 0, i, len;
+    static const char *const hsuf[] = {"_bucket", "_sum", "_count"};
+    char seen_help[64][96], seen_type[64][96], hist[64][96], name[96];
+    size_t nh = 0, nt = 0, nhist = 0, i, j, len;
     const char *line = text, *end;
     int help_ok, type_ok;
 
@@ -65,7 +67,9 @@ static void check_exposition(const char *text)
                 strcpy(seen_help[nh++], name);
             else {
                 assert_true(!strncmp(line + 7 + nl, " gauge\n", 7) ||
-                            !strncmp(line + 7 + nl, " counter\n", 9));
+                            !strncmp(line + 7 + nl, " counter\n", 9) ||
+                            !strncmp(line + 7 + nl, " histogram\n", 11));
+                if (!strncmp(line + 7 + nl, " histogram\n", 11)) strcpy(hist[nhist++], name);
                 strcpy(seen_type[nt++], name);
             }
         } else {
@@ -73,6 +77,11 @@ static void check_exposition(const char *text)
             assert_true(nl > 0 && nl < sizeof(name) && nl < len);
             memcpy(name, line, nl);
             name[nl] = '\0';
+            for (i = 0; i < nhist; i++) {
+                size_t hl = strlen(hist[i]);
+                for (j = 0; j < 3; j++)
+                    if (!strncmp(name, hist[i], hl) && !strcmp(name + hl, hsuf[j])) name[hl] = '\0';
+            }
             help_ok = type_ok = 0;
             for (i = 0; i < nh; i++)
                 help_ok |= !strcmp(seen_help[i], name);
@@ -141,6 +150,59 @@ static void test_counters_move(void **state)
     free(text);
 }
 
+static void test_cluster_families(void **state)
+{
+    char *text;
+
+    (void)state;
+    health_reset();
+    text = health_render_metrics(0);
+    /* file mode shows none of the watch families */
+    assert_null(strstr(text, "strait_controller_watch_events_total"));
+    free(text);
+    health_count_watch_event(MODEL_KIND_INGRESS, "ADDED");
+    health_count_watch_event(MODEL_KIND_INGRESS, "ADDED");
+    health_count_watch_event(MODEL_KIND_SERVICE, "BOOKMARK");
+    health_count_watch_event(MODEL_KIND_SERVICE, "NOPE");
+    health_count_watch_restart(MODEL_KIND_SECRET);
+    health_count_relist(MODEL_KIND_ENDPOINT_SLICE);
+    health_set_cached(MODEL_KIND_INGRESS, 7, 1);
+    health_observe_api("GET", 200, 0.003);
+    health_observe_api("GET", 500, 0.2);
+    health_observe_api("WATCH", 0, 0.);
+    health_observe_api("GET", 500, 20.);
+    health_observe_build(0.004, 1234);
+    text = health_render_metrics(0);
+    assert_non_null(text);
+    check_exposition(text);
+    assert_int_equal(
+        sample(text, "strait_controller_watch_events_total{kind=\"Ingress\",type=\"ADDED\"}"), 2);
+    assert_int_equal(
+        sample(text, "strait_controller_watch_events_total{kind=\"Service\",type=\"BOOKMARK\"}"),
+        1);
+    assert_int_equal(sample(text, "strait_controller_watch_restarts_total{kind=\"Secret\"}"), 1);
+    assert_int_equal(sample(text, "strait_controller_relists_total{kind=\"EndpointSlice\"}"), 1);
+    assert_int_equal(sample(text, "strait_controller_objects_cached{kind=\"Ingress\"}"), 7);
+    assert_int_equal(sample(text, "strait_controller_synced{kind=\"Ingress\"}"), 1);
+    assert_int_equal(sample(text, "strait_controller_synced{kind=\"Service\"}"), 0);
+    assert_int_equal(sample(text, "strait_controller_api_request_duration_seconds_bucket{method="
+                                  "\"GET\",le=\"0.005\"}"),
+                     1);
+    assert_int_equal(sample(text, "strait_controller_api_request_duration_seconds_bucket{method="
+                                  "\"GET\",le=\"0.25\"}"),
+                     2);
+    assert_int_equal(sample(text, "strait_controller_api_request_duration_seconds_bucket{method="
+                                  "\"GET\",le=\"+Inf\"}"),
+                     3);
+    assert_int_equal(
+        sample(text, "strait_controller_api_request_duration_seconds_count{method=\"WATCH\"}"), 1);
+    assert_int_equal(sample(text, "strait_controller_api_errors_total{code=\"500\"}"), 2);
+    assert_int_equal(sample(text, "strait_controller_api_errors_total{code=\"none\"}"), 1);
+    assert_int_equal(sample(text, "strait_controller_snapshot_bytes"), 1234);
+    assert_int_equal(sample(text, "strait_controller_snapshot_build_duration_seconds_count"), 1);
+    free(text);
+}
+
 #define SVC(name)                                                                                  \
     "---\napiVersion: v1\nkind: Service\nmetadata: {name: " name "}\nspec: {ports: [{port: "       \
     "80}]}\n"
@@ -175,6 +237,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_render_families),
         cmocka_unit_test(test_counters_move),
+        cmocka_unit_test(test_cluster_families),
         cmocka_unit_test(test_rejections_counted),
     };
 
