@@ -399,6 +399,7 @@ static int kw_feed(struct kube_watch *w, const char *data, size_t len)
     size_t start = 0, i, scan = w->line_len;
     char *nl;
 
+    if (!len) return 0;
     if (w->line_len + len > KUBE_WATCH_MAX_LINE) {
         log_warn("watch_bad_event", "kind=%s reason=\"event larger than %u bytes\"", w->name,
                  KUBE_WATCH_MAX_LINE);

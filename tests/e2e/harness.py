@@ -25,6 +25,7 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BACKEND_PY = os.path.join(ROOT, "tools", "backend.py")
+KUBE_APISERVER_DIR = os.path.join(ROOT, "tests", "kube-apiserver")
 BIN = os.environ.get("STRAIT_E2E_BIN", os.path.join(ROOT, "build"))
 SLOW = 1.0  # timeout multiplier; run.py raises it for ASan/UBSan binaries
 SESSION_DIR = None  # parent of all per-test temp dirs; run.py owns it
@@ -472,6 +473,8 @@ class Stack:
         self.dp = None
         self.port = None
         self.admin_port = None
+        self.ctl_health_port = None  # the controller's --health, cluster_controller() sets it
+        self.apiservers = []
         self.problems = []
 
     # -- backends --
@@ -528,6 +531,59 @@ class Stack:
             if not p.alive():
                 raise AssertionError("controller exited early (rc=%s)" % p.p.poll())
         return p
+
+    # -- cluster mode: the stand-in API server (tests/kube-apiserver) and the controller on it --
+    def apiserver(self, **kw):
+        """Starts a stand-in API server (fixture.ApiServer: tokens=, forbidden=, args=) with its
+        files in DIR/api; stopped by stop(). Returns it."""
+        if KUBE_APISERVER_DIR not in sys.path:
+            sys.path.insert(0, KUBE_APISERVER_DIR)
+        import fixture  # noqa: E402 - tests/kube-apiserver/fixture.py
+        srv = fixture.ApiServer(os.path.join(self.dir, "api-%d" % len(self.apiservers)), **kw)
+        self.apiservers.append(srv)
+        return srv.start()
+
+    def cluster_controller(self, *extra, kubeconfig=None, env=None, wait_ready=True,
+                           name="controller"):
+        """strait-controller in cluster mode (--kubeconfig KUBECONFIG, or in-cluster from env
+        when kubeconfig is None) with --health on a free port; waits for /readyz 200 unless
+        wait_ready is False (then only for the socket)."""
+        self.ctl_health_port = free_port()
+        args = [os.path.join(BIN, "strait-controller"), "--socket", self.sock,
+                "--health", "127.0.0.1:%d" % self.ctl_health_port, "--log-level", "debug"]
+        if kubeconfig:
+            args += ["--kubeconfig", kubeconfig]
+        p = Proc(name, args + list(extra), self.dir, strait=True, env=env)
+        self.procs.append(p)
+        self.ctl = p
+
+        def up():
+            if not p.alive():
+                raise AssertionError("controller exited early (rc=%s)" % p.p.poll())
+            if wait_ready:
+                return self.ctl_get("/readyz")[0] == 200
+            return os.path.exists(self.sock) and port_accepts(self.ctl_health_port)
+        wait_until(up, 20, what="controller %s" % ("ready" if wait_ready else "listening"))
+        return p
+
+    def ctl_get(self, path):
+        """(status, body bytes) from the controller's --health listener; (0, b"") if none."""
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open("http://127.0.0.1:%d%s" % (self.ctl_health_port, path),
+                             timeout=5 * SLOW) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+        except (OSError, urllib.error.URLError):
+            return 0, b""
+
+    def ctl_metrics(self):
+        """The controller's /metrics as {"name{labels}": value}."""
+        st, body = self.ctl_get("/metrics")
+        if st != 200:
+            raise AssertionError("controller /metrics answered %s" % st)
+        return parse_metrics(body.decode())[0]
 
     def dataplane(self, socket_path=None, wait_ready=True, name="dataplane"):
         self.port = free_port()
@@ -600,6 +656,10 @@ class Stack:
         order = [p for p in self.procs if p.strait][::-1] + [p for p in self.procs if not p.strait]
         for p in order:
             problems.extend(p.stop())
+        for srv in self.apiservers:
+            rc = srv.stop()
+            if rc not in (0, None):
+                problems.append("kube-apiserver exited %s after SIGTERM" % rc)
         return problems
 
     def logs(self, tail=80):
@@ -612,6 +672,9 @@ class Stack:
                 tail_n = tail
             out.append("----- %s (%s) last %d lines -----" % (p.name, " ".join(p.args[:1]), tail_n))
             out.extend(text[-tail_n:])
+        for srv in self.apiservers:
+            out.append("----- kube-apiserver %s last 30 lines -----" % srv.dir)
+            out.extend(srv.log_text().splitlines()[-30:])
         mf = sorted(os.listdir(self.mdir)) if os.path.isdir(self.mdir) else []
         out.append("----- manifests in %s: %s" % (self.mdir, ", ".join(mf)))
         return "\n".join(out)
