@@ -198,6 +198,74 @@ class TestClusterRouting(ClusterTest):
         self.assertEqual(cfg[0]["token"], "token-file")
 
 
+class TestClusterKubeconfig(ClusterTest):
+    def run_with(self, name, cluster, user):
+        """Starts a controller with this kubeconfig cluster/user entry; stops it once ready."""
+        path = os.path.join(self.s.dir, "kc-" + name)
+        doc = {"apiVersion": "v1", "kind": "Config", "current-context": name,
+               "clusters": [{"name": "c", "cluster": cluster}],
+               "users": [{"name": "u", "user": user}],
+               "contexts": [{"name": name, "context": {"cluster": "c", "user": "u"}}]}
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        self.s.cluster_controller(kubeconfig=path, name="controller-" + name)
+        self.assertEqual(self.s.ctl.stop(), [])
+
+    def test_tls_and_credential_forms(self):
+        """certificate-authority-data, insecure-skip-tls-verify, client certificate data and
+        files (loaded by libcurl from memory or disk; the stand-in does not ask for them)."""
+        import base64
+        import subprocess
+        self.start_api()
+        server = "https://127.0.0.1:%d" % self.api.port
+        with open(self.api.ca, "rb") as f:
+            ca_data = base64.b64encode(f.read()).decode()
+        self.run_with("ca-data", {"server": server, "certificate-authority-data": ca_data},
+                      {"token": self.api.token})
+        self.run_with("insecure", {"server": server, "insecure-skip-tls-verify": True},
+                      {"token": self.api.token})
+        crt, key = os.path.join(self.s.dir, "client.crt"), os.path.join(self.s.dir, "client.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", crt,
+                        "-days", "1", "-subj", "/CN=strait-controller"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(crt, "rb") as f:
+            crt_data = base64.b64encode(f.read()).decode()
+        with open(key, "rb") as f:
+            key_data = base64.b64encode(f.read()).decode()
+        self.run_with("cert-data", {"server": server, "certificate-authority": self.api.ca},
+                      {"token": self.api.token, "client-certificate-data": crt_data,
+                       "client-key-data": key_data})
+        self.run_with("cert-files", {"server": server, "certificate-authority": self.api.ca},
+                      {"token": self.api.token, "client-certificate": "client.crt",
+                       "client-key": "client.key"})  # relative to the kubeconfig's folder
+        # a CA that is not the server's: TLS fails, reported as an API error, not ready
+        path = os.path.join(self.s.dir, "kc-wrong-ca")
+        kubeconfig(path, server, crt, token=self.api.token)
+        self.s.cluster_controller(kubeconfig=path, name="controller-wrong-ca", wait_ready=False)
+        wait_until(lambda: [e for e in harness.log_events(self.s.controller_log(), "api_error")
+                            if e.get("status") == "0"], 10, what="a TLS failure")
+        self.assertEqual(self.s.ctl_get("/readyz")[0], 503)
+
+    def test_bad_command_lines(self):
+        """Mode and kubeconfig mistakes exit 2 (usage) or 1 (bad kubeconfig) at once."""
+        import subprocess
+        ctl = os.path.join(harness.BIN, "strait-controller")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+        sock = os.path.join(self.s.dir, "x.sock")
+        for args, rc in ((["--socket", sock], 2),
+                         (["--manifests", self.s.mdir, "--kubeconfig", "k", "--socket", sock], 2),
+                         (["--kubeconfig", "k", "--dump"], 2),
+                         (["--manifests", self.s.mdir, "--watch-namespace", "a", "--socket",
+                           sock], 2),
+                         (["--kubeconfig", os.path.join(self.s.dir, "missing"), "--socket",
+                           sock], 1)):
+            p = subprocess.run([ctl] + args, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, timeout=10 * harness.SLOW)
+            self.assertEqual(p.returncode, rc, "%s: %s" % (args, p.stderr.decode()))
+        self.assertIn(b"startup_failed", p.stderr)
+
+
 class TestClusterReadiness(ClusterTest):
     def test_no_snapshot_before_first_full_list(self):
         """One kind's list held back: no snapshot, not ready; then everything at once."""
