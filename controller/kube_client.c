@@ -96,7 +96,8 @@ static int kc_set_token(struct kube_client *c, const char *token)
 {
     char *auth;
 
-    if (asprintf(&auth, "Authorization: Bearer %s", token) < 0) return -1;
+    if (!kube_config_token_ok(token) || asprintf(&auth, "Authorization: Bearer %s", token) < 0)
+        return -1;
     free(c->auth);
     c->auth = auth;
     return 0;

@@ -90,7 +90,19 @@ char *kube_config_read_token(const char *path, char *err, size_t errlen)
     }
     memmove(buf, buf + start, end - start);
     buf[end - start] = '\0';
+    if (!kube_config_token_ok(buf)) {
+        snprintf(err, errlen, "%s: the token contains control characters", path);
+        free(buf);
+        return NULL;
+    }
     return buf;
+}
+
+int kube_config_token_ok(const char *token)
+{
+    for (; *token; token++)
+        if ((unsigned char)*token < 0x20 || *token == 0x7f) return 0;
+    return 1;
 }
 
 void kube_config_free(struct kube_config *cfg)
@@ -239,6 +251,11 @@ static int kc_user(const struct kobj *u, const char *dir, struct kube_config *cf
                      unsupported[i]);
             return -1;
         }
+    }
+    if (tok && *tok && !kube_config_token_ok(tok)) {
+        /* it goes into an HTTP header line */
+        snprintf(err, errlen, "token contains control characters");
+        return -1;
     }
     if (tok && *tok && kc_strdup(tok, &cfg->token, err, errlen)) return -1;
     if (tf && *tf && kc_path(dir, tf, &cfg->token_file, err, errlen)) return -1;

@@ -58,6 +58,9 @@ int kube_config_in_cluster_available(void);
  */
 char *kube_config_read_token(const char *path, char *err, size_t errlen);
 
+/* Whether a token can go into an Authorization header: no control characters. */
+int kube_config_token_ok(const char *token);
+
 void kube_config_free(struct kube_config *cfg);
 
 #endif

@@ -8,7 +8,8 @@
  * cut connection) is resumed from there; 410 Gone, as a status or as an ERROR event, means
  * the history is gone and the kind is listed again. Errors back off exponentially with
  * jitter (KUBE_WATCH_BACKOFF_MIN doubling to _MAX, reset by a healthy watch: a 2xx that
- * delivered an event or lasted a second); a 429 waits at least its Retry-After. Events are
+ * delivered an event or lasted a second); an answer with Retry-After (a 429) waits at least
+ * that long. Events are
  * split into lines, parsed (yajl through kobj) and decoded (kube_decode) into the shared
  * cache; an object that fails validation is logged (object_rejected) and removed, as file
  * mode would drop it.
@@ -476,7 +477,8 @@ static void kw_failed(struct kube_watch *w, const char *verb, const struct kube_
     char q[400], eq[400];
     double delay = kw_backoff(w);
 
-    if (r->status == 429 && r->retry_after > delay) delay = r->retry_after;
+    /* the server knows best when it is worth asking again (429, also 503 and friends) */
+    if (r->retry_after > delay) delay = r->retry_after;
     if (kube_client_parse_status(r->body, r->body_len, &st)) st.reason[0] = st.message[0] = '\0';
     if (r->status == 401 || r->status == 403) {
         log_error("api_error",

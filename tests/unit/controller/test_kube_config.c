@@ -131,6 +131,9 @@ static void test_bad_documents(void **state)
         {KC_HEAD "clusters:\n- name: k\n  cluster: {server: \"https://x\", proxy-url: "
                  "\"http://p\"}\n" KC_CTX,
          "proxy-url is not supported"},
+        {KC_HEAD "clusters:\n- name: k\n  cluster: {server: \"https://x\"}\n"
+                 "users:\n- name: u\n  user: {token: \"a\\nb\"}\n" KC_CTX,
+         "token contains control characters"},
         {"a: [1, 2\n", "line"},
     };
     struct kube_config c;
@@ -191,6 +194,9 @@ static void test_token_file(void **state)
     write_file("tok", " \n");
     assert_null(kube_config_read_token(path, err, sizeof(err)));
     assert_non_null(strstr(err, "empty token file"));
+    write_file("tok", "abc\r\nX-Evil: 1\n");
+    assert_null(kube_config_read_token(path, err, sizeof(err)));
+    assert_non_null(strstr(err, "control characters"));
 }
 
 static void test_in_cluster(void **state)
