@@ -648,6 +648,11 @@ static void kw_start_watch(struct kube_watch *w)
     w->gone = 0;
     w->event_error = 0;
     w->line_len = 0;
+    if (w->line_cap > (1u << 20)) { /* one huge event must not pin its buffer forever */
+        free(w->line);
+        w->line = NULL;
+        w->line_cap = 0;
+    }
     w->watch_started = ev_now(w->loop);
     log_debug("watch_started", "kind=%s resource_version=%s timeout=%d", w->name,
               w->rv ? w->rv : "", timeout);
