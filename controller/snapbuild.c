@@ -6,13 +6,16 @@
  * port of the same name → ready addresses), conflict resolution between Ingresses (oldest
  * creationTimestamp, then namespace/name), route ordering, defaultBackend, and per-Ingress
  * settings carried onto its routes (body size limit: each route and the default backend
- * take the value of the Ingress that won them).
+ * take the value of the Ingress that won them), and the list of what was rejected or lost a
+ * conflict (with an Event reason) and of the Ingresses served, for Events and status.
  * Does not: encode bytes (snapwire does), keep state between builds, or look at files.
  * Invariants: output depends only on the cache content, never on insertion order: every
  * list is sorted on a total order before it is emitted. vhosts are sorted by host; routes in a
  * vhost are in match order (longest path first, Exact before Prefix at equal length, then path
  * text); clusters are sorted by name; endpoints of a cluster by (address, port), deduplicated.
  * Only clusters referenced by a surviving route or the default backend are emitted.
+ * Rejections come in build order (Ingresses in cache order, then conflicts in key order), so
+ * they are as deterministic as the snapshot.
  * All snapshot strings are copied into the result's arena, so the cache may go first.
  */
 #include "snapbuild.h"
@@ -33,6 +36,7 @@ struct sb_chunk {
 
 struct snapbuild_arena {
     struct sb_chunk *head;
+    size_t rej_cap; /* allocated entries of the result's rejections */
 };
 
 static void *sb_alloc(struct snapbuild_arena *a, size_t size)
@@ -95,13 +99,37 @@ static int sb_push(struct sb_vec *vec, const struct sb_cand *c)
     return 0;
 }
 
-static void sb_reject(const struct model_meta *m, const char *reason)
+/* Adds a rejection of m (strings copied into the arena); returns 0, or -1 when out of memory. */
+static int sb_add_rejection(struct snapbuild_result *out, const struct model_meta *m,
+                            const char *code, const char *message)
+{
+    struct snapbuild_rejection *r;
+
+    if (out->n_rejections == (size_t)out->arena_->rej_cap) {
+        size_t cap = out->arena_->rej_cap ? out->arena_->rej_cap * 2 : 16;
+        if (!(r = realloc(out->rejections, cap * sizeof(*r)))) return -1;
+        out->rejections = r;
+        out->arena_->rej_cap = cap;
+    }
+    r = &out->rejections[out->n_rejections];
+    r->kind = model_kind_name(m->kind);
+    if (!(r->ns = sb_strdup(out->arena_, m->ns)) || !(r->name = sb_strdup(out->arena_, m->name)) ||
+        !(r->reason = sb_strdup(out->arena_, code)) ||
+        !(r->message = sb_strdup(out->arena_, message)))
+        return -1;
+    out->n_rejections++;
+    return 0;
+}
+
+static int sb_reject(struct snapbuild_result *out, const struct model_meta *m, const char *code,
+                     const char *reason)
 {
     char id[300], fq[600], q[600];
 
     log_warn("object_rejected", "file=%s kind=%s object=%s reason=%s",
              model_log_value(fq, sizeof(fq), m->source), model_kind_name(m->kind),
              model_object_id(m, id, sizeof(id)), log_quote(q, sizeof(q), reason));
+    return sb_add_rejection(out, m, code, reason);
 }
 
 /* Whether ing belongs to our class; see the module comment for the order of the tests. */
@@ -117,9 +145,10 @@ static int sb_is_ours(const struct model_cache *cache, const struct model_ingres
     return ic && ic->is_default;
 }
 
-/* Resolves a backend to a Service port; returns 0, or -1 with reason filled. */
+/* Resolves a backend to a Service port; returns 0, or -1 with reason and *code filled. */
 static int sb_resolve(const struct model_cache *cache, const struct model_ingress *ing,
-                      const struct model_backend *b, struct sb_cand *c, char *reason, size_t rlen)
+                      const struct model_backend *b, struct sb_cand *c, char *reason, size_t rlen,
+                      const char **code)
 {
     const struct model_service *svc;
     size_t i;
@@ -128,6 +157,7 @@ static int sb_resolve(const struct model_cache *cache, const struct model_ingres
                                                          b->service);
     if (!svc) {
         snprintf(reason, rlen, "service %s/%s not found", ing->meta.ns, b->service);
+        *code = "BackendNotFound";
         return -1;
     }
     for (i = 0; i < svc->n_ports; i++) {
@@ -138,6 +168,7 @@ static int sb_resolve(const struct model_cache *cache, const struct model_ingres
             return 0;
         }
     }
+    *code = "PortNotFound";
     if (b->port_name[0])
         snprintf(reason, rlen, "service %s/%s has no port %s", ing->meta.ns, b->service,
                  b->port_name);
@@ -149,16 +180,19 @@ static int sb_resolve(const struct model_cache *cache, const struct model_ingres
 
 /* Collects an Ingress's routes and default backend; all or nothing. */
 static int sb_collect(const struct model_cache *cache, const struct model_ingress *ing,
-                      struct sb_vec *routes, struct sb_vec *defaults, int *oom)
+                      struct sb_vec *routes, struct sb_vec *defaults, struct snapbuild_result *out,
+                      int *oom)
 {
     size_t before_r = routes->n, before_d = defaults->n, i, j, order = 0;
+    const char *code = "Rejected";
     char reason[512];
     struct sb_cand c;
 
     if (ing->has_default_backend) {
         memset(&c, 0, sizeof(c));
         c.ing = ing;
-        if (sb_resolve(cache, ing, &ing->default_backend, &c, reason, sizeof(reason))) goto reject;
+        if (sb_resolve(cache, ing, &ing->default_backend, &c, reason, sizeof(reason), &code))
+            goto reject;
         if (sb_push(defaults, &c)) goto nomem;
     }
     for (i = 0; i < ing->n_rules; i++) {
@@ -172,15 +206,15 @@ static int sb_collect(const struct model_cache *cache, const struct model_ingres
             /* ImplementationSpecific is documented to behave as Prefix here */
             c.match = p->type == MODEL_PATH_EXACT ? SNAPWIRE_MATCH_EXACT : SNAPWIRE_MATCH_PREFIX;
             c.order = order++;
-            if (sb_resolve(cache, ing, &p->backend, &c, reason, sizeof(reason))) goto reject;
+            if (sb_resolve(cache, ing, &p->backend, &c, reason, sizeof(reason), &code)) goto reject;
             if (sb_push(routes, &c)) goto nomem;
         }
     }
     return 0;
 reject:
-    sb_reject(&ing->meta, reason);
     routes->n = before_r;
     defaults->n = before_d;
+    if (sb_reject(out, &ing->meta, code, reason)) *oom = 1;
     return -1;
 nomem:
     *oom = 1;
@@ -247,34 +281,46 @@ static int sb_cmp_default(const void *pa, const void *pb)
     return sb_cmp_ingress(a->ing, b->ing);
 }
 
-static void sb_log_conflict(const struct sb_cand *w, const struct sb_cand *l)
+/* Logs a lost claim and records it against the loser; returns -1 when out of memory. */
+static int sb_log_conflict(struct snapbuild_result *out, const struct sb_cand *w,
+                           const struct sb_cand *l)
 {
-    char wid[300], lid[300], hq[600], pq[600];
+    char wid[300], lid[300], hq[600], pq[600], msg[1400];
 
     if (w->ing == l->ing) {
         log_debug("ingress_duplicate_path", "object=%s host=%s path=%s",
                   model_object_id(&w->ing->meta, wid, sizeof(wid)),
                   model_log_value(hq, sizeof(hq), w->host ? w->host : "-"),
                   model_log_value(pq, sizeof(pq), w->path ? w->path : "-"));
-        return;
+        return 0;
     }
     log_warn("ingress_conflict", "host=%s path=%s winner=%s loser=%s",
              model_log_value(hq, sizeof(hq), w->host ? w->host : "-"),
              model_log_value(pq, sizeof(pq), w->path ? w->path : "-"),
              model_object_id(&w->ing->meta, wid, sizeof(wid)),
              model_object_id(&l->ing->meta, lid, sizeof(lid)));
+    if (!w->host)
+        snprintf(msg, sizeof(msg), "defaultBackend is served by %s (the oldest Ingress wins)", wid);
+    else
+        snprintf(msg, sizeof(msg), "host %s path %s (%s) is served by %s (the oldest Ingress wins)",
+                 w->host[0] ? w->host : "*", w->path,
+                 w->match == SNAPWIRE_MATCH_EXACT ? "Exact" : "Prefix", wid);
+    return sb_add_rejection(out, &l->ing->meta, "Conflict", msg);
 }
 
-/* Keeps the first of each run of equal keys (sorted best first); returns the new count. */
-static size_t sb_settle(struct sb_cand *v, size_t n, unsigned *conflicts)
+/*
+ * Keeps the first of each run of equal keys (sorted best first); returns the new count.
+ * Sets *oom when a conflict could not be recorded.
+ */
+static size_t sb_settle(struct sb_cand *v, size_t n, struct snapbuild_result *res, int *oom)
 {
     size_t i, out = 0;
 
     for (i = 0; i < n; i++) {
         if (out && !strcmp(v[out - 1].host, v[i].host) && !strcmp(v[out - 1].path, v[i].path) &&
             v[out - 1].match == v[i].match) {
-            sb_log_conflict(&v[out - 1], &v[i]);
-            if (v[out - 1].ing != v[i].ing) (*conflicts)++;
+            if (sb_log_conflict(res, &v[out - 1], &v[i])) *oom = 1;
+            if (v[out - 1].ing != v[i].ing) res->n_conflicts++;
             continue;
         }
         v[out++] = v[i];
@@ -433,19 +479,28 @@ int snapbuild_build(const struct model_cache *cache, const char *ingress_class, 
                       model_object_id(&ing->meta, id, sizeof(id)));
             continue;
         }
-        if (sb_collect(cache, ing, &routes, &defaults, &oom))
+        if (sb_collect(cache, ing, &routes, &defaults, out, &oom)) {
             out->n_rejected += !oom;
-        else
-            out->n_ingresses++;
+            continue;
+        }
+        out->n_ingresses++;
+        /* at most every Ingress: sized once, so a big cluster costs one allocation */
+        if (!out->accepted && !(out->accepted = sb_alloc(a, ings->n * sizeof(*out->accepted))))
+            goto nomem;
+        if (!(out->accepted[out->n_accepted].ns = sb_strdup(a, ing->meta.ns)) ||
+            !(out->accepted[out->n_accepted].name = sb_strdup(a, ing->meta.name)))
+            goto nomem;
+        out->n_accepted++;
     }
     if (oom) goto nomem;
 
     sb_sort(routes.v, routes.n, sizeof(*routes.v), sb_cmp_key);
-    routes.n = sb_settle(routes.v, routes.n, &out->n_conflicts);
+    routes.n = sb_settle(routes.v, routes.n, out, &oom);
+    if (oom) goto nomem;
     sb_sort(routes.v, routes.n, sizeof(*routes.v), sb_cmp_route);
     sb_sort(defaults.v, defaults.n, sizeof(*defaults.v), sb_cmp_default);
     for (i = 1; i < defaults.n; i++) {
-        sb_log_conflict(&defaults.v[0], &defaults.v[i]);
+        if (sb_log_conflict(out, &defaults.v[0], &defaults.v[i])) goto nomem;
         out->n_conflicts++;
     }
     if (defaults.n > 1) defaults.n = 1;
@@ -537,6 +592,7 @@ void snapbuild_free(struct snapbuild_result *r)
 {
     struct sb_chunk *c, *next;
 
+    free(r->rejections);
     if (r->arena_) {
         for (c = r->arena_->head; c; c = next) {
             next = c->next;

@@ -1,6 +1,7 @@
 /*
  * snapbuild: typed object cache → routing snapshot (struct snapwire_snapshot), following the
- * Kubernetes Ingress semantics. Pure apart from log lines: same cache, same snapshot.
+ * Kubernetes Ingress semantics. Pure apart from log lines: same cache, same snapshot, same
+ * rejections.
  */
 #ifndef STRAIT_SNAPBUILD_H
 #define STRAIT_SNAPBUILD_H
@@ -12,11 +13,35 @@
 
 struct snapbuild_arena;
 
+/*
+ * An Ingress the build dropped (object_rejected) or that lost a route or its default backend
+ * to an older one (ingress_conflict). reason is a CamelCase word for a Kubernetes Event:
+ * BackendNotFound (no such Service), PortNotFound (the Service has no such port), Conflict;
+ * message is the text the log line gives.
+ */
+struct snapbuild_rejection {
+    const char *kind; /* "Ingress" */
+    const char *ns, *name;
+    const char *reason;
+    const char *message;
+};
+
+/* An object by identity. */
+struct snapbuild_object {
+    const char *ns, *name;
+};
+
 struct snapbuild_result {
     struct snapwire_snapshot snap; /* generation left 0: the publisher stamps it */
     unsigned n_ingresses;          /* Ingresses of our class that made it in */
     unsigned n_rejected;           /* Ingresses of our class dropped with object_rejected */
     unsigned n_conflicts;          /* ingress_conflict lines logged */
+    /* in build order (Ingresses by namespace/name, then conflicts by host, path, match) */
+    struct snapbuild_rejection *rejections;
+    size_t n_rejections;
+    /* the Ingresses of our class that made it in (n_ingresses of them), by namespace/name */
+    struct snapbuild_object *accepted;
+    size_t n_accepted;
     struct snapbuild_arena *arena_;
 };
 

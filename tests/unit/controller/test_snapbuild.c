@@ -411,13 +411,79 @@ static void test_deterministic(void **state)
     snapbuild_free(&r2);
 }
 
+/* Rejections and conflicts come back as data (for Events), with an Event reason each, and
+ * the Ingresses served as a list (for status); both in a deterministic order. */
+static void test_rejections(void **state)
+{
+    static const struct {
+        const char *ns, *name, *reason, *message;
+    } want[] = {
+        {"default", "a", "BackendNotFound", "service default/nosuch not found"},
+        {"default", "b", "PortNotFound", "service default/web has no port 81"},
+        {"default", "c", "PortNotFound", "service default/web has no port nope"},
+        {"other", "d", "BackendNotFound", "service other/web not found"},
+        {"default", "new", "Conflict",
+         "host h.com path / (Prefix) is served by default/old (the oldest Ingress wins)"},
+        {"default", "newd", "Conflict",
+         "defaultBackend is served by default/oldd (the oldest Ingress wins)"},
+    };
+    static const char *const served[] = {"default/new", "default/newd", "default/old",
+                                         "default/oldd"};
+    const char *yaml =
+        WEB ING("default", "a", "", RULES RULE("a.com", "/", "Prefix", "nosuch", "{number: 80}"))
+            ING("default", "b", "", RULES RULE("b.com", "/", "Prefix", "web", "{number: 81}"))
+                ING("default", "c", "", RULES RULE("c.com", "/", "Prefix", "web", "{name: nope}"))
+                    ING("other", "d", "", RULES RULE("d.com", "/", "Prefix", "web", "{number: 80}"))
+                        ING("default", "old", "  creationTimestamp: \"2024-01-01T00:00:00Z\"\n",
+                            RULES RULE("h.com", "/", "Prefix", "web", "{number: 80}"))
+                            ING("default", "new", "  creationTimestamp: \"2024-06-01T00:00:00Z\"\n",
+                                RULES RULE("h.com", "/", "Prefix", "web", "{number: 80}")
+                                    RULE("h.com", "/n", "Prefix", "web", "{number: 80}"))
+                                ING("default", "oldd",
+                                    "  creationTimestamp: \"2024-01-01T00:00:00Z\"\n",
+                                    "  ingressClassName: strait\n  defaultBackend: {service: "
+                                    "{name: web, port: {number: 80}}}\n")
+                                    ING("default", "newd",
+                                        "  creationTimestamp: \"2024-02-01T00:00:00Z\"\n",
+                                        "  ingressClassName: strait\n  defaultBackend: {service: "
+                                        "{name: web, port: {number: 80}}}\n");
+    struct snapbuild_result r;
+    char id[300];
+    size_t i;
+
+    (void)state;
+    build(yaml, "strait", &r);
+    assert_int_equal(r.n_rejected, 4);
+    assert_int_equal(r.n_conflicts, 2);
+    assert_int_equal(r.n_rejections, sizeof(want) / sizeof(want[0]));
+    for (i = 0; i < r.n_rejections; i++) {
+        assert_string_equal(r.rejections[i].kind, "Ingress");
+        assert_string_equal(r.rejections[i].ns, want[i].ns);
+        assert_string_equal(r.rejections[i].name, want[i].name);
+        assert_string_equal(r.rejections[i].reason, want[i].reason);
+        assert_string_equal(r.rejections[i].message, want[i].message);
+    }
+    assert_int_equal(r.n_accepted, sizeof(served) / sizeof(served[0]));
+    assert_int_equal(r.n_accepted, r.n_ingresses);
+    for (i = 0; i < r.n_accepted; i++) {
+        snprintf(id, sizeof(id), "%s/%s", r.accepted[i].ns, r.accepted[i].name);
+        assert_string_equal(id, served[i]);
+    }
+    snapbuild_free(&r);
+
+    /* nothing rejected: empty lists, no allocation needed */
+    build(WEB, "strait", &r);
+    assert_int_equal(r.n_rejections, 0);
+    assert_int_equal(r.n_accepted, 0);
+    snapbuild_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cases),
-        cmocka_unit_test(test_body_size),
-        cmocka_unit_test(test_encodes),
-        cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_cases),      cmocka_unit_test(test_body_size),
+        cmocka_unit_test(test_encodes),    cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_rejections),
     };
 
     log_init("test", LOG_LEVEL_ERROR);
