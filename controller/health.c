@@ -3,7 +3,8 @@
  *
  * Does: keep the controller's counters (reloads, publications, objects accepted and
  * rejected, ACKs and NACKs; in cluster mode watch events, restarts, relists, cached objects,
- * API latency and errors, build time and size), render them as Prometheus text, and answer
+ * API latency and errors, build time and size), render them as Prometheus text (with the
+ * figures leader, status and events keep for their own work), and answer
  * GET|HEAD /healthz (200 while the loop runs), /readyz (200 once a first snapshot was
  * published on the listening socket and nothing blocks readiness, else 503 with the reason),
  * /metrics and /snapshot (JSON of the frame being served, decoded on demand: admin is not
@@ -19,8 +20,11 @@
 #include <string.h>
 
 #include "adminsrv.h"
+#include "events.h"
+#include "leader.h"
 #include "publisher.h"
 #include "snapwire.h"
+#include "status.h"
 
 #define HEALTH_MAGIC 0x484c5448u /* "HLTH" */
 #define HEALTH_PROM_TYPE "text/plain; version=0.0.4; charset=utf-8"
@@ -252,6 +256,59 @@ static void health_render_cluster(FILE *f)
     }
 }
 
+/* Leader election, Ingress status and Events: their modules keep the figures. */
+static void health_render_leader(FILE *f)
+{
+    struct leader_metrics lm;
+    struct status_metrics sm;
+    struct events_metrics em;
+
+    leader_metrics(&lm);
+    status_metrics(&sm);
+    events_metrics(&em);
+    if (lm.enabled) {
+        family(f, "strait_controller_leader", "gauge",
+               "1 while this replica holds the leader election Lease, else 0.");
+        fprintf(f, "strait_controller_leader %d\n", lm.leading);
+        family(f, "strait_controller_leader_transitions_total", "counter",
+               "Changes of this replica's leader state (became leader, stopped leading).");
+        fprintf(f, "strait_controller_leader_transitions_total %llu\n",
+                (unsigned long long)lm.transitions);
+        family(f, "strait_controller_leader_renew_failures_total", "counter",
+               "Lease renewals that failed while leading (after renew-deadline: step down).");
+        fprintf(f, "strait_controller_leader_renew_failures_total %llu\n",
+                (unsigned long long)lm.renew_failures);
+    }
+    if (sm.enabled) {
+        family(f, "strait_controller_status_writes_total", "counter",
+               "Ingress status writes, by result.");
+        fprintf(f, "strait_controller_status_writes_total{result=\"ok\"} %llu\n",
+                (unsigned long long)sm.writes);
+        fprintf(f, "strait_controller_status_writes_total{result=\"error\"} %llu\n",
+                (unsigned long long)sm.write_errors);
+        family(f, "strait_controller_status_reads_total", "counter",
+               "Ingress and publish Service reads made for status.");
+        fprintf(f, "strait_controller_status_reads_total %llu\n", (unsigned long long)sm.reads);
+        family(f, "strait_controller_status_pending", "gauge",
+               "Served Ingresses whose status is not known to hold the published addresses "
+               "(leader only).");
+        fprintf(f, "strait_controller_status_pending %u\n", sm.pending);
+    }
+    if (em.enabled) {
+        family(f, "strait_controller_k8s_events_total", "counter",
+               "Kubernetes Events about rejected objects: created, updated (count bumped), "
+               "suppressed (deduplicated), failed writes.");
+        fprintf(f, "strait_controller_k8s_events_total{result=\"created\"} %llu\n",
+                (unsigned long long)em.created);
+        fprintf(f, "strait_controller_k8s_events_total{result=\"updated\"} %llu\n",
+                (unsigned long long)em.updated);
+        fprintf(f, "strait_controller_k8s_events_total{result=\"suppressed\"} %llu\n",
+                (unsigned long long)em.suppressed);
+        fprintf(f, "strait_controller_k8s_events_total{result=\"error\"} %llu\n",
+                (unsigned long long)em.errors);
+    }
+}
+
 char *health_render_metrics(unsigned dataplanes)
 {
     char *out = NULL;
@@ -296,6 +353,7 @@ char *health_render_metrics(unsigned dataplanes)
            "Size of the last built snapshot frame.");
     fprintf(f, "strait_controller_snapshot_bytes %zu\n", hc.snapshot_bytes);
     if (hc.cluster) health_render_cluster(f);
+    health_render_leader(f);
     if (fclose(f) != 0) {
         free(out);
         return NULL;

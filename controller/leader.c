@@ -627,36 +627,52 @@ static void le_on_done(void *arg, const struct kube_response *r)
     le_failed(l, r->status, why);
 }
 
-struct leader *leader_new(struct ev_loop *loop, struct kube_client *client,
-                          const struct leader_opts *opts, const struct leader_callbacks *cb,
-                          void *arg, char *err, size_t errlen)
+static void le_durations(const struct leader_opts *opts, double *lease, double *deadline,
+                         double *retry)
 {
-    double lease = opts->lease_duration > 0 ? opts->lease_duration : LEADER_LEASE_DURATION;
-    double deadline = opts->renew_deadline > 0 ? opts->renew_deadline : LEADER_RENEW_DEADLINE;
-    double retry = opts->retry_period > 0 ? opts->retry_period : LEADER_RETRY_PERIOD;
-    struct leader *l;
+    *lease = opts->lease_duration > 0 ? opts->lease_duration : LEADER_LEASE_DURATION;
+    *deadline = opts->renew_deadline > 0 ? opts->renew_deadline : LEADER_RENEW_DEADLINE;
+    *retry = opts->retry_period > 0 ? opts->retry_period : LEADER_RETRY_PERIOD;
+}
 
+int leader_check_opts(const struct leader_opts *opts, char *err, size_t errlen)
+{
+    double lease, deadline, retry;
+
+    le_durations(opts, &lease, &deadline, &retry);
     if (!opts->ns || !le_valid_name(opts->ns) || !opts->name || !le_valid_name(opts->name)) {
         snprintf(err, errlen, "the Lease namespace and name must be DNS names");
-        return NULL;
+        return -1;
     }
     if (!opts->identity || !*opts->identity || strlen(opts->identity) >= 256) {
         snprintf(err, errlen, "the identity must be 1-255 characters");
-        return NULL;
+        return -1;
     }
     if (lease < 1. || lease != (double)(long)lease) {
         snprintf(err, errlen, "the lease duration must be a whole number of seconds");
-        return NULL;
+        return -1;
     }
     if (!(lease > deadline)) {
         snprintf(err, errlen, "the lease duration must be greater than the renew deadline");
-        return NULL;
+        return -1;
     }
     if (!(deadline > LEADER_JITTER * retry)) {
         snprintf(err, errlen, "the renew deadline must be greater than %.1f x the retry period",
                  LEADER_JITTER);
-        return NULL;
+        return -1;
     }
+    return 0;
+}
+
+struct leader *leader_new(struct ev_loop *loop, struct kube_client *client,
+                          const struct leader_opts *opts, const struct leader_callbacks *cb,
+                          void *arg, char *err, size_t errlen)
+{
+    double lease, deadline, retry;
+    struct leader *l;
+
+    if (leader_check_opts(opts, err, errlen)) return NULL;
+    le_durations(opts, &lease, &deadline, &retry);
     if (!(l = calloc(1, sizeof(*l)))) {
         snprintf(err, errlen, "out of memory");
         return NULL;

@@ -120,8 +120,14 @@ struct leader_callbacks {
 };
 
 /*
- * Checks opts (lease duration > renew deadline > jitter * retry period, all positive, as
- * client-go requires) and makes an elector that uses client (borrowed). Nothing is sent
+ * Checks opts: DNS names for the Lease, an identity, a whole number of seconds >= 1 for the
+ * lease duration, and lease duration > renew deadline > LEADER_JITTER x retry period, as
+ * client-go requires (0 means the default). Returns 0, or -1 with err filled.
+ */
+int leader_check_opts(const struct leader_opts *opts, char *err, size_t errlen);
+
+/*
+ * Makes an elector for opts (leader_check_opts) that uses client (borrowed). Nothing is sent
  * before leader_start. Returns it, or NULL with err filled.
  */
 struct leader *leader_new(struct ev_loop *loop, struct kube_client *client,

@@ -7,7 +7,9 @@
  * optional --admin / --health endpoints, --dump and --frame-out one-shots. Cluster mode
  * (--kubeconfig, or in-cluster by default when KUBERNETES_SERVICE_HOST is set) takes its
  * cache from kube_source; file mode (--manifests) loads the folder on every reload. Both feed
- * the same snapshot builder.
+ * the same snapshot builder. In cluster mode every replica also runs leader election
+ * (leader) and hands each build's served Ingresses and rejections to status and events,
+ * which write only while this replica leads; SIGTERM releases the lease before the exit.
  * Does not: parse, validate or route (filesource, kube_*, snapbuild), speak the socket
  * protocol (publisher) or HTTP (health, adminsrv, kube_client).
  * Invariants: a failed reload keeps the last published snapshot (build the new one completely,
@@ -26,16 +28,19 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "events.h"
 #include "filesource.h"
 #include "health.h"
 #include "kube_config.h"
 #include "kube_source.h"
+#include "leader.h"
 #include "log.h"
 #include "model.h"
 #include "netaddr.h"
 #include "publisher.h"
 #include "snapbuild.h"
 #include "snapwire.h"
+#include "status.h"
 
 #define CTL_MAGIC 0x43544c31u
 #define CTL_DEBOUNCE 0.100     /* quiet period after the last event */
@@ -62,18 +67,29 @@ struct ctl {
     uint8_t *last;         /* last published frame */
     size_t last_len;
     uint64_t generation;
+    /* cluster mode */
+    struct leader *leader;
+    struct status *status; /* NULL without --publish-service / --publish-status-address */
+    struct events *events;
+    int stopping; /* SIGTERM seen: releasing the lease */
 };
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: strait-controller --manifests DIR --socket PATH [--ingress-class NAME]\n"
-               "                         [--health ADDR:PORT] [--dump] [--frame-out FILE]\n"
-               "                         [--log-level debug|info|warn|error]\n"
-               "       strait-controller [--kubeconfig PATH] --socket PATH [--watch-namespace NS]\n"
-               "                         [--ingress-class NAME] [--health ADDR:PORT]\n"
-               "                         [--log-level debug|info|warn|error]\n"
-               "  Without --manifests or --kubeconfig the in-cluster service account is used\n"
-               "  (KUBERNETES_SERVICE_HOST). --admin is another name for --health.\n");
+    fprintf(f,
+            "usage: strait-controller --manifests DIR --socket PATH [--ingress-class NAME]\n"
+            "                         [--health ADDR:PORT] [--dump] [--frame-out FILE]\n"
+            "                         [--log-level debug|info|warn|error]\n"
+            "       strait-controller [--kubeconfig PATH] --socket PATH [--watch-namespace NS]\n"
+            "                         [--ingress-class NAME] [--health ADDR:PORT]\n"
+            "                         [--publish-service NS/NAME]\n"
+            "                         [--publish-status-address ADDR[,ADDR]]\n"
+            "                         [--election-namespace NS] [--election-id NAME]\n"
+            "                         [--election-identity ID] [--election-lease-duration S]\n"
+            "                         [--election-renew-deadline S] [--election-retry-period S]\n"
+            "                         [--log-level debug|info|warn|error]\n"
+            "  Without --manifests or --kubeconfig the in-cluster service account is used\n"
+            "  (KUBERNETES_SERVICE_HOST). --admin is another name for --health.\n");
 }
 
 /* What a build accepted and rejected, for health's gauges. */
@@ -133,9 +149,46 @@ static int ctl_build_frame(const char *dir, int watch_fd, const char *cls, const
     return rc;
 }
 
+/*
+ * Cluster mode, after each good build: the Ingresses served go to status, the rejections to
+ * events (both write only while this replica leads).
+ */
+static void ctl_feed_cluster(struct ctl *c, const struct snapbuild_result *r)
+{
+    struct status_target *t = NULL;
+    struct events_item *it = NULL;
+    size_t i;
+
+    if (c->status) {
+        if (r->n_accepted && !(t = calloc(r->n_accepted, sizeof(*t)))) goto oom;
+        for (i = 0; i < r->n_accepted; i++) {
+            t[i].ns = r->accepted[i].ns;
+            t[i].name = r->accepted[i].name;
+        }
+        if (status_sync(c->status, t, r->n_accepted)) goto oom;
+        status_service_changed(c->status); /* the publish Service may be what changed */
+    }
+    if (r->n_rejections && !(it = calloc(r->n_rejections, sizeof(*it)))) goto oom;
+    for (i = 0; i < r->n_rejections; i++) {
+        it[i].kind = r->rejections[i].kind;
+        it[i].ns = r->rejections[i].ns;
+        it[i].name = r->rejections[i].name;
+        it[i].reason = r->rejections[i].reason;
+        it[i].message = r->rejections[i].message;
+    }
+    if (events_report(c->events, it, r->n_rejections)) goto oom;
+    goto out;
+oom:
+    log_error("cluster_feed_failed", "reason=\"out of memory\"");
+out:
+    free(t);
+    free(it);
+}
+
 static void ctl_reload(struct ctl *c)
 {
     struct ctl_counts counts;
+    struct snapbuild_result r;
     char err[512], q[600];
     uint8_t *frame;
     size_t len;
@@ -148,8 +201,12 @@ static void ctl_reload(struct ctl *c)
             return;
         }
         rc = ctl_build_cache(kube_source_cache(c->ks), kube_source_rejected(c->ks),
-                             c->ingress_class, c->source, c->generation + 1, &frame, &len, NULL,
+                             c->ingress_class, c->source, c->generation + 1, &frame, &len, &r,
                              &counts, err, sizeof(err));
+        if (!rc) {
+            ctl_feed_cluster(c, &r);
+            snapbuild_free(&r);
+        }
     } else {
         rc = ctl_build_frame(c->dir, c->inotify_fd, c->ingress_class, c->source, c->generation + 1,
                              &frame, &len, NULL, &counts, err, sizeof(err));
@@ -237,11 +294,86 @@ static void ctl_on_kube_change(void *arg)
     ctl_arm_debounce(c);
 }
 
+static void ctl_on_released(void *arg)
+{
+    struct ctl *c = arg;
+
+    if (c->magic != CTL_MAGIC) abort();
+    ev_break(c->loop, EVBREAK_ALL);
+}
+
 static void ctl_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
+    struct ctl *c = w->signum == SIGINT ? container_of(w, struct ctl, sigint)
+                                        : container_of(w, struct ctl, sigterm);
+
     (void)revents;
+    if (c->magic != CTL_MAGIC) abort();
     log_info("shutdown", "signal=%d", w->signum);
+    /* the leader gives the lease up first, so another replica takes over at once; a second
+     * signal does not wait for that */
+    if (c->leader && !c->stopping) {
+        c->stopping = 1;
+        leader_release(c->leader, ctl_on_released, c);
+        return;
+    }
     ev_break(loop, EVBREAK_ALL);
+}
+
+static void ctl_on_started_leading(void *arg)
+{
+    struct ctl *c = arg;
+
+    if (c->magic != CTL_MAGIC) abort();
+    if (c->status) status_set_leader(c->status, 1);
+    events_set_leader(c->events, 1);
+}
+
+static void ctl_on_stopped_leading(void *arg)
+{
+    struct ctl *c = arg;
+
+    if (c->magic != CTL_MAGIC) abort();
+    if (c->status) status_set_leader(c->status, 0);
+    events_set_leader(c->events, 0);
+}
+
+/* A positive number of seconds for --election-*; returns 0, or -1. */
+static int ctl_seconds(const char *s, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+
+    if (end == s || *end || !(v > 0) || v > 86400.) return -1;
+    *out = v;
+    return 0;
+}
+
+/* What cluster mode runs besides the reflectors. Returns 0, or -1 (logged). */
+static int ctl_start_cluster(struct ctl *c, const struct leader_opts *lo,
+                             const struct status_opts *so)
+{
+    static const struct leader_callbacks cb = {ctl_on_started_leading, ctl_on_stopped_leading,
+                                               NULL};
+    struct kube_client *client = kube_source_client(c->ks);
+    struct events_opts eo;
+    char err[512], q[600], host[256];
+
+    if (gethostname(host, sizeof(host))) host[0] = '\0';
+    host[sizeof(host) - 1] = '\0';
+    memset(&eo, 0, sizeof(eo));
+    eo.instance = lo->identity;
+    eo.host = host;
+    if (!(c->events = events_new(c->loop, client, &eo, err, sizeof(err)))) goto fail;
+    if ((so->publish_service || so->publish_addresses) &&
+        !(c->status = status_new(c->loop, client, so, err, sizeof(err))))
+        goto fail;
+    if (!(c->leader = leader_new(c->loop, client, lo, &cb, c, err, sizeof(err)))) goto fail;
+    leader_start(c->leader);
+    return 0;
+fail:
+    log_error("startup_failed", "reason=%s", log_quote(q, sizeof(q), err));
+    return -1;
 }
 
 static int ctl_one_shot(const char *dir, const char *cls, const char *source, int dump,
@@ -330,6 +462,14 @@ int main(int argc, char **argv)
         {"admin", required_argument, NULL, 'a'},
         {"health", required_argument, NULL, 'a'},
         {"log-level", required_argument, NULL, 'l'},
+        {"publish-service", required_argument, NULL, 'P'},
+        {"publish-status-address", required_argument, NULL, 'A'},
+        {"election-namespace", required_argument, NULL, 'N'},
+        {"election-id", required_argument, NULL, 'I'},
+        {"election-identity", required_argument, NULL, 'i'},
+        {"election-lease-duration", required_argument, NULL, 'L'},
+        {"election-renew-deadline", required_argument, NULL, 'R'},
+        {"election-retry-period", required_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -337,6 +477,10 @@ int main(int argc, char **argv)
     const char *kubeconfig = NULL, *watch_ns = NULL, *env;
     struct kube_source_opts ko;
     struct kube_config kcfg;
+    struct leader_opts lo;
+    struct status_opts so;
+    char election_ns[256], identity[320];
+    int cluster_only = 0;
     struct sockaddr_storage ass;
     socklen_t asl = 0;
     enum log_level level = LOG_LEVEL_INFO;
@@ -344,8 +488,42 @@ int main(int argc, char **argv)
     struct ctl c;
     int opt, dump = 0, rc = 1, cluster;
 
+    memset(&lo, 0, sizeof(lo));
+    memset(&so, 0, sizeof(so));
+    lo.name = LEADER_DEFAULT_ID;
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (opt) {
+        case 'P':
+            so.publish_service = optarg;
+            cluster_only = 1;
+            break;
+        case 'A':
+            so.publish_addresses = optarg;
+            cluster_only = 1;
+            break;
+        case 'N':
+            lo.ns = optarg;
+            cluster_only = 1;
+            break;
+        case 'I':
+            lo.name = optarg;
+            cluster_only = 1;
+            break;
+        case 'i':
+            lo.identity = optarg;
+            cluster_only = 1;
+            break;
+        case 'L':
+        case 'R':
+        case 'T':
+            if (ctl_seconds(optarg, opt == 'L'   ? &lo.lease_duration
+                                    : opt == 'R' ? &lo.renew_deadline
+                                                 : &lo.retry_period)) {
+                fprintf(stderr, "strait-controller: bad duration %s (positive seconds)\n", optarg);
+                return 2;
+            }
+            cluster_only = 1;
+            break;
         case 'm':
             dir = optarg;
             break;
@@ -387,18 +565,42 @@ int main(int argc, char **argv)
     cluster = !dir && (kubeconfig || kube_config_in_cluster_available());
     if (optind != argc || !*cls || (dir && kubeconfig) || (!dir && !cluster) ||
         (!sock && !dump && !frame_out) || (cluster && (dump || frame_out || !sock)) ||
-        (watch_ns && !cluster)) {
+        ((watch_ns || cluster_only) && !cluster) || (so.publish_service && so.publish_addresses)) {
         if (!dir && !kubeconfig && !cluster)
             fprintf(stderr, "strait-controller: give --manifests DIR or --kubeconfig PATH (or run "
                             "in a pod: KUBERNETES_SERVICE_HOST is not set)\n");
         else if (cluster && (dump || frame_out))
             fprintf(stderr, "strait-controller: --dump and --frame-out need --manifests\n");
+        else if (so.publish_service && so.publish_addresses)
+            fprintf(stderr, "strait-controller: give --publish-service or "
+                            "--publish-status-address, not both\n");
+        else if (cluster_only && !cluster)
+            fprintf(stderr, "strait-controller: --publish-* and --election-* need cluster mode\n");
         usage(stderr);
         return 2;
     }
     if (admin && netaddr_parse(admin, &ass, &asl, err, sizeof(err))) {
         fprintf(stderr, "strait-controller: --health: %s\n", err);
         return 2;
+    }
+    if (cluster) {
+        if (!lo.ns) {
+            leader_default_namespace(election_ns, sizeof(election_ns));
+            lo.ns = election_ns;
+        }
+        if (!lo.identity) {
+            if (leader_default_identity(identity, sizeof(identity), err, sizeof(err))) {
+                fprintf(stderr, "strait-controller: election identity: %s\n", err);
+                return 1;
+            }
+            lo.identity = identity;
+        }
+        if (leader_check_opts(&lo, err, sizeof(err)) ||
+            ((so.publish_service || so.publish_addresses) &&
+             status_check_opts(&so, err, sizeof(err)))) {
+            fprintf(stderr, "strait-controller: %s\n", err);
+            return 2;
+        }
     }
     log_init("controller", level);
     signal(SIGPIPE, SIG_IGN);
@@ -453,6 +655,7 @@ int main(int argc, char **argv)
         }
         log_info("cluster_mode", "server=%s namespace=%s class=%s", kcfg.server,
                  watch_ns && *watch_ns ? watch_ns : "*", cls);
+        if (ctl_start_cluster(&c, &lo, &so)) goto free_cluster;
     } else {
         ev_io_init(&c.inotify_io, ctl_on_inotify, c.inotify_fd, EV_READ);
         ev_io_start(c.loop, &c.inotify_io);
@@ -461,6 +664,11 @@ int main(int argc, char **argv)
     ev_run(c.loop, 0);
     rc = 0;
 
+free_cluster:
+    /* before the client goes: they cancel their requests on it */
+    leader_free(c.leader);
+    status_free(c.status);
+    events_free(c.events);
     kube_source_free(c.ks);
 stop_watchers:
     ev_signal_stop(c.loop, &c.sigterm);

@@ -603,17 +603,49 @@ static void st_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     st_pump(s);
 }
 
+/* Splits "NS/NAME" into ns and name (each 254 bytes); returns 0, or -1 with err filled. */
+static int st_split_service(const char *v, char *ns, char *name, char *err, size_t errlen)
+{
+    const char *slash = strchr(v, '/');
+
+    if (!slash || slash == v || (size_t)(slash - v) >= 254 || strlen(slash + 1) >= 254) {
+        snprintf(err, errlen, "--publish-service wants NAMESPACE/NAME");
+        return -1;
+    }
+    memcpy(ns, v, (size_t)(slash - v));
+    ns[slash - v] = '\0';
+    snprintf(name, 254, "%s", slash + 1);
+    if (!st_dns_name(ns) || !st_dns_name(name) || strchr(ns, '.')) {
+        snprintf(err, errlen, "--publish-service wants NAMESPACE/NAME (DNS names)");
+        return -1;
+    }
+    return 0;
+}
+
+int status_check_opts(const struct status_opts *opts, char *err, size_t errlen)
+{
+    char ns[254], name[254], e2[256];
+    struct status_lb lb;
+
+    if (!!opts->publish_service == !!opts->publish_addresses) {
+        snprintf(err, errlen, "give one of --publish-service and --publish-status-address");
+        return -1;
+    }
+    if (opts->publish_service)
+        return st_split_service(opts->publish_service, ns, name, err, errlen);
+    if (status_parse_addresses(opts->publish_addresses, &lb, e2, sizeof(e2))) {
+        snprintf(err, errlen, "--publish-status-address: %s", e2);
+        return -1;
+    }
+    return 0;
+}
+
 struct status *status_new(struct ev_loop *loop, struct kube_client *client,
                           const struct status_opts *opts, char *err, size_t errlen)
 {
     struct status *s;
-    const char *slash;
-    char e2[256];
 
-    if (!!opts->publish_service == !!opts->publish_addresses) {
-        snprintf(err, errlen, "give one of --publish-service and --publish-status-address");
-        return NULL;
-    }
+    if (status_check_opts(opts, err, errlen)) return NULL;
     if (!(s = calloc(1, sizeof(*s)))) {
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -627,36 +659,19 @@ struct status *status_new(struct ev_loop *loop, struct kube_client *client,
     s->tokens_at = ev_now(loop);
     ev_timer_init(&s->timer, st_on_timer, 0., 0.);
     if (opts->publish_service) {
-        slash = strchr(opts->publish_service, '/');
-        if (!slash || slash == opts->publish_service ||
-            (size_t)(slash - opts->publish_service) >= sizeof(s->svc_ns)) {
-            snprintf(err, errlen, "--publish-service wants NAMESPACE/NAME");
-            goto free_s;
-        }
-        memcpy(s->svc_ns, opts->publish_service, (size_t)(slash - opts->publish_service));
-        snprintf(s->svc_name, sizeof(s->svc_name), "%s", slash + 1);
-        if (!st_dns_name(s->svc_ns) || !st_dns_name(s->svc_name) || strchr(s->svc_ns, '.')) {
-            snprintf(err, errlen, "--publish-service wants NAMESPACE/NAME (DNS names)");
-            goto free_s;
-        }
+        st_split_service(opts->publish_service, s->svc_ns, s->svc_name, err, errlen);
         s->svc_mode = 1;
     } else {
-        if (status_parse_addresses(opts->publish_addresses, &s->desired, e2, sizeof(e2))) {
-            snprintf(err, errlen, "--publish-status-address: %s", e2);
-            goto free_s;
-        }
+        status_parse_addresses(opts->publish_addresses, &s->desired, err, errlen);
         if (!(s->desired_canon = st_canon(&s->desired))) {
             snprintf(err, errlen, "out of memory");
-            goto free_s;
+            free(s);
+            return NULL;
         }
     }
     sm.enabled = 1;
     sm_owner = s;
     return s;
-
-free_s:
-    free(s);
-    return NULL;
 }
 
 static struct st_entry *st_entry_new(struct status *s, const char *ns, const char *name)

@@ -88,6 +88,9 @@ struct status_target {
     const struct status_lb *current;
 };
 
+/* Checks opts (one publish source, a valid NS/NAME or address list). Returns 0 or -1. */
+int status_check_opts(const struct status_opts *opts, char *err, size_t errlen);
+
 /*
  * Checks opts and makes a writer that uses client (borrowed). It writes nothing until
  * status_set_leader(s, 1). Returns it, or NULL with err filled (a bad address, a bad
