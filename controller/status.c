@@ -705,7 +705,7 @@ int status_sync(struct status *s, const struct status_target *t, size_t n)
     const struct status_target **sorted = NULL;
     struct st_entry **next = NULL, *e;
     size_t i, j = 0, out = 0;
-    int r;
+    int r = 1;
 
     if (s->magic != STATUS_MAGIC) abort();
     if (n && (!(sorted = malloc(n * sizeof(*sorted))) || !(next = calloc(n, sizeof(*next)))))
