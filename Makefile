@@ -31,7 +31,7 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 
 BINS := $(BUILD)/strait-controller $(BUILD)/strait-dataplane
 
-.PHONY: all deps run test unit unit-bins unit-run e2e asan bench check-style format clean \
+.PHONY: all deps run test unit unit-bins unit-run e2e asan bench bench-cluster check-style format clean \
 	fuzz-build fuzz
 all: $(BINS)
 
@@ -106,8 +106,13 @@ fuzz-build: $(FUZZ_TARGETS)
 fuzz: fuzz-build
 	@tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
+# bench: the data plane side by side with nginx and HAProxy (bench/run.sh), then the controller
+# in cluster mode at scale against the stand-in API server (bench/cluster.py).
 bench: deps all
 	@bench/run.sh
+	@python3 bench/cluster.py
+bench-cluster: deps all
+	@python3 bench/cluster.py
 
 check-style:
 	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -250,15 +251,22 @@ static int sc_frame(struct snapclient *sc, const char *buf, size_t len)
     struct snapshot *s;
     uint64_t gen = snapwire_frame_generation(buf);
     char err[256], q[300];
+    struct timespec t0, t1;
 
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (snapwire_decode(buf, len, &sw, err, sizeof(err)) < 0) goto reject;
     s = snapshot_build(&sw, err, sizeof(err));
     if (!s) goto reject;
     snapshot_unref(sc->current);
     sc->current = s;
     metrics_snapshot_applied(gen);
-    log_info("snapshot_applied", "generation=%llu vhosts=%u routes=%u clusters=%u",
-             (unsigned long long)gen, s->sw.n_vhosts, s->sw.n_routes, s->sw.n_clusters);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    /* apply_ms: decode and index build, off the workers (what a swap costs the main thread) */
+    log_info("snapshot_applied",
+             "generation=%llu vhosts=%u routes=%u clusters=%u endpoints=%u bytes=%zu apply_ms=%.3f",
+             (unsigned long long)gen, s->sw.n_vhosts, s->sw.n_routes, s->sw.n_clusters,
+             s->sw.n_endpoints, len,
+             (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
     if (sc->apply) sc->apply(s, sc->arg);
     return sc_reply(sc, 1, gen, NULL);
 
