@@ -539,7 +539,7 @@ static void le_on_done(void *arg, const struct kube_response *r)
     struct leader_record rec;
     enum leader_action a;
     enum le_step step;
-    char why[400], now[40], q[500];
+    char why[400], now[40], q[500], *body;
     struct kube_status st;
 
     if (l->magic != LEADER_MAGIC) abort();
@@ -576,8 +576,8 @@ static void le_on_done(void *arg, const struct kube_response *r)
         if (r->status == 404) {
             le_wall_text(now, sizeof(now));
             leader_next_record(NULL, LEADER_ACQUIRE, l->identity, (long)l->lease, now, &rec);
-            if (le_send(l, LE_CREATE, "POST", l->coll, NULL,
-                        leader_lease_body(l->ns, l->name, NULL, &rec), le_timeout(l)))
+            body = leader_lease_body(l->ns, l->name, NULL, &rec);
+            if (!body || le_send(l, LE_CREATE, "POST", l->coll, NULL, body, le_timeout(l)))
                 le_failed(l, 0, "cannot start request");
             return;
         }
@@ -586,6 +586,9 @@ static void le_on_done(void *arg, const struct kube_response *r)
         a = leader_decide(&l->obs, l->identity, le_mono());
         if (a == LEADER_WAIT) {
             snprintf(why, sizeof(why), "held by %s, not expired", l->obs.rec.holder);
+            /* someone else holds a valid lease: that is final, no need to wait for the
+             * renew deadline (client-go's IsLeader turns false at this point too) */
+            if (l->leading) le_step_down(l, "the Lease is held by another replica");
             le_failed(l, -1, why);
             return;
         }

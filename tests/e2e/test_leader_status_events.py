@@ -215,6 +215,30 @@ class TestLeaderElection(LeaderTest):
         self.assertTrue(patches)
         self.assertEqual(follower.metric("strait_controller_leader"), 1)
 
+    def test_steps_down_when_renewals_fail(self):
+        """The API fails every Lease request: the leader stops leading once no renewal
+        succeeded for the renew deadline (status and Events stop with it); when the API comes
+        back, exactly one replica leads again."""
+        self.base_objects(self.s.backend("web"))
+        reps = self.replicas(dataplanes=False)
+        leader, (follower,) = self.wait_leader(reps)
+        self.api.control("POST", "faults", {"status": 500, "count": 100000,
+                                            "path_prefix": LEASES})
+        t0 = time.monotonic()
+        wait_until(lambda: leader.metric("strait_controller_leader") == 0, RENEW_S + 3,
+                   what="the leader stepping down")
+        took = time.monotonic() - t0
+        self.assertGreaterEqual(took, RENEW_S - RETRY_S - 0.3, "stepped down before the deadline")
+        lost = harness.log_events(leader.log(), "leader_lost")
+        self.assertEqual(lost[-1]["reason"], "renew deadline passed")
+        self.assertGreater(leader.metric("strait_controller_leader_renew_failures_total"), 0)
+        self.assertEqual(follower.metric("strait_controller_leader"), 0)
+        self.api.control("DELETE", "faults")
+        self.wait_leader(reps, timeout=LEASE_S + 5)
+        # the same Lease all along: created once, then only written
+        self.assertEqual(len(self.requests(lambda r: r["path"] == LEASES and
+                                           r["method"] == "POST" and r["status"] == 201)), 1)
+
     def test_lease_created_when_absent_and_flags_checked(self):
         """The first replica creates the Lease (POST); bad election flags exit 2."""
         self.base_objects(self.s.backend("web"))
