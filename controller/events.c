@@ -10,7 +10,8 @@
  * the next one bumps count and lastTimestamp with a JSON merge patch (a new Event carrying
  * the count on, if the old one expired: 404). Writes share a token bucket (EVENTS_QPS,
  * EVENTS_BURST, EVENTS_MAX_INFLIGHT) and are retried with backoff EVENTS_MAX_TRIES times.
- * Keys not reported for `ttl` seconds are forgotten, and at most EVENTS_MAX_KEYS are kept.
+ * Keys not reported for `ttl` seconds are forgotten, and at most EVENTS_MAX_KEYS are kept
+ * besides those of the latest report.
  * Does not: decide what is rejected (snapbuild, kube_decode), write while not leading, or
  * aggregate different messages of one object into one Event (client-go's EventAggregator):
  * our messages name the failing backend, so distinct messages are distinct problems.
@@ -227,7 +228,11 @@ static void ev_remove_at(struct events *ev, size_t i)
     ev->n--;
 }
 
-/* Forgets keys nobody reported for ttl, then the stalest ones beyond EVENTS_MAX_KEYS. */
+/*
+ * Forgets keys nobody reported for ttl, then the stalest ones beyond EVENTS_MAX_KEYS. Keys of
+ * the latest report are never dropped: forgetting one would make the next build create its
+ * Event again, so the current set is kept whatever its size.
+ */
 static void ev_expire(struct events *ev, double now)
 {
     size_t i, oldest;
@@ -236,8 +241,12 @@ static void ev_expire(struct events *ev, double now)
         if (!ev->e[i]->in_latest && !ev->e[i]->req && ev->e[i]->last_seen + ev->ttl <= now)
             ev_remove_at(ev, i);
     while (ev->n > EVENTS_MAX_KEYS) {
-        for (i = 0, oldest = 0; i < ev->n; i++)
-            if (ev->e[i]->last_seen < ev->e[oldest]->last_seen) oldest = i;
+        for (i = 0, oldest = ev->n; i < ev->n; i++) {
+            const struct ev_entry *e = ev->e[i];
+            if (e->in_latest || e->req) continue;
+            if (oldest == ev->n || e->last_seen < ev->e[oldest]->last_seen) oldest = i;
+        }
+        if (oldest == ev->n) break;
         ev_remove_at(ev, oldest);
     }
 }

@@ -263,12 +263,47 @@ static void test_rate_limit(void **state)
     fake_reset();
 }
 
+/* The cap drops stale keys only: the current set is always remembered. */
+static void test_key_cap(void **state)
+{
+    size_t n = EVENTS_MAX_KEYS + 10, k;
+    struct events_item *items = calloc(n, sizeof(*items));
+    char(*names)[16] = calloc(n, sizeof(*names));
+    struct events *ev = new_recorder();
+
+    (void)state;
+    assert_non_null(items);
+    assert_non_null(names);
+    for (k = 0; k < n; k++) {
+        items[k] = ITEM_A;
+        snprintf(names[k], sizeof(names[k]), "ing-%05zu", k);
+        items[k].name = names[k];
+    }
+    assert_int_equal(events_report(ev, items, n), 0);
+    assert_int_equal(ev->n, n);
+    fake_now_v += 1;
+    assert_int_equal(events_report(ev, items, 100), 0);
+    assert_int_equal(ev->n, EVENTS_MAX_KEYS);
+    /* every key of the current report is still there */
+    for (k = 0; k < 100; k++) {
+        const char *f[EK_N];
+        int found;
+        ev_item_fields(&items[k], f);
+        ev_find(ev, f, &found);
+        assert_true(found);
+    }
+    events_free(ev);
+    free(items);
+    free(names);
+    fake_reset();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decide),     cmocka_unit_test(test_reasons_and_time),
         cmocka_unit_test(test_dedup),      cmocka_unit_test(test_retry_ttl_leadership),
-        cmocka_unit_test(test_rate_limit),
+        cmocka_unit_test(test_rate_limit), cmocka_unit_test(test_key_cap),
     };
 
     log_init("test", LOG_LEVEL_ERROR);
