@@ -380,22 +380,59 @@ static double ev_wall(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/*
+ * The name of a new Event about object, written at wall (seconds since the epoch), as
+ * client-go names them: "<object>.<unix nanoseconds in hex>", the object's name cut so the
+ * whole fits in 253 bytes. Into out (n bytes).
+ */
+static void ev_event_name(const char *object, double wall, char *out, size_t n)
+{
+    const int room = 253 - 17; /* '.' and up to 16 hex digits */
+
+    snprintf(out, n, "%.*s.%llx", room, object, (unsigned long long)(wall * 1e9));
+}
+
+/*
+ * How long to wait before try number tries + 1 of a write that failed (tries attempts so
+ * far): EVENTS_BACKOFF doubled per try, or the server's Retry-After when that is longer.
+ * Returns the delay in seconds, or -1 when the write is to be dropped (EVENTS_MAX_TRIES).
+ */
+static double ev_retry_delay(int tries, double retry_after)
+{
+    double d;
+
+    if (tries >= EVENTS_MAX_TRIES) return -1;
+    d = EVENTS_BACKOFF * (double)(1u << tries);
+    return retry_after > d ? retry_after : d;
+}
+
+enum ev_outcome {
+    EV_WRITTEN, /* the API holds the write */
+    EV_EXPIRED, /* the Event to bump is gone (its TTL): create a new one, count carried on */
+    EV_FAILED,  /* anything else: retry with backoff */
+};
+
+/* What the answer status (0: none) to a write a (EVENTS_CREATE or _PATCH) means. */
+static enum ev_outcome ev_outcome_of(enum events_action a, long status)
+{
+    if ((a == EVENTS_CREATE && status == 201) || (a == EVENTS_PATCH && status == 200))
+        return EV_WRITTEN;
+    if (a == EVENTS_PATCH && status == 404) return EV_EXPIRED;
+    return EV_FAILED;
+}
+
 static void ev_on_done(void *arg, const struct kube_response *r);
 
 static int ev_start(struct events *ev, struct ev_entry *e)
 {
     char path[900], err[256], *body;
     double wall = ev_wall();
-    size_t room;
 
     e->w_last = wall;
     e->w_count = e->count + 1;
     if (e->want == EVENTS_CREATE) {
         e->w_first = e->count ? e->first_wall : wall;
-        /* client-go: "<name>.<unix nanoseconds in hex>", within a 253-byte name */
-        room = 253 - 17;
-        snprintf(e->w_name, sizeof(e->w_name), "%.*s.%llx", (int)room, e->f[EK_NAME],
-                 (unsigned long long)(wall * 1e9));
+        ev_event_name(e->f[EK_NAME], wall, e->w_name, sizeof(e->w_name));
         snprintf(path, sizeof(path), "/api/v1/namespaces/%s/events", ev_namespace(e));
         body = ev_create_body(ev, e);
     } else {
@@ -419,17 +456,15 @@ static int ev_start(struct events *ev, struct ev_entry *e)
 
 static void ev_retry(struct events *ev, struct ev_entry *e, double retry_after)
 {
-    double now = ev_now(ev->loop), d;
+    double d = ev_retry_delay(++e->tries, retry_after);
 
-    if (++e->tries >= EVENTS_MAX_TRIES) {
+    if (d < 0) {
         log_warn("event_dropped", "kind=%s object=%s/%s reason=%s tries=%d", e->f[EK_KIND],
                  e->f[EK_NS], e->f[EK_NAME], e->f[EK_REASON], e->tries);
         e->want = EVENTS_SKIP;
         return;
     }
-    d = EVENTS_BACKOFF * (double)(1u << e->tries);
-    if (retry_after > d) d = retry_after;
-    e->next_try = now + d;
+    e->next_try = ev_now(ev->loop) + d;
 }
 
 static void ev_on_done(void *arg, const struct kube_response *r)
@@ -438,12 +473,13 @@ static void ev_on_done(void *arg, const struct kube_response *r)
     struct events *ev = e->ev;
     struct kube_status st;
     enum events_action a = e->want;
+    enum ev_outcome o = ev_outcome_of(a, r->status);
     char q[600];
 
     if (e->magic != EVENTS_ENTRY_MAGIC) abort();
     e->req = NULL;
     ev->inflight--;
-    if ((a == EVENTS_CREATE && r->status == 201) || (a == EVENTS_PATCH && r->status == 200)) {
+    if (o == EV_WRITTEN) {
         if (a == EVENTS_CREATE) {
             memcpy(e->event_name, e->w_name, sizeof(e->event_name));
             e->first_wall = e->w_first;
@@ -458,7 +494,7 @@ static void ev_on_done(void *arg, const struct kube_response *r)
         log_info(a == EVENTS_CREATE ? "event_created" : "event_updated",
                  "kind=%s object=%s/%s reason=%s name=%s count=%ld", e->f[EK_KIND], e->f[EK_NS],
                  e->f[EK_NAME], e->f[EK_REASON], e->event_name, e->count);
-    } else if (a == EVENTS_PATCH && r->status == 404) {
+    } else if (o == EV_EXPIRED) {
         e->want = EVENTS_CREATE; /* it expired: a new one carries the count on */
         e->event_name[0] = '\0';
     } else {

@@ -358,12 +358,15 @@ static int ctl_start_cluster(struct ctl *c, const struct leader_opts *lo,
     struct kube_client *client = kube_source_client(c->ks);
     struct events_opts eo;
     char err[512], q[600], host[256];
+    const char *env;
 
     if (gethostname(host, sizeof(host))) host[0] = '\0';
     host[sizeof(host) - 1] = '\0';
     memset(&eo, 0, sizeof(eo));
     eo.instance = lo->identity;
     eo.host = host;
+    /* tests shorten the repeat interval to see a persisting rejection's count go up */
+    if ((env = getenv("STRAIT_EVENTS_REPEAT")) && atof(env) > 0) eo.repeat = atof(env);
     if (!(c->events = events_new(c->loop, client, &eo, err, sizeof(err)))) goto fail;
     if ((so->publish_service || so->publish_addresses) &&
         !(c->status = status_new(c->loop, client, so, err, sizeof(err))))

@@ -385,14 +385,52 @@ static void st_entry_free(struct st_entry *e)
     free(e);
 }
 
+/* The backoff after one more failure: STATUS_BACKOFF_MIN, then doubled up to _MAX. */
+static double st_backoff_next(double backoff)
+{
+    backoff = backoff ? backoff * 2 : STATUS_BACKOFF_MIN;
+    return backoff > STATUS_BACKOFF_MAX ? STATUS_BACKOFF_MAX : backoff;
+}
+
+/*
+ * When to try again after a failure at now: backoff scaled by 0.75 + 0.5 u (u in [0, 1): the
+ * jitter; 0.5 gives backoff itself), but never before a Retry-After of retry_after seconds
+ * (<= 0: none).
+ */
+static double st_retry_at(double now, double backoff, double retry_after, double u)
+{
+    double t = now + backoff * (0.75 + 0.5 * u);
+
+    return retry_after > 0 && now + retry_after > t ? now + retry_after : t;
+}
+
+/* The Retry-After a failed answer asks us to honour: only a 429's counts, 0 when none. */
+static double st_retry_after(const struct kube_response *r)
+{
+    return r->status == 429 && r->retry_after > 0 ? r->retry_after : 0;
+}
+
+/*
+ * The request an Ingress needs at now while we publish desired (a st_canon): none while one
+ * is in flight or when its status is known to be desired; none before its retry time either
+ * (*later is then set to that time); else a read when its status is unknown, a write when it
+ * is known and differs.
+ */
+static enum st_op st_entry_op(const struct st_entry *e, const char *desired, double now,
+                              double *later)
+{
+    if (e->req || (e->current && !strcmp(e->current, desired))) return ST_NONE;
+    if (e->next_try > now) {
+        *later = e->next_try;
+        return ST_NONE;
+    }
+    return e->current ? ST_PATCH : ST_GET;
+}
+
 static void st_retry_later(struct st_entry *e, double retry_after)
 {
-    double now = ev_now(e->s->loop);
-
-    e->backoff = e->backoff ? e->backoff * 2 : STATUS_BACKOFF_MIN;
-    if (e->backoff > STATUS_BACKOFF_MAX) e->backoff = STATUS_BACKOFF_MAX;
-    e->next_try = now + e->backoff * (0.75 + 0.5 * drand48());
-    if (retry_after > 0 && now + retry_after > e->next_try) e->next_try = now + retry_after;
+    e->backoff = st_backoff_next(e->backoff);
+    e->next_try = st_retry_at(ev_now(e->s->loop), e->backoff, retry_after, drand48());
 }
 
 static void st_on_entry_done(void *arg, const struct kube_response *r)
@@ -436,7 +474,7 @@ static void st_on_entry_done(void *arg, const struct kube_response *r)
              op == ST_PATCH ? "patch" : "get", r->status,
              log_quote(q, sizeof(q), st.message[0] ? st.message : r->error));
     st_forget(e); /* read it again before the next write */
-    st_retry_later(e, r->status == 429 ? r->retry_after : 0);
+    st_retry_later(e, st_retry_after(r));
     st_pump(s);
 }
 
@@ -450,14 +488,15 @@ static int st_take_token(struct status *s, double now)
     return 1;
 }
 
-static int st_start(struct status *s, struct st_entry *e)
+/* Starts op (ST_GET or ST_PATCH) for e. Returns 0, or -1 (logged) when it could not. */
+static int st_start(struct status *s, struct st_entry *e, enum st_op op)
 {
     char path[700], err[256], *body = NULL;
 
     snprintf(path, sizeof(path), "/apis/networking.k8s.io/v1/namespaces/%s/ingresses/%s%s", e->ns,
-             e->name, e->current ? "/status" : "");
-    if (e->current && !(body = status_patch_body(&s->desired))) return -1;
-    e->op = e->current ? ST_PATCH : ST_GET;
+             e->name, op == ST_PATCH ? "/status" : "");
+    if (op == ST_PATCH && !(body = status_patch_body(&s->desired))) return -1;
+    e->op = op;
     e->req = kube_client_request(s->client, body ? "PATCH" : "GET", path,
                                  body ? STATUS_PATCH : NULL, body, body ? strlen(body) : 0,
                                  STATUS_TIMEOUT, st_on_entry_done, e, err, sizeof(err));
@@ -514,11 +553,8 @@ static void st_on_service_done(void *arg, const struct kube_response *r)
         s->svc_last = now; /* try again at the next change or resync */
         s->svc_backoff = 0;
     } else {
-        s->svc_backoff = s->svc_backoff ? s->svc_backoff * 2 : STATUS_BACKOFF_MIN;
-        if (s->svc_backoff > STATUS_BACKOFF_MAX) s->svc_backoff = STATUS_BACKOFF_MAX;
-        s->svc_next = now + s->svc_backoff;
-        if (r->status == 429 && r->retry_after > 0 && now + r->retry_after > s->svc_next)
-            s->svc_next = now + r->retry_after;
+        s->svc_backoff = st_backoff_next(s->svc_backoff);
+        s->svc_next = st_retry_at(now, s->svc_backoff, st_retry_after(r), 0.5); /* no jitter */
     }
     st_pump(s);
 }
@@ -569,9 +605,10 @@ static void st_pump(struct status *s)
     if (s->desired_canon) {
         for (scanned = 0; scanned < s->n && s->inflight < STATUS_MAX_INFLIGHT; scanned++) {
             struct st_entry *e = s->e[s->cursor];
-            if (e->req || (e->current && !strcmp(e->current, s->desired_canon))) goto skip;
-            if (e->next_try > now) {
-                if (e->next_try < next) next = e->next_try;
+            double later = HUGE_VAL;
+            enum st_op op = st_entry_op(e, s->desired_canon, now, &later);
+            if (op == ST_NONE) {
+                if (later < next) next = later;
                 goto skip;
             }
             if (!st_take_token(s, now)) {
@@ -579,7 +616,7 @@ static void st_pump(struct status *s)
                 if (due < next) next = due;
                 break; /* this entry goes first next time */
             }
-            if (st_start(s, e)) {
+            if (st_start(s, e, op)) {
                 st_retry_later(e, 0);
                 if (e->next_try < next) next = e->next_try;
             }

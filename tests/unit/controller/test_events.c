@@ -1,9 +1,9 @@
 /*
- * events: the deduplication rule as a table, the decoder-reason mapping, then the recorder
- * with its requests answered by the test (fake_kube.h) and the loop clock moved by hand:
- * one Event per (object, reason, message), nothing on repeats within the repeat interval,
- * a count bump after it, a new Event carrying the count on when the old one expired, retries
- * with backoff, forgetting after the TTL, and nothing written while not leading.
+ * events: the deduplication rule as a table, the decoder-reason mapping, and the recorder's
+ * decisions taken apart from its requests: retry delays and giving up, what an answer means,
+ * Event names and bodies, forgetting after the TTL and the key cap. Nothing here sends or
+ * answers a request: the recorder's writes are tested end to end against the stand-in API
+ * server (tests/e2e/test_status_events_api.py, tests/e2e/test_leader_status_events.py).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,12 +16,7 @@
 #include <cmocka.h>
 #include <ev.h>
 
-#include "kube_client.h"
-#include "fake_kube.h"
-
 #include "../../../controller/events.c"
-
-#define EV_PATH "/api/v1/namespaces/default/events"
 
 static const struct {
     int created, busy;
@@ -70,6 +65,69 @@ static void test_reasons_and_time(void **state)
     assert_string_equal(t, "1970-01-02T01:02:03Z");
 }
 
+static void test_retry_delay(void **state)
+{
+    (void)state;
+    /* 0.5 s doubled per failure: 1, 2, 4, 8; the fifth failure drops the write */
+    assert_true(ev_retry_delay(1, 0) == 1.0);
+    assert_true(ev_retry_delay(2, 0) == 2.0);
+    assert_true(ev_retry_delay(3, -1) == 4.0);
+    assert_true(ev_retry_delay(4, 0) == 8.0);
+    assert_true(ev_retry_delay(EVENTS_MAX_TRIES, 0) < 0);
+    assert_true(ev_retry_delay(EVENTS_MAX_TRIES + 1, 0) < 0);
+    /* a longer Retry-After wins, a shorter one changes nothing */
+    assert_true(ev_retry_delay(1, 3) == 3.0);
+    assert_true(ev_retry_delay(3, 3) == 4.0);
+    assert_true(ev_retry_delay(EVENTS_MAX_TRIES, 3) < 0);
+}
+
+static const struct {
+    enum events_action a;
+    long status;
+    enum ev_outcome want;
+} outcome_cases[] = {
+    {EVENTS_CREATE, 201, EV_WRITTEN}, /* created */
+    {EVENTS_PATCH, 200, EV_WRITTEN},  /* count bumped */
+    {EVENTS_PATCH, 404, EV_EXPIRED},  /* the Event expired: a new one carries the count on */
+    {EVENTS_CREATE, 404, EV_FAILED},  /* e.g. the namespace is gone */
+    {EVENTS_CREATE, 200, EV_FAILED},  /* not what a create answers */
+    {EVENTS_CREATE, 409, EV_FAILED},  /* AlreadyExists: the name is taken */
+    {EVENTS_CREATE, 429, EV_FAILED},  /* retried, after Retry-After */
+    {EVENTS_CREATE, 500, EV_FAILED},  /* retried */
+    {EVENTS_CREATE, 0, EV_FAILED},    /* no answer */
+    {EVENTS_PATCH, 201, EV_FAILED},   /* not what a patch answers */
+    {EVENTS_PATCH, 409, EV_FAILED},   /* conflict */
+    {EVENTS_PATCH, 500, EV_FAILED},   /* retried */
+};
+
+static void test_outcome(void **state)
+{
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(outcome_cases) / sizeof(outcome_cases[0]); i++)
+        if (ev_outcome_of(outcome_cases[i].a, outcome_cases[i].status) != outcome_cases[i].want)
+            fail_msg("outcome case %zu", i);
+}
+
+static void test_event_name(void **state)
+{
+    char name[256], longer[400];
+
+    (void)state;
+    ev_event_name("broken", 1.5, name, sizeof(name));
+    assert_string_equal(name, "broken.59682f00"); /* 1.5e9 ns */
+    ev_event_name("broken", 1700000000.25, name, sizeof(name));
+    assert_string_equal(name, "broken.17979cfe4510b200");
+    /* a long object name is cut so the Event's name stays a valid one */
+    memset(longer, 'a', 300);
+    longer[300] = '\0';
+    ev_event_name(longer, 1700000000.25, name, sizeof(name));
+    assert_true(strlen(name) <= 253);
+    assert_string_equal(name + 236, ".17979cfe4510b200");
+}
+
+/* A recorder without a client: it never leads here, so it never sends anything. */
 static struct events *new_recorder(void)
 {
     struct events_opts o;
@@ -79,7 +137,6 @@ static struct events *new_recorder(void)
     memset(&o, 0, sizeof(o));
     o.instance = "replica-a";
     o.host = "node-1";
-    fake_reset();
     ev = events_new(EV_DEFAULT, NULL, &o, err, sizeof(err));
     assert_non_null(ev);
     return ev;
@@ -112,155 +169,99 @@ static void report(struct events *ev, const struct events_item *a, const struct 
     assert_int_equal(events_report(ev, items, n), 0);
 }
 
-/* The name of the Event a POST created (from its body). */
-static void created_name(long i, char *out, size_t n)
+static struct ev_entry *entry_of(struct events *ev, const struct events_item *it)
 {
-    const char *p = strstr(fake_reqs[i].body, "\"name\":\"broken.");
+    const char *f[EK_N];
+    int found;
+    size_t i;
 
-    assert_non_null(p);
-    p += strlen("\"name\":\"");
-    snprintf(out, n, "%.*s", (int)strcspn(p, "\""), p);
+    ev_item_fields(it, f);
+    i = ev_find(ev, f, &found);
+    assert_true(found);
+    return ev->e[i];
 }
 
-static void test_dedup(void **state)
+/* The POST and PATCH bodies, as the API gets them. */
+static void test_bodies(void **state)
 {
+    static const struct events_item cls = {
+        "IngressClass", "", "strait", NULL, NULL, "Rejected", "bad \"controller\""};
     struct events *ev = new_recorder();
-    struct events_metrics m0, m;
-    char name[300], path[400];
-    long i;
+    struct ev_entry *e;
+    char *body;
 
     (void)state;
-    events_metrics(&m0);
-    /* a follower remembers, writes nothing */
-    report(ev, &ITEM_A, NULL);
-    assert_int_equal(fake_n, 0);
-    /* becoming leader writes what the last build reported */
-    events_set_leader(ev, 1);
-    i = fake_find("POST", EV_PATH);
-    assert_true(i >= 0);
-    assert_non_null(strstr(fake_reqs[i].body, "\"involvedObject\":{\"apiVersion\":\"networking."
-                                              "k8s.io/v1\",\"kind\":\"Ingress\",\"namespace\":"
-                                              "\"default\",\"name\":\"broken\",\"uid\":\"u-1\","
-                                              "\"resourceVersion\":\"7\"}"));
-    assert_non_null(strstr(fake_reqs[i].body, "\"reason\":\"BackendNotFound\",\"message\":"
-                                              "\"service default/nosuch not found\",\"type\":"
-                                              "\"Warning\",\"count\":1"));
-    assert_non_null(strstr(fake_reqs[i].body, "\"source\":{\"component\":\"strait-controller\","
-                                              "\"host\":\"node-1\"}"));
-    assert_non_null(strstr(fake_reqs[i].body, "\"reportingInstance\":\"replica-a\""));
-    created_name(i, name, sizeof(name));
-    /* a rebuild while the create is in flight: nothing more */
-    report(ev, &ITEM_A, NULL);
-    assert_int_equal(fake_n, 1);
-    fake_answer(i, 201, "{}");
-
-    /* rebuilds: the same key is not written again; a new key is */
-    fake_now_v += 1;
-    report(ev, &ITEM_A, NULL);
-    report(ev, &ITEM_A, &ITEM_B);
-    assert_int_equal(fake_n, 2);
-    assert_non_null(strstr(fake_reqs[1].body, "\"reason\":\"PortNotFound\""));
-    fake_answer(1, 201, "{}");
-    report(ev, &ITEM_B, &ITEM_A);
-    assert_int_equal(fake_live(), 0);
-    events_metrics(&m);
-    assert_int_equal(m.created - m0.created, 2);
-    assert_true(m.suppressed - m0.suppressed >= 3);
-
-    /* once the repeat interval passed, the next occurrence bumps count and lastTimestamp */
-    fake_now_v += EVENTS_REPEAT;
-    report(ev, &ITEM_A, NULL);
-    snprintf(path, sizeof(path), EV_PATH "/%s", name);
-    i = fake_find("PATCH", path);
-    assert_true(i >= 0);
-    assert_string_equal(fake_reqs[i].ctype, "application/merge-patch+json");
-    assert_non_null(strstr(fake_reqs[i].body, "{\"count\":2,\"lastTimestamp\":\""));
-    fake_answer(i, 200, "{}");
-    report(ev, &ITEM_A, NULL);
-    assert_int_equal(fake_live(), 0);
-
-    /* the Event expired on the server: a new one, count carried on */
-    fake_now_v += EVENTS_REPEAT;
-    report(ev, &ITEM_A, NULL);
-    fake_answer(fake_find("PATCH", path), 404, "{\"kind\":\"Status\",\"code\":404}");
-    i = fake_find("POST", EV_PATH);
-    assert_true(i >= 0);
-    assert_non_null(strstr(fake_reqs[i].body, "\"count\":3"));
-    fake_answer(i, 201, "{}");
-    events_metrics(&m);
-    assert_int_equal(m.updated - m0.updated, 1);
-    assert_int_equal(m.created - m0.created, 3);
+    report(ev, &ITEM_A, &cls);
+    e = entry_of(ev, &ITEM_A);
+    snprintf(e->w_name, sizeof(e->w_name), "broken.17979cfe4510b200");
+    e->w_count = 1;
+    e->w_first = e->w_last = 86400. + 3723.9;
+    body = ev_create_body(ev, e);
+    assert_string_equal(
+        body,
+        "{\"apiVersion\":\"v1\",\"kind\":\"Event\",\"metadata\":{\"name\":\"broken."
+        "17979cfe4510b200\",\"namespace\":\"default\"},\"involvedObject\":{\"apiVersion\":"
+        "\"networking.k8s.io/v1\",\"kind\":\"Ingress\",\"namespace\":\"default\",\"name\":"
+        "\"broken\",\"uid\":\"u-1\",\"resourceVersion\":\"7\"},\"reason\":\"BackendNotFound\","
+        "\"message\":\"service default/nosuch not found\",\"type\":\"Warning\",\"count\":1,"
+        "\"firstTimestamp\":\"1970-01-02T01:02:03Z\",\"lastTimestamp\":\"1970-01-02T01:02:03Z\","
+        "\"source\":{\"component\":\"strait-controller\",\"host\":\"node-1\"},"
+        "\"reportingComponent\":\"strait-controller\",\"reportingInstance\":\"replica-a\"}");
+    free(body);
+    e->w_count = 2;
+    e->w_last = 86400. * 2;
+    body = ev_patch_body(e);
+    assert_string_equal(body, "{\"count\":2,\"lastTimestamp\":\"1970-01-03T00:00:00Z\","
+                              "\"message\":\"service default/nosuch not found\"}");
+    free(body);
+    /* a cluster-scoped object: the Event goes to "default", involvedObject has no namespace */
+    e = entry_of(ev, &cls);
+    snprintf(e->w_name, sizeof(e->w_name), "strait.1");
+    e->w_count = 1;
+    e->w_first = e->w_last = 0;
+    body = ev_create_body(ev, e);
+    assert_non_null(strstr(body, "\"metadata\":{\"name\":\"strait.1\",\"namespace\":\"default\"}"));
+    assert_non_null(strstr(body, "\"involvedObject\":{\"apiVersion\":\"networking.k8s.io/v1\","
+                                 "\"kind\":\"IngressClass\",\"name\":\"strait\"}"));
+    assert_non_null(strstr(body, "\"message\":\"bad \\\"controller\\\"\""));
+    free(body);
     events_free(ev);
-    fake_reset();
 }
 
-static void test_retry_ttl_leadership(void **state)
+/* Keys and their table: one per (object, reason, message), the newest resourceVersion kept,
+ * forgotten once nobody reported them for the TTL. */
+static void test_keys_and_ttl(void **state)
 {
+    struct events_item newer = ITEM_A;
     struct events *ev = new_recorder();
-    int k;
+    double now = ev_now(EV_DEFAULT);
 
     (void)state;
-    events_set_leader(ev, 1);
-    report(ev, &ITEM_A, NULL);
-    /* failures are retried with backoff, then given up */
-    for (k = 1; k < EVENTS_MAX_TRIES; k++) {
-        fake_answer(fake_find("POST", EV_PATH), 500, "{\"kind\":\"Status\",\"code\":500}");
-        assert_int_equal(fake_live(), 0);
-        ev_pump(ev);
-        assert_int_equal(fake_live(), 0); /* not yet */
-        fake_now_v += EVENTS_BACKOFF * (double)(1u << k);
-        ev_pump(ev);
-        assert_int_equal(fake_live(), 1);
-    }
-    fake_answer(fake_find("POST", EV_PATH), 500, "{}");
-    fake_now_v += 3600;
-    ev_pump(ev);
-    assert_int_equal(fake_live(), 0); /* dropped */
-    /* the next build tries again: never created */
-    report(ev, &ITEM_A, NULL);
-    assert_int_equal(fake_live(), 1);
-    /* losing leadership cancels the write in flight */
-    events_set_leader(ev, 0);
-    assert_int_equal(fake_live(), 0);
-    report(ev, &ITEM_A, NULL);
-    assert_int_equal(fake_live(), 0);
-    /* a key nobody reported for the TTL is forgotten */
-    report(ev, NULL, NULL);
+    report(ev, &ITEM_A, &ITEM_A); /* the same key twice in one report */
     assert_int_equal(ev->n, 1);
-    fake_now_v += EVENTS_TTL;
+    report(ev, &ITEM_A, &ITEM_B);
+    assert_int_equal(ev->n, 2);
+    newer.resource_version = "9";
+    report(ev, &newer, &ITEM_B);
+    assert_int_equal(ev->n, 2);
+    assert_string_equal(entry_of(ev, &ITEM_A)->f[EK_RV], "9");
+    /* nothing was written: a follower only remembers */
+    assert_int_equal(ev->inflight, 0);
+    assert_int_equal(entry_of(ev, &ITEM_A)->want, EVENTS_SKIP);
+    /* a key of the latest report is never forgotten, whatever the time */
+    ev_expire(ev, now + 10 * EVENTS_TTL);
+    assert_int_equal(ev->n, 2);
+    /* B is no longer reported: kept for the TTL, then forgotten */
+    report(ev, &ITEM_A, NULL);
+    ev_expire(ev, now + EVENTS_TTL - 1);
+    assert_int_equal(ev->n, 2);
+    ev_expire(ev, now + EVENTS_TTL);
+    assert_int_equal(ev->n, 1);
+    assert_string_equal(ev->e[0]->f[EK_REASON], "BackendNotFound");
     report(ev, NULL, NULL);
+    ev_expire(ev, now + EVENTS_TTL);
     assert_int_equal(ev->n, 0);
     events_free(ev);
-    fake_reset();
-}
-
-/* Many keys at once: the bucket lets a burst through, then about EVENTS_QPS a second. */
-static void test_rate_limit(void **state)
-{
-    struct events_item items[40];
-    char names[40][16];
-    struct events *ev = new_recorder();
-    size_t k;
-
-    (void)state;
-    for (k = 0; k < 40; k++) {
-        items[k] = ITEM_A;
-        snprintf(names[k], sizeof(names[k]), "ing-%02zu", k);
-        items[k].name = names[k];
-    }
-    events_set_leader(ev, 1);
-    assert_int_equal(events_report(ev, items, 40), 0);
-    while (fake_live()) {
-        size_t i;
-        for (i = 0; i < fake_n; i++)
-            if (fake_reqs[i].live) fake_answer((long)i, 201, "{}");
-    }
-    assert_int_equal(fake_n, EVENTS_BURST);
-    fake_now_v += 1.0;
-    ev_pump(ev);
-    assert_int_equal(fake_n, EVENTS_BURST + (size_t)EVENTS_MAX_INFLIGHT);
-    events_free(ev);
-    fake_reset();
 }
 
 /* The cap drops stale keys only: the current set is always remembered. */
@@ -281,7 +282,6 @@ static void test_key_cap(void **state)
     }
     assert_int_equal(events_report(ev, items, n), 0);
     assert_int_equal(ev->n, n);
-    fake_now_v += 1;
     assert_int_equal(events_report(ev, items, 100), 0);
     assert_int_equal(ev->n, EVENTS_MAX_KEYS);
     /* every key of the current report is still there */
@@ -295,15 +295,15 @@ static void test_key_cap(void **state)
     events_free(ev);
     free(items);
     free(names);
-    fake_reset();
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_decide),     cmocka_unit_test(test_reasons_and_time),
-        cmocka_unit_test(test_dedup),      cmocka_unit_test(test_retry_ttl_leadership),
-        cmocka_unit_test(test_rate_limit), cmocka_unit_test(test_key_cap),
+        cmocka_unit_test(test_decide),       cmocka_unit_test(test_reasons_and_time),
+        cmocka_unit_test(test_retry_delay),  cmocka_unit_test(test_outcome),
+        cmocka_unit_test(test_event_name),   cmocka_unit_test(test_bodies),
+        cmocka_unit_test(test_keys_and_ttl), cmocka_unit_test(test_key_cap),
     };
 
     log_init("test", LOG_LEVEL_ERROR);

@@ -1,9 +1,10 @@
 /*
  * status: the pure parts as data tables (address lists, what a Service or an Ingress
- * publishes, normalization and equality, the merge patch), then the writer's decisions with
- * the requests answered by the test (fake_kube.h): an Ingress whose status is already right
- * costs one read the first time and nothing after; a wrong one is written once; failures
- * are retried after a backoff, with a read first; losing leadership cancels everything.
+ * publishes, normalization and equality, the merge patch), and the writer's decisions taken
+ * apart from its requests: which request an Ingress needs, the backoff and Retry-After, the
+ * token bucket, when the publish Service is read. Nothing here sends or answers a request:
+ * the writer's requests are tested end to end against the stand-in API server
+ * (tests/e2e/test_status_events_api.py, tests/e2e/test_leader_status_events.py).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,12 +17,7 @@
 #include <cmocka.h>
 #include <ev.h>
 
-#include "kube_client.h"
-#include "fake_kube.h"
-
 #include "../../../controller/status.c"
-
-#define ING_PATH "/apis/networking.k8s.io/v1/namespaces/default/ingresses/"
 
 /* ---- pure part ---- */
 
@@ -125,13 +121,85 @@ static void test_equal_and_patch(void **state)
     free(body);
 }
 
-/* ---- the writer, requests answered by the test ---- */
+/* ---- the writer's decisions ---- */
 
-static const char *ING_OK =
-    "{\"status\":{\"loadBalancer\":{\"ingress\":[{\"ip\":\"203.0.113.7\"}]}}}";
-static const char *ING_NONE = "{\"status\":{}}";
+static void test_backoff(void **state)
+{
+    static const double want[] = {0.5, 1, 2, 4, 8, 16, 30, 30};
+    struct kube_response r;
+    double b = 0;
+    size_t i;
 
-static struct status *new_writer(const char *addresses, const char *service)
+    (void)state;
+    for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        b = st_backoff_next(b);
+        if (b != want[i]) fail_msg("failure %zu: backoff %g, want %g", i + 1, b, want[i]);
+    }
+    /* jittered by +-25 %; u = 0.5 is the backoff itself */
+    assert_true(st_retry_at(100, 2, 0, 0) == 101.5);
+    assert_true(st_retry_at(100, 2, 0, 0.5) == 102);
+    assert_true(st_retry_at(100, 2, 0, 0.999) < 102.5);
+    /* a longer Retry-After wins, a shorter one changes nothing */
+    assert_true(st_retry_at(100, 0.5, 7, 0.5) == 107);
+    assert_true(st_retry_at(100, 4, 1, 0.5) == 104);
+    assert_true(st_retry_at(100, 4, -1, 0.5) == 104);
+    /* only a 429's Retry-After is honoured */
+    memset(&r, 0, sizeof(r));
+    r.status = 429;
+    r.retry_after = 7;
+    assert_true(st_retry_after(&r) == 7);
+    r.retry_after = -1; /* no header */
+    assert_true(st_retry_after(&r) == 0);
+    r.status = 500;
+    r.retry_after = 7;
+    assert_true(st_retry_after(&r) == 0);
+    r.status = 409;
+    assert_true(st_retry_after(&r) == 0);
+}
+
+#define DESIRED "203.0.113.7|;"
+
+static const struct {
+    int busy;            /* a request in flight */
+    const char *current; /* what is known of its status */
+    double next_try;
+    enum st_op want;
+    double later; /* HUGE_VAL: not set */
+} op_cases[] = {
+    {0, NULL, 0, ST_GET, HUGE_VAL},           /* unknown: read it */
+    {0, "10.0.0.1|;", 0, ST_PATCH, HUGE_VAL}, /* known and not ours: write */
+    {0, "", 0, ST_PATCH, HUGE_VAL},           /* known empty */
+    {0, DESIRED, 0, ST_NONE, HUGE_VAL},       /* already right: nothing */
+    {0, DESIRED, 200, ST_NONE, HUGE_VAL},     /* right, a retry pending does not matter */
+    {1, NULL, 0, ST_NONE, HUGE_VAL},          /* one request at a time */
+    {1, "10.0.0.1|;", 0, ST_NONE, HUGE_VAL},
+    {0, NULL, 150, ST_NONE, 150},         /* a failure's backoff: not before next_try */
+    {0, "10.0.0.1|;", 150, ST_NONE, 150}, /* (a failure forgets current: the retry reads) */
+    {0, NULL, 100, ST_GET, HUGE_VAL},     /* next_try reached */
+};
+
+static void test_entry_op(void **state)
+{
+    struct st_entry e;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(op_cases) / sizeof(op_cases[0]); i++) {
+        double later = HUGE_VAL;
+        enum st_op op;
+
+        memset(&e, 0, sizeof(e));
+        e.req = op_cases[i].busy ? (struct kube_request *)&e : NULL;
+        e.current = (char *)op_cases[i].current;
+        e.next_try = op_cases[i].next_try;
+        op = st_entry_op(&e, DESIRED, 100, &later);
+        if (op != op_cases[i].want || later != op_cases[i].later)
+            fail_msg("case %zu: op %d later %g", i, (int)op, later);
+    }
+}
+
+static struct status *new_writer(const char *addresses, const char *service, double qps,
+                                 unsigned burst)
 {
     struct status_opts o;
     struct status *s;
@@ -140,203 +208,108 @@ static struct status *new_writer(const char *addresses, const char *service)
     memset(&o, 0, sizeof(o));
     o.publish_addresses = addresses;
     o.publish_service = service;
-    fake_reset();
+    o.qps = qps;
+    o.burst = burst;
+    /* no client: a writer that never leads never sends anything */
     s = status_new(EV_DEFAULT, NULL, &o, err, sizeof(err));
     assert_non_null(s);
     return s;
 }
 
-static void sync2(struct status *s, const char *a, const char *b)
+/* A burst, then qps a second; idle time refills up to the burst only. */
+static void test_token_bucket(void **state)
 {
-    struct status_target t[2] = {{"default", a, NULL}, {"default", b, NULL}};
-
-    assert_int_equal(status_sync(s, t, b ? 2 : 1), 0);
-}
-
-static void test_writer_noop_and_write(void **state)
-{
-    struct status *s = new_writer("203.0.113.7", NULL);
-    struct status_metrics m;
-    long i;
+    struct status *s = new_writer("203.0.113.7", NULL, 2, 3);
+    double t0 = s->tokens_at;
+    int k, n;
 
     (void)state;
-    sync2(s, "right", "wrong");
-    assert_int_equal(fake_n, 0); /* a follower sends nothing */
-    status_set_leader(s, 1);
-    /* unknown status: one read each */
-    assert_int_equal(fake_live(), 2);
-    assert_true(fake_find("GET", ING_PATH "right") >= 0);
-    fake_answer(fake_find("GET", ING_PATH "right"), 200, ING_OK);
-    fake_answer(fake_find("GET", ING_PATH "wrong"), 200, ING_NONE);
-    /* only the wrong one is written, with a merge patch on /status */
-    assert_int_equal(fake_live(), 1);
-    i = fake_find("PATCH", ING_PATH "wrong/status");
-    assert_true(i >= 0);
-    assert_string_equal(fake_reqs[i].ctype, "application/merge-patch+json");
-    assert_string_equal(fake_reqs[i].body,
-                        "{\"status\":{\"loadBalancer\":{\"ingress\":[{\"ip\":\"203.0.113.7\"}]}}}");
-    fake_answer(i, 200, ING_OK);
-    status_metrics(&m);
-    assert_int_equal(m.writes, 1);
-    assert_int_equal(m.pending, 0);
-
-    /* the next builds: same set, nothing at all */
-    sync2(s, "right", "wrong");
-    sync2(s, "wrong", "right");
-    assert_int_equal(fake_live(), 0);
-    assert_int_equal(fake_n, 3);
-
-    /* the cache says one was changed behind our back: written again, without a read */
-    {
-        struct status_lb other;
-        char err[256];
-        struct status_target t[2] = {{"default", "right", &other}, {"default", "wrong", NULL}};
-        assert_int_equal(status_parse_addresses("10.9.9.9", &other, err, sizeof(err)), 0);
-        assert_int_equal(status_sync(s, t, 2), 0);
-        assert_int_equal(fake_live(), 1);
-        assert_true(fake_find("PATCH", ING_PATH "right/status") >= 0);
-        fake_answer(fake_find("PATCH", ING_PATH "right/status"), 200, ING_OK);
-    }
-
-    /* an Ingress that left the set is forgotten: coming back costs a read again */
-    sync2(s, "right", NULL);
-    sync2(s, "right", "wrong");
-    assert_true(fake_find("GET", ING_PATH "wrong") >= 0);
-    fake_answer(fake_find("GET", ING_PATH "wrong"), 200, ING_OK);
-    assert_int_equal(fake_live(), 0);
+    for (k = 0, n = 0; k < 10; k++)
+        n += st_take_token(s, t0);
+    assert_int_equal(n, 3);
+    assert_int_equal(st_take_token(s, t0 + 0.4), 0);
+    assert_int_equal(st_take_token(s, t0 + 0.5), 1); /* one token per 1/qps */
+    assert_int_equal(st_take_token(s, t0 + 0.5), 0);
+    for (k = 0, n = 0; k < 10; k++)
+        n += st_take_token(s, t0 + 1000);
+    assert_int_equal(n, 3);
     status_free(s);
-    fake_reset();
-}
-
-static void test_writer_failures_and_leadership(void **state)
-{
-    struct status *s = new_writer("203.0.113.7", NULL);
-    struct status_metrics m;
-    long i;
-
-    (void)state;
-    sync2(s, "a", NULL);
-    status_set_leader(s, 1);
-    fake_answer(fake_find("GET", ING_PATH "a"), 200, ING_NONE);
-    /* a conflict: forget what we knew, retry after the backoff, reading first */
-    fake_answer(fake_find("PATCH", ING_PATH "a/status"), 409,
-                "{\"kind\":\"Status\",\"code\":409,\"reason\":\"Conflict\",\"message\":\"x\"}");
-    status_metrics(&m);
-    assert_int_equal(m.write_errors, 1);
-    assert_int_equal(fake_live(), 0);
-    st_pump(s); /* too early */
-    assert_int_equal(fake_live(), 0);
-    fake_now_v += STATUS_BACKOFF_MIN * 2;
-    st_pump(s);
-    assert_true(fake_find("GET", ING_PATH "a") >= 0);
-    /* 429 with Retry-After: not before it */
-    fake_answer_ra(fake_find("GET", ING_PATH "a"), 429, "", 7.);
-    fake_now_v += 5;
-    st_pump(s);
-    assert_int_equal(fake_live(), 0);
-    fake_now_v += 3;
-    st_pump(s);
-    i = fake_find("GET", ING_PATH "a");
-    assert_true(i >= 0);
-    /* leadership lost: the read in flight is cancelled, nothing more is sent */
-    status_set_leader(s, 0);
-    assert_int_equal(fake_live(), 0);
-    sync2(s, "a", "b");
-    assert_int_equal(fake_live(), 0);
-    /* and regained: what was known was forgotten, so everything is read again */
-    status_set_leader(s, 1);
-    assert_int_equal(fake_live(), 2);
+    /* the defaults */
+    s = new_writer("203.0.113.7", NULL, 0, 0);
+    assert_true(s->qps == STATUS_QPS);
+    assert_int_equal(s->burst, STATUS_BURST);
     status_free(s);
-    fake_reset();
 }
 
-static void test_writer_rate_limited(void **state)
+/* When the publish Service is read: at once, then a second after a change, else every
+ * STATUS_SERVICE_RESYNC; never while a read is in flight or during a backoff. */
+static void test_service_due(void **state)
 {
-    struct status_opts o;
-    struct status_target t[20];
-    char names[20][8], err[256];
-    struct status *s;
-    size_t k;
+    struct status *s = new_writer(NULL, "default/strait-lb", 0, 0);
+    struct status *fixed = new_writer("203.0.113.7", NULL, 0, 0);
 
     (void)state;
-    memset(&o, 0, sizeof(o));
-    o.publish_addresses = "203.0.113.7";
-    o.qps = 2;
-    o.burst = 3;
-    fake_reset();
-    assert_non_null(s = status_new(EV_DEFAULT, NULL, &o, err, sizeof(err)));
-    for (k = 0; k < 20; k++) {
-        snprintf(names[k], sizeof(names[k]), "i%02zu", k);
-        t[k].ns = "default";
-        t[k].name = names[k];
-        t[k].current = NULL;
-    }
-    assert_int_equal(status_sync(s, t, 20), 0);
-    status_set_leader(s, 1);
-    assert_int_equal(fake_n, 3); /* the burst */
-    while (fake_live())
-        fake_answer(fake_find("GET", fake_reqs[fake_n - fake_live()].path), 200, ING_OK);
-    assert_int_equal(fake_n, 3); /* no token left */
-    fake_now_v += 1.0;           /* two more */
-    st_pump(s);
-    assert_int_equal(fake_n, 5);
-    status_free(s);
-    fake_reset();
-}
-
-static void test_writer_publish_service(void **state)
-{
-    struct status *s = new_writer(NULL, "default/strait-lb");
-    long i;
-
-    (void)state;
-    sync2(s, "a", NULL);
-    status_set_leader(s, 1);
-    /* nothing to publish before the Service was read */
-    assert_int_equal(fake_live(), 1);
-    i = fake_find("GET", "/api/v1/namespaces/default/services/strait-lb");
-    assert_true(i >= 0);
-    fake_answer(i, 200, "{\"spec\":{\"clusterIP\":\"10.96.0.9\"}}");
-    fake_answer(fake_find("GET", ING_PATH "a"), 200, ING_NONE);
-    i = fake_find("PATCH", ING_PATH "a/status");
-    assert_true(i >= 0);
-    assert_string_equal(fake_reqs[i].body,
-                        "{\"status\":{\"loadBalancer\":{\"ingress\":[{\"ip\":\"10.96.0.9\"}]}}}");
-    fake_answer(i, 200, "{\"status\":{\"loadBalancer\":{\"ingress\":[{\"ip\":\"10.96.0.9\"}]}}}");
-    /* told the Services changed: read again, but not more than once a second */
+    assert_null(s->desired_canon); /* nothing to publish before the Service was read */
+    assert_true(st_service_due(s) == 0);
+    s->svc_last = 100;
+    assert_true(st_service_due(s) == 100 + STATUS_SERVICE_RESYNC);
+    s->svc_dirty = 1;
+    assert_true(st_service_due(s) == 100 + STATUS_SERVICE_MIN_GAP);
+    s->svc_next = 130; /* backing off */
+    assert_true(st_service_due(s) == 130);
+    s->svc_req = (struct kube_request *)s; /* in flight */
+    assert_true(st_service_due(s) == HUGE_VAL);
+    s->svc_req = NULL;
+    /* status_service_changed on a follower only marks it */
+    s->svc_dirty = 0;
     status_service_changed(s);
-    assert_int_equal(fake_live(), 0);
-    fake_now_v += STATUS_SERVICE_MIN_GAP;
-    st_pump(s);
-    i = fake_find("GET", "/api/v1/namespaces/default/services/strait-lb");
-    assert_true(i >= 0);
-    /* gone for a moment: keep publishing what we had */
-    fake_answer(i, 404, "{\"kind\":\"Status\",\"code\":404,\"reason\":\"NotFound\"}");
-    assert_int_equal(fake_live(), 0);
-    assert_non_null(s->desired_canon);
-    /* the resync finds the load balancer's address */
-    fake_now_v += STATUS_SERVICE_RESYNC;
-    st_pump(s);
-    i = fake_find("GET", "/api/v1/namespaces/default/services/strait-lb");
-    assert_true(i >= 0);
-    fake_answer(i, 200,
-                "{\"spec\":{\"clusterIP\":\"10.96.0.9\"},\"status\":{\"loadBalancer\":{"
-                "\"ingress\":[{\"ip\":\"198.51.100.1\"}]}}}");
-    assert_true(fake_find("PATCH", ING_PATH "a/status") >= 0);
+    assert_int_equal(s->svc_dirty, 1);
+    /* fixed addresses: never read anything */
+    assert_true(st_service_due(fixed) == HUGE_VAL);
+    assert_non_null(fixed->desired_canon);
     status_free(s);
-    fake_reset();
+    status_free(fixed);
+}
+
+/* status_sync keeps one entry per Ingress, sorted, and what the cache says of its status. */
+static void test_sync_entries(void **state)
+{
+    struct status *s = new_writer("203.0.113.7", NULL, 0, 0);
+    struct status_lb known;
+    char err[256];
+    struct status_target t[3] = {
+        {"default", "b", NULL}, {"default", "a", &known}, {"default", "b", NULL}};
+
+    (void)state;
+    assert_int_equal(status_parse_addresses("203.0.113.7", &known, err, sizeof(err)), 0);
+    assert_int_equal(status_sync(s, t, 3), 0);
+    assert_int_equal(s->n, 2);
+    assert_string_equal(s->e[0]->name, "a");
+    assert_string_equal(s->e[0]->current, s->desired_canon); /* nothing to do for a */
+    assert_string_equal(s->e[1]->name, "b");
+    assert_null(s->e[1]->current);
+    /* a follower sends nothing, and counts nothing as pending */
+    assert_null(s->e[1]->req);
+    {
+        struct status_metrics m;
+        status_metrics(&m);
+        assert_int_equal(m.pending, 0);
+    }
+    /* b leaves, a stays with what was known */
+    assert_int_equal(status_sync(s, t + 1, 1), 0);
+    assert_int_equal(s->n, 1);
+    assert_string_equal(s->e[0]->name, "a");
+    assert_non_null(s->e[0]->current);
+    status_free(s);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_addresses),
-        cmocka_unit_test(test_service_addresses),
-        cmocka_unit_test(test_equal_and_patch),
-        cmocka_unit_test(test_writer_noop_and_write),
-        cmocka_unit_test(test_writer_failures_and_leadership),
-        cmocka_unit_test(test_writer_rate_limited),
-        cmocka_unit_test(test_writer_publish_service),
+        cmocka_unit_test(test_parse_addresses), cmocka_unit_test(test_service_addresses),
+        cmocka_unit_test(test_equal_and_patch), cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_entry_op),        cmocka_unit_test(test_token_bucket),
+        cmocka_unit_test(test_service_due),     cmocka_unit_test(test_sync_entries),
     };
 
     log_init("test", LOG_LEVEL_ERROR);
