@@ -154,6 +154,14 @@ unsigned kube_source_rejected(const struct kube_source *s)
     return n;
 }
 
+void kube_source_each_rejected(const struct kube_source *s, kube_watch_rejected_fn fn, void *arg)
+{
+    size_t i;
+
+    for (i = 0; i < KS_N; i++)
+        if (s->w[i]) kube_watch_each_rejected(s->w[i], fn, arg);
+}
+
 struct kube_client *kube_source_client(struct kube_source *s)
 {
     return s->client;

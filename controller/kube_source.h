@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "kube_config.h"
+#include "kube_watch.h"
 #include "model.h"
 
 struct ev_loop;
@@ -37,6 +38,9 @@ int kube_source_synced(const struct kube_source *s);
 /* The cache (sealed, valid until the next event) and its rejected-object count. */
 const struct model_cache *kube_source_cache(const struct kube_source *s);
 unsigned kube_source_rejected(const struct kube_source *s);
+
+/* Calls fn for each object any reflector holds as rejected (kube_watch_each_rejected). */
+void kube_source_each_rejected(const struct kube_source *s, kube_watch_rejected_fn fn, void *arg);
 
 /* The API client, for other users of the same connection pool (leader election, status). */
 struct kube_client *kube_source_client(struct kube_source *s);

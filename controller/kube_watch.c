@@ -65,7 +65,8 @@ static const struct kw_kind kw_kinds[] = {
 
 /* Identities ("ns/name") of objects the API has but validation refused. */
 struct kw_names {
-    char **v;
+    char **v;   /* identities: "ns/name" or "name" */
+    char **why; /* the reason each one was rejected, same index */
     size_t n, cap;
 };
 
@@ -133,9 +134,12 @@ static void kw_names_clear(struct kw_names *s)
 {
     size_t i;
 
-    for (i = 0; i < s->n; i++)
+    for (i = 0; i < s->n; i++) {
         free(s->v[i]);
+        free(s->why[i]);
+    }
     free(s->v);
+    free(s->why);
     memset(s, 0, sizeof(*s));
 }
 
@@ -154,22 +158,44 @@ static void kw_names_remove(struct kw_names *s, const char *id)
 
     if (i == (size_t)-1) return;
     free(s->v[i]);
-    s->v[i] = s->v[--s->n];
+    free(s->why[i]);
+    s->n--;
+    s->v[i] = s->v[s->n];
+    s->why[i] = s->why[s->n];
 }
 
-static void kw_names_add(struct kw_names *s, const char *id)
+/* Records id as rejected for why (replacing an older reason). */
+static void kw_names_add(struct kw_names *s, const char *id, const char *why)
 {
-    char *d;
+    size_t i = kw_names_find(s, id);
+    char *d, *r;
 
-    if (kw_names_find(s, id) != (size_t)-1) return;
+    if (i != (size_t)-1) {
+        if ((r = strdup(why))) {
+            free(s->why[i]);
+            s->why[i] = r;
+        }
+        return;
+    }
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 8;
-        char **v = realloc(s->v, cap * sizeof(*v));
+        char **v = realloc(s->v, cap * sizeof(*v)), **w;
         if (!v) return; /* only the rejected gauge is off by one */
         s->v = v;
+        if (!(w = realloc(s->why, cap * sizeof(*w)))) return;
+        s->why = w;
         s->cap = cap;
     }
-    if ((d = strdup(id))) s->v[s->n++] = d;
+    d = strdup(id);
+    r = strdup(why);
+    if (!d || !r) {
+        free(d);
+        free(r);
+        return;
+    }
+    s->v[s->n] = d;
+    s->why[s->n] = r;
+    s->n++;
 }
 
 /* "ns/name" (or "name") of an API object, as kube_decode names it. */
@@ -233,7 +259,7 @@ static int kw_apply(struct kube_watch *w, const struct kobj *obj, struct model_c
     if (rc < 0) {
         log_warn("object_rejected", "file=" KW_SOURCE " kind=%s object=%s reason=%s", kid.kind,
                  kid.object, log_quote(q, sizeof(q), reason));
-        kw_names_add(rejected, id);
+        kw_names_add(rejected, id, reason);
     } else {
         log_debug("object_ignored", "kind=%s object=%s reason=%s", w->name, id,
                   log_quote(q, sizeof(q), reason));
@@ -736,6 +762,14 @@ long kube_watch_auth_error(const struct kube_watch *w, const char **message)
 {
     if (message) *message = w->auth_message;
     return w->auth_error;
+}
+
+void kube_watch_each_rejected(const struct kube_watch *w, kube_watch_rejected_fn fn, void *arg)
+{
+    size_t i;
+
+    for (i = 0; i < w->rejected.n; i++)
+        fn(arg, w->k->kind, w->rejected.v[i], w->rejected.why[i]);
 }
 
 unsigned kube_watch_rejected(const struct kube_watch *w)

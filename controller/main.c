@@ -149,15 +149,64 @@ static int ctl_build_frame(const char *dir, int watch_fd, const char *cls, const
     return rc;
 }
 
+/* Ingresses the reflectors refused to decode, collected for events_report. */
+struct ctl_decode_rejects {
+    struct events_item *it;
+    size_t n, cap;
+    char **ids; /* "ns" and "name" copies, freed with the list */
+    int oom;
+};
+
+static void ctl_collect_decode_reject(void *arg, enum model_kind kind, const char *id,
+                                      const char *reason)
+{
+    struct ctl_decode_rejects *d = arg;
+    const char *slash = strchr(id, '/');
+    char *ns, *name;
+
+    if (kind != MODEL_KIND_INGRESS || !slash || d->oom) return;
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 8;
+        struct events_item *it = realloc(d->it, cap * sizeof(*it));
+        char **ids = it ? realloc(d->ids, 2 * cap * sizeof(*ids)) : NULL;
+        if (it) d->it = it;
+        if (!ids) {
+            d->oom = 1;
+            return;
+        }
+        d->ids = ids;
+        d->cap = cap;
+    }
+    ns = strndup(id, (size_t)(slash - id));
+    name = strdup(slash + 1);
+    d->ids[2 * d->n] = ns;
+    d->ids[2 * d->n + 1] = name;
+    if (!ns || !name) {
+        free(ns);
+        free(name);
+        d->oom = 1;
+        return;
+    }
+    memset(&d->it[d->n], 0, sizeof(d->it[d->n]));
+    d->it[d->n].kind = "Ingress";
+    d->it[d->n].ns = ns;
+    d->it[d->n].name = name;
+    d->it[d->n].reason = events_reason_for_decode(reason);
+    d->it[d->n].message = reason; /* lives in the reflector until its next change */
+    d->n++;
+}
+
 /*
- * Cluster mode, after each good build: the Ingresses served go to status, the rejections to
- * events (both write only while this replica leads).
+ * Cluster mode, after each good build: the Ingresses served go to status; the rejections -
+ * the builder's and the Ingresses the decoder refused (bad paths and the like, which never
+ * reach the builder) - to events (both write only while this replica leads).
  */
 static void ctl_feed_cluster(struct ctl *c, const struct snapbuild_result *r)
 {
     struct status_target *t = NULL;
     struct events_item *it = NULL;
-    size_t i;
+    struct ctl_decode_rejects dr = {0};
+    size_t i, n;
 
     if (c->status) {
         if (r->n_accepted && !(t = calloc(r->n_accepted, sizeof(*t)))) goto oom;
@@ -168,7 +217,10 @@ static void ctl_feed_cluster(struct ctl *c, const struct snapbuild_result *r)
         if (status_sync(c->status, t, r->n_accepted)) goto oom;
         status_service_changed(c->status); /* the publish Service may be what changed */
     }
-    if (r->n_rejections && !(it = calloc(r->n_rejections, sizeof(*it)))) goto oom;
+    kube_source_each_rejected(c->ks, ctl_collect_decode_reject, &dr);
+    if (dr.oom) goto oom;
+    n = r->n_rejections + dr.n;
+    if (n && !(it = calloc(n, sizeof(*it)))) goto oom;
     for (i = 0; i < r->n_rejections; i++) {
         it[i].kind = r->rejections[i].kind;
         it[i].ns = r->rejections[i].ns;
@@ -176,11 +228,17 @@ static void ctl_feed_cluster(struct ctl *c, const struct snapbuild_result *r)
         it[i].reason = r->rejections[i].reason;
         it[i].message = r->rejections[i].message;
     }
-    if (events_report(c->events, it, r->n_rejections)) goto oom;
+    for (i = 0; i < dr.n; i++)
+        it[r->n_rejections + i] = dr.it[i];
+    if (events_report(c->events, it, n)) goto oom;
     goto out;
 oom:
     log_error("cluster_feed_failed", "reason=\"out of memory\"");
 out:
+    for (i = 0; i < 2 * dr.n; i++)
+        free(dr.ids[i]);
+    free(dr.ids);
+    free(dr.it);
     free(t);
     free(it);
 }

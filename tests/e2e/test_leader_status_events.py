@@ -358,6 +358,38 @@ class TestIngressStatus(LeaderTest):
 
 
 class TestEvents(LeaderTest):
+    def test_ingress_refused_by_the_decoder_gets_an_event(self):
+        """An Ingress the decoder refuses (a path without a leading '/') never reaches the
+        snapshot builder; it still gets one Warning Event, reason InvalidPath, from the leader,
+        and the valid objects keep serving."""
+        port = self.s.backend("web")
+        self.base_objects(port)
+        self.create(NET + "/namespaces/default/ingresses",
+                    harness.ingress("badpath", [("bp.example.com", [("nope", "Prefix", "web")])]))
+        reps = self.replicas()
+        leader, _ = self.wait_leader(reps)
+        evs = wait_until(lambda: self.events_about("badpath"), 10, what="an Event on badpath")
+        self.assertEqual(len(evs), 1, evs)
+        ev = evs[0]
+        self.assertEqual(ev["type"], "Warning")
+        self.assertEqual(ev["reason"], "InvalidPath")
+        self.assertIn("must start with '/'", ev["message"])
+        self.assertEqual(ev["involvedObject"]["kind"], "Ingress")
+        self.assertEqual(ev["involvedObject"]["name"], "badpath")
+        self.assertEqual(ev["involvedObject"]["namespace"], "default")
+        rejected = [kv for kv in harness.log_events(leader.log(), "object_rejected")
+                    if kv.get("object") == "default/badpath"]
+        self.assertEqual(rejected[-1]["reason"], ev["message"])
+        # a rebuild for another reason does not repeat it
+        gen = leader.metric("strait_controller_snapshot_generation")
+        self.api.request("PUT", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/web-1",
+                         harness.endpoint_slice("web-1", "web", port,
+                                                addresses=("127.0.0.1", "127.0.0.2")))
+        wait_until(lambda: leader.metric("strait_controller_snapshot_generation") > gen, 10,
+                   what="a rebuild")
+        self.renewal_barrier()
+        self.assertEqual(len(self.events_about("badpath")), 1)
+
     def test_rejected_ingress_gets_one_event(self):
         """An Ingress whose Service is missing gets one Warning Event from the leader (reason,
         message = the log line's reason, involvedObject, source), not one per rebuild."""
