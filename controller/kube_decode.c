@@ -198,6 +198,8 @@ static int kd_meta(const struct kobj *doc, struct model_meta *m, const char *sou
     const char *name = kobj_str(doc, "metadata", "name");
     const char *ns = kobj_str(doc, "metadata", "namespace");
     const char *ts = kobj_str(doc, "metadata", "creationTimestamp");
+    const char *uid = kobj_str(doc, "metadata", "uid");
+    const char *rv = kobj_str(doc, "metadata", "resourceVersion");
 
     if (!namespaced)
         ns = "";
@@ -219,7 +221,8 @@ static int kd_meta(const struct kobj *doc, struct model_meta *m, const char *sou
         return -1;
     }
     if (!(m->name = model_strdup(m, name)) || !(m->ns = model_strdup(m, ns)) ||
-        !(m->source = model_strdup(m, source))) {
+        !(m->source = model_strdup(m, source)) || !(m->uid = model_strdup(m, uid ? uid : "")) ||
+        !(m->resource_version = model_strdup(m, rv ? rv : ""))) {
         SET_ERR("out of memory");
         return -1;
     }

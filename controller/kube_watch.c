@@ -67,6 +67,7 @@ static const struct kw_kind kw_kinds[] = {
 struct kw_names {
     char **v;   /* identities: "ns/name" or "name" */
     char **why; /* the reason each one was rejected, same index */
+    char **uid; /* its metadata.uid ("" when absent), same index */
     size_t n, cap;
 };
 
@@ -137,9 +138,11 @@ static void kw_names_clear(struct kw_names *s)
     for (i = 0; i < s->n; i++) {
         free(s->v[i]);
         free(s->why[i]);
+        free(s->uid[i]);
     }
     free(s->v);
     free(s->why);
+    free(s->uid);
     memset(s, 0, sizeof(*s));
 }
 
@@ -159,43 +162,55 @@ static void kw_names_remove(struct kw_names *s, const char *id)
     if (i == (size_t)-1) return;
     free(s->v[i]);
     free(s->why[i]);
+    free(s->uid[i]);
     s->n--;
     s->v[i] = s->v[s->n];
     s->why[i] = s->why[s->n];
+    s->uid[i] = s->uid[s->n];
 }
 
-/* Records id as rejected for why (replacing an older reason). */
-static void kw_names_add(struct kw_names *s, const char *id, const char *why)
+/* Records id (metadata.uid uid) as rejected for why, replacing an older record of it. */
+static void kw_names_add(struct kw_names *s, const char *id, const char *why, const char *uid)
 {
     size_t i = kw_names_find(s, id);
-    char *d, *r;
+    char *d, *r, *u;
 
-    if (i != (size_t)-1) {
-        if ((r = strdup(why))) {
-            free(s->why[i]);
-            s->why[i] = r;
+    if (i == (size_t)-1) {
+        if (s->n == s->cap) {
+            size_t cap = s->cap ? s->cap * 2 : 8;
+            char **v = realloc(s->v, cap * sizeof(*v)), **w, **x;
+            if (!v) return; /* only the rejected gauge is off by one */
+            s->v = v;
+            if (!(w = realloc(s->why, cap * sizeof(*w)))) return;
+            s->why = w;
+            if (!(x = realloc(s->uid, cap * sizeof(*x)))) return;
+            s->uid = x;
+            s->cap = cap;
         }
-        return;
+        if (!(d = strdup(id))) return;
+        s->v[s->n] = d;
+        s->why[s->n] = s->uid[s->n] = NULL;
+        i = s->n++;
     }
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 8;
-        char **v = realloc(s->v, cap * sizeof(*v)), **w;
-        if (!v) return; /* only the rejected gauge is off by one */
-        s->v = v;
-        if (!(w = realloc(s->why, cap * sizeof(*w)))) return;
-        s->why = w;
-        s->cap = cap;
-    }
-    d = strdup(id);
     r = strdup(why);
-    if (!d || !r) {
-        free(d);
+    u = strdup(uid ? uid : "");
+    if (!r || !u) {
         free(r);
+        free(u);
+        if (s->why[i] && s->uid[i]) return; /* keep the older record */
+        free(s->v[i]);
+        free(s->why[i]);
+        free(s->uid[i]);
+        s->n--;
+        s->v[i] = s->v[s->n];
+        s->why[i] = s->why[s->n];
+        s->uid[i] = s->uid[s->n];
         return;
     }
-    s->v[s->n] = d;
-    s->why[s->n] = r;
-    s->n++;
+    free(s->why[i]);
+    free(s->uid[i]);
+    s->why[i] = r;
+    s->uid[i] = u;
 }
 
 /* "ns/name" (or "name") of an API object, as kube_decode names it. */
@@ -259,7 +274,7 @@ static int kw_apply(struct kube_watch *w, const struct kobj *obj, struct model_c
     if (rc < 0) {
         log_warn("object_rejected", "file=" KW_SOURCE " kind=%s object=%s reason=%s", kid.kind,
                  kid.object, log_quote(q, sizeof(q), reason));
-        kw_names_add(rejected, id, reason);
+        kw_names_add(rejected, id, reason, kobj_str(obj, "metadata", "uid"));
     } else {
         log_debug("object_ignored", "kind=%s object=%s reason=%s", w->name, id,
                   log_quote(q, sizeof(q), reason));
@@ -769,7 +784,7 @@ void kube_watch_each_rejected(const struct kube_watch *w, kube_watch_rejected_fn
     size_t i;
 
     for (i = 0; i < w->rejected.n; i++)
-        fn(arg, w->k->kind, w->rejected.v[i], w->rejected.why[i]);
+        fn(arg, w->k->kind, w->rejected.v[i], w->rejected.uid[i], w->rejected.why[i]);
 }
 
 unsigned kube_watch_rejected(const struct kube_watch *w)

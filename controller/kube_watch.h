@@ -64,11 +64,12 @@ unsigned kube_watch_rejected(const struct kube_watch *w);
 
 /*
  * Calls fn for every object of w's kind that is rejected right now (failed validation, so
- * not in the cache): its identity "ns/name" (or "name" for cluster-scoped kinds) and the
- * reason logged with object_rejected. For Kubernetes Events on objects the decoder refused.
+ * not in the cache): its identity "ns/name" (or "name" for cluster-scoped kinds), its
+ * metadata.uid ("" when absent) and the reason logged with object_rejected. For Kubernetes Events
+ * on objects the decoder refused.
  */
 typedef void (*kube_watch_rejected_fn)(void *arg, enum model_kind kind, const char *id,
-                                       const char *reason);
+                                       const char *uid, const char *reason);
 void kube_watch_each_rejected(const struct kube_watch *w, kube_watch_rejected_fn fn, void *arg);
 
 /* Cancels its requests and timers and frees w; the objects stay in the cache. NULL is fine. */

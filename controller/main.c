@@ -158,7 +158,7 @@ struct ctl_decode_rejects {
 };
 
 static void ctl_collect_decode_reject(void *arg, enum model_kind kind, const char *id,
-                                      const char *reason)
+                                      const char *uid, const char *reason)
 {
     struct ctl_decode_rejects *d = arg;
     const char *slash = strchr(id, '/');
@@ -191,6 +191,7 @@ static void ctl_collect_decode_reject(void *arg, enum model_kind kind, const cha
     d->it[d->n].kind = "Ingress";
     d->it[d->n].ns = ns;
     d->it[d->n].name = name;
+    d->it[d->n].uid = uid; /* like reason: lives in the reflector until its next change */
     d->it[d->n].reason = events_reason_for_decode(reason);
     d->it[d->n].message = reason; /* lives in the reflector until its next change */
     d->n++;
@@ -225,6 +226,8 @@ static void ctl_feed_cluster(struct ctl *c, const struct snapbuild_result *r)
         it[i].kind = r->rejections[i].kind;
         it[i].ns = r->rejections[i].ns;
         it[i].name = r->rejections[i].name;
+        it[i].uid = r->rejections[i].uid;
+        it[i].resource_version = r->rejections[i].resource_version;
         it[i].reason = r->rejections[i].reason;
         it[i].message = r->rejections[i].message;
     }

@@ -27,8 +27,10 @@ struct model_meta {
     enum model_kind kind;
     const char *ns; /* "" for cluster-scoped kinds (IngressClass) */
     const char *name;
-    const char *source; /* where it came from, e.g. the file path; used in logs */
-    int has_created;    /* metadata.creationTimestamp present and parsed */
+    const char *source;           /* where it came from, e.g. the file path; used in logs */
+    const char *uid;              /* metadata.uid, "" when absent (file mode); for Events */
+    const char *resource_version; /* metadata.resourceVersion, "" when absent */
+    int has_created;              /* metadata.creationTimestamp present and parsed */
     int64_t created_sec;
     long created_nsec;
 };

@@ -114,6 +114,9 @@ static int sb_add_rejection(struct snapbuild_result *out, const struct model_met
     r = &out->rejections[out->n_rejections];
     r->kind = model_kind_name(m->kind);
     if (!(r->ns = sb_strdup(out->arena_, m->ns)) || !(r->name = sb_strdup(out->arena_, m->name)) ||
+        !(r->uid = sb_strdup(out->arena_, m->uid ? m->uid : "")) ||
+        !(r->resource_version =
+              sb_strdup(out->arena_, m->resource_version ? m->resource_version : "")) ||
         !(r->reason = sb_strdup(out->arena_, code)) ||
         !(r->message = sb_strdup(out->arena_, message)))
         return -1;

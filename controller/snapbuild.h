@@ -22,6 +22,7 @@ struct snapbuild_arena;
 struct snapbuild_rejection {
     const char *kind; /* "Ingress" */
     const char *ns, *name;
+    const char *uid, *resource_version; /* the object's, "" when not known (file mode) */
     const char *reason;
     const char *message;
 };

@@ -377,6 +377,8 @@ class TestEvents(LeaderTest):
         self.assertEqual(ev["involvedObject"]["kind"], "Ingress")
         self.assertEqual(ev["involvedObject"]["name"], "badpath")
         self.assertEqual(ev["involvedObject"]["namespace"], "default")
+        st, ing = self.api.request("GET", NET + "/namespaces/default/ingresses/badpath")
+        self.assertEqual(ev["involvedObject"]["uid"], ing["metadata"]["uid"])
         rejected = [kv for kv in harness.log_events(leader.log(), "object_rejected")
                     if kv.get("object") == "default/badpath"]
         self.assertEqual(rejected[-1]["reason"], ev["message"])
@@ -409,6 +411,11 @@ class TestEvents(LeaderTest):
         self.assertEqual(ev["involvedObject"]["kind"], "Ingress")
         self.assertEqual(ev["involvedObject"]["namespace"], "default")
         self.assertEqual(ev["involvedObject"]["apiVersion"], "networking.k8s.io/v1")
+        # uid and resourceVersion as the API has them: kubectl describe finds Events by uid
+        st, ing = self.api.request("GET", NET + "/namespaces/default/ingresses/broken")
+        self.assertEqual(st, 200)
+        self.assertEqual(ev["involvedObject"]["uid"], ing["metadata"]["uid"])
+        self.assertEqual(ev["involvedObject"]["resourceVersion"], ing["metadata"]["resourceVersion"])
         self.assertEqual(ev["source"]["component"], "strait-controller")
         self.assertEqual(ev["reportingInstance"], leader.name)
         self.assertTrue(ev["metadata"]["name"].startswith("broken."))
