@@ -19,6 +19,8 @@
 #include <yajl/yajl_gen.h>
 #include <zlib.h>
 
+#include "jsongen.h"
+
 /* Record sizes on the wire. A string reference is {u32 offset, u32 length}. */
 #define REC_META 20      /* u32 default_cluster, str source, u64 default_max_body */
 #define REC_LISTENER 20  /* str name, str address, u16 port, u8 protocol, u8 pad */
@@ -693,21 +695,9 @@ int snapwire_same_payload(const void *a, size_t alen, const void *b, size_t blen
 
 /* ---- JSON dump ---- */
 
-static void gen_str(yajl_gen g, const char *s)
-{
-    s = s ? s : "";
-    yajl_gen_string(g, (const unsigned char *)s, strlen(s));
-}
-
-static void gen_kv_str(yajl_gen g, const char *k, const char *v)
-{
-    gen_str(g, k);
-    gen_str(g, v);
-}
-
 static void gen_kv_int(yajl_gen g, const char *k, long long v)
 {
-    gen_str(g, k);
+    jsongen_str(g, k);
     yajl_gen_integer(g, v);
 }
 
@@ -716,11 +706,11 @@ static void gen_kv_body(yajl_gen g, const char *k, uint64_t v)
 {
     char num[24];
 
-    gen_str(g, k);
+    jsongen_str(g, k);
     if (v == SNAPWIRE_BODY_DEFAULT) {
         yajl_gen_null(g);
     } else if (v == SNAPWIRE_BODY_UNLIMITED) {
-        gen_str(g, "unlimited");
+        jsongen_str(g, "unlimited");
     } else {
         /* yajl_gen_integer takes a long long: print it ourselves to keep all 64 bits */
         snprintf(num, sizeof(num), "%llu", (unsigned long long)v);
@@ -741,42 +731,42 @@ char *snapwire_to_json(const struct snapwire_snapshot *s)
     yajl_gen_config(g, yajl_gen_beautify, 1);
     yajl_gen_map_open(g);
     gen_kv_int(g, "generation", (long long)s->generation);
-    gen_kv_str(g, "source", s->meta.source);
-    gen_str(g, "default_cluster");
+    jsongen_kv_str(g, "source", s->meta.source);
+    jsongen_str(g, "default_cluster");
     if (s->meta.default_cluster == SNAPWIRE_NONE)
         yajl_gen_null(g);
     else
-        gen_str(g, s->clusters[s->meta.default_cluster].name);
+        jsongen_str(g, s->clusters[s->meta.default_cluster].name);
     gen_kv_body(g, "default_max_body", s->meta.default_max_body);
 
-    gen_str(g, "listeners");
+    jsongen_str(g, "listeners");
     yajl_gen_array_open(g);
     for (i = 0; i < s->n_listeners; i++) {
         yajl_gen_map_open(g);
-        gen_kv_str(g, "name", s->listeners[i].name);
-        gen_kv_str(g, "address", s->listeners[i].address);
+        jsongen_kv_str(g, "name", s->listeners[i].name);
+        jsongen_kv_str(g, "address", s->listeners[i].address);
         gen_kv_int(g, "port", s->listeners[i].port);
-        gen_kv_str(g, "protocol",
-                   s->listeners[i].protocol == SNAPWIRE_PROTO_HTTPS ? "https" : "http");
+        jsongen_kv_str(g, "protocol",
+                       s->listeners[i].protocol == SNAPWIRE_PROTO_HTTPS ? "https" : "http");
         yajl_gen_map_close(g);
     }
     yajl_gen_array_close(g);
 
-    gen_str(g, "vhosts");
+    jsongen_str(g, "vhosts");
     yajl_gen_array_open(g);
     for (i = 0; i < s->n_vhosts; i++) {
         const struct snapwire_vhost *v = &s->vhosts[i];
         yajl_gen_map_open(g);
-        gen_kv_str(g, "host", v->host[0] ? v->host : "*");
-        gen_str(g, "routes");
+        jsongen_kv_str(g, "host", v->host[0] ? v->host : "*");
+        jsongen_str(g, "routes");
         yajl_gen_array_open(g);
         for (j = 0; j < v->route_count; j++) {
             const struct snapwire_route *r = &s->routes[v->first_route + j];
             yajl_gen_map_open(g);
-            gen_kv_str(g, "path", r->path);
-            gen_kv_str(g, "pathType", match_names[r->match]);
-            gen_kv_str(g, "cluster", s->clusters[r->cluster].name);
-            gen_kv_str(g, "source", r->source);
+            jsongen_kv_str(g, "path", r->path);
+            jsongen_kv_str(g, "pathType", match_names[r->match]);
+            jsongen_kv_str(g, "cluster", s->clusters[r->cluster].name);
+            jsongen_kv_str(g, "source", r->source);
             gen_kv_body(g, "max_body", r->max_body);
             yajl_gen_map_close(g);
         }
@@ -785,21 +775,21 @@ char *snapwire_to_json(const struct snapwire_snapshot *s)
     }
     yajl_gen_array_close(g);
 
-    gen_str(g, "clusters");
+    jsongen_str(g, "clusters");
     yajl_gen_array_open(g);
     for (i = 0; i < s->n_clusters; i++) {
         const struct snapwire_cluster *c = &s->clusters[i];
         yajl_gen_map_open(g);
-        gen_kv_str(g, "name", c->name);
-        gen_kv_str(g, "lb", "round_robin");
-        gen_str(g, "endpoints");
+        jsongen_kv_str(g, "name", c->name);
+        jsongen_kv_str(g, "lb", "round_robin");
+        jsongen_str(g, "endpoints");
         yajl_gen_array_open(g);
         for (j = 0; j < c->endpoint_count; j++) {
             const struct snapwire_endpoint *e = &s->endpoints[c->first_endpoint + j];
             char addr[80];
             snprintf(addr, sizeof(addr), strchr(e->address, ':') ? "[%s]:%u" : "%s:%u", e->address,
                      e->port);
-            gen_str(g, addr);
+            jsongen_str(g, addr);
         }
         yajl_gen_array_close(g);
         yajl_gen_map_close(g);

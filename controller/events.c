@@ -29,6 +29,7 @@
 #include <time.h>
 #include <yajl/yajl_gen.h>
 
+#include "jsongen.h"
 #include "kube_client.h"
 #include "log.h"
 
@@ -274,17 +275,6 @@ static void ev_consider(struct events *ev, struct ev_entry *e, double now)
 
 static void ev_pump(struct events *ev);
 
-static void gen_str(yajl_gen g, const char *s)
-{
-    yajl_gen_string(g, (const unsigned char *)s, strlen(s));
-}
-
-static void gen_kv(yajl_gen g, const char *k, const char *v)
-{
-    gen_str(g, k);
-    gen_str(g, v);
-}
-
 static const char *ev_api_version(const char *kind)
 {
     if (!strcmp(kind, "Ingress") || !strcmp(kind, "IngressClass")) return "networking.k8s.io/v1";
@@ -322,36 +312,36 @@ static char *ev_create_body(const struct events *ev, const struct ev_entry *e)
     events_format_time(e->w_first, first, sizeof(first));
     events_format_time(e->w_last, last, sizeof(last));
     yajl_gen_map_open(g);
-    gen_kv(g, "apiVersion", "v1");
-    gen_kv(g, "kind", "Event");
-    gen_str(g, "metadata");
+    jsongen_kv_str(g, "apiVersion", "v1");
+    jsongen_kv_str(g, "kind", "Event");
+    jsongen_str(g, "metadata");
     yajl_gen_map_open(g);
-    gen_kv(g, "name", e->w_name);
-    gen_kv(g, "namespace", ev_namespace(e));
+    jsongen_kv_str(g, "name", e->w_name);
+    jsongen_kv_str(g, "namespace", ev_namespace(e));
     yajl_gen_map_close(g);
-    gen_str(g, "involvedObject");
+    jsongen_str(g, "involvedObject");
     yajl_gen_map_open(g);
-    gen_kv(g, "apiVersion", ev_api_version(e->f[EK_KIND]));
-    gen_kv(g, "kind", e->f[EK_KIND]);
-    if (e->f[EK_NS][0]) gen_kv(g, "namespace", e->f[EK_NS]);
-    gen_kv(g, "name", e->f[EK_NAME]);
-    if (e->f[EK_UID][0]) gen_kv(g, "uid", e->f[EK_UID]);
-    if (e->f[EK_RV][0]) gen_kv(g, "resourceVersion", e->f[EK_RV]);
+    jsongen_kv_str(g, "apiVersion", ev_api_version(e->f[EK_KIND]));
+    jsongen_kv_str(g, "kind", e->f[EK_KIND]);
+    if (e->f[EK_NS][0]) jsongen_kv_str(g, "namespace", e->f[EK_NS]);
+    jsongen_kv_str(g, "name", e->f[EK_NAME]);
+    if (e->f[EK_UID][0]) jsongen_kv_str(g, "uid", e->f[EK_UID]);
+    if (e->f[EK_RV][0]) jsongen_kv_str(g, "resourceVersion", e->f[EK_RV]);
     yajl_gen_map_close(g);
-    gen_kv(g, "reason", e->f[EK_REASON]);
-    gen_kv(g, "message", e->f[EK_MESSAGE]);
-    gen_kv(g, "type", "Warning");
-    gen_str(g, "count");
+    jsongen_kv_str(g, "reason", e->f[EK_REASON]);
+    jsongen_kv_str(g, "message", e->f[EK_MESSAGE]);
+    jsongen_kv_str(g, "type", "Warning");
+    jsongen_str(g, "count");
     yajl_gen_integer(g, e->w_count);
-    gen_kv(g, "firstTimestamp", first);
-    gen_kv(g, "lastTimestamp", last);
-    gen_str(g, "source");
+    jsongen_kv_str(g, "firstTimestamp", first);
+    jsongen_kv_str(g, "lastTimestamp", last);
+    jsongen_str(g, "source");
     yajl_gen_map_open(g);
-    gen_kv(g, "component", ev->component);
-    if (ev->host[0]) gen_kv(g, "host", ev->host);
+    jsongen_kv_str(g, "component", ev->component);
+    if (ev->host[0]) jsongen_kv_str(g, "host", ev->host);
     yajl_gen_map_close(g);
-    gen_kv(g, "reportingComponent", ev->component);
-    gen_kv(g, "reportingInstance", ev->instance);
+    jsongen_kv_str(g, "reportingComponent", ev->component);
+    jsongen_kv_str(g, "reportingInstance", ev->instance);
     yajl_gen_map_close(g);
     return ev_gen_done(g);
 }
@@ -364,10 +354,10 @@ static char *ev_patch_body(const struct ev_entry *e)
     if (!g) return NULL;
     events_format_time(e->w_last, last, sizeof(last));
     yajl_gen_map_open(g);
-    gen_str(g, "count");
+    jsongen_str(g, "count");
     yajl_gen_integer(g, e->w_count);
-    gen_kv(g, "lastTimestamp", last);
-    gen_kv(g, "message", e->f[EK_MESSAGE]);
+    jsongen_kv_str(g, "lastTimestamp", last);
+    jsongen_kv_str(g, "message", e->f[EK_MESSAGE]);
     yajl_gen_map_close(g);
     return ev_gen_done(g);
 }

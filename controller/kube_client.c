@@ -454,6 +454,20 @@ static int kc_dup(char **out, const char *s)
     return (*out = strdup(s)) ? 0 : -1;
 }
 
+/* Frees the settings kube_client_new copied into c (not c itself). */
+static void kc_free_settings(struct kube_client *c)
+{
+    free(c->server);
+    free(c->auth);
+    free(c->token_file);
+    free(c->ca_file);
+    free(c->cert_file);
+    free(c->key_file);
+    free(c->ca.data);
+    free(c->cert.data);
+    free(c->key.data);
+}
+
 struct kube_client *kube_client_new(struct ev_loop *loop, const struct kube_config *cfg, char *err,
                                     size_t errlen)
 {
@@ -508,15 +522,7 @@ oom_client:
     snprintf(err, errlen, "out of memory");
 free_client:
     free(tok);
-    free(c->server);
-    free(c->auth);
-    free(c->token_file);
-    free(c->ca_file);
-    free(c->cert_file);
-    free(c->key_file);
-    free(c->ca.data);
-    free(c->cert.data);
-    free(c->key.data);
+    kc_free_settings(c);
     free(c);
     return NULL;
 oom:
@@ -535,15 +541,7 @@ void kube_client_free(struct kube_client *c)
     ev_timer_stop(c->loop, &c->timer);
     ev_timer_stop(c->loop, &c->token_timer);
     curl_global_cleanup();
-    free(c->server);
-    free(c->auth);
-    free(c->token_file);
-    free(c->ca_file);
-    free(c->cert_file);
-    free(c->key_file);
-    free(c->ca.data);
-    free(c->cert.data);
-    free(c->key.data);
+    kc_free_settings(c);
     c->magic = 0;
     free(c);
 }

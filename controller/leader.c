@@ -31,6 +31,7 @@
 #include <unistd.h>
 #include <yajl/yajl_gen.h>
 
+#include "jsongen.h"
 #include "kobj.h"
 #include "kube_client.h"
 #include "kube_config.h"
@@ -149,23 +150,12 @@ out:
     return rc;
 }
 
-static void gen_str(yajl_gen g, const char *s)
-{
-    yajl_gen_string(g, (const unsigned char *)s, strlen(s));
-}
-
-static void gen_kv_str(yajl_gen g, const char *k, const char *v)
-{
-    gen_str(g, k);
-    gen_str(g, v);
-}
-
 /* A time field: null when empty (a Lease never written by a holder). */
 static void gen_kv_time(yajl_gen g, const char *k, const char *v)
 {
-    gen_str(g, k);
+    jsongen_str(g, k);
     if (*v)
-        gen_str(g, v);
+        jsongen_str(g, v);
     else
         yajl_gen_null(g);
 }
@@ -181,26 +171,26 @@ char *leader_lease_body(const char *ns, const char *name, const char *rv,
     if (!g) return NULL;
     yajl_gen_map_open(g);
     if (!rv) {
-        gen_kv_str(g, "apiVersion", "coordination.k8s.io/v1");
-        gen_kv_str(g, "kind", "Lease");
+        jsongen_kv_str(g, "apiVersion", "coordination.k8s.io/v1");
+        jsongen_kv_str(g, "kind", "Lease");
     }
-    gen_str(g, "metadata");
+    jsongen_str(g, "metadata");
     yajl_gen_map_open(g);
     if (rv) {
-        gen_kv_str(g, "resourceVersion", rv);
+        jsongen_kv_str(g, "resourceVersion", rv);
     } else {
-        gen_kv_str(g, "name", name);
-        gen_kv_str(g, "namespace", ns);
+        jsongen_kv_str(g, "name", name);
+        jsongen_kv_str(g, "namespace", ns);
     }
     yajl_gen_map_close(g);
-    gen_str(g, "spec");
+    jsongen_str(g, "spec");
     yajl_gen_map_open(g);
-    gen_kv_str(g, "holderIdentity", r->holder);
-    gen_str(g, "leaseDurationSeconds");
+    jsongen_kv_str(g, "holderIdentity", r->holder);
+    jsongen_str(g, "leaseDurationSeconds");
     yajl_gen_integer(g, r->duration);
     gen_kv_time(g, "acquireTime", r->acquire_time);
     gen_kv_time(g, "renewTime", r->renew_time);
-    gen_str(g, "leaseTransitions");
+    jsongen_str(g, "leaseTransitions");
     yajl_gen_integer(g, r->transitions);
     yajl_gen_map_close(g);
     yajl_gen_map_close(g);

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <yajl/yajl_gen.h>
 
+#include "jsongen.h"
 #include "kobj.h"
 #include "kube_client.h"
 #include "log.h"
@@ -232,11 +233,6 @@ out:
     return rc;
 }
 
-static void gen_str(yajl_gen g, const char *s)
-{
-    yajl_gen_string(g, (const unsigned char *)s, strlen(s));
-}
-
 char *status_patch_body(const struct status_lb *lb)
 {
     const unsigned char *buf;
@@ -246,11 +242,11 @@ char *status_patch_body(const struct status_lb *lb)
 
     if (!g) return NULL;
     yajl_gen_map_open(g);
-    gen_str(g, "status");
+    jsongen_str(g, "status");
     yajl_gen_map_open(g);
-    gen_str(g, "loadBalancer");
+    jsongen_str(g, "loadBalancer");
     yajl_gen_map_open(g);
-    gen_str(g, "ingress");
+    jsongen_str(g, "ingress");
     if (!lb->n) {
         yajl_gen_null(g); /* merge patch: null removes the field */
     } else {
@@ -258,12 +254,12 @@ char *status_patch_body(const struct status_lb *lb)
         for (i = 0; i < lb->n; i++) {
             yajl_gen_map_open(g);
             if (lb->v[i].ip[0]) {
-                gen_str(g, "ip");
-                gen_str(g, lb->v[i].ip);
+                jsongen_str(g, "ip");
+                jsongen_str(g, lb->v[i].ip);
             }
             if (lb->v[i].hostname[0]) {
-                gen_str(g, "hostname");
-                gen_str(g, lb->v[i].hostname);
+                jsongen_str(g, "hostname");
+                jsongen_str(g, lb->v[i].hostname);
             }
             yajl_gen_map_close(g);
         }

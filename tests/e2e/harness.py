@@ -372,6 +372,19 @@ def read_http_head(sock, timeout):
     return head + b"\r\n\r\n", rest
 
 
+def local_get(port, path):
+    """(status, body bytes) of a GET on 127.0.0.1:port (no proxies); (0, b"") if it does not
+    answer."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open("http://127.0.0.1:%d%s" % (port, path), timeout=5 * SLOW) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except (OSError, urllib.error.URLError):
+        return 0, b""
+
+
 def status_of(raw):
     try:
         return int(raw.split(b"\r\n", 1)[0].split()[1])
@@ -568,15 +581,7 @@ class Stack:
 
     def ctl_get(self, path):
         """(status, body bytes) from the controller's --health listener; (0, b"") if none."""
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        try:
-            with opener.open("http://127.0.0.1:%d%s" % (self.ctl_health_port, path),
-                             timeout=5 * SLOW) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
-        except (OSError, urllib.error.URLError):
-            return 0, b""
+        return local_get(self.ctl_health_port, path)
 
     def ctl_metrics(self):
         """The controller's /metrics as {"name{labels}": value}."""
@@ -618,15 +623,7 @@ class Stack:
 
     def admin_get(self, path):
         """(status, body bytes) from the admin listener; (0, b"") if it does not answer."""
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        try:
-            with opener.open("http://127.0.0.1:%d%s" % (self.admin_port, path),
-                             timeout=5 * SLOW) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
-        except (OSError, urllib.error.URLError):
-            return 0, b""
+        return local_get(self.admin_port, path)
 
     def generation(self):
         st, body = self.admin_get("/snapshot")
