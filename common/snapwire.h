@@ -25,8 +25,14 @@
  *   - route.cluster < n_clusters; meta.default_cluster < n_clusters or SNAPWIRE_NONE
  *   - cluster endpoints [first_endpoint, first_endpoint+endpoint_count) lie inside endpoints[]
  *   - endpoint addresses parse as IPv4 or IPv6 literals; ports are 1..65535
- *   - strings contain no NUL and no control characters
- * Unknown section types are skipped (forward compatibility); CERTS and FILTERS are reserved.
+ *   - strings contain no NUL and no control characters, except PEM fields (certificate
+ *     chains and keys), which may hold CR, LF and TAB; strings are at most 64 KiB, PEM
+ *     fields at most 1 MiB
+ *   - cert indexes (tls_host.cert/cert2/client_ca, meta.default_cert, cluster.tls_ca) are
+ *     < n_certs or SNAPWIRE_NONE where allowed; a tls_host's cert and cert2 and
+ *     meta.default_cert name certificates with a key; client_ca and tls_ca name CA bundles
+ *     (key_pem ""); tls_hosts are sorted by host with no duplicates
+ * Unknown section types are skipped (forward compatibility); FILTERS is reserved.
  *
  * Only this module touches raw snapshot bytes.
  */
@@ -37,7 +43,12 @@
 #include <stdint.h>
 
 #define SNAPWIRE_MAGIC 0x54525453u /* "STRT" as little-endian bytes */
-#define SNAPWIRE_VERSION 2         /* 2: u64 max_body in ROUTES records, default_max_body in META */
+/*
+ * 2: u64 max_body in ROUTES records, default_max_body in META.
+ * 3: TLS: CERTS and TLS_HOSTS sections, META default_cert, ROUTES flags + hsts, CLUSTERS
+ *    upstream TLS (tls, tls_sni, tls_ca).
+ */
+#define SNAPWIRE_VERSION 3
 #define SNAPWIRE_HEADER_SIZE 32
 #define SNAPWIRE_MAX_FRAME (64u << 20) /* refuse frames larger than 64 MiB */
 #define SNAPWIRE_NONE 0xffffffffu
@@ -59,8 +70,9 @@ enum snapwire_section_type {
     SNAPWIRE_SEC_ROUTES = 5,
     SNAPWIRE_SEC_CLUSTERS = 6,
     SNAPWIRE_SEC_ENDPOINTS = 7,
-    SNAPWIRE_SEC_CERTS = 8,   /* reserved for TLS certificates */
-    SNAPWIRE_SEC_FILTERS = 9, /* reserved for API-gateway filters */
+    SNAPWIRE_SEC_CERTS = 8,     /* certificates with keys, and CA bundles */
+    SNAPWIRE_SEC_FILTERS = 9,   /* reserved for API-gateway filters */
+    SNAPWIRE_SEC_TLS_HOSTS = 10 /* SNI name -> certificate(s), client certificate policy */
 };
 
 enum snapwire_match {
@@ -81,6 +93,12 @@ struct snapwire_meta {
     uint32_t default_cluster;  /* index into clusters, or SNAPWIRE_NONE */
     const char *source;        /* free text: what produced it, e.g. "file:/path" */
     uint64_t default_max_body; /* body limit of the default backend (SNAPWIRE_BODY_*) */
+    /*
+     * Certificate (with key) for TLS handshakes whose SNI matches no tls_host (or that send
+     * none): the controller's --default-ssl-certificate. SNAPWIRE_NONE: the data plane's own
+     * certificate generated at start-up.
+     */
+    uint32_t default_cert;
 };
 
 struct snapwire_listener {
@@ -102,19 +120,73 @@ struct snapwire_vhost {
     uint32_t route_count;
 };
 
+/* route.flags */
+#define SNAPWIRE_ROUTE_SSL_REDIRECT 0x01 /* plain-HTTP requests get a 308 to https */
+
 struct snapwire_route {
     const char *path;   /* starts with '/' */
     uint8_t match;      /* enum snapwire_match */
+    uint8_t flags;      /* SNAPWIRE_ROUTE_* */
     uint32_t cluster;   /* index into clusters */
     const char *source; /* "namespace/ingress-name", for logs and metrics */
     uint64_t max_body;  /* request body limit in bytes, or SNAPWIRE_BODY_DEFAULT/_UNLIMITED */
+    /*
+     * Value of the Strict-Transport-Security header added to responses sent over TLS
+     * (e.g. "max-age=31536000; includeSubDomains"), "" for none. Never sent over plain HTTP
+     * (RFC 6797 7.2).
+     */
+    const char *hsts;
 };
 
 struct snapwire_cluster {
-    const char *name; /* "namespace/service:port" */
+    const char *name; /* "namespace/service:port" (TLS clusters: "namespace/service:port+tls") */
     uint8_t lb;       /* enum snapwire_lb */
     uint32_t first_endpoint;
     uint32_t endpoint_count;
+    /* upstream TLS: the data plane connects to the endpoints with TLS when tls is 1 */
+    uint8_t tls;
+    const char *tls_sni; /* server name sent (SNI) and, with tls_ca, verified; "" = none */
+    uint32_t tls_ca;     /* CA bundle (cert index) the upstream must chain to, or
+                            SNAPWIRE_NONE: the upstream's certificate is not verified */
+};
+
+/*
+ * A certificate: a server certificate with its key (chain_pem: leaf first, then the
+ * intermediates; key_pem: its private key) or a CA bundle (chain_pem: one or more CA
+ * certificates; key_pem ""). The controller has checked that a server certificate parses,
+ * matches its key and is within its validity period; the data plane still refuses (NACKs)
+ * a snapshot whose PEM it cannot load. name is "namespace/secret-name" (logs, /snapshot);
+ * fingerprint is the hex SHA-256 of the leaf (first) certificate's DER, not_after its expiry
+ * (Unix seconds). The JSON dump never shows key_pem.
+ */
+struct snapwire_cert {
+    const char *name;
+    const char *chain_pem;
+    const char *key_pem;
+    const char *fingerprint;
+    uint64_t not_after;
+};
+
+/* tls_host.client_verify */
+enum snapwire_client_verify {
+    SNAPWIRE_CLIENT_VERIFY_OFF = 0,      /* no client certificate asked for */
+    SNAPWIRE_CLIENT_VERIFY_REQUIRED = 1, /* handshake fails without a valid one */
+    SNAPWIRE_CLIENT_VERIFY_OPTIONAL = 2, /* asked for; none is fine, an invalid one is not */
+};
+
+/*
+ * A TLS server name: host is lower case, "foo.com" or "*.foo.com" (one label), matched
+ * against SNI, exact names before wildcards. cert and cert2 are the certificates served for
+ * it (two when one is RSA and one ECDSA: each client gets the one it supports; cert2
+ * SNAPWIRE_NONE otherwise). client_ca is the CA bundle client certificates must chain to
+ * when client_verify is not OFF (SNAPWIRE_NONE when OFF).
+ */
+struct snapwire_tls_host {
+    const char *host;
+    uint32_t cert;
+    uint32_t cert2;
+    uint32_t client_ca;
+    uint8_t client_verify; /* enum snapwire_client_verify */
 };
 
 struct snapwire_endpoint {
@@ -126,12 +198,14 @@ struct snapwire_endpoint {
 struct snapwire_snapshot {
     uint64_t generation;
     struct snapwire_meta meta;
-    uint32_t n_listeners, n_vhosts, n_routes, n_clusters, n_endpoints;
+    uint32_t n_listeners, n_vhosts, n_routes, n_clusters, n_endpoints, n_certs, n_tls_hosts;
     struct snapwire_listener *listeners;
     struct snapwire_vhost *vhosts;
     struct snapwire_route *routes;
     struct snapwire_cluster *clusters;
     struct snapwire_endpoint *endpoints;
+    struct snapwire_cert *certs;
+    struct snapwire_tls_host *tls_hosts;
     void *arena_; /* owned by snapwire_decode(); NULL for caller-built snapshots */
 };
 
