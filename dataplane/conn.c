@@ -60,7 +60,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -72,6 +71,7 @@
 #include "metrics.h"
 #include "netaddr.h"
 #include "router.h"
+#include "transport.h"
 #include "upstream.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -126,6 +126,12 @@ struct conn_req {
     uint8_t resp_started, resp_done;
     uint8_t resp_close; /* upstream will not keep the connection (Connection: close, 1.0) */
     int resp_status;
+    /*
+     * How u's bytes move (plain today). Reached only through up_tp(), so that the session
+     * can move into struct upstream_conn (upstream TLS, pooled with its connection)
+     * without touching the I/O code below.
+     */
+    struct transport utp;
     struct sockaddr_storage uaddr; /* endpoint of the request (the pool key) */
     socklen_t uaddrlen;
     struct dbuf replay, uin, uout;
@@ -144,7 +150,7 @@ struct conn {
     uint8_t head_timer;        /* header timer armed for the partial head in cin */
     uint8_t linger;            /* close with client bytes still coming (an unread body) */
     uint8_t lingering;         /* sent FIN; reading and dropping until EOF or CONN_LINGER */
-    int fd;
+    struct transport tp; /* the client socket and, on a TLS listener, its session */
     struct worker *w;
     struct conn *prev, *next;
     ev_io rio, wio;
@@ -157,19 +163,12 @@ struct conn {
 
 static void upstream_read_cb(struct ev_loop *loop, ev_io *io, int revents);
 
-/*
- * send(2)/recv(2) without glibc's cancellation-point wrappers: worker threads are never
- * cancelled, and the wrappers' enable/disable pair was ~2 % of the data plane's CPU per
- * request (perf, run 5). Same arguments, return value and errno as the libc calls.
- */
-static inline ssize_t sock_send(int fd, const void *buf, size_t len, int flags)
+/* The transport of the request's upstream connection r->u. */
+static inline struct transport *up_tp(struct conn_req *r)
 {
-    return syscall(SYS_sendto, fd, buf, len, flags, NULL, 0);
+    return &r->utp;
 }
-static inline ssize_t sock_recv(int fd, void *buf, size_t len)
-{
-    return syscall(SYS_recvfrom, fd, buf, len, 0, NULL, NULL);
-}
+
 static void upstream_write_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void upstream_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
 
@@ -354,8 +353,7 @@ static void conn_close(struct conn *c)
     ev_io_stop(w->loop, &c->rio);
     ev_io_stop(w->loop, &c->wio);
     ev_timer_stop(w->loop, &c->timer);
-    close(c->fd);
-    c->fd = -1;
+    c->tp.ops->close(&c->tp);
     /* move from the live list to the dead list */
     if (c->prev)
         c->prev->next = c->next;
@@ -430,7 +428,7 @@ static void conn_update(struct conn *c)
          * response before the client reads it. Send FIN instead and drain what comes until
          * the client's EOF or CONN_LINGER (nginx's lingering close).
          */
-        if (c->c_eof || shutdown(c->fd, SHUT_WR) < 0) {
+        if (c->c_eof || c->tp.ops->shutdown_write(&c->tp) < 0) {
             conn_close(c);
             return;
         }
@@ -456,13 +454,27 @@ static void conn_update(struct conn *c)
           (c->state == CS_PROXY && r->req_done && c->cin.len < HTTP1_MAX_HEAD &&
            ev_is_active(&c->rio)) ||
           (c->state == CS_TUNNEL && r->uout.len < CONN_BUF_HIGH));
-    io_want(loop, &c->rio, rd);
-    io_want(loop, &c->wio, c->cout.len > 0);
+    /*
+     * A session that must read before it can send (or write before it can read) waits on
+     * the other direction's watcher; a plain transport never sets want.
+     */
+    io_want(loop, &c->rio, rd || (c->tp.want & TRANSPORT_SEND_WANTS_READ));
+    io_want(loop, &c->wio,
+            (c->cout.len > 0 && !(c->tp.want & TRANSPORT_SEND_WANTS_READ)) ||
+                (c->tp.want & TRANSPORT_RECV_WANTS_WRITE));
+    /* level-triggered loop: bytes a TLS session already decrypted never wake it up */
+    if (rd && transport_pending(&c->tp)) ev_feed_event(loop, &c->rio, EV_READ);
     if (r && r->u) {
-        io_want(loop, &r->u->rio,
-                !r->u_connecting && !r->u_eof && (!r->resp_done || c->state == CS_TUNNEL) &&
-                    c->cout.len < CONN_BUF_HIGH);
-        io_want(loop, &r->u->wio, r->u_connecting || (r->uout.len > 0 && !r->u_write_failed));
+        struct transport *ut = up_tp(r);
+        int urd = !r->u_connecting && !r->u_eof && (!r->resp_done || c->state == CS_TUNNEL) &&
+                  c->cout.len < CONN_BUF_HIGH;
+        io_want(loop, &r->u->rio, urd || (ut->want & TRANSPORT_SEND_WANTS_READ));
+        io_want(loop, &r->u->wio,
+                r->u_connecting ||
+                    (r->uout.len > 0 && !r->u_write_failed &&
+                     !(ut->want & TRANSPORT_SEND_WANTS_READ)) ||
+                    (ut->want & TRANSPORT_RECV_WANTS_WRITE));
+        if (urd && transport_pending(ut)) ev_feed_event(loop, &r->u->rio, EV_READ);
     }
 }
 
@@ -743,6 +755,7 @@ static int upstream_open(struct conn *c, int allow_pool)
     }
     upstream_conn_attach(u, upstream_read_cb, upstream_write_cb, c);
     r->u = u;
+    transport_plain_init(&r->utp, u->fd);
     r->u_connecting = (uint8_t)in_progress;
     r->u_got_bytes = 0;
     if (in_progress)
@@ -1215,7 +1228,7 @@ static int flush_upstream(struct conn *c)
     ssize_t n;
 
     while (r && r->u && !r->u_connecting && r->uout.len > 0 && !r->u_write_failed) {
-        n = sock_send(r->u->fd, dbuf_data(&r->uout), r->uout.len, MSG_NOSIGNAL);
+        n = transport_send(up_tp(r), dbuf_data(&r->uout), r->uout.len, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -1246,7 +1259,7 @@ static int flush_client(struct conn *c)
     int flags = MSG_NOSIGNAL | (c->close_after_flush && !c->r ? MSG_MORE : 0);
 
     while (c->cout.len > 0) {
-        n = sock_send(c->fd, dbuf_data(&c->cout), c->cout.len, flags);
+        n = transport_send(&c->tp, dbuf_data(&c->cout), c->cout.len, flags);
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -1334,7 +1347,7 @@ static int client_read(struct conn *c)
         conn_close(c);
         return -1;
     }
-    n = sock_recv(c->fd, dbuf_tail(&c->cin), dbuf_room(&c->cin));
+    n = transport_recv(&c->tp, dbuf_tail(&c->cin), dbuf_room(&c->cin));
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;
         conn_close(c);
@@ -1358,7 +1371,7 @@ static void linger_read(struct conn *c)
     int i;
 
     for (i = 0; i < 4; i++) {
-        n = sock_recv(c->fd, sink, sizeof(sink));
+        n = transport_sock_recv(c->tp.fd, sink, sizeof(sink)); /* raw: only dropped */
         if (n > 0) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
         break;
@@ -1376,7 +1389,14 @@ static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
         linger_read(c);
         return;
     }
-    if (client_read(c) > 0) conn_run(c);
+    if (c->tp.want & TRANSPORT_SEND_WANTS_READ) {
+        /* the session needs input before the pending write can go on: retry that write */
+        c->tp.want &= (uint8_t)~TRANSPORT_SEND_WANTS_READ;
+        conn_run(c);
+        return;
+    }
+    /* news, or a session that now waits for writability: recompute the watchers */
+    if (client_read(c) > 0 || c->tp.want) conn_run(c);
 }
 
 static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -1386,6 +1406,11 @@ static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents)
     (void)loop;
     (void)revents;
     ev_io_stop(c->w->loop, &c->wio); /* conn_run writes; conn_update restarts it if needed */
+    if (c->tp.want & TRANSPORT_RECV_WANTS_WRITE) {
+        /* a read stopped until the session could write: repeat it now */
+        c->tp.want &= (uint8_t)~TRANSPORT_RECV_WANTS_WRITE;
+        if (client_read(c) < 0) return;
+    }
     conn_run(c);
 }
 
@@ -1410,6 +1435,8 @@ static void client_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     conn_close(c);
 }
 
+static void upstream_read(struct conn *c);
+
 static void upstream_write_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct conn *c = conn_check(io->data);
@@ -1432,24 +1459,33 @@ static void upstream_write_cb(struct ev_loop *loop, ev_io *io, int revents)
         arm_progress(c);
     }
     ev_io_stop(c->w->loop, &r->u->wio); /* conn_run writes; conn_update restarts it if needed */
+    if (up_tp(r)->want & TRANSPORT_RECV_WANTS_WRITE) {
+        up_tp(r)->want &= (uint8_t)~TRANSPORT_RECV_WANTS_WRITE;
+        upstream_read(c); /* runs the connection too */
+        return;
+    }
     conn_run(c);
 }
 
-static void upstream_read_cb(struct ev_loop *loop, ev_io *io, int revents)
+/*
+ * Reads what the upstream sent into uin, then runs the connection (also when the session
+ * now waits for writability, so the watchers follow).
+ */
+static void upstream_read(struct conn *c)
 {
-    struct conn *c = conn_check(io->data);
     struct conn_req *r = c->r;
     ssize_t n;
 
-    (void)loop;
-    (void)revents;
     if (dbuf_reserve(&r->uin, CONN_READ_MIN) < 0) {
         conn_close(c);
         return;
     }
-    n = sock_recv(r->u->fd, dbuf_tail(&r->uin), dbuf_room(&r->uin));
+    n = transport_recv(up_tp(r), dbuf_tail(&r->uin), dbuf_room(&r->uin));
     if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+            if (up_tp(r)->want) conn_run(c);
+            return;
+        }
         r->u_eof = 1; /* reset: handled like a close, the framing decides if it is an error */
     } else if (n == 0) {
         r->u_eof = 1;
@@ -1465,6 +1501,21 @@ static void upstream_read_cb(struct ev_loop *loop, ev_io *io, int revents)
         }
     }
     conn_run(c);
+}
+
+static void upstream_read_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct conn *c = conn_check(io->data);
+    struct transport *ut = up_tp(c->r);
+
+    (void)loop;
+    (void)revents;
+    if (ut->want & TRANSPORT_SEND_WANTS_READ) {
+        ut->want &= (uint8_t)~TRANSPORT_SEND_WANTS_READ;
+        conn_run(c); /* retries the write that waited for input */
+        return;
+    }
+    upstream_read(c);
 }
 
 static void upstream_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -1512,7 +1563,7 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_
     }
     c->magic = CONN_MAGIC;
     c->w = w;
-    c->fd = fd;
+    transport_plain_init(&c->tp, fd);
     c->state = CS_HEAD;
     /* TCP_NODELAY comes from the listening socket (listener.c): accepted sockets inherit it */
     if (peer->sa_family == AF_INET6) {
