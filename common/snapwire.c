@@ -22,15 +22,24 @@
 #include "jsongen.h"
 
 /* Record sizes on the wire. A string reference is {u32 offset, u32 length}. */
-#define REC_META 20      /* u32 default_cluster, str source, u64 default_max_body */
-#define REC_LISTENER 20  /* str name, str address, u16 port, u8 protocol, u8 pad */
-#define REC_VHOST 16     /* str host, u32 first_route, u32 route_count */
-#define REC_ROUTE 32     /* str path, u32 cluster, u8 match, u8 pad[3], str source, u64 max_body */
-#define REC_CLUSTER 20   /* str name, u32 first_endpoint, u32 endpoint_count, u8 lb, u8 pad[3] */
-#define REC_ENDPOINT 12  /* str address, u16 port, u8 ready, u8 pad */
+#define REC_META 24 /* u32 default_cluster, str source, u64 default_max_body, u32 default_cert */
+#define REC_LISTENER 20 /* str name, str address, u16 port, u8 protocol, u8 pad */
+#define REC_VHOST 16    /* str host, u32 first_route, u32 route_count */
+/* str path, u32 cluster, u8 match, u8 flags, u8 pad[2], str source, u64 max_body, str hsts */
+#define REC_ROUTE 40
+/* str name, u32 first_endpoint, u32 endpoint_count, u8 lb, u8 tls, u8 pad[2], str tls_sni,
+ * u32 tls_ca */
+#define REC_CLUSTER 32
+#define REC_ENDPOINT 12 /* str address, u16 port, u8 ready, u8 pad */
+/* str name, str chain_pem, str key_pem, str fingerprint, u64 not_after */
+#define REC_CERT 40
+/* str host, u32 cert, u32 cert2, u32 client_ca, u8 client_verify, u8 pad[3] */
+#define REC_TLS_HOST 24
 #define SECTION_ENTRY 12 /* u32 type, u32 offset, u32 length */
 #define MAX_SECTIONS 64
 #define MAX_STRING (64u << 10)
+#define MAX_PEM (1u << 20)
+#define SEC_MAX SNAPWIRE_SEC_TLS_HOSTS /* highest section type this reader knows */
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -86,6 +95,22 @@ static int valid_text(const char *s, size_t len)
     return 1;
 }
 
+/* PEM text: printable plus the line breaks and tabs PEM files carry; never NUL. */
+static int valid_pem(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && c != '\n' && c != '\r' && c != '\t') || c == 0x7f) return 0;
+    }
+    return 1;
+}
+
+/* A server certificate (with a key) or a CA bundle (without), by index. */
+static int cert_has_key(const struct snapwire_snapshot *s, uint32_t i)
+{
+    return s->certs[i].key_pem && s->certs[i].key_pem[0];
+}
+
 static int valid_ip(const char *s)
 {
     unsigned char tmp[16];
@@ -104,6 +129,45 @@ static int check_snapshot(const struct snapwire_snapshot *s, char *err, size_t e
     if (s->meta.default_cluster != SNAPWIRE_NONE && s->meta.default_cluster >= s->n_clusters) {
         set_err(err, errlen, "meta: default cluster %u out of range", s->meta.default_cluster);
         return -1;
+    }
+    if (s->meta.default_cert != SNAPWIRE_NONE &&
+        (s->meta.default_cert >= s->n_certs || !cert_has_key(s, s->meta.default_cert))) {
+        set_err(err, errlen, "meta: default cert %u is not a certificate with a key",
+                s->meta.default_cert);
+        return -1;
+    }
+    for (i = 0; i < s->n_certs; i++) {
+        const struct snapwire_cert *c = &s->certs[i];
+        if (!c->chain_pem || !c->chain_pem[0]) {
+            set_err(err, errlen, "cert %u: empty certificate", i);
+            return -1;
+        }
+    }
+    for (i = 0; i < s->n_tls_hosts; i++) {
+        const struct snapwire_tls_host *h = &s->tls_hosts[i];
+        if (!h->host || !h->host[0]) {
+            set_err(err, errlen, "tls host %u: empty name", i);
+            return -1;
+        }
+        if (i > 0 && strcmp(s->tls_hosts[i - 1].host, h->host) >= 0) {
+            set_err(err, errlen, "tls host %u: not sorted or duplicate", i);
+            return -1;
+        }
+        if (h->cert >= s->n_certs || !cert_has_key(s, h->cert) ||
+            (h->cert2 != SNAPWIRE_NONE &&
+             (h->cert2 >= s->n_certs || !cert_has_key(s, h->cert2) || h->cert2 == h->cert))) {
+            set_err(err, errlen, "tls host %u: cert out of range or without a key", i);
+            return -1;
+        }
+        if (h->client_verify > SNAPWIRE_CLIENT_VERIFY_OPTIONAL) {
+            set_err(err, errlen, "tls host %u: bad client_verify %u", i, h->client_verify);
+            return -1;
+        }
+        if (h->client_verify != SNAPWIRE_CLIENT_VERIFY_OFF &&
+            (h->client_ca >= s->n_certs || cert_has_key(s, h->client_ca))) {
+            set_err(err, errlen, "tls host %u: client CA is not a CA bundle", i);
+            return -1;
+        }
     }
     for (i = 0; i < s->n_listeners; i++) {
         const struct snapwire_listener *l = &s->listeners[i];
@@ -138,6 +202,10 @@ static int check_snapshot(const struct snapwire_snapshot *s, char *err, size_t e
             set_err(err, errlen, "route %u: cluster %u out of range", i, r->cluster);
             return -1;
         }
+        if (r->flags & ~SNAPWIRE_ROUTE_SSL_REDIRECT) {
+            set_err(err, errlen, "route %u: unknown flags 0x%x", i, r->flags);
+            return -1;
+        }
     }
     for (i = 0; i < s->n_clusters; i++) {
         const struct snapwire_cluster *c = &s->clusters[i];
@@ -148,6 +216,15 @@ static int check_snapshot(const struct snapwire_snapshot *s, char *err, size_t e
         if ((uint64_t)c->first_endpoint + c->endpoint_count > s->n_endpoints) {
             set_err(err, errlen, "cluster %u: endpoints [%u,+%u) out of range", i,
                     c->first_endpoint, c->endpoint_count);
+            return -1;
+        }
+        if (c->tls > 1) {
+            set_err(err, errlen, "cluster %u: bad tls flag", i);
+            return -1;
+        }
+        if (c->tls && c->tls_ca != SNAPWIRE_NONE &&
+            (c->tls_ca >= s->n_certs || cert_has_key(s, c->tls_ca))) {
+            set_err(err, errlen, "cluster %u: tls CA is not a CA bundle", i);
             return -1;
         }
     }
@@ -215,14 +292,19 @@ static int strtab_grow_index(struct strtab *t)
     return 0;
 }
 
-/* Adds s (deduplicated); writes its {offset,length} reference at ref. Returns 0 or -1. */
-static int strtab_add(struct strtab *t, const char *s, uint8_t *ref, char *err, size_t errlen)
+/*
+ * Adds s (deduplicated); writes its {offset,length} reference at ref. pem allows PEM text (line
+ * breaks, up to MAX_PEM). Returns 0 or -1.
+ */
+static int strtab_put(struct strtab *t, const char *s, uint8_t *ref, int pem, char *err,
+                      size_t errlen)
 {
     size_t n = s ? strlen(s) : 0;
     size_t j;
 
-    if (n > MAX_STRING || !valid_text(s ? s : "", n)) {
-        set_err(err, errlen, "string too long or with control characters");
+    if (n > (pem ? MAX_PEM : MAX_STRING) ||
+        !(pem ? valid_pem(s ? s : "", n) : valid_text(s ? s : "", n))) {
+        set_err(err, errlen, "%s too long or with control characters", pem ? "PEM" : "string");
         return -1;
     }
     if (n == 0) {
@@ -265,6 +347,11 @@ oom:
     return -1;
 }
 
+static int strtab_add(struct strtab *t, const char *s, uint8_t *ref, char *err, size_t errlen)
+{
+    return strtab_put(t, s, ref, 0, err, errlen);
+}
+
 static void strtab_free(struct strtab *t)
 {
     free(t->data);
@@ -275,13 +362,14 @@ static void strtab_free(struct strtab *t)
 int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint8_t **out,
                     size_t *out_len, char *err, size_t errlen)
 {
-    enum { NSEC = 7 };
+    enum { NSEC = 9 };
     struct strtab st = {0};
     uint8_t *recs[NSEC] = {0};
     size_t rlen[NSEC] = {0};
     static const uint32_t types[NSEC] = {
-        SNAPWIRE_SEC_STRINGS, SNAPWIRE_SEC_META,     SNAPWIRE_SEC_LISTENERS, SNAPWIRE_SEC_VHOSTS,
-        SNAPWIRE_SEC_ROUTES,  SNAPWIRE_SEC_CLUSTERS, SNAPWIRE_SEC_ENDPOINTS};
+        SNAPWIRE_SEC_STRINGS,  SNAPWIRE_SEC_META,      SNAPWIRE_SEC_LISTENERS,
+        SNAPWIRE_SEC_VHOSTS,   SNAPWIRE_SEC_ROUTES,    SNAPWIRE_SEC_CLUSTERS,
+        SNAPWIRE_SEC_ENDPOINTS, SNAPWIRE_SEC_CERTS,    SNAPWIRE_SEC_TLS_HOSTS};
     uint8_t *frame = NULL, *p;
     uint64_t payload, off;
     uint32_t i;
@@ -294,6 +382,8 @@ int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint
     rlen[4] = (size_t)s->n_routes * REC_ROUTE;
     rlen[5] = (size_t)s->n_clusters * REC_CLUSTER;
     rlen[6] = (size_t)s->n_endpoints * REC_ENDPOINT;
+    rlen[7] = (size_t)s->n_certs * REC_CERT;
+    rlen[8] = (size_t)s->n_tls_hosts * REC_TLS_HOST;
     for (k = 1; k < NSEC; k++) {
         if (rlen[k] > SNAPWIRE_MAX_FRAME) {
             set_err(err, errlen, "snapshot too large");
@@ -307,6 +397,7 @@ int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint
     put32(p, s->meta.default_cluster);
     if (strtab_add(&st, s->meta.source, p + 4, err, errlen) < 0) goto fail;
     put64(p + 12, s->meta.default_max_body);
+    put32(p + 20, s->meta.default_cert);
     for (i = 0; i < s->n_listeners; i++) {
         p = recs[2] + (size_t)i * REC_LISTENER;
         if (strtab_add(&st, s->listeners[i].name, p, err, errlen) < 0 ||
@@ -328,7 +419,9 @@ int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint
             goto fail;
         put32(p + 8, s->routes[i].cluster);
         p[12] = s->routes[i].match;
+        p[13] = s->routes[i].flags;
         put64(p + 24, s->routes[i].max_body);
+        if (strtab_add(&st, s->routes[i].hsts, p + 32, err, errlen) < 0) goto fail;
     }
     for (i = 0; i < s->n_clusters; i++) {
         p = recs[5] + (size_t)i * REC_CLUSTER;
@@ -336,12 +429,37 @@ int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint
         put32(p + 8, s->clusters[i].first_endpoint);
         put32(p + 12, s->clusters[i].endpoint_count);
         p[16] = s->clusters[i].lb;
+        /* a plain cluster's TLS fields are written as "none", whatever the caller left there */
+        p[17] = s->clusters[i].tls;
+        if (strtab_add(&st, s->clusters[i].tls ? s->clusters[i].tls_sni : "", p + 20, err,
+                       errlen) < 0)
+            goto fail;
+        put32(p + 28, s->clusters[i].tls ? s->clusters[i].tls_ca : SNAPWIRE_NONE);
     }
     for (i = 0; i < s->n_endpoints; i++) {
         p = recs[6] + (size_t)i * REC_ENDPOINT;
         if (strtab_add(&st, s->endpoints[i].address, p, err, errlen) < 0) goto fail;
         put16(p + 8, s->endpoints[i].port);
         p[10] = s->endpoints[i].ready;
+    }
+    for (i = 0; i < s->n_certs; i++) {
+        const struct snapwire_cert *c = &s->certs[i];
+        p = recs[7] + (size_t)i * REC_CERT;
+        if (strtab_add(&st, c->name, p, err, errlen) < 0 ||
+            strtab_put(&st, c->chain_pem, p + 8, 1, err, errlen) < 0 ||
+            strtab_put(&st, c->key_pem, p + 16, 1, err, errlen) < 0 ||
+            strtab_add(&st, c->fingerprint, p + 24, err, errlen) < 0)
+            goto fail;
+        put64(p + 32, c->not_after);
+    }
+    for (i = 0; i < s->n_tls_hosts; i++) {
+        const struct snapwire_tls_host *h = &s->tls_hosts[i];
+        p = recs[8] + (size_t)i * REC_TLS_HOST;
+        if (strtab_add(&st, h->host, p, err, errlen) < 0) goto fail;
+        put32(p + 8, h->cert);
+        put32(p + 12, h->cert2);
+        put32(p + 16, h->client_verify ? h->client_ca : SNAPWIRE_NONE);
+        p[20] = h->client_verify;
     }
     recs[0] = st.data;
     rlen[0] = st.len;
@@ -437,16 +555,20 @@ struct reader {
     size_t errlen;
 };
 
-/* Checks the string reference at ref; in the second pass copies it and sets *out. */
-static int read_str(struct reader *r, const uint8_t *ref, const char **out, const char *what)
+/*
+ * Checks the string reference at ref (PEM text when pem); in the second pass copies it and
+ * sets *out.
+ */
+static int read_str(struct reader *r, const uint8_t *ref, const char **out, const char *what,
+                    int pem)
 {
     uint32_t off = get32(ref), len = get32(ref + 4);
 
-    if ((uint64_t)off + len > r->strings_len || len > MAX_STRING) {
+    if ((uint64_t)off + len > r->strings_len || len > (pem ? MAX_PEM : MAX_STRING)) {
         set_err(r->err, r->errlen, "%s: string reference out of bounds", what);
         return -1;
     }
-    if (!valid_text((const char *)r->strings + off, len)) {
+    if (!(pem ? valid_pem : valid_text)((const char *)r->strings + off, len)) {
         set_err(r->err, r->errlen, "%s: string has control characters", what);
         return -1;
     }
@@ -479,11 +601,13 @@ static int read_records(struct reader *r, const struct section *sec, struct snap
     char what[48];
     int fill = r->pool != NULL;
 
-#define STR(ref, dst, ...)                                                                         \
+#define STRX(pem, ref, dst, ...)                                                                   \
     do {                                                                                           \
         snprintf(what, sizeof(what), __VA_ARGS__);                                                 \
-        if (read_str(r, ref, fill ? (dst) : &dummy, what) < 0) return -1;                          \
+        if (read_str(r, ref, fill ? (dst) : &dummy, what, pem) < 0) return -1;                     \
     } while (0)
+#define STR(ref, dst, ...) STRX(0, ref, dst, __VA_ARGS__)
+#define PEM(ref, dst, ...) STRX(1, ref, dst, __VA_ARGS__)
 
     if (sec[SNAPWIRE_SEC_META].present && sec[SNAPWIRE_SEC_META].len) {
         const uint8_t *p = sec[SNAPWIRE_SEC_META].p;
@@ -491,11 +615,13 @@ static int read_records(struct reader *r, const struct section *sec, struct snap
         if (fill) {
             s->meta.default_cluster = get32(p);
             s->meta.default_max_body = get64(p + 12);
+            s->meta.default_cert = get32(p + 20);
         }
     } else if (fill) {
         s->meta.default_cluster = SNAPWIRE_NONE;
         s->meta.source = "";
         s->meta.default_max_body = SNAPWIRE_BODY_DEFAULT;
+        s->meta.default_cert = SNAPWIRE_NONE;
     }
     for (i = 0; i < s->n_listeners; i++) {
         const uint8_t *p = sec[SNAPWIRE_SEC_LISTENERS].p + (size_t)i * REC_LISTENER;
@@ -522,20 +648,23 @@ static int read_records(struct reader *r, const struct section *sec, struct snap
         const uint8_t *p = sec[SNAPWIRE_SEC_ROUTES].p + (size_t)i * REC_ROUTE;
         STR(p, &s->routes[i].path, "route %u path", i);
         STR(p + 16, &s->routes[i].source, "route %u source", i);
-        if (!zero_pad(p + 13, 3)) {
+        STR(p + 32, &s->routes[i].hsts, "route %u hsts", i);
+        if (!zero_pad(p + 14, 2)) {
             set_err(r->err, r->errlen, "route %u: nonzero padding", i);
             return -1;
         }
         if (fill) {
             s->routes[i].cluster = get32(p + 8);
             s->routes[i].match = p[12];
+            s->routes[i].flags = p[13];
             s->routes[i].max_body = get64(p + 24);
         }
     }
     for (i = 0; i < s->n_clusters; i++) {
         const uint8_t *p = sec[SNAPWIRE_SEC_CLUSTERS].p + (size_t)i * REC_CLUSTER;
         STR(p, &s->clusters[i].name, "cluster %u name", i);
-        if (!zero_pad(p + 17, 3)) {
+        STR(p + 20, &s->clusters[i].tls_sni, "cluster %u tls_sni", i);
+        if (!zero_pad(p + 18, 2)) {
             set_err(r->err, r->errlen, "cluster %u: nonzero padding", i);
             return -1;
         }
@@ -543,6 +672,8 @@ static int read_records(struct reader *r, const struct section *sec, struct snap
             s->clusters[i].first_endpoint = get32(p + 8);
             s->clusters[i].endpoint_count = get32(p + 12);
             s->clusters[i].lb = p[16];
+            s->clusters[i].tls = p[17];
+            s->clusters[i].tls_ca = get32(p + 28);
         }
     }
     for (i = 0; i < s->n_endpoints; i++) {
@@ -557,7 +688,31 @@ static int read_records(struct reader *r, const struct section *sec, struct snap
             s->endpoints[i].ready = p[10];
         }
     }
+    for (i = 0; i < s->n_certs; i++) {
+        const uint8_t *p = sec[SNAPWIRE_SEC_CERTS].p + (size_t)i * REC_CERT;
+        STR(p, &s->certs[i].name, "cert %u name", i);
+        PEM(p + 8, &s->certs[i].chain_pem, "cert %u chain", i);
+        PEM(p + 16, &s->certs[i].key_pem, "cert %u key", i);
+        STR(p + 24, &s->certs[i].fingerprint, "cert %u fingerprint", i);
+        if (fill) s->certs[i].not_after = get64(p + 32);
+    }
+    for (i = 0; i < s->n_tls_hosts; i++) {
+        const uint8_t *p = sec[SNAPWIRE_SEC_TLS_HOSTS].p + (size_t)i * REC_TLS_HOST;
+        STR(p, &s->tls_hosts[i].host, "tls host %u", i);
+        if (!zero_pad(p + 21, 3)) {
+            set_err(r->err, r->errlen, "tls host %u: nonzero padding", i);
+            return -1;
+        }
+        if (fill) {
+            s->tls_hosts[i].cert = get32(p + 8);
+            s->tls_hosts[i].cert2 = get32(p + 12);
+            s->tls_hosts[i].client_ca = get32(p + 16);
+            s->tls_hosts[i].client_verify = p[20];
+        }
+    }
+#undef PEM
 #undef STR
+#undef STRX
     return 0;
 }
 
@@ -568,8 +723,9 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
         [SNAPWIRE_SEC_META] = REC_META,        [SNAPWIRE_SEC_LISTENERS] = REC_LISTENER,
         [SNAPWIRE_SEC_VHOSTS] = REC_VHOST,     [SNAPWIRE_SEC_ROUTES] = REC_ROUTE,
         [SNAPWIRE_SEC_CLUSTERS] = REC_CLUSTER, [SNAPWIRE_SEC_ENDPOINTS] = REC_ENDPOINT,
+        [SNAPWIRE_SEC_CERTS] = REC_CERT,       [SNAPWIRE_SEC_TLS_HOSTS] = REC_TLS_HOST,
     };
-    struct section sec[SNAPWIRE_SEC_FILTERS + 1];
+    struct section sec[SEC_MAX + 1];
     struct snapwire_snapshot s;
     struct reader r;
     const uint8_t *p = buf, *pl;
@@ -608,14 +764,13 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
             set_err(err, errlen, "section %u (type %u) out of bounds", i, type);
             return -1;
         }
-        if (type < SNAPWIRE_SEC_STRINGS || type > SNAPWIRE_SEC_FILTERS)
-            continue; /* unknown: newer writer, skip */
+        if (type < SNAPWIRE_SEC_STRINGS || type > SEC_MAX || type == SNAPWIRE_SEC_FILTERS)
+            continue; /* unknown (newer writer) or reserved: skip */
         if (sec[type].present) {
             set_err(err, errlen, "duplicate section type %u", type);
             return -1;
         }
-        if (type != SNAPWIRE_SEC_STRINGS && type < SNAPWIRE_SEC_CERTS &&
-            slen % recsize[type] != 0) {
+        if (type != SNAPWIRE_SEC_STRINGS && slen % recsize[type] != 0) {
             set_err(err, errlen, "section type %u length %u is not a whole number of records", type,
                     slen);
             return -1;
@@ -634,6 +789,8 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
     s.n_routes = sec[SNAPWIRE_SEC_ROUTES].len / REC_ROUTE;
     s.n_clusters = sec[SNAPWIRE_SEC_CLUSTERS].len / REC_CLUSTER;
     s.n_endpoints = sec[SNAPWIRE_SEC_ENDPOINTS].len / REC_ENDPOINT;
+    s.n_certs = sec[SNAPWIRE_SEC_CERTS].len / REC_CERT;
+    s.n_tls_hosts = sec[SNAPWIRE_SEC_TLS_HOSTS].len / REC_TLS_HOST;
 
     memset(&r, 0, sizeof(r));
     /* no STRINGS section: only empty strings are valid, and they must not touch NULL */
@@ -646,7 +803,8 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
 
     arrays = (size_t)s.n_listeners * sizeof(*s.listeners) + (size_t)s.n_vhosts * sizeof(*s.vhosts) +
              (size_t)s.n_routes * sizeof(*s.routes) + (size_t)s.n_clusters * sizeof(*s.clusters) +
-             (size_t)s.n_endpoints * sizeof(*s.endpoints);
+             (size_t)s.n_endpoints * sizeof(*s.endpoints) + (size_t)s.n_certs * sizeof(*s.certs) +
+             (size_t)s.n_tls_hosts * sizeof(*s.tls_hosts);
     sz = arrays + r.pool_sz + 1;
     arena = malloc(sz);
     if (!arena) {
@@ -654,14 +812,17 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
         return -1;
     }
     /*
-     * Routes (the only records with a u64) go first, at malloc's alignment; every other record
-     * struct holds only pointers and smaller integers, so the arrays after them stay aligned.
+     * Routes and certs (the only records with a u64; both sizes are multiples of 8) go first,
+     * at malloc's alignment; every other record struct holds only pointers and smaller
+     * integers, so the arrays after them stay aligned.
      */
     s.routes = (void *)arena;
-    s.listeners = (void *)(s.routes + s.n_routes);
+    s.certs = (void *)(s.routes + s.n_routes);
+    s.listeners = (void *)(s.certs + s.n_certs);
     s.vhosts = (void *)(s.listeners + s.n_listeners);
     s.clusters = (void *)(s.vhosts + s.n_vhosts);
     s.endpoints = (void *)(s.clusters + s.n_clusters);
+    s.tls_hosts = (void *)(s.endpoints + s.n_endpoints);
     r.pool = arena + arrays;
     r.pool_sz = 0;
     if (read_records(&r, sec, &s) < 0 || check_snapshot(&s, err, errlen) < 0) {
@@ -718,6 +879,16 @@ static void gen_kv_body(yajl_gen g, const char *k, uint64_t v)
     }
 }
 
+/* A certificate reference: its name, or null for SNAPWIRE_NONE. */
+static void gen_kv_cert(yajl_gen g, const struct snapwire_snapshot *s, const char *k, uint32_t i)
+{
+    jsongen_str(g, k);
+    if (i == SNAPWIRE_NONE)
+        yajl_gen_null(g);
+    else
+        jsongen_str(g, s->certs[i].name);
+}
+
 char *snapwire_to_json(const struct snapwire_snapshot *s)
 {
     static const char *match_names[] = {"", "Exact", "Prefix"};
@@ -738,6 +909,7 @@ char *snapwire_to_json(const struct snapwire_snapshot *s)
     else
         jsongen_str(g, s->clusters[s->meta.default_cluster].name);
     gen_kv_body(g, "default_max_body", s->meta.default_max_body);
+    gen_kv_cert(g, s, "default_cert", s->meta.default_cert);
 
     jsongen_str(g, "listeners");
     yajl_gen_array_open(g);
@@ -768,6 +940,13 @@ char *snapwire_to_json(const struct snapwire_snapshot *s)
             jsongen_kv_str(g, "cluster", s->clusters[r->cluster].name);
             jsongen_kv_str(g, "source", r->source);
             gen_kv_body(g, "max_body", r->max_body);
+            jsongen_str(g, "ssl_redirect");
+            yajl_gen_bool(g, (r->flags & SNAPWIRE_ROUTE_SSL_REDIRECT) != 0);
+            jsongen_str(g, "hsts");
+            if (r->hsts && r->hsts[0])
+                jsongen_str(g, r->hsts);
+            else
+                yajl_gen_null(g);
             yajl_gen_map_close(g);
         }
         yajl_gen_array_close(g);
@@ -782,6 +961,12 @@ char *snapwire_to_json(const struct snapwire_snapshot *s)
         yajl_gen_map_open(g);
         jsongen_kv_str(g, "name", c->name);
         jsongen_kv_str(g, "lb", "round_robin");
+        jsongen_str(g, "tls");
+        yajl_gen_bool(g, c->tls);
+        if (c->tls) {
+            jsongen_kv_str(g, "tls_sni", c->tls_sni);
+            gen_kv_cert(g, s, "tls_ca", c->tls_ca);
+        }
         jsongen_str(g, "endpoints");
         yajl_gen_array_open(g);
         for (j = 0; j < c->endpoint_count; j++) {
@@ -792,6 +977,40 @@ char *snapwire_to_json(const struct snapwire_snapshot *s)
             jsongen_str(g, addr);
         }
         yajl_gen_array_close(g);
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+
+    /* certificates by name and fingerprint only: key_pem is never shown */
+    jsongen_str(g, "certs");
+    yajl_gen_array_open(g);
+    for (i = 0; i < s->n_certs; i++) {
+        const struct snapwire_cert *c = &s->certs[i];
+        yajl_gen_map_open(g);
+        jsongen_kv_str(g, "name", c->name);
+        jsongen_kv_str(g, "fingerprint", c->fingerprint);
+        gen_kv_int(g, "not_after", (long long)c->not_after);
+        jsongen_str(g, "has_key");
+        yajl_gen_bool(g, cert_has_key(s, i));
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+
+    jsongen_str(g, "tls_hosts");
+    yajl_gen_array_open(g);
+    for (i = 0; i < s->n_tls_hosts; i++) {
+        static const char *verify_names[] = {"off", "required", "optional"};
+        const struct snapwire_tls_host *h = &s->tls_hosts[i];
+        yajl_gen_map_open(g);
+        jsongen_kv_str(g, "host", h->host);
+        jsongen_str(g, "certs");
+        yajl_gen_array_open(g);
+        jsongen_str(g, s->certs[h->cert].name);
+        if (h->cert2 != SNAPWIRE_NONE) jsongen_str(g, s->certs[h->cert2].name);
+        yajl_gen_array_close(g);
+        jsongen_kv_str(g, "client_verify", verify_names[h->client_verify]);
+        gen_kv_cert(g, s, "client_ca",
+                    h->client_verify ? h->client_ca : SNAPWIRE_NONE);
         yajl_gen_map_close(g);
     }
     yajl_gen_array_close(g);

@@ -126,10 +126,10 @@ struct snapwire_vhost {
 struct snapwire_route {
     const char *path;   /* starts with '/' */
     uint8_t match;      /* enum snapwire_match */
-    uint8_t flags;      /* SNAPWIRE_ROUTE_* */
     uint32_t cluster;   /* index into clusters */
     const char *source; /* "namespace/ingress-name", for logs and metrics */
     uint64_t max_body;  /* request body limit in bytes, or SNAPWIRE_BODY_DEFAULT/_UNLIMITED */
+    uint8_t flags;      /* SNAPWIRE_ROUTE_* */
     /*
      * Value of the Strict-Transport-Security header added to responses sent over TLS
      * (e.g. "max-age=31536000; includeSubDomains"), "" for none. Never sent over plain HTTP

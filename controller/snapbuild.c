@@ -576,6 +576,7 @@ int snapbuild_build(const struct model_cache *cache, const char *ingress_class, 
     s->meta.default_cluster =
         defaults.n ? sb_find_cluster(cl, n_cl, &defaults.v[0]) : SNAPWIRE_NONE;
     s->meta.default_max_body = defaults.n ? defaults.v[0].ing->max_body : SNAPWIRE_BODY_DEFAULT;
+    s->meta.default_cert = SNAPWIRE_NONE;
     if (!(s->meta.source = sb_strdup(a, source ? source : ""))) goto nomem;
     rc = 0;
     goto out;

@@ -37,18 +37,32 @@ int main(int argc, char **argv)
                                     {"https", "::", 8443, SNAPWIRE_PROTO_HTTPS}};
     struct snapwire_vhost v[] = {{"", 0, 1}, {"*.foo.com", 1, 2}, {"foo.com", 3, 1}};
     struct snapwire_route r[] = {
-        {"/", SNAPWIRE_MATCH_PREFIX, 0, "default/catch-all", SNAPWIRE_BODY_DEFAULT},
-        {"/api/v1", SNAPWIRE_MATCH_EXACT, 1, "ns/api", 1024},
-        {"/api", SNAPWIRE_MATCH_PREFIX, 1, "ns/api", 10ull << 20},
-        {"/caf\xc3\xa9", SNAPWIRE_MATCH_PREFIX, 2, "ns/\"quoted\"\\", SNAPWIRE_BODY_UNLIMITED}};
-    struct snapwire_cluster c[] = {{"default/web:80", SNAPWIRE_LB_ROUND_ROBIN, 0, 2},
-                                   {"ns/api:8080", SNAPWIRE_LB_ROUND_ROBIN, 2, 1},
-                                   {"ns/empty:1", SNAPWIRE_LB_ROUND_ROBIN, 3, 0}};
+        {"/", SNAPWIRE_MATCH_PREFIX, 0, "default/catch-all", SNAPWIRE_BODY_DEFAULT, 0, ""},
+        {"/api/v1", SNAPWIRE_MATCH_EXACT, 1, "ns/api", 1024, SNAPWIRE_ROUTE_SSL_REDIRECT,
+         "max-age=31536000; includeSubDomains"},
+        {"/api", SNAPWIRE_MATCH_PREFIX, 1, "ns/api", 10ull << 20, 0, ""},
+        {"/caf\xc3\xa9", SNAPWIRE_MATCH_PREFIX, 2, "ns/\"quoted\"\\", SNAPWIRE_BODY_UNLIMITED, 0,
+         ""}};
+    struct snapwire_cluster c[] = {
+        {"default/web:80", SNAPWIRE_LB_ROUND_ROBIN, 0, 2, 0, "", SNAPWIRE_NONE},
+        {"ns/api:8080+tls", SNAPWIRE_LB_ROUND_ROBIN, 2, 1, 1, "api.ns.svc", 1},
+        {"ns/empty:1", SNAPWIRE_LB_ROUND_ROBIN, 3, 0, 0, "", SNAPWIRE_NONE}};
+    /* not real keys: the format only carries PEM text, the data plane parses it */
+    struct snapwire_cert certs[] = {
+        {"ns/foo-tls", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+         "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
+         "720f6f46544ffe7ea34c655962012263ea4e0ffb3398f0c2864fe33265982c99", 1798736400},
+        {"ns/ca", "-----BEGIN CERTIFICATE-----\r\nMIIC\r\n-----END CERTIFICATE-----\r\n", "",
+         "00", 1798736400}};
+    struct snapwire_tls_host th[] = {
+        {"*.foo.com", 0, SNAPWIRE_NONE, SNAPWIRE_NONE, SNAPWIRE_CLIENT_VERIFY_OFF},
+        {"foo.com", 0, SNAPWIRE_NONE, 1, SNAPWIRE_CLIENT_VERIFY_REQUIRED}};
     struct snapwire_endpoint e[] = {
         {"10.0.0.1", 80, 1}, {"10.0.0.2", 80, 0}, {"fd00::1:2", 65535, 1}};
     struct snapwire_snapshot s = {0};
 
     s.meta.default_cluster = SNAPWIRE_NONE;
+    s.meta.default_cert = SNAPWIRE_NONE;
     emit(dir, "empty", &s, 0);
     s.meta.source = "file:/manifests";
     s.listeners = l;
@@ -62,14 +76,23 @@ int main(int argc, char **argv)
     s.n_clusters = 3;
     s.endpoints = e;
     s.n_endpoints = 3;
+    s.certs = certs;
+    s.n_certs = 2;
+    s.tls_hosts = th;
+    s.n_tls_hosts = 2;
     emit(dir, "full", &s, 42);
     s.meta.default_cluster = 2;
     s.meta.default_max_body = 8192;
+    s.meta.default_cert = 0;
     emit(dir, "full-default-cluster", &s, 0xffffffffffffffffull);
     s.n_listeners = 0;
     s.n_vhosts = 0;
     s.n_routes = 0;
     s.meta.default_cluster = 0;
+    s.meta.default_cert = SNAPWIRE_NONE;
+    s.n_tls_hosts = 0;
+    s.n_certs = 0;
+    c[1].tls_ca = SNAPWIRE_NONE;
     emit(dir, "clusters-only", &s, 7);
     return 0;
 }

@@ -23,12 +23,12 @@
 static struct snapshot *make_snapshot(uint64_t dmax)
 {
     struct snapwire_endpoint ep = {"127.0.0.1", 80, 1};
-    struct snapwire_cluster cl = {"t/svc:80", SNAPWIRE_LB_ROUND_ROBIN, 0, 1};
-    struct snapwire_route rt[] = {{"/set", SNAPWIRE_MATCH_PREFIX, 0, "t/set", 1024},
-                                  {"/unl", SNAPWIRE_MATCH_PREFIX, 0, "t/unl", UNL},
-                                  {"/def", SNAPWIRE_MATCH_PREFIX, 0, "t/def", 0}};
+    struct snapwire_cluster cl = {"t/svc:80", SNAPWIRE_LB_ROUND_ROBIN, 0, 1, 0, "", SNAPWIRE_NONE};
+    struct snapwire_route rt[] = {{"/set", SNAPWIRE_MATCH_PREFIX, 0, "t/set", 1024, 0, ""},
+                                  {"/unl", SNAPWIRE_MATCH_PREFIX, 0, "t/unl", UNL, 0, ""},
+                                  {"/def", SNAPWIRE_MATCH_PREFIX, 0, "t/def", 0, 0, ""}};
     struct snapwire_vhost vh = {"a", 0, 3};
-    struct snapwire_snapshot s = {.meta = {0, "test", dmax},
+    struct snapwire_snapshot s = {.meta = {0, "test", dmax, SNAPWIRE_NONE},
                                   .n_vhosts = 1,
                                   .n_routes = 3,
                                   .n_clusters = 1,

@@ -18,15 +18,30 @@
 
 static struct snapwire_listener L[] = {{"http", "", 8080, SNAPWIRE_PROTO_HTTP}};
 static struct snapwire_route R[] = {
-    {"/api", SNAPWIRE_MATCH_EXACT, 0, "default/a", SNAPWIRE_BODY_DEFAULT},
-    {"/", SNAPWIRE_MATCH_PREFIX, 1, "default/a", 1024},
-    {"/", SNAPWIRE_MATCH_PREFIX, 1, "default/b", SNAPWIRE_BODY_UNLIMITED},
+    {"/api", SNAPWIRE_MATCH_EXACT, 0, "default/a", SNAPWIRE_BODY_DEFAULT,
+     SNAPWIRE_ROUTE_SSL_REDIRECT, "max-age=600; includeSubDomains"},
+    {"/", SNAPWIRE_MATCH_PREFIX, 1, "default/a", 1024, 0, ""},
+    {"/", SNAPWIRE_MATCH_PREFIX, 1, "default/b", SNAPWIRE_BODY_UNLIMITED, 0, ""},
 };
 #define DEFAULT_MAX_BODY 0x0102030405060708ull /* every byte distinct: catches order and width */
 static struct snapwire_vhost V[] = {{"foo.com", 0, 2}, {"*.bar.com", 2, 1}};
 static struct snapwire_cluster C[] = {
-    {"default/api:80", SNAPWIRE_LB_ROUND_ROBIN, 0, 2},
-    {"default/web:http", SNAPWIRE_LB_ROUND_ROBIN, 2, 1},
+    {"default/api:80", SNAPWIRE_LB_ROUND_ROBIN, 0, 2, 0, "", SNAPWIRE_NONE},
+    {"default/web:http+tls", SNAPWIRE_LB_ROUND_ROBIN, 2, 1, 1, "web.default.svc", 1},
+};
+/* PEM-shaped text only: the format carries it, the data plane parses it */
+#define KEY_PEM "-----BEGIN PRIVATE KEY-----\nsecret-key-bytes\n-----END PRIVATE KEY-----\n"
+static struct snapwire_cert K[] = {
+    {"default/foo-tls", "-----BEGIN CERTIFICATE-----\r\nleaf\r\n-----END CERTIFICATE-----\r\n",
+     KEY_PEM, "ab01", 1798736400},
+    {"default/client-ca", "-----BEGIN CERTIFICATE-----\n\tca\n-----END CERTIFICATE-----\n", "",
+     "cd02", 0xfedcba9876543210ull},
+    {"default/foo-rsa", "-----BEGIN CERTIFICATE-----\nrsa\n-----END CERTIFICATE-----\n", KEY_PEM,
+     "ef03", 1},
+};
+static struct snapwire_tls_host T[] = {
+    {"*.bar.com", 0, SNAPWIRE_NONE, SNAPWIRE_NONE, SNAPWIRE_CLIENT_VERIFY_OFF},
+    {"foo.com", 0, 2, 1, SNAPWIRE_CLIENT_VERIFY_REQUIRED},
 };
 static struct snapwire_endpoint E[] = {
     {"127.0.0.1", 9001, 1}, {"::1", 9002, 1}, {"10.0.0.7", 80, 1}};
@@ -42,6 +57,9 @@ static struct snapwire_snapshot sample(void)
     s.n_routes = 3, s.routes = R;
     s.n_clusters = 2, s.clusters = C;
     s.n_endpoints = 3, s.endpoints = E;
+    s.n_certs = 3, s.certs = K;
+    s.n_tls_hosts = 2, s.tls_hosts = T;
+    s.meta.default_cert = 2;
     return s;
 }
 
@@ -141,7 +159,7 @@ static void test_round_trip(void **state)
     assert_true(d.routes[1].max_body == 1024);
     assert_true(d.routes[2].max_body == SNAPWIRE_BODY_UNLIMITED);
     assert_true(d.meta.default_max_body == DEFAULT_MAX_BODY);
-    assert_string_equal(d.clusters[1].name, "default/web:http");
+    assert_string_equal(d.clusters[1].name, "default/web:http+tls");
     assert_int_equal(d.clusters[0].endpoint_count, 2);
     assert_string_equal(d.endpoints[1].address, "::1");
     assert_int_equal(d.endpoints[1].port, 9002);
@@ -149,7 +167,107 @@ static void test_round_trip(void **state)
     assert_string_equal(d.meta.source, "file:/tmp/x");
     assert_int_equal(d.n_listeners, 1);
     assert_int_equal(d.listeners[0].port, 8080);
+    /* TLS (version 3) */
+    assert_int_equal(d.routes[0].flags, SNAPWIRE_ROUTE_SSL_REDIRECT);
+    assert_string_equal(d.routes[0].hsts, "max-age=600; includeSubDomains");
+    assert_int_equal(d.routes[1].flags, 0);
+    assert_string_equal(d.routes[1].hsts, "");
+    assert_int_equal(d.clusters[0].tls, 0);
+    assert_int_equal(d.clusters[0].tls_ca, SNAPWIRE_NONE);
+    assert_int_equal(d.clusters[1].tls, 1);
+    assert_string_equal(d.clusters[1].tls_sni, "web.default.svc");
+    assert_int_equal(d.clusters[1].tls_ca, 1);
+    assert_int_equal(d.meta.default_cert, 2);
+    assert_int_equal(d.n_certs, 3);
+    assert_string_equal(d.certs[0].name, "default/foo-tls");
+    assert_string_equal(d.certs[0].chain_pem, K[0].chain_pem); /* CR LF kept */
+    assert_string_equal(d.certs[0].key_pem, KEY_PEM);
+    assert_string_equal(d.certs[1].key_pem, "");
+    assert_string_equal(d.certs[1].chain_pem, K[1].chain_pem); /* TAB kept */
+    assert_string_equal(d.certs[2].fingerprint, "ef03");
+    assert_true(d.certs[1].not_after == 0xfedcba9876543210ull);
+    assert_int_equal(d.n_tls_hosts, 2);
+    assert_string_equal(d.tls_hosts[1].host, "foo.com");
+    assert_int_equal(d.tls_hosts[1].cert, 0);
+    assert_int_equal(d.tls_hosts[1].cert2, 2);
+    assert_int_equal(d.tls_hosts[1].client_ca, 1);
+    assert_int_equal(d.tls_hosts[1].client_verify, SNAPWIRE_CLIENT_VERIFY_REQUIRED);
+    assert_int_equal(d.tls_hosts[0].cert2, SNAPWIRE_NONE);
+    assert_int_equal(d.tls_hosts[0].client_ca, SNAPWIRE_NONE);
     snapwire_free(&d);
+    free(f);
+}
+
+/* The TLS consistency rules: each broken in turn on the sample, each refused by the encoder. */
+static void test_tls_rules(void **state)
+{
+    (void)state;
+    struct snapwire_snapshot s;
+    struct snapwire_cluster cl[2];
+    struct snapwire_route rt[3];
+    struct snapwire_cert ct[3];
+    struct snapwire_tls_host th[2];
+    uint8_t *f;
+    size_t len;
+    char err[256];
+    static const struct {
+        const char *what; /* expected in the error */
+        int which;        /* which mutation */
+    } cases[] = {
+        {"default cert", 0},   {"default cert", 1},   {"not sorted", 2},   {"not sorted", 3},
+        {"without a key", 4},  {"without a key", 5},  {"without a key", 6}, {"client CA", 7},
+        {"client CA", 8},      {"client_verify", 9},  {"unknown flags", 10}, {"tls flag", 11},
+        {"tls CA", 12},        {"tls CA", 13},        {"empty name", 14},   {"control", 15},
+        {"control", 16},       {"empty certificate", 17},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        s = sample();
+        memcpy(cl, C, sizeof(cl));
+        memcpy(rt, R, sizeof(rt));
+        memcpy(ct, K, sizeof(ct));
+        memcpy(th, T, sizeof(th));
+        s.clusters = cl, s.routes = rt, s.certs = ct, s.tls_hosts = th;
+        switch (cases[i].which) {
+        case 0: s.meta.default_cert = 3; break;               /* out of range */
+        case 1: s.meta.default_cert = 1; break;               /* a CA bundle */
+        case 2: th[0].host = "foo.com"; break;                /* duplicate */
+        case 3: th[0].host = "zzz.com"; break;                /* unsorted */
+        case 4: th[0].cert = 1; break;                        /* CA as server cert */
+        case 5: th[1].cert2 = 0; break;                       /* same as cert */
+        case 6: th[1].cert2 = 7; break;                       /* out of range */
+        case 7: th[1].client_ca = 2; break;                   /* has a key */
+        case 8: th[1].client_ca = SNAPWIRE_NONE; break;       /* verify without a CA */
+        case 9: th[1].client_verify = 3; break;
+        case 10: rt[1].flags = 0x80; break;
+        case 11: cl[1].tls = 2; break;
+        case 12: cl[1].tls_ca = 0; break;                     /* has a key */
+        case 13: cl[1].tls_ca = 3; break;                     /* out of range */
+        case 14: th[0].host = ""; break;
+        case 15: ct[0].name = "a\nb"; break;                  /* a line break outside PEM */
+        case 16: ct[0].key_pem = "key\x01"; break;            /* other controls in PEM */
+        case 17: ct[2].chain_pem = ""; break;
+        }
+        err[0] = '\0';
+        assert_int_equal(snapwire_encode(&s, 1, &f, &len, err, sizeof(err)), -1);
+        if (!strstr(err, cases[i].what)) fail_msg("case %d: error \"%s\"", cases[i].which, err);
+    }
+    /* the TLS fields of a plain cluster and of a host without client certs are not checked
+     * (zeroed structs are fine) and go out as "none" */
+    s = sample();
+    memcpy(cl, C, sizeof(cl));
+    memcpy(th, T, sizeof(th));
+    cl[0].tls_ca = 0;
+    th[0].client_ca = 0;
+    s.clusters = cl, s.tls_hosts = th;
+    assert_int_equal(snapwire_encode(&s, 1, &f, &len, err, sizeof(err)), 0);
+    {
+        struct snapwire_snapshot d;
+        assert_int_equal(snapwire_decode(f, len, &d, err, sizeof(err)), 0);
+        assert_int_equal(d.clusters[0].tls_ca, SNAPWIRE_NONE);
+        assert_int_equal(d.tls_hosts[0].client_ca, SNAPWIRE_NONE);
+        snapwire_free(&d);
+    }
     free(f);
 }
 
@@ -162,10 +280,13 @@ static void test_empty_snapshot(void **state)
     char err[256];
 
     s.meta.default_cluster = SNAPWIRE_NONE;
+    s.meta.default_cert = SNAPWIRE_NONE;
     assert_int_equal(snapwire_encode(&s, 1, &f, &len, err, sizeof(err)), 0);
     assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), 0);
     assert_int_equal(d.n_routes + d.n_vhosts + d.n_clusters + d.n_endpoints, 0);
     assert_int_equal(d.meta.default_cluster, SNAPWIRE_NONE);
+    assert_int_equal(d.meta.default_cert, SNAPWIRE_NONE);
+    assert_int_equal(d.n_certs + d.n_tls_hosts, 0);
     assert_true(d.meta.default_max_body == SNAPWIRE_BODY_DEFAULT);
     snapwire_free(&d);
     free(f);
@@ -201,7 +322,7 @@ static void test_encoder_refuses_inconsistent(void **state)
     (void)state;
     struct snapwire_snapshot s;
     struct snapwire_endpoint bad_ep[] = {{"not-an-ip", 80, 1}};
-    struct snapwire_route bad_rt[] = {{"nope", SNAPWIRE_MATCH_PREFIX, 0, "", 0}};
+    struct snapwire_route bad_rt[] = {{"nope", SNAPWIRE_MATCH_PREFIX, 0, "", 0, 0, ""}};
     uint8_t *f;
     size_t len;
     char err[256];
@@ -211,8 +332,8 @@ static void test_encoder_refuses_inconsistent(void **state)
     assert_int_equal(snapwire_encode(&s, 1, &f, &len, err, sizeof(err)), -1);
     s = sample();
     s.endpoints = bad_ep, s.n_endpoints = 1;
-    s.clusters = (struct snapwire_cluster[]){{"x", SNAPWIRE_LB_ROUND_ROBIN, 0, 1},
-                                             {"y", SNAPWIRE_LB_ROUND_ROBIN, 0, 0}};
+    s.clusters = (struct snapwire_cluster[]){{"x", SNAPWIRE_LB_ROUND_ROBIN, 0, 1, 0, "", SNAPWIRE_NONE},
+                                             {"y", SNAPWIRE_LB_ROUND_ROBIN, 0, 0, 0, "", SNAPWIRE_NONE}};
     assert_int_equal(snapwire_encode(&s, 1, &f, &len, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "endpoint 0"));
     s = sample();
@@ -399,10 +520,10 @@ static void test_hostile_with_valid_crc(void **state)
     assert_non_null(strstr(err, "whole number"));
     free(f);
 
-    /* nonzero route padding next to the body limit */
+    /* nonzero route padding after the flags (route records are 40 bytes) */
     f = encode_sample(&len);
     p = section(f, SNAPWIRE_SEC_ROUTES, NULL);
-    p[32 + 15] = 1;
+    p[40 + 15] = 1;
     fix_crc(f, len);
     assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "route 1: nonzero padding"));
@@ -427,7 +548,7 @@ static void test_body_limits_any_value(void **state)
         for (int b = 0; b < 8; b++)
             p[24 + b] = (uint8_t)(values[i] >> (8 * b));
         p = section(f, SNAPWIRE_SEC_META, &mlen);
-        assert_int_equal(mlen, 20);
+        assert_int_equal(mlen, 24);
         for (int b = 0; b < 8; b++)
             p[12 + b] = (uint8_t)(values[i] >> (8 * b));
         fix_crc(f, len);
@@ -462,7 +583,8 @@ static void test_unknown_section_skipped(void **state)
 /*
  * Found by fuzzing: a frame without a STRINGS section whose only string is empty. The frame
  * was found in version 1 (12-byte meta record); it is kept as found, and must now be refused
- * for its version, and in the version 2 layout (20-byte meta record) it must decode.
+ * for its version, as must its version 2 form (20-byte meta record); in the version 3 layout
+ * (24-byte meta record) it must decode.
  */
 static void test_no_strings_section(void **state)
 {
@@ -472,21 +594,30 @@ static void test_no_strings_section(void **state)
         0x00, 0x00, 0x18, 0x00, 0x00, 0x00, 0x9c, 0xd1, 0xc4, 0x8a, 0x01, 0x00, 0x00, 0x00,
         0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x00, 0x0c, 0x00,
         0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
-    static const uint8_t frame[] = {
+    static const uint8_t frame_v2[] = {
         0x53, 0x54, 0x52, 0x54, 0x02, 0x00, 0x20, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
         0x00, 0x00, 0x00, 0x20, 0x00, 0x00, 0x00, 0x34, 0xc1, 0xf0, 0xcc, 0x01, 0x00,
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00,
         0x00, 0x14, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00,
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
+    static const uint8_t frame[] = {
+        0x53, 0x54, 0x52, 0x54, 0x03, 0x00, 0x20, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x24, 0x00, 0x00, 0x00, 0xc4, 0x1f, 0xcd, 0x9d, 0x01, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x00, 0x18, 0x00,
+        0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff};
     struct snapwire_snapshot d;
     char err[256];
 
     assert_int_equal(guarded_decode(frame_v1, sizeof(frame_v1), &d, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "unsupported version 1"));
+    assert_int_equal(guarded_decode(frame_v2, sizeof(frame_v2), &d, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "unsupported version 2"));
     assert_int_equal(guarded_decode(frame, sizeof(frame), &d, err, sizeof(err)), 0);
     assert_string_equal(d.meta.source, "");
     assert_int_equal(d.meta.default_cluster, SNAPWIRE_NONE);
     assert_true(d.meta.default_max_body == SNAPWIRE_BODY_DEFAULT);
+    assert_int_equal(d.meta.default_cert, SNAPWIRE_NONE);
     assert_int_equal(d.n_routes, 0);
     snapwire_free(&d);
 }
@@ -516,6 +647,10 @@ static void test_random_mutations(void **state)
             for (uint32_t i = 0; i < d.n_vhosts; i++)
                 assert_true((uint64_t)d.vhosts[i].first_route + d.vhosts[i].route_count <=
                             d.n_routes);
+            for (uint32_t i = 0; i < d.n_tls_hosts; i++)
+                assert_true(d.tls_hosts[i].cert < d.n_certs &&
+                            d.certs[d.tls_hosts[i].cert].key_pem[0] != '\0');
+            assert_true(d.meta.default_cert == SNAPWIRE_NONE || d.meta.default_cert < d.n_certs);
             snapwire_free(&d);
         } else {
             refused++;
@@ -543,11 +678,25 @@ static void test_json_dump(void **state)
     assert_non_null(strstr(js, "\"host\": \"*.bar.com\""));
     assert_non_null(strstr(js, "\"pathType\": \"Exact\""));
     assert_non_null(strstr(js, "\"[::1]:9002\""));
-    assert_non_null(strstr(js, "\"default_cluster\": \"default/web:http\""));
+    assert_non_null(strstr(js, "\"default_cluster\": \"default/web:http+tls\""));
     assert_non_null(strstr(js, "\"default_max_body\": 72623859790382856")); /* 0x0102...08 */
     assert_non_null(strstr(js, "\"max_body\": null"));
     assert_non_null(strstr(js, "\"max_body\": 1024"));
     assert_non_null(strstr(js, "\"max_body\": \"unlimited\""));
+    assert_non_null(strstr(js, "\"ssl_redirect\": true"));
+    assert_non_null(strstr(js, "\"hsts\": \"max-age=600; includeSubDomains\""));
+    assert_non_null(strstr(js, "\"hsts\": null"));
+    assert_non_null(strstr(js, "\"tls_sni\": \"web.default.svc\""));
+    assert_non_null(strstr(js, "\"tls_ca\": \"default/client-ca\""));
+    assert_non_null(strstr(js, "\"default_cert\": \"default/foo-rsa\""));
+    assert_non_null(strstr(js, "\"fingerprint\": \"ab01\""));
+    assert_non_null(strstr(js, "\"has_key\": false"));
+    assert_non_null(strstr(js, "\"client_verify\": \"required\""));
+    assert_non_null(strstr(js, "\"client_ca\": \"default/client-ca\""));
+    /* private keys never appear, nor does the PEM of the certificates */
+    assert_null(strstr(js, "PRIVATE KEY"));
+    assert_null(strstr(js, "secret-key-bytes"));
+    assert_null(strstr(js, "BEGIN CERTIFICATE"));
     free(js);
     snapwire_free(&d);
     free(f);
@@ -583,6 +732,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_tls_rules),
         cmocka_unit_test(test_empty_snapshot),
         cmocka_unit_test(test_deterministic_and_same_payload),
         cmocka_unit_test(test_encoder_refuses_inconsistent),
