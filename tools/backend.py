@@ -9,6 +9,8 @@ served a request and what the proxy forwarded. Query parameters change the answe
   chunks=N&chunk_delay_ms=M  send the body with Transfer-Encoding: chunked in N pieces
   size=N                     answer with N bytes of 'x' (text/plain) instead of JSON
 Request bodies are always read completely (Content-Length or chunked) and hashed.
+With --tls-cert/--tls-key it speaks HTTPS (TLS 1.2+; the handshake runs in the connection's
+thread) and the JSON body also says "tls": {"sni": NAME or null, "version": "TLSv1.3"}.
 
 Python standard library only.
 """
@@ -16,6 +18,7 @@ import argparse
 import hashlib
 import json
 import signal
+import ssl
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -104,6 +107,9 @@ class Handler(BaseHTTPRequestHandler):
                 "body_len": len(body),
                 "body_sha256": hashlib.sha256(body).hexdigest(),
             }
+            if isinstance(self.connection, ssl.SSLSocket):
+                info["tls"] = {"sni": getattr(self.connection, "sni", None),
+                               "version": self.connection.version()}
             payload = (json.dumps(info, sort_keys=True) + "\n").encode()
             ctype = "application/json"
 
@@ -149,6 +155,23 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
+    tls = None  # ssl.SSLContext for HTTPS
+
+    def finish_request(self, request, client_address):
+        # in the connection's own thread: a slow handshake never holds up accept
+        if self.tls is not None:
+            try:
+                request = self.tls.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError) as e:
+                if self.verbose:
+                    sys.stderr.write("backend tls handshake failed: %s\n" % e)
+                request.close()
+                return
+        super().finish_request(request, client_address)
+
+
+def _sni_callback(sock, name, _ctx):
+    sock.sni = name
 
 
 def main(argv=None):
@@ -157,17 +180,29 @@ def main(argv=None):
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--verbose", action="store_true", help="log each request on stderr")
+    ap.add_argument("--tls-cert", help="serve HTTPS with this certificate chain (PEM)")
+    ap.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
     args = ap.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        ap.error("--tls-cert and --tls-key go together")
 
     handler = type("NamedHandler", (Handler,), {"backend_name": args.name})
     srv = Server((args.host, args.port), handler)
     srv.verbose = args.verbose
+    if args.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        ctx.set_alpn_protocols(["http/1.1"])
+        ctx.sni_callback = _sni_callback
+        srv.tls = ctx
 
     def stop(_sig, _frm):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    sys.stderr.write("backend=%s listening=%s:%d\n" % (args.name, args.host, srv.server_address[1]))
+    sys.stderr.write("backend=%s listening=%s:%d%s\n" % (args.name, args.host, srv.server_address[1],
+                                                       " tls=yes" if srv.tls else ""))
     sys.stderr.flush()
     try:
         srv.serve_forever(poll_interval=0.2)
