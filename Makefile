@@ -124,3 +124,14 @@ clean:
 	rm -rf build
 
 -include $(shell find $(BUILD)/obj $(BUILD)/unit -name '*.d' 2>/dev/null)
+
+# bench-tools: load generators the benchmarks need beyond wrk and h2load (bench/tlsload.c:
+# concurrent full or resumed TLS handshakes, for bench/tls.sh).
+.PHONY: bench-tools bench-tls
+bench-tools: $(BUILD)/tlsload
+$(BUILD)/tlsload: bench/tlsload.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< -lssl -lcrypto
+bench: bench-tools
+bench-tls: deps all bench-tools
+	@BUILD=$(BUILD) bench/tls.sh
