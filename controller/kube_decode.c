@@ -2,10 +2,13 @@
  * kube_decode: turns one kobj document into a typed model object.
  *
  * Does: kind/apiVersion selection (networking.k8s.io/v1 IngressClass and Ingress, v1
- * Service, discovery.k8s.io/v1 EndpointSlice, v1 Secret of type kubernetes.io/tls), the kind
- * of List items that carry none (typed lists), per-object validation following the API
- * server's own rules (hosts, paths, pathTypes, ports, names, addresses), namespace defaulting,
- * and the Ingress annotations we honour (strait.dev/proxy-body-size).
+ * Service, discovery.k8s.io/v1 EndpointSlice, v1 Secret of type kubernetes.io/tls or of any
+ * type holding a ca.crt), the kind of List items that carry none (typed lists), per-object
+ * validation following the API server's own rules (hosts, paths, pathTypes, ports, names,
+ * addresses), namespace defaulting, Ingress spec.tls, Service port appProtocol, and the
+ * Ingress annotations we honour (strait.dev/proxy-body-size and the TLS ones: a bad value
+ * rejects the Ingress with a reason naming the annotation and the value).
+ * Certificate content is not looked at here (certcheck, from snapbuild, does that).
  * Does not: look at other objects (service lookups, class selection, conflicts are snapbuild's
  * job), read files, or log: it reports through its return value and err.
  * Invariants: an object it returns satisfies everything snapbuild and snapwire assume about a
@@ -19,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "snapwire.h"
@@ -347,6 +351,225 @@ static int kd_body_size(const struct kobj *doc, uint64_t *out, char *err, size_t
     return 0;
 }
 
+#define KD_ANN_SSL_REDIRECT "strait.dev/ssl-redirect"
+#define KD_ANN_FORCE_SSL_REDIRECT "strait.dev/force-ssl-redirect"
+#define KD_ANN_HSTS "strait.dev/hsts"
+#define KD_ANN_HSTS_MAX_AGE "strait.dev/hsts-max-age"
+#define KD_ANN_HSTS_SUBDOMAINS "strait.dev/hsts-include-subdomains"
+#define KD_ANN_HSTS_PRELOAD "strait.dev/hsts-preload"
+#define KD_ANN_AUTH_TLS_SECRET "strait.dev/auth-tls-secret"
+#define KD_ANN_AUTH_TLS_VERIFY "strait.dev/auth-tls-verify-client"
+#define KD_ANN_BACKEND_PROTOCOL "strait.dev/backend-protocol"
+#define KD_ANN_PROXY_SSL_SECRET "strait.dev/proxy-ssl-secret"
+#define KD_ANN_PROXY_SSL_NAME "strait.dev/proxy-ssl-name"
+#define KD_HSTS_MAX_AGE_DEFAULT 31536000ul /* one year, as ingress-nginx */
+
+/* An annotation's node (NULL when absent) and its text ("" for a non-scalar). */
+static const char *kd_annotation(const struct kobj *doc, const char *key, int *present)
+{
+    const struct kobj *n = kobj_get(doc, "metadata", "annotations", key);
+    const char *v = kobj_text(n);
+
+    *present = n != NULL;
+    return v ? v : "";
+}
+
+/*
+ * A "true"/"false" annotation into *out (def when absent). Returns 0, or -1 with err naming
+ * the annotation and value: anything else rejects the Ingress, as a typo silently read as
+ * the default could turn off a redirect the user asked for.
+ */
+static int kd_bool_annotation(const struct kobj *doc, const char *key, int def, int *out,
+                              char *err, size_t errlen)
+{
+    int present;
+    const char *v = kd_annotation(doc, key, &present);
+
+    *out = def;
+    if (!present) return 0;
+    if (!strcmp(v, "true")) {
+        *out = 1;
+    } else if (!strcmp(v, "false")) {
+        *out = 0;
+    } else {
+        SET_ERR("annotation %s \"%.40s\" is not \"true\" or \"false\"", key, v);
+        return -1;
+    }
+    return 0;
+}
+
+/* A NAME or NS/NAME Secret reference annotation; NAME is in the Ingress's namespace. */
+static int kd_secret_ref(struct model_meta *m, const struct kobj *doc, const char *key,
+                         struct model_secret_ref *ref, char *err, size_t errlen)
+{
+    int present;
+    const char *v = kd_annotation(doc, key, &present), *slash;
+    char ns[64];
+
+    ref->ns = ref->name = "";
+    if (!present) return 0;
+    slash = strchr(v, '/');
+    if (slash && (size_t)(slash - v) < sizeof(ns)) {
+        memcpy(ns, v, (size_t)(slash - v));
+        ns[slash - v] = '\0';
+    }
+    if ((slash && ((size_t)(slash - v) >= sizeof(ns) || !kd_dns_label(ns, strlen(ns)) ||
+                   !kd_dns_subdomain(slash + 1))) ||
+        (!slash && !kd_dns_subdomain(v))) {
+        SET_ERR("annotation %s \"%.100s\" is not a Secret name (NAME or NAMESPACE/NAME)", key, v);
+        return -1;
+    }
+    if (!(ref->ns = model_strdup(m, slash ? ns : m->ns)) ||
+        !(ref->name = model_strdup(m, slash ? slash + 1 : v))) {
+        SET_ERR("out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* The Strict-Transport-Security value the hsts annotations ask for ("" without hsts). */
+static int kd_hsts(struct model_meta *m, const struct kobj *doc, const char **out, char *err,
+                   size_t errlen)
+{
+    int on, sub, preload, present;
+    const char *age = kd_annotation(doc, KD_ANN_HSTS_MAX_AGE, &present), *p;
+    unsigned long max_age = KD_HSTS_MAX_AGE_DEFAULT;
+    char buf[96];
+
+    *out = "";
+    if (kd_bool_annotation(doc, KD_ANN_HSTS, 0, &on, err, errlen) ||
+        kd_bool_annotation(doc, KD_ANN_HSTS_SUBDOMAINS, 1, &sub, err, errlen) ||
+        kd_bool_annotation(doc, KD_ANN_HSTS_PRELOAD, 0, &preload, err, errlen))
+        return -1;
+    if (present) {
+        for (p = age; isdigit((unsigned char)*p); p++)
+            ;
+        /* RFC 6797 6.1.1: delta-seconds; ten digits are past any sensible policy */
+        if (!*age || *p || p - age > 10 || (max_age = strtoul(age, NULL, 10)) > 4294967295ul) {
+            SET_ERR("annotation " KD_ANN_HSTS_MAX_AGE " \"%.40s\" is not a number of seconds",
+                    age);
+            return -1;
+        }
+    }
+    if (!on) return 0;
+    snprintf(buf, sizeof(buf), "max-age=%lu%s%s", max_age, sub ? "; includeSubDomains" : "",
+             preload ? "; preload" : "");
+    if (!(*out = model_strdup(m, buf))) {
+        SET_ERR("out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* Every TLS annotation of an Ingress (see docs/contract.md "Ingress annotations"). */
+static int kd_tls_annotations(const struct kobj *doc, struct model_ingress *ing, char *err,
+                              size_t errlen)
+{
+    struct model_meta *m = &ing->meta;
+    const char *v;
+    char *name;
+    int present;
+
+    if (kd_bool_annotation(doc, KD_ANN_SSL_REDIRECT, 1, &ing->ssl_redirect, err, errlen) ||
+        kd_bool_annotation(doc, KD_ANN_FORCE_SSL_REDIRECT, 0, &ing->force_ssl_redirect, err,
+                           errlen) ||
+        kd_hsts(m, doc, &ing->hsts, err, errlen) ||
+        kd_secret_ref(m, doc, KD_ANN_AUTH_TLS_SECRET, &ing->auth_tls_secret, err, errlen) ||
+        kd_secret_ref(m, doc, KD_ANN_PROXY_SSL_SECRET, &ing->proxy_ssl_secret, err, errlen))
+        return -1;
+    ing->client_verify = MODEL_CLIENT_VERIFY_ON;
+    v = kd_annotation(doc, KD_ANN_AUTH_TLS_VERIFY, &present);
+    if (present) {
+        if (!strcmp(v, "on"))
+            ing->client_verify = MODEL_CLIENT_VERIFY_ON;
+        else if (!strcmp(v, "optional"))
+            ing->client_verify = MODEL_CLIENT_VERIFY_OPTIONAL;
+        else if (!strcmp(v, "off"))
+            ing->client_verify = MODEL_CLIENT_VERIFY_OFF;
+        else {
+            SET_ERR("annotation " KD_ANN_AUTH_TLS_VERIFY " \"%.40s\" is not on, optional or off",
+                    v);
+            return -1;
+        }
+    }
+    v = kd_annotation(doc, KD_ANN_BACKEND_PROTOCOL, &present);
+    if (present) {
+        if (!strcasecmp(v, "HTTPS"))
+            ing->backend_https = 1;
+        else if (strcasecmp(v, "HTTP")) {
+            SET_ERR("annotation " KD_ANN_BACKEND_PROTOCOL " \"%.40s\" is not HTTP or HTTPS", v);
+            return -1;
+        }
+    }
+    ing->proxy_ssl_name = "";
+    v = kd_annotation(doc, KD_ANN_PROXY_SSL_NAME, &present);
+    if (present) {
+        if (strlen(v) > 253 || !(name = (char *)model_strdup(m, v))) {
+            SET_ERR("annotation " KD_ANN_PROXY_SSL_NAME " \"%.100s\" is not a DNS name", v);
+            return -1;
+        }
+        if (kube_decode_host(name, err, errlen) || name[0] == '*') {
+            SET_ERR("annotation " KD_ANN_PROXY_SSL_NAME " \"%.100s\" is not a DNS name", v);
+            return -1;
+        }
+        ing->proxy_ssl_name = name;
+    }
+    return 0;
+}
+
+/* spec.tls: hosts (validated and lower-cased like rule hosts) and secretName. */
+static int kd_ingress_tls(const struct kobj *doc, struct model_ingress *ing, char *err,
+                          size_t errlen)
+{
+    struct model_meta *m = &ing->meta;
+    const struct kobj *tls = kobj_get(doc, "spec", "tls"), *hosts, *sn;
+    char *host;
+    size_t i, j;
+
+    if (!tls) return 0;
+    if (tls->type != KOBJ_SEQ) {
+        SET_ERR("spec.tls must be a list");
+        return -1;
+    }
+    if (!(ing->tls = model_alloc(m, tls->n * sizeof(*ing->tls)))) goto oom;
+    ing->n_tls = tls->n;
+    for (i = 0; i < tls->n; i++) {
+        struct model_tls *t = &ing->tls[i];
+        hosts = kobj_get(tls->items[i], "hosts");
+        sn = kobj_get(tls->items[i], "secretName");
+        t->secret = "";
+        if (sn && (!kobj_text(sn) || (*kobj_text(sn) && !kd_dns_subdomain(kobj_text(sn))))) {
+            SET_ERR("spec.tls[%zu].secretName \"%.100s\" is not a valid Secret name", i,
+                    kobj_text(sn) ? kobj_text(sn) : "");
+            return -1;
+        }
+        if (sn && !(t->secret = model_strdup(m, kobj_text(sn)))) goto oom;
+        if (!hosts) continue;
+        if (hosts->type != KOBJ_SEQ) {
+            SET_ERR("spec.tls[%zu].hosts must be a list", i);
+            return -1;
+        }
+        if (!(t->hosts = model_alloc(m, hosts->n * sizeof(*t->hosts)))) goto oom;
+        t->n_hosts = hosts->n;
+        for (j = 0; j < hosts->n; j++) {
+            const char *h = kobj_text(hosts->items[j]);
+            if (!h || !(host = (char *)model_strdup(m, h))) {
+                if (!h) {
+                    SET_ERR("spec.tls[%zu].hosts[%zu] must be a string", i, j);
+                    return -1;
+                }
+                goto oom;
+            }
+            if (kube_decode_host(host, err, errlen)) return -1;
+            t->hosts[j] = host;
+        }
+    }
+    return 0;
+oom:
+    SET_ERR("out of memory");
+    return -1;
+}
+
 static int kd_ingress(const struct kobj *doc, struct model_ingress *ing, char *err, size_t errlen)
 {
     struct model_meta *m = &ing->meta;
@@ -358,7 +581,8 @@ static int kd_ingress(const struct kobj *doc, struct model_ingress *ing, char *e
                "spec.ingressClassName", err, errlen) ||
         kd_str(m, kobj_get(doc, "metadata", "annotations", "kubernetes.io/ingress.class"),
                &ing->class_annotation, "annotation kubernetes.io/ingress.class", err, errlen) ||
-        kd_body_size(doc, &ing->max_body, err, errlen))
+        kd_body_size(doc, &ing->max_body, err, errlen) ||
+        kd_tls_annotations(doc, ing, err, errlen) || kd_ingress_tls(doc, ing, err, errlen))
         return -1;
     db = kobj_get(doc, "spec", "defaultBackend");
     if (db) {
@@ -414,6 +638,7 @@ static int kd_service(const struct kobj *doc, struct model_service *svc, char *e
 {
     struct model_meta *m = &svc->meta;
     const struct kobj *ports = kobj_get(doc, "spec", "ports");
+    const char *app;
     size_t i;
 
     if (!ports) return 0;
@@ -433,6 +658,9 @@ static int kd_service(const struct kobj *doc, struct model_service *svc, char *e
             kd_port(kobj_get(ports->items[i], "port"), &p->port, "spec.ports[].port", err, errlen))
             return -1;
         if (!p->name) p->name = "";
+        /* Kubernetes' own value for TLS backends is "https" (standard service names) */
+        app = kobj_str(ports->items[i], "appProtocol");
+        p->app_https = app && !strcasecmp(app, "https");
     }
     return 0;
 }
@@ -558,15 +786,21 @@ long kube_decode_base64(const char *in, unsigned char *out)
     return n;
 }
 
-/* data[key] (base64), or stringData[key] (plain, as in a manifest file), into the pool. */
+/*
+ * data[key] (base64), or stringData[key] (plain, as in a manifest file), into the pool.
+ * A missing key is an error when required, else leaves *out NULL and *len 0.
+ */
 static int kd_secret_bytes(struct model_meta *m, const struct kobj *doc, const char *key,
-                           const unsigned char **out, size_t *len, char *err, size_t errlen)
+                           int required, const unsigned char **out, size_t *len, char *err,
+                           size_t errlen)
 {
     const struct kobj *node = kobj_get(doc, "data", key);
     const char *s = kobj_text(node);
     unsigned char *buf;
     long n;
 
+    *out = NULL;
+    *len = 0;
     if (node) {
         if (!s) s = "";
         if (!(buf = model_alloc(m, strlen(s) / 4 * 3 + 3))) goto oom;
@@ -580,6 +814,7 @@ static int kd_secret_bytes(struct model_meta *m, const struct kobj *doc, const c
     }
     node = kobj_get(doc, "stringData", key);
     if (!node) {
+        if (!required) return 0;
         SET_ERR("data[\"%s\"] is missing (required for type " KD_SECRET_TLS ")", key);
         return -1;
     }
@@ -595,16 +830,23 @@ oom:
     return -1;
 }
 
-static int kd_secret(const struct kobj *doc, struct model_secret *sec, char *err, size_t errlen)
+static int kd_secret(const struct kobj *doc, struct model_secret *sec, const char *type,
+                     char *err, size_t errlen)
 {
     struct model_meta *m = &sec->meta;
+    int tls = !strcmp(type, KD_SECRET_TLS);
 
-    if (!(sec->type = model_strdup(m, KD_SECRET_TLS))) {
+    if (kd_has_ctl(type)) {
+        SET_ERR("type contains control characters");
+        return -1;
+    }
+    if (!(sec->type = model_strdup(m, type))) {
         SET_ERR("out of memory");
         return -1;
     }
-    if (kd_secret_bytes(m, doc, "tls.crt", &sec->tls_crt, &sec->tls_crt_len, err, errlen) ||
-        kd_secret_bytes(m, doc, "tls.key", &sec->tls_key, &sec->tls_key_len, err, errlen))
+    if (kd_secret_bytes(m, doc, "tls.crt", tls, &sec->tls_crt, &sec->tls_crt_len, err, errlen) ||
+        kd_secret_bytes(m, doc, "tls.key", tls, &sec->tls_key, &sec->tls_key_len, err, errlen) ||
+        kd_secret_bytes(m, doc, "ca.crt", 0, &sec->ca_crt, &sec->ca_crt_len, err, errlen))
         return -1;
     return 0;
 }
@@ -667,10 +909,15 @@ int kube_decode_as(const struct kobj *doc, const char *kind_default, const char 
                 kinds[i].api);
         return 0;
     }
-    /* only TLS Secrets matter; the API server defaults a missing type to Opaque */
-    if (kinds[i].mk == MODEL_KIND_SECRET &&
-        strcmp((type = kobj_str(doc, "type")) ? type : "Opaque", KD_SECRET_TLS)) {
-        SET_ERR("Secret of type %.60s is not used", type ? type : "Opaque");
+    /*
+     * only TLS Secrets and CA bundles (any type with a ca.crt, as the auth-tls and proxy-ssl
+     * annotations take) matter; the API server defaults a missing type to Opaque
+     */
+    type = kobj_str(doc, "type");
+    if (!type || !*type) type = "Opaque";
+    if (kinds[i].mk == MODEL_KIND_SECRET && strcmp(type, KD_SECRET_TLS) &&
+        !kobj_get(doc, "data", "ca.crt") && !kobj_get(doc, "stringData", "ca.crt")) {
+        SET_ERR("Secret of type %.60s is not used", type);
         return 0;
     }
     if (!(m = model_object_new(kinds[i].size, kinds[i].mk))) {
@@ -693,7 +940,7 @@ int kube_decode_as(const struct kobj *doc, const char *kind_default, const char 
             rc = kd_slice(doc, (struct model_endpoint_slice *)m, err, errlen);
             break;
         case MODEL_KIND_SECRET:
-            rc = kd_secret(doc, (struct model_secret *)m, err, errlen);
+            rc = kd_secret(doc, (struct model_secret *)m, type, err, errlen);
             break;
         default:
             rc = -1;

@@ -61,6 +61,28 @@ struct model_rule {
     size_t n_paths;
 };
 
+/* One spec.tls entry. hosts are lower case; an entry listing none covers the hosts of the
+ * Ingress's rules. secret "" (no secretName) means "TLS for these hosts with the default
+ * certificate". */
+struct model_tls {
+    const char **hosts;
+    size_t n_hosts;
+    const char *secret;
+};
+
+/* Annotation strait.dev/auth-tls-verify-client (snapwire's enum snapwire_client_verify). */
+enum model_client_verify {
+    MODEL_CLIENT_VERIFY_OFF = 0,
+    MODEL_CLIENT_VERIFY_ON = 1,
+    MODEL_CLIENT_VERIFY_OPTIONAL = 2,
+};
+
+/* A Secret reference from an annotation: NAME (the Ingress's namespace) or NS/NAME. */
+struct model_secret_ref {
+    const char *ns;   /* "" when the annotation is absent */
+    const char *name; /* "" when the annotation is absent */
+};
+
 struct model_ingress {
     struct model_meta meta;
     const char *class_name;       /* spec.ingressClassName, NULL if unset */
@@ -75,11 +97,23 @@ struct model_ingress {
     struct model_backend default_backend;
     struct model_rule *rules;
     size_t n_rules;
+    struct model_tls *tls; /* spec.tls */
+    size_t n_tls;
+    /* TLS annotations (see docs/contract.md "Ingress annotations") */
+    int ssl_redirect;       /* strait.dev/ssl-redirect, default 1 */
+    int force_ssl_redirect; /* strait.dev/force-ssl-redirect, default 0 */
+    const char *hsts;       /* Strict-Transport-Security value, "" without strait.dev/hsts */
+    struct model_secret_ref auth_tls_secret; /* strait.dev/auth-tls-secret (a ca.crt) */
+    enum model_client_verify client_verify;  /* strait.dev/auth-tls-verify-client, default on */
+    int backend_https;                       /* strait.dev/backend-protocol: HTTPS */
+    struct model_secret_ref proxy_ssl_secret; /* strait.dev/proxy-ssl-secret (a ca.crt) */
+    const char *proxy_ssl_name;               /* strait.dev/proxy-ssl-name, "" for the default */
 };
 
 struct model_service_port {
     const char *name; /* "" when unnamed */
     long port;
+    int app_https; /* appProtocol is "https" (any case): the backend speaks TLS */
 };
 
 struct model_service {
@@ -112,9 +146,12 @@ struct model_endpoint_slice {
 };
 
 /*
- * A Secret of type kubernetes.io/tls (other types are not kept). The key and certificate are
- * the decoded bytes of data["tls.crt"] / data["tls.key"] (PEM text, not NUL-terminated: use
- * the lengths). Kept for TLS termination; the snapshot builder does not use it yet.
+ * A Secret of type kubernetes.io/tls, or of any other type holding a ca.crt (a CA bundle);
+ * other Secrets are not kept. The fields are the decoded bytes of data["tls.crt"],
+ * data["tls.key"] and data["ca.crt"] (PEM text, not NUL-terminated: use the lengths); NULL
+ * with length 0 when absent (a kubernetes.io/tls Secret always has the first two). What the
+ * bytes hold is checked by snapbuild (certcheck), not here: a bad certificate must not make
+ * the object vanish, or a host could not keep its last good one.
  */
 struct model_secret {
     struct model_meta meta;
@@ -123,6 +160,8 @@ struct model_secret {
     size_t tls_crt_len;
     const unsigned char *tls_key;
     size_t tls_key_len;
+    const unsigned char *ca_crt;
+    size_t ca_crt_len;
 };
 
 /* ---- pools ---- */

@@ -5,15 +5,26 @@
  * default IngressClass), backend resolution (Service port by number or name → EndpointSlice
  * port of the same name → ready addresses), conflict resolution between Ingresses (oldest
  * creationTimestamp, then namespace/name), route ordering, defaultBackend, and per-Ingress
- * settings carried onto its routes (body size limit: each route and the default backend
- * take the value of the Ingress that won them), and the list of what was rejected or lost a
- * conflict (with an Event reason) and of the Ingresses served, for Events and status.
- * Does not: encode bytes (snapwire does), keep state between builds, or look at files.
+ * settings carried onto its routes (body size limit, HSTS value, and the ssl-redirect flag:
+ * each route and the default backend take the value of the Ingress that won them), and the
+ * list of what was rejected or lost a conflict (with an Event reason) and of the Ingresses
+ * served, for Events and status.
+ * TLS: spec.tls hosts of the routed Ingresses become tls_hosts (oldest Ingress first; a
+ * second certificate of the other key type becomes cert2), each Secret's certificate is
+ * checked by certcheck (which keeps the last good one), referenced Secrets become certs;
+ * upstream TLS makes a cluster of its own ("+tls"). A client-certificate or upstream CA that
+ * cannot be used refuses its Ingress (fail closed); a bad server certificate does not (its
+ * hosts fall back to the last good or the default certificate, and the Ingress gets an
+ * InvalidCertificate/SecretNotFound rejection for Events).
+ * Does not: encode bytes (snapwire does), keep state between builds (apart from certcheck's
+ * last-good memory), or look at files.
  * Invariants: output depends only on the cache content, never on insertion order: every
  * list is sorted on a total order before it is emitted. vhosts are sorted by host; routes in a
  * vhost are in match order (longest path first, Exact before Prefix at equal length, then path
  * text); clusters are sorted by name; endpoints of a cluster by (address, port), deduplicated.
- * Only clusters referenced by a surviving route or the default backend are emitted.
+ * Only clusters referenced by a surviving route or the default backend are emitted; only
+ * certificates referenced by a tls_host, a cluster or meta, in Secret order (ns/name, server
+ * use before CA use). tls_hosts are sorted by host, unique.
  * Rejections come in build order (Ingresses in cache order, then conflicts in key order), so
  * they are as deterministic as the snapshot.
  * All snapshot strings are copied into the result's arena, so the cache may go first.
@@ -23,7 +34,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "certcheck.h"
 #include "log.h"
 
 #define SB_CHUNK 8192
@@ -79,6 +92,10 @@ struct sb_cand {
     const struct model_service *svc;
     const struct model_service_port *sp;
     uint32_t cluster;
+    /* upstream TLS (strait.dev/backend-protocol, appProtocol https) */
+    int tls;
+    const char *sni;        /* arena; NULL without tls */
+    struct sb_mat *tls_ca;  /* strait.dev/proxy-ssl-secret, NULL for "do not verify" */
 };
 
 struct sb_vec {
@@ -97,6 +114,127 @@ static int sb_push(struct sb_vec *vec, const struct sb_cand *c)
     }
     vec->v[vec->n++] = *c;
     return 0;
+}
+
+/*
+ * One Secret in one usage (server certificate, or CA bundle), checked once per build through
+ * certcheck. Strings live in the arena; hosts (for the certificate_rejected line) is malloc'd
+ * as ",h1,h2," and freed with the build.
+ */
+struct sb_mat {
+    const char *id; /* "ns/name" */
+    int ca;
+    int found; /* the Secret exists */
+    struct certcheck_verdict v; /* reason, chain, key point into the arena */
+    int emit;       /* the snapshot references it */
+    uint32_t index; /* in snap.certs, once emitted */
+    char *hosts;
+    size_t hlen, hcap;
+    struct sb_mat *next; /* every material of the build, in creation order */
+};
+
+/* What a build carries around besides its result. */
+struct sb_ctx {
+    const struct model_cache *cache;
+    struct snapbuild_result *out;
+    int64_t now;
+    struct sb_mat **mats[2]; /* per usage, by position in the cache's Secret list */
+    struct sb_mat *all, **tail;
+};
+
+/* Position of ns/name in the cache's (sorted) Secret list, or -1. */
+static long sb_secret_pos(const struct model_cache *cache, const char *ns, const char *name)
+{
+    const struct model_list *l = &cache->kinds[MODEL_KIND_SECRET];
+    size_t lo = 0, hi = l->n, mid;
+    int r;
+
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+        r = strcmp(ns, l->items[mid]->ns);
+        if (!r) r = strcmp(name, l->items[mid]->name);
+        if (!r) return (long)mid;
+        if (r < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return -1;
+}
+
+/*
+ * The checked material of Secret ns/name in usage ca (0 server certificate, 1 CA bundle);
+ * NULL when out of memory. A missing field counts as empty content (its reason says which),
+ * a missing Secret as not found.
+ */
+static struct sb_mat *sb_material(struct sb_ctx *x, const char *ns, const char *name, int ca)
+{
+    long pos = sb_secret_pos(x->cache, ns, name);
+    const struct model_secret *sec = NULL;
+    const unsigned char *crt = NULL, *key = NULL;
+    size_t crt_len = 0, key_len = 0;
+    struct snapbuild_arena *a = x->out->arena_;
+    struct sb_mat *m;
+    char id[300];
+
+    if (pos >= 0 && x->mats[ca][pos]) return x->mats[ca][pos];
+    /* a missing Secret is looked up again on each use: rare, and it has no slot */
+    snprintf(id, sizeof(id), "%s/%s", ns, name);
+    for (m = x->all; pos < 0 && m; m = m->next)
+        if (!m->found && m->ca == ca && !strcmp(m->id, id)) return m;
+    if (!(m = sb_alloc(a, sizeof(*m))) || !(m->id = sb_strdup(a, id))) return NULL;
+    m->ca = ca;
+    if (pos >= 0) {
+        sec = (const struct model_secret *)x->cache->kinds[MODEL_KIND_SECRET].items[pos];
+        m->found = 1;
+        /* "" with length 0: certcheck names the empty field */
+        crt = ca ? sec->ca_crt : sec->tls_crt;
+        crt_len = ca ? sec->ca_crt_len : sec->tls_crt_len;
+        if (!crt) crt = (const unsigned char *)"";
+        key = ca ? NULL : sec->tls_key;
+        key_len = ca ? 0 : sec->tls_key_len;
+        if (!ca && !key) key = (const unsigned char *)"";
+    }
+    if (certcheck_get(id, ca, crt, crt_len, key, key_len, x->now, &m->v)) return NULL;
+    /* certcheck's strings last until its next call: the build keeps its own copies */
+    if (!(m->v.reason = sb_strdup(a, m->v.reason)) ||
+        (m->v.chain && !(m->v.chain = sb_strdup(a, m->v.chain))) ||
+        (m->v.key && !(m->v.key = sb_strdup(a, m->v.key))))
+        return NULL;
+    *x->tail = m;
+    x->tail = &m->next;
+    if (pos >= 0) x->mats[ca][pos] = m;
+    return m;
+}
+
+/* Adds host to m's list for the log line (once). Returns 0, -1 when out of memory. */
+static int sb_mat_host(struct sb_mat *m, const char *host)
+{
+    size_t hl = strlen(host);
+    char *p;
+
+    if (m->hosts) {
+        for (p = strstr(m->hosts, host); p; p = strstr(p + 1, host))
+            if (p[-1] == ',' && p[hl] == ',') return 0;
+    }
+    if (m->hlen + hl + 3 > m->hcap) {
+        size_t cap = (m->hcap ? m->hcap * 2 : 64) + hl;
+        if (!(p = realloc(m->hosts, cap))) return -1;
+        m->hosts = p;
+        m->hcap = cap;
+    }
+    if (!m->hlen) m->hosts[m->hlen++] = ',';
+    memcpy(m->hosts + m->hlen, host, hl);
+    m->hlen += hl;
+    m->hosts[m->hlen++] = ',';
+    m->hosts[m->hlen] = '\0';
+    return 0;
+}
+
+/* The Event reason for a material that is bad. */
+static const char *sb_mat_code(const struct sb_mat *m)
+{
+    return m->found ? "InvalidCertificate" : "SecretNotFound";
 }
 
 /* Adds a rejection of m (strings copied into the arena); returns 0, or -1 when out of memory. */
@@ -181,21 +319,75 @@ static int sb_resolve(const struct model_cache *cache, const struct model_ingres
     return -1;
 }
 
-/* Collects an Ingress's routes and default backend; all or nothing. */
-static int sb_collect(const struct model_cache *cache, const struct model_ingress *ing,
-                      struct sb_vec *routes, struct sb_vec *defaults, struct snapbuild_result *out,
-                      int *oom)
+/*
+ * The CA bundle an annotation of ing names (ref), which must be usable: a client-certificate
+ * or upstream check without its CA would let everyone through, so the Ingress is refused
+ * instead (fail closed). Returns 0 with *out set, -1 with reason and *code filled, -2 when
+ * out of memory.
+ */
+static int sb_ca_ref(struct sb_ctx *x, const char *annotation, const struct model_secret_ref *ref,
+                     struct sb_mat **out, char *reason, size_t rlen, const char **code)
 {
+    struct sb_mat *m = sb_material(x, ref->ns, ref->name, 1);
+
+    if (!m) return -2;
+    *out = m;
+    if (m->v.usable) return 0;
+    *code = sb_mat_code(m);
+    /* certcheck's reason names the field (ca.crt) or says "secret NS/NAME not found" */
+    if (m->found)
+        snprintf(reason, rlen, "annotation %s: secret %s: %s", annotation, m->id, m->v.reason);
+    else
+        snprintf(reason, rlen, "annotation %s: %s", annotation, m->v.reason);
+    return -1;
+}
+
+/* Upstream TLS settings of a resolved candidate. Returns 0, -1 (reason, *code), -2 (oom). */
+static int sb_upstream_tls(struct sb_ctx *x, const struct model_ingress *ing, struct sb_cand *c,
+                           char *reason, size_t rlen, const char **code)
+{
+    char sni[600];
+    int rc;
+
+    c->tls = ing->backend_https || c->sp->app_https;
+    if (!c->tls) return 0;
+    if (ing->proxy_ssl_name[0])
+        snprintf(sni, sizeof(sni), "%s", ing->proxy_ssl_name);
+    else
+        snprintf(sni, sizeof(sni), "%s.%s.svc", c->svc->meta.name, c->svc->meta.ns);
+    if (!(c->sni = sb_strdup(x->out->arena_, sni))) return -2;
+    if (!ing->proxy_ssl_secret.name[0]) return 0;
+    rc = sb_ca_ref(x, "strait.dev/proxy-ssl-secret", &ing->proxy_ssl_secret, &c->tls_ca, reason,
+                   rlen, code);
+    return rc;
+}
+
+/* Collects an Ingress's routes and default backend; all or nothing. */
+static int sb_collect(struct sb_ctx *x, const struct model_ingress *ing, struct sb_vec *routes,
+                      struct sb_vec *defaults, int *oom)
+{
+    const struct model_cache *cache = x->cache;
+    struct snapbuild_result *out = x->out;
     size_t before_r = routes->n, before_d = defaults->n, i, j, order = 0;
     const char *code = "Rejected";
     char reason[512];
     struct sb_cand c;
+    struct sb_mat *client_ca;
+    int rc;
 
+    if (ing->auth_tls_secret.name[0] && ing->client_verify != MODEL_CLIENT_VERIFY_OFF) {
+        rc = sb_ca_ref(x, "strait.dev/auth-tls-secret", &ing->auth_tls_secret, &client_ca,
+                       reason, sizeof(reason), &code);
+        if (rc == -2) goto nomem;
+        if (rc) goto reject;
+    }
     if (ing->has_default_backend) {
         memset(&c, 0, sizeof(c));
         c.ing = ing;
         if (sb_resolve(cache, ing, &ing->default_backend, &c, reason, sizeof(reason), &code))
             goto reject;
+        if ((rc = sb_upstream_tls(x, ing, &c, reason, sizeof(reason), &code)) == -2) goto nomem;
+        if (rc) goto reject;
         if (sb_push(defaults, &c)) goto nomem;
     }
     for (i = 0; i < ing->n_rules; i++) {
@@ -210,6 +402,9 @@ static int sb_collect(const struct model_cache *cache, const struct model_ingres
             c.match = p->type == MODEL_PATH_EXACT ? SNAPWIRE_MATCH_EXACT : SNAPWIRE_MATCH_PREFIX;
             c.order = order++;
             if (sb_resolve(cache, ing, &p->backend, &c, reason, sizeof(reason), &code)) goto reject;
+            if ((rc = sb_upstream_tls(x, ing, &c, reason, sizeof(reason), &code)) == -2)
+                goto nomem;
+            if (rc) goto reject;
             if (sb_push(routes, &c)) goto nomem;
         }
     }
@@ -331,11 +526,22 @@ static size_t sb_settle(struct sb_cand *v, size_t n, struct snapbuild_result *re
     return out;
 }
 
-/* A cluster in the making: identity (namespace, service, service port number). */
+/*
+ * A cluster in the making: identity (namespace, service, service port number, then the
+ * upstream TLS settings: a TLS backend is another cluster than the plain one).
+ */
 struct sb_cluster {
     const struct model_service *svc;
     const struct model_service_port *sp;
+    int tls;
+    const char *sni;       /* NULL without tls */
+    struct sb_mat *tls_ca; /* NULL: not verified */
 };
+
+static struct sb_cluster sb_cluster_of(const struct sb_cand *c)
+{
+    return (struct sb_cluster){c->svc, c->sp, c->tls, c->sni, c->tls_ca};
+}
 
 static int sb_cmp_cluster(const struct sb_cluster *a, const struct sb_cluster *b)
 {
@@ -344,7 +550,12 @@ static int sb_cmp_cluster(const struct sb_cluster *a, const struct sb_cluster *b
     if ((r = strcmp(a->svc->meta.ns, b->svc->meta.ns)) ||
         (r = strcmp(a->svc->meta.name, b->svc->meta.name)))
         return r;
-    return a->sp->port < b->sp->port ? -1 : a->sp->port > b->sp->port;
+    if (a->sp->port != b->sp->port) return a->sp->port < b->sp->port ? -1 : 1;
+    if (a->tls != b->tls) return a->tls < b->tls ? -1 : 1;
+    if (!a->tls) return 0;
+    if ((r = strcmp(a->sni, b->sni))) return r;
+    if (!a->tls_ca || !b->tls_ca) return a->tls_ca ? 1 : b->tls_ca ? -1 : 0;
+    return strcmp(a->tls_ca->id, b->tls_ca->id);
 }
 
 static int sb_cmp_cluster_q(const void *a, const void *b)
@@ -439,7 +650,7 @@ static int sb_endpoints(const struct sb_cluster *k, const struct model_endpoint_
 /* Index of the cluster for c in the sorted, unique array cl. */
 static uint32_t sb_find_cluster(const struct sb_cluster *cl, size_t n, const struct sb_cand *c)
 {
-    struct sb_cluster key = {c->svc, c->sp};
+    struct sb_cluster key = sb_cluster_of(c);
     size_t lo = 0, hi = n, mid;
     int r;
 
@@ -455,9 +666,250 @@ static uint32_t sb_find_cluster(const struct sb_cluster *cl, size_t n, const str
     return SNAPWIRE_NONE; /* unreachable: every candidate's cluster was inserted */
 }
 
+/* ---- TLS ---- */
+
+/* A host some Ingress's spec.tls names, with the Secret it gives (NULL: the default one). */
+struct sb_claim {
+    const char *host;
+    const struct model_ingress *ing;
+    size_t order; /* position inside its Ingress */
+    struct sb_mat *m;
+};
+
+struct sb_claims {
+    struct sb_claim *v;
+    size_t n, cap;
+};
+
+/* A tls_host before indexes are known; cert NULL: the default certificate. */
+struct sb_th {
+    const char *host;
+    struct sb_mat *cert, *cert2, *client_ca;
+    uint8_t verify;
+};
+
+static int sb_claim_push(struct sb_claims *c, const struct sb_claim *cl)
+{
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 32;
+        struct sb_claim *v = realloc(c->v, cap * sizeof(*v));
+        if (!v) return -1;
+        c->v = v;
+        c->cap = cap;
+    }
+    c->v[c->n++] = *cl;
+    return 0;
+}
+
+static int sb_usable(const struct sb_claim *c)
+{
+    return c->m && c->m->v.usable;
+}
+
+/* By host; then claims with a certificate to serve first, oldest Ingress first. */
+static int sb_cmp_claim(const void *pa, const void *pb)
+{
+    const struct sb_claim *a = pa, *b = pb;
+    int r;
+
+    if ((r = strcmp(a->host, b->host))) return r;
+    if (sb_usable(a) != sb_usable(b)) return sb_usable(a) ? -1 : 1;
+    if ((r = sb_cmp_ingress(a->ing, b->ing))) return r;
+    return a->order < b->order ? -1 : a->order > b->order;
+}
+
+/*
+ * An Ingress's spec.tls as claims; a Secret that cannot be used as it is gets a rejection
+ * (InvalidCertificate / SecretNotFound) against the Ingress, which is still served. Returns
+ * 0, -1 when out of memory.
+ */
+static int sb_tls_claims(struct sb_ctx *x, const struct model_ingress *ing, struct sb_claims *out)
+{
+    char msg[800];
+    size_t t, t2, h, order = 0;
+    struct sb_claim c;
+
+    for (t = 0; t < ing->n_tls; t++) {
+        const struct model_tls *e = &ing->tls[t];
+        struct sb_mat *m = NULL;
+        size_t n = e->n_hosts ? e->n_hosts : ing->n_rules;
+        if (e->secret[0] && !(m = sb_material(x, ing->meta.ns, e->secret, 0))) return -1;
+        for (h = 0; h < n; h++) {
+            /* an entry without hosts covers the hosts of the Ingress's rules */
+            const char *host = e->n_hosts ? e->hosts[h] : ing->rules[h].host;
+            if (!host[0]) continue;
+            c = (struct sb_claim){host, ing, order++, m};
+            if (sb_claim_push(out, &c) || (m && sb_mat_host(m, host))) return -1;
+        }
+        if (!m || !m->v.bad) continue;
+        for (t2 = 0; t2 < t; t2++)
+            if (!strcmp(ing->tls[t2].secret, e->secret)) break;
+        if (t2 < t) continue; /* one report per Ingress and Secret */
+        if (m->found)
+            snprintf(msg, sizeof(msg), "secret %s: %s (%s)", m->id, m->v.reason,
+                     m->v.last_good ? "its last good certificate is served"
+                                    : "its hosts get the default certificate");
+        else
+            snprintf(msg, sizeof(msg), "%s (its hosts get the default certificate)", m->v.reason);
+        if (sb_add_rejection(x->out, &ing->meta, sb_mat_code(m), msg)) return -1;
+    }
+    return 0;
+}
+
+/* Logs a TLS host lost to an older Ingress and records it against the loser. */
+static int sb_tls_conflict(struct sb_ctx *x, const struct sb_claim *w, const struct sb_claim *l)
+{
+    char wid[300], lid[300], msg[1200];
+
+    log_warn("tls_conflict", "host=%s secret=%s winner=%s loser=%s loser_secret=%s", w->host,
+             w->m->id, model_object_id(&w->ing->meta, wid, sizeof(wid)),
+             model_object_id(&l->ing->meta, lid, sizeof(lid)), l->m->id);
+    snprintf(msg, sizeof(msg),
+             "TLS host %s is served with the certificate of secret %s from %s (the oldest "
+             "Ingress wins), not with secret %s",
+             w->host, w->m->id, wid, l->m->id);
+    x->out->n_conflicts++;
+    return sb_add_rejection(x->out, &l->ing->meta, "Conflict", msg);
+}
+
+/*
+ * Settles the sorted claims into tls_hosts (one per host): the first claim wins; a later one
+ * whose certificate has the other key type (RSA / ECDSA) becomes cert2; any other certificate
+ * from another Ingress is a conflict. Client-certificate settings come from the winner's
+ * Ingress. Returns the count in *n_out, or -1 when out of memory.
+ */
+static int sb_tls_settle(struct sb_ctx *x, const struct sb_claims *cl, struct sb_th *th,
+                         size_t *n_out)
+{
+    size_t i = 0, j, n = 0;
+
+    while (i < cl->n) {
+        const struct sb_claim *w = &cl->v[i];
+        const struct model_ingress *ing = w->ing;
+        struct sb_th *t = &th[n++];
+        memset(t, 0, sizeof(*t));
+        t->host = w->host;
+        t->cert = sb_usable(w) ? w->m : NULL;
+        for (j = i + 1; j < cl->n && !strcmp(cl->v[j].host, w->host); j++) {
+            const struct sb_claim *o = &cl->v[j];
+            if (!t->cert || !sb_usable(o) || o->m == t->cert || o->m == t->cert2) continue;
+            if (!t->cert2 && o->m->v.info.key_type != t->cert->v.info.key_type) {
+                t->cert2 = o->m;
+                continue;
+            }
+            if (o->ing == w->ing) {
+                char id[300];
+                log_debug("tls_duplicate_host", "object=%s host=%s secret=%s",
+                          model_object_id(&ing->meta, id, sizeof(id)), o->host, o->m->id);
+                continue;
+            }
+            if (sb_tls_conflict(x, w, o)) return -1;
+        }
+        i = j;
+        if (ing->auth_tls_secret.name[0] && ing->client_verify != MODEL_CLIENT_VERIFY_OFF) {
+            /* sb_collect refused the Ingress if this CA were not usable */
+            if (!(t->client_ca = sb_material(x, ing->auth_tls_secret.ns,
+                                             ing->auth_tls_secret.name, 1)))
+                return -1;
+            t->verify = ing->client_verify == MODEL_CLIENT_VERIFY_OPTIONAL
+                            ? SNAPWIRE_CLIENT_VERIFY_OPTIONAL
+                            : SNAPWIRE_CLIENT_VERIFY_REQUIRED;
+        }
+    }
+    *n_out = n;
+    return 0;
+}
+
+/* Whether host has a TLS claim: the same name, or a wildcard covering it (one label). */
+static int sb_has_tls(const struct sb_th *th, size_t n, const char *host)
+{
+    char wild[300];
+    const char *dot;
+    size_t lo, hi, mid;
+    int pass, r;
+
+    if (!host[0]) return 0;
+    for (pass = 0; pass < 2; pass++) {
+        const char *key = host;
+        if (pass) {
+            if (host[0] == '*' || !(dot = strchr(host, '.'))) return 0;
+            snprintf(wild, sizeof(wild), "*%s", dot);
+            key = wild;
+        }
+        lo = 0;
+        hi = n;
+        while (lo < hi) {
+            mid = lo + (hi - lo) / 2;
+            r = strcmp(key, th[mid].host);
+            if (!r) return 1;
+            if (r < 0)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+    }
+    return 0;
+}
+
+/* certificate_rejected, once per (Secret, content, reason): certcheck remembers. */
+static void sb_log_materials(const struct sb_ctx *x)
+{
+    const struct sb_mat *m;
+    char q[700], h[1200];
+    size_t hl;
+
+    for (m = x->all; m; m = m->next) {
+        if (!m->v.bad || !m->v.first_report) continue;
+        if (m->hlen > 2) {
+            hl = m->hlen - 2 < sizeof(h) - 1 ? m->hlen - 2 : sizeof(h) - 1;
+            memcpy(h, m->hosts + 1, hl);
+            h[hl] = '\0';
+        } else {
+            snprintf(h, sizeof(h), "-");
+        }
+        log_warn("certificate_rejected", "secret=%s usage=%s reason=%s kept=%s hosts=%s", m->id,
+                 m->ca ? "ca" : "server", log_quote(q, sizeof(q), m->v.reason),
+                 m->v.last_good ? "last-good" : "none", h);
+    }
+}
+
+static int sb_cmp_acc(const void *pa, const void *pb)
+{
+    return sb_cmp_ingress(*(const struct model_ingress *const *)pa,
+                          *(const struct model_ingress *const *)pb);
+}
+
+static uint32_t sb_mat_index(const struct sb_mat *m)
+{
+    return m ? m->index : SNAPWIRE_NONE;
+}
+
+static void sb_emit(struct sb_mat *m)
+{
+    if (m) m->emit = 1;
+}
+
 int snapbuild_build(const struct model_cache *cache, const char *ingress_class, const char *source,
                     struct snapbuild_result *out, char *err, size_t errlen)
 {
+    struct snapbuild_opts o = {ingress_class, source, NULL, 0};
+
+    return snapbuild_build_opts(cache, &o, out, err, errlen);
+}
+
+int snapbuild_build_opts(const struct model_cache *cache, const struct snapbuild_opts *o,
+                         struct snapbuild_result *out, char *err, size_t errlen)
+{
+    const char *ingress_class = o->ingress_class, *source = o->source;
+    const struct model_list *secrets = &cache->kinds[MODEL_KIND_SECRET];
+    const struct model_ingress **acc = NULL;
+    struct sb_claims claims = {0};
+    struct sb_th *th = NULL;
+    struct sb_mat *def = NULL, *m;
+    struct sb_ctx x;
+    size_t n_th = 0, k;
+    uint32_t n_certs = 0;
+    int u;
     const struct model_list *ings = &cache->kinds[MODEL_KIND_INGRESS];
     const struct model_list *sl = &cache->kinds[MODEL_KIND_ENDPOINT_SLICE];
     struct snapwire_snapshot *s = &out->snap;
@@ -471,8 +923,18 @@ int snapbuild_build(const struct model_cache *cache, const char *ingress_class, 
     int oom = 0, rc = -1;
 
     memset(out, 0, sizeof(*out));
+    memset(&x, 0, sizeof(x));
+    x.cache = cache;
+    x.out = out;
+    x.now = o->now ? o->now : (int64_t)time(NULL);
+    x.tail = &x.all;
+    certcheck_begin();
     if (!(a = calloc(1, sizeof(*a)))) goto nomem;
     out->arena_ = a;
+    if (secrets->n && (!(x.mats[0] = calloc(secrets->n, sizeof(*x.mats[0]))) ||
+                       !(x.mats[1] = calloc(secrets->n, sizeof(*x.mats[1])))))
+        goto nomem;
+    if (ings->n && !(acc = malloc(ings->n * sizeof(*acc)))) goto nomem;
 
     for (i = 0; i < ings->n && !oom; i++) {
         const struct model_ingress *ing = (const struct model_ingress *)ings->items[i];
@@ -482,11 +944,12 @@ int snapbuild_build(const struct model_cache *cache, const char *ingress_class, 
                       model_object_id(&ing->meta, id, sizeof(id)));
             continue;
         }
-        if (sb_collect(cache, ing, &routes, &defaults, out, &oom)) {
+        if (sb_collect(&x, ing, &routes, &defaults, &oom)) {
             out->n_rejected += !oom;
             continue;
         }
         out->n_ingresses++;
+        acc[out->n_ingresses - 1] = ing;
         /* at most every Ingress: sized once, so a big cluster costs one allocation */
         if (!out->accepted && !(out->accepted = sb_alloc(a, ings->n * sizeof(*out->accepted))))
             goto nomem;
@@ -508,12 +971,27 @@ int snapbuild_build(const struct model_cache *cache, const char *ingress_class, 
     }
     if (defaults.n > 1) defaults.n = 1;
 
+    /* TLS hosts: the routed Ingresses' spec.tls, oldest Ingress first */
+    sb_sort(acc, out->n_ingresses, sizeof(*acc), sb_cmp_acc);
+    for (i = 0; i < out->n_ingresses; i++)
+        if (sb_tls_claims(&x, acc[i], &claims)) goto nomem;
+    sb_sort(claims.v, claims.n, sizeof(*claims.v), sb_cmp_claim);
+    if (claims.n && !(th = malloc(claims.n * sizeof(*th)))) goto nomem;
+    if (sb_tls_settle(&x, &claims, th, &n_th)) goto nomem;
+    if (o->default_cert && strchr(o->default_cert, '/')) {
+        const char *slash = strchr(o->default_cert, '/');
+        char dns[256];
+        snprintf(dns, sizeof(dns), "%.*s", (int)(slash - o->default_cert), o->default_cert);
+        if (!(def = sb_material(&x, dns, slash + 1, 0))) goto nomem;
+        if (!def->v.usable) def = NULL; /* logged below; the data plane's own one serves */
+    }
+
     /* clusters: the distinct service ports the surviving routes and default point at */
     if (!(cl = malloc((routes.n + defaults.n + 1) * sizeof(*cl)))) goto nomem;
     for (i = 0; i < routes.n; i++)
-        cl[n_cl++] = (struct sb_cluster){routes.v[i].svc, routes.v[i].sp};
+        cl[n_cl++] = sb_cluster_of(&routes.v[i]);
     for (i = 0; i < defaults.n; i++)
-        cl[n_cl++] = (struct sb_cluster){defaults.v[i].svc, defaults.v[i].sp};
+        cl[n_cl++] = sb_cluster_of(&defaults.v[i]);
     sb_sort(cl, n_cl, sizeof(*cl), sb_cmp_cluster_q);
     for (i = 0, e0 = 0; i < n_cl; i++)
         if (!e0 || sb_cmp_cluster(&cl[e0 - 1], &cl[i])) cl[e0++] = cl[i];
@@ -530,10 +1008,13 @@ int snapbuild_build(const struct model_cache *cache, const char *ingress_class, 
         struct snapwire_cluster *c = &s->clusters[i];
         e0 = eps.n;
         if (sb_endpoints(&cl[i], slices, sl->n, &eps)) goto nomem;
-        snprintf(name, sizeof(name), "%s/%s:%ld", cl[i].svc->meta.ns, cl[i].svc->meta.name,
-                 cl[i].sp->port);
+        snprintf(name, sizeof(name), "%s/%s:%ld%s", cl[i].svc->meta.ns, cl[i].svc->meta.name,
+                 cl[i].sp->port, cl[i].tls ? "+tls" : "");
         if (!(c->name = sb_strdup(a, name))) goto nomem;
         c->lb = SNAPWIRE_LB_ROUND_ROBIN;
+        c->tls = (uint8_t)cl[i].tls;
+        c->tls_sni = cl[i].tls ? cl[i].sni : "";
+        sb_emit(cl[i].tls_ca);
         c->first_endpoint = (uint32_t)e0;
         c->endpoint_count = (uint32_t)(eps.n - e0);
     }
@@ -552,6 +1033,11 @@ int snapbuild_build(const struct model_cache *cache, const char *ingress_class, 
         r->match = routes.v[i].match;
         r->cluster = sb_find_cluster(cl, n_cl, &routes.v[i]);
         r->max_body = routes.v[i].ing->max_body; /* the Ingress that won the route */
+        r->hsts = routes.v[i].ing->hsts;
+        /* forced, or the host has TLS somewhere (any Ingress) and the winner did not opt out */
+        if (routes.v[i].ing->force_ssl_redirect ||
+            (routes.v[i].ing->ssl_redirect && sb_has_tls(th, n_th, routes.v[i].host)))
+            r->flags |= SNAPWIRE_ROUTE_SSL_REDIRECT;
         if (!(r->path = sb_strdup(a, routes.v[i].path)) ||
             !(r->source = sb_strdup(a, model_object_id(&routes.v[i].ing->meta, src, sizeof(src)))))
             goto nomem;
@@ -575,6 +1061,51 @@ int snapbuild_build(const struct model_cache *cache, const char *ingress_class, 
     s->listeners[0].protocol = SNAPWIRE_PROTO_HTTP;
     s->meta.default_cluster =
         defaults.n ? sb_find_cluster(cl, n_cl, &defaults.v[0]) : SNAPWIRE_NONE;
+
+    /* certificates: the ones referenced, in Secret order (server use before CA use) */
+    for (i = 0; i < n_th; i++) {
+        if (!th[i].cert) th[i].cert = def;
+        sb_emit(th[i].cert);
+        sb_emit(th[i].cert2);
+        sb_emit(th[i].client_ca);
+    }
+    sb_emit(def);
+    for (k = 0; k < secrets->n; k++)
+        for (u = 0; u < 2; u++)
+            if ((m = x.mats[u][k]) && m->emit) m->index = n_certs++;
+    s->n_certs = n_certs;
+    if (!(s->certs = sb_alloc(a, n_certs * sizeof(*s->certs)))) goto nomem;
+    for (k = 0; k < secrets->n; k++) {
+        for (u = 0; u < 2; u++) {
+            struct snapwire_cert *sc;
+            if (!(m = x.mats[u][k]) || !m->emit) continue;
+            sc = &s->certs[m->index];
+            sc->name = m->id;
+            sc->chain_pem = m->v.chain;
+            sc->key_pem = u ? "" : m->v.key;
+            if (!(sc->fingerprint = sb_strdup(a, m->v.info.fingerprint))) goto nomem;
+            sc->not_after = m->v.info.not_after > 0 ? (uint64_t)m->v.info.not_after : 0;
+        }
+    }
+    /* a host with neither its own nor a default certificate is left to the data plane's */
+    for (i = 0, k = 0; i < n_th; i++)
+        if (th[i].cert) k++;
+    s->n_tls_hosts = (uint32_t)k;
+    if (!(s->tls_hosts = sb_alloc(a, k * sizeof(*s->tls_hosts)))) goto nomem;
+    for (i = 0, k = 0; i < n_th; i++) {
+        struct snapwire_tls_host *t;
+        if (!th[i].cert) continue;
+        t = &s->tls_hosts[k++];
+        if (!(t->host = sb_strdup(a, th[i].host))) goto nomem;
+        t->cert = sb_mat_index(th[i].cert);
+        t->cert2 = sb_mat_index(th[i].cert2);
+        t->client_ca = sb_mat_index(th[i].client_ca);
+        t->client_verify = th[i].client_ca ? th[i].verify : SNAPWIRE_CLIENT_VERIFY_OFF;
+    }
+    for (i = 0; i < n_cl; i++)
+        s->clusters[i].tls_ca = sb_mat_index(cl[i].tls_ca);
+    s->meta.default_cert = sb_mat_index(def);
+    sb_log_materials(&x);
     s->meta.default_max_body = defaults.n ? defaults.v[0].ing->max_body : SNAPWIRE_BODY_DEFAULT;
     s->meta.default_cert = SNAPWIRE_NONE;
     if (!(s->meta.source = sb_strdup(a, source ? source : ""))) goto nomem;
@@ -582,8 +1113,17 @@ int snapbuild_build(const struct model_cache *cache, const char *ingress_class, 
     goto out;
 nomem:
     snprintf(err, errlen, "out of memory");
-    snapbuild_free(out);
 out:
+    certcheck_sweep();
+    /* the materials live in the arena: their host lists go before it does */
+    for (m = x.all; m; m = m->next)
+        free(m->hosts);
+    if (rc) snapbuild_free(out);
+    free(x.mats[0]);
+    free(x.mats[1]);
+    free(acc);
+    free(claims.v);
+    free(th);
     free(routes.v);
     free(defaults.v);
     free(cl);

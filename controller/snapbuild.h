@@ -7,6 +7,7 @@
 #define STRAIT_SNAPBUILD_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "model.h"
 #include "snapwire.h"
@@ -14,9 +15,12 @@
 struct snapbuild_arena;
 
 /*
- * An Ingress the build dropped (object_rejected) or that lost a route or its default backend
- * to an older one (ingress_conflict). reason is a CamelCase word for a Kubernetes Event:
- * BackendNotFound (no such Service), PortNotFound (the Service has no such port), Conflict;
+ * An Ingress the build dropped (object_rejected), that lost a route, its default backend or
+ * a TLS host to an older one (ingress_conflict, tls_conflict), or whose TLS Secret could not
+ * be used as it is (certificate_rejected: the Ingress is still served). reason is a CamelCase
+ * word for a Kubernetes Event: BackendNotFound (no such Service), PortNotFound (the Service
+ * has no such port), Conflict, SecretNotFound (a Secret named by spec.tls or an annotation
+ * does not exist), InvalidCertificate (its certificate, key or CA bundle was refused);
  * message is the text the log line gives.
  */
 struct snapbuild_rejection {
@@ -46,11 +50,24 @@ struct snapbuild_result {
     struct snapbuild_arena *arena_;
 };
 
+struct snapbuild_opts {
+    const char *ingress_class;
+    const char *source;       /* goes to meta.source */
+    const char *default_cert; /* "ns/name" of --default-ssl-certificate, NULL for none */
+    int64_t now;              /* Unix seconds certificates are checked at; 0 = time(NULL) */
+};
+
 /*
- * Builds the snapshot for Ingresses of class ingress_class found in cache (which must be
- * sealed). source goes to meta.source. Returns 0 with *out filled (free with snapbuild_free),
- * or -1 with err filled on allocation failure.
+ * Builds the snapshot for Ingresses of class o->ingress_class found in cache (which must be
+ * sealed). Returns 0 with *out filled (free with snapbuild_free), or -1 with err filled on
+ * allocation failure. Certificates go through certcheck, whose process-wide memory keeps
+ * each Secret's last good certificate: the output depends on the cache, the clock (expiry)
+ * and the good contents Secrets had in earlier builds.
  */
+int snapbuild_build_opts(const struct model_cache *cache, const struct snapbuild_opts *o,
+                         struct snapbuild_result *out, char *err, size_t errlen);
+
+/* snapbuild_build_opts without a default certificate, at the current time. */
 int snapbuild_build(const struct model_cache *cache, const char *ingress_class, const char *source,
                     struct snapbuild_result *out, char *err, size_t errlen);
 
