@@ -60,7 +60,13 @@ static const struct kw_kind kw_kinds[] = {
     {MODEL_KIND_SERVICE, "v1", "/api/v1", "services", 1, NULL},
     {MODEL_KIND_ENDPOINT_SLICE, "discovery.k8s.io/v1", "/apis/discovery.k8s.io/v1",
      "endpointslices", 1, NULL},
-    {MODEL_KIND_SECRET, "v1", "/api/v1", "secrets", 1, "type%3Dkubernetes.io%2Ftls"},
+    /*
+     * TLS Secrets and CA bundles (any type with a ca.crt, mostly Opaque) are wanted, so the
+     * list cannot ask for one type; it leaves out the two kinds that are numerous and never
+     * hold either: type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token
+     */
+    {MODEL_KIND_SECRET, "v1", "/api/v1", "secrets", 1,
+     "type%21%3Dhelm.sh%2Frelease.v1%2Ctype%21%3Dkubernetes.io%2Fservice-account-token"},
 };
 
 /* Identities ("ns/name") of objects the API has but validation refused. */

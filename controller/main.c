@@ -28,6 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "certcheck.h"
 #include "events.h"
 #include "filesource.h"
 #include "health.h"
@@ -55,6 +56,7 @@ struct ctl {
     const char *dir;        /* file mode */
     struct kube_source *ks; /* cluster mode */
     const char *ingress_class;
+    const char *default_cert; /* --default-ssl-certificate NS/NAME, NULL without */
     char source[PATH_MAX + 8];
     int inotify_fd;
     ev_io inotify_io;
@@ -79,9 +81,11 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: strait-controller --manifests DIR --socket PATH [--ingress-class NAME]\n"
             "                         [--health ADDR:PORT] [--dump] [--frame-out FILE]\n"
+            "                         [--default-ssl-certificate NS/NAME]\n"
             "                         [--log-level debug|info|warn|error]\n"
             "       strait-controller [--kubeconfig PATH] --socket PATH [--watch-namespace NS]\n"
             "                         [--ingress-class NAME] [--health ADDR:PORT]\n"
+            "                         [--default-ssl-certificate NS/NAME]\n"
             "                         [--publish-service NS/NAME]\n"
             "                         [--publish-status-address ADDR[,ADDR]]\n"
             "                         [--election-namespace NS] [--election-id NAME]\n"
@@ -104,16 +108,16 @@ struct ctl_counts {
  * built snapshot (free with snapbuild_free); *counts, when given, what the build accepted and
  * rejected, on top of the rejected objects the source already counted (pre_rejected).
  */
-static int ctl_build_cache(const struct model_cache *cache, unsigned pre_rejected, const char *cls,
-                           const char *source, uint64_t generation, uint8_t **frame, size_t *len,
-                           struct snapbuild_result *snap_out, struct ctl_counts *counts, char *err,
-                           size_t errlen)
+static int ctl_build_cache(const struct model_cache *cache, unsigned pre_rejected,
+                           const struct snapbuild_opts *bo, uint64_t generation, uint8_t **frame,
+                           size_t *len, struct snapbuild_result *snap_out,
+                           struct ctl_counts *counts, char *err, size_t errlen)
 {
     struct snapbuild_result r;
     ev_tstamp t0 = ev_time();
     int k;
 
-    if (snapbuild_build(cache, cls, source, &r, err, errlen)) return -1;
+    if (snapbuild_build_opts(cache, bo, &r, err, errlen)) return -1;
     r.snap.generation = generation;
     if (snapwire_encode(&r.snap, generation, frame, len, err, errlen)) {
         snapbuild_free(&r);
@@ -134,7 +138,7 @@ static int ctl_build_cache(const struct model_cache *cache, unsigned pre_rejecte
 }
 
 /* File mode: loads dir, then as ctl_build_cache. */
-static int ctl_build_frame(const char *dir, int watch_fd, const char *cls, const char *source,
+static int ctl_build_frame(const char *dir, int watch_fd, const struct snapbuild_opts *bo,
                            uint64_t generation, uint8_t **frame, size_t *len,
                            struct snapbuild_result *snap_out, struct ctl_counts *counts, char *err,
                            size_t errlen)
@@ -143,8 +147,8 @@ static int ctl_build_frame(const char *dir, int watch_fd, const char *cls, const
     int rc;
 
     if (filesource_load(dir, watch_fd, &cache, err, errlen)) return -1;
-    rc = ctl_build_cache(&cache, cache.n_rejected, cls, source, generation, frame, len, snap_out,
-                         counts, err, errlen);
+    rc = ctl_build_cache(&cache, cache.n_rejected, bo, generation, frame, len, snap_out, counts,
+                         err, errlen);
     model_cache_free(&cache);
     return rc;
 }
@@ -248,6 +252,7 @@ out:
 
 static void ctl_reload(struct ctl *c)
 {
+    struct snapbuild_opts bo = {c->ingress_class, c->source, c->default_cert, 0};
     struct ctl_counts counts;
     struct snapbuild_result r;
     char err[512], q[600];
@@ -261,16 +266,15 @@ static void ctl_reload(struct ctl *c)
             log_debug("snapshot_deferred", "reason=\"waiting for the first list of every kind\"");
             return;
         }
-        rc = ctl_build_cache(kube_source_cache(c->ks), kube_source_rejected(c->ks),
-                             c->ingress_class, c->source, c->generation + 1, &frame, &len, &r,
-                             &counts, err, sizeof(err));
+        rc = ctl_build_cache(kube_source_cache(c->ks), kube_source_rejected(c->ks), &bo,
+                             c->generation + 1, &frame, &len, &r, &counts, err, sizeof(err));
         if (!rc) {
             ctl_feed_cluster(c, &r);
             snapbuild_free(&r);
         }
     } else {
-        rc = ctl_build_frame(c->dir, c->inotify_fd, c->ingress_class, c->source, c->generation + 1,
-                             &frame, &len, NULL, &counts, err, sizeof(err));
+        rc = ctl_build_frame(c->dir, c->inotify_fd, &bo, c->generation + 1, &frame, &len, NULL,
+                             &counts, err, sizeof(err));
     }
     if (rc) {
         health_count_reload(0);
@@ -440,7 +444,7 @@ fail:
     return -1;
 }
 
-static int ctl_one_shot(const char *dir, const char *cls, const char *source, int dump,
+static int ctl_one_shot(const char *dir, const struct snapbuild_opts *bo, int dump,
                         const char *frame_out)
 {
     struct snapbuild_result r;
@@ -451,7 +455,7 @@ static int ctl_one_shot(const char *dir, const char *cls, const char *source, in
     FILE *f;
     int rc = 1;
 
-    if (ctl_build_frame(dir, -1, cls, source, 1, &frame, &len, &r, NULL, err, sizeof(err))) {
+    if (ctl_build_frame(dir, -1, bo, 1, &frame, &len, &r, NULL, err, sizeof(err))) {
         log_error("load_failed", "reason=%s", log_quote(q, sizeof(q), err));
         return 1;
     }
@@ -534,11 +538,12 @@ int main(int argc, char **argv)
         {"election-lease-duration", required_argument, NULL, 'L'},
         {"election-renew-deadline", required_argument, NULL, 'R'},
         {"election-retry-period", required_argument, NULL, 'T'},
+        {"default-ssl-certificate", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *dir = NULL, *sock = NULL, *cls = "strait", *frame_out = NULL, *admin = NULL;
-    const char *kubeconfig = NULL, *watch_ns = NULL, *env;
+    const char *kubeconfig = NULL, *watch_ns = NULL, *env, *default_cert = NULL, *slash;
     struct kube_source_opts ko;
     struct kube_config kcfg;
     struct leader_opts lo;
@@ -587,6 +592,17 @@ int main(int argc, char **argv)
                 return 2;
             }
             cluster_only = 1;
+            break;
+        case 'C':
+            /* NS/NAME of a kubernetes.io/tls Secret: exactly one '/', a name on each side */
+            slash = strchr(optarg, '/');
+            if (!slash || slash == optarg || !slash[1] || strchr(slash + 1, '/')) {
+                fprintf(stderr,
+                        "strait-controller: --default-ssl-certificate %s is not NAMESPACE/NAME\n",
+                        optarg);
+                return 2;
+            }
+            default_cert = optarg;
             break;
         case 'm':
             dir = optarg;
@@ -673,10 +689,16 @@ int main(int argc, char **argv)
     c.magic = CTL_MAGIC;
     c.dir = dir;
     c.ingress_class = cls;
+    c.default_cert = default_cert;
     c.inotify_fd = -1;
     if (!cluster) {
+        struct snapbuild_opts bo = {cls, c.source, default_cert, 0};
         snprintf(c.source, sizeof(c.source), "file:%s", dir);
-        if (dump || frame_out) return ctl_one_shot(dir, cls, c.source, dump, frame_out);
+        if (dump || frame_out) {
+            rc = ctl_one_shot(dir, &bo, dump, frame_out);
+            certcheck_reset();
+            return rc;
+        }
     }
 
     memset(&kcfg, 0, sizeof(kcfg));
@@ -749,5 +771,6 @@ destroy_loop:
     ev_loop_destroy(c.loop);
 free_config:
     kube_config_free(&kcfg);
+    certcheck_reset();
     return rc;
 }

@@ -1107,7 +1107,6 @@ int snapbuild_build_opts(const struct model_cache *cache, const struct snapbuild
     s->meta.default_cert = sb_mat_index(def);
     sb_log_materials(&x);
     s->meta.default_max_body = defaults.n ? defaults.v[0].ing->max_body : SNAPWIRE_BODY_DEFAULT;
-    s->meta.default_cert = SNAPWIRE_NONE;
     if (!(s->meta.source = sb_strdup(a, source ? source : ""))) goto nomem;
     rc = 0;
     goto out;
