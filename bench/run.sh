@@ -35,6 +35,8 @@
 # of the rounds for rps, latency and CPU (errors summed, peak RSS the highest), so that a
 # burst of noise on the shared machine during one run does not decide a ratio.
 #
+# Then the TLS part, bench/tls.sh (BENCH_TLS=0 leaves it out; -o FILE also writes FILE.tls).
+#
 # Usage: bench/run.sh [-s SECONDS] [-c CONNECTIONS] [-n IDLE_CONNS] [-w SWAPS] [-r ROUNDS] [-o FILE]
 #   defaults: -s 8 -c 50 -n 10000 -w 100 -r 3 (about 8 minutes). -o also writes the report to FILE.
 #   BUILD=dir picks the Strait binaries (default build). BENCH_KEEP=1 keeps the work folder.
@@ -394,3 +396,15 @@ say "ratio idle_kib_per_conn vs_nginx=$(ratio "${R[strait.idle_kib]}" "${R[nginx
 say "ratio swap_file_p99 vs_steady=$(ratio "${R[strait.swap_file.p99]}" "${R[strait.file_steady.p99]}")"
 say "ratio swap_wire_p99 vs_steady=$(ratio "${R[strait.swap_wire.p99]}" "${R[strait.wire_steady.p99]}")"
 [ -z "$out" ] || cp "$report" "$out"
+
+# ---- TLS at the edge: bench/tls.sh (alone: `make bench-tls`), after this part's processes are gone
+if [ "${BENCH_TLS:-1}" != 0 ]; then
+  trap - EXIT
+  cleanup
+  if [ -x "$build/tlsload" ]; then
+    tls_args=(); [ -z "$out" ] || tls_args=(-o "$out.tls")
+    BUILD="$build" bench/tls.sh "${tls_args[@]}"
+  else
+    echo "bench: $build/tlsload missing (make bench-tools): TLS part skipped" >&2
+  fi
+fi

@@ -38,7 +38,7 @@
 # report gives each proxy's median (errors summed).
 #
 # Usage: bench/tls.sh [-s SECONDS] [-c CONNECTIONS] [-r ROUNDS] [-2] [-o FILE]
-#   defaults: -s 5 -c 50 -r 3 (about 6 minutes; -2 adds about 1.5). -o copies the report.
+#   defaults: -s 4 -c 50 -r 3 (about 5 minutes; -2 adds about 1.5). -o copies the report.
 #   BUILD=dir picks the Strait binaries and tlsload (default build; `make bench-tools`).
 #   STRAIT=0 leaves Strait out. HS_CAP_PCT / CAP_PCT the capped shares. BENCH_KEEP=1 keeps the work folder.
 # Strait needs a data plane with --listen-tls; without one (or if it does not serve the bench
@@ -46,7 +46,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-secs=5 conns=50 rounds=3 tls12=0 out=
+secs=4 conns=50 rounds=3 tls12=0 out=
 while getopts "s:c:r:o:2" o; do
   case $o in s) secs=$OPTARG ;; c) conns=$OPTARG ;; r) rounds=$OPTARG ;; o) out=$OPTARG ;; 2) tls12=1 ;; *) exit 2 ;; esac
 done
