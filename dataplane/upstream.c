@@ -4,8 +4,10 @@
  * Does: start non-blocking connects; give each connection a struct upstream_conn whose read
  * and write watchers stay with it for its whole life, so moving it between the pool and a
  * request (and back) only swaps callback and data pointers - the read watcher stays active
- * and the kernel's epoll set is not touched per request. Park connections that ended a
- * response cleanly in a per-worker pool keyed by endpoint address (family, address, port),
+ * and the kernel's epoll set is not touched per request; its transport (plain, or the TLS
+ * session its owner started) travels with it too. Park connections that ended a response
+ * cleanly in a per-worker pool keyed by endpoint address (family, address, port) and
+ * transport tag (a TLS connection is only reused for the same server name and CA),
  * hand the most recently parked one (LIFO: the warmest, least likely to have been closed by
  * the server) back out, and drop an idle connection when it becomes readable (the server
  * closed it or sent bytes nobody asked for), when its idle timer expires, or beyond
@@ -37,6 +39,7 @@
 struct upstream_ep {
     struct sockaddr_storage addr;
     socklen_t addrlen;
+    uint64_t tag; /* transport: 0 plain, else the TLS set-up (tls_upstream_tag) */
     struct upstream_conn *idle; /* most recently parked first */
     unsigned n_idle;
     struct upstream_ep *prev, *next;
@@ -73,12 +76,13 @@ static int addr_equal(const struct sockaddr *a, const struct sockaddr_storage *b
     return 0;
 }
 
-static struct upstream_ep *ep_find(struct upstream_pool *p, const struct sockaddr *sa)
+static struct upstream_ep *ep_find(struct upstream_pool *p, const struct sockaddr *sa,
+                                   uint64_t tag)
 {
     struct upstream_ep *e;
 
     for (e = p->eps; e; e = e->next)
-        if (addr_equal(sa, &e->addr)) return e;
+        if (e->tag == tag && addr_equal(sa, &e->addr)) return e;
     return NULL;
 }
 
@@ -154,13 +158,13 @@ void upstream_pool_free(struct upstream_pool *p)
 }
 
 struct upstream_conn *upstream_pool_take(struct upstream_pool *p, const struct sockaddr *sa,
-                                         socklen_t salen)
+                                         socklen_t salen, uint64_t tag)
 {
     struct upstream_ep *e;
     struct upstream_conn *u;
 
     (void)salen;
-    if (!p || !(e = ep_find(p, sa))) return NULL;
+    if (!p || !(e = ep_find(p, sa, tag))) return NULL;
     u = uconn_check(e->idle);
     idle_unlink(u);
     return u;
@@ -173,13 +177,14 @@ void upstream_pool_put(struct upstream_pool *p, const struct sockaddr *sa, sockl
 
     uconn_check(u);
     if (!p || p->max_idle == 0 || salen > sizeof(e->addr)) goto close_conn;
-    e = ep_find(p, sa);
+    e = ep_find(p, sa, u->tag);
     if (e && e->n_idle >= p->max_idle) goto close_conn;
     if (!e) {
         e = calloc(1, sizeof(*e));
         if (!e) goto close_conn;
         memcpy(&e->addr, sa, salen);
         e->addrlen = salen;
+        e->tag = u->tag;
         e->next = p->eps;
         if (p->eps) p->eps->prev = e;
         p->eps = e;
@@ -228,6 +233,7 @@ struct upstream_conn *upstream_conn_open(struct ev_loop *loop, const struct sock
     u->magic = UPSTREAM_CONN_MAGIC;
     u->fd = fd;
     u->loop = loop;
+    transport_plain_init(&u->tp, fd);
     ev_io_init(&u->rio, idle_read_cb, fd, EV_READ);
     ev_io_init(&u->wio, idle_read_cb, fd, EV_WRITE);
     ev_timer_init(&u->timer, idle_timer_cb, 1., 0.);
@@ -254,7 +260,7 @@ void upstream_conn_close(struct upstream_conn *u)
     ev_io_stop(u->loop, &u->rio);
     ev_io_stop(u->loop, &u->wio);
     ev_timer_stop(u->loop, &u->timer);
-    close(u->fd);
+    u->tp.ops->close(&u->tp); /* closes the socket too */
     u->magic = 0;
     free(u);
 }

@@ -1,6 +1,7 @@
 /*
- * upstream: upstream TCP connections (non-blocking connect, watchers that travel with the
- * connection) and the per-worker pool of idle keep-alive ones, keyed by endpoint address.
+ * upstream: upstream TCP connections (non-blocking connect, watchers and transport that
+ * travel with the connection) and the per-worker pool of idle keep-alive ones, keyed by
+ * endpoint address and transport tag (plain, or which TLS set-up).
  */
 #ifndef STRAIT_UPSTREAM_H
 #define STRAIT_UPSTREAM_H
@@ -8,6 +9,8 @@
 #include <ev.h>
 #include <stdint.h>
 #include <sys/socket.h>
+
+#include "transport.h"
 
 #define UPSTREAM_POOL_MAX_IDLE 64      /* idle connections kept per endpoint address */
 #define UPSTREAM_POOL_IDLE_TIMEOUT 60. /* seconds an idle connection is kept */
@@ -30,6 +33,14 @@ struct upstream_conn {
     struct upstream_pool *pool;
     struct upstream_ep *ep; /* while parked */
     struct upstream_conn *prev, *next;
+    /*
+     * How its bytes move: plain from upstream_conn_open; a TLS session once the owner
+     * started one (tls_upstream_start), which then stays with the connection in the pool.
+     * tag says which (0 plain, else tls_upstream_tag): the pool only hands a connection to
+     * a request asking for the same tag.
+     */
+    struct transport tp;
+    uint64_t tag;
 };
 
 typedef void (*upstream_io_cb)(struct ev_loop *loop, ev_io *io, int revents);
@@ -46,17 +57,17 @@ struct upstream_pool *upstream_pool_new(struct ev_loop *loop, unsigned max_idle,
 void upstream_pool_free(struct upstream_pool *p);
 
 /*
- * Takes the most recently parked idle connection to sa out of p, or NULL when there is
- * none. Its read watcher is still active: attach it (upstream_conn_attach) before the
- * loop runs again.
+ * Takes the most recently parked idle connection to sa with transport tag out of p, or
+ * NULL when there is none. Its read watcher is still active: attach it
+ * (upstream_conn_attach) before the loop runs again.
  */
 struct upstream_conn *upstream_pool_take(struct upstream_pool *p, const struct sockaddr *sa,
-                                         socklen_t salen);
+                                         socklen_t salen, uint64_t tag);
 
 /*
- * Parks u, a connection to sa at a message boundary, in p (NULL: closes it); p owns it from
- * now on. It is closed at once when the endpoint already has max_idle idle connections or
- * on no memory.
+ * Parks u, a connection to sa at a message boundary, in p (NULL: closes it) under u->tag;
+ * p owns it from now on. It is closed at once when the endpoint already has max_idle idle
+ * connections of that tag, or on no memory.
  */
 void upstream_pool_put(struct upstream_pool *p, const struct sockaddr *sa, socklen_t salen,
                        struct upstream_conn *u);
@@ -77,7 +88,8 @@ struct upstream_conn *upstream_conn_open(struct ev_loop *loop, const struct sock
 void upstream_conn_attach(struct upstream_conn *u, upstream_io_cb rcb, upstream_io_cb wcb,
                           void *data);
 
-/* Stops u's watchers, closes its socket and frees it. */
+/* Stops u's watchers, ends its transport (a TLS session sends close_notify), closes its
+ * socket and frees it. */
 void upstream_conn_close(struct upstream_conn *u);
 
 #endif

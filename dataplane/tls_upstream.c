@@ -1,0 +1,243 @@
+/*
+ * tls_upstream: client-side TLS for clusters whose snapshot entry has tls set.
+ *
+ * Does: per snapshot, one SSL_CTX per distinct CA bundle that clusters verify against, and
+ * one that does not verify (a cluster without tls_ca: nginx's proxy_ssl_verify off, the
+ * ingress-nginx default); TLS 1.2 or 1.3, ALPN http/1.1, no renegotiation, partial and
+ * moving-buffer writes, buffers released while idle. Per connection: an SSL in connect
+ * state on the upstream socket with SNI (RFC 6066: a DNS name, never an IP literal) and,
+ * when verifying, the host name (or IP address) check of RFC 6125 through OpenSSL's
+ * X509_VERIFY_PARAM. The session then moves bytes through the TLS transport ops (tp_tls.c),
+ * like a client connection's.
+ * Does not: present a client certificate (mesh mTLS is the sidecar's), resume upstream
+ * sessions, or check revocation.
+ * Invariants: a struct tls_upstream is immutable once built; each entry holds a reference
+ * on its context, so the contexts live as long as the snapshot or as any session made from
+ * them (SSL_new takes its own reference).
+ */
+#include "tls_upstream.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "tls.h"
+
+struct tls_upstream_cluster {
+    SSL_CTX *ctx; /* NULL: a plain cluster */
+    const char *sni;
+    uint8_t verify;
+    uint8_t sni_is_ip;
+    uint64_t tag;
+};
+
+struct tls_upstream {
+    uint32_t n;
+    struct tls_upstream_cluster *c;
+    char *strings; /* the server names, one allocation */
+};
+
+static uint64_t fnv1a(uint64_t h, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+static int is_ip_literal(const char *s)
+{
+    unsigned char tmp[16];
+
+    return inet_pton(AF_INET, s, tmp) == 1 || inet_pton(AF_INET6, s, tmp) == 1;
+}
+
+/* A client context; with ca_pem, peers must chain to one of its certificates. */
+static SSL_CTX *client_ctx(const char *ca_pem, const char *what, char *err, size_t errlen)
+{
+    static const unsigned char alpn[] = "\x08http/1.1";
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    STACK_OF(X509_INFO) *infos = NULL;
+    BIO *bio = NULL;
+    int n_ca = 0;
+
+    if (!ctx) goto nomem;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* forward secrecy and AEAD, as on the listeners (TLS 1.3 suites are all AEAD) */
+    if (!SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20")) goto ssl_error;
+    if (SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1) != 0) goto nomem;
+    if (!ca_pem) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+        return ctx;
+    }
+    if (!(bio = BIO_new_mem_buf(ca_pem, -1))) goto nomem;
+    infos = PEM_X509_INFO_read_bio(bio, NULL, NULL, NULL);
+    for (int i = 0; infos && i < sk_X509_INFO_num(infos); i++) {
+        X509_INFO *xi = sk_X509_INFO_value(infos, i);
+        if (xi->x509 && X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), xi->x509)) n_ca++;
+    }
+    if (n_ca == 0) {
+        snprintf(err, errlen, "%s: the CA bundle holds no certificate that loads", what);
+        goto fail;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    sk_X509_INFO_pop_free(infos, X509_INFO_free);
+    BIO_free(bio);
+    ERR_clear_error();
+    return ctx;
+ssl_error:
+    snprintf(err, errlen, "%s: %s", what, ERR_reason_error_string(ERR_peek_last_error()));
+    goto fail;
+nomem:
+    snprintf(err, errlen, "%s: out of memory", what);
+fail:
+    if (infos) sk_X509_INFO_pop_free(infos, X509_INFO_free);
+    BIO_free(bio);
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    return NULL;
+}
+
+int tls_upstream_build(const struct snapwire_snapshot *sw, struct tls_upstream **out, char *err,
+                       size_t errlen)
+{
+    struct tls_upstream *t;
+    SSL_CTX **by_ca = NULL, *noverify = NULL;
+    size_t names = 0;
+    uint32_t i, n_tls = 0;
+    char *p;
+
+    *out = NULL;
+    for (i = 0; i < sw->n_clusters; i++) {
+        if (!sw->clusters[i].tls) continue;
+        n_tls++;
+        names += strlen(sw->clusters[i].tls_sni) + 1;
+    }
+    if (n_tls == 0) return 0;
+    t = calloc(1, sizeof(*t));
+    if (!t || !(t->c = calloc(sw->n_clusters, sizeof(*t->c))) || !(t->strings = malloc(names)) ||
+        (sw->n_certs && !(by_ca = calloc(sw->n_certs, sizeof(*by_ca))))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    t->n = sw->n_clusters;
+    p = t->strings;
+    for (i = 0; i < sw->n_clusters; i++) {
+        const struct snapwire_cluster *c = &sw->clusters[i];
+        struct tls_upstream_cluster *e = &t->c[i];
+        SSL_CTX **slot;
+        char what[320];
+        uint64_t h = 1469598103934665603ull;
+
+        if (!c->tls) continue;
+        slot = c->tls_ca == SNAPWIRE_NONE ? &noverify : &by_ca[c->tls_ca];
+        if (!*slot) {
+            snprintf(what, sizeof(what), "cluster %s: CA %s", c->name,
+                     c->tls_ca == SNAPWIRE_NONE ? "-" : sw->certs[c->tls_ca].name);
+            *slot = client_ctx(c->tls_ca == SNAPWIRE_NONE ? NULL : sw->certs[c->tls_ca].chain_pem,
+                               what, err, errlen);
+            if (!*slot) goto fail;
+        }
+        SSL_CTX_up_ref(*slot);
+        e->ctx = *slot;
+        e->verify = c->tls_ca != SNAPWIRE_NONE;
+        strcpy(p, c->tls_sni);
+        e->sni = p;
+        p += strlen(p) + 1;
+        e->sni_is_ip = e->sni[0] && is_ip_literal(e->sni);
+        h = fnv1a(h, e->sni, strlen(e->sni) + 1);
+        if (e->verify) {
+            const char *fp = sw->certs[c->tls_ca].fingerprint;
+            h = fnv1a(h, fp, strlen(fp));
+            h = fnv1a(h, "+verify", 7);
+        }
+        e->tag = h | 1; /* never 0, the plain tag */
+    }
+    for (i = 0; by_ca && i < sw->n_certs; i++)
+        SSL_CTX_free(by_ca[i]);
+    free(by_ca);
+    SSL_CTX_free(noverify);
+    *out = t;
+    return 0;
+fail:
+    for (i = 0; by_ca && i < sw->n_certs; i++)
+        SSL_CTX_free(by_ca[i]);
+    free(by_ca);
+    SSL_CTX_free(noverify);
+    tls_upstream_free(t);
+    return -1;
+}
+
+void tls_upstream_free(struct tls_upstream *t)
+{
+    if (!t) return;
+    for (uint32_t i = 0; t->c && i < t->n; i++)
+        SSL_CTX_free(t->c[i].ctx);
+    free(t->c);
+    free(t->strings);
+    free(t);
+}
+
+uint64_t tls_upstream_tag(const struct tls_upstream *t, uint32_t cluster)
+{
+    if (!t || cluster >= t->n || !t->c[cluster].ctx) return 0;
+    return t->c[cluster].tag;
+}
+
+int tls_upstream_start(const struct tls_upstream *t, uint32_t cluster, struct transport *tp)
+{
+    const struct tls_upstream_cluster *e;
+    SSL *ssl;
+
+    if (!t || cluster >= t->n || !(e = &t->c[cluster])->ctx) return -1;
+    if (!(ssl = SSL_new(e->ctx))) goto fail;
+    if (!SSL_set_fd(ssl, tp->fd)) goto fail;
+    SSL_set_connect_state(ssl);
+    if (e->sni[0] && !e->sni_is_ip && !SSL_set_tlsext_host_name(ssl, e->sni)) goto fail;
+    if (e->verify && e->sni[0]) {
+        X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+        if (e->sni_is_ip ? !X509_VERIFY_PARAM_set1_ip_asc(vp, e->sni)
+                         : !SSL_set1_host(ssl, e->sni))
+            goto fail;
+        /* a wildcard covers one label only (RFC 6125 6.4.3) */
+        X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    }
+    tp->ops = &transport_tls_ops;
+    tp->sess = ssl;
+    tp->want = 0;
+    tp->priv = 0;
+    return 0;
+fail:
+    SSL_free(ssl);
+    ERR_clear_error();
+    return -1;
+}
+
+const char *tls_upstream_error(const struct transport *tp, char *buf, size_t len)
+{
+    SSL *ssl = tp->sess;
+    unsigned long e;
+    long vr;
+
+    if (ssl && (vr = SSL_get_verify_result(ssl)) != X509_V_OK) {
+        snprintf(buf, len, "upstream certificate: %s", X509_verify_cert_error_string(vr));
+        return buf;
+    }
+    if ((e = ERR_peek_last_error()) != 0) {
+        const char *r = ERR_reason_error_string(e);
+        snprintf(buf, len, "upstream TLS: %s", r ? r : "handshake failed");
+        return buf;
+    }
+    snprintf(buf, len, "upstream TLS handshake failed");
+    return buf;
+}

@@ -1,0 +1,51 @@
+/*
+ * tls_upstream: client-side TLS to upstream endpoints (clusters with tls set in the
+ * snapshot): one client context per distinct CA bundle (plus one that does not verify),
+ * built with the snapshot, and the per-connection session set-up (SNI, host name check).
+ *
+ * Threads: tls_upstream_build/free where snapshots are built and freed; the rest from any
+ * worker (contexts are shared read-only; OpenSSL reference-counts them, so a pooled
+ * connection keeps its context alive after the snapshot that made it is gone).
+ */
+#ifndef STRAIT_TLS_UPSTREAM_H
+#define STRAIT_TLS_UPSTREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "snapwire.h"
+#include "transport.h"
+
+struct tls_upstream;
+
+/*
+ * Builds the client contexts of sw's TLS clusters. *out is NULL when no cluster uses TLS.
+ * Returns 0, or -1 with err filled (naming the cluster and its CA) when a CA bundle does not
+ * load.
+ */
+int tls_upstream_build(const struct snapwire_snapshot *sw, struct tls_upstream **out, char *err,
+                       size_t errlen);
+void tls_upstream_free(struct tls_upstream *t);
+
+/*
+ * The pool tag of cluster i: 0 for a plain cluster (or t NULL), else a non-zero hash of
+ * what a TLS connection to it was set up with (server name, CA), so that an idle connection
+ * is only reused by requests that would have opened the same kind of connection.
+ */
+uint64_t tls_upstream_tag(const struct tls_upstream *t, uint32_t cluster);
+
+/*
+ * Turns tp (a plain transport on a connected socket) into a TLS client session for cluster
+ * i: SNI = the cluster's tls_sni (not sent when it is an IP literal or empty), and with a CA
+ * the peer must chain to it and match that name (DNS name or IP address). Returns 0, or -1
+ * (out of memory, or i is not a TLS cluster) with tp unchanged.
+ */
+int tls_upstream_start(const struct tls_upstream *t, uint32_t cluster, struct transport *tp);
+
+/*
+ * Why the last handshake of tp failed, for logs and the 502 reason: the certificate
+ * verification error when there was one, else the OpenSSL error or "handshake failed".
+ */
+const char *tls_upstream_error(const struct transport *tp, char *buf, size_t len);
+
+#endif
