@@ -126,6 +126,13 @@ static char *stats_json(const struct metrics_totals *t, double uptime, int ready
     gen_kv_uint(g, "pool_reused", t->pool_reused);
     yajl_gen_map_close(g);
 
+    gen_key(g, "tls_handshakes");
+    yajl_gen_map_open(g);
+    gen_kv_uint(g, "full", t->tls_handshakes[METRICS_TLS_FULL]);
+    gen_kv_uint(g, "resumed", t->tls_handshakes[METRICS_TLS_RESUMED]);
+    gen_kv_uint(g, "failed", t->tls_handshakes[METRICS_TLS_FAILED]);
+    yajl_gen_map_close(g);
+
     gen_key(g, "routes");
     yajl_gen_map_open(g);
     for (i = 0; i < t->n_routes; i++) {
@@ -175,7 +182,7 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
     }
     if (!strcmp(path, "/metrics"))
         return adminsrv_reply_take(r, 200, "text/plain; version=0.0.4; charset=utf-8",
-                                   metrics_render());
+                                   metrics_render_snapshot(s ? &s->sw : NULL));
     if (!strcmp(path, "/stats")) return admin_stats(a, s, r);
     return 1;
 }

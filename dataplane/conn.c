@@ -71,7 +71,9 @@
 #include "metrics.h"
 #include "netaddr.h"
 #include "router.h"
+#include "tls.h"
 #include "transport.h"
+#include "tls_upstream.h"
 #include "upstream.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -98,6 +100,7 @@ struct conn_req {
     struct conn_req *next_free;
     struct snapshot *snap;
     const char *route_src; /* route's source, in snap (or a literal); NULL: none */
+    const char *hsts;      /* the route's Strict-Transport-Security value (in snap), or NULL */
     uint8_t keep_alive;    /* client connection persists after this response */
     uint8_t is_head, client_minor, req_done;
     uint8_t upgrade;    /* request asked for a protocol upgrade (Connection: upgrade + Upgrade) */
@@ -119,6 +122,8 @@ struct conn_req {
     double u_due;     /* when the upstream phase times out (arm_utimer) */
     double u_fire_at; /* when utimer is set to fire (never after u_due) */
     uint8_t u_connecting, u_eof, u_write_failed;
+    uint8_t u_handshaking; /* upstream TLS handshake under way (after the TCP connect) */
+    uint32_t ucluster;     /* cluster index in snap: its TLS set-up (tls_upstream) */
     uint8_t u_keep;      /* upstream head asked for a persistent connection */
     uint8_t u_reused;    /* u came from the idle pool */
     uint8_t u_got_bytes; /* any response byte arrived on u */
@@ -126,12 +131,6 @@ struct conn_req {
     uint8_t resp_started, resp_done;
     uint8_t resp_close; /* upstream will not keep the connection (Connection: close, 1.0) */
     int resp_status;
-    /*
-     * How u's bytes move (plain today). Reached only through up_tp(), so that the session
-     * can move into struct upstream_conn (upstream TLS, pooled with its connection)
-     * without touching the I/O code below.
-     */
-    struct transport utp;
     struct sockaddr_storage uaddr; /* endpoint of the request (the pool key) */
     socklen_t uaddrlen;
     struct dbuf replay, uin, uout;
@@ -150,6 +149,8 @@ struct conn {
     uint8_t head_timer;        /* header timer armed for the partial head in cin */
     uint8_t linger;            /* close with client bytes still coming (an unread body) */
     uint8_t lingering;         /* sent FIN; reading and dropping until EOF or CONN_LINGER */
+    uint8_t tls;               /* accepted on a TLS listener */
+    uint8_t handshaking;       /* TLS handshake not finished: no HTTP yet */
     struct transport tp; /* the client socket and, on a TLS listener, its session */
     struct worker *w;
     struct conn *prev, *next;
@@ -158,15 +159,20 @@ struct conn {
     struct dbuf cin, cout;
     uint64_t out_total; /* bytes sent to the client over the connection */
     struct conn_req *r; /* the request being answered, or NULL */
+    /*
+     * TLS with client-certificate verification: the header lines telling the upstream who
+     * the client is (tls_client_headers), added to every request; NULL otherwise.
+     */
+    char *client_hdrs;
     char peer[INET6_ADDRSTRLEN];
 };
 
 static void upstream_read_cb(struct ev_loop *loop, ev_io *io, int revents);
 
-/* The transport of the request's upstream connection r->u. */
+/* The transport of the request's upstream connection r->u (it travels with u, pool too). */
 static inline struct transport *up_tp(struct conn_req *r)
 {
-    return &r->utp;
+    return &r->u->tp;
 }
 
 static void upstream_write_cb(struct ev_loop *loop, ev_io *io, int revents);
@@ -375,6 +381,7 @@ void conn_reap(struct worker *w)
         w->dead = c->next;
         dbuf_free(&c->cin);
         dbuf_free(&c->cout);
+        free(c->client_hdrs);
         c->magic = 0;
         free(c);
     }
@@ -471,7 +478,7 @@ static void conn_update(struct conn *c)
         io_want(loop, &r->u->rio, urd || (ut->want & TRANSPORT_SEND_WANTS_READ));
         io_want(loop, &r->u->wio,
                 r->u_connecting ||
-                    (r->uout.len > 0 && !r->u_write_failed &&
+                    (r->uout.len > 0 && !r->u_write_failed && !r->u_handshaking &&
                      !(ut->want & TRANSPORT_SEND_WANTS_READ)) ||
                     (ut->want & TRANSPORT_RECV_WANTS_WRITE));
         if (urd && transport_pending(ut)) ev_feed_event(loop, &r->u->rio, EV_READ);
@@ -526,11 +533,12 @@ static const char *http_date(struct conn *c)
 }
 
 /*
- * Answers the current request with status and body (NULL: the default for status), ends
- * the request, and closes after the response when close_conn or the request body was not
- * fully read.
+ * Answers the current request with status and body (NULL: the default for status) and the
+ * header lines extra (each ending in CRLF; NULL: none), ends the request, and closes after
+ * the response when close_conn or the request body was not fully read.
  */
-static void local_response(struct conn *c, int status, const char *body, int close_conn)
+static void local_response_hdrs(struct conn *c, int status, const char *body, int close_conn,
+                                const char *extra)
 {
     struct conn_req *r = c->r;
 
@@ -544,9 +552,10 @@ static void local_response(struct conn *c, int status, const char *body, int clo
     if (!r->keep_alive || c->w->stopping) close_conn = 1;
     upstream_release(c);
     if (dbuf_printf(&c->cout,
-                    "HTTP/1.1 %d %s\r\nDate: %s\r\n%sContent-Type: text/plain\r\n"
+                    "HTTP/1.1 %d %s\r\nDate: %s\r\n%s%sContent-Type: text/plain\r\n"
                     "Content-Length: %zu\r\nConnection: %s\r\n\r\n%s",
-                    status, httpmsg_reason(status), http_date(c),
+                    status, status == 308 ? "Permanent Redirect" : httpmsg_reason(status),
+                    http_date(c), extra ? extra : "",
                     /*
                      * RFC 9110 15.5.6: a 405 lists what is allowed (not CONNECT or TRACE); so
                      * does our only local 200, the answer to OPTIONS with Max-Forwards: 0
@@ -566,6 +575,51 @@ static void local_response(struct conn *c, int status, const char *body, int clo
     c->head_timer = 0;
     if (close_conn) c->close_after_flush = 1;
     arm_timer(c, c->w->cfg.client_idle_timeout); /* also bounds the flush of a closing connection */
+}
+
+static void local_response(struct conn *c, int status, const char *body, int close_conn)
+{
+    local_response_hdrs(c, status, body, close_conn, NULL);
+}
+
+/* RFC 8555 8.3: ACME HTTP-01 challenges must stay reachable over plain HTTP. */
+static int is_acme_challenge(const char *target, size_t len)
+{
+    static const char prefix[] = "/.well-known/acme-challenge/";
+
+    return len >= sizeof(prefix) - 1 && memcmp(target, prefix, sizeof(prefix) - 1) == 0;
+}
+
+/*
+ * 308 to the same host and target over https (strait.dev/ssl-redirect): host is the
+ * normalised Host (no port), target the request-target as received (origin-form path and
+ * query for an absolute-form request); the port is omitted when it is 443.
+ */
+static void redirect_https(struct conn *c, const char *host, const char *target, size_t tlen,
+                           size_t head_len)
+{
+    char port[8] = "";
+    char *hdr = NULL, *body = NULL;
+    unsigned p = c->w->cfg.https_port;
+    /* an absolute-form target's path may be empty or start with '?' */
+    const char *slash = tlen == 0 || target[0] != '/' ? "/" : "";
+
+    if (p != 443) snprintf(port, sizeof(port), ":%u", p);
+    if (asprintf(&hdr, "Location: https://%s%s%s%.*s\r\n", host, port, slash, (int)tlen,
+                 target) < 0)
+        hdr = NULL;
+    if (hdr && asprintf(&body, "redirecting to https://%s%s%s%.*s\n", host, port, slash,
+                        (int)tlen, target) < 0)
+        body = NULL;
+    dbuf_consume(&c->cin, head_len); /* target points into cin: only now */
+    if (!hdr || !body) {
+        free(hdr);
+        conn_close(c);
+        return;
+    }
+    local_response_hdrs(c, 308, body, 0, hdr);
+    free(hdr);
+    free(body);
 }
 
 static int upstream_retry(struct conn *c, const char *why);
@@ -594,10 +648,17 @@ static void upstream_failed(struct conn *c, int status, const char *why)
 
 /* ---- request side ---- */
 
+/*
+ * Headers the proxy sets itself and a client must not forge: X-Forwarded-*, and the
+ * client-certificate ones (stripped on every listener, set only on verified TLS).
+ */
 static int is_xf_header(const struct http1_header *h)
 {
+    if (h->name_len < 15 || (h->name[0] | 0x20) != 'x') return 0; /* cheap common case */
     return http1_name_is(h, "x-forwarded-for") || http1_name_is(h, "x-forwarded-proto") ||
-           http1_name_is(h, "x-forwarded-host");
+           http1_name_is(h, "x-forwarded-host") || http1_name_is(h, "x-client-verify") ||
+           http1_name_is(h, "x-client-subject") || http1_name_is(h, "x-client-spiffe") ||
+           http1_name_is(h, "x-forwarded-client-cert");
 }
 
 /*
@@ -693,8 +754,9 @@ static int build_upstream_head(struct conn *c, const struct http1_request *req,
             return -1;
     }
     if (append_joined(b, req, "X-Forwarded-For", c->peer) < 0 ||
-        dbuf_str(b, "X-Forwarded-Proto: http\r\n") < 0)
+        dbuf_str(b, c->tls ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n") < 0)
         return -1;
+    if (c->client_hdrs && dbuf_str(b, c->client_hdrs) < 0) return -1;
     if (info->host && (dbuf_str(b, "X-Forwarded-Host: ") < 0 ||
                        dbuf_append(b, info->host, info->host_len) < 0 || dbuf_str(b, "\r\n") < 0))
         return -1;
@@ -727,7 +789,7 @@ static void arm_progress(struct conn *c)
     const struct worker_config *cfg = &c->w->cfg;
     struct conn_req *r = c->r;
 
-    if (!r || !r->u || r->u_connecting || c->state == CS_HEAD) return;
+    if (!r || !r->u || r->u_connecting || r->u_handshaking || c->state == CS_HEAD) return;
     arm_utimer(c, r->resp_started || c->state == CS_TUNNEL || !r->req_done
                       ? cfg->idle_body_timeout
                       : cfg->upstream_response_timeout);
@@ -744,7 +806,9 @@ static int upstream_open(struct conn *c, int allow_pool)
     struct upstream_conn *u = NULL;
     int in_progress = 0;
 
-    if (allow_pool) u = upstream_pool_take(c->w->pool, sa, r->uaddrlen);
+    uint64_t tag = tls_upstream_tag(r->snap->tls_up, r->ucluster);
+
+    if (allow_pool) u = upstream_pool_take(c->w->pool, sa, r->uaddrlen, tag);
     r->u_reused = u != NULL;
     if (u) {
         metrics_pool_reused();
@@ -755,14 +819,47 @@ static int upstream_open(struct conn *c, int allow_pool)
     }
     upstream_conn_attach(u, upstream_read_cb, upstream_write_cb, c);
     r->u = u;
-    transport_plain_init(&r->utp, u->fd);
     r->u_connecting = (uint8_t)in_progress;
+    r->u_handshaking = 0;
     r->u_got_bytes = 0;
-    if (in_progress)
-        arm_utimer(c, c->w->cfg.upstream_connect_timeout);
+    if (!r->u_reused && tag) {
+        /* a fresh connection to a TLS cluster: the handshake follows the TCP connect */
+        if (tls_upstream_start(r->snap->tls_up, r->ucluster, &u->tp) < 0) {
+            upstream_conn_close(u);
+            r->u = NULL;
+            errno = ENOMEM;
+            return -1;
+        }
+        u->tag = tag;
+        r->u_handshaking = 1;
+    }
+    if (in_progress || r->u_handshaking)
+        arm_utimer(c, c->w->cfg.upstream_connect_timeout); /* covers the handshake too */
     else
         arm_progress(c);
     return 0;
+}
+
+/*
+ * Moves the upstream TLS handshake on. Returns 1 when it is done (the request may go), 0
+ * while it waits for the socket, -1 when it failed (answered 502, or retried).
+ */
+static int upstream_handshake(struct conn *c)
+{
+    struct conn_req *r = c->r;
+    struct transport *ut = up_tp(r);
+    char why[256];
+    int rc = ut->ops->handshake(ut);
+
+    if (rc == 0) return 0;
+    if (rc < 0) {
+        metrics_upstream_connect_error();
+        upstream_failed(c, 502, tls_upstream_error(ut, why, sizeof(why)));
+        return -1;
+    }
+    r->u_handshaking = 0;
+    arm_progress(c);
+    return 1;
 }
 
 /*
@@ -885,6 +982,15 @@ static int start_request(struct conn *c)
         return 1;
     }
     rt = router_match(snap->router, host, (size_t)hl, req.target, req.target_len);
+    if (rt && (rt->flags & SNAPWIRE_ROUTE_SSL_REDIRECT) && !c->tls && hl > 0 &&
+        !is_acme_challenge(info.path, info.path_len)) {
+        const char *t = info.target_form == HTTP1_TARGET_ABSOLUTE ? info.path : req.target;
+        size_t tl = info.target_form == HTTP1_TARGET_ABSOLUTE ? info.path_len : req.target_len;
+        host[hl] = '\0';
+        r->route_src = rt->source;
+        redirect_https(c, host, t, tl, (size_t)n);
+        return 1;
+    }
     cluster = rt ? rt->cluster : snap->sw.meta.default_cluster;
     if (cluster == SNAPWIRE_NONE) {
         dbuf_consume(&c->cin, (size_t)n);
@@ -892,6 +998,7 @@ static int start_request(struct conn *c)
         return 1;
     }
     r->route_src = rt ? rt->source : "default";
+    r->hsts = c->tls && rt && rt->hsts && rt->hsts[0] ? rt->hsts : NULL;
     r->max_body = snapshot_route_max_body(snap, rt, &c->w->cfg);
     if (info.body == HTTP1_BODY_LENGTH && info.content_length > r->max_body) {
         /* RFC 9110 15.5.14: refused before any upstream sees it; the body is not read */
@@ -916,6 +1023,7 @@ static int start_request(struct conn *c)
         return 1;
     }
     r->snap = snapshot_ref(snap);
+    r->ucluster = cluster;
     if (build_upstream_head(c, &req, &info) < 0) {
         conn_close(c);
         return 1;
@@ -999,7 +1107,8 @@ static int write_client_head(struct conn *c, const struct http1_response *res)
     struct dbuf *b = &c->cout;
     struct http1_hop hop;
     size_t i;
-    int have_date = 0;
+    int have_date = 0, have_sts = 0;
+    const char *hsts = c->r->hsts; /* only set on TLS connections */
     /* RFC 9110 8.6, RFC 9112 6.1: 1xx and 204 carry neither (nginx drops them too) */
     int no_length = res->status < 200 || res->status == 204;
 
@@ -1018,6 +1127,7 @@ static int write_client_head(struct conn *c, const struct http1_response *res)
                                                       http1_name_is(h, "transfer-encoding"))))
             continue;
         have_date |= http1_name_is(h, "date");
+        if (hsts) have_sts |= http1_name_is(h, "strict-transport-security");
         if (dbuf_append(b, h->name, h->name_len) < 0 || dbuf_str(b, ": ") < 0 ||
             dbuf_append(b, h->value, h->value_len) < 0 || dbuf_str(b, "\r\n") < 0)
             return -1;
@@ -1025,6 +1135,11 @@ static int write_client_head(struct conn *c, const struct http1_response *res)
     /* RFC 9110 6.6.1: a recipient with a clock MUST add Date to a response it forwards */
     if (res->status >= 200 && !have_date &&
         (dbuf_str(b, "Date: ") < 0 || dbuf_str(b, http_date(c)) < 0 || dbuf_str(b, "\r\n") < 0))
+        return -1;
+    /* RFC 6797 7.2: over TLS only; an upstream's own header wins */
+    if (hsts && res->status >= 200 && !have_sts &&
+        (dbuf_str(b, "Strict-Transport-Security: ") < 0 || dbuf_str(b, hsts) < 0 ||
+         dbuf_str(b, "\r\n") < 0))
         return -1;
     if (res->status == 101) {
         /* the switch the client asked for: Upgrade and the option travel hop by hop */
@@ -1227,7 +1342,8 @@ static int flush_upstream(struct conn *c)
     int moved = 0;
     ssize_t n;
 
-    while (r && r->u && !r->u_connecting && r->uout.len > 0 && !r->u_write_failed) {
+    while (r && r->u && !r->u_connecting && !r->u_handshaking && r->uout.len > 0 &&
+           !r->u_write_failed) {
         n = transport_send(up_tp(r), dbuf_data(&r->uout), r->uout.len, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR) continue;
@@ -1379,12 +1495,52 @@ static void linger_read(struct conn *c)
     if (i < 4) conn_close(c);
 }
 
+/*
+ * Moves a TLS handshake on. While it runs only the client socket is watched, in the
+ * direction the session needs; c->timer (the header timeout) bounds it and closes silently.
+ * Once done, the idle timer takes over and whatever the client already sent is read.
+ */
+static void conn_handshake(struct conn *c)
+{
+    struct ev_loop *loop = c->w->loop;
+    int rc = c->tp.ops->handshake(&c->tp);
+
+    if (rc < 0) {
+        conn_close(c);
+        return;
+    }
+    if (rc == 0) {
+        io_want(loop, &c->rio, !(c->tp.want & TRANSPORT_RECV_WANTS_WRITE));
+        io_want(loop, &c->wio, c->tp.want & TRANSPORT_RECV_WANTS_WRITE);
+        return;
+    }
+    c->handshaking = 0;
+    c->client_hdrs = tls_client_headers(&c->tp);
+    io_want(loop, &c->wio, 0);
+    arm_timer(c, c->w->cfg.client_idle_timeout);
+    switch (client_read(c)) {
+    case 1:
+        conn_run(c);
+        break;
+    case 0:
+        conn_trim(c);
+        conn_update(c);
+        break;
+    default:
+        break;
+    }
+}
+
 static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct conn *c = conn_check(container_of(io, struct conn, rio));
 
     (void)loop;
     (void)revents;
+    if (c->handshaking) {
+        conn_handshake(c);
+        return;
+    }
     if (c->lingering) {
         linger_read(c);
         return;
@@ -1406,6 +1562,10 @@ static void client_write_cb(struct ev_loop *loop, ev_io *io, int revents)
     (void)loop;
     (void)revents;
     ev_io_stop(c->w->loop, &c->wio); /* conn_run writes; conn_update restarts it if needed */
+    if (c->handshaking) {
+        conn_handshake(c);
+        return;
+    }
     if (c->tp.want & TRANSPORT_RECV_WANTS_WRITE) {
         /* a read stopped until the session could write: repeat it now */
         c->tp.want &= (uint8_t)~TRANSPORT_RECV_WANTS_WRITE;
@@ -1420,8 +1580,8 @@ static void client_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
     (void)loop;
     (void)revents;
-    if (c->lingering) {
-        conn_close(c);
+    if (c->lingering || c->handshaking) {
+        conn_close(c); /* a handshake over its time: closed silently */
         return;
     }
     if (c->state != CS_HEAD) return; /* a request is being answered: its own timers apply */
@@ -1457,6 +1617,13 @@ static void upstream_write_cb(struct ev_loop *loop, ev_io *io, int revents)
         r->u_connecting = 0;
         metrics_upstream_connected();
         arm_progress(c);
+    }
+    if (r->u_handshaking) {
+        up_tp(r)->want &= (uint8_t)~TRANSPORT_RECV_WANTS_WRITE;
+        ev_io_stop(c->w->loop, &r->u->wio);
+        if (upstream_handshake(c) != 0) conn_run(c);
+        else conn_update(c);
+        return;
     }
     ev_io_stop(c->w->loop, &r->u->wio); /* conn_run writes; conn_update restarts it if needed */
     if (up_tp(r)->want & TRANSPORT_RECV_WANTS_WRITE) {
@@ -1510,6 +1677,11 @@ static void upstream_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 
     (void)loop;
     (void)revents;
+    if (c->r->u_handshaking) {
+        if (upstream_handshake(c) != 0) conn_run(c);
+        else conn_update(c);
+        return;
+    }
     if (ut->want & TRANSPORT_SEND_WANTS_READ) {
         ut->want &= (uint8_t)~TRANSPORT_SEND_WANTS_READ;
         conn_run(c); /* retries the write that waited for input */
@@ -1532,10 +1704,10 @@ static void upstream_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         ev_timer_again(loop, t);
         return;
     }
-    if (r->u_connecting) {
+    if (r->u_connecting || r->u_handshaking) {
         /* no timely answer from the upstream, as for a response timeout (nginx does too) */
         metrics_upstream_connect_error();
-        upstream_failed(c, 504, "connect timeout");
+        upstream_failed(c, 504, r->u_connecting ? "connect timeout" : "TLS handshake timeout");
     } else if (!r->resp_started && r->req_done && c->state == CS_PROXY) {
         metrics_upstream_timeout();
         upstream_failed(c, 504, "response timeout");
@@ -1551,7 +1723,8 @@ static void upstream_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* ---- worker interface ---- */
 
-void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen)
+void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen,
+                 int tls)
 {
     struct conn *c;
 
@@ -1564,6 +1737,13 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_
     c->magic = CONN_MAGIC;
     c->w = w;
     transport_plain_init(&c->tp, fd);
+    /* the handshake picks certificates from the snapshot current at accept */
+    if (tls && tls_transport_accept(&c->tp, fd, w->current) < 0) {
+        close(fd);
+        free(c);
+        return;
+    }
+    c->tls = c->handshaking = (uint8_t)(tls != 0);
     c->state = CS_HEAD;
     /* TCP_NODELAY comes from the listening socket (listener.c): accepted sockets inherit it */
     if (peer->sa_family == AF_INET6) {
@@ -1575,13 +1755,18 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_
     }
     ev_io_init(&c->rio, client_read_cb, fd, EV_READ);
     ev_io_init(&c->wio, client_write_cb, fd, EV_WRITE);
-    ev_timer_init(&c->timer, client_timer_cb, w->cfg.client_idle_timeout, 0.);
+    ev_timer_init(&c->timer, client_timer_cb,
+                  c->tls ? w->cfg.client_header_timeout : w->cfg.client_idle_timeout, 0.);
     c->next = w->conns;
     if (w->conns) w->conns->prev = c;
     w->conns = c;
     w->n_conns++;
     metrics_conn_opened();
     ev_timer_start(w->loop, &c->timer);
+    if (c->tls) {
+        conn_handshake(c); /* the ClientHello is there already (deferred accept) */
+        return;
+    }
     /* the listener defers accept until data came (listener.c): read it now */
     switch (client_read(c)) {
     case 1:

@@ -8,6 +8,7 @@
  * Does not: proxy traffic itself (workers do) or validate snapshots (snapshot.c).
  * Invariant: the main loop is the only thread that talks to the controller and serves admin.
  */
+#include <arpa/inet.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -23,6 +24,7 @@
 #include "netaddr.h"
 #include "log.h"
 #include "snapshot.h"
+#include "tls.h"
 #include "units.h"
 #include "worker.h"
 
@@ -36,11 +38,14 @@ struct app {
     struct snapclient *sc;
     struct admin *admin;
     ev_signal sigterm_w, sigint_w;
+    ev_timer ticket_w; /* session ticket key rotation (TLS listeners only) */
 };
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: strait-dataplane --socket PATH --listen ADDR:PORT [--admin ADDR:PORT]\n"
+    fprintf(f, "usage: strait-dataplane --socket PATH --listen ADDR:PORT [--listen-tls ADDR:PORT]\n"
+               "                        [--https-redirect-port N] [--tls-ticket-rotation S]\n"
+               "                        [--admin ADDR:PORT]\n"
                "                        [--workers N] [--log-level debug|info|warn|error]\n"
                "                        [--client-header-timeout S] [--client-idle-timeout S]\n"
                "                        [--upstream-connect-timeout S]\n"
@@ -58,7 +63,11 @@ static void usage(FILE *f)
                "  bodies get 413. Default 0: unlimited.\n"
                "  --upstream-keepalive: idle upstream connections kept per endpoint and worker\n"
                "  (default 64, 0 disables pooling), for --upstream-keepalive-timeout seconds\n"
-               "  (default 60).\n");
+               "  (default 60).\n"
+               "  --listen and --listen-tls (HTTPS) may be repeated; at least one is needed.\n"
+               "  --https-redirect-port: port of the https:// redirects (default: the first\n"
+               "  --listen-tls port, else 443). --tls-ticket-rotation: seconds between session\n"
+               "  ticket key rotations (default 3600; a ticket is valid for two).\n");
 }
 
 /* Parses a positive, finite number of seconds. Returns 0, or -1 (message printed). */
@@ -131,6 +140,43 @@ static struct snapshot *current_snapshot(void *arg)
     return snapclient_current(app->sc);
 }
 
+static void ticket_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)t;
+    (void)revents;
+    tls_ticket_rotate();
+}
+
+/* Adds spec to ls[*n]. Returns 0, or -1 (message printed). */
+static int add_listen(const char *opt, const char *spec, int tls, struct worker_listen *ls,
+                      unsigned *n)
+{
+    char err[256];
+
+    if (*n >= WORKER_MAX_LISTENERS) {
+        fprintf(stderr, "strait-dataplane: at most %d listening addresses\n",
+                WORKER_MAX_LISTENERS);
+        return -1;
+    }
+    memset(&ls[*n], 0, sizeof(ls[*n]));
+    if (netaddr_parse(spec, &ls[*n].addr, &ls[*n].addrlen, err, sizeof(err)) < 0) {
+        fprintf(stderr, "strait-dataplane: --%s: %s\n", opt, err);
+        return -1;
+    }
+    ls[*n].tls = tls;
+    (*n)++;
+    return 0;
+}
+
+static unsigned listen_port(const struct worker_listen *l)
+{
+    const struct sockaddr *sa = (const struct sockaddr *)&l->addr;
+
+    if (sa->sa_family == AF_INET6) return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+}
+
 static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
     (void)revents;
@@ -155,12 +201,19 @@ int main(int argc, char **argv)
                                          {"access-log", required_argument, NULL, 8},
                                          {"client-max-body-size", required_argument, NULL, 9},
                                          {"upstream-keepalive", required_argument, NULL, 10},
+                                         {"listen-tls", required_argument, NULL, 11},
+                                         {"https-redirect-port", required_argument, NULL, 12},
+                                         {"tls-ticket-rotation", required_argument, NULL, 13},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *sock = NULL, *listen_spec = NULL, *admin_spec = NULL, *access_log = NULL;
+    const char *sock = NULL, *admin_spec = NULL, *access_log = NULL;
     enum log_level level = LOG_LEVEL_INFO;
-    struct sockaddr_storage lss, ass;
-    socklen_t lsl = 0, asl = 0;
+    struct worker_listen ls[WORKER_MAX_LISTENERS];
+    unsigned nls = 0, i, n_tls = 0;
+    long redirect_port = -1;
+    double rotation = TLS_TICKET_ROTATION;
+    struct sockaddr_storage ass;
+    socklen_t asl = 0;
     struct worker_config cfg;
     double drain = DRAIN_TIMEOUT;
     struct app app;
@@ -196,11 +249,20 @@ int main(int argc, char **argv)
             if (parse_count(opts[idx].name, optarg, 0, MAX_KEEPALIVE, &keepalive) < 0) return 2;
             cfg.pool_max_idle = (unsigned)keepalive;
             break;
+        case 11:
+        case 'l':
+            if (add_listen(c == 'l' ? "listen" : "listen-tls", optarg, c == 11, ls, &nls) < 0)
+                return 2;
+            n_tls += c == 11;
+            break;
+        case 12:
+            if (parse_count(opts[idx].name, optarg, 1, 65535, &redirect_port) < 0) return 2;
+            break;
+        case 13:
+            if (parse_seconds(opts[idx].name, optarg, &rotation) < 0) return 2;
+            break;
         case 's':
             sock = optarg;
-            break;
-        case 'l':
-            listen_spec = optarg;
             break;
         case 'a':
             admin_spec = optarg;
@@ -222,13 +284,12 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!sock || !listen_spec || optind != argc) {
+    if (!sock || nls == 0 || optind != argc) {
         usage(stderr);
         return 2;
     }
     log_init("dataplane", level);
-    if (netaddr_parse(listen_spec, &lss, &lsl, err, sizeof(err)) < 0 ||
-        (admin_spec && netaddr_parse(admin_spec, &ass, &asl, err, sizeof(err)) < 0)) {
+    if (admin_spec && netaddr_parse(admin_spec, &ass, &asl, err, sizeof(err)) < 0) {
         fprintf(stderr, "strait-dataplane: %s\n", err);
         return 2;
     }
@@ -242,10 +303,25 @@ int main(int argc, char **argv)
         log_error("startup_failed", "reason=\"%s\"", err);
         goto destroy_loop;
     }
-    if (worker_pool_start(&app.pool, (unsigned)workers, (struct sockaddr *)&lss, lsl, &cfg, err,
-                          sizeof(err)) < 0) {
+    if (n_tls && tls_init(rotation, err, sizeof(err)) < 0) {
         log_error("startup_failed", "reason=\"%s\"", err);
         goto destroy_loop;
+    }
+    /* redirects name the first HTTPS port unless told otherwise (port 0 resolves below) */
+    if (redirect_port > 0) cfg.https_port = (unsigned)redirect_port;
+    for (i = 0; i < nls && redirect_port < 0; i++)
+        if (ls[i].tls && listen_port(&ls[i]) != 0) {
+            cfg.https_port = listen_port(&ls[i]);
+            break;
+        }
+    if (worker_pool_start_listeners(&app.pool, (unsigned)workers, ls, nls, &cfg, err,
+                                    sizeof(err)) < 0) {
+        log_error("startup_failed", "reason=\"%s\"", err);
+        goto destroy_loop;
+    }
+    if (n_tls) {
+        ev_timer_init(&app.ticket_w, ticket_cb, rotation, rotation);
+        ev_timer_start(app.loop, &app.ticket_w);
     }
     if (admin_spec) {
         app.admin = admin_start(app.loop, (struct sockaddr *)&ass, asl, current_snapshot, &app, err,
@@ -270,12 +346,14 @@ int main(int argc, char **argv)
 
     ev_signal_stop(app.loop, &app.sigterm_w);
     ev_signal_stop(app.loop, &app.sigint_w);
+    ev_timer_stop(app.loop, &app.ticket_w);
     snapclient_stop(app.sc);
 stop_admin:
     admin_stop(app.admin);
 stop_pool:
     worker_pool_stop(app.pool, drain);
 destroy_loop:
+    tls_cleanup();
     accesslog_close();
     ev_loop_destroy(app.loop);
     log_info("exit", "code=%d", rc);

@@ -18,6 +18,8 @@
  */
 #include "metrics.h"
 
+#include "snapwire.h"
+
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +38,7 @@ struct shard {
     counter duration_ns;
     counter conns_opened, conns_closed;
     counter upstream_connections, connect_errors, upstream_timeouts, pool_reused;
+    counter tls_handshakes[METRICS_TLS_N];
 } __attribute__((aligned(64)));
 
 struct route_slot {
@@ -169,6 +172,11 @@ void metrics_upstream_timeout(void)
     inc(&shard()->upstream_timeouts, 1);
 }
 
+void metrics_tls_handshake(int result)
+{
+    if (result >= 0 && result < METRICS_TLS_N) inc(&shard()->tls_handshakes[result], 1);
+}
+
 void metrics_pool_reused(void)
 {
     inc(&shard()->pool_reused, 1);
@@ -218,6 +226,8 @@ void metrics_collect(struct metrics_totals *t)
         t->upstream_connect_errors += load(&sh->connect_errors);
         t->upstream_timeouts += load(&sh->upstream_timeouts);
         t->pool_reused += load(&sh->pool_reused);
+        for (k = 0; k < METRICS_TLS_N; k++)
+            t->tls_handshakes[k] += load(&sh->tls_handshakes[k]);
         for (b = 0; b <= METRICS_N_BUCKETS; b++)
             t->buckets[b] += load(&sh->buckets[b]);
         ns += load(&sh->duration_ns);
@@ -319,9 +329,36 @@ static void render(FILE *f, const struct metrics_totals *t)
                  "Established upstream connections that timed out.", t->upstream_timeouts);
     counter_line(f, "strait_upstream_pool_reused_total", "counter",
                  "Requests sent on a reused pooled upstream connection.", t->pool_reused);
+    family(f, "strait_tls_handshakes_total", "counter",
+           "TLS handshakes on the HTTPS listeners, by result.");
+    for (k = 0; k < METRICS_TLS_N; k++) {
+        static const char *const results[METRICS_TLS_N] = {"full", "resumed", "failed"};
+        fprintf(f, "strait_tls_handshakes_total{result=\"%s\"} %llu\n", results[k],
+                (unsigned long long)t->tls_handshakes[k]);
+    }
+}
+
+/* strait_tls_certificate_expiry_seconds: not_after of every server certificate of sw. */
+static void render_certs(FILE *f, const struct snapwire_snapshot *sw)
+{
+    uint32_t i;
+
+    family(f, "strait_tls_certificate_expiry_seconds", "gauge",
+           "Expiry (Unix seconds) of the server certificates in the current snapshot.");
+    for (i = 0; sw && i < sw->n_certs; i++) {
+        if (!sw->certs[i].key_pem || !sw->certs[i].key_pem[0]) continue; /* a CA bundle */
+        fputs("strait_tls_certificate_expiry_seconds{cert=\"", f);
+        label_value(f, sw->certs[i].name ? sw->certs[i].name : "");
+        fprintf(f, "\"} %llu\n", (unsigned long long)sw->certs[i].not_after);
+    }
 }
 
 char *metrics_render(void)
+{
+    return metrics_render_snapshot(NULL);
+}
+
+char *metrics_render_snapshot(const struct snapwire_snapshot *sw)
 {
     struct metrics_totals *t = malloc(sizeof(*t));
     char *out = NULL;
@@ -333,6 +370,7 @@ char *metrics_render(void)
     f = open_memstream(&out, &len);
     if (!f) goto free_totals;
     render(f, t);
+    render_certs(f, sw);
     if (fclose(f) != 0) {
         free(out);
         out = NULL;

@@ -47,6 +47,10 @@ void metrics_pool_reused(void);
 /* A new upstream connection was established (connect completed). */
 void metrics_upstream_connected(void);
 
+/* A TLS handshake ended: METRICS_TLS_* (strait_tls_handshakes_total{result}). */
+enum { METRICS_TLS_FULL, METRICS_TLS_RESUMED, METRICS_TLS_FAILED, METRICS_TLS_N };
+void metrics_tls_handshake(int result);
+
 /* One route label with its requests by status class (index 0..4 = 1xx..5xx). */
 struct metrics_route {
     char name[METRICS_ROUTE_LEN];
@@ -58,6 +62,7 @@ struct metrics_totals {
     uint64_t generation, swaps, nacks;
     uint64_t conns_total, conns_active;
     uint64_t upstream_connections, upstream_connect_errors, upstream_timeouts, pool_reused;
+    uint64_t tls_handshakes[METRICS_TLS_N]; /* by METRICS_TLS_* */
     uint64_t requests_by_class[5];           /* over all routes */
     uint64_t buckets[METRICS_N_BUCKETS + 1]; /* cumulative, like Prometheus; last is +Inf */
     uint64_t duration_count;                 /* requests with a duration observed */
@@ -72,5 +77,13 @@ void metrics_collect(struct metrics_totals *t);
 
 /* Prometheus text exposition; returns a malloc'd NUL-terminated string or NULL. */
 char *metrics_render(void);
+
+struct snapwire_snapshot;
+
+/*
+ * The same, plus strait_tls_certificate_expiry_seconds{cert} for the server certificates
+ * (those with a key) of sw (NULL: none).
+ */
+char *metrics_render_snapshot(const struct snapwire_snapshot *sw);
 
 #endif

@@ -2,7 +2,8 @@
  * snapshot: runtime snapshots and the controller client.
  *
  * Does: turn a decoded snapwire snapshot into everything the hot path needs (router index,
- * sockaddrs for ready endpoints, balancer state) before anything is swapped; answer the
+ * sockaddrs for ready endpoints, balancer state, TLS certificate contexts and the SNI
+ * table) before anything is swapped; answer the
  * per-route questions the hot path asks of it (effective body limit); keep the last
  * good snapshot; speak the socket protocol of docs/contract.md (frames in, one ACK/NACK line
  * out per frame) with a non-blocking Unix socket on the main loop, reconnecting with
@@ -30,6 +31,8 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "tls_upstream.h"
+#include "tls.h"
 #include "worker.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -54,6 +57,8 @@ static void snapshot_free(struct snapshot *s)
         free(s->clusters);
     }
     router_free(s->router);
+    tls_upstream_free(s->tls_up);
+    tls_snap_free(s->tls);
     snapwire_free(&s->sw);
     s->magic = 0;
     free(s);
@@ -125,6 +130,9 @@ struct snapshot *snapshot_build(struct snapwire_snapshot *sw, char *err, size_t 
         c->bal_state = c->bal->create(c->n_ready);
         if (!c->bal_state) goto fail_oom;
     }
+    if (tls_upstream_build(&s->sw, &s->tls_up, err, errlen) < 0) goto free_snapshot;
+    /* certificates load here, off the hot path: a PEM that does not load refuses the lot */
+    if (tls_snap_build(&s->sw, &s->tls, err, errlen) < 0) goto free_snapshot;
     return s;
 
 fail_oom:

@@ -15,6 +15,8 @@
 #include "router.h"
 #include "snapwire.h"
 
+struct tls_snap;
+
 #define SNAPSHOT_MAGIC 0x534e4150u /* "SNAP" */
 
 struct snapshot_endpoint {
@@ -32,12 +34,16 @@ struct snapshot_cluster {
     void *bal_state;
 };
 
+struct tls_upstream;
+
 struct snapshot {
     uint32_t magic;
     atomic_int refs;
     struct snapwire_snapshot sw;
     struct router *router;
     struct snapshot_cluster *clusters;
+    struct tls_snap *tls; /* certificate contexts + SNI table (tls.h); NULL: no TLS data */
+    struct tls_upstream *tls_up; /* client TLS of the clusters with tls set; NULL: none */
 };
 
 /*

@@ -53,6 +53,7 @@ struct transport {
     const struct transport_ops *ops;
     int fd;
     uint8_t want; /* TRANSPORT_* bits set by the last call that returned EAGAIN */
+    uint8_t priv; /* the implementation's own state bits */
     void *sess;   /* the TLS session (SSL *), NULL for plain */
 };
 
@@ -78,7 +79,7 @@ static inline void transport_plain_init(struct transport *t, int fd)
 {
     t->ops = &transport_plain_ops;
     t->fd = fd;
-    t->want = 0;
+    t->want = t->priv = 0;
     t->sess = NULL;
 }
 

@@ -45,6 +45,7 @@ void worker_config_defaults(struct worker_config *cfg)
     cfg->pool_max_idle = UPSTREAM_POOL_MAX_IDLE;
     cfg->pool_idle_timeout = UPSTREAM_POOL_IDLE_TIMEOUT;
     cfg->client_max_body = UINT64_MAX;
+    cfg->https_port = 443;
 }
 
 static struct worker *worker_check(struct worker *w)
@@ -55,7 +56,8 @@ static struct worker *worker_check(struct worker *w)
 
 static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
-    struct worker *w = worker_check(container_of(io, struct worker, accept_w));
+    struct worker_lsn *l = container_of(io, struct worker_lsn, io);
+    struct worker *w = worker_check(l->w);
     struct sockaddr_storage peer;
     socklen_t pl;
     int i, fd;
@@ -64,13 +66,26 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
     (void)revents;
     for (i = 0; i < 64; i++) {
         pl = sizeof(peer);
-        fd = accept4(w->lfd, (struct sockaddr *)&peer, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        fd = accept4(l->fd, (struct sockaddr *)&peer, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
                 log_warn("accept_failed", "worker=%u reason=\"%s\"", w->id, strerror(errno));
             return;
         }
-        conn_accept(w, fd, (struct sockaddr *)&peer, pl);
+        conn_accept(w, fd, (struct sockaddr *)&peer, pl, l->tls);
+    }
+}
+
+/* Stops and closes the worker's listening sockets (its loop's thread, or before it runs). */
+static void close_listeners(struct worker *w)
+{
+    unsigned i;
+
+    for (i = 0; i < w->n_lsn; i++) {
+        struct worker_lsn *l = &w->lsn[i];
+        if (w->loop) ev_io_stop(w->loop, &l->io);
+        if (l->fd >= 0) close(l->fd);
+        l->fd = -1;
     }
 }
 
@@ -108,9 +123,7 @@ static void async_cb(struct ev_loop *loop, ev_async *a, int revents)
     }
     if (stop && !w->stopping) {
         w->stopping = 1;
-        ev_io_stop(loop, &w->accept_w);
-        close(w->lfd);
-        w->lfd = -1;
+        close_listeners(w);
         upstream_pool_free(w->pool); /* idle upstreams now; busy ones are not parked again */
         w->pool = NULL;
         conn_shutdown_all(w);
@@ -148,8 +161,8 @@ static void *worker_main(void *arg)
 
 static void worker_cleanup(struct worker *w)
 {
+    close_listeners(w);
     if (w->loop) {
-        ev_io_stop(w->loop, &w->accept_w);
         ev_async_stop(w->loop, &w->async_w);
         ev_prepare_stop(w->loop, &w->reap_w);
         ev_timer_stop(w->loop, &w->drain_w);
@@ -158,20 +171,19 @@ static void worker_cleanup(struct worker *w)
         ev_loop_destroy(w->loop);
         w->loop = NULL;
     }
-    if (w->lfd >= 0) close(w->lfd);
-    w->lfd = -1;
     snapshot_unref(w->pending);
     snapshot_unref(w->current);
     w->pending = w->current = NULL;
     pthread_mutex_destroy(&w->mu);
 }
 
-static int worker_init(struct worker *w, unsigned id, const struct sockaddr *sa, socklen_t salen,
-                       const struct worker_config *cfg, char *err, size_t errlen)
+static int worker_init(struct worker *w, unsigned id, const struct worker_listen *ls,
+                       unsigned nls, const struct worker_config *cfg, char *err, size_t errlen)
 {
+    unsigned i;
+
     w->magic = WORKER_MAGIC;
     w->id = id;
-    w->lfd = -1;
     w->cfg = *cfg;
     pthread_mutex_init(&w->mu, NULL);
     w->loop = ev_loop_new(EVFLAG_AUTO);
@@ -184,10 +196,16 @@ static int worker_init(struct worker *w, unsigned id, const struct sockaddr *sa,
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    w->lfd = listener_open(sa, salen, 1, err, errlen);
-    if (w->lfd < 0) return -1;
-    ev_io_init(&w->accept_w, accept_cb, w->lfd, EV_READ);
-    ev_io_start(w->loop, &w->accept_w);
+    for (i = 0; i < nls; i++) {
+        struct worker_lsn *l = &w->lsn[i];
+        l->w = w;
+        l->tls = ls[i].tls;
+        l->fd = listener_open((const struct sockaddr *)&ls[i].addr, ls[i].addrlen, 1, err, errlen);
+        if (l->fd < 0) return -1;
+        w->n_lsn = i + 1;
+        ev_io_init(&l->io, accept_cb, l->fd, EV_READ);
+        ev_io_start(w->loop, &l->io);
+    }
     ev_async_init(&w->async_w, async_cb);
     ev_async_start(w->loop, &w->async_w);
     ev_prepare_init(&w->reap_w, reap_cb);
@@ -199,13 +217,27 @@ static int worker_init(struct worker *w, unsigned id, const struct sockaddr *sa,
 int worker_pool_start(struct worker_pool **out, unsigned n, const struct sockaddr *sa,
                       socklen_t salen, const struct worker_config *cfg, char *err, size_t errlen)
 {
+    struct worker_listen l;
+
+    memset(&l, 0, sizeof(l));
+    memcpy(&l.addr, sa, salen);
+    l.addrlen = salen;
+    return worker_pool_start_listeners(out, n, &l, 1, cfg, err, errlen);
+}
+
+int worker_pool_start_listeners(struct worker_pool **out, unsigned n, struct worker_listen *ls,
+                                unsigned nls, const struct worker_config *cfg, char *err,
+                                size_t errlen)
+{
     struct worker_config defaults;
     struct worker_pool *p;
-    struct sockaddr_storage bound;
-    socklen_t bl = sizeof(bound);
-    unsigned i, inited = 0, started = 0;
+    unsigned i, j, inited = 0, started = 0;
     char a[80];
 
+    if (nls == 0 || nls > WORKER_MAX_LISTENERS) {
+        snprintf(err, errlen, "1 to %d listening addresses", WORKER_MAX_LISTENERS);
+        return -1;
+    }
     if (!cfg) {
         worker_config_defaults(&defaults);
         cfg = &defaults;
@@ -215,16 +247,19 @@ int worker_pool_start(struct worker_pool **out, unsigned n, const struct sockadd
     p->n = n;
     p->w = calloc(n, sizeof(*p->w));
     if (!p->w) goto free_pool;
-    memcpy(&bound, sa, salen);
     for (i = 0; i < n; i++, inited++) {
-        if (worker_init(&p->w[i], i, (struct sockaddr *)&bound, salen, cfg, err, errlen) < 0) {
+        if (worker_init(&p->w[i], i, ls, nls, cfg, err, errlen) < 0) {
             inited++;
             goto cleanup_workers;
         }
-        if (i == 0) {
+        for (j = 0; i == 0 && j < nls; j++) {
             /* port 0: every later socket must join the port the kernel picked */
-            if (getsockname(p->w[0].lfd, (struct sockaddr *)&bound, &bl) < 0)
-                memcpy(&bound, sa, salen);
+            struct sockaddr_storage bound;
+            socklen_t bl = sizeof(bound);
+            if (getsockname(p->w[0].lsn[j].fd, (struct sockaddr *)&bound, &bl) == 0) {
+                ls[j].addr = bound;
+                ls[j].addrlen = bl;
+            }
         }
     }
     for (i = 0; i < n; i++, started++) {
@@ -234,8 +269,10 @@ int worker_pool_start(struct worker_pool **out, unsigned n, const struct sockadd
         }
         p->w[i].started = 1;
     }
-    log_info("listening", "addr=%s workers=%u",
-             listener_format((struct sockaddr *)&bound, a, sizeof(a)), n);
+    for (j = 0; j < nls; j++)
+        log_info("listening", "addr=%s workers=%u%s",
+                 listener_format((struct sockaddr *)&ls[j].addr, a, sizeof(a)), n,
+                 ls[j].tls ? " tls=1" : "");
     *out = p;
     return 0;
 

@@ -13,6 +13,7 @@
 #include "snapshot.h"
 
 #define WORKER_MAGIC 0x574f524bu /* "WORK" */
+#define WORKER_MAX_LISTENERS 16 /* --listen and --listen-tls addresses together */
 
 struct conn;
 struct upstream_pool;
@@ -33,13 +34,32 @@ struct worker_config {
      * Read it through snapshot_route_max_body(), which applies the per-route value first.
      */
     uint64_t client_max_body;
+    /* port in the Location of plain-HTTP to HTTPS redirects (omitted there when 443) */
+    unsigned https_port;
 };
 
 /*
  * Fills cfg with the documented defaults (10, 60, 5, 60, 60 s; 64 idle for 60 s; no body
- * limit).
+ * limit; redirects to port 443).
  */
 void worker_config_defaults(struct worker_config *cfg);
+
+/* One listening address of the pool: plain HTTP or HTTPS. */
+struct worker_listen {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    int tls;
+};
+
+struct worker;
+
+/* A worker's own SO_REUSEPORT socket for one worker_listen. */
+struct worker_lsn {
+    ev_io io;
+    int fd;
+    int tls;
+    struct worker *w;
+};
 
 /* Shared with conn.c; everything except mu/pending/stop_req is touched by the worker only. */
 struct worker {
@@ -48,8 +68,8 @@ struct worker {
     pthread_t thread;
     int started;
     struct ev_loop *loop;
-    int lfd;
-    ev_io accept_w;
+    unsigned n_lsn;
+    struct worker_lsn lsn[WORKER_MAX_LISTENERS];
     ev_async async_w;
     ev_prepare reap_w;
     ev_timer drain_w;
@@ -77,6 +97,15 @@ struct worker_pool;
  */
 int worker_pool_start(struct worker_pool **out, unsigned n, const struct sockaddr *sa,
                       socklen_t salen, const struct worker_config *cfg, char *err, size_t errlen);
+
+/*
+ * The same with nls listening addresses (1..WORKER_MAX_LISTENERS), each plain or TLS; a
+ * port 0 is resolved once and shared by all workers (ls[i].addr is updated to the bound
+ * address).
+ */
+int worker_pool_start_listeners(struct worker_pool **out, unsigned n, struct worker_listen *ls,
+                                unsigned nls, const struct worker_config *cfg, char *err,
+                                size_t errlen);
 
 /* Hands s (borrowed; each worker takes its own reference) to every worker. */
 void worker_pool_publish(struct worker_pool *p, struct snapshot *s);

@@ -288,9 +288,10 @@ _curl_seq = [0]
 
 
 def curl(port, path="/", host=None, method=None, headers=(), data_file=None, chunked=False,
-         timeout=10.0, extra=(), workdir=None):
-    """One request with the real curl to 127.0.0.1:port. Returns Resp; status 0 when curl
-    got no HTTP answer (see rc / stderr)."""
+         timeout=10.0, extra=(), workdir=None, url=None):
+    """One request with the real curl to 127.0.0.1:port (or to url, e.g. an https:// one
+    with --resolve in extra). Returns Resp; status 0 when curl got no HTTP answer (see rc /
+    stderr)."""
     workdir = workdir or SESSION_DIR or tempfile.gettempdir()
     _curl_seq[0] += 1
     stem = os.path.join(workdir, "curl-%d-%d" % (os.getpid(), _curl_seq[0]))
@@ -310,7 +311,7 @@ def curl(port, path="/", host=None, method=None, headers=(), data_file=None, chu
     if data_file:
         args += ["--data-binary", "@" + data_file]
     args += list(extra)
-    args.append("http://127.0.0.1:%d%s" % (port, path))
+    args.append(url or "http://127.0.0.1:%d%s" % (port, path))
     p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        timeout=timeout * SLOW + 5)
     try:
@@ -813,6 +814,52 @@ def start_dataplane(stack, *extra, wait_ready=True, name="dataplane"):
         return port_accepts(stack.port)
     wait_until(up, 15, what="dataplane %s" % ("ready" if wait_ready else "listening"))
     return p
+
+
+def start_dataplane_tls(stack, *extra, wait_ready=True, name="dataplane"):
+    """Like start_dataplane(), with an HTTPS listener too: stack.tls_port (--listen-tls),
+    stack.port stays the plain one."""
+    stack.tls_port = free_port()
+    p = start_dataplane(stack, "--listen-tls", "127.0.0.1:%d" % stack.tls_port, *extra,
+                        wait_ready=wait_ready, name=name)
+    wait_until(lambda: port_accepts(stack.tls_port), 10, what="HTTPS listener")
+    return p
+
+
+def curl_https(port, host, path="/", cacert=None, extra=(), **kw):
+    """curl to https://host:port/path resolved to 127.0.0.1 (so SNI and Host are host);
+    with cacert the server certificate is verified against it, else not (-k)."""
+    tls = ["--resolve", "%s:%d:127.0.0.1" % (host, port)]
+    tls += ["--cacert", cacert] if cacert else ["-k"]
+    return curl(port, path, url="https://%s:%d%s" % (host, port, path),
+                extra=tls + list(extra), **kw)
+
+
+def s_client(port, servername=None, args=(), data=b"", timeout=10.0):
+    """openssl s_client to 127.0.0.1:port (SNI servername unless None); data is sent, then
+    stdin closes (with data, s_client waits for the server to close: send a request with
+    "Connection: close"). Returns (returncode, stdout text, stderr text)."""
+    cmd = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port]
+    if data:
+        cmd += ["-ign_eof"]
+    if servername is not None:
+        cmd += ["-servername", servername]
+    else:
+        cmd += ["-noservername"]
+    cmd += list(args)
+    p = subprocess.run(cmd, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=timeout * SLOW)
+    return p.returncode, p.stdout.decode("latin-1"), p.stderr.decode("latin-1")
+
+
+def served_fingerprint(s_client_out):
+    """Hex SHA-256 (lower case) of the first certificate in s_client's output, or None."""
+    import ssl
+    m = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", s_client_out,
+                  re.S)
+    if not m:
+        return None
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(m.group(0))).hexdigest()
 
 
 def vm_rss_kib(pid):

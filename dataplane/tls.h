@@ -1,0 +1,80 @@
+/*
+ * tls: server-side TLS of the data plane - the process-wide base context (protocol floor,
+ * ciphers, ALPN, the start-up self-signed certificate, the session-ticket key ring), the
+ * per-snapshot certificate contexts and SNI table, and TLS transports (tp_tls.c) for
+ * accepted connections.
+ *
+ * Threads: tls_init/tls_cleanup on the main thread before/after the workers run;
+ * tls_snap_build wherever snapshots are built (main loop); everything else from any thread.
+ */
+#ifndef STRAIT_TLS_H
+#define STRAIT_TLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#include "snapwire.h"
+#include "transport.h"
+
+#define TLS_DEFAULT_CERT_CN "Strait Default Certificate"
+#define TLS_TICKET_ROTATION 3600.0 /* default seconds between ticket key rotations */
+#define TLS_MAX_TICKET_LIFETIME 604800 /* RFC 8446 4.6.1: at most 7 days */
+
+struct snapshot;
+
+/*
+ * Sets up the base context: generates the self-signed ECDSA P-256 certificate served for
+ * unknown names when no snapshot default applies, and the first ticket key. rotation is the
+ * ticket key lifetime in seconds (a ticket stays valid for two rotations). Returns 0, or -1
+ * with err filled.
+ */
+int tls_init(double rotation, char *err, size_t errlen);
+void tls_cleanup(void);
+
+/* New current ticket key; the previous one only decrypts (and asks for a fresh ticket). */
+void tls_ticket_rotate(void);
+
+/* SHA-256 fingerprint (lower-case hex) of the start-up self-signed certificate. */
+const char *tls_default_fingerprint(void);
+
+/* Per-snapshot certificate contexts and SNI table; immutable once built. */
+struct tls_snap;
+
+/*
+ * Builds the contexts of sw's tls_hosts (one per distinct cert/cert2/client CA/verify) and
+ * of meta.default_cert. NULL with err filled (naming the certificate) when a PEM does not
+ * load; *out NULL when the snapshot has no TLS data at all. Returns 0 or -1.
+ */
+int tls_snap_build(const struct snapwire_snapshot *sw, struct tls_snap **out, char *err,
+                   size_t errlen);
+void tls_snap_free(struct tls_snap *t);
+
+/*
+ * The context for a TLS server name (any case; NULL or "" for none): exact host, then a
+ * one-label "*.suffix" wildcard, then meta.default_cert's; NULL when nothing applies (the
+ * base context's self-signed certificate stays). t may be NULL.
+ */
+SSL_CTX *tls_snap_select(const struct tls_snap *t, const char *name);
+
+/*
+ * Turns t into a TLS server transport on the accepted socket fd (SSL_accept state). snap
+ * (may be NULL) is the snapshot whose certificates the handshake uses: a reference is taken
+ * and dropped when the handshake ends. Returns 0, or -1 (out of memory) with fd untouched.
+ */
+int tls_transport_accept(struct transport *t, int fd, struct snapshot *snap);
+
+extern const struct transport_ops transport_tls_ops;
+
+/*
+ * After a completed handshake: the upstream request header lines describing the client
+ * certificate ("X-Client-Verify: SUCCESS|NONE\r\n" ...), malloc'd, when the host asked for
+ * client certificates; NULL when it did not (or out of memory).
+ */
+char *tls_client_headers(const struct transport *t);
+
+/* The base context new sessions start from (tp_tls.c); NULL before tls_init. */
+SSL_CTX *tls_base_ctx(void);
+
+#endif
