@@ -1033,7 +1033,7 @@ int snapbuild_build_opts(const struct model_cache *cache, const struct snapbuild
         r->match = routes.v[i].match;
         r->cluster = sb_find_cluster(cl, n_cl, &routes.v[i]);
         r->max_body = routes.v[i].ing->max_body; /* the Ingress that won the route */
-        r->hsts = routes.v[i].ing->hsts;
+        if (!(r->hsts = sb_strdup(a, routes.v[i].ing->hsts))) goto nomem;
         /* forced, or the host has TLS somewhere (any Ingress) and the winner did not opt out */
         if (routes.v[i].ing->force_ssl_redirect ||
             (routes.v[i].ing->ssl_redirect && sb_has_tls(th, n_th, routes.v[i].host)))
