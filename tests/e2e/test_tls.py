@@ -105,5 +105,213 @@ class SNITest(TLSBase):
         self.assertEqual(r.json()["headers"].get("x-forwarded-proto"), "http")
 
 
+def one_app(stack, name="app"):
+    return service_with_endpoints(name, stack.backend(name))
+
+
+class ProtocolTest(TLSBase):
+    """ECDSA + RSA for one host, protocol floor, cipher policy, ALPN."""
+
+    def setUp(self):
+        super().setUp()
+        self.ec = self.cert("dual.example", kind="ec")
+        self.rsa = self.cert("dual.example", kind="rsa")
+        self.s.write("all.yaml", *one_app(self.s),
+                     certs.tls_secret("dual-ec", self.ec), certs.tls_secret("dual-rsa", self.rsa),
+                     tls_ingress("dual", [("dual.example", [("/", "Prefix", "app")])],
+                                 [(["dual.example"], "dual-ec"), (["dual.example"], "dual-rsa")]))
+        self.start_tls()
+
+    def test_ecdsa_by_default_rsa_for_rsa_only_clients(self):
+        self.assertEqual(self.fp("dual.example"), self.ec.fingerprint())
+        # TLS 1.3 client offering only RSA signature algorithms
+        self.assertEqual(self.fp("dual.example", ["-tls1_3", "-sigalgs",
+                                                  "rsa_pss_rsae_sha256:rsa_pkcs1_sha256"]),
+                         self.rsa.fingerprint())
+        # TLS 1.2 client with only an RSA key-exchange suite
+        self.assertEqual(self.fp("dual.example", ["-tls1_2", "-cipher",
+                                                  "ECDHE-RSA-AES128-GCM-SHA256"]),
+                         self.rsa.fingerprint())
+        self.assertEqual(self.fp("dual.example", ["-tls1_2", "-cipher",
+                                                  "ECDHE-ECDSA-AES256-GCM-SHA384"]),
+                         self.ec.fingerprint())
+
+    def test_tls12_and_13_accepted_11_refused(self):
+        for flag, name in (("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")):
+            rc, out, err = s_client(self.s.tls_port, "dual.example", [flag])
+            self.assertIn("Protocol  : " + name, out, err)
+            self.assertEqual(served_fingerprint(out), self.ec.fingerprint())
+        # the client is allowed TLS 1.1 (security level 0), so a failure is the server's
+        rc, out, err = s_client(self.s.tls_port, "dual.example",
+                                ["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"])
+        self.assertIsNone(served_fingerprint(out), out)
+        self.assertIn("protocol version", err + out)
+        m, types, problems = parse_metrics(self.s.admin_get("/metrics")[1].decode())
+        self.assertEqual(problems, [])
+        self.assertGreaterEqual(m['strait_tls_handshakes_total{result="failed"}'], 1)
+        self.assertGreaterEqual(m['strait_tls_handshakes_total{result="full"}'], 2)
+
+    def test_no_cbc_or_static_rsa_suites(self):
+        for suite in ("ECDHE-RSA-AES128-SHA", "AES128-GCM-SHA256", "ECDHE-ECDSA-AES128-SHA256"):
+            rc, out, err = s_client(self.s.tls_port, "dual.example",
+                                    ["-tls1_2", "-cipher", suite + "@SECLEVEL=0"])
+            self.assertIsNone(served_fingerprint(out), suite)
+        rc, out, err = s_client(self.s.tls_port, "dual.example",
+                                ["-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305"])
+        self.assertIn("ECDHE-ECDSA-CHACHA20-POLY1305", out)
+
+    def test_alpn_http11_selected_h2_only_proceeds(self):
+        rc, out, err = s_client(self.s.tls_port, "dual.example", ["-alpn", "h2,http/1.1"])
+        self.assertIn("ALPN protocol: http/1.1", out)
+        rc, out, err = s_client(self.s.tls_port, "dual.example", ["-alpn", "h2"])
+        self.assertIn("No ALPN negotiated", out)
+        self.assertEqual(served_fingerprint(out), self.ec.fingerprint())
+        # curl offers h2 and http/1.1 over ALPN and gets HTTP/1.1
+        r = self.https("dual.example", cacert=self.ca.crt, extra=["-w", "%{http_version}"])
+        self.assertBackend(r, "app")
+        self.assertEqual(r.extra, "1.1")
+
+    def test_request_over_openssl_s_client(self):
+        req = b"GET /x HTTP/1.1\r\nHost: dual.example\r\nConnection: close\r\n\r\n"
+        rc, out, err = s_client(self.s.tls_port, "dual.example", ["-quiet"], data=req)
+        self.assertIn("HTTP/1.1 200 OK", out)
+        self.assertIn("X-Backend: app", out)
+
+
+class RedirectHSTSTest(TLSBase):
+    def setUp(self):
+        super().setUp()
+        a = self.cert("a.example")
+        docs = one_app(self.s) + [
+            certs.tls_secret("a-tls", a),
+            tls_ingress("ia", [("a.example", [("/", "Prefix", "app")])], [(["a.example"], "a-tls")],
+                        annotations={"strait.dev/hsts": "true"}),
+            tls_ingress("ib", [("b.example", [("/", "Prefix", "app")])], [(["b.example"], "a-tls")],
+                        annotations={"strait.dev/ssl-redirect": "false", "strait.dev/hsts": "true",
+                                     "strait.dev/hsts-max-age": "600",
+                                     "strait.dev/hsts-include-subdomains": "false"}),
+            ingress("ic", [("c.example", [("/", "Prefix", "app")])],
+                    annotations={"strait.dev/force-ssl-redirect": "true"}),
+            ingress("id", [("d.example", [("/", "Prefix", "app")])])]
+        self.s.write("all.yaml", *docs)
+        self.start_tls()
+
+    def test_plain_request_to_tls_host_gets_308(self):
+        r = self.s.curl("a.example", "/p/q?x=1&y=2")
+        self.assertStatus(r, 308)
+        self.assertEqual(r.headers.get("location"),
+                         "https://a.example:%d/p/q?x=1&y=2" % self.s.tls_port)
+        self.assertIn(b"https://a.example", r.body)
+        self.assertNotIn("strict-transport-security", r.headers)
+        # Host with a port: the port is not carried over
+        r = self.s.curl("a.example:8080", "/")
+        self.assertEqual(r.headers.get("location"), "https://a.example:%d/" % self.s.tls_port)
+
+    def test_acme_challenge_not_redirected(self):
+        r = self.s.curl("a.example", "/.well-known/acme-challenge/token123")
+        self.assertBackend(r, "app")
+
+    def test_ssl_redirect_false_and_force(self):
+        self.assertBackend(self.s.curl("b.example"), "app")
+        self.assertBackend(self.s.curl("d.example"), "app")  # no certificate, no redirect
+        r = self.s.curl("c.example", "/z")  # forced without a certificate
+        self.assertStatus(r, 308)
+        self.assertEqual(r.headers.get("location"), "https://c.example:%d/z" % self.s.tls_port)
+
+    def test_hsts_only_over_tls(self):
+        r = self.https("a.example", cacert=self.ca.crt)
+        self.assertBackend(r, "app")
+        self.assertEqual(r.headers.get("strict-transport-security"),
+                         "max-age=31536000; includeSubDomains")
+        r = self.https("b.example", "/", extra=["--cacert", self.ca.crt, "-k"])
+        self.assertEqual(r.headers.get("strict-transport-security"), "max-age=600")
+        r = self.s.curl("b.example")  # plain HTTP: never
+        self.assertBackend(r, "app")
+        self.assertNotIn("strict-transport-security", r.headers)
+        r = self.https("d.example")  # route without hsts, served with the default cert
+        self.assertBackend(r, "app")
+        self.assertNotIn("strict-transport-security", r.headers)
+
+    def test_redirect_port_flag(self):
+        self.s.dp.stop()
+        start_dataplane_tls(self.s, "--https-redirect-port", "443", name="dataplane2")
+        r = self.s.curl("a.example", "/p")
+        self.assertEqual(r.headers.get("location"), "https://a.example/p")
+
+
+class ClientCertTest(TLSBase):
+    def setUp(self):
+        super().setUp()
+        self.cca = certs.make_ca(self.cdir, name="Client CA")
+        self.other_ca = certs.make_ca(self.cdir, name="Other CA")
+        self.good = certs.make_cert(self.cdir, "client-1", ca=self.cca, client=True,
+                                    uris=["spiffe://example.org/ns/default/sa/client"])
+        self.nouri = certs.make_cert(self.cdir, "client-2", ca=self.cca, client=True)
+        self.bad = certs.make_cert(self.cdir, "intruder", ca=self.other_ca, client=True)
+        srv = self.cert("m.example", sans=["m.example", "o.example", "p.example"])
+        docs = one_app(self.s) + [
+            certs.tls_secret("srv", srv), certs.ca_secret("clients", self.cca),
+            tls_ingress("im", [("m.example", [("/", "Prefix", "app")])], [(["m.example"], "srv")],
+                        annotations={"strait.dev/auth-tls-secret": "clients"}),
+            tls_ingress("io", [("o.example", [("/", "Prefix", "app")])], [(["o.example"], "srv")],
+                        annotations={"strait.dev/auth-tls-secret": "default/clients",
+                                     "strait.dev/auth-tls-verify-client": "optional"}),
+            tls_ingress("ip", [("p.example", [("/", "Prefix", "app")])], [(["p.example"], "srv")]),
+            ingress("iq", [("q.example", [("/", "Prefix", "app")])])]
+        self.s.write("all.yaml", *docs)
+        self.start_tls()
+
+    def client(self, host, cert=None, headers=()):
+        extra = ["--cert", cert.crt, "--key", cert.key] if cert else []
+        return self.https(host, "/", cacert=self.ca.crt, extra=extra, headers=list(headers))
+
+    def test_required_client_certificate(self):
+        r = self.client("m.example", self.good)
+        self.assertBackend(r, "app")
+        h = r.json()["headers"]
+        self.assertEqual(h.get("x-client-verify"), "SUCCESS")
+        self.assertEqual(h.get("x-client-subject"), "CN=client-1")
+        self.assertEqual(h.get("x-client-spiffe"), "spiffe://example.org/ns/default/sa/client")
+        self.assertEqual(h.get("x-forwarded-client-cert"),
+                         'Hash=%s;Subject="CN=client-1";URI=spiffe://example.org/ns/default/sa/client'
+                         % self.good.fingerprint())
+        r = self.client("m.example", self.nouri)
+        h = r.json()["headers"]
+        self.assertNotIn("x-client-spiffe", h)
+        self.assertEqual(h.get("x-forwarded-client-cert"),
+                         'Hash=%s;Subject="CN=client-2"' % self.nouri.fingerprint())
+
+    def test_missing_or_untrusted_certificate_refused(self):
+        for cert in (None, self.bad):
+            r = self.client("m.example", cert)
+            self.assertEqual(r.status, 0, r)
+        # the data plane still serves afterwards
+        self.assertBackend(self.client("m.example", self.good), "app")
+
+    def test_optional_client_certificate(self):
+        r = self.client("o.example")
+        self.assertBackend(r, "app")
+        self.assertEqual(r.json()["headers"].get("x-client-verify"), "NONE")
+        self.assertNotIn("x-client-subject", r.json()["headers"])
+        r = self.client("o.example", self.good)
+        self.assertEqual(r.json()["headers"].get("x-client-verify"), "SUCCESS")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(self.client("o.example", self.bad).status, 0)  # invalid is not fine
+
+    def test_forged_identity_headers_stripped(self):
+        forged = ["X-Client-Verify: SUCCESS", "X-Client-Subject: CN=admin",
+                  "X-Client-SPIFFE: spiffe://evil/x", "X-Forwarded-Client-Cert: Hash=00"]
+        for r in (self.client("p.example", headers=forged),
+                  self.s.curl("q.example", headers=forged)):  # plain HTTP too
+            h = r.json()["headers"]
+            for k in ("x-client-verify", "x-client-subject", "x-client-spiffe",
+                      "x-forwarded-client-cert"):
+                self.assertNotIn(k, h, r)
+        r = self.client("m.example", self.good, headers=forged)
+        h = r.json()["headers"]
+        self.assertEqual(h.get("x-client-subject"), "CN=client-1")
+        self.assertEqual(h.get("x-client-spiffe"), "spiffe://example.org/ns/default/sa/client")
+
+
 if __name__ == "__main__":
     unittest.main()
