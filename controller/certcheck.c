@@ -39,8 +39,8 @@ void certcheck_format_time(int64_t t, char *buf, size_t n)
         snprintf(buf, n, "%lld", (long long)t);
         return;
     }
-    snprintf(buf, n, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    snprintf(buf, n, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+             tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
 static int cc_asn1_time(const ASN1_TIME *t, int64_t *out)
@@ -407,11 +407,11 @@ int certcheck_get(const char *id, int ca, const unsigned char *crt, size_t crt_l
         free(e->cur_key);
         e->cur_chain = e->cur_key = NULL;
         e->cur_reason[0] = '\0';
-        e->cur_parsed = !(ca ? certcheck_ca_bundle(crt, crt_len, &e->cur_info, &e->cur_chain,
-                                                   e->cur_reason, sizeof(e->cur_reason))
-                             : cc_parse_server(crt, crt_len, key, key_len, &e->cur_info,
-                                               &e->cur_chain, &e->cur_key, e->cur_reason,
-                                               sizeof(e->cur_reason)));
+        e->cur_parsed =
+            !(ca ? certcheck_ca_bundle(crt, crt_len, &e->cur_info, &e->cur_chain, e->cur_reason,
+                                       sizeof(e->cur_reason))
+                 : cc_parse_server(crt, crt_len, key, key_len, &e->cur_info, &e->cur_chain,
+                                   &e->cur_key, e->cur_reason, sizeof(e->cur_reason)));
         if (!strcmp(e->cur_reason, "out of memory")) return -1; /* try again next build */
         memcpy(e->cur_hash, h, sizeof(h));
         e->have_cur = 1;

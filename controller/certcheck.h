@@ -12,8 +12,8 @@ enum certcheck_key { CERTCHECK_KEY_NONE = 0, CERTCHECK_KEY_RSA, CERTCHECK_KEY_EC
 
 /* What a check found out about a certificate (the leaf, for a server certificate). */
 struct certcheck_info {
-    enum certcheck_key key_type; /* of the leaf's public key; NONE for a CA bundle */
-    char fingerprint[65];        /* hex SHA-256 of the first certificate's DER, lower case */
+    enum certcheck_key key_type;   /* of the leaf's public key; NONE for a CA bundle */
+    char fingerprint[65];          /* hex SHA-256 of the first certificate's DER, lower case */
     int64_t not_before, not_after; /* of the first certificate, Unix seconds */
     unsigned n_certs;              /* PEM certificates in the chain or bundle */
 };
@@ -48,13 +48,13 @@ void certcheck_format_time(int64_t t, char *buf, size_t n);
 /* What certcheck_get decided for one Secret. Pointers stay valid until the next
  * certcheck_get or certcheck_sweep. */
 struct certcheck_verdict {
-    int usable;          /* chain (and key) below may be served */
-    int last_good;       /* usable, but it is an earlier content: the current one is bad */
-    int bad;             /* the current content is bad (or the Secret is missing) */
-    int first_report;    /* bad, and this (secret, content, reason) was not reported before */
-    const char *reason;  /* why the current content is bad; "" when it is not */
-    const char *chain;   /* clean PEM to serve (NULL when !usable) */
-    const char *key;     /* clean PEM key (NULL for a CA bundle or when !usable) */
+    int usable;         /* chain (and key) below may be served */
+    int last_good;      /* usable, but it is an earlier content: the current one is bad */
+    int bad;            /* the current content is bad (or the Secret is missing) */
+    int first_report;   /* bad, and this (secret, content, reason) was not reported before */
+    const char *reason; /* why the current content is bad; "" when it is not */
+    const char *chain;  /* clean PEM to serve (NULL when !usable) */
+    const char *key;    /* clean PEM key (NULL for a CA bundle or when !usable) */
     struct certcheck_info info; /* of what is served */
 };
 

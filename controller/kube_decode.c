@@ -379,8 +379,8 @@ static const char *kd_annotation(const struct kobj *doc, const char *key, int *p
  * the annotation and value: anything else rejects the Ingress, as a typo silently read as
  * the default could turn off a redirect the user asked for.
  */
-static int kd_bool_annotation(const struct kobj *doc, const char *key, int def, int *out,
-                              char *err, size_t errlen)
+static int kd_bool_annotation(const struct kobj *doc, const char *key, int def, int *out, char *err,
+                              size_t errlen)
 {
     int present;
     const char *v = kd_annotation(doc, key, &present);
@@ -446,8 +446,7 @@ static int kd_hsts(struct model_meta *m, const struct kobj *doc, const char **ou
             ;
         /* RFC 6797 6.1.1: delta-seconds; ten digits are past any sensible policy */
         if (!*age || *p || p - age > 10 || (max_age = strtoul(age, NULL, 10)) > 4294967295ul) {
-            SET_ERR("annotation " KD_ANN_HSTS_MAX_AGE " \"%.40s\" is not a number of seconds",
-                    age);
+            SET_ERR("annotation " KD_ANN_HSTS_MAX_AGE " \"%.40s\" is not a number of seconds", age);
             return -1;
         }
     }
@@ -830,8 +829,8 @@ oom:
     return -1;
 }
 
-static int kd_secret(const struct kobj *doc, struct model_secret *sec, const char *type,
-                     char *err, size_t errlen)
+static int kd_secret(const struct kobj *doc, struct model_secret *sec, const char *type, char *err,
+                     size_t errlen)
 {
     struct model_meta *m = &sec->meta;
     int tls = !strcmp(type, KD_SECRET_TLS);

@@ -103,9 +103,9 @@ struct model_ingress {
     int ssl_redirect;       /* strait.dev/ssl-redirect, default 1 */
     int force_ssl_redirect; /* strait.dev/force-ssl-redirect, default 0 */
     const char *hsts;       /* Strict-Transport-Security value, "" without strait.dev/hsts */
-    struct model_secret_ref auth_tls_secret; /* strait.dev/auth-tls-secret (a ca.crt) */
-    enum model_client_verify client_verify;  /* strait.dev/auth-tls-verify-client, default on */
-    int backend_https;                       /* strait.dev/backend-protocol: HTTPS */
+    struct model_secret_ref auth_tls_secret;  /* strait.dev/auth-tls-secret (a ca.crt) */
+    enum model_client_verify client_verify;   /* strait.dev/auth-tls-verify-client, default on */
+    int backend_https;                        /* strait.dev/backend-protocol: HTTPS */
     struct model_secret_ref proxy_ssl_secret; /* strait.dev/proxy-ssl-secret (a ca.crt) */
     const char *proxy_ssl_name;               /* strait.dev/proxy-ssl-name, "" for the default */
 };

@@ -94,8 +94,8 @@ struct sb_cand {
     uint32_t cluster;
     /* upstream TLS (strait.dev/backend-protocol, appProtocol https) */
     int tls;
-    const char *sni;        /* arena; NULL without tls */
-    struct sb_mat *tls_ca;  /* strait.dev/proxy-ssl-secret, NULL for "do not verify" */
+    const char *sni;       /* arena; NULL without tls */
+    struct sb_mat *tls_ca; /* strait.dev/proxy-ssl-secret, NULL for "do not verify" */
 };
 
 struct sb_vec {
@@ -124,10 +124,10 @@ static int sb_push(struct sb_vec *vec, const struct sb_cand *c)
 struct sb_mat {
     const char *id; /* "ns/name" */
     int ca;
-    int found; /* the Secret exists */
+    int found;                  /* the Secret exists */
     struct certcheck_verdict v; /* reason, chain, key point into the arena */
-    int emit;       /* the snapshot references it */
-    uint32_t index; /* in snap.certs, once emitted */
+    int emit;                   /* the snapshot references it */
+    uint32_t index;             /* in snap.certs, once emitted */
     char *hosts;
     size_t hlen, hcap;
     struct sb_mat *next; /* every material of the build, in creation order */
@@ -376,8 +376,8 @@ static int sb_collect(struct sb_ctx *x, const struct model_ingress *ing, struct 
     int rc;
 
     if (ing->auth_tls_secret.name[0] && ing->client_verify != MODEL_CLIENT_VERIFY_OFF) {
-        rc = sb_ca_ref(x, "strait.dev/auth-tls-secret", &ing->auth_tls_secret, &client_ca,
-                       reason, sizeof(reason), &code);
+        rc = sb_ca_ref(x, "strait.dev/auth-tls-secret", &ing->auth_tls_secret, &client_ca, reason,
+                       sizeof(reason), &code);
         if (rc == -2) goto nomem;
         if (rc) goto reject;
     }
@@ -402,8 +402,7 @@ static int sb_collect(struct sb_ctx *x, const struct model_ingress *ing, struct 
             c.match = p->type == MODEL_PATH_EXACT ? SNAPWIRE_MATCH_EXACT : SNAPWIRE_MATCH_PREFIX;
             c.order = order++;
             if (sb_resolve(cache, ing, &p->backend, &c, reason, sizeof(reason), &code)) goto reject;
-            if ((rc = sb_upstream_tls(x, ing, &c, reason, sizeof(reason), &code)) == -2)
-                goto nomem;
+            if ((rc = sb_upstream_tls(x, ing, &c, reason, sizeof(reason), &code)) == -2) goto nomem;
             if (rc) goto reject;
             if (sb_push(routes, &c)) goto nomem;
         }
@@ -808,8 +807,8 @@ static int sb_tls_settle(struct sb_ctx *x, const struct sb_claims *cl, struct sb
         i = j;
         if (ing->auth_tls_secret.name[0] && ing->client_verify != MODEL_CLIENT_VERIFY_OFF) {
             /* sb_collect refused the Ingress if this CA were not usable */
-            if (!(t->client_ca = sb_material(x, ing->auth_tls_secret.ns,
-                                             ing->auth_tls_secret.name, 1)))
+            if (!(t->client_ca =
+                      sb_material(x, ing->auth_tls_secret.ns, ing->auth_tls_secret.name, 1)))
                 return -1;
             t->verify = ing->client_verify == MODEL_CLIENT_VERIFY_OPTIONAL
                             ? SNAPWIRE_CLIENT_VERIFY_OPTIONAL

@@ -220,9 +220,9 @@ static void test_garbage(void **state)
     assert_string_equal(err, "tls.crt holds no PEM certificate");
     assert_int_equal(check("", key, &info, err), -1);
     assert_string_equal(err, "tls.crt is empty");
-    assert_int_equal(check(crt, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
-                           &info, err),
-                     -1);
+    assert_int_equal(
+        check(crt, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", &info, err),
+        -1);
     assert_string_equal(err, "tls.key does not parse (a PEM RSA or EC private key, not encrypted)");
     assert_int_equal(check(crt, "", &info, err), -1);
     assert_string_equal(err, "tls.key is empty");
@@ -273,13 +273,12 @@ static void test_chain_of_two(void **state)
     assert_int_equal(check(two, key, &info, err), -1);
     assert_string_equal(err, "tls.key does not match the certificate");
     /* a CA bundle of both */
-    assert_int_equal(certcheck_ca_bundle((const unsigned char *)two, strlen(two), &info, NULL, err,
-                                         sizeof(err)),
-                     0);
+    assert_int_equal(
+        certcheck_ca_bundle((const unsigned char *)two, strlen(two), &info, NULL, err, sizeof(err)),
+        0);
     assert_int_equal(info.n_certs, 2);
-    assert_int_equal(certcheck_ca_bundle((const unsigned char *)"x", 1, &info, NULL, err,
-                                         sizeof(err)),
-                     -1);
+    assert_int_equal(
+        certcheck_ca_bundle((const unsigned char *)"x", 1, &info, NULL, err, sizeof(err)), -1);
     assert_string_equal(err, "ca.crt holds no PEM certificate");
     free(junk);
     free(two);

@@ -171,7 +171,7 @@ static void y_ing(const char *name, const char *created, const char *ann, const 
 }
 
 #define RULE(host, path, port)                                                                     \
-    "{host: \"" host "\", http: {paths: [{path: " path ", pathType: Prefix, backend: {service: "  \
+    "{host: \"" host "\", http: {paths: [{path: " path ", pathType: Prefix, backend: {service: "   \
     "{name: web, port: " port "}}}]}}"
 
 /* ---- rendering ---- */
@@ -314,8 +314,9 @@ static void test_fingerprints_and_wire(void **state)
     free(f1);
     free(f2);
     snapbuild_free(&r);
-    expect(NULL, "Ta.com=c/cab:req ; Kc:s Kcab:c ; Ra.com/! ; Cdefault/web:80+tls:web.default.svc:cab "
-                 "; D=-");
+    expect(NULL,
+           "Ta.com=c/cab:req ; Kc:s Kcab:c ; Ra.com/! ; Cdefault/web:80+tls:web.default.svc:cab "
+           "; D=-");
 }
 
 static void test_cert2_oldest_wins_conflict(void **state)
@@ -329,7 +330,8 @@ static void test_cert2_oldest_wins_conflict(void **state)
     y_tls("ec-new", &ec2);
     y_tls("rsa", &rsa1);
     /* names in the other order than age: the oldest wins, not the first by name */
-    y_ing("a-newest", "2024-03-01T00:00:00Z", "", "[{hosts: [h.com, only.com], secretName: ec-new}]",
+    y_ing("a-newest", "2024-03-01T00:00:00Z", "",
+          "[{hosts: [h.com, only.com], secretName: ec-new}]",
           "[" RULE("h.com", "/c", "{number: 80}") "]");
     y_ing("b-middle", "2024-02-01T00:00:00Z", "", "[{hosts: [h.com], secretName: rsa}]",
           "[" RULE("h.com", "/b", "{number: 80}") "]");
@@ -360,17 +362,19 @@ static void test_redirect_flags_and_hsts(void **state)
           "strait.dev/hsts-include-subdomains: \"false\", strait.dev/hsts-preload: \"true\"",
           "[{hosts: [a.com, \"*.w.com\"], secretName: c}]",
           "[" RULE("a.com", "/", "{number: 80}") "]");
-    y_ing("plain", "2024-01-02T00:00:00Z", "strait.dev/hsts: \"true\"", "[]",
-          "[" RULE("a.com", "/p", "{number: 80}") ", " RULE("x.w.com", "/", "{number: 80}") ", " RULE(
-              "y.x.w.com", "/", "{number: 80}") ", " RULE("n.com", "/", "{number: 80}") "]");
+    y_ing(
+        "plain", "2024-01-02T00:00:00Z", "strait.dev/hsts: \"true\"", "[]",
+        "[" RULE("a.com", "/p", "{number: 80}") ", " RULE("x.w.com", "/", "{number: 80}") ", " RULE(
+            "y.x.w.com", "/", "{number: 80}") ", " RULE("n.com", "/", "{number: 80}") "]");
     y_ing("optout", "2024-01-03T00:00:00Z", "strait.dev/ssl-redirect: \"false\"", "[]",
           "[" RULE("a.com", "/o", "{number: 80}") "]");
     y_ing("forced", "2024-01-04T00:00:00Z", "strait.dev/force-ssl-redirect: \"true\"", "[]",
           "[" RULE("f.com", "/", "{number: 80}") ", " RULE("", "/", "{number: 80}") "]");
-    expect(NULL, "T*.w.com=c Ta.com=c ; Kc:s ; R/! Ra.com/o Ra.com/p![max-age=31536000; "
-                 "includeSubDomains] Ra.com/![max-age=100; preload] Rf.com/! Rn.com/[max-age=31536000; "
-                 "includeSubDomains] Rx.w.com/![max-age=31536000; includeSubDomains] "
-                 "Ry.x.w.com/[max-age=31536000; includeSubDomains] ; ; D=-");
+    expect(NULL,
+           "T*.w.com=c Ta.com=c ; Kc:s ; R/! Ra.com/o Ra.com/p![max-age=31536000; "
+           "includeSubDomains] Ra.com/![max-age=100; preload] Rf.com/! Rn.com/[max-age=31536000; "
+           "includeSubDomains] Rx.w.com/![max-age=31536000; includeSubDomains] "
+           "Ry.x.w.com/[max-age=31536000; includeSubDomains] ; ; D=-");
     /* bad values reject their Ingress only, at decode */
     y_reset();
     y_ing("b1", "2024-01-01T00:00:00Z", "strait.dev/ssl-redirect: \"yes\"", "[]",
@@ -402,8 +406,8 @@ static void test_upstream_tls_clusters(void **state)
     y_ca("cab", &cab);
     y_ing("plain", "2024-01-01T00:00:00Z", "", "[]", "[" RULE("a.com", "/", "{number: 80}") "]");
     y_ing("https", "2024-01-02T00:00:00Z",
-          "strait.dev/backend-protocol: HTTPS, strait.dev/proxy-ssl-name: Up.Example",
-          "[]", "[" RULE("b.com", "/", "{number: 80}") "]");
+          "strait.dev/backend-protocol: HTTPS, strait.dev/proxy-ssl-name: Up.Example", "[]",
+          "[" RULE("b.com", "/", "{number: 80}") "]");
     y_ing("verified", "2024-01-03T00:00:00Z",
           "strait.dev/backend-protocol: HTTPS, strait.dev/proxy-ssl-secret: cab", "[]",
           "[" RULE("c.com", "/", "{number: 80}") "]");
@@ -450,8 +454,8 @@ static void test_client_auth(void **state)
           "strait.dev/auth-tls-secret: cab, strait.dev/auth-tls-verify-client: \"off\"",
           "[{hosts: [f.com], secretName: c}]", "[" RULE("f.com", "/", "{number: 80}") "]");
     /* a newer Ingress's settings do not apply to a host whose certificate the older gives */
-    y_ing("late", "2024-01-04T00:00:00Z", "",
-          "[{hosts: [r.com], secretName: c}]", "[" RULE("r.com", "/late", "{number: 80}") "]");
+    y_ing("late", "2024-01-04T00:00:00Z", "", "[{hosts: [r.com], secretName: c}]",
+          "[" RULE("r.com", "/late", "{number: 80}") "]");
     expect(NULL, "Tf.com=c To.com=c/cab:opt Tr.com=c/cab:req ; Kc:s Kcab:c ; Rf.com/! Ro.com/! "
                  "Rr.com/late! Rr.com/! ; ; D=-");
     /* a CA Secret without ca.crt refuses the Ingress: no silent "everyone may pass" */
