@@ -10,6 +10,7 @@ condition; nothing sleeps to synchronise.
 import json
 import os
 import subprocess
+import urllib.parse
 
 import certs
 import harness
@@ -299,3 +300,9 @@ class TlsClusterTest(LeaderTest):
         self.assertEqual(lists[0]["params"].get("fieldSelector"),
                          "type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token")
         self.assertEqual(r.metric('strait_controller_objects_cached{kind="Secret"}'), 2)
+        # what that selector means on the API server: the helm release is not sent at all
+        code, lst = self.api.request("GET", "/api/v1/secrets?fieldSelector=" + urllib.parse.quote(
+            lists[0]["params"]["fieldSelector"], safe=""))
+        self.assertEqual(code, 200)
+        self.assertEqual(sorted(i["metadata"]["name"] for i in lst["items"]),
+                         ["bundle", "old-tls", "password"])
