@@ -8,10 +8,10 @@
  * start-up. Per snapshot (tls_snap_build, off the hot path): one SSL_CTX per distinct
  * (cert, cert2, client CA, verify mode) - both certificates in the same context, so
  * OpenSSL serves ECDSA or RSA per client - and the SNI table (exact names, then one-label
- * wildcards, then meta.default_cert). The servername callback resolves the name against
- * the snapshot the connection took at accept and moves the SSL to that context, copying
- * what SSL_set_SSL_CTX does not (verify mode and depth, options), as nginx's servername
- * handler does. Session resumption is by tickets only (no server cache): the key ring is
+ * wildcards, then meta.default_cert). The ClientHello callback resolves the SNI name
+ * against the snapshot the connection took at accept and moves the SSL to that context,
+ * copying what SSL_set_SSL_CTX does not (verify mode and depth, options), as nginx's
+ * servername handler does. Session resumption is by tickets only (no server cache): the key ring is
  * process-wide (the ticket callback sits on the base context, which stays every SSL's
  * session_ctx), the current key encrypts, the previous one still decrypts and asks for a
  * renewed ticket; tls_ticket_rotate() is driven by main's timer.
@@ -207,6 +207,7 @@ static void policy_sid(int verify, const char *ca_pem, unsigned char out[32])
 }
 
 static int sni_cb(SSL *ssl, int *al, void *arg);
+static int client_hello_cb(SSL *ssl, int *al, void *arg);
 
 /* A server context with the common settings (everything but certificates and client auth). */
 static SSL_CTX *ctx_new(void)
@@ -231,6 +232,7 @@ static SSL_CTX *ctx_new(void)
     SSL_CTX_set_num_tickets(ctx, 1);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
     SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
+    SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, NULL);
     return ctx;
 }
 
@@ -615,16 +617,61 @@ static void switch_ctx(SSL *ssl, SSL_CTX *ctx)
     SSL_set_options(ssl, SSL_CTX_get_options(ctx));
 }
 
-static int sni_cb(SSL *ssl, int *al, void *arg)
+/*
+ * The host_name of a ClientHello server_name extension body (RFC 6066 3) into out; "" when
+ * there is none or it is malformed (then the default certificate answers).
+ */
+static void sni_from_ext(const unsigned char *p, size_t len, char *out, size_t outlen)
+{
+    size_t list, i = 2;
+
+    out[0] = '\0';
+    if (len < 2 || (list = ((size_t)p[0] << 8) | p[1]) + 2 > len) return;
+    while (i + 3 <= 2 + list) {
+        unsigned type = p[i];
+        size_t nl = ((size_t)p[i + 1] << 8) | p[i + 2];
+        if (i + 3 + nl > 2 + list) return;
+        if (type == TLSEXT_NAMETYPE_host_name) {
+            if (nl == 0 || nl >= outlen || memchr(p + i + 3, 0, nl)) return;
+            memcpy(out, p + i + 3, nl);
+            out[nl] = '\0';
+            return;
+        }
+        i += 3 + nl;
+    }
+}
+
+/*
+ * Certificate selection happens here, in the ClientHello callback, not in the servername
+ * callback: OpenSSL looks up the session to resume (ticket or PSK) before it runs the
+ * servername callback, with the sid_ctx the SSL has at that point; switching first makes
+ * that lookup compare against the chosen host's client-certificate policy.
+ */
+static int client_hello_cb(SSL *ssl, int *al, void *arg)
 {
     struct snapshot *s = SSL_get_app_data(ssl);
+    const unsigned char *p;
+    size_t len;
+    char name[256];
     SSL_CTX *ctx;
 
     (void)al;
     (void)arg;
-    if (!s) return SSL_TLSEXT_ERR_OK;
-    ctx = tls_snap_select(s->tls, SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name));
+    if (!s) return SSL_CLIENT_HELLO_SUCCESS;
+    name[0] = '\0';
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) == 1)
+        sni_from_ext(p, len, name, sizeof(name));
+    ctx = tls_snap_select(s->tls, name);
     if (ctx) switch_ctx(ssl, ctx);
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/* SNI is acknowledged; the context was chosen by client_hello_cb already. */
+static int sni_cb(SSL *ssl, int *al, void *arg)
+{
+    (void)ssl;
+    (void)al;
+    (void)arg;
     return SSL_TLSEXT_ERR_OK;
 }
 

@@ -108,6 +108,8 @@ static void count(struct transport *t, int result)
 {
     /* the metric is about clients' handshakes; upstream sessions (tls_upstream.c) are not */
     if ((t->priv & TP_COUNTED) || !SSL_is_server(sess(t))) return;
+    /* a connection closed before it sent a byte (a port probe) was no handshake at all */
+    if (result == METRICS_TLS_FAILED && BIO_number_read(SSL_get_rbio(sess(t))) == 0) return;
     t->priv |= TP_COUNTED;
     metrics_tls_handshake(result);
 }

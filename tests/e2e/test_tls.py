@@ -313,5 +313,174 @@ class ClientCertTest(TLSBase):
         self.assertEqual(h.get("x-client-spiffe"), "spiffe://example.org/ns/default/sa/client")
 
 
+class TicketTest(TLSBase):
+    """Session resumption by tickets: seen by the client, across workers, never across
+    client-certificate policies."""
+
+    def setUp(self):
+        super().setUp()
+        srv = self.cert("t.example", sans=["t.example", "v.example"])
+        self.cca = certs.make_ca(self.cdir, name="Client CA")
+        self.s.write("all.yaml", *one_app(self.s), certs.tls_secret("srv", srv),
+                     certs.ca_secret("clients", self.cca),
+                     tls_ingress("it", [("t.example", [("/", "Prefix", "app")])],
+                                 [(["t.example"], "srv")]),
+                     tls_ingress("iv", [("v.example", [("/", "Prefix", "app")])],
+                                 [(["v.example"], "srv")],
+                                 annotations={"strait.dev/auth-tls-secret": "clients",
+                                              "strait.dev/auth-tls-verify-client": "optional"}))
+        self.sess = os.path.join(self.s.dir, "sess.pem")
+
+    def get(self, host, args):
+        req = ("GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % host).encode()
+        rc, out, err = s_client(self.s.tls_port, host, args, data=req)
+        self.assertIn("HTTP/1.1 200 OK", out, err)
+        return out
+
+    def save_ticket(self, host, proto="-tls1_3"):
+        out = self.get(host, [proto, "-sess_out", self.sess])
+        self.assertIn("New, TLSv1.", out)
+        return out
+
+    def test_ticket_resumes_tls13_and_tls12(self):
+        self.start_tls()
+        for proto in ("-tls1_3", "-tls1_2"):
+            self.save_ticket("t.example", proto)
+            out = self.get("t.example", [proto, "-sess_in", self.sess])
+            self.assertIn("Reused, TLSv1.", out, proto)
+        m, _, _ = parse_metrics(self.s.admin_get("/metrics")[1].decode())
+        self.assertEqual(m['strait_tls_handshakes_total{result="resumed"}'], 2)
+        self.assertEqual(m['strait_tls_handshakes_total{result="full"}'], 2)
+
+    def test_tickets_valid_across_workers(self):
+        self.start_tls("--workers", "2")
+        self.save_ticket("t.example")
+        reused = 0
+        for _ in range(8):
+            out = self.get("t.example", ["-tls1_3", "-sess_in", self.sess])
+            reused += "Reused, TLSv1.3" in out
+        self.assertEqual(reused, 8)
+        st = json.loads(self.s.admin_get("/stats")[1].decode())
+        self.assertEqual(st["tls_handshakes"]["resumed"], 8)
+        self.assertEqual(st["workers"], 2)
+
+    def test_no_resumption_across_client_policies(self):
+        self.start_tls()
+        self.save_ticket("t.example")
+        out = self.get("v.example", ["-tls1_3", "-sess_in", self.sess])
+        self.assertIn("New, TLSv1.3", out)
+        self.assertNotIn("Reused", out)
+
+    def test_ticket_expires_after_two_rotations(self):
+        # rotation every second: a ticket decrypts for two rotations, then a full handshake
+        self.start_tls("--tls-ticket-rotation", "1")
+        self.save_ticket("t.example")
+        self.assertIn("Reused", self.get("t.example", ["-tls1_3", "-sess_in", self.sess]))
+
+        def expired():
+            return "New, TLSv1.3" in self.get("t.example", ["-tls1_3", "-sess_in", self.sess])
+        wait_until(expired, 5, what="ticket no longer accepted")
+
+
+class CertLifecycleTest(TLSBase):
+    """Secrets changing under a running data plane."""
+
+    def write(self, a_secret, extra=()):
+        self.s.write_atomic("all.yaml", *one_app(self.s), a_secret,
+                            certs.tls_secret("b-tls", self.b),
+                            tls_ingress("ia", [("a.example", [("/", "Prefix", "app")])],
+                                        [(["a.example"], "a-tls")]),
+                            tls_ingress("ib", [("b.example", [("/", "Prefix", "app")])],
+                                        [(["b.example"], "b-tls")]), *extra)
+
+    def applied(self):
+        return len(log_events(self.s.dataplane_log(), "snapshot_applied"))
+
+    def test_rotation_under_load_without_failures(self):
+        self.a1 = self.cert("a.example", name="a1")
+        self.a2 = self.cert("a.example", name="a2")
+        self.b = self.cert("b.example")
+        self.write(certs.tls_secret("a-tls", self.a1))
+        self.start_tls("--workers", "2")
+        self.assertEqual(self.fp("a.example"), self.a1.fingerprint())
+        stop, results = threading.Event(), []
+
+        def loop():
+            while not stop.is_set():
+                results.append(self.https("a.example", cacert=self.ca.crt, timeout=5).status)
+        th = threading.Thread(target=loop)
+        th.start()
+        try:
+            wait_until(lambda: len(results) >= 5, 10, what="client loop running")
+            n = self.applied()
+            self.write(certs.tls_secret("a-tls", self.a2))
+            wait_until(lambda: self.applied() > n, 5, what="new snapshot applied")
+            t0 = time.monotonic()
+            self.wait_fp("a.example", self.a2.fingerprint(), timeout=1.0)
+            self.assertLess(time.monotonic() - t0, 1.0)
+            k = len(results)
+            wait_until(lambda: len(results) >= k + 5, 10, what="requests after the swap")
+        finally:
+            stop.set()
+            th.join()
+        self.assertEqual([x for x in results if x != 200], [])
+        self.assertEqual(self.fp("b.example"), self.b.fingerprint())
+
+    def test_broken_secret_keeps_last_good_and_others_serve(self):
+        self.a1 = self.cert("a.example", name="a1")
+        self.b = self.cert("b.example")
+        self.write(certs.tls_secret("a-tls", self.a1))
+        self.start_tls()
+        broken = certs.raw_tls_secret("a-tls", b"-----BEGIN CERTIFICATE-----\nnope\n"
+                                      b"-----END CERTIFICATE-----\n", self.a1.key_bytes())
+        n = self.applied()
+        # the same write adds a host, so a new snapshot tells us the change was seen
+        self.write(broken, [ingress("ic", [("c.example", [("/", "Prefix", "app")])])])
+        wait_until(lambda: self.applied() > n, 5, what="new snapshot applied")
+        self.assertBackend(self.s.curl("c.example"), "app")
+        self.assertEqual(self.fp("a.example"), self.a1.fingerprint())
+        self.assertBackend(self.https("a.example", cacert=self.ca.crt), "app")
+        self.assertEqual(self.fp("b.example"), self.b.fingerprint())
+        self.assertBackend(self.https("b.example", cacert=self.ca.crt), "app")
+
+    def test_expiry_metric_per_certificate(self):
+        self.a1 = self.cert("a.example", name="a1", days=20)
+        self.b = self.cert("b.example", days=40)
+        self.write(certs.tls_secret("a-tls", self.a1))
+        self.start_tls()
+        m, types, problems = parse_metrics(self.s.admin_get("/metrics")[1].decode())
+        self.assertEqual(problems, [])
+        self.assertEqual(types["strait_tls_certificate_expiry_seconds"], "gauge")
+        for name, cert in (("default/a-tls", self.a1), ("default/b-tls", self.b)):
+            got = m['strait_tls_certificate_expiry_seconds{cert="%s"}' % name]
+            self.assertEqual(got, not_after(cert.crt))
+
+
+def not_after(crt):
+    """notAfter of crt as Unix seconds (openssl x509 -enddate)."""
+    import calendar
+    import subprocess
+    out = subprocess.run(["openssl", "x509", "-in", crt, "-noout", "-enddate"], check=True,
+                         capture_output=True, text=True).stdout.strip().split("=", 1)[1]
+    return calendar.timegm(time.strptime(out, "%b %d %H:%M:%S %Y GMT"))
+
+
+class HandshakeTimeoutTest(TLSBase):
+    def test_silent_client_closed_after_header_timeout(self):
+        import socket
+        self.s.write("all.yaml", *one_app(self.s))
+        self.start_tls("--client-header-timeout", "0.5")
+        sk = socket.create_connection(("127.0.0.1", self.s.tls_port))
+        sk.sendall(b"\x16\x03\x01")  # a ClientHello that never completes
+        sk.settimeout(10)
+        t0 = time.monotonic()
+        self.assertEqual(sk.recv(100), b"")  # closed, no alert, no HTTP answer
+        self.assertLess(time.monotonic() - t0, 5)
+        sk.close()
+        m, _, _ = parse_metrics(self.s.admin_get("/metrics")[1].decode())
+        self.assertEqual(m['strait_tls_handshakes_total{result="failed"}'], 1)
+        self.assertEqual(m["strait_connections_active"], 0)
+
+
 if __name__ == "__main__":
     unittest.main()
