@@ -819,19 +819,22 @@ static int sb_tls_settle(struct sb_ctx *x, const struct sb_claims *cl, struct sb
     return 0;
 }
 
-/* Whether host has a TLS claim: the same name, or a wildcard covering it (one label). */
-static int sb_has_tls(const struct sb_th *th, size_t n, const char *host)
+/*
+ * The tls_host whose policy applies to host: the same name, else a wildcard covering it (one
+ * label), as SNI picks them; NULL when none.
+ */
+static const struct sb_th *sb_th_for(const struct sb_th *th, size_t n, const char *host)
 {
     char wild[300];
     const char *dot;
     size_t lo, hi, mid;
     int pass, r;
 
-    if (!host[0]) return 0;
+    if (!host[0]) return NULL;
     for (pass = 0; pass < 2; pass++) {
         const char *key = host;
         if (pass) {
-            if (host[0] == '*' || !(dot = strchr(host, '.'))) return 0;
+            if (host[0] == '*' || !(dot = strchr(host, '.'))) return NULL;
             snprintf(wild, sizeof(wild), "*%s", dot);
             key = wild;
         }
@@ -840,14 +843,56 @@ static int sb_has_tls(const struct sb_th *th, size_t n, const char *host)
         while (lo < hi) {
             mid = lo + (hi - lo) / 2;
             r = strcmp(key, th[mid].host);
-            if (!r) return 1;
+            if (!r) return &th[mid];
             if (r < 0)
                 hi = mid;
             else
                 lo = mid + 1;
         }
     }
-    return 0;
+    return NULL;
+}
+
+static int sb_has_tls(const struct sb_th *th, size_t n, const char *host)
+{
+    return sb_th_for(th, n, host) != NULL;
+}
+
+/*
+ * Drops the routes of hosts that ask for client certificates but have no certificate to
+ * serve at all (neither their own nor a default one): the data plane would answer them with
+ * its own certificate and no client check, letting every client through. Each Ingress that
+ * loses routes gets one rejection per host. Returns the new count, *oom on failure.
+ */
+static size_t sb_drop_unprotected(struct sb_ctx *x, struct sb_cand *v, size_t n,
+                                  const struct sb_th *th, size_t n_th, int *oom)
+{
+    size_t first = x->out->n_rejections, i, j, out = 0;
+    char id[300], q[600], msg[700];
+
+    for (i = 0; i < n; i++) {
+        const struct sb_th *t = sb_th_for(th, n_th, v[i].host);
+        if (!t || t->cert || !t->client_ca) {
+            v[out++] = v[i];
+            continue;
+        }
+        snprintf(msg, sizeof(msg),
+                 "TLS host %s asks for client certificates but has no usable certificate and "
+                 "there is no default certificate: its routes are not served",
+                 v[i].host);
+        /* one report per Ingress and host (a host's routes of several Ingresses interleave) */
+        for (j = first; j < x->out->n_rejections; j++) {
+            const struct snapbuild_rejection *r = &x->out->rejections[j];
+            if (!strcmp(r->ns, v[i].ing->meta.ns) && !strcmp(r->name, v[i].ing->meta.name) &&
+                !strcmp(r->message, msg))
+                break;
+        }
+        if (j < x->out->n_rejections) continue;
+        log_warn("routes_dropped", "host=%s object=%s reason=%s", v[i].host,
+                 model_object_id(&v[i].ing->meta, id, sizeof(id)), log_quote(q, sizeof(q), msg));
+        if (sb_add_rejection(x->out, &v[i].ing->meta, "InvalidCertificate", msg)) *oom = 1;
+    }
+    return out;
 }
 
 /* certificate_rejected, once per (Secret, content, reason): certcheck remembers. */
@@ -984,6 +1029,10 @@ int snapbuild_build_opts(const struct model_cache *cache, const struct snapbuild
         if (!(def = sb_material(&x, dns, slash + 1, 0))) goto nomem;
         if (!def->v.usable) def = NULL; /* logged below; the data plane's own one serves */
     }
+    if (!def) {
+        routes.n = sb_drop_unprotected(&x, routes.v, routes.n, th, n_th, &oom);
+        if (oom) goto nomem;
+    }
 
     /* clusters: the distinct service ports the surviving routes and default point at */
     if (!(cl = malloc((routes.n + defaults.n + 1) * sizeof(*cl)))) goto nomem;
@@ -1064,6 +1113,7 @@ int snapbuild_build_opts(const struct model_cache *cache, const struct snapbuild
     /* certificates: the ones referenced, in Secret order (server use before CA use) */
     for (i = 0; i < n_th; i++) {
         if (!th[i].cert) th[i].cert = def;
+        if (!th[i].cert) continue; /* not emitted: see below */
         sb_emit(th[i].cert);
         sb_emit(th[i].cert2);
         sb_emit(th[i].client_ca);

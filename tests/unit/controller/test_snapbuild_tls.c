@@ -470,6 +470,36 @@ static void test_client_auth(void **state)
     snapbuild_free(&r);
 }
 
+static void test_client_auth_without_any_certificate(void **state)
+{
+    struct snapbuild_result r;
+    const struct snapbuild_rejection *rej;
+
+    (void)state;
+    y_reset();
+    y_ca("cab", &cab);
+    y_tls("def", &rsa1);
+    /* client certificates asked for, but the host's own Secret is missing */
+    y_ing("mtls", "2024-01-01T00:00:00Z", "strait.dev/auth-tls-secret: cab",
+          "[{hosts: [m.com, \"*.w.com\"], secretName: nosuch}]",
+          "[" RULE("m.com", "/", "{number: 80}") ", " RULE("m.com", "/x", "{number: 80}") ", " RULE(
+              "a.w.com", "/", "{number: 80}") "]");
+    y_ing("other", "2024-01-02T00:00:00Z", "", "[]", "[" RULE("o.com", "/", "{number: 80}") "]");
+    /* with a default certificate the host is served with it, client check included */
+    expect("default/def", "T*.w.com=def/cab:req Tm.com=def/cab:req ; Kcab:c Kdef:s ; Ra.w.com/! "
+                          "Rm.com/x! Rm.com/! Ro.com/ ; ; D=def");
+    /* without one, the data plane could only answer with its own certificate and no client
+     * check: the routes of those hosts are not served (fail closed), the rest is */
+    expect(NULL, "; ; Ro.com/ ; ; D=-");
+    build(NULL, &r);
+    assert_non_null(rej = find_rej(&r, "mtls", "InvalidCertificate"));
+    assert_non_null(strstr(rej->message, "TLS host "));
+    assert_non_null(strstr(rej->message, "its routes are not served"));
+    /* one per host (m.com has two routes), besides the SecretNotFound of spec.tls */
+    assert_int_equal(r.n_rejections, 3);
+    snapbuild_free(&r);
+}
+
 static void test_bad_certificates(void **state)
 {
     struct snapbuild_result r;
@@ -590,6 +620,7 @@ int main(void)
         cmocka_unit_test(test_redirect_flags_and_hsts),
         cmocka_unit_test(test_upstream_tls_clusters),
         cmocka_unit_test(test_client_auth),
+        cmocka_unit_test(test_client_auth_without_any_certificate),
         cmocka_unit_test(test_bad_certificates),
         cmocka_unit_test(test_last_good_across_builds),
         cmocka_unit_test(test_secrets_decoded),
