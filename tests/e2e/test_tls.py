@@ -483,5 +483,54 @@ class HandshakeTimeoutTest(TLSBase):
         self.assertEqual(m["strait_connections_active"], 0)
 
 
+class TransferTest(TLSBase):
+    """Bodies larger than any buffer both ways over TLS (back-pressure through the
+    transport), and keep-alive requests on one TLS connection."""
+
+    def setUp(self):
+        super().setUp()
+        a = self.cert("a.example")
+        self.s.write("all.yaml", *one_app(self.s), certs.tls_secret("a-tls", a),
+                     tls_ingress("ia", [("a.example", [("/", "Prefix", "app")])],
+                                 [(["a.example"], "a-tls")]))
+        self.start_tls()
+
+    def test_large_download_and_upload(self):
+        import hashlib
+        n = 8 * 1024 * 1024
+        r = self.https("a.example", "/big?size=%d" % n, cacert=self.ca.crt, timeout=30)
+        self.assertStatus(r, 200)
+        self.assertEqual(r.body, b"x" * n)
+        path = os.path.join(self.s.dir, "upload.bin")
+        data = os.urandom(3 * 1024 * 1024 + 17)
+        with open(path, "wb") as f:
+            f.write(data)
+        for chunked in (False, True):
+            r = self.https("a.example", "/up", cacert=self.ca.crt, data_file=path,
+                           chunked=chunked, timeout=30)
+            self.assertBackend(r, "app")
+            self.assertEqual(r.json()["body_len"], len(data))
+            self.assertEqual(r.json()["body_sha256"], hashlib.sha256(data).hexdigest())
+
+    def test_keep_alive_requests_share_one_handshake(self):
+        before, _, _ = parse_metrics(self.s.admin_get("/metrics")[1].decode())
+        url = "https://a.example:%d/k" % self.s.tls_port
+        r = self.https("a.example", "/k", cacert=self.ca.crt, extra=[url, url])
+        self.assertEqual(r.status, 200)
+        # -o takes the first answer; curl writes the other two to stdout
+        self.assertEqual((r.body + r.extra.encode()).count(b'"backend": "app"'), 3)
+        m, _, _ = parse_metrics(self.s.admin_get("/metrics")[1].decode())
+        self.assertEqual(m['strait_tls_handshakes_total{result="full"}'], 1)
+        self.assertEqual(m["strait_connections_total"] - before["strait_connections_total"], 1)
+
+    def test_slow_reader_gets_everything(self):
+        # a client reading at 1 MB/s: the data plane waits on the socket, nothing is lost
+        n = 3 * 1024 * 1024
+        r = self.https("a.example", "/slow?size=%d" % n, cacert=self.ca.crt, timeout=30,
+                       extra=["--limit-rate", "1M"])
+        self.assertStatus(r, 200)
+        self.assertEqual(len(r.body), n)
+
+
 if __name__ == "__main__":
     unittest.main()
