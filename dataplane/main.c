@@ -307,7 +307,11 @@ int main(int argc, char **argv)
         log_error("startup_failed", "reason=\"%s\"", err);
         goto destroy_loop;
     }
-    /* redirects name the first HTTPS port unless told otherwise (port 0 resolves below) */
+    /*
+     * Redirects name the first HTTPS port unless told otherwise; a --listen-tls port 0 is
+     * only known once bound, after the workers copied cfg, so it leaves 443 (tests pass
+     * explicit ports).
+     */
     if (redirect_port > 0) cfg.https_port = (unsigned)redirect_port;
     for (i = 0; i < nls && redirect_port < 0; i++)
         if (ls[i].tls && listen_port(&ls[i]) != 0) {

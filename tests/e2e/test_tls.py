@@ -147,6 +147,8 @@ class ProtocolTest(TLSBase):
                                 ["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"])
         self.assertIsNone(served_fingerprint(out), out)
         self.assertIn("protocol version", err + out)
+        wait_until(lambda: log_events(self.s.dataplane_log(), "tls_handshake_failed"), 5,
+                   what="tls_handshake_failed logged")
         m, types, problems = parse_metrics(self.s.admin_get("/metrics")[1].decode())
         self.assertEqual(problems, [])
         self.assertGreaterEqual(m['strait_tls_handshakes_total{result="failed"}'], 1)
