@@ -124,10 +124,10 @@ struct conn_req {
     uint8_t u_connecting, u_eof, u_write_failed;
     uint8_t u_handshaking; /* upstream TLS handshake under way (after the TCP connect) */
     uint32_t ucluster;     /* cluster index in snap: its TLS set-up (tls_upstream) */
-    uint8_t u_keep;      /* upstream head asked for a persistent connection */
-    uint8_t u_reused;    /* u came from the idle pool */
-    uint8_t u_got_bytes; /* any response byte arrived on u */
-    uint8_t replay_ok;   /* replay holds all that was sent: a failed reuse may be retried */
+    uint8_t u_keep;        /* upstream head asked for a persistent connection */
+    uint8_t u_reused;      /* u came from the idle pool */
+    uint8_t u_got_bytes;   /* any response byte arrived on u */
+    uint8_t replay_ok;     /* replay holds all that was sent: a failed reuse may be retried */
     uint8_t resp_started, resp_done;
     uint8_t resp_close; /* upstream will not keep the connection (Connection: close, 1.0) */
     int resp_status;
@@ -151,7 +151,7 @@ struct conn {
     uint8_t lingering;         /* sent FIN; reading and dropping until EOF or CONN_LINGER */
     uint8_t tls;               /* accepted on a TLS listener */
     uint8_t handshaking;       /* TLS handshake not finished: no HTTP yet */
-    struct transport tp; /* the client socket and, on a TLS listener, its session */
+    struct transport tp;       /* the client socket and, on a TLS listener, its session */
     struct worker *w;
     struct conn *prev, *next;
     ev_io rio, wio;
@@ -605,11 +605,11 @@ static void redirect_https(struct conn *c, const char *host, const char *target,
     const char *slash = tlen == 0 || target[0] != '/' ? "/" : "";
 
     if (p != 443) snprintf(port, sizeof(port), ":%u", p);
-    if (asprintf(&hdr, "Location: https://%s%s%s%.*s\r\n", host, port, slash, (int)tlen,
-                 target) < 0)
+    if (asprintf(&hdr, "Location: https://%s%s%s%.*s\r\n", host, port, slash, (int)tlen, target) <
+        0)
         hdr = NULL;
-    if (hdr && asprintf(&body, "redirecting to https://%s%s%s%.*s\n", host, port, slash,
-                        (int)tlen, target) < 0)
+    if (hdr && asprintf(&body, "redirecting to https://%s%s%s%.*s\n", host, port, slash, (int)tlen,
+                        target) < 0)
         body = NULL;
     dbuf_consume(&c->cin, head_len); /* target points into cin: only now */
     if (!hdr || !body) {
@@ -1621,8 +1621,10 @@ static void upstream_write_cb(struct ev_loop *loop, ev_io *io, int revents)
     if (r->u_handshaking) {
         up_tp(r)->want &= (uint8_t)~TRANSPORT_RECV_WANTS_WRITE;
         ev_io_stop(c->w->loop, &r->u->wio);
-        if (upstream_handshake(c) != 0) conn_run(c);
-        else conn_update(c);
+        if (upstream_handshake(c) != 0)
+            conn_run(c);
+        else
+            conn_update(c);
         return;
     }
     ev_io_stop(c->w->loop, &r->u->wio); /* conn_run writes; conn_update restarts it if needed */
@@ -1678,8 +1680,10 @@ static void upstream_read_cb(struct ev_loop *loop, ev_io *io, int revents)
     (void)loop;
     (void)revents;
     if (c->r->u_handshaking) {
-        if (upstream_handshake(c) != 0) conn_run(c);
-        else conn_update(c);
+        if (upstream_handshake(c) != 0)
+            conn_run(c);
+        else
+            conn_update(c);
         return;
     }
     if (ut->want & TRANSPORT_SEND_WANTS_READ) {
@@ -1723,8 +1727,7 @@ static void upstream_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* ---- worker interface ---- */
 
-void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen,
-                 int tls)
+void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen, int tls)
 {
     struct conn *c;
 

@@ -155,8 +155,7 @@ static int add_listen(const char *opt, const char *spec, int tls, struct worker_
     char err[256];
 
     if (*n >= WORKER_MAX_LISTENERS) {
-        fprintf(stderr, "strait-dataplane: at most %d listening addresses\n",
-                WORKER_MAX_LISTENERS);
+        fprintf(stderr, "strait-dataplane: at most %d listening addresses\n", WORKER_MAX_LISTENERS);
         return -1;
     }
     memset(&ls[*n], 0, sizeof(ls[*n]));
@@ -318,8 +317,8 @@ int main(int argc, char **argv)
             cfg.https_port = listen_port(&ls[i]);
             break;
         }
-    if (worker_pool_start_listeners(&app.pool, (unsigned)workers, ls, nls, &cfg, err,
-                                    sizeof(err)) < 0) {
+    if (worker_pool_start_listeners(&app.pool, (unsigned)workers, ls, nls, &cfg, err, sizeof(err)) <
+        0) {
         log_error("startup_failed", "reason=\"%s\"", err);
         goto destroy_loop;
     }

@@ -62,7 +62,7 @@ struct metrics_totals {
     uint64_t generation, swaps, nacks;
     uint64_t conns_total, conns_active;
     uint64_t upstream_connections, upstream_connect_errors, upstream_timeouts, pool_reused;
-    uint64_t tls_handshakes[METRICS_TLS_N]; /* by METRICS_TLS_* */
+    uint64_t tls_handshakes[METRICS_TLS_N];  /* by METRICS_TLS_* */
     uint64_t requests_by_class[5];           /* over all routes */
     uint64_t buckets[METRICS_N_BUCKETS + 1]; /* cumulative, like Prometheus; last is +Inf */
     uint64_t duration_count;                 /* requests with a duration observed */

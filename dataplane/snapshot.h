@@ -42,7 +42,7 @@ struct snapshot {
     struct snapwire_snapshot sw;
     struct router *router;
     struct snapshot_cluster *clusters;
-    struct tls_snap *tls; /* certificate contexts + SNI table (tls.h); NULL: no TLS data */
+    struct tls_snap *tls;        /* certificate contexts + SNI table (tls.h); NULL: no TLS data */
     struct tls_upstream *tls_up; /* client TLS of the clusters with tls set; NULL: none */
 };
 

@@ -44,9 +44,9 @@
 #include "log.h"
 #include "snapshot.h"
 
-#define TLS12_CIPHERS                                                                          \
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                               \
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                               \
+#define TLS12_CIPHERS                                                                              \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                                   \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                   \
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 #define TLS_GROUPS "X25519:P-256:P-384"
 
@@ -456,11 +456,11 @@ static int load_client_ca(SSL_CTX *ctx, const struct snapwire_cert *ca, int veri
     st = NULL;
     SSL_CTX_set_client_CA_list(ctx, names);
     names = NULL;
-    SSL_CTX_set_verify(ctx,
-                       SSL_VERIFY_PEER | (verify == SNAPWIRE_CLIENT_VERIFY_REQUIRED
-                                              ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT
-                                              : 0),
-                       NULL);
+    SSL_CTX_set_verify(
+        ctx,
+        SSL_VERIFY_PEER |
+            (verify == SNAPWIRE_CLIENT_VERIFY_REQUIRED ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+        NULL);
     rc = 0;
 out:
     if (rc < 0 && !err[0]) snprintf(err, errlen, "CA bundle %s: cannot load", ca->name);
@@ -532,11 +532,10 @@ int tls_snap_build(const struct snapwire_snapshot *sw, struct tls_snap **out, ch
     }
     for (i = 0; i < n; i++) {
         const struct snapwire_tls_host *h = &sw->tls_hosts[i];
-        keys[i] = (struct host_key){h->cert, h->cert2,
-                                    h->client_verify ? h->client_ca : SNAPWIRE_NONE,
-                                    h->client_verify, i};
-        if (h->cert >= sw->n_certs ||
-            (h->cert2 != SNAPWIRE_NONE && h->cert2 >= sw->n_certs) ||
+        keys[i] =
+            (struct host_key){h->cert, h->cert2, h->client_verify ? h->client_ca : SNAPWIRE_NONE,
+                              h->client_verify, i};
+        if (h->cert >= sw->n_certs || (h->cert2 != SNAPWIRE_NONE && h->cert2 >= sw->n_certs) ||
             (keys[i].ca != SNAPWIRE_NONE && keys[i].ca >= sw->n_certs)) {
             snprintf(err, errlen, "tls host %s: bad certificate index", h->host);
             goto fail;

@@ -19,7 +19,7 @@
 #include "transport.h"
 
 #define TLS_DEFAULT_CERT_CN "Strait Default Certificate"
-#define TLS_TICKET_ROTATION 3600.0 /* default seconds between ticket key rotations */
+#define TLS_TICKET_ROTATION 3600.0     /* default seconds between ticket key rotations */
 #define TLS_MAX_TICKET_LIFETIME 604800 /* RFC 8446 4.6.1: at most 7 days */
 
 struct snapshot;

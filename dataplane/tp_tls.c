@@ -144,16 +144,15 @@ static int tls_handshake(struct transport *t)
     case SSL_ERROR_WANT_WRITE:
         t->want |= TRANSPORT_RECV_WANTS_WRITE;
         return 0;
-    default:
-        {
-            char why[256];
-            unsigned long e = ERR_peek_error();
-            if (e)
-                ERR_error_string_n(e, why, sizeof(why));
-            else
-                snprintf(why, sizeof(why), "%s", errno ? strerror(errno) : "connection closed");
-            log_debug("tls_handshake_failed", "reason=\"%s\"", why);
-        }
+    default: {
+        char why[256];
+        unsigned long e = ERR_peek_error();
+        if (e)
+            ERR_error_string_n(e, why, sizeof(why));
+        else
+            snprintf(why, sizeof(why), "%s", errno ? strerror(errno) : "connection closed");
+        log_debug("tls_handshake_failed", "reason=\"%s\"", why);
+    }
         t->priv |= TP_FATAL;
         SSL_set_quiet_shutdown(ssl, 1);
         ERR_clear_error();
@@ -253,8 +252,7 @@ static void spiffe_uri(X509 *x, char *out, size_t outlen)
         if (len < 9 || len >= (int)outlen || strncmp((const char *)u, "spiffe://", 9) != 0)
             continue;
         for (k = 0; k < len; k++) /* printable ASCII only: it goes into a header */
-            if (u[k] <= 0x20 || u[k] >= 0x7f || u[k] == '"' || u[k] == ';' || u[k] == ',')
-                ok = 0;
+            if (u[k] <= 0x20 || u[k] >= 0x7f || u[k] == '"' || u[k] == ';' || u[k] == ',') ok = 0;
         if (!ok) continue;
         memcpy(out, u, (size_t)len);
         out[len] = '\0';
@@ -293,8 +291,7 @@ char *tls_client_headers(const struct transport *t)
 
     if (!ssl || !(SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER)) return NULL;
     x = SSL_get0_peer_certificate(ssl);
-    if (!x || SSL_get_verify_result(ssl) != X509_V_OK)
-        return strdup("X-Client-Verify: NONE\r\n");
+    if (!x || SSL_get_verify_result(ssl) != X509_V_OK) return strdup("X-Client-Verify: NONE\r\n");
     if (X509_digest(x, EVP_sha256(), md, &mdlen) != 1 || mdlen != 32) return NULL;
     for (i = 0; i < 32; i++)
         snprintf(fp + 2 * i, 3, "%02x", md[i]);

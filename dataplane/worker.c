@@ -177,8 +177,8 @@ static void worker_cleanup(struct worker *w)
     pthread_mutex_destroy(&w->mu);
 }
 
-static int worker_init(struct worker *w, unsigned id, const struct worker_listen *ls,
-                       unsigned nls, const struct worker_config *cfg, char *err, size_t errlen)
+static int worker_init(struct worker *w, unsigned id, const struct worker_listen *ls, unsigned nls,
+                       const struct worker_config *cfg, char *err, size_t errlen)
 {
     unsigned i;
 

@@ -13,7 +13,7 @@
 #include "snapshot.h"
 
 #define WORKER_MAGIC 0x574f524bu /* "WORK" */
-#define WORKER_MAX_LISTENERS 16 /* --listen and --listen-tls addresses together */
+#define WORKER_MAX_LISTENERS 16  /* --listen and --listen-tls addresses together */
 
 struct conn;
 struct upstream_pool;

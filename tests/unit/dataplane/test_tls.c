@@ -105,10 +105,10 @@ static void test_sni_lookup_table(void **state)
         const char *name, *cn;
     } cases[] = {
         {"a.example", "cert-a"},
-        {"A.Example", "cert-a"},         /* SNI is case-insensitive */
+        {"A.Example", "cert-a"}, /* SNI is case-insensitive */
         {"b.example", "cert-a"},
-        {"x.w.example", "cert-a"},       /* exact before wildcard */
-        {"y.w.example", "cert-w"},       /* one label under the wildcard */
+        {"x.w.example", "cert-a"}, /* exact before wildcard */
+        {"y.w.example", "cert-w"}, /* one label under the wildcard */
         {"Y.W.EXAMPLE", "cert-w"},
         {"a.y.w.example", "cert-default"}, /* two labels: not covered */
         {"w.example", "cert-default"},     /* the bare suffix: not covered */
@@ -186,11 +186,17 @@ static void test_server_name_extension_parser(void **state)
         size_t len;
         const char *want;
     } cases[] = {
-        {"\x00\x0e\x00\x00\x0b" "a.example.c", 16, "a.example.c"},
-        {"\x00\x0e\x00\x00\x0b" "a.example", 14, ""}, /* name runs past the end */
-        {"\x00\x20\x00\x00\x0b" "a.example.c", 16, ""}, /* list runs past the end */
-        {"\x00\x04\x01\x00\x01x", 7, ""},             /* not host_name */
-        {"\x00\x00", 2, ""},                          /* empty list */
+        {"\x00\x0e\x00\x00\x0b"
+         "a.example.c",
+         16, "a.example.c"},
+        {"\x00\x0e\x00\x00\x0b"
+         "a.example",
+         14, ""}, /* name runs past the end */
+        {"\x00\x20\x00\x00\x0b"
+         "a.example.c",
+         16, ""},                         /* list runs past the end */
+        {"\x00\x04\x01\x00\x01x", 7, ""}, /* not host_name */
+        {"\x00\x00", 2, ""},              /* empty list */
         {"\x00", 1, ""},
         {"\x00\x04\x00\x00\x01\x00", 6, ""}, /* NUL inside the name */
     };
@@ -202,7 +208,9 @@ static void test_server_name_extension_parser(void **state)
         sni_from_ext((const unsigned char *)cases[i].bytes, cases[i].len, out, sizeof(out));
         assert_string_equal(out, cases[i].want);
     }
-    sni_from_ext((const unsigned char *)"\x00\x0e\x00\x00\x0b" "a.example.c", 16, out, 5);
+    sni_from_ext((const unsigned char *)"\x00\x0e\x00\x00\x0b"
+                                        "a.example.c",
+                 16, out, 5);
     assert_string_equal(out, ""); /* longer than the buffer: refused, not cut */
 }
 
