@@ -13,7 +13,8 @@ import time
 import unittest
 
 import certs
-from harness import (StraitTest, Stack, curl, curl_https, ingress, log_events, parse_metrics,
+from harness import (StraitTest, Stack, curl, curl_https, free_port, ingress, log_events,
+                     parse_metrics,
                      s_client, served_fingerprint, service_with_endpoints, start_dataplane_tls,
                      wait_until, yaml_docs)
 
@@ -532,6 +533,43 @@ class TransferTest(TLSBase):
                        extra=["--limit-rate", "1M"])
         self.assertStatus(r, 200)
         self.assertEqual(len(r.body), n)
+
+
+class ListenerTest(TLSBase):
+    def test_repeated_listeners_all_serve(self):
+        a = self.cert("a.example")
+        self.s.write("all.yaml", *one_app(self.s), certs.tls_secret("a-tls", a),
+                     tls_ingress("ia", [("a.example", [("/", "Prefix", "app")])],
+                                 [(["a.example"], "a-tls")],
+                                 annotations={"strait.dev/ssl-redirect": "false"}))
+        t2, p2 = free_port(), free_port()
+        self.start_tls("--listen-tls", "127.0.0.1:%d" % t2, "--listen", "127.0.0.1:%d" % p2,
+                       "--workers", "2")
+        for port in (self.s.tls_port, t2):
+            r = curl_https(port, "a.example", cacert=self.ca.crt, workdir=self.s.dir)
+            self.assertBackend(r, "app")
+            self.assertEqual(r.json()["headers"]["x-forwarded-proto"], "https")
+        for port in (self.s.port, p2):
+            r = curl(port, host="a.example", workdir=self.s.dir)
+            self.assertBackend(r, "app")
+            self.assertEqual(r.json()["headers"]["x-forwarded-proto"], "http")
+        lines = log_events(self.s.dataplane_log(), "listening")
+        self.assertEqual(sorted(l.get("tls", "0") for l in lines), ["0", "0", "1", "1"], lines)
+
+    def test_bad_tls_flags_exit_2(self):
+        import subprocess
+        from harness import BIN
+        dp = os.path.join(BIN, "strait-dataplane")
+        sock = os.path.join(self.s.dir, "none.sock")
+        for args in (["--socket", sock],  # no listener at all
+                     ["--socket", sock, "--listen-tls", "nonsense"],
+                     ["--socket", sock, "--listen-tls", "127.0.0.1:1", "--https-redirect-port", "0"],
+                     ["--socket", sock, "--listen-tls", "127.0.0.1:1", "--https-redirect-port",
+                      "65536"],
+                     ["--socket", sock, "--listen-tls", "127.0.0.1:1", "--tls-ticket-rotation",
+                      "-5"]):
+            p = subprocess.run([dp] + args, capture_output=True, timeout=10)
+            self.assertEqual(p.returncode, 2, (args, p.stderr))
 
 
 if __name__ == "__main__":
