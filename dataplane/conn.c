@@ -23,7 +23,14 @@
  * 431/501/502/503/504/505 itself with a short text/plain body, Date and Connection, and
  * OPTIONS with Max-Forwards: 0 with an empty 200 and Allow. Empty lines before a request
  * line are dropped without starting the header timer.
- * Does not: TLS, HTTP/2, transform bodies, or retry a request whose body was sent.
+ * On a TLS listener the connection first runs its handshake (bounded by the header
+ * timeout, closed silently when it fails or expires); then requests go over the session
+ * exactly as over plain TCP, with X-Forwarded-Proto https, the client-certificate headers of
+ * a verified connection, HSTS on responses of routes that have it; plain listeners answer
+ * routes flagged ssl-redirect with a 308 to https (ACME challenge paths excepted). All
+ * socket I/O, both sides, goes through the connection's transport (transport.h).
+ * Does not: TLS itself (tls.c, tp_tls.c), HTTP/2, transform bodies, or retry a request
+ * whose body was sent.
  *
  * Cost model: a keep-alive request costs four system calls (read the request, send it
  * upstream, read the response, send it to the client) and no epoll_ctl: output is written

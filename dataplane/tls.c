@@ -657,6 +657,7 @@ static int client_hello_cb(SSL *ssl, int *al, void *arg)
     (void)al;
     (void)arg;
     if (!s) return SSL_CLIENT_HELLO_SUCCESS;
+    if (s->magic != SNAPSHOT_MAGIC) abort();
     name[0] = '\0';
     if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) == 1)
         sni_from_ext(p, len, name, sizeof(name));
