@@ -535,6 +535,11 @@ int tls_snap_build(const struct snapwire_snapshot *sw, struct tls_snap **out, ch
         keys[i] =
             (struct host_key){h->cert, h->cert2, h->client_verify ? h->client_ca : SNAPWIRE_NONE,
                               h->client_verify, i};
+        if (h->client_verify != SNAPWIRE_CLIENT_VERIFY_OFF && h->client_ca == SNAPWIRE_NONE) {
+            /* fail closed: serving it without the check would let any client in */
+            snprintf(err, errlen, "tls host %s: client verification without a CA bundle", h->host);
+            goto fail;
+        }
         if (h->cert >= sw->n_certs || (h->cert2 != SNAPWIRE_NONE && h->cert2 >= sw->n_certs) ||
             (keys[i].ca != SNAPWIRE_NONE && keys[i].ca >= sw->n_certs)) {
             snprintf(err, errlen, "tls host %s: bad certificate index", h->host);

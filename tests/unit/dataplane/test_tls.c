@@ -176,6 +176,10 @@ static void test_bad_pem_refused_naming_the_cert(void **state)
     assert_non_null(strstr(err, "cert-a"));
     assert_non_null(strstr(err, "does not match its key"));
     f.certs[0].key_pem = k;
+    /* client verification without a CA bundle: refused, never served unchecked */
+    f.hosts[2].client_verify = SNAPWIRE_CLIENT_VERIFY_REQUIRED;
+    assert_int_equal(tls_snap_build(&f.sw, &t, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "b.example"));
     fixture_free(&f);
 }
 
