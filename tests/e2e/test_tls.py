@@ -447,6 +447,24 @@ class CertLifecycleTest(TLSBase):
         self.assertEqual(self.fp("b.example"), self.b.fingerprint())
         self.assertBackend(self.https("b.example", cacert=self.ca.crt), "app")
 
+    def test_missing_secret_served_with_default_certificate(self):
+        self.b = self.cert("b.example")
+        dflt = self.cert("default.example", name="dflt")
+        self.s.write("all.yaml", *one_app(self.s), certs.tls_secret("b-tls", self.b),
+                     certs.tls_secret("dflt", dflt, ns="kube-system"),
+                     tls_ingress("ia", [("a.example", [("/", "Prefix", "app")])],
+                                 [(["a.example"], "no-such-secret")]),
+                     tls_ingress("ib", [("b.example", [("/", "Prefix", "app")])],
+                                 [(["b.example"], "b-tls")]))
+        self.start_tls(ctl_args=("--default-ssl-certificate", "kube-system/dflt"))
+        # a.example's Secret is missing: the controller's default certificate, routes work
+        self.assertEqual(self.fp("a.example"), dflt.fingerprint())
+        self.assertBackend(self.https("a.example"), "app")
+        # unknown names and no SNI: the same default, not the data plane's own
+        self.assertEqual(self.fp("unknown.example"), dflt.fingerprint())
+        self.assertEqual(self.fp(None), dflt.fingerprint())
+        self.assertEqual(self.fp("b.example"), self.b.fingerprint())
+
     def test_expiry_metric_per_certificate(self):
         self.a1 = self.cert("a.example", name="a1", days=20)
         self.b = self.cert("b.example", days=40)
