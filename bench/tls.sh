@@ -40,7 +40,7 @@
 # Usage: bench/tls.sh [-s SECONDS] [-c CONNECTIONS] [-r ROUNDS] [-2] [-o FILE]
 #   defaults: -s 4 -c 50 -r 3 (about 5 minutes; -2 adds about 1.5). -o copies the report.
 #   BUILD=dir picks the Strait binaries and tlsload (default build; `make bench-tools`).
-#   STRAIT=0 leaves Strait out. HS_CAP_PCT / CAP_PCT the capped shares. BENCH_KEEP=1 keeps the work folder.
+#   STRAIT=0 leaves Strait out. SCENARIOS="a b" runs only those. HS_CAP_PCT / CAP_PCT the capped shares. BENCH_KEEP=1 keeps the work folder.
 # Strait needs a data plane with --listen-tls; without one (or if it does not serve the bench
 # certificate) its rows say "not measured" with the reason, and the others still run.
 set -euo pipefail
@@ -286,6 +286,12 @@ else
   echo "bench-tls: no writable CPU cgroup: the *_capped scenarios are skipped" >&2
   [ "$tls12" = 0 ] || scenarios+=(full_tls12 resumed_tls12)
 fi
+if [ -n "${SCENARIOS:-}" ]; then # a subset, e.g. SCENARIOS="resumed resumed_capped"
+  sel=()
+  for sc in "${scenarios[@]}"; do case " $SCENARIOS " in *" $sc "*) sel+=("$sc") ;; esac; done
+  [ ${#sel[@]} -gt 0 ] || { echo "bench-tls: SCENARIOS names none of: ${scenarios[*]}" >&2; exit 2; }
+  scenarios=("${sel[@]}")
+fi
 t_start=$SECONDS
 for sc in "${scenarios[@]}"; do
   for ((rd = 0; rd < rounds; rd++)); do
@@ -343,6 +349,6 @@ if [ -z "$strait_why" ]; then
   done
 fi
 for n in "${names[@]}"; do
-  say "ratio ${n}_resumed_vs_full_cpu=$(ratio "${R[$n.resumed.cpu]}" "${R[$n.full.cpu]}")"
+  say "ratio ${n}_resumed_vs_full_cpu=$(ratio "${R[$n.resumed.cpu]:-0}" "${R[$n.full.cpu]:-0}")"
 done
 [ -z "$out" ] || cp "$report" "$out"
