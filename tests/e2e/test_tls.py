@@ -534,7 +534,6 @@ class TransferTest(TLSBase):
             self.assertEqual(r.json()["body_sha256"], hashlib.sha256(data).hexdigest())
 
     def test_keep_alive_requests_share_one_handshake(self):
-        before, _, _ = parse_metrics(self.s.admin_get("/metrics")[1].decode())
         url = "https://a.example:%d/k" % self.s.tls_port
         r = self.https("a.example", "/k", cacert=self.ca.crt, extra=[url, url])
         self.assertEqual(r.status, 200)
@@ -542,7 +541,9 @@ class TransferTest(TLSBase):
         self.assertEqual((r.body + r.extra.encode()).count(b'"backend": "app"'), 3)
         m, _, _ = parse_metrics(self.s.admin_get("/metrics")[1].decode())
         self.assertEqual(m['strait_tls_handshakes_total{result="full"}'], 1)
-        self.assertEqual(m["strait_connections_total"] - before["strait_connections_total"], 1)
+        # (connections_total is no measure here: the harness's port probe may be accepted
+        # late, TCP_DEFER_ACCEPT holds it back; a probe sends no byte, so it is no handshake)
+        self.assertEqual(m['strait_tls_handshakes_total{result="resumed"}'], 0)
 
     def test_slow_reader_gets_everything(self):
         # a client reading at 1 MB/s: the data plane waits on the socket, nothing is lost
