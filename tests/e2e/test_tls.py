@@ -419,9 +419,11 @@ class CertLifecycleTest(TLSBase):
             n = self.applied()
             self.write(certs.tls_secret("a-tls", self.a2))
             wait_until(lambda: self.applied() > n, 5, what="new snapshot applied")
+            # within 1 s of snapshot_applied (sanitized builds get their usual x SLOW)
+            import harness
             t0 = time.monotonic()
             self.wait_fp("a.example", self.a2.fingerprint(), timeout=1.0)
-            self.assertLess(time.monotonic() - t0, 1.0)
+            self.assertLess(time.monotonic() - t0, 1.0 * harness.SLOW)
             k = len(results)
             wait_until(lambda: len(results) >= k + 5, 10, what="requests after the swap")
         finally:
