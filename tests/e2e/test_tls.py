@@ -6,6 +6,7 @@ RSA for the same host, protocol floor, ALPN, certificate rotation under load, br
 Secrets isolated, plain-HTTP redirects and HSTS, client certificates and their headers,
 session tickets (across workers too), TLS metrics.
 """
+import hashlib
 import json
 import os
 import threading
@@ -397,6 +398,26 @@ class CertLifecycleTest(TLSBase):
                             tls_ingress("ib", [("b.example", [("/", "Prefix", "app")])],
                                         [(["b.example"], "b-tls")]), *extra)
 
+    def open_kept_alive(self, host):
+        import socket
+        import ssl
+        ctx = ssl.create_default_context(cafile=self.ca.crt)
+        c = ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.s.tls_port)),
+                            server_hostname=host)
+        self.assertIn(b"200 OK", self.request_on(c, host))
+        return c
+
+    def request_on(self, c, host):
+        """One keep-alive GET on the TLS socket c; returns the head and JSON body."""
+        c.sendall(("GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % host).encode())
+        got = b""
+        c.settimeout(10)
+        while b"\r\n\r\n" not in got or not got.rstrip().endswith(b"}"):
+            chunk = c.recv(65536)
+            self.assertTrue(chunk, got)
+            got += chunk
+        return got
+
     def applied(self):
         return len(log_events(self.s.dataplane_log(), "snapshot_applied"))
 
@@ -414,6 +435,7 @@ class CertLifecycleTest(TLSBase):
                 results.append(self.https("a.example", cacert=self.ca.crt, timeout=5).status)
         th = threading.Thread(target=loop)
         th.start()
+        held = self.open_kept_alive("a.example")
         try:
             wait_until(lambda: len(results) >= 5, 10, what="client loop running")
             n = self.applied()
@@ -426,9 +448,14 @@ class CertLifecycleTest(TLSBase):
             self.assertLess(time.monotonic() - t0, 1.0 * harness.SLOW)
             k = len(results)
             wait_until(lambda: len(results) >= k + 5, 10, what="requests after the swap")
+            # a connection opened before the swap goes on with its old certificate
+            self.assertIn(b"200 OK", self.request_on(held, "a.example"))
+            self.assertEqual(hashlib.sha256(held.getpeercert(True)).hexdigest(),
+                             self.a1.fingerprint())
         finally:
             stop.set()
             th.join()
+            held.close()
         self.assertEqual([x for x in results if x != 200], [])
         self.assertEqual(self.fp("b.example"), self.b.fingerprint())
 
