@@ -32,6 +32,8 @@ const char *httpmsg_reason(int status)
         return "Content Too Large";
     case 414:
         return "URI Too Long";
+    case 421:
+        return "Misdirected Request";
     case 431:
         return "Request Header Fields Too Large";
     case 500:

@@ -507,6 +507,8 @@ static const char *status_body(int status)
         return "content too large\n";
     case 414:
         return "uri too long\n";
+    case 421:
+        return "misdirected request\n";
     case 431:
         return "headers too large\n";
     case 501:
@@ -987,6 +989,15 @@ static int start_request(struct conn *c)
         dbuf_consume(&c->cin, (size_t)n);
         local_response(c, 503, "no snapshot\n", 0);
         return 1;
+    }
+    if (c->tls && hl > 0) {
+        host[hl] = '\0';
+        if (!tls_policy_allows(snap->tls, host, &c->tp)) {
+            /* SNI named a host without the client certificate check Host's host has */
+            dbuf_consume(&c->cin, (size_t)n);
+            local_response(c, 421, NULL, 0);
+            return 1;
+        }
     }
     rt = router_match(snap->router, host, (size_t)hl, req.target, req.target_len);
     if (rt && (rt->flags & SNAPWIRE_ROUTE_SSL_REDIRECT) && !c->tls && hl > 0 &&
@@ -1734,11 +1745,34 @@ static void upstream_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* ---- worker interface ---- */
 
+/*
+ * On a TLS listener: the client's first bytes (there already, deferred accept) look like an
+ * HTTP/1 request line rather than a TLS record (a handshake record starts with 0x16).
+ */
+static int plain_http_on_tls(int fd)
+{
+    char b[8];
+    ssize_t n = recv(fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
+
+    if (n < 4) return 0;
+    for (ssize_t i = 0; i < n; i++) {
+        if (b[i] == ' ') return i > 0;
+        if (b[i] < 'A' || b[i] > 'Z') return 0; /* methods are upper-case tokens here */
+    }
+    return 1;
+}
+
 void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen, int tls)
 {
     struct conn *c;
+    int plain_on_tls = 0;
 
     (void)peerlen;
+    if (tls && plain_http_on_tls(fd)) {
+        /* answered in plain text, as nginx does ("plain HTTP request sent to HTTPS port") */
+        tls = 0;
+        plain_on_tls = 1;
+    }
     c = calloc(1, sizeof(*c));
     if (!c) {
         close(fd);
@@ -1775,6 +1809,12 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_
     ev_timer_start(w->loop, &c->timer);
     if (c->tls) {
         conn_handshake(c); /* the ClientHello is there already (deferred accept) */
+        return;
+    }
+    if (plain_on_tls) {
+        c->linger = 1; /* its request is still unread: FIN and drain, not RST */
+        local_response(c, 400, "plain HTTP request sent to the HTTPS port\n", 1);
+        conn_run(c);
         return;
     }
     /* the listener defers accept until data came (listener.c): read it now */

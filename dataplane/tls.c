@@ -164,6 +164,7 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
 /* ---- contexts ---- */
 
 static SSL_CTX *base_ctx;
+static int policy_idx = -1; /* SSL_CTX ex_data: its client-certificate policy's sid (32 bytes) */
 static char default_fp[65];
 static long ticket_lifetime;
 
@@ -186,6 +187,31 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
         i += 1 + l;
     }
     return SSL_TLSEXT_ERR_NOACK;
+}
+
+static void policy_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                        void *argp)
+{
+    (void)parent;
+    (void)ad;
+    (void)idx;
+    (void)argl;
+    (void)argp;
+    free(ptr);
+}
+
+/* Remembers ctx's client-certificate policy (its sid) for tls_policy_allows. */
+static int set_policy(SSL_CTX *ctx, const unsigned char sid[32])
+{
+    unsigned char *copy = malloc(32);
+
+    if (!copy) return -1;
+    memcpy(copy, sid, 32);
+    if (!SSL_CTX_set_ex_data(ctx, policy_idx, copy)) {
+        free(copy);
+        return -1;
+    }
+    return 0;
 }
 
 /* Session id context of a client-certificate policy: SHA-256 of (mode, CA bundle PEM). */
@@ -301,6 +327,11 @@ int tls_init(double rotation, char *err, size_t errlen)
     unsigned char sid[32];
 
     if (base_ctx) return 0;
+    if (policy_idx < 0 &&
+        (policy_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, policy_free)) < 0) {
+        snprintf(err, errlen, "no TLS context index");
+        return -1;
+    }
     if (ring_init(&ring) < 0) {
         snprintf(err, errlen, "no randomness for ticket keys");
         return -1;
@@ -319,6 +350,10 @@ int tls_init(double rotation, char *err, size_t errlen)
     SSL_CTX_set_timeout(base_ctx, ticket_lifetime);
     policy_sid(SNAPWIRE_CLIENT_VERIFY_OFF, NULL, sid);
     SSL_CTX_set_session_id_context(base_ctx, sid, sizeof(sid));
+    if (set_policy(base_ctx, sid) < 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     return 0;
 fail:
     SSL_CTX_free(base_ctx);
@@ -490,6 +525,10 @@ static SSL_CTX *build_ctx(const struct snapwire_snapshot *sw, uint32_t a, uint32
         policy_sid(SNAPWIRE_CLIENT_VERIFY_OFF, NULL, sid);
     }
     SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid));
+    if (set_policy(ctx, sid) < 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     return ctx;
 fail:
     SSL_CTX_free(ctx);
@@ -683,4 +722,20 @@ static int sni_cb(SSL *ssl, int *al, void *arg)
 SSL_CTX *tls_base_ctx(void)
 {
     return base_ctx;
+}
+
+int tls_policy_allows(const struct tls_snap *t, const char *host, const struct transport *tp)
+{
+    SSL_CTX *want = tls_snap_select(t, host), *have;
+    const unsigned char *w, *h;
+
+    if (!want) return 1; /* the start-up certificate: no client certificates asked */
+    w = SSL_CTX_get_ex_data(want, policy_idx);
+    if (!tp->sess || !w) return 1;
+    have = SSL_get_SSL_CTX((SSL *)tp->sess);
+    if (have == want) return 1;
+    h = SSL_CTX_get_ex_data(have, policy_idx);
+    if (h && memcmp(h, w, 32) == 0) return 1; /* same policy (also across snapshots) */
+    /* another policy: only a host that asks nothing of clients may be served */
+    return SSL_CTX_get_verify_mode(want) == SSL_VERIFY_NONE;
 }

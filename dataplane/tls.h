@@ -74,6 +74,15 @@ extern const struct transport_ops transport_tls_ops;
  */
 char *tls_client_headers(const struct transport *t);
 
+/*
+ * 1 when a request for host (lower case, NUL-terminated) may be answered on the TLS
+ * connection tp: the context host's own SNI would select asks for no client certificate, or
+ * for the same policy (mode and CA bundle) the connection's handshake ran under. 0: the
+ * client named another host in SNI than in Host and would skip that host's client
+ * certificate check; answer 421 (RFC 9110 15.5.20), as nginx does.
+ */
+int tls_policy_allows(const struct tls_snap *t, const char *host, const struct transport *tp);
+
 /* The base context new sessions start from (tp_tls.c); NULL before tls_init. */
 SSL_CTX *tls_base_ctx(void);
 

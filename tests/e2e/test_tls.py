@@ -106,6 +106,14 @@ class SNITest(TLSBase):
         self.assertBackend(r, "other")
         self.assertEqual(r.json()["headers"].get("x-forwarded-proto"), "http")
 
+    def test_plain_http_to_the_https_port_gets_400(self):
+        # as nginx does: a plain-text 400 that says why, then close; TLS goes on working
+        r = curl(self.s.tls_port, "/", host="a.example")
+        self.assertStatus(r, 400)
+        self.assertIn(b"plain HTTP request sent to the HTTPS port", r.body)
+        self.assertEqual(r.headers.get("connection"), "close")
+        self.assertEqual(self.fp("a.example"), self.a.fingerprint())
+
 
 def one_app(stack, name="app"):
     return service_with_endpoints(name, stack.backend(name))
@@ -316,6 +324,21 @@ class ClientCertTest(TLSBase):
         h = r.json()["headers"]
         self.assertEqual(h.get("x-client-subject"), "CN=client-1")
         self.assertEqual(h.get("x-client-spiffe"), "spiffe://example.org/ns/default/sa/client")
+
+
+    def test_sni_of_another_host_cannot_skip_the_client_certificate_check(self):
+        # SNI p.example (no client certificates), Host m.example (required): RFC 9110
+        # 15.5.20's 421, never the protected host without its check
+        r = self.client("p.example", headers=["Host: m.example"])
+        self.assertEqual(r.status, 421, r)
+        self.assertNotEqual(r.backend, "app")
+        r = self.client("o.example", headers=["Host: m.example"])  # optional, no cert sent
+        self.assertEqual(r.status, 421, r)
+        # the other way round is fine: p.example asks nothing of clients
+        r = self.client("m.example", self.good, headers=["Host: p.example"])
+        self.assertBackend(r, "app")
+        # and the same host in both still works
+        self.assertBackend(self.client("m.example", self.good, headers=["Host: m.example"]), "app")
 
 
 class TicketTest(TLSBase):
