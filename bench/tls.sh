@@ -349,6 +349,9 @@ if [ -z "$strait_why" ]; then
   done
 fi
 for n in "${names[@]}"; do
-  say "ratio ${n}_resumed_vs_full_cpu=$(ratio "${R[$n.resumed.cpu]:-0}" "${R[$n.full.cpu]:-0}")"
+  for v in "" _capped _tls12_capped; do
+    [ -n "${R[$n.resumed$v.cpu]:-}" ] && [ -n "${R[$n.full$v.cpu]:-}" ] || continue
+    say "ratio ${n}_resumed${v}_vs_full${v}_cpu=$(ratio "${R[$n.resumed$v.cpu]}" "${R[$n.full$v.cpu]}")"
+  done
 done
 [ -z "$out" ] || cp "$report" "$out"
