@@ -139,7 +139,6 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
     struct ticket_key k;
     int rc;
 
-    (void)ssl;
     if (enc) {
         pthread_rwlock_rdlock(&ring.lock);
         k = ring.cur;
@@ -156,6 +155,12 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
         if (rc && (EVP_DecryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1 ||
                    mac_init(hctx, k.hmac) < 0))
             rc = -1;
+        /*
+         * TLS 1.3 tickets are used once (RFC 8446 C.4, what OpenSSL clients and browsers
+         * do): unless the answer is "renew", OpenSSL sends no new ticket after a resumption,
+         * and the client's next handshake is a full one. TLS 1.2 tickets may be reused.
+         */
+        if (rc == 1 && SSL_version(ssl) == TLS1_3_VERSION) rc = 2;
     }
     OPENSSL_cleanse(&k, sizeof(k));
     return rc;

@@ -380,6 +380,17 @@ class TicketTest(TLSBase):
         self.assertEqual(m['strait_tls_handshakes_total{result="resumed"}'], 2)
         self.assertEqual(m['strait_tls_handshakes_total{result="full"}'], 2)
 
+    def test_tls13_resumption_chains_with_a_fresh_ticket_each_time(self):
+        # RFC 8446 C.4: clients use a TLS 1.3 ticket once; a server that sends no new ticket
+        # after a resumption makes every other handshake a full one
+        self.start_tls()
+        self.save_ticket("t.example")
+        nxt = os.path.join(self.s.dir, "sess2.pem")
+        for i in range(4):
+            out = self.get("t.example", ["-tls1_3", "-sess_in", self.sess, "-sess_out", nxt])
+            self.assertIn("Reused, TLSv1.3", out, "resumption %d" % i)
+            os.replace(nxt, self.sess)
+
     def test_tickets_valid_across_workers(self):
         self.start_tls("--workers", "2")
         self.save_ticket("t.example")
