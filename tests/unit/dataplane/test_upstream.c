@@ -83,18 +83,18 @@ static void test_key_lifo_and_limit(void **state)
     (void)state;
     for (i = 0; i < 3; i++)
         u[i] = pair(loop, &peers[i], &fds[i]);
-    assert_null(upstream_pool_take(p, (struct sockaddr *)&a, sizeof(a)));
+    assert_null(upstream_pool_take(p, (struct sockaddr *)&a, sizeof(a), 0));
     for (i = 0; i < 3; i++)
         upstream_pool_put(p, (struct sockaddr *)&a, sizeof(a), u[i]);
     assert_int_equal(upstream_pool_idle(p), 2);
     assert_false(is_open(fds[2])); /* over the limit: closed */
-    assert_null(upstream_pool_take(p, (struct sockaddr *)&b, sizeof(b)));
-    assert_null(upstream_pool_take(p, (struct sockaddr *)&c, sizeof(c)));
-    assert_ptr_equal(upstream_pool_take(p, (struct sockaddr *)&a2, sizeof(a2)), u[1]);
+    assert_null(upstream_pool_take(p, (struct sockaddr *)&b, sizeof(b), 0));
+    assert_null(upstream_pool_take(p, (struct sockaddr *)&c, sizeof(c), 0));
+    assert_ptr_equal(upstream_pool_take(p, (struct sockaddr *)&a2, sizeof(a2), 0), u[1]);
     /* taken out, its read watcher is still running: no epoll change on the hand-over */
     assert_true(ev_is_active(&u[1]->rio));
-    assert_ptr_equal(upstream_pool_take(p, (struct sockaddr *)&a, sizeof(a)), u[0]);
-    assert_null(upstream_pool_take(p, (struct sockaddr *)&a, sizeof(a)));
+    assert_ptr_equal(upstream_pool_take(p, (struct sockaddr *)&a, sizeof(a), 0), u[0]);
+    assert_null(upstream_pool_take(p, (struct sockaddr *)&a, sizeof(a), 0));
     assert_int_equal(upstream_pool_idle(p), 0);
     upstream_pool_put(p, (struct sockaddr *)&b, sizeof(b), u[0]);
     upstream_pool_put(NULL, (struct sockaddr *)&b, sizeof(b), u[1]); /* no pool: closed */
@@ -118,7 +118,7 @@ static void test_no_pooling_when_max_idle_is_zero(void **state)
     upstream_pool_put(p, (struct sockaddr *)&a, sizeof(a), u);
     assert_int_equal(upstream_pool_idle(p), 0);
     assert_false(is_open(fd));
-    assert_null(upstream_pool_take(p, (struct sockaddr *)&a, sizeof(a)));
+    assert_null(upstream_pool_take(p, (struct sockaddr *)&a, sizeof(a), 0));
     upstream_pool_free(p);
     close(peer);
     ev_loop_destroy(loop);
@@ -148,7 +148,7 @@ static void test_attach_moves_callbacks(void **state)
 
     (void)state;
     upstream_pool_put(p, (struct sockaddr *)&a, sizeof(a), u);
-    t = upstream_pool_take(p, (struct sockaddr *)&a, sizeof(a));
+    t = upstream_pool_take(p, (struct sockaddr *)&a, sizeof(a), 0);
     assert_ptr_equal(t, u);
     upstream_conn_attach(u, count_read_cb, count_read_cb, &weight);
     assert_int_equal(write(peer, "x", 1), 1); /* a response byte reaches the new owner */
@@ -159,6 +159,36 @@ static void test_attach_moves_callbacks(void **state)
     assert_false(is_open(fd));
     upstream_pool_free(p);
     close(peer);
+    ev_loop_destroy(loop);
+}
+
+/* A connection parked under a transport tag (a TLS set-up) only goes to the same tag. */
+static void test_tags_keep_transports_apart(void **state)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct upstream_pool *p = upstream_pool_new(loop, 1, 60.);
+    struct sockaddr_in a = addr("127.0.0.1", 443);
+    struct upstream_conn *plain, *tls;
+    int peers[2], fds[2];
+
+    (void)state;
+    plain = pair(loop, &peers[0], &fds[0]);
+    tls = pair(loop, &peers[1], &fds[1]);
+    assert_true(plain->tag == 0 && tls->tag == 0); /* upstream_conn_open: plain */
+    tls->tag = 0x1234;
+    upstream_pool_put(p, (struct sockaddr *)&a, sizeof(a), plain);
+    upstream_pool_put(p, (struct sockaddr *)&a, sizeof(a), tls); /* its own entry: kept */
+    assert_int_equal(upstream_pool_idle(p), 2);
+    assert_true(is_open(fds[0]) && is_open(fds[1]));
+    assert_null(upstream_pool_take(p, (struct sockaddr *)&a, sizeof(a), 0x9999));
+    assert_ptr_equal(upstream_pool_take(p, (struct sockaddr *)&a, sizeof(a), 0x1234), tls);
+    assert_null(upstream_pool_take(p, (struct sockaddr *)&a, sizeof(a), 0x1234));
+    assert_ptr_equal(upstream_pool_take(p, (struct sockaddr *)&a, sizeof(a), 0), plain);
+    upstream_conn_close(plain);
+    upstream_conn_close(tls);
+    close(peers[0]);
+    close(peers[1]);
+    upstream_pool_free(p);
     ev_loop_destroy(loop);
 }
 
@@ -197,6 +227,7 @@ int main(void)
         cmocka_unit_test(test_no_pooling_when_max_idle_is_zero),
         cmocka_unit_test(test_attach_moves_callbacks),
         cmocka_unit_test(test_readable_or_expired_is_dropped),
+        cmocka_unit_test(test_tags_keep_transports_apart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
