@@ -85,69 +85,21 @@ STRAIT_ADMIN=18381 WIRE_PORT=18480 WIRE_ADMIN=18481 EMPTY_PORT=18580 EMPTY_ADMIN
 work=$(mktemp -d /tmp/strait-bench.XXXXXX)
 declare -a pids=()
 # CPU-bandwidth cap for the *_capped scenarios: one cgroup, the proxy under test moved in
-# for its run and out after it.
-cap_pct=${CAP_PCT:-40} cg_v= cg_root=
-if [ -e /sys/fs/cgroup/cpu/cpu.cfs_quota_us ] && [ -w /sys/fs/cgroup/cpu/cgroup.procs ]; then
-  cg_v=1 cg_root=/sys/fs/cgroup/cpu
-elif [ -e /sys/fs/cgroup/cgroup.subtree_control ] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
-  cg_v=2 cg_root=/sys/fs/cgroup
-fi
-cg=${cg_root:+$cg_root/strait-bench-cap.$$}
-cap_setup() {
-  [ -n "$cg_v" ] || return 1
-  if [ "$cg_v" = 2 ]; then echo +cpu >"$cg_root/cgroup.subtree_control" 2>/dev/null || true; fi
-  mkdir -p "$cg" 2>/dev/null || return 1
-  if [ "$cg_v" = 1 ]; then
-    echo 20000 >"$cg/cpu.cfs_period_us" && echo $((20000 * cap_pct / 100)) >"$cg/cpu.cfs_quota_us"
-  else
-    echo "$((20000 * cap_pct / 100)) 20000" >"$cg/cpu.max"
-  fi
-}
-cap_on() { local p; for p in $(proc_pids "$1"); do echo "$p" >"$cg/cgroup.procs"; done; }
-cap_off() { local p; for p in $(proc_pids "$1"); do echo "$p" >"$cg_root/cgroup.procs" 2>/dev/null || true; done; }
-cleanup() {
-  local p
-  if [ -n "$cg" ] && [ -d "$cg" ]; then
-    while read -r p; do echo "$p" >"$cg_root/cgroup.procs" 2>/dev/null || true; done <"$cg/cgroup.procs"
-    rmdir "$cg" 2>/dev/null || true
-  fi
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 0.2
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: work folder kept: $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# for its run and out after it (bench/lib.sh).
+cap_pct=${CAP_PCT:-40}
+bench_name=bench cg_label=strait-bench-cap
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 
-start() { # $1 = log name, $2 = cpu list, rest = command; sets LAST_PID
-  setsid taskset -c "$2" "${@:3}" >"$work/$1.log" 2>&1 &
-  LAST_PID=$!
-  pids+=("$LAST_PID")
-}
-wait_port() { # bounded: 10 s
-  local _
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-  echo "bench: port $1 never opened" >&2; return 1
-}
 wait_ready() { # $1 = admin port: data plane /ready answers 200 (bounded: 10 s)
   local _
   for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$1/ready" && return 0; sleep 0.1; done
   echo "bench: data plane on admin port $1 never ready" >&2; return 1
 }
-proc_pids() { # $1 = main pid: it and its children (nginx master + worker)
-  echo "$1"; pgrep -P "$1" 2>/dev/null || true
-}
 rss_kib() { # sum of VmRSS over the processes of $1
   local t=0 p v
   for p in $(proc_pids "$1"); do
     v=$(awk '/^VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null || true); t=$((t + ${v:-0}))
-  done
-  echo "$t"
-}
-cpu_ticks() { # sum of utime+stime (clock ticks) over the processes of $1, threads included
-  local t=0 p v
-  for p in $(proc_pids "$1"); do
-    v=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}' || true); t=$((t + ${v:-0}))
   done
   echo "$t"
 }
@@ -157,21 +109,7 @@ metric() { # $1 = admin port, $2 = metric name (first sample)
 
 # ---- configuration -------------------------------------------------------------------------
 body=$(printf 'x%.0s' $(seq 1 64))
-nginx_conf() { # $1 = name, $2 = server block
-  mkdir -p "$work/$1"
-  cat >"$work/$1/nginx.conf" <<CONF
-daemon off; master_process on; worker_processes 1; worker_rlimit_nofile $fdlim;
-pid $work/$1/pid; error_log $work/$1/error.log warn;
-events { worker_connections $((nidle + 1024)); }
-http {
-  access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
-  client_body_temp_path $work/$1; proxy_temp_path $work/$1; fastcgi_temp_path $work/$1;
-  uwsgi_temp_path $work/$1; scgi_temp_path $work/$1;
-  upstream be { server 127.0.0.1:$BACKEND_PORT; keepalive 128; }
-  $2
-}
-CONF
-}
+nginx_fdlim=$fdlim nginx_conns=$((nidle + 1024)) # for nginx_conf (bench/lib.sh)
 nginx_conf backend "server { listen 127.0.0.1:$BACKEND_PORT backlog=4096; location / { return 200 '$body'; } }"
 nginx_conf nginx "server { listen 127.0.0.1:$NGINX_PORT backlog=4096; location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
 cat >"$work/haproxy.cfg" <<CONF
@@ -266,10 +204,9 @@ run_load() {
 }
 
 for n in "${names[@]}"; do R[$n.rss_idle]=$(rss_kib "${pid[$n]}"); done
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR + 1) / 2)]}'; }
 declare -A RR # per-round values: RR[name.scenario.field]="v1 v2 ..."
 scenarios=(keepalive close h2load)
-if cap_setup; then scenarios+=(keepalive_capped close_capped)
+if cap_setup && cap_quota "$cap_pct"; then scenarios+=(keepalive_capped close_capped)
 else echo "bench: no writable CPU cgroup: the *_capped scenarios are skipped" >&2; fi
 for sc in "${scenarios[@]}"; do
   for ((rd = 0; rd < rounds; rd++)); do

@@ -73,55 +73,10 @@ STRAIT_TLS=18983 STRAIT_ADMIN=18981
 declare -A port=([nginx]=18783 [haproxy]=18883 [strait]=$STRAIT_TLS)
 work=$(mktemp -d /tmp/strait-bench-tls.XXXXXX)
 declare -a pids=()
-cap_pct=${CAP_PCT:-40} hs_cap_pct=${HS_CAP_PCT:-25} cg_v= cg_root=
-if [ -e /sys/fs/cgroup/cpu/cpu.cfs_quota_us ] && [ -w /sys/fs/cgroup/cpu/cgroup.procs ]; then
-  cg_v=1 cg_root=/sys/fs/cgroup/cpu
-elif [ -e /sys/fs/cgroup/cgroup.subtree_control ] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
-  cg_v=2 cg_root=/sys/fs/cgroup
-fi
-cg=${cg_root:+$cg_root/strait-bench-tls-cap.$$}
-cap_setup() {
-  [ -n "$cg_v" ] || return 1
-  if [ "$cg_v" = 2 ]; then echo +cpu >"$cg_root/cgroup.subtree_control" 2>/dev/null || true; fi
-  mkdir -p "$cg" 2>/dev/null || return 1
-  [ "$cg_v" = 2 ] || echo 20000 >"$cg/cpu.cfs_period_us"
-}
-cap_quota() { # $1 = percent of one CPU
-  if [ "$cg_v" = 1 ]; then echo $((20000 * $1 / 100)) >"$cg/cpu.cfs_quota_us"; else echo "$((20000 * $1 / 100)) 20000" >"$cg/cpu.max"; fi
-}
-proc_pids() { echo "$1"; pgrep -P "$1" 2>/dev/null || true; }
-cap_on() { local p; for p in $(proc_pids "$1"); do echo "$p" >"$cg/cgroup.procs"; done; }
-cap_off() { local p; for p in $(proc_pids "$1"); do echo "$p" >"$cg_root/cgroup.procs" 2>/dev/null || true; done; }
-cleanup() {
-  local p
-  if [ -n "$cg" ] && [ -d "$cg" ]; then
-    while read -r p; do echo "$p" >"$cg_root/cgroup.procs" 2>/dev/null || true; done <"$cg/cgroup.procs"
-    rmdir "$cg" 2>/dev/null || true
-  fi
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 0.2
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench-tls: work folder kept: $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-start() { # $1 = log name, $2 = cpu list, rest = command; sets LAST_PID
-  setsid taskset -c "$2" "${@:3}" >"$work/$1.log" 2>&1 &
-  LAST_PID=$!
-  pids+=("$LAST_PID")
-}
-wait_port() { # bounded: 10 s
-  local _
-  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-  echo "bench-tls: port $1 never opened" >&2; return 1
-}
-cpu_ticks() { # utime+stime (clock ticks) of $1 and its children, threads included
-  local t=0 p v
-  for p in $(proc_pids "$1"); do
-    v=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}' || true); t=$((t + ${v:-0}))
-  done
-  echo "$t"
-}
+cap_pct=${CAP_PCT:-40} hs_cap_pct=${HS_CAP_PCT:-25}
+bench_name=bench-tls cg_label=strait-bench-tls-cap
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 
 # ---- certificate and configuration ---------------------------------------------------------
 mkdir -p "$work/pki"
@@ -138,21 +93,7 @@ PY
 read -r ca_crt crt key pem <"$work/pki/paths"
 
 body=$(printf 'x%.0s' $(seq 1 64))
-nginx_conf() { # $1 = name, $2 = server block
-  mkdir -p "$work/$1"
-  cat >"$work/$1/nginx.conf" <<CONF
-daemon off; master_process on; worker_processes 1; worker_rlimit_nofile 16384;
-pid $work/$1/pid; error_log $work/$1/error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off; keepalive_requests 1000000; keepalive_timeout 120s;
-  client_body_temp_path $work/$1; proxy_temp_path $work/$1; fastcgi_temp_path $work/$1;
-  uwsgi_temp_path $work/$1; scgi_temp_path $work/$1;
-  upstream be { server 127.0.0.1:$BACKEND_PORT; keepalive 128; }
-  $2
-}
-CONF
-}
+nginx_fdlim=16384 nginx_conns=8192 # for nginx_conf (bench/lib.sh)
 nginx_conf backend "server { listen 127.0.0.1:$BACKEND_PORT backlog=4096; location / { return 200 '$body'; } }"
 nginx_conf nginx "server {
     listen 127.0.0.1:${port[nginx]} ssl backlog=4096;
@@ -277,7 +218,6 @@ run_load() {
   R[$n.$sc.ccpu]=$ccpu R[$n.$sc.info]=$info
   R[$n.$sc.cpu]=$(awk -v d=$((t1 - t0)) -v hz="$hz" -v t="$total" 'BEGIN {printf "%.1f", (t > 0 ? d / hz * 1e6 / t : 0)}')
 }
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR + 1) / 2)]}'; }
 scenarios=(full resumed keepalive)
 if cap_setup; then
   scenarios+=(full_capped resumed_capped keepalive_capped)
