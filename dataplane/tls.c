@@ -160,7 +160,7 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
          * do): unless the answer is "renew", OpenSSL sends no new ticket after a resumption,
          * and the client's next handshake is a full one. TLS 1.2 tickets may be reused.
          */
-        if (rc == 1 && SSL_version(ssl) == TLS1_3_VERSION) rc = 2;
+        if (rc == 1 && ssl && SSL_version(ssl) == TLS1_3_VERSION) rc = 2;
     }
     OPENSSL_cleanse(&k, sizeof(k));
     return rc;
@@ -208,9 +208,13 @@ static void policy_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, lo
 /* Remembers ctx's client-certificate policy (its sid) for tls_policy_allows. */
 static int set_policy(SSL_CTX *ctx, const unsigned char sid[32])
 {
-    unsigned char *copy = malloc(32);
+    unsigned char *copy;
 
-    if (!copy) return -1;
+    /* first use on the main thread (tls_init or the first snapshot build) */
+    if (policy_idx < 0 &&
+        (policy_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, policy_free)) < 0)
+        return -1;
+    if (!(copy = malloc(32))) return -1;
     memcpy(copy, sid, 32);
     if (!SSL_CTX_set_ex_data(ctx, policy_idx, copy)) {
         free(copy);
@@ -332,11 +336,6 @@ int tls_init(double rotation, char *err, size_t errlen)
     unsigned char sid[32];
 
     if (base_ctx) return 0;
-    if (policy_idx < 0 &&
-        (policy_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, policy_free)) < 0) {
-        snprintf(err, errlen, "no TLS context index");
-        return -1;
-    }
     if (ring_init(&ring) < 0) {
         snprintf(err, errlen, "no randomness for ticket keys");
         return -1;
@@ -734,7 +733,7 @@ int tls_policy_allows(const struct tls_snap *t, const char *host, const struct t
     SSL_CTX *want = tls_snap_select(t, host), *have;
     const unsigned char *w, *h;
 
-    if (!want) return 1; /* the start-up certificate: no client certificates asked */
+    if (!want || policy_idx < 0) return 1; /* the start-up certificate: no client certs */
     w = SSL_CTX_get_ex_data(want, policy_idx);
     if (!tp->sess || !w) return 1;
     have = SSL_get_SSL_CTX((SSL *)tp->sess);
