@@ -178,6 +178,7 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                    const unsigned char *in, unsigned int inlen, void *arg)
 {
     unsigned int i = 0;
+    const unsigned char *h10 = NULL;
 
     (void)ssl;
     (void)arg;
@@ -189,9 +190,16 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
             *outlen = (unsigned char)l;
             return SSL_TLSEXT_ERR_OK;
         }
+        if (l == 8 && memcmp(in + i + 1, "http/1.0", 8) == 0) h10 = in + i + 1;
         i += 1 + l;
     }
-    return SSL_TLSEXT_ERR_NOACK;
+    if (h10) {
+        *out = h10;
+        *outlen = 8;
+        return SSL_TLSEXT_ERR_OK;
+    }
+    /* RFC 7301 3.2: no protocol in common is a fatal no_application_protocol alert */
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
 static void policy_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,

@@ -173,10 +173,17 @@ class ProtocolTest(TLSBase):
                                 ["-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305"])
         self.assertIn("ECDHE-ECDSA-CHACHA20-POLY1305", out)
 
-    def test_alpn_http11_selected_h2_only_proceeds(self):
+    def test_alpn_http11_selected_h2_only_refused(self):
         rc, out, err = s_client(self.s.tls_port, "dual.example", ["-alpn", "h2,http/1.1"])
         self.assertIn("ALPN protocol: http/1.1", out)
+        rc, out, err = s_client(self.s.tls_port, "dual.example", ["-alpn", "http/1.0"])
+        self.assertIn("ALPN protocol: http/1.0", out)
+        # RFC 7301 3.2: nothing in common is a fatal no_application_protocol alert
         rc, out, err = s_client(self.s.tls_port, "dual.example", ["-alpn", "h2"])
+        self.assertNotEqual(rc, 0)
+        self.assertIn("no application protocol", err)
+        # no ALPN at all is fine
+        rc, out, err = s_client(self.s.tls_port, "dual.example")
         self.assertIn("No ALPN negotiated", out)
         self.assertEqual(served_fingerprint(out), self.ec.fingerprint())
         # curl offers h2 and http/1.1 over ALPN and gets HTTP/1.1
