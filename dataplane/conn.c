@@ -833,7 +833,7 @@ static int upstream_open(struct conn *c, int allow_pool)
     r->u_got_bytes = 0;
     if (!r->u_reused && tag) {
         /* a fresh connection to a TLS cluster: the handshake follows the TCP connect */
-        if (tls_upstream_start(r->snap->tls_up, r->ucluster, &u->tp) < 0) {
+        if (tls_upstream_start(r->snap->tls_up, r->ucluster, &u->tp, sa, r->uaddrlen) < 0) {
             upstream_conn_close(u);
             r->u = NULL;
             errno = ENOMEM;

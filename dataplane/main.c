@@ -25,6 +25,7 @@
 #include "log.h"
 #include "snapshot.h"
 #include "tls.h"
+#include "tls_upstream.h"
 #include "units.h"
 #include "worker.h"
 
@@ -357,6 +358,7 @@ stop_pool:
     worker_pool_stop(app.pool, drain);
 destroy_loop:
     tls_cleanup();
+    tls_upstream_cleanup();
     accesslog_close();
     ev_loop_destroy(app.loop);
     log_info("exit", "code=%d", rc);

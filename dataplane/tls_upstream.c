@@ -9,15 +9,20 @@
  * when verifying, the host name (or IP address) check of RFC 6125 through OpenSSL's
  * X509_VERIFY_PARAM. The session then moves bytes through the TLS transport ops (tp_tls.c),
  * like a client connection's.
- * Does not: present a client certificate (mesh mTLS is the sidecar's), resume upstream
- * sessions, or check revocation.
+ * Sessions are resumed (nginx's proxy_ssl_session_reuse): the last session (ticket) an
+ * endpoint gave, per transport tag, is kept in one process-wide cache shared by the workers
+ * and offered by the next fresh connection to that endpoint - also across snapshots, since
+ * the key is the tag and the address, not the snapshot.
+ * Does not: present a client certificate (mesh mTLS is the sidecar's) or check revocation.
  * Invariants: a struct tls_upstream is immutable once built; each entry holds a reference
  * on its context, so the contexts live as long as the snapshot or as any session made from
- * them (SSL_new takes its own reference).
+ * them (SSL_new takes its own reference); the session cache holds at most SESS_MAX entries,
+ * each one reference on its SSL_SESSION, under sess_lock.
  */
 #include "tls_upstream.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +33,115 @@
 #include <openssl/x509v3.h>
 
 #include "tls.h"
+
+#define SESS_BUCKETS 1024
+#define SESS_MAX 4096
+
+/* Which cache slot a connection's session belongs to (SSL ex_data, freed with the SSL). */
+struct sess_key {
+    uint64_t tag;
+    socklen_t alen;
+    struct sockaddr_storage addr;
+};
+
+struct sess_ent {
+    struct sess_key key;
+    SSL_SESSION *sess;
+    struct sess_ent *next;
+};
+
+static pthread_mutex_t sess_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sess_ent *sess_tab[SESS_BUCKETS];
+static unsigned n_sess;
+static int key_idx = -1; /* SSL ex_data index of the struct sess_key */
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+
+static void key_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    (void)parent;
+    (void)ad;
+    (void)idx;
+    (void)argl;
+    (void)argp;
+    free(ptr);
+}
+
+static void key_index_init(void)
+{
+    key_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, key_free);
+}
+
+static unsigned key_bucket(const struct sess_key *k)
+{
+    uint64_t h = 1469598103934665603ull ^ k->tag;
+    const unsigned char *p = (const unsigned char *)&k->addr;
+
+    for (socklen_t i = 0; i < k->alen; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return (unsigned)(h % SESS_BUCKETS);
+}
+
+static int key_equal(const struct sess_key *a, const struct sess_key *b)
+{
+    return a->tag == b->tag && a->alen == b->alen && memcmp(&a->addr, &b->addr, a->alen) == 0;
+}
+
+/*
+ * OpenSSL hands over each session (TLS 1.3: each ticket, after the handshake) the server
+ * gave: keep it as the endpoint's latest. Returns 1 when the reference was kept.
+ */
+static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+    const struct sess_key *k = key_idx >= 0 ? SSL_get_ex_data(ssl, key_idx) : NULL;
+    struct sess_ent *e, **head;
+
+    if (!k || !SSL_SESSION_is_resumable(sess)) return 0;
+    pthread_mutex_lock(&sess_lock);
+    head = &sess_tab[key_bucket(k)];
+    for (e = *head; e && !key_equal(&e->key, k); e = e->next)
+        ;
+    if (e) {
+        SSL_SESSION_free(e->sess);
+        e->sess = sess;
+    } else if (n_sess < SESS_MAX && (e = malloc(sizeof(*e)))) {
+        e->key = *k;
+        e->sess = sess;
+        e->next = *head;
+        *head = e;
+        n_sess++;
+    } else {
+        sess = NULL; /* full: this one is not kept */
+    }
+    pthread_mutex_unlock(&sess_lock);
+    return sess != NULL;
+}
+
+/* Offers the endpoint's latest session to ssl, if there is one. */
+static void offer_session(SSL *ssl, const struct sess_key *k)
+{
+    struct sess_ent *e;
+
+    pthread_mutex_lock(&sess_lock);
+    for (e = sess_tab[key_bucket(k)]; e && !key_equal(&e->key, k); e = e->next)
+        ;
+    if (e) (void)SSL_set_session(ssl, e->sess); /* takes its own reference */
+    pthread_mutex_unlock(&sess_lock);
+}
+
+void tls_upstream_cleanup(void)
+{
+    pthread_mutex_lock(&sess_lock);
+    for (unsigned i = 0; i < SESS_BUCKETS; i++) {
+        while (sess_tab[i]) {
+            struct sess_ent *e = sess_tab[i];
+            sess_tab[i] = e->next;
+            SSL_SESSION_free(e->sess);
+            free(e);
+        }
+    }
+    n_sess = 0;
+    pthread_mutex_unlock(&sess_lock);
+}
 
 struct tls_upstream_cluster {
     SSL_CTX *ctx; /* NULL: a plain cluster */
@@ -76,6 +190,9 @@ static SSL_CTX *client_ctx(const char *ca_pem, const char *what, char *err, size
     /* forward secrecy and AEAD, as on the listeners (TLS 1.3 suites are all AEAD) */
     if (!SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20")) goto ssl_error;
     if (SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1) != 0) goto nomem;
+    /* sessions go to our cache only (new_session_cb), never to OpenSSL's */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
     if (!ca_pem) {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
         return ctx;
@@ -194,13 +311,22 @@ uint64_t tls_upstream_tag(const struct tls_upstream *t, uint32_t cluster)
     return t->c[cluster].tag;
 }
 
-int tls_upstream_start(const struct tls_upstream *t, uint32_t cluster, struct transport *tp)
+int tls_upstream_start(const struct tls_upstream *t, uint32_t cluster, struct transport *tp,
+                       const struct sockaddr *sa, socklen_t salen)
 {
     const struct tls_upstream_cluster *e;
-    SSL *ssl;
+    struct sess_key *k = NULL;
+    SSL *ssl = NULL;
 
     if (!t || cluster >= t->n || !(e = &t->c[cluster])->ctx) return -1;
+    pthread_once(&key_once, key_index_init);
+    if (key_idx < 0 || salen > sizeof(k->addr) || !(k = calloc(1, sizeof(*k)))) return -1;
+    k->tag = e->tag;
+    k->alen = salen;
+    memcpy(&k->addr, sa, salen);
     if (!(ssl = SSL_new(e->ctx))) goto fail;
+    if (!SSL_set_ex_data(ssl, key_idx, k)) goto fail;
+    k = NULL; /* the SSL owns it now (key_free) */
     if (!SSL_set_fd(ssl, tp->fd)) goto fail;
     SSL_set_connect_state(ssl);
     if (e->sni[0] && !e->sni_is_ip && !SSL_set_tlsext_host_name(ssl, e->sni)) goto fail;
@@ -212,12 +338,14 @@ int tls_upstream_start(const struct tls_upstream *t, uint32_t cluster, struct tr
         /* a wildcard covers one label only (RFC 6125 6.4.3) */
         X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
     }
+    offer_session(ssl, SSL_get_ex_data(ssl, key_idx));
     tp->ops = &transport_tls_ops;
     tp->sess = ssl;
     tp->want = 0;
     tp->priv = 0;
     return 0;
 fail:
+    free(k);
     SSL_free(ssl);
     ERR_clear_error();
     return -1;

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "snapwire.h"
 #include "transport.h"
@@ -35,12 +36,17 @@ void tls_upstream_free(struct tls_upstream *t);
 uint64_t tls_upstream_tag(const struct tls_upstream *t, uint32_t cluster);
 
 /*
- * Turns tp (a plain transport on a connected socket) into a TLS client session for cluster
- * i: SNI = the cluster's tls_sni (not sent when it is an IP literal or empty), and with a CA
- * the peer must chain to it and match that name (DNS name or IP address). Returns 0, or -1
- * (out of memory, or i is not a TLS cluster) with tp unchanged.
+ * Turns tp (a plain transport on a socket connected, or connecting, to sa) into a TLS client
+ * session for cluster i: SNI = the cluster's tls_sni (not sent when it is an IP literal or
+ * empty), and with a CA the peer must chain to it and match that name (DNS name or IP
+ * address). The last session that endpoint gave under the same tag is offered for
+ * resumption. Returns 0, or -1 (out of memory, or i is not a TLS cluster) with tp unchanged.
  */
-int tls_upstream_start(const struct tls_upstream *t, uint32_t cluster, struct transport *tp);
+int tls_upstream_start(const struct tls_upstream *t, uint32_t cluster, struct transport *tp,
+                       const struct sockaddr *sa, socklen_t salen);
+
+/* Frees the process-wide session cache (at exit, after the workers stopped). */
+void tls_upstream_cleanup(void);
 
 /*
  * Why the last handshake of tp failed, for logs and the 502 reason: the certificate

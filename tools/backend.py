@@ -10,7 +10,8 @@ served a request and what the proxy forwarded. Query parameters change the answe
   size=N                     answer with N bytes of 'x' (text/plain) instead of JSON
 Request bodies are always read completely (Content-Length or chunked) and hashed.
 With --tls-cert/--tls-key it speaks HTTPS (TLS 1.2+; the handshake runs in the connection's
-thread) and the JSON body also says "tls": {"sni": NAME or null, "version": "TLSv1.3"}.
+thread) and the JSON body also says "tls": {"sni": NAME or null, "version": "TLSv1.3",
+"resumed": true when the client resumed a session}.
 
 Python standard library only.
 """
@@ -109,7 +110,8 @@ class Handler(BaseHTTPRequestHandler):
             }
             if isinstance(self.connection, ssl.SSLSocket):
                 info["tls"] = {"sni": getattr(self.connection, "sni", None),
-                               "version": self.connection.version()}
+                               "version": self.connection.version(),
+                               "resumed": self.connection.session_reused}
             payload = (json.dumps(info, sort_keys=True) + "\n").encode()
             ctype = "application/json"
 

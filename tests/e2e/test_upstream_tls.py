@@ -149,3 +149,25 @@ class UpstreamTLSTest(h.StraitTest):
         r = self.s.curl("app.test", "/", timeout=10)
         self.assertStatus(r, 504)
         self.assertIn('reason="TLS handshake timeout"', self.s.dataplane_log())
+
+    def test_fresh_connections_resume_the_endpoints_session(self):
+        # no pooling: every request opens a new upstream connection; from the second on, the
+        # handshake resumes the session (ticket) the backend gave the previous one
+        port = https_backend(self.s, "web", self.cert)
+        self.s.write("app.yaml", h.ingress_class(), svc("web", port),
+                     certs.ca_secret("backend-ca", self.ca),
+                     h.ingress("app", [("app.test", [("/", "Prefix", "web")])],
+                               annotations={"strait.dev/backend-protocol": "HTTPS",
+                                            "strait.dev/proxy-ssl-secret": "backend-ca"}))
+        self.s.controller()
+        h.start_dataplane(self.s, "--upstream-keepalive", "0", "--workers", "2")
+        seen = []
+        for i in range(6):
+            r = self.s.curl("app.test", "/r%d" % i)
+            self.assertBackend(r, "web")
+            seen.append(r.json()["tls"]["resumed"])
+        self.assertFalse(seen[0], seen)  # nothing to resume yet
+        self.assertTrue(all(seen[2:]), seen)  # shared by both workers: resumed from then on
+        st, body = self.s.admin_get("/metrics")
+        m = h.parse_metrics(body.decode())[0]
+        self.assertEqual(m.get("strait_upstream_connections_total"), 6, m)
