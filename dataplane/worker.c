@@ -26,6 +26,7 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "regex.h"
 #include "upstream.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -161,6 +162,7 @@ static void *worker_main(void *arg)
     upstream_pool_free(w->pool);
     w->pool = NULL;
     conn_thread_end();
+    regex_thread_end();
     return NULL;
 }
 
