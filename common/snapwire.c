@@ -367,9 +367,9 @@ int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint
     uint8_t *recs[NSEC] = {0};
     size_t rlen[NSEC] = {0};
     static const uint32_t types[NSEC] = {
-        SNAPWIRE_SEC_STRINGS,  SNAPWIRE_SEC_META,      SNAPWIRE_SEC_LISTENERS,
-        SNAPWIRE_SEC_VHOSTS,   SNAPWIRE_SEC_ROUTES,    SNAPWIRE_SEC_CLUSTERS,
-        SNAPWIRE_SEC_ENDPOINTS, SNAPWIRE_SEC_CERTS,    SNAPWIRE_SEC_TLS_HOSTS};
+        SNAPWIRE_SEC_STRINGS,   SNAPWIRE_SEC_META,   SNAPWIRE_SEC_LISTENERS,
+        SNAPWIRE_SEC_VHOSTS,    SNAPWIRE_SEC_ROUTES, SNAPWIRE_SEC_CLUSTERS,
+        SNAPWIRE_SEC_ENDPOINTS, SNAPWIRE_SEC_CERTS,  SNAPWIRE_SEC_TLS_HOSTS};
     uint8_t *frame = NULL, *p;
     uint64_t payload, off;
     uint32_t i;
@@ -431,8 +431,8 @@ int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint
         p[16] = s->clusters[i].lb;
         /* a plain cluster's TLS fields are written as "none", whatever the caller left there */
         p[17] = s->clusters[i].tls;
-        if (strtab_add(&st, s->clusters[i].tls ? s->clusters[i].tls_sni : "", p + 20, err,
-                       errlen) < 0)
+        if (strtab_add(&st, s->clusters[i].tls ? s->clusters[i].tls_sni : "", p + 20, err, errlen) <
+            0)
             goto fail;
         put32(p + 28, s->clusters[i].tls ? s->clusters[i].tls_ca : SNAPWIRE_NONE);
     }
@@ -1009,8 +1009,7 @@ char *snapwire_to_json(const struct snapwire_snapshot *s)
         if (h->cert2 != SNAPWIRE_NONE) jsongen_str(g, s->certs[h->cert2].name);
         yajl_gen_array_close(g);
         jsongen_kv_str(g, "client_verify", verify_names[h->client_verify]);
-        gen_kv_cert(g, s, "client_ca",
-                    h->client_verify ? h->client_ca : SNAPWIRE_NONE);
+        gen_kv_cert(g, s, "client_ca", h->client_verify ? h->client_ca : SNAPWIRE_NONE);
         yajl_gen_map_close(g);
     }
     yajl_gen_array_close(g);

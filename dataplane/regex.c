@@ -4,10 +4,10 @@
  * Does: compile a pattern anchored at both ends (PCRE2_ANCHORED | PCRE2_ENDANCHORED) in UTF
  * mode, JIT-compile it when the platform allows (PCRE2 checks the subject's UTF-8 at each
  * match: request bytes are not trusted, and PCRE2_NO_UTF_CHECK on invalid UTF-8 is
- * undefined behaviour; an invalid subject simply does not match), and match with a per-thread match data block (one ovector pair: only "does it
- * match" is asked) and a match context that bounds the work (match and depth limits), so a
- * catastrophic pattern answers "no match" instead of stalling the worker.
- * Does not: capture groups, replace, or decide what a route's regex applies to.
+ * undefined behaviour; an invalid subject simply does not match), and match with a per-thread match
+ * data block (one ovector pair: only "does it match" is asked) and a match context that bounds the
+ * work (match and depth limits), so a catastrophic pattern answers "no match" instead of stalling
+ * the worker. Does not: capture groups, replace, or decide what a route's regex applies to.
  * Invariants: a struct regex is immutable after regex_compile; match data is thread-local and
  * only ever used by its thread; the match context is shared read-only.
  */
@@ -42,9 +42,8 @@ struct regex *regex_compile(const char *pattern, char *err, size_t errlen)
         return NULL;
     }
     if (!(re = calloc(1, sizeof(*re)))) goto nomem;
-    re->code = pcre2_compile((PCRE2_SPTR)pattern, n,
-                             PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_UTF, &errcode, &erroff,
-                             NULL);
+    re->code = pcre2_compile((PCRE2_SPTR)pattern, n, PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_UTF,
+                             &errcode, &erroff, NULL);
     if (!re->code) {
         PCRE2_UCHAR msg[160];
         if (pcre2_get_error_message(errcode, msg, sizeof(msg)) < 0)

@@ -332,8 +332,7 @@ int tls_upstream_start(const struct tls_upstream *t, uint32_t cluster, struct tr
     if (e->sni[0] && !e->sni_is_ip && !SSL_set_tlsext_host_name(ssl, e->sni)) goto fail;
     if (e->verify && e->sni[0]) {
         X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
-        if (e->sni_is_ip ? !X509_VERIFY_PARAM_set1_ip_asc(vp, e->sni)
-                         : !SSL_set1_host(ssl, e->sni))
+        if (e->sni_is_ip ? !X509_VERIFY_PARAM_set1_ip_asc(vp, e->sni) : !SSL_set1_host(ssl, e->sni))
             goto fail;
         /* a wildcard covers one label only (RFC 6125 6.4.3) */
         X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);

@@ -39,7 +39,7 @@
 struct upstream_ep {
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    uint64_t tag; /* transport: 0 plain, else the TLS set-up (tls_upstream_tag) */
+    uint64_t tag;               /* transport: 0 plain, else the TLS set-up (tls_upstream_tag) */
     struct upstream_conn *idle; /* most recently parked first */
     unsigned n_idle;
     struct upstream_ep *prev, *next;
@@ -76,8 +76,7 @@ static int addr_equal(const struct sockaddr *a, const struct sockaddr_storage *b
     return 0;
 }
 
-static struct upstream_ep *ep_find(struct upstream_pool *p, const struct sockaddr *sa,
-                                   uint64_t tag)
+static struct upstream_ep *ep_find(struct upstream_pool *p, const struct sockaddr *sa, uint64_t tag)
 {
     struct upstream_ep *e;
 

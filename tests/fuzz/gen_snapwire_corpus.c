@@ -52,8 +52,8 @@ int main(int argc, char **argv)
         {"ns/foo-tls", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
          "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
          "720f6f46544ffe7ea34c655962012263ea4e0ffb3398f0c2864fe33265982c99", 1798736400},
-        {"ns/ca", "-----BEGIN CERTIFICATE-----\r\nMIIC\r\n-----END CERTIFICATE-----\r\n", "",
-         "00", 1798736400}};
+        {"ns/ca", "-----BEGIN CERTIFICATE-----\r\nMIIC\r\n-----END CERTIFICATE-----\r\n", "", "00",
+         1798736400}};
     struct snapwire_tls_host th[] = {
         {"*.foo.com", 0, SNAPWIRE_NONE, SNAPWIRE_NONE, SNAPWIRE_CLIENT_VERIFY_OFF},
         {"foo.com", 0, SNAPWIRE_NONE, 1, SNAPWIRE_CLIENT_VERIFY_REQUIRED}};

@@ -26,8 +26,8 @@ static const struct {
     {"/api/v[0-9]+/users.*", "/api/v2/users/7", 1},
     {"(?i)/Shop", "/shop", 1},
     {"/caf\xc3\xa9", "/caf\xc3\xa9", 1}, /* UTF-8 pattern and subject */
-    {"/caf.", "/caf\xc3\xa9", 1},         /* '.' is one character, not one byte */
-    {"/caf.", "/caf\xe9", 0},             /* not UTF-8: no match (and no crash) */
+    {"/caf.", "/caf\xc3\xa9", 1},        /* '.' is one character, not one byte */
+    {"/caf.", "/caf\xe9", 0},            /* not UTF-8: no match (and no crash) */
     {"[a-z]+", "", 0},
     {".*", "", 1},
     {"Mozilla/5\\.0 .*Firefox/[0-9.]+", "Mozilla/5.0 (X11; Linux) Firefox/121.0", 1},

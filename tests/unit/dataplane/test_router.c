@@ -69,8 +69,9 @@ static void test_path_table(void **state)
  *   bar.com:    Prefix /api (8)
  */
 static struct snapwire_route routes[] = {
-    {"/aaa/bbb", P, 1, "t/1", 0, 0, ""}, {"/foo", E, 2, "t/2", 0, 0, ""}, {"/foo", P, 3, "t/3", 0, 0, ""},
-    {"/aaa", P, 4, "t/4", 0, 0, ""},     {"/", P, 5, "t/5", 0, 0, ""},    {"/", P, 6, "t/6", 0, 0, ""},
+    {"/aaa/bbb", P, 1, "t/1", 0, 0, ""}, {"/foo", E, 2, "t/2", 0, 0, ""},
+    {"/foo", P, 3, "t/3", 0, 0, ""},     {"/aaa", P, 4, "t/4", 0, 0, ""},
+    {"/", P, 5, "t/5", 0, 0, ""},        {"/", P, 6, "t/6", 0, 0, ""},
     {"/", P, 7, "t/7", 0, 0, ""},        {"/api", P, 8, "t/8", 0, 0, ""},
 };
 static struct snapwire_vhost vhosts[] = {

@@ -70,7 +70,8 @@ static void *backend_main(void *arg)
 static struct snapshot *make_snapshot(uint64_t gen, uint16_t port)
 {
     struct snapwire_endpoint ep = {"127.0.0.1", port, 1};
-    struct snapwire_cluster cl = {"t/svc:80", SNAPWIRE_LB_ROUND_ROBIN, 0, port ? 1 : 0, 0, "", SNAPWIRE_NONE};
+    struct snapwire_cluster cl = {"t/svc:80",   SNAPWIRE_LB_ROUND_ROBIN, 0, port ? 1 : 0, 0, "",
+                                  SNAPWIRE_NONE};
     struct snapwire_route rt = {"/", SNAPWIRE_MATCH_PREFIX, 0, "t/ing", 0, 0, ""};
     struct snapwire_vhost vh = {"", 0, 1};
     struct snapwire_snapshot s = {.meta = {SNAPWIRE_NONE, "test", 0, SNAPWIRE_NONE},

@@ -214,11 +214,12 @@ static void test_tls_rules(void **state)
         const char *what; /* expected in the error */
         int which;        /* which mutation */
     } cases[] = {
-        {"default cert", 0},   {"default cert", 1},   {"not sorted", 2},   {"not sorted", 3},
-        {"without a key", 4},  {"without a key", 5},  {"without a key", 6}, {"client CA", 7},
-        {"client CA", 8},      {"client_verify", 9},  {"unknown flags", 10}, {"tls flag", 11},
-        {"tls CA", 12},        {"tls CA", 13},        {"empty name", 14},   {"control", 15},
-        {"control", 16},       {"empty certificate", 17},
+        {"default cert", 0},  {"default cert", 1},   {"not sorted", 2},
+        {"not sorted", 3},    {"without a key", 4},  {"without a key", 5},
+        {"without a key", 6}, {"client CA", 7},      {"client CA", 8},
+        {"client_verify", 9}, {"unknown flags", 10}, {"tls flag", 11},
+        {"tls CA", 12},       {"tls CA", 13},        {"empty name", 14},
+        {"control", 15},      {"control", 16},       {"empty certificate", 17},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -229,24 +230,60 @@ static void test_tls_rules(void **state)
         memcpy(th, T, sizeof(th));
         s.clusters = cl, s.routes = rt, s.certs = ct, s.tls_hosts = th;
         switch (cases[i].which) {
-        case 0: s.meta.default_cert = 3; break;               /* out of range */
-        case 1: s.meta.default_cert = 1; break;               /* a CA bundle */
-        case 2: th[0].host = "foo.com"; break;                /* duplicate */
-        case 3: th[0].host = "zzz.com"; break;                /* unsorted */
-        case 4: th[0].cert = 1; break;                        /* CA as server cert */
-        case 5: th[1].cert2 = 0; break;                       /* same as cert */
-        case 6: th[1].cert2 = 7; break;                       /* out of range */
-        case 7: th[1].client_ca = 2; break;                   /* has a key */
-        case 8: th[1].client_ca = SNAPWIRE_NONE; break;       /* verify without a CA */
-        case 9: th[1].client_verify = 3; break;
-        case 10: rt[1].flags = 0x80; break;
-        case 11: cl[1].tls = 2; break;
-        case 12: cl[1].tls_ca = 0; break;                     /* has a key */
-        case 13: cl[1].tls_ca = 3; break;                     /* out of range */
-        case 14: th[0].host = ""; break;
-        case 15: ct[0].name = "a\nb"; break;                  /* a line break outside PEM */
-        case 16: ct[0].key_pem = "key\x01"; break;            /* other controls in PEM */
-        case 17: ct[2].chain_pem = ""; break;
+        case 0:
+            s.meta.default_cert = 3;
+            break; /* out of range */
+        case 1:
+            s.meta.default_cert = 1;
+            break; /* a CA bundle */
+        case 2:
+            th[0].host = "foo.com";
+            break; /* duplicate */
+        case 3:
+            th[0].host = "zzz.com";
+            break; /* unsorted */
+        case 4:
+            th[0].cert = 1;
+            break; /* CA as server cert */
+        case 5:
+            th[1].cert2 = 0;
+            break; /* same as cert */
+        case 6:
+            th[1].cert2 = 7;
+            break; /* out of range */
+        case 7:
+            th[1].client_ca = 2;
+            break; /* has a key */
+        case 8:
+            th[1].client_ca = SNAPWIRE_NONE;
+            break; /* verify without a CA */
+        case 9:
+            th[1].client_verify = 3;
+            break;
+        case 10:
+            rt[1].flags = 0x80;
+            break;
+        case 11:
+            cl[1].tls = 2;
+            break;
+        case 12:
+            cl[1].tls_ca = 0;
+            break; /* has a key */
+        case 13:
+            cl[1].tls_ca = 3;
+            break; /* out of range */
+        case 14:
+            th[0].host = "";
+            break;
+        case 15:
+            ct[0].name = "a\nb";
+            break; /* a line break outside PEM */
+        case 16:
+            ct[0].key_pem = "key\x01";
+            break; /* other controls in PEM */
+        case 17:
+            ct[2].chain_pem = "";
+            break;
         }
         err[0] = '\0';
         assert_int_equal(snapwire_encode(&s, 1, &f, &len, err, sizeof(err)), -1);
@@ -332,8 +369,9 @@ static void test_encoder_refuses_inconsistent(void **state)
     assert_int_equal(snapwire_encode(&s, 1, &f, &len, err, sizeof(err)), -1);
     s = sample();
     s.endpoints = bad_ep, s.n_endpoints = 1;
-    s.clusters = (struct snapwire_cluster[]){{"x", SNAPWIRE_LB_ROUND_ROBIN, 0, 1, 0, "", SNAPWIRE_NONE},
-                                             {"y", SNAPWIRE_LB_ROUND_ROBIN, 0, 0, 0, "", SNAPWIRE_NONE}};
+    s.clusters =
+        (struct snapwire_cluster[]){{"x", SNAPWIRE_LB_ROUND_ROBIN, 0, 1, 0, "", SNAPWIRE_NONE},
+                                    {"y", SNAPWIRE_LB_ROUND_ROBIN, 0, 0, 0, "", SNAPWIRE_NONE}};
     assert_int_equal(snapwire_encode(&s, 1, &f, &len, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "endpoint 0"));
     s = sample();
