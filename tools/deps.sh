@@ -5,7 +5,7 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config libev-dev libssl-dev libyajl-dev libcurl4-openssl-dev
       libcmocka-dev libyaml-dev zlib1g-dev libnghttp2-dev curl openssl python3 iproute2
-      procps psmisc clang libclang-rt-14-dev)
+      procps psmisc clang libclang-rt-14-dev python3-yaml python3-jsonschema)
 # PCRE2 for the Gateway routes' RegularExpression matches (dataplane/regex.c)
 pkgs+=(libpcre2-dev)
 missing=()
