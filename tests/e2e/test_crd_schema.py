@@ -172,7 +172,7 @@ def apply_defaults(obj, s):
 RULES = []  # (schema path, rule, message), in schema order
 for _p, _node in walk_schema(SCHEMA):
     for _v in _node.get("x-kubernetes-validations", []):
-        RULES.append((_p, " ".join(_v["rule"].split()), _v.get("message", "")))
+        RULES.append((_p, " ".join(_v.get("rule", "").split()), _v.get("message", "")))
 MESSAGES = [m for _, _, m in RULES]
 
 
