@@ -624,6 +624,57 @@ class TransferTest(TLSBase):
         self.assertEqual(len(r.body), n)
 
 
+class TLSDrainTest(TLSBase):
+    """SIGTERM with TLS connections open: the idle one is closed at once (close_notify, then
+    EOF), the one with a request in flight gets its response with Connection: close, new
+    handshakes are refused, and the data plane exits 0."""
+
+    def test_sigterm_drains_tls_connections(self):
+        import signal
+        import socket
+        import ssl
+        from harness import port_accepts, recv_http_response
+        a = self.cert("a.example")
+        self.s.write("all.yaml", *one_app(self.s), certs.tls_secret("a-tls", a),
+                     tls_ingress("ia", [("a.example", [("/", "Prefix", "app")])],
+                                 [(["a.example"], "a-tls")]))
+        self.s.controller()
+        # no upstream pool: every request opens an upstream connection, which says "in flight"
+        start_dataplane_tls(self.s, "--drain-timeout", "10", "--upstream-keepalive", "0")
+        ctx = ssl.create_default_context(cafile=self.ca.crt)
+
+        def tls_conn():
+            raw = socket.create_connection(("127.0.0.1", self.s.tls_port), timeout=10)
+            return ctx.wrap_socket(raw, server_hostname="a.example")
+
+        def upstream_conns():
+            m, _, _ = parse_metrics(self.s.admin_get("/metrics")[1].decode())
+            return m.get("strait_upstream_connections_total", 0)
+
+        idle, busy = tls_conn(), tls_conn()
+        try:
+            idle.sendall(b"GET /idle HTTP/1.1\r\nHost: a.example\r\n\r\n")
+            head, _ = recv_http_response(idle, 10)
+            self.assertIn(b" 200 ", head.split(b"\r\n")[0])
+            before = upstream_conns()
+            busy.sendall(b"GET /slow?delay_ms=1500 HTTP/1.1\r\nHost: a.example\r\n\r\n")
+            wait_until(lambda: upstream_conns() > before, 5, what="the slow request upstream")
+            os.kill(self.s.dp.pid, signal.SIGTERM)
+            wait_until(lambda: not port_accepts(self.s.tls_port), 3,
+                       what="the HTTPS listener closed during the drain")
+            self.assertEqual(idle.recv(100), b"", "idle TLS connection closed at once")
+            head, body = recv_http_response(busy, 10)
+            self.assertIn(b" 200 ", head.split(b"\r\n")[0])
+            self.assertIn(b"\r\nConnection: close\r\n", head)
+            self.assertIn(b"delay_ms=1500", body)
+            self.s.dp.p.wait(10)
+            self.assertEqual(self.s.dp.p.returncode, 0)
+        finally:
+            idle.close()
+            busy.close()
+        self.s.procs.remove(self.s.dp)  # already gone: nothing left to stop
+
+
 class ListenerTest(TLSBase):
     def test_repeated_listeners_all_serve(self):
         a = self.cert("a.example")
