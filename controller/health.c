@@ -61,7 +61,8 @@ static struct {
     uint64_t watch_restarts[MODEL_KIND_COUNT], relists[MODEL_KIND_COUNT];
     unsigned cached[MODEL_KIND_COUNT];
     int synced[MODEL_KIND_COUNT];
-    int cluster; /* any cluster-mode figure was set: render those families */
+    int watched[MODEL_KIND_COUNT]; /* a reflector reported for the kind: render its rows */
+    int cluster;                   /* any cluster-mode figure was set: render those families */
     struct health_hist api[HEALTH_N_METHODS];
     struct {
         long code;
@@ -93,6 +94,7 @@ void health_count_watch_event(enum model_kind kind, const char *type)
 
     if ((unsigned)kind >= MODEL_KIND_COUNT) return;
     hc.cluster = 1;
+    hc.watched[kind] = 1;
     for (i = 0; i < HEALTH_N_EV; i++)
         if (!strcmp(type, health_ev_types[i])) hc.watch_events[kind][i]++;
 }
@@ -101,6 +103,7 @@ void health_count_watch_restart(enum model_kind kind)
 {
     if ((unsigned)kind >= MODEL_KIND_COUNT) return;
     hc.cluster = 1;
+    hc.watched[kind] = 1;
     hc.watch_restarts[kind]++;
 }
 
@@ -108,6 +111,7 @@ void health_count_relist(enum model_kind kind)
 {
     if ((unsigned)kind >= MODEL_KIND_COUNT) return;
     hc.cluster = 1;
+    hc.watched[kind] = 1;
     hc.relists[kind]++;
 }
 
@@ -115,6 +119,7 @@ void health_set_cached(enum model_kind kind, unsigned n, int synced)
 {
     if ((unsigned)kind >= MODEL_KIND_COUNT) return;
     hc.cluster = 1;
+    hc.watched[kind] = 1;
     hc.cached[kind] = n;
     hc.synced[kind] = synced;
 }
@@ -204,7 +209,7 @@ static void health_hist_render(FILE *f, const char *name, const char *labels,
             (unsigned long long)h->count);
 }
 
-/* The families only cluster mode moves. */
+/* The families only cluster mode moves; per kind, for the kinds a reflector watches. */
 static void health_render_cluster(FILE *f)
 {
     char labels[64];
@@ -214,30 +219,34 @@ static void health_render_cluster(FILE *f)
     family(f, "strait_controller_watch_events_total", "counter",
            "Watch events handled, by kind and event type.");
     for (k = 0; k < MODEL_KIND_COUNT; k++)
-        for (i = 0; i < HEALTH_N_EV; i++)
+        for (i = 0; hc.watched[k] && i < HEALTH_N_EV; i++)
             fprintf(f, "strait_controller_watch_events_total{kind=\"%s\",type=\"%s\"} %llu\n",
                     model_kind_name((enum model_kind)k), health_ev_types[i],
                     (unsigned long long)hc.watch_events[k][i]);
     family(f, "strait_controller_watch_restarts_total", "counter",
            "Watches started again after an end, a cut or an error, by kind.");
     for (k = 0; k < MODEL_KIND_COUNT; k++)
-        fprintf(f, "strait_controller_watch_restarts_total{kind=\"%s\"} %llu\n",
-                model_kind_name((enum model_kind)k), (unsigned long long)hc.watch_restarts[k]);
+        if (hc.watched[k])
+            fprintf(f, "strait_controller_watch_restarts_total{kind=\"%s\"} %llu\n",
+                    model_kind_name((enum model_kind)k), (unsigned long long)hc.watch_restarts[k]);
     family(f, "strait_controller_relists_total", "counter",
            "Full lists after the first one (410 Gone, errors), by kind.");
     for (k = 0; k < MODEL_KIND_COUNT; k++)
-        fprintf(f, "strait_controller_relists_total{kind=\"%s\"} %llu\n",
-                model_kind_name((enum model_kind)k), (unsigned long long)hc.relists[k]);
+        if (hc.watched[k])
+            fprintf(f, "strait_controller_relists_total{kind=\"%s\"} %llu\n",
+                    model_kind_name((enum model_kind)k), (unsigned long long)hc.relists[k]);
     family(f, "strait_controller_objects_cached", "gauge",
            "Objects in the watch cache, by kind (before the snapshot builder's checks).");
     for (k = 0; k < MODEL_KIND_COUNT; k++)
-        fprintf(f, "strait_controller_objects_cached{kind=\"%s\"} %u\n",
-                model_kind_name((enum model_kind)k), hc.cached[k]);
+        if (hc.watched[k])
+            fprintf(f, "strait_controller_objects_cached{kind=\"%s\"} %u\n",
+                    model_kind_name((enum model_kind)k), hc.cached[k]);
     family(f, "strait_controller_synced", "gauge",
            "1 once the first list of a kind completed, by kind.");
     for (k = 0; k < MODEL_KIND_COUNT; k++)
-        fprintf(f, "strait_controller_synced{kind=\"%s\"} %d\n",
-                model_kind_name((enum model_kind)k), hc.synced[k]);
+        if (hc.watched[k])
+            fprintf(f, "strait_controller_synced{kind=\"%s\"} %d\n",
+                    model_kind_name((enum model_kind)k), hc.synced[k]);
     family(f, "strait_controller_api_request_duration_seconds", "histogram",
            "Kubernetes API request latency by method (WATCH: to the first byte).");
     for (m = 0; m < HEALTH_N_METHODS; m++) {

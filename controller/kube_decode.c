@@ -3,11 +3,11 @@
  *
  * Does: kind/apiVersion selection (networking.k8s.io/v1 IngressClass and Ingress, v1
  * Service, discovery.k8s.io/v1 EndpointSlice, v1 Secret of type kubernetes.io/tls or of any
- * type holding a ca.crt), the kind of List items that carry none (typed lists), per-object
- * validation following the API server's own rules (hosts, paths, pathTypes, ports, names,
- * addresses), namespace defaulting, Ingress spec.tls, Service port appProtocol, and the
- * Ingress annotations we honour (strait.dev/proxy-body-size and the TLS ones: a bad value
- * rejects the Ingress with a reason naming the annotation and the value).
+ * type holding a ca.crt), strait.dev/v1alpha1 Gateway (its spec in gwdecode.c), the kind of List
+ * items that carry none (typed lists), per-object validation following the API server's own rules
+ * (hosts, paths, pathTypes, ports, names, addresses), namespace defaulting, Ingress spec.tls,
+ * Service port appProtocol, and the Ingress annotations we honour (strait.dev/proxy-body-size and
+ * the TLS ones: a bad value rejects the Ingress with a reason naming the annotation and the value).
  * Certificate content is not looked at here (certcheck, from snapbuild, does that).
  * Does not: look at other objects (service lookups, class selection, conflicts are snapbuild's
  * job), read files, or log: it reports through its return value and err.
@@ -25,6 +25,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "gwdecode.h"
 #include "snapwire.h"
 #include "units.h"
 
@@ -872,6 +873,7 @@ int kube_decode_as(const struct kobj *doc, const char *kind_default, const char 
         {"discovery.k8s.io/v1", "EndpointSlice", MODEL_KIND_ENDPOINT_SLICE,
          sizeof(struct model_endpoint_slice)},
         {"v1", "Secret", MODEL_KIND_SECRET, sizeof(struct model_secret)},
+        {"strait.dev/v1alpha1", "Gateway", MODEL_KIND_GATEWAY, sizeof(struct model_gateway)},
     };
     const char *api, *kind, *type;
     struct model_meta *m;
@@ -940,6 +942,9 @@ int kube_decode_as(const struct kobj *doc, const char *kind_default, const char 
             break;
         case MODEL_KIND_SECRET:
             rc = kd_secret(doc, (struct model_secret *)m, type, err, errlen);
+            break;
+        case MODEL_KIND_GATEWAY:
+            rc = gwdecode_gateway(doc, (struct model_gateway *)m, err, errlen);
             break;
         default:
             rc = -1;

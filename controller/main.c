@@ -128,6 +128,7 @@ static int ctl_build_cache(const struct model_cache *cache, unsigned pre_rejecte
         for (k = 0; k < MODEL_KIND_COUNT; k++)
             counts->objects[k] = (unsigned)cache->kinds[k].n;
         counts->objects[MODEL_KIND_INGRESS] = r.n_ingresses;
+        counts->objects[MODEL_KIND_GATEWAY] = 0; /* decoded, not routed by snapbuild yet */
         counts->rejected = pre_rejected + r.n_rejected;
     }
     if (snap_out)

@@ -104,8 +104,8 @@ void model_object_free(struct model_meta *obj)
 
 const char *model_kind_name(enum model_kind kind)
 {
-    static const char *names[MODEL_KIND_COUNT] = {"IngressClass", "Ingress", "Service",
-                                                  "EndpointSlice", "Secret"};
+    static const char *names[MODEL_KIND_COUNT] = {"IngressClass",  "Ingress", "Service",
+                                                  "EndpointSlice", "Secret",  "Gateway"};
     return (unsigned)kind < MODEL_KIND_COUNT ? names[kind] : "-";
 }
 

@@ -17,6 +17,7 @@ enum model_kind {
     MODEL_KIND_SERVICE,
     MODEL_KIND_ENDPOINT_SLICE,
     MODEL_KIND_SECRET,
+    MODEL_KIND_GATEWAY, /* strait.dev/v1alpha1; decoded and validated, not routed yet */
     MODEL_KIND_COUNT
 };
 
@@ -162,6 +163,149 @@ struct model_secret {
     size_t tls_key_len;
     const unsigned char *ca_crt;
     size_t ca_crt_len;
+};
+
+/*
+ * A strait.dev/v1alpha1 Gateway (crds/strait.dev_gateways.yaml), decoded by gwdecode with the
+ * CRD's defaults applied and its rules checked again (file mode has no API server to run the
+ * schema). What it does not check: regular expressions (snapbuild compiles them), references
+ * to other objects (Services, Secrets, listenerNames against the listeners).
+ * Limits from the CRD hold, so counts fit the sizes below. Names and hostnames are lower case.
+ */
+enum model_gw_protocol { MODEL_GW_HTTP = 1, MODEL_GW_HTTPS };
+
+/* A listener's tls.certificateRefs[] entry; group is "" and kind "Secret" (the only ones). */
+struct model_gw_cert_ref {
+    const char *ns; /* resolved: the Gateway's namespace when unset */
+    const char *name;
+};
+
+struct model_gw_listener {
+    const char *name;
+    long port;
+    enum model_gw_protocol protocol;
+    const char *hostname; /* "" = every host; may start with "*." (one or more labels) */
+    struct model_gw_cert_ref *cert_refs; /* HTTPS only (at least one), none for HTTP */
+    size_t n_cert_refs;
+};
+
+enum model_gw_path_type { MODEL_GW_PATH_EXACT = 1, MODEL_GW_PATH_PREFIX, MODEL_GW_PATH_REGEX };
+enum model_gw_value_type { MODEL_GW_VALUE_EXACT = 1, MODEL_GW_VALUE_REGEX };
+/* 0 = any method; the others in the CRD's enum order */
+enum model_gw_method {
+    MODEL_GW_METHOD_ANY = 0,
+    MODEL_GW_METHOD_GET,
+    MODEL_GW_METHOD_HEAD,
+    MODEL_GW_METHOD_POST,
+    MODEL_GW_METHOD_PUT,
+    MODEL_GW_METHOD_DELETE,
+    MODEL_GW_METHOD_CONNECT,
+    MODEL_GW_METHOD_OPTIONS,
+    MODEL_GW_METHOD_TRACE,
+    MODEL_GW_METHOD_PATCH,
+};
+
+/* A header or query parameter condition (query parameters are always EXACT). */
+struct model_gw_kv_match {
+    enum model_gw_value_type type;
+    const char *name; /* headers: as written (compare case-insensitively) */
+    const char *value;
+};
+
+/* One match (its conditions ANDed). A match without path has PathPrefix "/". */
+struct model_gw_match {
+    enum model_gw_path_type path_type;
+    const char *path; /* Exact/PathPrefix: starts with '/'; REGEX: the pattern, unchecked */
+    struct model_gw_kv_match *headers;
+    size_t n_headers;
+    struct model_gw_kv_match *query;
+    size_t n_query;
+    enum model_gw_method method;
+};
+
+struct model_gw_header {
+    const char *name;
+    const char *value;
+};
+
+struct model_gw_header_mod {
+    struct model_gw_header *set;
+    size_t n_set;
+    struct model_gw_header *add;
+    size_t n_add;
+    const char **remove;
+    size_t n_remove;
+};
+
+enum model_gw_filter_type {
+    MODEL_GW_FILTER_REQUEST_HEADER = 1, /* RequestHeaderModifier */
+    MODEL_GW_FILTER_RESPONSE_HEADER,    /* ResponseHeaderModifier */
+    MODEL_GW_FILTER_REDIRECT,           /* RequestRedirect */
+    MODEL_GW_FILTER_URL_REWRITE,        /* URLRewrite */
+    MODEL_GW_FILTER_MIRROR,             /* RequestMirror */
+};
+
+/* path of RequestRedirect / URLRewrite: KEEP keeps the request's path */
+enum model_gw_path_mod { MODEL_GW_PATH_KEEP = 0, MODEL_GW_PATH_FULL, MODEL_GW_PATH_PREFIX_MATCH };
+
+struct model_gw_backend_ref {
+    const char *name; /* Service name */
+    const char *ns;   /* resolved: the Gateway's namespace when unset */
+    long port;
+    long weight; /* 0..1000000, default 1; unused for a mirror */
+};
+
+/* One filter; only the fields of its type are set. */
+struct model_gw_filter {
+    enum model_gw_filter_type type;
+    struct model_gw_header_mod headers; /* REQUEST_HEADER, RESPONSE_HEADER */
+    /* REDIRECT: scheme ("" keeps it), hostname ("" keeps it), port (0: none given), status */
+    const char *scheme;
+    const char *hostname; /* also URL_REWRITE's new Host ("" keeps it) */
+    long port;
+    int status_code; /* 301 302 303 307 308, default 302 */
+    /* REDIRECT, URL_REWRITE */
+    enum model_gw_path_mod path_mod;
+    const char *path; /* the new path or prefix; "" with MODEL_GW_PATH_KEEP */
+    /* MIRROR */
+    struct model_gw_backend_ref mirror;
+    int mirror_percent; /* 0..100, default 100 */
+};
+
+struct model_gw_rule {
+    struct model_gw_match *matches; /* at least one (the default match when unset) */
+    size_t n_matches;
+    struct model_gw_filter *filters; /* in the order given */
+    size_t n_filters;
+    struct model_gw_backend_ref *backends;
+    size_t n_backends;
+    /* milliseconds; -1 = unset (the data plane's default), 0 = no limit ("0s") */
+    int64_t request_timeout_ms;
+    int64_t backend_timeout_ms;
+    int has_retry;
+    int retry_attempts;  /* 0..10 */
+    int retry_codes[16]; /* 500..599, unique; none = connect failures and no response head */
+    size_t n_retry_codes;
+    int64_t retry_backoff_ms; /* 0 when unset: retries start at once */
+};
+
+struct model_gw_route {
+    const char *name; /* "" when unset */
+    const char **hostnames;
+    size_t n_hostnames;
+    const char **listener_names; /* none = every listener whose hostname fits */
+    size_t n_listener_names;
+    struct model_gw_rule *rules;
+    size_t n_rules;
+};
+
+struct model_gateway {
+    struct model_meta meta;
+    int64_t generation; /* metadata.generation, 0 when absent (file mode) */
+    struct model_gw_listener *listeners;
+    size_t n_listeners;
+    struct model_gw_route *routes;
+    size_t n_routes;
 };
 
 /* ---- pools ---- */
