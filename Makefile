@@ -135,3 +135,11 @@ $(BUILD)/tlsload: bench/tlsload.c
 bench: bench-tools
 bench-tls: deps all bench-tools
 	@BUILD=$(BUILD) bench/tls.sh
+# bench-router: the router micro-benchmark (bench/routerbench.c, issue 7's routing target):
+# ns per router_match for 10 .. 100,000 routes.
+.PHONY: bench-router
+$(BUILD)/routerbench: bench/routerbench.c $(BUILD)/libdataplane.a $(BUILD)/libcommon.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Idataplane $(LDFLAGS_ALL) -o $@ $< $(filter %.a,$^) $(DP_LIBS)
+bench-router: deps $(BUILD)/routerbench
+	@$(BUILD)/routerbench
