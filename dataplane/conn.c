@@ -561,10 +561,13 @@ static void local_response_hdrs(struct conn *c, int status, const char *body, in
     if (!r->keep_alive || c->w->stopping) close_conn = 1;
     upstream_release(c);
     if (dbuf_printf(&c->cout,
-                    "HTTP/1.1 %d %s\r\nDate: %s\r\n%s%sContent-Type: text/plain\r\n"
+                    "HTTP/1.1 %d %s\r\nDate: %s\r\n%s%s%s%s%sContent-Type: text/plain\r\n"
                     "Content-Length: %zu\r\nConnection: %s\r\n\r\n%s",
                     status, status == 308 ? "Permanent Redirect" : httpmsg_reason(status),
                     http_date(c), extra ? extra : "",
+                    /* a routed request's own errors (413, 502, 503, 504) carry HSTS too */
+                    r->hsts ? "Strict-Transport-Security: " : "", r->hsts ? r->hsts : "",
+                    r->hsts ? "\r\n" : "",
                     /*
                      * RFC 9110 15.5.6: a 405 lists what is allowed (not CONNECT or TRACE); so
                      * does our only local 200, the answer to OPTIONS with Max-Forwards: 0

@@ -213,8 +213,21 @@ class RedirectHSTSTest(TLSBase):
             ingress("ic", [("c.example", [("/", "Prefix", "app")])],
                     annotations={"strait.dev/force-ssl-redirect": "true"}),
             ingress("id", [("d.example", [("/", "Prefix", "app")])])]
+        # e.example: HSTS, its backend refuses connections (nothing listens on that port)
+        docs += service_with_endpoints("gone", free_port()) + [
+            tls_ingress("ie", [("e.example", [("/", "Prefix", "gone")])], [(["e.example"], "a-tls")],
+                        annotations={"strait.dev/hsts": "true", "strait.dev/ssl-redirect": "false"})]
         self.s.write("all.yaml", *docs)
         self.start_tls()
+
+    def test_hsts_on_the_proxys_own_error_responses(self):
+        r = self.https("e.example", "/", extra=["--cacert", self.ca.crt, "-k"])
+        self.assertStatus(r, 502)
+        self.assertEqual(r.headers.get("strict-transport-security"),
+                         "max-age=31536000; includeSubDomains")
+        r = self.s.curl("e.example")  # the same error over plain HTTP: no HSTS
+        self.assertStatus(r, 502)
+        self.assertNotIn("strict-transport-security", r.headers)
 
     def test_plain_request_to_tls_host_gets_308(self):
         r = self.s.curl("a.example", "/p/q?x=1&y=2")
