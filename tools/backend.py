@@ -45,7 +45,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _read_body(self):
         """Reads the request body fully; returns it as bytes (or None if malformed)."""
-        te = (self.headers.get("Transfer-Encoding") or "").lower()
+        # every Transfer-Encoding line counts (RFC 9110 5.3: they form one list); only the
+        # first would leave a chunked body unread after "Transfer-Encoding: gzip" + "chunked"
+        te = ",".join(self.headers.get_all("Transfer-Encoding") or []).lower()
         if "chunked" in te:
             body = bytearray()
             while True:
