@@ -1517,6 +1517,25 @@ static void linger_read(struct conn *c)
 }
 
 /*
+ * Reads what a new connection already sent (deferred accept; after a TLS handshake, what
+ * came with the client's Finished) and runs it, or waits for the first bytes.
+ */
+static void conn_first_read(struct conn *c)
+{
+    switch (client_read(c)) {
+    case 1:
+        conn_run(c);
+        break;
+    case 0:
+        conn_trim(c);
+        conn_update(c); /* the read watcher on, nothing to write */
+        break;
+    default:
+        break;
+    }
+}
+
+/*
  * Moves a TLS handshake on. While it runs only the client socket is watched, in the
  * direction the session needs; c->timer (the header timeout) bounds it and closes silently.
  * Once done, the idle timer takes over and whatever the client already sent is read.
@@ -1539,17 +1558,7 @@ static void conn_handshake(struct conn *c)
     c->client_hdrs = tls_client_headers(&c->tp);
     io_want(loop, &c->wio, 0);
     arm_timer(c, c->w->cfg.client_idle_timeout);
-    switch (client_read(c)) {
-    case 1:
-        conn_run(c);
-        break;
-    case 0:
-        conn_trim(c);
-        conn_update(c);
-        break;
-    default:
-        break;
-    }
+    conn_first_read(c);
 }
 
 static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -1821,17 +1830,7 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_
         return;
     }
     /* the listener defers accept until data came (listener.c): read it now */
-    switch (client_read(c)) {
-    case 1:
-        conn_run(c);
-        break;
-    case 0:
-        conn_trim(c);
-        ev_io_start(w->loop, &c->rio);
-        break;
-    default:
-        break;
-    }
+    conn_first_read(c);
 }
 
 void conn_shutdown_all(struct worker *w)

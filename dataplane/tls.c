@@ -202,7 +202,7 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
     return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
-static void policy_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+void tls_exdata_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
 {
     (void)parent;
     (void)ad;
@@ -219,7 +219,7 @@ static int set_policy(SSL_CTX *ctx, const unsigned char sid[32])
 
     /* first use on the main thread (tls_init or the first snapshot build) */
     if (policy_idx < 0 &&
-        (policy_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, policy_free)) < 0)
+        (policy_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, tls_exdata_free)) < 0)
         return -1;
     if (!(copy = malloc(32))) return -1;
     memcpy(copy, sid, 32);
@@ -402,7 +402,8 @@ struct tls_snap {
     uint32_t n_ctx, n_exact, n_wild;
     SSL_CTX **ctx;
     struct sni_ent *exact, *wild;
-    SSL_CTX *def; /* meta.default_cert's context, or NULL */
+    SSL_CTX *def;    /* meta.default_cert's context, or NULL */
+    int client_auth; /* some tls_host asks for client certificates (tls_policy_allows) */
 };
 
 void tls_snap_free(struct tls_snap *t)
@@ -585,6 +586,7 @@ int tls_snap_build(const struct snapwire_snapshot *sw, struct tls_snap **out, ch
         keys[i] =
             (struct host_key){h->cert, h->cert2, h->client_verify ? h->client_ca : SNAPWIRE_NONE,
                               h->client_verify, i};
+        if (h->client_verify != SNAPWIRE_CLIENT_VERIFY_OFF) t->client_auth = 1;
         if (h->client_verify != SNAPWIRE_CLIENT_VERIFY_OFF && h->client_ca == SNAPWIRE_NONE) {
             /* fail closed: serving it without the check would let any client in */
             snprintf(err, errlen, "tls host %s: client verification without a CA bundle", h->host);
@@ -737,10 +739,12 @@ SSL_CTX *tls_base_ctx(void)
 
 int tls_policy_allows(const struct tls_snap *t, const char *host, const struct transport *tp)
 {
-    SSL_CTX *want = tls_snap_select(t, host), *have;
+    SSL_CTX *want, *have;
     const unsigned char *w, *h;
 
-    if (!want || policy_idx < 0) return 1; /* the start-up certificate: no client certs */
+    /* the common case, on every request of a TLS connection: nobody asks for client certs */
+    if (!t || !t->client_auth || policy_idx < 0) return 1;
+    if (!(want = tls_snap_select(t, host))) return 1; /* the start-up certificate */
     w = SSL_CTX_get_ex_data(want, policy_idx);
     if (!tp->sess || !w) return 1;
     have = SSL_get_SSL_CTX((SSL *)tp->sess);

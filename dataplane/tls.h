@@ -83,6 +83,9 @@ char *tls_client_headers(const struct transport *t);
  */
 int tls_policy_allows(const struct tls_snap *t, const char *host, const struct transport *tp);
 
+/* ex_data free callback for a malloc'd block (SSL and SSL_CTX indexes of tls*.c). */
+void tls_exdata_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp);
+
 /* The base context new sessions start from (tp_tls.c); NULL before tls_init. */
 SSL_CTX *tls_base_ctx(void);
 

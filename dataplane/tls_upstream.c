@@ -56,19 +56,9 @@ static unsigned n_sess;
 static int key_idx = -1; /* SSL ex_data index of the struct sess_key */
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 
-static void key_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
-{
-    (void)parent;
-    (void)ad;
-    (void)idx;
-    (void)argl;
-    (void)argp;
-    free(ptr);
-}
-
 static void key_index_init(void)
 {
-    key_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, key_free);
+    key_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, tls_exdata_free);
 }
 
 static unsigned key_bucket(const struct sess_key *k)
@@ -326,7 +316,7 @@ int tls_upstream_start(const struct tls_upstream *t, uint32_t cluster, struct tr
     memcpy(&k->addr, sa, salen);
     if (!(ssl = SSL_new(e->ctx))) goto fail;
     if (!SSL_set_ex_data(ssl, key_idx, k)) goto fail;
-    k = NULL; /* the SSL owns it now (key_free) */
+    k = NULL; /* the SSL owns it now (tls_exdata_free) */
     if (!SSL_set_fd(ssl, tp->fd)) goto fail;
     SSL_set_connect_state(ssl);
     if (e->sni[0] && !e->sni_is_ip && !SSL_set_tlsext_host_name(ssl, e->sni)) goto fail;
