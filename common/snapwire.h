@@ -32,7 +32,16 @@
  *     < n_certs or SNAPWIRE_NONE where allowed; a tls_host's cert and cert2 and
  *     meta.default_cert name certificates with a key; client_ca and tls_ca name CA bundles
  *     (key_pem ""); tls_hosts are sorted by host with no duplicates
- * Unknown section types are skipped (forward compatibility); FILTERS is reserved.
+ *   - route ranges [first_cond, +cond_count), [first_backend, +backend_count),
+ *     [first_filter, +filter_count) lie inside conds[], backends[], filters[]; a filter's
+ *     [first_edit, +edit_count) inside hdr_edits[]; every enum (match, method, cond kind,
+ *     filter type, path_mod, edit op) is known; route.cluster, backend.cluster and a
+ *     mirror's cluster are < n_clusters or SNAPWIRE_NONE; a route's backend weights sum to
+ *     at most UINT32_MAX; retry_codes_hi has no bit above 35 (599); retry_attempts <=
+ *     SNAPWIRE_MAX_RETRIES; header names (conds, edits) are non-empty HTTP tokens, lower
+ *     case in conds; a REGEX route's pattern and a HEADER_REGEX value are non-empty (the
+ *     data plane compiles them and NACKs a snapshot whose pattern does not compile)
+ * Unknown section types are skipped (forward compatibility).
  *
  * Only this module touches raw snapshot bytes.
  */
@@ -47,8 +56,11 @@
  * 2: u64 max_body in ROUTES records, default_max_body in META.
  * 3: TLS: CERTS and TLS_HOSTS sections, META default_cert, ROUTES flags + hsts, CLUSTERS
  *    upstream TLS (tls, tls_sni, tls_ca).
+ * 4: Gateway routes: MATCH_CONDS, BACKENDS, FILTERS, HDR_EDITS sections; ROUTES gain method,
+ *    the ranges into those sections, timeouts and retry policy; match type REGEX; route
+ *    flag WILD_ANY; route.cluster may be SNAPWIRE_NONE.
  */
-#define SNAPWIRE_VERSION 3
+#define SNAPWIRE_VERSION 4
 #define SNAPWIRE_HEADER_SIZE 32
 #define SNAPWIRE_MAX_FRAME (64u << 20) /* refuse frames larger than 64 MiB */
 #define SNAPWIRE_NONE 0xffffffffu
@@ -71,13 +83,33 @@ enum snapwire_section_type {
     SNAPWIRE_SEC_CLUSTERS = 6,
     SNAPWIRE_SEC_ENDPOINTS = 7,
     SNAPWIRE_SEC_CERTS = 8,     /* certificates with keys, and CA bundles */
-    SNAPWIRE_SEC_FILTERS = 9,   /* reserved for API-gateway filters */
-    SNAPWIRE_SEC_TLS_HOSTS = 10 /* SNI name -> certificate(s), client certificate policy */
+    SNAPWIRE_SEC_FILTERS = 9,     /* route filters (Gateway), in the order they run */
+    SNAPWIRE_SEC_TLS_HOSTS = 10,  /* SNI name -> certificate(s), client certificate policy */
+    SNAPWIRE_SEC_MATCH_CONDS = 11, /* header / query conditions of routes */
+    SNAPWIRE_SEC_BACKENDS = 12,   /* weighted backends of routes */
+    SNAPWIRE_SEC_HDR_EDITS = 13   /* header edits of filters */
 };
 
 enum snapwire_match {
     SNAPWIRE_MATCH_EXACT = 1,
     SNAPWIRE_MATCH_PREFIX = 2, /* element-wise, Kubernetes Ingress semantics */
+    SNAPWIRE_MATCH_REGEX = 3,  /* route.path is a PCRE2 pattern matched against the whole
+                                  normalised path (anchored at both ends) */
+};
+
+/* route.method: the request method a route requires */
+enum snapwire_method {
+    SNAPWIRE_METHOD_ANY = 0,
+    SNAPWIRE_METHOD_GET,
+    SNAPWIRE_METHOD_HEAD,
+    SNAPWIRE_METHOD_POST,
+    SNAPWIRE_METHOD_PUT,
+    SNAPWIRE_METHOD_DELETE,
+    SNAPWIRE_METHOD_CONNECT,
+    SNAPWIRE_METHOD_OPTIONS,
+    SNAPWIRE_METHOD_TRACE,
+    SNAPWIRE_METHOD_PATCH,
+    SNAPWIRE_METHOD_MAX_ = SNAPWIRE_METHOD_PATCH
 };
 
 enum snapwire_protocol {
@@ -109,8 +141,8 @@ struct snapwire_listener {
 };
 
 /*
- * A virtual host. host is lower case: "foo.com", "*.foo.com" (exactly one extra label) or ""
- * (any host). The controller sorts vhosts by host and, inside a vhost, routes in match order
+ * A virtual host. host is lower case: "foo.com", "*.foo.com" (one extra label; any number
+ * for routes flagged SNAPWIRE_ROUTE_WILD_ANY) or "" (any host). The controller sorts vhosts by host and, inside a vhost, routes in match order
  * (longest path first, Exact before Prefix at equal length), so a reader may take the first
  * route that matches.
  */
@@ -122,6 +154,20 @@ struct snapwire_vhost {
 
 /* route.flags */
 #define SNAPWIRE_ROUTE_SSL_REDIRECT 0x01 /* plain-HTTP requests get a 308 to https */
+/*
+ * In a wildcard vhost "*.foo.com", the route also matches hosts more than one label below
+ * foo.com ("a.b.foo.com"; Gateway API hostnames), not only one label (Ingress).
+ */
+#define SNAPWIRE_ROUTE_WILD_ANY 0x02
+/* Gateway listeners: the route serves only requests from plain-HTTP (--listen) or only from
+ * TLS (--listen-tls) listeners; neither flag: both */
+#define SNAPWIRE_ROUTE_PLAIN_ONLY 0x04
+#define SNAPWIRE_ROUTE_TLS_ONLY 0x08
+
+/* Route timeouts in milliseconds: two values are special. */
+#define SNAPWIRE_TIMEOUT_DEFAULT 0          /* not set: the data plane's own timeouts apply */
+#define SNAPWIRE_TIMEOUT_NONE UINT32_MAX    /* no limit ("0s" in a Gateway) */
+#define SNAPWIRE_MAX_RETRIES 10             /* bound of route.retry_attempts */
 
 struct snapwire_route {
     const char *path;   /* starts with '/' */
@@ -136,6 +182,105 @@ struct snapwire_route {
      * (RFC 6797 7.2).
      */
     const char *hsts;
+    /* ---- v4: Gateway routes (all zero for an Ingress route) ---- */
+    uint8_t method; /* enum snapwire_method; ANY matches every method */
+    /* conditions ANDed with the path and method: conds[first_cond .. +cond_count) */
+    uint32_t first_cond, cond_count;
+    /*
+     * Weighted backends: backends[first_backend .. +backend_count). backend_count 0: the
+     * route goes to cluster (SNAPWIRE_NONE: the route answers 500, unless a RequestRedirect
+     * filter answers first). With backends, cluster is ignored (SNAPWIRE_NONE).
+     */
+    uint32_t first_backend, backend_count;
+    /* filters[first_filter .. +filter_count), run in this order */
+    uint32_t first_filter, filter_count;
+    /* SNAPWIRE_TIMEOUT_*: whole exchange (request) and each upstream attempt (backend) */
+    uint32_t request_timeout_ms, backend_timeout_ms;
+    /*
+     * Retries after the first attempt (0 = none, at most SNAPWIRE_MAX_RETRIES), for
+     * idempotent requests or any request whose body was not sent yet. A response with a
+     * status whose bit is set is retried (bit i of lo = 500 + i, bit i of hi = 564 + i);
+     * connect failures and attempts that got no response head always are. backoff: the
+     * wait before the first retry (doubling, with jitter), 0 = at once.
+     */
+    uint8_t retry_attempts;
+    uint64_t retry_codes_lo, retry_codes_hi;
+    uint32_t retry_backoff_ms;
+};
+
+/* A header or query-parameter condition of a route. */
+enum snapwire_cond_kind {
+    SNAPWIRE_COND_HEADER_EXACT = 1, /* some header called name has exactly value */
+    SNAPWIRE_COND_HEADER_REGEX = 2, /* some header called name matches value (PCRE2, whole) */
+    SNAPWIRE_COND_QUERY_EXACT = 3,  /* the first query parameter called name (case
+                                       sensitive, as sent) has exactly value */
+};
+
+struct snapwire_cond {
+    uint8_t kind;      /* enum snapwire_cond_kind */
+    const char *name;  /* header names lower case */
+    const char *value; /* exact value, or the pattern */
+};
+
+/*
+ * One weighted backend of a route: traffic share weight / (sum of the route's weights).
+ * cluster SNAPWIRE_NONE: a backendRef that does not resolve; its share answers 500. Weight 0
+ * entries get no traffic; a route whose weights are all 0 answers 500.
+ */
+struct snapwire_backend {
+    uint32_t cluster;
+    uint32_t weight;
+};
+
+enum snapwire_filter_type {
+    SNAPWIRE_FILTER_REQUEST_HEADERS = 1,  /* hdr edits on the request sent upstream */
+    SNAPWIRE_FILTER_RESPONSE_HEADERS = 2, /* hdr edits on the response sent to the client */
+    SNAPWIRE_FILTER_REDIRECT = 3,         /* answer with a redirect, no upstream */
+    SNAPWIRE_FILTER_REWRITE = 4,          /* change Host and/or path before forwarding */
+    SNAPWIRE_FILTER_MIRROR = 5,           /* copy the request to another cluster */
+};
+
+/* filter.path_mod (REDIRECT, REWRITE) */
+enum snapwire_path_mod {
+    SNAPWIRE_PATH_KEEP = 0,   /* the request's path */
+    SNAPWIRE_PATH_FULL = 1,   /* path replaces the whole path (query kept) */
+    SNAPWIRE_PATH_PREFIX = 2, /* path replaces the route's matched prefix (PREFIX routes) */
+};
+
+/*
+ * A filter; only the fields of its type are meaningful, the others are zero / "" / NONE.
+ *   REQUEST_HEADERS, RESPONSE_HEADERS: hdr_edits[first_edit .. +edit_count), applied in
+ *     order (the controller orders them set, add, remove as the Gateway API does).
+ *   REDIRECT: scheme ("" keeps the request's), hostname ("" keeps it), port (0: none given:
+ *     the scheme's default when scheme is set, else the request's Host port), status (301,
+ *     302, 303, 307, 308), path_mod + path.
+ *   REWRITE: hostname ("" keeps Host), path_mod + path.
+ *   MIRROR: cluster (SNAPWIRE_NONE: unresolved, nothing is mirrored), share in
+ *     mirror_permille (0..1000) of the requests.
+ */
+struct snapwire_filter {
+    uint8_t type; /* enum snapwire_filter_type */
+    uint32_t first_edit, edit_count;
+    const char *scheme;
+    const char *hostname;
+    uint16_t port;
+    uint16_t status;
+    uint8_t path_mod; /* enum snapwire_path_mod */
+    const char *path;
+    uint32_t cluster;
+    uint32_t mirror_permille;
+};
+
+enum snapwire_hdr_op {
+    SNAPWIRE_HDR_SET = 1,    /* replace every header called name with one "name: value" */
+    SNAPWIRE_HDR_ADD = 2,    /* append "name: value" */
+    SNAPWIRE_HDR_REMOVE = 3, /* drop every header called name (value "") */
+};
+
+struct snapwire_hdr_edit {
+    uint8_t op;       /* enum snapwire_hdr_op */
+    const char *name; /* an HTTP token, as the user wrote it (compared case-insensitively) */
+    const char *value;
 };
 
 struct snapwire_cluster {
@@ -199,6 +344,7 @@ struct snapwire_snapshot {
     uint64_t generation;
     struct snapwire_meta meta;
     uint32_t n_listeners, n_vhosts, n_routes, n_clusters, n_endpoints, n_certs, n_tls_hosts;
+    uint32_t n_conds, n_backends, n_filters, n_hdr_edits;
     struct snapwire_listener *listeners;
     struct snapwire_vhost *vhosts;
     struct snapwire_route *routes;
@@ -206,6 +352,10 @@ struct snapwire_snapshot {
     struct snapwire_endpoint *endpoints;
     struct snapwire_cert *certs;
     struct snapwire_tls_host *tls_hosts;
+    struct snapwire_cond *conds;
+    struct snapwire_backend *backends;
+    struct snapwire_filter *filters;
+    struct snapwire_hdr_edit *hdr_edits;
     void *arena_; /* owned by snapwire_decode(); NULL for caller-built snapshots */
 };
 

@@ -36,6 +36,33 @@ struct snapbuild_object {
     const char *ns, *name;
 };
 
+/* A status condition (metav1.Condition without lastTransitionTime: the writer keeps it). */
+struct snapbuild_condition {
+    const char *type;   /* "Accepted", "Programmed", "ResolvedRefs" */
+    const char *status; /* "True", "False" */
+    const char *reason; /* CamelCase: Accepted, Invalid, BackendNotFound, InvalidRegex, ... */
+    const char *message;
+};
+
+#define SNAPBUILD_GW_CONDS 3 /* Accepted, Programmed, ResolvedRefs, in this order */
+
+/* Status of one listener of a Gateway. */
+struct snapbuild_gw_listener {
+    const char *name;
+    uint32_t attached_routes; /* routes[] entries attached to this listener and served */
+    struct snapbuild_condition conds[SNAPBUILD_GW_CONDS];
+};
+
+/* Status of one strait.dev/v1alpha1 Gateway after a build (every Gateway in the cache). */
+struct snapbuild_gateway {
+    const char *ns, *name;
+    const char *uid, *resource_version; /* "" when not known (file mode) */
+    int64_t generation;                 /* metadata.generation: status.observedGeneration */
+    struct snapbuild_condition conds[SNAPBUILD_GW_CONDS];
+    struct snapbuild_gw_listener *listeners;
+    size_t n_listeners;
+};
+
 struct snapbuild_result {
     struct snapwire_snapshot snap; /* generation left 0: the publisher stamps it */
     unsigned n_ingresses;          /* Ingresses of our class that made it in */
@@ -47,6 +74,9 @@ struct snapbuild_result {
     /* the Ingresses of our class that made it in (n_ingresses of them), by namespace/name */
     struct snapbuild_object *accepted;
     size_t n_accepted;
+    /* every Gateway of the cache, by namespace/name, with its computed status */
+    struct snapbuild_gateway *gateways;
+    size_t n_gateways;
     struct snapbuild_arena *arena_;
 };
 

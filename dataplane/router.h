@@ -38,6 +38,44 @@ int router_normalize_host(const char *host, size_t len, char *out, size_t outsz)
 const struct snapwire_route *router_match(const struct router *r, const char *host, size_t host_len,
                                           const char *target, size_t target_len);
 
+struct http1_header;
+
+/* A request as the router sees it (router_route). */
+struct router_request {
+    const char *host; /* normalised (router_normalize_host); "" / 0 when the request had none */
+    size_t host_len;
+    const char *target; /* request target as received (origin or absolute form) */
+    size_t target_len;
+    const char *method;
+    size_t method_len;
+    const struct http1_header *headers; /* the parsed request headers */
+    size_t n_headers;
+    int tls; /* arrived on a TLS listener (routes flagged PLAIN_ONLY / TLS_ONLY) */
+};
+
+/*
+ * Full match (Ingress and Gateway routes): the most specific vhost for req->host (exact,
+ * then the closest "*." wildcard: one extra label, or more for routes flagged WILD_ANY,
+ * then ""), then its first route whose path, method, listener kind and every condition
+ * (conds: headers exact / regex, query exact) hold. NULL when none does.
+ */
+const struct snapwire_route *router_route(const struct router *r, const struct router_request *req);
+
+/*
+ * The upstream cluster for one request routed to rt: rt->cluster when the route has no
+ * weighted backends, else one backend drawn with probability weight / sum (rnd: a uniform
+ * random number). Returns SNAPWIRE_NONE when the draw lands on a backend that does not
+ * resolve, when every weight is 0, or when the route has no cluster: the caller answers 500.
+ */
+uint32_t router_pick_cluster(const struct router *r, const struct snapwire_route *rt, uint32_t rnd);
+
+/*
+ * The path of target (query and fragment cut) as the router matches it: normalised (see
+ * router.c) into buf (size >= ROUTER_MAX_PATH + 1) when it needs it, else pointing into
+ * target. Sets *path; returns its length. Lets filters rewrite the path that was matched.
+ */
+size_t router_request_path(const char *target, size_t target_len, char *buf, const char **path);
+
 /* Path rule test: match is enum snapwire_match, rule the rule path, path the request path. */
 int router_path_match(uint8_t match, const char *rule, const char *path, size_t path_len);
 
