@@ -1,19 +1,48 @@
 /*
- * router: Kubernetes Ingress host and path matching over one snapshot.
+ * router: host, path, method and condition matching over one snapshot (Kubernetes Ingress
+ * and Gateway routes alike: the router does not know which kind a route came from).
  *
- * Does: normalise the Host header, pick the most specific vhost (exact host, then a "*."
- * wildcard covering exactly one extra label, then the catch-all ""), and return the first
- * route of that vhost whose path rule matches. There is no fallback to a less specific vhost
- * when the chosen one has no matching path (ingress-nginx behaviour); the caller then uses
- * the snapshot's default cluster.
- * Matching uses the normalised path (RFC 3986 6.2.2: escapes of unreserved characters
- * decoded, dot segments removed, runs of '/' merged, as nginx does before location matching), so
- * "/public/../admin" is routed as "/admin" - the backend resolves it the same way. The request
- * is forwarded as received.
- * Does not: own the snapshot, rank routes (the controller sends them in match order), or
- * decode escapes of reserved characters ("%2F" stays an escape, never a separator).
+ * Does:
+ * - Host: normalise the Host header and pick ONE vhost, the most specific name that has
+ *   routes eligible for the request, in this order:
+ *     1. the exact host ("a.b.foo.com");
+ *     2. the wildcard one label up ("*.b.foo.com"): every route of it is eligible;
+ *     3. the wildcards further up ("*.foo.com", then "*.com"): only routes flagged
+ *        SNAPWIRE_ROUTE_WILD_ANY are eligible (Gateway API hostnames; an Ingress wildcard
+ *        covers exactly one label, so Ingress-only snapshots skip these lookups entirely);
+ *     4. the catch-all "".
+ *   A vhost counts as present for a request only when it has at least one eligible route
+ *   that may serve the request's listener kind (not TLS_ONLY on a plain listener, not
+ *   PLAIN_ONLY on a TLS one): a Gateway listener is its own routing table. Once a vhost is
+ *   chosen the request is routed within it or not at all: when none of its eligible routes
+ *   matches, the answer is NULL, with no fallback to a less specific vhost (ingress-nginx
+ *   behaviour); the caller then uses the snapshot's default cluster.
+ * - Route: the first eligible route of the vhost (the controller sends them in precedence
+ *   order) whose path (Exact, element-wise Prefix, or a REGEX matching the whole path), method
+ *   (ANY matches every method; an unknown method only ANY routes), listener kind and every
+ *   condition hold. Conditions: HEADER_EXACT, some request header of that name (ASCII case
+ *   insensitive) has exactly that value; HEADER_REGEX, some such header's whole value matches;
+ *   QUERY_EXACT, the first query parameter with exactly that name (raw bytes, no
+ *   percent-decoding; "a" without '=' has value "") has exactly that value.
+ * - Paths are matched normalised (RFC 3986 6.2.2: escapes of unreserved characters decoded,
+ *   dot segments removed, runs of '/' merged, as nginx does before location matching), so
+ *   "/public/../admin" is routed as "/admin" - the backend resolves it the same way. The
+ *   request is forwarded as received (rewrite filters use router_request_path).
+ * - Index: vhosts are bisected by name. A vhost with more than ROUTER_BUCKET_MIN routes also
+ *   gets buckets by first path segment: a bucket holds (in precedence order) the routes that
+ *   can only match paths with that first segment (Exact and Prefix paths, and REGEX patterns
+ *   that start with a literal "/segment/" or are a literal "/segment"), the vhost's "any" list
+ *   the others (Prefix "/", other patterns). A request walks the merge of its bucket and the
+ *   any list in route order, so the result is the one a linear scan gives.
+ * - Weighted backends: a cumulative weight table per route; router_pick_cluster scales one
+ *   random draw into [0, sum) (multiply-shift, no modulo bias) and bisects.
+ * Regular expressions are compiled once here (regex.h, PCRE2 JIT, bounded); a pattern that
+ * does not compile fails router_build, so the snapshot is NACKed.
+ * Does not: own the snapshot, rank routes, run filters, or decode escapes of reserved
+ * characters ("%2F" stays an escape, never a separator).
  * Invariants: the index is immutable after router_build, so any number of threads may call
- * router_match concurrently.
+ * router_route / router_match / router_pick_cluster concurrently (regex_match uses the
+ * calling thread's own match data; workers free it with regex_thread_end).
  */
 #include "router.h"
 
@@ -21,54 +50,381 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http1.h"
+#include "regex.h"
+
+#define ROUTER_BUCKET_MIN 32 /* vhosts with more routes get a first-segment index */
+
+/* rvhost.elig: the vhost has routes for (plain | tls) listeners, at (any | WILD_ANY) depth */
+#define ELIG_PLAIN 0x1u
+#define ELIG_TLS 0x2u
+#define ELIG_WILD_SHIFT 2 /* ELIG_PLAIN << 2: a WILD_ANY route for plain listeners, ... */
+
+#define METHOD_UNKNOWN 0xffu
+
+struct rcond {
+    uint8_t kind;
+    uint32_t name_len, value_len;
+    const char *name, *value;
+    struct regex *re; /* HEADER_REGEX */
+};
+
+/* The hot part of one route, in snapshot route order. */
+struct rent {
+    const char *path;
+    uint32_t plen; /* Exact: strlen(path); Prefix: without trailing '/' */
+    uint8_t match, method, flags;
+    uint32_t ncond;
+    const struct rcond *conds;
+    struct regex *re; /* REGEX path */
+};
+
+struct rbucket {
+    const char *key; /* first path segment, not NUL-terminated */
+    uint32_t klen;
+    uint32_t first, count; /* route indexes in blist[first .. +count), ascending */
+};
+
+struct rvhost {
+    const char *host;
+    uint32_t first, count; /* its routes */
+    uint32_t elig;         /* ELIG_* */
+    uint32_t nbuckets, nany;
+    const struct rbucket *buckets; /* NULL: scan linearly */
+    const uint32_t *any;           /* route indexes, ascending */
+};
+
 struct router {
     const struct snapwire_snapshot *snap;
     uint32_t n;
-    const struct snapwire_vhost **sorted; /* by host, strcmp order */
+    struct rvhost *vh;        /* by host, strcmp order */
+    const struct rvhost *all; /* the catch-all "", or NULL */
+    int wild_any;             /* some route is flagged WILD_ANY */
+    struct rent *ents;        /* per route */
+    struct rcond *conds;      /* per cond */
+    uint32_t *cum_off;        /* per route: its cumulative weights in cum[] */
+    uint32_t *cum;
+    struct rbucket *buckets; /* of every indexed vhost */
+    uint32_t *blist;         /* bucket and any lists */
 };
 
-static int cmp_vhost(const void *a, const void *b)
+static int cmp_rvhost(const void *a, const void *b)
 {
-    const struct snapwire_vhost *const *x = a, *const *y = b;
-    return strcmp((*x)->host, (*y)->host);
+    const struct rvhost *x = a, *y = b;
+    return strcmp(x->host, y->host);
+}
+
+static int cmp_key(const char *a, uint32_t al, const char *b, uint32_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+    if (c) return c;
+    return al < bl ? -1 : al > bl;
+}
+
+/* Literal pattern characters that may make up a path segment (no PCRE meaning). */
+static int lit_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '~' || c == '%' || c == '!' || c == ',' || c == ';' || c == '=' ||
+           c == '@' || c == ':' || c == '&';
+}
+
+/* 1 when pattern p has an alternation '|' outside every group (escapes, classes, \Q..\E and
+ * (?#..) comments skipped). Errs on the side of "yes". */
+static int top_level_alt(const char *p)
+{
+    int depth = 0;
+
+    while (*p) {
+        if (p[0] == '\\') {
+            if (p[1] == 'Q') {
+                const char *e = strstr(p + 2, "\\E");
+                if (!e) return 0; /* quoted to the end: no more syntax */
+                p = e + 2;
+                continue;
+            }
+            if (!p[1]) return 1;
+            p += 2;
+            continue;
+        }
+        if (p[0] == '[') {
+            p++;
+            if (*p == '^') p++;
+            if (*p == ']') p++; /* a leading ']' is literal */
+            while (*p && *p != ']') {
+                if (p[0] == '\\' && p[1]) {
+                    p += 2;
+                } else if (p[0] == '[' && p[1] == ':') {
+                    const char *e = strstr(p + 2, ":]");
+                    if (!e) return 1;
+                    p = e + 2;
+                } else {
+                    p++;
+                }
+            }
+            if (!*p) return 1;
+            p++;
+            continue;
+        }
+        if (p[0] == '(' && p[1] == '?' && p[2] == '#') {
+            const char *e = strchr(p, ')');
+            if (!e) return 1;
+            p = e + 1;
+            continue;
+        }
+        if (p[0] == '(') depth++;
+        if (p[0] == ')') depth--;
+        if (p[0] == '|' && depth <= 0) return 1;
+        p++;
+    }
+    return 0;
+}
+
+/*
+ * The first path segment every path a route can match starts with: sets *key and *klen and
+ * returns 1, or returns 0 when the route may match paths of any first segment.
+ */
+static int route_segment(const struct rent *e, const char **key, uint32_t *klen)
+{
+    const char *p = e->path;
+    uint32_t i;
+
+    if (p[0] != '/') return 0;
+    if (e->match == SNAPWIRE_MATCH_EXACT || e->match == SNAPWIRE_MATCH_PREFIX) {
+        if (e->match == SNAPWIRE_MATCH_PREFIX && e->plen == 0) return 0; /* "/" */
+        for (i = 1; i < e->plen && p[i] != '/'; i++)
+            ;
+        *key = p + 1;
+        *klen = i - 1;
+        return 1;
+    }
+    if (e->match != SNAPWIRE_MATCH_REGEX) return 0;
+    /* "/seg" alone, or "/seg/" not followed by a quantifier, with no top-level '|' */
+    for (i = 1; p[i] && lit_char((unsigned char)p[i]); i++)
+        ;
+    if (p[i] == '/') {
+        char q = p[i + 1];
+        if (q == '?' || q == '*' || q == '+' || q == '{') return 0;
+    } else if (p[i]) {
+        return 0;
+    }
+    if (top_level_alt(p)) return 0;
+    *key = p + 1;
+    *klen = i - 1;
+    return 1;
+}
+
+struct seg_sort {
+    const char *key;
+    uint32_t klen, route;
+};
+
+static int cmp_seg(const void *a, const void *b)
+{
+    const struct seg_sort *x = a, *y = b;
+    int c = cmp_key(x->key, x->klen, y->key, y->klen);
+    if (c) return c;
+    return x->route < y->route ? -1 : x->route > y->route;
+}
+
+/* Builds v's first-segment index into r->buckets / r->blist from *nb / *nl on. */
+static int index_vhost(struct router *r, struct rvhost *v, uint32_t *nb, uint32_t *nl)
+{
+    struct seg_sort *tmp = malloc((size_t)v->count * sizeof(*tmp));
+    uint32_t i, n = 0, nany = 0;
+    uint32_t *any;
+    struct rbucket *bk = r->buckets + *nb;
+
+    if (!tmp) return -1;
+    any = r->blist + *nl;
+    for (i = 0; i < v->count; i++) {
+        uint32_t ri = v->first + i;
+        const char *key;
+        uint32_t klen;
+        if (route_segment(&r->ents[ri], &key, &klen))
+            tmp[n++] = (struct seg_sort){key, klen, ri};
+        else
+            any[nany++] = ri;
+    }
+    qsort(tmp, n, sizeof(*tmp), cmp_seg);
+    v->any = any;
+    v->nany = nany;
+    *nl += nany;
+    v->buckets = bk;
+    v->nbuckets = 0;
+    for (i = 0; i < n; i++) {
+        if (i == 0 || cmp_key(tmp[i].key, tmp[i].klen, tmp[i - 1].key, tmp[i - 1].klen) != 0) {
+            struct rbucket *b = &bk[v->nbuckets++];
+            b->key = tmp[i].key;
+            b->klen = tmp[i].klen;
+            b->first = *nl;
+            b->count = 0;
+        }
+        r->blist[(*nl)++] = tmp[i].route;
+        bk[v->nbuckets - 1].count++;
+    }
+    *nb += v->nbuckets;
+    free(tmp);
+    return 0;
+}
+
+static int compile_re(const char *pattern, uint32_t route, const char *source, struct regex **out,
+                      char *err, size_t errlen)
+{
+    char msg[200];
+
+    *out = regex_compile(pattern, msg, sizeof(msg));
+    if (*out) return 0;
+    snprintf(err, errlen, "route %u (%s): invalid regular expression \"%.200s\": %s", route,
+             source ? source : "", pattern, msg);
+    return -1;
+}
+
+static struct router *build(const struct snapwire_snapshot *s, uint32_t bucket_min, char *err,
+                            size_t errlen)
+{
+    struct router *r;
+    uint32_t i, j, ncum = 0, nb = 0, nl = 0;
+
+    r = calloc(1, sizeof(*r));
+    if (!r) goto fail_oom;
+    r->snap = s;
+    r->n = s->n_vhosts;
+    r->vh = calloc(s->n_vhosts ? s->n_vhosts : 1, sizeof(*r->vh));
+    r->ents = calloc(s->n_routes ? s->n_routes : 1, sizeof(*r->ents));
+    r->conds = calloc(s->n_conds ? s->n_conds : 1, sizeof(*r->conds));
+    r->cum_off = calloc(s->n_routes ? s->n_routes : 1, sizeof(*r->cum_off));
+    if (!r->vh || !r->ents || !r->conds || !r->cum_off) goto fail_oom;
+    for (i = 0; i < s->n_conds; i++) {
+        const struct snapwire_cond *c = &s->conds[i];
+        struct rcond *rc = &r->conds[i];
+        rc->kind = c->kind;
+        rc->name = c->name ? c->name : "";
+        rc->value = c->value ? c->value : "";
+        rc->name_len = (uint32_t)strlen(rc->name);
+        rc->value_len = (uint32_t)strlen(rc->value);
+    }
+    for (i = 0; i < s->n_routes; i++) {
+        const struct snapwire_route *rt = &s->routes[i];
+        struct rent *e = &r->ents[i];
+        const char *src = rt->source ? rt->source : "";
+        uint64_t sum = 0;
+
+        if ((uint64_t)rt->first_cond + rt->cond_count > s->n_conds ||
+            (uint64_t)rt->first_backend + rt->backend_count > s->n_backends) {
+            snprintf(err, errlen, "route %u (%s): condition or backend range out of bounds", i,
+                     src);
+            goto fail;
+        }
+        e->path = rt->path ? rt->path : "";
+        e->plen = (uint32_t)strlen(e->path);
+        e->match = rt->match;
+        e->method = rt->method;
+        e->flags = rt->flags;
+        e->ncond = rt->cond_count;
+        e->conds = r->conds + rt->first_cond;
+        if (e->match == SNAPWIRE_MATCH_PREFIX)
+            while (e->plen > 0 && e->path[e->plen - 1] == '/')
+                e->plen--; /* "/foo/" matches like "/foo"; "/" matches everything */
+        if (e->match == SNAPWIRE_MATCH_REGEX &&
+            compile_re(e->path, i, src, &e->re, err, errlen) < 0)
+            goto fail;
+        for (j = 0; j < rt->cond_count; j++) {
+            struct rcond *rc = &r->conds[rt->first_cond + j];
+            if (rc->kind == SNAPWIRE_COND_HEADER_REGEX && !rc->re &&
+                compile_re(rc->value, i, src, &rc->re, err, errlen) < 0)
+                goto fail;
+        }
+        if (rt->flags & SNAPWIRE_ROUTE_WILD_ANY) r->wild_any = 1;
+        for (j = 0; j < rt->backend_count; j++)
+            sum += s->backends[rt->first_backend + j].weight;
+        if (sum > UINT32_MAX) {
+            snprintf(err, errlen, "route %u (%s): backend weights sum above 2^32-1", i, src);
+            goto fail;
+        }
+        r->cum_off[i] = ncum;
+        ncum += rt->backend_count;
+    }
+    r->cum = calloc(ncum ? ncum : 1, sizeof(*r->cum));
+    if (!r->cum) goto fail_oom;
+    for (i = 0; i < s->n_routes; i++) {
+        const struct snapwire_route *rt = &s->routes[i];
+        uint32_t acc = 0;
+        for (j = 0; j < rt->backend_count; j++) {
+            acc += s->backends[rt->first_backend + j].weight;
+            r->cum[r->cum_off[i] + j] = acc;
+        }
+    }
+    for (i = 0; i < s->n_vhosts; i++) {
+        const struct snapwire_vhost *sv = &s->vhosts[i];
+        struct rvhost *v = &r->vh[i];
+
+        if ((uint64_t)sv->first_route + sv->route_count > s->n_routes) {
+            snprintf(err, errlen, "vhost \"%s\": route range out of bounds", sv->host);
+            goto fail;
+        }
+        v->host = sv->host;
+        v->first = sv->first_route;
+        v->count = sv->route_count;
+        for (j = 0; j < v->count; j++) {
+            uint8_t f = r->ents[v->first + j].flags;
+            uint32_t bits = (f & SNAPWIRE_ROUTE_TLS_ONLY ? 0 : ELIG_PLAIN) |
+                            (f & SNAPWIRE_ROUTE_PLAIN_ONLY ? 0 : ELIG_TLS);
+            v->elig |= bits;
+            if (f & SNAPWIRE_ROUTE_WILD_ANY) v->elig |= bits << ELIG_WILD_SHIFT;
+        }
+    }
+    qsort(r->vh, r->n, sizeof(*r->vh), cmp_rvhost);
+    for (i = 0; i < r->n; i++) {
+        if (i > 0 && strcmp(r->vh[i - 1].host, r->vh[i].host) == 0) {
+            snprintf(err, errlen, "duplicate vhost \"%s\"", r->vh[i].host);
+            goto fail;
+        }
+        if (r->vh[i].host[0] == '\0') r->all = &r->vh[i];
+    }
+    /* bucket and any lists hold each route of an indexed vhost once */
+    for (i = 0; i < r->n; i++)
+        if (r->vh[i].count > bucket_min) nl += r->vh[i].count;
+    if (nl) {
+        r->buckets = calloc(nl, sizeof(*r->buckets));
+        r->blist = calloc(nl, sizeof(*r->blist));
+        if (!r->buckets || !r->blist) goto fail_oom;
+        nl = 0;
+    }
+    for (i = 0; i < r->n; i++)
+        if (r->vh[i].count > bucket_min && index_vhost(r, &r->vh[i], &nb, &nl) < 0) goto fail_oom;
+    return r;
+
+fail_oom:
+    snprintf(err, errlen, "out of memory");
+fail:
+    router_free(r);
+    return NULL;
 }
 
 struct router *router_build(const struct snapwire_snapshot *s, char *err, size_t errlen)
 {
-    struct router *r;
-    uint32_t i;
-
-    r = calloc(1, sizeof(*r));
-    if (!r) goto fail_alloc;
-    r->snap = s;
-    r->n = s->n_vhosts;
-    r->sorted = calloc(s->n_vhosts ? s->n_vhosts : 1, sizeof(*r->sorted));
-    if (!r->sorted) goto free_router;
-    for (i = 0; i < s->n_vhosts; i++)
-        r->sorted[i] = &s->vhosts[i];
-    qsort(r->sorted, r->n, sizeof(*r->sorted), cmp_vhost);
-    for (i = 1; i < r->n; i++) {
-        if (strcmp(r->sorted[i - 1]->host, r->sorted[i]->host) == 0) {
-            snprintf(err, errlen, "duplicate vhost \"%s\"", r->sorted[i]->host);
-            goto free_sorted;
-        }
-    }
-    return r;
-
-free_sorted:
-    free(r->sorted);
-free_router:
-    free(r);
-    return NULL;
-fail_alloc:
-    snprintf(err, errlen, "out of memory");
-    return NULL;
+    return build(s, ROUTER_BUCKET_MIN, err, errlen);
 }
 
 void router_free(struct router *r)
 {
+    uint32_t i;
+
     if (!r) return;
-    free(r->sorted);
+    if (r->ents)
+        for (i = 0; i < r->snap->n_routes; i++)
+            regex_free(r->ents[i].re);
+    if (r->conds)
+        for (i = 0; i < r->snap->n_conds; i++)
+            regex_free(r->conds[i].re);
+    free(r->vh);
+    free(r->ents);
+    free(r->conds);
+    free(r->cum_off);
+    free(r->cum);
+    free(r->buckets);
+    free(r->blist);
     free(r);
 }
 
@@ -126,14 +482,12 @@ int router_path_match(uint8_t match, const char *rule, const char *path, size_t 
     return path_len == rl || path[rl] == '/';
 }
 
-static const struct snapwire_vhost *find_vhost(const struct router *r, const char *host)
+static const struct rvhost *find_vhost(const struct router *r, const char *host)
 {
-    struct snapwire_vhost key = {.host = host};
-    const struct snapwire_vhost *kp = &key, *const * hit;
+    struct rvhost key = {.host = host};
 
     if (r->n == 0) return NULL;
-    hit = bsearch(&kp, r->sorted, r->n, sizeof(*r->sorted), cmp_vhost);
-    return hit ? *hit : NULL;
+    return bsearch(&key, r->vh, r->n, sizeof(*r->vh), cmp_rvhost);
 }
 
 /* Extracts the path of an origin-form or absolute-form target, without query/fragment. */
@@ -222,41 +576,274 @@ static int needs_normalizing(const char *p, size_t n)
     return 0;
 }
 
+size_t router_request_path(const char *target, size_t target_len, char *buf, const char **path)
+{
+    size_t plen;
+
+    target_path(target, target_len, path, &plen);
+    if (plen && (*path)[0] == '/' && plen <= ROUTER_MAX_PATH && needs_normalizing(*path, plen)) {
+        plen = normalize_path(*path, plen, buf);
+        *path = buf;
+    }
+    return plen;
+}
+
+/* The request as the route tests need it. */
+struct rctx {
+    const char *path;
+    size_t plen;
+    const char *query; /* after '?', NULL when the target has none */
+    size_t qlen;
+    const struct http1_header *hdrs;
+    size_t nh;
+    uint8_t method; /* enum snapwire_method, or METHOD_UNKNOWN */
+    uint8_t reject; /* route flags that rule a route out (the other listener kind) */
+    uint8_t need;   /* route flags a route must have (WILD_ANY deeper than one label) */
+};
+
+static uint8_t method_of(const char *m, size_t n)
+{
+    if (!m) return METHOD_UNKNOWN;
+    switch (n) {
+    case 3:
+        if (!memcmp(m, "GET", 3)) return SNAPWIRE_METHOD_GET;
+        if (!memcmp(m, "PUT", 3)) return SNAPWIRE_METHOD_PUT;
+        break;
+    case 4:
+        if (!memcmp(m, "HEAD", 4)) return SNAPWIRE_METHOD_HEAD;
+        if (!memcmp(m, "POST", 4)) return SNAPWIRE_METHOD_POST;
+        break;
+    case 5:
+        if (!memcmp(m, "TRACE", 5)) return SNAPWIRE_METHOD_TRACE;
+        if (!memcmp(m, "PATCH", 5)) return SNAPWIRE_METHOD_PATCH;
+        break;
+    case 6:
+        if (!memcmp(m, "DELETE", 6)) return SNAPWIRE_METHOD_DELETE;
+        break;
+    case 7:
+        if (!memcmp(m, "CONNECT", 7)) return SNAPWIRE_METHOD_CONNECT;
+        if (!memcmp(m, "OPTIONS", 7)) return SNAPWIRE_METHOD_OPTIONS;
+        break;
+    }
+    return METHOD_UNKNOWN;
+}
+
+/* The header name at s[0..n) equals the lower-case name lc[0..n), ASCII case-insensitively. */
+static int name_eq(const char *s, const char *lc, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 'A' && c <= 'Z') c = (unsigned char)(c + ('a' - 'A'));
+        if (c != (unsigned char)lc[i]) return 0;
+    }
+    return 1;
+}
+
+static int query_is(const struct rctx *c, const struct rcond *k)
+{
+    const char *q = c->query, *end = c->query + c->qlen;
+
+    if (!q) return 0;
+    while (q <= end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *pe = amp ? amp : end;
+        const char *eq = memchr(q, '=', (size_t)(pe - q));
+        const char *ne = eq ? eq : pe;
+        if ((size_t)(ne - q) == k->name_len && memcmp(q, k->name, k->name_len) == 0) {
+            const char *v = eq ? eq + 1 : pe;
+            return (size_t)(pe - v) == k->value_len && memcmp(v, k->value, k->value_len) == 0;
+        }
+        if (!amp) break;
+        q = amp + 1;
+    }
+    return 0;
+}
+
+static int cond_holds(const struct rctx *c, const struct rcond *k)
+{
+    size_t i;
+
+    if (k->kind == SNAPWIRE_COND_QUERY_EXACT) return query_is(c, k);
+    for (i = 0; i < c->nh; i++) {
+        const struct http1_header *h = &c->hdrs[i];
+        if (h->name_len != k->name_len || !name_eq(h->name, k->name, k->name_len)) continue;
+        if (k->kind == SNAPWIRE_COND_HEADER_EXACT) {
+            if (h->value_len == k->value_len && memcmp(h->value, k->value, k->value_len) == 0)
+                return 1;
+        } else if (k->kind == SNAPWIRE_COND_HEADER_REGEX) {
+            if (regex_match(k->re, h->value, h->value_len)) return 1;
+        }
+    }
+    return 0;
+}
+
+static int ent_matches(const struct rent *e, const struct rctx *c)
+{
+    uint32_t i;
+
+    if ((e->flags & c->reject) || (e->flags & c->need) != c->need) return 0;
+    if (e->method != SNAPWIRE_METHOD_ANY && e->method != c->method) return 0;
+    switch (e->match) {
+    case SNAPWIRE_MATCH_EXACT:
+        if (c->plen != e->plen || memcmp(c->path, e->path, e->plen) != 0) return 0;
+        break;
+    case SNAPWIRE_MATCH_PREFIX:
+        if (e->plen && (c->plen < e->plen || memcmp(c->path, e->path, e->plen) != 0 ||
+                        (c->plen != e->plen && c->path[e->plen] != '/')))
+            return 0;
+        break;
+    case SNAPWIRE_MATCH_REGEX:
+        if (!regex_match(e->re, c->path, c->plen)) return 0;
+        break;
+    default:
+        return 0;
+    }
+    for (i = 0; i < e->ncond; i++)
+        if (!cond_holds(c, &e->conds[i])) return 0;
+    return 1;
+}
+
+static const struct rbucket *find_bucket(const struct rvhost *v, const char *key, size_t klen)
+{
+    uint32_t lo = 0, hi = v->nbuckets;
+
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int c = cmp_key(v->buckets[mid].key, v->buckets[mid].klen, key, (uint32_t)klen);
+        if (c == 0) return &v->buckets[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static const struct snapwire_route *route_in(const struct router *r, const struct rvhost *v,
+                                             const struct rctx *c)
+{
+    const struct rbucket *b = NULL;
+    const uint32_t *bl = NULL;
+    uint32_t i = 0, j = 0, nb = 0;
+
+    if (!v->buckets) {
+        for (i = 0; i < v->count; i++)
+            if (ent_matches(&r->ents[v->first + i], c)) return &r->snap->routes[v->first + i];
+        return NULL;
+    }
+    if (c->plen && c->path[0] == '/') {
+        const char *s = c->path + 1, *sl = memchr(s, '/', c->plen - 1);
+        b = find_bucket(v, s, sl ? (size_t)(sl - s) : c->plen - 1);
+    }
+    if (b) {
+        bl = r->blist + b->first;
+        nb = b->count;
+    }
+    /* the bucket's routes and the any list, merged in route order */
+    while (i < nb || j < v->nany) {
+        uint32_t ri = (j >= v->nany || (i < nb && bl[i] < v->any[j])) ? bl[i++] : v->any[j++];
+        if (ent_matches(&r->ents[ri], c)) return &r->snap->routes[ri];
+    }
+    return NULL;
+}
+
+const struct snapwire_route *router_route(const struct router *r, const struct router_request *req)
+{
+    const struct rvhost *v = NULL;
+    char key[ROUTER_MAX_HOST + 2], norm[ROUTER_MAX_PATH + 1];
+    size_t hl = req->host ? req->host_len : 0;
+    uint32_t want = req->tls ? ELIG_TLS : ELIG_PLAIN;
+    struct rctx c;
+    const char *q;
+
+    if (hl > ROUTER_MAX_HOST) return NULL;
+    c.need = 0;
+    if (hl) {
+        memcpy(key, req->host, hl);
+        key[hl] = '\0';
+        v = find_vhost(r, key);
+        if (v && !(v->elig & want)) v = NULL;
+        if (!v) {
+            /* "*" + the suffix from each dot on, written in place before that dot */
+            const char *dot = memchr(key, '.', hl);
+            int depth = 1;
+            while (dot && dot > key && (size_t)(dot - key) + 1 < hl && dot[-1] != '.') {
+                uint32_t bits = depth == 1 ? want : want << ELIG_WILD_SHIFT;
+                char *star = (char *)dot - 1, save = *star;
+                *star = '*';
+                v = find_vhost(r, star);
+                *star = save;
+                if (v && (v->elig & bits)) break;
+                v = NULL;
+                if (!r->wild_any) break; /* Ingress only: one label, no deeper lookups */
+                depth++;
+                dot = memchr(dot + 1, '.', hl - (size_t)(dot + 1 - key));
+            }
+            if (v && depth > 1) c.need = SNAPWIRE_ROUTE_WILD_ANY;
+        }
+    }
+    if (!v && r->all && (r->all->elig & want)) v = r->all;
+    if (!v) return NULL;
+    c.plen = router_request_path(req->target, req->target_len, norm, &c.path);
+    c.query = NULL;
+    c.qlen = 0;
+    /* the query: from the first '?' to a '#' (a '#' before any '?' starts the fragment) */
+    q = req->target;
+    for (size_t i = 0; i < req->target_len && q[i] != '#'; i++) {
+        if (q[i] == '?') {
+            const char *end = req->target + req->target_len, *hash;
+            c.query = q + i + 1;
+            hash = memchr(c.query, '#', (size_t)(end - c.query));
+            c.qlen = (size_t)((hash ? hash : end) - c.query);
+            break;
+        }
+    }
+    c.hdrs = req->headers;
+    c.nh = req->headers ? req->n_headers : 0;
+    c.method = method_of(req->method, req->method_len);
+    c.reject = req->tls ? SNAPWIRE_ROUTE_PLAIN_ONLY : SNAPWIRE_ROUTE_TLS_ONLY;
+    return route_in(r, v, &c);
+}
+
 const struct snapwire_route *router_match(const struct router *r, const char *host, size_t host_len,
                                           const char *target, size_t target_len)
 {
-    const struct snapwire_vhost *vh = NULL;
-    char key[ROUTER_MAX_HOST + 2], norm[ROUTER_MAX_PATH + 1];
-    const char *path;
-    size_t plen;
-    uint32_t i;
+    struct router_request req = {.host = host,
+                                 .host_len = host_len,
+                                 .target = target,
+                                 .target_len = target_len,
+                                 .method = NULL,
+                                 .method_len = 0,
+                                 .headers = NULL,
+                                 .n_headers = 0,
+                                 .tls = 0};
 
-    if (host_len > ROUTER_MAX_HOST) return NULL;
-    if (host_len) {
-        memcpy(key, host, host_len);
-        key[host_len] = '\0';
-        vh = find_vhost(r, key);
-        if (!vh) {
-            const char *dot = memchr(host, '.', host_len);
-            if (dot && dot > host && (size_t)(dot - host) + 1 < host_len) {
-                size_t rest = host_len - (size_t)(dot - host);
-                key[0] = '*';
-                memcpy(key + 1, dot, rest);
-                key[rest + 1] = '\0';
-                vh = find_vhost(r, key);
-            }
-        }
+    return router_route(r, &req);
+}
+
+uint32_t router_pick_cluster(const struct router *r, const struct snapwire_route *rt, uint32_t rnd)
+{
+    const struct snapwire_snapshot *s = r->snap;
+    const uint32_t *cum;
+    uint32_t idx, lo, hi, sum, pick;
+
+    if (!rt) return SNAPWIRE_NONE;
+    if (rt->backend_count == 0) return rt->cluster;
+    if (rt < s->routes || rt >= s->routes + s->n_routes) return SNAPWIRE_NONE;
+    idx = (uint32_t)(rt - s->routes);
+    cum = r->cum + r->cum_off[idx];
+    sum = cum[rt->backend_count - 1];
+    if (sum == 0) return SNAPWIRE_NONE;
+    pick = (uint32_t)(((uint64_t)rnd * sum) >> 32); /* [0, sum) */
+    /* the first backend whose cumulative weight exceeds pick (weight 0 ones never are) */
+    lo = 0;
+    hi = rt->backend_count - 1;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (cum[mid] > pick)
+            hi = mid;
+        else
+            lo = mid + 1;
     }
-    if (!vh) vh = find_vhost(r, "");
-    if (!vh) return NULL;
-    target_path(target, target_len, &path, &plen);
-    if (plen && path[0] == '/' && plen <= ROUTER_MAX_PATH && needs_normalizing(path, plen)) {
-        plen = normalize_path(path, plen, norm);
-        path = norm;
-    }
-    for (i = 0; i < vh->route_count; i++) {
-        const struct snapwire_route *rt = &r->snap->routes[vh->first_route + i];
-        if (router_path_match(rt->match, rt->path, path, plen)) return rt;
-    }
-    return NULL;
+    return s->backends[rt->first_backend + lo].cluster;
 }

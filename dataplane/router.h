@@ -1,6 +1,6 @@
 /*
- * router: picks the route for a request from a decoded snapshot (Kubernetes Ingress
- * semantics, see docs/contract.md "Host routing").
+ * router: picks the route for a request from a decoded snapshot (Kubernetes Ingress and
+ * Gateway routes, see docs/contract.md "Host routing" and router.c for the exact rules).
  */
 #ifndef STRAIT_ROUTER_H
 #define STRAIT_ROUTER_H
@@ -16,8 +16,10 @@
 struct router;
 
 /*
- * Builds the lookup index over s (which must outlive the router). Returns NULL with err
- * filled on allocation failure or duplicate vhost hosts.
+ * Builds the lookup index over s (which must outlive the router), compiling its regular
+ * expressions (REGEX paths, HEADER_REGEX conditions) once. Returns NULL with err filled on
+ * allocation failure, duplicate vhost hosts, out-of-range links, or a pattern that does not
+ * compile ("route 3 (ns/name): invalid regular expression \"...\": <PCRE2 message>").
  */
 struct router *router_build(const struct snapwire_snapshot *s, char *err, size_t errlen);
 void router_free(struct router *r);
@@ -33,7 +35,8 @@ int router_normalize_host(const char *host, size_t len, char *out, size_t outsz)
  * Matches a request: host is the already normalised host (router_normalize_host), target
  * the request target (origin or absolute form; query ignored; the path is normalised as
  * described in router.c before matching). Returns the first matching
- * route of the most specific vhost, or NULL when nothing matches.
+ * route of the most specific vhost, or NULL when nothing matches. Same as router_route with
+ * no method (only method-ANY routes), no headers, on a plain-HTTP listener.
  */
 const struct snapwire_route *router_match(const struct router *r, const char *host, size_t host_len,
                                           const char *target, size_t target_len);

@@ -3,6 +3,8 @@
  * or the default backend's own value wins, SNAPWIRE_BODY_DEFAULT falls back to the data
  * plane's --client-max-body-size, and UINT64_MAX stays "unlimited" whatever the flag says.
  * The snapshot goes through encode, the checked decoder and snapshot_build, as a real one does.
+ * And a snapshot whose regular expression does not compile is refused by snapshot_build with
+ * the router's message (the NACK reason).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,9 +26,18 @@ static struct snapshot *make_snapshot(uint64_t dmax)
 {
     struct snapwire_endpoint ep = {"127.0.0.1", 80, 1};
     struct snapwire_cluster cl = {"t/svc:80", SNAPWIRE_LB_ROUND_ROBIN, 0, 1, 0, "", SNAPWIRE_NONE};
-    struct snapwire_route rt[] = {{"/set", SNAPWIRE_MATCH_PREFIX, 0, "t/set", 1024, 0, ""},
-                                  {"/unl", SNAPWIRE_MATCH_PREFIX, 0, "t/unl", UNL, 0, ""},
-                                  {"/def", SNAPWIRE_MATCH_PREFIX, 0, "t/def", 0, 0, ""}};
+    struct snapwire_route rt[] = {
+        {.path = "/set",
+         .match = SNAPWIRE_MATCH_PREFIX,
+         .source = "t/set",
+         .max_body = 1024,
+         .hsts = ""},
+        {.path = "/unl",
+         .match = SNAPWIRE_MATCH_PREFIX,
+         .source = "t/unl",
+         .max_body = UNL,
+         .hsts = ""},
+        {.path = "/def", .match = SNAPWIRE_MATCH_PREFIX, .source = "t/def", .hsts = ""}};
     struct snapwire_vhost vh = {"a", 0, 3};
     struct snapwire_snapshot s = {.meta = {0, "test", dmax, SNAPWIRE_NONE},
                                   .n_vhosts = 1,
@@ -102,11 +113,38 @@ static void test_route_max_body(void **state)
     }
 }
 
+static void test_invalid_regex_refused(void **state)
+{
+    struct snapwire_endpoint ep = {"127.0.0.1", 80, 1};
+    struct snapwire_cluster cl = {"t/svc:80", SNAPWIRE_LB_ROUND_ROBIN, 0, 1, 0, "", SNAPWIRE_NONE};
+    struct snapwire_route rt[] = {
+        {.path = "/ok", .match = SNAPWIRE_MATCH_PREFIX, .source = "t/ok", .hsts = ""},
+        {.path = "/v[0-9", .match = SNAPWIRE_MATCH_REGEX, .source = "ns/gw", .hsts = ""}};
+    struct snapwire_vhost vh = {"a", 0, 2};
+    struct snapwire_snapshot s = {.meta = {SNAPWIRE_NONE, "test", 0, SNAPWIRE_NONE},
+                                  .n_vhosts = 1,
+                                  .n_routes = 2,
+                                  .n_clusters = 1,
+                                  .n_endpoints = 1,
+                                  .vhosts = &vh,
+                                  .routes = rt,
+                                  .clusters = &cl,
+                                  .endpoints = &ep};
+    char err[256] = "";
+
+    (void)state;
+    /* caller-built (no arena): snapshot_build takes it over and releases it on failure */
+    assert_null(snapshot_build(&s, err, sizeof(err)));
+    if (strncmp(err, "route 1 (ns/gw): invalid regular expression \"/v[0-9\": missing", 54))
+        fail_msg("err: %s", err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_route_max_body),
+        cmocka_unit_test(test_invalid_regex_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -72,7 +72,8 @@ static struct snapshot *make_snapshot(uint64_t gen, uint16_t port)
     struct snapwire_endpoint ep = {"127.0.0.1", port, 1};
     struct snapwire_cluster cl = {"t/svc:80",   SNAPWIRE_LB_ROUND_ROBIN, 0, port ? 1 : 0, 0, "",
                                   SNAPWIRE_NONE};
-    struct snapwire_route rt = {"/", SNAPWIRE_MATCH_PREFIX, 0, "t/ing", 0, 0, ""};
+    struct snapwire_route rt = {
+        .path = "/", .match = SNAPWIRE_MATCH_PREFIX, .cluster = 0, .source = "t/ing", .hsts = ""};
     struct snapwire_vhost vh = {"", 0, 1};
     struct snapwire_snapshot s = {.meta = {SNAPWIRE_NONE, "test", 0, SNAPWIRE_NONE},
                                   .n_vhosts = 1,
