@@ -39,6 +39,9 @@ struct shard {
     counter conns_opened, conns_closed;
     counter upstream_connections, connect_errors, upstream_timeouts, pool_reused;
     counter tls_handshakes[METRICS_TLS_N];
+    counter mirror[METRICS_MIRROR_N];
+    counter retries, retry_budget_exhausted;
+    counter route_timeouts[2];
 } __attribute__((aligned(64)));
 
 struct route_slot {
@@ -177,6 +180,26 @@ void metrics_tls_handshake(int result)
     if (result >= 0 && result < METRICS_TLS_N) inc(&shard()->tls_handshakes[result], 1);
 }
 
+void metrics_mirror(int result)
+{
+    if (result >= 0 && result < METRICS_MIRROR_N) inc(&shard()->mirror[result], 1);
+}
+
+void metrics_retry(void)
+{
+    inc(&shard()->retries, 1);
+}
+
+void metrics_retry_budget_exhausted(void)
+{
+    inc(&shard()->retry_budget_exhausted, 1);
+}
+
+void metrics_route_timeout(int backend)
+{
+    inc(&shard()->route_timeouts[backend ? 1 : 0], 1);
+}
+
 void metrics_pool_reused(void)
 {
     inc(&shard()->pool_reused, 1);
@@ -228,6 +251,12 @@ void metrics_collect(struct metrics_totals *t)
         t->pool_reused += load(&sh->pool_reused);
         for (k = 0; k < METRICS_TLS_N; k++)
             t->tls_handshakes[k] += load(&sh->tls_handshakes[k]);
+        for (k = 0; k < METRICS_MIRROR_N; k++)
+            t->mirror[k] += load(&sh->mirror[k]);
+        t->retries += load(&sh->retries);
+        t->retry_budget_exhausted += load(&sh->retry_budget_exhausted);
+        t->route_timeouts[0] += load(&sh->route_timeouts[0]);
+        t->route_timeouts[1] += load(&sh->route_timeouts[1]);
         for (b = 0; b <= METRICS_N_BUCKETS; b++)
             t->buckets[b] += load(&sh->buckets[b]);
         ns += load(&sh->duration_ns);
@@ -336,6 +365,25 @@ static void render(FILE *f, const struct metrics_totals *t)
         fprintf(f, "strait_tls_handshakes_total{result=\"%s\"} %llu\n", results[k],
                 (unsigned long long)t->tls_handshakes[k]);
     }
+    family(f, "strait_mirror_requests_total", "counter",
+           "Mirrored request copies (RequestMirror), by how they ended.");
+    for (k = 0; k < METRICS_MIRROR_N; k++) {
+        static const char *const results[METRICS_MIRROR_N] = {"completed", "cut", "failed",
+                                                              "skipped"};
+        fprintf(f, "strait_mirror_requests_total{result=\"%s\"} %llu\n", results[k],
+                (unsigned long long)t->mirror[k]);
+    }
+    counter_line(f, "strait_retries_total", "counter", "Requests retried on another attempt.",
+                 t->retries);
+    counter_line(f, "strait_retry_budget_exhausted_total", "counter",
+                 "Retries not made because the route's retry budget was spent.",
+                 t->retry_budget_exhausted);
+    family(f, "strait_route_timeouts_total", "counter",
+           "Route timeouts that fired, by kind (whole request or one backend attempt).");
+    fprintf(f, "strait_route_timeouts_total{kind=\"request\"} %llu\n",
+            (unsigned long long)t->route_timeouts[0]);
+    fprintf(f, "strait_route_timeouts_total{kind=\"backend\"} %llu\n",
+            (unsigned long long)t->route_timeouts[1]);
 }
 
 /* strait_tls_certificate_expiry_seconds: not_after of every server certificate of sw. */

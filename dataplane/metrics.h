@@ -51,6 +51,29 @@ void metrics_upstream_connected(void);
 enum { METRICS_TLS_FULL, METRICS_TLS_RESUMED, METRICS_TLS_FAILED, METRICS_TLS_N };
 void metrics_tls_handshake(int result);
 
+/*
+ * A request mirror ended (strait_mirror_requests_total{result}): COMPLETED the mirror's
+ * response was read to its end; CUT closed by us (could not keep up, total timeout once
+ * connected, the primary gave up, worker shutdown); FAILED could not connect or start (a
+ * timeout while connecting included), TLS failed, or the connection ended before a complete
+ * response; SKIPPED the caller did not start one.
+ */
+enum {
+    METRICS_MIRROR_COMPLETED,
+    METRICS_MIRROR_CUT,
+    METRICS_MIRROR_FAILED,
+    METRICS_MIRROR_SKIPPED,
+    METRICS_MIRROR_N
+};
+void metrics_mirror(int result);
+
+/* A request was retried on another attempt (strait_retries_total). */
+void metrics_retry(void);
+/* A retry was wanted but the route's retry budget had none left. */
+void metrics_retry_budget_exhausted(void);
+/* A route timeout fired: backend 0 the whole-request one, 1 the per-backend-attempt one. */
+void metrics_route_timeout(int backend);
+
 /* One route label with its requests by status class (index 0..4 = 1xx..5xx). */
 struct metrics_route {
     char name[METRICS_ROUTE_LEN];
@@ -62,7 +85,10 @@ struct metrics_totals {
     uint64_t generation, swaps, nacks;
     uint64_t conns_total, conns_active;
     uint64_t upstream_connections, upstream_connect_errors, upstream_timeouts, pool_reused;
-    uint64_t tls_handshakes[METRICS_TLS_N];  /* by METRICS_TLS_* */
+    uint64_t tls_handshakes[METRICS_TLS_N]; /* by METRICS_TLS_* */
+    uint64_t mirror[METRICS_MIRROR_N];      /* by METRICS_MIRROR_* */
+    uint64_t retries, retry_budget_exhausted;
+    uint64_t route_timeouts[2];              /* [0] request, [1] backend */
     uint64_t requests_by_class[5];           /* over all routes */
     uint64_t buckets[METRICS_N_BUCKETS + 1]; /* cumulative, like Prometheus; last is +Inf */
     uint64_t duration_count;                 /* requests with a duration observed */

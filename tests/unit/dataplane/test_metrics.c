@@ -356,6 +356,57 @@ static void test_stats_json(void **state)
     free(body);
 }
 
+/* Mirrors by result, retries, exhausted budgets and route timeouts by kind: totals and text. */
+static void test_mirror_retry_timeout_counters(void **state)
+{
+    struct metrics_totals *t = malloc(sizeof(*t));
+    char *text;
+    int i;
+
+    (void)state;
+    for (i = 0; i < 3; i++)
+        metrics_mirror(METRICS_MIRROR_COMPLETED);
+    metrics_mirror(METRICS_MIRROR_CUT);
+    metrics_mirror(METRICS_MIRROR_FAILED);
+    metrics_mirror(METRICS_MIRROR_FAILED);
+    metrics_mirror(METRICS_MIRROR_SKIPPED);
+    metrics_mirror(-1); /* out of range: nothing */
+    metrics_mirror(METRICS_MIRROR_N);
+    metrics_retry();
+    metrics_retry();
+    metrics_retry_budget_exhausted();
+    metrics_route_timeout(0);
+    metrics_route_timeout(1);
+    metrics_route_timeout(7); /* any non-zero is "backend" */
+    metrics_worker_init(3);   /* a worker shard adds to the shared one */
+    metrics_retry();
+    metrics_mirror(METRICS_MIRROR_CUT);
+    metrics_collect(t);
+    assert_int_equal(t->mirror[METRICS_MIRROR_COMPLETED], 3);
+    assert_int_equal(t->mirror[METRICS_MIRROR_CUT], 2);
+    assert_int_equal(t->mirror[METRICS_MIRROR_FAILED], 2);
+    assert_int_equal(t->mirror[METRICS_MIRROR_SKIPPED], 1);
+    assert_int_equal(t->retries, 3);
+    assert_int_equal(t->retry_budget_exhausted, 1);
+    assert_int_equal(t->route_timeouts[0], 1);
+    assert_int_equal(t->route_timeouts[1], 2);
+    free(t);
+    text = metrics_render();
+    assert_non_null(text);
+    assert_int_equal(sample(text, "strait_mirror_requests_total{result=\"completed\"}"), 3);
+    assert_int_equal(sample(text, "strait_mirror_requests_total{result=\"cut\"}"), 2);
+    assert_int_equal(sample(text, "strait_mirror_requests_total{result=\"failed\"}"), 2);
+    assert_int_equal(sample(text, "strait_mirror_requests_total{result=\"skipped\"}"), 1);
+    assert_int_equal(sample(text, "strait_retries_total"), 3);
+    assert_int_equal(sample(text, "strait_retry_budget_exhausted_total"), 1);
+    assert_int_equal(sample(text, "strait_route_timeouts_total{kind=\"request\"}"), 1);
+    assert_int_equal(sample(text, "strait_route_timeouts_total{kind=\"backend\"}"), 2);
+    assert_non_null(strstr(text, "# TYPE strait_mirror_requests_total counter\n"));
+    assert_non_null(strstr(text, "# TYPE strait_retries_total counter\n"));
+    assert_non_null(strstr(text, "# TYPE strait_route_timeouts_total counter\n"));
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -366,6 +417,7 @@ int main(void)
         cmocka_unit_test_setup(test_concurrent_inserts_merge, reset),
         cmocka_unit_test_setup(test_help_type_before_samples, reset),
         cmocka_unit_test_setup(test_stats_json, reset),
+        cmocka_unit_test_setup(test_mirror_retry_timeout_counters, reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
