@@ -4,7 +4,7 @@ and watch wire protocol of kube-apiserver for the resources in store.RESOURCES, 
 good enough for kubectl, and /_control/ endpoints that inject faults.
 
   server.py --dir DIR [--port 0] [--token TOKEN ...] [--forbidden-token TOKEN ...]
-            [--bookmark-interval S] [--quiet]
+            [--bookmark-interval S] [--quiet] [--without-crd gateways.strait.dev]
 
 Writes DIR/ca.crt, DIR/server.crt, DIR/server.key (made with the openssl CLI unless they are
 there already), DIR/kubeconfig, DIR/token and DIR/port, then prints
@@ -97,16 +97,16 @@ def kubeconfig(port, ca, token):
 # discovery
 
 
-def _groups():
+def _groups(resources):
     groups = collections.OrderedDict()
-    for r in st.RESOURCES:
+    for r in resources:
         groups.setdefault(r.group, collections.OrderedDict()).setdefault(r.version, []).append(r)
     return groups
 
 
-def resource_list(gv):
+def resource_list(gv, resources):
     out = []
-    for r in st.RESOURCES:
+    for r in resources:
         if r.gv != gv:
             continue
         e = {"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
@@ -125,9 +125,9 @@ def api_group(name, versions):
     return {"name": name, "versions": vs, "preferredVersion": vs[0]}
 
 
-def discovery(path, port):
-    """The discovery document at path, or None."""
-    groups = _groups()
+def discovery(path, port, resources=st.RESOURCES):
+    """The discovery document at path (of the served resources), or None."""
+    groups = _groups(resources)
     if path == "/version":
         return {"major": "1", "minor": "32", "gitVersion": "v1.32.0-strait-test",
                 "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
@@ -137,7 +137,7 @@ def discovery(path, port):
         return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
             {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:%d" % port}]}
     if path == "/api/v1":
-        return resource_list("v1")
+        return resource_list("v1", resources)
     if path == "/apis":
         return {"kind": "APIGroupList", "apiVersion": "v1",
                 "groups": [api_group(g, list(vs)) for g, vs in groups.items() if g]}
@@ -145,16 +145,16 @@ def discovery(path, port):
     if len(parts) == 2 and parts[0] == "apis" and parts[1] in groups and parts[1]:
         return dict({"kind": "APIGroup", "apiVersion": "v1"}, **api_group(parts[1], list(groups[parts[1]])))
     if len(parts) == 3 and parts[0] == "apis" and parts[1] and parts[2] in groups.get(parts[1], {}):
-        return resource_list("%s/%s" % (parts[1], parts[2]))
+        return resource_list("%s/%s" % (parts[1], parts[2]), resources)
     return None
 
 
-def openapi_v3(path):
+def openapi_v3(path, resources=st.RESOURCES):
     """The OpenAPI v3 documents kubectl reads to learn that the server honours the
     fieldValidation parameter (its queryParamVerifierV3 looks for it on the PATCH operation
     of the kind): the root index, and per group-version one PATCH path per resource with no
     schemas. Anything else is None (404)."""
-    gvs = sorted({r.gv for r in st.RESOURCES})
+    gvs = sorted({r.gv for r in resources})
     prefix = lambda gv: "api/v1" if gv == "v1" else "apis/" + gv  # noqa: E731
     if path == "/openapi/v3":
         return {"paths": {prefix(gv): {"serverRelativeURL": "/openapi/v3/%s?hash=0" % prefix(gv)}
@@ -163,7 +163,7 @@ def openapi_v3(path):
         if path != "/openapi/v3/" + prefix(gv):
             continue
         paths = {}
-        for r in st.RESOURCES:
+        for r in resources:
             if r.gv != gv:
                 continue
             p = "/%s/%s%s/{name}" % (prefix(gv), "namespaces/{namespace}/" if r.namespaced else "", r.plural)
@@ -178,9 +178,10 @@ def openapi_v3(path):
     return None
 
 
-def parse_api_path(path):
+def parse_api_path(path, absent=()):
     """(resource, namespace or None, name or None, subresource or None) for a REST path, or
-    None when the path names no resource."""
+    None when the path names no resource (or a custom resource whose id is in absent: its
+    CRD is not installed)."""
     parts = [urllib.parse.unquote(p) for p in path.strip("/").split("/")]
     if len(parts) >= 3 and parts[0] == "api" and parts[1] == "v1":
         gv, rest = "v1", parts[2:]
@@ -192,7 +193,7 @@ def parse_api_path(path):
     if rest[0] == "namespaces" and len(rest) >= 3 and not (len(rest) == 3 and rest[2] in ("status", "finalize")):
         ns, rest = rest[1], rest[2:]
     res = st.BY_PATH.get((gv, rest[0]))
-    if res is None or len(rest) > 3 or (ns is not None and not res.namespaced):
+    if res is None or res.id in absent or len(rest) > 3 or (ns is not None and not res.namespaced):
         return None
     name = rest[1] if len(rest) >= 2 else None
     sub = rest[2] if len(rest) == 3 else None
@@ -408,7 +409,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def forbidden(self, path, q, is_watch):
         user = "system:serviceaccount:default:forbidden"
-        p = parse_api_path(path)
+        p = parse_api_path(path, self.server.store.absent)
         if p is None:
             return ApiError(403, "Forbidden", 'forbidden: User "%s" cannot %s path "%s"' % (
                 user, self.command.lower(), path), {})
@@ -432,12 +433,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body)
             return
-        doc = discovery(path.rstrip("/") or "/", self.server.server_address[1]) or openapi_v3(path.rstrip("/"))
+        served = [r for r in st.RESOURCES if self.server.store.served(r)]
+        doc = (discovery(path.rstrip("/") or "/", self.server.server_address[1], served)
+               or openapi_v3(path.rstrip("/"), served))
         if doc is not None:
             if self.command != "GET":
                 raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
             return self.send_json(200, doc)
-        p = parse_api_path(path)
+        p = parse_api_path(path, self.server.store.absent)
         if p is None:
             raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
         res, ns, name, sub = p
@@ -579,6 +582,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         while True:
             now = time.monotonic()
             wait = max(0.0, min(0.2, deadline - now, next_bm - now if bookmarks else 0.2))
+            gone = not s.served(res)  # read first: the CRD's DELETED events come before the end
             evs, cursor = s.watch_poll(wid, cursor, wait)
             if info["cut"]:
                 self.close_connection = True  # no terminating chunk: an abrupt end
@@ -587,6 +591,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 e = st.watch_event(res, sel, ns, ev)
                 if e is not None:
                     self.chunk(dumps({"type": e[0], "object": e[1]}) + b"\n")
+            if gone:  # the CRD was deleted: the apiserver ends the watches of its resource
+                self.chunk(b"")
+                return
             now = time.monotonic()
             if bookmarks and now >= next_bm:
                 self.chunk(bookmark(cursor))
@@ -683,6 +690,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if "forbidden_tokens" in body:
                     ctl.forbidden = set(body["forbidden_tokens"])
                 return self.send_json(200, {"tokens": sorted(ctl.tokens), "forbidden_tokens": sorted(ctl.forbidden)})
+        if what == "crds":
+            if m == "POST":
+                res = st.CRDS.get(body.get("name"))
+                if res is None or not isinstance(body.get("installed"), bool):
+                    raise st.bad_request("crds wants {\"name\": one of %s, \"installed\": bool}" % sorted(st.CRDS))
+                s.set_crd(res, body["installed"])
+            if m in ("GET", "POST"):
+                return self.send_json(200, {"items": [{"name": n, "installed": s.served(r)}
+                                                      for n, r in sorted(st.CRDS.items())]})
         if what == "state" and m == "GET":
             with s.cond:
                 return self.send_json(200, {"resourceVersion": str(s.rv), "compacted": str(s.compacted),
@@ -701,6 +717,8 @@ def main():
     ap.add_argument("--forbidden-token", action="append", default=[], help="a token that gets 403 for everything")
     ap.add_argument("--bookmark-interval", type=float, default=1.0, help="seconds between BOOKMARK events")
     ap.add_argument("--quiet", action="store_true", help="do not log each request on stderr")
+    ap.add_argument("--without-crd", action="append", default=[], choices=sorted(st.CRDS),
+                    help="start with this CRD not installed (its paths answer 404 until POST /_control/crds)")
     args = ap.parse_args()
     d = os.path.abspath(args.dir)
     os.makedirs(d, exist_ok=True)
@@ -710,7 +728,7 @@ def main():
     ctx.load_cert_chain(os.path.join(d, "server.crt"), os.path.join(d, "server.key"))
     ctx.set_alpn_protocols(["http/1.1"])
     control = Control(tokens, args.forbidden_token, args.bookmark_interval)
-    httpd = Server(("127.0.0.1", args.port), ctx, st.Store(), control, args.quiet)
+    httpd = Server(("127.0.0.1", args.port), ctx, st.Store(args.without_crd), control, args.quiet)
     port = httpd.server_address[1]
     write_atomic(os.path.join(d, "kubeconfig"), kubeconfig(port, os.path.join(d, "ca.crt"), tokens[0]))
     write_atomic(os.path.join(d, "token"), tokens[0])

@@ -72,6 +72,7 @@ RESOURCES = [
 ]
 
 BY_PATH = {(r.gv, r.plural): r for r in RESOURCES}
+CRDS = {r.gr: r for r in RESOURCES if not r.builtin}  # CRD name ("gateways.strait.dev") -> resource
 BY_KIND = {(r.gv, r.kind): r for r in RESOURCES}
 NAMESPACES = BY_PATH[("v1", "namespaces")]
 
@@ -504,10 +505,12 @@ Event = collections.namedtuple("Event", "rv type res key obj prev")
 class Store:
     """All objects of all resources, and their history. Thread-safe: every method takes cond."""
 
-    def __init__(self):
+    def __init__(self, without_crds=()):
         self.cond = threading.Condition()
         self.rv = 0
         self.compacted = 0
+        # res.id of the custom resources whose CRD is not installed: their paths are 404
+        self.absent = {CRDS[n].id for n in without_crds}
         self.objects = {r.id: {} for r in RESOURCES}  # res.id -> {key: obj}; key "ns/name" or "name"
         self.events = []        # Event, ascending rv
         self.event_rvs = []     # the rv of each entry of events, for bisect
@@ -672,7 +675,9 @@ class Store:
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = _now()
             meta["generation"] = 1
-            if res.status and res is not NAMESPACES:  # status is written through /status only
+            if res.status and not res.builtin:  # a custom resource's create drops status
+                obj.pop("status", None)
+            elif res.status and res is not NAMESPACES:  # status is written through /status only
                 obj["status"] = {"loadBalancer": {}} if res.plural in ("services", "ingresses") else {}
             self._defaults(res, obj, None)
             if dry_run:
@@ -769,6 +774,25 @@ class Store:
             if dry_run:
                 return old
             return self._commit(res, key, "DELETED", None, old)
+
+    def served(self, res):
+        """Whether res is served (a custom resource: its CRD is installed)."""
+        return res.id not in self.absent
+
+    def set_crd(self, res, installed):
+        """Installs or removes the CRD of custom resource res. Removing it deletes every
+        object of it first (DELETED events, as the CRD's customresourcecleanup finalizer
+        does); then its paths answer 404 and open watches of it end (server.py)."""
+        with self.cond:
+            if installed:
+                self.absent.discard(res.id)
+                return
+            if res.id in self.absent:
+                return
+            for k in sorted(self.objects[res.id]):
+                self._commit(res, k, "DELETED", None, self.objects[res.id][k])
+            self.absent.add(res.id)
+            self.cond.notify_all()
 
     def _terminate_namespace(self, old, dry_run):
         """A namespace DELETE as kube-apiserver answers it: the namespace turns Terminating

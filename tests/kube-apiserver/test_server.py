@@ -401,6 +401,119 @@ class TestStatusSubresource(ServerCase):
         self.assertEqual(self.srv.request("PATCH", gw + "/g", {}, ctype="application/strategic-merge-patch+json")[0], 415)
 
 
+GW = "strait.dev/v1alpha1"
+
+
+def gateway(name, port=80):
+    return {"apiVersion": GW, "kind": "Gateway", "metadata": {"name": name},
+            "spec": {"listeners": [{"name": "http", "port": port, "protocol": "HTTP"}]}}
+
+
+class TestGateways(ServerCase):
+    """The Gateway custom resource as kube-apiserver serves a CRD with a status subresource."""
+
+    def gws(self, ns=None):
+        return "/apis/%s/namespaces/%s/gateways" % (GW, ns or self.ns)
+
+    def test_generation_and_status(self):
+        body = gateway("g")
+        body["status"] = {"conditions": []}
+        out = self.req("POST", self.gws(), body, 201)
+        self.assertEqual(out["metadata"]["generation"], 1)
+        self.assertNotIn("status", out)  # a custom resource's create drops status
+        self.assertEqual(out["kind"], "Gateway")
+        # PATCH .../status: only status changes, rv bumps, generation does not
+        st = {"observedGeneration": 1, "conditions": [{
+            "type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
+            "observedGeneration": 1, "lastTransitionTime": "2025-01-01T00:00:00Z"}]}
+        p = self.req("PATCH", self.gws() + "/g/status",
+                     {"status": st, "spec": {"listeners": []}, "metadata": {"labels": {"x": "y"}}}, 200,
+                     ctype="application/merge-patch+json")
+        self.assertEqual(p["status"], st)
+        self.assertEqual(p["spec"], out["spec"])
+        self.assertNotIn("labels", p["metadata"])
+        self.assertEqual(p["metadata"]["generation"], 1)
+        self.assertGreater(int(p["metadata"]["resourceVersion"]), int(out["metadata"]["resourceVersion"]))
+        # the same status again is no write
+        again = self.req("PATCH", self.gws() + "/g/status", {"status": st}, 200,
+                         ctype="application/merge-patch+json")
+        self.assertEqual(again["metadata"]["resourceVersion"], p["metadata"]["resourceVersion"])
+        # a spec change (merge patch of the main resource) bumps generation, keeps status
+        m = self.req("PATCH", self.gws() + "/g", {"spec": {"listeners": [
+            {"name": "http", "port": 81, "protocol": "HTTP"}]}, "status": {"x": 1}}, 200,
+            ctype="application/merge-patch+json")
+        self.assertEqual(m["metadata"]["generation"], 2)
+        self.assertEqual(m["status"], st)
+        # a label change does not; a PUT with a new spec does
+        m = self.req("PATCH", self.gws() + "/g", {"metadata": {"labels": {"a": "b"}}}, 200,
+                     ctype="application/merge-patch+json")
+        self.assertEqual(m["metadata"]["generation"], 2)
+        put = gateway("g", port=82)
+        put["metadata"]["resourceVersion"] = m["metadata"]["resourceVersion"]
+        u = self.req("PUT", self.gws() + "/g", put, 200)
+        self.assertEqual(u["metadata"]["generation"], 3)
+        self.assertEqual(u["status"], st)
+        # list items of a custom resource keep kind and apiVersion
+        lst = self.req("GET", self.gws(), want=200)
+        self.assertEqual(lst["kind"], "GatewayList")
+        self.assertEqual([(i["kind"], i["apiVersion"]) for i in lst["items"]], [("Gateway", GW)])
+        self.req("DELETE", self.gws() + "/g", want=200)
+        self.req("GET", self.gws() + "/g", want=404)
+
+    def test_watch(self):
+        lst = self.req("GET", self.gws(), want=200)
+        w = self.watch(self.gws() + "?watch=1&allowWatchBookmarks=true&resourceVersion=" +
+                       lst["metadata"]["resourceVersion"])
+        self.req("POST", self.gws(), gateway("w"), 201)
+        self.req("PATCH", self.gws() + "/w/status", {"status": {"observedGeneration": 1}}, 200,
+                 ctype="application/merge-patch+json")
+        self.req("DELETE", self.gws() + "/w", want=200)
+        types = []
+        while len(types) < 3:
+            ev = w.next(timeout=5)
+            self.assertIsNotNone(ev)
+            if ev["type"] != "BOOKMARK":
+                types.append((ev["type"], ev["object"]["kind"]))
+            else:
+                self.assertEqual(ev["object"]["kind"], "Gateway")
+        self.assertEqual(types, [("ADDED", "Gateway"), ("MODIFIED", "Gateway"), ("DELETED", "Gateway")])
+
+
+class TestWithoutCRD(ServerCase):
+    """--without-crd: a cluster where our CRD is not installed, then installed, then removed."""
+    ARGS = ("--without-crd", "gateways.strait.dev")
+
+    def test_not_found_then_installed_then_removed(self):
+        all_gws = "/apis/%s/gateways" % GW
+        gws = "/apis/%s/namespaces/%s/gateways" % (GW, self.ns)
+        for path in (all_gws, gws, gws + "/g", gws + "/g/status", all_gws + "?watch=1"):
+            self.status_of(self.req("GET", path, want=404), 404, "NotFound")
+        self.status_of(self.req("POST", gws, gateway("g"), want=404), 404, "NotFound")
+        groups = [g["name"] for g in self.req("GET", "/apis", want=200)["groups"]]
+        self.assertNotIn("strait.dev", groups)
+        self.req("GET", "/apis/strait.dev/v1alpha1", want=404)
+        self.assertEqual(self.srv.control("GET", "crds")["items"],
+                         [{"name": "gateways.strait.dev", "installed": False}])
+        # installed: served, discoverable
+        self.srv.control("POST", "crds", {"name": "gateways.strait.dev", "installed": True})
+        self.assertIn("strait.dev", [g["name"] for g in self.req("GET", "/apis", want=200)["groups"]])
+        self.req("POST", gws, gateway("g"), 201)
+        lst = self.req("GET", all_gws, want=200)
+        self.assertEqual(len(lst["items"]), 1)
+        w = self.watch(all_gws + "?watch=1&resourceVersion=" + lst["metadata"]["resourceVersion"])
+        # removed: its objects are deleted (DELETED event), then the watch ends cleanly
+        self.srv.control("POST", "crds", {"name": "gateways.strait.dev", "installed": False})
+        ev = w.next(timeout=5)
+        self.assertEqual((ev["type"], ev["object"]["metadata"]["name"]), ("DELETED", "g"))
+        self.assertIsNone(w.next(timeout=5))
+        self.assertEqual(w.end, "clean")
+        self.status_of(self.req("GET", all_gws, want=404), 404, "NotFound")
+        code, obj = self.srv.request("POST", "/_control/crds", {"name": "nope", "installed": True})
+        self.status_of(obj, 400, "BadRequest")
+        # the other resources were never affected
+        self.req("GET", self.svcs(), want=200)
+
+
 class TestList(ServerCase):
     def names(self, lst):
         return [i["metadata"]["name"] for i in lst["items"]]
