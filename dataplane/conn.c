@@ -72,11 +72,14 @@
 
 #include "accesslog.h"
 #include "dbuf.h"
+#include "filters.h"
 #include "http1.h"
 #include "httpmsg.h"
 #include "log.h"
 #include "metrics.h"
+#include "mirror.h"
 #include "netaddr.h"
+#include "retrybudget.h"
 #include "router.h"
 #include "tls.h"
 #include "transport.h"
@@ -88,9 +91,12 @@
 #define CONN_MAGIC 0x434f4e4eu /* "CONN" */
 #define REQ_MAGIC 0x52455155u  /* "REQU" */
 #define CONN_BUF_HIGH (64 * 1024)
-#define CONN_READ_MIN 4096 /* a read is attempted only with at least this much room */
-#define REQ_POOL_MAX 1024  /* request objects a thread keeps for reuse */
-#define CONN_LINGER 2.0    /* seconds a lingering close waits for the client's EOF */
+#define CONN_READ_MIN 4096          /* a read is attempted only with at least this much room */
+#define REQ_POOL_MAX 1024           /* request objects a thread keeps for reuse */
+#define CONN_LINGER 2.0             /* seconds a lingering close waits for the client's EOF */
+#define CONN_REPLAY_MAX (64 * 1024) /* request bytes kept to retry an idempotent request */
+#define CONN_BACKOFF_MAX 10.0       /* seconds: the longest wait between two attempts */
+#define CONN_MAX_MIRRORS 4          /* RequestMirror copies of one request */
 
 enum conn_state {
     CS_HEAD,  /* waiting for / parsing a request head */
@@ -108,7 +114,17 @@ struct conn_req {
     struct snapshot *snap;
     const char *route_src; /* route's source, in snap (or a literal); NULL: none */
     const char *hsts;      /* the route's Strict-Transport-Security value (in snap), or NULL */
-    uint8_t keep_alive;    /* client connection persists after this response */
+    const struct snapwire_route *rt; /* the matched route (in snap); NULL: default backend */
+    /* rt's filters that act while the request is proxied (in snap), or NULL */
+    const struct snapwire_filter *req_edit, *resp_edit, *rewrite;
+    uint8_t attempt;     /* upstream attempts made for the request (route retries) */
+    uint8_t u_backoff;   /* no upstream: waiting (utimer) before the next attempt */
+    uint8_t replay_body; /* body bytes go into replay too (an idempotent request with retries) */
+    ev_timer dtimer;     /* the route's deadlines (request and backend timeouts) */
+    double req_deadline, try_deadline;        /* loop times; 0 = none */
+    struct mirror *mirrors[CONN_MAX_MIRRORS]; /* copies still taking the request body */
+    uint8_t n_mirrors;
+    uint8_t keep_alive; /* client connection persists after this response */
     uint8_t is_head, client_minor, req_done;
     uint8_t upgrade;    /* request asked for a protocol upgrade (Connection: upgrade + Upgrade) */
     uint8_t idempotent; /* RFC 9110 9.2.2: may be retried automatically */
@@ -184,6 +200,27 @@ static inline struct transport *up_tp(struct conn_req *r)
 
 static void upstream_write_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void upstream_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static void deadline_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
+
+/* This thread's random numbers (xorshift64*): backend weights, mirror shares, jitter. */
+static __thread uint64_t rng_state;
+
+static uint32_t conn_random(void)
+{
+    uint64_t x = rng_state;
+
+    if (!x) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        x = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)&rng_state;
+        if (!x) x = 0x9e3779b97f4a7c15ull;
+    }
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    rng_state = x;
+    return (uint32_t)((x * 0x2545f4914f6cdd1dull) >> 32);
+}
 
 /* ---- lifecycle ---- */
 
@@ -230,6 +267,7 @@ static struct conn_req *req_new(struct conn *c)
     r->req_done = 1;
     r->max_body = UINT64_MAX;
     ev_timer_init(&r->utimer, upstream_timer_cb, 1., 0.);
+    ev_timer_init(&r->dtimer, deadline_timer_cb, 1., 0.);
     return r;
 }
 
@@ -350,6 +388,15 @@ static void request_release(struct conn *c)
 
     if (!r) return;
     upstream_release(c);
+    ev_timer_stop(c->w->loop, &r->dtimer);
+    /* a request that ends before its body was all read leaves its mirrors incomplete */
+    while (r->n_mirrors) {
+        struct mirror *m = r->mirrors[--r->n_mirrors];
+        if (r->req_done)
+            mirror_end(m);
+        else
+            mirror_abort(m);
+    }
     snapshot_unref(r->snap);
     c->r = NULL;
     req_free(r);
@@ -563,8 +610,7 @@ static void local_response_hdrs(struct conn *c, int status, const char *body, in
     if (dbuf_printf(&c->cout,
                     "HTTP/1.1 %d %s\r\nDate: %s\r\n%s%s%s%s%sContent-Type: text/plain\r\n"
                     "Content-Length: %zu\r\nConnection: %s\r\n\r\n%s",
-                    status, status == 308 ? "Permanent Redirect" : httpmsg_reason(status),
-                    http_date(c), extra ? extra : "",
+                    status, httpmsg_reason(status), http_date(c), extra ? extra : "",
                     /* a routed request's own errors (413, 502, 503, 504) carry HSTS too */
                     r->hsts ? "Strict-Transport-Security: " : "", r->hsts ? r->hsts : "",
                     r->hsts ? "\r\n" : "",
@@ -634,18 +680,77 @@ static void redirect_https(struct conn *c, const char *host, const char *target,
     free(body);
 }
 
+/*
+ * A RequestRedirect filter answers the request: Location per filter_location, the route's
+ * response header edits added, no upstream. head_len is the request head's size in cin.
+ */
+static void gw_redirect(struct conn *c, const struct snapwire_filter *f, char *host, int hl,
+                        const struct http1_request *req, const struct http1_msginfo *info,
+                        size_t head_len)
+{
+    struct conn_req *r = c->r;
+    const struct snapwire_snapshot *sw = &c->w->current->sw;
+    struct dbuf loc = {0}, extra = {0};
+    char norm[ROUTER_MAX_PATH + 1];
+    const char *mpath;
+    size_t mlen = router_request_path(req->target, req->target_len, norm, &mpath);
+    uint32_t i;
+    int status = f->status ? f->status : 302;
+
+    if (hl <= 0 && !(f->hostname && f->hostname[0])) {
+        dbuf_consume(&c->cin, head_len); /* HTTP/1.0 without Host: nowhere to send it */
+        local_response(c, 400, NULL, 0);
+        return;
+    }
+    host[hl > 0 ? hl : 0] = '\0';
+    r->route_src = r->rt->source;
+    if (filter_location(&loc, r->rt, f, c->tls, host, info->host, info->host ? info->host_len : 0,
+                        mpath, mlen, info->path, info->path_len) < 0 ||
+        dbuf_printf(&extra, "Location: %.*s\r\n", (int)loc.len, dbuf_data(&loc)) < 0)
+        goto oom;
+    for (i = 0; i < r->rt->filter_count; i++) {
+        const struct snapwire_filter *e = &sw->filters[r->rt->first_filter + i];
+        if (e->type == SNAPWIRE_FILTER_RESPONSE_HEADERS && filter_header_edits(&extra, sw, e) < 0)
+            goto oom;
+    }
+    if (dbuf_append(&extra, "", 1) < 0 || dbuf_printf(&loc, "\n") < 0) goto oom;
+    dbuf_consume(&c->cin, head_len); /* req and info point into cin: only now */
+    {
+        /* the body names the target too (RFC 9110 15.4: for clients that do not follow) */
+        char *body = NULL;
+        if (asprintf(&body, "redirecting to %.*s", (int)loc.len, dbuf_data(&loc)) < 0) body = NULL;
+        if (!body) {
+            dbuf_free(&loc);
+            dbuf_free(&extra);
+            conn_close(c);
+            return;
+        }
+        local_response_hdrs(c, status, body, 0, dbuf_data(&extra));
+        free(body);
+    }
+    dbuf_free(&loc);
+    dbuf_free(&extra);
+    return;
+oom:
+    dbuf_free(&loc);
+    dbuf_free(&extra);
+    conn_close(c);
+}
+
 static int upstream_retry(struct conn *c, const char *why);
+static int route_retry(struct conn *c, const char *why);
 
 /*
  * Upstream failed: a reused connection that died before answering is retried once on a
- * fresh one when that is safe; otherwise 502/504 if the client has not seen a response
- * head yet, else abort.
+ * fresh one when that is safe; then the route's retry policy may try another attempt;
+ * otherwise 502/504 if the client has not seen a response head yet, else abort.
  */
 static void upstream_failed(struct conn *c, int status, const char *why)
 {
     struct conn_req *r = c->r;
 
     if (!r->resp_started && status == 502 && upstream_retry(c, why) == 0) return;
+    if (!r->resp_started && route_retry(c, why) == 0) return;
     log_warn("upstream_error", "peer=%s route=%s reason=\"%s\"", c->peer, route_name(r), why);
     if (r->resp_started) {
         request_log(c, r->resp_status);
@@ -744,27 +849,46 @@ static int build_upstream_head(struct conn *c, const struct http1_request *req,
     struct conn_req *r = c->r;
     struct dbuf *b = &r->uout;
     struct http1_hop hop;
+    const struct snapwire_snapshot *sw = &r->snap->sw;
+    const struct snapwire_filter *rw = r->rewrite, *edit = r->req_edit;
     size_t i;
     int slash =
         info->target_form == HTTP1_TARGET_ABSOLUTE && (info->path_len == 0 || info->path[0] == '?');
 
-    if (dbuf_append(b, req->method, req->method_len) < 0 || dbuf_str(b, slash ? " /" : " ") < 0 ||
-        dbuf_append(b, info->path, info->path_len) < 0 ||
-        dbuf_str(b, req->minor_version ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n") < 0)
+    if (dbuf_append(b, req->method, req->method_len) < 0) return -1;
+    if (rw && rw->path_mod != SNAPWIRE_PATH_KEEP) {
+        /* URLRewrite: the path the route matched, changed (the query is kept) */
+        char norm[ROUTER_MAX_PATH + 1];
+        const char *mpath;
+        size_t mlen = router_request_path(req->target, req->target_len, norm, &mpath);
+        if (dbuf_str(b, " ") < 0 ||
+            filter_path(b, r->rt, rw, mpath, mlen, info->path, info->path_len) < 0)
+            return -1;
+    } else if (dbuf_str(b, slash ? " /" : " ") < 0 ||
+               dbuf_append(b, info->path, info->path_len) < 0) {
         return -1;
-    if (info->host && (dbuf_str(b, "Host: ") < 0 ||
-                       dbuf_append(b, info->host, info->host_len) < 0 || dbuf_str(b, "\r\n") < 0))
+    }
+    if (dbuf_str(b, req->minor_version ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n") < 0) return -1;
+    if (rw && rw->hostname && rw->hostname[0]) {
+        if (dbuf_str(b, "Host: ") < 0 || dbuf_str(b, rw->hostname) < 0 || dbuf_str(b, "\r\n") < 0)
+            return -1;
+    } else if (info->host &&
+               (dbuf_str(b, "Host: ") < 0 || dbuf_append(b, info->host, info->host_len) < 0 ||
+                dbuf_str(b, "\r\n") < 0)) {
         return -1;
+    }
     http1_hop_init(&hop, req->headers, req->num_headers);
     for (i = 0; i < req->num_headers; i++) {
         const struct http1_header *h = &req->headers[i];
         if (http1_hop_drop(&hop, h) || is_xf_header(h) || http1_name_is(h, "host") ||
             http1_name_is(h, "via") || h == info->max_forwards)
             continue;
+        if (edit && filter_header_dropped(sw, edit, h->name, h->name_len)) continue;
         if (dbuf_append(b, h->name, h->name_len) < 0 || dbuf_str(b, ": ") < 0 ||
             dbuf_append(b, h->value, h->value_len) < 0 || dbuf_str(b, "\r\n") < 0)
             return -1;
     }
+    if (edit && filter_header_edits(b, sw, edit) < 0) return -1;
     if (append_joined(b, req, "X-Forwarded-For", c->peer) < 0 ||
         dbuf_str(b, c->tls ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n") < 0)
         return -1;
@@ -900,6 +1024,136 @@ static int upstream_retry(struct conn *c, const char *why)
     return 0;
 }
 
+/* Monotonic milliseconds from the loop's clock, for the retry budgets. */
+static int64_t loop_ms(struct conn *c)
+{
+    return (int64_t)(ev_now(c->w->loop) * 1000.0);
+}
+
+/* (Re)arms dtimer for the nearer of the request's deadlines (none: stopped). */
+static void arm_deadline(struct conn *c)
+{
+    struct conn_req *r = c->r;
+    double due = r->req_deadline, left;
+
+    if (r->try_deadline && (!due || r->try_deadline < due)) due = r->try_deadline;
+    if (!due) {
+        ev_timer_stop(c->w->loop, &r->dtimer);
+        return;
+    }
+    left = due - ev_now(c->w->loop);
+    r->dtimer.repeat = left > 1e-3 ? left : 1e-3;
+    ev_timer_again(c->w->loop, &r->dtimer);
+}
+
+/*
+ * Starts one upstream attempt to r->uaddr (pooled connection allowed), with the route's
+ * backend timeout from now. Returns 0, or -1 with errno (connect failed).
+ */
+static int attempt_open(struct conn *c)
+{
+    struct conn_req *r = c->r;
+    uint32_t ms = r->rt ? r->rt->backend_timeout_ms : SNAPWIRE_TIMEOUT_DEFAULT;
+
+    r->attempt++;
+    r->try_deadline = ms != SNAPWIRE_TIMEOUT_DEFAULT && ms != SNAPWIRE_TIMEOUT_NONE
+                          ? ev_now(c->w->loop) + ms / 1000.0
+                          : 0;
+    arm_deadline(c);
+    return upstream_open(c, 1);
+}
+
+/* True when the route retries a response with this status (retry codes, 500..599). */
+static int retry_code(const struct snapwire_route *rt, int status)
+{
+    unsigned i;
+
+    if (!rt || status < 500 || status > 599) return 0;
+    i = (unsigned)(status - 500);
+    return (int)(i < 64 ? (rt->retry_codes_lo >> i) & 1 : (rt->retry_codes_hi >> (i - 64)) & 1);
+}
+
+/* Points r->uaddr at an endpoint of r's cluster, another one than now when there is one. */
+static int pick_other_endpoint(struct conn *c)
+{
+    struct conn_req *r = c->r;
+    const struct snapshot_endpoint *ep = NULL;
+    int tries;
+
+    for (tries = 0; tries < 4; tries++) {
+        ep = snapshot_pick(r->snap, r->ucluster);
+        if (!ep) return -1;
+        if (ep->addrlen != r->uaddrlen || memcmp(&ep->addr, &r->uaddr, ep->addrlen) != 0) break;
+    }
+    memcpy(&r->uaddr, &ep->addr, ep->addrlen);
+    r->uaddrlen = ep->addrlen;
+    if (r->reqlog)
+        netaddr_format((const struct sockaddr *)&ep->addr, r->reqlog->upstream,
+                       sizeof(r->reqlog->upstream));
+    return 0;
+}
+
+/*
+ * The route's retry policy (Gateway retry): after a failed attempt (no response head, or a
+ * response status in the route's codes, not yet passed on), another attempt to another
+ * endpoint of the cluster when the route allows one more, everything sent so far is in
+ * replay (an idempotent request, or one whose body had not started), the request's own
+ * deadline has not passed and the route's retry budget has one; after the route's backoff
+ * (doubling per retry, jittered to 50..100 %, at most CONN_BACKOFF_MAX) when it has one.
+ * Returns 0 when the retry is under way (or waiting), -1 when the failure stands.
+ */
+static int route_retry(struct conn *c, const char *why)
+{
+    struct conn_req *r = c->r;
+    const struct snapwire_route *rt = r->rt;
+    struct retry_budget *budget;
+    double delay = 0;
+
+    if (!rt || !rt->retry_attempts || r->attempt > rt->retry_attempts || !r->replay_ok ||
+        r->resp_started || c->state != CS_PROXY || r->upgrade)
+        return -1;
+    if (r->req_deadline && ev_now(c->w->loop) >= r->req_deadline) return -1;
+    budget = snapshot_route_budget(r->snap, rt);
+    if (budget && !retry_budget_take(budget, loop_ms(c))) {
+        metrics_retry_budget_exhausted();
+        log_info("retry_budget_exhausted", "peer=%s route=%s reason=\"%s\"", c->peer, route_name(r),
+                 why);
+        return -1;
+    }
+    metrics_retry();
+    log_debug("route_retry", "peer=%s route=%s attempt=%u reason=\"%s\"", c->peer, route_name(r),
+              (unsigned)r->attempt + 1, why);
+    if (r->u) {
+        upstream_conn_close(r->u);
+        r->u = NULL;
+    }
+    ev_timer_stop(c->w->loop, &r->utimer);
+    r->u_eof = r->u_write_failed = r->u_connecting = r->u_handshaking = 0;
+    r->uin.len = r->uin.off = 0;
+    r->uout.len = r->uout.off = 0;
+    r->try_deadline = 0;
+    arm_deadline(c);
+    if (dbuf_append(&r->uout, dbuf_data(&r->replay), r->replay.len) < 0) return -1;
+    if (pick_other_endpoint(c) < 0) return -1;
+    if (rt->retry_backoff_ms) {
+        unsigned shift = r->attempt > 1 ? (unsigned)r->attempt - 1 : 0;
+        delay = rt->retry_backoff_ms / 1000.0 * (double)(1u << (shift < 16 ? shift : 16));
+        if (delay > CONN_BACKOFF_MAX) delay = CONN_BACKOFF_MAX;
+        delay *= 0.5 + 0.5 * (conn_random() / 4294967296.0);
+    }
+    if (delay > 0) {
+        r->u_backoff = 1;
+        arm_utimer(c, delay);
+        return 0;
+    }
+    if (attempt_open(c) < 0) {
+        metrics_upstream_connect_error();
+        /* this attempt failed at once: the next one (if any) decides */
+        return route_retry(c, strerror(errno));
+    }
+    return 0;
+}
+
 static int method_idempotent(const struct http1_request *req)
 {
     static const char *const safe[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
@@ -911,6 +1165,9 @@ static int method_idempotent(const struct http1_request *req)
             return 1;
     return 0;
 }
+
+static void mirrors_start(struct conn *c, struct snapshot *snap);
+static void mirrors_feed(struct conn *c, const char *data, size_t n);
 
 /*
  * Tries to start the next request from cin. Returns 1 if a request was started or answered
@@ -1002,7 +1259,12 @@ static int start_request(struct conn *c)
             return 1;
         }
     }
-    rt = router_match(snap->router, host, (size_t)hl, req.target, req.target_len);
+    {
+        struct router_request rq = {host,           (size_t)hl,      req.target,
+                                    req.target_len, req.method,      req.method_len,
+                                    req.headers,    req.num_headers, c->tls};
+        rt = router_route(snap->router, &rq);
+    }
     if (rt && (rt->flags & SNAPWIRE_ROUTE_SSL_REDIRECT) && !c->tls && hl > 0 &&
         !is_acme_challenge(info.path, info.path_len)) {
         const char *t = info.target_form == HTTP1_TARGET_ABSOLUTE ? info.path : req.target;
@@ -1012,14 +1274,33 @@ static int start_request(struct conn *c)
         redirect_https(c, host, t, tl, (size_t)n);
         return 1;
     }
-    cluster = rt ? rt->cluster : snap->sw.meta.default_cluster;
-    if (cluster == SNAPWIRE_NONE) {
-        dbuf_consume(&c->cin, (size_t)n);
-        local_response(c, 404, "no route\n", 0);
-        return 1;
-    }
     r->route_src = rt ? rt->source : "default";
     r->hsts = c->tls && rt && rt->hsts && rt->hsts[0] ? rt->hsts : NULL;
+    r->rt = rt;
+    if (rt && rt->filter_count) {
+        uint32_t i;
+        for (i = 0; i < rt->filter_count; i++) {
+            const struct snapwire_filter *f = &snap->sw.filters[rt->first_filter + i];
+            if (f->type == SNAPWIRE_FILTER_REDIRECT) {
+                gw_redirect(c, f, host, hl, &req, &info, (size_t)n);
+                return 1;
+            }
+            if (f->type == SNAPWIRE_FILTER_REWRITE) r->rewrite = f;
+            if (f->type == SNAPWIRE_FILTER_REQUEST_HEADERS) r->req_edit = f;
+            if (f->type == SNAPWIRE_FILTER_RESPONSE_HEADERS) r->resp_edit = f;
+        }
+    }
+    cluster =
+        rt ? router_pick_cluster(snap->router, rt, conn_random()) : snap->sw.meta.default_cluster;
+    if (cluster == SNAPWIRE_NONE) {
+        /* Gateway API: a rule whose backend does not resolve answers 500 for its share */
+        dbuf_consume(&c->cin, (size_t)n);
+        if (rt)
+            local_response(c, 500, "no backend for this route\n", 0);
+        else
+            local_response(c, 404, "no route\n", 0);
+        return 1;
+    }
     r->max_body = snapshot_route_max_body(snap, rt, &c->w->cfg);
     if (info.body == HTTP1_BODY_LENGTH && info.content_length > r->max_body) {
         /* RFC 9110 15.5.14: refused before any upstream sees it; the body is not read */
@@ -1045,10 +1326,22 @@ static int start_request(struct conn *c)
     }
     r->snap = snapshot_ref(snap);
     r->ucluster = cluster;
+    if (rt) {
+        double now = ev_now(c->w->loop);
+        if (rt->request_timeout_ms != SNAPWIRE_TIMEOUT_DEFAULT &&
+            rt->request_timeout_ms != SNAPWIRE_TIMEOUT_NONE)
+            r->req_deadline = r->req_start + rt->request_timeout_ms / 1000.0;
+        if (rt->retry_attempts) {
+            struct retry_budget *b = snapshot_route_budget(snap, rt);
+            if (b) retry_budget_deposit(b, (int64_t)(now * 1000.0));
+            r->replay_body = r->idempotent;
+        }
+    }
     if (build_upstream_head(c, &req, &info) < 0) {
         conn_close(c);
         return 1;
     }
+    if (rt && rt->filter_count) mirrors_start(c, snap);
     dbuf_consume(&c->cin, (size_t)n); /* req points into cin: consume only now */
     c->state = CS_PROXY;
     memcpy(&r->uaddr, &ep->addr, ep->addrlen);
@@ -1056,12 +1349,20 @@ static int start_request(struct conn *c)
     if (r->reqlog)
         netaddr_format((const struct sockaddr *)&ep->addr, r->reqlog->upstream,
                        sizeof(r->reqlog->upstream));
-    if (upstream_open(c, 1) < 0) {
+    if (rt && rt->retry_attempts) {
+        /* route retries: keep what is sent (the head; body bytes per pump_request_body) */
+        if (dbuf_append(&r->replay, dbuf_data(&r->uout), r->uout.len) < 0) {
+            conn_close(c);
+            return 1;
+        }
+        r->replay_ok = 1;
+    }
+    if (attempt_open(c) < 0) {
         metrics_upstream_connect_error();
         upstream_failed(c, 502, strerror(errno));
         return 1;
     }
-    if (r->u_reused && r->idempotent) {
+    if (r->u_reused && r->idempotent && !r->replay_ok) {
         /* keep the head until the first body or response byte, to retry a stale reuse */
         if (dbuf_append(&r->replay, dbuf_data(&r->uout), r->uout.len) < 0) {
             conn_close(c);
@@ -1070,6 +1371,69 @@ static int start_request(struct conn *c)
         r->replay_ok = 1;
     }
     return 1;
+}
+
+/*
+ * RequestMirror filters of the route: for each one's share of requests, a copy of the
+ * upstream head just built (with "Connection: close") goes to an endpoint of the mirror
+ * cluster; the body follows as it streams (mirrors_feed). Never fails the request.
+ */
+static void mirrors_start(struct conn *c, struct snapshot *snap)
+{
+    struct conn_req *r = c->r;
+    const struct snapwire_route *rt = r->rt;
+    struct dbuf head = {0};
+    uint32_t i;
+
+    if (!rt || r->upgrade) return;
+    for (i = 0; i < rt->filter_count && r->n_mirrors < CONN_MAX_MIRRORS; i++) {
+        const struct snapwire_filter *f = &snap->sw.filters[rt->first_filter + i];
+        const struct snapshot_endpoint *ep;
+        struct mirror *m;
+        if (f->type != SNAPWIRE_FILTER_MIRROR || f->cluster == SNAPWIRE_NONE) continue;
+        if (f->mirror_permille < 1000 && conn_random() % 1000 >= f->mirror_permille) continue;
+        if (!(ep = snapshot_pick(snap, f->cluster))) {
+            metrics_mirror(METRICS_MIRROR_SKIPPED); /* no ready endpoint to copy to */
+            continue;
+        }
+        if (!head.len) {
+            /* the head ends "\r\n\r\n"; a persistent one gets the close option first */
+            if (dbuf_append(&head, dbuf_data(&r->uout), r->uout.len - (r->u_keep ? 2 : 0)) < 0 ||
+                (r->u_keep && dbuf_str(&head, "Connection: close\r\n\r\n") < 0)) {
+                dbuf_free(&head);
+                return;
+            }
+        }
+        m = mirror_start(c->w->loop, (const struct sockaddr *)&ep->addr, ep->addrlen, snap->tls_up,
+                         f->cluster, dbuf_data(&head), head.len,
+                         c->w->cfg.upstream_response_timeout);
+        if (!m) continue;
+        if (r->req_done)
+            mirror_end(m); /* nothing more to send */
+        else
+            r->mirrors[r->n_mirrors++] = m;
+    }
+    dbuf_free(&head);
+}
+
+/* Body bytes to the request's mirrors; one that takes no more is let go. */
+static void mirrors_feed(struct conn *c, const char *data, size_t n)
+{
+    struct conn_req *r = c->r;
+    unsigned i = 0;
+
+    while (i < r->n_mirrors) {
+        if (mirror_feed(r->mirrors[i], data, n) < 0) {
+            mirror_end(r->mirrors[i]);
+            r->mirrors[i] = r->mirrors[--r->n_mirrors];
+            continue;
+        }
+        i++;
+    }
+    if (r->req_done) {
+        while (r->n_mirrors)
+            mirror_end(r->mirrors[--r->n_mirrors]);
+    }
 }
 
 /* Moves request body bytes from cin to uout. Returns 0, or -1 if the conn was closed. */
@@ -1106,11 +1470,19 @@ static int pump_request_body(struct conn *c)
             take = n == -2 ? c->cin.len : (size_t)n;
             if (n >= 0) r->req_done = 1;
         }
-        if (take > 0) r->replay_ok = 0; /* body bytes are not kept for a replay */
+        if (take > 0 && r->replay_ok) {
+            /* body bytes are kept for a replay only for route retries of idempotent requests */
+            if (!r->replay_body || r->replay.len + take > CONN_REPLAY_MAX ||
+                dbuf_append(&r->replay, dbuf_data(&c->cin), take) < 0) {
+                r->replay_ok = 0;
+                dbuf_free(&r->replay);
+            }
+        }
         if (dbuf_append(&r->uout, dbuf_data(&c->cin), take) < 0) {
             conn_close(c);
             return -1;
         }
+        if (r->n_mirrors) mirrors_feed(c, dbuf_data(&c->cin), take);
         dbuf_consume(&c->cin, take);
     }
     if (!r->req_done && c->c_eof && c->cin.len == 0) {
@@ -1130,6 +1502,7 @@ static int write_client_head(struct conn *c, const struct http1_response *res)
     size_t i;
     int have_date = 0, have_sts = 0;
     const char *hsts = c->r->hsts; /* only set on TLS connections */
+    const struct snapwire_filter *edit = c->r->resp_edit;
     /* RFC 9110 8.6, RFC 9112 6.1: 1xx and 204 carry neither (nginx drops them too) */
     int no_length = res->status < 200 || res->status == 204;
 
@@ -1147,12 +1520,14 @@ static int write_client_head(struct conn *c, const struct http1_response *res)
         if (http1_hop_drop(&hop, h) || (no_length && (http1_name_is(h, "content-length") ||
                                                       http1_name_is(h, "transfer-encoding"))))
             continue;
+        if (edit && filter_header_dropped(&c->r->snap->sw, edit, h->name, h->name_len)) continue;
         have_date |= http1_name_is(h, "date");
         if (hsts) have_sts |= http1_name_is(h, "strict-transport-security");
         if (dbuf_append(b, h->name, h->name_len) < 0 || dbuf_str(b, ": ") < 0 ||
             dbuf_append(b, h->value, h->value_len) < 0 || dbuf_str(b, "\r\n") < 0)
             return -1;
     }
+    if (edit && res->status >= 200 && filter_header_edits(b, &c->r->snap->sw, edit) < 0) return -1;
     /* RFC 9110 6.6.1: a recipient with a clock MUST add Date to a response it forwards */
     if (res->status >= 200 && !have_date &&
         (dbuf_str(b, "Date: ") < 0 || dbuf_str(b, http_date(c)) < 0 || dbuf_str(b, "\r\n") < 0))
@@ -1205,6 +1580,9 @@ static int parse_response_head(struct conn *c)
             r->resp_status = 101;
             r->keep_alive = 0;
             c->state = CS_TUNNEL;
+            /* route timeouts end with the exchange: a tunnel lives by its idle timeout */
+            r->req_deadline = r->try_deadline = 0;
+            ev_timer_stop(c->w->loop, &r->dtimer);
             request_log(c, 101);
             log_debug("request", "peer=%s status=101 route=%s", c->peer, route_name(r));
             arm_progress(c);
@@ -1228,6 +1606,7 @@ static int parse_response_head(struct conn *c)
                 return -1;
             }
         }
+        if (retry_code(r->rt, res.status) && route_retry(c, "retry status") == 0) return 0;
         r->resp_body = info.body;
         r->resp_remaining = info.content_length;
         r->resp_status = res.status;
@@ -1691,7 +2070,6 @@ static void upstream_read(struct conn *c)
     } else {
         r->uin.len += (uint32_t)n;
         r->u_got_bytes = 1;
-        r->replay_ok = 0;
         arm_progress(c);
         if (!r->resp_started && r->uin.len > HTTP1_MAX_HEAD + DBUF_BLOCK) {
             upstream_failed(c, 502, "response head too large");
@@ -1738,6 +2116,16 @@ static void upstream_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         ev_timer_again(loop, t);
         return;
     }
+    if (r->u_backoff) {
+        /* a route retry waited its backoff: the next attempt */
+        r->u_backoff = 0;
+        if (attempt_open(c) < 0) {
+            metrics_upstream_connect_error();
+            upstream_failed(c, 502, strerror(errno));
+        }
+        conn_run(c);
+        return;
+    }
     if (r->u_connecting || r->u_handshaking) {
         /* no timely answer from the upstream, as for a response timeout (nginx does too) */
         metrics_upstream_connect_error();
@@ -1751,6 +2139,41 @@ static void upstream_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
                  route_name(r));
         conn_close(c);
         return;
+    }
+    conn_run(c);
+}
+
+/*
+ * A route deadline passed: the request timeout answers 504 (no retry) or, once the response
+ * has started, cuts the connection; the backend timeout fails the attempt (504, or a retry).
+ */
+static void deadline_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct conn_req *r = req_check(container_of(t, struct conn_req, dtimer));
+    struct conn *c = conn_check(r->c);
+    double now = ev_now(loop) + 1e-3;
+    int whole = r->req_deadline && now >= r->req_deadline;
+
+    (void)revents;
+    if (!whole && !(r->try_deadline && now >= r->try_deadline)) {
+        arm_deadline(c); /* woke early (the deadline moved later): sleep on */
+        return;
+    }
+    metrics_route_timeout(!whole);
+    if (r->resp_started || c->state != CS_PROXY) {
+        log_warn("upstream_error", "peer=%s route=%s reason=\"%s timeout\"", c->peer, route_name(r),
+                 whole ? "request" : "backend");
+        conn_close(c); /* a response cut short: closing is the only signal */
+        return;
+    }
+    r->try_deadline = 0;
+    if (whole) {
+        log_warn("upstream_error", "peer=%s route=%s reason=\"request timeout\"", c->peer,
+                 route_name(r));
+        r->req_deadline = 0;
+        local_response(c, 504, NULL, 0);
+    } else {
+        upstream_failed(c, 504, "backend timeout");
     }
     conn_run(c);
 }

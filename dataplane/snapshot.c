@@ -31,6 +31,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "retrybudget.h"
 #include "tls_upstream.h"
 #include "tls.h"
 #include "worker.h"
@@ -57,6 +58,7 @@ static void snapshot_free(struct snapshot *s)
         free(s->clusters);
     }
     router_free(s->router);
+    free(s->budgets);
     tls_upstream_free(s->tls_up);
     tls_snap_free(s->tls);
     snapwire_free(&s->sw);
@@ -130,6 +132,10 @@ struct snapshot *snapshot_build(struct snapwire_snapshot *sw, char *err, size_t 
         c->bal_state = c->bal->create(c->n_ready);
         if (!c->bal_state) goto fail_oom;
     }
+    for (i = 0; i < s->sw.n_routes && !s->budgets; i++)
+        if (s->sw.routes[i].retry_attempts &&
+            !(s->budgets = calloc(s->sw.n_routes, sizeof(*s->budgets))))
+            goto fail_oom;
     if (tls_upstream_build(&s->sw, &s->tls_up, err, errlen) < 0) goto free_snapshot;
     /* certificates load here, off the hot path: a PEM that does not load refuses the lot */
     if (tls_snap_build(&s->sw, &s->tls, err, errlen) < 0) goto free_snapshot;
@@ -140,6 +146,14 @@ fail_oom:
 free_snapshot:
     snapshot_free(s);
     return NULL;
+}
+
+struct retry_budget *snapshot_route_budget(struct snapshot *s, const struct snapwire_route *rt)
+{
+    if (!s->budgets || !rt->retry_attempts || rt < s->sw.routes ||
+        rt >= s->sw.routes + s->sw.n_routes)
+        return NULL;
+    return &s->budgets[rt - s->sw.routes];
 }
 
 struct snapshot *snapshot_ref(struct snapshot *s)

@@ -16,6 +16,7 @@
 #include "snapwire.h"
 
 struct tls_snap;
+struct retry_budget;
 
 #define SNAPSHOT_MAGIC 0x534e4150u /* "SNAP" */
 
@@ -44,6 +45,8 @@ struct snapshot {
     struct snapshot_cluster *clusters;
     struct tls_snap *tls;        /* certificate contexts + SNI table (tls.h); NULL: no TLS data */
     struct tls_upstream *tls_up; /* client TLS of the clusters with tls set; NULL: none */
+    /* per route (index in sw.routes) retry budgets; NULL when no route retries */
+    struct retry_budget *budgets;
 };
 
 /*
@@ -55,6 +58,12 @@ struct snapshot *snapshot_build(struct snapwire_snapshot *sw, char *err, size_t 
 /* Reference counting; safe from any thread. unref frees on the last reference. */
 struct snapshot *snapshot_ref(struct snapshot *s);
 void snapshot_unref(struct snapshot *s);
+
+/*
+ * The retry budget of route rt (a route of s) shared by every worker while s is current, or
+ * NULL when rt has no retries. A new snapshot starts its budgets afresh.
+ */
+struct retry_budget *snapshot_route_budget(struct snapshot *s, const struct snapwire_route *rt);
 
 /* Picks an endpoint of cluster idx with its balancer; NULL when it has none ready. */
 const struct snapshot_endpoint *snapshot_pick(struct snapshot *s, uint32_t idx);

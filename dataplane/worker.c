@@ -26,6 +26,7 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "mirror.h"
 #include "regex.h"
 #include "upstream.h"
 
@@ -158,6 +159,7 @@ static void *worker_main(void *arg)
     metrics_worker_init(w->id);
     ev_run(w->loop, 0);
     conn_close_all(w);
+    mirror_close_all(w->loop); /* copies still in flight are cut with the worker */
     conn_reap(w);
     upstream_pool_free(w->pool);
     w->pool = NULL;

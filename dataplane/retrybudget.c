@@ -1,0 +1,56 @@
+/*
+ * retrybudget: token bucket in thousandths of a retry (see retrybudget.h).
+ *
+ * Does: add RETRY_BUDGET_RATIO_MILLI per request and RETRY_BUDGET_MIN_PER_SEC * 1000 per
+ * elapsed second (lazily, when the bucket is touched), capped; a retry costs 1000.
+ * Invariants: lock-free; any number of threads may deposit and take at once (the time
+ * refill is claimed with a compare-and-swap on last_ms, so it is added exactly once).
+ */
+#include "retrybudget.h"
+
+static void add_capped(struct retry_budget *b, int64_t add)
+{
+    int64_t cur = atomic_load_explicit(&b->milli, memory_order_relaxed), next;
+
+    do {
+        next = cur + add;
+        if (next > RETRY_BUDGET_CAP_MILLI) next = RETRY_BUDGET_CAP_MILLI;
+        if (next == cur) return;
+    } while (!atomic_compare_exchange_weak_explicit(&b->milli, &cur, next, memory_order_relaxed,
+                                                    memory_order_relaxed));
+}
+
+static void refill(struct retry_budget *b, int64_t now_ms)
+{
+    int64_t last = atomic_load_explicit(&b->last_ms, memory_order_relaxed);
+
+    if (last == 0) {
+        /* first use: start the clock with one second's allowance */
+        if (atomic_compare_exchange_strong(&b->last_ms, &last, now_ms))
+            add_capped(b, (int64_t)RETRY_BUDGET_MIN_PER_SEC * 1000);
+        return;
+    }
+    if (now_ms <= last) return;
+    if (atomic_compare_exchange_strong(&b->last_ms, &last, now_ms))
+        add_capped(b, (now_ms - last) * RETRY_BUDGET_MIN_PER_SEC);
+}
+
+void retry_budget_deposit(struct retry_budget *b, int64_t now_ms)
+{
+    refill(b, now_ms);
+    add_capped(b, RETRY_BUDGET_RATIO_MILLI);
+}
+
+int retry_budget_take(struct retry_budget *b, int64_t now_ms)
+{
+    int64_t cur;
+
+    refill(b, now_ms);
+    cur = atomic_load_explicit(&b->milli, memory_order_relaxed);
+    while (cur >= 1000) {
+        if (atomic_compare_exchange_weak_explicit(&b->milli, &cur, cur - 1000, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return 1;
+    }
+    return 0;
+}
