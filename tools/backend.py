@@ -9,6 +9,9 @@ served a request and what the proxy forwarded. Query parameters change the answe
   chunks=N&chunk_delay_ms=M  send the body with Transfer-Encoding: chunked in N pieces
   size=N                     answer with N bytes of 'x' (text/plain) instead of JSON
 Request bodies are always read completely (Content-Length or chunked) and hashed.
+--status N answers N when the query does not say (a failing replica for retry tests);
+--record FILE appends the JSON description of every request to FILE, one line each (what a
+mirror received, though nobody sees its answers).
 With --tls-cert/--tls-key it speaks HTTPS (TLS 1.2+; the handshake runs in the connection's
 thread) and the JSON body also says "tls": {"sni": NAME or null, "version": "TLSv1.3",
 "resumed": true when the client resumed a session}.
@@ -21,6 +24,7 @@ import json
 import signal
 import ssl
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -91,7 +95,7 @@ class Handler(BaseHTTPRequestHandler):
         delay = _int_param(q, "delay_ms")
         if delay > 0:
             time.sleep(delay / 1000.0)
-        status = _int_param(q, "status", 200) or 200
+        status = _int_param(q, "status", self.server.default_status) or self.server.default_status
         chunks = _int_param(q, "chunks")
         chunk_delay = _int_param(q, "chunk_delay_ms")
         size = _int_param(q, "size", -1)
@@ -107,6 +111,7 @@ class Handler(BaseHTTPRequestHandler):
                 "query": parts.query,
                 "host": self.headers.get("Host", ""),
                 "headers": {k.lower(): v for k, v in self.headers.items()},
+                "header_list": [[k, v] for k, v in self.headers.items()],
                 "body_len": len(body),
                 "body_sha256": hashlib.sha256(body).hexdigest(),
             }
@@ -116,6 +121,9 @@ class Handler(BaseHTTPRequestHandler):
                                "resumed": self.connection.session_reused}
             payload = (json.dumps(info, sort_keys=True) + "\n").encode()
             ctype = "application/json"
+            if self.server.record:
+                with self.server.record_lock, open(self.server.record, "ab") as f:
+                    f.write(payload)
 
         no_body = status < 200 or status in (204, 304)
         self.send_response(status)
@@ -186,6 +194,9 @@ def main(argv=None):
     ap.add_argument("--verbose", action="store_true", help="log each request on stderr")
     ap.add_argument("--tls-cert", help="serve HTTPS with this certificate chain (PEM)")
     ap.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
+    ap.add_argument("--status", type=int, default=200,
+                    help="status of answers whose query has no status=N")
+    ap.add_argument("--record", help="append each request's JSON description to this file")
     args = ap.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         ap.error("--tls-cert and --tls-key go together")
@@ -193,6 +204,9 @@ def main(argv=None):
     handler = type("NamedHandler", (Handler,), {"backend_name": args.name})
     srv = Server((args.host, args.port), handler)
     srv.verbose = args.verbose
+    srv.default_status = args.status
+    srv.record = args.record
+    srv.record_lock = threading.Lock()
     if args.tls_cert:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
