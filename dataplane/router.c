@@ -74,24 +74,28 @@ struct rent {
     const char *path;
     uint32_t plen; /* Exact: strlen(path); Prefix: without trailing '/' */
     uint8_t match, method, flags;
+    uint32_t litlen; /* REGEX: the pattern's literal prefix every match starts with */
     uint32_t ncond;
+    uint32_t route; /* index in snap->routes */
     const struct rcond *conds;
-    struct regex *re; /* REGEX path */
+    struct regex *re; /* REGEX path (owned by the router's ents[] copy) */
 };
 
 struct rbucket {
+    uint64_t pre;    /* key8(key): most bisect steps never read the key */
     const char *key; /* first path segment, not NUL-terminated */
     uint32_t klen;
-    uint32_t first, count; /* route indexes in blist[first .. +count), ascending */
+    uint32_t first, count; /* entries blist[first .. +count), in route order */
 };
 
 struct rvhost {
+    uint64_t pre; /* key8(host) */
     const char *host;
     uint32_t first, count; /* its routes */
     uint32_t elig;         /* ELIG_* */
     uint32_t nbuckets, nany;
     const struct rbucket *buckets; /* NULL: scan linearly */
-    const uint32_t *any;           /* route indexes, ascending */
+    const struct rent *any;        /* the routes of any first segment, in route order */
 };
 
 struct router {
@@ -105,12 +109,39 @@ struct router {
     uint32_t *cum_off;        /* per route: its cumulative weights in cum[] */
     uint32_t *cum;
     struct rbucket *buckets; /* of every indexed vhost */
-    uint32_t *blist;         /* bucket and any lists */
+    struct rent *blist;      /* bucket and any lists: copies of ents[], each bucket's
+                                routes side by side */
+    char *strs;              /* copies of the route paths, in ents[] then blist[] order */
+    size_t nstrs;
 };
+
+/* A copy of e's path next to the previous one (locality for the scans). */
+static void own_path(struct router *r, struct rent *e)
+{
+    size_t n = strlen(e->path) + 1;
+
+    memcpy(r->strs + r->nstrs, e->path, n);
+    e->path = r->strs + r->nstrs;
+    r->nstrs += n;
+}
+
+/*
+ * The first 8 bytes of s[0..n), big endian, zero padded: ordering two keys by it agrees with
+ * their byte-wise order (strcmp, cmp_key) whenever it differs.
+ */
+static uint64_t key8(const char *s, size_t n)
+{
+    uint64_t v = 0;
+
+    for (size_t i = 0; i < 8; i++)
+        v = v << 8 | (i < n ? (unsigned char)s[i] : 0);
+    return v;
+}
 
 static int cmp_rvhost(const void *a, const void *b)
 {
     const struct rvhost *x = a, *y = b;
+    if (x->pre != y->pre) return x->pre < y->pre ? -1 : 1;
     return strcmp(x->host, y->host);
 }
 
@@ -181,34 +212,49 @@ static int top_level_alt(const char *p)
 }
 
 /*
+ * The literal prefix of pattern p: the leading bytes every subject it matches starts with
+ * (segment characters and '/', up to the first other syntax or a character a quantifier
+ * applies to). 0 when p has a top-level alternation. Sets *whole when that is all of p.
+ */
+static uint32_t literal_prefix(const char *p, int *whole)
+{
+    uint32_t i = 0;
+
+    *whole = 0;
+    if (top_level_alt(p)) return 0;
+    while (p[i] && (p[i] == '/' || lit_char((unsigned char)p[i]))) {
+        char q = p[i + 1];
+        if (q == '?' || q == '*' || q == '+' || q == '{') break;
+        i++;
+    }
+    *whole = p[i] == '\0';
+    return i;
+}
+
+/*
  * The first path segment every path a route can match starts with: sets *key and *klen and
  * returns 1, or returns 0 when the route may match paths of any first segment.
  */
 static int route_segment(const struct rent *e, const char **key, uint32_t *klen)
 {
     const char *p = e->path;
-    uint32_t i;
+    uint32_t i, n;
+    int whole = 0;
 
     if (p[0] != '/') return 0;
     if (e->match == SNAPWIRE_MATCH_EXACT || e->match == SNAPWIRE_MATCH_PREFIX) {
         if (e->match == SNAPWIRE_MATCH_PREFIX && e->plen == 0) return 0; /* "/" */
-        for (i = 1; i < e->plen && p[i] != '/'; i++)
-            ;
-        *key = p + 1;
-        *klen = i - 1;
-        return 1;
-    }
-    if (e->match != SNAPWIRE_MATCH_REGEX) return 0;
-    /* "/seg" alone, or "/seg/" not followed by a quantifier, with no top-level '|' */
-    for (i = 1; p[i] && lit_char((unsigned char)p[i]); i++)
-        ;
-    if (p[i] == '/') {
-        char q = p[i + 1];
-        if (q == '?' || q == '*' || q == '+' || q == '{') return 0;
-    } else if (p[i]) {
+        n = e->plen;
+    } else if (e->match == SNAPWIRE_MATCH_REGEX) {
+        /* "/seg" alone, or "/seg/..." */
+        n = literal_prefix(p, &whole);
+        if (n == 0) return 0;
+    } else {
         return 0;
     }
-    if (top_level_alt(p)) return 0;
+    for (i = 1; i < n && p[i] != '/'; i++)
+        ;
+    if (e->match == SNAPWIRE_MATCH_REGEX && i == n && !whole) return 0;
     *key = p + 1;
     *klen = i - 1;
     return 1;
@@ -232,7 +278,7 @@ static int index_vhost(struct router *r, struct rvhost *v, uint32_t *nb, uint32_
 {
     struct seg_sort *tmp = malloc((size_t)v->count * sizeof(*tmp));
     uint32_t i, n = 0, nany = 0;
-    uint32_t *any;
+    struct rent *any;
     struct rbucket *bk = r->buckets + *nb;
 
     if (!tmp) return -1;
@@ -241,10 +287,12 @@ static int index_vhost(struct router *r, struct rvhost *v, uint32_t *nb, uint32_
         uint32_t ri = v->first + i;
         const char *key;
         uint32_t klen;
-        if (route_segment(&r->ents[ri], &key, &klen))
+        if (route_segment(&r->ents[ri], &key, &klen)) {
             tmp[n++] = (struct seg_sort){key, klen, ri};
-        else
-            any[nany++] = ri;
+        } else {
+            any[nany] = r->ents[ri];
+            own_path(r, &any[nany++]);
+        }
     }
     qsort(tmp, n, sizeof(*tmp), cmp_seg);
     v->any = any;
@@ -255,13 +303,16 @@ static int index_vhost(struct router *r, struct rvhost *v, uint32_t *nb, uint32_
     for (i = 0; i < n; i++) {
         if (i == 0 || cmp_key(tmp[i].key, tmp[i].klen, tmp[i - 1].key, tmp[i - 1].klen) != 0) {
             struct rbucket *b = &bk[v->nbuckets++];
-            b->key = tmp[i].key;
+            b->pre = key8(tmp[i].key, tmp[i].klen);
             b->klen = tmp[i].klen;
             b->first = *nl;
             b->count = 0;
         }
-        r->blist[(*nl)++] = tmp[i].route;
-        bk[v->nbuckets - 1].count++;
+        r->blist[*nl] = r->ents[tmp[i].route];
+        own_path(r, &r->blist[*nl]);
+        if (bk[v->nbuckets - 1].count++ == 0) /* every entry's path starts "/key" */
+            bk[v->nbuckets - 1].key = r->blist[*nl].path + 1;
+        (*nl)++;
     }
     *nb += v->nbuckets;
     free(tmp);
@@ -285,6 +336,7 @@ static struct router *build(const struct snapwire_snapshot *s, uint32_t bucket_m
 {
     struct router *r;
     uint32_t i, j, ncum = 0, nb = 0, nl = 0;
+    size_t nstr = 0;
 
     r = calloc(1, sizeof(*r));
     if (!r) goto fail_oom;
@@ -323,12 +375,15 @@ static struct router *build(const struct snapwire_snapshot *s, uint32_t bucket_m
         e->flags = rt->flags;
         e->ncond = rt->cond_count;
         e->conds = r->conds + rt->first_cond;
+        e->route = i;
         if (e->match == SNAPWIRE_MATCH_PREFIX)
             while (e->plen > 0 && e->path[e->plen - 1] == '/')
                 e->plen--; /* "/foo/" matches like "/foo"; "/" matches everything */
-        if (e->match == SNAPWIRE_MATCH_REGEX &&
-            compile_re(e->path, i, src, &e->re, err, errlen) < 0)
-            goto fail;
+        if (e->match == SNAPWIRE_MATCH_REGEX) {
+            int whole;
+            if (compile_re(e->path, i, src, &e->re, err, errlen) < 0) goto fail;
+            e->litlen = literal_prefix(e->path, &whole);
+        }
         for (j = 0; j < rt->cond_count; j++) {
             struct rcond *rc = &r->conds[rt->first_cond + j];
             if (rc->kind == SNAPWIRE_COND_HEADER_REGEX && !rc->re &&
@@ -363,7 +418,8 @@ static struct router *build(const struct snapwire_snapshot *s, uint32_t bucket_m
             snprintf(err, errlen, "vhost \"%s\": route range out of bounds", sv->host);
             goto fail;
         }
-        v->host = sv->host;
+        v->host = sv->host ? sv->host : "";
+        v->pre = key8(v->host, strlen(v->host));
         v->first = sv->first_route;
         v->count = sv->route_count;
         for (j = 0; j < v->count; j++) {
@@ -382,9 +438,21 @@ static struct router *build(const struct snapwire_snapshot *s, uint32_t bucket_m
         }
         if (r->vh[i].host[0] == '\0') r->all = &r->vh[i];
     }
-    /* bucket and any lists hold each route of an indexed vhost once */
-    for (i = 0; i < r->n; i++)
-        if (r->vh[i].count > bucket_min) nl += r->vh[i].count;
+    /*
+     * Path copies: every route's in ents[] order, then again for each route of an indexed
+     * vhost in blist[] order (bucket and any lists hold each route of such a vhost once).
+     */
+    for (i = 0; i < s->n_routes; i++)
+        nstr += strlen(r->ents[i].path) + 1;
+    for (i = 0; i < r->n; i++) {
+        if (r->vh[i].count <= bucket_min) continue;
+        nl += r->vh[i].count;
+        for (j = 0; j < r->vh[i].count; j++)
+            nstr += strlen(r->ents[r->vh[i].first + j].path) + 1;
+    }
+    if (!(r->strs = malloc(nstr ? nstr : 1))) goto fail_oom;
+    for (i = 0; i < s->n_routes; i++)
+        own_path(r, &r->ents[i]);
     if (nl) {
         r->buckets = calloc(nl, sizeof(*r->buckets));
         r->blist = calloc(nl, sizeof(*r->blist));
@@ -425,6 +493,7 @@ void router_free(struct router *r)
     free(r->cum);
     free(r->buckets);
     free(r->blist);
+    free(r->strs);
     free(r);
 }
 
@@ -482,37 +551,71 @@ int router_path_match(uint8_t match, const char *rule, const char *path, size_t 
     return path_len == rl || path[rl] == '/';
 }
 
-static const struct rvhost *find_vhost(const struct router *r, const char *host)
+static const struct rvhost *find_vhost(const struct router *r, const char *host, size_t len)
 {
-    struct rvhost key = {.host = host};
+    uint64_t pre = key8(host, len);
+    uint32_t lo = 0, hi = r->n;
 
-    if (r->n == 0) return NULL;
-    return bsearch(&key, r->vh, r->n, sizeof(*r->vh), cmp_rvhost);
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        const struct rvhost *v = &r->vh[mid];
+        int c = v->pre != pre ? (v->pre < pre ? -1 : 1) : strcmp(v->host, host);
+        if (c == 0) return v;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
 }
 
-/* Extracts the path of an origin-form or absolute-form target, without query/fragment. */
-static void target_path(const char *t, size_t n, const char **path, size_t *plen)
+/*
+ * Splits an origin-form or absolute-form target into its path (without query and fragment)
+ * and query (after '?', up to a '#'; NULL when there is none), in one pass. Returns 1 when
+ * the path may need normalising ('%', "//", "/." in it).
+ */
+static int split_target(const char *t, size_t n, const char **path, size_t *plen,
+                        const char **query, size_t *qlen)
 {
-    size_t i = 0;
+    const char *end = t + n;
+    size_t i;
+    int norm = 0;
 
+    *query = NULL;
+    *qlen = 0;
     if (n && t[0] != '/') {
         const char *sch = n >= 3 ? memchr(t, ':', n) : NULL;
         if (sch && (size_t)(sch - t) + 3 <= n && sch[1] == '/' && sch[2] == '/') {
-            const char *p = sch + 3;
-            const char *slash = memchr(p, '/', n - (size_t)(p - t));
-            if (!slash) {
+            const char *a = sch + 3;
+            while (a < end && *a != '/' && *a != '?' && *a != '#')
+                a++; /* the authority */
+            if (a == end || *a != '/') {
                 *path = "/";
                 *plen = 1;
-                return;
+                if (a < end && *a == '?') {
+                    const char *h = memchr(a + 1, '#', (size_t)(end - a - 1));
+                    *query = a + 1;
+                    *qlen = (size_t)((h ? h : end) - *query);
+                }
+                return 0;
             }
-            n -= (size_t)(slash - t);
-            t = slash;
+            n = (size_t)(end - a);
+            t = a;
         }
     }
-    while (i < n && t[i] != '?' && t[i] != '#')
-        i++;
+    for (i = 0; i < n; i++) {
+        char ch = t[i];
+        if (ch == '?' || ch == '#') break;
+        if (ch == '%' || ((ch == '.' || ch == '/') && i > 0 && t[i - 1] == '/')) norm = 1;
+    }
     *path = t;
     *plen = i;
+    if (i < n && t[i] == '?') {
+        const char *h = memchr(t + i + 1, '#', n - i - 1);
+        *query = t + i + 1;
+        *qlen = (size_t)((h ? h : end) - *query);
+    }
+    return norm;
 }
 
 static int hexval(unsigned char c)
@@ -566,26 +669,24 @@ static size_t normalize_path(const char *path, size_t n, char *out)
     return o;
 }
 
-static int needs_normalizing(const char *p, size_t n)
+/* The path to match: normalised into buf when it needs it. */
+static size_t match_path(const char *path, size_t plen, int norm, char *buf, const char **out)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] == '%' || (p[i] == '.' && i > 0 && p[i - 1] == '/') ||
-            (p[i] == '/' && i > 0 && p[i - 1] == '/'))
-            return 1;
+    *out = path;
+    if (norm && plen && path[0] == '/' && plen <= ROUTER_MAX_PATH) {
+        plen = normalize_path(path, plen, buf);
+        *out = buf;
     }
-    return 0;
+    return plen;
 }
 
 size_t router_request_path(const char *target, size_t target_len, char *buf, const char **path)
 {
-    size_t plen;
+    const char *p, *q;
+    size_t plen, qlen;
+    int norm = split_target(target, target_len, &p, &plen, &q, &qlen);
 
-    target_path(target, target_len, path, &plen);
-    if (plen && (*path)[0] == '/' && plen <= ROUTER_MAX_PATH && needs_normalizing(*path, plen)) {
-        plen = normalize_path(*path, plen, buf);
-        *path = buf;
-    }
-    return plen;
+    return match_path(p, plen, norm, buf, path);
 }
 
 /* The request as the route tests need it. */
@@ -693,7 +794,9 @@ static int ent_matches(const struct rent *e, const struct rctx *c)
             return 0;
         break;
     case SNAPWIRE_MATCH_REGEX:
-        if (!regex_match(e->re, c->path, c->plen)) return 0;
+        if (c->plen < e->litlen || memcmp(c->path, e->path, e->litlen) != 0 ||
+            !regex_match(e->re, c->path, c->plen))
+            return 0;
         break;
     default:
         return 0;
@@ -705,12 +808,15 @@ static int ent_matches(const struct rent *e, const struct rctx *c)
 
 static const struct rbucket *find_bucket(const struct rvhost *v, const char *key, size_t klen)
 {
+    uint64_t pre = key8(key, klen);
     uint32_t lo = 0, hi = v->nbuckets;
 
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
-        int c = cmp_key(v->buckets[mid].key, v->buckets[mid].klen, key, (uint32_t)klen);
-        if (c == 0) return &v->buckets[mid];
+        const struct rbucket *b = &v->buckets[mid];
+        int c =
+            b->pre != pre ? (b->pre < pre ? -1 : 1) : cmp_key(b->key, b->klen, key, (uint32_t)klen);
+        if (c == 0) return b;
         if (c < 0)
             lo = mid + 1;
         else
@@ -723,7 +829,7 @@ static const struct snapwire_route *route_in(const struct router *r, const struc
                                              const struct rctx *c)
 {
     const struct rbucket *b = NULL;
-    const uint32_t *bl = NULL;
+    const struct rent *bl = NULL;
     uint32_t i = 0, j = 0, nb = 0;
 
     if (!v->buckets) {
@@ -741,8 +847,9 @@ static const struct snapwire_route *route_in(const struct router *r, const struc
     }
     /* the bucket's routes and the any list, merged in route order */
     while (i < nb || j < v->nany) {
-        uint32_t ri = (j >= v->nany || (i < nb && bl[i] < v->any[j])) ? bl[i++] : v->any[j++];
-        if (ent_matches(&r->ents[ri], c)) return &r->snap->routes[ri];
+        const struct rent *e =
+            (j >= v->nany || (i < nb && bl[i].route < v->any[j].route)) ? &bl[i++] : &v->any[j++];
+        if (ent_matches(e, c)) return &r->snap->routes[e->route];
     }
     return NULL;
 }
@@ -754,14 +861,13 @@ const struct snapwire_route *router_route(const struct router *r, const struct r
     size_t hl = req->host ? req->host_len : 0;
     uint32_t want = req->tls ? ELIG_TLS : ELIG_PLAIN;
     struct rctx c;
-    const char *q;
 
     if (hl > ROUTER_MAX_HOST) return NULL;
     c.need = 0;
     if (hl) {
         memcpy(key, req->host, hl);
         key[hl] = '\0';
-        v = find_vhost(r, key);
+        v = find_vhost(r, key, hl);
         if (v && !(v->elig & want)) v = NULL;
         if (!v) {
             /* "*" + the suffix from each dot on, written in place before that dot */
@@ -771,7 +877,7 @@ const struct snapwire_route *router_route(const struct router *r, const struct r
                 uint32_t bits = depth == 1 ? want : want << ELIG_WILD_SHIFT;
                 char *star = (char *)dot - 1, save = *star;
                 *star = '*';
-                v = find_vhost(r, star);
+                v = find_vhost(r, star, hl - (size_t)(star - key));
                 *star = save;
                 if (v && (v->elig & bits)) break;
                 v = NULL;
@@ -784,19 +890,11 @@ const struct snapwire_route *router_route(const struct router *r, const struct r
     }
     if (!v && r->all && (r->all->elig & want)) v = r->all;
     if (!v) return NULL;
-    c.plen = router_request_path(req->target, req->target_len, norm, &c.path);
-    c.query = NULL;
-    c.qlen = 0;
-    /* the query: from the first '?' to a '#' (a '#' before any '?' starts the fragment) */
-    q = req->target;
-    for (size_t i = 0; i < req->target_len && q[i] != '#'; i++) {
-        if (q[i] == '?') {
-            const char *end = req->target + req->target_len, *hash;
-            c.query = q + i + 1;
-            hash = memchr(c.query, '#', (size_t)(end - c.query));
-            c.qlen = (size_t)((hash ? hash : end) - c.query);
-            break;
-        }
+    {
+        const char *p;
+        size_t plen;
+        int nn = split_target(req->target, req->target_len, &p, &plen, &c.query, &c.qlen);
+        c.plen = match_path(p, plen, nn, norm, &c.path);
     }
     c.hdrs = req->headers;
     c.nh = req->headers ? req->n_headers : 0;

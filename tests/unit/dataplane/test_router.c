@@ -302,6 +302,8 @@ static const struct tset gw_sets[] = {
          {"GET", "gw.test", "/q?k=1&k", {NULL}, 0, 7}, /* the first k decides */
          {"GET", "gw.test", "/q", {NULL}, 0, 7},       /* no query at all */
          {"GET", "gw.test", "/q?", {NULL}, 0, 7},
+         {"GET", "gw.test", "http://gw.test?k", {NULL}, 0, 7}, /* path "/": not /q */
+         {"GET", "gw.test", "http://gw.test/q?k#x", {NULL}, 0, 6},
          {NULL, NULL, NULL, {NULL}, 0, 0},
      }},
     {"regex paths",
@@ -596,8 +598,9 @@ static void test_request_path(void **state)
     static const struct {
         const char *target, *path;
     } rows[] = {
-        {"/a/b?q=1", "/a/b"},         {"/a/../b", "/b"}, {"//a//b/", "/a/b/"},
-        {"http://h/x/%7e?y", "/x/~"}, {"http://h", "/"}, {"*", "*"},
+        {"/a/b?q=1", "/a/b"},         {"/a/../b", "/b"},    {"//a//b/", "/a/b/"},
+        {"http://h/x/%7e?y", "/x/~"}, {"http://h", "/"},    {"*", "*"},
+        {"http://h?x=/y", "/"},       {"http://h#/y", "/"}, {"/a?b/../c", "/a"},
     };
     char buf[ROUTER_MAX_PATH + 1];
 
