@@ -17,7 +17,7 @@ endif
 
 # common/ links libev for adminsrv, the admin HTTP server both binaries share
 COMMON_LIBS := -lev -lyajl -lz -lm
-CTRL_LIBS := -lcurl -lyaml -lssl -lcrypto $(COMMON_LIBS)
+CTRL_LIBS := -lcurl -lyaml -lssl -lcrypto -lpcre2-8 $(COMMON_LIBS)
 DP_LIBS := -lssl -lcrypto -lpcre2-8 -lpthread $(COMMON_LIBS)
 TEST_LIBS := -lcmocka
 

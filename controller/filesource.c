@@ -180,18 +180,13 @@ static void fs_add_doc(const char *name, const struct kobj *doc, struct model_ca
             fs_add_doc(name, items->items[i], cache, nesting + 1, added, oom);
         return;
     }
-    rc = kube_decode(doc, name, &obj, &id, reason, sizeof(reason));
-    if (rc < 0) {
-        fs_reject(cache, name, id.kind, id.object, reason);
-    } else if (rc == 0) {
+    rc = kube_decode_keep(doc, NULL, NULL, name, &obj, &id, reason, sizeof(reason));
+    if (rc < 0 || rc == 2) fs_reject(cache, name, id.kind, id.object, reason);
+    if (rc == 0) {
         log_debug("object_ignored", "file=%s kind=%s object=%s reason=\"%s\"", name, id.kind,
                   id.object, reason);
-    } else {
-        /* kept (a valid Gateway shows up in status later), but snapbuild does not route it */
-        if (obj->kind == MODEL_KIND_GATEWAY)
-            log_debug("object_ignored",
-                      "file=%s kind=%s object=%s reason=\"Gateway routing is not implemented yet\"",
-                      name, id.kind, id.object);
+    } else if (rc > 0) {
+        /* rc 2: an invalid Gateway, kept so that its status says why it is not served */
         if (model_cache_add(cache, obj))
             *oom = 1;
         else

@@ -861,6 +861,34 @@ int kube_decode_as(const struct kobj *doc, const char *kind_default, const char 
                    const char *source, struct model_meta **out, struct kube_ident *id, char *err,
                    size_t errlen)
 {
+    int rc = kube_decode_keep(doc, kind_default, api_default, source, out, id, err, errlen);
+
+    if (rc == 2) {
+        model_object_free(*out);
+        *out = NULL;
+        return -1;
+    }
+    return rc;
+}
+
+/*
+ * A Gateway whose spec gwdecode refused, reduced to its identity, generation and the reason
+ * (its pool still holds what the decoder left: harmless, freed with it). Returns 0, -1 when
+ * out of memory.
+ */
+static int kd_keep_invalid_gateway(struct model_gateway *gw, const char *reason)
+{
+    gw->listeners = NULL;
+    gw->n_listeners = 0;
+    gw->routes = NULL;
+    gw->n_routes = 0;
+    return (gw->invalid = model_strdup(&gw->meta, reason)) ? 0 : -1;
+}
+
+int kube_decode_keep(const struct kobj *doc, const char *kind_default, const char *api_default,
+                     const char *source, struct model_meta **out, struct kube_ident *id, char *err,
+                     size_t errlen)
+{
     static const struct {
         const char *api, *kind;
         enum model_kind mk;
@@ -945,6 +973,11 @@ int kube_decode_as(const struct kobj *doc, const char *kind_default, const char 
             break;
         case MODEL_KIND_GATEWAY:
             rc = gwdecode_gateway(doc, (struct model_gateway *)m, err, errlen);
+            /* kept with its reason, for its status; the caller still logs the rejection */
+            if (rc && !kd_keep_invalid_gateway((struct model_gateway *)m, err)) {
+                *out = m;
+                return 2;
+            }
             break;
         default:
             rc = -1;

@@ -33,6 +33,18 @@ int kube_decode_as(const struct kobj *doc, const char *kind_default, const char 
                    const char *source, struct model_meta **out, struct kube_ident *id, char *err,
                    size_t errlen);
 
+/*
+ * Same as kube_decode_as, except for a Gateway whose spec is invalid: returns 2 with err
+ * holding the reason and *out set to the Gateway (caller owns it) reduced to its identity,
+ * metadata.generation and model_gateway.invalid (the reason), no listeners nor routes. The
+ * caller logs object_rejected as for -1 and keeps the object, so that snapbuild reports it in
+ * the Gateway's status (Accepted False, reason Invalid). kube_decode and kube_decode_as
+ * return -1 for it instead.
+ */
+int kube_decode_keep(const struct kobj *doc, const char *kind_default, const char *api_default,
+                     const char *source, struct model_meta **out, struct kube_ident *id, char *err,
+                     size_t errlen);
+
 /* The items sequence if doc is a List (kind "List" or "<Kind>List"), else NULL. */
 const struct kobj *kube_decode_list_items(const struct kobj *doc);
 

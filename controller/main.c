@@ -128,14 +128,123 @@ static int ctl_build_cache(const struct model_cache *cache, unsigned pre_rejecte
         for (k = 0; k < MODEL_KIND_COUNT; k++)
             counts->objects[k] = (unsigned)cache->kinds[k].n;
         counts->objects[MODEL_KIND_INGRESS] = r.n_ingresses;
-        counts->objects[MODEL_KIND_GATEWAY] = 0; /* decoded, not routed by snapbuild yet */
-        counts->rejected = pre_rejected + r.n_rejected;
+        counts->objects[MODEL_KIND_GATEWAY] = r.n_gateways_served;
+        counts->rejected = pre_rejected + r.n_rejected + r.n_gateways_rejected;
     }
     if (snap_out)
         *snap_out = r;
     else
         snapbuild_free(&r);
     return 0;
+}
+
+/*
+ * File mode's Gateway status: there is no API server to write it to, so each build logs one
+ * gateway_status line per Gateway whose status differs from the previous build's (all of them
+ * after the first build). ctl_gw_last keeps "ns/name\tdigest" of the previous build, sorted.
+ */
+static struct {
+    char **v;
+    size_t n;
+} ctl_gw_last;
+
+/* The first condition of g that is not as it should be (listeners after the Gateway's). */
+static const struct snapbuild_condition *ctl_gw_problem(const struct snapbuild_gateway *g)
+{
+    size_t i, k;
+
+    for (k = 0; k < SNAPBUILD_GW_CONDS; k++)
+        if (g->conds[k].status && strcmp(g->conds[k].status, "True")) return &g->conds[k];
+    for (i = 0; i < g->n_listeners; i++)
+        for (k = 0; k < SNAPBUILD_GW_LISTENER_CONDS; k++) {
+            const struct snapbuild_condition *c = &g->listeners[i].conds[k];
+            int want = strcmp(c->type ? c->type : "", "Conflicted") != 0;
+            if (c->status && (strcmp(c->status, "True") == 0) != want) return c;
+        }
+    return NULL;
+}
+
+static const char *ctl_gw_status_of(const struct snapbuild_gateway *g, size_t k)
+{
+    return g->conds[k].status ? g->conds[k].status : "Unknown";
+}
+
+/* Every field of g's status as one string (malloc'd), to see changes. */
+static char *ctl_gw_digest(const struct snapbuild_gateway *g)
+{
+    char *buf = NULL;
+    size_t len = 0, i, k;
+    FILE *f = open_memstream(&buf, &len);
+
+    if (!f) return NULL;
+    fprintf(f, "%s/%s\t%lld", g->ns, g->name, (long long)g->generation);
+    for (k = 0; k < SNAPBUILD_GW_CONDS; k++)
+        fprintf(f, "\t%s|%s|%s", ctl_gw_status_of(g, k),
+                g->conds[k].reason ? g->conds[k].reason : "",
+                g->conds[k].message ? g->conds[k].message : "");
+    for (i = 0; i < g->n_listeners; i++) {
+        fprintf(f, "\t%s:%u", g->listeners[i].name, g->listeners[i].attached_routes);
+        for (k = 0; k < SNAPBUILD_GW_LISTENER_CONDS; k++) {
+            const struct snapbuild_condition *c = &g->listeners[i].conds[k];
+            fprintf(f, "|%s|%s|%s", c->status ? c->status : "", c->reason ? c->reason : "",
+                    c->message ? c->message : "");
+        }
+    }
+    if (fclose(f)) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+static int ctl_cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void ctl_log_gateways(const struct snapbuild_result *r)
+{
+    char **now = r->n_gateways ? calloc(r->n_gateways, sizeof(*now)) : NULL;
+    char id[300], q[1800];
+    size_t i;
+
+    if (r->n_gateways && !now) {
+        log_error("gateway_status_failed", "reason=\"out of memory\"");
+        return;
+    }
+    for (i = 0; i < r->n_gateways; i++) {
+        const struct snapbuild_gateway *g = &r->gateways[i];
+        const struct snapbuild_condition *p;
+        size_t k;
+        int conflicted = 0;
+        if (!(now[i] = ctl_gw_digest(g))) {
+            log_error("gateway_status_failed", "reason=\"out of memory\"");
+            continue;
+        }
+        if (ctl_gw_last.n &&
+            bsearch(&now[i], ctl_gw_last.v, ctl_gw_last.n, sizeof(char *), ctl_cmp_str))
+            continue;
+        for (k = 0; k < g->n_listeners; k++)
+            if (g->listeners[k].conds[3].status && !strcmp(g->listeners[k].conds[3].status, "True"))
+                conflicted = 1;
+        p = ctl_gw_problem(g);
+        snprintf(id, sizeof(id), "%s/%s", g->ns, g->name);
+        log_info("gateway_status",
+                 "object=%s accepted=%s programmed=%s resolved_refs=%s conflicted=%s reason=%s "
+                 "message=%s",
+                 id, ctl_gw_status_of(g, 0), ctl_gw_status_of(g, 1), ctl_gw_status_of(g, 2),
+                 conflicted ? "True" : "False", p ? p->reason : "Accepted",
+                 log_quote(q, sizeof(q), p ? p->message : "Accepted"));
+    }
+    for (i = 0; i < ctl_gw_last.n; i++)
+        free(ctl_gw_last.v[i]);
+    free(ctl_gw_last.v);
+    ctl_gw_last.v = now;
+    ctl_gw_last.n = r->n_gateways;
+    /* a NULL digest (out of memory) sorts first and is logged again next time */
+    for (i = 0; i < ctl_gw_last.n; i++)
+        if (!now[i] && !(now[i] = strdup(""))) ctl_gw_last.n = i;
+    if (ctl_gw_last.n > 1) qsort(ctl_gw_last.v, ctl_gw_last.n, sizeof(char *), ctl_cmp_str);
 }
 
 /* File mode: loads dir, then as ctl_build_cache. */
@@ -274,8 +383,12 @@ static void ctl_reload(struct ctl *c)
             snapbuild_free(&r);
         }
     } else {
-        rc = ctl_build_frame(c->dir, c->inotify_fd, &bo, c->generation + 1, &frame, &len, NULL,
+        rc = ctl_build_frame(c->dir, c->inotify_fd, &bo, c->generation + 1, &frame, &len, &r,
                              &counts, err, sizeof(err));
+        if (!rc) {
+            ctl_log_gateways(&r);
+            snapbuild_free(&r);
+        }
     }
     if (rc) {
         health_count_reload(0);
@@ -460,6 +573,7 @@ static int ctl_one_shot(const char *dir, const struct snapbuild_opts *bo, int du
         log_error("load_failed", "reason=%s", log_quote(q, sizeof(q), err));
         return 1;
     }
+    ctl_log_gateways(&r);
     if (frame_out) {
         if (!(f = fopen(frame_out, "wb"))) {
             log_error("write_failed", "file=%s reason=\"cannot open\"", frame_out);

@@ -17,7 +17,7 @@ enum model_kind {
     MODEL_KIND_SERVICE,
     MODEL_KIND_ENDPOINT_SLICE,
     MODEL_KIND_SECRET,
-    MODEL_KIND_GATEWAY, /* strait.dev/v1alpha1; decoded and validated, not routed yet */
+    MODEL_KIND_GATEWAY, /* strait.dev/v1alpha1; routed by snapbuild (gwbuild) */
     MODEL_KIND_COUNT
 };
 
@@ -302,6 +302,12 @@ struct model_gw_route {
 struct model_gateway {
     struct model_meta meta;
     int64_t generation; /* metadata.generation, 0 when absent (file mode) */
+    /*
+     * NULL for a Gateway gwdecode accepted. Otherwise the decoder's reason (with its field
+     * path): the Gateway is kept (kube_decode_keep) only so that its status can say why it is
+     * not served; it has no listeners and no routes.
+     */
+    const char *invalid;
     struct model_gw_listener *listeners;
     size_t n_listeners;
     struct model_gw_route *routes;

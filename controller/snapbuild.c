@@ -37,6 +37,7 @@
 #include <time.h>
 
 #include "certcheck.h"
+#include "gwbuild.h"
 #include "log.h"
 
 #define SB_CHUNK 8192
@@ -82,13 +83,36 @@ static char *sb_strdup(struct snapbuild_arena *a, const char *s)
     return r;
 }
 
+/*
+ * Scope of a route candidate, for conflicts: the listener kinds it serves, for hosts one
+ * label below a wildcard vhost (or the vhost's own name) and, for Gateway wildcards
+ * (SNAPWIRE_ROUTE_WILD_ANY), deeper hosts too. A loser whose scope is not covered by the
+ * winners of its key stays behind them (the router takes the first route that holds).
+ */
+#define SB_SCOPE_PLAIN 1
+#define SB_SCOPE_TLS 2
+#define SB_SCOPE_DEEP_SHIFT 2
+#define SB_SCOPE_INGRESS (SB_SCOPE_PLAIN | SB_SCOPE_TLS)
+
 /* A route (or a default backend, host == NULL) before conflicts are settled. */
 struct sb_cand {
     const char *host;
     const char *path;
     uint8_t match;
-    const struct model_ingress *ing;
-    size_t order; /* position inside its Ingress: a repeated path keeps its first use */
+    const struct model_ingress *ing; /* NULL for a Gateway route */
+    const struct model_meta *obj;    /* the Ingress's or the Gateway's: conflict priority */
+    struct gwb_route *gr;            /* Gateway routes: the candidate gwbuild made */
+    struct gwb_gateway *gst;         /* Gateway routes: its status notes */
+    uint8_t method;                  /* enum snapwire_method */
+    uint32_t n_hdr, n_query;         /* header and query conditions */
+    const char *sig;                 /* the conditions, canonical ("" none) */
+    uint8_t scope;                   /* SB_SCOPE_* */
+    int vh_regex;                    /* its vhost has REGEX routes (ordering) */
+    /*
+     * position inside its object: a repeated path keeps its first use (Ingress); Gateway:
+     * routes[] index << 16 | rule << 8 | match
+     */
+    size_t order;
     const struct model_service *svc;
     const struct model_service_port *sp;
     uint32_t cluster;
@@ -384,6 +408,9 @@ static int sb_collect(struct sb_ctx *x, const struct model_ingress *ing, struct 
     if (ing->has_default_backend) {
         memset(&c, 0, sizeof(c));
         c.ing = ing;
+        c.obj = &ing->meta;
+        c.sig = "";
+        c.scope = SB_SCOPE_INGRESS;
         if (sb_resolve(cache, ing, &ing->default_backend, &c, reason, sizeof(reason), &code))
             goto reject;
         if ((rc = sb_upstream_tls(x, ing, &c, reason, sizeof(reason), &code)) == -2) goto nomem;
@@ -396,6 +423,9 @@ static int sb_collect(struct sb_ctx *x, const struct model_ingress *ing, struct 
             const struct model_path *p = &r->paths[j];
             memset(&c, 0, sizeof(c));
             c.ing = ing;
+            c.obj = &ing->meta;
+            c.sig = "";
+            c.scope = SB_SCOPE_INGRESS;
             c.host = r->host;
             c.path = p->path;
             /* ImplementationSpecific is documented to behave as Prefix here */
@@ -418,24 +448,39 @@ nomem:
     return -1;
 }
 
-/* Conflict priority: oldest first (missing timestamp = newest), then namespace/name. */
-static int sb_cmp_ingress(const struct model_ingress *a, const struct model_ingress *b)
+/*
+ * Conflict priority of objects (Ingresses and Gateways alike): oldest first (missing
+ * timestamp = newest), then namespace/name, then kind (Ingress before Gateway).
+ */
+static int sb_cmp_obj(const struct model_meta *a, const struct model_meta *b)
 {
     int r;
 
     if (a == b) return 0;
-    if (a->meta.has_created != b->meta.has_created) return a->meta.has_created ? -1 : 1;
-    if (a->meta.has_created) {
-        if (a->meta.created_sec != b->meta.created_sec)
-            return a->meta.created_sec < b->meta.created_sec ? -1 : 1;
-        if (a->meta.created_nsec != b->meta.created_nsec)
-            return a->meta.created_nsec < b->meta.created_nsec ? -1 : 1;
+    if (a->has_created != b->has_created) return a->has_created ? -1 : 1;
+    if (a->has_created) {
+        if (a->created_sec != b->created_sec) return a->created_sec < b->created_sec ? -1 : 1;
+        if (a->created_nsec != b->created_nsec) return a->created_nsec < b->created_nsec ? -1 : 1;
     }
-    r = strcmp(a->meta.ns, b->meta.ns);
-    return r ? r : strcmp(a->meta.name, b->meta.name);
+    if ((r = strcmp(a->ns, b->ns)) || (r = strcmp(a->name, b->name))) return r;
+    return a->kind < b->kind ? -1 : a->kind > b->kind;
 }
 
-/* Groups identical (host, path, match) keys, best claimant first. */
+static int sb_cmp_ingress(const struct model_ingress *a, const struct model_ingress *b)
+{
+    return sb_cmp_obj(&a->meta, &b->meta);
+}
+
+/* Object, then position inside it. */
+static int sb_cmp_owner(const struct sb_cand *a, const struct sb_cand *b)
+{
+    int r = sb_cmp_obj(a->obj, b->obj);
+
+    if (r) return r;
+    return a->order < b->order ? -1 : a->order > b->order;
+}
+
+/* Groups identical (host, path, match, method, conditions) keys, best claimant first. */
 static int sb_cmp_key(const void *pa, const void *pb)
 {
     const struct sb_cand *a = pa, *b = pb;
@@ -443,8 +488,15 @@ static int sb_cmp_key(const void *pa, const void *pb)
 
     if ((r = strcmp(a->host, b->host)) || (r = strcmp(a->path, b->path))) return r;
     if (a->match != b->match) return a->match < b->match ? -1 : 1;
-    if ((r = sb_cmp_ingress(a->ing, b->ing))) return r;
-    return a->order < b->order ? -1 : a->order > b->order;
+    if (a->method != b->method) return a->method < b->method ? -1 : 1;
+    if ((r = strcmp(a->sig, b->sig))) return r;
+    return sb_cmp_owner(a, b);
+}
+
+static int sb_same_key(const struct sb_cand *a, const struct sb_cand *b)
+{
+    return !strcmp(a->host, b->host) && !strcmp(a->path, b->path) && a->match == b->match &&
+           a->method == b->method && !strcmp(a->sig, b->sig);
 }
 
 static size_t sb_match_len(const struct sb_cand *c)
@@ -456,7 +508,20 @@ static size_t sb_match_len(const struct sb_cand *c)
     return n;
 }
 
-/* Final order: by host, then match order inside the vhost. */
+static int sb_match_rank(uint8_t match)
+{
+    return match == SNAPWIRE_MATCH_EXACT ? 0 : match == SNAPWIRE_MATCH_REGEX ? 1 : 2;
+}
+
+/*
+ * Final order: by host, then match order inside the vhost (the first route whose conditions
+ * hold wins). Path first: Exact and Prefix by length (longest first, Exact before Prefix at
+ * equal length: among the routes that can match one path this puts Exact before every
+ * Prefix and longer prefixes first, and it is the order Ingress snapshots always had); in a
+ * vhost with REGEX routes Exact, then REGEX, then Prefix, REGEX routes among themselves in
+ * object order. Then method before none, more header conditions, more query conditions,
+ * then the older object, namespace/name, position.
+ */
 static int sb_cmp_route(const void *pa, const void *pb)
 {
     const struct sb_cand *a = pa, *b = pb;
@@ -464,11 +529,26 @@ static int sb_cmp_route(const void *pa, const void *pb)
     int r;
 
     if ((r = strcmp(a->host, b->host))) return r;
-    la = sb_match_len(a);
-    lb = sb_match_len(b);
-    if (la != lb) return la > lb ? -1 : 1;
-    if (a->match != b->match) return a->match == SNAPWIRE_MATCH_EXACT ? -1 : 1;
-    return strcmp(a->path, b->path);
+    if (a->vh_regex && sb_match_rank(a->match) != sb_match_rank(b->match))
+        return sb_match_rank(a->match) < sb_match_rank(b->match) ? -1 : 1;
+    if (a->match == SNAPWIRE_MATCH_REGEX) {
+        if (strcmp(a->path, b->path)) {
+            if ((r = sb_cmp_owner(a, b))) return r;
+            return strcmp(a->path, b->path);
+        }
+    } else {
+        la = sb_match_len(a);
+        lb = sb_match_len(b);
+        if (la != lb) return la > lb ? -1 : 1;
+        if (a->match != b->match) return a->match == SNAPWIRE_MATCH_EXACT ? -1 : 1;
+        if ((r = strcmp(a->path, b->path))) return r;
+    }
+    if ((a->method != 0) != (b->method != 0)) return a->method ? -1 : 1;
+    if (a->n_hdr != b->n_hdr) return a->n_hdr > b->n_hdr ? -1 : 1;
+    if (a->n_query != b->n_query) return a->n_query > b->n_query ? -1 : 1;
+    if ((r = sb_cmp_owner(a, b))) return r;
+    if (a->method != b->method) return a->method < b->method ? -1 : 1;
+    return strcmp(a->sig, b->sig);
 }
 
 static int sb_cmp_default(const void *pa, const void *pb)
@@ -478,48 +558,123 @@ static int sb_cmp_default(const void *pa, const void *pb)
     return sb_cmp_ingress(a->ing, b->ing);
 }
 
-/* Logs a lost claim and records it against the loser; returns -1 when out of memory. */
-static int sb_log_conflict(struct snapbuild_result *out, const struct sb_cand *w,
-                           const struct sb_cand *l)
+static const char *sb_match_name(const struct sb_cand *c)
 {
-    char wid[300], lid[300], hq[600], pq[600], msg[1400];
+    if (c->match == SNAPWIRE_MATCH_EXACT) return "Exact";
+    if (c->match == SNAPWIRE_MATCH_REGEX) return "RegularExpression";
+    return c->gr ? "PathPrefix" : "Prefix";
+}
 
-    if (w->ing == l->ing) {
-        log_debug("ingress_duplicate_path", "object=%s host=%s path=%s",
-                  model_object_id(&w->ing->meta, wid, sizeof(wid)),
-                  model_log_value(hq, sizeof(hq), w->host ? w->host : "-"),
-                  model_log_value(pq, sizeof(pq), w->path ? w->path : "-"));
-        return 0;
-    }
-    log_warn("ingress_conflict", "host=%s path=%s winner=%s loser=%s",
-             model_log_value(hq, sizeof(hq), w->host ? w->host : "-"),
-             model_log_value(pq, sizeof(pq), w->path ? w->path : "-"),
-             model_object_id(&w->ing->meta, wid, sizeof(wid)),
-             model_object_id(&l->ing->meta, lid, sizeof(lid)));
-    if (!w->host)
-        snprintf(msg, sizeof(msg), "defaultBackend is served by %s (the oldest Ingress wins)", wid);
-    else
-        snprintf(msg, sizeof(msg), "host %s path %s (%s) is served by %s (the oldest Ingress wins)",
-                 w->host[0] ? w->host : "*", w->path,
-                 w->match == SNAPWIRE_MATCH_EXACT ? "Exact" : "Prefix", wid);
-    return sb_add_rejection(out, &l->ing->meta, "Conflict", msg);
+/* "spec.routes[R].rules[U].matches[M]" of a Gateway candidate */
+static const char *sb_gw_at(const struct sb_cand *c, char *buf, size_t n)
+{
+    snprintf(buf, n, "spec.routes[%zu].rules[%zu].matches[%zu]", c->gr->rule->route,
+             c->gr->rule->rule, c->gr->match);
+    return buf;
+}
+
+/* Adds a Conflicted note to every listener a Gateway candidate is attached through. */
+static void sb_gw_conflict_note(const struct sb_cand *c, const char *reason, const char *msg)
+{
+    size_t j;
+
+    for (j = 0; j < c->gr->rule->gw->n_listeners && j < 64; j++)
+        if (c->gr->listeners & ((uint64_t)1 << j))
+            gwb_note_add(&c->gst->listeners[j].conflict, reason, "%s", msg);
 }
 
 /*
- * Keeps the first of each run of equal keys (sorted best first); returns the new count.
- * Sets *oom when a conflict could not be recorded.
+ * Logs a lost claim and records it against the loser (Ingress: a Conflict rejection; Gateway:
+ * a Conflicted note on its listeners); partial: the loser still serves the requests the
+ * winner does not take (other listener kinds, deeper hosts). Returns -1 when out of memory.
+ */
+static int sb_log_conflict(struct snapbuild_result *out, const struct sb_cand *w,
+                           const struct sb_cand *l, int partial)
+{
+    char wid[300], lid[300], hq[600], pq[600], msg[1400], at[120];
+    const char *wkind = model_kind_name(w->obj->kind);
+
+    model_object_id(w->obj, wid, sizeof(wid));
+    model_object_id(l->obj, lid, sizeof(lid));
+    if (w->obj == l->obj) {
+        if (l->gr)
+            log_debug("gateway_duplicate_route", "object=%s host=%s path=%s route=%s", wid,
+                      model_log_value(hq, sizeof(hq), l->host),
+                      model_log_value(pq, sizeof(pq), l->path), sb_gw_at(l, at, sizeof(at)));
+        else
+            log_debug("ingress_duplicate_path", "object=%s host=%s path=%s", wid,
+                      model_log_value(hq, sizeof(hq), w->host ? w->host : "-"),
+                      model_log_value(pq, sizeof(pq), w->path ? w->path : "-"));
+        return 0;
+    }
+    if (!l->gr) {
+        if (!w->gr) {
+            log_warn("ingress_conflict", "host=%s path=%s winner=%s loser=%s",
+                     model_log_value(hq, sizeof(hq), w->host ? w->host : "-"),
+                     model_log_value(pq, sizeof(pq), w->path ? w->path : "-"), wid, lid);
+            if (!w->host)
+                snprintf(msg, sizeof(msg),
+                         "defaultBackend is served by %s (the oldest Ingress wins)", wid);
+            else
+                snprintf(msg, sizeof(msg),
+                         "host %s path %s (%s) is served by %s (the oldest Ingress wins)",
+                         w->host[0] ? w->host : "*", w->path,
+                         w->match == SNAPWIRE_MATCH_EXACT ? "Exact" : "Prefix", wid);
+        } else {
+            log_warn("ingress_conflict", "host=%s path=%s winner=%s winner_kind=Gateway loser=%s",
+                     model_log_value(hq, sizeof(hq), w->host),
+                     model_log_value(pq, sizeof(pq), w->path), wid, lid);
+            snprintf(msg, sizeof(msg),
+                     "host %s path %s (%s) is served by Gateway %s (the oldest object wins)%s",
+                     w->host[0] ? w->host : "*", w->path, sb_match_name(l), wid,
+                     partial ? "; this Ingress still serves the requests of the other listener "
+                               "kind (plain HTTP or HTTPS)"
+                             : "");
+        }
+        return sb_add_rejection(out, &l->ing->meta, "Conflict", msg);
+    }
+    log_warn("gateway_conflict",
+             "host=%s path=%s match=%s winner=%s winner_kind=%s loser=%s route=%s",
+             model_log_value(hq, sizeof(hq), l->host), model_log_value(pq, sizeof(pq), l->path),
+             sb_match_name(l), wid, wkind, lid, sb_gw_at(l, at, sizeof(at)));
+    snprintf(msg, sizeof(msg),
+             "%s: host %s path %s (%s) is served by %s %s (the oldest object wins)%s", at,
+             l->host[0] ? l->host : "*", l->path, sb_match_name(l), wkind, wid,
+             partial ? "; this route still serves the requests the winner does not take" : "");
+    sb_gw_conflict_note(l, "RouteConflict", msg);
+    return 0;
+}
+
+/*
+ * Keeps the first of each run of equal keys (sorted best first) and the later ones whose
+ * scope the earlier ones do not cover; returns the new count. Sets *oom when a conflict
+ * could not be recorded.
  */
 static size_t sb_settle(struct sb_cand *v, size_t n, struct snapbuild_result *res, int *oom)
 {
-    size_t i, out = 0;
+    size_t i, j, out = 0, g0 = 0; /* g0: the first kept candidate of the current key */
+    uint8_t covered = 0;
 
     for (i = 0; i < n; i++) {
-        if (out && !strcmp(v[out - 1].host, v[i].host) && !strcmp(v[out - 1].path, v[i].path) &&
-            v[out - 1].match == v[i].match) {
-            if (sb_log_conflict(res, &v[out - 1], &v[i])) *oom = 1;
-            if (v[out - 1].ing != v[i].ing) res->n_conflicts++;
+        if (out > g0 && sb_same_key(&v[g0], &v[i])) {
+            if (v[i].scope & covered) {
+                const struct sb_cand *w = &v[g0];
+                int partial = (v[i].scope & ~covered) != 0;
+                for (j = g0; j < out; j++)
+                    if (v[j].scope & v[i].scope) {
+                        w = &v[j];
+                        break;
+                    }
+                if (sb_log_conflict(res, w, &v[i], partial)) *oom = 1;
+                if (w->obj != v[i].obj && !v[i].gr) res->n_conflicts++;
+                if (!partial) continue;
+            }
+            covered |= v[i].scope;
+            v[out++] = v[i];
             continue;
         }
+        g0 = out;
+        covered = v[i].scope;
         v[out++] = v[i];
     }
     return out;
@@ -667,11 +822,17 @@ static uint32_t sb_find_cluster(const struct sb_cluster *cl, size_t n, const str
 
 /* ---- TLS ---- */
 
-/* A host some Ingress's spec.tls names, with the Secret it gives (NULL: the default one). */
+/*
+ * A host some Ingress's spec.tls or some Gateway HTTPS listener names, with the Secret it
+ * gives (NULL: the default one).
+ */
 struct sb_claim {
     const char *host;
-    const struct model_ingress *ing;
-    size_t order; /* position inside its Ingress */
+    const struct model_meta *obj;
+    const struct model_ingress *ing; /* NULL for a Gateway listener's */
+    struct gwb_gateway *gst;         /* Gateway: its notes, and the listener */
+    size_t listener;
+    size_t order; /* position inside its object */
     struct sb_mat *m;
 };
 
@@ -685,6 +846,7 @@ struct sb_th {
     const char *host;
     struct sb_mat *cert, *cert2, *client_ca;
     uint8_t verify;
+    int ingress; /* some Ingress claims it (the ssl-redirect annotation looks at those) */
 };
 
 static int sb_claim_push(struct sb_claims *c, const struct sb_claim *cl)
@@ -713,7 +875,7 @@ static int sb_cmp_claim(const void *pa, const void *pb)
 
     if ((r = strcmp(a->host, b->host))) return r;
     if (sb_usable(a) != sb_usable(b)) return sb_usable(a) ? -1 : 1;
-    if ((r = sb_cmp_ingress(a->ing, b->ing))) return r;
+    if ((r = sb_cmp_obj(a->obj, b->obj))) return r;
     return a->order < b->order ? -1 : a->order > b->order;
 }
 
@@ -737,7 +899,7 @@ static int sb_tls_claims(struct sb_ctx *x, const struct model_ingress *ing, stru
             /* an entry without hosts covers the hosts of the Ingress's rules */
             const char *host = e->n_hosts ? e->hosts[h] : ing->rules[h].host;
             if (!host[0]) continue;
-            c = (struct sb_claim){host, ing, order++, m};
+            c = (struct sb_claim){host, &ing->meta, ing, NULL, 0, order++, m};
             if (sb_claim_push(out, &c) || (m && sb_mat_host(m, host))) return -1;
         }
         if (!m || !m->v.bad) continue;
@@ -755,18 +917,36 @@ static int sb_tls_claims(struct sb_ctx *x, const struct model_ingress *ing, stru
     return 0;
 }
 
-/* Logs a TLS host lost to an older Ingress and records it against the loser. */
+/* Logs a TLS host lost to an older object and records it against the loser. */
 static int sb_tls_conflict(struct sb_ctx *x, const struct sb_claim *w, const struct sb_claim *l)
 {
     char wid[300], lid[300], msg[1200];
 
-    log_warn("tls_conflict", "host=%s secret=%s winner=%s loser=%s loser_secret=%s", w->host,
-             w->m->id, model_object_id(&w->ing->meta, wid, sizeof(wid)),
-             model_object_id(&l->ing->meta, lid, sizeof(lid)), l->m->id);
-    snprintf(msg, sizeof(msg),
-             "TLS host %s is served with the certificate of secret %s from %s (the oldest "
-             "Ingress wins), not with secret %s",
-             w->host, w->m->id, wid, l->m->id);
+    model_object_id(w->obj, wid, sizeof(wid));
+    model_object_id(l->obj, lid, sizeof(lid));
+    if (w->ing && l->ing) {
+        log_warn("tls_conflict", "host=%s secret=%s winner=%s loser=%s loser_secret=%s", w->host,
+                 w->m->id, wid, lid, l->m->id);
+        snprintf(msg, sizeof(msg),
+                 "TLS host %s is served with the certificate of secret %s from %s (the oldest "
+                 "Ingress wins), not with secret %s",
+                 w->host, w->m->id, wid, l->m->id);
+    } else {
+        log_warn("tls_conflict",
+                 "host=%s secret=%s winner=%s winner_kind=%s loser=%s loser_kind=%s "
+                 "loser_secret=%s",
+                 w->host, w->m->id, wid, model_kind_name(w->obj->kind), lid,
+                 model_kind_name(l->obj->kind), l->m->id);
+        snprintf(msg, sizeof(msg),
+                 "TLS host %s is served with the certificate of secret %s from %s %s (the "
+                 "oldest object wins), not with secret %s",
+                 w->host, w->m->id, model_kind_name(w->obj->kind), wid, l->m->id);
+    }
+    if (!l->ing) {
+        gwb_note_add(&l->gst->listeners[l->listener].conflict, "HostnameConflict",
+                     "spec.listeners[%zu]: %s", l->listener, msg);
+        return 0;
+    }
     x->out->n_conflicts++;
     return sb_add_rejection(x->out, &l->ing->meta, "Conflict", msg);
 }
@@ -789,23 +969,25 @@ static int sb_tls_settle(struct sb_ctx *x, const struct sb_claims *cl, struct sb
         memset(t, 0, sizeof(*t));
         t->host = w->host;
         t->cert = sb_usable(w) ? w->m : NULL;
+        t->ingress = w->ing != NULL;
         for (j = i + 1; j < cl->n && !strcmp(cl->v[j].host, w->host); j++) {
             const struct sb_claim *o = &cl->v[j];
+            if (o->ing) t->ingress = 1;
             if (!t->cert || !sb_usable(o) || o->m == t->cert || o->m == t->cert2) continue;
             if (!t->cert2 && o->m->v.info.key_type != t->cert->v.info.key_type) {
                 t->cert2 = o->m;
                 continue;
             }
-            if (o->ing == w->ing) {
+            if (o->obj == w->obj) {
                 char id[300];
                 log_debug("tls_duplicate_host", "object=%s host=%s secret=%s",
-                          model_object_id(&ing->meta, id, sizeof(id)), o->host, o->m->id);
+                          model_object_id(w->obj, id, sizeof(id)), o->host, o->m->id);
                 continue;
             }
             if (sb_tls_conflict(x, w, o)) return -1;
         }
         i = j;
-        if (ing->auth_tls_secret.name[0] && ing->client_verify != MODEL_CLIENT_VERIFY_OFF) {
+        if (ing && ing->auth_tls_secret.name[0] && ing->client_verify != MODEL_CLIENT_VERIFY_OFF) {
             /* sb_collect refused the Ingress if this CA were not usable */
             if (!(t->client_ca =
                       sb_material(x, ing->auth_tls_secret.ns, ing->auth_tls_secret.name, 1)))
@@ -853,9 +1035,29 @@ static const struct sb_th *sb_th_for(const struct sb_th *th, size_t n, const cha
     return NULL;
 }
 
+/* Whether an Ingress's spec.tls covers host (the name, else a wildcard of one label). */
 static int sb_has_tls(const struct sb_th *th, size_t n, const char *host)
 {
-    return sb_th_for(th, n, host) != NULL;
+    const struct sb_th *t = sb_th_for(th, n, host);
+    char wild[300];
+    const char *dot;
+    size_t lo = 0, hi = n, mid;
+    int r;
+
+    if (!t || t->ingress) return t != NULL;
+    /* the exact name is only a Gateway's: an Ingress may still have the wildcard */
+    if (host[0] == '*' || !(dot = strchr(host, '.'))) return 0;
+    snprintf(wild, sizeof(wild), "*%s", dot);
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+        r = strcmp(wild, th[mid].host);
+        if (!r) return th[mid].ingress;
+        if (r < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return 0;
 }
 
 /*
@@ -880,6 +1082,16 @@ static size_t sb_drop_unprotected(struct sb_ctx *x, struct sb_cand *v, size_t n,
                  "TLS host %s asks for client certificates but has no usable certificate and "
                  "there is no default certificate: its routes are not served",
                  v[i].host);
+        if (!v[i].ing) {
+            /* a Gateway route on such a host: dropped too (fail closed), noted once */
+            if (!v[i].gst->listeners ||
+                (i && v[i - 1].obj == v[i].obj && !strcmp(v[i - 1].host, v[i].host)))
+                continue;
+            log_warn("routes_dropped", "host=%s object=%s kind=Gateway reason=%s", v[i].host,
+                     model_object_id(v[i].obj, id, sizeof(id)), log_quote(q, sizeof(q), msg));
+            sb_gw_conflict_note(&v[i], "HostnameConflict", msg);
+            continue;
+        }
         /* one report per Ingress and host (a host's routes of several Ingresses interleave) */
         for (j = first; j < x->out->n_rejections; j++) {
             const struct snapbuild_rejection *r = &x->out->rejections[j];
@@ -933,6 +1145,440 @@ static void sb_emit(struct sb_mat *m)
     if (m) m->emit = 1;
 }
 
+/* ---- Gateways ---- */
+
+static struct sb_cluster sb_cluster_of_gwb(const struct gwb_backend *b)
+{
+    return (struct sb_cluster){b->svc, b->sp, b->sp->app_https, b->sni, NULL};
+}
+
+/* The cluster index of a resolved reference, SNAPWIRE_NONE for an unresolved one. */
+static uint32_t sb_gwb_cluster(const struct sb_cluster *cl, size_t n, const struct gwb_backend *b)
+{
+    struct sb_cluster key;
+    size_t lo = 0, hi = n, mid;
+    int r;
+
+    if (!b->svc) return SNAPWIRE_NONE;
+    key = sb_cluster_of_gwb(b);
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+        r = sb_cmp_cluster(&key, &cl[mid]);
+        if (!r) return (uint32_t)mid;
+        if (r < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return SNAPWIRE_NONE;
+}
+
+/* Gateway route candidates of gwbuild as sb_cand. */
+static int sb_gw_cands(struct gwb_set *gws, struct sb_vec *routes)
+{
+    struct sb_cand c;
+    size_t i;
+
+    for (i = 0; i < gws->n_routes; i++) {
+        struct gwb_route *g = &gws->routes[i];
+        const struct model_gw_match *mt = &g->rule->r->matches[g->match];
+        memset(&c, 0, sizeof(c));
+        c.host = g->host;
+        c.path = mt->path;
+        c.match = mt->path_type == MODEL_GW_PATH_EXACT   ? SNAPWIRE_MATCH_EXACT
+                  : mt->path_type == MODEL_GW_PATH_REGEX ? SNAPWIRE_MATCH_REGEX
+                                                         : SNAPWIRE_MATCH_PREFIX;
+        c.obj = &g->rule->gw->meta;
+        c.gr = g;
+        c.gst = g->rule->st;
+        c.method = (uint8_t)mt->method; /* model_gw_method has snapwire_method's order */
+        c.n_hdr = (uint32_t)mt->n_headers;
+        c.n_query = (uint32_t)mt->n_query;
+        c.sig = g->rule->sigs[g->match];
+        c.scope = g->kinds;
+        if (g->flags & SNAPWIRE_ROUTE_WILD_ANY)
+            c.scope |= (uint8_t)(g->kinds << SB_SCOPE_DEEP_SHIFT);
+        c.order = g->rule->route << 16 | g->rule->rule << 8 | g->match;
+        if (sb_push(routes, &c)) return -1;
+    }
+    return 0;
+}
+
+/*
+ * The HTTPS listeners' certificateRefs of a served Gateway as TLS claims: each for the
+ * listener's hostname or, without one, the hosts of the routes attached through it. Returns
+ * 0, -1 when out of memory.
+ */
+static int sb_gw_claims(struct sb_ctx *x, struct gwb_gateway *g, struct sb_claims *out)
+{
+    const struct model_gateway *gw = g->gw;
+    size_t j, k, h;
+    struct sb_claim c;
+
+    for (j = 0; j < gw->n_listeners; j++) {
+        const struct model_gw_listener *l = &gw->listeners[j];
+        struct gwb_listener *gl = &g->listeners[j];
+        const char *one[1] = {l->hostname};
+        const char **hosts = l->hostname[0] ? one : gl->hosts;
+        size_t n_hosts = l->hostname[0] ? 1 : gl->n_hosts;
+        if (l->protocol != MODEL_GW_HTTPS) continue;
+        for (k = 0; k < l->n_cert_refs; k++) {
+            const struct model_gw_cert_ref *ref = &l->cert_refs[k];
+            struct sb_mat *m;
+            if (strcmp(ref->ns, gw->meta.ns)) {
+                gwb_note_add(&gl->refs, "RefNotPermitted",
+                             "spec.listeners[%zu].tls.certificateRefs[%zu]: secret %s/%s is in "
+                             "another namespace than the Gateway (no ReferenceGrant support)",
+                             j, k, ref->ns, ref->name);
+                continue;
+            }
+            if (!(m = sb_material(x, ref->ns, ref->name, 0))) return -1;
+            if (m->v.bad) {
+                if (m->found)
+                    gwb_note_add(&gl->refs, "InvalidCertificateRef",
+                                 "spec.listeners[%zu].tls.certificateRefs[%zu]: secret %s: %s (%s)",
+                                 j, k, m->id, m->v.reason,
+                                 m->v.last_good ? "its last good certificate is served"
+                                                : "its hosts get the default certificate");
+                else
+                    gwb_note_add(&gl->refs, "InvalidCertificateRef",
+                                 "spec.listeners[%zu].tls.certificateRefs[%zu]: %s (its hosts get "
+                                 "the default certificate)",
+                                 j, k, m->v.reason);
+            }
+            for (h = 0; h < n_hosts; h++) {
+                c = (struct sb_claim){hosts[h], &gw->meta, NULL, g, j, j << 8 | k, m};
+                if (sb_claim_push(out, &c) || sb_mat_host(m, hosts[h])) return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Growable arrays of the v4 sections. */
+struct sb_v4 {
+    struct snapwire_cond *conds;
+    size_t n_conds, cap_conds;
+    struct snapwire_backend *backends;
+    size_t n_backends, cap_backends;
+    struct snapwire_filter *filters;
+    size_t n_filters, cap_filters;
+    struct snapwire_hdr_edit *edits;
+    size_t n_edits, cap_edits;
+};
+
+static void *sb_grow(void *v, size_t *cap, size_t n, size_t size)
+{
+    size_t c;
+    void *p;
+
+    if (n < *cap) return v;
+    c = *cap ? *cap * 2 : 32;
+    if (!(p = realloc(v, c * size))) return NULL;
+    *cap = c;
+    return p;
+}
+
+#define SB_PUSH(arr, n, cap, val)                                                                  \
+    do {                                                                                           \
+        void *p_ = sb_grow((arr), &(cap), (n), sizeof(*(arr)));                                    \
+        if (!p_) return -1;                                                                        \
+        (arr) = p_;                                                                                \
+        (arr)[(n)++] = (val);                                                                      \
+    } while (0)
+
+static int sb_edits(struct snapbuild_arena *a, struct sb_v4 *v,
+                    const struct model_gw_header_mod *hm, struct snapwire_filter *f)
+{
+    struct snapwire_hdr_edit e;
+    size_t i;
+
+    f->first_edit = (uint32_t)v->n_edits;
+    for (i = 0; i < hm->n_set; i++) {
+        e = (struct snapwire_hdr_edit){SNAPWIRE_HDR_SET, sb_strdup(a, hm->set[i].name),
+                                       sb_strdup(a, hm->set[i].value)};
+        if (!e.name || !e.value) return -1;
+        SB_PUSH(v->edits, v->n_edits, v->cap_edits, e);
+    }
+    for (i = 0; i < hm->n_add; i++) {
+        e = (struct snapwire_hdr_edit){SNAPWIRE_HDR_ADD, sb_strdup(a, hm->add[i].name),
+                                       sb_strdup(a, hm->add[i].value)};
+        if (!e.name || !e.value) return -1;
+        SB_PUSH(v->edits, v->n_edits, v->cap_edits, e);
+    }
+    for (i = 0; i < hm->n_remove; i++) {
+        e = (struct snapwire_hdr_edit){SNAPWIRE_HDR_REMOVE, sb_strdup(a, hm->remove[i]), ""};
+        if (!e.name) return -1;
+        SB_PUSH(v->edits, v->n_edits, v->cap_edits, e);
+    }
+    f->edit_count = (uint32_t)(v->n_edits - f->first_edit);
+    return 0;
+}
+
+static uint8_t sb_path_mod(enum model_gw_path_mod m)
+{
+    return m == MODEL_GW_PATH_FULL           ? SNAPWIRE_PATH_FULL
+           : m == MODEL_GW_PATH_PREFIX_MATCH ? SNAPWIRE_PATH_PREFIX
+                                             : SNAPWIRE_PATH_KEEP;
+}
+
+/* A Gateway timeout (ms; -1 unset, 0 none) as snapwire's. */
+static uint32_t sb_timeout(int64_t ms)
+{
+    if (ms < 0) return SNAPWIRE_TIMEOUT_DEFAULT;
+    if (ms == 0) return SNAPWIRE_TIMEOUT_NONE;
+    return ms >= (int64_t)UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)ms;
+}
+
+/* Fills the Gateway parts of route r from candidate c. Returns 0, -1 when out of memory. */
+static int sb_gw_route(struct snapbuild_arena *a, struct sb_v4 *v, const struct sb_cluster *cl,
+                       size_t n_cl, const struct sb_cand *c, struct snapwire_route *r)
+{
+    struct gwb_rule *gr = c->gr->rule;
+    const struct model_gw_rule *rl = gr->r;
+    const struct model_gw_match *mt = &rl->matches[c->gr->match];
+    char src[400];
+    size_t i, k;
+
+    r->flags = c->gr->flags;
+    r->method = c->method;
+    r->max_body = SNAPWIRE_BODY_DEFAULT;
+    r->hsts = "";
+    snprintf(src, sizeof(src), "gateway:%s/%s", gr->gw->meta.ns, gr->gw->meta.name);
+    if (!(r->source = sb_strdup(a, src))) return -1;
+    /* conditions: once per match, shared by its hostnames */
+    if (gr->first_cond[c->gr->match] == SNAPWIRE_NONE) {
+        gr->first_cond[c->gr->match] = (uint32_t)v->n_conds;
+        for (i = 0; i < mt->n_headers; i++) {
+            struct snapwire_cond cd;
+            char *name = sb_strdup(a, mt->headers[i].name);
+            if (!name) return -1;
+            for (k = 0; name[k]; k++)
+                if (name[k] >= 'A' && name[k] <= 'Z') name[k] = (char)(name[k] - 'A' + 'a');
+            cd.kind = mt->headers[i].type == MODEL_GW_VALUE_REGEX ? SNAPWIRE_COND_HEADER_REGEX
+                                                                  : SNAPWIRE_COND_HEADER_EXACT;
+            cd.name = name;
+            if (!(cd.value = sb_strdup(a, mt->headers[i].value))) return -1;
+            SB_PUSH(v->conds, v->n_conds, v->cap_conds, cd);
+        }
+        for (i = 0; i < mt->n_query; i++) {
+            struct snapwire_cond cd = {SNAPWIRE_COND_QUERY_EXACT, sb_strdup(a, mt->query[i].name),
+                                       sb_strdup(a, mt->query[i].value)};
+            if (!cd.name || !cd.value) return -1;
+            SB_PUSH(v->conds, v->n_conds, v->cap_conds, cd);
+        }
+    }
+    r->cond_count = (uint32_t)(mt->n_headers + mt->n_query);
+    r->first_cond = r->cond_count ? gr->first_cond[c->gr->match] : 0;
+    /* backends: one resolved backend that takes traffic goes straight into route.cluster */
+    r->cluster = SNAPWIRE_NONE;
+    if (rl->n_backends == 1 && gr->backends[0].svc && gr->backends[0].weight > 0) {
+        r->cluster = sb_gwb_cluster(cl, n_cl, &gr->backends[0]);
+    } else if (rl->n_backends) {
+        if (gr->first_backend == SNAPWIRE_NONE) {
+            gr->first_backend = (uint32_t)v->n_backends;
+            for (i = 0; i < rl->n_backends; i++) {
+                struct snapwire_backend b = {sb_gwb_cluster(cl, n_cl, &gr->backends[i]),
+                                             gr->backends[i].weight};
+                SB_PUSH(v->backends, v->n_backends, v->cap_backends, b);
+            }
+        }
+        r->first_backend = gr->first_backend;
+        r->backend_count = (uint32_t)rl->n_backends;
+    }
+    /* filters, in order; once per rule */
+    if (rl->n_filters && gr->first_filter == SNAPWIRE_NONE) {
+        gr->first_filter = (uint32_t)v->n_filters;
+        for (i = 0; i < rl->n_filters; i++) {
+            const struct model_gw_filter *mf = &rl->filters[i];
+            struct snapwire_filter f;
+            memset(&f, 0, sizeof(f));
+            f.scheme = f.hostname = f.path = "";
+            f.cluster = SNAPWIRE_NONE;
+            switch (mf->type) {
+            case MODEL_GW_FILTER_REQUEST_HEADER:
+            case MODEL_GW_FILTER_RESPONSE_HEADER:
+                f.type = mf->type == MODEL_GW_FILTER_REQUEST_HEADER
+                             ? SNAPWIRE_FILTER_REQUEST_HEADERS
+                             : SNAPWIRE_FILTER_RESPONSE_HEADERS;
+                if (sb_edits(a, v, &mf->headers, &f)) return -1;
+                break;
+            case MODEL_GW_FILTER_REDIRECT:
+                f.type = SNAPWIRE_FILTER_REDIRECT;
+                if (!(f.scheme = sb_strdup(a, mf->scheme ? mf->scheme : ""))) return -1;
+                f.port = (uint16_t)(mf->port > 0 && mf->port <= 65535 ? mf->port : 0);
+                f.status = (uint16_t)mf->status_code;
+                /* fall through - hostname and path as for a rewrite */
+            case MODEL_GW_FILTER_URL_REWRITE:
+                if (mf->type == MODEL_GW_FILTER_URL_REWRITE) f.type = SNAPWIRE_FILTER_REWRITE;
+                if (!(f.hostname = sb_strdup(a, mf->hostname ? mf->hostname : "")) ||
+                    !(f.path = sb_strdup(a, mf->path ? mf->path : "")))
+                    return -1;
+                f.path_mod = sb_path_mod(mf->path_mod);
+                break;
+            case MODEL_GW_FILTER_MIRROR:
+                f.type = SNAPWIRE_FILTER_MIRROR;
+                f.cluster = sb_gwb_cluster(cl, n_cl, &gr->mirrors[i]);
+                f.mirror_permille =
+                    (uint32_t)(mf->mirror_percent > 0 ? mf->mirror_percent * 10 : 0);
+                break;
+            }
+            SB_PUSH(v->filters, v->n_filters, v->cap_filters, f);
+        }
+    }
+    r->first_filter = rl->n_filters ? gr->first_filter : 0;
+    r->filter_count = (uint32_t)rl->n_filters;
+    r->request_timeout_ms = sb_timeout(rl->request_timeout_ms);
+    r->backend_timeout_ms = sb_timeout(rl->backend_timeout_ms);
+    if (rl->has_retry) {
+        r->retry_attempts =
+            (uint8_t)(rl->retry_attempts > SNAPWIRE_MAX_RETRIES ? SNAPWIRE_MAX_RETRIES
+                      : rl->retry_attempts < 0                  ? 0
+                                                                : rl->retry_attempts);
+        for (i = 0; i < rl->n_retry_codes; i++) {
+            int code = rl->retry_codes[i];
+            if (code >= 500 && code < 564) r->retry_codes_lo |= (uint64_t)1 << (code - 500);
+            if (code >= 564 && code <= 599) r->retry_codes_hi |= (uint64_t)1 << (code - 564);
+        }
+        r->retry_backoff_ms = rl->retry_backoff_ms <= 0 ? 0
+                              : rl->retry_backoff_ms >= (int64_t)UINT32_MAX
+                                  ? UINT32_MAX
+                                  : (uint32_t)rl->retry_backoff_ms;
+    }
+    return 0;
+}
+
+static int sb_cond(struct snapbuild_arena *a, struct snapbuild_condition *c, const char *type,
+                   int ok, const char *reason, const char *msg)
+{
+    c->type = type;
+    c->status = ok ? "True" : "False";
+    return (c->reason = sb_strdup(a, reason)) && (c->message = sb_strdup(a, msg)) ? 0 : -1;
+}
+
+/* A note's message with "(and N more)" when it stands for several problems. */
+static const char *sb_note_msg(const struct gwb_note *n, char *buf, size_t len)
+{
+    if (n->n > 1)
+        snprintf(buf, len, "%s (and %u more)", n->msg, n->n - 1);
+    else
+        snprintf(buf, len, "%s", n->msg);
+    return buf;
+}
+
+/* The status of every Gateway into out->gateways. Returns 0, -1 when out of memory. */
+static int sb_gw_status(struct snapbuild_result *out, struct gwb_set *gws)
+{
+    struct snapbuild_arena *a = out->arena_;
+    char msg[1600], src[300], q[800];
+    size_t i, j, r;
+
+    if (!gws->n_gws) return 0;
+    if (!(out->gateways = sb_alloc(a, gws->n_gws * sizeof(*out->gateways)))) return -1;
+    out->n_gateways = gws->n_gws;
+    for (i = 0; i < gws->n_gws; i++) {
+        struct gwb_gateway *g = &gws->gws[i];
+        const struct model_gateway *gw = g->gw;
+        struct snapbuild_gateway *st = &out->gateways[i];
+        int ok = !g->invalid.reason;
+        const struct gwb_note *refs = NULL;
+        unsigned n_refs = 0;
+        if (!(st->ns = sb_strdup(a, gw->meta.ns)) || !(st->name = sb_strdup(a, gw->meta.name)) ||
+            !(st->uid = sb_strdup(a, gw->meta.uid ? gw->meta.uid : "")) ||
+            !(st->resource_version =
+                  sb_strdup(a, gw->meta.resource_version ? gw->meta.resource_version : "")))
+            return -1;
+        st->generation = gw->generation;
+        if (ok) {
+            out->n_gateways_served++;
+            if (sb_cond(a, &st->conds[0], "Accepted", 1, "Accepted", "Accepted") ||
+                sb_cond(a, &st->conds[1], "Programmed", 1, "Programmed",
+                        "its routes are in the snapshot (those that lost a conflict excepted: see "
+                        "the listeners' Conflicted conditions)"))
+                return -1;
+        } else {
+            if (!gw->invalid) {
+                out->n_gateways_rejected++;
+                log_warn("object_rejected", "file=%s kind=Gateway object=%s reason=%s",
+                         model_log_value(src, sizeof(src), gw->meta.source),
+                         model_object_id(&gw->meta, msg, sizeof(msg)),
+                         log_quote(q, sizeof(q), g->invalid.msg));
+            }
+            snprintf(msg, sizeof(msg), "not served: %s", g->invalid.msg);
+            if (sb_cond(a, &st->conds[0], "Accepted", 0, g->invalid.reason, g->invalid.msg) ||
+                sb_cond(a, &st->conds[1], "Programmed", 0, "Invalid", msg))
+                return -1;
+        }
+        /* ResolvedRefs: the listeners' problems first (field order), then the routes' */
+        for (j = 0; j < gw->n_listeners && g->listeners; j++) {
+            if (g->listeners[j].refs.reason && !refs) refs = &g->listeners[j].refs;
+            n_refs += g->listeners[j].refs.n;
+        }
+        if (g->refs.reason && !refs) refs = &g->refs;
+        n_refs += g->refs.n;
+        if (gw->invalid) {
+            if (sb_cond(a, &st->conds[2], "ResolvedRefs", 0, "Invalid",
+                        "references not checked: the Gateway is invalid"))
+                return -1;
+        } else if (refs) {
+            struct gwb_note sum = *refs;
+            sum.n = n_refs;
+            if (sb_cond(a, &st->conds[2], "ResolvedRefs", 0, refs->reason,
+                        sb_note_msg(&sum, msg, sizeof(msg))))
+                return -1;
+        } else if (sb_cond(a, &st->conds[2], "ResolvedRefs", 1, "ResolvedRefs",
+                           "every reference resolved")) {
+            return -1;
+        }
+        if (!gw->n_listeners || !g->listeners) continue;
+        if (!(st->listeners = sb_alloc(a, gw->n_listeners * sizeof(*st->listeners)))) return -1;
+        st->n_listeners = gw->n_listeners;
+        for (j = 0; j < gw->n_listeners; j++) {
+            const struct model_gw_listener *l = &gw->listeners[j];
+            struct gwb_listener *gl = &g->listeners[j];
+            struct snapbuild_gw_listener *sl = &st->listeners[j];
+            if (!(sl->name = sb_strdup(a, l->name))) return -1;
+            for (r = 0; r < gw->n_routes && r < 64; r++)
+                if (g->served[r] & ((uint64_t)1 << j)) sl->attached_routes++;
+            snprintf(msg, sizeof(msg),
+                     "Accepted (port %ld is informational: the data plane's %s listeners serve "
+                     "it)",
+                     l->port,
+                     l->protocol == MODEL_GW_HTTPS ? "TLS (--listen-tls)" : "plain (--listen)");
+            if (sb_cond(a, &sl->conds[0], "Accepted", 1, "Accepted", msg)) return -1;
+            if (!ok) {
+                if (sb_cond(a, &sl->conds[1], "Programmed", 0, "Invalid",
+                            "not served: the Gateway is not accepted"))
+                    return -1;
+            } else {
+                if (l->protocol == MODEL_GW_HTTPS && !l->hostname[0] && !gl->n_hosts)
+                    snprintf(msg, sizeof(msg),
+                             "Programmed (no hostname and no route hostnames: its certificate "
+                             "claims no TLS host; TLS clients get the default certificate)");
+                else
+                    snprintf(msg, sizeof(msg), "Programmed");
+                if (sb_cond(a, &sl->conds[1], "Programmed", 1, "Programmed", msg)) return -1;
+            }
+            if (gl->refs.reason) {
+                if (sb_cond(a, &sl->conds[2], "ResolvedRefs", 0, gl->refs.reason,
+                            sb_note_msg(&gl->refs, msg, sizeof(msg))))
+                    return -1;
+            } else if (sb_cond(a, &sl->conds[2], "ResolvedRefs", 1, "ResolvedRefs",
+                               "every reference resolved")) {
+                return -1;
+            }
+            if (gl->conflict.reason) {
+                if (sb_cond(a, &sl->conds[3], "Conflicted", 1, gl->conflict.reason,
+                            sb_note_msg(&gl->conflict, msg, sizeof(msg))))
+                    return -1;
+            } else if (sb_cond(a, &sl->conds[3], "Conflicted", 0, "NoConflicts", "")) {
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
 int snapbuild_build(const struct model_cache *cache, const char *ingress_class, const char *source,
                     struct snapbuild_result *out, char *err, size_t errlen)
 {
@@ -965,6 +1611,8 @@ int snapbuild_build_opts(const struct model_cache *cache, const struct snapbuild
     size_t i, n_cl = 0, n_vh = 0, e0;
     char name[600], src[300];
     int oom = 0, rc = -1;
+    struct gwb_set gws = {0};
+    struct sb_v4 v4 = {0};
 
     memset(out, 0, sizeof(*out));
     memset(&x, 0, sizeof(x));
@@ -1003,14 +1651,24 @@ int snapbuild_build_opts(const struct model_cache *cache, const struct snapbuild
         out->n_accepted++;
     }
     if (oom) goto nomem;
+    /* Gateways: their routes join the Ingresses' in one order */
+    if (gwbuild_collect(cache, &gws) || sb_gw_cands(&gws, &routes)) goto nomem;
 
     sb_sort(routes.v, routes.n, sizeof(*routes.v), sb_cmp_key);
     routes.n = sb_settle(routes.v, routes.n, out, &oom);
     if (oom) goto nomem;
+    /* vhosts with REGEX routes order Exact, REGEX, Prefix (the candidates are by host now) */
+    for (i = 0; i < routes.n; i = e0) {
+        int rx = 0;
+        for (e0 = i; e0 < routes.n && !strcmp(routes.v[e0].host, routes.v[i].host); e0++)
+            rx |= routes.v[e0].match == SNAPWIRE_MATCH_REGEX;
+        for (k = i; k < e0; k++)
+            routes.v[k].vh_regex = rx;
+    }
     sb_sort(routes.v, routes.n, sizeof(*routes.v), sb_cmp_route);
     sb_sort(defaults.v, defaults.n, sizeof(*defaults.v), sb_cmp_default);
     for (i = 1; i < defaults.n; i++) {
-        if (sb_log_conflict(out, &defaults.v[0], &defaults.v[i])) goto nomem;
+        if (sb_log_conflict(out, &defaults.v[0], &defaults.v[i], 0)) goto nomem;
         out->n_conflicts++;
     }
     if (defaults.n > 1) defaults.n = 1;
@@ -1019,6 +1677,8 @@ int snapbuild_build_opts(const struct model_cache *cache, const struct snapbuild
     sb_sort(acc, out->n_ingresses, sizeof(*acc), sb_cmp_acc);
     for (i = 0; i < out->n_ingresses; i++)
         if (sb_tls_claims(&x, acc[i], &claims)) goto nomem;
+    for (i = 0; i < gws.n_gws; i++)
+        if (!gws.gws[i].invalid.reason && sb_gw_claims(&x, &gws.gws[i], &claims)) goto nomem;
     sb_sort(claims.v, claims.n, sizeof(*claims.v), sb_cmp_claim);
     if (claims.n && !(th = malloc(claims.n * sizeof(*th)))) goto nomem;
     if (sb_tls_settle(&x, &claims, th, &n_th)) goto nomem;
@@ -1033,11 +1693,29 @@ int snapbuild_build_opts(const struct model_cache *cache, const struct snapbuild
         routes.n = sb_drop_unprotected(&x, routes.v, routes.n, th, n_th, &oom);
         if (oom) goto nomem;
     }
+    /* what each Gateway route is served through, for the listeners' attachedRoutes */
+    for (i = 0, e0 = routes.n + defaults.n + 1; i < routes.n; i++) {
+        const struct gwb_route *g = routes.v[i].gr;
+        if (!g) continue;
+        if (g->rule->route < 64) routes.v[i].gst->served[g->rule->route] |= g->listeners;
+        e0 += g->rule->r->n_backends + g->rule->r->n_filters;
+    }
 
-    /* clusters: the distinct service ports the surviving routes and default point at */
-    if (!(cl = malloc((routes.n + defaults.n + 1) * sizeof(*cl)))) goto nomem;
-    for (i = 0; i < routes.n; i++)
-        cl[n_cl++] = sb_cluster_of(&routes.v[i]);
+    /* clusters: the distinct service ports the surviving routes (their backends and mirrors)
+     * and the default point at */
+    if (!(cl = malloc(e0 * sizeof(*cl)))) goto nomem;
+    for (i = 0; i < routes.n; i++) {
+        const struct gwb_rule *gr = routes.v[i].gr ? routes.v[i].gr->rule : NULL;
+        if (!gr) {
+            cl[n_cl++] = sb_cluster_of(&routes.v[i]);
+            continue;
+        }
+        for (k = 0; k < gr->r->n_backends; k++)
+            if (gr->backends[k].svc) cl[n_cl++] = sb_cluster_of_gwb(&gr->backends[k]);
+        for (k = 0; k < gr->r->n_filters; k++)
+            if (gr->r->filters[k].type == MODEL_GW_FILTER_MIRROR && gr->mirrors[k].svc)
+                cl[n_cl++] = sb_cluster_of_gwb(&gr->mirrors[k]);
+    }
     for (i = 0; i < defaults.n; i++)
         cl[n_cl++] = sb_cluster_of(&defaults.v[i]);
     sb_sort(cl, n_cl, sizeof(*cl), sb_cmp_cluster_q);
@@ -1079,6 +1757,12 @@ int snapbuild_build_opts(const struct model_cache *cache, const struct snapbuild
         struct snapwire_route *r = &s->routes[i];
         if (!i || strcmp(routes.v[i - 1].host, routes.v[i].host)) n_vh++;
         r->match = routes.v[i].match;
+        if (routes.v[i].gr) {
+            if (sb_gw_route(a, &v4, cl, n_cl, &routes.v[i], r) ||
+                !(r->path = sb_strdup(a, routes.v[i].path)))
+                goto nomem;
+            continue;
+        }
         r->cluster = sb_find_cluster(cl, n_cl, &routes.v[i]);
         r->max_body = routes.v[i].ing->max_body; /* the Ingress that won the route */
         if (!(r->hsts = sb_strdup(a, routes.v[i].ing->hsts))) goto nomem;
@@ -1157,6 +1841,21 @@ int snapbuild_build_opts(const struct model_cache *cache, const struct snapbuild
     sb_log_materials(&x);
     s->meta.default_max_body = defaults.n ? defaults.v[0].ing->max_body : SNAPWIRE_BODY_DEFAULT;
     if (!(s->meta.source = sb_strdup(a, source ? source : ""))) goto nomem;
+    /* the v4 sections, into the arena */
+    s->n_conds = (uint32_t)v4.n_conds;
+    s->n_backends = (uint32_t)v4.n_backends;
+    s->n_filters = (uint32_t)v4.n_filters;
+    s->n_hdr_edits = (uint32_t)v4.n_edits;
+    if (!(s->conds = sb_alloc(a, v4.n_conds * sizeof(*s->conds))) ||
+        !(s->backends = sb_alloc(a, v4.n_backends * sizeof(*s->backends))) ||
+        !(s->filters = sb_alloc(a, v4.n_filters * sizeof(*s->filters))) ||
+        !(s->hdr_edits = sb_alloc(a, v4.n_edits * sizeof(*s->hdr_edits))))
+        goto nomem;
+    if (v4.n_conds) memcpy(s->conds, v4.conds, v4.n_conds * sizeof(*s->conds));
+    if (v4.n_backends) memcpy(s->backends, v4.backends, v4.n_backends * sizeof(*s->backends));
+    if (v4.n_filters) memcpy(s->filters, v4.filters, v4.n_filters * sizeof(*s->filters));
+    if (v4.n_edits) memcpy(s->hdr_edits, v4.edits, v4.n_edits * sizeof(*s->hdr_edits));
+    if (sb_gw_status(out, &gws)) goto nomem;
     rc = 0;
     goto out;
 nomem:
@@ -1177,6 +1876,11 @@ out:
     free(cl);
     free(slices);
     free(eps.v);
+    gwbuild_free(&gws);
+    free(v4.conds);
+    free(v4.backends);
+    free(v4.filters);
+    free(v4.edits);
     return rc;
 }
 

@@ -1,7 +1,8 @@
 /*
  * snapbuild: typed object cache → routing snapshot (struct snapwire_snapshot), following the
- * Kubernetes Ingress semantics. Pure apart from log lines: same cache, same snapshot, same
- * rejections.
+ * Kubernetes Ingress semantics and, for strait.dev/v1alpha1 Gateways, the Gateway API's
+ * HTTPRoute semantics (gwbuild.c), both in one router. Pure apart from log lines: same cache, same
+ * snapshot, same rejections.
  */
 #ifndef STRAIT_SNAPBUILD_H
 #define STRAIT_SNAPBUILD_H
@@ -45,12 +46,19 @@ struct snapbuild_condition {
 };
 
 #define SNAPBUILD_GW_CONDS 3 /* Accepted, Programmed, ResolvedRefs, in this order */
+/* a listener's: the Gateway's three, then Conflicted */
+#define SNAPBUILD_GW_LISTENER_CONDS 4
 
-/* Status of one listener of a Gateway. */
+/*
+ * Status of one listener of a Gateway. Conflicted (Gateway API listener condition) is True
+ * with reason RouteConflict when a route attached through it lost a host + match to an older
+ * object (Ingress or Gateway) or HostnameConflict when its certificate lost a TLS host, else
+ * False / NoConflicts.
+ */
 struct snapbuild_gw_listener {
     const char *name;
     uint32_t attached_routes; /* routes[] entries attached to this listener and served */
-    struct snapbuild_condition conds[SNAPBUILD_GW_CONDS];
+    struct snapbuild_condition conds[SNAPBUILD_GW_LISTENER_CONDS];
 };
 
 /* Status of one strait.dev/v1alpha1 Gateway after a build (every Gateway in the cache). */
@@ -77,6 +85,8 @@ struct snapbuild_result {
     /* every Gateway of the cache, by namespace/name, with its computed status */
     struct snapbuild_gateway *gateways;
     size_t n_gateways;
+    unsigned n_gateways_served;   /* Gateways whose routes are in the snapshot (Programmed) */
+    unsigned n_gateways_rejected; /* Gateways refused at build (InvalidRegex; object_rejected) */
     struct snapbuild_arena *arena_;
 };
 
