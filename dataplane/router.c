@@ -33,7 +33,9 @@
  *   can only match paths with that first segment (Exact and Prefix paths, and REGEX patterns
  *   that start with a literal "/segment/" or are a literal "/segment"), the vhost's "any" list
  *   the others (Prefix "/", other patterns). A request walks the merge of its bucket and the
- *   any list in route order, so the result is the one a linear scan gives.
+ *   any list in route order, so the result is the one a linear scan gives. Bisects compare an
+ *   inline 8-byte key prefix first; each bucket's entries and their paths are copied side by
+ *   side; a REGEX route's literal prefix is compared before PCRE2 runs.
  * - Weighted backends: a cumulative weight table per route; router_pick_cluster scales one
  *   random draw into [0, sum) (multiply-shift, no modulo bias) and bisects.
  * Regular expressions are compiled once here (regex.h, PCRE2 JIT, bounded); a pattern that
