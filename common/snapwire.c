@@ -25,8 +25,14 @@
 #define REC_META 24 /* u32 default_cluster, str source, u64 default_max_body, u32 default_cert */
 #define REC_LISTENER 20 /* str name, str address, u16 port, u8 protocol, u8 pad */
 #define REC_VHOST 16    /* str host, u32 first_route, u32 route_count */
-/* str path, u32 cluster, u8 match, u8 flags, u8 pad[2], str source, u64 max_body, str hsts */
-#define REC_ROUTE 40
+/*
+ *  0 str path, 8 u32 cluster, 12 u8 match, 13 u8 flags, 14 u8 method, 15 u8 retry_attempts,
+ * 16 str source, 24 u64 max_body, 32 str hsts, 40 u32 first_cond, 44 u32 cond_count,
+ * 48 u32 first_backend, 52 u32 backend_count, 56 u32 first_filter, 60 u32 filter_count,
+ * 64 u32 request_timeout_ms, 68 u32 backend_timeout_ms, 72 u64 retry_codes_lo,
+ * 80 u64 retry_codes_hi, 88 u32 retry_backoff_ms, 92 u8 pad[4]
+ */
+#define REC_ROUTE 96
 /* str name, u32 first_endpoint, u32 endpoint_count, u8 lb, u8 tls, u8 pad[2], str tls_sni,
  * u32 tls_ca */
 #define REC_CLUSTER 32
@@ -35,11 +41,21 @@
 #define REC_CERT 40
 /* str host, u32 cert, u32 cert2, u32 client_ca, u8 client_verify, u8 pad[3] */
 #define REC_TLS_HOST 24
+#define REC_COND 20   /* str name, str value, u8 kind, u8 pad[3] */
+#define REC_BACKEND 8 /* u32 cluster, u32 weight */
+/*
+ *  0 str scheme, 8 str hostname, 16 str path, 24 u32 first_edit, 28 u32 edit_count,
+ * 32 u32 cluster, 36 u32 mirror_permille, 40 u16 port, 42 u16 status, 44 u8 type,
+ * 45 u8 path_mod, 46 u8 pad[2]. Fields the filter's type does not use are zero ("" for
+ * strings, SNAPWIRE_NONE for cluster): the encoder writes them so, the decoder refuses others.
+ */
+#define REC_FILTER 48
+#define REC_HDR_EDIT 20  /* str name, str value, u8 op, u8 pad[3]; value "" for REMOVE */
 #define SECTION_ENTRY 12 /* u32 type, u32 offset, u32 length */
 #define MAX_SECTIONS 64
 #define MAX_STRING (64u << 10)
 #define MAX_PEM (1u << 20)
-#define SEC_MAX SNAPWIRE_SEC_TLS_HOSTS /* highest section type this reader knows */
+#define SEC_MAX SNAPWIRE_SEC_HDR_EDITS /* highest section type this reader knows */
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -118,12 +134,202 @@ static int valid_ip(const char *s)
     return inet_pton(AF_INET, s, tmp) == 1 || inet_pton(AF_INET6, s, tmp) == 1;
 }
 
+static const char *nz(const char *s)
+{
+    return s ? s : "";
+}
+
+/* A non-empty RFC 9110 token (a header name); lower: no upper-case letters either. */
+static int valid_token(const char *s, int lower)
+{
+    if (!s || !*s) return 0;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || strchr("!#$%&'*+-.^_`|~", c))
+            continue;
+        if (c >= 'A' && c <= 'Z' && !lower) continue;
+        return 0;
+    }
+    return 1;
+}
+
+static int valid_redirect_status(uint16_t st)
+{
+    return st == 301 || st == 302 || st == 303 || st == 307 || st == 308;
+}
+
+/*
+ * f with the fields its type does not use set to zero / "" / SNAPWIRE_NONE: what the encoder
+ * writes, and what the decoder requires on the wire.
+ */
+static struct snapwire_filter filter_norm(const struct snapwire_filter *f)
+{
+    struct snapwire_filter n = {
+        .type = f->type, .scheme = "", .hostname = "", .path = "", .cluster = SNAPWIRE_NONE};
+
+    switch (f->type) {
+    case SNAPWIRE_FILTER_REQUEST_HEADERS:
+    case SNAPWIRE_FILTER_RESPONSE_HEADERS:
+        n.first_edit = f->first_edit;
+        n.edit_count = f->edit_count;
+        break;
+    case SNAPWIRE_FILTER_REDIRECT:
+        n.scheme = nz(f->scheme);
+        n.port = f->port;
+        n.status = f->status;
+        /* fall through - hostname and path as a rewrite */
+    case SNAPWIRE_FILTER_REWRITE:
+        n.hostname = nz(f->hostname);
+        n.path_mod = f->path_mod;
+        n.path = f->path_mod == SNAPWIRE_PATH_KEEP ? "" : nz(f->path);
+        break;
+    case SNAPWIRE_FILTER_MIRROR:
+        n.cluster = f->cluster;
+        n.mirror_permille = f->mirror_permille;
+        break;
+    }
+    return n;
+}
+
+/* e as the encoder writes it: a REMOVE carries no value. */
+static struct snapwire_hdr_edit hdr_edit_norm(const struct snapwire_hdr_edit *e)
+{
+    struct snapwire_hdr_edit n = {.op = e->op,
+                                  .name = nz(e->name),
+                                  .value = e->op == SNAPWIRE_HDR_REMOVE ? "" : nz(e->value)};
+    return n;
+}
+
+/* The v4 route fields (Gateway routes), after the checks every route gets. */
+static int check_route_v4(const struct snapwire_snapshot *s, const struct snapwire_route *r,
+                          uint32_t i, const uint64_t *wsum, char *err, size_t errlen)
+{
+    if (r->method > SNAPWIRE_METHOD_MAX_) {
+        set_err(err, errlen, "route %u: bad method %u", i, r->method);
+        return -1;
+    }
+    if ((uint64_t)r->first_cond + r->cond_count > s->n_conds) {
+        set_err(err, errlen, "route %u: conds [%u,+%u) out of range", i, r->first_cond,
+                r->cond_count);
+        return -1;
+    }
+    if ((uint64_t)r->first_backend + r->backend_count > s->n_backends) {
+        set_err(err, errlen, "route %u: backends [%u,+%u) out of range", i, r->first_backend,
+                r->backend_count);
+        return -1;
+    }
+    if ((uint64_t)r->first_filter + r->filter_count > s->n_filters) {
+        set_err(err, errlen, "route %u: filters [%u,+%u) out of range", i, r->first_filter,
+                r->filter_count);
+        return -1;
+    }
+    if (r->backend_count &&
+        wsum[r->first_backend + r->backend_count] - wsum[r->first_backend] > UINT32_MAX) {
+        set_err(err, errlen, "route %u: backend weights sum above 2^32-1", i);
+        return -1;
+    }
+    if (r->retry_attempts > SNAPWIRE_MAX_RETRIES) {
+        set_err(err, errlen, "route %u: retry attempts %u above %u", i, r->retry_attempts,
+                SNAPWIRE_MAX_RETRIES);
+        return -1;
+    }
+    if (r->retry_codes_hi >> 36) {
+        set_err(err, errlen, "route %u: retry codes above 599", i);
+        return -1;
+    }
+    return 0;
+}
+
+/* The v4 sections: conds, backends, filters, header edits (each record on its own). */
+static int check_v4_sections(const struct snapwire_snapshot *s, char *err, size_t errlen)
+{
+    uint32_t i;
+
+    for (i = 0; i < s->n_conds; i++) {
+        const struct snapwire_cond *c = &s->conds[i];
+        switch (c->kind) {
+        case SNAPWIRE_COND_HEADER_EXACT:
+        case SNAPWIRE_COND_HEADER_REGEX:
+            if (!valid_token(c->name, 1)) {
+                set_err(err, errlen, "cond %u: header name is not a lower-case token", i);
+                return -1;
+            }
+            if (c->kind == SNAPWIRE_COND_HEADER_REGEX && !nz(c->value)[0]) {
+                set_err(err, errlen, "cond %u: empty regex", i);
+                return -1;
+            }
+            break;
+        case SNAPWIRE_COND_QUERY_EXACT:
+            if (!nz(c->name)[0]) {
+                set_err(err, errlen, "cond %u: empty query parameter name", i);
+                return -1;
+            }
+            break;
+        default:
+            set_err(err, errlen, "cond %u: bad kind %u", i, c->kind);
+            return -1;
+        }
+    }
+    for (i = 0; i < s->n_backends; i++) {
+        const struct snapwire_backend *b = &s->backends[i];
+        if (b->cluster != SNAPWIRE_NONE && b->cluster >= s->n_clusters) {
+            set_err(err, errlen, "backend %u: cluster %u out of range", i, b->cluster);
+            return -1;
+        }
+    }
+    for (i = 0; i < s->n_filters; i++) {
+        struct snapwire_filter f = filter_norm(&s->filters[i]);
+        if (f.type < SNAPWIRE_FILTER_REQUEST_HEADERS || f.type > SNAPWIRE_FILTER_MIRROR) {
+            set_err(err, errlen, "filter %u: bad type %u", i, f.type);
+            return -1;
+        }
+        if ((uint64_t)f.first_edit + f.edit_count > s->n_hdr_edits) {
+            set_err(err, errlen, "filter %u: edits [%u,+%u) out of range", i, f.first_edit,
+                    f.edit_count);
+            return -1;
+        }
+        if (f.type == SNAPWIRE_FILTER_REDIRECT && !valid_redirect_status(f.status)) {
+            set_err(err, errlen, "filter %u: bad redirect status %u", i, f.status);
+            return -1;
+        }
+        if (f.scheme[0] && strcmp(f.scheme, "http") != 0 && strcmp(f.scheme, "https") != 0) {
+            set_err(err, errlen, "filter %u: bad scheme", i);
+            return -1;
+        }
+        if (f.path_mod > SNAPWIRE_PATH_PREFIX) {
+            set_err(err, errlen, "filter %u: bad path_mod %u", i, f.path_mod);
+            return -1;
+        }
+        if (f.cluster != SNAPWIRE_NONE && f.cluster >= s->n_clusters) {
+            set_err(err, errlen, "filter %u: mirror cluster %u out of range", i, f.cluster);
+            return -1;
+        }
+        if (f.mirror_permille > 1000) {
+            set_err(err, errlen, "filter %u: mirror permille %u above 1000", i, f.mirror_permille);
+            return -1;
+        }
+    }
+    for (i = 0; i < s->n_hdr_edits; i++) {
+        const struct snapwire_hdr_edit *e = &s->hdr_edits[i];
+        if (e->op < SNAPWIRE_HDR_SET || e->op > SNAPWIRE_HDR_REMOVE) {
+            set_err(err, errlen, "hdr edit %u: bad op %u", i, e->op);
+            return -1;
+        }
+        if (!valid_token(e->name, 0)) {
+            set_err(err, errlen, "hdr edit %u: name is not a token", i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /*
  * Consistency rules shared by encoder and decoder, applied to the in-memory form. Returns 0 or
  * -1 with err filled.
  */
 static int check_snapshot(const struct snapwire_snapshot *s, char *err, size_t errlen)
 {
+    uint64_t *wsum;
     uint32_t i;
 
     if (s->meta.default_cluster != SNAPWIRE_NONE && s->meta.default_cluster >= s->n_clusters) {
@@ -188,25 +394,47 @@ static int check_snapshot(const struct snapwire_snapshot *s, char *err, size_t e
             return -1;
         }
     }
+    if (check_v4_sections(s, err, errlen) < 0) return -1;
+    /* wsum[k]: the sum of the first k backend weights, so that a route's sum costs O(1)
+     * however many routes share a range */
+    wsum = malloc(((size_t)s->n_backends + 1) * sizeof(*wsum));
+    if (!wsum) {
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    wsum[0] = 0;
+    for (i = 0; i < s->n_backends; i++)
+        wsum[i + 1] = wsum[i] + s->backends[i].weight;
     for (i = 0; i < s->n_routes; i++) {
         const struct snapwire_route *r = &s->routes[i];
-        if (!r->path || r->path[0] != '/') {
-            set_err(err, errlen, "route %u: path must start with '/'", i);
-            return -1;
-        }
-        if (r->match != SNAPWIRE_MATCH_EXACT && r->match != SNAPWIRE_MATCH_PREFIX) {
+        if (r->match == SNAPWIRE_MATCH_REGEX) {
+            if (!nz(r->path)[0]) {
+                set_err(err, errlen, "route %u: empty regex", i);
+                goto fail;
+            }
+        } else if (r->match != SNAPWIRE_MATCH_EXACT && r->match != SNAPWIRE_MATCH_PREFIX) {
             set_err(err, errlen, "route %u: bad match type %u", i, r->match);
-            return -1;
+            goto fail;
+        } else if (nz(r->path)[0] != '/') {
+            set_err(err, errlen, "route %u: path must start with '/'", i);
+            goto fail;
         }
-        if (r->cluster >= s->n_clusters) {
-            set_err(err, errlen, "route %u: cluster %u out of range", i, r->cluster);
-            return -1;
-        }
-        if (r->flags & ~SNAPWIRE_ROUTE_SSL_REDIRECT) {
+        if (r->flags & ~(SNAPWIRE_ROUTE_SSL_REDIRECT | SNAPWIRE_ROUTE_WILD_ANY |
+                         SNAPWIRE_ROUTE_PLAIN_ONLY | SNAPWIRE_ROUTE_TLS_ONLY)) {
             set_err(err, errlen, "route %u: unknown flags 0x%x", i, r->flags);
-            return -1;
+            goto fail;
         }
+        if ((r->flags & SNAPWIRE_ROUTE_PLAIN_ONLY) && (r->flags & SNAPWIRE_ROUTE_TLS_ONLY)) {
+            set_err(err, errlen, "route %u: both plain-only and tls-only", i);
+            goto fail;
+        }
+        if (r->cluster != SNAPWIRE_NONE && r->cluster >= s->n_clusters) {
+            set_err(err, errlen, "route %u: cluster %u out of range", i, r->cluster);
+            goto fail;
+        }
+        if (check_route_v4(s, r, i, wsum, err, errlen) < 0) goto fail;
     }
+    free(wsum);
     for (i = 0; i < s->n_clusters; i++) {
         const struct snapwire_cluster *c = &s->clusters[i];
         if (c->lb != SNAPWIRE_LB_ROUND_ROBIN) {
@@ -244,6 +472,9 @@ static int check_snapshot(const struct snapwire_snapshot *s, char *err, size_t e
         }
     }
     return 0;
+fail:
+    free(wsum);
+    return -1;
 }
 
 /* ---- encoder ---- */
@@ -362,14 +593,16 @@ static void strtab_free(struct strtab *t)
 int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint8_t **out,
                     size_t *out_len, char *err, size_t errlen)
 {
-    enum { NSEC = 9 };
+    enum { NSEC = 13 };
     struct strtab st = {0};
     uint8_t *recs[NSEC] = {0};
     size_t rlen[NSEC] = {0};
     static const uint32_t types[NSEC] = {
-        SNAPWIRE_SEC_STRINGS,   SNAPWIRE_SEC_META,   SNAPWIRE_SEC_LISTENERS,
-        SNAPWIRE_SEC_VHOSTS,    SNAPWIRE_SEC_ROUTES, SNAPWIRE_SEC_CLUSTERS,
-        SNAPWIRE_SEC_ENDPOINTS, SNAPWIRE_SEC_CERTS,  SNAPWIRE_SEC_TLS_HOSTS};
+        SNAPWIRE_SEC_STRINGS,     SNAPWIRE_SEC_META,     SNAPWIRE_SEC_LISTENERS,
+        SNAPWIRE_SEC_VHOSTS,      SNAPWIRE_SEC_ROUTES,   SNAPWIRE_SEC_CLUSTERS,
+        SNAPWIRE_SEC_ENDPOINTS,   SNAPWIRE_SEC_CERTS,    SNAPWIRE_SEC_TLS_HOSTS,
+        SNAPWIRE_SEC_MATCH_CONDS, SNAPWIRE_SEC_BACKENDS, SNAPWIRE_SEC_FILTERS,
+        SNAPWIRE_SEC_HDR_EDITS};
     uint8_t *frame = NULL, *p;
     uint64_t payload, off;
     uint32_t i;
@@ -384,6 +617,10 @@ int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint
     rlen[6] = (size_t)s->n_endpoints * REC_ENDPOINT;
     rlen[7] = (size_t)s->n_certs * REC_CERT;
     rlen[8] = (size_t)s->n_tls_hosts * REC_TLS_HOST;
+    rlen[9] = (size_t)s->n_conds * REC_COND;
+    rlen[10] = (size_t)s->n_backends * REC_BACKEND;
+    rlen[11] = (size_t)s->n_filters * REC_FILTER;
+    rlen[12] = (size_t)s->n_hdr_edits * REC_HDR_EDIT;
     for (k = 1; k < NSEC; k++) {
         if (rlen[k] > SNAPWIRE_MAX_FRAME) {
             set_err(err, errlen, "snapshot too large");
@@ -413,15 +650,29 @@ int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint
         put32(p + 12, s->vhosts[i].route_count);
     }
     for (i = 0; i < s->n_routes; i++) {
+        const struct snapwire_route *r = &s->routes[i];
         p = recs[4] + (size_t)i * REC_ROUTE;
-        if (strtab_add(&st, s->routes[i].path, p, err, errlen) < 0 ||
-            strtab_add(&st, s->routes[i].source, p + 16, err, errlen) < 0)
+        if (strtab_add(&st, r->path, p, err, errlen) < 0 ||
+            strtab_add(&st, r->source, p + 16, err, errlen) < 0)
             goto fail;
-        put32(p + 8, s->routes[i].cluster);
-        p[12] = s->routes[i].match;
-        p[13] = s->routes[i].flags;
-        put64(p + 24, s->routes[i].max_body);
-        if (strtab_add(&st, s->routes[i].hsts, p + 32, err, errlen) < 0) goto fail;
+        put32(p + 8, r->cluster);
+        p[12] = r->match;
+        p[13] = r->flags;
+        p[14] = r->method;
+        p[15] = r->retry_attempts;
+        put64(p + 24, r->max_body);
+        if (strtab_add(&st, r->hsts, p + 32, err, errlen) < 0) goto fail;
+        put32(p + 40, r->first_cond);
+        put32(p + 44, r->cond_count);
+        put32(p + 48, r->first_backend);
+        put32(p + 52, r->backend_count);
+        put32(p + 56, r->first_filter);
+        put32(p + 60, r->filter_count);
+        put32(p + 64, r->request_timeout_ms);
+        put32(p + 68, r->backend_timeout_ms);
+        put64(p + 72, r->retry_codes_lo);
+        put64(p + 80, r->retry_codes_hi);
+        put32(p + 88, r->retry_backoff_ms);
     }
     for (i = 0; i < s->n_clusters; i++) {
         p = recs[5] + (size_t)i * REC_CLUSTER;
@@ -460,6 +711,44 @@ int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint
         put32(p + 12, h->cert2);
         put32(p + 16, h->client_verify ? h->client_ca : SNAPWIRE_NONE);
         p[20] = h->client_verify;
+    }
+    for (i = 0; i < s->n_conds; i++) {
+        const struct snapwire_cond *c = &s->conds[i];
+        p = recs[9] + (size_t)i * REC_COND;
+        if (strtab_add(&st, c->name, p, err, errlen) < 0 ||
+            strtab_add(&st, c->value, p + 8, err, errlen) < 0)
+            goto fail;
+        p[16] = c->kind;
+    }
+    for (i = 0; i < s->n_backends; i++) {
+        p = recs[10] + (size_t)i * REC_BACKEND;
+        put32(p, s->backends[i].cluster);
+        put32(p + 4, s->backends[i].weight);
+    }
+    for (i = 0; i < s->n_filters; i++) {
+        /* only the fields of the filter's type go out; the others as zero / "" / NONE */
+        struct snapwire_filter f = filter_norm(&s->filters[i]);
+        p = recs[11] + (size_t)i * REC_FILTER;
+        if (strtab_add(&st, f.scheme, p, err, errlen) < 0 ||
+            strtab_add(&st, f.hostname, p + 8, err, errlen) < 0 ||
+            strtab_add(&st, f.path, p + 16, err, errlen) < 0)
+            goto fail;
+        put32(p + 24, f.first_edit);
+        put32(p + 28, f.edit_count);
+        put32(p + 32, f.cluster);
+        put32(p + 36, f.mirror_permille);
+        put16(p + 40, f.port);
+        put16(p + 42, f.status);
+        p[44] = f.type;
+        p[45] = f.path_mod;
+    }
+    for (i = 0; i < s->n_hdr_edits; i++) {
+        struct snapwire_hdr_edit e = hdr_edit_norm(&s->hdr_edits[i]);
+        p = recs[12] + (size_t)i * REC_HDR_EDIT;
+        if (strtab_add(&st, e.name, p, err, errlen) < 0 ||
+            strtab_add(&st, e.value, p + 8, err, errlen) < 0)
+            goto fail;
+        p[16] = e.op;
     }
     recs[0] = st.data;
     rlen[0] = st.len;
@@ -591,6 +880,36 @@ static int zero_pad(const uint8_t *p, size_t n)
 }
 
 /*
+ * Decoder only: the fields a filter's type does not use are zero / "" / NONE and a REMOVE
+ * edit has no value, as the encoder writes them (so a decoded filter never carries a stray
+ * index). Runs after check_snapshot (types and ops are known).
+ */
+static int check_canonical(const struct snapwire_snapshot *s, char *err, size_t errlen)
+{
+    uint32_t i;
+
+    for (i = 0; i < s->n_filters; i++) {
+        const struct snapwire_filter *f = &s->filters[i];
+        struct snapwire_filter n = filter_norm(f);
+        if (f->first_edit != n.first_edit || f->edit_count != n.edit_count ||
+            strcmp(f->scheme, n.scheme) != 0 || strcmp(f->hostname, n.hostname) != 0 ||
+            f->port != n.port || f->status != n.status || f->path_mod != n.path_mod ||
+            strcmp(f->path, n.path) != 0 || f->cluster != n.cluster ||
+            f->mirror_permille != n.mirror_permille) {
+            set_err(err, errlen, "filter %u: field not used by type %u is set", i, f->type);
+            return -1;
+        }
+    }
+    for (i = 0; i < s->n_hdr_edits; i++) {
+        if (s->hdr_edits[i].op == SNAPWIRE_HDR_REMOVE && s->hdr_edits[i].value[0]) {
+            set_err(err, errlen, "hdr edit %u: remove with a value", i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
  * One pass over the records. With r->pool NULL it only validates and sizes strings; with a
  * pool it fills s (whose arrays are already allocated).
  */
@@ -649,15 +968,29 @@ static int read_records(struct reader *r, const struct section *sec, struct snap
         STR(p, &s->routes[i].path, "route %u path", i);
         STR(p + 16, &s->routes[i].source, "route %u source", i);
         STR(p + 32, &s->routes[i].hsts, "route %u hsts", i);
-        if (!zero_pad(p + 14, 2)) {
+        if (!zero_pad(p + 92, 4)) {
             set_err(r->err, r->errlen, "route %u: nonzero padding", i);
             return -1;
         }
         if (fill) {
-            s->routes[i].cluster = get32(p + 8);
-            s->routes[i].match = p[12];
-            s->routes[i].flags = p[13];
-            s->routes[i].max_body = get64(p + 24);
+            struct snapwire_route *rt = &s->routes[i];
+            rt->cluster = get32(p + 8);
+            rt->match = p[12];
+            rt->flags = p[13];
+            rt->method = p[14];
+            rt->retry_attempts = p[15];
+            rt->max_body = get64(p + 24);
+            rt->first_cond = get32(p + 40);
+            rt->cond_count = get32(p + 44);
+            rt->first_backend = get32(p + 48);
+            rt->backend_count = get32(p + 52);
+            rt->first_filter = get32(p + 56);
+            rt->filter_count = get32(p + 60);
+            rt->request_timeout_ms = get32(p + 64);
+            rt->backend_timeout_ms = get32(p + 68);
+            rt->retry_codes_lo = get64(p + 72);
+            rt->retry_codes_hi = get64(p + 80);
+            rt->retry_backoff_ms = get32(p + 88);
         }
     }
     for (i = 0; i < s->n_clusters; i++) {
@@ -710,6 +1043,52 @@ static int read_records(struct reader *r, const struct section *sec, struct snap
             s->tls_hosts[i].client_verify = p[20];
         }
     }
+    for (i = 0; i < s->n_conds; i++) {
+        const uint8_t *p = sec[SNAPWIRE_SEC_MATCH_CONDS].p + (size_t)i * REC_COND;
+        STR(p, &s->conds[i].name, "cond %u name", i);
+        STR(p + 8, &s->conds[i].value, "cond %u value", i);
+        if (!zero_pad(p + 17, 3)) {
+            set_err(r->err, r->errlen, "cond %u: nonzero padding", i);
+            return -1;
+        }
+        if (fill) s->conds[i].kind = p[16];
+    }
+    for (i = 0; i < s->n_backends && fill; i++) {
+        const uint8_t *p = sec[SNAPWIRE_SEC_BACKENDS].p + (size_t)i * REC_BACKEND;
+        s->backends[i].cluster = get32(p);
+        s->backends[i].weight = get32(p + 4);
+    }
+    for (i = 0; i < s->n_filters; i++) {
+        const uint8_t *p = sec[SNAPWIRE_SEC_FILTERS].p + (size_t)i * REC_FILTER;
+        STR(p, &s->filters[i].scheme, "filter %u scheme", i);
+        STR(p + 8, &s->filters[i].hostname, "filter %u hostname", i);
+        STR(p + 16, &s->filters[i].path, "filter %u path", i);
+        if (!zero_pad(p + 46, 2)) {
+            set_err(r->err, r->errlen, "filter %u: nonzero padding", i);
+            return -1;
+        }
+        if (fill) {
+            struct snapwire_filter *f = &s->filters[i];
+            f->first_edit = get32(p + 24);
+            f->edit_count = get32(p + 28);
+            f->cluster = get32(p + 32);
+            f->mirror_permille = get32(p + 36);
+            f->port = get16(p + 40);
+            f->status = get16(p + 42);
+            f->type = p[44];
+            f->path_mod = p[45];
+        }
+    }
+    for (i = 0; i < s->n_hdr_edits; i++) {
+        const uint8_t *p = sec[SNAPWIRE_SEC_HDR_EDITS].p + (size_t)i * REC_HDR_EDIT;
+        STR(p, &s->hdr_edits[i].name, "hdr edit %u name", i);
+        STR(p + 8, &s->hdr_edits[i].value, "hdr edit %u value", i);
+        if (!zero_pad(p + 17, 3)) {
+            set_err(r->err, r->errlen, "hdr edit %u: nonzero padding", i);
+            return -1;
+        }
+        if (fill) s->hdr_edits[i].op = p[16];
+    }
 #undef PEM
 #undef STR
 #undef STRX
@@ -724,6 +1103,8 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
         [SNAPWIRE_SEC_VHOSTS] = REC_VHOST,     [SNAPWIRE_SEC_ROUTES] = REC_ROUTE,
         [SNAPWIRE_SEC_CLUSTERS] = REC_CLUSTER, [SNAPWIRE_SEC_ENDPOINTS] = REC_ENDPOINT,
         [SNAPWIRE_SEC_CERTS] = REC_CERT,       [SNAPWIRE_SEC_TLS_HOSTS] = REC_TLS_HOST,
+        [SNAPWIRE_SEC_MATCH_CONDS] = REC_COND, [SNAPWIRE_SEC_BACKENDS] = REC_BACKEND,
+        [SNAPWIRE_SEC_FILTERS] = REC_FILTER,   [SNAPWIRE_SEC_HDR_EDITS] = REC_HDR_EDIT,
     };
     struct section sec[SEC_MAX + 1];
     struct snapwire_snapshot s;
@@ -764,8 +1145,8 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
             set_err(err, errlen, "section %u (type %u) out of bounds", i, type);
             return -1;
         }
-        if (type < SNAPWIRE_SEC_STRINGS || type > SEC_MAX || type == SNAPWIRE_SEC_FILTERS)
-            continue; /* unknown (newer writer) or reserved: skip */
+        if (type < SNAPWIRE_SEC_STRINGS || type > SEC_MAX)
+            continue; /* unknown (newer writer): skip */
         if (sec[type].present) {
             set_err(err, errlen, "duplicate section type %u", type);
             return -1;
@@ -791,6 +1172,10 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
     s.n_endpoints = sec[SNAPWIRE_SEC_ENDPOINTS].len / REC_ENDPOINT;
     s.n_certs = sec[SNAPWIRE_SEC_CERTS].len / REC_CERT;
     s.n_tls_hosts = sec[SNAPWIRE_SEC_TLS_HOSTS].len / REC_TLS_HOST;
+    s.n_conds = sec[SNAPWIRE_SEC_MATCH_CONDS].len / REC_COND;
+    s.n_backends = sec[SNAPWIRE_SEC_BACKENDS].len / REC_BACKEND;
+    s.n_filters = sec[SNAPWIRE_SEC_FILTERS].len / REC_FILTER;
+    s.n_hdr_edits = sec[SNAPWIRE_SEC_HDR_EDITS].len / REC_HDR_EDIT;
 
     memset(&r, 0, sizeof(r));
     /* no STRINGS section: only empty strings are valid, and they must not touch NULL */
@@ -804,7 +1189,10 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
     arrays = (size_t)s.n_listeners * sizeof(*s.listeners) + (size_t)s.n_vhosts * sizeof(*s.vhosts) +
              (size_t)s.n_routes * sizeof(*s.routes) + (size_t)s.n_clusters * sizeof(*s.clusters) +
              (size_t)s.n_endpoints * sizeof(*s.endpoints) + (size_t)s.n_certs * sizeof(*s.certs) +
-             (size_t)s.n_tls_hosts * sizeof(*s.tls_hosts);
+             (size_t)s.n_tls_hosts * sizeof(*s.tls_hosts) + (size_t)s.n_conds * sizeof(*s.conds) +
+             (size_t)s.n_filters * sizeof(*s.filters) +
+             (size_t)s.n_hdr_edits * sizeof(*s.hdr_edits) +
+             (size_t)s.n_backends * sizeof(*s.backends);
     sz = arrays + r.pool_sz + 1;
     arena = malloc(sz);
     if (!arena) {
@@ -814,7 +1202,7 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
     /*
      * Routes and certs (the only records with a u64; both sizes are multiples of 8) go first,
      * at malloc's alignment; every other record struct holds only pointers and smaller
-     * integers, so the arrays after them stay aligned.
+     * integers, so the arrays after them stay aligned; backends (two u32) go last.
      */
     s.routes = (void *)arena;
     s.certs = (void *)(s.routes + s.n_routes);
@@ -823,9 +1211,14 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
     s.clusters = (void *)(s.vhosts + s.n_vhosts);
     s.endpoints = (void *)(s.clusters + s.n_clusters);
     s.tls_hosts = (void *)(s.endpoints + s.n_endpoints);
+    s.conds = (void *)(s.tls_hosts + s.n_tls_hosts);
+    s.filters = (void *)(s.conds + s.n_conds);
+    s.hdr_edits = (void *)(s.filters + s.n_filters);
+    s.backends = (void *)(s.hdr_edits + s.n_hdr_edits);
     r.pool = arena + arrays;
     r.pool_sz = 0;
-    if (read_records(&r, sec, &s) < 0 || check_snapshot(&s, err, errlen) < 0) {
+    if (read_records(&r, sec, &s) < 0 || check_snapshot(&s, err, errlen) < 0 ||
+        check_canonical(&s, err, errlen) < 0) {
         free(arena);
         return -1;
     }
@@ -889,9 +1282,148 @@ static void gen_kv_cert(yajl_gen g, const struct snapwire_snapshot *s, const cha
         jsongen_str(g, s->certs[i].name);
 }
 
+/* A cluster reference: its name, or null for SNAPWIRE_NONE. */
+static void gen_cluster(yajl_gen g, const struct snapwire_snapshot *s, uint32_t i)
+{
+    if (i == SNAPWIRE_NONE)
+        yajl_gen_null(g);
+    else
+        jsongen_str(g, s->clusters[i].name);
+}
+
+/* A route timeout, omitted when DEFAULT: "none" for no limit, else milliseconds. */
+static void gen_kv_timeout(yajl_gen g, const char *k, uint32_t v)
+{
+    if (v == SNAPWIRE_TIMEOUT_DEFAULT) return;
+    jsongen_str(g, k);
+    if (v == SNAPWIRE_TIMEOUT_NONE)
+        jsongen_str(g, "none");
+    else
+        yajl_gen_integer(g, v);
+}
+
+static void gen_kv_flag(yajl_gen g, const char *k, int on)
+{
+    if (!on) return;
+    jsongen_str(g, k);
+    yajl_gen_bool(g, 1);
+}
+
+static void gen_filter(yajl_gen g, const struct snapwire_snapshot *s,
+                       const struct snapwire_filter *f)
+{
+    static const char *type_names[] = {
+        "",           "RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect",
+        "URLRewrite", "RequestMirror"};
+    static const char *path_mod_names[] = {"", "ReplaceFullPath", "ReplacePrefixMatch"};
+    static const char *op_names[] = {"", "set", "add", "remove"};
+    uint32_t k;
+
+    yajl_gen_map_open(g);
+    jsongen_kv_str(g, "type", type_names[f->type]);
+    switch (f->type) {
+    case SNAPWIRE_FILTER_REQUEST_HEADERS:
+    case SNAPWIRE_FILTER_RESPONSE_HEADERS:
+        jsongen_str(g, "edits");
+        yajl_gen_array_open(g);
+        for (k = 0; k < f->edit_count; k++) {
+            const struct snapwire_hdr_edit *e = &s->hdr_edits[f->first_edit + k];
+            yajl_gen_map_open(g);
+            jsongen_kv_str(g, "op", op_names[e->op]);
+            jsongen_kv_str(g, "name", e->name);
+            if (e->op != SNAPWIRE_HDR_REMOVE) jsongen_kv_str(g, "value", e->value);
+            yajl_gen_map_close(g);
+        }
+        yajl_gen_array_close(g);
+        break;
+    case SNAPWIRE_FILTER_REDIRECT:
+    case SNAPWIRE_FILTER_REWRITE:
+        if (f->type == SNAPWIRE_FILTER_REDIRECT) {
+            if (f->scheme[0]) jsongen_kv_str(g, "scheme", f->scheme);
+            if (f->port) gen_kv_int(g, "port", f->port);
+            gen_kv_int(g, "status", f->status);
+        }
+        if (f->hostname[0]) jsongen_kv_str(g, "hostname", f->hostname);
+        if (f->path_mod != SNAPWIRE_PATH_KEEP) {
+            jsongen_kv_str(g, "path_mod", path_mod_names[f->path_mod]);
+            jsongen_kv_str(g, "path", f->path);
+        }
+        break;
+    case SNAPWIRE_FILTER_MIRROR:
+        jsongen_str(g, "cluster");
+        gen_cluster(g, s, f->cluster);
+        gen_kv_int(g, "permille", f->mirror_permille);
+        break;
+    }
+    yajl_gen_map_close(g);
+}
+
+/* The v4 (Gateway) fields of a route; nothing for an Ingress route (all of them zero). */
+static void gen_route_v4(yajl_gen g, const struct snapwire_snapshot *s,
+                         const struct snapwire_route *r)
+{
+    static const char *method_names[] = {"",       "GET",     "HEAD",    "POST",  "PUT",
+                                         "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"};
+    static const char *kind_names[] = {"", "HeaderExact", "HeaderRegex", "QueryExact"};
+    uint32_t k;
+
+    if (r->method != SNAPWIRE_METHOD_ANY) jsongen_kv_str(g, "method", method_names[r->method]);
+    gen_kv_flag(g, "wild_any", r->flags & SNAPWIRE_ROUTE_WILD_ANY);
+    gen_kv_flag(g, "plain_only", r->flags & SNAPWIRE_ROUTE_PLAIN_ONLY);
+    gen_kv_flag(g, "tls_only", r->flags & SNAPWIRE_ROUTE_TLS_ONLY);
+    if (r->cond_count) {
+        jsongen_str(g, "conds");
+        yajl_gen_array_open(g);
+        for (k = 0; k < r->cond_count; k++) {
+            const struct snapwire_cond *c = &s->conds[r->first_cond + k];
+            yajl_gen_map_open(g);
+            jsongen_kv_str(g, "kind", kind_names[c->kind]);
+            jsongen_kv_str(g, "name", c->name);
+            jsongen_kv_str(g, "value", c->value);
+            yajl_gen_map_close(g);
+        }
+        yajl_gen_array_close(g);
+    }
+    if (r->backend_count) {
+        jsongen_str(g, "backends");
+        yajl_gen_array_open(g);
+        for (k = 0; k < r->backend_count; k++) {
+            const struct snapwire_backend *b = &s->backends[r->first_backend + k];
+            yajl_gen_map_open(g);
+            jsongen_str(g, "cluster");
+            gen_cluster(g, s, b->cluster);
+            gen_kv_int(g, "weight", b->weight);
+            yajl_gen_map_close(g);
+        }
+        yajl_gen_array_close(g);
+    }
+    if (r->filter_count) {
+        jsongen_str(g, "filters");
+        yajl_gen_array_open(g);
+        for (k = 0; k < r->filter_count; k++)
+            gen_filter(g, s, &s->filters[r->first_filter + k]);
+        yajl_gen_array_close(g);
+    }
+    gen_kv_timeout(g, "request_timeout_ms", r->request_timeout_ms);
+    gen_kv_timeout(g, "backend_timeout_ms", r->backend_timeout_ms);
+    if (r->retry_attempts) {
+        jsongen_str(g, "retry");
+        yajl_gen_map_open(g);
+        gen_kv_int(g, "attempts", r->retry_attempts);
+        jsongen_str(g, "codes");
+        yajl_gen_array_open(g);
+        for (k = 0; k < 100; k++)
+            if ((k < 64 ? r->retry_codes_lo >> k : r->retry_codes_hi >> (k - 64)) & 1)
+                yajl_gen_integer(g, 500 + k);
+        yajl_gen_array_close(g);
+        gen_kv_int(g, "backoff_ms", r->retry_backoff_ms);
+        yajl_gen_map_close(g);
+    }
+}
+
 char *snapwire_to_json(const struct snapwire_snapshot *s)
 {
-    static const char *match_names[] = {"", "Exact", "Prefix"};
+    static const char *match_names[] = {"", "Exact", "Prefix", "RegularExpression"};
     yajl_gen g = yajl_gen_alloc(NULL);
     const unsigned char *buf;
     size_t len;
@@ -937,7 +1469,8 @@ char *snapwire_to_json(const struct snapwire_snapshot *s)
             yajl_gen_map_open(g);
             jsongen_kv_str(g, "path", r->path);
             jsongen_kv_str(g, "pathType", match_names[r->match]);
-            jsongen_kv_str(g, "cluster", s->clusters[r->cluster].name);
+            jsongen_str(g, "cluster");
+            gen_cluster(g, s, r->cluster);
             jsongen_kv_str(g, "source", r->source);
             gen_kv_body(g, "max_body", r->max_body);
             jsongen_str(g, "ssl_redirect");
@@ -947,6 +1480,7 @@ char *snapwire_to_json(const struct snapwire_snapshot *s)
                 jsongen_str(g, r->hsts);
             else
                 yajl_gen_null(g);
+            gen_route_v4(g, s, r);
             yajl_gen_map_close(g);
         }
         yajl_gen_array_close(g);

@@ -22,7 +22,10 @@
  * buffer can be freed after decoding. snapwire_decode() checks every offset, length, index
  * and enum before returning anything; a snapshot it returns is internally consistent:
  *   - vhost routes [first_route, first_route+route_count) lie inside routes[]
- *   - route.cluster < n_clusters; meta.default_cluster < n_clusters or SNAPWIRE_NONE
+ *   - meta.default_cluster < n_clusters or SNAPWIRE_NONE
+ *   - route.match is EXACT or PREFIX with a path starting with '/', or REGEX with a non-empty
+ *     pattern; route.flags has only SNAPWIRE_ROUTE_* bits (0x0f), never PLAIN_ONLY and
+ *     TLS_ONLY together
  *   - cluster endpoints [first_endpoint, first_endpoint+endpoint_count) lie inside endpoints[]
  *   - endpoint addresses parse as IPv4 or IPv6 literals; ports are 1..65535
  *   - strings contain no NUL and no control characters, except PEM fields (certificate
@@ -38,9 +41,14 @@
  *     filter type, path_mod, edit op) is known; route.cluster, backend.cluster and a
  *     mirror's cluster are < n_clusters or SNAPWIRE_NONE; a route's backend weights sum to
  *     at most UINT32_MAX; retry_codes_hi has no bit above 35 (599); retry_attempts <=
- *     SNAPWIRE_MAX_RETRIES; header names (conds, edits) are non-empty HTTP tokens, lower
- *     case in conds; a REGEX route's pattern and a HEADER_REGEX value are non-empty (the
- *     data plane compiles them and NACKs a snapshot whose pattern does not compile)
+ *     SNAPWIRE_MAX_RETRIES; header names (conds, edits) are non-empty HTTP tokens (RFC 9110),
+ *     lower case in conds; a QUERY_EXACT name is non-empty; a REGEX route's pattern and a
+ *     HEADER_REGEX value are non-empty (the data plane compiles them and NACKs a snapshot
+ *     whose pattern does not compile); a REDIRECT's status is 301, 302, 303, 307 or 308 and
+ *     its scheme "", "http" or "https"; mirror_permille <= 1000
+ *   - a filter's fields that its type does not use are zero / "" / SNAPWIRE_NONE (path ""
+ *     when path_mod is KEEP), and a REMOVE edit's value is "": the encoder writes them so
+ *     whatever the caller left there, the decoder refuses anything else
  * Unknown section types are skipped (forward compatibility).
  *
  * Only this module touches raw snapshot bytes.
@@ -58,7 +66,8 @@
  *    upstream TLS (tls, tls_sni, tls_ca).
  * 4: Gateway routes: MATCH_CONDS, BACKENDS, FILTERS, HDR_EDITS sections; ROUTES gain method,
  *    the ranges into those sections, timeouts and retry policy; match type REGEX; route
- *    flag WILD_ANY; route.cluster may be SNAPWIRE_NONE.
+ *    flags WILD_ANY, PLAIN_ONLY, TLS_ONLY; route.cluster may be SNAPWIRE_NONE. Route
+ *    records grow from 40 to 96 bytes.
  */
 #define SNAPWIRE_VERSION 4
 #define SNAPWIRE_HEADER_SIZE 32
@@ -82,12 +91,12 @@ enum snapwire_section_type {
     SNAPWIRE_SEC_ROUTES = 5,
     SNAPWIRE_SEC_CLUSTERS = 6,
     SNAPWIRE_SEC_ENDPOINTS = 7,
-    SNAPWIRE_SEC_CERTS = 8,     /* certificates with keys, and CA bundles */
-    SNAPWIRE_SEC_FILTERS = 9,     /* route filters (Gateway), in the order they run */
-    SNAPWIRE_SEC_TLS_HOSTS = 10,  /* SNI name -> certificate(s), client certificate policy */
+    SNAPWIRE_SEC_CERTS = 8,        /* certificates with keys, and CA bundles */
+    SNAPWIRE_SEC_FILTERS = 9,      /* route filters (Gateway), in the order they run */
+    SNAPWIRE_SEC_TLS_HOSTS = 10,   /* SNI name -> certificate(s), client certificate policy */
     SNAPWIRE_SEC_MATCH_CONDS = 11, /* header / query conditions of routes */
-    SNAPWIRE_SEC_BACKENDS = 12,   /* weighted backends of routes */
-    SNAPWIRE_SEC_HDR_EDITS = 13   /* header edits of filters */
+    SNAPWIRE_SEC_BACKENDS = 12,    /* weighted backends of routes */
+    SNAPWIRE_SEC_HDR_EDITS = 13    /* header edits of filters */
 };
 
 enum snapwire_match {
@@ -142,7 +151,8 @@ struct snapwire_listener {
 
 /*
  * A virtual host. host is lower case: "foo.com", "*.foo.com" (one extra label; any number
- * for routes flagged SNAPWIRE_ROUTE_WILD_ANY) or "" (any host). The controller sorts vhosts by host and, inside a vhost, routes in match order
+ * for routes flagged SNAPWIRE_ROUTE_WILD_ANY) or "" (any host). The controller sorts vhosts
+ * by host and, inside a vhost, routes in match order
  * (longest path first, Exact before Prefix at equal length), so a reader may take the first
  * route that matches.
  */
@@ -165,14 +175,14 @@ struct snapwire_vhost {
 #define SNAPWIRE_ROUTE_TLS_ONLY 0x08
 
 /* Route timeouts in milliseconds: two values are special. */
-#define SNAPWIRE_TIMEOUT_DEFAULT 0          /* not set: the data plane's own timeouts apply */
-#define SNAPWIRE_TIMEOUT_NONE UINT32_MAX    /* no limit ("0s" in a Gateway) */
-#define SNAPWIRE_MAX_RETRIES 10             /* bound of route.retry_attempts */
+#define SNAPWIRE_TIMEOUT_DEFAULT 0       /* not set: the data plane's own timeouts apply */
+#define SNAPWIRE_TIMEOUT_NONE UINT32_MAX /* no limit ("0s" in a Gateway) */
+#define SNAPWIRE_MAX_RETRIES 10          /* bound of route.retry_attempts */
 
 struct snapwire_route {
-    const char *path;   /* starts with '/' */
+    const char *path;   /* starts with '/' (EXACT, PREFIX); the pattern (REGEX) */
     uint8_t match;      /* enum snapwire_match */
-    uint32_t cluster;   /* index into clusters */
+    uint32_t cluster;   /* index into clusters, or SNAPWIRE_NONE (see backend_count) */
     const char *source; /* "namespace/ingress-name", for logs and metrics */
     uint64_t max_body;  /* request body limit in bytes, or SNAPWIRE_BODY_DEFAULT/_UNLIMITED */
     uint8_t flags;      /* SNAPWIRE_ROUTE_* */
@@ -394,8 +404,8 @@ void snapwire_free(struct snapwire_snapshot *s);
 int snapwire_same_payload(const void *a, size_t alen, const void *b, size_t blen);
 
 /*
- * Human-readable JSON dump of a snapshot (for /snapshot and --dump). Returns a malloc'd
- * NUL-terminated string, or NULL on allocation failure.
+ * Human-readable JSON dump of a snapshot (for /snapshot and --dump; keys in
+ * docs/contract.md). Returns a malloc'd NUL-terminated string, or NULL on allocation failure.
  */
 char *snapwire_to_json(const struct snapwire_snapshot *s);
 

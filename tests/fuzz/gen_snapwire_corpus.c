@@ -36,13 +36,92 @@ int main(int argc, char **argv)
     struct snapwire_listener l[] = {{"http", "", 8080, SNAPWIRE_PROTO_HTTP},
                                     {"https", "::", 8443, SNAPWIRE_PROTO_HTTPS}};
     struct snapwire_vhost v[] = {{"", 0, 1}, {"*.foo.com", 1, 2}, {"foo.com", 3, 1}};
-    struct snapwire_route r[] = {
-        {"/", SNAPWIRE_MATCH_PREFIX, 0, "default/catch-all", SNAPWIRE_BODY_DEFAULT, 0, ""},
-        {"/api/v1", SNAPWIRE_MATCH_EXACT, 1, "ns/api", 1024, SNAPWIRE_ROUTE_SSL_REDIRECT,
-         "max-age=31536000; includeSubDomains"},
-        {"/api", SNAPWIRE_MATCH_PREFIX, 1, "ns/api", 10ull << 20, 0, ""},
-        {"/caf\xc3\xa9", SNAPWIRE_MATCH_PREFIX, 2, "ns/\"quoted\"\\", SNAPWIRE_BODY_UNLIMITED, 0,
-         ""}};
+    struct snapwire_route r[] = {{.path = "/",
+                                  .match = SNAPWIRE_MATCH_PREFIX,
+                                  .cluster = 0,
+                                  .source = "default/catch-all",
+                                  .max_body = SNAPWIRE_BODY_DEFAULT,
+                                  .hsts = ""},
+                                 {.path = "/api/v1",
+                                  .match = SNAPWIRE_MATCH_EXACT,
+                                  .cluster = 1,
+                                  .source = "ns/api",
+                                  .max_body = 1024,
+                                  .flags = SNAPWIRE_ROUTE_SSL_REDIRECT,
+                                  .hsts = "max-age=31536000; includeSubDomains"},
+                                 {.path = "/api",
+                                  .match = SNAPWIRE_MATCH_PREFIX,
+                                  .cluster = 1,
+                                  .source = "ns/api",
+                                  .max_body = 10ull << 20,
+                                  .hsts = ""},
+                                 {.path = "/caf\xc3\xa9",
+                                  .match = SNAPWIRE_MATCH_PREFIX,
+                                  .cluster = 2,
+                                  .source = "ns/\"quoted\"\\",
+                                  .max_body = SNAPWIRE_BODY_UNLIMITED,
+                                  .hsts = ""}};
+    /* version 4: Gateway routes with every new section and route field */
+    struct snapwire_vhost gv[] = {{"*.gw.example", 0, 2}, {"gw.example", 2, 2}};
+    struct snapwire_route gr[] = {
+        {.path = "/shop",
+         .match = SNAPWIRE_MATCH_PREFIX,
+         .cluster = SNAPWIRE_NONE,
+         .source = "ns/gw-route",
+         .flags = SNAPWIRE_ROUTE_WILD_ANY | SNAPWIRE_ROUTE_TLS_ONLY,
+         .method = SNAPWIRE_METHOD_POST,
+         .first_cond = 0,
+         .cond_count = 3,
+         .first_backend = 0,
+         .backend_count = 3,
+         .first_filter = 0,
+         .filter_count = 3,
+         .request_timeout_ms = 10000,
+         .backend_timeout_ms = SNAPWIRE_TIMEOUT_NONE,
+         .retry_attempts = 2,
+         .retry_codes_lo = (1ull << 2) | (1ull << 3),
+         .retry_codes_hi = 1ull << 35,
+         .retry_backoff_ms = 100},
+        {.path = "^/v[0-9]+/items/[^/]+$",
+         .match = SNAPWIRE_MATCH_REGEX,
+         .cluster = 1,
+         .source = "ns/gw-route",
+         .flags = SNAPWIRE_ROUTE_PLAIN_ONLY,
+         .first_cond = 3,
+         .cond_count = 1,
+         .first_filter = 3,
+         .filter_count = 1},
+        {.path = "/old",
+         .match = SNAPWIRE_MATCH_EXACT,
+         .cluster = SNAPWIRE_NONE,
+         .source = "ns/gw-redirect",
+         .first_filter = 4,
+         .filter_count = 1},
+        {.path = "/", .match = SNAPWIRE_MATCH_PREFIX, .cluster = 0, .source = "ns/ingress"}};
+    struct snapwire_cond gc[] = {{SNAPWIRE_COND_HEADER_EXACT, "x-env", "canary"},
+                                 {SNAPWIRE_COND_HEADER_REGEX, "user-agent", "^curl/.*"},
+                                 {SNAPWIRE_COND_QUERY_EXACT, "Debug", "1"},
+                                 {SNAPWIRE_COND_HEADER_EXACT, "x-empty", ""}};
+    struct snapwire_backend gb[] = {{0, 90}, {1, 10}, {SNAPWIRE_NONE, 0}};
+    struct snapwire_filter gf[] = {
+        {.type = SNAPWIRE_FILTER_REQUEST_HEADERS, .first_edit = 0, .edit_count = 3},
+        {.type = SNAPWIRE_FILTER_RESPONSE_HEADERS, .first_edit = 3, .edit_count = 1},
+        {.type = SNAPWIRE_FILTER_MIRROR, .cluster = 2, .mirror_permille = 1000},
+        {.type = SNAPWIRE_FILTER_REWRITE,
+         .hostname = "internal.ns.svc",
+         .path_mod = SNAPWIRE_PATH_FULL,
+         .path = "/items"},
+        {.type = SNAPWIRE_FILTER_REDIRECT,
+         .scheme = "https",
+         .hostname = "new.example",
+         .port = 8443,
+         .status = 301,
+         .path_mod = SNAPWIRE_PATH_PREFIX,
+         .path = "/new"}};
+    struct snapwire_hdr_edit ge[] = {{SNAPWIRE_HDR_SET, "X-Tenant", "acme"},
+                                     {SNAPWIRE_HDR_ADD, "x-trace", "on"},
+                                     {SNAPWIRE_HDR_REMOVE, "Cookie", ""},
+                                     {SNAPWIRE_HDR_SET, "cache-control", "no-store"}};
     struct snapwire_cluster c[] = {
         {"default/web:80", SNAPWIRE_LB_ROUND_ROBIN, 0, 2, 0, "", SNAPWIRE_NONE},
         {"ns/api:8080+tls", SNAPWIRE_LB_ROUND_ROBIN, 2, 1, 1, "api.ns.svc", 1},
@@ -94,5 +173,19 @@ int main(int argc, char **argv)
     s.n_certs = 0;
     c[1].tls_ca = SNAPWIRE_NONE;
     emit(dir, "clusters-only", &s, 7);
+    s.vhosts = gv;
+    s.n_vhosts = 2;
+    s.routes = gr;
+    s.n_routes = 4;
+    s.conds = gc;
+    s.n_conds = 4;
+    s.backends = gb;
+    s.n_backends = 3;
+    s.filters = gf;
+    s.n_filters = 5;
+    s.hdr_edits = ge;
+    s.n_hdr_edits = 4;
+    s.meta.default_cluster = SNAPWIRE_NONE;
+    emit(dir, "gateway", &s, 43);
     return 0;
 }

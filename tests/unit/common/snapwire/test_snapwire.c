@@ -18,10 +18,25 @@
 
 static struct snapwire_listener L[] = {{"http", "", 8080, SNAPWIRE_PROTO_HTTP}};
 static struct snapwire_route R[] = {
-    {"/api", SNAPWIRE_MATCH_EXACT, 0, "default/a", SNAPWIRE_BODY_DEFAULT,
-     SNAPWIRE_ROUTE_SSL_REDIRECT, "max-age=600; includeSubDomains"},
-    {"/", SNAPWIRE_MATCH_PREFIX, 1, "default/a", 1024, 0, ""},
-    {"/", SNAPWIRE_MATCH_PREFIX, 1, "default/b", SNAPWIRE_BODY_UNLIMITED, 0, ""},
+    {.path = "/api",
+     .match = SNAPWIRE_MATCH_EXACT,
+     .cluster = 0,
+     .source = "default/a",
+     .max_body = SNAPWIRE_BODY_DEFAULT,
+     .flags = SNAPWIRE_ROUTE_SSL_REDIRECT,
+     .hsts = "max-age=600; includeSubDomains"},
+    {.path = "/",
+     .match = SNAPWIRE_MATCH_PREFIX,
+     .cluster = 1,
+     .source = "default/a",
+     .max_body = 1024,
+     .hsts = ""},
+    {.path = "/",
+     .match = SNAPWIRE_MATCH_PREFIX,
+     .cluster = 1,
+     .source = "default/b",
+     .max_body = SNAPWIRE_BODY_UNLIMITED,
+     .hsts = ""},
 };
 #define DEFAULT_MAX_BODY 0x0102030405060708ull /* every byte distinct: catches order and width */
 static struct snapwire_vhost V[] = {{"foo.com", 0, 2}, {"*.bar.com", 2, 1}};
@@ -69,6 +84,112 @@ static uint8_t *encode_sample(size_t *len)
     uint8_t *f = NULL;
     char err[256];
     assert_int_equal(snapwire_encode(&s, 7, &f, len, err, sizeof(err)), 0);
+    return f;
+}
+
+/*
+ * Version 4: a Gateway-shaped sample using every new section and route field, on the
+ * clusters, endpoints and certificates of sample(). Route 2 is an Ingress route (new fields 0).
+ */
+#define RETRY_LO ((1ull << 2) | (1ull << 3) | (1ull << 4)) /* 502, 503, 504 */
+#define RETRY_HI (1ull << 35)                              /* 599 */
+static struct snapwire_route GR[] = {
+    {.path = "/api",
+     .match = SNAPWIRE_MATCH_EXACT,
+     .cluster = SNAPWIRE_NONE,
+     .source = "default/gw",
+     .max_body = 77,
+     .flags = SNAPWIRE_ROUTE_WILD_ANY | SNAPWIRE_ROUTE_TLS_ONLY,
+     .hsts = "",
+     .method = SNAPWIRE_METHOD_GET,
+     .first_cond = 0,
+     .cond_count = 3,
+     .first_backend = 0,
+     .backend_count = 3,
+     .first_filter = 0,
+     .filter_count = 3,
+     .request_timeout_ms = 1500,
+     .backend_timeout_ms = SNAPWIRE_TIMEOUT_NONE,
+     .retry_attempts = 3,
+     .retry_codes_lo = RETRY_LO,
+     .retry_codes_hi = RETRY_HI,
+     .retry_backoff_ms = 25},
+    {.path = "^/v[0-9]+/.*$",
+     .match = SNAPWIRE_MATCH_REGEX,
+     .cluster = 1,
+     .source = "default/gw",
+     .flags = SNAPWIRE_ROUTE_PLAIN_ONLY,
+     .method = SNAPWIRE_METHOD_PATCH,
+     .first_cond = 3,
+     .cond_count = 1,
+     .first_filter = 3,
+     .filter_count = 2,
+     .retry_attempts = SNAPWIRE_MAX_RETRIES},
+    {.path = "/", .match = SNAPWIRE_MATCH_PREFIX, .cluster = 0, .source = "default/ing"},
+};
+static struct snapwire_vhost GV[] = {{"*.gw.com", 0, 2}, {"gw.com", 2, 1}};
+static struct snapwire_cond GC[] = {
+    {SNAPWIRE_COND_HEADER_EXACT, "x-env", "canary"},
+    {SNAPWIRE_COND_HEADER_REGEX, "x-user", "^a.*"},
+    {SNAPWIRE_COND_QUERY_EXACT, "Debug", "1"},
+    {SNAPWIRE_COND_HEADER_EXACT, "x-empty", ""},
+};
+static struct snapwire_backend GB[] = {{0, 80}, {SNAPWIRE_NONE, 20}, {1, 0}};
+static struct snapwire_filter GF[] = {
+    {.type = SNAPWIRE_FILTER_REQUEST_HEADERS,
+     .first_edit = 0,
+     .edit_count = 3,
+     .cluster = SNAPWIRE_NONE},
+    {.type = SNAPWIRE_FILTER_RESPONSE_HEADERS,
+     .first_edit = 3,
+     .edit_count = 1,
+     .cluster = SNAPWIRE_NONE},
+    {.type = SNAPWIRE_FILTER_MIRROR, .cluster = 1, .mirror_permille = 250},
+    {.type = SNAPWIRE_FILTER_REDIRECT,
+     .scheme = "https",
+     .hostname = "example.com",
+     .port = 8443,
+     .status = 301,
+     .path_mod = SNAPWIRE_PATH_PREFIX,
+     .path = "/new",
+     .cluster = SNAPWIRE_NONE},
+    {.type = SNAPWIRE_FILTER_REWRITE,
+     .hostname = "internal",
+     .path_mod = SNAPWIRE_PATH_FULL,
+     .path = "/x",
+     .cluster = SNAPWIRE_NONE},
+};
+static struct snapwire_hdr_edit GE[] = {
+    {SNAPWIRE_HDR_SET, "X-Tenant", "a b"},
+    {SNAPWIRE_HDR_ADD, "x-trace", "1"},
+    {SNAPWIRE_HDR_REMOVE, "Cookie", ""},
+    {SNAPWIRE_HDR_SET, "cache-control", "no-store"},
+};
+/* wire record sizes and offsets the tests patch (snapwire.c REC_*) */
+#define W_ROUTE 96
+#define W_COND 20
+#define W_BACKEND 8
+#define W_FILTER 48
+#define W_EDIT 20
+
+static struct snapwire_snapshot sample_gw(void)
+{
+    struct snapwire_snapshot s = sample();
+    s.n_vhosts = 2, s.vhosts = GV;
+    s.n_routes = 3, s.routes = GR;
+    s.n_conds = 4, s.conds = GC;
+    s.n_backends = 3, s.backends = GB;
+    s.n_filters = 5, s.filters = GF;
+    s.n_hdr_edits = 4, s.hdr_edits = GE;
+    return s;
+}
+
+static uint8_t *encode_gw(size_t *len)
+{
+    struct snapwire_snapshot s = sample_gw();
+    uint8_t *f = NULL;
+    char err[256] = "";
+    if (snapwire_encode(&s, 9, &f, len, err, sizeof(err)) != 0) fail_msg("encode: %s", err);
     return f;
 }
 
@@ -359,7 +480,7 @@ static void test_encoder_refuses_inconsistent(void **state)
     (void)state;
     struct snapwire_snapshot s;
     struct snapwire_endpoint bad_ep[] = {{"not-an-ip", 80, 1}};
-    struct snapwire_route bad_rt[] = {{"nope", SNAPWIRE_MATCH_PREFIX, 0, "", 0, 0, ""}};
+    struct snapwire_route bad_rt[] = {{.path = "nope", .match = SNAPWIRE_MATCH_PREFIX}};
     uint8_t *f;
     size_t len;
     char err[256];
@@ -558,10 +679,10 @@ static void test_hostile_with_valid_crc(void **state)
     assert_non_null(strstr(err, "whole number"));
     free(f);
 
-    /* nonzero route padding after the flags (route records are 40 bytes) */
+    /* nonzero route padding at the end of the record (route records are 96 bytes) */
     f = encode_sample(&len);
     p = section(f, SNAPWIRE_SEC_ROUTES, NULL);
-    p[40 + 15] = 1;
+    p[96 + 95] = 1;
     fix_crc(f, len);
     assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "route 1: nonzero padding"));
@@ -621,8 +742,9 @@ static void test_unknown_section_skipped(void **state)
 /*
  * Found by fuzzing: a frame without a STRINGS section whose only string is empty. The frame
  * was found in version 1 (12-byte meta record); it is kept as found, and must now be refused
- * for its version, as must its version 2 form (20-byte meta record); in the version 3 layout
- * (24-byte meta record) it must decode.
+ * for its version, as must its version 2 form (20-byte meta record) and its version 3 form
+ * (24-byte meta record); with version 4 in the header (same payload: meta did not change) it
+ * must decode.
  */
 static void test_no_strings_section(void **state)
 {
@@ -638,15 +760,20 @@ static void test_no_strings_section(void **state)
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00,
         0x00, 0x14, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00,
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
-    static const uint8_t frame[] = {
+    static const uint8_t frame_v3[] = {
         0x53, 0x54, 0x52, 0x54, 0x03, 0x00, 0x20, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
         0x00, 0x00, 0x24, 0x00, 0x00, 0x00, 0xc4, 0x1f, 0xcd, 0x9d, 0x01, 0x00, 0x00, 0x00,
         0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x00, 0x18, 0x00,
         0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff};
+    uint8_t frame[sizeof(frame_v3)];
     struct snapwire_snapshot d;
     char err[256];
 
+    memcpy(frame, frame_v3, sizeof(frame));
+    frame[4] = 4;
+    assert_int_equal(guarded_decode(frame_v3, sizeof(frame_v3), &d, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "unsupported version 3"));
     assert_int_equal(guarded_decode(frame_v1, sizeof(frame_v1), &d, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "unsupported version 1"));
     assert_int_equal(guarded_decode(frame_v2, sizeof(frame_v2), &d, err, sizeof(err)), -1);
@@ -660,12 +787,44 @@ static void test_no_strings_section(void **state)
     snapwire_free(&d);
 }
 
-/* Random bit flips with the CRC fixed: the decoder must never crash, only accept or refuse. */
-static void test_random_mutations(void **state)
+/* The documented promises of a decoded snapshot, checked independently of the decoder. */
+static void check_invariants(const struct snapwire_snapshot *d)
 {
-    (void)state;
-    size_t len;
-    uint8_t *orig = encode_sample(&len), *f = malloc(len);
+    for (uint32_t i = 0; i < d->n_routes; i++) {
+        const struct snapwire_route *r = &d->routes[i];
+        uint64_t w = 0;
+        assert_true(r->cluster == SNAPWIRE_NONE || r->cluster < d->n_clusters);
+        assert_true(r->match >= SNAPWIRE_MATCH_EXACT && r->match <= SNAPWIRE_MATCH_REGEX);
+        assert_true(r->match == SNAPWIRE_MATCH_REGEX ? r->path[0] != '\0' : r->path[0] == '/');
+        assert_true(r->method <= SNAPWIRE_METHOD_MAX_ && (r->flags & ~0x0f) == 0);
+        assert_true((uint64_t)r->first_cond + r->cond_count <= d->n_conds);
+        assert_true((uint64_t)r->first_backend + r->backend_count <= d->n_backends);
+        assert_true((uint64_t)r->first_filter + r->filter_count <= d->n_filters);
+        for (uint32_t k = 0; k < r->backend_count; k++)
+            w += d->backends[r->first_backend + k].weight;
+        assert_true(w <= UINT32_MAX);
+        assert_true(r->retry_attempts <= SNAPWIRE_MAX_RETRIES && r->retry_codes_hi >> 36 == 0);
+    }
+    for (uint32_t i = 0; i < d->n_conds; i++)
+        assert_true(d->conds[i].kind >= 1 && d->conds[i].kind <= 3 && d->conds[i].name[0]);
+    for (uint32_t i = 0; i < d->n_backends; i++)
+        assert_true(d->backends[i].cluster == SNAPWIRE_NONE ||
+                    d->backends[i].cluster < d->n_clusters);
+    for (uint32_t i = 0; i < d->n_filters; i++) {
+        const struct snapwire_filter *f = &d->filters[i];
+        assert_true(f->type >= 1 && f->type <= 5 && f->path_mod <= 2);
+        assert_true((uint64_t)f->first_edit + f->edit_count <= d->n_hdr_edits);
+        assert_true(f->cluster == SNAPWIRE_NONE || f->cluster < d->n_clusters);
+        assert_true(f->mirror_permille <= 1000);
+    }
+    for (uint32_t i = 0; i < d->n_hdr_edits; i++)
+        assert_true(d->hdr_edits[i].op >= 1 && d->hdr_edits[i].op <= 3 && d->hdr_edits[i].name[0]);
+}
+
+/* Random bit flips with the CRC fixed: the decoder must never crash, only accept or refuse. */
+static void random_mutations(uint8_t *orig, size_t len)
+{
+    uint8_t *f = malloc(len);
     struct snapwire_snapshot d;
     char err[256];
     unsigned seed = 12345;
@@ -680,8 +839,7 @@ static void test_random_mutations(void **state)
         if (snapwire_decode(f, len, &d, err, sizeof(err)) == 0) {
             accepted++;
             /* Whatever got through must satisfy the documented invariants. */
-            for (uint32_t i = 0; i < d.n_routes; i++)
-                assert_true(d.routes[i].cluster < d.n_clusters && d.routes[i].path[0] == '/');
+            check_invariants(&d);
             for (uint32_t i = 0; i < d.n_vhosts; i++)
                 assert_true((uint64_t)d.vhosts[i].first_route + d.vhosts[i].route_count <=
                             d.n_routes);
@@ -689,6 +847,7 @@ static void test_random_mutations(void **state)
                 assert_true(d.tls_hosts[i].cert < d.n_certs &&
                             d.certs[d.tls_hosts[i].cert].key_pem[0] != '\0');
             assert_true(d.meta.default_cert == SNAPWIRE_NONE || d.meta.default_cert < d.n_certs);
+            free(snapwire_to_json(&d));
             snapwire_free(&d);
         } else {
             refused++;
@@ -698,6 +857,16 @@ static void test_random_mutations(void **state)
     assert_true(accepted + refused == 20000);
     free(f);
     free(orig);
+}
+
+static void test_random_mutations(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *f = encode_sample(&len);
+    random_mutations(f, len);
+    f = encode_gw(&len);
+    random_mutations(f, len);
 }
 
 static void test_json_dump(void **state)
@@ -735,6 +904,649 @@ static void test_json_dump(void **state)
     assert_null(strstr(js, "PRIVATE KEY"));
     assert_null(strstr(js, "secret-key-bytes"));
     assert_null(strstr(js, "BEGIN CERTIFICATE"));
+    free(js);
+    snapwire_free(&d);
+    free(f);
+}
+
+/* ---- version 4: Gateway routes ---- */
+
+static void test_v4_round_trip(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *f = encode_gw(&len);
+    struct snapwire_snapshot d;
+    char err[256] = "";
+
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), 0);
+    assert_int_equal(d.n_routes, 3);
+    assert_int_equal(d.n_conds, 4);
+    assert_int_equal(d.n_backends, 3);
+    assert_int_equal(d.n_filters, 5);
+    assert_int_equal(d.n_hdr_edits, 4);
+    for (uint32_t i = 0; i < 3; i++) {
+        const struct snapwire_route *a = &GR[i], *b = &d.routes[i];
+        assert_string_equal(b->path, a->path);
+        assert_string_equal(b->source, a->source);
+        assert_int_equal(b->match, a->match);
+        assert_int_equal(b->cluster, a->cluster);
+        assert_true(b->max_body == a->max_body);
+        assert_int_equal(b->flags, a->flags);
+        assert_string_equal(b->hsts, a->hsts ? a->hsts : "");
+        assert_int_equal(b->method, a->method);
+        assert_int_equal(b->first_cond, a->first_cond);
+        assert_int_equal(b->cond_count, a->cond_count);
+        assert_int_equal(b->first_backend, a->first_backend);
+        assert_int_equal(b->backend_count, a->backend_count);
+        assert_int_equal(b->first_filter, a->first_filter);
+        assert_int_equal(b->filter_count, a->filter_count);
+        assert_int_equal(b->request_timeout_ms, a->request_timeout_ms);
+        assert_int_equal(b->backend_timeout_ms, a->backend_timeout_ms);
+        assert_int_equal(b->retry_attempts, a->retry_attempts);
+        assert_true(b->retry_codes_lo == a->retry_codes_lo);
+        assert_true(b->retry_codes_hi == a->retry_codes_hi);
+        assert_int_equal(b->retry_backoff_ms, a->retry_backoff_ms);
+    }
+    assert_int_equal(d.routes[0].cluster, SNAPWIRE_NONE);
+    assert_int_equal(d.routes[0].backend_timeout_ms, SNAPWIRE_TIMEOUT_NONE);
+    for (uint32_t i = 0; i < 4; i++) {
+        assert_int_equal(d.conds[i].kind, GC[i].kind);
+        assert_string_equal(d.conds[i].name, GC[i].name);
+        assert_string_equal(d.conds[i].value, GC[i].value);
+        assert_int_equal(d.hdr_edits[i].op, GE[i].op);
+        assert_string_equal(d.hdr_edits[i].name, GE[i].name);
+        assert_string_equal(d.hdr_edits[i].value, GE[i].value);
+    }
+    for (uint32_t i = 0; i < 3; i++) {
+        assert_int_equal(d.backends[i].cluster, GB[i].cluster);
+        assert_int_equal(d.backends[i].weight, GB[i].weight);
+    }
+    for (uint32_t i = 0; i < 5; i++) {
+        const struct snapwire_filter *a = &GF[i], *b = &d.filters[i];
+        assert_int_equal(b->type, a->type);
+        assert_int_equal(b->first_edit, a->first_edit);
+        assert_int_equal(b->edit_count, a->edit_count);
+        assert_string_equal(b->scheme, a->scheme ? a->scheme : "");
+        assert_string_equal(b->hostname, a->hostname ? a->hostname : "");
+        assert_int_equal(b->port, a->port);
+        assert_int_equal(b->status, a->status);
+        assert_int_equal(b->path_mod, a->path_mod);
+        assert_string_equal(b->path, a->path ? a->path : "");
+        assert_int_equal(b->cluster, a->cluster);
+        assert_int_equal(b->mirror_permille, a->mirror_permille);
+    }
+    check_invariants(&d);
+    /* re-encoding the decoded form gives the same payload */
+    {
+        uint8_t *f2;
+        size_t len2;
+        assert_int_equal(snapwire_encode(&d, 9, &f2, &len2, err, sizeof(err)), 0);
+        assert_true(snapwire_same_payload(f, len, f2, len2));
+        free(f2);
+    }
+    snapwire_free(&d);
+    free(f);
+}
+
+static void test_v4_truncated_everywhere(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *f = encode_gw(&len);
+    struct snapwire_snapshot d;
+    char err[256];
+
+    for (size_t n = 0; n < len; n++) {
+        err[0] = '\0';
+        assert_int_equal(guarded_decode(f, n, &d, err, sizeof(err)), -1);
+        assert_true(err[0] != '\0');
+    }
+    free(f);
+}
+
+/*
+ * One corruption of the Gateway sample's frame: in section sec, record rec (of recsize bytes),
+ * at byte off, write val (width 1, 2, 4 or 8 bytes) or, with width 0, a string reference to
+ * the first occurrence of str in STRINGS ("" = the empty string).
+ */
+struct patch {
+    uint32_t sec, rec, recsize, off, width;
+    uint64_t val;
+    const char *str;
+    const char *want; /* expected in the error */
+};
+
+static void apply_patch(uint8_t *f, const struct patch *pt)
+{
+    uint32_t slen, stlen;
+    uint8_t *p = section(f, pt->sec, &slen), *st;
+
+    assert_true((uint64_t)(pt->rec + 1) * pt->recsize <= slen);
+    p += (size_t)pt->rec * pt->recsize + pt->off;
+    if (pt->width == 0) {
+        size_t n = strlen(pt->str);
+        uint32_t off = 0;
+        st = section(f, SNAPWIRE_SEC_STRINGS, &stlen);
+        if (n) {
+            uint8_t *hit = memmem(st, stlen, pt->str, n);
+            if (!hit) fail_msg("string \"%s\" not in the frame", pt->str);
+            off = (uint32_t)(hit - st);
+        }
+        put32le(p, off);
+        put32le(p + 4, (uint32_t)n);
+        return;
+    }
+    for (uint32_t b = 0; b < pt->width; b++)
+        p[b] = (uint8_t)(pt->val >> (8 * b));
+}
+
+#define RT(rec, off, w, v, want)                                                                   \
+    {                                                                                              \
+        SNAPWIRE_SEC_ROUTES, rec, W_ROUTE, off, w, v, NULL, want                                   \
+    }
+#define RTS(rec, off, str, want)                                                                   \
+    {                                                                                              \
+        SNAPWIRE_SEC_ROUTES, rec, W_ROUTE, off, 0, 0, str, want                                    \
+    }
+#define CD(rec, off, w, v, want)                                                                   \
+    {                                                                                              \
+        SNAPWIRE_SEC_MATCH_CONDS, rec, W_COND, off, w, v, NULL, want                               \
+    }
+#define CDS(rec, off, str, want)                                                                   \
+    {                                                                                              \
+        SNAPWIRE_SEC_MATCH_CONDS, rec, W_COND, off, 0, 0, str, want                                \
+    }
+#define BK(rec, off, w, v, want)                                                                   \
+    {                                                                                              \
+        SNAPWIRE_SEC_BACKENDS, rec, W_BACKEND, off, w, v, NULL, want                               \
+    }
+#define FL(rec, off, w, v, want)                                                                   \
+    {                                                                                              \
+        SNAPWIRE_SEC_FILTERS, rec, W_FILTER, off, w, v, NULL, want                                 \
+    }
+#define FLS(rec, off, str, want)                                                                   \
+    {                                                                                              \
+        SNAPWIRE_SEC_FILTERS, rec, W_FILTER, off, 0, 0, str, want                                  \
+    }
+#define ED(rec, off, w, v, want)                                                                   \
+    {                                                                                              \
+        SNAPWIRE_SEC_HDR_EDITS, rec, W_EDIT, off, w, v, NULL, want                                 \
+    }
+#define EDS(rec, off, str, want)                                                                   \
+    {                                                                                              \
+        SNAPWIRE_SEC_HDR_EDITS, rec, W_EDIT, off, 0, 0, str, want                                  \
+    }
+
+/* Every decoder check of version 4, each on its own, with a valid CRC. */
+static void test_v4_decoder_rejects(void **state)
+{
+    (void)state;
+    static const struct patch cases[] = {
+        /* routes: enums, flags, paths */
+        RT(0, 12, 1, 0, "route 0: bad match type 0"),
+        RT(0, 12, 1, 4, "route 0: bad match type 4"),
+        RT(0, 14, 1, SNAPWIRE_METHOD_MAX_ + 1, "route 0: bad method 10"),
+        RT(0, 13, 1, 0x10, "route 0: unknown flags 0x10"),
+        RT(0, 13, 1, 0x80, "route 0: unknown flags 0x80"),
+        RT(0, 13, 1, SNAPWIRE_ROUTE_PLAIN_ONLY | SNAPWIRE_ROUTE_TLS_ONLY,
+           "route 0: both plain-only and tls-only"),
+        RTS(1, 0, "", "route 1: empty regex"),
+        RTS(2, 0, "canary", "route 2: path must start with '/'"),
+        RT(2, 12, 1, SNAPWIRE_MATCH_EXACT, NULL), /* still fine: "/" */
+        /* route.cluster: NONE is fine (route 0), n_clusters is not */
+        RT(1, 8, 4, 2, "route 1: cluster 2 out of range"),
+        RT(1, 8, 4, 0xfffffffe, "route 1: cluster 4294967294 out of range"),
+        /* ranges, including ones whose end wraps 32 bits */
+        RT(0, 44, 4, 5, "route 0: conds [0,+5) out of range"),
+        RT(0, 40, 4, 0xffffffff, "route 0: conds [4294967295,+3) out of range"),
+        RT(0, 48, 4, 1, "route 0: backends [1,+3) out of range"),
+        RT(0, 48, 4, 0xfffffffe, "route 0: backends"),
+        RT(1, 60, 4, 3, "route 1: filters [3,+3) out of range"),
+        RT(1, 56, 4, 0xffffffff, "route 1: filters"),
+        /* weights: sum above 2^32-1 (80 + 20 + 0 with weight 0 raised) */
+        BK(2, 4, 4, 0xffffffffu - 99, "route 0: backend weights sum above 2^32-1"),
+        BK(2, 4, 4, 0xffffffffu - 100, NULL), /* exactly UINT32_MAX */
+        /* retry policy */
+        RT(0, 15, 1, SNAPWIRE_MAX_RETRIES + 1, "route 0: retry attempts 11 above 10"),
+        RT(0, 15, 1, 255, "route 0: retry attempts 255"),
+        RT(0, 80, 8, 1ull << 36, "route 0: retry codes above 599"),
+        RT(0, 80, 8, 1ull << 63, "route 0: retry codes above 599"),
+        RT(0, 72, 8, UINT64_MAX, NULL), /* every code 500..563 */
+        RT(0, 64, 4, 0xffffffff, NULL), /* timeouts: any value */
+        RT(0, 92, 1, 1, "route 0: nonzero padding"),
+        RT(2, 95, 1, 1, "route 2: nonzero padding"),
+        /* conditions */
+        CD(0, 16, 1, 0, "cond 0: bad kind 0"),
+        CD(3, 16, 1, 4, "cond 3: bad kind 4"),
+        CDS(0, 0, "X-Tenant", "cond 0: header name is not a lower-case token"),
+        CDS(1, 0, "", "cond 1: header name is not a lower-case token"),
+        CDS(0, 0, "a b", "cond 0: header name is not a lower-case token"),
+        CDS(0, 0, "example.com", NULL), /* '.' is a tchar */
+        CDS(2, 0, "X-Tenant", NULL),    /* query names: any case */
+        CDS(2, 0, "", "cond 2: empty query parameter name"),
+        CDS(1, 8, "", "cond 1: empty regex"),
+        CDS(0, 8, "", NULL), /* an exact value may be empty */
+        CD(1, 17, 1, 1, "cond 1: nonzero padding"),
+        CD(1, 19, 1, 1, "cond 1: nonzero padding"),
+        /* backends */
+        BK(0, 0, 4, 2, "backend 0: cluster 2 out of range"),
+        BK(2, 0, 4, SNAPWIRE_NONE, NULL),
+        /* filters */
+        FL(0, 44, 1, 0, "filter 0: bad type 0"),
+        FL(4, 44, 1, 6, "filter 4: bad type 6"),
+        FL(0, 28, 4, 5, "filter 0: edits [0,+5) out of range"),
+        FL(1, 24, 4, 0xffffffff, "filter 1: edits [4294967295,+1) out of range"),
+        FL(3, 42, 2, 300, "filter 3: bad redirect status 300"),
+        FL(3, 42, 2, 0, "filter 3: bad redirect status 0"),
+        FL(3, 42, 2, 200, "filter 3: bad redirect status 200"),
+        FL(3, 42, 2, 308, NULL),
+        FLS(3, 0, "internal", "filter 3: bad scheme"),
+        FLS(3, 0, "http", NULL),
+        FLS(3, 0, "", NULL),
+        FL(3, 45, 1, 3, "filter 3: bad path_mod 3"),
+        FL(4, 45, 1, 0xff, "filter 4: bad path_mod 255"),
+        FL(2, 32, 4, 2, "filter 2: mirror cluster 2 out of range"),
+        FL(2, 32, 4, SNAPWIRE_NONE, NULL),
+        FL(2, 36, 4, 1001, "filter 2: mirror permille 1001 above 1000"),
+        FL(2, 36, 4, 1000, NULL),
+        FL(2, 46, 1, 1, "filter 2: nonzero padding"),
+        /* fields a filter's type does not use must be zero / "" / NONE */
+        FL(0, 42, 2, 301, "filter 0: field not used by type 1 is set"),
+        FL(0, 32, 4, 0, "filter 0: field not used by type 1 is set"),
+        FL(2, 28, 4, 1, "filter 2: field not used by type 5 is set"),
+        FL(4, 40, 2, 80, "filter 4: field not used by type 4 is set"),
+        FLS(4, 0, "https", "filter 4: field not used by type 4 is set"),
+        FL(3, 45, 1, SNAPWIRE_PATH_KEEP, "filter 3: field not used by type 3 is set"),
+        FL(1, 36, 4, 5, "filter 1: field not used by type 2 is set"),
+        FLS(2, 8, "internal", "filter 2: field not used by type 5 is set"),
+        /* header edits */
+        ED(0, 16, 1, 0, "hdr edit 0: bad op 0"),
+        ED(3, 16, 1, 4, "hdr edit 3: bad op 4"),
+        EDS(1, 0, "", "hdr edit 1: name is not a token"),
+        EDS(1, 0, "a b", "hdr edit 1: name is not a token"),
+        EDS(1, 0, "X-Tenant", NULL), /* edits keep the user's case */
+        EDS(2, 8, "canary", "hdr edit 2: remove with a value"),
+        ED(2, 16, 1, SNAPWIRE_HDR_ADD, NULL), /* an ADD with an empty value is fine */
+        ED(0, 18, 1, 1, "hdr edit 0: nonzero padding"),
+    };
+    size_t len;
+    struct snapwire_snapshot d;
+    char err[256];
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint8_t *f = encode_gw(&len);
+        apply_patch(f, &cases[i]);
+        fix_crc(f, len);
+        err[0] = '\0';
+        int rc = guarded_decode(f, len, &d, err, sizeof(err));
+        if (!cases[i].want) {
+            if (rc != 0) fail_msg("case %zu: refused: %s", i, err);
+            check_invariants(&d);
+            snapwire_free(&d);
+        } else if (rc != -1 || !strstr(err, cases[i].want)) {
+            fail_msg("case %zu: rc %d, error \"%s\", want \"%s\"", i, rc, err, cases[i].want);
+        }
+        free(f);
+    }
+}
+
+/* New sections must hold whole records, like the others. */
+static void test_v4_section_sizes(void **state)
+{
+    (void)state;
+    static const uint32_t types[] = {SNAPWIRE_SEC_MATCH_CONDS, SNAPWIRE_SEC_BACKENDS,
+                                     SNAPWIRE_SEC_FILTERS, SNAPWIRE_SEC_HDR_EDITS};
+    size_t len;
+    struct snapwire_snapshot d;
+    char err[256];
+
+    for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+        uint8_t *f = encode_gw(&len);
+        for (uint32_t i = 0; i < get32le(f + 24); i++)
+            if (get32le(f + 32 + i * 12) == types[t])
+                put32le(f + 32 + i * 12 + 8, get32le(f + 32 + i * 12 + 8) - 1);
+        fix_crc(f, len);
+        assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
+        assert_non_null(strstr(err, "whole number"));
+        free(f);
+    }
+    /* a frame without the new sections decodes: no conds, backends, filters or edits */
+    {
+        uint8_t *f = encode_sample(&len);
+        for (uint32_t i = 0; i < get32le(f + 24); i++)
+            if (get32le(f + 32 + i * 12) >= SNAPWIRE_SEC_MATCH_CONDS ||
+                get32le(f + 32 + i * 12) == SNAPWIRE_SEC_FILTERS)
+                put32le(f + 32 + i * 12, 4000 + i);
+        fix_crc(f, len);
+        assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), 0);
+        assert_int_equal(d.n_conds + d.n_backends + d.n_filters + d.n_hdr_edits, 0);
+        assert_int_equal(d.n_routes, 3);
+        snapwire_free(&d);
+        free(f);
+    }
+}
+
+/* The same checks in the encoder: each broken in turn on the Gateway sample, each refused. */
+static void test_v4_encoder_refuses(void **state)
+{
+    (void)state;
+    static const char *want[] = {
+        "route 0: bad match type 4",
+        "route 0: bad method 10",
+        "route 0: unknown flags 0x1a", /* 0x10 on WILD_ANY | TLS_ONLY */
+        "route 0: both plain-only and tls-only",
+        "route 1: empty regex",
+        "route 1: empty regex", /* NULL path */
+        "route 2: path must start with '/'",
+        "route 1: cluster 2 out of range",
+        "route 0: conds [2,+3) out of range",
+        "route 0: backends [4294967295,+3) out of range",
+        "route 1: filters [3,+3) out of range",
+        "route 0: backend weights sum above 2^32-1",
+        "route 0: retry attempts 11 above 10",
+        "route 0: retry codes above 599",
+        "cond 0: bad kind 0",
+        "cond 0: header name is not a lower-case token",
+        "cond 1: header name is not a lower-case token", /* NULL */
+        "cond 2: empty query parameter name",
+        "cond 1: empty regex",
+        "backend 0: cluster 2 out of range",
+        "filter 0: bad type 6",
+        "filter 0: edits [2,+3) out of range",
+        "filter 3: bad redirect status 304",
+        "filter 3: bad scheme",
+        "filter 4: bad path_mod 3",
+        "filter 2: mirror cluster 2 out of range",
+        "filter 2: mirror permille 1001 above 1000",
+        "hdr edit 0: bad op 4",
+        "hdr edit 1: name is not a token",
+        "hdr edit 1: name is not a token", /* NULL */
+        "control",                         /* edit values are ordinary strings */
+    };
+    struct snapwire_route rt[3];
+    struct snapwire_cond cd[4];
+    struct snapwire_backend bk[3];
+    struct snapwire_filter fl[5];
+    struct snapwire_hdr_edit ed[4];
+    uint8_t *f;
+    size_t len;
+    char err[256];
+
+    for (int c = 0; c < (int)(sizeof(want) / sizeof(want[0])); c++) {
+        struct snapwire_snapshot s = sample_gw();
+        memcpy(rt, GR, sizeof(rt));
+        memcpy(cd, GC, sizeof(cd));
+        memcpy(bk, GB, sizeof(bk));
+        memcpy(fl, GF, sizeof(fl));
+        memcpy(ed, GE, sizeof(ed));
+        s.routes = rt, s.conds = cd, s.backends = bk, s.filters = fl, s.hdr_edits = ed;
+        switch (c) {
+        case 0:
+            rt[0].match = 4;
+            break;
+        case 1:
+            rt[0].method = SNAPWIRE_METHOD_MAX_ + 1;
+            break;
+        case 2:
+            rt[0].flags |= 0x10;
+            break;
+        case 3:
+            rt[0].flags |= SNAPWIRE_ROUTE_PLAIN_ONLY;
+            break;
+        case 4:
+            rt[1].path = "";
+            break;
+        case 5:
+            rt[1].path = NULL;
+            break;
+        case 6:
+            rt[2].path = "x";
+            break;
+        case 7:
+            rt[1].cluster = 2;
+            break;
+        case 8:
+            rt[0].first_cond = 2;
+            break;
+        case 9:
+            rt[0].first_backend = 0xffffffff;
+            break;
+        case 10:
+            rt[1].filter_count = 3;
+            break;
+        case 11:
+            bk[2].weight = 0xffffffffu - 99;
+            break;
+        case 12:
+            rt[0].retry_attempts = SNAPWIRE_MAX_RETRIES + 1;
+            break;
+        case 13:
+            rt[0].retry_codes_hi = 1ull << 36;
+            break;
+        case 14:
+            cd[0].kind = 0;
+            break;
+        case 15:
+            cd[0].name = "X-Env";
+            break;
+        case 16:
+            cd[1].name = NULL;
+            break;
+        case 17:
+            cd[2].name = "";
+            break;
+        case 18:
+            cd[1].value = "";
+            break;
+        case 19:
+            bk[0].cluster = 2;
+            break;
+        case 20:
+            fl[0].type = 6;
+            break;
+        case 21:
+            fl[0].first_edit = 2;
+            break;
+        case 22:
+            fl[3].status = 304;
+            break;
+        case 23:
+            fl[3].scheme = "ftp";
+            break;
+        case 24:
+            fl[4].path_mod = 3;
+            break;
+        case 25:
+            fl[2].cluster = 2;
+            break;
+        case 26:
+            fl[2].mirror_permille = 1001;
+            break;
+        case 27:
+            ed[0].op = 4;
+            break;
+        case 28:
+            ed[1].name = "x trace";
+            break;
+        case 29:
+            ed[1].name = NULL;
+            break;
+        case 30:
+            ed[0].value = "a\r\nb";
+            break;
+        }
+        err[0] = '\0';
+        f = NULL;
+        assert_int_equal(snapwire_encode(&s, 1, &f, &len, err, sizeof(err)), -1);
+        assert_null(f);
+        if (!strstr(err, want[c])) fail_msg("case %d: error \"%s\", want \"%s\"", c, err, want[c]);
+    }
+}
+
+/*
+ * The encoder writes only the fields of a filter's type (and no value for a REMOVE edit),
+ * whatever the caller left in the others; it does not check those fields either.
+ */
+static void test_v4_encoder_writes_canonical(void **state)
+{
+    (void)state;
+    struct snapwire_filter fl[5];
+    struct snapwire_hdr_edit ed[4];
+    struct snapwire_snapshot s = sample_gw(), d;
+    uint8_t *f, *g;
+    size_t len, glen;
+    char err[256];
+
+    memcpy(fl, GF, sizeof(fl));
+    memcpy(ed, GE, sizeof(ed));
+    s.filters = fl, s.hdr_edits = ed;
+    fl[0].cluster = 0;       /* zero-initialised: not NONE */
+    fl[0].status = 999;      /* not checked: not a redirect */
+    fl[0].scheme = "gopher"; /* idem */
+    fl[1].mirror_permille = 5000;
+    fl[2].first_edit = 77; /* out of range, but a mirror has no edits */
+    fl[2].path = "/ignored";
+    fl[3].cluster = 12345;
+    fl[4].port = 80;
+    fl[4].status = 302;
+    fl[4].scheme = "https";
+    fl[4].path_mod = SNAPWIRE_PATH_FULL;
+    ed[2].value = "dropped"; /* REMOVE */
+    assert_int_equal(snapwire_encode(&s, 9, &f, &len, err, sizeof(err)), 0);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), 0);
+    assert_int_equal(d.filters[0].cluster, SNAPWIRE_NONE);
+    assert_int_equal(d.filters[0].status, 0);
+    assert_string_equal(d.filters[0].scheme, "");
+    assert_int_equal(d.filters[1].mirror_permille, 0);
+    assert_int_equal(d.filters[2].first_edit, 0);
+    assert_string_equal(d.filters[2].path, "");
+    assert_int_equal(d.filters[3].cluster, SNAPWIRE_NONE);
+    assert_int_equal(d.filters[4].port, 0);
+    assert_int_equal(d.filters[4].status, 0);
+    assert_string_equal(d.filters[4].scheme, "");
+    assert_string_equal(d.hdr_edits[2].value, "");
+    snapwire_free(&d);
+    /* ...so the frame is the one the clean sample gives */
+    g = encode_gw(&glen);
+    assert_true(snapwire_same_payload(f, len, g, glen));
+    free(g);
+    free(f);
+    /* a REDIRECT or REWRITE that keeps the path sends no path */
+    fl[3].path_mod = SNAPWIRE_PATH_KEEP;
+    assert_int_equal(snapwire_encode(&s, 9, &f, &len, err, sizeof(err)), 0);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), 0);
+    assert_string_equal(d.filters[3].path, "");
+    snapwire_free(&d);
+    free(f);
+}
+
+static void test_v4_json_dump(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *f = encode_gw(&len);
+    struct snapwire_snapshot d;
+    char err[256];
+    char *js;
+
+    assert_int_equal(snapwire_decode(f, len, &d, err, sizeof(err)), 0);
+    js = snapwire_to_json(&d);
+    assert_non_null(js);
+    static const char *want[] = {
+        "\"cluster\": null",
+        "\"pathType\": \"RegularExpression\"",
+        "\"path\": \"^/v[0-9]+/.*$\"",
+        "\"method\": \"GET\"",
+        "\"method\": \"PATCH\"",
+        "\"wild_any\": true",
+        "\"tls_only\": true",
+        "\"plain_only\": true",
+        "\"kind\": \"HeaderExact\"",
+        "\"kind\": \"HeaderRegex\"",
+        "\"kind\": \"QueryExact\"",
+        "\"name\": \"x-env\"",
+        "\"value\": \"canary\"",
+        "\"weight\": 80",
+        "\"weight\": 0",
+        "\"type\": \"RequestHeaderModifier\"",
+        "\"type\": \"ResponseHeaderModifier\"",
+        "\"type\": \"RequestRedirect\"",
+        "\"type\": \"URLRewrite\"",
+        "\"type\": \"RequestMirror\"",
+        "\"op\": \"set\"",
+        "\"op\": \"add\"",
+        "\"op\": \"remove\"",
+        "\"name\": \"X-Tenant\"",
+        "\"value\": \"a b\"",
+        "\"scheme\": \"https\"",
+        "\"hostname\": \"example.com\"",
+        "\"port\": 8443",
+        "\"status\": 301",
+        "\"path_mod\": \"ReplacePrefixMatch\"",
+        "\"path_mod\": \"ReplaceFullPath\"",
+        "\"path\": \"/new\"",
+        "\"permille\": 250",
+        "\"request_timeout_ms\": 1500",
+        "\"backend_timeout_ms\": \"none\"",
+        "\"attempts\": 3",
+        "\"backoff_ms\": 25",
+        "\"attempts\": 10",
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        if (!strstr(js, want[i])) fail_msg("JSON lacks %s:\n%s", want[i], js);
+    /* the retry codes as a list: 502, 503, 504, 599 */
+    {
+        const char *c = strstr(js, "\"codes\"");
+        assert_non_null(c);
+        const char *a = strstr(c, "502"), *b = strstr(c, "503"), *e = strstr(c, "504"),
+                   *z = strstr(c, "599"), *end = strchr(c, ']');
+        assert_true(a && b && e && z && a < b && b < e && e < z && z < end);
+    }
+    /* a REMOVE edit shows no value; the Ingress route (routes[2]) no v4 key */
+    {
+        const char *c = strstr(js, "\"name\": \"Cookie\"");
+        assert_non_null(c);
+        c += strlen("\"name\": \"Cookie\"");
+        while (*c == ' ' || *c == '\n')
+            c++;
+        assert_int_equal(*c, '}');
+    }
+    {
+        const char *ing = strstr(js, "\"source\": \"default/ing\"");
+        assert_non_null(ing);
+        const char *end = strchr(ing, '}');
+        static const char *v4keys[] = {"method",   "conds",    "backends",   "filters", "retry",
+                                       "_timeout", "wild_any", "plain_only", "tls_only"};
+        for (size_t i = 0; i < sizeof(v4keys) / sizeof(v4keys[0]); i++) {
+            const char *k = strstr(ing, v4keys[i]);
+            assert_true(!k || k > end);
+        }
+    }
+    free(js);
+    snapwire_free(&d);
+    free(f);
+}
+
+/* An Ingress-only snapshot dumps as before version 4: no new key at all. */
+static void test_ingress_json_has_no_v4_keys(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *f = encode_sample(&len);
+    struct snapwire_snapshot d;
+    char err[256];
+    char *js;
+    static const char *v4keys[] = {"\"method\"",   "\"conds\"",      "\"backends\"",
+                                   "\"filters\"",  "\"retry\"",      "_timeout_ms\"",
+                                   "\"wild_any\"", "\"plain_only\"", "\"tls_only\""};
+
+    assert_int_equal(snapwire_decode(f, len, &d, err, sizeof(err)), 0);
+    js = snapwire_to_json(&d);
+    assert_non_null(js);
+    for (size_t i = 0; i < sizeof(v4keys) / sizeof(v4keys[0]); i++)
+        if (strstr(js, v4keys[i])) fail_msg("Ingress JSON has %s", v4keys[i]);
+    assert_non_null(strstr(js, "\"cluster\": \"default/api:80\""));
     free(js);
     snapwire_free(&d);
     free(f);
@@ -783,6 +1595,14 @@ int main(void)
         cmocka_unit_test(test_no_strings_section),
         cmocka_unit_test(test_random_mutations),
         cmocka_unit_test(test_json_dump),
+        cmocka_unit_test(test_v4_round_trip),
+        cmocka_unit_test(test_v4_truncated_everywhere),
+        cmocka_unit_test(test_v4_decoder_rejects),
+        cmocka_unit_test(test_v4_section_sizes),
+        cmocka_unit_test(test_v4_encoder_refuses),
+        cmocka_unit_test(test_v4_encoder_writes_canonical),
+        cmocka_unit_test(test_v4_json_dump),
+        cmocka_unit_test(test_ingress_json_has_no_v4_keys),
         cmocka_unit_test(test_replies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
