@@ -1274,7 +1274,7 @@ static int start_request(struct conn *c)
         redirect_https(c, host, t, tl, (size_t)n);
         return 1;
     }
-    r->route_src = rt ? rt->source : "default";
+    if (rt) r->route_src = rt->source;
     r->hsts = c->tls && rt && rt->hsts && rt->hsts[0] ? rt->hsts : NULL;
     r->rt = rt;
     if (rt && rt->filter_count) {
@@ -1301,6 +1301,7 @@ static int start_request(struct conn *c)
             local_response(c, 404, "no route\n", 0);
         return 1;
     }
+    if (!rt) r->route_src = "default";
     r->max_body = snapshot_route_max_body(snap, rt, &c->w->cfg);
     if (info.body == HTTP1_BODY_LENGTH && info.content_length > r->max_body) {
         /* RFC 9110 15.5.14: refused before any upstream sees it; the body is not read */

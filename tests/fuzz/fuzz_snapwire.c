@@ -63,6 +63,46 @@ static void same_snapshot(const struct snapwire_snapshot *a, const struct snapwi
         CHECK(a->routes[i].match == b->routes[i].match);
         CHECK(a->routes[i].cluster == b->routes[i].cluster);
         CHECK(a->routes[i].max_body == b->routes[i].max_body);
+        CHECK(a->routes[i].flags == b->routes[i].flags);
+        CHECK(streq(a->routes[i].hsts, b->routes[i].hsts));
+        CHECK(a->routes[i].method == b->routes[i].method);
+        CHECK(a->routes[i].first_cond == b->routes[i].first_cond);
+        CHECK(a->routes[i].cond_count == b->routes[i].cond_count);
+        CHECK(a->routes[i].first_backend == b->routes[i].first_backend);
+        CHECK(a->routes[i].backend_count == b->routes[i].backend_count);
+        CHECK(a->routes[i].first_filter == b->routes[i].first_filter);
+        CHECK(a->routes[i].filter_count == b->routes[i].filter_count);
+        CHECK(a->routes[i].request_timeout_ms == b->routes[i].request_timeout_ms);
+        CHECK(a->routes[i].backend_timeout_ms == b->routes[i].backend_timeout_ms);
+        CHECK(a->routes[i].retry_attempts == b->routes[i].retry_attempts);
+        CHECK(a->routes[i].retry_codes_lo == b->routes[i].retry_codes_lo);
+        CHECK(a->routes[i].retry_codes_hi == b->routes[i].retry_codes_hi);
+        CHECK(a->routes[i].retry_backoff_ms == b->routes[i].retry_backoff_ms);
+    }
+    CHECK(a->n_conds == b->n_conds && a->n_backends == b->n_backends);
+    CHECK(a->n_filters == b->n_filters && a->n_hdr_edits == b->n_hdr_edits);
+    for (i = 0; i < a->n_conds; i++) {
+        CHECK(a->conds[i].kind == b->conds[i].kind);
+        CHECK(streq(a->conds[i].name, b->conds[i].name));
+        CHECK(streq(a->conds[i].value, b->conds[i].value));
+    }
+    for (i = 0; i < a->n_backends; i++) {
+        CHECK(a->backends[i].cluster == b->backends[i].cluster);
+        CHECK(a->backends[i].weight == b->backends[i].weight);
+    }
+    for (i = 0; i < a->n_filters; i++) {
+        const struct snapwire_filter *x = &a->filters[i], *y = &b->filters[i];
+        CHECK(x->type == y->type && x->first_edit == y->first_edit);
+        CHECK(x->edit_count == y->edit_count && x->port == y->port && x->status == y->status);
+        CHECK(x->path_mod == y->path_mod && x->cluster == y->cluster);
+        CHECK(x->mirror_permille == y->mirror_permille);
+        CHECK(streq(x->scheme, y->scheme) && streq(x->hostname, y->hostname));
+        CHECK(streq(x->path, y->path));
+    }
+    for (i = 0; i < a->n_hdr_edits; i++) {
+        CHECK(a->hdr_edits[i].op == b->hdr_edits[i].op);
+        CHECK(streq(a->hdr_edits[i].name, b->hdr_edits[i].name));
+        CHECK(streq(a->hdr_edits[i].value, b->hdr_edits[i].value));
     }
     for (i = 0; i < a->n_clusters; i++) {
         CHECK(streq(a->clusters[i].name, b->clusters[i].name));
@@ -86,10 +126,33 @@ static void check_consistent(const struct snapwire_snapshot *s)
     for (i = 0; i < s->n_vhosts; i++)
         CHECK((uint64_t)s->vhosts[i].first_route + s->vhosts[i].route_count <= s->n_routes);
     for (i = 0; i < s->n_routes; i++) {
-        CHECK(s->routes[i].cluster < s->n_clusters && s->routes[i].path[0] == '/');
-        CHECK(s->routes[i].match == SNAPWIRE_MATCH_EXACT ||
-              s->routes[i].match == SNAPWIRE_MATCH_PREFIX);
+        const struct snapwire_route *r = &s->routes[i];
+        uint64_t w = 0;
+        CHECK(r->cluster == SNAPWIRE_NONE || r->cluster < s->n_clusters);
+        CHECK(r->match == SNAPWIRE_MATCH_EXACT || r->match == SNAPWIRE_MATCH_PREFIX ||
+              r->match == SNAPWIRE_MATCH_REGEX);
+        CHECK(r->match == SNAPWIRE_MATCH_REGEX ? r->path[0] != '\0' : r->path[0] == '/');
+        CHECK(r->method <= SNAPWIRE_METHOD_MAX_ && (r->flags & ~0x0f) == 0);
+        CHECK((uint64_t)r->first_cond + r->cond_count <= s->n_conds);
+        CHECK((uint64_t)r->first_backend + r->backend_count <= s->n_backends);
+        CHECK((uint64_t)r->first_filter + r->filter_count <= s->n_filters);
+        for (uint32_t k = 0; k < r->backend_count; k++)
+            w += s->backends[r->first_backend + k].weight;
+        CHECK(w <= UINT32_MAX);
+        CHECK(r->retry_attempts <= SNAPWIRE_MAX_RETRIES && r->retry_codes_hi >> 36 == 0);
     }
+    for (i = 0; i < s->n_conds; i++)
+        CHECK(s->conds[i].kind >= 1 && s->conds[i].kind <= 3 && s->conds[i].name[0]);
+    for (i = 0; i < s->n_backends; i++)
+        CHECK(s->backends[i].cluster == SNAPWIRE_NONE || s->backends[i].cluster < s->n_clusters);
+    for (i = 0; i < s->n_filters; i++) {
+        const struct snapwire_filter *f = &s->filters[i];
+        CHECK(f->type >= 1 && f->type <= 5 && f->path_mod <= 2 && f->mirror_permille <= 1000);
+        CHECK((uint64_t)f->first_edit + f->edit_count <= s->n_hdr_edits);
+        CHECK(f->cluster == SNAPWIRE_NONE || f->cluster < s->n_clusters);
+    }
+    for (i = 0; i < s->n_hdr_edits; i++)
+        CHECK(s->hdr_edits[i].op >= 1 && s->hdr_edits[i].op <= 3 && s->hdr_edits[i].name[0]);
     for (i = 0; i < s->n_clusters; i++)
         CHECK((uint64_t)s->clusters[i].first_endpoint + s->clusters[i].endpoint_count <=
               s->n_endpoints);
