@@ -36,15 +36,14 @@
  *   any list in route order, so the result is the one a linear scan gives. Bisects compare an
  *   inline 8-byte key prefix first; each bucket's entries and their paths are copied side by
  *   side; a REGEX route's literal prefix is compared before PCRE2 runs.
- * - Weighted backends: a cumulative weight table per route; router_pick_cluster scales one
- *   random draw into [0, sum) (multiply-shift, no modulo bias) and bisects.
- * Regular expressions are compiled once here (regex.h, PCRE2 JIT, bounded); a pattern that
- * does not compile fails router_build, so the snapshot is NACKed.
- * Does not: own the snapshot, rank routes, run filters, or decode escapes of reserved
- * characters ("%2F" stays an escape, never a separator).
- * Invariants: the index is immutable after router_build, so any number of threads may call
- * router_route / router_match / router_pick_cluster concurrently (regex_match uses the
- * calling thread's own match data; workers free it with regex_thread_end).
+ * - Weighted backends: one prefix-sum table over the BACKENDS section; router_pick_cluster scales
+ * one random draw into [0, sum) (multiply-shift, no modulo bias) and bisects. Regular expressions
+ * are compiled once here (regex.h, PCRE2 JIT, bounded); a pattern that does not compile fails
+ * router_build, so the snapshot is NACKed. Does not: own the snapshot, rank routes, run filters, or
+ * decode escapes of reserved characters ("%2F" stays an escape, never a separator). Invariants: the
+ * index is immutable after router_build, so any number of threads may call router_route /
+ * router_match / router_pick_cluster concurrently (regex_match uses the calling thread's own match
+ * data; workers free it with regex_thread_end).
  */
 #include "router.h"
 
@@ -108,12 +107,11 @@ struct router {
     int wild_any;             /* some route is flagged WILD_ANY */
     struct rent *ents;        /* per route */
     struct rcond *conds;      /* per cond */
-    uint32_t *cum_off;        /* per route: its cumulative weights in cum[] */
-    uint32_t *cum;
-    struct rbucket *buckets; /* of every indexed vhost */
-    struct rent *blist;      /* bucket and any lists: copies of ents[], each bucket's
-                                routes side by side */
-    char *strs;              /* copies of the route paths, in ents[] then blist[] order */
+    uint64_t *cum;            /* n_backends + 1 prefix sums of the backends' weights */
+    struct rbucket *buckets;  /* of every indexed vhost */
+    struct rent *blist;       /* bucket and any lists: copies of ents[], each bucket's
+                                 routes side by side */
+    char *strs;               /* copies of the route paths, in ents[] then blist[] order */
     size_t nstrs;
 };
 
@@ -337,7 +335,7 @@ static struct router *build(const struct snapwire_snapshot *s, uint32_t bucket_m
                             size_t errlen)
 {
     struct router *r;
-    uint32_t i, j, ncum = 0, nb = 0, nl = 0;
+    uint32_t i, j, nb = 0, nl = 0;
     size_t nstr = 0;
 
     r = calloc(1, sizeof(*r));
@@ -347,8 +345,7 @@ static struct router *build(const struct snapwire_snapshot *s, uint32_t bucket_m
     r->vh = calloc(s->n_vhosts ? s->n_vhosts : 1, sizeof(*r->vh));
     r->ents = calloc(s->n_routes ? s->n_routes : 1, sizeof(*r->ents));
     r->conds = calloc(s->n_conds ? s->n_conds : 1, sizeof(*r->conds));
-    r->cum_off = calloc(s->n_routes ? s->n_routes : 1, sizeof(*r->cum_off));
-    if (!r->vh || !r->ents || !r->conds || !r->cum_off) goto fail_oom;
+    if (!r->vh || !r->ents || !r->conds) goto fail_oom;
     for (i = 0; i < s->n_conds; i++) {
         const struct snapwire_cond *c = &s->conds[i];
         struct rcond *rc = &r->conds[i];
@@ -362,7 +359,6 @@ static struct router *build(const struct snapwire_snapshot *s, uint32_t bucket_m
         const struct snapwire_route *rt = &s->routes[i];
         struct rent *e = &r->ents[i];
         const char *src = rt->source ? rt->source : "";
-        uint64_t sum = 0;
 
         if ((uint64_t)rt->first_cond + rt->cond_count > s->n_conds ||
             (uint64_t)rt->first_backend + rt->backend_count > s->n_backends) {
@@ -393,23 +389,29 @@ static struct router *build(const struct snapwire_snapshot *s, uint32_t bucket_m
                 goto fail;
         }
         if (rt->flags & SNAPWIRE_ROUTE_WILD_ANY) r->wild_any = 1;
-        for (j = 0; j < rt->backend_count; j++)
-            sum += s->backends[rt->first_backend + j].weight;
-        if (sum > UINT32_MAX) {
-            snprintf(err, errlen, "route %u (%s): backend weights sum above 2^32-1", i, src);
-            goto fail;
-        }
-        r->cum_off[i] = ncum;
-        ncum += rt->backend_count;
     }
-    r->cum = calloc(ncum ? ncum : 1, sizeof(*r->cum));
+    /*
+     * One prefix-sum table over the whole BACKENDS section (cum[k] = weights of backends
+     * [0, k)), shared by every route: a route's weights are a difference of two entries and
+     * its pick a bisect inside its range, so the table costs O(n_backends) whatever the
+     * routes' ranges (even overlapping ones of a hostile frame).
+     */
+    r->cum = calloc((size_t)s->n_backends + 1, sizeof(*r->cum));
     if (!r->cum) goto fail_oom;
+    for (j = 0; j < s->n_backends; j++)
+        r->cum[j + 1] = r->cum[j] + s->backends[j].weight;
     for (i = 0; i < s->n_routes; i++) {
         const struct snapwire_route *rt = &s->routes[i];
-        uint32_t acc = 0;
-        for (j = 0; j < rt->backend_count; j++) {
-            acc += s->backends[rt->first_backend + j].weight;
-            r->cum[r->cum_off[i] + j] = acc;
+        if (!rt->backend_count) continue;
+        if ((uint64_t)rt->first_backend + rt->backend_count > s->n_backends) {
+            snprintf(err, errlen, "route %u: backend range out of bounds", i);
+            goto fail;
+        }
+        if (r->cum[rt->first_backend + rt->backend_count] - r->cum[rt->first_backend] >
+            UINT32_MAX) {
+            snprintf(err, errlen, "route %u (%s): backend weights sum above 2^32-1", i,
+                     rt->source ? rt->source : "");
+            goto fail;
         }
     }
     for (i = 0; i < s->n_vhosts; i++) {
@@ -491,7 +493,6 @@ void router_free(struct router *r)
     free(r->vh);
     free(r->ents);
     free(r->conds);
-    free(r->cum_off);
     free(r->cum);
     free(r->buckets);
     free(r->blist);
@@ -924,23 +925,23 @@ const struct snapwire_route *router_match(const struct router *r, const char *ho
 uint32_t router_pick_cluster(const struct router *r, const struct snapwire_route *rt, uint32_t rnd)
 {
     const struct snapwire_snapshot *s = r->snap;
-    const uint32_t *cum;
-    uint32_t idx, lo, hi, sum, pick;
+    const uint64_t *cum;
+    uint64_t sum, pick;
+    uint32_t lo, hi;
 
     if (!rt) return SNAPWIRE_NONE;
     if (rt->backend_count == 0) return rt->cluster;
     if (rt < s->routes || rt >= s->routes + s->n_routes) return SNAPWIRE_NONE;
-    idx = (uint32_t)(rt - s->routes);
-    cum = r->cum + r->cum_off[idx];
-    sum = cum[rt->backend_count - 1];
+    cum = r->cum + rt->first_backend; /* cum[j + 1] - cum[0]: weights of the first j + 1 */
+    sum = cum[rt->backend_count] - cum[0];
     if (sum == 0) return SNAPWIRE_NONE;
-    pick = (uint32_t)(((uint64_t)rnd * sum) >> 32); /* [0, sum) */
+    pick = cum[0] + (((uint64_t)rnd * sum) >> 32); /* [cum[0], cum[0] + sum) */
     /* the first backend whose cumulative weight exceeds pick (weight 0 ones never are) */
     lo = 0;
     hi = rt->backend_count - 1;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
-        if (cum[mid] > pick)
+        if (cum[mid + 1] > pick)
             hi = mid;
         else
             lo = mid + 1;

@@ -575,6 +575,60 @@ static void test_pick_cluster(void **state)
     }
 }
 
+/*
+ * Backend ranges that start anywhere and overlap (the format allows it): each route draws
+ * only from its own range, and the table stays one entry per backend - 20,000 routes all
+ * naming the same 20,000 backends build at once (a table per route would need 400 million
+ * entries).
+ */
+static void test_pick_cluster_shared_ranges(void **state)
+{
+    enum { N = 20000 };
+    struct snapwire_backend *be = calloc(N, sizeof(*be));
+    struct snapwire_route *rt = calloc(N, sizeof(*rt));
+    struct snapwire_vhost vh = {"", 0, N};
+    struct snapwire_snapshot s = {
+        .n_vhosts = 1, .n_routes = N, .n_backends = N, .vhosts = &vh, .routes = rt, .backends = be};
+    char err[128];
+    struct router *r;
+    uint32_t x = 88172645u;
+    unsigned k;
+
+    (void)state;
+    assert_non_null(be);
+    assert_non_null(rt);
+    for (k = 0; k < N; k++) {
+        be[k].cluster = k;
+        be[k].weight = 1;
+        rt[k].path = "/";
+        rt[k].match = P;
+        rt[k].cluster = SNAPWIRE_NONE;
+        rt[k].source = "t/s";
+        rt[k].hsts = "";
+        /* even routes: the whole table; odd ones: the two backends k-1, k */
+        rt[k].first_backend = k % 2 ? k - 1 : 0;
+        rt[k].backend_count = k % 2 ? 2 : N;
+    }
+    r = router_build(&s, err, sizeof(err));
+    assert_non_null(r);
+    for (k = 1; k < N; k += 1999) {
+        unsigned d, hits[2] = {0, 0};
+        for (d = 0; d < 2000; d++) {
+            uint32_t c = router_pick_cluster(r, &rt[k], xs32(&x));
+            if (k % 2) {
+                assert_true(c == k - 1 || c == k);
+                hits[c - (k - 1)]++;
+            } else {
+                assert_true(c < N);
+            }
+        }
+        if (k % 2) assert_true(hits[0] > 800 && hits[1] > 800);
+    }
+    router_free(r);
+    free(rt);
+    free(be);
+}
+
 static void test_pick_cluster_plain(void **state)
 {
     struct snapwire_route rt[2] = {
@@ -787,13 +841,20 @@ static int teardown_regex(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_path_table),          cmocka_unit_test(test_match_table),
-        cmocka_unit_test(test_no_catch_all),        cmocka_unit_test(test_duplicate_vhost),
-        cmocka_unit_test(test_normalize_host),      cmocka_unit_test(test_gateway_tables),
-        cmocka_unit_test(test_match_is_route),      cmocka_unit_test(test_invalid_regex),
-        cmocka_unit_test(test_pick_cluster),        cmocka_unit_test(test_pick_cluster_plain),
-        cmocka_unit_test(test_request_path),        cmocka_unit_test(test_index_equals_linear),
+        cmocka_unit_test(test_path_table),
+        cmocka_unit_test(test_match_table),
+        cmocka_unit_test(test_no_catch_all),
+        cmocka_unit_test(test_duplicate_vhost),
+        cmocka_unit_test(test_normalize_host),
+        cmocka_unit_test(test_gateway_tables),
+        cmocka_unit_test(test_match_is_route),
+        cmocka_unit_test(test_invalid_regex),
+        cmocka_unit_test(test_pick_cluster),
+        cmocka_unit_test(test_pick_cluster_plain),
+        cmocka_unit_test(test_request_path),
+        cmocka_unit_test(test_index_equals_linear),
         cmocka_unit_test(test_bucketable_patterns),
+        cmocka_unit_test(test_pick_cluster_shared_ranges),
     };
     return cmocka_run_group_tests(tests, NULL, teardown_regex);
 }
