@@ -382,13 +382,25 @@ static struct router *build(const struct snapwire_snapshot *s, uint32_t bucket_m
             if (compile_re(e->path, i, src, &e->re, err, errlen) < 0) goto fail;
             e->litlen = literal_prefix(e->path, &whole);
         }
-        for (j = 0; j < rt->cond_count; j++) {
-            struct rcond *rc = &r->conds[rt->first_cond + j];
-            if (rc->kind == SNAPWIRE_COND_HEADER_REGEX && !rc->re &&
-                compile_re(rc->value, i, src, &rc->re, err, errlen) < 0)
-                goto fail;
-        }
         if (rt->flags & SNAPWIRE_ROUTE_WILD_ANY) r->wild_any = 1;
+    }
+    /*
+     * Header patterns: once per condition record, not per route naming it (ranges may
+     * overlap). The error names the first route that uses the condition.
+     */
+    for (j = 0; j < s->n_conds; j++) {
+        struct rcond *rc = &r->conds[j];
+        if (rc->kind != SNAPWIRE_COND_HEADER_REGEX) continue;
+        if (compile_re(rc->value, 0, "", &rc->re, err, errlen) < 0) {
+            for (i = 0; i < s->n_routes; i++) {
+                const struct snapwire_route *rt = &s->routes[i];
+                if (j >= rt->first_cond && j - rt->first_cond < rt->cond_count) {
+                    compile_re(rc->value, i, rt->source ? rt->source : "", &rc->re, err, errlen);
+                    break;
+                }
+            }
+            goto fail;
+        }
     }
     /*
      * One prefix-sum table over the whole BACKENDS section (cum[k] = weights of backends
