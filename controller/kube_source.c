@@ -2,7 +2,7 @@
  * kube_source: the Kubernetes API as the controller's input.
  *
  * Does: owns the shared cache, the kube_client and one kube_watch per kind (IngressClass,
- * Ingress, Service, EndpointSlice, Secret); turns their state into readiness: not ready
+ * Ingress, Service, EndpointSlice, Secret, Gateway); turns their state into readiness: not ready
  * until every kind has been listed once, nor while the API refuses our credentials (401 or
  * 403; the reason goes to /readyz and an event=api_error line); logs cache_synced once.
  * Does not: build or publish snapshots (main's reload cycle does, when kube_source_synced),
@@ -25,8 +25,8 @@
 #define KS_MAGIC 0x4b535243u /* "KSRC" */
 
 static const enum model_kind ks_kinds[] = {MODEL_KIND_INGRESS_CLASS, MODEL_KIND_INGRESS,
-                                           MODEL_KIND_SERVICE, MODEL_KIND_ENDPOINT_SLICE,
-                                           MODEL_KIND_SECRET};
+                                           MODEL_KIND_SERVICE,       MODEL_KIND_ENDPOINT_SLICE,
+                                           MODEL_KIND_SECRET,        MODEL_KIND_GATEWAY};
 #define KS_N (sizeof(ks_kinds) / sizeof(ks_kinds[0]))
 
 struct kube_source {
@@ -114,6 +114,7 @@ struct kube_source *kube_source_start(struct ev_loop *loop, const struct kube_co
     memset(&wo, 0, sizeof(wo));
     wo.ns = opts ? opts->watch_ns : NULL;
     wo.watch_timeout = opts ? opts->watch_timeout : 0;
+    wo.crd_recheck = opts ? opts->crd_recheck : 0;
     for (i = 0; i < KS_N; i++) {
         s->w[i] = kube_watch_new(loop, s->client, &s->cache, ks_kinds[i], &wo, &cb, s, err, errlen);
         if (!s->w[i]) goto free_watches;

@@ -12,16 +12,18 @@
  * that long. Events are
  * split into lines, parsed (yajl through kobj) and decoded (kube_decode) into the shared
  * cache; an object that fails validation is logged (object_rejected) and removed, as file
- * mode would drop it.
- * Does not: decide readiness or build snapshots (its callbacks tell kube_source), retry a
- * failed list page from the start (it retries that page, keeping the pages already read), or
- * interpret resourceVersions (opaque strings, only passed back).
- * Invariants: no event is lost or applied twice across restarts: a watch resumes strictly
- * after the last event applied (a partial line of a cut stream was not applied, so it comes
- * again); a relist builds the complete new content aside (staging) and replaces the kind's
- * objects in one step, so objects deleted while no watch was open disappear and readers
- * never see half a list. At most one request is in flight per reflector; a timer or a
- * request, never both.
+ * mode would drop it (an invalid Gateway is logged the same way but kept, reduced to its
+ * identity and reason, so that its status says why it is not served). A custom resource (Gateway)
+ * whose CRD is not installed answers 404: the kind is then an empty, synced list (logged once,
+ * gateway_crd_missing) and is listed again every crd_recheck seconds until the CRD is there. Does
+ * not: decide readiness or build snapshots (its callbacks tell kube_source), retry a failed list
+ * page from the start (it retries that page, keeping the pages already read), or interpret
+ * resourceVersions (opaque strings, only passed back). Invariants: no event is lost or applied
+ * twice across restarts: a watch resumes strictly after the last event applied (a partial line of a
+ * cut stream was not applied, so it comes again); a relist builds the complete new content aside
+ * (staging) and replaces the kind's objects in one step, so objects deleted while no watch was open
+ * disappear and readers never see half a list. At most one request is in flight per reflector; a
+ * timer or a request, never both.
  */
 #include "kube_watch.h"
 
@@ -50,23 +52,33 @@ struct kw_kind {
     const char *resource; /* plural */
     int namespaced;
     const char *field_selector; /* escaped, or NULL */
+    /*
+     * A custom resource: the CRD's name, and the events logged when the API server answers
+     * 404 for the collection (the CRD is not installed) and when it is served again. NULL
+     * for built-in kinds.
+     */
+    const char *crd, *crd_missing_event, *crd_found_event;
 };
 
 static const struct kw_kind kw_kinds[] = {
     {MODEL_KIND_INGRESS_CLASS, "networking.k8s.io/v1", "/apis/networking.k8s.io/v1",
-     "ingressclasses", 0, NULL},
-    {MODEL_KIND_INGRESS, "networking.k8s.io/v1", "/apis/networking.k8s.io/v1", "ingresses", 1,
-     NULL},
-    {MODEL_KIND_SERVICE, "v1", "/api/v1", "services", 1, NULL},
+     "ingressclasses", 0, NULL, NULL, NULL, NULL},
+    {MODEL_KIND_INGRESS, "networking.k8s.io/v1", "/apis/networking.k8s.io/v1", "ingresses", 1, NULL,
+     NULL, NULL, NULL},
+    {MODEL_KIND_SERVICE, "v1", "/api/v1", "services", 1, NULL, NULL, NULL, NULL},
     {MODEL_KIND_ENDPOINT_SLICE, "discovery.k8s.io/v1", "/apis/discovery.k8s.io/v1",
-     "endpointslices", 1, NULL},
+     "endpointslices", 1, NULL, NULL, NULL, NULL},
     /*
      * TLS Secrets and CA bundles (any type with a ca.crt, mostly Opaque) are wanted, so the
      * list cannot ask for one type; it leaves out the two kinds that are numerous and never
      * hold either: type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token
      */
     {MODEL_KIND_SECRET, "v1", "/api/v1", "secrets", 1,
-     "type%21%3Dhelm.sh%2Frelease.v1%2Ctype%21%3Dkubernetes.io%2Fservice-account-token"},
+     "type%21%3Dhelm.sh%2Frelease.v1%2Ctype%21%3Dkubernetes.io%2Fservice-account-token", NULL, NULL,
+     NULL},
+    /* our CRD (crds/strait.dev_gateways.yaml); a cluster without it has no Gateways */
+    {MODEL_KIND_GATEWAY, "strait.dev/v1alpha1", "/apis/strait.dev/v1alpha1", "gateways", 1, NULL,
+     "gateways.strait.dev", "gateway_crd_missing", "gateway_crd_found"},
 };
 
 /* Identities ("ns/name") of objects the API has but validation refused. */
@@ -91,6 +103,8 @@ struct kube_watch {
     char base[320]; /* collection path */
     int watch_timeout;
     unsigned page_limit;
+    double crd_recheck; /* seconds between lists while the CRD is missing */
+    int crd_missing;    /* the last list answered 404: the kind is served as empty */
 
     struct kube_request *req; /* the one request in flight */
     ev_timer retry;           /* or the one timer armed */
@@ -265,15 +279,22 @@ static int kw_apply(struct kube_watch *w, const struct kobj *obj, struct model_c
     struct model_meta *m;
     int rc;
 
-    rc = kube_decode_as(obj, model_kind_name(w->k->kind), w->k->api_version, KW_SOURCE, &m, &kid,
-                        reason, sizeof(reason));
-    if (rc == 1 && m->kind != w->k->kind) {
+    rc = kube_decode_keep(obj, model_kind_name(w->k->kind), w->k->api_version, KW_SOURCE, &m, &kid,
+                          reason, sizeof(reason));
+    if (rc > 0 && m->kind != w->k->kind) {
         snprintf(reason, sizeof(reason), "a %s in the %s watch", model_kind_name(m->kind), w->name);
         model_object_free(m);
         rc = 0;
     }
-    if (rc == 1) {
-        kw_names_remove(rejected, id);
+    if (rc > 0) {
+        /* 2: an invalid Gateway, rejected but kept (as file mode does) for its status */
+        if (rc == 2) {
+            log_warn("object_rejected", "file=" KW_SOURCE " kind=%s object=%s reason=%s", kid.kind,
+                     kid.object, log_quote(q, sizeof(q), reason));
+            kw_names_add(rejected, id, reason, kobj_str(obj, "metadata", "uid"));
+        } else {
+            kw_names_remove(rejected, id);
+        }
         if (sealed) return model_cache_put(cache, m) < 0 ? -1 : 0;
         return model_cache_add(cache, m);
     }
@@ -544,6 +565,34 @@ static void kw_failed(struct kube_watch *w, const char *verb, const struct kube_
 
 /* ---- list ---- */
 
+/*
+ * The API server answered 404 for a custom resource's collection: its CRD is not installed
+ * (or was just removed). The kind is an empty list - synced, so readiness does not wait for
+ * it - and is listed again every crd_recheck seconds, so installing the CRD later starts the
+ * reflector. Logged once per disappearance.
+ */
+static void kw_crd_missing(struct kube_watch *w, const struct kube_response *r)
+{
+    struct kube_status st;
+    char q[400];
+
+    kw_set_auth_error(w, 0, NULL);
+    kw_list_reset(w);
+    if (!w->crd_missing) {
+        if (kube_client_parse_status(r->body, r->body_len, &st)) st.message[0] = '\0';
+        log_warn(w->k->crd_missing_event,
+                 "kind=%s crd=%s path=%s status=404 message=%s recheck_in=%.0f", w->name, w->k->crd,
+                 r->path, log_quote(q, sizeof(q), st.message), w->crd_recheck);
+    }
+    /* an empty kind stays empty: no change to report every recheck */
+    if (!w->crd_missing || !w->synced || w->cache->kinds[w->k->kind].n) {
+        w->crd_missing = 1;
+        kw_list_finish(w);
+    }
+    w->crd_missing = 1;
+    kw_later(w, KW_NEXT_LIST, w->crd_recheck);
+}
+
 static void kw_on_list_done(void *arg, const struct kube_response *r)
 {
     struct kube_watch *w = arg;
@@ -551,6 +600,10 @@ static void kw_on_list_done(void *arg, const struct kube_response *r)
 
     if (w->magic != KW_MAGIC) abort();
     w->req = NULL;
+    if (r->status == 404 && w->k->crd) {
+        kw_crd_missing(w, r);
+        return;
+    }
     if (r->status == 410 && w->cont) {
         /* the continue token outlived the history: start again from an up-to-date list */
         log_info("list_expired", "kind=%s pages=%u", w->name, w->pages);
@@ -572,6 +625,10 @@ static void kw_on_list_done(void *arg, const struct kube_response *r)
     if (w->cont) {
         kw_start_list(w);
         return;
+    }
+    if (w->crd_missing) {
+        w->crd_missing = 0;
+        log_info(w->k->crd_found_event, "kind=%s crd=%s", w->name, w->k->crd);
     }
     log_info("list_complete", "kind=%s objects=%zu pages=%u resource_version=%s seconds=%.3f",
              w->name, w->staging.kinds[w->k->kind].n, w->pages, w->rv,
@@ -652,6 +709,12 @@ static void kw_on_watch_done(void *arg, const struct kube_response *r)
         return;
     }
     health_count_watch_restart(w->k->kind);
+    if (!w->watch_open && r->status == 404 && w->k->crd) {
+        /* the CRD went away: the list says so (and empties the kind) */
+        kw_list_reset(w);
+        kw_start_list(w);
+        return;
+    }
     if (!w->watch_open) {
         kw_failed(w, "watch", r, KW_NEXT_WATCH);
         return;
@@ -750,6 +813,7 @@ struct kube_watch *kube_watch_new(struct ev_loop *loop, struct kube_client *clie
     w->watch_timeout = opts && opts->watch_timeout > 0 ? opts->watch_timeout : KUBE_WATCH_TIMEOUT;
     w->page_limit = opts && opts->page_limit ? opts->page_limit : KUBE_WATCH_PAGE;
     w->backoff = KUBE_WATCH_BACKOFF_MIN;
+    w->crd_recheck = opts && opts->crd_recheck > 0 ? opts->crd_recheck : KUBE_WATCH_CRD_RECHECK;
     model_cache_init(&w->staging);
     if (k->namespaced && ns)
         n = snprintf(w->base, sizeof(w->base), "%s/namespaces/%s/%s", k->prefix, ns, k->resource);
@@ -777,6 +841,11 @@ enum model_kind kube_watch_kind(const struct kube_watch *w)
 int kube_watch_synced(const struct kube_watch *w)
 {
     return w->synced;
+}
+
+int kube_watch_crd_missing(const struct kube_watch *w)
+{
+    return w->crd_missing;
 }
 
 long kube_watch_auth_error(const struct kube_watch *w, const char **message)

@@ -19,6 +19,7 @@ struct kube_watch;
 #define KUBE_WATCH_BACKOFF_MAX 30.0     /* and stops growing here */
 #define KUBE_WATCH_LIST_TIMEOUT 60.0    /* one list page */
 #define KUBE_WATCH_MAX_LINE (32u << 20) /* one watch event */
+#define KUBE_WATCH_CRD_RECHECK 30.0     /* seconds between lists of a kind whose CRD is missing */
 
 struct kube_watch_callbacks {
     /* The cache content of the reflector's kind changed (an event, a completed list). */
@@ -31,10 +32,11 @@ struct kube_watch_opts {
     const char *ns;      /* namespaced kinds: only this namespace; NULL or "" = all */
     int watch_timeout;   /* seconds, 0 = KUBE_WATCH_TIMEOUT */
     unsigned page_limit; /* 0 = KUBE_WATCH_PAGE */
+    double crd_recheck;  /* seconds, 0 = KUBE_WATCH_CRD_RECHECK */
 };
 
 /*
- * A reflector for kind (IngressClass, Ingress, Service, EndpointSlice, Secret) that fills
+ * A reflector for kind (IngressClass, Ingress, Service, EndpointSlice, Secret, Gateway) that fills
  * cache (borrowed; the reflector touches only kind's list, and keeps it sealed) through
  * client (borrowed). Nothing happens before kube_watch_start. Returns it, or NULL with err
  * filled.
@@ -50,8 +52,15 @@ void kube_watch_start(struct kube_watch *w);
 
 enum model_kind kube_watch_kind(const struct kube_watch *w);
 
-/* Whether the first full list has completed (the kind's cache content is meaningful). */
+/*
+ * Whether the first full list has completed (the kind's cache content is meaningful). A
+ * custom resource whose CRD is not installed (the API server answers 404) counts as listed,
+ * with no objects; it is listed again every crd_recheck seconds.
+ */
 int kube_watch_synced(const struct kube_watch *w);
+
+/* Whether w's kind is a custom resource whose CRD the API server does not serve right now. */
+int kube_watch_crd_missing(const struct kube_watch *w);
 
 /*
  * 401 or 403 when the last answer of the API server was one of those (with its message in
@@ -64,9 +73,9 @@ unsigned kube_watch_rejected(const struct kube_watch *w);
 
 /*
  * Calls fn for every object of w's kind that is rejected right now (failed validation, so
- * not in the cache): its identity "ns/name" (or "name" for cluster-scoped kinds), its
- * metadata.uid ("" when absent) and the reason logged with object_rejected. For Kubernetes Events
- * on objects the decoder refused.
+ * not in the cache - except an invalid Gateway, kept for its status): its identity "ns/name" (or
+ * "name" for cluster-scoped kinds), its metadata.uid ("" when absent) and the reason logged with
+ * object_rejected. For Kubernetes Events on objects the decoder refused.
  */
 typedef void (*kube_watch_rejected_fn)(void *arg, enum model_kind kind, const char *id,
                                        const char *uid, const char *reason);

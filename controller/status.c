@@ -27,12 +27,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <yajl/yajl_gen.h>
 
 #include "jsongen.h"
 #include "kobj.h"
 #include "kube_client.h"
 #include "log.h"
+#include "snapbuild.h"
 
 #define STATUS_MAGIC 0x53545453u /* "STTS" */
 #define STATUS_ENTRY_MAGIC 0x53544e45u
@@ -847,12 +849,862 @@ void status_free(struct status *s)
     free(s);
 }
 
+/* ---- Gateway status: pure part ---- */
+
+static void st_gw_cond_free(struct status_gw_cond *c)
+{
+    free(c->type);
+    free(c->status);
+    free(c->reason);
+    free(c->message);
+    free(c->last_transition);
+    memset(c, 0, sizeof(*c));
+}
+
+static void st_gw_conds_free(struct status_gw_cond *v, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        st_gw_cond_free(&v[i]);
+    free(v);
+}
+
+void status_gw_clear(struct status_gw *s)
+{
+    size_t i;
+
+    st_gw_conds_free(s->conds, s->n_conds);
+    for (i = 0; i < s->n_listeners; i++) {
+        free(s->listeners[i].name);
+        st_gw_conds_free(s->listeners[i].conds, s->listeners[i].n_conds);
+    }
+    free(s->listeners);
+    memset(s, 0, sizeof(*s));
+    s->observed_generation = -1;
+}
+
+/* strdup of at most max bytes of s (NULL: ""), cut at a UTF-8 character boundary. */
+static char *st_dup_cut(const char *s, size_t max)
+{
+    size_t n = s ? strlen(s) : 0;
+    char *d;
+
+    if (n > max) {
+        n = max;
+        while (n && ((unsigned char)s[n] & 0xc0) == 0x80)
+            n--;
+    }
+    if (!(d = malloc(n + 1))) return NULL;
+    if (n) memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
+/* The CRD's condition reason pattern: ^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$, <= 1024. */
+static int st_gw_reason_ok(const char *r)
+{
+    size_t i, n = r ? strlen(r) : 0;
+
+    if (!n || n > 1024 || !isalpha((unsigned char)r[0])) return 0;
+    for (i = 1; i < n; i++)
+        if (!isalnum((unsigned char)r[i]) && r[i] != '_' && r[i] != ',' && r[i] != ':') return 0;
+    return isalnum((unsigned char)r[n - 1]) || r[n - 1] == '_';
+}
+
+/* One condition from a build's, sanitized to the schema. */
+static int st_gw_cond_from(const struct snapbuild_condition *in, int64_t gen,
+                           struct status_gw_cond *out)
+{
+    const char *status = in->status && (!strcmp(in->status, "True") || !strcmp(in->status, "False"))
+                             ? in->status
+                             : "Unknown";
+
+    memset(out, 0, sizeof(*out));
+    out->observed_generation = gen;
+    out->type = st_dup_cut(in->type, 316);
+    out->status = strdup(status);
+    out->reason = strdup(st_gw_reason_ok(in->reason) ? in->reason : "Unknown");
+    out->message = st_dup_cut(in->message, STATUS_GW_MAX_MESSAGE);
+    out->last_transition = strdup("");
+    if (!out->type || !out->status || !out->reason || !out->message || !out->last_transition) {
+        st_gw_cond_free(out);
+        return -1;
+    }
+    return 0;
+}
+
+/* The set conditions of in[0..n) into *out / *n_out. */
+static int st_gw_conds_from(const struct snapbuild_condition *in, size_t n, int64_t gen,
+                            struct status_gw_cond **out, size_t *n_out)
+{
+    size_t i;
+
+    *out = NULL;
+    *n_out = 0;
+    if (!n) return 0;
+    if (!(*out = calloc(n, sizeof(**out)))) return -1;
+    for (i = 0; i < n; i++) {
+        if (!in[i].type || !*in[i].type) continue;
+        if (st_gw_cond_from(&in[i], gen, &(*out)[*n_out])) return -1;
+        (*n_out)++;
+    }
+    return 0;
+}
+
+int status_gw_from_build(const struct snapbuild_gateway *g, struct status_gw *out)
+{
+    int64_t gen = g->generation > 0 ? g->generation : 0;
+    size_t i, n = g->n_listeners > 64 ? 64 : g->n_listeners;
+
+    memset(out, 0, sizeof(*out));
+    out->observed_generation = gen;
+    if (st_gw_conds_from(g->conds, SNAPBUILD_GW_CONDS, gen, &out->conds, &out->n_conds)) goto oom;
+    if (n && !(out->listeners = calloc(n, sizeof(*out->listeners)))) goto oom;
+    for (i = 0; i < n; i++) {
+        struct status_gw_listener *l = &out->listeners[out->n_listeners];
+        if (!g->listeners[i].name || !*g->listeners[i].name) continue;
+        out->n_listeners++;
+        l->attached_routes =
+            g->listeners[i].attached_routes > 64 ? 64 : g->listeners[i].attached_routes;
+        if (!(l->name = strdup(g->listeners[i].name))) goto oom;
+        if (st_gw_conds_from(g->listeners[i].conds,
+                             sizeof(g->listeners[i].conds) / sizeof(g->listeners[i].conds[0]), gen,
+                             &l->conds, &l->n_conds))
+            goto oom;
+    }
+    return 0;
+oom:
+    status_gw_clear(out);
+    return -1;
+}
+
+static const struct status_gw_cond *st_gw_find_cond(const struct status_gw_cond *v, size_t n,
+                                                    const char *type)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (v[i].type && !strcmp(v[i].type, type)) return &v[i];
+    return NULL;
+}
+
+/* Copies want's conditions into *out, stamped from prev[0..n_prev). */
+static int st_gw_stamp_conds(const struct status_gw_cond *want, size_t n,
+                             const struct status_gw_cond *prev, size_t n_prev, const char *now,
+                             struct status_gw_cond **out, size_t *n_out)
+{
+    const struct status_gw_cond *p;
+    size_t i;
+
+    *out = NULL;
+    *n_out = 0;
+    if (!n) return 0;
+    if (!(*out = calloc(n, sizeof(**out)))) return -1;
+    for (i = 0; i < n; i++) {
+        struct status_gw_cond *c = &(*out)[i];
+        p = st_gw_find_cond(prev, n_prev, want[i].type);
+        c->observed_generation = want[i].observed_generation;
+        c->type = strdup(want[i].type);
+        c->status = strdup(want[i].status);
+        c->reason = strdup(want[i].reason);
+        c->message = strdup(want[i].message);
+        c->last_transition = strdup(p && p->status && !strcmp(p->status, want[i].status) &&
+                                            p->last_transition && *p->last_transition
+                                        ? p->last_transition
+                                        : now);
+        (*n_out)++;
+        if (!c->type || !c->status || !c->reason || !c->message || !c->last_transition) return -1;
+    }
+    return 0;
+}
+
+int status_gw_stamp(const struct status_gw *want, const struct status_gw *prev, const char *now,
+                    struct status_gw *out)
+{
+    static const struct status_gw none = {-1, NULL, 0, NULL, 0};
+    const struct status_gw_listener *pl;
+    size_t i, j;
+
+    if (!prev) prev = &none;
+    memset(out, 0, sizeof(*out));
+    out->observed_generation = want->observed_generation;
+    if (st_gw_stamp_conds(want->conds, want->n_conds, prev->conds, prev->n_conds, now, &out->conds,
+                          &out->n_conds))
+        goto oom;
+    if (want->n_listeners && !(out->listeners = calloc(want->n_listeners, sizeof(*out->listeners))))
+        goto oom;
+    for (i = 0; i < want->n_listeners; i++) {
+        const struct status_gw_listener *wl = &want->listeners[i];
+        struct status_gw_listener *l = &out->listeners[i];
+        out->n_listeners++;
+        for (pl = NULL, j = 0; j < prev->n_listeners && !pl; j++)
+            if (prev->listeners[j].name && !strcmp(prev->listeners[j].name, wl->name))
+                pl = &prev->listeners[j];
+        l->attached_routes = wl->attached_routes;
+        if (!(l->name = strdup(wl->name))) goto oom;
+        if (st_gw_stamp_conds(wl->conds, wl->n_conds, pl ? pl->conds : NULL, pl ? pl->n_conds : 0,
+                              now, &l->conds, &l->n_conds))
+            goto oom;
+    }
+    return 0;
+oom:
+    status_gw_clear(out);
+    return -1;
+}
+
+static int st_streq(const char *a, const char *b)
+{
+    return !strcmp(a ? a : "", b ? b : "");
+}
+
+static int st_gw_conds_equal(const struct status_gw_cond *a, size_t na,
+                             const struct status_gw_cond *b, size_t nb)
+{
+    size_t i;
+
+    if (na != nb) return 0;
+    for (i = 0; i < na; i++)
+        if (!st_streq(a[i].type, b[i].type) || !st_streq(a[i].status, b[i].status) ||
+            !st_streq(a[i].reason, b[i].reason) || !st_streq(a[i].message, b[i].message) ||
+            a[i].observed_generation != b[i].observed_generation ||
+            !st_streq(a[i].last_transition, b[i].last_transition))
+            return 0;
+    return 1;
+}
+
+int status_gw_equal(const struct status_gw *a, const struct status_gw *b)
+{
+    size_t i;
+
+    if (a->observed_generation != b->observed_generation || a->n_listeners != b->n_listeners ||
+        !st_gw_conds_equal(a->conds, a->n_conds, b->conds, b->n_conds))
+        return 0;
+    for (i = 0; i < a->n_listeners; i++)
+        if (!st_streq(a->listeners[i].name, b->listeners[i].name) ||
+            a->listeners[i].attached_routes != b->listeners[i].attached_routes ||
+            !st_gw_conds_equal(a->listeners[i].conds, a->listeners[i].n_conds,
+                               b->listeners[i].conds, b->listeners[i].n_conds))
+            return 0;
+    return 1;
+}
+
+/* An int64 scalar; -1 when absent or not a non-negative integer. */
+static int64_t st_gw_int(const struct kobj *o)
+{
+    long v;
+
+    return o && o->type == KOBJ_SCALAR && !kobj_int(o, &v) && v >= 0 ? (int64_t)v : -1;
+}
+
+static char *st_gw_text(const struct kobj *o, const char *key)
+{
+    const char *v = kobj_str(o, key);
+
+    return strdup(v ? v : "");
+}
+
+static int st_gw_read_conds(const struct kobj *seq, struct status_gw_cond **out, size_t *n_out)
+{
+    size_t i;
+
+    *out = NULL;
+    *n_out = 0;
+    if (!seq || seq->type != KOBJ_SEQ || !seq->n) return 0;
+    if (!(*out = calloc(seq->n, sizeof(**out)))) return -1;
+    for (i = 0; i < seq->n; i++) {
+        const struct kobj *c = seq->items[i];
+        struct status_gw_cond *d = &(*out)[*n_out];
+        if (!c || c->type != KOBJ_MAP) continue;
+        (*n_out)++;
+        d->type = st_gw_text(c, "type");
+        d->status = st_gw_text(c, "status");
+        d->reason = st_gw_text(c, "reason");
+        d->message = st_gw_text(c, "message");
+        d->last_transition = st_gw_text(c, "lastTransitionTime");
+        d->observed_generation = st_gw_int(kobj_get(c, "observedGeneration"));
+        if (!d->type || !d->status || !d->reason || !d->message || !d->last_transition) return -1;
+    }
+    return 0;
+}
+
+int status_gw_from_object(const char *body, size_t len, struct status_gw *out, char *uid,
+                          size_t uidlen, char *err, size_t errlen)
+{
+    struct kobj_docs docs = {0};
+    const struct kobj *st, *ls;
+    const char *u;
+    size_t i;
+    int rc = -1;
+
+    memset(out, 0, sizeof(*out));
+    out->observed_generation = -1;
+    if (uidlen) uid[0] = '\0';
+    if (st_parse(body, len, &docs, err, errlen)) goto out;
+    if ((u = kobj_str(docs.docs[0], "metadata", "uid")) && uidlen) snprintf(uid, uidlen, "%s", u);
+    st = kobj_get(docs.docs[0], "status");
+    rc = 0;
+    if (!st || st->type != KOBJ_MAP) goto out;
+    rc = -1;
+    out->observed_generation = st_gw_int(kobj_get(st, "observedGeneration"));
+    if (st_gw_read_conds(kobj_get(st, "conditions"), &out->conds, &out->n_conds)) goto oom;
+    ls = kobj_get(st, "listeners");
+    if (ls && ls->type == KOBJ_SEQ && ls->n) {
+        if (!(out->listeners = calloc(ls->n, sizeof(*out->listeners)))) goto oom;
+        for (i = 0; i < ls->n; i++) {
+            const struct kobj *l = ls->items[i];
+            struct status_gw_listener *d = &out->listeners[out->n_listeners];
+            if (!l || l->type != KOBJ_MAP) continue;
+            out->n_listeners++;
+            if (!(d->name = st_gw_text(l, "name"))) goto oom;
+            d->attached_routes = (long)st_gw_int(kobj_get(l, "attachedRoutes"));
+            if (st_gw_read_conds(kobj_get(l, "conditions"), &d->conds, &d->n_conds)) goto oom;
+        }
+    }
+    rc = 0;
+    goto out;
+oom:
+    snprintf(err, errlen, "out of memory");
+    status_gw_clear(out);
+out:
+    kobj_docs_free(&docs);
+    return rc;
+}
+
+static void st_gw_gen_conds(yajl_gen g, const struct status_gw_cond *v, size_t n)
+{
+    size_t i;
+
+    jsongen_str(g, "conditions");
+    yajl_gen_array_open(g);
+    for (i = 0; i < n; i++) {
+        yajl_gen_map_open(g);
+        jsongen_kv_str(g, "type", v[i].type);
+        jsongen_kv_str(g, "status", v[i].status);
+        if (v[i].observed_generation >= 0) {
+            jsongen_str(g, "observedGeneration");
+            yajl_gen_integer(g, (long long)v[i].observed_generation);
+        }
+        jsongen_kv_str(g, "lastTransitionTime", v[i].last_transition);
+        jsongen_kv_str(g, "reason", v[i].reason);
+        jsongen_kv_str(g, "message", v[i].message);
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+}
+
+char *status_gw_patch_body(const struct status_gw *s)
+{
+    const unsigned char *buf;
+    yajl_gen g = yajl_gen_alloc(NULL);
+    char *out = NULL;
+    size_t i, len;
+
+    if (!g) return NULL;
+    yajl_gen_map_open(g);
+    jsongen_str(g, "status");
+    yajl_gen_map_open(g);
+    if (s->observed_generation >= 0) {
+        jsongen_str(g, "observedGeneration");
+        yajl_gen_integer(g, (long long)s->observed_generation);
+    }
+    st_gw_gen_conds(g, s->conds, s->n_conds);
+    jsongen_str(g, "listeners");
+    yajl_gen_array_open(g);
+    for (i = 0; i < s->n_listeners; i++) {
+        yajl_gen_map_open(g);
+        jsongen_kv_str(g, "name", s->listeners[i].name);
+        jsongen_str(g, "attachedRoutes");
+        yajl_gen_integer(g, s->listeners[i].attached_routes);
+        st_gw_gen_conds(g, s->listeners[i].conds, s->listeners[i].n_conds);
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+    yajl_gen_map_close(g);
+    yajl_gen_map_close(g);
+    if (yajl_gen_get_buf(g, &buf, &len) == yajl_gen_status_ok && (out = malloc(len + 1))) {
+        memcpy(out, buf, len);
+        out[len] = '\0';
+    }
+    yajl_gen_free(g);
+    return out;
+}
+
+const char *status_gw_conds_text(const struct status_gw *s, char *buf, size_t n)
+{
+    size_t i, w = 0;
+    int k;
+
+    if (!n) return buf;
+    snprintf(buf, n, "-");
+    for (i = 0; i < s->n_conds && w < n; i++) {
+        k = snprintf(buf + w, n - w, "%s%s:%s%s%s", i ? "," : "", s->conds[i].type,
+                     s->conds[i].status, strcmp(s->conds[i].status, "True") ? "/" : "",
+                     strcmp(s->conds[i].status, "True") ? s->conds[i].reason : "");
+        if (k < 0) break;
+        w += (size_t)k;
+    }
+    return buf;
+}
+
+/* ---- the Gateway status writer ---- */
+
+#define STATUS_GW_MAGIC 0x53544757u       /* "STGW" */
+#define STATUS_GW_ENTRY_MAGIC 0x53544745u /* "STGE" */
+
+struct st_gw_entry {
+    unsigned magic;
+    struct status_gateways *s;
+    char *ns, *name, *uid;     /* uid: the build's ("" when unknown) */
+    struct status_gw want;     /* what the last build computed (no lastTransitionTime) */
+    struct status_gw *current; /* the object's status as last read or written; NULL: unknown */
+    int clean;                 /* current is known to be want (stamped): nothing to do */
+    enum st_op op;
+    struct kube_request *req;
+    double next_try, backoff;
+    int seen;
+};
+
+struct status_gateways {
+    unsigned magic;
+    struct ev_loop *loop;
+    struct kube_client *client;
+    int leading;
+    struct st_gw_entry **e;
+    size_t n, cursor;
+    unsigned inflight;
+    double qps, tokens, tokens_at;
+    unsigned burst;
+    ev_timer timer;
+};
+
+static struct status_gateways *sgm_owner; /* for the pending gauge */
+
+static void st_gw_pump(struct status_gateways *s);
+
+static void st_gw_now(char *buf, size_t n)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void st_gw_forget(struct st_gw_entry *e)
+{
+    if (e->current) {
+        status_gw_clear(e->current);
+        free(e->current);
+    }
+    e->current = NULL;
+    e->clean = 0;
+}
+
+static void st_gw_cancel(struct st_gw_entry *e)
+{
+    if (!e->req) return;
+    kube_client_cancel(e->req);
+    e->req = NULL;
+    e->op = ST_NONE;
+    e->s->inflight--;
+}
+
+static void st_gw_entry_free(struct st_gw_entry *e)
+{
+    st_gw_cancel(e);
+    st_gw_forget(e);
+    status_gw_clear(&e->want);
+    e->magic = 0;
+    free(e->ns);
+    free(e);
+}
+
+static void st_gw_retry_later(struct st_gw_entry *e, double retry_after)
+{
+    e->backoff = st_backoff_next(e->backoff);
+    e->next_try = st_retry_at(ev_now(e->s->loop), e->backoff, retry_after, drand48());
+}
+
+/*
+ * want stamped against current into *desired; returns 1 when that differs from current (a
+ * write is needed), 0 when it is the same, -1 on allocation failure.
+ */
+static int st_gw_desired(const struct st_gw_entry *e, struct status_gw *desired)
+{
+    char now[32];
+    int same;
+
+    st_gw_now(now, sizeof(now));
+    if (status_gw_stamp(&e->want, e->current, now, desired)) return -1;
+    same = e->current && status_gw_equal(desired, e->current);
+    return !same;
+}
+
+static void st_gw_on_done(void *arg, const struct kube_response *r)
+{
+    struct st_gw_entry *e = arg;
+    struct status_gateways *s = e->s;
+    struct status_gw got, again;
+    struct kube_status st;
+    char err[256], q[600], uid[128], conds[300];
+    enum st_op op = e->op;
+    int diff;
+
+    if (e->magic != STATUS_GW_ENTRY_MAGIC) abort();
+    e->req = NULL;
+    e->op = ST_NONE;
+    s->inflight--;
+    if (r->status == 200 &&
+        !status_gw_from_object(r->body, r->body_len, &got, uid, sizeof(uid), err, sizeof(err))) {
+        st_gw_forget(e);
+        if ((e->current = malloc(sizeof(*e->current))))
+            *e->current = got;
+        else
+            status_gw_clear(&got);
+        if (op == ST_PATCH) {
+            sm.gw_writes++;
+            e->backoff = 0;
+            if (e->current)
+                log_info("gateway_status_updated",
+                         "object=%s/%s observed_generation=%lld conditions=%s listeners=%zu", e->ns,
+                         e->name, (long long)e->current->observed_generation,
+                         status_gw_conds_text(e->current, conds, sizeof(conds)),
+                         e->current->n_listeners);
+            if (e->current && (diff = st_gw_desired(e, &again)) >= 0) {
+                status_gw_clear(&again);
+                if (diff) {
+                    /* the server kept something else: do not write again at once */
+                    log_warn("status_not_applied", "kind=Gateway object=%s/%s", e->ns, e->name);
+                    st_gw_retry_later(e, 0);
+                }
+            }
+        } else {
+            sm.gw_reads++;
+        }
+        st_gw_pump(s);
+        return;
+    }
+    if (op == ST_PATCH) sm.gw_write_errors++;
+    if (op == ST_GET) sm.gw_reads++;
+    if (kube_client_parse_status(r->body, r->body_len, &st)) st.message[0] = '\0';
+    if (r->status == 200) snprintf(st.message, sizeof(st.message), "bad answer: %s", err);
+    log_warn("status_update_failed", "kind=Gateway object=%s/%s verb=%s status=%ld reason=%s",
+             e->ns, e->name, op == ST_PATCH ? "patch" : "get", r->status,
+             log_quote(q, sizeof(q), st.message[0] ? st.message : r->error));
+    st_gw_forget(e); /* read it again before the next write */
+    st_gw_retry_later(e, st_retry_after(r));
+    st_gw_pump(s);
+}
+
+static int st_gw_take_token(struct status_gateways *s, double now)
+{
+    s->tokens += (now - s->tokens_at) * s->qps;
+    s->tokens_at = now;
+    if (s->tokens > (double)s->burst) s->tokens = (double)s->burst;
+    if (s->tokens < 1.) return 0;
+    s->tokens -= 1.;
+    return 1;
+}
+
+/* Starts a GET (body NULL) or the PATCH of body for e. Returns 0, or -1 (logged). */
+static int st_gw_start(struct status_gateways *s, struct st_gw_entry *e, const char *body)
+{
+    char path[700], err[256];
+
+    snprintf(path, sizeof(path), "/apis/strait.dev/v1alpha1/namespaces/%s/gateways/%s%s", e->ns,
+             e->name, body ? "/status" : "");
+    e->op = body ? ST_PATCH : ST_GET;
+    e->req = kube_client_request(s->client, body ? "PATCH" : "GET", path,
+                                 body ? STATUS_PATCH : NULL, body, body ? strlen(body) : 0,
+                                 STATUS_TIMEOUT, st_gw_on_done, e, err, sizeof(err));
+    if (!e->req) {
+        e->op = ST_NONE;
+        log_warn("status_update_failed", "kind=Gateway object=%s/%s status=0 reason=\"%s\"", e->ns,
+                 e->name, err);
+        return -1;
+    }
+    s->inflight++;
+    return 0;
+}
+
+/*
+ * What e needs now: ST_NONE (nothing, or not before *later), ST_GET (its status is unknown)
+ * or ST_PATCH with *body (malloc'd) to send.
+ */
+static enum st_op st_gw_entry_op(struct st_gw_entry *e, double now, double *later, char **body)
+{
+    struct status_gw desired;
+    int diff;
+
+    *body = NULL;
+    if (e->req || e->clean) return ST_NONE;
+    if (e->next_try > now) {
+        *later = e->next_try;
+        return ST_NONE;
+    }
+    if (!e->current) return ST_GET;
+    if ((diff = st_gw_desired(e, &desired)) < 0) {
+        *later = now + STATUS_BACKOFF_MIN;
+        return ST_NONE;
+    }
+    if (diff) *body = status_gw_patch_body(&desired);
+    status_gw_clear(&desired);
+    if (!diff) {
+        e->clean = 1;
+        return ST_NONE;
+    }
+    if (!*body) {
+        *later = now + STATUS_BACKOFF_MIN;
+        return ST_NONE;
+    }
+    return ST_PATCH;
+}
+
+static void st_gw_pump(struct status_gateways *s)
+{
+    double now = ev_now(s->loop), next = HUGE_VAL, due;
+    size_t scanned;
+    char *body;
+
+    ev_timer_stop(s->loop, &s->timer);
+    if (!s->leading) return;
+    for (scanned = 0; scanned < s->n && s->inflight < STATUS_MAX_INFLIGHT; scanned++) {
+        struct st_gw_entry *e = s->e[s->cursor];
+        double later = HUGE_VAL;
+        enum st_op op = st_gw_entry_op(e, now, &later, &body);
+        if (op == ST_NONE) {
+            if (later < next) next = later;
+            goto skip;
+        }
+        if (!st_gw_take_token(s, now)) {
+            free(body);
+            due = now + (1. - s->tokens) / s->qps;
+            if (due < next) next = due;
+            break; /* this entry goes first next time */
+        }
+        if (st_gw_start(s, e, body)) {
+            st_gw_retry_later(e, 0);
+            if (e->next_try < next) next = e->next_try;
+        }
+        free(body);
+    skip:
+        s->cursor = (s->cursor + 1) % s->n;
+    }
+    if (next < HUGE_VAL) {
+        ev_timer_set(&s->timer, next > now ? next - now : 0., 0.);
+        ev_timer_start(s->loop, &s->timer);
+    }
+}
+
+static void st_gw_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct status_gateways *s = container_of(w, struct status_gateways, timer);
+
+    (void)loop;
+    (void)revents;
+    if (s->magic != STATUS_GW_MAGIC) abort();
+    st_gw_pump(s);
+}
+
+struct status_gateways *status_gateways_new(struct ev_loop *loop, struct kube_client *client,
+                                            double qps, unsigned burst)
+{
+    struct status_gateways *s = calloc(1, sizeof(*s));
+
+    if (!s) return NULL;
+    s->magic = STATUS_GW_MAGIC;
+    s->loop = loop;
+    s->client = client;
+    s->qps = qps > 0 ? qps : STATUS_QPS;
+    s->burst = burst ? burst : STATUS_BURST;
+    s->tokens = (double)s->burst;
+    s->tokens_at = ev_now(loop);
+    ev_timer_init(&s->timer, st_gw_on_timer, 0., 0.);
+    sm.gw_enabled = 1;
+    sgm_owner = s;
+    return s;
+}
+
+static struct st_gw_entry *st_gw_entry_new(struct status_gateways *s, const char *ns,
+                                           const char *name)
+{
+    size_t ln = strlen(ns) + 1, lm = strlen(name) + 1;
+    struct st_gw_entry *e = calloc(1, sizeof(*e));
+
+    if (!e || !(e->ns = malloc(ln + lm + 1))) {
+        free(e);
+        return NULL;
+    }
+    memcpy(e->ns, ns, ln);
+    e->name = e->ns + ln;
+    memcpy(e->name, name, lm);
+    e->uid = e->name + lm;
+    e->uid[0] = '\0';
+    e->magic = STATUS_GW_ENTRY_MAGIC;
+    e->s = s;
+    e->want.observed_generation = -1;
+    return e;
+}
+
+static int st_gw_cmp(const void *pa, const void *pb)
+{
+    const struct snapbuild_gateway *a = *(const struct snapbuild_gateway *const *)pa;
+    const struct snapbuild_gateway *b = *(const struct snapbuild_gateway *const *)pb;
+    int r = strcmp(a->ns, b->ns);
+
+    return r ? r : strcmp(a->name, b->name);
+}
+
+static int st_gw_cmp_entry(const struct st_gw_entry *e, const struct snapbuild_gateway *g)
+{
+    int r = strcmp(e->ns, g->ns);
+
+    return r ? r : strcmp(e->name, g->name);
+}
+
+/* Gives e the build's status for g (and its uid). Returns 0 or -1 (OOM; e unchanged). */
+static int st_gw_entry_set(struct st_gw_entry *e, const struct snapbuild_gateway *g)
+{
+    struct status_gw want;
+    const char *uid = g->uid ? g->uid : "";
+    char *nu = NULL;
+
+    if (status_gw_from_build(g, &want)) return -1;
+    if (strcmp(uid, e->uid)) {
+        size_t ln = strlen(e->ns) + 1, lm = strlen(e->name) + 1, lu = strlen(uid) + 1;
+        if (!(nu = malloc(ln + lm + lu))) {
+            status_gw_clear(&want);
+            return -1;
+        }
+        memcpy(nu, e->ns, ln);
+        memcpy(nu + ln, e->name, lm);
+        memcpy(nu + ln + lm, uid, lu);
+        /* another object of the same name (deleted and created again): read it afresh */
+        if (*e->uid) {
+            st_gw_cancel(e);
+            st_gw_forget(e);
+            e->next_try = e->backoff = 0;
+        }
+        free(e->ns);
+        e->ns = nu;
+        e->name = nu + ln;
+        e->uid = nu + ln + lm;
+    }
+    status_gw_clear(&e->want);
+    e->want = want;
+    e->clean = 0;
+    return 0;
+}
+
+int status_gateways_sync(struct status_gateways *s, const struct snapbuild_gateway *g, size_t n)
+{
+    const struct snapbuild_gateway **sorted = NULL;
+    struct st_gw_entry **next = NULL, *e;
+    size_t i, j = 0, out = 0;
+    int r = 1, fresh;
+
+    if (s->magic != STATUS_GW_MAGIC) abort();
+    if (n && (!(sorted = malloc(n * sizeof(*sorted))) || !(next = calloc(n, sizeof(*next)))))
+        goto oom;
+    for (i = 0; i < n; i++)
+        sorted[i] = &g[i];
+    if (n > 1) qsort(sorted, n, sizeof(*sorted), st_gw_cmp);
+    for (i = 0; i < n; i++) {
+        if (!sorted[i]->ns || !sorted[i]->name) continue;
+        if (out && !st_gw_cmp_entry(next[out - 1], sorted[i])) continue;
+        while (j < s->n && (r = st_gw_cmp_entry(s->e[j], sorted[i])) < 0)
+            j++;
+        fresh = 0;
+        if (j < s->n && !r) {
+            e = s->e[j];
+            e->seen = 1;
+            j++;
+        } else if (!(e = st_gw_entry_new(s, sorted[i]->ns, sorted[i]->name))) {
+            goto oom_next;
+        } else {
+            fresh = 1;
+        }
+        if (st_gw_entry_set(e, sorted[i])) {
+            if (fresh) st_gw_entry_free(e);
+            goto oom_next;
+        }
+        next[out++] = e;
+    }
+    for (j = 0; j < s->n; j++) {
+        if (s->e[j]->seen)
+            s->e[j]->seen = 0;
+        else
+            st_gw_entry_free(s->e[j]);
+    }
+    free(s->e);
+    s->e = next;
+    s->n = out;
+    s->cursor = 0;
+    free(sorted);
+    st_gw_pump(s);
+    return 0;
+
+oom_next:
+    for (i = 0; i < out; i++)
+        if (next[i]->seen)
+            next[i]->seen = 0;
+        else
+            st_gw_entry_free(next[i]);
+    for (j = 0; j < s->n; j++)
+        s->e[j]->seen = 0;
+oom:
+    free(next);
+    free(sorted);
+    return -1;
+}
+
+void status_gateways_set_leader(struct status_gateways *s, int leading)
+{
+    size_t i;
+
+    if (s->magic != STATUS_GW_MAGIC) abort();
+    if (leading == s->leading) return;
+    s->leading = leading;
+    if (!leading) {
+        for (i = 0; i < s->n; i++) {
+            st_gw_cancel(s->e[i]);
+            st_gw_forget(s->e[i]);
+            s->e[i]->next_try = 0;
+            s->e[i]->backoff = 0;
+        }
+        ev_timer_stop(s->loop, &s->timer);
+        return;
+    }
+    s->tokens = (double)s->burst;
+    s->tokens_at = ev_now(s->loop);
+    st_gw_pump(s);
+}
+
+void status_gateways_free(struct status_gateways *s)
+{
+    size_t i;
+
+    if (!s) return;
+    if (s->magic != STATUS_GW_MAGIC) abort();
+    for (i = 0; i < s->n; i++)
+        st_gw_entry_free(s->e[i]);
+    free(s->e);
+    ev_timer_stop(s->loop, &s->timer);
+    if (sgm_owner == s) sgm_owner = NULL;
+    s->magic = 0;
+    free(s);
+}
+
 void status_metrics(struct status_metrics *out)
 {
     size_t i;
 
     *out = sm;
     out->pending = 0;
+    out->gw_pending = 0;
+    for (i = 0; sgm_owner && sgm_owner->leading && i < sgm_owner->n; i++)
+        if (!sgm_owner->e[i]->clean) out->gw_pending++;
     if (!sm_owner || !sm_owner->leading || !sm_owner->desired_canon) return;
     for (i = 0; i < sm_owner->n; i++)
         if (!sm_owner->e[i]->current || strcmp(sm_owner->e[i]->current, sm_owner->desired_canon))

@@ -316,6 +316,106 @@ static void test_paths(void **state)
     kube_watch_free(w);
 }
 
+/* A 404 on a custom resource's list: the CRD is not installed. */
+static void list_404(struct kube_watch *w)
+{
+    static const char body[] =
+        "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\","
+        "\"message\":\"the server could not find the requested resource\",\"reason\":"
+        "\"NotFound\",\"details\":{},\"code\":404}";
+    struct kube_response r;
+
+    memset(&r, 0, sizeof(r));
+    r.status = 404;
+    r.body = body;
+    r.body_len = strlen(body);
+    r.retry_after = -1;
+    r.complete = 1;
+    r.error = "";
+    r.method = "GET";
+    r.path = w->base;
+    kw_on_list_done(w, &r);
+}
+
+static void test_crd_missing(void **state)
+{
+    static const struct kube_watch_opts opts = {.crd_recheck = 45};
+    static const char gw[] =
+        "{\"type\":\"ADDED\",\"object\":{\"apiVersion\":\"strait.dev/v1alpha1\",\"kind\":"
+        "\"Gateway\",\"metadata\":{\"name\":\"g\",\"namespace\":\"default\",\"generation\":"
+        "2,\"resourceVersion\":\"9\"},\"spec\":{\"listeners\":[{\"name\":\"http\",\"port\":80,"
+        "\"protocol\":\"HTTP\"}]}}}\n";
+    static const char list[] =
+        "{\"kind\":\"GatewayList\",\"apiVersion\":\"strait.dev/v1alpha1\",\"metadata\":"
+        "{\"resourceVersion\":\"7\"},\"items\":[]}";
+    static const struct kube_watch_callbacks cb = {on_changed, on_state};
+    const struct model_gateway *g;
+    struct kube_watch *w;
+    char err[256];
+
+    (void)state;
+    model_cache_init(&cache);
+    n_changed = n_state = 0;
+    w = kube_watch_new(ev_default_loop(0), NULL, &cache, MODEL_KIND_GATEWAY, &opts, &cb, NULL, err,
+                       sizeof(err));
+    assert_non_null(w);
+    assert_string_equal(w->base, "/apis/strait.dev/v1alpha1/gateways");
+    /* the first list: 404 makes the kind an empty, synced list, listed again in 45 s */
+    list_404(w);
+    assert_int_equal(kube_watch_synced(w), 1);
+    assert_int_equal(kube_watch_crd_missing(w), 1);
+    assert_int_equal(kube_watch_auth_error(w, NULL), 0);
+    assert_int_equal(n_state, 1);
+    assert_int_equal(n_changed, 1);
+    assert_true(ev_is_active(&w->retry));
+    assert_true(w->next == KW_NEXT_LIST);
+    assert_true(ev_timer_remaining(ev_default_loop(0), &w->retry) > 44. &&
+                ev_timer_remaining(ev_default_loop(0), &w->retry) <= 45.);
+    /* again: nothing changed, nothing reported */
+    list_404(w);
+    assert_int_equal(n_changed, 1);
+    assert_int_equal(n_state, 1);
+    /* the CRD came: a list, then a Gateway from the watch (decoded with its generation) */
+    assert_int_equal(kw_list_page(w, list, strlen(list), err, sizeof(err)), 0);
+    kw_list_finish(w);
+    w->crd_missing = 0;
+    assert_int_equal(kw_feed(w, gw, strlen(gw)), 0);
+    g = (const struct model_gateway *)model_cache_find(&cache, MODEL_KIND_GATEWAY, "default", "g");
+    assert_non_null(g);
+    assert_int_equal(g->generation, 2);
+    assert_string_equal(w->rv, "9");
+    assert_null(g->invalid);
+    /* an invalid Gateway is rejected (counted, logged) but kept, for its status */
+    {
+        static const char bad[] =
+            "{\"type\":\"MODIFIED\",\"object\":{\"apiVersion\":\"strait.dev/v1alpha1\","
+            "\"kind\":\"Gateway\",\"metadata\":{\"name\":\"g\",\"namespace\":\"default\","
+            "\"uid\":\"u-9\",\"generation\":3,\"resourceVersion\":\"10\"},\"spec\":{"
+            "\"listeners\":[]}}}\n";
+        assert_int_equal(kw_feed(w, bad, strlen(bad)), 0);
+        g = (const struct model_gateway *)model_cache_find(&cache, MODEL_KIND_GATEWAY, "default",
+                                                           "g");
+        assert_non_null(g);
+        assert_non_null(g->invalid);
+        assert_int_equal(g->generation, 3);
+        assert_int_equal(kube_watch_rejected(w), 1);
+        assert_int_equal(kw_feed(w, gw, strlen(gw)), 0);
+        assert_int_equal(kube_watch_rejected(w), 0);
+    }
+    /* the CRD went away: its objects go with it */
+    list_404(w);
+    assert_int_equal(cache.kinds[MODEL_KIND_GATEWAY].n, 0);
+    assert_int_equal(kube_watch_crd_missing(w), 1);
+    assert_int_equal(kube_watch_synced(w), 1);
+    free_watch(w);
+    /* a built-in kind's 404 is an ordinary error: not synced */
+    w = new_watch(MODEL_KIND_SERVICE);
+    list_404(w);
+    assert_int_equal(kube_watch_synced(w), 0);
+    assert_int_equal(kube_watch_crd_missing(w), 0);
+    free_watch(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -323,6 +423,7 @@ int main(void)
         cmocka_unit_test(test_event_types),     cmocka_unit_test(test_error_events),
         cmocka_unit_test(test_relist_replaces), cmocka_unit_test(test_first_list_and_bad_pages),
         cmocka_unit_test(test_backoff),         cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_crd_missing),
     };
 
     log_init("test", LOG_LEVEL_ERROR);

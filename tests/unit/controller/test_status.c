@@ -303,13 +303,231 @@ static void test_sync_entries(void **state)
     status_free(s);
 }
 
+/* ---- Gateway status ---- */
+
+static const char T0[] = "2025-01-01T00:00:00Z", T1[] = "2025-06-01T12:00:00Z";
+
+/* A build's status for default/NAME at generation gen: Accepted True, Programmed (prog),
+ * ResolvedRefs False BackendNotFound; one listener "http" with 2 routes. */
+static void gw_fill(struct snapbuild_gateway *g, struct snapbuild_gw_listener *l, const char *name,
+                    int64_t gen, const char *prog)
+{
+    memset(g, 0, sizeof(*g));
+    memset(l, 0, sizeof(*l));
+    g->ns = "default";
+    g->name = name;
+    g->uid = "u-1";
+    g->resource_version = "5";
+    g->generation = gen;
+    g->conds[0] = (struct snapbuild_condition){"Accepted", "True", "Accepted", "valid"};
+    g->conds[1] = (struct snapbuild_condition){"Programmed", prog, "Programmed", "served"};
+    g->conds[2] = (struct snapbuild_condition){"ResolvedRefs", "False", "BackendNotFound",
+                                               "service \"nope\" not found"};
+    l->name = "http";
+    l->attached_routes = 2;
+    l->conds[0] = (struct snapbuild_condition){"Accepted", "True", "Accepted", ""};
+    g->listeners = l;
+    g->n_listeners = 1;
+}
+
+static void test_gw_from_build_and_patch(void **state)
+{
+    struct snapbuild_gateway g;
+    struct snapbuild_gw_listener l;
+    struct status_gw want, out;
+    char *body, *msg, text[200];
+
+    (void)state;
+    gw_fill(&g, &l, "g", 3, "True");
+    assert_int_equal(status_gw_from_build(&g, &want), 0);
+    assert_int_equal(want.observed_generation, 3);
+    assert_int_equal(want.n_conds, 3);
+    assert_int_equal(want.n_listeners, 1);
+    assert_int_equal(want.listeners[0].n_conds, 1); /* unset conditions are left out */
+    assert_string_equal(want.listeners[0].conds[0].last_transition, "");
+    assert_int_equal(status_gw_stamp(&want, NULL, T0, &out), 0);
+    body = status_gw_patch_body(&out);
+    assert_string_equal(
+        body, "{\"status\":{\"observedGeneration\":3,\"conditions\":["
+              "{\"type\":\"Accepted\",\"status\":\"True\",\"observedGeneration\":3,"
+              "\"lastTransitionTime\":\"2025-01-01T00:00:00Z\",\"reason\":\"Accepted\","
+              "\"message\":\"valid\"},"
+              "{\"type\":\"Programmed\",\"status\":\"True\",\"observedGeneration\":3,"
+              "\"lastTransitionTime\":\"2025-01-01T00:00:00Z\",\"reason\":\"Programmed\","
+              "\"message\":\"served\"},"
+              "{\"type\":\"ResolvedRefs\",\"status\":\"False\",\"observedGeneration\":3,"
+              "\"lastTransitionTime\":\"2025-01-01T00:00:00Z\",\"reason\":\"BackendNotFound\","
+              "\"message\":\"service \\\"nope\\\" not found\"}],"
+              "\"listeners\":[{\"name\":\"http\",\"attachedRoutes\":2,\"conditions\":["
+              "{\"type\":\"Accepted\",\"status\":\"True\",\"observedGeneration\":3,"
+              "\"lastTransitionTime\":\"2025-01-01T00:00:00Z\",\"reason\":\"Accepted\","
+              "\"message\":\"\"}]}]}}");
+    assert_string_equal(status_gw_conds_text(&out, text, sizeof(text)),
+                        "Accepted:True,Programmed:True,ResolvedRefs:False/BackendNotFound");
+    free(body);
+    status_gw_clear(&want);
+    status_gw_clear(&out);
+
+    /* what the schema would refuse is made to fit */
+    msg = malloc(40001);
+    memset(msg, 'a', 40000);
+    msg[40000] = '\0';
+    msg[STATUS_GW_MAX_MESSAGE - 1] = (char)0xc3; /* "é" across the cut: cut before it */
+    msg[STATUS_GW_MAX_MESSAGE] = (char)0xa9;
+    g.conds[0] = (struct snapbuild_condition){"Accepted", "Maybe", "not a reason!", msg};
+    g.conds[1] = (struct snapbuild_condition){NULL, NULL, NULL, NULL};
+    g.conds[2].reason = "";
+    g.generation = -4;
+    l.attached_routes = 1000;
+    assert_int_equal(status_gw_from_build(&g, &want), 0);
+    assert_int_equal(want.n_conds, 2);
+    assert_int_equal(want.observed_generation, 0);
+    assert_string_equal(want.conds[0].status, "Unknown");
+    assert_string_equal(want.conds[0].reason, "Unknown");
+    assert_int_equal(strlen(want.conds[0].message), STATUS_GW_MAX_MESSAGE - 1);
+    assert_string_equal(want.conds[1].reason, "Unknown");
+    assert_int_equal(want.listeners[0].attached_routes, 64);
+    status_gw_clear(&want);
+    free(msg);
+    assert_true(st_gw_reason_ok("BackendNotFound"));
+    assert_true(st_gw_reason_ok("A_b:c,d9"));
+    assert_false(st_gw_reason_ok("9Lives"));
+    assert_false(st_gw_reason_ok("Ends,"));
+    assert_false(st_gw_reason_ok(NULL));
+}
+
+static void test_gw_stamp_and_read(void **state)
+{
+    static const char obj[] =
+        "{\"apiVersion\":\"strait.dev/v1alpha1\",\"kind\":\"Gateway\",\"metadata\":{\"name\":\"g\","
+        "\"uid\":\"u-1\",\"generation\":4},\"status\":{\"observedGeneration\":3,\"conditions\":["
+        "{\"type\":\"Accepted\",\"status\":\"True\",\"observedGeneration\":3,"
+        "\"lastTransitionTime\":\"2025-01-01T00:00:00Z\",\"reason\":\"Accepted\","
+        "\"message\":\"valid\"},"
+        "{\"type\":\"Programmed\",\"status\":\"False\",\"observedGeneration\":3,"
+        "\"lastTransitionTime\":\"2025-01-01T00:00:00Z\",\"reason\":\"Pending\",\"message\":\"\"}],"
+        "\"listeners\":[{\"name\":\"http\",\"attachedRoutes\":2,\"conditions\":[{\"type\":"
+        "\"Accepted\",\"status\":\"True\",\"lastTransitionTime\":\"2025-01-01T00:00:00Z\","
+        "\"reason\":\"Accepted\",\"message\":\"\"}]}]}}";
+    struct snapbuild_gateway g;
+    struct snapbuild_gw_listener l;
+    struct status_gw want, prev, out, back;
+    char uid[64], err[128], *body, wrapped[4096];
+
+    (void)state;
+    assert_int_equal(
+        status_gw_from_object(obj, strlen(obj), &prev, uid, sizeof(uid), err, sizeof(err)), 0);
+    assert_string_equal(uid, "u-1");
+    assert_int_equal(prev.observed_generation, 3);
+    assert_int_equal(prev.n_conds, 2);
+    assert_int_equal(prev.listeners[0].conds[0].observed_generation, -1);
+    /* generation 4: Accepted stays True (its time is kept), Programmed turns True (now),
+     * ResolvedRefs is new (now); the listener's Accepted is unchanged (kept) */
+    gw_fill(&g, &l, "g", 4, "True");
+    assert_int_equal(status_gw_from_build(&g, &want), 0);
+    assert_int_equal(status_gw_stamp(&want, &prev, T1, &out), 0);
+    assert_string_equal(out.conds[0].last_transition, T0);
+    assert_string_equal(out.conds[1].last_transition, T1);
+    assert_string_equal(out.conds[2].last_transition, T1);
+    assert_string_equal(out.listeners[0].conds[0].last_transition, T0);
+    assert_false(status_gw_equal(&out, &prev));
+    /* what we write reads back the same: stamping again changes nothing (no write) */
+    body = status_gw_patch_body(&out);
+    snprintf(wrapped, sizeof(wrapped), "{\"metadata\":{\"uid\":\"u-1\"},%s", body + 1);
+    assert_int_equal(
+        status_gw_from_object(wrapped, strlen(wrapped), &back, uid, sizeof(uid), err, sizeof(err)),
+        0);
+    assert_true(status_gw_equal(&out, &back));
+    status_gw_clear(&out);
+    assert_int_equal(status_gw_stamp(&want, &back, "2030-01-01T00:00:00Z", &out), 0);
+    assert_true(status_gw_equal(&out, &back));
+    free(body);
+    status_gw_clear(&want);
+    status_gw_clear(&out);
+    status_gw_clear(&back);
+    status_gw_clear(&prev);
+    /* no status at all; not JSON */
+    assert_int_equal(status_gw_from_object("{}", 2, &prev, uid, sizeof(uid), err, sizeof(err)), 0);
+    assert_int_equal(prev.observed_generation, -1);
+    assert_int_equal(prev.n_conds + prev.n_listeners, 0);
+    status_gw_clear(&prev);
+    assert_int_equal(status_gw_from_object("[", 1, &prev, uid, sizeof(uid), err, sizeof(err)), -1);
+    status_gw_clear(&prev);
+}
+
+static void test_gw_writer_decisions(void **state)
+{
+    struct ev_loop *loop = ev_default_loop(0);
+    struct status_gateways *s = status_gateways_new(loop, NULL, 0, 0);
+    struct snapbuild_gateway g[2];
+    struct snapbuild_gw_listener l[2];
+    struct status_metrics m;
+    double later = 0, now = ev_now(loop);
+    char *body;
+
+    (void)state;
+    gw_fill(&g[0], &l[0], "b", 1, "True");
+    gw_fill(&g[1], &l[1], "a", 1, "False");
+    assert_int_equal(status_gateways_sync(s, g, 2), 0);
+    assert_int_equal(s->n, 2);
+    assert_string_equal(s->e[0]->name, "a"); /* sorted */
+    assert_string_equal(s->e[1]->uid, "u-1");
+    /* unknown status: read it first */
+    assert_int_equal(st_gw_entry_op(s->e[0], now, &later, &body), ST_GET);
+    assert_null(body);
+    /* known and equal to the build's: nothing to do, and that is remembered */
+    s->e[0]->current = calloc(1, sizeof(*s->e[0]->current));
+    assert_int_equal(status_gw_stamp(&s->e[0]->want, NULL, T0, s->e[0]->current), 0);
+    assert_int_equal(st_gw_entry_op(s->e[0], now, &later, &body), ST_NONE);
+    assert_int_equal(s->e[0]->clean, 1);
+    /* a new generation: a patch, the unchanged conditions keep their time */
+    gw_fill(&g[1], &l[1], "a", 2, "False");
+    assert_int_equal(status_gateways_sync(s, g, 2), 0);
+    assert_int_equal(s->e[0]->clean, 0);
+    assert_non_null(s->e[0]->current); /* what was known is kept */
+    assert_int_equal(st_gw_entry_op(s->e[0], now, &later, &body), ST_PATCH);
+    assert_non_null(strstr(body, "\"observedGeneration\":2"));
+    assert_non_null(strstr(body, T0));
+    free(body);
+    /* backoff: not before its retry time */
+    s->e[0]->next_try = now + 5;
+    later = 0;
+    assert_int_equal(st_gw_entry_op(s->e[0], now, &later, &body), ST_NONE);
+    assert_true(later == now + 5);
+    s->e[0]->next_try = 0;
+    /* the same name with another uid: another object, read afresh */
+    g[1].uid = "u-2";
+    assert_int_equal(status_gateways_sync(s, g, 2), 0);
+    assert_null(s->e[0]->current);
+    assert_string_equal(s->e[0]->uid, "u-2");
+    assert_string_equal(s->e[0]->name, "a");
+    /* a follower counts nothing as pending */
+    status_metrics(&m);
+    assert_int_equal(m.gw_enabled, 1);
+    assert_int_equal(m.gw_pending, 0);
+    /* b leaves */
+    assert_int_equal(status_gateways_sync(s, g + 1, 1), 0);
+    assert_int_equal(s->n, 1);
+    assert_string_equal(s->e[0]->name, "a");
+    assert_int_equal(status_gateways_sync(s, NULL, 0), 0);
+    assert_int_equal(s->n, 0);
+    status_gateways_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_addresses), cmocka_unit_test(test_service_addresses),
-        cmocka_unit_test(test_equal_and_patch), cmocka_unit_test(test_backoff),
-        cmocka_unit_test(test_entry_op),        cmocka_unit_test(test_token_bucket),
-        cmocka_unit_test(test_service_due),     cmocka_unit_test(test_sync_entries),
+        cmocka_unit_test(test_parse_addresses),
+        cmocka_unit_test(test_service_addresses),
+        cmocka_unit_test(test_equal_and_patch),
+        cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_entry_op),
+        cmocka_unit_test(test_token_bucket),
+        cmocka_unit_test(test_service_due),
+        cmocka_unit_test(test_sync_entries),
+        cmocka_unit_test(test_gw_from_build_and_patch),
+        cmocka_unit_test(test_gw_stamp_and_read),
+        cmocka_unit_test(test_gw_writer_decisions),
     };
 
     log_init("test", LOG_LEVEL_ERROR);
