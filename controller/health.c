@@ -303,6 +303,21 @@ static void health_render_leader(FILE *f)
                "(leader only).");
         fprintf(f, "strait_controller_status_pending %u\n", sm.pending);
     }
+    if (sm.gw_enabled) {
+        family(f, "strait_controller_gateway_status_writes_total", "counter",
+               "Gateway status writes, by result.");
+        fprintf(f, "strait_controller_gateway_status_writes_total{result=\"ok\"} %llu\n",
+                (unsigned long long)sm.gw_writes);
+        fprintf(f, "strait_controller_gateway_status_writes_total{result=\"error\"} %llu\n",
+                (unsigned long long)sm.gw_write_errors);
+        family(f, "strait_controller_gateway_status_reads_total", "counter",
+               "Gateway reads made for status.");
+        fprintf(f, "strait_controller_gateway_status_reads_total %llu\n",
+                (unsigned long long)sm.gw_reads);
+        family(f, "strait_controller_gateway_status_pending", "gauge",
+               "Gateways whose status is not known to be the last build's (leader only).");
+        fprintf(f, "strait_controller_gateway_status_pending %u\n", sm.gw_pending);
+    }
     if (em.enabled) {
         family(f, "strait_controller_k8s_events_total", "counter",
                "Kubernetes Events about rejected objects: created, updated (count bumped), "
