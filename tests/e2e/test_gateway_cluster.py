@@ -255,3 +255,29 @@ class TestGatewayStatus(GatewayClusterTest):
         rr = conds(self.get_gw("nobackend"))["ResolvedRefs"]
         self.assertEqual(rr["reason"], "ResolvedRefs")
         self.assertGreaterEqual(rr["lastTransitionTime"], t0)
+
+    def test_invalid_gateway_gets_accepted_false(self):
+        """A Gateway the controller's checks refuse (the stand-in server, like an API server
+        without the CRD's rules, stores it) is logged object_rejected, not served, and its
+        status says Accepted False Invalid with the reason; a valid one next to it serves."""
+        ports = self.s.backends("v1")
+        self.backend_objects("web", ports["v1"])
+        bad = gateway("bad", ["bad.example.com"])
+        bad["spec"]["listeners"][0]["protocol"] = "HTTPS"  # HTTPS without tls
+        self.create(GWS, bad)
+        self.create(GWS, gateway("good", ["good.example.com"]))
+        self.start_stack()
+        self.s.wait_backend("good.example.com", "/", "v1")
+        self.s.wait_backend("bad.example.com", "/", 404)
+        obj = self.wait_status("bad", 1, "status of the invalid Gateway")
+        jsonschema.validate(obj["status"], status_schema())
+        acc = conds(obj)["Accepted"]
+        self.assertEqual((acc["status"], acc["reason"]), ("False", "Invalid"))
+        self.assertIn("tls", acc["message"])
+        self.assertEqual(conds(obj)["Programmed"]["status"], "False")
+        rejected = [e for e in harness.log_events(self.s.controller_log(), "object_rejected")
+                    if e.get("kind") == "Gateway"]
+        self.assertTrue(rejected and rejected[0]["object"] == "default/bad", rejected)
+        self.assertEqual(self.s.ctl_metrics()["strait_controller_objects_rejected"], 1)
+        good = self.wait_status("good", 1, "status of the valid Gateway")
+        self.assertEqual(conds(good)["Accepted"]["status"], "True")
