@@ -16,6 +16,13 @@
  * cannot be used refuses its Ingress (fail closed); a bad server certificate does not (its
  * hosts fall back to the last good or the default certificate, and the Ingress gets an
  * InvalidCertificate/SecretNotFound rejection for Events).
+ * Gateways (strait.dev/v1alpha1): gwbuild.c turns each into route candidates (listener
+ * attachment, hostname intersection, resolved backendRefs and mirrors) and status notes; here
+ * they join the Ingress candidates in one key sort and settle (a conflict needs the same host,
+ * path, match, method and conditions and overlapping scope: listener kinds and wildcard depth),
+ * one route order (sb_cmp_route), shared clusters, the v4 sections (conds, backends, filters,
+ * header edits, shared per rule), HTTPS listeners' certificateRefs as TLS claims next to the
+ * Ingresses', and out->gateways (conditions) at the end.
  * Does not: encode bytes (snapwire does), keep state between builds (apart from certcheck's
  * last-good memory), or look at files.
  * Invariants: output depends only on the cache content, never on insertion order: every
