@@ -1746,7 +1746,8 @@ int snapbuild_build_opts(const struct model_cache *cache, const struct snapbuild
         if (!(c->name = sb_strdup(a, name))) goto nomem;
         c->lb = SNAPWIRE_LB_ROUND_ROBIN;
         c->tls = (uint8_t)cl[i].tls;
-        c->tls_sni = cl[i].tls ? cl[i].sni : "";
+        /* a Gateway backend's SNI lives in gwbuild's memory, which goes with the build */
+        if (!(c->tls_sni = sb_strdup(a, cl[i].tls ? cl[i].sni : ""))) goto nomem;
         sb_emit(cl[i].tls_ca);
         c->first_endpoint = (uint32_t)e0;
         c->endpoint_count = (uint32_t)(eps.n - e0);
