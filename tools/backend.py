@@ -39,9 +39,18 @@ def _int_param(q, name, default=0):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # head and body in one segment: without these, Nagle holds the body back until the
+    # proxy's delayed ACK (40 ms per keep-alive request)
+    disable_nagle_algorithm = True
+    wbufsize = 64 * 1024
     server_version = "strait-demo-backend"
     sys_version = ""
     backend_name = "backend"
+
+    def handle_expect_100(self):
+        ok = super().handle_expect_100()
+        self.wfile.flush()  # the client waits for it: do not leave it in the buffer
+        return ok
 
     def log_message(self, fmt, *args):  # quiet unless --verbose
         if self.server.verbose:

@@ -7,7 +7,8 @@
 # HTTPS: a demo certificate for secure.example.com (self-signed, made with openssl at every
 # start; no key is checked in) goes into a kubernetes.io/tls Secret with an Ingress using
 # it, in .run/manifests/tls/; the controller reads .run/manifests/, which links the
-# manifests folder, so editing manifests/examples/ still changes the routes.
+# manifests folder's entries (not gateway/: the Gateway examples stand alone), so editing
+# manifests/examples/ still changes the routes.
 #
 # Usage: tools/run-demo.sh [BUILD_DIR]      (default: build)
 # Env:   STRAIT_LISTEN (127.0.0.1:8080)  STRAIT_LISTEN_TLS (127.0.0.1:8443)
@@ -60,7 +61,13 @@ demo_dir=$run_dir/manifests
 tls_dir=$demo_dir/tls
 rm -rf "$demo_dir"
 mkdir -p "$tls_dir"
-ln -s "$(cd "$manifests" && pwd)" "$demo_dir/examples"
+# Every entry of the manifests folder but gateway/: those Gateway examples stand alone
+# (kubectl apply -f manifests/examples/gateway/X.yaml) and would take the demo's hosts here.
+mkdir -p "$demo_dir/examples"
+for entry in "$(cd "$manifests" && pwd)"/*; do
+  [ "$(basename "$entry")" = gateway ] && continue
+  ln -s "$entry" "$demo_dir/examples/"
+done
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
   -subj "/CN=secure.example.com" -addext "subjectAltName=DNS:secure.example.com" \
   -keyout "$tls_dir/demo.key" -out "$tls_dir/demo.crt" 2>"$log_dir/openssl.log" ||
