@@ -111,6 +111,7 @@ fuzz: fuzz-build
 bench: deps all
 	@bench/run.sh
 	@python3 bench/cluster.py
+	@python3 bench/routes.py
 bench-cluster: deps all
 	@python3 bench/cluster.py
 
@@ -136,10 +137,15 @@ bench: bench-tools
 bench-tls: deps all bench-tools
 	@BUILD=$(BUILD) bench/tls.sh
 # bench-router: the router micro-benchmark (bench/routerbench.c, issue 7's routing target):
-# ns per router_match for 10 .. 100,000 routes.
+# ns per router_route for 10 .. 100,000 routes, Ingress-style and mixed Gateway matches.
+# bench-routes: the same target end to end (bench/routes.py): data-plane CPU per request
+# with 10 and with 10,000 Gateway routes, through wrk.
 .PHONY: bench-router
 $(BUILD)/routerbench: bench/routerbench.c $(BUILD)/libdataplane.a $(BUILD)/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Idataplane $(LDFLAGS_ALL) -o $@ $< $(filter %.a,$^) $(DP_LIBS)
 bench-router: deps $(BUILD)/routerbench
 	@$(BUILD)/routerbench
+.PHONY: bench-routes
+bench-routes: deps all
+	@python3 bench/routes.py --build $(BUILD)
