@@ -567,9 +567,11 @@ static void kw_failed(struct kube_watch *w, const char *verb, const struct kube_
 
 /*
  * The API server answered 404 for a custom resource's collection: its CRD is not installed
- * (or was just removed). The kind is an empty list - synced, so readiness does not wait for
- * it - and is listed again every crd_recheck seconds, so installing the CRD later starts the
- * reflector. Logged once per disappearance.
+ * (or was just removed); or 403: the controller's RBAC rules do not cover it (an install from
+ * before the CRD existed). The kind is an empty list - synced, so readiness does not wait for
+ * it and Ingresses keep serving - and is listed again every crd_recheck seconds, so
+ * installing the CRD (or the rule) later starts the reflector. Logged once per disappearance,
+ * with the status that says which.
  */
 static void kw_crd_missing(struct kube_watch *w, const struct kube_response *r)
 {
@@ -581,8 +583,10 @@ static void kw_crd_missing(struct kube_watch *w, const struct kube_response *r)
     if (!w->crd_missing) {
         if (kube_client_parse_status(r->body, r->body_len, &st)) st.message[0] = '\0';
         log_warn(w->k->crd_missing_event,
-                 "kind=%s crd=%s path=%s status=404 message=%s recheck_in=%.2f", w->name, w->k->crd,
-                 r->path, log_quote(q, sizeof(q), st.message), w->crd_recheck);
+                 "kind=%s crd=%s path=%s status=%ld reason=%s message=%s recheck_in=%.2f", w->name,
+                 w->k->crd, r->path, r->status,
+                 r->status == 403 ? "Forbidden" : "NotFound",
+                 log_quote(q, sizeof(q), st.message), w->crd_recheck);
     }
     /* an empty kind stays empty: no change to report every recheck */
     if (!w->crd_missing || !w->synced || w->cache->kinds[w->k->kind].n) {
@@ -600,7 +604,7 @@ static void kw_on_list_done(void *arg, const struct kube_response *r)
 
     if (w->magic != KW_MAGIC) abort();
     w->req = NULL;
-    if (r->status == 404 && w->k->crd) {
+    if ((r->status == 404 || r->status == 403) && w->k->crd) {
         kw_crd_missing(w, r);
         return;
     }
@@ -709,7 +713,7 @@ static void kw_on_watch_done(void *arg, const struct kube_response *r)
         return;
     }
     health_count_watch_restart(w->k->kind);
-    if (!w->watch_open && r->status == 404 && w->k->crd) {
+    if (!w->watch_open && (r->status == 404 || r->status == 403) && w->k->crd) {
         /* the CRD went away: the list says so (and empties the kind) */
         kw_list_reset(w);
         kw_start_list(w);

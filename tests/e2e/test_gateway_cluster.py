@@ -165,6 +165,24 @@ class TestCrdMissing(GatewayClusterTest):
         self.assertEqual(self.s.ctl_get("/readyz")[0], 200)
 
 
+    def test_forbidden_gateways_do_not_block_ingresses(self):
+        """RBAC without the Gateway rules (an install older than the CRD): 403 on gateways is
+        logged once, the controller is ready and serves Ingresses."""
+        ports = self.s.backends("v1")
+        self.api = self.s.apiserver(args=["--forbid-resource", "gateways"])
+        self.backend_objects("app", ports["v1"])
+        self.create("/apis/networking.k8s.io/v1/namespaces/default/ingresses",
+                    harness.ingress("app", [("app.example.com", [("/", "Prefix", "app")])]))
+        self.start_stack(env={"STRAIT_CRD_RECHECK": "0.3"})
+        self.s.wait_backend("app.example.com", "/", "v1")
+        wait_until(lambda: len([r for r in self.requests(GW_API + "/gateways")
+                                if r["status"] == 403]) >= 2, 10, what="two 403 lists")
+        missing = harness.log_events(self.s.controller_log(), "gateway_crd_missing")
+        self.assertEqual(len(missing), 1, missing)
+        self.assertEqual((missing[0]["status"], missing[0]["reason"]), ("403", "Forbidden"))
+        self.assertEqual(self.s.ctl_get("/readyz")[0], 200)
+
+
 class TestGatewayStatus(GatewayClusterTest):
     def setUp(self):
         super().setUp()

@@ -4,6 +4,7 @@ and watch wire protocol of kube-apiserver for the resources in store.RESOURCES, 
 good enough for kubectl, and /_control/ endpoints that inject faults.
 
   server.py --dir DIR [--port 0] [--token TOKEN ...] [--forbidden-token TOKEN ...]
+            [--forbid-resource PLURAL ...] [--without-crd NAME ...]
             [--bookmark-interval S] [--quiet] [--without-crd gateways.strait.dev]
 
 Writes DIR/ca.crt, DIR/server.crt, DIR/server.key (made with the openssl CLI unless they are
@@ -214,6 +215,7 @@ class Control:
     def __init__(self, tokens, forbidden, bookmark_interval):
         self.lock = threading.Lock()
         self.tokens, self.forbidden = set(tokens), set(forbidden)
+        self.forbid_resources = set()  # plurals every token gets 403 for (RBAC without them)
         self.faults = []   # dicts: status, count, retry_after, path_prefix, method, watch
         self.delays = []   # dicts: seconds, count, path_prefix, method, watch
         self.requests = collections.deque(maxlen=100000)
@@ -387,6 +389,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 raise ApiError(401, "Unauthorized", "Unauthorized")
             if state == "forbidden":
                 raise self.forbidden(path, q, is_watch)
+            if ctl.forbid_resources and not path.startswith("/_control/"):
+                p = parse_api_path(path, self.server.store.absent)
+                if p is not None and p[0].plural in ctl.forbid_resources:
+                    raise self.forbidden(path, q, is_watch)
             if path.startswith("/_control/"):
                 return self.control(path[len("/_control/"):], raw)
             rule = ctl.take(ctl.delays, self.command, path, is_watch)
@@ -717,6 +723,9 @@ def main():
     ap.add_argument("--forbidden-token", action="append", default=[], help="a token that gets 403 for everything")
     ap.add_argument("--bookmark-interval", type=float, default=1.0, help="seconds between BOOKMARK events")
     ap.add_argument("--quiet", action="store_true", help="do not log each request on stderr")
+    ap.add_argument("--forbid-resource", action="append", default=[],
+                    help="every request for this resource (plural, e.g. gateways) gets 403, as "
+                         "from RBAC rules that lack it")
     ap.add_argument("--without-crd", action="append", default=[], choices=sorted(st.CRDS),
                     help="start with this CRD not installed (its paths answer 404 until POST /_control/crds)")
     args = ap.parse_args()
@@ -728,6 +737,7 @@ def main():
     ctx.load_cert_chain(os.path.join(d, "server.crt"), os.path.join(d, "server.key"))
     ctx.set_alpn_protocols(["http/1.1"])
     control = Control(tokens, args.forbidden_token, args.bookmark_interval)
+    control.forbid_resources = set(args.forbid_resource)
     httpd = Server(("127.0.0.1", args.port), ctx, st.Store(args.without_crd), control, args.quiet)
     port = httpd.server_address[1]
     write_atomic(os.path.join(d, "kubeconfig"), kubeconfig(port, os.path.join(d, "ca.crt"), tokens[0]))
