@@ -30,6 +30,7 @@ static inline int dbuf_reserve(struct dbuf *b, size_t n)
 /* Appends n bytes (or a NUL-terminated string). Returns 0 or -1 (out of memory). */
 static inline int dbuf_append(struct dbuf *b, const void *d, size_t n)
 {
+    if (n == 0) return 0; /* an empty buffer has no memory yet: memcpy(NULL, ..., 0) is UB */
     if (dbuf_reserve(b, n) < 0) return -1;
     memcpy(b->p + b->off + b->len, d, n);
     b->len += (uint32_t)n;
