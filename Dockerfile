@@ -6,7 +6,7 @@ FROM debian:bookworm AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential pkg-config libev-dev libssl-dev libyajl-dev libyaml-dev zlib1g-dev \
-      libcurl4-openssl-dev libnghttp2-dev \
+      libcurl4-openssl-dev libnghttp2-dev libpcre2-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
@@ -18,7 +18,7 @@ RUN make -j"$(nproc)" BUILD=/out all
 FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libev4 libssl3 libyajl2 libyaml-0-2 zlib1g libcurl4 libnghttp2-14 ca-certificates \
+      libev4 libssl3 libyajl2 libyaml-0-2 zlib1g libcurl4 libnghttp2-14 libpcre2-8-0 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 strait \
  && useradd --system --uid 10001 --gid strait --no-create-home --shell /usr/sbin/nologin strait \
