@@ -584,8 +584,7 @@ static void kw_crd_missing(struct kube_watch *w, const struct kube_response *r)
         if (kube_client_parse_status(r->body, r->body_len, &st)) st.message[0] = '\0';
         log_warn(w->k->crd_missing_event,
                  "kind=%s crd=%s path=%s status=%ld reason=%s message=%s recheck_in=%.2f", w->name,
-                 w->k->crd, r->path, r->status,
-                 r->status == 403 ? "Forbidden" : "NotFound",
+                 w->k->crd, r->path, r->status, r->status == 403 ? "Forbidden" : "NotFound",
                  log_quote(q, sizeof(q), st.message), w->crd_recheck);
     }
     /* an empty kind stays empty: no change to report every recheck */
