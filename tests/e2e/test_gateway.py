@@ -522,3 +522,63 @@ class GatewayTest(h.StraitTest):
         self.assertEqual(st["default/bad2"].get("accepted"), "False", st)
         self.assertEqual(st["default/good"].get("accepted"), "True", st)
         self.assertEqual(st["default/good"].get("programmed"), "True", st)
+
+
+class GatewayHTTPSTest(h.StraitTest):
+    """An HTTPS listener with a certificate from a kubernetes.io/tls Secret next to an HTTP
+    listener whose only route redirects to https (manifests/examples/gateway/redirect.yaml's
+    pattern): SNI gets the listener's certificate, routes attach per listener kind."""
+
+    def test_https_listener_and_http_redirect_route(self):
+        import certs
+        cdir = os.path.join(self.s.dir, "certs")
+        ca = certs.make_ca(cdir)
+        crt = certs.make_cert(cdir, "www.gw.test", sans=["www.gw.test"], ca=ca)
+        port = self.s.backend("web")
+        self.s.write("svc.yaml", h.service_with_endpoints("web", port),
+                     certs.tls_secret("www-tls", crt))
+        listeners = [{"name": "http", "port": 80, "protocol": "HTTP"},
+                     {"name": "https", "port": 443, "protocol": "HTTPS",
+                      "hostname": "www.gw.test",
+                      "tls": {"certificateRefs": [{"name": "www-tls"}]}}]
+        self.s.write("gw.yaml", gateway("site", [
+            route(["www.gw.test"], rule(filters=[{"type": "RequestRedirect", "requestRedirect": {
+                "scheme": "https", "statusCode": 301}}]), name="to-https",
+                listener_names=["http"]),
+            route(["www.gw.test"], rule("web"), name="www", listener_names=["https"])],
+            listeners=listeners))
+        self.s.controller()
+        h.start_dataplane_tls(self.s)
+        # plain HTTP: the redirect route only
+        r = self.s.curl("www.gw.test", "/a?b=1")
+        self.assertEqual(r.status, 301, repr(r))
+        self.assertEqual(r.headers.get("location"), "https://www.gw.test/a?b=1")
+        # HTTPS: the listener's certificate for its hostname, and the backend route only
+        rc, out, err = h.s_client(self.s.tls_port, "www.gw.test")
+        self.assertEqual(h.served_fingerprint(out), crt.fingerprint(), err)
+        r = h.curl_https(self.s.tls_port, "www.gw.test", "/a", workdir=self.s.dir,
+                         cacert=ca.crt)
+        self.assertEqual((r.status, r.backend), (200, "web"), repr(r))
+        self.assertEqual(r.json()["headers"].get("x-forwarded-proto"), "https")
+        log = self.s.controller_log()
+        st = {e.get("object"): e for e in h.log_events(log, "gateway_status")}
+        self.assertEqual(st["default/site"].get("accepted"), "True", st)
+        self.assertEqual(st["default/site"].get("resolved_refs"), "True", st)
+
+    def test_missing_certificate_ref_is_reported(self):
+        port = self.s.backend("web")
+        self.s.write("svc.yaml", h.service_with_endpoints("web", port))
+        self.s.write("gw.yaml", gateway("site", [route(["nocert.gw.test"], rule("web"))],
+                                        listeners=[{"name": "https", "port": 443,
+                                                    "protocol": "HTTPS",
+                                                    "tls": {"certificateRefs": [
+                                                        {"name": "absent"}]}}]))
+        self.s.controller()
+        h.start_dataplane_tls(self.s)
+        # still served over TLS, with the data plane's own certificate
+        r = h.curl_https(self.s.tls_port, "nocert.gw.test", "/", workdir=self.s.dir)
+        self.assertEqual((r.status, r.backend), (200, "web"), repr(r))
+        st = {e.get("object"): e for e in h.log_events(self.s.controller_log(),
+                                                       "gateway_status")}
+        self.assertEqual(st["default/site"].get("resolved_refs"), "False", st)
+        self.assertIn("InvalidCertificateRef", json.dumps(st["default/site"]))
