@@ -21,6 +21,7 @@
 
 #include "adminsrv.h"
 #include "events.h"
+#include "gwstatus.h"
 #include "leader.h"
 #include "publisher.h"
 #include "snapwire.h"
@@ -270,10 +271,12 @@ static void health_render_leader(FILE *f)
 {
     struct leader_metrics lm;
     struct status_metrics sm;
+    struct gwstatus_metrics gm;
     struct events_metrics em;
 
     leader_metrics(&lm);
     status_metrics(&sm);
+    gwstatus_metrics(&gm);
     events_metrics(&em);
     if (lm.enabled) {
         family(f, "strait_controller_leader", "gauge",
@@ -303,20 +306,20 @@ static void health_render_leader(FILE *f)
                "(leader only).");
         fprintf(f, "strait_controller_status_pending %u\n", sm.pending);
     }
-    if (sm.gw_enabled) {
+    if (gm.enabled) {
         family(f, "strait_controller_gateway_status_writes_total", "counter",
                "Gateway status writes, by result.");
         fprintf(f, "strait_controller_gateway_status_writes_total{result=\"ok\"} %llu\n",
-                (unsigned long long)sm.gw_writes);
+                (unsigned long long)gm.writes);
         fprintf(f, "strait_controller_gateway_status_writes_total{result=\"error\"} %llu\n",
-                (unsigned long long)sm.gw_write_errors);
+                (unsigned long long)gm.write_errors);
         family(f, "strait_controller_gateway_status_reads_total", "counter",
                "Gateway reads made for status.");
         fprintf(f, "strait_controller_gateway_status_reads_total %llu\n",
-                (unsigned long long)sm.gw_reads);
+                (unsigned long long)gm.reads);
         family(f, "strait_controller_gateway_status_pending", "gauge",
                "Gateways whose status is not known to be the last build's (leader only).");
-        fprintf(f, "strait_controller_gateway_status_pending %u\n", sm.gw_pending);
+        fprintf(f, "strait_controller_gateway_status_pending %u\n", gm.pending);
     }
     if (em.enabled) {
         family(f, "strait_controller_k8s_events_total", "counter",

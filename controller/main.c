@@ -31,6 +31,7 @@
 #include "certcheck.h"
 #include "events.h"
 #include "filesource.h"
+#include "gwstatus.h"
 #include "health.h"
 #include "kube_config.h"
 #include "kube_source.h"
@@ -72,7 +73,7 @@ struct ctl {
     /* cluster mode */
     struct leader *leader;
     struct status *status; /* NULL without --publish-service / --publish-status-address */
-    struct status_gateways *gw_status; /* Gateway conditions, always in cluster mode */
+    struct gwstatus_writer *gw_status; /* Gateway conditions, always in cluster mode */
     struct events *events;
     int stopping; /* SIGTERM seen: releasing the lease */
 };
@@ -333,7 +334,7 @@ static void ctl_feed_cluster(struct ctl *c, const struct snapbuild_result *r)
         if (status_sync(c->status, t, r->n_accepted)) goto oom;
         status_service_changed(c->status); /* the publish Service may be what changed */
     }
-    if (c->gw_status && status_gateways_sync(c->gw_status, r->gateways, r->n_gateways)) goto oom;
+    if (c->gw_status && gwstatus_writer_sync(c->gw_status, r->gateways, r->n_gateways)) goto oom;
     kube_source_each_rejected(c->ks, ctl_collect_decode_reject, &dr);
     if (dr.oom) goto oom;
     n = r->n_rejections + dr.n;
@@ -507,7 +508,7 @@ static void ctl_on_started_leading(void *arg)
 
     if (c->magic != CTL_MAGIC) abort();
     if (c->status) status_set_leader(c->status, 1);
-    if (c->gw_status) status_gateways_set_leader(c->gw_status, 1);
+    if (c->gw_status) gwstatus_writer_set_leader(c->gw_status, 1);
     events_set_leader(c->events, 1);
 }
 
@@ -517,7 +518,7 @@ static void ctl_on_stopped_leading(void *arg)
 
     if (c->magic != CTL_MAGIC) abort();
     if (c->status) status_set_leader(c->status, 0);
-    if (c->gw_status) status_gateways_set_leader(c->gw_status, 0);
+    if (c->gw_status) gwstatus_writer_set_leader(c->gw_status, 0);
     events_set_leader(c->events, 0);
 }
 
@@ -554,7 +555,7 @@ static int ctl_start_cluster(struct ctl *c, const struct leader_opts *lo,
     if ((so->publish_service || so->publish_addresses) &&
         !(c->status = status_new(c->loop, client, so, err, sizeof(err))))
         goto fail;
-    if (!(c->gw_status = status_gateways_new(c->loop, client, 0, 0))) {
+    if (!(c->gw_status = gwstatus_writer_new(c->loop, client, 0, 0))) {
         snprintf(err, sizeof(err), "out of memory");
         goto fail;
     }
@@ -879,7 +880,7 @@ free_cluster:
     /* before the client goes: they cancel their requests on it */
     leader_free(c.leader);
     status_free(c.status);
-    status_gateways_free(c.gw_status);
+    gwstatus_writer_free(c.gw_status);
     events_free(c.events);
     kube_source_free(c.ks);
 stop_watchers:

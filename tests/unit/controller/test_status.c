@@ -1,7 +1,8 @@
 /*
- * status: the pure parts as data tables (address lists, what a Service or an Ingress
- * publishes, normalization and equality, the merge patch), and the writer's decisions taken
- * apart from its requests: which request an Ingress needs, the backoff and Retry-After, the
+ * status, gwstatus and the writer they share (stwriter): the pure parts as data tables
+ * (address lists, what a Service or an Ingress publishes, normalization and equality, the
+ * merge patches, Gateway conditions), and the writers' decisions taken apart from their
+ * requests: which request an Ingress or a Gateway needs, the backoff and Retry-After, the
  * token bucket, when the publish Service is read. Nothing here sends or answers a request:
  * the writer's requests are tested end to end against the stand-in API server
  * (tests/e2e/test_status_events_api.py, tests/e2e/test_leader_status_events.py).
@@ -17,7 +18,9 @@
 #include <cmocka.h>
 #include <ev.h>
 
+#include "../../../controller/gwstatus.c"
 #include "../../../controller/status.c"
+#include "../../../controller/stwriter.c"
 
 /* ---- pure part ---- */
 
@@ -132,70 +135,29 @@ static void test_backoff(void **state)
 
     (void)state;
     for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
-        b = st_backoff_next(b);
+        b = stwriter_backoff_next(b);
         if (b != want[i]) fail_msg("failure %zu: backoff %g, want %g", i + 1, b, want[i]);
     }
     /* jittered by +-25 %; u = 0.5 is the backoff itself */
-    assert_true(st_retry_at(100, 2, 0, 0) == 101.5);
-    assert_true(st_retry_at(100, 2, 0, 0.5) == 102);
-    assert_true(st_retry_at(100, 2, 0, 0.999) < 102.5);
+    assert_true(stwriter_retry_at(100, 2, 0, 0) == 101.5);
+    assert_true(stwriter_retry_at(100, 2, 0, 0.5) == 102);
+    assert_true(stwriter_retry_at(100, 2, 0, 0.999) < 102.5);
     /* a longer Retry-After wins, a shorter one changes nothing */
-    assert_true(st_retry_at(100, 0.5, 7, 0.5) == 107);
-    assert_true(st_retry_at(100, 4, 1, 0.5) == 104);
-    assert_true(st_retry_at(100, 4, -1, 0.5) == 104);
+    assert_true(stwriter_retry_at(100, 0.5, 7, 0.5) == 107);
+    assert_true(stwriter_retry_at(100, 4, 1, 0.5) == 104);
+    assert_true(stwriter_retry_at(100, 4, -1, 0.5) == 104);
     /* only a 429's Retry-After is honoured */
     memset(&r, 0, sizeof(r));
     r.status = 429;
     r.retry_after = 7;
-    assert_true(st_retry_after(&r) == 7);
+    assert_true(stwriter_retry_after(&r) == 7);
     r.retry_after = -1; /* no header */
-    assert_true(st_retry_after(&r) == 0);
+    assert_true(stwriter_retry_after(&r) == 0);
     r.status = 500;
     r.retry_after = 7;
-    assert_true(st_retry_after(&r) == 0);
+    assert_true(stwriter_retry_after(&r) == 0);
     r.status = 409;
-    assert_true(st_retry_after(&r) == 0);
-}
-
-#define DESIRED "203.0.113.7|;"
-
-static const struct {
-    int busy;            /* a request in flight */
-    const char *current; /* what is known of its status */
-    double next_try;
-    enum st_op want;
-    double later; /* HUGE_VAL: not set */
-} op_cases[] = {
-    {0, NULL, 0, ST_GET, HUGE_VAL},           /* unknown: read it */
-    {0, "10.0.0.1|;", 0, ST_PATCH, HUGE_VAL}, /* known and not ours: write */
-    {0, "", 0, ST_PATCH, HUGE_VAL},           /* known empty */
-    {0, DESIRED, 0, ST_NONE, HUGE_VAL},       /* already right: nothing */
-    {0, DESIRED, 200, ST_NONE, HUGE_VAL},     /* right, a retry pending does not matter */
-    {1, NULL, 0, ST_NONE, HUGE_VAL},          /* one request at a time */
-    {1, "10.0.0.1|;", 0, ST_NONE, HUGE_VAL},
-    {0, NULL, 150, ST_NONE, 150},         /* a failure's backoff: not before next_try */
-    {0, "10.0.0.1|;", 150, ST_NONE, 150}, /* (a failure forgets current: the retry reads) */
-    {0, NULL, 100, ST_GET, HUGE_VAL},     /* next_try reached */
-};
-
-static void test_entry_op(void **state)
-{
-    struct st_entry e;
-    size_t i;
-
-    (void)state;
-    for (i = 0; i < sizeof(op_cases) / sizeof(op_cases[0]); i++) {
-        double later = HUGE_VAL;
-        enum st_op op;
-
-        memset(&e, 0, sizeof(e));
-        e.req = op_cases[i].busy ? (struct kube_request *)&e : NULL;
-        e.current = (char *)op_cases[i].current;
-        e.next_try = op_cases[i].next_try;
-        op = st_entry_op(&e, DESIRED, 100, &later);
-        if (op != op_cases[i].want || later != op_cases[i].later)
-            fail_msg("case %zu: op %d later %g", i, (int)op, later);
-    }
+    assert_true(stwriter_retry_after(&r) == 0);
 }
 
 static struct status *new_writer(const char *addresses, const char *service, double qps,
@@ -216,28 +178,80 @@ static struct status *new_writer(const char *addresses, const char *service, dou
     return s;
 }
 
+#define DESIRED "203.0.113.7|;"
+
+static const struct {
+    int busy;            /* a request in flight */
+    const char *current; /* what is known of its status */
+    double next_try;
+    enum stwriter_op want;
+    double later; /* HUGE_VAL: not set */
+} op_cases[] = {
+    {0, NULL, 0, STWRITER_GET, HUGE_VAL},           /* unknown: read it */
+    {0, "10.0.0.1|;", 0, STWRITER_PATCH, HUGE_VAL}, /* known and not ours: write */
+    {0, "", 0, STWRITER_PATCH, HUGE_VAL},           /* known empty */
+    {0, DESIRED, 0, STWRITER_NONE, HUGE_VAL},       /* already right: nothing */
+    {0, DESIRED, 200, STWRITER_NONE, HUGE_VAL},     /* right, a retry pending does not matter */
+    {1, NULL, 0, STWRITER_NONE, HUGE_VAL},          /* one request at a time */
+    {1, "10.0.0.1|;", 0, STWRITER_NONE, HUGE_VAL},
+    {0, NULL, 150, STWRITER_NONE, 150},         /* a failure's backoff: not before next_try */
+    {0, "10.0.0.1|;", 150, STWRITER_NONE, 150}, /* (a failure forgets current: the retry reads) */
+    {0, NULL, 100, STWRITER_GET, HUGE_VAL},     /* next_try reached */
+};
+
+static void test_entry_op(void **state)
+{
+    struct status *s = new_writer("203.0.113.7", NULL, 0, 0);
+    struct st_entry e;
+    size_t i;
+
+    (void)state;
+    assert_string_equal(s->desired_canon, DESIRED);
+    for (i = 0; i < sizeof(op_cases) / sizeof(op_cases[0]); i++) {
+        double later = HUGE_VAL;
+        enum stwriter_op op;
+        char *body;
+
+        memset(&e, 0, sizeof(e));
+        e.base.w = &s->w;
+        e.base.req = op_cases[i].busy ? (struct kube_request *)&e : NULL;
+        e.current = (char *)op_cases[i].current;
+        e.base.next_try = op_cases[i].next_try;
+        op = stw_entry_op(&e.base, 100, &later, &body);
+        if (op != op_cases[i].want || later != op_cases[i].later)
+            fail_msg("case %zu: op %d later %g", i, (int)op, later);
+        /* a write sends the published list, nothing else carries a body */
+        if (op == STWRITER_PATCH)
+            assert_non_null(strstr(body, "\"ip\":\"203.0.113.7\""));
+        else
+            assert_null(body);
+        free(body);
+    }
+    status_free(s);
+}
+
 /* A burst, then qps a second; idle time refills up to the burst only. */
 static void test_token_bucket(void **state)
 {
     struct status *s = new_writer("203.0.113.7", NULL, 2, 3);
-    double t0 = s->tokens_at;
+    double t0 = s->w.tokens_at;
     int k, n;
 
     (void)state;
     for (k = 0, n = 0; k < 10; k++)
-        n += st_take_token(s, t0);
+        n += stw_take_token(&s->w, t0);
     assert_int_equal(n, 3);
-    assert_int_equal(st_take_token(s, t0 + 0.4), 0);
-    assert_int_equal(st_take_token(s, t0 + 0.5), 1); /* one token per 1/qps */
-    assert_int_equal(st_take_token(s, t0 + 0.5), 0);
+    assert_int_equal(stw_take_token(&s->w, t0 + 0.4), 0);
+    assert_int_equal(stw_take_token(&s->w, t0 + 0.5), 1); /* one token per 1/qps */
+    assert_int_equal(stw_take_token(&s->w, t0 + 0.5), 0);
     for (k = 0, n = 0; k < 10; k++)
-        n += st_take_token(s, t0 + 1000);
+        n += stw_take_token(&s->w, t0 + 1000);
     assert_int_equal(n, 3);
     status_free(s);
     /* the defaults */
     s = new_writer("203.0.113.7", NULL, 0, 0);
-    assert_true(s->qps == STATUS_QPS);
-    assert_int_equal(s->burst, STATUS_BURST);
+    assert_true(s->w.qps == STWRITER_QPS);
+    assert_int_equal(s->w.burst, STWRITER_BURST);
     status_free(s);
 }
 
@@ -283,13 +297,13 @@ static void test_sync_entries(void **state)
     (void)state;
     assert_int_equal(status_parse_addresses("203.0.113.7", &known, err, sizeof(err)), 0);
     assert_int_equal(status_sync(s, t, 3), 0);
-    assert_int_equal(s->n, 2);
-    assert_string_equal(s->e[0]->name, "a");
-    assert_string_equal(s->e[0]->current, s->desired_canon); /* nothing to do for a */
-    assert_string_equal(s->e[1]->name, "b");
-    assert_null(s->e[1]->current);
+    assert_int_equal(s->w.n, 2);
+    assert_string_equal(s->w.e[0]->name, "a");
+    assert_string_equal(st_entry_of(s->w.e[0])->current, s->desired_canon); /* nothing to do */
+    assert_string_equal(s->w.e[1]->name, "b");
+    assert_null(st_entry_of(s->w.e[1])->current);
     /* a follower sends nothing, and counts nothing as pending */
-    assert_null(s->e[1]->req);
+    assert_null(s->w.e[1]->req);
     {
         struct status_metrics m;
         status_metrics(&m);
@@ -297,9 +311,9 @@ static void test_sync_entries(void **state)
     }
     /* b leaves, a stays with what was known */
     assert_int_equal(status_sync(s, t + 1, 1), 0);
-    assert_int_equal(s->n, 1);
-    assert_string_equal(s->e[0]->name, "a");
-    assert_non_null(s->e[0]->current);
+    assert_int_equal(s->w.n, 1);
+    assert_string_equal(s->w.e[0]->name, "a");
+    assert_non_null(st_entry_of(s->w.e[0])->current);
     status_free(s);
 }
 
@@ -334,19 +348,19 @@ static void test_gw_from_build_and_patch(void **state)
 {
     struct snapbuild_gateway g;
     struct snapbuild_gw_listener l;
-    struct status_gw want, out;
+    struct gwstatus want, out;
     char *body, *msg, text[200];
 
     (void)state;
     gw_fill(&g, &l, "g", 3, "True");
-    assert_int_equal(status_gw_from_build(&g, &want), 0);
+    assert_int_equal(gwstatus_from_build(&g, &want), 0);
     assert_int_equal(want.observed_generation, 3);
     assert_int_equal(want.n_conds, 3);
     assert_int_equal(want.n_listeners, 1);
     assert_int_equal(want.listeners[0].n_conds, 1); /* unset conditions are left out */
     assert_string_equal(want.listeners[0].conds[0].last_transition, "");
-    assert_int_equal(status_gw_stamp(&want, NULL, T0, &out), 0);
-    body = status_gw_patch_body(&out);
+    assert_int_equal(gwstatus_stamp(&want, NULL, T0, &out), 0);
+    body = gwstatus_patch_body(&out);
     assert_string_equal(
         body, "{\"status\":{\"observedGeneration\":3,\"conditions\":["
               "{\"type\":\"Accepted\",\"status\":\"True\",\"observedGeneration\":3,"
@@ -362,38 +376,38 @@ static void test_gw_from_build_and_patch(void **state)
               "{\"type\":\"Accepted\",\"status\":\"True\",\"observedGeneration\":3,"
               "\"lastTransitionTime\":\"2025-01-01T00:00:00Z\",\"reason\":\"Accepted\","
               "\"message\":\"\"}]}]}}");
-    assert_string_equal(status_gw_conds_text(&out, text, sizeof(text)),
+    assert_string_equal(gwstatus_conds_text(&out, text, sizeof(text)),
                         "Accepted:True,Programmed:True,ResolvedRefs:False/BackendNotFound");
     free(body);
-    status_gw_clear(&want);
-    status_gw_clear(&out);
+    gwstatus_clear(&want);
+    gwstatus_clear(&out);
 
     /* what the schema would refuse is made to fit */
     msg = malloc(40001);
     memset(msg, 'a', 40000);
     msg[40000] = '\0';
-    msg[STATUS_GW_MAX_MESSAGE - 1] = (char)0xc3; /* "é" across the cut: cut before it */
-    msg[STATUS_GW_MAX_MESSAGE] = (char)0xa9;
+    msg[GWSTATUS_MAX_MESSAGE - 1] = (char)0xc3; /* "é" across the cut: cut before it */
+    msg[GWSTATUS_MAX_MESSAGE] = (char)0xa9;
     g.conds[0] = (struct snapbuild_condition){"Accepted", "Maybe", "not a reason!", msg};
     g.conds[1] = (struct snapbuild_condition){NULL, NULL, NULL, NULL};
     g.conds[2].reason = "";
     g.generation = -4;
     l.attached_routes = 1000;
-    assert_int_equal(status_gw_from_build(&g, &want), 0);
+    assert_int_equal(gwstatus_from_build(&g, &want), 0);
     assert_int_equal(want.n_conds, 2);
     assert_int_equal(want.observed_generation, 0);
     assert_string_equal(want.conds[0].status, "Unknown");
     assert_string_equal(want.conds[0].reason, "Unknown");
-    assert_int_equal(strlen(want.conds[0].message), STATUS_GW_MAX_MESSAGE - 1);
+    assert_int_equal(strlen(want.conds[0].message), GWSTATUS_MAX_MESSAGE - 1);
     assert_string_equal(want.conds[1].reason, "Unknown");
     assert_int_equal(want.listeners[0].attached_routes, 64);
-    status_gw_clear(&want);
+    gwstatus_clear(&want);
     free(msg);
-    assert_true(st_gw_reason_ok("BackendNotFound"));
-    assert_true(st_gw_reason_ok("A_b:c,d9"));
-    assert_false(st_gw_reason_ok("9Lives"));
-    assert_false(st_gw_reason_ok("Ends,"));
-    assert_false(st_gw_reason_ok(NULL));
+    assert_true(gws_reason_ok("BackendNotFound"));
+    assert_true(gws_reason_ok("A_b:c,d9"));
+    assert_false(gws_reason_ok("9Lives"));
+    assert_false(gws_reason_ok("Ends,"));
+    assert_false(gws_reason_ok(NULL));
 }
 
 static void test_gw_stamp_and_read(void **state)
@@ -411,12 +425,12 @@ static void test_gw_stamp_and_read(void **state)
         "\"reason\":\"Accepted\",\"message\":\"\"}]}]}}";
     struct snapbuild_gateway g;
     struct snapbuild_gw_listener l;
-    struct status_gw want, prev, out, back;
+    struct gwstatus want, prev, out, back;
     char uid[64], err[128], *body, wrapped[4096];
 
     (void)state;
     assert_int_equal(
-        status_gw_from_object(obj, strlen(obj), &prev, uid, sizeof(uid), err, sizeof(err)), 0);
+        gwstatus_from_object(obj, strlen(obj), &prev, uid, sizeof(uid), err, sizeof(err)), 0);
     assert_string_equal(uid, "u-1");
     assert_int_equal(prev.observed_generation, 3);
     assert_int_equal(prev.n_conds, 2);
@@ -424,94 +438,97 @@ static void test_gw_stamp_and_read(void **state)
     /* generation 4: Accepted stays True (its time is kept), Programmed turns True (now),
      * ResolvedRefs is new (now); the listener's Accepted is unchanged (kept) */
     gw_fill(&g, &l, "g", 4, "True");
-    assert_int_equal(status_gw_from_build(&g, &want), 0);
-    assert_int_equal(status_gw_stamp(&want, &prev, T1, &out), 0);
+    assert_int_equal(gwstatus_from_build(&g, &want), 0);
+    assert_int_equal(gwstatus_stamp(&want, &prev, T1, &out), 0);
     assert_string_equal(out.conds[0].last_transition, T0);
     assert_string_equal(out.conds[1].last_transition, T1);
     assert_string_equal(out.conds[2].last_transition, T1);
     assert_string_equal(out.listeners[0].conds[0].last_transition, T0);
-    assert_false(status_gw_equal(&out, &prev));
+    assert_false(gwstatus_equal(&out, &prev));
     /* what we write reads back the same: stamping again changes nothing (no write) */
-    body = status_gw_patch_body(&out);
+    body = gwstatus_patch_body(&out);
     snprintf(wrapped, sizeof(wrapped), "{\"metadata\":{\"uid\":\"u-1\"},%s", body + 1);
     assert_int_equal(
-        status_gw_from_object(wrapped, strlen(wrapped), &back, uid, sizeof(uid), err, sizeof(err)),
+        gwstatus_from_object(wrapped, strlen(wrapped), &back, uid, sizeof(uid), err, sizeof(err)),
         0);
-    assert_true(status_gw_equal(&out, &back));
-    status_gw_clear(&out);
-    assert_int_equal(status_gw_stamp(&want, &back, "2030-01-01T00:00:00Z", &out), 0);
-    assert_true(status_gw_equal(&out, &back));
+    assert_true(gwstatus_equal(&out, &back));
+    gwstatus_clear(&out);
+    assert_int_equal(gwstatus_stamp(&want, &back, "2030-01-01T00:00:00Z", &out), 0);
+    assert_true(gwstatus_equal(&out, &back));
     free(body);
-    status_gw_clear(&want);
-    status_gw_clear(&out);
-    status_gw_clear(&back);
-    status_gw_clear(&prev);
+    gwstatus_clear(&want);
+    gwstatus_clear(&out);
+    gwstatus_clear(&back);
+    gwstatus_clear(&prev);
     /* no status at all; not JSON */
-    assert_int_equal(status_gw_from_object("{}", 2, &prev, uid, sizeof(uid), err, sizeof(err)), 0);
+    assert_int_equal(gwstatus_from_object("{}", 2, &prev, uid, sizeof(uid), err, sizeof(err)), 0);
     assert_int_equal(prev.observed_generation, -1);
     assert_int_equal(prev.n_conds + prev.n_listeners, 0);
-    status_gw_clear(&prev);
-    assert_int_equal(status_gw_from_object("[", 1, &prev, uid, sizeof(uid), err, sizeof(err)), -1);
-    status_gw_clear(&prev);
+    gwstatus_clear(&prev);
+    assert_int_equal(gwstatus_from_object("[", 1, &prev, uid, sizeof(uid), err, sizeof(err)), -1);
+    gwstatus_clear(&prev);
 }
+
+/* A Gateway writer's entry i. */
+#define GWE(s, i) gws_entry_of((s)->w.e[i])
 
 static void test_gw_writer_decisions(void **state)
 {
     struct ev_loop *loop = ev_default_loop(0);
-    struct status_gateways *s = status_gateways_new(loop, NULL, 0, 0);
+    struct gwstatus_writer *s = gwstatus_writer_new(loop, NULL, 0, 0);
     struct snapbuild_gateway g[2];
     struct snapbuild_gw_listener l[2];
-    struct status_metrics m;
+    struct gwstatus_metrics m;
     double later = 0, now = ev_now(loop);
     char *body;
 
     (void)state;
     gw_fill(&g[0], &l[0], "b", 1, "True");
     gw_fill(&g[1], &l[1], "a", 1, "False");
-    assert_int_equal(status_gateways_sync(s, g, 2), 0);
-    assert_int_equal(s->n, 2);
-    assert_string_equal(s->e[0]->name, "a"); /* sorted */
-    assert_string_equal(s->e[1]->uid, "u-1");
+    assert_int_equal(gwstatus_writer_sync(s, g, 2), 0);
+    assert_int_equal(s->w.n, 2);
+    assert_string_equal(s->w.e[0]->name, "a"); /* sorted */
+    assert_string_equal(GWE(s, 1)->uid, "u-1");
     /* unknown status: read it first */
-    assert_int_equal(st_gw_entry_op(s->e[0], now, &later, &body), ST_GET);
+    assert_int_equal(stw_entry_op(s->w.e[0], now, &later, &body), STWRITER_GET);
     assert_null(body);
     /* known and equal to the build's: nothing to do, and that is remembered */
-    s->e[0]->current = calloc(1, sizeof(*s->e[0]->current));
-    assert_int_equal(status_gw_stamp(&s->e[0]->want, NULL, T0, s->e[0]->current), 0);
-    assert_int_equal(st_gw_entry_op(s->e[0], now, &later, &body), ST_NONE);
-    assert_int_equal(s->e[0]->clean, 1);
+    GWE(s, 0)->current = calloc(1, sizeof(*GWE(s, 0)->current));
+    assert_int_equal(gwstatus_stamp(&GWE(s, 0)->want, NULL, T0, GWE(s, 0)->current), 0);
+    assert_int_equal(stw_entry_op(s->w.e[0], now, &later, &body), STWRITER_NONE);
+    assert_int_equal(GWE(s, 0)->clean, 1);
     /* a new generation: a patch, the unchanged conditions keep their time */
     gw_fill(&g[1], &l[1], "a", 2, "False");
-    assert_int_equal(status_gateways_sync(s, g, 2), 0);
-    assert_int_equal(s->e[0]->clean, 0);
-    assert_non_null(s->e[0]->current); /* what was known is kept */
-    assert_int_equal(st_gw_entry_op(s->e[0], now, &later, &body), ST_PATCH);
+    assert_int_equal(gwstatus_writer_sync(s, g, 2), 0);
+    assert_int_equal(GWE(s, 0)->clean, 0);
+    assert_non_null(GWE(s, 0)->current); /* what was known is kept */
+    assert_int_equal(stw_entry_op(s->w.e[0], now, &later, &body), STWRITER_PATCH);
     assert_non_null(strstr(body, "\"observedGeneration\":2"));
     assert_non_null(strstr(body, T0));
     free(body);
     /* backoff: not before its retry time */
-    s->e[0]->next_try = now + 5;
+    s->w.e[0]->next_try = now + 5;
     later = 0;
-    assert_int_equal(st_gw_entry_op(s->e[0], now, &later, &body), ST_NONE);
+    assert_int_equal(stw_entry_op(s->w.e[0], now, &later, &body), STWRITER_NONE);
     assert_true(later == now + 5);
-    s->e[0]->next_try = 0;
+    s->w.e[0]->next_try = 0;
     /* the same name with another uid: another object, read afresh */
     g[1].uid = "u-2";
-    assert_int_equal(status_gateways_sync(s, g, 2), 0);
-    assert_null(s->e[0]->current);
-    assert_string_equal(s->e[0]->uid, "u-2");
-    assert_string_equal(s->e[0]->name, "a");
+    assert_int_equal(gwstatus_writer_sync(s, g, 2), 0);
+    assert_null(GWE(s, 0)->current);
+    assert_string_equal(GWE(s, 0)->uid, "u-2");
+    assert_string_equal(s->w.e[0]->name, "a");
     /* a follower counts nothing as pending */
-    status_metrics(&m);
-    assert_int_equal(m.gw_enabled, 1);
-    assert_int_equal(m.gw_pending, 0);
+    gwstatus_metrics(&m);
+    assert_int_equal(m.enabled, 1);
+    assert_int_equal(m.pending, 0);
     /* b leaves */
-    assert_int_equal(status_gateways_sync(s, g + 1, 1), 0);
-    assert_int_equal(s->n, 1);
-    assert_string_equal(s->e[0]->name, "a");
-    assert_int_equal(status_gateways_sync(s, NULL, 0), 0);
-    assert_int_equal(s->n, 0);
-    status_gateways_free(s);
+    assert_int_equal(gwstatus_writer_sync(s, g + 1, 1), 0);
+    assert_int_equal(s->w.n, 1);
+    assert_string_equal(s->w.e[0]->name, "a");
+    assert_int_equal(gwstatus_writer_sync(s, NULL, 0), 0);
+    assert_int_equal(s->w.n, 0);
+    gwstatus_writer_free(s);
 }
 
 int main(void)
