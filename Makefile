@@ -149,3 +149,24 @@ bench-router: deps $(BUILD)/routerbench
 .PHONY: bench-routes
 bench-routes: deps all
 	@python3 bench/routes.py --build $(BUILD)
+
+# image: the container image (Dockerfile) with the first engine that is there: docker when its
+# engine answers (`docker info`), else podman, else buildah; none: a clear error. IMAGE defaults
+# to strait:<the chart's appVersion> (IMAGE_TAG). tests/install/run.py checks the engine choice
+# with stub engines (none runs on the test machines).
+IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"*\([^"]*\)"*.*/\1/p' charts/strait/Chart.yaml)
+IMAGE ?= strait:$(IMAGE_TAG)
+REVISION ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+.PHONY: image
+image:
+	@args='-t $(IMAGE) -f Dockerfile --build-arg VERSION=$(IMAGE_TAG) --build-arg REVISION=$(REVISION) .'; \
+	if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then \
+	  echo "image: docker build $$args"; docker build $$args; \
+	elif command -v podman >/dev/null 2>&1; then \
+	  echo "image: podman build $$args"; podman build $$args; \
+	elif command -v buildah >/dev/null 2>&1; then \
+	  echo "image: buildah bud $$args"; buildah bud $$args; \
+	else \
+	  echo "image: no container engine: neither a docker engine (docker info failed or no docker)," \
+	       "nor podman, nor buildah is available; install one to build $(IMAGE)" >&2; exit 1; \
+	fi
