@@ -1,0 +1,877 @@
+#!/usr/bin/env python3
+"""Install checks (issue 8): the Helm chart, the plain manifests, the CRDs and the Dockerfile,
+offline. Part of `make test` (tools/run-tests.sh, plain build only); run alone with
+
+  python3 tests/install/run.py [--bin build] [-k SUBSTRING ...]
+
+Prints one line per check and closes with "install: N passed, N failed"; writes "N M" to
+BUILD/install.counts; exits non-zero on any failure. Needs node/npm and python3-yaml +
+python3-jsonschema; fetches from the npm registry once, into build/tools/: Helm 3
+(tools/helm.sh), kubernetes-models (tools/k8s-validate.mjs), the CEL library (tools/cel.sh,
+through tests/e2e/test_crd_schema.py) and dockerfilelint. Offline after that.
+
+What it checks:
+  - `helm lint --strict` of charts/strait with the defaults and with each
+    tests/install/values-*.yaml;
+  - `helm template` of the same, plus a 53-character release name (Helm's longest) and an
+    older Kubernetes (--kube-version): every rendered object validated offline (built-in kinds
+    by tools/k8s-validate.mjs: kubernetes-models' schemas, unknown fields rejected, names,
+    labels and port names as the apiserver checks them; Gateways by the CRD's openAPIV3Schema
+    and CEL rules, with tests/e2e/test_crd_schema.py's validator; ServiceMonitor by a minimal
+    structural check; any other kind is an error). Manifests the chart puts into a ConfigMap
+    (file mode) are validated the same way. Then the objects must fit together: Services,
+    PodDisruptionBudget and ServiceMonitor select the pods / the Service, target ports and probe
+    ports exist, bindings name rendered roles and service accounts, the HPA targets the
+    workload, no two objects share kind+namespace+name, and every command-line flag the chart
+    passes is one the binary's --help lists;
+  - every manifest under manifests/ (examples, install.yaml) validated the same way;
+  - charts/strait/crds/*.yaml byte-equal to crds/*.yaml (crds/ is the single source);
+  - manifests/install.yaml equal to a fresh tools/render-install.sh;
+  - docs/values.md names every value of charts/strait/values.yaml;
+  - the Dockerfile: dockerfilelint (npm, pinned) reports nothing; its stages, user, entrypoint,
+    labels, packages (every shared library the binaries in BUILD need comes from a package the
+    run stage installs) and .dockerignore; `make image` picks docker, podman or buildah, or
+    fails saying none is there (stub engines on PATH: no engine runs here).
+"""
+import argparse
+import copy
+import fnmatch
+import glob
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+import test_crd_schema as crd  # noqa: E402  (the Gateway CRD's validator and CEL evaluator)
+import yaml  # noqa: E402  (test_crd_schema made Debian's python3-yaml importable)
+
+CHART = os.path.join(ROOT, "charts", "strait")  # --chart
+TOOLS = os.environ.get("STRAIT_TOOLS_DIR", os.path.join(ROOT, "build", "tools"))
+K8S_VALIDATE = os.path.join(ROOT, "tools", "k8s-validate.mjs")
+DOCKERFILELINT = "dockerfilelint@1.8.0"
+BIN = os.path.join(ROOT, "build")     # --bin
+VALUES_FILES = sorted(glob.glob(os.path.join(HERE, "values-*.yaml")))
+# Helm's longest release name: object names built from it must still be valid (63 characters)
+LONG_RELEASE = "release-" + "x" * 45
+assert len(LONG_RELEASE) == 53
+OLD_KUBE = "1.28.0"
+BUILTIN_IMAGE_CMDS = ("/usr/local/bin/strait-controller", "/usr/local/bin/strait-dataplane")
+
+
+def run(cmd, **kw):
+    kw.setdefault("stdout", subprocess.PIPE)
+    kw.setdefault("stderr", subprocess.PIPE)
+    kw.setdefault("timeout", 300)
+    return subprocess.run(cmd, cwd=kw.pop("cwd", ROOT), **kw)
+
+
+def out_of(p):
+    return (p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")).strip()
+
+
+_helm = None
+
+
+def helm():
+    global _helm
+    if _helm is None:
+        p = run([os.path.join(ROOT, "tools", "helm.sh")])
+        if p.returncode != 0:
+            raise AssertionError("tools/helm.sh failed: %s" % out_of(p))
+        _helm = p.stdout.decode().strip().splitlines()[-1]
+    return _helm
+
+
+def values_args(values):
+    return ["-f", values] if values else []
+
+
+def label(values):
+    return os.path.basename(values) if values else "defaults"
+
+
+_renders = {}
+
+
+def render(values=None, release="strait", namespace="strait", extra=()):
+    """[(where, object)] of `helm template`; where = "VALUES: templates/x.yaml#N"."""
+    key = (values, release, namespace, tuple(extra))
+    if key not in _renders:
+        p = run([helm(), "template", release, CHART, "--namespace", namespace]
+                + values_args(values) + list(extra))
+        if p.returncode != 0:
+            raise AssertionError("helm template (%s) failed:\n%s" % (label(values), out_of(p)))
+        _renders[key] = split_render(p.stdout.decode(), label(values) + (
+            " release %s" % release if release != "strait" else "") + "".join(" " + e for e in extra))
+    return _renders[key]
+
+
+def split_render(text, what):
+    docs, n = [], {}
+    for chunk in re.split(r"(?m)^---\s*$", text):
+        m = re.search(r"(?m)^# Source: (\S+)", chunk)
+        src = m.group(1).split("/", 1)[-1] if m else "?"
+        obj = yaml.safe_load(chunk)
+        if obj is None:
+            continue
+        i = n.get(src, 0)
+        n[src] = i + 1
+        docs.append(("%s: %s#%d" % (what, src, i), obj))
+    return docs
+
+
+def load_manifest(path):
+    with open(path) as f:
+        rel = os.path.relpath(path, ROOT)
+        return [("%s#%d" % (rel, i), d) for i, d in enumerate(yaml.safe_load_all(f)) if d is not None]
+
+
+# ---------------------------------------------------------------------------------------
+# Validation of objects
+
+CRD_GROUP = crd.CRD["spec"]["group"]
+CRD_KIND = crd.CRD["spec"]["names"]["kind"]
+CRD_VERSIONS = {v["name"] for v in crd.CRD["spec"]["versions"] if v.get("served")}
+
+
+def is_gateway(obj):
+    return isinstance(obj, dict) and str(obj.get("apiVersion", "")).startswith(CRD_GROUP + "/")
+
+
+def gateway_errors(items):
+    """{where: [errors]} for our CRD's objects: structural schema, then CEL after defaulting."""
+    out, cel_docs, cel_where = {}, [], []
+    for where, obj in items:
+        errs = out.setdefault(where, [])
+        if obj.get("kind") != CRD_KIND or obj["apiVersion"].split("/", 1)[1] not in CRD_VERSIONS:
+            errs.append("unknown kind: %s %s (the CRD serves %s %s)" % (
+                obj.get("apiVersion"), obj.get("kind"), CRD_KIND,
+                ", ".join(CRD_GROUP + "/" + v for v in sorted(CRD_VERSIONS))))
+            continue
+        errs += ["%s: %s (%s)" % ("/" + "/".join(p), msg, v) for v, p, msg in crd.schema_errors(obj)]
+        defaulted = crd.apply_defaults(copy.deepcopy(obj), crd.SCHEMA)
+        if not errs:
+            errs += ["after defaulting: %s: %s" % ("/" + "/".join(p), msg)
+                     for _, p, msg in crd.schema_errors(defaulted)]
+        if not errs:
+            cel_docs.append(defaulted)
+            cel_where.append(where)
+    if cel_docs:
+        for where, verdict in zip(cel_where, crd.cel_verdicts(cel_docs)):
+            out[where] += ["CEL rule failed: %s" % m for m in sorted(crd.failed_rules(verdict))]
+    return out
+
+
+def builtin_errors(items):
+    """{where: [errors]} from tools/k8s-validate.mjs (installs kubernetes-models once)."""
+    if not items:
+        return {}
+    p = run(["node", K8S_VALIDATE], input=json.dumps(
+        [{"where": w, "object": o} for w, o in items]).encode())
+    if p.returncode not in (0, 1):
+        raise AssertionError("tools/k8s-validate.mjs failed (rc %d): %s" % (p.returncode, out_of(p)))
+    return {r["where"]: r["errors"] for r in json.loads(p.stdout)}
+
+
+def embedded_manifests(items):
+    """Manifests inside rendered ConfigMaps (file mode: data keys NAME.yaml/.yml)."""
+    out = []
+    for where, obj in items:
+        if obj.get("kind") == "ConfigMap" and obj.get("apiVersion") == "v1":
+            for key, text in sorted((obj.get("data") or {}).items()):
+                if key.endswith((".yaml", ".yml")):
+                    try:
+                        docs = list(yaml.safe_load_all(text))
+                    except yaml.YAMLError as e:
+                        out.append(("%s data[%s]" % (where, key), {"__yaml_error__": str(e)}))
+                        continue
+                    out += [("%s data[%s]#%d" % (where, key, i), d) for i, d in enumerate(docs) if d]
+    return out
+
+
+def validation_errors(items):
+    """Every problem of every object, as "where (Kind name): error" lines."""
+    items = list(items)
+    items += embedded_manifests(items)
+    bad = [(w, "not a YAML mapping" if not isinstance(o, dict) else "YAML: " + o["__yaml_error__"])
+           for w, o in items if not isinstance(o, dict) or "__yaml_error__" in o]
+    items = [(w, o) for w, o in items if isinstance(o, dict) and "__yaml_error__" not in o]
+    errs = builtin_errors([(w, o) for w, o in items if not is_gateway(o)])
+    errs.update(gateway_errors([(w, o) for w, o in items if is_gateway(o)]))
+    lines = ["%s: %s" % b for b in bad]
+    for w, o in items:
+        who = "%s %s" % (o.get("kind"), (o.get("metadata") or {}).get("name"))
+        lines += ["%s (%s): %s" % (w, who, e) for e in errs.get(w, ["not validated"])]
+    return lines
+
+
+# ---------------------------------------------------------------------------------------
+# Do the rendered objects fit together?
+
+_usage = {}
+
+
+def binary_flags(name):
+    if name not in _usage:
+        path = os.path.join(BIN, name)
+        if not os.access(path, os.X_OK):
+            raise AssertionError("%s not built (make, or --bin DIR)" % path)
+        p = run([path, "--help"], timeout=10)
+        _usage[name] = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", out_of(p)))
+    return _usage[name]
+
+
+def matches(selector, labels):
+    return bool(selector) and all((labels or {}).get(k) == v for k, v in selector.items())
+
+
+def consistency_errors(items, check_flags=True):
+    errs = []
+    by_kind = {}
+    seen = {}
+    for where, o in items:
+        md = o.get("metadata") or {}
+        key = (o.get("apiVersion", "").split("/")[0] if "/" in o.get("apiVersion", "") else "",
+               o.get("kind"), md.get("namespace"), md.get("name"))
+        if key in seen:
+            errs.append("%s: %s %s also rendered by %s" % (where, o.get("kind"), md.get("name"), seen[key]))
+        seen[key] = where
+        by_kind.setdefault(o.get("kind"), []).append((where, o))
+    workloads = by_kind.get("Deployment", []) + by_kind.get("DaemonSet", []) + by_kind.get("StatefulSet", [])
+    pods = []  # (where, workload, pod labels, pod spec)
+    for where, w in workloads:
+        tpl = w.get("spec", {}).get("template", {})
+        pods.append((where, w, (tpl.get("metadata") or {}).get("labels") or {}, tpl.get("spec") or {}))
+    sa_names = {(o.get("metadata") or {}).get("name") for _, o in by_kind.get("ServiceAccount", [])}
+
+    for where, w, labels, spec in pods:
+        ports = {}
+        for c in spec.get("containers", []):
+            for p in c.get("ports", []) or []:
+                ports[p.get("name")] = p.get("containerPort")
+        for c in spec.get("containers", []):
+            own = {p.get("name") for p in c.get("ports", []) or []}
+            for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+                port = ((c.get(probe) or {}).get("httpGet") or {}).get("port")
+                if isinstance(port, str) and port not in own:
+                    errs.append("%s: container %s %s port %r is not one of its ports %s" % (
+                        where, c.get("name"), probe, port, sorted(own)))
+            cmd = (c.get("command") or [])[:1]
+            binary = os.path.basename(cmd[0]) if cmd else None
+            if binary and cmd[0] not in BUILTIN_IMAGE_CMDS:
+                errs.append("%s: container %s runs %s, which the image does not hold (%s)" % (
+                    where, c.get("name"), cmd[0], ", ".join(BUILTIN_IMAGE_CMDS)))
+            elif binary and check_flags:
+                known = binary_flags(binary)
+                for a in c.get("args", []) or []:
+                    if isinstance(a, str) and a.startswith("--"):
+                        flag = a.split("=", 1)[0]
+                        if flag not in known:
+                            errs.append("%s: container %s passes %s, which %s --help does not list" % (
+                                where, c.get("name"), flag, binary))
+        san = spec.get("serviceAccountName")
+        if sa_names and san and san not in sa_names:
+            errs.append("%s: serviceAccountName %r is not among the rendered ServiceAccounts %s" % (
+                where, san, sorted(sa_names)))
+
+    services = by_kind.get("Service", [])
+    for where, s in services:
+        sel = (s.get("spec") or {}).get("selector")
+        if not sel:
+            continue
+        hit = [p for p in pods if matches(sel, p[2])]
+        if not hit:
+            errs.append("%s: Service selector %s matches no rendered pod template" % (where, sel))
+            continue
+        for _, _, _, spec in hit:
+            names = {p.get("name"): p.get("containerPort") for c in spec.get("containers", [])
+                     for p in c.get("ports", []) or []}
+            for p in s["spec"].get("ports", []):
+                tp = p.get("targetPort", p.get("port"))
+                if isinstance(tp, str) and tp not in names:
+                    errs.append("%s: Service port %s targets %r, no container port of that name %s" % (
+                        where, p.get("name"), tp, sorted(names)))
+                elif isinstance(tp, int) and tp not in names.values() and not spec.get("hostNetwork"):
+                    errs.append("%s: Service port %s targets %d, no container listens there" % (
+                        where, p.get("name"), tp))
+
+    for where, pdb in by_kind.get("PodDisruptionBudget", []):
+        sel = ((pdb.get("spec") or {}).get("selector") or {}).get("matchLabels")
+        if not any(matches(sel, p[2]) for p in pods):
+            errs.append("%s: PodDisruptionBudget selector %s matches no rendered pod template" % (where, sel))
+
+    for where, hpa in by_kind.get("HorizontalPodAutoscaler", []):
+        ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+        if not any(w.get("kind") == ref.get("kind") and w["metadata"].get("name") == ref.get("name")
+                   for _, w, _, _ in pods):
+            errs.append("%s: HPA targets %s %s, not rendered" % (where, ref.get("kind"), ref.get("name")))
+
+    roles = {(o["kind"], o["metadata"].get("name")) for k in ("Role", "ClusterRole")
+             for _, o in by_kind.get(k, [])}
+    for k in ("RoleBinding", "ClusterRoleBinding"):
+        for where, b in by_kind.get(k, []):
+            ref = b.get("roleRef") or {}
+            if (ref.get("kind"), ref.get("name")) not in roles:
+                errs.append("%s: roleRef %s %s is not rendered" % (where, ref.get("kind"), ref.get("name")))
+            for sub in b.get("subjects") or []:
+                if sub.get("kind") == "ServiceAccount" and sa_names and sub.get("name") not in sa_names:
+                    errs.append("%s: subject ServiceAccount %s is not rendered" % (where, sub.get("name")))
+
+    for where, sm in by_kind.get("ServiceMonitor", []):
+        spec = sm.get("spec") or {}
+        sel = (spec.get("selector") or {}).get("matchLabels")
+        hit = [s for _, s in services if matches(sel, (s.get("metadata") or {}).get("labels"))]
+        if not hit:
+            errs.append("%s: ServiceMonitor selector %s matches no rendered Service" % (where, sel))
+        for e in spec.get("endpoints") or []:
+            if e.get("port") and not any(e["port"] in {p.get("name") for p in s["spec"].get("ports", [])}
+                                         for s in hit):
+                errs.append("%s: ServiceMonitor endpoint port %r is no port of the selected Service" % (
+                    where, e.get("port")))
+    return errs
+
+
+# ---------------------------------------------------------------------------------------
+# values.yaml leaves
+
+def values_leaves(path):
+    """Dotted names of every value of values.yaml: scalars, lists, empty maps, and maps that a
+    "# --" comment documents as a whole (e.g. resources, nodeSelector)."""
+    with open(path) as f:
+        text = f.read()
+    lines = text.splitlines()
+    root = yaml.compose(text)
+
+    def documented(key_node):
+        i = key_node.start_mark.line - 1
+        while i >= 0 and lines[i].strip().startswith("#"):
+            if lines[i].strip().startswith("# --"):
+                return True
+            i -= 1
+        return False
+
+    out = []
+
+    def walk(node, prefix):
+        for k, v in node.value:
+            name = prefix + k.value
+            if isinstance(v, yaml.MappingNode) and v.value and not documented(k):
+                walk(v, name + ".")
+            else:
+                out.append(name)
+    if root is not None:
+        walk(root, "")
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Dockerfile
+
+def dockerfile_stages(path):
+    """[(FROM line args, [(instruction, argument text)])] with continuations joined."""
+    with open(path) as f:
+        text = re.sub(r"\\\n", " ", f.read())
+    stages = []
+    for line in text.splitlines():
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        ins, _, arg = s.partition(" ")
+        ins = ins.upper()
+        if ins == "FROM":
+            stages.append((arg.split(), []))
+        elif stages:
+            stages[-1][1].append((ins, arg.strip()))
+    return stages
+
+
+def apt_packages(instructions):
+    pkgs = set()
+    for ins, arg in instructions:
+        if ins == "RUN":
+            for m in re.finditer(r"apt-get install((?:\s+[^&|;]+)+)", arg):
+                pkgs |= {w for w in m.group(1).split() if not w.startswith("-")}
+    return pkgs
+
+
+_dfl = None
+
+
+def dockerfilelint():
+    """Path of dockerfilelint's CLI, installed once into build/tools/dockerfilelint/."""
+    global _dfl
+    if _dfl is None:
+        dest = os.path.join(TOOLS, "dockerfilelint")
+        cli = os.path.join(dest, "node_modules", "dockerfilelint", "bin", "dockerfilelint")
+        pj = os.path.join(dest, "node_modules", "dockerfilelint", "package.json")
+        want = DOCKERFILELINT.rsplit("@", 1)[1]
+        if not (os.path.isfile(pj) and json.load(open(pj)).get("version") == want):
+            part = "%s.%d" % (dest, os.getpid())
+            shutil.rmtree(part, ignore_errors=True)
+            os.makedirs(part)
+            sys.stderr.write("install: fetching %s from the npm registry\n" % DOCKERFILELINT)
+            p = run(["npm", "install", "--silent", "--no-save", "--no-audit", "--no-fund",
+                     "--no-package-lock", DOCKERFILELINT], cwd=part)
+            if p.returncode != 0:
+                shutil.rmtree(part, ignore_errors=True)
+                raise AssertionError("npm install %s failed: %s" % (DOCKERFILELINT, out_of(p)))
+            shutil.rmtree(dest, ignore_errors=True)
+            os.rename(part, dest)  # same folder, so a concurrent run never sees half an install
+        _dfl = cli
+    return _dfl
+
+
+def make_image(path_dir, *args):
+    env = dict(os.environ, PATH=path_dir)  # only the stubs and the tools linked there
+    return run(["make", "--no-print-directory", "image"] + list(args), env=env, timeout=60)
+
+
+def stub(dirname, name, script):
+    p = os.path.join(dirname, name)
+    with open(p, "w") as f:
+        f.write("#!/bin/sh\n" + script)
+    os.chmod(p, 0o755)
+
+
+# ---------------------------------------------------------------------------------------
+# The checks
+
+class HelmLint(unittest.TestCase):
+    """helm lint --strict, defaults and each values file (added below)."""
+
+    def lint(self, values):
+        p = run([helm(), "lint", "--strict", CHART] + values_args(values))
+        self.assertEqual(p.returncode, 0, "helm lint --strict (%s):\n%s" % (label(values), out_of(p)))
+
+
+class HelmTemplate(unittest.TestCase):
+    """helm template, then every object validated and the objects checked together."""
+
+    def check(self, values, **kw):
+        items = render(values, **kw)
+        self.assertTrue(items, "nothing rendered")
+        problems = validation_errors(items) + consistency_errors(items)
+        self.assertEqual(problems, [], "\n" + "\n".join(problems))
+        return items
+
+    def test_long_release_name(self):
+        self.check(None, release=LONG_RELEASE)
+
+    def test_older_kubernetes(self):
+        self.check(None, extra=("--kube-version", OLD_KUBE))
+
+    def test_defaults_render_the_install_story(self):
+        kinds = {o["kind"] for _, o in render(None)}
+        want = {"Deployment", "Service", "IngressClass", "ServiceAccount", "ClusterRole",
+                "ClusterRoleBinding", "PodDisruptionBudget"}
+        self.assertEqual(want - kinds, set(), "kinds rendered with the defaults: %s" % sorted(kinds))
+
+    def test_validator_rejects_broken_objects(self):
+        """The validators fail for real: each broken object has exactly the expected error."""
+        labels = {"app.kubernetes.io/name": "strait"}
+        dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "s", "labels": dict(labels)},
+               "spec": {"selector": {"matchLabels": dict(labels)}, "template": {
+                   "metadata": {"labels": dict(labels)},
+                   "spec": {"containers": [{"name": "dataplane", "image": "strait:1",
+                                            "ports": [{"name": "http", "containerPort": 8080}],
+                                            "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}}}]}}}}
+        svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+               "spec": {"selector": dict(labels), "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}
+        self.assertEqual(validation_errors([("dep", dep), ("svc", svc)]), [])
+        self.assertEqual(consistency_errors([("dep", dep), ("svc", svc)], check_flags=False), [])
+        gw = copy.deepcopy(load_manifest(os.path.join(ROOT, "manifests", "examples", "gateway",
+                                                      "canary-weights.yaml"))[0][1])
+        c0 = lambda o: o["spec"]["template"]["spec"]["containers"][0]  # noqa: E731
+        cases = []
+
+        def case(name, obj, fn, want):
+            o = copy.deepcopy(obj)
+            fn(o)
+            cases.append((name, o, want))
+        case("typo field", dep, lambda o: c0(o).update(readinesProbe={}), 'unknown field "readinesProbe"')
+        case("wrong type", dep, lambda o: o["spec"].update(replicas="2"), "/spec/replicas: must be integer")
+        case("bad enum", dep, lambda o: c0(o).update(imagePullPolicy="Sometimes"), "imagePullPolicy: must be equal to one of the allowed values")
+        case("long port name", dep, lambda o: c0(o).update(ports=[{"name": "metrics-of-the-proxy", "containerPort": 1}]), "invalid port name")
+        case("selector mismatch", dep, lambda o: o["spec"]["selector"]["matchLabels"].update(x="y"), "selector does not match")
+        case("beta API", dep, lambda o: o.update(apiVersion="apps/v1beta2"), "alpha or beta version")
+        case("unknown kind", dep, lambda o: o.update(kind="Deploymnet"), "unknown kind")
+        case("service name", svc, lambda o: o["metadata"].update(name="9" + "x" * 63), "invalid name")
+        case("gateway schema", gw, lambda o: o["spec"]["routes"][0]["rules"][0]["backendRefs"][0].update(wieght=1), "additionalProperties")
+        case("gateway CEL", gw, lambda o: o["spec"]["listeners"][0].update(tls={"certificateRefs": [{"name": "c"}]}), "CEL rule failed: tls must not be specified")
+        case("gateway kind", gw, lambda o: o.update(kind="Gatway"), "unknown kind")
+        case("service monitor", {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+                                 "metadata": {"name": "m"}, "spec": {"selector": {}, "endpoints": [{"port": "m", "interval": "30 s"}]}},
+             lambda o: None, "invalid duration")
+        errs = validation_errors([("case %s" % name, o) for name, o, _ in cases])
+        for name, o, want in cases:
+            with self.subTest(case=name):
+                mine = [e for e in errs if e.startswith("case %s (" % name)]
+                self.assertEqual(len(mine), 1, mine)
+                self.assertIn(want, mine[0])
+        bad_cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "m"},
+                  "data": {"a.yaml": yaml.safe_dump(cases[0][1])}}
+        self.assertEqual(len(validation_errors([("cm", bad_cm)])), 1, "embedded manifests are validated")
+        fits = [
+            ("targetPort", lambda d, s: s["spec"]["ports"][0].update(targetPort="nope"), "targets 'nope'"),
+            ("selector", lambda d, s: s["spec"]["selector"].update(x="y"), "matches no rendered pod"),
+            ("probe port", lambda d, s: c0(d)["readinessProbe"]["httpGet"].update(port="admin"), "is not one of its ports"),
+            ("duplicate", lambda d, s: None, "also rendered by"),
+            ("unknown flag", lambda d, s: c0(d).update(command=[BUILTIN_IMAGE_CMDS[1]], args=["--listn=:80"]),
+             "passes --listn, which strait-dataplane --help does not list"),
+            ("no such binary", lambda d, s: c0(d).update(command=["/bin/strait"]), "which the image does not hold"),
+        ]
+        for name, fn, want in fits:
+            with self.subTest(fits=name):
+                d, s = copy.deepcopy(dep), copy.deepcopy(svc)
+                fn(d, s)
+                objs = [("dep", d), ("svc", s)] + ([("svc2", s)] if name == "duplicate" else [])
+                errs = consistency_errors(objs)
+                self.assertTrue(errs and all(want in e for e in errs), errs)
+
+
+def _add_values_tests():
+    for values in [None] + VALUES_FILES:
+        name = re.sub(r"\W", "_", label(values).replace(".yaml", ""))
+        setattr(HelmLint, "test_lint_" + name, lambda self, v=values: self.lint(v))
+        setattr(HelmTemplate, "test_template_" + name, lambda self, v=values: self.check(v))
+
+
+_add_values_tests()
+
+
+class ValuesFiles(unittest.TestCase):
+    """The non-default values files render what they are for."""
+
+    def kinds(self, name):
+        return [o for _, o in render(os.path.join(HERE, name))]
+
+    def test_daemonset(self):
+        objs = self.kinds("values-daemonset.yaml")
+        ds = [o for o in objs if o["kind"] == "DaemonSet"]
+        self.assertEqual(len(ds), 1)
+        self.assertFalse([o for o in objs if o["kind"] in ("Deployment", "HorizontalPodAutoscaler")])
+        self.assertTrue(ds[0]["spec"]["template"]["spec"].get("hostNetwork"))
+
+    def test_nodeport_monitoring(self):
+        objs = self.kinds("values-nodeport-monitoring.yaml")
+        types = {o["spec"].get("type") for o in objs if o["kind"] == "Service"}
+        self.assertIn("NodePort", types)
+        for k in ("ServiceMonitor", "HorizontalPodAutoscaler", "Role", "RoleBinding"):
+            self.assertIn(k, {o["kind"] for o in objs}, k)
+        ic = [o for o in objs if o["kind"] == "IngressClass"]
+        self.assertEqual(ic[0]["metadata"].get("annotations", {}).get(
+            "ingressclass.kubernetes.io/is-default-class"), "true")
+
+    def test_filemode(self):
+        objs = self.kinds("values-filemode.yaml")
+        kinds = {o["kind"] for o in objs}
+        for k in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"):
+            self.assertNotIn(k, kinds, "file mode needs no RBAC")
+        cms = [o for o in objs if o["kind"] == "ConfigMap"]
+        self.assertTrue(cms, "the chart's ConfigMap of manifests")
+        self.assertTrue(embedded_manifests([("cm", c) for c in cms]))
+
+
+class Manifests(unittest.TestCase):
+
+    def test_examples_validate(self):
+        files = sorted(glob.glob(os.path.join(ROOT, "manifests", "examples", "**", "*.yaml"), recursive=True))
+        self.assertGreater(len(files), 5)
+        items = [i for f in files for i in load_manifest(f)]
+        self.assertTrue(any(is_gateway(o) for _, o in items), "Gateway examples")
+        problems = validation_errors(items)
+        self.assertEqual(problems, [], "\n" + "\n".join(problems))
+
+    def test_every_other_manifest_validates(self):
+        """manifests/install.yaml and whatever else lives under manifests/ outside examples/."""
+        files = sorted(f for f in glob.glob(os.path.join(ROOT, "manifests", "**", "*.yaml"), recursive=True)
+                       if not f.startswith(os.path.join(ROOT, "manifests", "examples") + os.sep))
+        self.assertIn(os.path.join(ROOT, "manifests", "install.yaml"), files)
+        items = [i for f in files for i in load_manifest(f)]
+        problems = validation_errors(items)
+        self.assertEqual(problems, [], "\n" + "\n".join(problems))
+
+    def test_install_yaml_fits_together(self):
+        items = load_manifest(os.path.join(ROOT, "manifests", "install.yaml"))
+        problems = consistency_errors(items)
+        self.assertEqual(problems, [], "\n" + "\n".join(problems))
+
+    def test_install_yaml_is_a_fresh_render(self):
+        script = os.path.join(ROOT, "tools", "render-install.sh")
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "install.yaml")
+            p = run([script, out])
+            self.assertEqual(p.returncode, 0, "tools/render-install.sh failed: %s" % out_of(p))
+            with open(out, "rb") as f:
+                fresh = f.read()
+        with open(os.path.join(ROOT, "manifests", "install.yaml"), "rb") as f:
+            cur = f.read()
+        if fresh != cur:
+            import difflib
+            diff = "".join(list(difflib.unified_diff(cur.decode().splitlines(True), fresh.decode().splitlines(True),
+                                                     "manifests/install.yaml", "fresh render"))[:60])
+            self.fail("manifests/install.yaml is not a fresh render (run tools/render-install.sh):\n" + diff)
+
+    def test_chart_crds_are_the_source_crds(self):
+        src = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "crds", "*.yaml")))
+        dst = sorted(os.path.basename(p) for p in glob.glob(os.path.join(CHART, "crds", "*")))
+        self.assertTrue(src)
+        self.assertEqual(dst, src, "charts/strait/crds/ must hold exactly crds/*.yaml")
+        for name in src:
+            with open(os.path.join(ROOT, "crds", name), "rb") as a, open(os.path.join(CHART, "crds", name), "rb") as b:
+                self.assertTrue(a.read() == b.read(), "charts/strait/crds/%s differs from crds/%s (copy it)" % (name, name))
+
+    def test_crds_validate(self):
+        items = [i for f in sorted(glob.glob(os.path.join(ROOT, "crds", "*.yaml"))) for i in load_manifest(f)]
+        self.assertTrue(all(o["kind"] == "CustomResourceDefinition" for _, o in items))
+        problems = validation_errors(items)
+        self.assertEqual(problems, [], "\n" + "\n".join(problems))
+
+
+class ValuesReference(unittest.TestCase):
+
+    def test_values_md_names_every_value(self):
+        with open(os.path.join(ROOT, "docs", "values.md")) as f:
+            doc = f.read()
+        leaves = values_leaves(os.path.join(CHART, "values.yaml"))
+        self.assertGreater(len(leaves), 20)
+        missing = [k for k in leaves if not re.search(r"(?<![\w.])%s(?![\w])" % re.escape(k), doc)]
+        self.assertEqual(missing, [], "docs/values.md does not mention: %s" % ", ".join(missing))
+
+    def test_leaves_rule(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+            f.write("a:\n  b: 1\n  # -- whole\n  c:\n    d: 2\n  e: {}\nf: [1]\n")
+            f.flush()
+            self.assertEqual(values_leaves(f.name), ["a.b", "a.c", "a.e", "f"])
+
+
+class Dockerfile(unittest.TestCase):
+    PATH = os.path.join(ROOT, "Dockerfile")
+
+    def test_dockerfilelint_reports_nothing(self):
+        p = run(["node", dockerfilelint(), "-o", "json", self.PATH])
+        try:
+            res = json.loads(p.stdout)
+        except ValueError:
+            self.fail("dockerfilelint: %s" % out_of(p))
+        issues = [i for f in res["files"] for i in f["issues"]]
+        self.assertEqual(issues, [], "\n".join("line %s: %s: %s (%s)" % (
+            i.get("line"), i.get("category"), i.get("title"), i.get("description", "")[:120]) for i in issues))
+        bad = run(["node", dockerfilelint(), "-o", "json", "-"], input=b"FROM debian\nRUN apt-get install curl\n")
+        self.assertGreater(json.loads(bad.stdout)["totalIssues"], 0, "dockerfilelint finds nothing in a bad file")
+
+    def test_stages_user_entrypoint_labels(self):
+        stages = dockerfile_stages(self.PATH)
+        self.assertEqual(len(stages), 2, "a build stage and a run stage")
+        self.assertEqual(stages[0][0][0], "debian:bookworm")
+        self.assertEqual([a.lower() for a in stages[0][0][1:]], ["as", "build"])
+        self.assertEqual(stages[1][0][0].split("@")[0], "debian:bookworm-slim")
+        run_stage = stages[1][1]
+        users = [a for i, a in run_stage if i == "USER"]
+        self.assertTrue(users and re.fullmatch(r"10001(:10001)?", users[-1]), "numeric non-root USER: %s" % users)
+        ep = [a for i, a in run_stage if i == "ENTRYPOINT"]
+        self.assertTrue(ep, "ENTRYPOINT")
+        self.assertIsInstance(json.loads(ep[-1]), list, "ENTRYPOINT in exec form (no shell at run time)")
+        for i, a in run_stage:
+            if i == "CMD":
+                self.assertIsInstance(json.loads(a), list, "CMD in exec form")
+        labels = " ".join(a for i, a in run_stage if i == "LABEL")
+        for k in ("title", "description", "version", "revision"):
+            self.assertIn("org.opencontainers.image.%s=" % k, labels)
+        copies = " ".join(a for i, a in run_stage if i == "COPY")
+        self.assertIn("--from=build", copies)
+        for b in BUILTIN_IMAGE_CMDS:
+            self.assertTrue(re.search(r"strait-%s\b" % os.path.basename(b).split("-")[1], copies), b)
+        self.assertRegex(copies, r"/usr/local/bin/(\s|$)")
+        runs = " ".join(a for i, a in run_stage if i == "RUN")
+        self.assertIn("rm -rf /var/lib/apt/lists", runs)
+        self.assertRegex(runs, r"/run/strait")
+        self.assertNotRegex(" ".join(a for i, a in stages[1][1] if i in ("RUN",)),
+                            r"build-essential|-dev\b|\bgcc\b|\bmake\b", "no build tools in the run stage")
+
+    def test_build_stage_has_the_dev_packages(self):
+        with open(os.path.join(ROOT, "tools", "deps.sh")) as f:
+            deps = set(re.findall(r"\b(lib[\w.+-]+-dev)\b", f.read()))
+        # test-only libraries: cmocka (unit tests), clang's runtime (fuzzing)
+        need = {d for d in deps if not d.startswith(("libcmocka", "libclang"))}
+        have = apt_packages(dockerfile_stages(self.PATH)[0][1])
+        self.assertEqual(need - have, set(), "the build stage lacks packages tools/deps.sh builds with")
+
+    def test_run_stage_has_every_library_the_binaries_need(self):
+        """Each shared library the binaries (BUILD, as built here on Debian 12) link directly
+        comes from a package the run stage installs: a library added to the Makefile and
+        forgotten in the Dockerfile fails here, not in a cluster."""
+        have = apt_packages(dockerfile_stages(self.PATH)[1][1])
+        needed = {}  # soname -> binaries
+        for b in ("strait-controller", "strait-dataplane"):
+            path = os.path.join(BIN, b)
+            self.assertTrue(os.access(path, os.X_OK), "%s not built (make, or --bin DIR)" % path)
+            p = run(["readelf", "-d", path])
+            self.assertEqual(p.returncode, 0, out_of(p))
+            for so in re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", p.stdout.decode()):
+                if not re.match(r"lib(c|m|pthread|dl|rt|gcc_s)\.so|ld-linux|libasan|libubsan", so):
+                    needed.setdefault(so, []).append(b)  # libc6 / libgcc-s1 are in every image
+        self.assertTrue(needed, "no shared libraries found")
+        owners = {}
+        for ln in run(["dpkg", "-S"] + ["*/" + so for so in needed]).stdout.decode().splitlines():
+            pkgs, _, f = ln.partition(": ")
+            for pkg in pkgs.split(", "):
+                if not pkg.split(":")[0].endswith("-dev"):
+                    owners.setdefault(os.path.basename(f), set()).add(pkg.split(":")[0])
+        missing = []
+        for so, bins in sorted(needed.items()):
+            found = owners.get(so, set())
+            if not found & have:
+                missing.append("%s: %s from %s" % ("+".join(bins), so, " or ".join(sorted(found)) or "no package"))
+        self.assertEqual(missing, [], "the run stage does not install: %s" % "; ".join(missing))
+        self.assertIn("ca-certificates", have, "ca-certificates (the controller talks TLS to the API server)")
+
+    def test_dockerignore_keeps_the_context_small(self):
+        with open(os.path.join(ROOT, ".dockerignore")) as f:
+            ignored = {ln.strip().rstrip("/") for ln in f if ln.strip() and not ln.startswith("#")}
+        for p in ("build", ".run", ".git", "tests", "bench", "docs", "charts"):
+            self.assertIn(p, ignored, ".dockerignore should leave out %s" % p)
+        # what the build does copy is not left out
+        for i, a in [x for st in dockerfile_stages(self.PATH) for x in st[1]]:
+            if i == "COPY" and not a.startswith("--from"):
+                for src in a.split()[:-1]:
+                    rel = os.path.normpath(src)
+                    hit = [g for g in ignored if fnmatch.fnmatch(rel, g) or rel.startswith(g + "/")
+                           or g.startswith(rel + "/")]
+                    self.assertEqual(hit, [], "COPY %s, but .dockerignore leaves (some of) it out" % src)
+                    self.assertTrue(os.path.exists(os.path.join(ROOT, src)), "COPY %s: no such file" % src)
+
+    def test_make_image_recipe(self):
+        p = run(["make", "--no-print-directory", "-n", "image"])
+        self.assertEqual(p.returncode, 0, out_of(p))
+        recipe = p.stdout.decode()
+        chk = run(["bash", "-n"], input=p.stdout)
+        self.assertEqual(chk.returncode, 0, "make -n image is not valid shell: %s\n%s" % (out_of(chk), recipe))
+        with open(os.path.join(CHART, "Chart.yaml")) as f:
+            app = str(yaml.safe_load(f)["appVersion"])
+        self.assertIn("strait:%s" % app, recipe, "IMAGE defaults to strait:<the chart's appVersion>")
+
+    def test_make_image_picks_an_engine(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            log = os.path.join(tmp, "log")
+            for tool in ("make", "sh", "bash", "sed", "cat", "grep", "env"):
+                w = shutil.which(tool)
+                if w:
+                    os.symlink(w, os.path.join(tmp, tool))
+            # no engine at all: a clear failure
+            p = make_image(tmp)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertRegex(out_of(p), r"(?i)no container engine.*docker.*podman.*buildah")
+            # buildah only
+            stub(tmp, "buildah", 'echo "buildah $*" >> %s\n' % log)
+            p = make_image(tmp, "IMAGE=x/strait:t")
+            self.assertEqual(p.returncode, 0, out_of(p))
+            # podman beats buildah
+            stub(tmp, "podman", 'echo "podman $*" >> %s\n' % log)
+            self.assertEqual(make_image(tmp, "IMAGE=x/strait:t").returncode, 0)
+            # a docker client without an engine (as here) is passed over; one with an engine wins
+            stub(tmp, "docker", '[ "$1" = info ] && exit 1\necho "docker $*" >> %s\n' % log)
+            self.assertEqual(make_image(tmp, "IMAGE=x/strait:t").returncode, 0)
+            stub(tmp, "docker", '[ "$1" = info ] && exit 0\necho "docker $*" >> %s\n' % log)
+            self.assertEqual(make_image(tmp, "IMAGE=x/strait:t").returncode, 0)
+            # a failing build fails make image
+            stub(tmp, "docker", '[ "$1" = info ] && exit 0\nexit 3\n')
+            self.assertNotEqual(make_image(tmp).returncode, 0)
+            with open(log) as f:
+                calls = [shlex.split(ln) for ln in f]
+        self.assertEqual([c[:2] for c in calls], [["buildah", "bud"], ["podman", "build"],
+                                                   ["podman", "build"], ["docker", "build"]])
+        for c in calls:
+            self.assertIn("x/strait:t", c)
+            self.assertEqual(c[-1], ".", c)
+
+
+# ---------------------------------------------------------------------------------------
+# Runner
+
+class Result(unittest.TestResult):
+    def __init__(self):
+        super().__init__()
+        self.passed = self.failed = 0
+        self._t0 = 0.0
+
+    def startTest(self, test):
+        super().startTest(test)
+        self._t0 = time.monotonic()
+        self._sub_failed = False
+
+    def _line(self, word, test):
+        print("%-4s %s (%.2fs)" % (word, test.id().replace("__main__.", ""), time.monotonic() - self._t0), flush=True)
+
+    def addSuccess(self, test):
+        super().addSuccess(test)
+        if not self._sub_failed:
+            self.passed += 1
+            self._line("ok", test)
+
+    def _bad(self, test, err, word):
+        self.failed += 1
+        self._line(word, test)
+        print(self._exc_info_to_string(err, test).rstrip() + "\n", flush=True)
+
+    def addFailure(self, test, err):
+        super().addFailure(test, err)
+        self._bad(test, err, "FAIL")
+
+    def addError(self, test, err):
+        super().addError(test, err)
+        self._bad(test, err, "ERR")
+
+    def addSubTest(self, test, subtest, err):
+        super().addSubTest(test, subtest, err)
+        if err is not None:
+            if not self._sub_failed:
+                self._sub_failed = True
+            self._bad(subtest, err, "FAIL")
+
+    def addSkip(self, test, reason):
+        super().addSkip(test, reason)
+        self.failed += 1  # nothing here may be skipped
+        print("FAIL %s: skipped (%s)" % (test.id(), reason), flush=True)
+
+
+def main():
+    global BIN, CHART
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bin", default="build", help="folder with strait-controller and strait-dataplane")
+    ap.add_argument("-k", action="append", default=[], help="only checks whose id contains this")
+    ap.add_argument("--chart", default=CHART, help="the chart (default charts/strait)")
+    args = ap.parse_args()
+    CHART = os.path.abspath(args.chart)
+    BIN = os.path.abspath(os.path.join(ROOT, args.bin) if not os.path.isabs(args.bin) else args.bin)
+    suite = unittest.TestSuite()
+    for t in unittest.TestLoader().loadTestsFromModule(sys.modules[__name__]):
+        for tt in t:
+            if not args.k or any(k in tt.id() for k in args.k):
+                suite.addTest(tt)
+    t0 = time.monotonic()
+    print("install: chart %s, binaries from %s" % (os.path.relpath(CHART, ROOT), BIN), flush=True)
+    result = Result()
+    suite.run(result)
+    if result.testsRun == 0:
+        print("install: no checks found")
+        result.failed += 1
+    print("install: %.1fs" % (time.monotonic() - t0))
+    print("install: %d passed, %d failed" % (result.passed, result.failed))
+    os.makedirs(BIN, exist_ok=True)
+    with open(os.path.join(BIN, "install.counts"), "w") as f:
+        f.write("%d %d\n" % (result.passed, result.failed))
+    return 1 if result.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
