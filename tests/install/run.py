@@ -445,6 +445,14 @@ def stub(dirname, name, script):
 # ---------------------------------------------------------------------------------------
 # The checks
 
+def no_problems(self, problems):
+    if problems:
+        self.fail("%d problem(s):\n%s" % (len(problems), "\n".join(problems)))
+
+
+unittest.TestCase.no_problems = no_problems
+
+
 class HelmLint(unittest.TestCase):
     """helm lint --strict, defaults and each values file (added below)."""
 
@@ -460,7 +468,7 @@ class HelmTemplate(unittest.TestCase):
         items = render(values, **kw)
         self.assertTrue(items, "nothing rendered")
         problems = validation_errors(items) + consistency_errors(items)
-        self.assertEqual(problems, [], "\n" + "\n".join(problems))
+        self.no_problems(problems)
         return items
 
     def test_long_release_name(self):
@@ -589,7 +597,7 @@ class Manifests(unittest.TestCase):
         items = [i for f in files for i in load_manifest(f)]
         self.assertTrue(any(is_gateway(o) for _, o in items), "Gateway examples")
         problems = validation_errors(items)
-        self.assertEqual(problems, [], "\n" + "\n".join(problems))
+        self.no_problems(problems)
 
     def test_every_other_manifest_validates(self):
         """manifests/install.yaml and whatever else lives under manifests/ outside examples/."""
@@ -598,12 +606,12 @@ class Manifests(unittest.TestCase):
         self.assertIn(os.path.join(ROOT, "manifests", "install.yaml"), files)
         items = [i for f in files for i in load_manifest(f)]
         problems = validation_errors(items)
-        self.assertEqual(problems, [], "\n" + "\n".join(problems))
+        self.no_problems(problems)
 
     def test_install_yaml_fits_together(self):
         items = load_manifest(os.path.join(ROOT, "manifests", "install.yaml"))
         problems = consistency_errors(items)
-        self.assertEqual(problems, [], "\n" + "\n".join(problems))
+        self.no_problems(problems)
 
     def test_install_yaml_is_a_fresh_render(self):
         script = os.path.join(ROOT, "tools", "render-install.sh")
@@ -634,7 +642,7 @@ class Manifests(unittest.TestCase):
         items = [i for f in sorted(glob.glob(os.path.join(ROOT, "crds", "*.yaml"))) for i in load_manifest(f)]
         self.assertTrue(all(o["kind"] == "CustomResourceDefinition" for _, o in items))
         problems = validation_errors(items)
-        self.assertEqual(problems, [], "\n" + "\n".join(problems))
+        self.no_problems(problems)
 
 
 class ValuesReference(unittest.TestCase):
