@@ -17,6 +17,12 @@
 {{- end }}
 {{- end }}
 
+{{/* FULLNAME-SUFFIX within 63 characters: (list . "suffix"). */}}
+{{- define "strait.suffixedName" -}}
+{{- $suffix := index . 1 }}
+{{- printf "%s-%s" (include "strait.fullname" (index . 0) | trunc (int (sub 62 (len $suffix))) | trimSuffix "-") $suffix }}
+{{- end }}
+
 {{- define "strait.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -49,7 +55,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{- define "strait.leaseName" -}}
-{{- default (printf "%s-leader" (include "strait.fullname" .)) .Values.controller.leaderElection.leaseName }}
+{{- default (include "strait.suffixedName" (list . "leader")) .Values.controller.leaderElection.leaseName }}
 {{- end }}
 
 {{/* The ConfigMap of manifests mounted in file mode ("" = the image's examples). */}}
@@ -57,7 +63,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if .Values.fileMode.configMap }}
 {{- .Values.fileMode.configMap }}
 {{- else if .Values.fileMode.manifests }}
-{{- printf "%s-manifests" (include "strait.fullname" .) }}
+{{- include "strait.suffixedName" (list . "manifests") }}
 {{- end }}
 {{- end }}
 
