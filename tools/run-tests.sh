@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# `make test`: unit + end-to-end suites on the normal build, then the same suites built with
-# ASan+UBSan, then a bounded libFuzzer run of the parsers (FUZZ_SECONDS per target, default 20;
-# counts as one item). Prints per-suite lines and a closing "total: N passed, N failed".
+# `make test`: unit + end-to-end suites on the normal build, then the install checks (chart,
+# manifests, CRDs, Dockerfile: tests/install/run.py, offline, once: they do not depend on the
+# build's flags), then the unit + end-to-end suites built with ASan+UBSan, then a bounded
+# libFuzzer run of the parsers (FUZZ_SECONDS per target, default 20; counts as one item).
+# Prints per-suite lines and a closing "total: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 total_pass=0 total_fail=0 status=0
@@ -36,7 +38,14 @@ fuzz_step() { # one passed/failed item: every target clean over its corpus for F
   fi
 }
 
+install_checks() { # needs the plain binaries (their --help and shared libraries are checked)
+  rm -f build/install.counts
+  python3 tests/install/run.py --bin build || status=1
+  add_counts build/install.counts
+}
+
 suite build
+install_checks
 suite build/asan SAN=1
 fuzz_step
 echo "total: $total_pass passed, $total_fail failed"
