@@ -28,6 +28,13 @@ What it checks:
   - charts/strait/crds/*.yaml byte-equal to crds/*.yaml (crds/ is the single source);
   - manifests/install.yaml equal to a fresh tools/render-install.sh;
   - docs/values.md names every value of charts/strait/values.yaml;
+  - RBAC (ControllerRbac): the real BIN/strait-controller, run with the controller args the
+    chart renders against the stand-in API server (tests/kube-apiserver), with the defaults,
+    controller.watchNamespace, publishService.pathOverride into another namespace and
+    publishStatusAddress: every request it makes (lists, watches, Lease, Ingress/Gateway
+    status, Events) is allowed by the rendered RBAC bound to its ServiceAccount, mapped to
+    verb/resource/namespace/name as kube-apiserver does, and every granted rule is used by
+    one of them (least privilege; no wildcards). About a second per values set;
   - the Dockerfile: dockerfilelint (npm, pinned) reports nothing; its stages, user, entrypoint,
     labels, packages (every shared library the binaries in BUILD need comes from a package the
     run stage installs) and .dockerignore; `make image` picks docker, podman or buildah, or
@@ -42,11 +49,14 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
+import urllib.parse
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -801,6 +811,419 @@ class Dockerfile(unittest.TestCase):
         for c in calls:
             self.assertIn("x/strait:t", c)
             self.assertEqual(c[-1], ".", c)
+
+
+# ---------------------------------------------------------------------------------------
+# RBAC: the chart's rules against the requests the real controller makes
+
+sys.path.insert(0, os.path.join(ROOT, "tests", "kube-apiserver"))
+import fixture as kube_api  # noqa: E402  (the stand-in API server)
+
+RBAC_NS = "strait-system"       # the release namespace of these renders
+RBAC_POD = "strait-5f7c9d-x2kq"  # metadata.name of the pod (POD_NAME, the election identity)
+RBAC_TIMEOUT = 10.0              # seconds any one condition may take (each takes well under 1)
+# Granted (role, apiGroup, resource, verb, resourceName) atoms a run may leave unused, each
+# with its reason. Empty: every rule the chart grants is exercised below (Event patches with
+# STRAIT_EVENTS_REPEAT, Lease patches by the release on SIGTERM). Add one only for a request
+# the controller makes on a path these runs cannot reach, and say why.
+RBAC_UNUSED_OK = {}
+# Non-resource URLs every authenticated user may GET (system:discovery,
+# system:public-info-viewer); the controller's service account gets nothing more.
+RBAC_PUBLIC_URLS = ("/api", "/api/*", "/apis", "/apis/*", "/version", "/healthz", "/livez",
+                    "/readyz", "/openapi", "/openapi/*")
+RBAC_VERB = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", "PATCH": "patch",
+             "DELETE": "delete"}
+RBAC_NS_SUBRESOURCES = ("status", "finalize")  # /api/v1/namespaces/NAME/status is a Namespace's
+
+
+def go_bool(s):
+    return s in ("1", "t", "T", "TRUE", "true", "True")
+
+
+def rbac_request(method, path, query=""):
+    """kube-apiserver's RequestInfo of a request, as RBAC sees it: a dict with verb, group,
+    resource ("ingresses/status" for a subresource), namespace (None: cluster-wide or
+    cluster-scoped) and name; or {"nonResource": path, "verb": ...}."""
+    parts = [urllib.parse.unquote(p) for p in path.split("?", 1)[0].strip("/").split("/") if p]
+    params = urllib.parse.parse_qs(query or "", keep_blank_values=True)
+    verb = RBAC_VERB.get(method, method.lower())
+    if parts[:1] == ["api"] and len(parts) >= 3:
+        group, rest = "", parts[2:]
+    elif parts[:1] == ["apis"] and len(parts) >= 4:
+        group, rest = parts[1], parts[3:]
+    else:
+        return {"nonResource": "/" + "/".join(parts), "verb": verb}
+    ns = None
+    if rest[0] == "namespaces" and len(rest) > 1:
+        ns = rest[1]
+        if len(rest) > 2 and rest[2] not in RBAC_NS_SUBRESOURCES:
+            rest = rest[2:]
+    resource = rest[0] + ("/" + rest[2] if len(rest) > 2 else "")
+    name = rest[1] if len(rest) > 1 else None
+    if verb == "get" and go_bool((params.get("watch") or [""])[-1]):
+        verb = "watch"
+    elif verb == "get" and name is None:
+        verb = "list"
+    elif verb == "delete" and name is None:
+        verb = "deletecollection"
+    if verb in ("list", "watch", "create", "deletecollection"):
+        # kube-apiserver takes a list/watch's name from fieldSelector=metadata.name=X; we
+        # stay stricter: a rule with resourceNames never allows list, watch or create
+        name = None
+    return {"verb": verb, "group": group, "resource": resource, "namespace": ns, "name": name}
+
+
+def rbac_grants(objs, sa_name, sa_ns):
+    """[(scope, role label, rules)] bound to ServiceAccount sa_ns/sa_name: scope None for a
+    ClusterRoleBinding (every namespace and cluster-scoped resources), else the namespace of
+    the RoleBinding."""
+    roles = {}
+    for o in objs:
+        if o["kind"] in ("Role", "ClusterRole"):
+            md = o["metadata"]
+            ns = md.get("namespace") if o["kind"] == "Role" else None
+            roles[(o["kind"], ns, md["name"])] = o.get("rules") or []
+    out = []
+    for o in objs:
+        if o["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
+            continue
+        if not any(s.get("kind") == "ServiceAccount" and s.get("name") == sa_name and
+                   s.get("namespace") == sa_ns for s in o.get("subjects") or []):
+            continue
+        ref, md = o["roleRef"], o["metadata"]
+        scope = md.get("namespace") if o["kind"] == "RoleBinding" else None
+        key = (ref["kind"], scope if ref["kind"] == "Role" else None, ref["name"])
+        if key not in roles:
+            raise AssertionError("%s %s: roleRef %s %s is not rendered" % (o["kind"], md["name"], ref["kind"], ref["name"]))
+        out.append((scope, "%s %s%s" % (ref["kind"], (key[1] + "/") if key[1] else "", ref["name"]),
+                    roles[key]))
+    return out
+
+
+def rbac_atoms(grants):
+    """Every (role, group, resource, verb, resourceName or None) the grants hold."""
+    return {(label, g, r, v, n) for _, label, rules in grants for rule in rules
+            for g in rule.get("apiGroups") or [] for r in rule.get("resources") or []
+            for v in rule.get("verbs") or [] for n in (rule.get("resourceNames") or [None])}
+
+
+def rbac_allowing(grants, req):
+    """The atoms that allow req (a rbac_request dict): empty when RBAC denies it."""
+    if "nonResource" in req:
+        ok = req["verb"] == "get" and any(fnmatch.fnmatchcase(req["nonResource"], u)
+                                          for u in RBAC_PUBLIC_URLS)
+        return {("public", "", req["nonResource"], "get", None)} if ok else set()
+    out = set()
+    for scope, label, rules in grants:
+        if scope is not None and scope != req["namespace"]:
+            continue
+        for rule in rules:
+            names = rule.get("resourceNames") or []
+            if (req["group"] in (rule.get("apiGroups") or []) and
+                    req["resource"] in (rule.get("resources") or []) and
+                    req["verb"] in (rule.get("verbs") or []) and
+                    (not names or req["name"] in names)):
+                out.add((label, req["group"], req["resource"], req["verb"],
+                         req["name"] if names else None))
+    return out
+
+
+def rbac_wildcards(objs):
+    return ["%s %s: rule %d has %s %r" % (o["kind"], o["metadata"]["name"], i, field, v)
+            for o in objs if o["kind"] in ("Role", "ClusterRole")
+            for i, rule in enumerate(o.get("rules") or [])
+            for field in ("apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs")
+            for v in rule.get(field) or [] if "*" in v]
+
+
+def rbac_describe(req):
+    if "nonResource" in req:
+        return "%s %s" % (req["verb"], req["nonResource"])
+    return "%s %s%s%s%s" % (req["verb"], req["group"] + "/" if req["group"] else "", req["resource"],
+                            " in " + req["namespace"] if req["namespace"] else " (cluster-wide)",
+                            " name " + req["name"] if req["name"] else "")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def expand_env(arg, env):
+    """Kubernetes' $(VAR) expansion in container args ($$ escapes; unknown stay as written)."""
+    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+                  lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), arg)
+
+
+class ControllerRbac(unittest.TestCase):
+    """The real strait-controller, started with the controller container's args as the chart
+    renders them, against the stand-in API server (tests/kube-apiserver): it lists and watches
+    every kind, takes the Lease, writes Ingress and Gateway status, creates Events and bumps
+    one (STRAIT_EVENTS_REPEAT shortens the 10-minute repeat), then releases the Lease on
+    SIGTERM. Every request it made (the server's request log) must be allowed by the chart's
+    rendered Roles/ClusterRoles bound to its ServiceAccount, mapped to verb / resource /
+    subresource / namespace / name as kube-apiserver's RBAC does; and every granted
+    verb x resource (x resourceName) must have been used by one of them (least privilege),
+    RBAC_UNUSED_OK aside. Each wait polls a condition (bounded by RBAC_TIMEOUT)."""
+
+    PUBLISHED_IP = "203.0.113.10"
+
+    def run_controller(self, sets=(), watched=("demo", "apps"), publish=None, status_ip=None):
+        """sets: --set values; watched: the namespaces the controller should serve (it must
+        write status and Events there); publish: NS/NAME of the Service it publishes (None:
+        no Service is read); status_ip: the address the Ingress status must carry."""
+        extra = tuple(a for s in sets for a in ("--set", s))
+        objs = [o for _, o in render(None, namespace=RBAC_NS, extra=extra)]
+        self.assertEqual(rbac_wildcards(objs), [], "wildcards in the rendered RBAC")
+        pods = [o for o in objs if o["kind"] in ("Deployment", "DaemonSet")]
+        self.assertEqual(len(pods), 1)
+        pod = pods[0]["spec"]["template"]["spec"]
+        (ctl,) = [c for c in pod["containers"] if c["name"] == "controller"]
+        sa = pod.get("serviceAccountName") or "default"
+        grants = rbac_grants(objs, sa, RBAC_NS)
+        self.assertTrue(grants, "no Role or ClusterRole bound to ServiceAccount %s" % sa)
+
+        tmp = tempfile.mkdtemp(prefix="strait-rbac-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        api = kube_api.ApiServer(os.path.join(tmp, "api"), args=["--quiet"]).start()
+        self.addCleanup(api.stop)
+
+        def req(method, path, body=None, want=(200, 201)):
+            code, obj = api.request(method, path, body)
+            if code not in want:
+                raise AssertionError("%s %s: %s %r" % (method, path, code, obj))
+            return obj
+
+        # the cluster: the chart's own IngressClass and Service, and in each namespace a
+        # served Ingress, one with a missing backend (an Event), a Gateway and their backend
+        for ns in (RBAC_NS, "demo", "apps"):
+            req("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
+        for o in objs:
+            if o["kind"] == "IngressClass":
+                req("POST", "/apis/networking.k8s.io/v1/ingressclasses", o)
+            if o["kind"] == "Service":
+                req("POST", "/api/v1/namespaces/%s/services" % RBAC_NS, o)
+        if publish:
+            pns, pname = publish.split("/")
+            code, svc = api.request("GET", "/api/v1/namespaces/%s/services/%s" % (pns, pname))
+            if code == 404:
+                svc = req("POST", "/api/v1/namespaces/%s/services" % pns, {
+                    "metadata": {"name": pname}, "spec": {"type": "LoadBalancer",
+                                                          "ports": [{"name": "http", "port": 80}]}})
+            svc["status"] = {"loadBalancer": {"ingress": [{"ip": status_ip}]}}
+            req("PUT", "/api/v1/namespaces/%s/services/%s/status" % (pns, pname), svc)
+        backend = {"service": {"name": "app", "port": {"number": 80}}}
+        for ns in ("demo", "apps"):
+            req("POST", "/api/v1/namespaces/%s/services" % ns,
+                {"metadata": {"name": "app"}, "spec": {"ports": [{"name": "http", "port": 80}]}})
+            req("POST", "/apis/discovery.k8s.io/v1/namespaces/%s/endpointslices" % ns, self.slice(1))
+            for name, svc in (("good", "app"), ("bad", "missing")):
+                req("POST", "/apis/networking.k8s.io/v1/namespaces/%s/ingresses" % ns, {
+                    "metadata": {"name": name}, "spec": {"ingressClassName": "strait", "rules": [{
+                        "host": "%s.%s.example.com" % (name, ns), "http": {"paths": [{
+                            "path": "/", "pathType": "Prefix",
+                            "backend": dict(backend, service=dict(backend["service"], name=svc))}]}}]}})
+            req("POST", "/apis/strait.dev/v1alpha1/namespaces/%s/gateways" % ns, {
+                "apiVersion": "strait.dev/v1alpha1", "kind": "Gateway", "metadata": {"name": "gw"},
+                "spec": {"listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}],
+                         "routes": [{"hostnames": ["gw.%s.example.com" % ns],
+                                     "rules": [{"backendRefs": [{"name": "app", "port": 80}]}]}]}})
+        api.control("DELETE", "requests")
+
+        # the container as the kubelet would start it, on loopback and in a temporary folder
+        env = {"POD_NAME": RBAC_POD, "POD_NAMESPACE": RBAC_NS}
+        for e in ctl.get("env") or []:
+            if "value" in e:
+                env[e["name"]] = expand_env(e["value"], env)
+        health = free_port()
+        args = []
+        for a in ctl.get("args") or []:
+            a = expand_env(a, env)
+            a = re.sub(r"^--socket=.*", "--socket=" + os.path.join(tmp, "s.sock"), a)
+            a = re.sub(r"^--(health|admin)=.*", "--health=127.0.0.1:%d" % health, a)
+            args.append(a)
+        self.assertIn("--election-identity=" + RBAC_POD, args)
+        self.assertEqual([a for a in args if a.startswith("--publish-service=")],
+                         ["--publish-service=" + publish] if publish else [])
+        sadir = os.path.join(tmp, "serviceaccount")
+        os.makedirs(sadir)
+        with open(os.path.join(sadir, "namespace"), "w") as f:
+            f.write(RBAC_NS)
+        log = os.path.join(tmp, "controller.log")
+        proc_env = dict(os.environ, STRAIT_SERVICEACCOUNT_DIR=sadir, STRAIT_EVENTS_REPEAT="0.2", **env)
+        with open(log, "wb") as lf:
+            proc = subprocess.Popen([os.path.join(BIN, "strait-controller"), "--kubeconfig",
+                                     api.kubeconfig] + args, stdout=lf, stderr=lf, env=proc_env)
+
+        def stop():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self.addCleanup(stop)
+
+        def until(what, fn):
+            deadline = time.monotonic() + RBAC_TIMEOUT
+            while True:
+                v = fn()
+                if v:
+                    return v
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    with open(log, errors="replace") as f:
+                        tail = f.read()[-3000:]
+                    self.fail("%s: %s (controller %s)\n%s" % (
+                        "timed out waiting for" if proc.poll() is None else "controller exited before",
+                        what, "rc %s" % proc.poll(), tail))
+                time.sleep(0.02)
+
+        def get(path):
+            code, obj = api.request("GET", path)
+            return obj if code == 200 else None
+
+        def readyz():
+            try:
+                with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+                        "http://127.0.0.1:%d/readyz" % health, timeout=2) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+
+        lease_name = [a.split("=", 1)[1] for a in args if a.startswith("--election-id=")][0]
+        lease = "/apis/coordination.k8s.io/v1/namespaces/%s/leases/%s" % (RBAC_NS, lease_name)
+        until("/readyz 200", readyz)
+        until("the Lease held by %s" % RBAC_POD,
+              lambda: ((get(lease) or {}).get("spec") or {}).get("holderIdentity") == RBAC_POD)
+        net = "/apis/networking.k8s.io/v1/namespaces/%s/ingresses/"
+        for ns in watched:
+            until("status of Ingress %s/good" % ns, lambda: ((get(net % ns + "good") or {}).get(
+                "status") or {}).get("loadBalancer", {}).get("ingress"))
+            if status_ip:
+                self.assertEqual(get(net % ns + "good")["status"]["loadBalancer"]["ingress"],
+                                 [{"ip": status_ip}])
+            until("status of Gateway %s/gw" % ns, lambda: ((get(
+                "/apis/strait.dev/v1alpha1/namespaces/%s/gateways/gw" % ns) or {}).get(
+                    "status") or {}).get("conditions"))
+
+        def bad_events(ns):
+            return [e for e in (get("/api/v1/namespaces/%s/events" % ns) or {}).get("items", [])
+                    if e["involvedObject"].get("name") == "bad"]
+        for ns in watched:
+            until("an Event on Ingress %s/bad" % ns, lambda: bad_events(ns))
+        # rebuilds after the (shortened) repeat interval bump each Event's count: a PATCH
+        n, last = [1], [0.0]
+
+        def bumped():
+            if all(e["count"] >= 2 for ns in watched for e in bad_events(ns)):
+                return True
+            if time.monotonic() - last[0] > 0.25:
+                n[0] = n[0] % 3 + 1
+                for ns in watched:
+                    req("PUT", "/apis/discovery.k8s.io/v1/namespaces/%s/endpointslices/app-1" % ns,
+                        self.slice(n[0]))
+                last[0] = time.monotonic()
+            return False
+        until("the Events' counts bumped", bumped)
+
+        # SIGTERM: the leader releases the Lease (a PATCH) and exits 0
+        proc.terminate()
+        try:
+            rc = proc.wait(RBAC_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            rc = None
+        self.assertEqual(rc, 0, "controller exit status after SIGTERM")
+        self.assertFalse((get(lease) or {}).get("spec", {}).get("holderIdentity"), "Lease not released")
+
+        # (1) every request allowed; (2) every granted atom used
+        items = [q for q in api.control("GET", "requests")["items"]
+                 if q.get("user_agent") == "strait-controller"]
+        self.assertGreater(len(items), 10)
+        denied, used = [], set()
+        for q in items:
+            r = rbac_request(q["method"], q["path"], q.get("query"))
+            hit = rbac_allowing(grants, r)
+            used |= hit
+            if not hit:
+                denied.append("%s %s%s -> %s" % (q["method"], q["path"], "?" + q["query"] if q.get("query") else "",
+                                                  rbac_describe(r)))
+        unused = sorted(a for a in rbac_atoms(grants) - used if a not in RBAC_UNUSED_OK)
+        problems = ["denied: %s" % d for d in sorted(set(denied))]
+        problems += ["granted but not used: %s %s %s%s%s" % (
+            label, verb, group + "/" if group else "", res, " name " + name if name else "")
+            for label, group, res, verb, name in unused]
+        self.no_problems(problems)
+        return used
+
+    @staticmethod
+    def slice(n):
+        return {"metadata": {"name": "app-1", "labels": {"kubernetes.io/service-name": "app"}},
+                "addressType": "IPv4", "ports": [{"name": "http", "port": 9999}],
+                "endpoints": [{"addresses": ["127.0.0.%d" % i], "conditions": {"ready": True}}
+                              for i in range(1, n + 1)]}
+
+    def test_defaults(self):
+        """ClusterRole for every namespace; the chart's Service published."""
+        self.run_controller(publish=RBAC_NS + "/strait", status_ip=self.PUBLISHED_IP)
+
+    def test_watch_namespace(self):
+        """controller.watchNamespace: a Role in that namespace; nothing in another one."""
+        self.run_controller(sets=("controller.watchNamespace=demo",), watched=("demo",),
+                            publish=RBAC_NS + "/strait", status_ip=self.PUBLISHED_IP)
+
+    def test_publish_service_in_another_namespace(self):
+        """publishService.pathOverride: get on that one Service, by a Role in its namespace."""
+        self.run_controller(sets=("controller.publishService.pathOverride=apps/edge",),
+                            publish="apps/edge", status_ip="203.0.113.20")
+
+    def test_publish_status_address(self):
+        """publishStatusAddress: no Service is read, so no Service rule is granted."""
+        self.run_controller(sets=("controller.publishStatusAddress={198.51.100.7}",),
+                            status_ip="198.51.100.7")
+
+    def test_authorizer(self):
+        """The request mapping and the rule matching, on cases with a known answer."""
+        m = rbac_request
+        self.assertEqual(m("GET", "/api/v1/secrets", "watch=1&resourceVersion=5"),
+                         {"verb": "watch", "group": "", "resource": "secrets", "namespace": None, "name": None})
+        self.assertEqual(m("GET", "/apis/networking.k8s.io/v1/namespaces/a/ingresses", "limit=500")["verb"], "list")
+        self.assertEqual(m("GET", "/apis/networking.k8s.io/v1/namespaces/a/ingresses", "watch=false")["verb"], "list")
+        self.assertEqual(m("PATCH", "/apis/networking.k8s.io/v1/namespaces/a/ingresses/x/status"),
+                         {"verb": "patch", "group": "networking.k8s.io", "resource": "ingresses/status",
+                          "namespace": "a", "name": "x"})
+        self.assertEqual(m("PUT", "/api/v1/namespaces/a/status")["resource"], "namespaces/status")
+        self.assertEqual(m("GET", "/api/v1/namespaces/a"),
+                         {"verb": "get", "group": "", "resource": "namespaces", "namespace": "a", "name": "a"})
+        self.assertEqual(m("DELETE", "/api/v1/namespaces/a/events")["verb"], "deletecollection")
+        self.assertEqual(m("POST", "/api/v1/namespaces/a/events")["verb"], "create")
+        self.assertEqual(m("GET", "/apis/strait.dev/v1alpha1"), {"nonResource": "/apis/strait.dev/v1alpha1", "verb": "get"})
+        rules = [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+                 {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["l"],
+                  "verbs": ["get", "patch", "list", "watch"]},
+                 {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["get"]}]
+        grants = [("ns", "Role ns/r", rules[:2]), (None, "ClusterRole c", rules[2:])]
+        lease = "/apis/coordination.k8s.io/v1/namespaces/%s/leases"
+        cases = [
+            ("GET", lease % "ns" + "/l", "", True),
+            ("PATCH", lease % "ns" + "/l", "", True),
+            ("PUT", lease % "ns" + "/l", "", False),           # update is not patch
+            ("PATCH", lease % "ns" + "/other", "", False),     # resourceNames
+            ("GET", lease % "ns", "", False),                  # list: resourceNames never allow it
+            ("GET", lease % "ns", "watch=1&fieldSelector=metadata.name%3Dl", False),
+            ("POST", lease % "ns", "", True),
+            ("POST", lease % "other", "", False),              # the Role's namespace only
+            ("GET", "/apis/networking.k8s.io/v1/namespaces/z/ingresses/i", "", True),
+            ("GET", "/apis/networking.k8s.io/v1/namespaces/z/ingresses/i/status", "", False),
+            ("GET", "/apis/networking.k8s.io/v1/ingresses", "", False),
+            ("GET", "/apis/extensions/v1beta1/namespaces/z/ingresses/i", "", False),
+            ("GET", "/version", "", True),
+            ("POST", "/apis", "", False),
+            ("GET", "/metrics", "", False),
+        ]
+        for method, path, query, want in cases:
+            with self.subTest(request="%s %s?%s" % (method, path, query)):
+                self.assertEqual(bool(rbac_allowing(grants, rbac_request(method, path, query))), want)
+        self.assertEqual(len(rbac_atoms(grants)), 1 + 4 + 1)
+        self.assertEqual(len(rbac_wildcards([{"kind": "Role", "metadata": {"name": "r"}, "rules": [
+            {"apiGroups": ["*"], "resources": ["a/*"], "verbs": ["get"]}]}])), 2)
 
 
 # ---------------------------------------------------------------------------------------
