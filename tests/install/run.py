@@ -1275,6 +1275,153 @@ class Result(unittest.TestResult):
         print("FAIL %s: skipped (%s)" % (test.id(), reason), flush=True)
 
 
+class InstalledPod(unittest.TestCase):
+    """The pod the chart renders with its defaults, run as the kubelet would on loopback:
+    both containers with their rendered args (the snapshot socket in one shared folder, the
+    emptyDir; ports moved to free loopback ones), the controller in cluster mode against the
+    stand-in API server. A user's first Ingress and a Gateway route reach a real backend
+    through the data plane, the Ingress gets the published address, and SIGTERM ends both
+    containers with exit code 0: `helm install` to a working Ingress, short of a cluster."""
+
+    def test_first_ingress_and_gateway_serve_through_the_rendered_pod(self):
+        objs = [o for _, o in render(None, namespace=RBAC_NS)]
+        (dep,) = [o for o in objs if o["kind"] == "Deployment"]
+        pod = dep["spec"]["template"]["spec"]
+        ctl = [c for c in pod["containers"] if c["name"] == "controller"][0]
+        dp = [c for c in pod["containers"] if c["name"] != "controller"][0]
+        tmp = tempfile.mkdtemp(prefix="strait-pod-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        api = kube_api.ApiServer(os.path.join(tmp, "api"), args=["--quiet"]).start()
+        self.addCleanup(api.stop)
+
+        def req(method, path, body=None, want=(200, 201)):
+            code, obj = api.request(method, path, body)
+            if code not in want:
+                raise AssertionError("%s %s: %s %r" % (method, path, code, obj))
+            return obj
+
+        procs = []
+
+        def stop_all():
+            for pr in procs:
+                if pr.poll() is None:
+                    pr.kill()
+                    pr.wait()
+        self.addCleanup(stop_all)
+        # a backend (the demo backend), its Service and EndpointSlice, the user's Ingress
+        bport = free_port()
+        procs.append(subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", "backend.py"),
+                                       "--name", "hello", "--port", str(bport)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for ns in (RBAC_NS, "demo"):
+            req("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
+        for o in objs:
+            if o["kind"] == "IngressClass":
+                req("POST", "/apis/networking.k8s.io/v1/ingressclasses", o)
+            if o["kind"] == "Service":
+                svc = req("POST", "/api/v1/namespaces/%s/services" % RBAC_NS, o)
+                svc["status"] = {"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}
+                req("PUT", "/api/v1/namespaces/%s/services/%s/status" % (
+                    RBAC_NS, o["metadata"]["name"]), svc)
+        req("POST", "/api/v1/namespaces/demo/services",
+            {"metadata": {"name": "hello"}, "spec": {"ports": [{"name": "http", "port": 80}]}})
+        req("POST", "/apis/discovery.k8s.io/v1/namespaces/demo/endpointslices", {
+            "metadata": {"name": "hello-1", "labels": {"kubernetes.io/service-name": "hello"}},
+            "addressType": "IPv4", "ports": [{"name": "http", "port": bport}],
+            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}]})
+        req("POST", "/apis/networking.k8s.io/v1/namespaces/demo/ingresses", {
+            "metadata": {"name": "hello"}, "spec": {"ingressClassName": "strait", "rules": [{
+                "host": "hello.example.com", "http": {"paths": [{
+                    "path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": "hello", "port": {"number": 80}}}}]}}]}})
+        req("POST", "/apis/strait.dev/v1alpha1/namespaces/demo/gateways", {
+            "apiVersion": "strait.dev/v1alpha1", "kind": "Gateway", "metadata": {"name": "gw"},
+            "spec": {"listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}],
+                     "routes": [{"hostnames": ["gw.example.com"], "rules": [{
+                         "matches": [{"headers": [{"name": "x-canary", "value": "1"}]}],
+                         "backendRefs": [{"name": "hello", "port": 80}]}]}]}})
+
+        # the containers: rendered args with the emptyDir and the ports moved to loopback
+        env = {"POD_NAME": RBAC_POD, "POD_NAMESPACE": RBAC_NS}
+        sock_dir = os.path.join(tmp, "emptydir")
+        os.makedirs(sock_dir)
+        ports = {}
+
+        def localize(container):
+            out = []
+            for e in container.get("env") or []:
+                if "value" in e:
+                    env[e["name"]] = expand_env(e["value"], env)
+            for a in container.get("args") or []:
+                a = expand_env(a, env)
+                m = re.match(r"^(--socket)=(.*)$", a)
+                if m:
+                    a = "%s=%s" % (m.group(1), os.path.join(sock_dir, os.path.basename(m.group(2))))
+                m = re.match(r"^(--listen|--listen-tls|--admin|--health)=(.*):(\d+)$", a)
+                if m:
+                    ports.setdefault(m.group(1), free_port())
+                    a = "%s=127.0.0.1:%d" % (m.group(1), ports[m.group(1)])
+                out.append(a)
+            return out
+        ctl_args, dp_args = localize(ctl), localize(dp)
+        self.assertIn("--listen", ports, dp_args)
+        sadir = os.path.join(tmp, "serviceaccount")
+        os.makedirs(sadir)
+        with open(os.path.join(sadir, "namespace"), "w") as f:
+            f.write(RBAC_NS)
+        logs = {}
+        for name, binary, args in (("controller", "strait-controller",
+                                    ["--kubeconfig", api.kubeconfig] + ctl_args),
+                                   ("dataplane", "strait-dataplane", dp_args)):
+            logs[name] = os.path.join(tmp, name + ".log")
+            with open(logs[name], "wb") as lf:
+                procs.append(subprocess.Popen(
+                    [os.path.join(BIN, binary)] + args, stdout=lf, stderr=lf,
+                    env=dict(os.environ, STRAIT_SERVICEACCOUNT_DIR=sadir, **env)))
+        ctl_p, dp_p = procs[1], procs[2]
+
+        def until(what, fn, timeout=RBAC_TIMEOUT):
+            deadline = time.monotonic() + timeout
+            while True:
+                v = fn()
+                if v:
+                    return v
+                if any(p.poll() is not None for p in (ctl_p, dp_p)) or time.monotonic() > deadline:
+                    tails = {n: open(p, errors="replace").read()[-2000:] for n, p in logs.items()}
+                    self.fail("waiting for %s\n%s" % (what, json.dumps(tails, indent=1)))
+                time.sleep(0.02)
+
+        def http(port, host, path="/", headers=None):
+            r = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path),
+                                       headers=dict({"Host": host}, **(headers or {})))
+            try:
+                with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+                        r, timeout=3) as resp:
+                    return resp.status, resp.headers.get("X-Backend")
+            except urllib.error.HTTPError as e:
+                return e.code, e.headers.get("X-Backend")
+            except OSError:
+                return 0, None
+
+        lport = ports["--listen"]
+        until("the Ingress served through the data plane",
+              lambda: http(lport, "hello.example.com") == (200, "hello"))
+        self.assertEqual(http(lport, "gw.example.com", headers={"x-canary": "1"}), (200, "hello"))
+        self.assertEqual(http(lport, "gw.example.com")[0], 404)  # the header match is required
+        until("the published address on the Ingress", lambda: (
+            (req("GET", "/apis/networking.k8s.io/v1/namespaces/demo/ingresses/hello").get(
+                "status") or {}).get("loadBalancer", {}).get("ingress") == [{"ip": "203.0.113.7"}]))
+        for p in (dp_p, ctl_p):
+            p.terminate()
+        for name, p in (("dataplane", dp_p), ("controller", ctl_p)):
+            try:
+                rc = p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.fail("%s did not stop on SIGTERM" % name)
+            self.assertEqual(rc, 0, "%s exit code; log:\n%s" % (
+                name, open(logs[name], errors="replace").read()[-2000:]))
+
+
 def main():
     global BIN, CHART
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
