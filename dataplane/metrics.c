@@ -42,6 +42,7 @@ struct shard {
     counter mirror[METRICS_MIRROR_N];
     counter retries, retry_budget_exhausted;
     counter route_timeouts[2];
+    counter pool_pruned;
 } __attribute__((aligned(64)));
 
 struct route_slot {
@@ -205,6 +206,11 @@ void metrics_pool_reused(void)
     inc(&shard()->pool_reused, 1);
 }
 
+void metrics_pool_pruned(unsigned n)
+{
+    inc(&shard()->pool_pruned, n);
+}
+
 void metrics_upstream_connected(void)
 {
     inc(&shard()->upstream_connections, 1);
@@ -249,6 +255,7 @@ void metrics_collect(struct metrics_totals *t)
         t->upstream_connect_errors += load(&sh->connect_errors);
         t->upstream_timeouts += load(&sh->upstream_timeouts);
         t->pool_reused += load(&sh->pool_reused);
+        t->pool_pruned += load(&sh->pool_pruned);
         for (k = 0; k < METRICS_TLS_N; k++)
             t->tls_handshakes[k] += load(&sh->tls_handshakes[k]);
         for (k = 0; k < METRICS_MIRROR_N; k++)
@@ -358,6 +365,10 @@ static void render(FILE *f, const struct metrics_totals *t)
                  "Established upstream connections that timed out.", t->upstream_timeouts);
     counter_line(f, "strait_upstream_pool_reused_total", "counter",
                  "Requests sent on a reused pooled upstream connection.", t->pool_reused);
+    counter_line(f, "strait_upstream_pool_pruned_total", "counter",
+                 "Idle pooled upstream connections closed because a new snapshot no longer has "
+                 "their endpoint ready.",
+                 t->pool_pruned);
     family(f, "strait_tls_handshakes_total", "counter",
            "TLS handshakes on the HTTPS listeners, by result.");
     for (k = 0; k < METRICS_TLS_N; k++) {

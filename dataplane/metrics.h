@@ -44,6 +44,8 @@ void metrics_upstream_connect_error(void);
 void metrics_upstream_timeout(void);
 /* A request was sent on a pooled (reused) upstream connection. */
 void metrics_pool_reused(void);
+/* n idle pooled upstream connections were closed on a snapshot swap (endpoint not ready). */
+void metrics_pool_pruned(unsigned n);
 /* A new upstream connection was established (connect completed). */
 void metrics_upstream_connected(void);
 
@@ -89,6 +91,7 @@ struct metrics_totals {
     uint64_t mirror[METRICS_MIRROR_N];      /* by METRICS_MIRROR_* */
     uint64_t retries, retry_budget_exhausted;
     uint64_t route_timeouts[2];              /* [0] request, [1] backend */
+    uint64_t pool_pruned;                    /* idle pooled connections closed on swaps */
     uint64_t requests_by_class[5];           /* over all routes */
     uint64_t buckets[METRICS_N_BUCKETS + 1]; /* cumulative, like Prometheus; last is +Inf */
     uint64_t duration_count;                 /* requests with a duration observed */

@@ -473,3 +473,105 @@ void snapclient_stop(struct snapclient *sc)
     sc->magic = 0;
     free(sc);
 }
+
+/* ---- ready endpoint set (pruning a worker's idle upstream pool on a swap) ---- */
+
+struct snapshot_epset_slot {
+    uint8_t used, family;
+    uint16_t port; /* network order */
+    uint32_t scope;
+    unsigned char addr[16];
+    uint64_t tag;
+};
+
+struct snapshot_epset {
+    size_t mask; /* number of slots - 1, slots a power of two */
+    struct snapshot_epset_slot *slot;
+};
+
+/* sa as a key (slot with used = 1); 0 for a family other than IPv4/IPv6. */
+static int epset_key(const struct sockaddr *sa, uint64_t tag, struct snapshot_epset_slot *k)
+{
+    memset(k, 0, sizeof(*k));
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *x = (const struct sockaddr_in *)sa;
+        memcpy(k->addr, &x->sin_addr, sizeof(x->sin_addr));
+        k->port = x->sin_port;
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)sa;
+        memcpy(k->addr, &x->sin6_addr, sizeof(x->sin6_addr));
+        k->port = x->sin6_port;
+        k->scope = x->sin6_scope_id;
+    } else
+        return 0;
+    k->used = 1;
+    k->family = (uint8_t)sa->sa_family;
+    k->tag = tag;
+    return 1;
+}
+
+static int epset_same(const struct snapshot_epset_slot *a, const struct snapshot_epset_slot *b)
+{
+    return a->family == b->family && a->port == b->port && a->scope == b->scope &&
+           a->tag == b->tag && !memcmp(a->addr, b->addr, sizeof(a->addr));
+}
+
+/* The slot holding k, or the empty one where it would go (the table is never full). */
+static struct snapshot_epset_slot *epset_find(const struct snapshot_epset *set,
+                                              const struct snapshot_epset_slot *k)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a over the key's fields */
+    const unsigned char *b = k->addr;
+    size_t i;
+
+    for (i = 0; i < sizeof(k->addr); i++)
+        h = (h ^ b[i]) * 1099511628211ull;
+    h = (h ^ k->port ^ ((uint64_t)k->family << 16) ^ ((uint64_t)k->scope << 24)) * 1099511628211ull;
+    h = (h ^ k->tag) * 1099511628211ull;
+    h ^= h >> 29;
+    for (i = (size_t)h & set->mask;; i = (i + 1) & set->mask)
+        if (!set->slot[i].used || epset_same(&set->slot[i], k)) return &set->slot[i];
+}
+
+struct snapshot_epset *snapshot_epset_new(const struct snapshot *s)
+{
+    struct snapshot_epset *set;
+    struct snapshot_epset_slot k, *sl;
+    size_t n = 0, slots = 8;
+    uint32_t i, j;
+
+    for (i = 0; i < s->sw.n_clusters; i++)
+        n += s->clusters[i].n_ready;
+    while (slots < 2 * n)
+        slots *= 2;
+    if (!(set = malloc(sizeof(*set)))) return NULL;
+    if (!(set->slot = calloc(slots, sizeof(*set->slot)))) {
+        free(set);
+        return NULL;
+    }
+    set->mask = slots - 1;
+    for (i = 0; i < s->sw.n_clusters; i++) {
+        const struct snapshot_cluster *c = &s->clusters[i];
+        uint64_t tag = tls_upstream_tag(s->tls_up, i);
+        for (j = 0; j < c->n_ready; j++) {
+            if (!epset_key((const struct sockaddr *)&c->ready[j].addr, tag, &k)) continue;
+            sl = epset_find(set, &k);
+            if (!sl->used) *sl = k; /* else the same endpoint in another cluster */
+        }
+    }
+    return set;
+}
+
+int snapshot_epset_has(const struct snapshot_epset *set, const struct sockaddr *sa, uint64_t tag)
+{
+    struct snapshot_epset_slot k;
+
+    return epset_key(sa, tag, &k) && epset_find(set, &k)->used;
+}
+
+void snapshot_epset_free(struct snapshot_epset *set)
+{
+    if (!set) return;
+    free(set->slot);
+    free(set);
+}

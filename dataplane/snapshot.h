@@ -103,4 +103,16 @@ struct snapshot *snapclient_current(struct snapclient *sc);
 /* Stops all watchers, closes the socket, drops the current snapshot and frees sc. */
 void snapclient_stop(struct snapclient *sc);
 
+/*
+ * The set of (endpoint address, pool tag) pairs of s's ready endpoints over all its clusters,
+ * the tag being tls_upstream_tag of the endpoint's cluster: what a worker's idle upstream
+ * connections may stay pooled for once s is current. Built in O(endpoints); NULL when out of
+ * memory. The set is a copy: it outlives s.
+ */
+struct snapshot_epset;
+struct snapshot_epset *snapshot_epset_new(const struct snapshot *s);
+/* Whether (sa, tag) is in set: same family, address and port (and IPv6 scope). */
+int snapshot_epset_has(const struct snapshot_epset *set, const struct sockaddr *sa, uint64_t tag);
+void snapshot_epset_free(struct snapshot_epset *set);
+
 #endif

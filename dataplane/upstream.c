@@ -13,7 +13,9 @@
  * closed it or sent bytes nobody asked for), when its idle timer expires, or beyond
  * max_idle per endpoint.
  * Does not: know about HTTP or snapshots. The key is the address, so a snapshot swap that
- * keeps an endpoint keeps its idle connections, and one that removes it lets them age out.
+ * keeps an endpoint keeps its idle connections; on one that removes it (or makes it not
+ * ready) the worker prunes them (upstream_pool_prune with the snapshot's endpoint set), and
+ * the same filter stops a connection that was in use across the swap from being parked.
  * Invariants:
  *   - a pool belongs to one worker thread and its loop: no locks;
  *   - a connection has exactly one owner: the pool while parked (ep != NULL, idle
@@ -51,6 +53,10 @@ struct upstream_pool {
     double idle_timeout;
     unsigned n_idle;
     struct upstream_ep *eps;
+    upstream_keep_fn keep; /* filter from the last prune (NULL: keep everything) */
+    void *keep_arg;
+    void (*keep_free)(void *arg);
+    unsigned epoch; /* bumped by each prune, never 0 */
 };
 
 static struct upstream_conn *uconn_check(struct upstream_conn *u)
@@ -145,6 +151,7 @@ struct upstream_pool *upstream_pool_new(struct ev_loop *loop, unsigned max_idle,
     p->loop = loop;
     p->max_idle = max_idle;
     p->idle_timeout = idle_timeout;
+    p->epoch = 1;
     return p;
 }
 
@@ -153,6 +160,7 @@ void upstream_pool_free(struct upstream_pool *p)
     if (!p) return;
     while (p->eps)
         idle_drop(p->eps->idle); /* frees the endpoint with its last connection */
+    if (p->keep_free) p->keep_free(p->keep_arg);
     free(p);
 }
 
@@ -166,6 +174,7 @@ struct upstream_conn *upstream_pool_take(struct upstream_pool *p, const struct s
     if (!p || !(e = ep_find(p, sa, tag))) return NULL;
     u = uconn_check(e->idle);
     idle_unlink(u);
+    u->epoch = p->epoch; /* parked, so the current filter keeps it */
     return u;
 }
 
@@ -176,6 +185,11 @@ void upstream_pool_put(struct upstream_pool *p, const struct sockaddr *sa, sockl
 
     uconn_check(u);
     if (!p || p->max_idle == 0 || salen > sizeof(e->addr)) goto close_conn;
+    if (p->keep && u->epoch != p->epoch) {
+        /* fresh, or in use across a prune: its endpoint may have left the snapshot */
+        if (!p->keep(sa, salen, u->tag, p->keep_arg)) goto close_conn;
+        u->epoch = p->epoch;
+    }
     e = ep_find(p, sa, u->tag);
     if (e && e->n_idle >= p->max_idle) goto close_conn;
     if (!e) {
@@ -205,6 +219,31 @@ void upstream_pool_put(struct upstream_pool *p, const struct sockaddr *sa, sockl
 
 close_conn:
     upstream_conn_close(u);
+}
+
+unsigned upstream_pool_prune(struct upstream_pool *p, upstream_keep_fn keep, void *arg,
+                             void (*free_arg)(void *arg))
+{
+    struct upstream_ep *e, *next;
+    unsigned closed = 0, n;
+
+    if (!p) {
+        if (free_arg) free_arg(arg);
+        return 0;
+    }
+    if (p->keep_free) p->keep_free(p->keep_arg);
+    p->keep = keep;
+    p->keep_arg = arg;
+    p->keep_free = free_arg;
+    if (++p->epoch == 0) p->epoch = 1;
+    if (!keep) return 0;
+    for (e = p->eps; e; e = next) {
+        next = e->next; /* e is freed with its last connection */
+        if (keep((const struct sockaddr *)&e->addr, e->addrlen, e->tag, arg)) continue;
+        for (n = e->n_idle; n; n--, closed++)
+            idle_drop(e->idle);
+    }
+    return closed;
 }
 
 unsigned upstream_pool_idle(const struct upstream_pool *p)

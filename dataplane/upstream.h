@@ -41,6 +41,7 @@ struct upstream_conn {
      */
     struct transport tp;
     uint64_t tag;
+    unsigned epoch; /* the pool's filter last known to keep it (0: none yet) */
 };
 
 typedef void (*upstream_io_cb)(struct ev_loop *loop, ev_io *io, int revents);
@@ -71,6 +72,26 @@ struct upstream_conn *upstream_pool_take(struct upstream_pool *p, const struct s
  */
 void upstream_pool_put(struct upstream_pool *p, const struct sockaddr *sa, socklen_t salen,
                        struct upstream_conn *u);
+
+/*
+ * Says whether idle connections to sa under transport tag may stay pooled (non-zero) or
+ * are to be closed (0).
+ */
+typedef int (*upstream_keep_fn)(const struct sockaddr *sa, socklen_t salen, uint64_t tag,
+                                void *arg);
+
+/*
+ * Installs keep (with arg) as p's filter and closes every idle connection in p whose
+ * (endpoint address, tag) it says not to keep: once per endpoint entry, so O(entries +
+ * closed). Connections held by a request are not in the pool and are untouched, but from now
+ * on upstream_pool_put closes instead of parking one that keep refuses (checked once per
+ * connection per filter: a fresh one, or one taken out before this call). p owns arg from
+ * now: free_arg(arg) (if not NULL) when the next call replaces it or p is freed. keep NULL
+ * removes the filter and closes nothing. Returns how many were closed (NULL p: 0, and arg is
+ * freed).
+ */
+unsigned upstream_pool_prune(struct upstream_pool *p, upstream_keep_fn keep, void *arg,
+                             void (*free_arg)(void *arg));
 
 /* Idle connections currently parked in p (all endpoints). */
 unsigned upstream_pool_idle(const struct upstream_pool *p);

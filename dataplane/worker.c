@@ -4,7 +4,8 @@
  * Does: one thread per worker running its own ev_loop with its own SO_REUSEPORT listener
  * (the kernel spreads connections); receives snapshots from the main thread through a
  * mutex-protected "pending" slot plus ev_async, swaps its current pointer and drops its
- * reference to the old one; owns the worker's idle upstream pool (upstream.c); drains
+ * reference to the old one; owns the worker's idle upstream pool (upstream.c) and, on a swap,
+ * closes the idle connections to endpoints the new snapshot no longer has ready; drains
  * gracefully on stop (listener closed at once, idle clients and pooled upstreams closed,
  * busy clients finish with Connection: close, everything closed after the grace period).
  * Does not: parse HTTP (conn.c) or talk to the controller (snapshot.c).
@@ -110,6 +111,40 @@ void worker_conn_gone(struct worker *w)
     if (w->stopping && w->n_conns == 0) ev_break(w->loop, EVBREAK_ALL);
 }
 
+static int keep_ready(const struct sockaddr *sa, socklen_t salen, uint64_t tag, void *set)
+{
+    (void)salen;
+    return snapshot_epset_has(set, sa, tag);
+}
+
+static void free_epset(void *set)
+{
+    snapshot_epset_free(set);
+}
+
+/*
+ * Connection draining on a swap to s: idle pooled connections to endpoints that are no
+ * longer ready in s (removed, or serving/terminating) are closed now rather than at their
+ * idle timeout, and one in use now (a request of the old snapshot finishing) is closed
+ * instead of parked when it is done. No new request picks such an endpoint: s has only ready
+ * ones. The set is built once per swap, O(endpoints), and the prune is O(pool entries); the
+ * pool keeps the set until the next swap. Out of memory: no filter (the idle timeout still
+ * applies).
+ */
+static void prune_pool(struct worker *w, struct snapshot *s)
+{
+    struct snapshot_epset *set;
+    unsigned n;
+
+    if (!w->pool) return;
+    set = snapshot_epset_new(s);
+    n = upstream_pool_prune(w->pool, set ? keep_ready : NULL, set, set ? free_epset : NULL);
+    if (n) {
+        metrics_pool_pruned(n);
+        log_debug("upstream_pool_pruned", "worker=%u closed=%u", w->id, n);
+    }
+}
+
 static void async_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
     struct worker *w = worker_check(container_of(a, struct worker, async_w));
@@ -127,6 +162,7 @@ static void async_cb(struct ev_loop *loop, ev_async *a, int revents)
     if (s) {
         snapshot_unref(w->current);
         w->current = s; /* the reference taken by worker_pool_publish moves here */
+        prune_pool(w, s);
     }
     if (stop && !w->stopping) {
         w->stopping = 1;

@@ -2,7 +2,8 @@
  * upstream pool: keyed by address (family, address, port), LIFO per endpoint, limited per
  * endpoint, and an idle connection that turns readable (peer closed or sent bytes) or
  * outlives the idle timeout is dropped; handing a connection over keeps its read watcher
- * running and moves its callbacks. Real connects to a Unix listener on a real loop.
+ * running and moves its callbacks; a prune closes the idle connections its filter refuses and
+ * keeps that filter for connections parked later. Real connects to a Unix listener on a real loop.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -220,6 +221,82 @@ static void test_readable_or_expired_is_dropped(void **state)
     ev_loop_destroy(loop);
 }
 
+/* keep: only port 80 under tag 0 (arg counts the calls) */
+static int keep_port_80(const struct sockaddr *sa, socklen_t salen, uint64_t tag, void *arg)
+{
+    (void)salen;
+    ++*(int *)arg;
+    return tag == 0 && ntohs(((const struct sockaddr_in *)sa)->sin_port) == 80;
+}
+
+static int freed_args;
+
+static void count_free(void *arg)
+{
+    (void)arg;
+    freed_args++;
+}
+
+/*
+ * A prune closes the idle connections the filter refuses (every one of the entry), keeps the
+ * others, and the filter then also stops a connection that was in use across the prune, or a
+ * fresh one, from being parked; one taken out after the prune is not asked again.
+ */
+static void test_prune_closes_what_left(void **state)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct upstream_pool *p = upstream_pool_new(loop, 8, 60.);
+    struct sockaddr_in a = addr("127.0.0.1", 80), b = addr("127.0.0.1", 81);
+    struct upstream_conn *u[6];
+    int peers[6], fds[6], i, calls = 0, calls2 = 0;
+
+    (void)state;
+    for (i = 0; i < 6; i++)
+        u[i] = pair(loop, &peers[i], &fds[i]);
+    u[2]->tag = 0x77; /* a's address, another transport */
+    upstream_pool_put(p, (struct sockaddr *)&a, sizeof(a), u[0]);
+    upstream_pool_put(p, (struct sockaddr *)&a, sizeof(a), u[1]);
+    upstream_pool_put(p, (struct sockaddr *)&a, sizeof(a), u[2]);
+    upstream_pool_put(p, (struct sockaddr *)&b, sizeof(b), u[3]);
+    upstream_pool_put(p, (struct sockaddr *)&b, sizeof(b), u[4]);
+    /* u[5]: in use on b while the snapshot changes */
+    assert_int_equal(upstream_pool_idle(p), 5);
+    assert_int_equal(upstream_pool_prune(p, keep_port_80, &calls, count_free), 3);
+    assert_int_equal(calls, 3); /* once per (address, tag) entry */
+    assert_int_equal(upstream_pool_idle(p), 2);
+    assert_true(is_open(fds[0]) && is_open(fds[1]));
+    assert_false(is_open(fds[2]) || is_open(fds[3]) || is_open(fds[4]));
+    assert_null(upstream_pool_take(p, (struct sockaddr *)&b, sizeof(b), 0));
+    assert_null(upstream_pool_take(p, (struct sockaddr *)&a, sizeof(a), 0x77));
+    assert_true(is_open(fds[5]));
+    /* the request on b finishes: closed, not parked */
+    upstream_pool_put(p, (struct sockaddr *)&b, sizeof(b), u[5]);
+    assert_false(is_open(fds[5]));
+    assert_int_equal(upstream_pool_idle(p), 2);
+    /* taken after the prune and parked again: the filter is not asked */
+    calls = 0;
+    assert_ptr_equal(upstream_pool_take(p, (struct sockaddr *)&a, sizeof(a), 0), u[1]);
+    upstream_pool_put(p, (struct sockaddr *)&a, sizeof(a), u[1]);
+    assert_int_equal(calls, 0);
+    assert_int_equal(upstream_pool_idle(p), 2);
+    /* a new filter frees the old arg; removing it (NULL) closes nothing */
+    assert_int_equal(upstream_pool_prune(p, keep_port_80, &calls2, count_free), 0);
+    assert_int_equal(freed_args, 1);
+    assert_int_equal(calls2, 1);
+    assert_int_equal(upstream_pool_prune(p, NULL, NULL, NULL), 0);
+    assert_int_equal(freed_args, 2);
+    assert_int_equal(upstream_pool_idle(p), 2);
+    assert_int_equal(upstream_pool_prune(NULL, keep_port_80, &calls2, count_free), 0);
+    assert_int_equal(freed_args, 3); /* no pool: arg freed at once */
+    assert_int_equal(upstream_pool_prune(p, keep_port_80, &calls2, count_free), 0);
+    upstream_pool_free(p); /* frees the installed arg too */
+    assert_int_equal(freed_args, 4);
+    assert_false(is_open(fds[0]) || is_open(fds[1]));
+    for (i = 0; i < 6; i++)
+        close(peers[i]);
+    ev_loop_destroy(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -228,6 +305,7 @@ int main(void)
         cmocka_unit_test(test_attach_moves_callbacks),
         cmocka_unit_test(test_readable_or_expired_is_dropped),
         cmocka_unit_test(test_tags_keep_transports_apart),
+        cmocka_unit_test(test_prune_closes_what_left),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
