@@ -89,7 +89,57 @@ static int resolve_endpoint(const struct snapwire_endpoint *e, struct snapshot_e
     return -1;
 }
 
+/* The cluster of prev named name with the same balancer, or NULL (balancer carry-over). */
+static const struct snapshot_cluster *
+snapshot_prev_cluster(const struct snapshot *prev, const char *name, const struct balancer_ops *bal)
+{
+    uint32_t i;
+
+    for (i = 0; prev && prev->clusters && i < prev->sw.n_clusters; i++)
+        if (prev->clusters[i].bal == bal && prev->clusters[i].bal_state &&
+            strcmp(prev->sw.clusters[i].name, name) == 0)
+            return &prev->clusters[i];
+    return NULL;
+}
+
+/*
+ * Balancer state for c's ready endpoints, identified by "address:port" (weight 1: snapwire
+ * carries no endpoint weights yet), carrying over from prev's state when there is one.
+ */
+static void *bal_create(const struct snapshot_cluster *c, const struct snapshot_cluster *prev)
+{
+    struct balancer_endpoint *ep = calloc(c->n_ready ? c->n_ready : 1, sizeof(*ep));
+    char *keys = malloc((size_t)(c->n_ready ? c->n_ready : 1) * 64);
+    struct balancer_endpoints eps = {.n = c->n_ready, .ep = ep};
+    void *st = NULL;
+    uint32_t i;
+
+    if (ep && keys) {
+        for (i = 0; i < c->n_ready; i++) {
+            int n = snprintf(keys + (size_t)i * 64, 64, "%s:%u", c->ready[i].address,
+                             (unsigned)c->ready[i].port);
+            ep[i].key = keys + (size_t)i * 64;
+            ep[i].key_len = n < 0 ? 0 : n >= 64 ? 63 : (size_t)n;
+            ep[i].weight = 1;
+        }
+        st = c->bal->create(&eps, prev ? prev->bal_state : NULL);
+    }
+    free(ep);
+    free(keys);
+    return st;
+}
+
+static struct snapshot *snapshot_build_prev(struct snapwire_snapshot *sw,
+                                            const struct snapshot *prev, char *err, size_t errlen);
+
 struct snapshot *snapshot_build(struct snapwire_snapshot *sw, char *err, size_t errlen)
+{
+    return snapshot_build_prev(sw, NULL, err, errlen);
+}
+
+/* snapshot_build, carrying balancer state over from prev (may be NULL) cluster by name. */
+static struct snapshot *snapshot_build_prev(struct snapwire_snapshot *sw,
+                                            const struct snapshot *prev, char *err, size_t errlen)
 {
     struct snapshot *s;
     uint32_t i, j;
@@ -129,7 +179,7 @@ struct snapshot *snapshot_build(struct snapwire_snapshot *sw, char *err, size_t 
             }
             c->n_ready++;
         }
-        c->bal_state = c->bal->create(c->n_ready);
+        c->bal_state = bal_create(c, snapshot_prev_cluster(prev, swc->name, c->bal));
         if (!c->bal_state) goto fail_oom;
     }
     for (i = 0; i < s->sw.n_routes && !s->budgets; i++)
@@ -179,7 +229,46 @@ const struct snapshot_endpoint *snapshot_pick(struct snapshot *s, uint32_t idx)
     if (idx >= s->sw.n_clusters) return NULL;
     c = &s->clusters[idx];
     if (c->n_ready == 0) return NULL;
-    return &c->ready[c->bal->pick(c->bal_state, c->n_ready)];
+    return &c->ready[c->bal->pick(c->bal_state, NULL)];
+}
+
+const struct snapshot_endpoint *snapshot_pick_ex(struct snapshot *s, uint32_t idx,
+                                                 const struct balancer_input *in)
+{
+    struct snapshot_cluster *c;
+
+    if (idx >= s->sw.n_clusters) return NULL;
+    c = &s->clusters[idx];
+    if (c->n_ready == 0) return NULL;
+    return &c->ready[c->bal->pick(c->bal_state, in)];
+}
+
+/* c's index of ep, or UINT32_MAX when ep is not one of c's ready endpoints. */
+static uint32_t bal_ep_index(const struct snapshot *s, uint32_t idx,
+                             const struct snapshot_endpoint *ep)
+{
+    const struct snapshot_cluster *c;
+
+    if (!ep || idx >= s->sw.n_clusters) return UINT32_MAX;
+    c = &s->clusters[idx];
+    if (ep < c->ready || ep >= c->ready + c->n_ready) return UINT32_MAX;
+    return (uint32_t)(ep - c->ready);
+}
+
+void snapshot_balancer_start(struct snapshot *s, uint32_t idx, const struct snapshot_endpoint *ep)
+{
+    uint32_t i = bal_ep_index(s, idx, ep);
+
+    if (i != UINT32_MAX) balancer_start(s->clusters[idx].bal, s->clusters[idx].bal_state, i);
+}
+
+void snapshot_balancer_done(struct snapshot *s, uint32_t idx, const struct snapshot_endpoint *ep,
+                            uint64_t latency_ns, int ok)
+{
+    uint32_t i = bal_ep_index(s, idx, ep);
+
+    if (i != UINT32_MAX)
+        balancer_done(s->clusters[idx].bal, s->clusters[idx].bal_state, i, latency_ns, ok);
 }
 
 uint64_t snapshot_route_max_body(const struct snapshot *s, const struct snapwire_route *rt,
@@ -277,7 +366,7 @@ static int sc_frame(struct snapclient *sc, const char *buf, size_t len)
 
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (snapwire_decode(buf, len, &sw, err, sizeof(err)) < 0) goto reject;
-    s = snapshot_build(&sw, err, sizeof(err));
+    s = snapshot_build_prev(&sw, sc->current, err, sizeof(err));
     if (!s) goto reject;
     snapshot_unref(sc->current);
     sc->current = s;

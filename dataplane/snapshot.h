@@ -68,6 +68,23 @@ struct retry_budget *snapshot_route_budget(struct snapshot *s, const struct snap
 /* Picks an endpoint of cluster idx with its balancer; NULL when it has none ready. */
 const struct snapshot_endpoint *snapshot_pick(struct snapshot *s, uint32_t idx);
 
+/*
+ * snapshot_pick with the request's balancer input (the hash key of ring_hash and maglev:
+ * header, cookie, source ip or path bytes the caller extracted); in may be NULL.
+ */
+const struct snapshot_endpoint *snapshot_pick_ex(struct snapshot *s, uint32_t idx,
+                                                 const struct balancer_input *in);
+
+/*
+ * Balancer feedback for ep, an endpoint snapshot_pick(_ex) returned for cluster idx of this same
+ * snapshot s: start when the request is sent to it, done when it completes (latency from send
+ * to response end, ok 0 for a failure: connect error, reset, 5xx). least_request and ewma use
+ * them; the others ignore them. Any ep that is not one of the cluster's is ignored.
+ */
+void snapshot_balancer_start(struct snapshot *s, uint32_t idx, const struct snapshot_endpoint *ep);
+void snapshot_balancer_done(struct snapshot *s, uint32_t idx, const struct snapshot_endpoint *ep,
+                            uint64_t latency_ns, int ok);
+
 struct worker_config;
 
 /*
