@@ -146,6 +146,14 @@ $(BUILD)/routerbench: bench/routerbench.c $(BUILD)/libdataplane.a $(BUILD)/libco
 	$(CC) $(CFLAGS_ALL) -Idataplane $(LDFLAGS_ALL) -o $@ $< $(filter %.a,$^) $(DP_LIBS)
 bench-router: deps $(BUILD)/routerbench
 	@$(BUILD)/routerbench
+# bench-balancer: the balancer micro-benchmark (bench/balbench.c, issue 9's target): ns per
+# pick among 1,000 endpoints for every algorithm, pinned to one CPU.
+.PHONY: bench-balancer
+$(BUILD)/balbench: bench/balbench.c $(BUILD)/libdataplane.a $(BUILD)/libcommon.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Idataplane $(LDFLAGS_ALL) -o $@ $< $(filter %.a,$^) $(DP_LIBS)
+bench-balancer: deps $(BUILD)/balbench
+	@taskset -c 0 $(BUILD)/balbench
 .PHONY: bench-routes
 bench-routes: deps all
 	@python3 bench/routes.py --build $(BUILD)
