@@ -68,8 +68,10 @@
  *    the ranges into those sections, timeouts and retry policy; match type REGEX; route
  *    flags WILD_ANY, PLAIN_ONLY, TLS_ONLY; route.cluster may be SNAPWIRE_NONE. Route
  *    records grow from 40 to 96 bytes.
+ * 5: balancing: CLUSTERS lb takes LEAST_REQUEST, EWMA, RING_HASH, MAGLEV; hash_on,
+ *    hash_name, affinity_cookie.
  */
-#define SNAPWIRE_VERSION 4
+#define SNAPWIRE_VERSION 5
 #define SNAPWIRE_HEADER_SIZE 32
 #define SNAPWIRE_MAX_FRAME (64u << 20) /* refuse frames larger than 64 MiB */
 #define SNAPWIRE_NONE 0xffffffffu
@@ -127,7 +129,20 @@ enum snapwire_protocol {
 };
 
 enum snapwire_lb {
-    SNAPWIRE_LB_ROUND_ROBIN = 1,
+    SNAPWIRE_LB_ROUND_ROBIN = 1,   /* smooth weighted round robin */
+    SNAPWIRE_LB_LEAST_REQUEST = 2, /* power of two choices over in-flight requests */
+    SNAPWIRE_LB_EWMA = 3,          /* P2C over peak-EWMA latency with in-flight penalty */
+    SNAPWIRE_LB_RING_HASH = 4,     /* ketama ring over cluster.hash_on */
+    SNAPWIRE_LB_MAGLEV = 5,        /* Maglev table over cluster.hash_on */
+};
+
+/* cluster.hash_on: what ring_hash / maglev hash (NONE: a random key per request) */
+enum snapwire_hash_on {
+    SNAPWIRE_HASH_NONE = 0,
+    SNAPWIRE_HASH_HEADER = 1,    /* the value of header hash_name (lower case) */
+    SNAPWIRE_HASH_COOKIE = 2,    /* the value of cookie hash_name */
+    SNAPWIRE_HASH_SOURCE_IP = 3, /* the client's address */
+    SNAPWIRE_HASH_PATH = 4,      /* the request path (without query) */
 };
 
 struct snapwire_meta {
@@ -303,6 +318,15 @@ struct snapwire_cluster {
     const char *tls_sni; /* server name sent (SNI) and, with tls_ca, verified; "" = none */
     uint32_t tls_ca;     /* CA bundle (cert index) the upstream must chain to, or
                             SNAPWIRE_NONE: the upstream's certificate is not verified */
+    /* ---- v5: balancing ---- */
+    uint8_t hash_on;       /* enum snapwire_hash_on (ring_hash, maglev) */
+    const char *hash_name; /* header name (lower case) or cookie name for HEADER / COOKIE */
+    /*
+     * Cookie affinity (strait.dev/affinity: cookie, as ingress-nginx): a request carrying
+     * cookie affinity_cookie naming a ready endpoint goes there; otherwise the balancer picks
+     * and the response sets the cookie. "" = none.
+     */
+    const char *affinity_cookie;
 };
 
 /*
