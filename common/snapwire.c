@@ -33,9 +33,12 @@
  * 80 u64 retry_codes_hi, 88 u32 retry_backoff_ms, 92 u8 pad[4]
  */
 #define REC_ROUTE 96
-/* str name, u32 first_endpoint, u32 endpoint_count, u8 lb, u8 tls, u8 pad[2], str tls_sni,
- * u32 tls_ca */
-#define REC_CLUSTER 32
+/*
+ *  0 str name, 8 u32 first_endpoint, 12 u32 endpoint_count, 16 u8 lb, 17 u8 tls,
+ * 18 u8 hash_on, 19 u8 pad, 20 str tls_sni, 28 u32 tls_ca, 32 str hash_name,
+ * 40 str affinity_cookie (v5: 48 bytes, was 32)
+ */
+#define REC_CLUSTER 48
 #define REC_ENDPOINT 12 /* str address, u16 port, u8 ready, u8 pad */
 /* str name, str chain_pem, str key_pem, str fingerprint, u64 not_after */
 #define REC_CERT 40
@@ -437,8 +440,27 @@ static int check_snapshot(const struct snapwire_snapshot *s, char *err, size_t e
     free(wsum);
     for (i = 0; i < s->n_clusters; i++) {
         const struct snapwire_cluster *c = &s->clusters[i];
-        if (c->lb != SNAPWIRE_LB_ROUND_ROBIN) {
+        if (c->lb < SNAPWIRE_LB_ROUND_ROBIN || c->lb > SNAPWIRE_LB_MAGLEV) {
             set_err(err, errlen, "cluster %u: bad lb policy %u", i, c->lb);
+            return -1;
+        }
+        if (c->hash_on > SNAPWIRE_HASH_PATH) {
+            set_err(err, errlen, "cluster %u: bad hash_on %u", i, c->hash_on);
+            return -1;
+        }
+        if (c->hash_on == SNAPWIRE_HASH_HEADER || c->hash_on == SNAPWIRE_HASH_COOKIE) {
+            if (!valid_token(c->hash_name, c->hash_on == SNAPWIRE_HASH_HEADER)) {
+                set_err(err, errlen, "cluster %u: hash_name is not a %stoken", i,
+                        c->hash_on == SNAPWIRE_HASH_HEADER ? "lower-case " : "");
+                return -1;
+            }
+        } else if (*nz(c->hash_name)) {
+            set_err(err, errlen, "cluster %u: hash_name set without header or cookie hashing", i);
+            return -1;
+        }
+        /* a cookie name is an RFC 6265 token: the same character set as an RFC 9110 token */
+        if (*nz(c->affinity_cookie) && !valid_token(c->affinity_cookie, 0)) {
+            set_err(err, errlen, "cluster %u: affinity cookie name is not a token", i);
             return -1;
         }
         if ((uint64_t)c->first_endpoint + c->endpoint_count > s->n_endpoints) {
@@ -686,6 +708,10 @@ int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint
             0)
             goto fail;
         put32(p + 28, s->clusters[i].tls ? s->clusters[i].tls_ca : SNAPWIRE_NONE);
+        p[18] = s->clusters[i].hash_on;
+        if (strtab_add(&st, nz(s->clusters[i].hash_name), p + 32, err, errlen) < 0 ||
+            strtab_add(&st, nz(s->clusters[i].affinity_cookie), p + 40, err, errlen) < 0)
+            goto fail;
     }
     for (i = 0; i < s->n_endpoints; i++) {
         p = recs[6] + (size_t)i * REC_ENDPOINT;
@@ -997,7 +1023,9 @@ static int read_records(struct reader *r, const struct section *sec, struct snap
         const uint8_t *p = sec[SNAPWIRE_SEC_CLUSTERS].p + (size_t)i * REC_CLUSTER;
         STR(p, &s->clusters[i].name, "cluster %u name", i);
         STR(p + 20, &s->clusters[i].tls_sni, "cluster %u tls_sni", i);
-        if (!zero_pad(p + 18, 2)) {
+        STR(p + 32, &s->clusters[i].hash_name, "cluster %u hash_name", i);
+        STR(p + 40, &s->clusters[i].affinity_cookie, "cluster %u affinity_cookie", i);
+        if (!zero_pad(p + 19, 1)) {
             set_err(r->err, r->errlen, "cluster %u: nonzero padding", i);
             return -1;
         }
@@ -1006,6 +1034,7 @@ static int read_records(struct reader *r, const struct section *sec, struct snap
             s->clusters[i].endpoint_count = get32(p + 12);
             s->clusters[i].lb = p[16];
             s->clusters[i].tls = p[17];
+            s->clusters[i].hash_on = p[18];
             s->clusters[i].tls_ca = get32(p + 28);
         }
     }
@@ -1248,6 +1277,42 @@ int snapwire_same_payload(const void *a, size_t alen, const void *b, size_t blen
 }
 
 /* ---- JSON dump ---- */
+
+static const char *lb_name(uint8_t lb)
+{
+    switch (lb) {
+    case SNAPWIRE_LB_ROUND_ROBIN:
+        return "round_robin";
+    case SNAPWIRE_LB_LEAST_REQUEST:
+        return "least_request";
+    case SNAPWIRE_LB_EWMA:
+        return "ewma";
+    case SNAPWIRE_LB_RING_HASH:
+        return "ring_hash";
+    case SNAPWIRE_LB_MAGLEV:
+        return "maglev";
+    default:
+        return "?";
+    }
+}
+
+static const char *hash_on_name(uint8_t h)
+{
+    switch (h) {
+    case SNAPWIRE_HASH_NONE:
+        return "none";
+    case SNAPWIRE_HASH_HEADER:
+        return "header";
+    case SNAPWIRE_HASH_COOKIE:
+        return "cookie";
+    case SNAPWIRE_HASH_SOURCE_IP:
+        return "source_ip";
+    case SNAPWIRE_HASH_PATH:
+        return "path";
+    default:
+        return "?";
+    }
+}
 
 static void gen_kv_int(yajl_gen g, const char *k, long long v)
 {
@@ -1494,7 +1559,12 @@ char *snapwire_to_json(const struct snapwire_snapshot *s)
         const struct snapwire_cluster *c = &s->clusters[i];
         yajl_gen_map_open(g);
         jsongen_kv_str(g, "name", c->name);
-        jsongen_kv_str(g, "lb", "round_robin");
+        jsongen_kv_str(g, "lb", lb_name(c->lb));
+        if (c->hash_on != SNAPWIRE_HASH_NONE) {
+            jsongen_kv_str(g, "hash_on", hash_on_name(c->hash_on));
+            if (*nz(c->hash_name)) jsongen_kv_str(g, "hash_name", c->hash_name);
+        }
+        if (*nz(c->affinity_cookie)) jsongen_kv_str(g, "affinity_cookie", c->affinity_cookie);
         jsongen_str(g, "tls");
         yajl_gen_bool(g, c->tls);
         if (c->tls) {

@@ -27,6 +27,10 @@
  *     pattern; route.flags has only SNAPWIRE_ROUTE_* bits (0x0f), never PLAIN_ONLY and
  *     TLS_ONLY together
  *   - cluster endpoints [first_endpoint, first_endpoint+endpoint_count) lie inside endpoints[]
+ *   - cluster.lb is one of SNAPWIRE_LB_* (1..5), cluster.hash_on one of SNAPWIRE_HASH_*
+ *     (0..4); cluster.hash_name is a non-empty HTTP token (lower case for HEADER) when
+ *     hash_on is HEADER or COOKIE and "" otherwise; cluster.affinity_cookie is "" or a
+ *     cookie name (an RFC 6265 token)
  *   - endpoint addresses parse as IPv4 or IPv6 literals; ports are 1..65535
  *   - strings contain no NUL and no control characters, except PEM fields (certificate
  *     chains and keys), which may hold CR, LF and TAB; strings are at most 64 KiB, PEM

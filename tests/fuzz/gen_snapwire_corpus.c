@@ -122,10 +122,31 @@ int main(int argc, char **argv)
                                      {SNAPWIRE_HDR_ADD, "x-trace", "on"},
                                      {SNAPWIRE_HDR_REMOVE, "Cookie", ""},
                                      {SNAPWIRE_HDR_SET, "cache-control", "no-store"}};
-    struct snapwire_cluster c[] = {
-        {"default/web:80", SNAPWIRE_LB_ROUND_ROBIN, 0, 2, 0, "", SNAPWIRE_NONE},
-        {"ns/api:8080+tls", SNAPWIRE_LB_ROUND_ROBIN, 2, 1, 1, "api.ns.svc", 1},
-        {"ns/empty:1", SNAPWIRE_LB_ROUND_ROBIN, 3, 0, 0, "", SNAPWIRE_NONE}};
+    struct snapwire_cluster c[] = {{.name = "default/web:80",
+                                    .lb = SNAPWIRE_LB_ROUND_ROBIN,
+                                    .first_endpoint = 0,
+                                    .endpoint_count = 2,
+                                    .tls_sni = "",
+                                    .tls_ca = SNAPWIRE_NONE,
+                                    .hash_name = "",
+                                    .affinity_cookie = ""},
+                                   {.name = "ns/api:8080+tls",
+                                    .lb = SNAPWIRE_LB_ROUND_ROBIN,
+                                    .first_endpoint = 2,
+                                    .endpoint_count = 1,
+                                    .tls = 1,
+                                    .tls_sni = "api.ns.svc",
+                                    .tls_ca = 1,
+                                    .hash_name = "",
+                                    .affinity_cookie = ""},
+                                   {.name = "ns/empty:1",
+                                    .lb = SNAPWIRE_LB_ROUND_ROBIN,
+                                    .first_endpoint = 3,
+                                    .endpoint_count = 0,
+                                    .tls_sni = "",
+                                    .tls_ca = SNAPWIRE_NONE,
+                                    .hash_name = "",
+                                    .affinity_cookie = ""}};
     /* not real keys: the format only carries PEM text, the data plane parses it */
     struct snapwire_cert certs[] = {
         {"ns/foo-tls", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",

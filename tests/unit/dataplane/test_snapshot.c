@@ -25,7 +25,16 @@
 static struct snapshot *make_snapshot(uint64_t dmax)
 {
     struct snapwire_endpoint ep = {"127.0.0.1", 80, 1};
-    struct snapwire_cluster cl = {"t/svc:80", SNAPWIRE_LB_ROUND_ROBIN, 0, 1, 0, "", SNAPWIRE_NONE};
+    struct snapwire_cluster cl = {.name = "t/svc:80",
+                                  .lb = SNAPWIRE_LB_ROUND_ROBIN,
+                                  .first_endpoint = 0,
+                                  .endpoint_count = 1,
+                                  .tls = 0,
+                                  .tls_sni = "",
+                                  .tls_ca = SNAPWIRE_NONE,
+                                  .hash_on = SNAPWIRE_HASH_NONE,
+                                  .hash_name = "",
+                                  .affinity_cookie = ""};
     struct snapwire_route rt[] = {
         {.path = "/set",
          .match = SNAPWIRE_MATCH_PREFIX,
@@ -116,7 +125,16 @@ static void test_route_max_body(void **state)
 static void test_invalid_regex_refused(void **state)
 {
     struct snapwire_endpoint ep = {"127.0.0.1", 80, 1};
-    struct snapwire_cluster cl = {"t/svc:80", SNAPWIRE_LB_ROUND_ROBIN, 0, 1, 0, "", SNAPWIRE_NONE};
+    struct snapwire_cluster cl = {.name = "t/svc:80",
+                                  .lb = SNAPWIRE_LB_ROUND_ROBIN,
+                                  .first_endpoint = 0,
+                                  .endpoint_count = 1,
+                                  .tls = 0,
+                                  .tls_sni = "",
+                                  .tls_ca = SNAPWIRE_NONE,
+                                  .hash_on = SNAPWIRE_HASH_NONE,
+                                  .hash_name = "",
+                                  .affinity_cookie = ""};
     struct snapwire_route rt[] = {
         {.path = "/ok", .match = SNAPWIRE_MATCH_PREFIX, .source = "t/ok", .hsts = ""},
         {.path = "/v[0-9", .match = SNAPWIRE_MATCH_REGEX, .source = "ns/gw", .hsts = ""}};

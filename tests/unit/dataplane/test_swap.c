@@ -70,8 +70,16 @@ static void *backend_main(void *arg)
 static struct snapshot *make_snapshot(uint64_t gen, uint16_t port)
 {
     struct snapwire_endpoint ep = {"127.0.0.1", port, 1};
-    struct snapwire_cluster cl = {"t/svc:80",   SNAPWIRE_LB_ROUND_ROBIN, 0, port ? 1 : 0, 0, "",
-                                  SNAPWIRE_NONE};
+    struct snapwire_cluster cl = {.name = "t/svc:80",
+                                  .lb = SNAPWIRE_LB_ROUND_ROBIN,
+                                  .first_endpoint = 0,
+                                  .endpoint_count = port ? 1 : 0,
+                                  .tls = 0,
+                                  .tls_sni = "",
+                                  .tls_ca = SNAPWIRE_NONE,
+                                  .hash_on = SNAPWIRE_HASH_NONE,
+                                  .hash_name = "",
+                                  .affinity_cookie = ""};
     struct snapwire_route rt = {
         .path = "/", .match = SNAPWIRE_MATCH_PREFIX, .cluster = 0, .source = "t/ing", .hsts = ""};
     struct snapwire_vhost vh = {"", 0, 1};

@@ -41,8 +41,24 @@ static struct snapwire_route R[] = {
 #define DEFAULT_MAX_BODY 0x0102030405060708ull /* every byte distinct: catches order and width */
 static struct snapwire_vhost V[] = {{"foo.com", 0, 2}, {"*.bar.com", 2, 1}};
 static struct snapwire_cluster C[] = {
-    {"default/api:80", SNAPWIRE_LB_ROUND_ROBIN, 0, 2, 0, "", SNAPWIRE_NONE},
-    {"default/web:http+tls", SNAPWIRE_LB_ROUND_ROBIN, 2, 1, 1, "web.default.svc", 1},
+    {.name = "default/api:80",
+     .lb = SNAPWIRE_LB_ROUND_ROBIN,
+     .first_endpoint = 0,
+     .endpoint_count = 2,
+     .tls = 0,
+     .tls_sni = "",
+     .tls_ca = SNAPWIRE_NONE,
+     .hash_name = "",
+     .affinity_cookie = ""},
+    {.name = "default/web:http+tls",
+     .lb = SNAPWIRE_LB_ROUND_ROBIN,
+     .first_endpoint = 2,
+     .endpoint_count = 1,
+     .tls = 1,
+     .tls_sni = "web.default.svc",
+     .tls_ca = 1,
+     .hash_name = "",
+     .affinity_cookie = ""},
 };
 /* PEM-shaped text only: the format carries it, the data plane parses it */
 #define KEY_PEM "-----BEGIN PRIVATE KEY-----\nsecret-key-bytes\n-----END PRIVATE KEY-----\n"
@@ -490,9 +506,22 @@ static void test_encoder_refuses_inconsistent(void **state)
     assert_int_equal(snapwire_encode(&s, 1, &f, &len, err, sizeof(err)), -1);
     s = sample();
     s.endpoints = bad_ep, s.n_endpoints = 1;
-    s.clusters =
-        (struct snapwire_cluster[]){{"x", SNAPWIRE_LB_ROUND_ROBIN, 0, 1, 0, "", SNAPWIRE_NONE},
-                                    {"y", SNAPWIRE_LB_ROUND_ROBIN, 0, 0, 0, "", SNAPWIRE_NONE}};
+    s.clusters = (struct snapwire_cluster[]){{.name = "x",
+                                              .lb = SNAPWIRE_LB_ROUND_ROBIN,
+                                              .first_endpoint = 0,
+                                              .endpoint_count = 1,
+                                              .tls_sni = "",
+                                              .tls_ca = SNAPWIRE_NONE,
+                                              .hash_name = "",
+                                              .affinity_cookie = ""},
+                                             {.name = "y",
+                                              .lb = SNAPWIRE_LB_ROUND_ROBIN,
+                                              .first_endpoint = 0,
+                                              .endpoint_count = 0,
+                                              .tls_sni = "",
+                                              .tls_ca = SNAPWIRE_NONE,
+                                              .hash_name = "",
+                                              .affinity_cookie = ""}};
     assert_int_equal(snapwire_encode(&s, 1, &f, &len, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "endpoint 0"));
     s = sample();
@@ -772,6 +801,9 @@ static void test_no_strings_section(void **state)
 
     memcpy(frame, frame_v3, sizeof(frame));
     frame[4] = 4;
+    assert_int_equal(guarded_decode(frame, sizeof(frame), &d, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "unsupported version 4"));
+    frame[4] = 5;
     assert_int_equal(guarded_decode(frame_v3, sizeof(frame_v3), &d, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "unsupported version 3"));
     assert_int_equal(guarded_decode(frame_v1, sizeof(frame_v1), &d, err, sizeof(err)), -1);
