@@ -109,6 +109,9 @@ static void same_snapshot(const struct snapwire_snapshot *a, const struct snapwi
         CHECK(a->clusters[i].lb == b->clusters[i].lb);
         CHECK(a->clusters[i].first_endpoint == b->clusters[i].first_endpoint);
         CHECK(a->clusters[i].endpoint_count == b->clusters[i].endpoint_count);
+        CHECK(a->clusters[i].hash_on == b->clusters[i].hash_on);
+        CHECK(streq(a->clusters[i].hash_name, b->clusters[i].hash_name));
+        CHECK(streq(a->clusters[i].affinity_cookie, b->clusters[i].affinity_cookie));
     }
     for (i = 0; i < a->n_endpoints; i++) {
         CHECK(streq(a->endpoints[i].address, b->endpoints[i].address));

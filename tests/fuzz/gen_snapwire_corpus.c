@@ -208,5 +208,24 @@ int main(int argc, char **argv)
     s.n_hdr_edits = 4;
     s.meta.default_cluster = SNAPWIRE_NONE;
     emit(dir, "gateway", &s, 43);
+    /* v5 balancing: every lb, header / cookie hashing, cookie affinity */
+    c[0].lb = SNAPWIRE_LB_RING_HASH;
+    c[0].hash_on = SNAPWIRE_HASH_HEADER;
+    c[0].hash_name = "x-user";
+    c[1].lb = SNAPWIRE_LB_MAGLEV;
+    c[1].hash_on = SNAPWIRE_HASH_COOKIE;
+    c[1].hash_name = "sid";
+    c[1].affinity_cookie = "INGRESSCOOKIE";
+    c[2].lb = SNAPWIRE_LB_EWMA;
+    c[2].affinity_cookie = "route";
+    emit(dir, "balancing", &s, 44);
+    c[0].lb = SNAPWIRE_LB_LEAST_REQUEST;
+    c[0].hash_on = SNAPWIRE_HASH_NONE;
+    c[0].hash_name = "";
+    c[1].hash_on = SNAPWIRE_HASH_SOURCE_IP;
+    c[1].hash_name = "";
+    c[2].lb = SNAPWIRE_LB_RING_HASH;
+    c[2].hash_on = SNAPWIRE_HASH_PATH;
+    emit(dir, "balancing-2", &s, 45);
     return 0;
 }

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -1584,6 +1585,218 @@ static void test_ingress_json_has_no_v4_keys(void **state)
     free(f);
 }
 
+/* ---- version 5: balancing ---- */
+
+#define W_CLUSTER 48
+#define CL(rec, off, w, v, want)                                                                   \
+    {                                                                                              \
+        SNAPWIRE_SEC_CLUSTERS, rec, W_CLUSTER, off, w, v, NULL, want                               \
+    }
+#define CLS(rec, off, str, want)                                                                   \
+    {                                                                                              \
+        SNAPWIRE_SEC_CLUSTERS, rec, W_CLUSTER, off, 0, 0, str, want                                \
+    }
+
+static struct snapwire_cluster C5[] = {
+    {.name = "default/api:80+ring_hash",
+     .lb = SNAPWIRE_LB_RING_HASH,
+     .first_endpoint = 0,
+     .endpoint_count = 2,
+     .tls_sni = "",
+     .tls_ca = SNAPWIRE_NONE,
+     .hash_on = SNAPWIRE_HASH_HEADER,
+     .hash_name = "x-user",
+     .affinity_cookie = ""},
+    {.name = "default/web:http+tls+maglev",
+     .lb = SNAPWIRE_LB_MAGLEV,
+     .first_endpoint = 2,
+     .endpoint_count = 1,
+     .tls = 1,
+     .tls_sni = "web.default.svc",
+     .tls_ca = 1,
+     .hash_on = SNAPWIRE_HASH_COOKIE,
+     .hash_name = "Session-ID",
+     .affinity_cookie = "INGRESSCOOKIE"},
+};
+
+static uint8_t *encode_v5(const struct snapwire_cluster *cl, size_t *len, char *err, size_t errlen)
+{
+    struct snapwire_snapshot s = sample();
+    struct snapwire_cluster c[2];
+    uint8_t *f = NULL;
+
+    memcpy(c, cl, sizeof(c));
+    s.clusters = c;
+    if (snapwire_encode(&s, 9, &f, len, err, errlen) < 0) return NULL;
+    return f;
+}
+
+static void test_v5_round_trip(void **state)
+{
+    (void)state;
+    static const uint8_t lbs[] = {SNAPWIRE_LB_ROUND_ROBIN, SNAPWIRE_LB_LEAST_REQUEST,
+                                  SNAPWIRE_LB_EWMA, SNAPWIRE_LB_RING_HASH, SNAPWIRE_LB_MAGLEV};
+    static const uint8_t hashes[] = {SNAPWIRE_HASH_NONE, SNAPWIRE_HASH_SOURCE_IP,
+                                     SNAPWIRE_HASH_PATH};
+    struct snapwire_cluster c[2];
+    struct snapwire_snapshot d;
+    char err[256] = "";
+    size_t len;
+    uint8_t *f = encode_v5(C5, &len, err, sizeof(err));
+
+    assert_non_null(f);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), 0);
+    assert_int_equal(d.n_clusters, 2);
+    assert_int_equal(d.clusters[0].lb, SNAPWIRE_LB_RING_HASH);
+    assert_int_equal(d.clusters[0].hash_on, SNAPWIRE_HASH_HEADER);
+    assert_string_equal(d.clusters[0].hash_name, "x-user");
+    assert_string_equal(d.clusters[0].affinity_cookie, "");
+    assert_int_equal(d.clusters[1].lb, SNAPWIRE_LB_MAGLEV);
+    assert_int_equal(d.clusters[1].hash_on, SNAPWIRE_HASH_COOKIE);
+    assert_string_equal(d.clusters[1].hash_name, "Session-ID");
+    assert_string_equal(d.clusters[1].affinity_cookie, "INGRESSCOOKIE");
+    assert_string_equal(d.clusters[1].tls_sni, "web.default.svc");
+    assert_int_equal(d.clusters[1].tls_ca, 1);
+    assert_int_equal(d.clusters[1].first_endpoint, 2);
+    snapwire_free(&d);
+    free(f);
+    /* every lb and every hash_on without a name */
+    for (size_t i = 0; i < sizeof(lbs); i++)
+        for (size_t j = 0; j < sizeof(hashes); j++) {
+            memcpy(c, C5, sizeof(c));
+            c[0].lb = lbs[i];
+            c[0].hash_on = hashes[j];
+            c[0].hash_name = NULL; /* NULL is written as "" */
+            c[0].affinity_cookie = j ? "a" : NULL;
+            f = encode_v5(c, &len, err, sizeof(err));
+            if (!f) fail_msg("lb %u hash %u: %s", lbs[i], hashes[j], err);
+            assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), 0);
+            assert_int_equal(d.clusters[0].lb, lbs[i]);
+            assert_int_equal(d.clusters[0].hash_on, hashes[j]);
+            assert_string_equal(d.clusters[0].hash_name, "");
+            assert_string_equal(d.clusters[0].affinity_cookie, j ? "a" : "");
+            snapwire_free(&d);
+            free(f);
+        }
+}
+
+/* Each v5 check, broken in turn on the encoder side. */
+static void test_v5_encoder_refuses(void **state)
+{
+    (void)state;
+    struct snapwire_cluster c[2];
+    char err[256];
+    size_t len;
+
+#define REFUSE(mod, want)                                                                          \
+    do {                                                                                           \
+        memcpy(c, C5, sizeof(c));                                                                  \
+        mod;                                                                                       \
+        err[0] = '\0';                                                                             \
+        assert_null(encode_v5(c, &len, err, sizeof(err)));                                         \
+        if (!strstr(err, want)) fail_msg("error \"%s\", want \"%s\"", err, want);                  \
+    } while (0)
+    REFUSE(c[0].lb = 0, "cluster 0: bad lb policy 0");
+    REFUSE(c[1].lb = 6, "cluster 1: bad lb policy 6");
+    REFUSE(c[0].hash_on = 5, "cluster 0: bad hash_on 5");
+    REFUSE(c[0].hash_name = "X-User", "cluster 0: hash_name is not a lower-case token");
+    REFUSE(c[0].hash_name = "", "cluster 0: hash_name is not a lower-case token");
+    REFUSE(c[0].hash_name = NULL, "cluster 0: hash_name is not a lower-case token");
+    REFUSE(c[1].hash_name = "a=b", "cluster 1: hash_name is not a token");
+    REFUSE(c[1].hash_name = "", "cluster 1: hash_name is not a token");
+    REFUSE(c[0].hash_on = SNAPWIRE_HASH_PATH, "cluster 0: hash_name set without");
+    REFUSE((c[0].hash_on = SNAPWIRE_HASH_NONE, c[0].hash_name = "x"), "cluster 0: hash_name set");
+    REFUSE(c[1].affinity_cookie = "a b", "cluster 1: affinity cookie name is not a token");
+    REFUSE(c[1].affinity_cookie = "a;b", "cluster 1: affinity cookie name is not a token");
+#undef REFUSE
+}
+
+/* The same checks in the decoder, on the wire with a valid CRC. */
+static void test_v5_decoder_rejects(void **state)
+{
+    (void)state;
+    static const struct patch cases[] = {
+        CL(0, 16, 1, 0, "cluster 0: bad lb policy 0"),
+        CL(1, 16, 1, 6, "cluster 1: bad lb policy 6"),
+        CL(0, 16, 1, SNAPWIRE_LB_EWMA, NULL),
+        CL(0, 18, 1, 5, "cluster 0: bad hash_on 5"),
+        CL(0, 18, 1, SNAPWIRE_HASH_SOURCE_IP, "cluster 0: hash_name set without"),
+        CL(0, 18, 1, SNAPWIRE_HASH_COOKIE, NULL), /* x-user is a cookie name too */
+        CLS(1, 32, "", "cluster 1: hash_name is not a token"),
+        CLS(0, 32, "Session-ID", "cluster 0: hash_name is not a lower-case token"),
+        CLS(0, 32, "web.default.svc", NULL),
+        CLS(0, 40, "default/api", "cluster 0: affinity cookie name is not a token"),
+        CLS(0, 40, "INGRESSCOOKIE", NULL),
+        CLS(1, 40, "", NULL),
+        CL(1, 19, 1, 1, "cluster 1: nonzero padding"),
+        CL(0, 44, 4, 0xffff, "cluster 0 affinity_cookie: string reference out of bounds"),
+    };
+    struct snapwire_snapshot d;
+    char err[256];
+    size_t len;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint8_t *f = encode_v5(C5, &len, err, sizeof(err));
+        assert_non_null(f);
+        apply_patch(f, &cases[i]);
+        fix_crc(f, len);
+        err[0] = '\0';
+        int rc = guarded_decode(f, len, &d, err, sizeof(err));
+        if (!cases[i].want) {
+            if (rc != 0) fail_msg("case %zu: refused: %s", i, err);
+            check_invariants(&d);
+            snapwire_free(&d);
+        } else if (rc != -1 || !strstr(err, cases[i].want)) {
+            fail_msg("case %zu: rc %d, error \"%s\", want \"%s\"", i, rc, err, cases[i].want);
+        }
+        free(f);
+    }
+}
+
+static void test_v5_json_dump(void **state)
+{
+    (void)state;
+    static const char *names[] = {"round_robin", "least_request", "ewma", "ring_hash", "maglev"};
+    struct snapwire_cluster c[2];
+    struct snapwire_snapshot d;
+    char err[256] = "", *js;
+    size_t len;
+    uint8_t *f = encode_v5(C5, &len, err, sizeof(err));
+
+    assert_non_null(f);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), 0);
+    js = snapwire_to_json(&d);
+    assert_non_null(js);
+    assert_non_null(strstr(js, "\"lb\": \"ring_hash\""));
+    assert_non_null(strstr(js, "\"lb\": \"maglev\""));
+    assert_non_null(strstr(js, "\"hash_on\": \"header\""));
+    assert_non_null(strstr(js, "\"hash_name\": \"x-user\""));
+    assert_non_null(strstr(js, "\"hash_on\": \"cookie\""));
+    assert_non_null(strstr(js, "\"hash_name\": \"Session-ID\""));
+    assert_non_null(strstr(js, "\"affinity_cookie\": \"INGRESSCOOKIE\""));
+    free(js);
+    snapwire_free(&d);
+    free(f);
+    for (uint8_t lb = 1; lb <= 5; lb++) {
+        char want[64];
+        memcpy(c, C, sizeof(c));
+        c[0].lb = c[1].lb = lb;
+        f = encode_v5(c, &len, err, sizeof(err));
+        assert_non_null(f);
+        assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), 0);
+        js = snapwire_to_json(&d);
+        snprintf(want, sizeof(want), "\"lb\": \"%s\"", names[lb - 1]);
+        assert_non_null(strstr(js, want));
+        /* unset fields stay out of the dump */
+        assert_null(strstr(js, "hash_on"));
+        assert_null(strstr(js, "hash_name"));
+        assert_null(strstr(js, "affinity_cookie"));
+        free(js);
+        snapwire_free(&d);
+        free(f);
+    }
+}
+
 static void test_replies(void **state)
 {
     (void)state;
@@ -1635,6 +1848,10 @@ int main(void)
         cmocka_unit_test(test_v4_encoder_writes_canonical),
         cmocka_unit_test(test_v4_json_dump),
         cmocka_unit_test(test_ingress_json_has_no_v4_keys),
+        cmocka_unit_test(test_v5_round_trip),
+        cmocka_unit_test(test_v5_encoder_refuses),
+        cmocka_unit_test(test_v5_decoder_rejects),
+        cmocka_unit_test(test_v5_json_dump),
         cmocka_unit_test(test_replies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
