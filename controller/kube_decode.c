@@ -6,8 +6,9 @@
  * type holding a ca.crt), strait.dev/v1alpha1 Gateway (its spec in gwdecode.c), the kind of List
  * items that carry none (typed lists), per-object validation following the API server's own rules
  * (hosts, paths, pathTypes, ports, names, addresses), namespace defaulting, Ingress spec.tls,
- * Service port appProtocol, and the Ingress annotations we honour (strait.dev/proxy-body-size and
- * the TLS ones: a bad value rejects the Ingress with a reason naming the annotation and the value).
+ * Service port appProtocol, and the Ingress annotations we honour (strait.dev/proxy-body-size, the
+ * TLS ones and the balancing ones: a bad value rejects the Ingress with a reason naming the
+ * annotation and the value).
  * Certificate content is not looked at here (certcheck, from snapbuild, does that).
  * Does not: look at other objects (service lookups, class selection, conflicts are snapbuild's
  * job), read files, or log: it reports through its return value and err.
@@ -461,6 +462,123 @@ static int kd_hsts(struct model_meta *m, const struct kobj *doc, const char **ou
     return 0;
 }
 
+#define KD_ANN_LOAD_BALANCE "strait.dev/load-balance"
+#define KD_ANN_HASH_BY "strait.dev/hash-by"
+#define KD_ANN_AFFINITY "strait.dev/affinity"
+#define KD_ANN_SESSION_COOKIE "strait.dev/session-cookie-name"
+#define KD_SESSION_COOKIE_DEFAULT "INGRESSCOOKIE" /* as ingress-nginx */
+#define KD_MAX_HASH_NAME 128 /* header and cookie names in the balancing annotations */
+
+/* An RFC 9110 token (header names; RFC 6265 cookie names are the same set) of 1..max bytes. */
+static int kd_token(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > max) return 0;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (!(isalnum(c) || strchr("!#$%&'*+-.^_`|~", c))) return 0;
+    }
+    return 1;
+}
+
+/* The balancing annotations of an Ingress (see docs/contract.md "Ingress annotations"). */
+static int kd_balance_annotations(const struct kobj *doc, struct model_ingress *ing, char *err,
+                                  size_t errlen)
+{
+    static const struct {
+        const char *name;
+        uint8_t lb;
+    } lbs[] = {{"round_robin", SNAPWIRE_LB_ROUND_ROBIN},
+               {"least_request", SNAPWIRE_LB_LEAST_REQUEST},
+               {"ewma", SNAPWIRE_LB_EWMA},
+               {"ring_hash", SNAPWIRE_LB_RING_HASH},
+               {"maglev", SNAPWIRE_LB_MAGLEV}};
+    struct model_meta *m = &ing->meta;
+    int lb_present, hash_present, aff_present, cookie_present;
+    const char *lb = kd_annotation(doc, KD_ANN_LOAD_BALANCE, &lb_present);
+    const char *hash = kd_annotation(doc, KD_ANN_HASH_BY, &hash_present);
+    const char *aff = kd_annotation(doc, KD_ANN_AFFINITY, &aff_present);
+    const char *cookie = kd_annotation(doc, KD_ANN_SESSION_COOKIE, &cookie_present);
+    char name[KD_MAX_HASH_NAME + 1];
+    size_t i;
+
+    ing->lb = SNAPWIRE_LB_ROUND_ROBIN;
+    ing->hash_on = SNAPWIRE_HASH_NONE;
+    ing->hash_name = ing->affinity_cookie = "";
+    if (lb_present) {
+        for (i = 0; i < sizeof(lbs) / sizeof(lbs[0]) && strcmp(lb, lbs[i].name); i++)
+            ;
+        if (i == sizeof(lbs) / sizeof(lbs[0])) {
+            SET_ERR("annotation " KD_ANN_LOAD_BALANCE " \"%.40s\" is not round_robin, "
+                    "least_request, ewma, ring_hash or maglev",
+                    lb);
+            return -1;
+        }
+        ing->lb = lbs[i].lb;
+    }
+    if (hash_present) {
+        const char *arg = NULL;
+        if (!strncmp(hash, "header:", 7)) {
+            ing->hash_on = SNAPWIRE_HASH_HEADER, arg = hash + 7;
+        } else if (!strncmp(hash, "cookie:", 7)) {
+            ing->hash_on = SNAPWIRE_HASH_COOKIE, arg = hash + 7;
+        } else if (!strcmp(hash, "source-ip")) {
+            ing->hash_on = SNAPWIRE_HASH_SOURCE_IP;
+        } else if (!strcmp(hash, "path")) {
+            ing->hash_on = SNAPWIRE_HASH_PATH;
+        } else {
+            SET_ERR("annotation " KD_ANN_HASH_BY " \"%.60s\" is not header:NAME, cookie:NAME, "
+                    "source-ip or path",
+                    hash);
+            return -1;
+        }
+        if (arg && !kd_token(arg, KD_MAX_HASH_NAME)) {
+            SET_ERR("annotation " KD_ANN_HASH_BY " \"%.60s\": \"%.40s\" is not a %s name (an "
+                    "HTTP token of at most %d characters)",
+                    hash, arg, ing->hash_on == SNAPWIRE_HASH_HEADER ? "header" : "cookie",
+                    KD_MAX_HASH_NAME);
+            return -1;
+        }
+        if (!lb_present) {
+            ing->lb = SNAPWIRE_LB_RING_HASH;
+        } else if (ing->lb != SNAPWIRE_LB_RING_HASH && ing->lb != SNAPWIRE_LB_MAGLEV) {
+            SET_ERR("annotation " KD_ANN_HASH_BY " needs " KD_ANN_LOAD_BALANCE
+                    " ring_hash or maglev, not \"%s\"",
+                    lb);
+            return -1;
+        }
+        if (arg) {
+            /* header names are case-insensitive: the data plane compares lower case */
+            for (i = 0; arg[i]; i++)
+                name[i] = ing->hash_on == SNAPWIRE_HASH_HEADER
+                              ? (char)tolower((unsigned char)arg[i])
+                              : arg[i];
+            name[i] = '\0';
+            if (!(ing->hash_name = model_strdup(m, name))) goto oom;
+        }
+    }
+    if (cookie_present && !kd_token(cookie, KD_MAX_HASH_NAME)) {
+        SET_ERR("annotation " KD_ANN_SESSION_COOKIE " \"%.40s\" is not a cookie name (an HTTP "
+                "token of at most %d characters)",
+                cookie, KD_MAX_HASH_NAME);
+        return -1;
+    }
+    if (aff_present) {
+        if (strcmp(aff, "cookie")) {
+            SET_ERR("annotation " KD_ANN_AFFINITY " \"%.40s\" is not \"cookie\"", aff);
+            return -1;
+        }
+        if (!(ing->affinity_cookie =
+                  model_strdup(m, cookie_present ? cookie : KD_SESSION_COOKIE_DEFAULT)))
+            goto oom;
+    }
+    return 0;
+oom:
+    SET_ERR("out of memory");
+    return -1;
+}
+
 /* Every TLS annotation of an Ingress (see docs/contract.md "Ingress annotations"). */
 static int kd_tls_annotations(const struct kobj *doc, struct model_ingress *ing, char *err,
                               size_t errlen)
@@ -582,7 +700,8 @@ static int kd_ingress(const struct kobj *doc, struct model_ingress *ing, char *e
         kd_str(m, kobj_get(doc, "metadata", "annotations", "kubernetes.io/ingress.class"),
                &ing->class_annotation, "annotation kubernetes.io/ingress.class", err, errlen) ||
         kd_body_size(doc, &ing->max_body, err, errlen) ||
-        kd_tls_annotations(doc, ing, err, errlen) || kd_ingress_tls(doc, ing, err, errlen))
+        kd_tls_annotations(doc, ing, err, errlen) ||
+        kd_balance_annotations(doc, ing, err, errlen) || kd_ingress_tls(doc, ing, err, errlen))
         return -1;
     db = kobj_get(doc, "spec", "defaultBackend");
     if (db) {

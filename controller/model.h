@@ -109,6 +109,18 @@ struct model_ingress {
     int backend_https;                        /* strait.dev/backend-protocol: HTTPS */
     struct model_secret_ref proxy_ssl_secret; /* strait.dev/proxy-ssl-secret (a ca.crt) */
     const char *proxy_ssl_name;               /* strait.dev/proxy-ssl-name, "" for the default */
+    /*
+     * Balancing annotations (docs/contract.md "Ingress annotations"), with snapwire's enums.
+     * lb: strait.dev/load-balance (0 is read as round_robin; strait.dev/hash-by alone means
+     * ring_hash); hash_on / hash_name: strait.dev/hash-by (hash_name the lower-case header or
+     * the cookie name, "" otherwise); affinity_cookie: strait.dev/affinity: cookie with
+     * strait.dev/session-cookie-name (default INGRESSCOOKIE), "" without affinity. NULL
+     * strings are read as "".
+     */
+    uint8_t lb;
+    uint8_t hash_on;
+    const char *hash_name;
+    const char *affinity_cookie;
 };
 
 struct model_service_port {

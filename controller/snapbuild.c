@@ -689,19 +689,45 @@ static size_t sb_settle(struct sb_cand *v, size_t n, struct snapbuild_result *re
 
 /*
  * A cluster in the making: identity (namespace, service, service port number, then the
- * upstream TLS settings: a TLS backend is another cluster than the plain one).
+ * upstream TLS settings: a TLS backend is another cluster than the plain one; then the
+ * balancing settings: two Ingresses balancing one Service port differently get two clusters).
  */
 struct sb_cluster {
     const struct model_service *svc;
     const struct model_service_port *sp;
     int tls;
-    const char *sni;       /* NULL without tls */
-    struct sb_mat *tls_ca; /* NULL: not verified */
+    const char *sni;             /* NULL without tls */
+    struct sb_mat *tls_ca;       /* NULL: not verified */
+    uint8_t lb;                  /* enum snapwire_lb */
+    uint8_t hash_on;             /* enum snapwire_hash_on */
+    const char *hash_name;       /* "" unless hash_on is HEADER or COOKIE */
+    const char *affinity_cookie; /* "" without affinity */
 };
 
 static struct sb_cluster sb_cluster_of(const struct sb_cand *c)
 {
-    return (struct sb_cluster){c->svc, c->sp, c->tls, c->sni, c->tls_ca};
+    const struct model_ingress *ing = c->ing;
+    struct sb_cluster k = {
+        c->svc, c->sp, c->tls, c->sni, c->tls_ca, SNAPWIRE_LB_ROUND_ROBIN, SNAPWIRE_HASH_NONE,
+        "",     ""};
+
+    if (ing) {
+        if (ing->lb) k.lb = ing->lb;
+        k.hash_on = ing->hash_on;
+        if (ing->hash_name) k.hash_name = ing->hash_name;
+        if (ing->affinity_cookie) k.affinity_cookie = ing->affinity_cookie;
+    }
+    return k;
+}
+
+static int sb_cmp_balance(const struct sb_cluster *a, const struct sb_cluster *b)
+{
+    int r;
+
+    if (a->lb != b->lb) return a->lb < b->lb ? -1 : 1;
+    if (a->hash_on != b->hash_on) return a->hash_on < b->hash_on ? -1 : 1;
+    if ((r = strcmp(a->hash_name, b->hash_name))) return r;
+    return strcmp(a->affinity_cookie, b->affinity_cookie);
 }
 
 static int sb_cmp_cluster(const struct sb_cluster *a, const struct sb_cluster *b)
@@ -713,10 +739,53 @@ static int sb_cmp_cluster(const struct sb_cluster *a, const struct sb_cluster *b
         return r;
     if (a->sp->port != b->sp->port) return a->sp->port < b->sp->port ? -1 : 1;
     if (a->tls != b->tls) return a->tls < b->tls ? -1 : 1;
-    if (!a->tls) return 0;
-    if ((r = strcmp(a->sni, b->sni))) return r;
-    if (!a->tls_ca || !b->tls_ca) return a->tls_ca ? 1 : b->tls_ca ? -1 : 0;
-    return strcmp(a->tls_ca->id, b->tls_ca->id);
+    if (a->tls) {
+        if ((r = strcmp(a->sni, b->sni))) return r;
+        if (!a->tls_ca || !b->tls_ca) {
+            if (a->tls_ca || b->tls_ca) return a->tls_ca ? 1 : -1;
+        } else if ((r = strcmp(a->tls_ca->id, b->tls_ca->id))) {
+            return r;
+        }
+    }
+    return sb_cmp_balance(a, b);
+}
+
+static const char *sb_lb_name(uint8_t lb)
+{
+    switch (lb) {
+    case SNAPWIRE_LB_LEAST_REQUEST:
+        return "least_request";
+    case SNAPWIRE_LB_EWMA:
+        return "ewma";
+    case SNAPWIRE_LB_RING_HASH:
+        return "ring_hash";
+    case SNAPWIRE_LB_MAGLEV:
+        return "maglev";
+    default:
+        return "round_robin";
+    }
+}
+
+/*
+ * The cluster's name: "ns/svc:port", "+tls" for upstream TLS, then, when not the default,
+ * the balancing: "+ring_hash", "+hash=header:x-user" (or cookie:NAME, source-ip, path),
+ * "+affinity=COOKIE". Distinct identities get distinct names (the data plane carries
+ * balancer state over by name), except that two TLS clusters of one port differing only in
+ * SNI or CA share one, as before.
+ */
+static void sb_cluster_name(const struct sb_cluster *k, char *buf, size_t len)
+{
+    static const char *const hash[] = {"", "header:", "cookie:", "source-ip", "path"};
+    int n = snprintf(buf, len, "%s/%s:%ld%s", k->svc->meta.ns, k->svc->meta.name, k->sp->port,
+                     k->tls ? "+tls" : "");
+
+    if (n < 0 || (size_t)n >= len) return;
+    if (k->lb != SNAPWIRE_LB_ROUND_ROBIN)
+        n += snprintf(buf + n, len - (size_t)n, "+%s", sb_lb_name(k->lb));
+    if ((size_t)n < len && k->hash_on != SNAPWIRE_HASH_NONE && k->hash_on <= SNAPWIRE_HASH_PATH)
+        n += snprintf(buf + n, len - (size_t)n, "+hash=%s%s", hash[k->hash_on], k->hash_name);
+    if ((size_t)n < len && k->affinity_cookie[0])
+        snprintf(buf + n, len - (size_t)n, "+affinity=%s", k->affinity_cookie);
 }
 
 static int sb_cmp_cluster_q(const void *a, const void *b)
@@ -1156,7 +1225,10 @@ static void sb_emit(struct sb_mat *m)
 
 static struct sb_cluster sb_cluster_of_gwb(const struct gwb_backend *b)
 {
-    return (struct sb_cluster){b->svc, b->sp, b->sp->app_https, b->sni, NULL};
+    /* Gateway backends balance with the defaults */
+    return (struct sb_cluster){
+        b->svc, b->sp, b->sp->app_https, b->sni, NULL, SNAPWIRE_LB_ROUND_ROBIN, SNAPWIRE_HASH_NONE,
+        "",     ""};
 }
 
 /* The cluster index of a resolved reference, SNAPWIRE_NONE for an unresolved one. */
@@ -1616,7 +1688,7 @@ int snapbuild_build_opts(const struct model_cache *cache, const struct snapbuild
     struct sb_eps eps = {0};
     struct snapbuild_arena *a;
     size_t i, n_cl = 0, n_vh = 0, e0;
-    char name[600], src[300];
+    char name[1024], src[300];
     int oom = 0, rc = -1;
     struct gwb_set gws = {0};
     struct sb_v4 v4 = {0};
@@ -1741,10 +1813,13 @@ int snapbuild_build_opts(const struct model_cache *cache, const struct snapbuild
         struct snapwire_cluster *c = &s->clusters[i];
         e0 = eps.n;
         if (sb_endpoints(&cl[i], slices, sl->n, &eps)) goto nomem;
-        snprintf(name, sizeof(name), "%s/%s:%ld%s", cl[i].svc->meta.ns, cl[i].svc->meta.name,
-                 cl[i].sp->port, cl[i].tls ? "+tls" : "");
+        sb_cluster_name(&cl[i], name, sizeof(name));
         if (!(c->name = sb_strdup(a, name))) goto nomem;
-        c->lb = SNAPWIRE_LB_ROUND_ROBIN;
+        c->lb = cl[i].lb;
+        c->hash_on = cl[i].hash_on;
+        if (!(c->hash_name = sb_strdup(a, cl[i].hash_name)) ||
+            !(c->affinity_cookie = sb_strdup(a, cl[i].affinity_cookie)))
+            goto nomem;
         c->tls = (uint8_t)cl[i].tls;
         /* a Gateway backend's SNI lives in gwbuild's memory, which goes with the build */
         if (!(c->tls_sni = sb_strdup(a, cl[i].tls ? cl[i].sni : ""))) goto nomem;
