@@ -238,6 +238,106 @@ static const struct sb_case body_cases[] = {
      "Vf.com: P/>default/web:80#1024 ; D=none ; Cdefault/web:80=10.0.0.1:8080", 0, 0},
 };
 
+/* Balancing annotations as extra_meta for ING(): a flow mapping's members. */
+#define ANN(kv) "  annotations: {" kv "}\n"
+
+static const struct sb_case lb_cases[] = {
+    {"load-balance: each value names its cluster, round_robin keeps the plain name", "strait",
+     WEB ING("default", "a", ANN("strait.dev/load-balance: round_robin"),
+             RULES RULE("a.com", "/", "Prefix", "web", "{number: 80}"))
+         ING("default", "b", ANN("strait.dev/load-balance: ewma"),
+             RULES RULE("b.com", "/", "Prefix", "web", "{number: 80}"))
+             ING("default", "c", ANN("strait.dev/load-balance: least_request"),
+                 RULES RULE("c.com", "/", "Prefix", "web", "{number: 80}"))
+                 ING("default", "d", ANN("strait.dev/load-balance: maglev"),
+                     RULES RULE("d.com", "/", "Prefix", "web", "{number: 80}")),
+     "Va.com: P/>default/web:80 Vb.com: P/>default/web:80+ewma "
+     "Vc.com: P/>default/web:80+least_request Vd.com: P/>default/web:80+maglev ; D=none ; "
+     "Cdefault/web:80=10.0.0.1:8080 Cdefault/web:80+least_request=10.0.0.1:8080 "
+     "Cdefault/web:80+ewma=10.0.0.1:8080 Cdefault/web:80+maglev=10.0.0.1:8080",
+     0, 0},
+    {"hash-by alone implies ring_hash; header names are lower-cased", "strait",
+     WEB ING("default", "a", ANN("strait.dev/hash-by: \"header:X-User\""),
+             RULES RULE("a.com", "/", "Prefix", "web", "{number: 80}"))
+         ING("default", "b",
+             ANN("strait.dev/hash-by: \"cookie:Sid\", strait.dev/load-balance: maglev"),
+             RULES RULE("b.com", "/", "Prefix", "web", "{number: 80}"))
+             ING("default", "c", ANN("strait.dev/hash-by: source-ip"),
+                 RULES RULE("c.com", "/", "Prefix", "web", "{number: 80}"))
+                 ING("default", "d", ANN("strait.dev/hash-by: path"),
+                     RULES RULE("d.com", "/", "Prefix", "web", "{number: 80}")),
+     "Va.com: P/>default/web:80+ring_hash+hash=header:x-user "
+     "Vb.com: P/>default/web:80+maglev+hash=cookie:Sid "
+     "Vc.com: P/>default/web:80+ring_hash+hash=source-ip "
+     "Vd.com: P/>default/web:80+ring_hash+hash=path ; D=none ; "
+     "Cdefault/web:80+ring_hash+hash=header:x-user=10.0.0.1:8080 "
+     "Cdefault/web:80+ring_hash+hash=source-ip=10.0.0.1:8080 "
+     "Cdefault/web:80+ring_hash+hash=path=10.0.0.1:8080 "
+     "Cdefault/web:80+maglev+hash=cookie:Sid=10.0.0.1:8080",
+     0, 0},
+    {"affinity: cookie, default name INGRESSCOOKIE, session-cookie-name; defaultBackend too",
+     "strait",
+     WEB ING("default", "a", ANN("strait.dev/affinity: cookie"),
+             RULES RULE("a.com", "/", "Prefix", "web", "{number: 80}"))
+         ING("default", "b",
+             ANN("strait.dev/affinity: cookie, strait.dev/session-cookie-name: route, "
+                 "strait.dev/load-balance: ewma"),
+             RULES RULE("b.com", "/", "Prefix", "web", "{number: 80}"))
+             ING("default", "d", ANN("strait.dev/load-balance: least_request"),
+                 "  ingressClassName: strait\n  defaultBackend: {service: {name: web, port: "
+                 "{number: 80}}}\n"),
+     "Va.com: P/>default/web:80+affinity=INGRESSCOOKIE Vb.com: "
+     "P/>default/web:80+ewma+affinity=route "
+     "; D=default/web:80+least_request ; "
+     "Cdefault/web:80+affinity=INGRESSCOOKIE=10.0.0.1:8080 "
+     "Cdefault/web:80+least_request=10.0.0.1:8080 "
+     "Cdefault/web:80+ewma+affinity=route=10.0.0.1:8080",
+     0, 0},
+    {"two Ingresses sharing a Service port with different settings get two clusters; the same "
+     "settings share one",
+     "strait",
+     WEB ING("default", "a", ANN("strait.dev/load-balance: ewma"),
+             RULES RULE("a.com", "/", "Prefix", "web", "{number: 80}"))
+         ING("default", "b", ANN("strait.dev/hash-by: \"header:x-a\""),
+             RULES RULE("b.com", "/", "Prefix", "web", "{number: 80}"))
+             ING("default", "c", ANN("strait.dev/hash-by: \"header:x-b\""),
+                 RULES RULE("c.com", "/", "Prefix", "web", "{number: 80}"))
+                 ING("default", "e", ANN("strait.dev/load-balance: ewma"),
+                     RULES RULE("e.com", "/", "Prefix", "web", "{number: 80}"))
+                     ING("default", "f", "",
+                         RULES RULE("f.com", "/", "Prefix", "web", "{number: 80}")),
+     "Va.com: P/>default/web:80+ewma Vb.com: P/>default/web:80+ring_hash+hash=header:x-a "
+     "Vc.com: P/>default/web:80+ring_hash+hash=header:x-b Ve.com: P/>default/web:80+ewma "
+     "Vf.com: P/>default/web:80 ; D=none ; Cdefault/web:80=10.0.0.1:8080 "
+     "Cdefault/web:80+ewma=10.0.0.1:8080 "
+     "Cdefault/web:80+ring_hash+hash=header:x-a=10.0.0.1:8080 "
+     "Cdefault/web:80+ring_hash+hash=header:x-b=10.0.0.1:8080",
+     0, 0},
+    {"balancing: a bad value rejects only that Ingress (at decode)", "strait",
+     WEB ING("default", "a", ANN("strait.dev/load-balance: random"),
+             RULES RULE("a.com", "/", "Prefix", "web", "{number: 80}"))
+         ING("default", "b", ANN("strait.dev/load-balance: EWMA"),
+             RULES RULE("b.com", "/", "Prefix", "web", "{number: 80}"))
+             ING("default", "c", ANN("strait.dev/hash-by: \"header:\""),
+                 RULES RULE("c.com", "/", "Prefix", "web", "{number: 80}"))
+                 ING("default", "d", ANN("strait.dev/hash-by: \"cookie:a b\""),
+                     RULES RULE("d.com", "/", "Prefix", "web", "{number: 80}"))
+                     ING("default", "e", ANN("strait.dev/hash-by: uri"),
+                         RULES RULE("e.com", "/", "Prefix", "web", "{number: 80}"))
+                         ING("default", "g",
+                             ANN("strait.dev/hash-by: path, strait.dev/load-balance: ewma"),
+                             RULES RULE("g.com", "/", "Prefix", "web", "{number: 80}"))
+                             ING("default", "h", ANN("strait.dev/affinity: ip"),
+                                 RULES RULE("h.com", "/", "Prefix", "web", "{number: 80}"))
+                                 ING("default", "i",
+                                     ANN("strait.dev/affinity: cookie, "
+                                         "strait.dev/session-cookie-name: \"a;b\""),
+                                     RULES RULE("i.com", "/", "Prefix", "web", "{number: 80}"))
+                                     ING("default", "f", ANN("strait.dev/load-balance: ewma"),
+                                         RULES RULE("f.com", "/", "Prefix", "web", "{number: 80}")),
+     "Vf.com: P/>default/web:80+ewma ; D=none ; Cdefault/web:80+ewma=10.0.0.1:8080", 0, 0},
+};
+
 static void render(const struct snapwire_snapshot *s, char *out, size_t n)
 {
     size_t o = 0;
@@ -353,6 +453,64 @@ static void test_body_size(void **state)
     assert_true(d.routes[0].max_body == SNAPWIRE_BODY_UNLIMITED);
     assert_true(d.routes[1].max_body == 10u << 20);
     assert_true(d.meta.default_max_body == 8192);
+    snapwire_free(&d);
+    snapbuild_free(&r);
+}
+
+static void test_balancing(void **state)
+{
+    const struct sb_case *bad = &lb_cases[sizeof(lb_cases) / sizeof(lb_cases[0]) - 1];
+    struct snapbuild_result r;
+    struct snapwire_snapshot d;
+    uint32_t i;
+    int seen = 0;
+
+    (void)state;
+    assert_int_equal(run_cases(lb_cases, sizeof(lb_cases) / sizeof(lb_cases[0])), 0);
+    /* every bad value is refused, one Ingress each, at decode (object_rejected lines) */
+    assert_int_equal(build(bad->yaml, bad->cls, &r), 8);
+    snapbuild_free(&r);
+    /* the settings survive the wire */
+    build(lb_cases[1].yaml, "strait", &r);
+    wire_round_trip(&r, 5, &d);
+    for (i = 0; i < d.n_clusters; i++) {
+        const struct snapwire_cluster *c = &d.clusters[i];
+        if (!strcmp(c->name, "default/web:80+ring_hash+hash=header:x-user")) {
+            assert_int_equal(c->lb, SNAPWIRE_LB_RING_HASH);
+            assert_int_equal(c->hash_on, SNAPWIRE_HASH_HEADER);
+            assert_string_equal(c->hash_name, "x-user");
+            seen |= 1;
+        } else if (!strcmp(c->name, "default/web:80+maglev+hash=cookie:Sid")) {
+            assert_int_equal(c->lb, SNAPWIRE_LB_MAGLEV);
+            assert_int_equal(c->hash_on, SNAPWIRE_HASH_COOKIE);
+            assert_string_equal(c->hash_name, "Sid");
+            seen |= 2;
+        } else if (!strcmp(c->name, "default/web:80+ring_hash+hash=source-ip")) {
+            assert_int_equal(c->hash_on, SNAPWIRE_HASH_SOURCE_IP);
+            assert_string_equal(c->hash_name, "");
+            seen |= 4;
+        }
+        assert_string_equal(c->affinity_cookie, "");
+    }
+    assert_int_equal(seen, 7);
+    snapwire_free(&d);
+    snapbuild_free(&r);
+    build(lb_cases[2].yaml, "strait", &r);
+    wire_round_trip(&r, 6, &d);
+    for (i = 0, seen = 0; i < d.n_clusters; i++) {
+        const struct snapwire_cluster *c = &d.clusters[i];
+        if (!strcmp(c->name, "default/web:80+ewma+affinity=route")) {
+            assert_int_equal(c->lb, SNAPWIRE_LB_EWMA);
+            assert_int_equal(c->hash_on, SNAPWIRE_HASH_NONE);
+            assert_string_equal(c->affinity_cookie, "route");
+            seen |= 1;
+        } else if (!strcmp(c->name, "default/web:80+affinity=INGRESSCOOKIE")) {
+            assert_int_equal(c->lb, SNAPWIRE_LB_ROUND_ROBIN);
+            assert_string_equal(c->affinity_cookie, "INGRESSCOOKIE");
+            seen |= 2;
+        }
+    }
+    assert_int_equal(seen, 3);
     snapwire_free(&d);
     snapbuild_free(&r);
 }
@@ -483,7 +641,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cases),      cmocka_unit_test(test_body_size),
         cmocka_unit_test(test_encodes),    cmocka_unit_test(test_deterministic),
-        cmocka_unit_test(test_rejections),
+        cmocka_unit_test(test_rejections), cmocka_unit_test(test_balancing),
     };
 
     log_init("test", LOG_LEVEL_ERROR);
