@@ -16,6 +16,14 @@ const struct balancer_ops *balancer_find(uint8_t lb)
     switch (lb) {
     case SNAPWIRE_LB_ROUND_ROBIN:
         return &bal_roundrobin_ops;
+    case SNAPWIRE_LB_LEAST_REQUEST:
+        return &bal_leastreq_ops;
+    case SNAPWIRE_LB_EWMA:
+        return &bal_ewma_ops;
+    case SNAPWIRE_LB_RING_HASH:
+        return &bal_ringhash_ops;
+    case SNAPWIRE_LB_MAGLEV:
+        return &bal_maglev_ops;
     default:
         return NULL;
     }

@@ -124,6 +124,12 @@ struct conn_req {
     double req_deadline, try_deadline;        /* loop times; 0 = none */
     struct mirror *mirrors[CONN_MAX_MIRRORS]; /* copies still taking the request body */
     uint8_t n_mirrors;
+    /* balancer feedback: the endpoint (in snap) of the attempt under way, and its start */
+    const struct snapshot_endpoint *bal_ep;
+    double bal_t0;
+    /* cookie affinity: the cluster has it; the endpoint the request's cookie named (or NULL) */
+    uint8_t aff_want;
+    const struct snapshot_endpoint *aff_ep;
     uint8_t keep_alive; /* client connection persists after this response */
     uint8_t is_head, client_minor, req_done;
     uint8_t upgrade;    /* request asked for a protocol upgrade (Connection: upgrade + Upgrade) */
@@ -305,12 +311,39 @@ static const char *route_name(const struct conn_req *r)
     return r && r->route_src ? r->route_src : "";
 }
 
+/*
+ * Balancer feedback (least_request, ewma): bal_begin when an attempt goes to ep, bal_finish
+ * when it ends (ok: a response below 500); exactly one finish per begin.
+ */
+static void bal_finish(struct conn *c, int ok)
+{
+    struct conn_req *r = c->r;
+    double lat;
+
+    if (!r || !r->bal_ep) return;
+    lat = ev_now(c->w->loop) - r->bal_t0;
+    snapshot_balancer_done(r->snap, r->ucluster, r->bal_ep, lat > 0 ? (uint64_t)(lat * 1e9) : 0,
+                           ok);
+    r->bal_ep = NULL;
+}
+
+static void bal_begin(struct conn *c, const struct snapshot_endpoint *ep)
+{
+    struct conn_req *r = c->r;
+
+    bal_finish(c, 0);
+    r->bal_ep = ep;
+    r->bal_t0 = ev_now(c->w->loop);
+    snapshot_balancer_start(r->snap, r->ucluster, ep);
+}
+
 /* Closes the request's upstream connection (if any) and stops its timer. */
 static void upstream_release(struct conn *c)
 {
     struct conn_req *r = c->r;
 
     if (!r) return;
+    bal_finish(c, 0); /* an attempt that ends here did not complete */
     if (r->u) {
         upstream_conn_close(r->u);
         r->u = NULL;
@@ -1090,6 +1123,7 @@ static int pick_other_endpoint(struct conn *c)
     if (r->reqlog)
         netaddr_format((const struct sockaddr *)&ep->addr, r->reqlog->upstream,
                        sizeof(r->reqlog->upstream));
+    bal_begin(c, ep);
     return 0;
 }
 
@@ -1121,6 +1155,7 @@ static int route_retry(struct conn *c, const char *why)
         return -1;
     }
     metrics_retry();
+    bal_finish(c, 0);
     log_debug("route_retry", "peer=%s route=%s attempt=%u reason=\"%s\"", c->peer, route_name(r),
               (unsigned)r->attempt + 1, why);
     if (r->u) {
@@ -1168,6 +1203,96 @@ static int method_idempotent(const struct http1_request *req)
 
 static void mirrors_start(struct conn *c, struct snapshot *snap);
 static void mirrors_feed(struct conn *c, const char *data, size_t n);
+
+/* The value of cookie name in the request's Cookie headers (RFC 6265 5.4), or NULL. */
+static const char *cookie_value(const struct http1_request *req, const char *name, size_t *len)
+{
+    size_t nl = strlen(name), i, p;
+
+    for (i = 0; i < req->num_headers; i++) {
+        const struct http1_header *h = &req->headers[i];
+        if (!http1_name_is(h, "cookie")) continue;
+        for (p = 0; p < h->value_len;) {
+            size_t b, e;
+            while (p < h->value_len && (h->value[p] == ' ' || h->value[p] == ';'))
+                p++;
+            b = p;
+            while (p < h->value_len && h->value[p] != ';')
+                p++;
+            e = p;
+            if (e - b > nl && h->value[b + nl] == '=' && memcmp(h->value + b, name, nl) == 0) {
+                const char *v = h->value + b + nl + 1;
+                size_t vl = e - (b + nl + 1);
+                if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
+                    v++;
+                    vl -= 2;
+                }
+                *len = vl;
+                return v;
+            }
+        }
+    }
+    return NULL;
+}
+
+/*
+ * The endpoint of cluster for this request: the one its affinity cookie names when the
+ * cluster has cookie affinity and that endpoint is still ready; else the cluster's balancer,
+ * given the request's hash key when the cluster hashes on one (header, cookie, client
+ * address, path).
+ */
+static const struct snapshot_endpoint *pick_endpoint(struct conn *c, struct snapshot *snap,
+                                                     uint32_t cluster,
+                                                     const struct http1_request *req,
+                                                     const struct http1_msginfo *info)
+{
+    const struct snapwire_cluster *swc = &snap->sw.clusters[cluster];
+    struct conn_req *r = c->r;
+    struct balancer_input in = {0};
+    const struct balancer_input *inp = NULL;
+    const struct snapshot_endpoint *ep;
+    size_t len = 0;
+    const char *v;
+
+    if (swc->affinity_cookie && swc->affinity_cookie[0]) {
+        r->aff_want = 1;
+        if ((v = cookie_value(req, swc->affinity_cookie, &len)) &&
+            (ep = snapshot_affinity_find(snap, cluster, v, len))) {
+            r->aff_ep = ep;
+            return ep;
+        }
+    }
+    switch (swc->hash_on) {
+    case SNAPWIRE_HASH_HEADER: {
+        const struct http1_header *h = header_find(req->headers, req->num_headers, swc->hash_name);
+        if (h) {
+            in.key = h->value;
+            in.key_len = h->value_len;
+        }
+        break;
+    }
+    case SNAPWIRE_HASH_COOKIE:
+        if ((v = cookie_value(req, swc->hash_name, &len))) {
+            in.key = v;
+            in.key_len = len;
+        }
+        break;
+    case SNAPWIRE_HASH_SOURCE_IP:
+        in.key = c->peer;
+        in.key_len = strlen(c->peer);
+        break;
+    case SNAPWIRE_HASH_PATH: {
+        const char *q = memchr(info->path, '?', info->path_len);
+        in.key = info->path;
+        in.key_len = q ? (size_t)(q - info->path) : info->path_len;
+        break;
+    }
+    default:
+        break;
+    }
+    if (in.key) inp = &in;
+    return snapshot_pick_ex(snap, cluster, inp);
+}
 
 /*
  * Tries to start the next request from cin. Returns 1 if a request was started or answered
@@ -1319,7 +1444,7 @@ static int start_request(struct conn *c)
         local_response(c, options ? 200 : 405, options ? "" : NULL, 0);
         return 1;
     }
-    ep = snapshot_pick(snap, cluster);
+    ep = pick_endpoint(c, snap, cluster, &req, &info);
     if (!ep) {
         dbuf_consume(&c->cin, (size_t)n);
         local_response(c, 503, "no healthy endpoint\n", 0);
@@ -1350,6 +1475,7 @@ static int start_request(struct conn *c)
     if (r->reqlog)
         netaddr_format((const struct sockaddr *)&ep->addr, r->reqlog->upstream,
                        sizeof(r->reqlog->upstream));
+    bal_begin(c, ep);
     if (rt && rt->retry_attempts) {
         /* route retries: keep what is sent (the head; body bytes per pump_request_body) */
         if (dbuf_append(&r->replay, dbuf_data(&r->uout), r->uout.len) < 0) {
@@ -1529,6 +1655,16 @@ static int write_client_head(struct conn *c, const struct http1_response *res)
             return -1;
     }
     if (edit && res->status >= 200 && filter_header_edits(b, &c->r->snap->sw, edit) < 0) return -1;
+    if (c->r->aff_want && res->status >= 200 && c->r->bal_ep && c->r->bal_ep != c->r->aff_ep) {
+        /* cookie affinity: remember the endpoint that answers (ingress-nginx's cookie) */
+        char val[17];
+        snapshot_affinity_value(c->r->bal_ep, val);
+        if (dbuf_str(b, "Set-Cookie: ") < 0 ||
+            dbuf_str(b, c->r->snap->sw.clusters[c->r->ucluster].affinity_cookie) < 0 ||
+            dbuf_str(b, "=") < 0 || dbuf_str(b, val) < 0 ||
+            dbuf_str(b, "; Path=/; HttpOnly\r\n") < 0)
+            return -1;
+    }
     /* RFC 9110 6.6.1: a recipient with a clock MUST add Date to a response it forwards */
     if (res->status >= 200 && !have_date &&
         (dbuf_str(b, "Date: ") < 0 || dbuf_str(b, http_date(c)) < 0 || dbuf_str(b, "\r\n") < 0))
@@ -1581,6 +1717,7 @@ static int parse_response_head(struct conn *c)
             r->resp_status = 101;
             r->keep_alive = 0;
             c->state = CS_TUNNEL;
+            bal_finish(c, 1); /* the exchange is the switch; the tunnel is not a request */
             /* route timeouts end with the exchange: a tunnel lives by its idle timeout */
             r->req_deadline = r->try_deadline = 0;
             ev_timer_stop(c->w->loop, &r->dtimer);
@@ -1687,6 +1824,7 @@ static void finish_request(struct conn *c)
     int keep;
 
     request_log(c, r->resp_status);
+    bal_finish(c, r->resp_status < 500);
     keep = r->keep_alive && r->req_done && !r->u_write_failed && !c->w->stopping;
     if (upstream_reusable(c)) {
         upstream_pool_put(c->w->pool, (const struct sockaddr *)&r->uaddr, r->uaddrlen, r->u);

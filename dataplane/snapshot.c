@@ -71,9 +71,20 @@ static int resolve_endpoint(const struct snapwire_endpoint *e, struct snapshot_e
     struct sockaddr_in *sin = (struct sockaddr_in *)&out->addr;
     struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->addr;
 
+    char key[64];
+    int kl;
+
     memset(out, 0, sizeof(*out));
     out->address = e->address;
     out->port = e->port;
+    /* the cookie affinity value: the same for an endpoint in every snapshot */
+    kl = snprintf(key, sizeof(key), "%s:%u", e->address, (unsigned)e->port);
+    out->affinity_id = balancer_hash(key,
+                                     kl < 0                   ? 0
+                                     : kl >= (int)sizeof(key) ? sizeof(key) - 1
+                                                              : (size_t)kl,
+                                     0x5354524149544146ull) |
+                       1;
     if (inet_pton(AF_INET, e->address, &sin->sin_addr) == 1) {
         sin->sin_family = AF_INET;
         sin->sin_port = htons(e->port);
@@ -663,4 +674,29 @@ void snapshot_epset_free(struct snapshot_epset *set)
     if (!set) return;
     free(set->slot);
     free(set);
+}
+
+const struct snapshot_endpoint *snapshot_affinity_find(struct snapshot *s, uint32_t idx,
+                                                       const char *val, size_t len)
+{
+    const struct snapshot_cluster *c;
+    uint64_t id = 0;
+    size_t i;
+
+    if (idx >= s->sw.n_clusters || len != 16) return NULL;
+    for (i = 0; i < len; i++) {
+        char ch = val[i];
+        int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+        if (d < 0) return NULL;
+        id = id << 4 | (uint64_t)d;
+    }
+    c = &s->clusters[idx];
+    for (i = 0; i < c->n_ready; i++)
+        if (c->ready[i].affinity_id == id) return &c->ready[i];
+    return NULL;
+}
+
+void snapshot_affinity_value(const struct snapshot_endpoint *ep, char out[17])
+{
+    snprintf(out, 17, "%016llx", (unsigned long long)ep->affinity_id);
 }

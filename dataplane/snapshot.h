@@ -25,6 +25,7 @@ struct snapshot_endpoint {
     socklen_t addrlen;
     const char *address; /* points into the snapwire snapshot */
     uint16_t port;
+    uint64_t affinity_id; /* cookie affinity value: a hash of "address:port", never 0 */
 };
 
 struct snapshot_cluster {
@@ -84,6 +85,17 @@ const struct snapshot_endpoint *snapshot_pick_ex(struct snapshot *s, uint32_t id
 void snapshot_balancer_start(struct snapshot *s, uint32_t idx, const struct snapshot_endpoint *ep);
 void snapshot_balancer_done(struct snapshot *s, uint32_t idx, const struct snapshot_endpoint *ep,
                             uint64_t latency_ns, int ok);
+
+/*
+ * Cookie affinity: the ready endpoint of cluster idx whose affinity_id is the hex value
+ * val[0..len) (as snapshot_affinity_value writes it), or NULL (absent, malformed, or that
+ * endpoint is no longer ready: the caller picks and sets a new cookie).
+ */
+const struct snapshot_endpoint *snapshot_affinity_find(struct snapshot *s, uint32_t idx,
+                                                       const char *val, size_t len);
+
+/* Writes ep's affinity cookie value (16 lower-case hex digits and a NUL) into out[17]. */
+void snapshot_affinity_value(const struct snapshot_endpoint *ep, char out[17]);
 
 struct worker_config;
 

@@ -10,6 +10,7 @@ served a request and what the proxy forwarded. Query parameters change the answe
   size=N                     answer with N bytes of 'x' (text/plain) instead of JSON
 Request bodies are always read completely (Content-Length or chunked) and hashed.
 --status N answers N when the query does not say (a failing replica for retry tests);
+--delay-ms N waits N ms before every answer the query gives no delay_ms (a slow replica);
 --record FILE appends the JSON description of every request to FILE, one line each (what a
 mirror received, though nobody sees its answers).
 With --tls-cert/--tls-key it speaks HTTPS (TLS 1.2+; the handshake runs in the connection's
@@ -101,7 +102,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         parts = urlsplit(self.path)
         q = parse_qs(parts.query)
-        delay = _int_param(q, "delay_ms")
+        delay = _int_param(q, "delay_ms", self.server.default_delay)
         if delay > 0:
             time.sleep(delay / 1000.0)
         status = _int_param(q, "status", self.server.default_status) or self.server.default_status
@@ -206,6 +207,8 @@ def main(argv=None):
     ap.add_argument("--status", type=int, default=200,
                     help="status of answers whose query has no status=N")
     ap.add_argument("--record", help="append each request's JSON description to this file")
+    ap.add_argument("--delay-ms", type=int, default=0,
+                    help="wait this long before every answer (a slow replica)")
     args = ap.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         ap.error("--tls-cert and --tls-key go together")
@@ -214,6 +217,7 @@ def main(argv=None):
     srv = Server((args.host, args.port), handler)
     srv.verbose = args.verbose
     srv.default_status = args.status
+    srv.default_delay = args.delay_ms
     srv.record = args.record
     srv.record_lock = threading.Lock()
     if args.tls_cert:
