@@ -112,6 +112,7 @@ bench: deps all
 	@bench/run.sh
 	@python3 bench/cluster.py
 	@python3 bench/routes.py
+	@python3 bench/balance.py
 bench-cluster: deps all
 	@python3 bench/cluster.py
 
@@ -154,6 +155,11 @@ $(BUILD)/balbench: bench/balbench.c $(BUILD)/libdataplane.a $(BUILD)/libcommon.a
 	$(CC) $(CFLAGS_ALL) -Idataplane $(LDFLAGS_ALL) -o $@ $< $(filter %.a,$^) $(DP_LIBS)
 bench-balancer: deps $(BUILD)/balbench
 	@taskset -c 0 $(BUILD)/balbench
+# bench-balance: issue 9's end-to-end balancing targets (bench/balance.py): ewma vs
+# round_robin requests/s, and p99 behind a slow backend against nginx and HAProxy.
+.PHONY: bench-balance
+bench-balance: deps all
+	@python3 bench/balance.py --build $(BUILD)
 .PHONY: bench-routes
 bench-routes: deps all
 	@python3 bench/routes.py --build $(BUILD)
