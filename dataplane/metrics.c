@@ -43,6 +43,7 @@ struct shard {
     counter retries, retry_budget_exhausted;
     counter route_timeouts[2];
     counter pool_pruned;
+    counter outlier_ejections, outlier_restorations;
 } __attribute__((aligned(64)));
 
 struct route_slot {
@@ -201,6 +202,16 @@ void metrics_route_timeout(int backend)
     inc(&shard()->route_timeouts[backend ? 1 : 0], 1);
 }
 
+void metrics_outlier_ejected(void)
+{
+    inc(&shard()->outlier_ejections, 1);
+}
+
+void metrics_outlier_restored(void)
+{
+    inc(&shard()->outlier_restorations, 1);
+}
+
 void metrics_pool_reused(void)
 {
     inc(&shard()->pool_reused, 1);
@@ -256,6 +267,8 @@ void metrics_collect(struct metrics_totals *t)
         t->upstream_timeouts += load(&sh->upstream_timeouts);
         t->pool_reused += load(&sh->pool_reused);
         t->pool_pruned += load(&sh->pool_pruned);
+        t->outlier_ejections += load(&sh->outlier_ejections);
+        t->outlier_restorations += load(&sh->outlier_restorations);
         for (k = 0; k < METRICS_TLS_N; k++)
             t->tls_handshakes[k] += load(&sh->tls_handshakes[k]);
         for (k = 0; k < METRICS_MIRROR_N; k++)
@@ -395,6 +408,15 @@ static void render(FILE *f, const struct metrics_totals *t)
             (unsigned long long)t->route_timeouts[0]);
     fprintf(f, "strait_route_timeouts_total{kind=\"backend\"} %llu\n",
             (unsigned long long)t->route_timeouts[1]);
+    counter_line(f, "strait_outlier_ejections_total", "counter",
+                 "Endpoints ejected by outlier detection (consecutive failures).",
+                 t->outlier_ejections);
+    counter_line(f, "strait_outlier_ejected", "gauge",
+                 "Endpoints ejected by outlier detection now (restored lazily, on the next pick "
+                 "after the ejection time).",
+                 t->outlier_ejections > t->outlier_restorations
+                     ? t->outlier_ejections - t->outlier_restorations
+                     : 0);
 }
 
 /* strait_tls_certificate_expiry_seconds: not_after of every server certificate of sw. */

@@ -75,6 +75,9 @@ void metrics_retry(void);
 void metrics_retry_budget_exhausted(void);
 /* A route timeout fired: backend 0 the whole-request one, 1 the per-backend-attempt one. */
 void metrics_route_timeout(int backend);
+/* Outlier detection ejected an endpoint / ended an ejection (time up, or endpoint removed). */
+void metrics_outlier_ejected(void);
+void metrics_outlier_restored(void);
 
 /* One route label with its requests by status class (index 0..4 = 1xx..5xx). */
 struct metrics_route {
@@ -90,9 +93,10 @@ struct metrics_totals {
     uint64_t tls_handshakes[METRICS_TLS_N]; /* by METRICS_TLS_* */
     uint64_t mirror[METRICS_MIRROR_N];      /* by METRICS_MIRROR_* */
     uint64_t retries, retry_budget_exhausted;
-    uint64_t route_timeouts[2];              /* [0] request, [1] backend */
-    uint64_t pool_pruned;                    /* idle pooled connections closed on swaps */
-    uint64_t requests_by_class[5];           /* over all routes */
+    uint64_t route_timeouts[2];                       /* [0] request, [1] backend */
+    uint64_t pool_pruned;                             /* idle pooled connections closed on swaps */
+    uint64_t outlier_ejections, outlier_restorations; /* ejected now: the difference */
+    uint64_t requests_by_class[5];                    /* over all routes */
     uint64_t buckets[METRICS_N_BUCKETS + 1]; /* cumulative, like Prometheus; last is +Inf */
     uint64_t duration_count;                 /* requests with a duration observed */
     double duration_sum;                     /* seconds */

@@ -31,6 +31,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "outlier.h"
 #include "retrybudget.h"
 #include "tls_upstream.h"
 #include "tls.h"
@@ -53,6 +54,7 @@ static void snapshot_free(struct snapshot *s)
         for (i = 0; i < s->sw.n_clusters; i++) {
             struct snapshot_cluster *c = &s->clusters[i];
             if (c->bal && c->bal_state) c->bal->destroy(c->bal_state);
+            outlier_destroy(c->outlier);
             free(c->ready);
         }
         free(s->clusters);
@@ -113,16 +115,29 @@ snapshot_prev_cluster(const struct snapshot *prev, const char *name, const struc
     return NULL;
 }
 
+/* The cluster of prev named name, or NULL (outlier detection carry-over). */
+static const struct snapshot_cluster *snapshot_prev_named(const struct snapshot *prev,
+                                                          const char *name)
+{
+    uint32_t i;
+
+    for (i = 0; prev && prev->clusters && i < prev->sw.n_clusters; i++)
+        if (prev->clusters[i].outlier && strcmp(prev->sw.clusters[i].name, name) == 0)
+            return &prev->clusters[i];
+    return NULL;
+}
+
 /*
- * Balancer state for c's ready endpoints, identified by "address:port" (weight 1: snapwire
- * carries no endpoint weights yet), carrying over from prev's state when there is one.
+ * Balancer state and outlier detection state for c's ready endpoints, identified by
+ * "address:port" (weight 1: snapwire carries no endpoint weights yet), carrying over from
+ * prev's (balancer: same lb; outlier: same name) when there is one. -1 when out of memory.
  */
-static void *bal_create(const struct snapshot_cluster *c, const struct snapshot_cluster *prev)
+static int bal_create(struct snapshot_cluster *c, const struct snapshot_cluster *prev,
+                      const struct snapshot_cluster *prev_named)
 {
     struct balancer_endpoint *ep = calloc(c->n_ready ? c->n_ready : 1, sizeof(*ep));
     char *keys = malloc((size_t)(c->n_ready ? c->n_ready : 1) * 64);
     struct balancer_endpoints eps = {.n = c->n_ready, .ep = ep};
-    void *st = NULL;
     uint32_t i;
 
     if (ep && keys) {
@@ -133,24 +148,22 @@ static void *bal_create(const struct snapshot_cluster *c, const struct snapshot_
             ep[i].key_len = n < 0 ? 0 : n >= 64 ? 63 : (size_t)n;
             ep[i].weight = 1;
         }
-        st = c->bal->create(&eps, prev ? prev->bal_state : NULL);
+        c->bal_state = c->bal->create(&eps, prev ? prev->bal_state : NULL);
+        c->outlier =
+            outlier_create(c->sw->name, &eps, prev_named ? prev_named->outlier : NULL, NULL);
     }
     free(ep);
     free(keys);
-    return st;
+    return c->bal_state && c->outlier ? 0 : -1;
 }
-
-static struct snapshot *snapshot_build_prev(struct snapwire_snapshot *sw,
-                                            const struct snapshot *prev, char *err, size_t errlen);
 
 struct snapshot *snapshot_build(struct snapwire_snapshot *sw, char *err, size_t errlen)
 {
     return snapshot_build_prev(sw, NULL, err, errlen);
 }
 
-/* snapshot_build, carrying balancer state over from prev (may be NULL) cluster by name. */
-static struct snapshot *snapshot_build_prev(struct snapwire_snapshot *sw,
-                                            const struct snapshot *prev, char *err, size_t errlen)
+struct snapshot *snapshot_build_prev(struct snapwire_snapshot *sw, const struct snapshot *prev,
+                                     char *err, size_t errlen)
 {
     struct snapshot *s;
     uint32_t i, j;
@@ -190,8 +203,9 @@ static struct snapshot *snapshot_build_prev(struct snapwire_snapshot *sw,
             }
             c->n_ready++;
         }
-        c->bal_state = bal_create(c, snapshot_prev_cluster(prev, swc->name, c->bal));
-        if (!c->bal_state) goto fail_oom;
+        if (bal_create(c, snapshot_prev_cluster(prev, swc->name, c->bal),
+                       snapshot_prev_named(prev, swc->name)) < 0)
+            goto fail_oom;
     }
     for (i = 0; i < s->sw.n_routes && !s->budgets; i++)
         if (s->sw.routes[i].retry_attempts &&
@@ -233,6 +247,24 @@ void snapshot_unref(struct snapshot *s)
     if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) snapshot_free(s);
 }
 
+/* The balancer's pick for c, skipping endpoints ejected by outlier detection (snapshot.h). */
+static uint32_t pick_live(struct snapshot_cluster *c, const struct balancer_input *in)
+{
+    uint32_t i = c->bal->pick(c->bal_state, in), first = i, t;
+
+    for (t = 1; outlier_ejected(c->outlier, i, 0); t++) {
+        if (t < SNAPSHOT_PICK_TRIES) {
+            i = c->bal->pick(c->bal_state, in);
+            continue;
+        }
+        for (t = 1; t < c->n_ready; t++)
+            if (!outlier_ejected(c->outlier, (first + t) % c->n_ready, 0))
+                return (first + t) % c->n_ready;
+        return first;
+    }
+    return i;
+}
+
 const struct snapshot_endpoint *snapshot_pick(struct snapshot *s, uint32_t idx)
 {
     struct snapshot_cluster *c;
@@ -240,7 +272,7 @@ const struct snapshot_endpoint *snapshot_pick(struct snapshot *s, uint32_t idx)
     if (idx >= s->sw.n_clusters) return NULL;
     c = &s->clusters[idx];
     if (c->n_ready == 0) return NULL;
-    return &c->ready[c->bal->pick(c->bal_state, NULL)];
+    return &c->ready[pick_live(c, NULL)];
 }
 
 const struct snapshot_endpoint *snapshot_pick_ex(struct snapshot *s, uint32_t idx,
@@ -251,7 +283,7 @@ const struct snapshot_endpoint *snapshot_pick_ex(struct snapshot *s, uint32_t id
     if (idx >= s->sw.n_clusters) return NULL;
     c = &s->clusters[idx];
     if (c->n_ready == 0) return NULL;
-    return &c->ready[c->bal->pick(c->bal_state, in)];
+    return &c->ready[pick_live(c, in)];
 }
 
 /* c's index of ep, or UINT32_MAX when ep is not one of c's ready endpoints. */
@@ -278,8 +310,9 @@ void snapshot_balancer_done(struct snapshot *s, uint32_t idx, const struct snaps
 {
     uint32_t i = bal_ep_index(s, idx, ep);
 
-    if (i != UINT32_MAX)
-        balancer_done(s->clusters[idx].bal, s->clusters[idx].bal_state, i, latency_ns, ok);
+    if (i == UINT32_MAX) return;
+    balancer_done(s->clusters[idx].bal, s->clusters[idx].bal_state, i, latency_ns, ok);
+    outlier_report(s->clusters[idx].outlier, i, ok, 0);
 }
 
 uint64_t snapshot_route_max_body(const struct snapshot *s, const struct snapwire_route *rt,
@@ -692,7 +725,8 @@ const struct snapshot_endpoint *snapshot_affinity_find(struct snapshot *s, uint3
     }
     c = &s->clusters[idx];
     for (i = 0; i < c->n_ready; i++)
-        if (c->ready[i].affinity_id == id) return &c->ready[i];
+        if (c->ready[i].affinity_id == id)
+            return outlier_ejected(c->outlier, (uint32_t)i, 0) ? NULL : &c->ready[i];
     return NULL;
 }
 

@@ -17,6 +17,7 @@
 
 struct tls_snap;
 struct retry_budget;
+struct outlier_state;
 
 #define SNAPSHOT_MAGIC 0x534e4150u /* "SNAP" */
 
@@ -34,6 +35,7 @@ struct snapshot_cluster {
     struct snapshot_endpoint *ready; /* ready endpoints only */
     const struct balancer_ops *bal;
     void *bal_state;
+    struct outlier_state *outlier; /* outlier detection over ready (outlier.h) */
 };
 
 struct tls_upstream;
@@ -56,6 +58,14 @@ struct snapshot {
  */
 struct snapshot *snapshot_build(struct snapwire_snapshot *sw, char *err, size_t errlen);
 
+/*
+ * snapshot_build carrying state over from prev (NULL: none), cluster by name: balancer state
+ * (same lb) and outlier detection records of unchanged endpoints (what the controller client
+ * does on every new snapshot).
+ */
+struct snapshot *snapshot_build_prev(struct snapwire_snapshot *sw, const struct snapshot *prev,
+                                     char *err, size_t errlen);
+
 /* Reference counting; safe from any thread. unref frees on the last reference. */
 struct snapshot *snapshot_ref(struct snapshot *s);
 void snapshot_unref(struct snapshot *s);
@@ -66,7 +76,14 @@ void snapshot_unref(struct snapshot *s);
  */
 struct retry_budget *snapshot_route_budget(struct snapshot *s, const struct snapwire_route *rt);
 
-/* Picks an endpoint of cluster idx with its balancer; NULL when it has none ready. */
+/*
+ * Picks an endpoint of cluster idx with its balancer; NULL when it has none ready. An
+ * endpoint ejected by outlier detection is skipped: the balancer picks again (up to
+ * SNAPSHOT_PICK_TRIES picks in all), then the first endpoint after its pick that is not
+ * ejected; only when every endpoint is ejected (outlier.h's cap prevents it) the balancer's
+ * pick stands.
+ */
+#define SNAPSHOT_PICK_TRIES 3
 const struct snapshot_endpoint *snapshot_pick(struct snapshot *s, uint32_t idx);
 
 /*
@@ -80,7 +97,8 @@ const struct snapshot_endpoint *snapshot_pick_ex(struct snapshot *s, uint32_t id
  * Balancer feedback for ep, an endpoint snapshot_pick(_ex) returned for cluster idx of this same
  * snapshot s: start when the request is sent to it, done when it completes (latency from send
  * to response end, ok 0 for a failure: connect error, reset, 5xx). least_request and ewma use
- * them; the others ignore them. Any ep that is not one of the cluster's is ignored.
+ * them; the others ignore them. done also feeds outlier detection (outlier_report). Any ep that
+ * is not one of the cluster's is ignored.
  */
 void snapshot_balancer_start(struct snapshot *s, uint32_t idx, const struct snapshot_endpoint *ep);
 void snapshot_balancer_done(struct snapshot *s, uint32_t idx, const struct snapshot_endpoint *ep,
@@ -89,7 +107,8 @@ void snapshot_balancer_done(struct snapshot *s, uint32_t idx, const struct snaps
 /*
  * Cookie affinity: the ready endpoint of cluster idx whose affinity_id is the hex value
  * val[0..len) (as snapshot_affinity_value writes it), or NULL (absent, malformed, or that
- * endpoint is no longer ready: the caller picks and sets a new cookie).
+ * endpoint is no longer ready or is ejected by outlier detection: the caller picks and sets a
+ * new cookie).
  */
 const struct snapshot_endpoint *snapshot_affinity_find(struct snapshot *s, uint32_t idx,
                                                        const char *val, size_t len);
