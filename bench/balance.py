@@ -16,7 +16,6 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from benchlib import cpu_of, free_port, wait_port  # noqa: E402
+from benchlib import Procs, cpu_of, free_port, wait_port  # noqa: E402
 
 
 
@@ -60,15 +59,10 @@ def main():
         if not shutil.which(tool):
             raise SystemExit("balance: %s is missing (make bench installs it)" % tool)
     work = tempfile.mkdtemp(prefix="strait-balance-")
-    procs = []
+    procs = Procs(work)
+    start = procs.start
     pids = {}  # proxy port -> pid whose CPU is measured (Strait's data planes)
 
-    def start(name, cpu, cmd):
-        log = open(os.path.join(work, name + ".log"), "wb")
-        p = subprocess.Popen(["taskset", "-c", cpu] + cmd, stdout=log, stderr=log,
-                             start_new_session=True)
-        procs.append(p)
-        return p
 
     def nginx(name, cpu, body):
         d = os.path.join(work, name)
@@ -190,18 +184,7 @@ spec: {controller: strait.dev/ingress-controller}""" % lb)
               "(target >= 2)" % (med[("slow", "nginx")][1] / e99, med[("slow", "haproxy")][1] / e99,
                                  med[("slow", "strait_rr")][1] / e99))
     finally:
-        for p in procs:
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except OSError:
-                pass
-        for p in procs:
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-        if os.environ.get("BENCH_KEEP") != "1":
-            shutil.rmtree(work, ignore_errors=True)
+        procs.stop()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 """Helpers the Python benchmarks share (bench/routes.py, bench/balance.py)."""
 import os
+import shutil
+import signal
 import socket
+import subprocess
 import time
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -32,3 +35,33 @@ def cpu_of(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+class Procs:
+    """The processes a benchmark starts, each pinned to a CPU, logging into work/NAME.log;
+    stop() ends them all (SIGTERM, then SIGKILL after 5 s) and removes work unless
+    BENCH_KEEP=1."""
+
+    def __init__(self, work):
+        self.work, self.procs = work, []
+
+    def start(self, name, cpu, cmd):
+        log = open(os.path.join(self.work, name + ".log"), "wb")
+        p = subprocess.Popen(["taskset", "-c", cpu] + cmd, stdout=log, stderr=log,
+                             start_new_session=True)
+        self.procs.append(p)
+        return p
+
+    def stop(self):
+        for p in self.procs:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except OSError:
+                pass
+        for p in self.procs:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        if os.environ.get("BENCH_KEEP") != "1":
+            shutil.rmtree(self.work, ignore_errors=True)

@@ -19,7 +19,6 @@ Usage: bench/routes.py [--seconds S] [--rounds R] [--routes N] [--build DIR]
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from benchlib import cpu_of, free_port, wait_port  # noqa: E402
+from benchlib import Procs, cpu_of, free_port, wait_port  # noqa: E402
 KINDS = ("exact", "prefix", "regex", "header", "method", "query")
 
 
@@ -130,14 +129,9 @@ def main():
         if not shutil.which(tool):
             raise SystemExit("routes: %s is missing (make bench installs it)" % tool)
     work = tempfile.mkdtemp(prefix="strait-routes-")
-    procs = []
+    procs = Procs(work)
+    start = procs.start
 
-    def start(name, cpu, cmd):
-        log = open(os.path.join(work, name + ".log"), "wb")
-        p = subprocess.Popen(["taskset", "-c", cpu] + cmd, stdout=log, stderr=log,
-                             start_new_session=True)
-        procs.append(p)
-        return p
 
     try:
         bport = free_port()
@@ -218,18 +212,7 @@ http { access_log off; keepalive_requests 1000000;
         print("difference: %+.2f us of data-plane CPU per request for %d routes over %d "
               "(target: < 1 us)" % (mb - ms, b["n"], s["n"]))
     finally:
-        for p in procs:
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except OSError:
-                pass
-        for p in procs:
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-        if os.environ.get("BENCH_KEEP") != "1":
-            shutil.rmtree(work, ignore_errors=True)
+        procs.stop()
 
 
 if __name__ == "__main__":

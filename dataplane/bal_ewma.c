@@ -155,21 +155,12 @@ static double ewma_cost(const struct ewma_ep *e, uint64_t now)
 static uint32_t ewma_pick(void *state, const struct balancer_input *in)
 {
     struct ewma_state *s = state;
-    uint64_t r, now;
+    uint64_t now;
     uint32_t a, b;
 
     (void)in;
     if (s->n == 1) return 0;
-    r = balancer_rand64();
-    a = bal_alias_pick(&s->draw, r);
-    if (!s->draw.prob) {
-        b = a + 1 + balancer_range((uint32_t)r, s->n - 1);
-        if (b >= s->n) b -= s->n;
-    } else {
-        b = bal_alias_pick(&s->draw, balancer_rand64());
-        if (b == a) b = bal_alias_pick(&s->draw, balancer_rand64());
-        if (b == a) return a;
-    }
+    if (bal_p2c_candidates(&s->draw, &a, &b)) return a;
     now = coarse_now_ns();
     return ewma_cost(&s->ep[b], now) < ewma_cost(&s->ep[a], now) ? b : a;
 }

@@ -55,23 +55,12 @@ oom:
 static uint32_t lr_pick(void *state, const struct balancer_input *in)
 {
     struct lr_state *s = state;
-    uint64_t r;
     uint32_t a, b;
     uint64_t la, lb;
 
     (void)in;
     if (s->n == 1) return 0;
-    r = balancer_rand64();
-    a = bal_alias_pick(&s->draw, r);
-    if (!s->draw.prob) {
-        /* uniform: the second candidate is any other endpoint */
-        b = a + 1 + balancer_range((uint32_t)r, s->n - 1);
-        if (b >= s->n) b -= s->n;
-    } else {
-        b = bal_alias_pick(&s->draw, balancer_rand64());
-        if (b == a) b = bal_alias_pick(&s->draw, balancer_rand64());
-        if (b == a) return a;
-    }
+    if (bal_p2c_candidates(&s->draw, &a, &b)) return a;
     la = (uint64_t)atomic_load_explicit(&s->inflight[a], memory_order_relaxed) * s->w[b];
     lb = (uint64_t)atomic_load_explicit(&s->inflight[b], memory_order_relaxed) * s->w[a];
     return lb < la ? b : a;

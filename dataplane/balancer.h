@@ -141,4 +141,25 @@ static inline uint32_t bal_alias_pick(const struct bal_alias *a, uint64_t r)
     return a->alias[i];
 }
 
+/*
+ * The two candidates of a power-of-two-choices pick over a->n >= 2 endpoints, drawn in
+ * proportion to weight: *x first, *y another one (uniform weights: any other endpoint).
+ * Returns 0, or 1 when a heavily weighted draw gave the same endpoint twice: *x is then the
+ * pick.
+ */
+static inline int bal_p2c_candidates(const struct bal_alias *a, uint32_t *x, uint32_t *y)
+{
+    uint64_t r = balancer_rand64();
+
+    *x = bal_alias_pick(a, r);
+    if (!a->prob) {
+        *y = *x + 1 + balancer_range((uint32_t)r, a->n - 1);
+        if (*y >= a->n) *y -= a->n;
+        return 0;
+    }
+    *y = bal_alias_pick(a, balancer_rand64());
+    if (*y == *x) *y = bal_alias_pick(a, balancer_rand64());
+    return *y == *x;
+}
+
 #endif

@@ -1415,8 +1415,13 @@ static int start_request(struct conn *c)
             if (f->type == SNAPWIRE_FILTER_RESPONSE_HEADERS) r->resp_edit = f;
         }
     }
-    cluster =
-        rt ? router_pick_cluster(snap->router, rt, conn_random()) : snap->sw.meta.default_cluster;
+    /* a random draw only for weighted backends: an Ingress route names its cluster */
+    if (!rt)
+        cluster = snap->sw.meta.default_cluster;
+    else if (rt->backend_count)
+        cluster = router_pick_cluster(snap->router, rt, conn_random());
+    else
+        cluster = rt->cluster;
     if (cluster == SNAPWIRE_NONE) {
         /* Gateway API: a rule whose backend does not resolve answers 500 for its share */
         dbuf_consume(&c->cin, (size_t)n);
