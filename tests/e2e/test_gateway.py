@@ -201,8 +201,10 @@ class GatewayTest(h.StraitTest):
         self.assertGreater(got[500], 120, got)
         self.assertGreater(got[200], 120, got)
         # no backend at all (and no redirect): 500 for everything
-        self.s.write("gw.yaml", gateway("half", [route(["half.test"], rule())]))
-        self.s.wait_backend("half.test", "/", 500)
+        self.s.write("gw.yaml", gateway("half", [route(["half.test"], rule(
+            matches=[{"path": {"type": "PathPrefix", "value": "/"}}]))]))
+        h.wait_until(lambda: {st for st, _ in self.keepalive_get("half.test", "/", 20)} == {500},
+                     5, what="every request to a rule without backends answered 500")
 
     def test_no_ready_endpoint_answers_503(self):
         port = self.s.backend("down")
