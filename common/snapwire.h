@@ -74,8 +74,11 @@
  *    records grow from 40 to 96 bytes.
  * 5: balancing: CLUSTERS lb takes LEAST_REQUEST, EWMA, RING_HASH, MAGLEV; hash_on,
  *    hash_name, affinity_cookie.
+ * 6: resilience: CLUSTERS gain active health checks (hc_*), outlier detection settings
+ *    (od_*), circuit breaking limits (cb_*), retry budget (rb_*) and slow_start_ms;
+ *    ENDPOINTS gain weight.
  */
-#define SNAPWIRE_VERSION 5
+#define SNAPWIRE_VERSION 6
 #define SNAPWIRE_HEADER_SIZE 32
 #define SNAPWIRE_MAX_FRAME (64u << 20) /* refuse frames larger than 64 MiB */
 #define SNAPWIRE_NONE 0xffffffffu
@@ -312,6 +315,18 @@ struct snapwire_hdr_edit {
     const char *value;
 };
 
+/* Defaults the controller sends when no annotation says otherwise (v6 cluster fields). */
+#define SNAPWIRE_OD_CONSECUTIVE_DEFAULT 5
+#define SNAPWIRE_OD_BASE_MS_DEFAULT 30000u
+#define SNAPWIRE_OD_MAX_MS_DEFAULT 300000u
+#define SNAPWIRE_OD_MAX_PERCENT_DEFAULT 50
+#define SNAPWIRE_RB_PERCENT_DEFAULT 20
+#define SNAPWIRE_RB_MIN_PER_SEC_DEFAULT 10
+#define SNAPWIRE_HC_INTERVAL_MS_DEFAULT 5000u
+#define SNAPWIRE_HC_TIMEOUT_MS_DEFAULT 1000u
+#define SNAPWIRE_HC_HEALTHY_DEFAULT 2
+#define SNAPWIRE_HC_UNHEALTHY_DEFAULT 3
+
 struct snapwire_cluster {
     const char *name; /* "namespace/service:port" (TLS clusters: "namespace/service:port+tls") */
     uint8_t lb;       /* enum snapwire_lb */
@@ -331,6 +346,42 @@ struct snapwire_cluster {
      * and the response sets the cookie. "" = none.
      */
     const char *affinity_cookie;
+    /* ---- v6: resilience (docs/contract.md "Balancing and resilience") ---- */
+    /*
+     * Active health checks: HTTP GET hc_path ("" = no active checks; else starts with '/',
+     * at most 1024 bytes) every hc_interval_ms (100..3600000, jittered by the data plane),
+     * each probe given hc_timeout_ms (10..hc_interval_ms); a status in
+     * [hc_status_lo, hc_status_hi] (100 <= lo <= hi <= 599) passes. hc_healthy passes in a
+     * row make an unhealthy endpoint healthy again, hc_unhealthy failures in a row (1..100
+     * each) take a healthy one out. hc_host: Host header sent ("" = the endpoint's
+     * "address:port"). All zero / "" when hc_path is "".
+     */
+    const char *hc_path;
+    const char *hc_host;
+    uint32_t hc_interval_ms, hc_timeout_ms;
+    uint16_t hc_status_lo, hc_status_hi;
+    uint8_t hc_healthy, hc_unhealthy;
+    /*
+     * Passive outlier detection: od_consecutive failures in a row (0 = off, else 1..1000)
+     * eject for od_base_ms (1000..3600000) times the ejection count, at most od_max_ms
+     * (>= od_base_ms, <= 86400000), never more than od_max_percent (0..100) of the endpoints.
+     */
+    uint32_t od_consecutive;
+    uint32_t od_base_ms, od_max_ms;
+    uint8_t od_max_percent;
+    /* Circuit breaking: limits per cluster over all workers, 0 = unlimited. */
+    uint32_t cb_max_connections; /* upstream connections open (pooled idle ones included) */
+    uint32_t cb_max_pending;     /* requests waiting for an upstream connection */
+    uint32_t cb_max_requests;    /* requests in flight to the cluster */
+    /*
+     * Retry budget per cluster (Linkerd): retries may add rb_percent (0..1000) % of the
+     * cluster's requests plus rb_min_per_sec (0..100000) per second.
+     */
+    uint16_t rb_percent;
+    uint32_t rb_min_per_sec;
+    /* Slow start: a new endpoint's share ramps up linearly over slow_start_ms (0 = off,
+     * at most 3600000). */
+    uint32_t slow_start_ms;
 };
 
 /*
@@ -376,6 +427,7 @@ struct snapwire_endpoint {
     const char *address; /* IPv4 or IPv6 literal, no brackets */
     uint16_t port;
     uint8_t ready; /* 1 = serving; the controller only sends ready endpoints today */
+    uint32_t weight; /* v6: 1..10000 (strait.dev/endpoint-weights; 1 by default) */
 };
 
 struct snapwire_snapshot {

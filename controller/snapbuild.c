@@ -864,6 +864,7 @@ static int sb_endpoints(const struct sb_cluster *k, const struct model_endpoint_
                 eps->v[eps->n].address = s->endpoints[e].addresses[a];
                 eps->v[eps->n].port = (uint16_t)s->ports[p].port;
                 eps->v[eps->n].ready = 1;
+                eps->v[eps->n].weight = 1;
                 eps->n++;
             }
         }
@@ -1820,6 +1821,13 @@ int snapbuild_build_opts(const struct model_cache *cache, const struct snapbuild
         if (!(c->hash_name = sb_strdup(a, cl[i].hash_name)) ||
             !(c->affinity_cookie = sb_strdup(a, cl[i].affinity_cookie)))
             goto nomem;
+        c->od_consecutive = SNAPWIRE_OD_CONSECUTIVE_DEFAULT;
+        c->od_base_ms = SNAPWIRE_OD_BASE_MS_DEFAULT;
+        c->od_max_ms = SNAPWIRE_OD_MAX_MS_DEFAULT;
+        c->od_max_percent = SNAPWIRE_OD_MAX_PERCENT_DEFAULT;
+        c->rb_percent = SNAPWIRE_RB_PERCENT_DEFAULT;
+        c->rb_min_per_sec = SNAPWIRE_RB_MIN_PER_SEC_DEFAULT;
+        if (!(c->hc_path = sb_strdup(a, "")) || !(c->hc_host = sb_strdup(a, ""))) goto nomem;
         c->tls = (uint8_t)cl[i].tls;
         /* a Gateway backend's SNI lives in gwbuild's memory, which goes with the build */
         if (!(c->tls_sni = sb_strdup(a, cl[i].tls ? cl[i].sni : ""))) goto nomem;
