@@ -13,6 +13,9 @@ Request bodies are always read completely (Content-Length or chunked) and hashed
 --delay-ms N waits N ms before every answer the query gives no delay_ms (a slow replica);
 --record FILE appends the JSON description of every request to FILE, one line each (what a
 mirror received, though nobody sees its answers).
+--health-file FILE: a GET of --health-path (default /healthz, query ignored) answers 200 "ok"
+while FILE exists and 503 "unhealthy" otherwise (an e2e test flips an active health check by
+creating or removing FILE); such requests are neither delayed nor recorded.
 With --tls-cert/--tls-key it speaks HTTPS (TLS 1.2+; the handshake runs in the connection's
 thread) and the JSON body also says "tls": {"sni": NAME or null, "version": "TLSv1.3",
 "resumed": true when the client resumed a session}.
@@ -22,6 +25,7 @@ Python standard library only.
 import argparse
 import hashlib
 import json
+import os
 import signal
 import ssl
 import sys
@@ -101,6 +105,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_error(400, "bad request body")
             return
         parts = urlsplit(self.path)
+        if (self.server.health_file and self.command == "GET"
+                and parts.path == self.server.health_path):
+            self._health()
+            return
         q = parse_qs(parts.query)
         delay = _int_param(q, "delay_ms", self.server.default_delay)
         if delay > 0:
@@ -164,6 +172,16 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(payload)
 
+    def _health(self):
+        ok = os.path.exists(self.server.health_file)
+        payload = b"ok\n" if ok else b"unhealthy\n"
+        self.send_response(200 if ok else 503)
+        self.send_header("X-Backend", self.backend_name)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
     def _safe(self):
         try:
             self._handle()
@@ -209,6 +227,10 @@ def main(argv=None):
     ap.add_argument("--record", help="append each request's JSON description to this file")
     ap.add_argument("--delay-ms", type=int, default=0,
                     help="wait this long before every answer (a slow replica)")
+    ap.add_argument("--health-file",
+                    help="GET --health-path answers 200 while this file exists, else 503")
+    ap.add_argument("--health-path", default="/healthz",
+                    help="path answered from --health-file (default /healthz)")
     args = ap.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         ap.error("--tls-cert and --tls-key go together")
@@ -220,6 +242,8 @@ def main(argv=None):
     srv.default_delay = args.delay_ms
     srv.record = args.record
     srv.record_lock = threading.Lock()
+    srv.health_file = args.health_file
+    srv.health_path = args.health_path
     if args.tls_cert:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
