@@ -44,6 +44,8 @@ struct shard {
     counter route_timeouts[2];
     counter pool_pruned;
     counter outlier_ejections, outlier_restorations;
+    /* active health checks: [0] fail / to unhealthy, [1] pass / to healthy */
+    counter health_checks[2], health_to[2], health_freed_unhealthy, health_fail_open;
 } __attribute__((aligned(64)));
 
 struct route_slot {
@@ -212,6 +214,28 @@ void metrics_outlier_restored(void)
     inc(&shard()->outlier_restorations, 1);
 }
 
+/* --- active health checks (healthcheck.c; fail-open from snapshot picks) --- */
+void metrics_health_check(int pass)
+{
+    inc(&shard()->health_checks[pass ? 1 : 0], 1);
+}
+
+void metrics_health_transition(int to_healthy)
+{
+    inc(&shard()->health_to[to_healthy ? 1 : 0], 1);
+}
+
+void metrics_health_freed_unhealthy(void)
+{
+    inc(&shard()->health_freed_unhealthy, 1);
+}
+
+void metrics_health_fail_open(void)
+{
+    inc(&shard()->health_fail_open, 1);
+}
+/* --- end of active health checks --- */
+
 void metrics_pool_reused(void)
 {
     inc(&shard()->pool_reused, 1);
@@ -249,7 +273,7 @@ void metrics_collect(struct metrics_totals *t)
 {
     /* shards 0..used-1 plus the shared one, which add_slot maps to the last index */
     unsigned n_sh = atomic_load_explicit(&n_shards_used, memory_order_relaxed) + 1, s;
-    uint64_t opened = 0, closed = 0, ns = 0;
+    uint64_t opened = 0, closed = 0, ns = 0, hc_freed = 0;
     size_t i, j, b;
     int k;
 
@@ -269,6 +293,12 @@ void metrics_collect(struct metrics_totals *t)
         t->pool_pruned += load(&sh->pool_pruned);
         t->outlier_ejections += load(&sh->outlier_ejections);
         t->outlier_restorations += load(&sh->outlier_restorations);
+        for (k = 0; k < 2; k++) { /* active health checks */
+            t->health_checks[k] += load(&sh->health_checks[k]);
+            t->health_transitions[k] += load(&sh->health_to[k]);
+        }
+        hc_freed += load(&sh->health_freed_unhealthy);
+        t->health_fail_open += load(&sh->health_fail_open);
         for (k = 0; k < METRICS_TLS_N; k++)
             t->tls_handshakes[k] += load(&sh->tls_handshakes[k]);
         for (k = 0; k < METRICS_MIRROR_N; k++)
@@ -281,6 +311,9 @@ void metrics_collect(struct metrics_totals *t)
             t->buckets[b] += load(&sh->buckets[b]);
         ns += load(&sh->duration_ns);
     }
+    /* active health checks: shards are read one by one, so never below 0 */
+    if (t->health_transitions[0] > t->health_transitions[1] + hc_freed)
+        t->health_unhealthy = t->health_transitions[0] - t->health_transitions[1] - hc_freed;
     t->conns_total = opened;
     t->conns_active = opened > closed ? opened - closed : 0; /* shards are read one by one */
     for (b = 1; b <= METRICS_N_BUCKETS; b++)
@@ -417,6 +450,25 @@ static void render(FILE *f, const struct metrics_totals *t)
                  t->outlier_ejections > t->outlier_restorations
                      ? t->outlier_ejections - t->outlier_restorations
                      : 0);
+    /* --- active health checks --- */
+    family(f, "strait_health_checks_total", "counter",
+           "Active health check probes, by result (pass: status in the cluster's range).");
+    fprintf(f, "strait_health_checks_total{result=\"pass\"} %llu\n",
+            (unsigned long long)t->health_checks[1]);
+    fprintf(f, "strait_health_checks_total{result=\"fail\"} %llu\n",
+            (unsigned long long)t->health_checks[0]);
+    family(f, "strait_health_transitions_total", "counter",
+           "Endpoints that active health checks turned healthy or unhealthy.");
+    fprintf(f, "strait_health_transitions_total{to=\"healthy\"} %llu\n",
+            (unsigned long long)t->health_transitions[1]);
+    fprintf(f, "strait_health_transitions_total{to=\"unhealthy\"} %llu\n",
+            (unsigned long long)t->health_transitions[0]);
+    counter_line(f, "strait_health_unhealthy_endpoints", "gauge",
+                 "Endpoints active health checks consider unhealthy now.", t->health_unhealthy);
+    counter_line(f, "strait_health_fail_open_total", "counter",
+                 "Picks made while every endpoint of the cluster was unhealthy, so all were used.",
+                 t->health_fail_open);
+    /* --- end of active health checks --- */
 }
 
 /* strait_tls_certificate_expiry_seconds: not_after of every server certificate of sw. */

@@ -79,6 +79,19 @@ void metrics_route_timeout(int backend);
 void metrics_outlier_ejected(void);
 void metrics_outlier_restored(void);
 
+/*
+ * Active health checks (healthcheck.c, and snapshot picks for fail-open). One probe ended
+ * (strait_health_checks_total{result="pass"|"fail"}); a target turned healthy (to_healthy 1)
+ * or unhealthy (strait_health_transitions_total{to}); a target freed while unhealthy. The
+ * gauge strait_health_unhealthy_endpoints is to="unhealthy" - to="healthy" - freed unhealthy.
+ * metrics_health_fail_open: a pick made while every endpoint of the cluster was unhealthy, so
+ * all of them were used (strait_health_fail_open_total).
+ */
+void metrics_health_check(int pass);
+void metrics_health_transition(int to_healthy);
+void metrics_health_freed_unhealthy(void);
+void metrics_health_fail_open(void);
+
 /* One route label with its requests by status class (index 0..4 = 1xx..5xx). */
 struct metrics_route {
     char name[METRICS_ROUTE_LEN];
@@ -96,7 +109,11 @@ struct metrics_totals {
     uint64_t route_timeouts[2];                       /* [0] request, [1] backend */
     uint64_t pool_pruned;                             /* idle pooled connections closed on swaps */
     uint64_t outlier_ejections, outlier_restorations; /* ejected now: the difference */
-    uint64_t requests_by_class[5];                    /* over all routes */
+    /* active health checks: [0] fail / to unhealthy, [1] pass / to healthy */
+    uint64_t health_checks[2], health_transitions[2];
+    uint64_t health_unhealthy; /* targets unhealthy now */
+    uint64_t health_fail_open;
+    uint64_t requests_by_class[5];           /* over all routes */
     uint64_t buckets[METRICS_N_BUCKETS + 1]; /* cumulative, like Prometheus; last is +Inf */
     uint64_t duration_count;                 /* requests with a duration observed */
     double duration_sum;                     /* seconds */
