@@ -21,6 +21,7 @@
 
 #include "accesslog.h"
 #include "admin.h"
+#include "healthcheck.h"
 #include "netaddr.h"
 #include "log.h"
 #include "snapshot.h"
@@ -318,6 +319,10 @@ int main(int argc, char **argv)
             cfg.https_port = listen_port(&ls[i]);
             break;
         }
+    if (healthcheck_start(err, sizeof(err)) < 0) { /* before the workers, whose picks read it */
+        log_error("startup_failed", "reason=\"%s\"", err);
+        goto destroy_loop;
+    }
     if (worker_pool_start_listeners(&app.pool, (unsigned)workers, ls, nls, &cfg, err, sizeof(err)) <
         0) {
         log_error("startup_failed", "reason=\"%s\"", err);
@@ -357,6 +362,7 @@ stop_admin:
 stop_pool:
     worker_pool_stop(app.pool, drain);
 destroy_loop:
+    healthcheck_stop(); /* workers joined, last snapshot dropped; a no-op if never started */
     tls_cleanup();
     tls_upstream_cleanup();
     accesslog_close();
