@@ -676,8 +676,8 @@ void healthcheck_info(const struct hc_target *t, struct hc_info *out)
     memset(out, 0, sizeof(*out));
     out->healthy = 1;
     if (!t) return;
-    pthread_mutex_lock(&hc.mu);
+    pthread_mutex_lock(&hc.mu); /* the flag changes under it too: one consistent view */
     *out = t->info;
-    pthread_mutex_unlock(&hc.mu);
     out->healthy = healthcheck_healthy(t);
+    pthread_mutex_unlock(&hc.mu);
 }
