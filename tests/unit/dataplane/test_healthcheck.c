@@ -633,6 +633,29 @@ static void test_ipv6_host(void **state)
     }
 }
 
+/* The families render; fail-open counts. */
+static void test_metrics_render(void **state)
+{
+    struct metrics_totals *m0 = totals(), *m1;
+    char *text;
+
+    (void)state;
+    metrics_health_fail_open();
+    m1 = totals();
+    assert_int_equal(m1->health_fail_open - m0->health_fail_open, 1);
+    assert_non_null(text = metrics_render());
+    assert_non_null(strstr(text, "# TYPE strait_health_checks_total counter\n"));
+    assert_non_null(strstr(text, "strait_health_checks_total{result=\"pass\"} "));
+    assert_non_null(strstr(text, "strait_health_checks_total{result=\"fail\"} "));
+    assert_non_null(strstr(text, "strait_health_transitions_total{to=\"healthy\"} "));
+    assert_non_null(strstr(text, "strait_health_transitions_total{to=\"unhealthy\"} "));
+    assert_non_null(strstr(text, "# TYPE strait_health_unhealthy_endpoints gauge\n"));
+    assert_non_null(strstr(text, "# TYPE strait_health_fail_open_total counter\n"));
+    free(text);
+    free(m0);
+    free(m1);
+}
+
 /* Stop with targets still held: they stay valid and their last release frees them. */
 static void test_stop_before_release(void **state)
 {
@@ -666,13 +689,21 @@ static void test_stop_before_release(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_status), cmocka_unit_test(test_start),
-        cmocka_unit_test(test_request_sent), cmocka_unit_test(test_thresholds),
-        cmocka_unit_test(test_status_range), cmocka_unit_test(test_timeout),
-        cmocka_unit_test(test_refused),      cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_sharing),      cmocka_unit_test(test_release_frees),
-        cmocka_unit_test(test_jitter),       cmocka_unit_test(test_many),
-        cmocka_unit_test(test_ipv6_host),    cmocka_unit_test(test_stop_before_release),
+        cmocka_unit_test(test_parse_status),
+        cmocka_unit_test(test_start),
+        cmocka_unit_test(test_request_sent),
+        cmocka_unit_test(test_thresholds),
+        cmocka_unit_test(test_status_range),
+        cmocka_unit_test(test_timeout),
+        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_sharing),
+        cmocka_unit_test(test_release_frees),
+        cmocka_unit_test(test_jitter),
+        cmocka_unit_test(test_many),
+        cmocka_unit_test(test_ipv6_host),
+        cmocka_unit_test(test_metrics_render),
+        cmocka_unit_test(test_stop_before_release),
     };
 
     log_init("test", LOG_LEVEL_WARN);
