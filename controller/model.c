@@ -3,7 +3,9 @@
  *
  * Does: allocation of decoded objects, identity (kind/namespace/name) de-duplication, sorted
  * lookup, and the incremental put/remove/replace-kind that cluster mode's reflectors use on a
- * sealed cache. Does not: validate or interpret objects (kube_decode and snapbuild do).
+ * sealed cache; the merge of a Service's and an Ingress's balancing policies (precedence and
+ * defaults, in one place for snapbuild and the tests). Does not: validate or interpret
+ * objects (kube_decode and snapbuild do).
  * Invariants: an object and all its strings/arrays live in its own pool; after
  * model_cache_seal() each kind list is strictly increasing by (namespace, name), and the
  * incremental operations keep it so.
@@ -15,6 +17,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "snapwire.h"
 
 #define MODEL_CHUNK 2048
 
@@ -318,4 +321,177 @@ void model_cache_free(struct model_cache *c)
         free(c->kinds[k].items);
     }
     memset(c, 0, sizeof(*c));
+}
+
+/* ---- balancing policies ---- */
+
+/* The policy (ing first, then svc) that sets bit, or NULL. */
+static const struct model_policy *model_pol_from(const struct model_policy *svc,
+                                                 const struct model_policy *ing, uint32_t bit)
+{
+    if (ing && (ing->set & bit)) return ing;
+    if (svc && (svc->set & bit)) return svc;
+    return NULL;
+}
+
+static int model_pol_hashes(uint8_t lb)
+{
+    return lb == SNAPWIRE_LB_RING_HASH || lb == SNAPWIRE_LB_MAGLEV;
+}
+
+void model_policy_resolve(const struct model_policy *svc, const struct model_policy *ing,
+                          struct model_policy *out)
+{
+    const struct model_policy *f;
+
+    memset(out, 0, sizeof(*out));
+    out->set = ~0u;
+    /* balancing: an Ingress's hash-by without its own load-balance means a hashing one */
+    if (ing && (ing->set & MODEL_POL_LB))
+        out->lb = ing->lb;
+    else if (ing && (ing->set & MODEL_POL_HASH))
+        out->lb = svc && (svc->set & MODEL_POL_LB) && model_pol_hashes(svc->lb)
+                      ? svc->lb
+                      : SNAPWIRE_LB_RING_HASH;
+    else if (svc && (svc->set & MODEL_POL_LB))
+        out->lb = svc->lb;
+    else if (svc && (svc->set & MODEL_POL_HASH))
+        out->lb = SNAPWIRE_LB_RING_HASH;
+    else
+        out->lb = SNAPWIRE_LB_EWMA;
+    out->hash_on = SNAPWIRE_HASH_NONE;
+    out->hash_name = "";
+    if (model_pol_hashes(out->lb) && (f = model_pol_from(svc, ing, MODEL_POL_HASH))) {
+        out->hash_on = f->hash_on;
+        out->hash_name = f->hash_name ? f->hash_name : "";
+    }
+    out->affinity = (f = model_pol_from(svc, ing, MODEL_POL_AFFINITY)) ? f->affinity : 0;
+    out->cookie = "";
+    if (out->affinity)
+        out->cookie = (f = model_pol_from(svc, ing, MODEL_POL_COOKIE)) && f->cookie
+                          ? f->cookie
+                          : MODEL_SESSION_COOKIE_DEFAULT;
+
+#define MODEL_POL_TAKE(bit, field, def)                                                            \
+    out->field = (f = model_pol_from(svc, ing, bit)) ? f->field : (def)
+    out->hc_path = "";
+    out->hc_host = "";
+    if ((f = model_pol_from(svc, ing, MODEL_POL_HC_PATH)) && f->hc_path && f->hc_path[0]) {
+        out->hc_path = f->hc_path;
+        if ((f = model_pol_from(svc, ing, MODEL_POL_HC_HOST)) && f->hc_host)
+            out->hc_host = f->hc_host;
+        MODEL_POL_TAKE(MODEL_POL_HC_INTERVAL, hc_interval_ms, SNAPWIRE_HC_INTERVAL_MS_DEFAULT);
+        MODEL_POL_TAKE(MODEL_POL_HC_TIMEOUT, hc_timeout_ms, SNAPWIRE_HC_TIMEOUT_MS_DEFAULT);
+        if (out->hc_timeout_ms > out->hc_interval_ms) out->hc_timeout_ms = out->hc_interval_ms;
+        MODEL_POL_TAKE(MODEL_POL_HC_STATUS, hc_status_lo, 200);
+        MODEL_POL_TAKE(MODEL_POL_HC_STATUS, hc_status_hi, 399);
+        MODEL_POL_TAKE(MODEL_POL_HC_HEALTHY, hc_healthy, SNAPWIRE_HC_HEALTHY_DEFAULT);
+        MODEL_POL_TAKE(MODEL_POL_HC_UNHEALTHY, hc_unhealthy, SNAPWIRE_HC_UNHEALTHY_DEFAULT);
+    }
+    MODEL_POL_TAKE(MODEL_POL_OD_CONSECUTIVE, od_consecutive, SNAPWIRE_OD_CONSECUTIVE_DEFAULT);
+    MODEL_POL_TAKE(MODEL_POL_OD_BASE, od_base_ms, SNAPWIRE_OD_BASE_MS_DEFAULT);
+    MODEL_POL_TAKE(MODEL_POL_OD_MAX, od_max_ms, SNAPWIRE_OD_MAX_MS_DEFAULT);
+    if (out->od_max_ms < out->od_base_ms) out->od_max_ms = out->od_base_ms;
+    MODEL_POL_TAKE(MODEL_POL_OD_PERCENT, od_max_percent, SNAPWIRE_OD_MAX_PERCENT_DEFAULT);
+    MODEL_POL_TAKE(MODEL_POL_CB_CONNECTIONS, cb_max_connections, 0);
+    MODEL_POL_TAKE(MODEL_POL_CB_PENDING, cb_max_pending, 0);
+    MODEL_POL_TAKE(MODEL_POL_CB_REQUESTS, cb_max_requests, 0);
+    MODEL_POL_TAKE(MODEL_POL_RB_PERCENT, rb_percent, SNAPWIRE_RB_PERCENT_DEFAULT);
+    MODEL_POL_TAKE(MODEL_POL_RB_MIN, rb_min_per_sec, SNAPWIRE_RB_MIN_PER_SEC_DEFAULT);
+    MODEL_POL_TAKE(MODEL_POL_SLOW_START, slow_start_ms, 0);
+#undef MODEL_POL_TAKE
+}
+
+#define MODEL_CMP(x)                                                                               \
+    do {                                                                                           \
+        if (a->x != b->x) return a->x < b->x ? -1 : 1;                                             \
+    } while (0)
+#define MODEL_CMP_STR(x)                                                                           \
+    do {                                                                                           \
+        int r_ = strcmp(a->x, b->x);                                                               \
+        if (r_) return r_;                                                                         \
+    } while (0)
+
+static int model_cmp_resilience(const struct model_policy *a, const struct model_policy *b)
+{
+    MODEL_CMP_STR(hc_path);
+    MODEL_CMP_STR(hc_host);
+    MODEL_CMP(hc_interval_ms);
+    MODEL_CMP(hc_timeout_ms);
+    MODEL_CMP(hc_status_lo);
+    MODEL_CMP(hc_status_hi);
+    MODEL_CMP(hc_healthy);
+    MODEL_CMP(hc_unhealthy);
+    MODEL_CMP(od_consecutive);
+    MODEL_CMP(od_base_ms);
+    MODEL_CMP(od_max_ms);
+    MODEL_CMP(od_max_percent);
+    MODEL_CMP(cb_max_connections);
+    MODEL_CMP(cb_max_pending);
+    MODEL_CMP(cb_max_requests);
+    MODEL_CMP(rb_percent);
+    MODEL_CMP(rb_min_per_sec);
+    MODEL_CMP(slow_start_ms);
+    return 0;
+}
+
+int model_policy_same_resilience(const struct model_policy *a, const struct model_policy *b)
+{
+    return !model_cmp_resilience(a, b);
+}
+
+int model_policy_cmp(const struct model_policy *a, const struct model_policy *b)
+{
+    MODEL_CMP(lb);
+    MODEL_CMP(hash_on);
+    MODEL_CMP_STR(hash_name);
+    MODEL_CMP(affinity);
+    MODEL_CMP_STR(cookie);
+    return model_cmp_resilience(a, b);
+}
+#undef MODEL_CMP_STR
+#undef MODEL_CMP
+
+static uint32_t model_fnv_bytes(uint32_t h, const void *p, size_t n)
+{
+    const unsigned char *c = p;
+
+    while (n--) {
+        h ^= *c++;
+        h *= 16777619u;
+    }
+    return h;
+}
+
+/* A number as 4 little-endian bytes, so the hash does not depend on the host. */
+static uint32_t model_fnv_u32(uint32_t h, uint32_t v)
+{
+    unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 24)};
+
+    return model_fnv_bytes(h, b, sizeof(b));
+}
+
+uint32_t model_policy_resilience_hash(const struct model_policy *p)
+{
+    uint32_t h = 2166136261u;
+
+    h = model_fnv_bytes(h, p->hc_path, strlen(p->hc_path) + 1);
+    h = model_fnv_bytes(h, p->hc_host, strlen(p->hc_host) + 1);
+    h = model_fnv_u32(h, p->hc_interval_ms);
+    h = model_fnv_u32(h, p->hc_timeout_ms);
+    h = model_fnv_u32(h, p->hc_status_lo);
+    h = model_fnv_u32(h, p->hc_status_hi);
+    h = model_fnv_u32(h, p->hc_healthy);
+    h = model_fnv_u32(h, p->hc_unhealthy);
+    h = model_fnv_u32(h, p->od_consecutive);
+    h = model_fnv_u32(h, p->od_base_ms);
+    h = model_fnv_u32(h, p->od_max_ms);
+    h = model_fnv_u32(h, p->od_max_percent);
+    h = model_fnv_u32(h, p->cb_max_connections);
+    h = model_fnv_u32(h, p->cb_max_pending);
+    h = model_fnv_u32(h, p->cb_max_requests);
+    h = model_fnv_u32(h, p->rb_percent);
+    h = model_fnv_u32(h, p->rb_min_per_sec);
+    return model_fnv_u32(h, p->slow_start_ms);
 }

@@ -84,6 +84,95 @@ struct model_secret_ref {
     const char *name; /* "" when the annotation is absent */
 };
 
+/*
+ * A balancing policy as one object's annotations give it (docs/balancing.md): the balancing
+ * (strait.dev/load-balance, hash-by, affinity, session-cookie-name) and resilience settings
+ * (health checks, outlier detection, circuit breaking, retry budget, slow start) of a
+ * Service, or an Ingress's overrides of them. Only the fields whose MODEL_POL_* bit is in
+ * set were given (and are valid); model_policy_resolve merges a Service's and an Ingress's
+ * and fills in the defaults. Values use snapwire's enums and units (milliseconds).
+ */
+enum model_policy_field {
+    MODEL_POL_LB = 1u << 0,            /* lb */
+    MODEL_POL_HASH = 1u << 1,          /* hash_on, hash_name */
+    MODEL_POL_AFFINITY = 1u << 2,      /* affinity */
+    MODEL_POL_COOKIE = 1u << 3,        /* cookie */
+    MODEL_POL_HC_PATH = 1u << 4,       /* hc_path */
+    MODEL_POL_HC_HOST = 1u << 5,       /* hc_host */
+    MODEL_POL_HC_INTERVAL = 1u << 6,   /* hc_interval_ms */
+    MODEL_POL_HC_TIMEOUT = 1u << 7,    /* hc_timeout_ms */
+    MODEL_POL_HC_STATUS = 1u << 8,     /* hc_status_lo, hc_status_hi */
+    MODEL_POL_HC_HEALTHY = 1u << 9,    /* hc_healthy */
+    MODEL_POL_HC_UNHEALTHY = 1u << 10, /* hc_unhealthy */
+    MODEL_POL_OD_CONSECUTIVE = 1u << 11,
+    MODEL_POL_OD_BASE = 1u << 12,
+    MODEL_POL_OD_MAX = 1u << 13,
+    MODEL_POL_OD_PERCENT = 1u << 14,
+    MODEL_POL_CB_CONNECTIONS = 1u << 15,
+    MODEL_POL_CB_PENDING = 1u << 16,
+    MODEL_POL_CB_REQUESTS = 1u << 17,
+    MODEL_POL_RB_PERCENT = 1u << 18,
+    MODEL_POL_RB_MIN = 1u << 19,
+    MODEL_POL_SLOW_START = 1u << 20,
+};
+
+#define MODEL_SESSION_COOKIE_DEFAULT "INGRESSCOOKIE" /* as ingress-nginx */
+
+struct model_policy {
+    uint32_t set;          /* MODEL_POL_* bits; resolved policies have every bit */
+    uint8_t lb;            /* enum snapwire_lb */
+    uint8_t hash_on;       /* enum snapwire_hash_on */
+    const char *hash_name; /* lower-case header or cookie name, "" otherwise; never NULL when
+                              MODEL_POL_HASH is set */
+    int affinity;          /* strait.dev/affinity: cookie (1) or none (0) */
+    const char *cookie;    /* strait.dev/session-cookie-name; resolved: "" without affinity */
+    const char *hc_path;   /* "" = no active health checks */
+    const char *hc_host;   /* "" = the endpoint's address:port */
+    uint32_t hc_interval_ms, hc_timeout_ms;
+    uint16_t hc_status_lo, hc_status_hi;
+    uint8_t hc_healthy, hc_unhealthy;
+    uint32_t od_consecutive, od_base_ms, od_max_ms;
+    uint8_t od_max_percent;
+    uint32_t cb_max_connections, cb_max_pending, cb_max_requests;
+    uint16_t rb_percent;
+    uint32_t rb_min_per_sec;
+    uint32_t slow_start_ms;
+};
+
+/*
+ * The policy a backend gets: each field from ing (an Ingress's overrides, may be NULL) when
+ * it sets it, else from svc (the Service's, may be NULL), else the default (ewma, no hash, no
+ * affinity, no active checks, SNAPWIRE_*_DEFAULT). hash-by is kept only for ring_hash and
+ * maglev; hash-by without load-balance at the same or a higher level means ring_hash (or the
+ * Service's maglev). Combinations that only a merge can make are made consistent: the
+ * health-check timeout is cut to the interval and the max ejection time raised to the base.
+ * Health-check fields are all 0 / "" without a path. Strings point into svc's or ing's pools
+ * (or are literals). Every field is set in *out, and out->set has every bit.
+ */
+void model_policy_resolve(const struct model_policy *svc, const struct model_policy *ing,
+                          struct model_policy *out);
+
+/* Whether a and b (resolved) have the same resilience settings (hc, od, cb, rb, slow start). */
+int model_policy_same_resilience(const struct model_policy *a, const struct model_policy *b);
+
+/* Total order on resolved policies (every field). */
+int model_policy_cmp(const struct model_policy *a, const struct model_policy *b);
+
+/* Stable FNV-1a hash of a resolved policy's resilience settings (the "+p=" of cluster names). */
+uint32_t model_policy_resilience_hash(const struct model_policy *p);
+
+/* strait.dev/endpoint-weights entry: an endpoint's pod name or IP address and its weight. */
+struct model_weight {
+    const char *name;
+    uint32_t weight; /* 1..10000 */
+};
+
+/* A Service annotation that was not usable: the Service is served with the key's default. */
+struct model_problem {
+    const char *key;     /* the annotation */
+    const char *message; /* "annotation KEY \"VALUE\" is not ..." */
+};
+
 struct model_ingress {
     struct model_meta meta;
     const char *class_name;       /* spec.ingressClassName, NULL if unset */
@@ -109,18 +198,9 @@ struct model_ingress {
     int backend_https;                        /* strait.dev/backend-protocol: HTTPS */
     struct model_secret_ref proxy_ssl_secret; /* strait.dev/proxy-ssl-secret (a ca.crt) */
     const char *proxy_ssl_name;               /* strait.dev/proxy-ssl-name, "" for the default */
-    /*
-     * Balancing annotations (docs/contract.md "Ingress annotations"), with snapwire's enums.
-     * lb: strait.dev/load-balance (0 is read as round_robin; strait.dev/hash-by alone means
-     * ring_hash); hash_on / hash_name: strait.dev/hash-by (hash_name the lower-case header or
-     * the cookie name, "" otherwise); affinity_cookie: strait.dev/affinity: cookie with
-     * strait.dev/session-cookie-name (default INGRESSCOOKIE), "" without affinity. NULL
-     * strings are read as "".
-     */
-    uint8_t lb;
-    uint8_t hash_on;
-    const char *hash_name;
-    const char *affinity_cookie;
+    /* strait.dev/load-balance, health checks, ... (docs/balancing.md): overrides the
+     * Service's policy field by field for this Ingress's backends */
+    struct model_policy policy;
 };
 
 struct model_service_port {
@@ -133,6 +213,11 @@ struct model_service {
     struct model_meta meta;
     struct model_service_port *ports;
     size_t n_ports;
+    struct model_policy policy;   /* from its annotations, bad ones left unset */
+    struct model_weight *weights; /* strait.dev/endpoint-weights, sorted by name, unique */
+    size_t n_weights;
+    struct model_problem *problems; /* the annotations that were not usable, in key order */
+    size_t n_problems;
 };
 
 struct model_slice_port {
@@ -143,7 +228,8 @@ struct model_slice_port {
 struct model_slice_endpoint {
     const char **addresses;
     size_t n_addresses;
-    int ready; /* conditions.ready != false */
+    int ready;               /* conditions.ready != false */
+    const char *target_name; /* targetRef.name (the pod), "" when absent */
 };
 
 enum model_address_type { MODEL_ADDR_IPV4 = 1, MODEL_ADDR_IPV6, MODEL_ADDR_FQDN };

@@ -304,6 +304,27 @@ static int sb_reject(struct snapbuild_result *out, const struct model_meta *m, c
     return sb_add_rejection(out, m, code, reason);
 }
 
+/*
+ * Reports the policy annotations of svc that were not usable (the Service is served with
+ * those keys' defaults): an annotation_ignored line and an InvalidAnnotation rejection (for a
+ * Warning Event on the Service) each. Returns 0, or -1 when out of memory.
+ */
+static int sb_service_problems(struct snapbuild_result *out, const struct model_service *svc)
+{
+    char id[300], fq[600], q[1200];
+    size_t i;
+
+    for (i = 0; i < svc->n_problems; i++) {
+        log_warn("annotation_ignored", "file=%s kind=Service object=%s annotation=%s reason=%s",
+                 model_log_value(fq, sizeof(fq), svc->meta.source),
+                 model_object_id(&svc->meta, id, sizeof(id)), svc->problems[i].key,
+                 log_quote(q, sizeof(q), svc->problems[i].message));
+        if (sb_add_rejection(out, &svc->meta, "InvalidAnnotation", svc->problems[i].message))
+            return -1;
+    }
+    return 0;
+}
+
 /* Whether ing belongs to our class; see the module comment for the order of the tests. */
 static int sb_is_ours(const struct model_cache *cache, const struct model_ingress *ing,
                       const char *cls)
@@ -690,44 +711,44 @@ static size_t sb_settle(struct sb_cand *v, size_t n, struct snapbuild_result *re
 /*
  * A cluster in the making: identity (namespace, service, service port number, then the
  * upstream TLS settings: a TLS backend is another cluster than the plain one; then the
- * balancing settings: two Ingresses balancing one Service port differently get two clusters).
+ * resolved balancing policy: two Ingresses overriding one Service port's policy differently
+ * get two clusters). has_p: the policy's resilience settings differ from the Service's own
+ * (an Ingress overrode them), so the name gains "+p=" and p_hash.
  */
 struct sb_cluster {
     const struct model_service *svc;
     const struct model_service_port *sp;
     int tls;
-    const char *sni;             /* NULL without tls */
-    struct sb_mat *tls_ca;       /* NULL: not verified */
-    uint8_t lb;                  /* enum snapwire_lb */
-    uint8_t hash_on;             /* enum snapwire_hash_on */
-    const char *hash_name;       /* "" unless hash_on is HEADER or COOKIE */
-    const char *affinity_cookie; /* "" without affinity */
+    const char *sni;       /* NULL without tls */
+    struct sb_mat *tls_ca; /* NULL: not verified */
+    struct model_policy pol;
+    int has_p;
+    uint32_t p_hash;
 };
 
-static struct sb_cluster sb_cluster_of(const struct sb_cand *c)
+/* The cluster of a backend of svc, with ing's overrides (NULL: the Service's policy). */
+static struct sb_cluster sb_cluster_make(const struct model_service *svc,
+                                         const struct model_service_port *sp, int tls,
+                                         const char *sni, struct sb_mat *tls_ca,
+                                         const struct model_ingress *ing)
 {
-    const struct model_ingress *ing = c->ing;
-    struct sb_cluster k = {
-        c->svc, c->sp, c->tls, c->sni, c->tls_ca, SNAPWIRE_LB_ROUND_ROBIN, SNAPWIRE_HASH_NONE,
-        "",     ""};
+    struct sb_cluster k = {svc, sp, tls, sni, tls_ca, {0}, 0, 0};
+    struct model_policy own;
 
-    if (ing) {
-        if (ing->lb) k.lb = ing->lb;
-        k.hash_on = ing->hash_on;
-        if (ing->hash_name) k.hash_name = ing->hash_name;
-        if (ing->affinity_cookie) k.affinity_cookie = ing->affinity_cookie;
+    model_policy_resolve(&svc->policy, ing ? &ing->policy : NULL, &k.pol);
+    if (ing && ing->policy.set) {
+        model_policy_resolve(&svc->policy, NULL, &own);
+        if (!model_policy_same_resilience(&own, &k.pol)) {
+            k.has_p = 1;
+            k.p_hash = model_policy_resilience_hash(&k.pol);
+        }
     }
     return k;
 }
 
-static int sb_cmp_balance(const struct sb_cluster *a, const struct sb_cluster *b)
+static struct sb_cluster sb_cluster_of(const struct sb_cand *c)
 {
-    int r;
-
-    if (a->lb != b->lb) return a->lb < b->lb ? -1 : 1;
-    if (a->hash_on != b->hash_on) return a->hash_on < b->hash_on ? -1 : 1;
-    if ((r = strcmp(a->hash_name, b->hash_name))) return r;
-    return strcmp(a->affinity_cookie, b->affinity_cookie);
+    return sb_cluster_make(c->svc, c->sp, c->tls, c->sni, c->tls_ca, c->ing);
 }
 
 static int sb_cmp_cluster(const struct sb_cluster *a, const struct sb_cluster *b)
@@ -747,7 +768,7 @@ static int sb_cmp_cluster(const struct sb_cluster *a, const struct sb_cluster *b
             return r;
         }
     }
-    return sb_cmp_balance(a, b);
+    return model_policy_cmp(&a->pol, &b->pol);
 }
 
 static const char *sb_lb_name(uint8_t lb)
@@ -755,23 +776,25 @@ static const char *sb_lb_name(uint8_t lb)
     switch (lb) {
     case SNAPWIRE_LB_LEAST_REQUEST:
         return "least_request";
-    case SNAPWIRE_LB_EWMA:
-        return "ewma";
+    case SNAPWIRE_LB_ROUND_ROBIN:
+        return "round_robin";
     case SNAPWIRE_LB_RING_HASH:
         return "ring_hash";
     case SNAPWIRE_LB_MAGLEV:
         return "maglev";
     default:
-        return "round_robin";
+        return "ewma";
     }
 }
 
 /*
  * The cluster's name: "ns/svc:port", "+tls" for upstream TLS, then, when not the default,
- * the balancing: "+ring_hash", "+hash=header:x-user" (or cookie:NAME, source-ip, path),
- * "+affinity=COOKIE". Distinct identities get distinct names (the data plane carries
- * balancer state over by name), except that two TLS clusters of one port differing only in
- * SNI or CA share one, as before.
+ * the balancing: "+round_robin" (any algorithm but ewma), "+hash=header:x-user" (or
+ * cookie:NAME, source-ip, path), "+affinity=COOKIE", then "+p=HASH" when an Ingress's
+ * overrides changed the resilience settings. Settings that come from the Service itself do
+ * not add "+p=", so editing a Service annotation keeps the name and the data plane carries
+ * the cluster's state over. Distinct identities get distinct names, except that two TLS
+ * clusters of one port differing only in SNI or CA share one, as before.
  */
 static void sb_cluster_name(const struct sb_cluster *k, char *buf, size_t len)
 {
@@ -780,12 +803,15 @@ static void sb_cluster_name(const struct sb_cluster *k, char *buf, size_t len)
                      k->tls ? "+tls" : "");
 
     if (n < 0 || (size_t)n >= len) return;
-    if (k->lb != SNAPWIRE_LB_ROUND_ROBIN)
-        n += snprintf(buf + n, len - (size_t)n, "+%s", sb_lb_name(k->lb));
-    if ((size_t)n < len && k->hash_on != SNAPWIRE_HASH_NONE && k->hash_on <= SNAPWIRE_HASH_PATH)
-        n += snprintf(buf + n, len - (size_t)n, "+hash=%s%s", hash[k->hash_on], k->hash_name);
-    if ((size_t)n < len && k->affinity_cookie[0])
-        snprintf(buf + n, len - (size_t)n, "+affinity=%s", k->affinity_cookie);
+    if (k->pol.lb != SNAPWIRE_LB_EWMA)
+        n += snprintf(buf + n, len - (size_t)n, "+%s", sb_lb_name(k->pol.lb));
+    if ((size_t)n < len && k->pol.hash_on != SNAPWIRE_HASH_NONE &&
+        k->pol.hash_on <= SNAPWIRE_HASH_PATH)
+        n += snprintf(buf + n, len - (size_t)n, "+hash=%s%s", hash[k->pol.hash_on],
+                      k->pol.hash_name);
+    if ((size_t)n < len && k->pol.cookie[0])
+        n += snprintf(buf + n, len - (size_t)n, "+affinity=%s", k->pol.cookie);
+    if ((size_t)n < len && k->has_p) snprintf(buf + n, len - (size_t)n, "+p=%08x", k->p_hash);
 }
 
 static int sb_cmp_cluster_q(const void *a, const void *b)
@@ -799,6 +825,35 @@ static int sb_cmp_endpoint(const void *pa, const void *pb)
     int r = strcmp(a->address, b->address);
 
     return r ? r : (a->port < b->port ? -1 : a->port > b->port);
+}
+
+/* sb_cmp_endpoint, then the higher weight first: which duplicate survives is deterministic */
+static int sb_cmp_endpoint_w(const void *pa, const void *pb)
+{
+    const struct snapwire_endpoint *a = pa, *b = pb;
+    int r = sb_cmp_endpoint(pa, pb);
+
+    return r ? r : (a->weight > b->weight ? -1 : a->weight < b->weight);
+}
+
+static int sb_cmp_weight_key(const void *key, const void *elem)
+{
+    return strcmp(key, ((const struct model_weight *)elem)->name);
+}
+
+/* An endpoint's strait.dev/endpoint-weights weight: by pod name, else by address, else 1. */
+static uint32_t sb_endpoint_weight(const struct model_service *svc, const char *pod,
+                                   const char *address)
+{
+    const struct model_weight *w = NULL;
+
+    if (!svc->n_weights) return 1;
+    if (pod && pod[0])
+        w = bsearch(pod, svc->weights, svc->n_weights, sizeof(*svc->weights), sb_cmp_weight_key);
+    if (!w)
+        w = bsearch(address, svc->weights, svc->n_weights, sizeof(*svc->weights),
+                    sb_cmp_weight_key);
+    return w ? w->weight : 1;
 }
 
 static int sb_cmp_slice_svc(const void *pa, const void *pb)
@@ -864,17 +919,48 @@ static int sb_endpoints(const struct sb_cluster *k, const struct model_endpoint_
                 eps->v[eps->n].address = s->endpoints[e].addresses[a];
                 eps->v[eps->n].port = (uint16_t)s->ports[p].port;
                 eps->v[eps->n].ready = 1;
-                eps->v[eps->n].weight = 1;
+                eps->v[eps->n].weight = sb_endpoint_weight(k->svc, s->endpoints[e].target_name,
+                                                           s->endpoints[e].addresses[a]);
                 eps->n++;
             }
         }
     }
-    if (eps->n - start > 1) qsort(eps->v + start, eps->n - start, sizeof(*eps->v), sb_cmp_endpoint);
+    if (eps->n - start > 1)
+        qsort(eps->v + start, eps->n - start, sizeof(*eps->v), sb_cmp_endpoint_w);
     for (i = start, out = start; i < eps->n; i++) {
         if (out > start && !sb_cmp_endpoint(&eps->v[out - 1], &eps->v[i])) continue;
         eps->v[out++] = eps->v[i];
     }
     eps->n = out;
+    return 0;
+}
+
+/* The v5/v6 policy fields of c from a resolved policy (strings into a); 0 or -1 (memory). */
+static int sb_cluster_policy(struct snapbuild_arena *a, const struct model_policy *p,
+                             struct snapwire_cluster *c)
+{
+    c->lb = p->lb;
+    c->hash_on = p->hash_on;
+    if (!(c->hash_name = sb_strdup(a, p->hash_name)) ||
+        !(c->affinity_cookie = sb_strdup(a, p->cookie)) ||
+        !(c->hc_path = sb_strdup(a, p->hc_path)) || !(c->hc_host = sb_strdup(a, p->hc_host)))
+        return -1;
+    c->hc_interval_ms = p->hc_interval_ms;
+    c->hc_timeout_ms = p->hc_timeout_ms;
+    c->hc_status_lo = p->hc_status_lo;
+    c->hc_status_hi = p->hc_status_hi;
+    c->hc_healthy = p->hc_healthy;
+    c->hc_unhealthy = p->hc_unhealthy;
+    c->od_consecutive = p->od_consecutive;
+    c->od_base_ms = p->od_base_ms;
+    c->od_max_ms = p->od_max_ms;
+    c->od_max_percent = p->od_max_percent;
+    c->cb_max_connections = p->cb_max_connections;
+    c->cb_max_pending = p->cb_max_pending;
+    c->cb_max_requests = p->cb_max_requests;
+    c->rb_percent = p->rb_percent;
+    c->rb_min_per_sec = p->rb_min_per_sec;
+    c->slow_start_ms = p->slow_start_ms;
     return 0;
 }
 
@@ -1226,10 +1312,8 @@ static void sb_emit(struct sb_mat *m)
 
 static struct sb_cluster sb_cluster_of_gwb(const struct gwb_backend *b)
 {
-    /* Gateway backends balance with the defaults */
-    return (struct sb_cluster){
-        b->svc, b->sp, b->sp->app_https, b->sni, NULL, SNAPWIRE_LB_ROUND_ROBIN, SNAPWIRE_HASH_NONE,
-        "",     ""};
+    /* Gateway backends balance with their Service's policy */
+    return sb_cluster_make(b->svc, b->sp, b->sp->app_https, b->sni, NULL, NULL);
 }
 
 /* The cluster index of a resolved reference, SNAPWIRE_NONE for an unresolved one. */
@@ -1802,6 +1886,9 @@ int snapbuild_build_opts(const struct model_cache *cache, const struct snapbuild
     for (i = 0, e0 = 0; i < n_cl; i++)
         if (!e0 || sb_cmp_cluster(&cl[e0 - 1], &cl[i])) cl[e0++] = cl[i];
     n_cl = e0;
+    /* each Service in use whose policy annotations were not all usable: once per build */
+    for (i = 0; i < n_cl; i++)
+        if ((!i || cl[i - 1].svc != cl[i].svc) && sb_service_problems(out, cl[i].svc)) goto nomem;
 
     if (sl->n && !(slices = malloc(sl->n * sizeof(*slices)))) goto nomem;
     for (i = 0; i < sl->n; i++)
@@ -1816,18 +1903,7 @@ int snapbuild_build_opts(const struct model_cache *cache, const struct snapbuild
         if (sb_endpoints(&cl[i], slices, sl->n, &eps)) goto nomem;
         sb_cluster_name(&cl[i], name, sizeof(name));
         if (!(c->name = sb_strdup(a, name))) goto nomem;
-        c->lb = cl[i].lb;
-        c->hash_on = cl[i].hash_on;
-        if (!(c->hash_name = sb_strdup(a, cl[i].hash_name)) ||
-            !(c->affinity_cookie = sb_strdup(a, cl[i].affinity_cookie)))
-            goto nomem;
-        c->od_consecutive = SNAPWIRE_OD_CONSECUTIVE_DEFAULT;
-        c->od_base_ms = SNAPWIRE_OD_BASE_MS_DEFAULT;
-        c->od_max_ms = SNAPWIRE_OD_MAX_MS_DEFAULT;
-        c->od_max_percent = SNAPWIRE_OD_MAX_PERCENT_DEFAULT;
-        c->rb_percent = SNAPWIRE_RB_PERCENT_DEFAULT;
-        c->rb_min_per_sec = SNAPWIRE_RB_MIN_PER_SEC_DEFAULT;
-        if (!(c->hc_path = sb_strdup(a, "")) || !(c->hc_host = sb_strdup(a, ""))) goto nomem;
+        if (sb_cluster_policy(a, &cl[i].pol, c)) goto nomem;
         c->tls = (uint8_t)cl[i].tls;
         /* a Gateway backend's SNI lives in gwbuild's memory, which goes with the build */
         if (!(c->tls_sni = sb_strdup(a, cl[i].tls ? cl[i].sni : ""))) goto nomem;

@@ -18,14 +18,17 @@ struct snapbuild_arena;
 /*
  * An Ingress the build dropped (object_rejected), that lost a route, its default backend or
  * a TLS host to an older one (ingress_conflict, tls_conflict), or whose TLS Secret could not
- * be used as it is (certificate_rejected: the Ingress is still served). reason is a CamelCase
+ * be used as it is (certificate_rejected: the Ingress is still served); or a Service in use
+ * with a policy annotation that is not usable (annotation_ignored, reason InvalidAnnotation:
+ * the Service is served with that key's default). reason is a CamelCase
  * word for a Kubernetes Event: BackendNotFound (no such Service), PortNotFound (the Service
  * has no such port), Conflict, SecretNotFound (a Secret named by spec.tls or an annotation
- * does not exist), InvalidCertificate (its certificate, key or CA bundle was refused);
+ * does not exist), InvalidCertificate (its certificate, key or CA bundle was refused),
+ * InvalidAnnotation (Services);
  * message is the text the log line gives.
  */
 struct snapbuild_rejection {
-    const char *kind; /* "Ingress" */
+    const char *kind; /* "Ingress" or "Service" */
     const char *ns, *name;
     const char *uid, *resource_version; /* the object's, "" when not known (file mode) */
     const char *reason;

@@ -242,7 +242,8 @@ static const struct sb_case body_cases[] = {
 #define ANN(kv) "  annotations: {" kv "}\n"
 
 static const struct sb_case lb_cases[] = {
-    {"load-balance: each value names its cluster, round_robin keeps the plain name", "strait",
+    {"load-balance: each value names its cluster, ewma (the default) keeps the plain name",
+     "strait",
      WEB ING("default", "a", ANN("strait.dev/load-balance: round_robin"),
              RULES RULE("a.com", "/", "Prefix", "web", "{number: 80}"))
          ING("default", "b", ANN("strait.dev/load-balance: ewma"),
@@ -251,10 +252,10 @@ static const struct sb_case lb_cases[] = {
                  RULES RULE("c.com", "/", "Prefix", "web", "{number: 80}"))
                  ING("default", "d", ANN("strait.dev/load-balance: maglev"),
                      RULES RULE("d.com", "/", "Prefix", "web", "{number: 80}")),
-     "Va.com: P/>default/web:80 Vb.com: P/>default/web:80+ewma "
+     "Va.com: P/>default/web:80+round_robin Vb.com: P/>default/web:80 "
      "Vc.com: P/>default/web:80+least_request Vd.com: P/>default/web:80+maglev ; D=none ; "
-     "Cdefault/web:80=10.0.0.1:8080 Cdefault/web:80+least_request=10.0.0.1:8080 "
-     "Cdefault/web:80+ewma=10.0.0.1:8080 Cdefault/web:80+maglev=10.0.0.1:8080",
+     "Cdefault/web:80+round_robin=10.0.0.1:8080 Cdefault/web:80+least_request=10.0.0.1:8080 "
+     "Cdefault/web:80=10.0.0.1:8080 Cdefault/web:80+maglev=10.0.0.1:8080",
      0, 0},
     {"hash-by alone implies ring_hash; header names are lower-cased", "strait",
      WEB ING("default", "a", ANN("strait.dev/hash-by: \"header:X-User\""),
@@ -287,29 +288,30 @@ static const struct sb_case lb_cases[] = {
                  "  ingressClassName: strait\n  defaultBackend: {service: {name: web, port: "
                  "{number: 80}}}\n"),
      "Va.com: P/>default/web:80+affinity=INGRESSCOOKIE Vb.com: "
-     "P/>default/web:80+ewma+affinity=route "
+     "P/>default/web:80+affinity=route "
      "; D=default/web:80+least_request ; "
-     "Cdefault/web:80+affinity=INGRESSCOOKIE=10.0.0.1:8080 "
      "Cdefault/web:80+least_request=10.0.0.1:8080 "
-     "Cdefault/web:80+ewma+affinity=route=10.0.0.1:8080",
+     "Cdefault/web:80+affinity=INGRESSCOOKIE=10.0.0.1:8080 "
+     "Cdefault/web:80+affinity=route=10.0.0.1:8080",
      0, 0},
     {"two Ingresses sharing a Service port with different settings get two clusters; the same "
      "settings share one",
      "strait",
-     WEB ING("default", "a", ANN("strait.dev/load-balance: ewma"),
+     WEB ING("default", "a", ANN("strait.dev/load-balance: round_robin"),
              RULES RULE("a.com", "/", "Prefix", "web", "{number: 80}"))
          ING("default", "b", ANN("strait.dev/hash-by: \"header:x-a\""),
              RULES RULE("b.com", "/", "Prefix", "web", "{number: 80}"))
              ING("default", "c", ANN("strait.dev/hash-by: \"header:x-b\""),
                  RULES RULE("c.com", "/", "Prefix", "web", "{number: 80}"))
-                 ING("default", "e", ANN("strait.dev/load-balance: ewma"),
+                 ING("default", "e", ANN("strait.dev/load-balance: round_robin"),
                      RULES RULE("e.com", "/", "Prefix", "web", "{number: 80}"))
                      ING("default", "f", "",
                          RULES RULE("f.com", "/", "Prefix", "web", "{number: 80}")),
-     "Va.com: P/>default/web:80+ewma Vb.com: P/>default/web:80+ring_hash+hash=header:x-a "
-     "Vc.com: P/>default/web:80+ring_hash+hash=header:x-b Ve.com: P/>default/web:80+ewma "
-     "Vf.com: P/>default/web:80 ; D=none ; Cdefault/web:80=10.0.0.1:8080 "
-     "Cdefault/web:80+ewma=10.0.0.1:8080 "
+     "Va.com: P/>default/web:80+round_robin "
+     "Vb.com: P/>default/web:80+ring_hash+hash=header:x-a "
+     "Vc.com: P/>default/web:80+ring_hash+hash=header:x-b Ve.com: P/>default/web:80+round_robin "
+     "Vf.com: P/>default/web:80 ; D=none ; Cdefault/web:80+round_robin=10.0.0.1:8080 "
+     "Cdefault/web:80=10.0.0.1:8080 "
      "Cdefault/web:80+ring_hash+hash=header:x-a=10.0.0.1:8080 "
      "Cdefault/web:80+ring_hash+hash=header:x-b=10.0.0.1:8080",
      0, 0},
@@ -335,7 +337,7 @@ static const struct sb_case lb_cases[] = {
                                      RULES RULE("i.com", "/", "Prefix", "web", "{number: 80}"))
                                      ING("default", "f", ANN("strait.dev/load-balance: ewma"),
                                          RULES RULE("f.com", "/", "Prefix", "web", "{number: 80}")),
-     "Vf.com: P/>default/web:80+ewma ; D=none ; Cdefault/web:80+ewma=10.0.0.1:8080", 0, 0},
+     "Vf.com: P/>default/web:80 ; D=none ; Cdefault/web:80=10.0.0.1:8080", 0, 0},
 };
 
 static void render(const struct snapwire_snapshot *s, char *out, size_t n)
@@ -499,13 +501,13 @@ static void test_balancing(void **state)
     wire_round_trip(&r, 6, &d);
     for (i = 0, seen = 0; i < d.n_clusters; i++) {
         const struct snapwire_cluster *c = &d.clusters[i];
-        if (!strcmp(c->name, "default/web:80+ewma+affinity=route")) {
+        if (!strcmp(c->name, "default/web:80+affinity=route")) {
             assert_int_equal(c->lb, SNAPWIRE_LB_EWMA);
             assert_int_equal(c->hash_on, SNAPWIRE_HASH_NONE);
             assert_string_equal(c->affinity_cookie, "route");
             seen |= 1;
         } else if (!strcmp(c->name, "default/web:80+affinity=INGRESSCOOKIE")) {
-            assert_int_equal(c->lb, SNAPWIRE_LB_ROUND_ROBIN);
+            assert_int_equal(c->lb, SNAPWIRE_LB_EWMA);
             assert_string_equal(c->affinity_cookie, "INGRESSCOOKIE");
             seen |= 2;
         }
