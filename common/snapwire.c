@@ -12,6 +12,7 @@
 #include "snapwire.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,10 +37,16 @@
 /*
  *  0 str name, 8 u32 first_endpoint, 12 u32 endpoint_count, 16 u8 lb, 17 u8 tls,
  * 18 u8 hash_on, 19 u8 pad, 20 str tls_sni, 28 u32 tls_ca, 32 str hash_name,
- * 40 str affinity_cookie (v5: 48 bytes, was 32)
+ * 40 str affinity_cookie (v5: 48 bytes, was 32),
+ * 48 str hc_path, 56 str hc_host, 64 u32 hc_interval_ms, 68 u32 hc_timeout_ms,
+ * 72 u16 hc_status_lo, 74 u16 hc_status_hi, 76 u8 hc_healthy, 77 u8 hc_unhealthy,
+ * 78 u8 od_max_percent, 79 u8 pad, 80 u32 od_consecutive, 84 u32 od_base_ms, 88 u32 od_max_ms,
+ * 92 u32 cb_max_connections, 96 u32 cb_max_pending, 100 u32 cb_max_requests,
+ * 104 u16 rb_percent, 106 u8 pad[2], 108 u32 rb_min_per_sec, 112 u32 slow_start_ms,
+ * 116 u8 pad[4] (v6: 120 bytes, was 48)
  */
-#define REC_CLUSTER 48
-#define REC_ENDPOINT 12 /* str address, u16 port, u8 ready, u8 pad */
+#define REC_CLUSTER 120
+#define REC_ENDPOINT 16 /* str address, u16 port, u8 ready, u8 pad, u32 weight (v6, was 12) */
 /* str name, str chain_pem, str key_pem, str fingerprint, u64 not_after */
 #define REC_CERT 40
 /* str host, u32 cert, u32 cert2, u32 client_ca, u8 client_verify, u8 pad[3] */
@@ -140,6 +147,97 @@ static int valid_ip(const char *s)
 static const char *nz(const char *s)
 {
     return s ? s : "";
+}
+
+static void decode_cluster_v6(const uint8_t *p, struct snapwire_cluster *c)
+{
+    c->hc_interval_ms = get32(p + 64);
+    c->hc_timeout_ms = get32(p + 68);
+    c->hc_status_lo = get16(p + 72);
+    c->hc_status_hi = get16(p + 74);
+    c->hc_healthy = p[76];
+    c->hc_unhealthy = p[77];
+    c->od_max_percent = p[78];
+    c->od_consecutive = get32(p + 80);
+    c->od_base_ms = get32(p + 84);
+    c->od_max_ms = get32(p + 88);
+    c->cb_max_connections = get32(p + 92);
+    c->cb_max_pending = get32(p + 96);
+    c->cb_max_requests = get32(p + 100);
+    c->rb_percent = get16(p + 104);
+    c->rb_min_per_sec = get32(p + 108);
+    c->slow_start_ms = get32(p + 112);
+}
+
+/* hc_host: "" or host[:port] characters only (letters, digits, - . : [ ]), <= 255 bytes. */
+static int valid_hc_host(const char *h)
+{
+    size_t n = strlen(h);
+
+    if (n > 255) return 0;
+    for (; *h; h++)
+        if (!isalnum((unsigned char)*h) && !strchr("-.:[]", *h)) return 0;
+    return 1;
+}
+
+/* hc_path: '/' then no space or control character, <= 1024 bytes. */
+static int valid_hc_path(const char *p)
+{
+    size_t n = strlen(p);
+
+    if (n == 0 || n > 1024 || p[0] != '/') return 0;
+    for (; *p; p++)
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f) return 0;
+    return 1;
+}
+
+/* The v6 resilience fields of cluster i (see snapwire.h). */
+static int check_cluster_v6(const struct snapwire_cluster *c, uint32_t i, char *err, size_t errlen)
+{
+    const char *why = NULL;
+
+    if (!*nz(c->hc_path)) {
+        if (*nz(c->hc_host) || c->hc_interval_ms || c->hc_timeout_ms || c->hc_status_lo ||
+            c->hc_status_hi || c->hc_healthy || c->hc_unhealthy)
+            why = "health check fields set without hc_path";
+    } else if (!valid_hc_path(c->hc_path)) {
+        why = "hc_path is not a path (/..., no spaces, at most 1024 bytes)";
+    } else if (!valid_hc_host(nz(c->hc_host))) {
+        why = "hc_host is not a host[:port]";
+    } else if (c->hc_interval_ms < 100 || c->hc_interval_ms > 3600000) {
+        why = "hc_interval_ms out of 100..3600000";
+    } else if (c->hc_timeout_ms < 10 || c->hc_timeout_ms > c->hc_interval_ms) {
+        why = "hc_timeout_ms out of 10..hc_interval_ms";
+    } else if (c->hc_status_lo < 100 || c->hc_status_lo > c->hc_status_hi ||
+               c->hc_status_hi > 599) {
+        why = "hc status range not within 100..599 with lo <= hi";
+    } else if (c->hc_healthy < 1 || c->hc_healthy > 100 || c->hc_unhealthy < 1 ||
+               c->hc_unhealthy > 100) {
+        why = "hc thresholds out of 1..100";
+    }
+    if (!why) {
+        if (c->od_consecutive > 1000) {
+            why = "od_consecutive above 1000";
+        } else if (!c->od_consecutive) {
+            if (c->od_base_ms || c->od_max_ms || c->od_max_percent)
+                why = "outlier settings set with od_consecutive 0";
+        } else if (c->od_base_ms < 1000 || c->od_base_ms > 3600000) {
+            why = "od_base_ms out of 1000..3600000";
+        } else if (c->od_max_ms < c->od_base_ms || c->od_max_ms > 86400000) {
+            why = "od_max_ms out of od_base_ms..86400000";
+        } else if (c->od_max_percent > 100) {
+            why = "od_max_percent above 100";
+        }
+    }
+    if (!why && (c->cb_max_connections > 1000000 || c->cb_max_pending > 1000000 ||
+                 c->cb_max_requests > 1000000))
+        why = "circuit breaker limit above 1000000";
+    if (!why && c->rb_percent > 1000) why = "rb_percent above 1000";
+    if (!why && c->rb_min_per_sec > 100000) why = "rb_min_per_sec above 100000";
+    if (!why && c->slow_start_ms > 3600000) why = "slow_start_ms above 3600000";
+    if (!why) return 0;
+    set_err(err, errlen, "cluster %u: %s", i, why);
+    return -1;
 }
 
 /* A non-empty RFC 9110 token (a header name); lower: no upper-case letters either. */
@@ -468,6 +566,7 @@ static int check_snapshot(const struct snapwire_snapshot *s, char *err, size_t e
                     c->first_endpoint, c->endpoint_count);
             return -1;
         }
+        if (check_cluster_v6(c, i, err, errlen) < 0) return -1;
         if (c->tls > 1) {
             set_err(err, errlen, "cluster %u: bad tls flag", i);
             return -1;
@@ -490,6 +589,11 @@ static int check_snapshot(const struct snapwire_snapshot *s, char *err, size_t e
         }
         if (e->ready > 1) {
             set_err(err, errlen, "endpoint %u: bad ready flag", i);
+            return -1;
+        }
+        if (e->weight < 1 || e->weight > SNAPWIRE_MAX_WEIGHT) {
+            set_err(err, errlen, "endpoint %u: weight %u out of 1..%u", i, e->weight,
+                    SNAPWIRE_MAX_WEIGHT);
             return -1;
         }
     }
@@ -605,6 +709,32 @@ static int strtab_add(struct strtab *t, const char *s, uint8_t *ref, char *err, 
     return strtab_put(t, s, ref, 0, err, errlen);
 }
 
+/* v6 cluster fields into record p (see REC_CLUSTER); -1 when the string table is full. */
+static int encode_cluster_v6(struct strtab *st, const struct snapwire_cluster *c, uint8_t *p,
+                             char *err, size_t errlen)
+{
+    if (strtab_add(st, nz(c->hc_path), p + 48, err, errlen) < 0 ||
+        strtab_add(st, nz(c->hc_host), p + 56, err, errlen) < 0)
+        return -1;
+    put32(p + 64, c->hc_interval_ms);
+    put32(p + 68, c->hc_timeout_ms);
+    put16(p + 72, c->hc_status_lo);
+    put16(p + 74, c->hc_status_hi);
+    p[76] = c->hc_healthy;
+    p[77] = c->hc_unhealthy;
+    p[78] = c->od_max_percent;
+    put32(p + 80, c->od_consecutive);
+    put32(p + 84, c->od_base_ms);
+    put32(p + 88, c->od_max_ms);
+    put32(p + 92, c->cb_max_connections);
+    put32(p + 96, c->cb_max_pending);
+    put32(p + 100, c->cb_max_requests);
+    put16(p + 104, c->rb_percent);
+    put32(p + 108, c->rb_min_per_sec);
+    put32(p + 112, c->slow_start_ms);
+    return 0;
+}
+
 static void strtab_free(struct strtab *t)
 {
     free(t->data);
@@ -712,12 +842,14 @@ int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint
         if (strtab_add(&st, nz(s->clusters[i].hash_name), p + 32, err, errlen) < 0 ||
             strtab_add(&st, nz(s->clusters[i].affinity_cookie), p + 40, err, errlen) < 0)
             goto fail;
+        if (encode_cluster_v6(&st, &s->clusters[i], p, err, errlen) < 0) goto fail;
     }
     for (i = 0; i < s->n_endpoints; i++) {
         p = recs[6] + (size_t)i * REC_ENDPOINT;
         if (strtab_add(&st, s->endpoints[i].address, p, err, errlen) < 0) goto fail;
         put16(p + 8, s->endpoints[i].port);
         p[10] = s->endpoints[i].ready;
+        put32(p + 12, s->endpoints[i].weight);
     }
     for (i = 0; i < s->n_certs; i++) {
         const struct snapwire_cert *c = &s->certs[i];
@@ -1025,7 +1157,10 @@ static int read_records(struct reader *r, const struct section *sec, struct snap
         STR(p + 20, &s->clusters[i].tls_sni, "cluster %u tls_sni", i);
         STR(p + 32, &s->clusters[i].hash_name, "cluster %u hash_name", i);
         STR(p + 40, &s->clusters[i].affinity_cookie, "cluster %u affinity_cookie", i);
-        if (!zero_pad(p + 19, 1)) {
+        STR(p + 48, &s->clusters[i].hc_path, "cluster %u hc_path", i);
+        STR(p + 56, &s->clusters[i].hc_host, "cluster %u hc_host", i);
+        if (!zero_pad(p + 19, 1) || !zero_pad(p + 79, 1) || !zero_pad(p + 106, 2) ||
+            !zero_pad(p + 116, 4)) {
             set_err(r->err, r->errlen, "cluster %u: nonzero padding", i);
             return -1;
         }
@@ -1036,6 +1171,7 @@ static int read_records(struct reader *r, const struct section *sec, struct snap
             s->clusters[i].tls = p[17];
             s->clusters[i].hash_on = p[18];
             s->clusters[i].tls_ca = get32(p + 28);
+            decode_cluster_v6(p, &s->clusters[i]);
         }
     }
     for (i = 0; i < s->n_endpoints; i++) {
@@ -1048,6 +1184,7 @@ static int read_records(struct reader *r, const struct section *sec, struct snap
         if (fill) {
             s->endpoints[i].port = get16(p + 8);
             s->endpoints[i].ready = p[10];
+            s->endpoints[i].weight = get32(p + 12);
         }
     }
     for (i = 0; i < s->n_certs; i++) {
@@ -1320,6 +1457,55 @@ static void gen_kv_int(yajl_gen g, const char *k, long long v)
     yajl_gen_integer(g, v);
 }
 
+/* A cluster's v6 settings, and its endpoint weights when any is not 1. */
+static void gen_cluster_v6(yajl_gen g, const struct snapwire_snapshot *s,
+                           const struct snapwire_cluster *c)
+{
+    uint32_t j;
+    int weighted = 0;
+
+    if (*nz(c->hc_path)) {
+        jsongen_str(g, "health_check");
+        yajl_gen_map_open(g);
+        jsongen_kv_str(g, "path", c->hc_path);
+        if (*nz(c->hc_host)) jsongen_kv_str(g, "host", c->hc_host);
+        gen_kv_int(g, "interval_ms", c->hc_interval_ms);
+        gen_kv_int(g, "timeout_ms", c->hc_timeout_ms);
+        gen_kv_int(g, "status_lo", c->hc_status_lo);
+        gen_kv_int(g, "status_hi", c->hc_status_hi);
+        gen_kv_int(g, "healthy_threshold", c->hc_healthy);
+        gen_kv_int(g, "unhealthy_threshold", c->hc_unhealthy);
+        yajl_gen_map_close(g);
+    }
+    jsongen_str(g, "outlier");
+    yajl_gen_map_open(g);
+    gen_kv_int(g, "consecutive", c->od_consecutive);
+    gen_kv_int(g, "base_ms", c->od_base_ms);
+    gen_kv_int(g, "max_ms", c->od_max_ms);
+    gen_kv_int(g, "max_percent", c->od_max_percent);
+    yajl_gen_map_close(g);
+    jsongen_str(g, "circuit_breaker");
+    yajl_gen_map_open(g);
+    gen_kv_int(g, "max_connections", c->cb_max_connections);
+    gen_kv_int(g, "max_pending", c->cb_max_pending);
+    gen_kv_int(g, "max_requests", c->cb_max_requests);
+    yajl_gen_map_close(g);
+    jsongen_str(g, "retry_budget");
+    yajl_gen_map_open(g);
+    gen_kv_int(g, "percent", c->rb_percent);
+    gen_kv_int(g, "min_per_sec", c->rb_min_per_sec);
+    yajl_gen_map_close(g);
+    gen_kv_int(g, "slow_start_ms", c->slow_start_ms);
+    for (j = 0; j < c->endpoint_count; j++)
+        if (s->endpoints[c->first_endpoint + j].weight != 1) weighted = 1;
+    if (!weighted) return;
+    jsongen_str(g, "weights"); /* in the order of "endpoints" */
+    yajl_gen_array_open(g);
+    for (j = 0; j < c->endpoint_count; j++)
+        yajl_gen_integer(g, s->endpoints[c->first_endpoint + j].weight);
+    yajl_gen_array_close(g);
+}
+
 /* A body limit: null for "data plane default", "unlimited", or the byte count. */
 static void gen_kv_body(yajl_gen g, const char *k, uint64_t v)
 {
@@ -1571,6 +1757,7 @@ char *snapwire_to_json(const struct snapwire_snapshot *s)
             jsongen_kv_str(g, "tls_sni", c->tls_sni);
             gen_kv_cert(g, s, "tls_ca", c->tls_ca);
         }
+        gen_cluster_v6(g, s, c);
         jsongen_str(g, "endpoints");
         yajl_gen_array_open(g);
         for (j = 0; j < c->endpoint_count; j++) {

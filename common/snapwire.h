@@ -31,7 +31,10 @@
  *     (0..4); cluster.hash_name is a non-empty HTTP token (lower case for HEADER) when
  *     hash_on is HEADER or COOKIE and "" otherwise; cluster.affinity_cookie is "" or a
  *     cookie name (an RFC 6265 token)
- *   - endpoint addresses parse as IPv4 or IPv6 literals; ports are 1..65535
+ *   - endpoint addresses parse as IPv4 or IPv6 literals; ports are 1..65535; weights are
+ *     1..SNAPWIRE_MAX_WEIGHT
+ *   - v6 cluster fields are within the ranges their comments in struct snapwire_cluster give;
+ *     without hc_path every hc_* field is 0 / "", with od_consecutive 0 every od_* field is 0
  *   - strings contain no NUL and no control characters, except PEM fields (certificate
  *     chains and keys), which may hold CR, LF and TAB; strings are at most 64 KiB, PEM
  *     fields at most 1 MiB
@@ -315,6 +318,8 @@ struct snapwire_hdr_edit {
     const char *value;
 };
 
+#define SNAPWIRE_MAX_WEIGHT 10000 /* endpoint weights are 1..SNAPWIRE_MAX_WEIGHT */
+
 /* Defaults the controller sends when no annotation says otherwise (v6 cluster fields). */
 #define SNAPWIRE_OD_CONSECUTIVE_DEFAULT 5
 #define SNAPWIRE_OD_BASE_MS_DEFAULT 30000u
@@ -426,8 +431,8 @@ struct snapwire_tls_host {
 struct snapwire_endpoint {
     const char *address; /* IPv4 or IPv6 literal, no brackets */
     uint16_t port;
-    uint8_t ready; /* 1 = serving; the controller only sends ready endpoints today */
-    uint32_t weight; /* v6: 1..10000 (strait.dev/endpoint-weights; 1 by default) */
+    uint8_t ready;   /* 1 = serving; the controller only sends ready endpoints today */
+    uint32_t weight; /* v6: 1..SNAPWIRE_MAX_WEIGHT (strait.dev/endpoint-weights; 1 by default) */
 };
 
 struct snapwire_snapshot {

@@ -3,7 +3,8 @@
  *
  * Does: GET|HEAD /ready (200 once a snapshot is applied, else 503), /live, /snapshot (JSON
  * dump of the current snapshot, 503 before one), /metrics (Prometheus text), /stats (the
- * same numbers as JSON, plus uptime and per-route counts). Everything else (404, 405,
+ * same numbers as JSON, plus uptime, per-route counts and each cluster's endpoints:
+ * clusterstats.c renders those, in /metrics too). Everything else (404, 405,
  * limits, timeouts, headers) is adminsrv's.
  * Does not: speak HTTP itself, or take snapshot references.
  * Invariant: runs on the main loop only, so it may read the controller client's current
@@ -18,6 +19,8 @@
 #include <yajl/yajl_gen.h>
 
 #include "adminsrv.h"
+#include "clusterstats.h"
+#include "jsongen.h"
 #include "metrics.h"
 
 #define ADMIN_MAGIC 0x41444d4eu /* "ADMN" */
@@ -31,29 +34,6 @@ struct admin {
     ev_tstamp started;
 };
 
-static void gen_key(yajl_gen g, const char *k)
-{
-    yajl_gen_string(g, (const unsigned char *)k, strlen(k));
-}
-
-static void gen_kv_uint(yajl_gen g, const char *k, uint64_t v)
-{
-    char num[24];
-    int n = snprintf(num, sizeof(num), "%llu", (unsigned long long)v);
-
-    gen_key(g, k);
-    yajl_gen_number(g, num, (size_t)n); /* yajl_gen_integer is signed: keep 64 bits */
-}
-
-static void gen_kv_double(yajl_gen g, const char *k, double v)
-{
-    char num[32];
-    int n = snprintf(num, sizeof(num), "%.6f", v);
-
-    gen_key(g, k);
-    yajl_gen_number(g, num, (size_t)n);
-}
-
 static void gen_classes(yajl_gen g, const uint64_t by_class[5])
 {
     static const char *names[5] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
@@ -62,16 +42,17 @@ static void gen_classes(yajl_gen g, const uint64_t by_class[5])
 
     for (k = 0; k < 5; k++)
         sum += by_class[k];
-    gen_kv_uint(g, "total", sum);
+    jsongen_kv_uint(g, "total", sum);
     for (k = 0; k < 5; k++)
-        gen_kv_uint(g, names[k], by_class[k]);
+        jsongen_kv_uint(g, names[k], by_class[k]);
 }
 
 /*
  * The /stats body: t rendered as one JSON object, ready tells whether a snapshot is in
- * use. Returns a malloc'd NUL-terminated string or NULL.
+ * use, s (NULL: none) gives the clusters. Returns a malloc'd NUL-terminated string or NULL.
  */
-static char *stats_json(const struct metrics_totals *t, double uptime, int ready)
+static char *stats_json(const struct metrics_totals *t, double uptime, int ready,
+                        struct snapshot *s)
 {
     yajl_gen g = yajl_gen_alloc(NULL);
     const unsigned char *buf;
@@ -81,67 +62,70 @@ static char *stats_json(const struct metrics_totals *t, double uptime, int ready
     if (!g) return NULL;
     yajl_gen_config(g, yajl_gen_beautify, 1);
     yajl_gen_map_open(g);
-    gen_kv_double(g, "uptime_seconds", uptime);
-    gen_kv_uint(g, "workers", t->workers);
+    jsongen_kv_double(g, "uptime_seconds", uptime);
+    jsongen_kv_uint(g, "workers", t->workers);
 
-    gen_key(g, "snapshot");
+    jsongen_str(g, "snapshot");
     yajl_gen_map_open(g);
-    gen_key(g, "ready");
+    jsongen_str(g, "ready");
     yajl_gen_bool(g, ready);
-    gen_kv_uint(g, "generation", t->generation);
-    gen_kv_uint(g, "swaps", t->swaps);
-    gen_kv_uint(g, "nacks", t->nacks);
+    jsongen_kv_uint(g, "generation", t->generation);
+    jsongen_kv_uint(g, "swaps", t->swaps);
+    jsongen_kv_uint(g, "nacks", t->nacks);
     yajl_gen_map_close(g);
 
-    gen_key(g, "connections");
+    jsongen_str(g, "connections");
     yajl_gen_map_open(g);
-    gen_kv_uint(g, "active", t->conns_active);
-    gen_kv_uint(g, "total", t->conns_total);
+    jsongen_kv_uint(g, "active", t->conns_active);
+    jsongen_kv_uint(g, "total", t->conns_total);
     yajl_gen_map_close(g);
 
-    gen_key(g, "requests");
+    jsongen_str(g, "requests");
     yajl_gen_map_open(g);
     gen_classes(g, t->requests_by_class);
     yajl_gen_map_close(g);
 
-    gen_key(g, "duration_seconds");
+    jsongen_str(g, "duration_seconds");
     yajl_gen_map_open(g);
-    gen_kv_uint(g, "count", t->duration_count);
-    gen_kv_double(g, "sum", t->duration_sum);
-    gen_key(g, "buckets"); /* cumulative, keyed by upper bound as in /metrics */
+    jsongen_kv_uint(g, "count", t->duration_count);
+    jsongen_kv_double(g, "sum", t->duration_sum);
+    jsongen_str(g, "buckets"); /* cumulative, keyed by upper bound as in /metrics */
     yajl_gen_map_open(g);
     for (i = 0; i < METRICS_N_BUCKETS; i++) {
         snprintf(le, sizeof(le), "%g", metrics_bucket_bounds[i]);
-        gen_kv_uint(g, le, t->buckets[i]);
+        jsongen_kv_uint(g, le, t->buckets[i]);
     }
-    gen_kv_uint(g, "+Inf", t->buckets[METRICS_N_BUCKETS]);
+    jsongen_kv_uint(g, "+Inf", t->buckets[METRICS_N_BUCKETS]);
     yajl_gen_map_close(g);
     yajl_gen_map_close(g);
 
-    gen_key(g, "upstream");
+    jsongen_str(g, "upstream");
     yajl_gen_map_open(g);
-    gen_kv_uint(g, "connections", t->upstream_connections);
-    gen_kv_uint(g, "connect_errors", t->upstream_connect_errors);
-    gen_kv_uint(g, "timeouts", t->upstream_timeouts);
-    gen_kv_uint(g, "pool_reused", t->pool_reused);
+    jsongen_kv_uint(g, "connections", t->upstream_connections);
+    jsongen_kv_uint(g, "connect_errors", t->upstream_connect_errors);
+    jsongen_kv_uint(g, "timeouts", t->upstream_timeouts);
+    jsongen_kv_uint(g, "pool_reused", t->pool_reused);
     yajl_gen_map_close(g);
 
-    gen_key(g, "tls_handshakes");
+    jsongen_str(g, "tls_handshakes");
     yajl_gen_map_open(g);
-    gen_kv_uint(g, "full", t->tls_handshakes[METRICS_TLS_FULL]);
-    gen_kv_uint(g, "resumed", t->tls_handshakes[METRICS_TLS_RESUMED]);
-    gen_kv_uint(g, "failed", t->tls_handshakes[METRICS_TLS_FAILED]);
+    jsongen_kv_uint(g, "full", t->tls_handshakes[METRICS_TLS_FULL]);
+    jsongen_kv_uint(g, "resumed", t->tls_handshakes[METRICS_TLS_RESUMED]);
+    jsongen_kv_uint(g, "failed", t->tls_handshakes[METRICS_TLS_FAILED]);
     yajl_gen_map_close(g);
 
-    gen_key(g, "routes");
+    jsongen_str(g, "routes");
     yajl_gen_map_open(g);
     for (i = 0; i < t->n_routes; i++) {
-        gen_key(g, t->routes[i].name);
+        jsongen_str(g, t->routes[i].name);
         yajl_gen_map_open(g);
         gen_classes(g, t->routes[i].by_class);
         yajl_gen_map_close(g);
     }
     yajl_gen_map_close(g);
+
+    jsongen_str(g, "clusters"); /* each cluster's endpoints and their state */
+    clusterstats_json(g, s);
     yajl_gen_map_close(g);
 
     if (yajl_gen_get_buf(g, &buf, &len) == yajl_gen_status_ok && (out = malloc(len + 1))) {
@@ -159,7 +143,7 @@ static int admin_stats(struct admin *a, struct snapshot *s, struct adminsrv_repl
 
     if (!t) return -1;
     metrics_collect(t);
-    body = stats_json(t, ev_now(a->loop) - a->started, s != NULL);
+    body = stats_json(t, ev_now(a->loop) - a->started, s != NULL, s);
     free(t);
     return adminsrv_reply_take(r, 200, "application/json", body);
 }
@@ -181,8 +165,9 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
         return adminsrv_reply_take(r, 200, "application/json", snapwire_to_json(&s->sw));
     }
     if (!strcmp(path, "/metrics"))
-        return adminsrv_reply_take(r, 200, "text/plain; version=0.0.4; charset=utf-8",
-                                   metrics_render_snapshot(s ? &s->sw : NULL));
+        return adminsrv_reply_take(
+            r, 200, "text/plain; version=0.0.4; charset=utf-8",
+            clusterstats_append(metrics_render_snapshot(s ? &s->sw : NULL), s));
     if (!strcmp(path, "/stats")) return admin_stats(a, s, r);
     return 1;
 }

@@ -71,6 +71,7 @@
 #include <unistd.h>
 
 #include "accesslog.h"
+#include "clusterstate.h"
 #include "dbuf.h"
 #include "filters.h"
 #include "http1.h"
@@ -156,6 +157,8 @@ struct conn_req {
     uint8_t u_keep;        /* upstream head asked for a persistent connection */
     uint8_t u_reused;      /* u came from the idle pool */
     uint8_t u_got_bytes;   /* any response byte arrived on u */
+    uint8_t cb_req;        /* counted in the cluster's requests in flight (circuit breaking) */
+    uint8_t cb_pending;    /* counted in the cluster's pending requests: a new u connecting */
     uint8_t replay_ok;     /* replay holds all that was sent: a failed reuse may be retried */
     uint8_t resp_started, resp_done;
     uint8_t resp_close; /* upstream will not keep the connection (Connection: close, 1.0) */
@@ -337,6 +340,20 @@ static void bal_begin(struct conn *c, const struct snapshot_endpoint *ep)
     snapshot_balancer_start(r->snap, r->ucluster, ep);
 }
 
+/* The shared state (circuit breaker gauges, retry budget) of r's cluster. */
+static struct clusterstate *req_cs(const struct conn_req *r)
+{
+    return r->snap->clusters[r->ucluster].cs;
+}
+
+/* The request no longer waits for a new upstream connection (it has one, or none). */
+static void cb_pending_end(struct conn_req *r)
+{
+    if (!r->cb_pending) return;
+    r->cb_pending = 0;
+    clusterstate_release(req_cs(r), CLUSTERSTATE_PENDING);
+}
+
 /* Closes the request's upstream connection (if any) and stops its timer. */
 static void upstream_release(struct conn *c)
 {
@@ -344,6 +361,7 @@ static void upstream_release(struct conn *c)
 
     if (!r) return;
     bal_finish(c, 0); /* an attempt that ends here did not complete */
+    cb_pending_end(r);
     if (r->u) {
         upstream_conn_close(r->u);
         r->u = NULL;
@@ -429,6 +447,10 @@ static void request_release(struct conn *c)
             mirror_end(m);
         else
             mirror_abort(m);
+    }
+    if (r->cb_req) {
+        r->cb_req = 0;
+        clusterstate_release(req_cs(r), CLUSTERSTATE_REQUESTS);
     }
     snapshot_unref(r->snap);
     c->r = NULL;
@@ -796,6 +818,16 @@ static void upstream_failed(struct conn *c, int status, const char *why)
     local_response(c, status, NULL, 0);
 }
 
+/*
+ * Circuit breaking (clusterstate.h): the cluster is at one of its limits; answered 503 at
+ * once, with x-strait-overflow: 1 so a client (or a test) tells it from an upstream's 503.
+ */
+static void upstream_overflow(struct conn *c)
+{
+    log_debug("upstream_overflow", "peer=%s route=%s", c->peer, route_name(c->r));
+    local_response_hdrs(c, 503, "upstream overflow\n", 0, "x-strait-overflow: 1\r\n");
+}
+
 /* ---- request side ---- */
 
 /*
@@ -976,14 +1008,43 @@ static int upstream_open(struct conn *c, int allow_pool)
     int in_progress = 0;
 
     uint64_t tag = tls_upstream_tag(r->snap->tls_up, r->ucluster);
+    const struct snapwire_cluster *swc = &r->snap->sw.clusters[r->ucluster];
+    struct clusterstate *cs = req_cs(r);
 
     if (allow_pool) u = upstream_pool_take(c->w->pool, sa, r->uaddrlen, tag);
     r->u_reused = u != NULL;
     if (u) {
         metrics_pool_reused();
+        if (u->cs != cs) {
+            /* pooled by another cluster of the same endpoint: it counts here now */
+            if (u->cs) {
+                clusterstate_release(u->cs, CLUSTERSTATE_CONNECTIONS);
+                clusterstate_unref(u->cs);
+            }
+            clusterstate_acquire(cs, CLUSTERSTATE_CONNECTIONS, 0);
+            u->cs = clusterstate_ref(cs);
+        }
     } else {
+        /* circuit breaking: a new connection is one more pending request and connection */
+        if (clusterstate_acquire(cs, CLUSTERSTATE_PENDING, swc->cb_max_pending) < 0) {
+            errno = EBUSY;
+            return -1;
+        }
+        if (clusterstate_acquire(cs, CLUSTERSTATE_CONNECTIONS, swc->cb_max_connections) < 0) {
+            clusterstate_release(cs, CLUSTERSTATE_PENDING);
+            errno = EBUSY;
+            return -1;
+        }
         u = upstream_conn_open(c->w->loop, sa, r->uaddrlen, &in_progress);
-        if (!u) return -1;
+        if (!u) {
+            int e = errno;
+            clusterstate_release(cs, CLUSTERSTATE_PENDING);
+            clusterstate_release(cs, CLUSTERSTATE_CONNECTIONS);
+            errno = e;
+            return -1;
+        }
+        u->cs = clusterstate_ref(cs);
+        r->cb_pending = 1;
         if (!in_progress) metrics_upstream_connected();
     }
     upstream_conn_attach(u, upstream_read_cb, upstream_write_cb, c);
@@ -1002,10 +1063,12 @@ static int upstream_open(struct conn *c, int allow_pool)
         u->tag = tag;
         r->u_handshaking = 1;
     }
-    if (in_progress || r->u_handshaking)
+    if (in_progress || r->u_handshaking) {
         arm_utimer(c, c->w->cfg.upstream_connect_timeout); /* covers the handshake too */
-    else
+    } else {
+        cb_pending_end(r);
         arm_progress(c);
+    }
     return 0;
 }
 
@@ -1027,6 +1090,7 @@ static int upstream_handshake(struct conn *c)
         return -1;
     }
     r->u_handshaking = 0;
+    cb_pending_end(r);
     arm_progress(c);
     return 1;
 }
@@ -1043,6 +1107,7 @@ static int upstream_retry(struct conn *c, const char *why)
 
     if (!r->u_reused || r->u_got_bytes || !r->replay_ok || !r->u) return -1;
     log_debug("upstream_retry", "peer=%s route=%s reason=\"%s\"", c->peer, route_name(r), why);
+    cb_pending_end(r);
     upstream_conn_close(r->u);
     r->u = NULL;
     r->u_eof = r->u_write_failed = 0;
@@ -1154,10 +1219,20 @@ static int route_retry(struct conn *c, const char *why)
                  why);
         return -1;
     }
+    /* and the cluster's budget (strait.dev/retry-budget-*), shared by every route to it */
+    if (!retry_budget_take_rate(&req_cs(r)->budget, loop_ms(c),
+                                r->snap->sw.clusters[r->ucluster].rb_min_per_sec)) {
+        metrics_retry_budget_exhausted();
+        atomic_fetch_add_explicit(&req_cs(r)->budget_exhausted, 1, memory_order_relaxed);
+        log_info("retry_budget_exhausted", "peer=%s route=%s cluster=%s reason=\"%s\"", c->peer,
+                 route_name(r), r->snap->sw.clusters[r->ucluster].name, why);
+        return -1;
+    }
     metrics_retry();
     bal_finish(c, 0);
     log_debug("route_retry", "peer=%s route=%s attempt=%u reason=\"%s\"", c->peer, route_name(r),
               (unsigned)r->attempt + 1, why);
+    cb_pending_end(r);
     if (r->u) {
         upstream_conn_close(r->u);
         r->u = NULL;
@@ -1182,6 +1257,10 @@ static int route_retry(struct conn *c, const char *why)
         return 0;
     }
     if (attempt_open(c) < 0) {
+        if (errno == EBUSY) {
+            upstream_overflow(c);
+            return 0;
+        }
         metrics_upstream_connect_error();
         /* this attempt failed at once: the next one (if any) decides */
         return route_retry(c, strerror(errno));
@@ -1455,16 +1534,27 @@ static int start_request(struct conn *c)
         local_response(c, 503, "no healthy endpoint\n", 0);
         return 1;
     }
+    if (clusterstate_acquire(snap->clusters[cluster].cs, CLUSTERSTATE_REQUESTS,
+                             snap->sw.clusters[cluster].cb_max_requests) < 0) {
+        dbuf_consume(&c->cin, (size_t)n);
+        upstream_overflow(c);
+        return 1;
+    }
     r->snap = snapshot_ref(snap);
     r->ucluster = cluster;
+    r->cb_req = 1;
     if (rt) {
         double now = ev_now(c->w->loop);
         if (rt->request_timeout_ms != SNAPWIRE_TIMEOUT_DEFAULT &&
             rt->request_timeout_ms != SNAPWIRE_TIMEOUT_NONE)
             r->req_deadline = r->req_start + rt->request_timeout_ms / 1000.0;
         if (rt->retry_attempts) {
+            const struct snapwire_cluster *swc = &snap->sw.clusters[cluster];
             struct retry_budget *b = snapshot_route_budget(snap, rt);
             if (b) retry_budget_deposit(b, (int64_t)(now * 1000.0));
+            /* the cluster's budget earns from the requests that may retry */
+            retry_budget_deposit_rate(&snap->clusters[cluster].cs->budget, (int64_t)(now * 1000.0),
+                                      (int64_t)swc->rb_percent * 10, swc->rb_min_per_sec);
             r->replay_body = r->idempotent;
         }
     }
@@ -1490,6 +1580,10 @@ static int start_request(struct conn *c)
         r->replay_ok = 1;
     }
     if (attempt_open(c) < 0) {
+        if (errno == EBUSY) {
+            upstream_overflow(c);
+            return 1;
+        }
         metrics_upstream_connect_error();
         upstream_failed(c, 502, strerror(errno));
         return 1;
@@ -2169,6 +2263,7 @@ static void upstream_write_cb(struct ev_loop *loop, ev_io *io, int revents)
         }
         r->u_connecting = 0;
         metrics_upstream_connected();
+        if (!r->u_handshaking) cb_pending_end(r);
         arm_progress(c);
     }
     if (r->u_handshaking) {
@@ -2264,8 +2359,12 @@ static void upstream_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         /* a route retry waited its backoff: the next attempt */
         r->u_backoff = 0;
         if (attempt_open(c) < 0) {
-            metrics_upstream_connect_error();
-            upstream_failed(c, 502, strerror(errno));
+            if (errno == EBUSY) {
+                upstream_overflow(c);
+            } else {
+                metrics_upstream_connect_error();
+                upstream_failed(c, 502, strerror(errno));
+            }
         }
         conn_run(c);
         return;

@@ -345,19 +345,18 @@ void metrics_collect(struct metrics_totals *t)
             t->requests_by_class[k] += t->routes[i].by_class[k];
 }
 
-static void family(FILE *f, const char *name, const char *type, const char *help)
+void metrics_family(FILE *f, const char *name, const char *type, const char *help)
 {
     fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 static void counter_line(FILE *f, const char *name, const char *type, const char *help, uint64_t v)
 {
-    family(f, name, type, help);
+    metrics_family(f, name, type, help);
     fprintf(f, "%s %llu\n", name, (unsigned long long)v);
 }
 
-/* A label value with \, " and newline escaped as the text format requires. */
-static void label_value(FILE *f, const char *s)
+void metrics_label_value(FILE *f, const char *s)
 {
     for (; *s; s++) {
         if (*s == '\\' || *s == '"')
@@ -379,17 +378,17 @@ static void render(FILE *f, const struct metrics_totals *t)
     counter_line(f, "strait_snapshot_swaps_total", "counter", "Snapshots applied.", t->swaps);
     counter_line(f, "strait_snapshot_nacks_total", "counter", "Snapshot frames rejected (NACKed).",
                  t->nacks);
-    family(f, "strait_requests_total", "counter",
-           "Responses sent to clients, by route and status class.");
+    metrics_family(f, "strait_requests_total", "counter",
+                   "Responses sent to clients, by route and status class.");
     for (i = 0; i < t->n_routes; i++)
         for (k = 0; k < 5; k++) {
             fputs("strait_requests_total{route=\"", f);
-            label_value(f, t->routes[i].name);
+            metrics_label_value(f, t->routes[i].name);
             fprintf(f, "\",code=\"%dxx\"} %llu\n", k + 1,
                     (unsigned long long)t->routes[i].by_class[k]);
         }
-    family(f, "strait_request_duration_seconds", "histogram",
-           "Time from request head to the end of the response.");
+    metrics_family(f, "strait_request_duration_seconds", "histogram",
+                   "Time from request head to the end of the response.");
     for (i = 0; i < METRICS_N_BUCKETS; i++)
         fprintf(f, "strait_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
                 metrics_bucket_bounds[i], (unsigned long long)t->buckets[i]);
@@ -415,15 +414,15 @@ static void render(FILE *f, const struct metrics_totals *t)
                  "Idle pooled upstream connections closed because a new snapshot no longer has "
                  "their endpoint ready.",
                  t->pool_pruned);
-    family(f, "strait_tls_handshakes_total", "counter",
-           "TLS handshakes on the HTTPS listeners, by result.");
+    metrics_family(f, "strait_tls_handshakes_total", "counter",
+                   "TLS handshakes on the HTTPS listeners, by result.");
     for (k = 0; k < METRICS_TLS_N; k++) {
         static const char *const results[METRICS_TLS_N] = {"full", "resumed", "failed"};
         fprintf(f, "strait_tls_handshakes_total{result=\"%s\"} %llu\n", results[k],
                 (unsigned long long)t->tls_handshakes[k]);
     }
-    family(f, "strait_mirror_requests_total", "counter",
-           "Mirrored request copies (RequestMirror), by how they ended.");
+    metrics_family(f, "strait_mirror_requests_total", "counter",
+                   "Mirrored request copies (RequestMirror), by how they ended.");
     for (k = 0; k < METRICS_MIRROR_N; k++) {
         static const char *const results[METRICS_MIRROR_N] = {"completed", "cut", "failed",
                                                               "skipped"};
@@ -435,8 +434,8 @@ static void render(FILE *f, const struct metrics_totals *t)
     counter_line(f, "strait_retry_budget_exhausted_total", "counter",
                  "Retries not made because the route's retry budget was spent.",
                  t->retry_budget_exhausted);
-    family(f, "strait_route_timeouts_total", "counter",
-           "Route timeouts that fired, by kind (whole request or one backend attempt).");
+    metrics_family(f, "strait_route_timeouts_total", "counter",
+                   "Route timeouts that fired, by kind (whole request or one backend attempt).");
     fprintf(f, "strait_route_timeouts_total{kind=\"request\"} %llu\n",
             (unsigned long long)t->route_timeouts[0]);
     fprintf(f, "strait_route_timeouts_total{kind=\"backend\"} %llu\n",
@@ -451,14 +450,14 @@ static void render(FILE *f, const struct metrics_totals *t)
                      ? t->outlier_ejections - t->outlier_restorations
                      : 0);
     /* --- active health checks --- */
-    family(f, "strait_health_checks_total", "counter",
-           "Active health check probes, by result (pass: status in the cluster's range).");
+    metrics_family(f, "strait_health_checks_total", "counter",
+                   "Active health check probes, by result (pass: status in the cluster's range).");
     fprintf(f, "strait_health_checks_total{result=\"pass\"} %llu\n",
             (unsigned long long)t->health_checks[1]);
     fprintf(f, "strait_health_checks_total{result=\"fail\"} %llu\n",
             (unsigned long long)t->health_checks[0]);
-    family(f, "strait_health_transitions_total", "counter",
-           "Endpoints that active health checks turned healthy or unhealthy.");
+    metrics_family(f, "strait_health_transitions_total", "counter",
+                   "Endpoints that active health checks turned healthy or unhealthy.");
     fprintf(f, "strait_health_transitions_total{to=\"healthy\"} %llu\n",
             (unsigned long long)t->health_transitions[1]);
     fprintf(f, "strait_health_transitions_total{to=\"unhealthy\"} %llu\n",
@@ -476,12 +475,12 @@ static void render_certs(FILE *f, const struct snapwire_snapshot *sw)
 {
     uint32_t i;
 
-    family(f, "strait_tls_certificate_expiry_seconds", "gauge",
-           "Expiry (Unix seconds) of the server certificates in the current snapshot.");
+    metrics_family(f, "strait_tls_certificate_expiry_seconds", "gauge",
+                   "Expiry (Unix seconds) of the server certificates in the current snapshot.");
     for (i = 0; sw && i < sw->n_certs; i++) {
         if (!sw->certs[i].key_pem || !sw->certs[i].key_pem[0]) continue; /* a CA bundle */
         fputs("strait_tls_certificate_expiry_seconds{cert=\"", f);
-        label_value(f, sw->certs[i].name ? sw->certs[i].name : "");
+        metrics_label_value(f, sw->certs[i].name ? sw->certs[i].name : "");
         fprintf(f, "\"} %llu\n", (unsigned long long)sw->certs[i].not_after);
     }
 }

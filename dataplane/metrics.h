@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define METRICS_MAX_WORKERS 256 /* shards; a worker id beyond this uses the shared shard */
 #define METRICS_MAX_ROUTES 64   /* distinct route labels; later ones count as "other" */
@@ -135,5 +136,10 @@ struct snapwire_snapshot;
  * (those with a key) of sw (NULL: none).
  */
 char *metrics_render_snapshot(const struct snapwire_snapshot *sw);
+
+/* Text format pieces for other renderers (clusterstats.c): a family's HELP and TYPE lines; a
+ * label value with \, " and newline escaped. */
+void metrics_family(FILE *f, const char *name, const char *type, const char *help);
+void metrics_label_value(FILE *f, const char *s);
 
 #endif

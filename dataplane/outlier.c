@@ -32,6 +32,9 @@ struct outlier_rec {
     atomic_uint fails;     /* current run of failures */
     atomic_uint ejections; /* times ejected */
     atomic_uint_fast64_t until;
+    /* the endpoint's counters (outlier_observe), kept across snapshots with the record */
+    atomic_uint_fast64_t requests, errors, ewma_ns;
+    uint64_t added_ms; /* when it joined a cluster that existed before (slow start), 0: at start */
     uint64_t id;
     size_t key_len;
     char key[KEY_MAX];
@@ -81,6 +84,9 @@ static struct outlier_rec *rec_new(const char *cluster, const char *key, size_t 
     atomic_init(&r->fails, 0);
     atomic_init(&r->ejections, 0);
     atomic_init(&r->until, 0);
+    atomic_init(&r->requests, 0);
+    atomic_init(&r->errors, 0);
+    atomic_init(&r->ewma_ns, 0);
     r->id = id;
     r->key_len = key_len < KEY_MAX ? key_len : KEY_MAX - 1;
     memcpy(r->key, key, r->key_len);
@@ -138,6 +144,8 @@ struct outlier_state *outlier_create(const char *name, const struct balancer_end
             atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
         else if (!(r = rec_new(st->name, key, kl, id)))
             goto fail;
+        else if (prev)
+            r->added_ms = outlier_now_ms(); /* a new endpoint of a running cluster */
         st->rec[i] = r;
     }
     free(tab);
@@ -222,7 +230,7 @@ int outlier_report(struct outlier_state *st, uint32_t idx, int ok, uint64_t now_
         return 0;
     }
     f = atomic_fetch_add_explicit(&r->fails, 1, memory_order_relaxed) + 1;
-    if (f < st->cfg.consecutive) return 0;
+    if (!st->cfg.consecutive || f < st->cfg.consecutive) return 0; /* 0: detection off */
     if (atomic_flag_test_and_set_explicit(&st->lock, memory_order_acquire)) return 0;
     if (!now_ms) now_ms = outlier_now_ms();
     cap = (uint32_t)((uint64_t)st->n * st->cfg.max_percent / 100u);
@@ -253,4 +261,40 @@ uint64_t outlier_ejected_until(const struct outlier_state *st, uint32_t idx)
 {
     if (!st || idx >= st->n) return 0;
     return atomic_load_explicit(&st->rec[idx]->until, memory_order_relaxed);
+}
+
+void outlier_observe(struct outlier_state *st, uint32_t idx, int ok, uint64_t latency_ns)
+{
+    struct outlier_rec *r;
+    uint64_t e;
+
+    if (!st || idx >= st->n) return;
+    r = st->rec[idx];
+    atomic_fetch_add_explicit(&r->requests, 1, memory_order_relaxed);
+    if (!ok) atomic_fetch_add_explicit(&r->errors, 1, memory_order_relaxed);
+    /* alpha 1/8; concurrent updates may drop a sample, which an average can afford */
+    e = atomic_load_explicit(&r->ewma_ns, memory_order_relaxed);
+    e = e ? e - (e >> 3) + (latency_ns >> 3) : latency_ns;
+    atomic_store_explicit(&r->ewma_ns, e ? e : 1, memory_order_relaxed);
+}
+
+void outlier_stats(const struct outlier_state *st, uint32_t idx, struct outlier_ep_stats *out)
+{
+    const struct outlier_rec *r;
+
+    memset(out, 0, sizeof(*out));
+    if (!st || idx >= st->n) return;
+    r = st->rec[idx];
+    out->requests = atomic_load_explicit(&r->requests, memory_order_relaxed);
+    out->errors = atomic_load_explicit(&r->errors, memory_order_relaxed);
+    out->latency_ewma_ns = atomic_load_explicit(&r->ewma_ns, memory_order_relaxed);
+    out->ejections = atomic_load_explicit(&r->ejections, memory_order_relaxed);
+    out->ejected_until_ms = atomic_load_explicit(&r->until, memory_order_relaxed);
+    out->added_ms = r->added_ms;
+}
+
+uint64_t outlier_added_ms(const struct outlier_state *st, uint32_t idx)
+{
+    if (!st || idx >= st->n) return 0;
+    return st->rec[idx]->added_ms;
 }

@@ -1,5 +1,6 @@
 /*
- * outlier: passive outlier detection (Envoy's consecutive_5xx). Per cluster, per endpoint:
+ * outlier: passive outlier detection (Envoy's consecutive_5xx), and the per-endpoint record
+ * that carries an endpoint's counters and join time across snapshots. Per cluster, per endpoint:
  * OUTLIER_CONSECUTIVE failures in a row (connect error, reset, timeout, 5xx: whatever the
  * caller reports with ok = 0) eject the endpoint for OUTLIER_BASE_EJECTION_MS times the number
  * of times it has been ejected (at most OUTLIER_MAX_EJECTION_MS); a success resets the run.
@@ -28,14 +29,14 @@
 
 #include "balancer.h"
 
-/* Compiled-in defaults (annotations come later). */
+/* Defaults (a snapshot cluster carries its own settings: strait.dev/outlier-* annotations). */
 #define OUTLIER_CONSECUTIVE 5            /* failures in a row that eject */
 #define OUTLIER_BASE_EJECTION_MS 30000u  /* first ejection; the nth lasts n times this */
 #define OUTLIER_MAX_EJECTION_MS 300000u  /* cap on one ejection's length */
 #define OUTLIER_MAX_EJECTION_PERCENT 50u /* share of a cluster's endpoints ejected at once */
 
 struct outlier_config {
-    uint32_t consecutive;
+    uint32_t consecutive; /* 0: detection off (records and counters still kept) */
     uint64_t base_ms, max_ms;
     uint32_t max_percent;
 };
@@ -70,6 +71,28 @@ uint32_t outlier_n_ejected(struct outlier_state *st, uint64_t now_ms);
 uint32_t outlier_ejections(const struct outlier_state *st, uint32_t idx);
 /* The time endpoint idx's ejection ends (monotonic ms), 0 when it is not ejected. */
 uint64_t outlier_ejected_until(const struct outlier_state *st, uint32_t idx);
+
+/*
+ * The endpoint's counters, kept in its record (so across snapshots): every completed attempt
+ * (ok 0: failure) with its latency. Counted even while ejected (requests already sent).
+ */
+void outlier_observe(struct outlier_state *st, uint32_t idx, int ok, uint64_t latency_ns);
+
+struct outlier_ep_stats {
+    uint64_t requests, errors;
+    uint64_t latency_ewma_ns; /* exponentially weighted (1/8) mean latency, 0: no sample yet */
+    uint32_t ejections;
+    uint64_t ejected_until_ms; /* 0: not ejected (or its time is up and not yet restored) */
+    uint64_t added_ms;         /* see outlier_added_ms */
+};
+void outlier_stats(const struct outlier_state *st, uint32_t idx, struct outlier_ep_stats *out);
+
+/*
+ * When endpoint idx joined its cluster (monotonic ms): the time its record was made for a
+ * state built on a previous one (an endpoint added to a running cluster); 0 for the
+ * endpoints a cluster starts with, which slow start leaves alone.
+ */
+uint64_t outlier_added_ms(const struct outlier_state *st, uint32_t idx);
 
 /* CLOCK_MONOTONIC in ms (never 0). */
 uint64_t outlier_now_ms(void);

@@ -20,6 +20,14 @@ struct retry_budget {
     _Atomic int64_t last_ms; /* when time last added to milli (monotonic ms), 0 = never */
 };
 
+/*
+ * The same with the rates given: ratio_milli thousandths of a retry per request and
+ * per_sec retries per second (a cluster's strait.dev/retry-budget-* settings).
+ */
+void retry_budget_deposit_rate(struct retry_budget *b, int64_t now_ms, int64_t ratio_milli,
+                               int64_t per_sec);
+int retry_budget_take_rate(struct retry_budget *b, int64_t now_ms, int64_t per_sec);
+
 /* A request routed to the route: earns RETRY_BUDGET_RATIO of a retry. */
 void retry_budget_deposit(struct retry_budget *b, int64_t now_ms);
 

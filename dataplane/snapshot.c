@@ -29,6 +29,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "clusterstate.h"
+#include "healthcheck.h"
 #include "log.h"
 #include "metrics.h"
 #include "outlier.h"
@@ -48,13 +50,17 @@
 
 static void snapshot_free(struct snapshot *s)
 {
-    uint32_t i;
+    uint32_t i, j;
 
     if (s->clusters) {
         for (i = 0; i < s->sw.n_clusters; i++) {
             struct snapshot_cluster *c = &s->clusters[i];
             if (c->bal && c->bal_state) c->bal->destroy(c->bal_state);
             outlier_destroy(c->outlier);
+            clusterstate_unref(c->cs);
+            for (j = 0; c->hc && j < c->n_ready; j++)
+                healthcheck_release(c->hc[j]);
+            free(c->hc);
             free(c->ready);
         }
         free(s->clusters);
@@ -79,6 +85,7 @@ static int resolve_endpoint(const struct snapwire_endpoint *e, struct snapshot_e
     memset(out, 0, sizeof(*out));
     out->address = e->address;
     out->port = e->port;
+    out->weight = e->weight ? e->weight : 1;
     /* the cookie affinity value: the same for an endpoint in every snapshot */
     kl = snprintf(key, sizeof(key), "%s:%u", e->address, (unsigned)e->port);
     out->affinity_id = balancer_hash(key,
@@ -115,7 +122,7 @@ snapshot_prev_cluster(const struct snapshot *prev, const char *name, const struc
     return NULL;
 }
 
-/* The cluster of prev named name, or NULL (outlier detection carry-over). */
+/* The cluster of prev named name, or NULL (outlier detection and clusterstate carry-over). */
 static const struct snapshot_cluster *snapshot_prev_named(const struct snapshot *prev,
                                                           const char *name)
 {
@@ -127,10 +134,61 @@ static const struct snapshot_cluster *snapshot_prev_named(const struct snapshot 
     return NULL;
 }
 
+/* The cluster's outlier detection settings (snapwire v6 od_*; od_consecutive 0 is off). */
+static struct outlier_config outlier_config_of(const struct snapwire_cluster *sw)
+{
+    struct outlier_config cfg = {
+        .consecutive = sw->od_consecutive,
+        .base_ms = sw->od_base_ms,
+        .max_ms = sw->od_max_ms,
+        .max_percent = sw->od_max_percent,
+    };
+
+    return cfg;
+}
+
 /*
- * Balancer state and outlier detection state for c's ready endpoints, identified by
- * "address:port" (weight 1: snapwire carries no endpoint weights yet), carrying over from
- * prev's (balancer: same lb; outlier: same name) when there is one. -1 when out of memory.
+ * Active health check targets for c's ready endpoints (keys[i] their "address:port"), when
+ * the cluster asks for checks and is plain HTTP. 0, or -1 when out of memory; c->hc stays
+ * NULL when there is nothing to check or no checker runs.
+ */
+static int hc_create(struct snapshot_cluster *c, const char *keys)
+{
+    const struct snapwire_cluster *sw = c->sw;
+    struct hc_config cfg = {
+        .path = sw->hc_path,
+        .host = sw->hc_host ? sw->hc_host : "",
+        .interval_ms = sw->hc_interval_ms,
+        .timeout_ms = sw->hc_timeout_ms,
+        .status_lo = sw->hc_status_lo,
+        .status_hi = sw->hc_status_hi,
+        .healthy = sw->hc_healthy,
+        .unhealthy = sw->hc_unhealthy,
+    };
+    uint32_t i;
+
+    if (!sw->hc_path || !sw->hc_path[0] || sw->tls || !c->n_ready) return 0;
+    if (!(c->hc = calloc(c->n_ready, sizeof(*c->hc)))) return -1;
+    for (i = 0; i < c->n_ready; i++) {
+        c->hc[i] = healthcheck_acquire(sw->name, keys + (size_t)i * 64,
+                                       (const struct sockaddr *)&c->ready[i].addr,
+                                       c->ready[i].addrlen, &cfg);
+        if (!c->hc[i]) break;
+    }
+    if (i == c->n_ready) return 0;
+    /* no checker (healthcheck_start not called: unit tests, tools) or no memory: no checks */
+    while (i > 0)
+        healthcheck_release(c->hc[--i]);
+    free(c->hc);
+    c->hc = NULL;
+    return 0;
+}
+
+/*
+ * Balancer state, outlier detection state and health check targets for c's ready endpoints,
+ * identified by "address:port" and weighted by their snapwire weight, carrying over from
+ * prev's (balancer: same lb; outlier, clusterstate: same name) when there is one. -1 when out
+ * of memory.
  */
 static int bal_create(struct snapshot_cluster *c, const struct snapshot_cluster *prev,
                       const struct snapshot_cluster *prev_named)
@@ -146,15 +204,18 @@ static int bal_create(struct snapshot_cluster *c, const struct snapshot_cluster 
                              (unsigned)c->ready[i].port);
             ep[i].key = keys + (size_t)i * 64;
             ep[i].key_len = n < 0 ? 0 : n >= 64 ? 63 : (size_t)n;
-            ep[i].weight = 1;
+            ep[i].weight = c->ready[i].weight;
         }
+        struct outlier_config ocfg = outlier_config_of(c->sw);
         c->bal_state = c->bal->create(&eps, prev ? prev->bal_state : NULL);
         c->outlier =
-            outlier_create(c->sw->name, &eps, prev_named ? prev_named->outlier : NULL, NULL);
+            outlier_create(c->sw->name, &eps, prev_named ? prev_named->outlier : NULL, &ocfg);
+        c->cs = clusterstate_carry(c->sw->name, prev_named ? prev_named->cs : NULL);
+        if (c->cs && hc_create(c, keys) < 0) c->cs = (clusterstate_unref(c->cs), NULL);
     }
     free(ep);
     free(keys);
-    return c->bal_state && c->outlier ? 0 : -1;
+    return c->bal_state && c->outlier && c->cs ? 0 : -1;
 }
 
 struct snapshot *snapshot_build(struct snapwire_snapshot *sw, char *err, size_t errlen)
@@ -247,19 +308,48 @@ void snapshot_unref(struct snapshot *s)
     if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) snapshot_free(s);
 }
 
-/* The balancer's pick for c, skipping endpoints ejected by outlier detection (snapshot.h). */
+/* Slow start share of endpoint i (snapshot.h): 1 when it takes this pick, else 0. */
+static int slow_start_takes(const struct snapshot_cluster *c, uint32_t i)
+{
+    uint64_t added = outlier_added_ms(c->outlier, i), age, now;
+    uint32_t window = c->sw->slow_start_ms;
+
+    if (!added) return 1;
+    now = outlier_now_ms();
+    age = now > added ? now - added : 0;
+    if (age >= window) return 1;
+    if (age * 10 < window) age = window / 10; /* at least 10 % of its share */
+    return (balancer_rand64() >> 32) * window < age << 32;
+}
+
+/*
+ * Whether endpoint i of c may take a request: not ejected, healthy (unless health is
+ * ignored: fail open), and, with slow, past its slow start or chosen for its share.
+ */
+static int ep_usable(const struct snapshot_cluster *c, uint32_t i, int health, int slow)
+{
+    if (outlier_ejected(c->outlier, i, 0)) return 0;
+    if (health && c->hc && !healthcheck_healthy(c->hc[i])) return 0;
+    return !slow || !c->sw->slow_start_ms || slow_start_takes(c, i);
+}
+
+/* The balancer's pick for c, skipping endpoints that are not usable (snapshot.h). */
 static uint32_t pick_live(struct snapshot_cluster *c, const struct balancer_input *in)
 {
-    uint32_t i = c->bal->pick(c->bal_state, in), first = i, t;
+    uint32_t i = c->bal->pick(c->bal_state, in), first = i, t, n = c->n_ready;
 
-    for (t = 1; outlier_ejected(c->outlier, i, 0); t++) {
+    for (t = 1; !ep_usable(c, i, 1, 1); t++) {
         if (t < SNAPSHOT_PICK_TRIES) {
             i = c->bal->pick(c->bal_state, in);
             continue;
         }
-        for (t = 1; t < c->n_ready; t++)
-            if (!outlier_ejected(c->outlier, (first + t) % c->n_ready, 0))
-                return (first + t) % c->n_ready;
+        for (t = 0; t < n; t++)
+            if (ep_usable(c, (first + t) % n, 1, 0)) return (first + t) % n;
+        if (!c->hc) return first;
+        /* every endpoint fails its health checks (or is ejected): fail open */
+        metrics_health_fail_open();
+        for (t = 0; t < n; t++)
+            if (ep_usable(c, (first + t) % n, 0, 0)) return (first + t) % n;
         return first;
     }
     return i;
@@ -313,6 +403,7 @@ void snapshot_balancer_done(struct snapshot *s, uint32_t idx, const struct snaps
     if (i == UINT32_MAX) return;
     balancer_done(s->clusters[idx].bal, s->clusters[idx].bal_state, i, latency_ns, ok);
     outlier_report(s->clusters[idx].outlier, i, ok, 0);
+    outlier_observe(s->clusters[idx].outlier, i, ok, latency_ns);
 }
 
 uint64_t snapshot_route_max_body(const struct snapshot *s, const struct snapwire_route *rt,
@@ -726,7 +817,7 @@ const struct snapshot_endpoint *snapshot_affinity_find(struct snapshot *s, uint3
     c = &s->clusters[idx];
     for (i = 0; i < c->n_ready; i++)
         if (c->ready[i].affinity_id == id)
-            return outlier_ejected(c->outlier, (uint32_t)i, 0) ? NULL : &c->ready[i];
+            return ep_usable(c, (uint32_t)i, 1, 0) ? &c->ready[i] : NULL;
     return NULL;
 }
 

@@ -18,6 +18,8 @@
 struct tls_snap;
 struct retry_budget;
 struct outlier_state;
+struct clusterstate;
+struct hc_target;
 
 #define SNAPSHOT_MAGIC 0x534e4150u /* "SNAP" */
 
@@ -27,6 +29,7 @@ struct snapshot_endpoint {
     const char *address; /* points into the snapwire snapshot */
     uint16_t port;
     uint64_t affinity_id; /* cookie affinity value: a hash of "address:port", never 0 */
+    uint32_t weight;      /* 1..10000 (snapwire endpoint weight; 0 there counts as 1) */
 };
 
 struct snapshot_cluster {
@@ -36,6 +39,12 @@ struct snapshot_cluster {
     const struct balancer_ops *bal;
     void *bal_state;
     struct outlier_state *outlier; /* outlier detection over ready (outlier.h) */
+    struct clusterstate *cs;       /* circuit breaker gauges, retry budget (clusterstate.h) */
+    /*
+     * Active health checks: one target per ready endpoint (healthcheck.h), or NULL when the
+     * cluster has none (hc_path "", an upstream TLS cluster, or no checker running).
+     */
+    struct hc_target **hc;
 };
 
 struct tls_upstream;
@@ -78,10 +87,14 @@ struct retry_budget *snapshot_route_budget(struct snapshot *s, const struct snap
 
 /*
  * Picks an endpoint of cluster idx with its balancer; NULL when it has none ready. An
- * endpoint ejected by outlier detection is skipped: the balancer picks again (up to
- * SNAPSHOT_PICK_TRIES picks in all), then the first endpoint after its pick that is not
- * ejected; only when every endpoint is ejected (outlier.h's cap prevents it) the balancer's
- * pick stands.
+ * endpoint ejected by outlier detection or failing its active health checks is skipped, and
+ * one in slow start (added less than the cluster's slow_start_ms ago to a running cluster)
+ * is taken only with probability age / slow_start_ms (at least 10 %, as Envoy's default
+ * min_weight_percent): the balancer picks again (up to SNAPSHOT_PICK_TRIES picks in all),
+ * then the first endpoint from its pick on that is neither ejected nor unhealthy. When every
+ * endpoint is unhealthy the cluster fails open (health is ignored, counted in
+ * strait_health_fail_open_total); only when every endpoint is ejected (outlier.h's cap
+ * prevents it) the balancer's pick stands.
  */
 #define SNAPSHOT_PICK_TRIES 3
 const struct snapshot_endpoint *snapshot_pick(struct snapshot *s, uint32_t idx);
@@ -101,6 +114,7 @@ const struct snapshot_endpoint *snapshot_pick_ex(struct snapshot *s, uint32_t id
  * is not one of the cluster's is ignored.
  */
 void snapshot_balancer_start(struct snapshot *s, uint32_t idx, const struct snapshot_endpoint *ep);
+/* done also counts the attempt in the endpoint's counters (outlier_observe). */
 void snapshot_balancer_done(struct snapshot *s, uint32_t idx, const struct snapshot_endpoint *ep,
                             uint64_t latency_ns, int ok);
 

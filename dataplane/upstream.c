@@ -299,6 +299,10 @@ void upstream_conn_close(struct upstream_conn *u)
     ev_io_stop(u->loop, &u->wio);
     ev_timer_stop(u->loop, &u->timer);
     u->tp.ops->close(&u->tp); /* closes the socket too */
+    if (u->cs) {
+        clusterstate_release(u->cs, CLUSTERSTATE_CONNECTIONS);
+        clusterstate_unref(u->cs);
+    }
     u->magic = 0;
     free(u);
 }

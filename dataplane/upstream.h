@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "clusterstate.h"
 #include "transport.h"
 
 #define UPSTREAM_POOL_MAX_IDLE 64      /* idle connections kept per endpoint address */
@@ -42,6 +43,12 @@ struct upstream_conn {
     struct transport tp;
     uint64_t tag;
     unsigned epoch; /* the pool's filter last known to keep it (0: none yet) */
+    /*
+     * The cluster it counts against (circuit breaking: one of its connections until closed,
+     * idle in the pool included), holding a reference; NULL: none (mirrors, tests).
+     * upstream_conn_close releases it.
+     */
+    struct clusterstate *cs;
 };
 
 typedef void (*upstream_io_cb)(struct ev_loop *loop, ev_io *io, int revents);

@@ -15,7 +15,7 @@ Request bodies are always read completely (Content-Length or chunked) and hashed
 mirror received, though nobody sees its answers).
 --health-file FILE: a GET of --health-path (default /healthz, query ignored) answers 200 "ok"
 while FILE exists and 503 "unhealthy" otherwise (an e2e test flips an active health check by
-creating or removing FILE); such requests are neither delayed nor recorded.
+creating or removing FILE); such requests are never delayed, and --record marks them "health": true.
 With --tls-cert/--tls-key it speaks HTTPS (TLS 1.2+; the handshake runs in the connection's
 thread) and the JSON body also says "tls": {"sni": NAME or null, "version": "TLSv1.3",
 "resumed": true when the client resumed a session}.
@@ -175,6 +175,13 @@ class Handler(BaseHTTPRequestHandler):
     def _health(self):
         ok = os.path.exists(self.server.health_file)
         payload = b"ok\n" if ok else b"unhealthy\n"
+        if self.server.record:
+            # probes are recorded too (marked), so a test can count the checker's requests
+            line = json.dumps({"health": True, "method": self.command, "path": self.path,
+                               "headers": {k.lower(): v for k, v in self.headers.items()}},
+                              sort_keys=True) + "\n"
+            with self.server.record_lock, open(self.server.record, "ab") as f:
+                f.write(line.encode())
         self.send_response(200 if ok else 503)
         self.send_header("X-Backend", self.backend_name)
         self.send_header("Content-Type", "text/plain")

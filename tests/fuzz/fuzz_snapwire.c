@@ -112,11 +112,30 @@ static void same_snapshot(const struct snapwire_snapshot *a, const struct snapwi
         CHECK(a->clusters[i].hash_on == b->clusters[i].hash_on);
         CHECK(streq(a->clusters[i].hash_name, b->clusters[i].hash_name));
         CHECK(streq(a->clusters[i].affinity_cookie, b->clusters[i].affinity_cookie));
+        CHECK(streq(a->clusters[i].hc_path, b->clusters[i].hc_path));
+        CHECK(streq(a->clusters[i].hc_host, b->clusters[i].hc_host));
+        CHECK(a->clusters[i].hc_interval_ms == b->clusters[i].hc_interval_ms);
+        CHECK(a->clusters[i].hc_timeout_ms == b->clusters[i].hc_timeout_ms);
+        CHECK(a->clusters[i].hc_status_lo == b->clusters[i].hc_status_lo);
+        CHECK(a->clusters[i].hc_status_hi == b->clusters[i].hc_status_hi);
+        CHECK(a->clusters[i].hc_healthy == b->clusters[i].hc_healthy);
+        CHECK(a->clusters[i].hc_unhealthy == b->clusters[i].hc_unhealthy);
+        CHECK(a->clusters[i].od_consecutive == b->clusters[i].od_consecutive);
+        CHECK(a->clusters[i].od_base_ms == b->clusters[i].od_base_ms);
+        CHECK(a->clusters[i].od_max_ms == b->clusters[i].od_max_ms);
+        CHECK(a->clusters[i].od_max_percent == b->clusters[i].od_max_percent);
+        CHECK(a->clusters[i].cb_max_connections == b->clusters[i].cb_max_connections);
+        CHECK(a->clusters[i].cb_max_pending == b->clusters[i].cb_max_pending);
+        CHECK(a->clusters[i].cb_max_requests == b->clusters[i].cb_max_requests);
+        CHECK(a->clusters[i].rb_percent == b->clusters[i].rb_percent);
+        CHECK(a->clusters[i].rb_min_per_sec == b->clusters[i].rb_min_per_sec);
+        CHECK(a->clusters[i].slow_start_ms == b->clusters[i].slow_start_ms);
     }
     for (i = 0; i < a->n_endpoints; i++) {
         CHECK(streq(a->endpoints[i].address, b->endpoints[i].address));
         CHECK(a->endpoints[i].port == b->endpoints[i].port);
         CHECK(a->endpoints[i].ready == b->endpoints[i].ready);
+        CHECK(a->endpoints[i].weight == b->endpoints[i].weight);
     }
 }
 

@@ -123,13 +123,31 @@ int main(int argc, char **argv)
                                      {SNAPWIRE_HDR_REMOVE, "Cookie", ""},
                                      {SNAPWIRE_HDR_SET, "cache-control", "no-store"}};
     struct snapwire_cluster c[] = {{.name = "default/web:80",
-                                    .lb = SNAPWIRE_LB_ROUND_ROBIN,
+                                    .lb = SNAPWIRE_LB_EWMA,
                                     .first_endpoint = 0,
                                     .endpoint_count = 2,
                                     .tls_sni = "",
                                     .tls_ca = SNAPWIRE_NONE,
                                     .hash_name = "",
-                                    .affinity_cookie = ""},
+                                    .affinity_cookie = "",
+                                    .hc_path = "/healthz",
+                                    .hc_host = "web.default:80",
+                                    .hc_interval_ms = 5000,
+                                    .hc_timeout_ms = 1000,
+                                    .hc_status_lo = 200,
+                                    .hc_status_hi = 399,
+                                    .hc_healthy = 2,
+                                    .hc_unhealthy = 3,
+                                    .od_consecutive = 5,
+                                    .od_base_ms = 30000,
+                                    .od_max_ms = 300000,
+                                    .od_max_percent = 50,
+                                    .cb_max_connections = 1024,
+                                    .cb_max_pending = 64,
+                                    .cb_max_requests = 1024,
+                                    .rb_percent = 20,
+                                    .rb_min_per_sec = 10,
+                                    .slow_start_ms = 30000},
                                    {.name = "ns/api:8080+tls",
                                     .lb = SNAPWIRE_LB_ROUND_ROBIN,
                                     .first_endpoint = 2,
@@ -158,7 +176,7 @@ int main(int argc, char **argv)
         {"*.foo.com", 0, SNAPWIRE_NONE, SNAPWIRE_NONE, SNAPWIRE_CLIENT_VERIFY_OFF},
         {"foo.com", 0, SNAPWIRE_NONE, 1, SNAPWIRE_CLIENT_VERIFY_REQUIRED}};
     struct snapwire_endpoint e[] = {
-        {"10.0.0.1", 80, 1}, {"10.0.0.2", 80, 0}, {"fd00::1:2", 65535, 1}};
+        {"10.0.0.1", 80, 1, 3}, {"10.0.0.2", 80, 0, 1}, {"fd00::1:2", 65535, 1, 10000}};
     struct snapwire_snapshot s = {0};
 
     s.meta.default_cluster = SNAPWIRE_NONE;

@@ -334,7 +334,7 @@ static void test_stats_json(void **state)
     metrics_request_done("default", 200, 0.02);
     metrics_pool_reused();
     metrics_collect(t);
-    body = stats_json(t, 12.5, 1);
+    body = stats_json(t, 12.5, 1, NULL);
     free(t);
     assert_non_null(body);
     root = yajl_tree_parse(body, errbuf, sizeof(errbuf));

@@ -228,7 +228,13 @@ static struct snapshot *make_snapshot(const unsigned *ports, uint32_t n, uint8_t
                                   .tls_ca = SNAPWIRE_NONE,
                                   .hash_on = SNAPWIRE_HASH_NONE,
                                   .hash_name = "",
-                                  .affinity_cookie = ""};
+                                  .affinity_cookie = "",
+                                  .hc_path = "",
+                                  .hc_host = "",
+                                  .od_consecutive = OUTLIER_CONSECUTIVE,
+                                  .od_base_ms = OUTLIER_BASE_EJECTION_MS,
+                                  .od_max_ms = OUTLIER_MAX_EJECTION_MS,
+                                  .od_max_percent = OUTLIER_MAX_EJECTION_PERCENT};
     struct snapwire_route rt = {
         .path = "/", .match = SNAPWIRE_MATCH_PREFIX, .source = "t/r", .cluster = 0, .hsts = ""};
     struct snapwire_vhost vh = {"a", 0, 1};
@@ -252,6 +258,7 @@ static struct snapshot *make_snapshot(const unsigned *ports, uint32_t n, uint8_t
         ep[i].address = "127.0.0.1";
         ep[i].port = (uint16_t)ports[i];
         ep[i].ready = 1;
+        ep[i].weight = 1;
     }
     assert_int_equal(snapwire_encode(&s, 1, &frame, &len, err, sizeof(err)), 0);
     assert_int_equal(snapwire_decode(frame, len, &dec, err, sizeof(err)), 0);

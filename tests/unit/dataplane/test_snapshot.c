@@ -24,7 +24,7 @@
 /* Host "a" with /set (1024), /unl (unlimited), /def (default); default backend: dmax. */
 static struct snapshot *make_snapshot(uint64_t dmax)
 {
-    struct snapwire_endpoint ep = {"127.0.0.1", 80, 1};
+    struct snapwire_endpoint ep = {"127.0.0.1", 80, 1, 1};
     struct snapwire_cluster cl = {.name = "t/svc:80",
                                   .lb = SNAPWIRE_LB_ROUND_ROBIN,
                                   .first_endpoint = 0,
@@ -124,7 +124,7 @@ static void test_route_max_body(void **state)
 
 static void test_invalid_regex_refused(void **state)
 {
-    struct snapwire_endpoint ep = {"127.0.0.1", 80, 1};
+    struct snapwire_endpoint ep = {"127.0.0.1", 80, 1, 1};
     struct snapwire_cluster cl = {.name = "t/svc:80",
                                   .lb = SNAPWIRE_LB_ROUND_ROBIN,
                                   .first_endpoint = 0,

@@ -69,7 +69,7 @@ static void *backend_main(void *arg)
 
 static struct snapshot *make_snapshot(uint64_t gen, uint16_t port)
 {
-    struct snapwire_endpoint ep = {"127.0.0.1", port, 1};
+    struct snapwire_endpoint ep = {"127.0.0.1", port, 1, 1};
     struct snapwire_cluster cl = {.name = "t/svc:80",
                                   .lb = SNAPWIRE_LB_ROUND_ROBIN,
                                   .first_endpoint = 0,

@@ -76,7 +76,7 @@ static struct snapwire_tls_host T[] = {
     {"foo.com", 0, 2, 1, SNAPWIRE_CLIENT_VERIFY_REQUIRED},
 };
 static struct snapwire_endpoint E[] = {
-    {"127.0.0.1", 9001, 1}, {"::1", 9002, 1}, {"10.0.0.7", 80, 1}};
+    {"127.0.0.1", 9001, 1, 1}, {"::1", 9002, 1, 3}, {"10.0.0.7", 80, 1, 1}};
 
 static struct snapwire_snapshot sample(void)
 {
@@ -496,7 +496,7 @@ static void test_encoder_refuses_inconsistent(void **state)
 {
     (void)state;
     struct snapwire_snapshot s;
-    struct snapwire_endpoint bad_ep[] = {{"not-an-ip", 80, 1}};
+    struct snapwire_endpoint bad_ep[] = {{"not-an-ip", 80, 1, 1}};
     struct snapwire_route bad_rt[] = {{.path = "nope", .match = SNAPWIRE_MATCH_PREFIX}};
     uint8_t *f;
     size_t len;
@@ -805,6 +805,9 @@ static void test_no_strings_section(void **state)
     assert_int_equal(guarded_decode(frame, sizeof(frame), &d, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "unsupported version 4"));
     frame[4] = 5;
+    assert_int_equal(guarded_decode(frame, sizeof(frame), &d, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "unsupported version 5"));
+    frame[4] = 6;
     assert_int_equal(guarded_decode(frame_v3, sizeof(frame_v3), &d, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "unsupported version 3"));
     assert_int_equal(guarded_decode(frame_v1, sizeof(frame_v1), &d, err, sizeof(err)), -1);
@@ -1587,7 +1590,7 @@ static void test_ingress_json_has_no_v4_keys(void **state)
 
 /* ---- version 5: balancing ---- */
 
-#define W_CLUSTER 48
+#define W_CLUSTER 120
 #define CL(rec, off, w, v, want)                                                                   \
     {                                                                                              \
         SNAPWIRE_SEC_CLUSTERS, rec, W_CLUSTER, off, w, v, NULL, want                               \
@@ -1823,6 +1826,151 @@ static void test_replies(void **state)
     assert_int_equal(snapwire_reply_parse("ACK 99999999999999999999999", 27, &g, NULL, 0), -1);
 }
 
+/* ---- version 6: resilience ---- */
+
+/* C5 with every v6 field set on cluster 0. */
+static void c6(struct snapwire_cluster c[2])
+{
+    memcpy(c, C5, 2 * sizeof(*c));
+    c[0].hc_path = "/healthz?deep=1";
+    c[0].hc_host = "api.internal:8080";
+    c[0].hc_interval_ms = 2000;
+    c[0].hc_timeout_ms = 500;
+    c[0].hc_status_lo = 200;
+    c[0].hc_status_hi = 299;
+    c[0].hc_healthy = 2;
+    c[0].hc_unhealthy = 3;
+    c[0].od_consecutive = 7;
+    c[0].od_base_ms = 10000;
+    c[0].od_max_ms = 60000;
+    c[0].od_max_percent = 30;
+    c[0].cb_max_connections = 100;
+    c[0].cb_max_pending = 10;
+    c[0].cb_max_requests = 1000;
+    c[0].rb_percent = 25;
+    c[0].rb_min_per_sec = 5;
+    c[0].slow_start_ms = 30000;
+}
+
+static void test_v6_round_trip(void **state)
+{
+    (void)state;
+    struct snapwire_cluster c[2];
+    struct snapwire_snapshot d;
+    char err[256] = "", *json;
+    size_t len;
+    uint8_t *f;
+
+    c6(c);
+    f = encode_v5(c, &len, err, sizeof(err));
+    if (!f) fail_msg("encode: %s", err);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), 0);
+    assert_string_equal(d.clusters[0].hc_path, "/healthz?deep=1");
+    assert_string_equal(d.clusters[0].hc_host, "api.internal:8080");
+    assert_int_equal(d.clusters[0].hc_interval_ms, 2000);
+    assert_int_equal(d.clusters[0].hc_timeout_ms, 500);
+    assert_int_equal(d.clusters[0].hc_status_lo, 200);
+    assert_int_equal(d.clusters[0].hc_status_hi, 299);
+    assert_int_equal(d.clusters[0].hc_healthy, 2);
+    assert_int_equal(d.clusters[0].hc_unhealthy, 3);
+    assert_int_equal(d.clusters[0].od_consecutive, 7);
+    assert_int_equal(d.clusters[0].od_base_ms, 10000);
+    assert_int_equal(d.clusters[0].od_max_ms, 60000);
+    assert_int_equal(d.clusters[0].od_max_percent, 30);
+    assert_int_equal(d.clusters[0].cb_max_connections, 100);
+    assert_int_equal(d.clusters[0].cb_max_pending, 10);
+    assert_int_equal(d.clusters[0].cb_max_requests, 1000);
+    assert_int_equal(d.clusters[0].rb_percent, 25);
+    assert_int_equal(d.clusters[0].rb_min_per_sec, 5);
+    assert_int_equal(d.clusters[0].slow_start_ms, 30000);
+    /* cluster 1 left everything zero: no checks, detection off, unlimited */
+    assert_string_equal(d.clusters[1].hc_path, "");
+    assert_int_equal(d.clusters[1].od_consecutive, 0);
+    assert_int_equal(d.endpoints[0].weight, 1);
+    assert_int_equal(d.endpoints[1].weight, 3);
+    json = snapwire_to_json(&d);
+    assert_non_null(json);
+    assert_non_null(strstr(json, "\"health_check\""));
+    assert_non_null(strstr(json, "\"/healthz?deep=1\""));
+    assert_non_null(strstr(json, "\"max_pending\": 10"));
+    assert_non_null(strstr(json, "\"slow_start_ms\": 30000"));
+    assert_non_null(strstr(json, "\"weights\""));
+    free(json);
+    snapwire_free(&d);
+    free(f);
+}
+
+/* Each v6 check, broken in turn (the encoder runs the decoder's checks). */
+static void test_v6_refused(void **state)
+{
+    (void)state;
+    struct snapwire_cluster c[2];
+    struct snapwire_snapshot s;
+    struct snapwire_endpoint e[3];
+    uint8_t *f = NULL;
+    char err[256];
+    size_t len;
+
+#define REFUSE6(mod, want)                                                                         \
+    do {                                                                                           \
+        c6(c);                                                                                     \
+        mod;                                                                                       \
+        err[0] = '\0';                                                                             \
+        assert_null(encode_v5(c, &len, err, sizeof(err)));                                         \
+        if (!strstr(err, want)) fail_msg("error \"%s\", want \"%s\"", err, want);                  \
+    } while (0)
+    REFUSE6(c[0].hc_path = "", "cluster 0: health check fields set without hc_path");
+    REFUSE6(c[1].hc_interval_ms = 5, "cluster 1: health check fields set without hc_path");
+    REFUSE6(c[0].hc_path = "healthz", "cluster 0: hc_path is not a path");
+    REFUSE6(c[0].hc_path = "/a b", "cluster 0: hc_path is not a path");
+    REFUSE6(c[0].hc_host = "a b", "cluster 0: hc_host is not a host");
+    REFUSE6(c[0].hc_host = "a/b", "cluster 0: hc_host is not a host");
+    REFUSE6(c[0].hc_interval_ms = 99, "hc_interval_ms out of");
+    REFUSE6(c[0].hc_interval_ms = 3600001, "hc_interval_ms out of");
+    REFUSE6(c[0].hc_timeout_ms = 9, "hc_timeout_ms out of");
+    REFUSE6(c[0].hc_timeout_ms = 2001, "hc_timeout_ms out of");
+    REFUSE6(c[0].hc_status_lo = 99, "hc status range");
+    REFUSE6(c[0].hc_status_hi = 600, "hc status range");
+    REFUSE6((c[0].hc_status_lo = 300, c[0].hc_status_hi = 299), "hc status range");
+    REFUSE6(c[0].hc_healthy = 0, "hc thresholds");
+    REFUSE6(c[0].hc_unhealthy = 101, "hc thresholds");
+    REFUSE6(c[0].od_consecutive = 1001, "od_consecutive above 1000");
+    REFUSE6(c[0].od_consecutive = 0, "outlier settings set with od_consecutive 0");
+    REFUSE6(c[0].od_base_ms = 999, "od_base_ms out of");
+    REFUSE6(c[0].od_max_ms = 9999, "od_max_ms out of");
+    REFUSE6(c[0].od_max_ms = 86400001, "od_max_ms out of");
+    REFUSE6(c[0].od_max_percent = 101, "od_max_percent above 100");
+    REFUSE6(c[0].cb_max_pending = 1000001, "circuit breaker limit");
+    REFUSE6(c[0].rb_percent = 1001, "rb_percent above 1000");
+    REFUSE6(c[0].rb_min_per_sec = 100001, "rb_min_per_sec above");
+    REFUSE6(c[0].slow_start_ms = 3600001, "slow_start_ms above");
+#undef REFUSE6
+    /* the limits themselves pass */
+    c6(c);
+    c[0].hc_interval_ms = c[0].hc_timeout_ms = 3600000;
+    c[0].hc_status_lo = 100;
+    c[0].hc_status_hi = 599;
+    c[0].od_max_ms = 86400000;
+    c[0].od_max_percent = 100;
+    c[0].rb_percent = 1000;
+    c[0].slow_start_ms = 3600000;
+    f = encode_v5(c, &len, err, sizeof(err));
+    if (!f) fail_msg("limits refused: %s", err);
+    free(f);
+    /* endpoint weights: 1..10000 */
+    s = sample();
+    memcpy(e, s.endpoints, sizeof(e));
+    s.endpoints = e;
+    e[2].weight = 0;
+    assert_int_equal(snapwire_encode(&s, 9, &f, &len, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "endpoint 2: weight 0 out of 1..10000"));
+    e[2].weight = 10001;
+    assert_int_equal(snapwire_encode(&s, 9, &f, &len, err, sizeof(err)), -1);
+    e[2].weight = 10000;
+    assert_int_equal(snapwire_encode(&s, 9, &f, &len, err, sizeof(err)), 0);
+    free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1852,6 +2000,8 @@ int main(void)
         cmocka_unit_test(test_v5_encoder_refuses),
         cmocka_unit_test(test_v5_decoder_rejects),
         cmocka_unit_test(test_v5_json_dump),
+        cmocka_unit_test(test_v6_round_trip),
+        cmocka_unit_test(test_v6_refused),
         cmocka_unit_test(test_replies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
