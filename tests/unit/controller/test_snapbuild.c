@@ -340,6 +340,95 @@ static const struct sb_case lb_cases[] = {
      "Vf.com: P/>default/web:80 ; D=none ; Cdefault/web:80=10.0.0.1:8080", 0, 0},
 };
 
+/* a Service "web" (port 80) with annotations (flow mapping members) and one slice */
+#define WEB_ANN(kv)                                                                                \
+    "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: default\n"           \
+    "  annotations: {" kv "}\nspec:\n  ports: [{name: http, port: 80}]\n" SLICE(                   \
+        "default", "web-a", "web", "[{name: http, port: 8080}]", "[{addresses: [10.0.0.1]}]")
+
+static const struct sb_case policy_cases[] = {
+    {"Service policy: no name change; an Ingress's balancing override names the algorithm",
+     "strait",
+     WEB_ANN("strait.dev/outlier-consecutive-failures: \"7\", strait.dev/max-requests: \"9\"")
+         ING("default", "a", "", RULES RULE("a.com", "/", "Prefix", "web", "{number: 80}"))
+             ING("default", "b", ANN("strait.dev/load-balance: round_robin"),
+                 RULES RULE("b.com", "/", "Prefix", "web", "{number: 80}")),
+     "Va.com: P/>default/web:80 Vb.com: P/>default/web:80+round_robin ; D=none ; "
+     "Cdefault/web:80+round_robin=10.0.0.1:8080 Cdefault/web:80=10.0.0.1:8080",
+     0, 0},
+    {"Ingress resilience overrides: +p=HASH, same overrides share, equal to the Service's do not",
+     "strait",
+     WEB_ANN("strait.dev/outlier-consecutive-failures: \"7\"")
+         ING("default", "a", "", RULES RULE("a.com", "/", "Prefix", "web", "{number: 80}"))
+             ING("default", "b", ANN("strait.dev/max-requests: \"5\""),
+                 RULES RULE("b.com", "/", "Prefix", "web", "{number: 80}"))
+                 ING("default", "c", ANN("strait.dev/max-requests: \"5\""),
+                     RULES RULE("c.com", "/", "Prefix", "web", "{number: 80}"))
+                     ING("default", "d", ANN("strait.dev/max-requests: \"6\""),
+                         RULES RULE("d.com", "/", "Prefix", "web", "{number: 80}"))
+                         ING("default", "e", ANN("strait.dev/outlier-consecutive-failures: \"7\""),
+                             RULES RULE("e.com", "/", "Prefix", "web", "{number: 80}"))
+                             ING("default", "f",
+                                 ANN("strait.dev/max-requests: \"5\", "
+                                     "strait.dev/load-balance: least_request"),
+                                 RULES RULE("f.com", "/", "Prefix", "web", "{number: 80}")),
+     "Va.com: P/>default/web:80 Vb.com: P/>default/web:80+p=PB Vc.com: P/>default/web:80+p=PB "
+     "Vd.com: P/>default/web:80+p=PD Ve.com: P/>default/web:80 "
+     "Vf.com: P/>default/web:80+least_request+p=PB ; D=none ; "
+     "Cdefault/web:80+least_request+p=PB=10.0.0.1:8080 Cdefault/web:80=10.0.0.1:8080 "
+     "Cdefault/web:80+p=PB=10.0.0.1:8080 Cdefault/web:80+p=PD=10.0.0.1:8080",
+     0, 0},
+    {"Gateway backendRefs get the Service's policy (and its name)", "strait",
+     WEB_ANN(
+         "strait.dev/load-balance: round_robin, strait.dev/max-requests: \"9\"") "---\napiVersion: "
+                                                                                 "strait.dev/"
+                                                                                 "v1alpha1\nkind: "
+                                                                                 "Gateway\nmetadata"
+                                                                                 ": {name: gw, "
+                                                                                 "namespace: "
+                                                                                 "default}\nspec: "
+                                                                                 "{listeners: "
+                                                                                 "[{name: http, "
+                                                                                 "port: 80, "
+                                                                                 "protocol: "
+                                                                                 "HTTP}], routes: "
+                                                                                 "[{hostnames: "
+                                                                                 "[g.com], rules: "
+                                                                                 "[{matches: "
+                                                                                 "[{path: {type: "
+                                                                                 "PathPrefix, "
+                                                                                 "value: /}}], "
+                                                                                 "backendRefs: "
+                                                                                 "[{name: web, "
+                                                                                 "port: "
+                                                                                 "80}]}]}]}\n" ING(
+                                                                                     "default", "a",
+                                                                                     "",
+                                                                                     RULES RULE(
+                                                                                         "a.com",
+                                                                                         "/",
+                                                                                         "Prefix",
+                                                                                         "web",
+                                                                                         "{number: "
+                                                                                         "80}")),
+     "Va.com: P/>default/web:80+round_robin Vg.com: P/>default/web:80+round_robin ; D=none ; "
+     "Cdefault/web:80+round_robin=10.0.0.1:8080",
+     0, 0},
+    {"a bad Service annotation keeps it serving with the default", "strait",
+     WEB_ANN("strait.dev/load-balance: fastest, strait.dev/slow-start: 2h")
+         ING("default", "a", "", RULES RULE("a.com", "/", "Prefix", "web", "{number: 80}")),
+     "Va.com: P/>default/web:80 ; D=none ; Cdefault/web:80=10.0.0.1:8080", 0, 0},
+    {"an Ingress's bad resilience value rejects it (at decode)", "strait",
+     WEB ING("default", "a", ANN("strait.dev/max-connections: \"-1\""),
+             RULES RULE("a.com", "/", "Prefix", "web", "{number: 80}"))
+         ING("default", "b", ANN("strait.dev/health-check-path: healthz"),
+             RULES RULE("b.com", "/", "Prefix", "web", "{number: 80}"))
+             ING("default", "c", ANN("strait.dev/endpoint-weights: \"web-0=2\""),
+                 RULES RULE("c.com", "/", "Prefix", "web", "{number: 80}"))
+                 ING("default", "d", "", RULES RULE("d.com", "/", "Prefix", "web", "{number: 80}")),
+     "Vd.com: P/>default/web:80 ; D=none ; Cdefault/web:80=10.0.0.1:8080", 0, 0},
+};
+
 static void render(const struct snapwire_snapshot *s, char *out, size_t n)
 {
     size_t o = 0;
@@ -638,12 +727,182 @@ static void test_rejections(void **state)
     snapbuild_free(&r);
 }
 
+/* The cluster named name in r's snapshot (fails when missing). */
+static const struct snapwire_cluster *find_cluster(const struct snapbuild_result *r,
+                                                   const char *name)
+{
+    uint32_t i;
+
+    for (i = 0; i < r->snap.n_clusters; i++)
+        if (!strcmp(r->snap.clusters[i].name, name)) return &r->snap.clusters[i];
+    fail_msg("no cluster %s", name);
+    return NULL;
+}
+
+/* "+p=" of a policy: model_policy_resilience_hash of the resolved settings. */
+static void p_name(char *buf, size_t n, const char *base, const struct model_policy *ing_pol)
+{
+    struct model_policy svc = {0}, r;
+
+    svc.set = MODEL_POL_OD_CONSECUTIVE;
+    svc.od_consecutive = 7;
+    model_policy_resolve(&svc, ing_pol, &r);
+    snprintf(buf, n, "%s+p=%08x", base, model_policy_resilience_hash(&r));
+}
+
+static void test_policy(void **state)
+{
+    struct model_policy ing = {0};
+    char pb[64], pd[64], pf[128], want[2048];
+    const struct snapwire_cluster *c;
+    struct snapbuild_result r;
+    struct sb_case tab[sizeof(policy_cases) / sizeof(policy_cases[0])];
+    const char *w;
+    size_t i, o;
+
+    (void)state;
+    /* the +p= names as the hash gives them */
+    ing.set = MODEL_POL_CB_REQUESTS;
+    ing.cb_max_requests = 5;
+    p_name(pb, sizeof(pb), "", &ing);
+    ing.cb_max_requests = 6;
+    p_name(pd, sizeof(pd), "", &ing);
+    assert_string_not_equal(pb, pd);
+    memcpy(tab, policy_cases, sizeof(tab));
+    for (w = tab[1].want, o = 0; *w && o < sizeof(want) - 16;) {
+        if (!strncmp(w, "+p=PB", 5) || !strncmp(w, "+p=PD", 5)) {
+            o += (size_t)snprintf(want + o, sizeof(want) - o, "%s", w[4] == 'B' ? pb : pd);
+            w += 5;
+        } else {
+            want[o++] = *w++;
+        }
+    }
+    want[o] = '\0';
+    tab[1].want = want;
+    assert_int_equal(run_cases(tab, sizeof(tab) / sizeof(tab[0])), 0);
+    /* the bad Ingress values are refused one Ingress each, at decode */
+    assert_int_equal(build(tab[4].yaml, "strait", &r), 3);
+    snapbuild_free(&r);
+
+    /* the settings reach the clusters: Service's, and the Ingress's on top */
+    build(tab[1].yaml, "strait", &r);
+    c = find_cluster(&r, "default/web:80");
+    assert_int_equal(c->lb, SNAPWIRE_LB_EWMA);
+    assert_int_equal(c->od_consecutive, 7);
+    assert_int_equal(c->cb_max_requests, 0);
+    assert_string_equal(c->hc_path, "");
+    assert_string_equal(c->hc_host, "");
+    assert_int_equal(c->hc_interval_ms, 0);
+    assert_int_equal(c->od_base_ms, SNAPWIRE_OD_BASE_MS_DEFAULT);
+    assert_int_equal(c->od_max_ms, SNAPWIRE_OD_MAX_MS_DEFAULT);
+    assert_int_equal(c->od_max_percent, SNAPWIRE_OD_MAX_PERCENT_DEFAULT);
+    assert_int_equal(c->rb_percent, SNAPWIRE_RB_PERCENT_DEFAULT);
+    assert_int_equal(c->rb_min_per_sec, SNAPWIRE_RB_MIN_PER_SEC_DEFAULT);
+    snprintf(pf, sizeof(pf), "default/web:80%s", pb);
+    c = find_cluster(&r, pf);
+    assert_int_equal(c->od_consecutive, 7);
+    assert_int_equal(c->cb_max_requests, 5);
+    snapbuild_free(&r);
+
+    /* every field, from a Service with everything set */
+    build(WEB_ANN("strait.dev/health-check-path: /hz, strait.dev/health-check-interval: 2s, "
+                  "strait.dev/health-check-timeout: 300ms, strait.dev/health-check-status: "
+                  "\"200-204\", strait.dev/health-check-healthy-threshold: \"4\", "
+                  "strait.dev/health-check-unhealthy-threshold: \"6\", "
+                  "strait.dev/health-check-host: Web.Example, "
+                  "strait.dev/outlier-consecutive-failures: \"0\", "
+                  "strait.dev/outlier-base-ejection-time: 10s, "
+                  "strait.dev/outlier-max-ejection-time: 1m, "
+                  "strait.dev/outlier-max-ejection-percent: \"30\", "
+                  "strait.dev/max-connections: \"100\", strait.dev/max-pending-requests: \"50\", "
+                  "strait.dev/max-requests: \"200\", strait.dev/retry-budget-percent: \"25\", "
+                  "strait.dev/retry-budget-min-per-second: \"3\", strait.dev/slow-start: 45s, "
+                  "strait.dev/load-balance: least_request")
+              ING("default", "a", "", RULES RULE("a.com", "/", "Prefix", "web", "{number: 80}")),
+          "strait", &r);
+    assert_int_equal(r.n_rejections, 0);
+    c = find_cluster(&r, "default/web:80+least_request");
+    assert_int_equal(c->lb, SNAPWIRE_LB_LEAST_REQUEST);
+    assert_string_equal(c->hc_path, "/hz");
+    assert_string_equal(c->hc_host, "web.example");
+    assert_int_equal(c->hc_interval_ms, 2000);
+    assert_int_equal(c->hc_timeout_ms, 300);
+    assert_int_equal(c->hc_status_lo, 200);
+    assert_int_equal(c->hc_status_hi, 204);
+    assert_int_equal(c->hc_healthy, 4);
+    assert_int_equal(c->hc_unhealthy, 6);
+    assert_int_equal(c->od_consecutive, 0);
+    assert_int_equal(c->od_base_ms, 10000);
+    assert_int_equal(c->od_max_ms, 60000);
+    assert_int_equal(c->od_max_percent, 30);
+    assert_int_equal(c->cb_max_connections, 100);
+    assert_int_equal(c->cb_max_pending, 50);
+    assert_int_equal(c->cb_max_requests, 200);
+    assert_int_equal(c->rb_percent, 25);
+    assert_int_equal(c->rb_min_per_sec, 3);
+    assert_int_equal(c->slow_start_ms, 45000);
+    snapbuild_free(&r);
+
+    /* a bad Service annotation: served with the default, reported for an Event per key */
+    build(tab[3].yaml, "strait", &r);
+    assert_int_equal(r.n_rejected, 0);
+    assert_int_equal(r.n_ingresses, 1);
+    assert_int_equal(r.n_rejections, 2);
+    for (i = 0; i < r.n_rejections; i++) {
+        assert_string_equal(r.rejections[i].kind, "Service");
+        assert_string_equal(r.rejections[i].ns, "default");
+        assert_string_equal(r.rejections[i].name, "web");
+        assert_string_equal(r.rejections[i].reason, "InvalidAnnotation");
+    }
+    assert_string_equal(r.rejections[0].message,
+                        "annotation strait.dev/load-balance \"fastest\" is not round_robin, "
+                        "least_request, ewma, ring_hash or maglev");
+    assert_non_null(strstr(r.rejections[1].message, "annotation strait.dev/slow-start \"2h\""));
+    c = find_cluster(&r, "default/web:80");
+    assert_int_equal(c->lb, SNAPWIRE_LB_EWMA);
+    assert_int_equal(c->slow_start_ms, 0);
+    snapbuild_free(&r);
+}
+
+/* strait.dev/endpoint-weights: by pod name (targetRef), else by IP, else 1. */
+static void test_endpoint_weights(void **state)
+{
+    static const char *const yaml =
+        "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: default\n"
+        "  annotations: {strait.dev/endpoint-weights: \"web-0=5, 10.0.0.3=7,10.0.0.2=9\"}\n"
+        "spec:\n  ports: [{name: http, port: 80}]\n" SLICE(
+            "default", "web-a", "web", "[{name: http, port: 8080}]",
+            "[{addresses: [10.0.0.1], targetRef: {kind: Pod, name: web-0}}, "
+            "{addresses: [10.0.0.2], targetRef: {kind: Pod, name: web-1}}, "
+            "{addresses: [10.0.0.3]}, {addresses: [10.0.0.4], targetRef: {name: web-3}}]")
+            ING("default", "a", ANN("strait.dev/max-requests: \"3\""),
+                RULES RULE("a.com", "/", "Prefix", "web", "{number: 80}"))
+                ING("default", "b", "", RULES RULE("b.com", "/", "Prefix", "web", "{number: 80}"));
+    static const uint32_t want[] = {5, 9, 7, 1};
+    struct snapbuild_result r;
+    uint32_t i, j;
+
+    (void)state;
+    build(yaml, "strait", &r);
+    assert_int_equal(r.n_rejections, 0);
+    /* two clusters (the Ingress a overrides), the weights are the Service's in both */
+    assert_int_equal(r.snap.n_clusters, 2);
+    for (i = 0; i < r.snap.n_clusters; i++) {
+        const struct snapwire_cluster *c = &r.snap.clusters[i];
+        assert_int_equal(c->endpoint_count, 4);
+        for (j = 0; j < 4; j++)
+            assert_int_equal(r.snap.endpoints[c->first_endpoint + j].weight, want[j]);
+    }
+    snapbuild_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cases),      cmocka_unit_test(test_body_size),
         cmocka_unit_test(test_encodes),    cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_rejections), cmocka_unit_test(test_balancing),
+        cmocka_unit_test(test_policy),     cmocka_unit_test(test_endpoint_weights),
     };
 
     log_init("test", LOG_LEVEL_ERROR);
