@@ -393,6 +393,7 @@ void model_policy_resolve(const struct model_policy *svc, const struct model_pol
     MODEL_POL_TAKE(MODEL_POL_OD_MAX, od_max_ms, SNAPWIRE_OD_MAX_MS_DEFAULT);
     if (out->od_max_ms < out->od_base_ms) out->od_max_ms = out->od_base_ms;
     MODEL_POL_TAKE(MODEL_POL_OD_PERCENT, od_max_percent, SNAPWIRE_OD_MAX_PERCENT_DEFAULT);
+    if (!out->od_consecutive) out->od_base_ms = out->od_max_ms = out->od_max_percent = 0;
     MODEL_POL_TAKE(MODEL_POL_CB_CONNECTIONS, cb_max_connections, 0);
     MODEL_POL_TAKE(MODEL_POL_CB_PENDING, cb_max_pending, 0);
     MODEL_POL_TAKE(MODEL_POL_CB_REQUESTS, cb_max_requests, 0);

@@ -146,8 +146,9 @@ struct model_policy {
  * maglev; hash-by without load-balance at the same or a higher level means ring_hash (or the
  * Service's maglev). Combinations that only a merge can make are made consistent: the
  * health-check timeout is cut to the interval and the max ejection time raised to the base.
- * Health-check fields are all 0 / "" without a path. Strings point into svc's or ing's pools
- * (or are literals). Every field is set in *out, and out->set has every bit.
+ * Health-check fields are all 0 / "" without a path, outlier fields all 0 with
+ * outlier-consecutive-failures "0" (as snapwire wants them). Strings point into svc's or ing's
+ * pools (or are literals). Every field is set in *out, and out->set has every bit.
  */
 void model_policy_resolve(const struct model_policy *svc, const struct model_policy *ing,
                           struct model_policy *out);

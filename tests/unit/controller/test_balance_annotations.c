@@ -189,6 +189,12 @@ static const struct good_case good[] = {
     {HC ",\"strait.dev/health-check-host\":\"[::1]:8080\"", F_HC_HOST, 0, "[::1]:8080"},
     {"\"strait.dev/outlier-consecutive-failures\":\"0\"", F_OD_CONSECUTIVE, 0, NULL},
     {"\"strait.dev/outlier-consecutive-failures\":\"1000\"", F_OD_CONSECUTIVE, 1000, NULL},
+    /* outlier detection off: its other fields are 0 */
+    {"\"strait.dev/outlier-consecutive-failures\":\"0\","
+     "\"strait.dev/outlier-base-ejection-time\":\"5s\"",
+     F_OD_BASE, 0, NULL},
+    {"\"strait.dev/outlier-consecutive-failures\":\"0\"", F_OD_MAX, 0, NULL},
+    {"\"strait.dev/outlier-consecutive-failures\":\"0\"", F_OD_PERCENT, 0, NULL},
     {"\"strait.dev/outlier-base-ejection-time\":\"1s\"", F_OD_BASE, 1000, NULL},
     {"\"strait.dev/outlier-base-ejection-time\":\"1h\"", F_OD_BASE, 3600000, NULL},
     /* a base past the default max raises the max */

@@ -757,6 +757,7 @@ static void test_policy(void **state)
     const struct snapwire_cluster *c;
     struct snapbuild_result r;
     struct sb_case tab[sizeof(policy_cases) / sizeof(policy_cases[0])];
+    struct snapwire_snapshot d;
     const char *w;
     size_t i, o;
 
@@ -810,7 +811,7 @@ static void test_policy(void **state)
                   "\"200-204\", strait.dev/health-check-healthy-threshold: \"4\", "
                   "strait.dev/health-check-unhealthy-threshold: \"6\", "
                   "strait.dev/health-check-host: Web.Example, "
-                  "strait.dev/outlier-consecutive-failures: \"0\", "
+                  "strait.dev/outlier-consecutive-failures: \"3\", "
                   "strait.dev/outlier-base-ejection-time: 10s, "
                   "strait.dev/outlier-max-ejection-time: 1m, "
                   "strait.dev/outlier-max-ejection-percent: \"30\", "
@@ -831,7 +832,7 @@ static void test_policy(void **state)
     assert_int_equal(c->hc_status_hi, 204);
     assert_int_equal(c->hc_healthy, 4);
     assert_int_equal(c->hc_unhealthy, 6);
-    assert_int_equal(c->od_consecutive, 0);
+    assert_int_equal(c->od_consecutive, 3);
     assert_int_equal(c->od_base_ms, 10000);
     assert_int_equal(c->od_max_ms, 60000);
     assert_int_equal(c->od_max_percent, 30);
@@ -841,6 +842,12 @@ static void test_policy(void **state)
     assert_int_equal(c->rb_percent, 25);
     assert_int_equal(c->rb_min_per_sec, 3);
     assert_int_equal(c->slow_start_ms, 45000);
+    /* and the checked decoder takes them */
+    wire_round_trip(&r, 9, &d);
+    assert_string_equal(d.clusters[0].hc_host, "web.example");
+    assert_int_equal(d.clusters[0].od_max_percent, 30);
+    assert_int_equal(d.clusters[0].slow_start_ms, 45000);
+    snapwire_free(&d);
     snapbuild_free(&r);
 
     /* a bad Service annotation: served with the default, reported for an Event per key */
@@ -880,6 +887,7 @@ static void test_endpoint_weights(void **state)
                 ING("default", "b", "", RULES RULE("b.com", "/", "Prefix", "web", "{number: 80}"));
     static const uint32_t want[] = {5, 9, 7, 1};
     struct snapbuild_result r;
+    struct snapwire_snapshot d;
     uint32_t i, j;
 
     (void)state;
@@ -893,6 +901,10 @@ static void test_endpoint_weights(void **state)
         for (j = 0; j < 4; j++)
             assert_int_equal(r.snap.endpoints[c->first_endpoint + j].weight, want[j]);
     }
+    wire_round_trip(&r, 4, &d);
+    for (j = 0; j < 4; j++)
+        assert_int_equal(d.endpoints[d.clusters[0].first_endpoint + j].weight, want[j]);
+    snapwire_free(&d);
     snapbuild_free(&r);
 }
 
