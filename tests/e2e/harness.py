@@ -219,8 +219,11 @@ def ingress(name, rules=(), default=None, ns="default", cls="strait", annotation
             "spec": spec}
 
 
-def service(name, ns="default", port=80, port_name="http"):
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns},
+def service(name, ns="default", port=80, port_name="http", annotations=None):
+    meta = {"name": name, "namespace": ns}
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta,
             "spec": {"ports": [{"name": port_name, "port": port, "protocol": "TCP"}]}}
 
 

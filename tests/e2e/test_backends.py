@@ -3,6 +3,8 @@ import json
 
 import harness as h
 
+RR = {"strait.dev/load-balance": "round_robin"}
+
 
 class StatusTest(h.StraitTest):
     def test_default_backend(self):
@@ -63,7 +65,9 @@ class StatusTest(h.StraitTest):
         self.s.write("svc.yaml", h.service("app"),
                      h.endpoint_slice("app-a", "app", ports["app-v1"]),
                      h.endpoint_slice("app-b", "app", ports["app-v2"]))
-        self.s.write("ing.yaml", h.ingress("app", rules=[("app.test", [("/", "Prefix", "app")])]))
+        # exact rotation needs round robin (the default is ewma)
+        self.s.write("ing.yaml", h.ingress("app", rules=[("app.test", [("/", "Prefix", "app")])],
+                                           annotations=RR))
         self.s.start()
         seen = {"app-v1": 0, "app-v2": 0}
         for _ in range(20):

@@ -34,7 +34,9 @@ class DrainingTest(h.StraitTest):
 
     def start(self, slices, *flags):
         self.endpoints(*slices)
-        self.s.write("ing.yaml", h.ingress("drn", rules=[(HOST, [("/", "Prefix", SVC)])]))
+        # round robin: the tests want every ready endpoint used within a few requests
+        self.s.write("ing.yaml", h.ingress("drn", rules=[(HOST, [("/", "Prefix", SVC)])],
+                                           annotations={"strait.dev/load-balance": "round_robin"}))
         self.s.controller()
         h.start_dataplane(self.s, *flags)
 

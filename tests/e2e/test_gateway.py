@@ -392,7 +392,10 @@ class GatewayTest(h.StraitTest):
         good = self.s.backend("good")
         bad_record = os.path.join(self.s.dir, "bad.jsonl")
         bad = self.extra_backend("bad", "--record", bad_record, *bad_args)
-        self.s.write("svc.yaml", h.service("app"),
+        # round robin (Gateway backends take the Service's policy; the default is ewma): the
+        # tests below count on every other first attempt landing on the failing replica
+        self.s.write("svc.yaml",
+                     h.service("app", annotations={"strait.dev/load-balance": "round_robin"}),
                      h.endpoint_slice("app-good", "app", good),
                      h.endpoint_slice("app-bad", "app", bad))
         self.s.write("gw.yaml", gateway("rt", [route(["rt.test"], rule("app", retry=retry))]))

@@ -23,7 +23,9 @@ class OutlierTest(h.StraitTest):
             ports[nm] = port
         self.s.write("svc.yaml", h.service("app"),
                      *[h.endpoint_slice("app-%s" % nm, "app", p) for nm, p in ports.items()])
-        self.s.write("ing.yaml", h.ingress("ol", rules=[(HOST, [("/", "Prefix", "app")])]))
+        # the counts below rely on exact rotation: round robin (the default is ewma)
+        self.s.write("ing.yaml", h.ingress("ol", rules=[(HOST, [("/", "Prefix", "app")])],
+                                           annotations={"strait.dev/load-balance": "round_robin"}))
         self.s.start()
         return ports
 
