@@ -197,9 +197,7 @@ static int check_cluster_v6(const struct snapwire_cluster *c, uint32_t i, char *
     const char *why = NULL;
 
     if (!*nz(c->hc_path)) {
-        if (*nz(c->hc_host) || c->hc_interval_ms || c->hc_timeout_ms || c->hc_status_lo ||
-            c->hc_status_hi || c->hc_healthy || c->hc_unhealthy)
-            why = "health check fields set without hc_path";
+        /* not checked: the encoder writes them as 0 and the decoder reads 0 (or ignores) */
     } else if (!valid_hc_path(c->hc_path)) {
         why = "hc_path is not a path (/..., no spaces, at most 1024 bytes)";
     } else if (!valid_hc_host(nz(c->hc_host))) {
@@ -219,8 +217,7 @@ static int check_cluster_v6(const struct snapwire_cluster *c, uint32_t i, char *
         if (c->od_consecutive > 1000) {
             why = "od_consecutive above 1000";
         } else if (!c->od_consecutive) {
-            if (c->od_base_ms || c->od_max_ms || c->od_max_percent)
-                why = "outlier settings set with od_consecutive 0";
+            /* detection off: the other od_* fields mean nothing (written as 0) */
         } else if (c->od_base_ms < 1000 || c->od_base_ms > 3600000) {
             why = "od_base_ms out of 1000..3600000";
         } else if (c->od_max_ms < c->od_base_ms || c->od_max_ms > 86400000) {
@@ -713,19 +710,27 @@ static int strtab_add(struct strtab *t, const char *s, uint8_t *ref, char *err, 
 static int encode_cluster_v6(struct strtab *st, const struct snapwire_cluster *c, uint8_t *p,
                              char *err, size_t errlen)
 {
+    /* without checks (hc_path "") or detection (od_consecutive 0) the settings of that
+     * feature are written as 0 / "", whatever the caller left there */
+    int hc = *nz(c->hc_path) != '\0', od = c->od_consecutive != 0;
+
     if (strtab_add(st, nz(c->hc_path), p + 48, err, errlen) < 0 ||
-        strtab_add(st, nz(c->hc_host), p + 56, err, errlen) < 0)
+        strtab_add(st, hc ? nz(c->hc_host) : "", p + 56, err, errlen) < 0)
         return -1;
-    put32(p + 64, c->hc_interval_ms);
-    put32(p + 68, c->hc_timeout_ms);
-    put16(p + 72, c->hc_status_lo);
-    put16(p + 74, c->hc_status_hi);
-    p[76] = c->hc_healthy;
-    p[77] = c->hc_unhealthy;
-    p[78] = c->od_max_percent;
-    put32(p + 80, c->od_consecutive);
-    put32(p + 84, c->od_base_ms);
-    put32(p + 88, c->od_max_ms);
+    if (hc) {
+        put32(p + 64, c->hc_interval_ms);
+        put32(p + 68, c->hc_timeout_ms);
+        put16(p + 72, c->hc_status_lo);
+        put16(p + 74, c->hc_status_hi);
+        p[76] = c->hc_healthy;
+        p[77] = c->hc_unhealthy;
+    }
+    if (od) {
+        p[78] = c->od_max_percent;
+        put32(p + 80, c->od_consecutive);
+        put32(p + 84, c->od_base_ms);
+        put32(p + 88, c->od_max_ms);
+    }
     put32(p + 92, c->cb_max_connections);
     put32(p + 96, c->cb_max_pending);
     put32(p + 100, c->cb_max_requests);

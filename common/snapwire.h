@@ -34,7 +34,8 @@
  *   - endpoint addresses parse as IPv4 or IPv6 literals; ports are 1..65535; weights are
  *     1..SNAPWIRE_MAX_WEIGHT
  *   - v6 cluster fields are within the ranges their comments in struct snapwire_cluster give;
- *     without hc_path every hc_* field is 0 / "", with od_consecutive 0 every od_* field is 0
+ *     without hc_path the other hc_* fields, and with od_consecutive 0 the other od_* fields,
+ *     are not checked and mean nothing (the encoder writes them as 0 / "")
  *   - strings contain no NUL and no control characters, except PEM fields (certificate
  *     chains and keys), which may hold CR, LF and TAB; strings are at most 64 KiB, PEM
  *     fields at most 1 MiB
@@ -375,7 +376,7 @@ struct snapwire_cluster {
     uint32_t od_base_ms, od_max_ms;
     uint8_t od_max_percent;
     /* Circuit breaking: limits per cluster over all workers, 0 = unlimited. */
-    uint32_t cb_max_connections; /* upstream connections open (pooled idle ones included) */
+    uint32_t cb_max_connections; /* upstream connections in use (idle pooled ones not) */
     uint32_t cb_max_pending;     /* requests waiting for an upstream connection */
     uint32_t cb_max_requests;    /* requests in flight to the cluster */
     /*

@@ -5,8 +5,9 @@
  *
  * A snapshot's cluster holds one reference; the next snapshot's cluster of the same name
  * shares the record (clusterstate_carry), so a request started before a swap is still
- * counted, and ends, on the record its successors check. Upstream connections hold a
- * reference too (an idle pooled connection counts against max connections until closed).
+ * counted, and ends, on the record its successors check. Upstream connections in use hold a
+ * reference too (an idle pooled one does not count against max connections: with one pool
+ * per worker, an idle connection in one worker's pool must not starve the others).
  *
  * Limits come from the snapshot (snapwire cluster cb_*): each check takes the limit of the
  * snapshot the request runs on; 0 means unlimited. A check that would exceed the limit does
@@ -24,7 +25,7 @@
 #include "retrybudget.h"
 
 enum clusterstate_limit {
-    CLUSTERSTATE_CONNECTIONS = 0, /* upstream connections open, pooled idle ones included */
+    CLUSTERSTATE_CONNECTIONS = 0, /* upstream connections in use (connecting or carrying one) */
     CLUSTERSTATE_PENDING = 1,     /* requests waiting for a new upstream connection */
     CLUSTERSTATE_REQUESTS = 2,    /* requests (attempts) in flight */
     CLUSTERSTATE_N_LIMITS = 3,

@@ -168,7 +168,7 @@ static void render(FILE *f, const struct snapshot *s)
         "Requests waiting for a new upstream connection (strait.dev/max-pending-requests).",
         get_pending);
     cluster_family(f, s, "strait_cluster_upstream_connections", "gauge",
-                   "Upstream connections open to the cluster, idle pooled ones included "
+                   "Upstream connections in use by the cluster: connecting or carrying a request "
                    "(strait.dev/max-connections).",
                    get_conns);
     metrics_family(f, "strait_cluster_overflow_total", "counter",

@@ -1015,15 +1015,9 @@ static int upstream_open(struct conn *c, int allow_pool)
     r->u_reused = u != NULL;
     if (u) {
         metrics_pool_reused();
-        if (u->cs != cs) {
-            /* pooled by another cluster of the same endpoint: it counts here now */
-            if (u->cs) {
-                clusterstate_release(u->cs, CLUSTERSTATE_CONNECTIONS);
-                clusterstate_unref(u->cs);
-            }
-            clusterstate_acquire(cs, CLUSTERSTATE_CONNECTIONS, 0);
-            u->cs = clusterstate_ref(cs);
-        }
+        /* an idle connection taken back into use: counted, never refused (it exists) */
+        clusterstate_acquire(cs, CLUSTERSTATE_CONNECTIONS, 0);
+        u->cs = clusterstate_ref(cs);
     } else {
         /* circuit breaking: a new connection is one more pending request and connection */
         if (clusterstate_acquire(cs, CLUSTERSTATE_PENDING, swc->cb_max_pending) < 0) {

@@ -229,8 +229,9 @@ int outlier_report(struct outlier_state *st, uint32_t idx, int ok, uint64_t now_
             atomic_store_explicit(&r->fails, 0, memory_order_relaxed);
         return 0;
     }
+    if (!st->cfg.consecutive) return 0; /* detection off: no run is counted */
     f = atomic_fetch_add_explicit(&r->fails, 1, memory_order_relaxed) + 1;
-    if (!st->cfg.consecutive || f < st->cfg.consecutive) return 0; /* 0: detection off */
+    if (f < st->cfg.consecutive) return 0;
     if (atomic_flag_test_and_set_explicit(&st->lock, memory_order_acquire)) return 0;
     if (!now_ms) now_ms = outlier_now_ms();
     cap = (uint32_t)((uint64_t)st->n * st->cfg.max_percent / 100u);

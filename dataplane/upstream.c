@@ -184,6 +184,12 @@ void upstream_pool_put(struct upstream_pool *p, const struct sockaddr *sa, sockl
     struct upstream_ep *e;
 
     uconn_check(u);
+    if (u->cs) {
+        /* idle, it no longer counts against its cluster's max connections */
+        clusterstate_release(u->cs, CLUSTERSTATE_CONNECTIONS);
+        clusterstate_unref(u->cs);
+        u->cs = NULL;
+    }
     if (!p || p->max_idle == 0 || salen > sizeof(e->addr)) goto close_conn;
     if (p->keep && u->epoch != p->epoch) {
         /* fresh, or in use across a prune: its endpoint may have left the snapshot */

@@ -44,9 +44,10 @@ struct upstream_conn {
     uint64_t tag;
     unsigned epoch; /* the pool's filter last known to keep it (0: none yet) */
     /*
-     * The cluster it counts against (circuit breaking: one of its connections until closed,
-     * idle in the pool included), holding a reference; NULL: none (mirrors, tests).
-     * upstream_conn_close releases it.
+     * The cluster it counts against while a request uses it (circuit breaking: one of the
+     * cluster's connections in use), holding a reference; NULL while idle in the pool and
+     * for connections nobody counts (mirrors, tests). upstream_pool_put and
+     * upstream_conn_close release it.
      */
     struct clusterstate *cs;
 };
