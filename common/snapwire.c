@@ -197,7 +197,8 @@ static int check_cluster_v6(const struct snapwire_cluster *c, uint32_t i, char *
     const char *why = NULL;
 
     if (!*nz(c->hc_path)) {
-        /* not checked: the encoder writes them as 0 and the decoder reads 0 (or ignores) */
+        /* checks off: the encoder writes the other hc_* fields as 0 / "", the decoder
+         * refuses anything else (check_canonical) */
     } else if (!valid_hc_path(c->hc_path)) {
         why = "hc_path is not a path (/..., no spaces, at most 1024 bytes)";
     } else if (!valid_hc_host(nz(c->hc_host))) {
@@ -206,18 +207,21 @@ static int check_cluster_v6(const struct snapwire_cluster *c, uint32_t i, char *
         why = "hc_interval_ms out of 100..3600000";
     } else if (c->hc_timeout_ms < 10 || c->hc_timeout_ms > c->hc_interval_ms) {
         why = "hc_timeout_ms out of 10..hc_interval_ms";
-    } else if (c->hc_status_lo < 100 || c->hc_status_lo > c->hc_status_hi ||
-               c->hc_status_hi > 599) {
-        why = "hc status range not within 100..599 with lo <= hi";
-    } else if (c->hc_healthy < 1 || c->hc_healthy > 100 || c->hc_unhealthy < 1 ||
-               c->hc_unhealthy > 100) {
-        why = "hc thresholds out of 1..100";
+    } else if (c->hc_status_lo < 100 || c->hc_status_lo > 599) {
+        why = "hc_status_lo out of 100..599";
+    } else if (c->hc_status_hi < c->hc_status_lo || c->hc_status_hi > 599) {
+        why = "hc_status_hi out of hc_status_lo..599";
+    } else if (c->hc_healthy < 1 || c->hc_healthy > 100) {
+        why = "hc_healthy out of 1..100";
+    } else if (c->hc_unhealthy < 1 || c->hc_unhealthy > 100) {
+        why = "hc_unhealthy out of 1..100";
     }
     if (!why) {
         if (c->od_consecutive > 1000) {
             why = "od_consecutive above 1000";
         } else if (!c->od_consecutive) {
-            /* detection off: the other od_* fields mean nothing (written as 0) */
+            /* detection off: the encoder writes the other od_* fields as 0, the decoder
+             * refuses anything else (check_canonical) */
         } else if (c->od_base_ms < 1000 || c->od_base_ms > 3600000) {
             why = "od_base_ms out of 1000..3600000";
         } else if (c->od_max_ms < c->od_base_ms || c->od_max_ms > 86400000) {
@@ -226,9 +230,9 @@ static int check_cluster_v6(const struct snapwire_cluster *c, uint32_t i, char *
             why = "od_max_percent above 100";
         }
     }
-    if (!why && (c->cb_max_connections > 1000000 || c->cb_max_pending > 1000000 ||
-                 c->cb_max_requests > 1000000))
-        why = "circuit breaker limit above 1000000";
+    if (!why && c->cb_max_connections > 1000000) why = "cb_max_connections above 1000000";
+    if (!why && c->cb_max_pending > 1000000) why = "cb_max_pending above 1000000";
+    if (!why && c->cb_max_requests > 1000000) why = "cb_max_requests above 1000000";
     if (!why && c->rb_percent > 1000) why = "rb_percent above 1000";
     if (!why && c->rb_min_per_sec > 100000) why = "rb_min_per_sec above 100000";
     if (!why && c->slow_start_ms > 3600000) why = "slow_start_ms above 3600000";
@@ -1043,13 +1047,47 @@ static int zero_pad(const uint8_t *p, size_t n)
 }
 
 /*
- * Decoder only: the fields a filter's type does not use are zero / "" / NONE and a REMOVE
- * edit has no value, as the encoder writes them (so a decoded filter never carries a stray
- * index). Runs after check_snapshot (types and ops are known).
+ * The first v6 field of c that a switched-off feature leaves set (the encoder writes them as
+ * 0 / ""), or NULL: without hc_path every other hc_* field, with od_consecutive 0 every
+ * other od_* field.
+ */
+static const char *cluster_stray_field(const struct snapwire_cluster *c)
+{
+    if (!*nz(c->hc_path)) {
+        if (*nz(c->hc_host)) return "hc_host set without hc_path";
+        if (c->hc_interval_ms) return "hc_interval_ms set without hc_path";
+        if (c->hc_timeout_ms) return "hc_timeout_ms set without hc_path";
+        if (c->hc_status_lo) return "hc_status_lo set without hc_path";
+        if (c->hc_status_hi) return "hc_status_hi set without hc_path";
+        if (c->hc_healthy) return "hc_healthy set without hc_path";
+        if (c->hc_unhealthy) return "hc_unhealthy set without hc_path";
+    }
+    if (!c->od_consecutive) {
+        if (c->od_base_ms) return "od_base_ms set with od_consecutive 0";
+        if (c->od_max_ms) return "od_max_ms set with od_consecutive 0";
+        if (c->od_max_percent) return "od_max_percent set with od_consecutive 0";
+    }
+    return NULL;
+}
+
+/*
+ * Decoder only: the fields a filter's type does not use are zero / "" / NONE, a REMOVE
+ * edit has no value and a cluster's switched-off health check / outlier settings are zero,
+ * as the encoder writes them (so a decoded filter never carries a stray index, and
+ * decode(encode(x)) == x for a decoded x). Runs after check_snapshot (types and ops are
+ * known).
  */
 static int check_canonical(const struct snapwire_snapshot *s, char *err, size_t errlen)
 {
     uint32_t i;
+
+    for (i = 0; i < s->n_clusters; i++) {
+        const char *why = cluster_stray_field(&s->clusters[i]);
+        if (why) {
+            set_err(err, errlen, "cluster %u: %s", i, why);
+            return -1;
+        }
+    }
 
     for (i = 0; i < s->n_filters; i++) {
         const struct snapwire_filter *f = &s->filters[i];

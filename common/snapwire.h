@@ -33,9 +33,17 @@
  *     cookie name (an RFC 6265 token)
  *   - endpoint addresses parse as IPv4 or IPv6 literals; ports are 1..65535; weights are
  *     1..SNAPWIRE_MAX_WEIGHT
- *   - v6 cluster fields are within the ranges their comments in struct snapwire_cluster give;
- *     without hc_path the other hc_* fields, and with od_consecutive 0 the other od_* fields,
- *     are not checked and mean nothing (the encoder writes them as 0 / "")
+ *   - v6 cluster fields are within the ranges their comments in struct snapwire_cluster give:
+ *     with hc_path set, hc_path starts with '/' (at most 1024 bytes, no space), hc_host is ""
+ *     or host[:port] characters (letters, digits, - . : [ ]; at most 255 bytes),
+ *     100 <= hc_interval_ms <= 3600000, 10 <= hc_timeout_ms <= hc_interval_ms,
+ *     100 <= hc_status_lo <= hc_status_hi <= 599, hc_healthy and hc_unhealthy 1..100; with
+ *     od_consecutive 1..1000, od_base_ms 1000..3600000, od_max_ms od_base_ms..86400000,
+ *     od_max_percent 0..100; cb_* at most 1000000; rb_percent 0..1000, rb_min_per_sec
+ *     0..100000; slow_start_ms 0..3600000
+ *   - without hc_path every other hc_* field is 0 / "", with od_consecutive 0 every other
+ *     od_* field is 0: the encoder writes them so whatever the caller left there (a feature
+ *     switched off is not refused), the decoder refuses anything else
  *   - strings contain no NUL and no control characters, except PEM fields (certificate
  *     chains and keys), which may hold CR, LF and TAB; strings are at most 64 KiB, PEM
  *     fields at most 1 MiB

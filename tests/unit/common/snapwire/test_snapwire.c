@@ -1895,6 +1895,18 @@ static void test_v6_round_trip(void **state)
     assert_non_null(strstr(json, "\"max_pending\": 10"));
     assert_non_null(strstr(json, "\"slow_start_ms\": 30000"));
     assert_non_null(strstr(json, "\"weights\""));
+    assert_non_null(strstr(json, "\"host\": \"api.internal:8080\""));
+    assert_non_null(strstr(json, "\"unhealthy_threshold\": 3"));
+    assert_non_null(strstr(json, "\"outlier\""));
+    assert_non_null(strstr(json, "\"consecutive\": 7"));
+    assert_non_null(strstr(json, "\"max_percent\": 30"));
+    assert_non_null(strstr(json, "\"circuit_breaker\""));
+    assert_non_null(strstr(json, "\"max_requests\": 1000"));
+    assert_non_null(strstr(json, "\"retry_budget\""));
+    assert_non_null(strstr(json, "\"percent\": 25"));
+    assert_non_null(strstr(json, "\"min_per_sec\": 5"));
+    /* only cluster 0 has checks: one "health_check" */
+    assert_null(strstr(strstr(json, "\"health_check\"") + 1, "\"health_check\""));
     free(json);
     snapwire_free(&d);
     free(f);
@@ -1917,6 +1929,113 @@ static void test_v6_round_trip(void **state)
     free(f);
 }
 
+#define W_ENDPOINT 16
+#define EP(rec, off, w, v, want)                                                                   \
+    {                                                                                              \
+        SNAPWIRE_SEC_ENDPOINTS, rec, W_ENDPOINT, off, w, v, NULL, want                             \
+    }
+
+/*
+ * Every v6 decoder check, each on its own, with a valid CRC: cluster 0 of c6() has every
+ * feature on, cluster 1 every feature off.
+ */
+static void test_v6_decoder_rejects(void **state)
+{
+    (void)state;
+    static const struct patch cases[] = {
+        /* health checks */
+        CLS(0, 48, "x-user", "cluster 0: hc_path is not a path"),
+        CLS(0, 48, "/healthz?deep=1", NULL),
+        CLS(0, 56, "default/api:80+ring_hash", "cluster 0: hc_host is not a host"),
+        CLS(0, 56, "web.default.svc", NULL),
+        CLS(0, 56, "", NULL),
+        CL(0, 64, 4, 99, "cluster 0: hc_interval_ms out of 100..3600000"),
+        CL(0, 64, 4, 3600001, "cluster 0: hc_interval_ms out of 100..3600000"),
+        CL(0, 64, 4, 499, "cluster 0: hc_timeout_ms out of 10..hc_interval_ms"),
+        CL(0, 64, 4, 500, NULL),
+        CL(0, 68, 4, 9, "cluster 0: hc_timeout_ms out of 10..hc_interval_ms"),
+        CL(0, 68, 4, 2001, "cluster 0: hc_timeout_ms out of 10..hc_interval_ms"),
+        CL(0, 68, 4, 10, NULL),
+        CL(0, 72, 2, 99, "cluster 0: hc_status_lo out of 100..599"),
+        CL(0, 72, 2, 300, "cluster 0: hc_status_hi out of hc_status_lo..599"),
+        CL(0, 72, 2, 299, NULL),
+        CL(0, 74, 2, 600, "cluster 0: hc_status_hi out of hc_status_lo..599"),
+        CL(0, 74, 2, 599, NULL),
+        CL(0, 76, 1, 0, "cluster 0: hc_healthy out of 1..100"),
+        CL(0, 76, 1, 101, "cluster 0: hc_healthy out of 1..100"),
+        CL(0, 77, 1, 0, "cluster 0: hc_unhealthy out of 1..100"),
+        CL(0, 77, 1, 255, "cluster 0: hc_unhealthy out of 1..100"),
+        CL(0, 77, 1, 100, NULL),
+        /* checks off: every other hc_* field 0 / "" */
+        CLS(0, 48, "", "cluster 0: hc_host set without hc_path"),
+        CLS(1, 56, "web.default.svc", "cluster 1: hc_host set without hc_path"),
+        CL(1, 64, 4, 1000, "cluster 1: hc_interval_ms set without hc_path"),
+        CL(1, 68, 4, 100, "cluster 1: hc_timeout_ms set without hc_path"),
+        CL(1, 72, 2, 200, "cluster 1: hc_status_lo set without hc_path"),
+        CL(1, 74, 2, 299, "cluster 1: hc_status_hi set without hc_path"),
+        CL(1, 76, 1, 1, "cluster 1: hc_healthy set without hc_path"),
+        CL(1, 77, 1, 1, "cluster 1: hc_unhealthy set without hc_path"),
+        /* outlier detection */
+        CL(0, 80, 4, 1001, "cluster 0: od_consecutive above 1000"),
+        CL(0, 80, 4, 1000, NULL),
+        CL(0, 84, 4, 999, "cluster 0: od_base_ms out of 1000..3600000"),
+        CL(0, 84, 4, 3600001, "cluster 0: od_base_ms out of 1000..3600000"),
+        CL(0, 84, 4, 60000, NULL),
+        CL(0, 88, 4, 9999, "cluster 0: od_max_ms out of od_base_ms..86400000"),
+        CL(0, 88, 4, 86400001, "cluster 0: od_max_ms out of od_base_ms..86400000"),
+        CL(0, 88, 4, 86400000, NULL),
+        CL(0, 78, 1, 101, "cluster 0: od_max_percent above 100"),
+        CL(0, 78, 1, 0, NULL),
+        /* detection off: every other od_* field 0 */
+        CL(0, 80, 4, 0, "cluster 0: od_base_ms set with od_consecutive 0"),
+        CL(1, 84, 4, 1000, "cluster 1: od_base_ms set with od_consecutive 0"),
+        CL(1, 88, 4, 1000, "cluster 1: od_max_ms set with od_consecutive 0"),
+        CL(1, 78, 1, 1, "cluster 1: od_max_percent set with od_consecutive 0"),
+        /* circuit breaking, retry budget, slow start (whatever the other features) */
+        CL(0, 92, 4, 1000001, "cluster 0: cb_max_connections above 1000000"),
+        CL(1, 96, 4, 1000001, "cluster 1: cb_max_pending above 1000000"),
+        CL(0, 100, 4, UINT32_MAX, "cluster 0: cb_max_requests above 1000000"),
+        CL(1, 100, 4, 1000000, NULL),
+        CL(0, 104, 2, 1001, "cluster 0: rb_percent above 1000"),
+        CL(1, 104, 2, 1000, NULL),
+        CL(1, 108, 4, 100001, "cluster 1: rb_min_per_sec above 100000"),
+        CL(1, 108, 4, 100000, NULL),
+        CL(0, 112, 4, 3600001, "cluster 0: slow_start_ms above 3600000"),
+        CL(1, 112, 4, 3600000, NULL),
+        /* padding */
+        CL(0, 79, 1, 1, "cluster 0: nonzero padding"),
+        CL(1, 107, 1, 1, "cluster 1: nonzero padding"),
+        CL(1, 119, 1, 1, "cluster 1: nonzero padding"),
+        /* endpoint weights */
+        EP(0, 12, 4, 0, "endpoint 0: weight 0 out of 1..10000"),
+        EP(2, 12, 4, 10001, "endpoint 2: weight 10001 out of 1..10000"),
+        EP(1, 12, 4, 10000, NULL),
+        EP(1, 11, 1, 1, "endpoint 1: nonzero padding"),
+    };
+    struct snapwire_cluster c[2];
+    struct snapwire_snapshot d;
+    char err[256];
+    size_t len;
+
+    c6(c);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint8_t *f = encode_v5(c, &len, err, sizeof(err));
+        assert_non_null(f);
+        apply_patch(f, &cases[i]);
+        fix_crc(f, len);
+        err[0] = '\0';
+        int rc = guarded_decode(f, len, &d, err, sizeof(err));
+        if (!cases[i].want) {
+            if (rc != 0) fail_msg("case %zu: refused: %s", i, err);
+            check_invariants(&d);
+            snapwire_free(&d);
+        } else if (rc != -1 || !strstr(err, cases[i].want)) {
+            fail_msg("case %zu: rc %d, error \"%s\", want \"%s\"", i, rc, err, cases[i].want);
+        }
+        free(f);
+    }
+}
+
 /* Each v6 check, broken in turn (the encoder runs the decoder's checks). */
 static void test_v6_refused(void **state)
 {
@@ -1925,9 +2044,14 @@ static void test_v6_refused(void **state)
     struct snapwire_snapshot s;
     struct snapwire_endpoint e[3];
     uint8_t *f = NULL;
-    char err[256];
+    char err[256], long_path[1026], long_host[257];
     size_t len;
 
+    memset(long_path, 'a', sizeof(long_path) - 1);
+    long_path[0] = '/';
+    long_path[1025] = '\0'; /* 1025 bytes */
+    memset(long_host, 'h', sizeof(long_host) - 1);
+    long_host[256] = '\0'; /* 256 bytes */
 #define REFUSE6(mod, want)                                                                         \
     do {                                                                                           \
         c6(c);                                                                                     \
@@ -1944,23 +2068,44 @@ static void test_v6_refused(void **state)
     REFUSE6(c[0].hc_interval_ms = 3600001, "hc_interval_ms out of");
     REFUSE6(c[0].hc_timeout_ms = 9, "hc_timeout_ms out of");
     REFUSE6(c[0].hc_timeout_ms = 2001, "hc_timeout_ms out of");
-    REFUSE6(c[0].hc_status_lo = 99, "hc status range");
-    REFUSE6(c[0].hc_status_hi = 600, "hc status range");
-    REFUSE6((c[0].hc_status_lo = 300, c[0].hc_status_hi = 299), "hc status range");
-    REFUSE6(c[0].hc_healthy = 0, "hc thresholds");
-    REFUSE6(c[0].hc_unhealthy = 101, "hc thresholds");
+    REFUSE6(c[0].hc_path = "/a\tb", "cluster 0: hc_path is not a path");
+    REFUSE6(c[0].hc_path = long_path, "cluster 0: hc_path is not a path");
+    REFUSE6(c[0].hc_host = long_host, "cluster 0: hc_host is not a host");
+    REFUSE6(c[0].hc_status_lo = 99, "cluster 0: hc_status_lo out of 100..599");
+    REFUSE6(c[0].hc_status_hi = 600, "cluster 0: hc_status_hi out of");
+    REFUSE6((c[0].hc_status_lo = 300, c[0].hc_status_hi = 299), "cluster 0: hc_status_hi out of");
+    REFUSE6(c[0].hc_healthy = 0, "cluster 0: hc_healthy out of 1..100");
+    REFUSE6(c[0].hc_healthy = 101, "cluster 0: hc_healthy out of 1..100");
+    REFUSE6(c[0].hc_unhealthy = 0, "cluster 0: hc_unhealthy out of 1..100");
+    REFUSE6(c[0].hc_unhealthy = 101, "cluster 0: hc_unhealthy out of 1..100");
     REFUSE6(c[0].od_consecutive = 1001, "od_consecutive above 1000");
     REFUSE6(c[0].od_base_ms = 999, "od_base_ms out of");
     REFUSE6(c[0].od_max_ms = 9999, "od_max_ms out of");
     REFUSE6(c[0].od_max_ms = 86400001, "od_max_ms out of");
     REFUSE6(c[0].od_max_percent = 101, "od_max_percent above 100");
-    REFUSE6(c[0].cb_max_pending = 1000001, "circuit breaker limit");
+    REFUSE6(c[0].cb_max_connections = 1000001, "cluster 0: cb_max_connections above 1000000");
+    REFUSE6(c[0].cb_max_pending = 1000001, "cluster 0: cb_max_pending above 1000000");
+    REFUSE6(c[1].cb_max_requests = UINT32_MAX, "cluster 1: cb_max_requests above 1000000");
     REFUSE6(c[0].rb_percent = 1001, "rb_percent above 1000");
     REFUSE6(c[0].rb_min_per_sec = 100001, "rb_min_per_sec above");
     REFUSE6(c[0].slow_start_ms = 3600001, "slow_start_ms above");
 #undef REFUSE6
     /* the limits themselves pass */
     c6(c);
+    long_path[1024] = '\0'; /* 1024 bytes */
+    long_host[255] = '\0';
+    c[0].hc_path = long_path;
+    c[0].hc_host = long_host;
+    f = encode_v5(c, &len, err, sizeof(err));
+    if (!f) fail_msg("1024-byte path, 255-byte host refused: %s", err);
+    free(f);
+    c[0].hc_path = "/";
+    c[0].hc_host = "[::1]:8080";
+    c[0].cb_max_connections = c[0].cb_max_pending = c[0].cb_max_requests = 1000000;
+    c[0].rb_min_per_sec = 100000;
+    c[0].od_consecutive = 1000;
+    c[0].od_base_ms = 3600000;
+    c[0].hc_healthy = c[0].hc_unhealthy = 100;
     c[0].hc_interval_ms = c[0].hc_timeout_ms = 3600000;
     c[0].hc_status_lo = 100;
     c[0].hc_status_hi = 599;
@@ -2016,6 +2161,7 @@ int main(void)
         cmocka_unit_test(test_v5_json_dump),
         cmocka_unit_test(test_v6_round_trip),
         cmocka_unit_test(test_v6_refused),
+        cmocka_unit_test(test_v6_decoder_rejects),
         cmocka_unit_test(test_replies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
