@@ -9,6 +9,11 @@
  * each route and the default backend take the value of the Ingress that won them), and the
  * list of what was rejected or lost a conflict (with an Event reason) and of the Ingresses
  * served, for Events and status.
+ * Balancing policy: each backend's policy is its Service's annotations with the Ingress's
+ * overrides (model_policy_resolve; Gateway backends take the Service's as is); it is part of
+ * the cluster identity and fills the cluster's v5/v6 fields; endpoint weights come from the
+ * Service; the policy annotations a Service in use could not have are reported
+ * (annotation_ignored, InvalidAnnotation) while it serves with the defaults.
  * TLS: spec.tls hosts of the routed Ingresses become tls_hosts (oldest Ingress first; a
  * second certificate of the other key type becomes cert2), each Secret's certificate is
  * checked by certcheck (which keeps the last good one), referenced Secrets become certs;
