@@ -175,11 +175,39 @@ static void check_consistent(const struct snapwire_snapshot *s)
     }
     for (i = 0; i < s->n_hdr_edits; i++)
         CHECK(s->hdr_edits[i].op >= 1 && s->hdr_edits[i].op <= 3 && s->hdr_edits[i].name[0]);
-    for (i = 0; i < s->n_clusters; i++)
-        CHECK((uint64_t)s->clusters[i].first_endpoint + s->clusters[i].endpoint_count <=
-              s->n_endpoints);
-    for (i = 0; i < s->n_endpoints; i++)
+    for (i = 0; i < s->n_clusters; i++) {
+        const struct snapwire_cluster *c = &s->clusters[i];
+        CHECK((uint64_t)c->first_endpoint + c->endpoint_count <= s->n_endpoints);
+        /* v6: ranges, and a feature switched off carries zeros only */
+        if (c->hc_path[0]) {
+            CHECK(c->hc_path[0] == '/' && strlen(c->hc_path) <= 1024 && !strchr(c->hc_path, ' '));
+            CHECK(strlen(c->hc_host) <= 255);
+            CHECK(c->hc_interval_ms >= 100 && c->hc_interval_ms <= 3600000);
+            CHECK(c->hc_timeout_ms >= 10 && c->hc_timeout_ms <= c->hc_interval_ms);
+            CHECK(c->hc_status_lo >= 100 && c->hc_status_lo <= c->hc_status_hi &&
+                  c->hc_status_hi <= 599);
+            CHECK(c->hc_healthy >= 1 && c->hc_healthy <= 100);
+            CHECK(c->hc_unhealthy >= 1 && c->hc_unhealthy <= 100);
+        } else {
+            CHECK(!c->hc_host[0] && !c->hc_interval_ms && !c->hc_timeout_ms && !c->hc_status_lo &&
+                  !c->hc_status_hi && !c->hc_healthy && !c->hc_unhealthy);
+        }
+        if (c->od_consecutive) {
+            CHECK(c->od_consecutive <= 1000 && c->od_base_ms >= 1000 && c->od_base_ms <= 3600000);
+            CHECK(c->od_max_ms >= c->od_base_ms && c->od_max_ms <= 86400000);
+            CHECK(c->od_max_percent <= 100);
+        } else {
+            CHECK(!c->od_base_ms && !c->od_max_ms && !c->od_max_percent);
+        }
+        CHECK(c->cb_max_connections <= 1000000 && c->cb_max_pending <= 1000000 &&
+              c->cb_max_requests <= 1000000);
+        CHECK(c->rb_percent <= 1000 && c->rb_min_per_sec <= 100000);
+        CHECK(c->slow_start_ms <= 3600000);
+    }
+    for (i = 0; i < s->n_endpoints; i++) {
         CHECK(s->endpoints[i].port != 0 && s->endpoints[i].address[0]);
+        CHECK(s->endpoints[i].weight >= 1 && s->endpoints[i].weight <= SNAPWIRE_MAX_WEIGHT);
+    }
 }
 
 static void check_json(const char *json)

@@ -245,5 +245,38 @@ int main(int argc, char **argv)
     c[2].lb = SNAPWIRE_LB_RING_HASH;
     c[2].hash_on = SNAPWIRE_HASH_PATH;
     emit(dir, "balancing-2", &s, 45);
+    /* v6 resilience, other combinations: checks with the endpoint's Host and at the limits,
+     * outlier detection alone, limits and slow start alone; cluster 0 switches checks and
+     * detection off with their other fields left set (the encoder writes them as 0) */
+    c[0].hc_path = "";
+    c[0].od_consecutive = 0;
+    c[0].rb_percent = 1000;
+    c[0].rb_min_per_sec = 100000;
+    c[1].hc_path = "/ready?full=1";
+    c[1].hc_host = "[fd00::1]:8443";
+    c[1].hc_interval_ms = 3600000;
+    c[1].hc_timeout_ms = 10;
+    c[1].hc_status_lo = 100;
+    c[1].hc_status_hi = 599;
+    c[1].hc_healthy = 100;
+    c[1].hc_unhealthy = 1;
+    c[1].od_consecutive = 1000;
+    c[1].od_base_ms = 1000;
+    c[1].od_max_ms = 86400000;
+    c[1].od_max_percent = 100;
+    c[2].hc_path = "/";
+    c[2].hc_host = "";
+    c[2].hc_interval_ms = 100;
+    c[2].hc_timeout_ms = 100;
+    c[2].hc_status_lo = 204;
+    c[2].hc_status_hi = 204;
+    c[2].hc_healthy = 1;
+    c[2].hc_unhealthy = 100;
+    c[2].cb_max_connections = 1000000;
+    c[2].cb_max_pending = 0;
+    c[2].cb_max_requests = 1;
+    c[2].slow_start_ms = 3600000;
+    e[1].weight = 7;
+    emit(dir, "resilience", &s, 46);
     return 0;
 }
