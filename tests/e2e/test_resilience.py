@@ -1,7 +1,8 @@
 """Balancing and resilience settings end to end (issue 9): circuit breaking (max requests,
 max connections: 503 with x-strait-overflow: 1 at once), endpoint weights by pod name,
 active health checks (an endpoint failing its checks leaves rotation and returns when it
-recovers; all failing fails open), outlier detection switched off by annotation, the
+recovers; all failing fails open), slow start, outlier detection switched off and tuned by
+annotation, the
 cluster retry budget, and per-endpoint numbers in /metrics and /stats. Service annotations
 in file mode; real backends (tools/backend.py) on loopback."""
 import http.client
@@ -174,6 +175,33 @@ class ResilienceTest(h.StraitTest):
         # one request at a time ties on load: the weighted draw decides, 80 % in expectation
         self.assertGreater(share, 0.72, share)
         self.assertLess(share, 0.88, share)
+
+    # -- slow start --
+    def test_slow_start_ramps_a_new_endpoint(self):
+        old, new = self.backend("old"), self.backend("new")
+        ann = {"strait.dev/slow-start": "6s"}
+        rr = {"strait.dev/load-balance": "round_robin"}
+        self.stack(ann, [old], ing_annotations=rr)
+        self.assertEqual({x for _, x in self.gets(10)}, {"old"})
+        t_added = time.monotonic()
+        self.s.write_atomic("svc.yaml", service("app", ann), slice_for("app", old),
+                            slice_for("app", new))
+        h.wait_until(lambda: str(new) in self.s.admin_get("/snapshot")[1].decode(),
+                     10 * h.SLOW, what="the new endpoint in the snapshot")
+        st = {e["port"]: e for e in self.cluster_stats("default/app:80+round_robin")["endpoints"]}
+        self.assertEqual(st[new]["state"], "slow_start")
+        self.assertEqual(st[old]["state"], "healthy")
+        got = self.gets(100)
+        self.assertLess(time.monotonic() - t_added, 4, "too slow to see the ramp")
+        # its first seconds: well under the half it will get (10 % .. age / 6 s of its share)
+        early = sum(1 for _, x in got if x == "new") / len(got)
+        self.assertGreater(early, 0, got)
+        self.assertLess(early, 0.35, early)
+        self.assertTrue(all(s == 200 for s, _ in got), got)
+        # the window passes: an even share
+        h.wait_until(lambda: time.monotonic() - t_added > 6.2, 10, what="the slow start window")
+        got = self.gets(100)
+        self.assertEqual(sum(1 for _, x in got if x == "new"), 50, got)
 
     # -- outlier detection settings --
     def test_outlier_detection_off_and_tuned(self):
