@@ -2,9 +2,8 @@
 max connections: 503 with x-strait-overflow: 1 at once), endpoint weights by pod name,
 active health checks (an endpoint failing its checks leaves rotation and returns when it
 recovers; all failing fails open), slow start, outlier detection switched off and tuned by
-annotation, the
-cluster retry budget, and per-endpoint numbers in /metrics and /stats. Service annotations
-in file mode; real backends (tools/backend.py) on loopback."""
+annotation, the cluster retry budget, and per-endpoint numbers in /metrics and /stats.
+Service annotations in file mode; real backends (tools/backend.py) on loopback."""
 import http.client
 import json
 import os
