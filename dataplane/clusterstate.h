@@ -5,9 +5,10 @@
  *
  * A snapshot's cluster holds one reference; the next snapshot's cluster of the same name
  * shares the record (clusterstate_carry), so a request started before a swap is still
- * counted, and ends, on the record its successors check. Upstream connections in use hold a
- * reference too (an idle pooled one does not count against max connections: with one pool
- * per worker, an idle connection in one worker's pool must not starve the others).
+ * counted, and ends, on the record its successors check. Upstream connections in use point
+ * at it without a reference (their request's snapshot holds one); an idle pooled connection
+ * does not count against max connections: with one pool per worker, an idle connection in
+ * one worker's pool must not starve the others.
  *
  * Limits come from the snapshot (snapwire cluster cb_*): each check takes the limit of the
  * snapshot the request runs on; 0 means unlimited. A check that would exceed the limit does

@@ -111,40 +111,43 @@ enum ep_field {
     EP_WEIGHT
 };
 
-static void endpoint_family(FILE *f, const struct snapshot *s, uint64_t now, const char *name,
-                            const char *type, const char *help, enum ep_field what)
+/*
+ * One family over every endpoint of s; v holds each endpoint's view, in cluster order (made
+ * once per render: a view reads counters and takes the health check lock).
+ */
+static void endpoint_family(FILE *f, const struct snapshot *s, const struct ep_view *v,
+                            const char *name, const char *type, const char *help,
+                            enum ep_field what)
 {
-    struct ep_view v;
     uint32_t i, j;
 
     metrics_family(f, name, type, help);
     for (i = 0; i < s->sw.n_clusters; i++) {
         const struct snapshot_cluster *c = &s->clusters[i];
-        for (j = 0; j < c->n_ready; j++) {
-            ep_view(c, j, now, &v);
+        for (j = 0; j < c->n_ready; j++, v++) {
             fputs(name, f);
             cluster_label(f, c);
             fputs(",endpoint=\"", f);
-            metrics_label_value(f, v.key);
+            metrics_label_value(f, v->key);
             fputs("\"} ", f);
             switch (what) {
             case EP_REQUESTS:
-                fprintf(f, "%llu\n", (unsigned long long)v.st.requests);
+                fprintf(f, "%llu\n", (unsigned long long)v->st.requests);
                 break;
             case EP_ERRORS:
-                fprintf(f, "%llu\n", (unsigned long long)v.st.errors);
+                fprintf(f, "%llu\n", (unsigned long long)v->st.errors);
                 break;
             case EP_LATENCY:
-                fprintf(f, "%.6f\n", (double)v.st.latency_ewma_ns / 1e9);
+                fprintf(f, "%.6f\n", (double)v->st.latency_ewma_ns / 1e9);
                 break;
             case EP_EJECTIONS:
-                fprintf(f, "%u\n", v.st.ejections);
+                fprintf(f, "%u\n", v->st.ejections);
                 break;
             case EP_EJECTED:
-                fprintf(f, "%d\n", v.ejected);
+                fprintf(f, "%d\n", v->ejected);
                 break;
             case EP_HEALTHY:
-                fprintf(f, "%d\n", v.healthy);
+                fprintf(f, "%d\n", v->healthy);
                 break;
             case EP_WEIGHT:
                 fprintf(f, "%u\n", c->ready[j].weight);
@@ -154,11 +157,21 @@ static void endpoint_family(FILE *f, const struct snapshot *s, uint64_t now, con
     }
 }
 
-static void render(FILE *f, const struct snapshot *s)
+/* The families of s into f; -1 when out of memory. */
+static int render(FILE *f, const struct snapshot *s)
 {
     uint64_t now = outlier_now_ms();
-    uint32_t i;
+    struct ep_view *v;
+    size_t n = 0, e = 0;
+    uint32_t i, j;
     int k;
+
+    for (i = 0; i < s->sw.n_clusters; i++)
+        n += s->clusters[i].n_ready;
+    if (!(v = calloc(n ? n : 1, sizeof(*v)))) return -1;
+    for (i = 0; i < s->sw.n_clusters; i++)
+        for (j = 0; j < s->clusters[i].n_ready; j++)
+            ep_view(&s->clusters[i], j, now, &v[e++]);
 
     cluster_family(f, s, "strait_cluster_requests_active", "gauge",
                    "Requests in flight to the cluster (circuit breaking: strait.dev/max-requests).",
@@ -183,20 +196,22 @@ static void render(FILE *f, const struct snapshot *s)
         }
     cluster_family(f, s, "strait_cluster_retry_budget_exhausted_total", "counter",
                    "Retries refused because the cluster's retry budget was spent.", get_exhausted);
-    endpoint_family(f, s, now, "strait_endpoint_requests_total", "counter",
+    endpoint_family(f, s, v, "strait_endpoint_requests_total", "counter",
                     "Attempts completed by the endpoint.", EP_REQUESTS);
-    endpoint_family(f, s, now, "strait_endpoint_errors_total", "counter",
+    endpoint_family(f, s, v, "strait_endpoint_errors_total", "counter",
                     "Attempts that failed (connect error, reset, timeout, 5xx).", EP_ERRORS);
-    endpoint_family(f, s, now, "strait_endpoint_latency_ewma_seconds", "gauge",
+    endpoint_family(f, s, v, "strait_endpoint_latency_ewma_seconds", "gauge",
                     "Exponentially weighted mean latency of the endpoint's attempts.", EP_LATENCY);
-    endpoint_family(f, s, now, "strait_endpoint_ejections_total", "counter",
+    endpoint_family(f, s, v, "strait_endpoint_ejections_total", "counter",
                     "Times outlier detection ejected the endpoint.", EP_EJECTIONS);
-    endpoint_family(f, s, now, "strait_endpoint_ejected", "gauge",
+    endpoint_family(f, s, v, "strait_endpoint_ejected", "gauge",
                     "1 while outlier detection keeps the endpoint out of rotation.", EP_EJECTED);
-    endpoint_family(f, s, now, "strait_endpoint_healthy", "gauge",
+    endpoint_family(f, s, v, "strait_endpoint_healthy", "gauge",
                     "0 while the endpoint fails its active health checks, else 1.", EP_HEALTHY);
-    endpoint_family(f, s, now, "strait_endpoint_weight", "gauge",
-                    "The endpoint's balancing weight.", EP_WEIGHT);
+    endpoint_family(f, s, v, "strait_endpoint_weight", "gauge", "The endpoint's balancing weight.",
+                    EP_WEIGHT);
+    free(v);
+    return 0;
 }
 
 char *clusterstats_append(char *metrics, struct snapshot *s)
@@ -212,7 +227,11 @@ char *clusterstats_append(char *metrics, struct snapshot *s)
     }
     fputs(metrics, f);
     free(metrics);
-    render(f, s);
+    if (render(f, s) < 0) {
+        fclose(f);
+        free(out);
+        return NULL;
+    }
     if (fclose(f) != 0) {
         free(out);
         return NULL;

@@ -1017,7 +1017,7 @@ static int upstream_open(struct conn *c, int allow_pool)
         metrics_pool_reused();
         /* an idle connection taken back into use: counted, never refused (it exists) */
         clusterstate_acquire(cs, CLUSTERSTATE_CONNECTIONS, 0);
-        u->cs = clusterstate_ref(cs);
+        u->cs = cs;
     } else {
         /* circuit breaking: a new connection is one more pending request and connection */
         if (clusterstate_acquire(cs, CLUSTERSTATE_PENDING, swc->cb_max_pending) < 0) {
@@ -1037,7 +1037,7 @@ static int upstream_open(struct conn *c, int allow_pool)
             errno = e;
             return -1;
         }
-        u->cs = clusterstate_ref(cs);
+        u->cs = cs;
         r->cb_pending = 1;
         if (!in_progress) metrics_upstream_connected();
     }

@@ -197,6 +197,7 @@ static int bal_create(struct snapshot_cluster *c, const struct snapshot_cluster 
     char *keys = malloc((size_t)(c->n_ready ? c->n_ready : 1) * 64);
     struct balancer_endpoints eps = {.n = c->n_ready, .ep = ep};
     uint32_t i;
+    int ok = 0;
 
     if (ep && keys) {
         for (i = 0; i < c->n_ready; i++) {
@@ -211,11 +212,11 @@ static int bal_create(struct snapshot_cluster *c, const struct snapshot_cluster 
         c->outlier =
             outlier_create(c->sw->name, &eps, prev_named ? prev_named->outlier : NULL, &ocfg);
         c->cs = clusterstate_carry(c->sw->name, prev_named ? prev_named->cs : NULL);
-        if (c->cs && hc_create(c, keys) < 0) c->cs = (clusterstate_unref(c->cs), NULL);
+        ok = c->bal_state && c->outlier && c->cs && hc_create(c, keys) == 0;
     }
     free(ep);
     free(keys);
-    return c->bal_state && c->outlier && c->cs ? 0 : -1;
+    return ok ? 0 : -1;
 }
 
 struct snapshot *snapshot_build(struct snapwire_snapshot *sw, char *err, size_t errlen)

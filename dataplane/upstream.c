@@ -187,7 +187,6 @@ void upstream_pool_put(struct upstream_pool *p, const struct sockaddr *sa, sockl
     if (u->cs) {
         /* idle, it no longer counts against its cluster's max connections */
         clusterstate_release(u->cs, CLUSTERSTATE_CONNECTIONS);
-        clusterstate_unref(u->cs);
         u->cs = NULL;
     }
     if (!p || p->max_idle == 0 || salen > sizeof(e->addr)) goto close_conn;
@@ -305,10 +304,7 @@ void upstream_conn_close(struct upstream_conn *u)
     ev_io_stop(u->loop, &u->wio);
     ev_timer_stop(u->loop, &u->timer);
     u->tp.ops->close(&u->tp); /* closes the socket too */
-    if (u->cs) {
-        clusterstate_release(u->cs, CLUSTERSTATE_CONNECTIONS);
-        clusterstate_unref(u->cs);
-    }
+    if (u->cs) clusterstate_release(u->cs, CLUSTERSTATE_CONNECTIONS);
     u->magic = 0;
     free(u);
 }

@@ -45,9 +45,10 @@ struct upstream_conn {
     unsigned epoch; /* the pool's filter last known to keep it (0: none yet) */
     /*
      * The cluster it counts against while a request uses it (circuit breaking: one of the
-     * cluster's connections in use), holding a reference; NULL while idle in the pool and
-     * for connections nobody counts (mirrors, tests). upstream_pool_put and
-     * upstream_conn_close release it.
+     * cluster's connections in use); NULL while idle in the pool and for connections nobody
+     * counts (mirrors, tests). Borrowed: the request using it holds the snapshot that holds
+     * the record, and parks (upstream_pool_put) or closes (upstream_conn_close, which
+     * release the count) the connection before letting the snapshot go.
      */
     struct clusterstate *cs;
 };
