@@ -78,6 +78,7 @@ struct hc_target {
 static struct {
     pthread_mutex_t mu;
     int running, stopping;
+    int enabled; /* healthcheck_enable: the first acquire starts the checker */
     pthread_t thread;
     struct ev_loop *loop;
     ev_async wake;
@@ -509,20 +510,17 @@ static void *checker_main(void *arg)
 
 /* ---- the API ---- */
 
-int healthcheck_start(char *err, size_t errlen)
+/* healthcheck_start with hc.mu held. */
+static int start_locked(char *err, size_t errlen)
 {
     sigset_t all, old;
     struct timespec ts;
     int rc = -1;
 
-    pthread_mutex_lock(&hc.mu);
-    if (hc.running) {
-        rc = 0;
-        goto unlock;
-    }
+    if (hc.running) return 0;
     if (!(hc.tab = calloc(HC_TABLE_MIN, sizeof(*hc.tab)))) {
         snprintf(err, errlen, "health checks: out of memory");
-        goto unlock;
+        return -1;
     }
     hc.nb = HC_TABLE_MIN;
     hc.n = 0;
@@ -548,7 +546,7 @@ int healthcheck_start(char *err, size_t errlen)
     }
     hc.running = 1;
     hc.stopping = 0;
-    goto unlock;
+    return 0;
 
 destroy_loop:
     ev_async_stop(hc.loop, &hc.wake);
@@ -558,9 +556,24 @@ free_table:
     free(hc.tab);
     hc.tab = NULL;
     hc.nb = 0;
-unlock:
+    return rc;
+}
+
+int healthcheck_start(char *err, size_t errlen)
+{
+    int rc;
+
+    pthread_mutex_lock(&hc.mu);
+    rc = start_locked(err, errlen);
     pthread_mutex_unlock(&hc.mu);
     return rc;
+}
+
+void healthcheck_enable(void)
+{
+    pthread_mutex_lock(&hc.mu);
+    hc.enabled = 1;
+    pthread_mutex_unlock(&hc.mu);
 }
 
 void healthcheck_stop(void)
@@ -599,6 +612,7 @@ void healthcheck_stop(void)
     ev_loop_destroy(hc.loop);
     hc.loop = NULL;
     hc.running = hc.stopping = 0;
+    hc.enabled = 0; /* a later start is explicit again */
     pthread_mutex_unlock(&hc.mu);
 }
 
@@ -622,6 +636,13 @@ struct hc_target *healthcheck_acquire(const char *cluster, const char *key,
     h = target_hash(cluster, key);
 
     pthread_mutex_lock(&hc.mu);
+    if (!hc.running && hc.enabled && !hc.stopping) {
+        char err[128];
+        if (start_locked(err, sizeof(err)) < 0) {
+            hc.enabled = 0; /* not retried for every endpoint: checks stay off */
+            log_error("health_checks_off", "reason=\"%s\"", err);
+        }
+    }
     if (!hc.running || hc.stopping) {
         t = NULL;
         goto unlock;

@@ -47,6 +47,14 @@ struct hc_target;
 int healthcheck_start(char *err, size_t errlen);
 
 /*
+ * Lets the first healthcheck_acquire start the checker (what the data plane does at start-up:
+ * a process whose snapshots ask for no checks never pays for the thread). A start that fails
+ * there is logged (event=health_checks_off) and checks stay off: every endpoint counts as
+ * healthy.
+ */
+void healthcheck_enable(void);
+
+/*
  * Stops the thread and frees every target no longer referenced. Targets still referenced
  * stay valid (healthy as they were, no longer probed) and are freed by their last release.
  * healthcheck_start may be called again afterwards.
@@ -57,9 +65,10 @@ void healthcheck_stop(void);
  * The target for endpoint key ("address:port") of cluster with address sa/len and cfg:
  * the live target with the same cluster, key and identical cfg (shared, refcount + 1), else
  * a new one (healthy, first probe after a random delay in [0, min(interval, 1 s))).
- * Thread-safe. NULL on allocation failure, when the checker is not running (start never
- * called, or stopped), or for an address that is not IPv4/IPv6: callers then treat the
- * endpoint as healthy.
+ * Thread-safe. Starts the checker first when healthcheck_enable was called and it is not
+ * running. NULL on allocation failure, when the checker is not running (neither start nor
+ * enable called, a failed start, or stopped), or for an address that is not IPv4/IPv6:
+ * callers then treat the endpoint as healthy.
  */
 struct hc_target *healthcheck_acquire(const char *cluster, const char *key,
                                       const struct sockaddr *sa, socklen_t len,

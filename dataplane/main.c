@@ -319,10 +319,7 @@ int main(int argc, char **argv)
             cfg.https_port = listen_port(&ls[i]);
             break;
         }
-    if (healthcheck_start(err, sizeof(err)) < 0) { /* before the workers, whose picks read it */
-        log_error("startup_failed", "reason=\"%s\"", err);
-        goto destroy_loop;
-    }
+    healthcheck_enable(); /* the checker thread starts with the first cluster that has checks */
     if (worker_pool_start_listeners(&app.pool, (unsigned)workers, ls, nls, &cfg, err, sizeof(err)) <
         0) {
         log_error("startup_failed", "reason=\"%s\"", err);

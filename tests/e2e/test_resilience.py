@@ -324,6 +324,19 @@ class ResilienceTest(h.StraitTest):
         self.assertEqual({x for _, x in got}, {"e0", "e1"})
         self.assertGreaterEqual(self.metric("strait_health_fail_open_total"), 10)
 
+    def test_checker_thread_starts_with_the_first_checked_cluster(self):
+        port = self.backend("e0")
+        self.stack({}, [port])
+        threads = lambda: len(os.listdir("/proc/%d/task" % self.s.dp.pid))  # noqa: E731
+        n0 = threads()
+        self.assertEqual(self.get()[0], 200)
+        self.assertEqual(threads(), n0)  # no cluster asks for checks: no checker thread
+        self.s.write_atomic("svc.yaml", service("app", {
+            "strait.dev/health-check-path": "/healthz"}), slice_for("app", port))
+        h.wait_until(lambda: "health_check" in json.dumps(self.stats()["clusters"]),
+                     10 * h.SLOW, what="a cluster with health checks")
+        self.assertEqual(threads(), n0 + 1)
+
     def test_health_checks_share_one_checker(self):
         # two workers, one checker: the backend sees one probe per interval per endpoint
         record = os.path.join(self.s.dir, "probes.jsonl")
