@@ -1,18 +1,21 @@
 /*
  * healthcheck: active HTTP health checks (see healthcheck.h).
  *
- * Does: keep the live targets in a hash table keyed by (cluster, key, config) so snapshots
- * share them; run every probe of the process on one checker thread (its own ev loop, one
- * ev_timer and one ev_io per target, so thousands of targets cost a timer heap, not a scan);
- * count pass/fail runs and flip the target's atomic healthy flag at the thresholds.
- * Does not: pick endpoints (the snapshot side reads healthcheck_healthy), speak TLS, or read
- * more than the status line (HC_BUF bytes at most).
+ * Does: keep the live targets in a hash table keyed by (cluster, key, config, TLS tag) so
+ * snapshots share them; run every probe of the process on one checker thread (its own ev
+ * loop, one ev_timer and one ev_io per target, so thousands of targets cost a timer heap, not
+ * a scan); move the probe's bytes through a struct transport (plain, or a TLS client session
+ * from the target's tls_upstream_client, following its want bits); count pass/fail runs and
+ * flip the target's atomic healthy flag at the thresholds.
+ * Does not: pick endpoints (the snapshot side reads healthcheck_healthy), call OpenSSL (TLS
+ * is tls_upstream's, which may live in a separately loaded module), or read more than the
+ * status line (HC_BUF bytes at most).
  * Invariants:
  *   - a target is in the table iff refs > 0 and the checker has not been stopped; a target
  *     whose refs reach 0 leaves the table at once (no new sharer can find it) and is queued
  *     for the checker, which frees it; after healthcheck_stop the last release frees it;
  *   - hc.mu guards refs, the table, the queues and each target's info; the probe state
- *     (fd, phase, watchers) belongs to the checker thread alone (or to healthcheck_stop
+ *     (transport, phase, watchers) belongs to the checker thread alone (or to healthcheck_stop
  *     once the thread has been joined);
  *   - at most one probe per target is in flight: the next is scheduled when one ends;
  *   - every transition to unhealthy is undone once in metrics: a transition to healthy, or
@@ -36,6 +39,8 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "tls_upstream.h"
+#include "transport.h"
 
 #define HC_MAGIC 0x48434b54u  /* "HCKT" */
 #define HC_BUF 1024           /* enough for any sane status line */
@@ -44,7 +49,7 @@
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
-enum hc_phase { PH_IDLE, PH_CONNECT, PH_SEND, PH_READ };
+enum hc_phase { PH_IDLE, PH_CONNECT, PH_HANDSHAKE, PH_SEND, PH_READ };
 
 struct hc_target {
     uint32_t magic;
@@ -59,7 +64,9 @@ struct hc_target {
     /* identity, immutable after acquire */
     uint64_t hash;
     char *cluster, *key;
-    struct hc_config cfg; /* path and host point at copies owned by the target */
+    struct hc_config cfg; /* path and host point at copies owned by the target, tls NULL */
+    uint64_t tls_tag;     /* tls_upstream_tag of the cluster, 0: plain */
+    struct tls_upstream_client *tls; /* the cluster's TLS settings, NULL: plain */
     struct sockaddr_storage sa;
     socklen_t salen;
     char *req;
@@ -67,7 +74,7 @@ struct hc_target {
     /* the checker thread's */
     struct hc_target *prev, *next; /* targets adopted by the loop */
     int on_loop;
-    int fd;
+    struct transport tp; /* fd -1 between probes */
     enum hc_phase phase;
     ev_timer timer; /* next probe when idle, the probe's timeout otherwise */
     ev_io io;
@@ -150,11 +157,13 @@ static void target_free(struct hc_target *t)
     free((char *)t->cfg.path);
     free((char *)t->cfg.host);
     free(t->req);
+    tls_upstream_client_release(t->tls);
     free(t);
 }
 
 static struct hc_target *target_new(const char *cluster, const char *key, const struct sockaddr *sa,
-                                    socklen_t len, const struct hc_config *cfg, uint64_t hash)
+                                    socklen_t len, const struct hc_config *cfg, uint64_t hash,
+                                    uint64_t tls_tag)
 {
     struct hc_target *t = calloc(1, sizeof(*t));
     char hostbuf[INET6_ADDRSTRLEN + 16];
@@ -165,11 +174,13 @@ static struct hc_target *target_new(const char *cluster, const char *key, const 
     t->magic = HC_MAGIC;
     atomic_init(&t->healthy, 1);
     t->refs = 1;
-    t->fd = -1;
+    transport_plain_init(&t->tp, -1);
     t->hash = hash;
     t->cfg = *cfg;
     t->cfg.path = NULL;
     t->cfg.host = NULL;
+    t->cfg.tls = NULL; /* the snapshot's: only read here */
+    t->tls_tag = tls_tag;
     memcpy(&t->sa, sa, len);
     t->salen = len;
     t->cluster = strdup(cluster);
@@ -177,6 +188,8 @@ static struct hc_target *target_new(const char *cluster, const char *key, const 
     t->cfg.path = strdup(cfg->path);
     t->cfg.host = strdup(cfg->host);
     if (!t->cluster || !t->key || !t->cfg.path || !t->cfg.host) goto free_target;
+    if (tls_tag && !(t->tls = tls_upstream_client_get(cfg->tls, cfg->tls_cluster)))
+        goto free_target;
     host = cfg->host;
     if (!host[0]) {
         format_addr(&t->sa, hostbuf, sizeof(hostbuf));
@@ -239,9 +252,26 @@ static void probe_close(struct hc_target *t)
 {
     ev_io_stop(hc.loop, &t->io);
     ev_timer_stop(hc.loop, &t->timer);
-    if (t->fd >= 0) close(t->fd);
-    t->fd = -1;
+    if (t->tp.fd >= 0) t->tp.ops->close(&t->tp); /* frees a TLS session too */
+    transport_plain_init(&t->tp, -1);
     t->phase = PH_IDLE;
+}
+
+/* Waits for events (EV_READ or EV_WRITE) on the probe's socket. */
+static void watch(struct hc_target *t, int events)
+{
+    if (ev_is_active(&t->io) && t->io.fd == t->tp.fd &&
+        (t->io.events & (EV_READ | EV_WRITE)) == events)
+        return;
+    ev_io_stop(hc.loop, &t->io);
+    ev_io_set(&t->io, t->tp.fd, events);
+    ev_io_start(hc.loop, &t->io);
+}
+
+/* Whether errno e from the transport means "try again once the socket is ready". */
+static int is_again(int e)
+{
+    return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
 }
 
 /*
@@ -337,42 +367,69 @@ static void probe_read(struct hc_target *t)
     ssize_t n;
     int r;
 
-    n = recv(t->fd, t->buf + t->got, sizeof(t->buf) - t->got, 0);
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
-        probe_fail_errno(t, "recv", errno);
-        return;
-    }
-    t->got += (size_t)n;
-    r = hc_parse_status(t->buf, t->got, &status);
-    if (r == -2 && n == 0) {
-        probe_end(t, 0, 0, t->got ? "malformed status line" : "closed before status line");
-    } else if (r == -2 && t->got == sizeof(t->buf)) {
-        probe_end(t, 0, 0, "malformed status line");
-    } else if (r == -1) {
-        probe_end(t, 0, 0, "malformed status line");
-    } else if (r > 0) {
-        snprintf(reason, sizeof(reason), "status %u", status);
-        probe_end(t, status >= t->cfg.status_lo && status <= t->cfg.status_hi, status, reason);
-    }
+    do { /* a TLS session may hold decrypted bytes the socket no longer signals */
+        n = transport_recv(&t->tp, t->buf + t->got, sizeof(t->buf) - t->got);
+        if (n < 0) {
+            if (!is_again(errno))
+                probe_fail_errno(t, "recv", errno);
+            else
+                watch(t, t->tp.want & TRANSPORT_RECV_WANTS_WRITE ? EV_WRITE : EV_READ);
+            return;
+        }
+        t->got += (size_t)n;
+        r = hc_parse_status(t->buf, t->got, &status);
+        if ((r == -2 && (n == 0 || t->got == sizeof(t->buf))) || r == -1) {
+            probe_end(t, 0, 0,
+                      r == -2 && !t->got ? "closed before status line" : "malformed status line");
+            return;
+        }
+        if (r > 0) {
+            snprintf(reason, sizeof(reason), "status %u", status);
+            probe_end(t, status >= t->cfg.status_lo && status <= t->cfg.status_hi, status, reason);
+            return;
+        }
+    } while (transport_pending(&t->tp));
+    watch(t, EV_READ);
 }
 
 /* Sends what is left of the request; once it is all out, waits for the status line. */
 static void probe_send(struct hc_target *t)
 {
-    ssize_t n = send(t->fd, t->req + t->sent, t->req_len - t->sent, MSG_NOSIGNAL);
+    ssize_t n = transport_send(&t->tp, t->req + t->sent, t->req_len - t->sent, MSG_NOSIGNAL);
 
     if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
-        probe_fail_errno(t, "send", errno);
+        if (!is_again(errno))
+            probe_fail_errno(t, "send", errno);
+        else
+            watch(t, t->tp.want & TRANSPORT_SEND_WANTS_READ ? EV_READ : EV_WRITE);
         return;
     }
     t->sent += (size_t)n;
-    if (t->sent < t->req_len) return;
+    if (t->sent < t->req_len) {
+        watch(t, EV_WRITE);
+        return;
+    }
     t->phase = PH_READ;
-    ev_io_stop(hc.loop, &t->io);
-    ev_io_set(&t->io, t->fd, EV_READ);
-    ev_io_start(hc.loop, &t->io);
+    watch(t, EV_READ);
+}
+
+/*
+ * Moves t's TLS handshake on; once done, sends the request. A failed handshake fails the
+ * probe with the reason tls_upstream_error gives (the certificate's verification error).
+ */
+static void probe_handshake(struct hc_target *t)
+{
+    char reason[sizeof(t->info.last_error)];
+    int r = t->tp.ops->handshake(&t->tp);
+
+    if (r < 0) {
+        probe_end(t, 0, 0, tls_upstream_error(&t->tp, reason, sizeof(reason)));
+    } else if (r == 0) {
+        watch(t, t->tp.want & TRANSPORT_RECV_WANTS_WRITE ? EV_WRITE : EV_READ);
+    } else {
+        t->phase = PH_SEND;
+        probe_send(t);
+    }
 }
 
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -385,13 +442,25 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void)revents;
     switch (t->phase) {
     case PH_CONNECT:
-        if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0) e = errno;
+        if (getsockopt(t->tp.fd, SOL_SOCKET, SO_ERROR, &e, &el) < 0) e = errno;
         if (e) {
             probe_fail_errno(t, "connect", e);
             return;
         }
-        t->phase = PH_SEND;
-        probe_send(t);
+        if (!t->tls) {
+            t->phase = PH_SEND;
+            probe_send(t);
+            return;
+        }
+        if (tls_upstream_client_start(t->tls, &t->tp, (struct sockaddr *)&t->sa, t->salen) < 0) {
+            probe_end(t, 0, 0, "TLS set-up failed");
+            return;
+        }
+        t->phase = PH_HANDSHAKE;
+        probe_handshake(t);
+        return;
+    case PH_HANDSHAKE:
+        probe_handshake(t);
         return;
     case PH_SEND:
         probe_send(t);
@@ -414,28 +483,33 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (t->phase == PH_IDLE)
         probe_start(t);
     else
-        probe_end(t, 0, 0, t->phase == PH_READ ? "timeout waiting for status line" : "timeout");
+        probe_end(t, 0, 0,
+                  t->phase == PH_READ        ? "timeout waiting for status line"
+                  : t->phase == PH_HANDSHAKE ? "timeout in TLS handshake"
+                                             : "timeout");
 }
 
 static void probe_start(struct hc_target *t)
 {
     double timeout = (double)(t->cfg.timeout_ms ? t->cfg.timeout_ms : t->cfg.interval_ms) / 1000.0;
 
+    int fd;
+
     t->sent = t->got = 0;
-    t->fd = socket(t->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (t->fd < 0) {
+    fd = socket(t->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
         probe_fail_errno(t, "socket", errno);
         return;
     }
+    transport_plain_init(&t->tp, fd);
     t->phase = PH_CONNECT;
     ev_timer_set(&t->timer, timeout, 0.);
     ev_timer_start(hc.loop, &t->timer);
-    if (connect(t->fd, (struct sockaddr *)&t->sa, t->salen) < 0 && errno != EINPROGRESS) {
+    if (connect(fd, (struct sockaddr *)&t->sa, t->salen) < 0 && errno != EINPROGRESS) {
         probe_fail_errno(t, "connect", errno);
         return;
     }
-    ev_io_set(&t->io, t->fd, EV_WRITE);
-    ev_io_start(hc.loop, &t->io);
+    watch(t, EV_WRITE);
 }
 
 /* t joins the loop: its first probe after a random delay in [0, min(interval, 1 s)). */
@@ -622,7 +696,7 @@ struct hc_target *healthcheck_acquire(const char *cluster, const char *key,
 {
     struct hc_config c;
     struct hc_target *t;
-    uint64_t h;
+    uint64_t h, tag = 0;
 
     if (!cfg || !sa || len > sizeof(struct sockaddr_storage)) return NULL;
     if (!(sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) &&
@@ -633,6 +707,7 @@ struct hc_target *healthcheck_acquire(const char *cluster, const char *key,
     c = *cfg;
     if (!c.path) c.path = "";
     if (!c.host) c.host = "";
+    if (c.tls && !(tag = tls_upstream_tag(c.tls, c.tls_cluster))) return NULL;
     h = target_hash(cluster, key);
 
     pthread_mutex_lock(&hc.mu);
@@ -649,11 +724,11 @@ struct hc_target *healthcheck_acquire(const char *cluster, const char *key,
     }
     for (t = hc.tab[h & (hc.nb - 1)]; t; t = t->hnext)
         if (t->hash == h && !strcmp(t->cluster, cluster) && !strcmp(t->key, key) &&
-            cfg_equal(&t->cfg, &c)) {
+            t->tls_tag == tag && cfg_equal(&t->cfg, &c)) {
             t->refs++;
             goto unlock;
         }
-    if (!(t = target_new(cluster, key, sa, len, &c, h))) goto unlock;
+    if (!(t = target_new(cluster, key, sa, len, &c, h, tag))) goto unlock;
     table_grow();
     t->hnext = hc.tab[h & (hc.nb - 1)];
     hc.tab[h & (hc.nb - 1)] = t;

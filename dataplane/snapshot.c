@@ -149,10 +149,12 @@ static struct outlier_config outlier_config_of(const struct snapwire_cluster *sw
 
 /*
  * Active health check targets for c's ready endpoints (keys[i] their "address:port"), when
- * the cluster asks for checks and is plain HTTP. 0, or -1 when out of memory; c->hc stays
- * NULL when there is nothing to check or no checker runs.
+ * the cluster asks for checks; a TLS cluster (index ci of tls_up) is probed over TLS with
+ * its traffic's settings. 0, or -1 when out of memory; c->hc stays NULL when there is
+ * nothing to check or no checker runs.
  */
-static int hc_create(struct snapshot_cluster *c, const char *keys)
+static int hc_create(struct snapshot_cluster *c, const char *keys,
+                     const struct tls_upstream *tls_up, uint32_t ci)
 {
     const struct snapwire_cluster *sw = c->sw;
     struct hc_config cfg = {
@@ -164,10 +166,12 @@ static int hc_create(struct snapshot_cluster *c, const char *keys)
         .status_hi = sw->hc_status_hi,
         .healthy = sw->hc_healthy,
         .unhealthy = sw->hc_unhealthy,
+        .tls = sw->tls ? tls_up : NULL,
+        .tls_cluster = ci,
     };
     uint32_t i;
 
-    if (!sw->hc_path || !sw->hc_path[0] || sw->tls || !c->n_ready) return 0;
+    if (!sw->hc_path || !sw->hc_path[0] || !c->n_ready) return 0;
     if (!(c->hc = calloc(c->n_ready, sizeof(*c->hc)))) return -1;
     for (i = 0; i < c->n_ready; i++) {
         c->hc[i] = healthcheck_acquire(sw->name, keys + (size_t)i * 64,
@@ -187,11 +191,12 @@ static int hc_create(struct snapshot_cluster *c, const char *keys)
 /*
  * Balancer state, outlier detection state and health check targets for c's ready endpoints,
  * identified by "address:port" and weighted by their snapwire weight, carrying over from
- * prev's (balancer: same lb; outlier, clusterstate: same name) when there is one. -1 when out
- * of memory.
+ * prev's (balancer: same lb; outlier, clusterstate: same name) when there is one; c is
+ * cluster ci of the snapshot whose upstream TLS contexts are tls_up. -1 when out of memory.
  */
 static int bal_create(struct snapshot_cluster *c, const struct snapshot_cluster *prev,
-                      const struct snapshot_cluster *prev_named)
+                      const struct snapshot_cluster *prev_named, const struct tls_upstream *tls_up,
+                      uint32_t ci)
 {
     struct balancer_endpoint *ep = calloc(c->n_ready ? c->n_ready : 1, sizeof(*ep));
     char *keys = malloc((size_t)(c->n_ready ? c->n_ready : 1) * 64);
@@ -212,7 +217,7 @@ static int bal_create(struct snapshot_cluster *c, const struct snapshot_cluster 
         c->outlier =
             outlier_create(c->sw->name, &eps, prev_named ? prev_named->outlier : NULL, &ocfg);
         c->cs = clusterstate_carry(c->sw->name, prev_named ? prev_named->cs : NULL);
-        ok = c->bal_state && c->outlier && c->cs && hc_create(c, keys) == 0;
+        ok = c->bal_state && c->outlier && c->cs && hc_create(c, keys, tls_up, ci) == 0;
     }
     free(ep);
     free(keys);
@@ -242,6 +247,8 @@ struct snapshot *snapshot_build_prev(struct snapwire_snapshot *sw, const struct 
     memset(sw, 0, sizeof(*sw));
     s->router = router_build(&s->sw, err, errlen);
     if (!s->router) goto free_snapshot;
+    /* before the clusters: their health checks take TLS settings from it */
+    if (tls_upstream_build(&s->sw, &s->tls_up, err, errlen) < 0) goto free_snapshot;
     s->clusters = calloc(s->sw.n_clusters ? s->sw.n_clusters : 1, sizeof(*s->clusters));
     if (!s->clusters) goto fail_oom;
     for (i = 0; i < s->sw.n_clusters; i++) {
@@ -266,14 +273,13 @@ struct snapshot *snapshot_build_prev(struct snapwire_snapshot *sw, const struct 
             c->n_ready++;
         }
         if (bal_create(c, snapshot_prev_cluster(prev, swc->name, c->bal),
-                       snapshot_prev_named(prev, swc->name)) < 0)
+                       snapshot_prev_named(prev, swc->name), s->tls_up, i) < 0)
             goto fail_oom;
     }
     for (i = 0; i < s->sw.n_routes && !s->budgets; i++)
         if (s->sw.routes[i].retry_attempts &&
             !(s->budgets = calloc(s->sw.n_routes, sizeof(*s->budgets))))
             goto fail_oom;
-    if (tls_upstream_build(&s->sw, &s->tls_up, err, errlen) < 0) goto free_snapshot;
     /* certificates load here, off the hot path: a PEM that does not load refuses the lot */
     if (tls_snap_build(&s->sw, &s->tls, err, errlen) < 0) goto free_snapshot;
     return s;

@@ -13,10 +13,13 @@
  * endpoint gave, per transport tag, is kept in one process-wide cache shared by the workers
  * and offered by the next fresh connection to that endpoint - also across snapshots, since
  * the key is the tag and the address, not the snapshot.
+ * A struct tls_upstream_client copies one cluster's entry out of the snapshot with its own
+ * context reference, for a user that outlives the snapshot (the health checker's targets).
  * Does not: present a client certificate (mesh mTLS is the sidecar's) or check revocation.
  * Invariants: a struct tls_upstream is immutable once built; each entry holds a reference
- * on its context, so the contexts live as long as the snapshot or as any session made from
- * them (SSL_new takes its own reference); the session cache holds at most SESS_MAX entries,
+ * on its context, so the contexts live as long as the snapshot, as any tls_upstream_client
+ * copied from it (each holds one more) or as any session made from them (SSL_new takes its
+ * own reference); the session cache holds at most SESS_MAX entries,
  * each one reference on its SSL_SESSION, under sess_lock.
  */
 #include "tls_upstream.h"
@@ -301,14 +304,13 @@ uint64_t tls_upstream_tag(const struct tls_upstream *t, uint32_t cluster)
     return t->c[cluster].tag;
 }
 
-int tls_upstream_start(const struct tls_upstream *t, uint32_t cluster, struct transport *tp,
-                       const struct sockaddr *sa, socklen_t salen)
+/* A client session for entry e on tp (see tls_upstream_start). */
+static int session_start(const struct tls_upstream_cluster *e, struct transport *tp,
+                         const struct sockaddr *sa, socklen_t salen)
 {
-    const struct tls_upstream_cluster *e;
     struct sess_key *k = NULL;
     SSL *ssl = NULL;
 
-    if (!t || cluster >= t->n || !(e = &t->c[cluster])->ctx) return -1;
     pthread_once(&key_once, key_index_init);
     if (key_idx < 0 || salen > sizeof(k->addr) || !(k = calloc(1, sizeof(*k)))) return -1;
     k->tag = e->tag;
@@ -338,6 +340,51 @@ fail:
     SSL_free(ssl);
     ERR_clear_error();
     return -1;
+}
+
+int tls_upstream_start(const struct tls_upstream *t, uint32_t cluster, struct transport *tp,
+                       const struct sockaddr *sa, socklen_t salen)
+{
+    if (!t || cluster >= t->n || !t->c[cluster].ctx) return -1;
+    return session_start(&t->c[cluster], tp, sa, salen);
+}
+
+/* One cluster's settings outside any snapshot: the entry, its own context reference and SNI. */
+struct tls_upstream_client {
+    struct tls_upstream_cluster e; /* e.sni points at sni below */
+    char sni[];
+};
+
+struct tls_upstream_client *tls_upstream_client_get(const struct tls_upstream *t, uint32_t cluster)
+{
+    const struct tls_upstream_cluster *e;
+    struct tls_upstream_client *c;
+    size_t n;
+
+    if (!t || cluster >= t->n || !(e = &t->c[cluster])->ctx) return NULL;
+    n = strlen(e->sni) + 1;
+    if (!(c = malloc(sizeof(*c) + n))) return NULL;
+    if (!SSL_CTX_up_ref(e->ctx)) {
+        free(c);
+        return NULL;
+    }
+    c->e = *e;
+    memcpy(c->sni, e->sni, n);
+    c->e.sni = c->sni;
+    return c;
+}
+
+int tls_upstream_client_start(const struct tls_upstream_client *c, struct transport *tp,
+                              const struct sockaddr *sa, socklen_t salen)
+{
+    return c ? session_start(&c->e, tp, sa, salen) : -1;
+}
+
+void tls_upstream_client_release(struct tls_upstream_client *c)
+{
+    if (!c) return;
+    SSL_CTX_free(c->e.ctx);
+    free(c);
 }
 
 const char *tls_upstream_error(const struct transport *tp, char *buf, size_t len)

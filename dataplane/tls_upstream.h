@@ -45,6 +45,27 @@ uint64_t tls_upstream_tag(const struct tls_upstream *t, uint32_t cluster);
 int tls_upstream_start(const struct tls_upstream *t, uint32_t cluster, struct transport *tp,
                        const struct sockaddr *sa, socklen_t salen);
 
+/*
+ * One TLS cluster's client settings (context, SNI, verification, tag) on their own, for a
+ * user that outlives the snapshot: the health checker's targets. Any thread; the copy holds
+ * its own reference on the context, so it stays valid after tls_upstream_free(t).
+ */
+struct tls_upstream_client;
+
+/* A copy of cluster i's settings; NULL when i is not a TLS cluster of t (or t NULL), or OOM. */
+struct tls_upstream_client *tls_upstream_client_get(const struct tls_upstream *t, uint32_t cluster);
+
+/*
+ * tls_upstream_start with c's settings: the same SNI, verification, name check and session
+ * resumption (the cache is keyed by the same tag) as the cluster's traffic. 0, or -1 with
+ * tp unchanged (out of memory, c NULL).
+ */
+int tls_upstream_client_start(const struct tls_upstream_client *c, struct transport *tp,
+                              const struct sockaddr *sa, socklen_t salen);
+
+/* Frees c (NULL is a no-op) and its context reference. */
+void tls_upstream_client_release(struct tls_upstream_client *c);
+
 /* Frees the process-wide session cache (at exit, after the workers stopped). */
 void tls_upstream_cleanup(void);
 
