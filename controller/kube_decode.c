@@ -8,9 +8,9 @@
  * (hosts, paths, pathTypes, ports, names, addresses), namespace defaulting, Ingress spec.tls,
  * Service port appProtocol, and the Ingress annotations we honour (strait.dev/proxy-body-size, the
  * TLS ones and the balancing policy ones: a bad value rejects the Ingress with a reason naming
- * the annotation and the value). The balancing policy annotations (kd_policy) are read from
- * Services too, with one parser; there a bad value never refuses the Service: the key keeps its
- * default and the problem goes to model_service.problems for snapbuild to report.
+ * the annotation and the value). The balancing policy annotations are parsed by policy.c, for
+ * Services too; there a bad value never refuses the Service: the key keeps its default and the
+ * problem goes to model_service.problems for snapbuild to report.
  * Certificate content is not looked at here (certcheck, from snapbuild, does that).
  * Does not: look at other objects (service lookups, class selection, conflicts are snapbuild's
  * job), read files, or log: it reports through its return value and err.
@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "gwdecode.h"
+#include "policy.h"
 #include "snapwire.h"
 #include "units.h"
 
@@ -66,8 +67,7 @@ static int kd_dns_label(const char *s, size_t n)
     return 1;
 }
 
-/* RFC 1123 subdomain: dot-separated labels, at most 253 characters. */
-static int kd_dns_subdomain(const char *s)
+int kube_decode_dns_name(const char *s)
 {
     size_t n = strlen(s);
     const char *p = s, *dot;
@@ -94,7 +94,7 @@ int kube_decode_host(char *host, char *err, size_t errlen)
     }
     p = host;
     if (p[0] == '*' && p[1] == '.') p += 2;
-    if (!kd_dns_subdomain(p)) {
+    if (!kube_decode_dns_name(p)) {
         SET_ERR("host \"%.100s\" is not a valid DNS name (or *.wildcard)", host);
         return -1;
     }
@@ -221,7 +221,7 @@ static int kd_meta(const struct kobj *doc, struct model_meta *m, const char *sou
         SET_ERR("metadata.name is missing");
         return -1;
     }
-    if (!kd_dns_subdomain(name)) {
+    if (!kube_decode_dns_name(name)) {
         SET_ERR("metadata.name \"%.100s\" is not a valid DNS-1123 subdomain", name);
         return -1;
     }
@@ -256,7 +256,7 @@ static int kd_backend(struct model_meta *m, const struct kobj *node, struct mode
         return -1;
     }
     name = kobj_str(svc, "name");
-    if (!name || !kd_dns_subdomain(name)) {
+    if (!name || !kube_decode_dns_name(name)) {
         SET_ERR("%s: backend.service.name is missing or invalid", where);
         return -1;
     }
@@ -419,8 +419,8 @@ static int kd_secret_ref(struct model_meta *m, const struct kobj *doc, const cha
         ns[slash - v] = '\0';
     }
     if ((slash && ((size_t)(slash - v) >= sizeof(ns) || !kd_dns_label(ns, strlen(ns)) ||
-                   !kd_dns_subdomain(slash + 1))) ||
-        (!slash && !kd_dns_subdomain(v))) {
+                   !kube_decode_dns_name(slash + 1))) ||
+        (!slash && !kube_decode_dns_name(v))) {
         SET_ERR("annotation %s \"%.100s\" is not a Secret name (NAME or NAMESPACE/NAME)", key, v);
         return -1;
     }
@@ -461,536 +461,6 @@ static int kd_hsts(struct model_meta *m, const struct kobj *doc, const char **ou
     if (!(*out = model_strdup(m, buf))) {
         SET_ERR("out of memory");
         return -1;
-    }
-    return 0;
-}
-
-#define KD_ANN_LOAD_BALANCE "strait.dev/load-balance"
-#define KD_ANN_HASH_BY "strait.dev/hash-by"
-#define KD_ANN_AFFINITY "strait.dev/affinity"
-#define KD_ANN_SESSION_COOKIE "strait.dev/session-cookie-name"
-#define KD_ANN_HC_INTERVAL "strait.dev/health-check-interval"
-#define KD_ANN_HC_TIMEOUT "strait.dev/health-check-timeout"
-#define KD_ANN_OD_MAX "strait.dev/outlier-max-ejection-time"
-#define KD_ANN_ENDPOINT_WEIGHTS "strait.dev/endpoint-weights"
-#define KD_MAX_HASH_NAME 128 /* header and cookie names in the balancing annotations */
-#define KD_MAX_HC_PATH 1024
-#define KD_MAX_WEIGHT 10000
-
-/* An RFC 9110 token (header names; RFC 6265 cookie names are the same set) of 1..max bytes. */
-static int kd_token(const char *s, size_t max)
-{
-    size_t n = strlen(s);
-
-    if (n == 0 || n > max) return 0;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (!(isalnum(c) || strchr("!#$%&'*+-.^_`|~", c))) return 0;
-    }
-    return 1;
-}
-
-/*
- * The balancing policy annotations (docs/balancing.md), one parser for Services and
- * Ingresses. Each key has a parser that sets its fields and MODEL_POL_* bit only when the
- * value is good; otherwise it fills err ("annotation KEY \"VALUE\" is not ...").
- */
-struct kd_pol {
-    struct model_meta *m;
-    struct model_policy *p;
-    struct model_service *svc; /* NULL for an Ingress */
-};
-
-typedef int (*kd_pol_parse_fn)(struct kd_pol *c, const char *key, const char *v, char *err,
-                               size_t errlen);
-
-/* A decimal number 0..max (digits only); returns 0 or -1. */
-static int kd_num(const char *v, uint32_t max, uint32_t *out)
-{
-    uint64_t n = 0;
-    const char *p;
-
-    if (!*v) return -1;
-    for (p = v; *p; p++) {
-        if (!isdigit((unsigned char)*p)) return -1;
-        n = n * 10 + (uint64_t)(*p - '0');
-        if (n > max) return -1;
-    }
-    *out = (uint32_t)n;
-    return 0;
-}
-
-/* A duration ("1m30s", "500ms") from min_ms to max_ms; returns 0 or -1. */
-static int kd_duration(const char *v, int64_t min_ms, int64_t max_ms, uint32_t *out)
-{
-    int64_t ms;
-
-    if (gwdecode_duration(v, &ms) || ms < min_ms || ms > max_ms) return -1;
-    *out = (uint32_t)ms;
-    return 0;
-}
-
-static int kd_pol_lb(struct kd_pol *c, const char *key, const char *v, char *err, size_t errlen)
-{
-    static const struct {
-        const char *name;
-        uint8_t lb;
-    } lbs[] = {{"round_robin", SNAPWIRE_LB_ROUND_ROBIN},
-               {"least_request", SNAPWIRE_LB_LEAST_REQUEST},
-               {"ewma", SNAPWIRE_LB_EWMA},
-               {"ring_hash", SNAPWIRE_LB_RING_HASH},
-               {"maglev", SNAPWIRE_LB_MAGLEV}};
-    size_t i;
-
-    for (i = 0; i < sizeof(lbs) / sizeof(lbs[0]); i++) {
-        if (!strcmp(v, lbs[i].name)) {
-            c->p->lb = lbs[i].lb;
-            c->p->set |= MODEL_POL_LB;
-            return 0;
-        }
-    }
-    SET_ERR("annotation %s \"%.40s\" is not round_robin, least_request, ewma, ring_hash or maglev",
-            key, v);
-    return -1;
-}
-
-static int kd_pol_hash(struct kd_pol *c, const char *key, const char *v, char *err, size_t errlen)
-{
-    const char *arg = NULL;
-    char name[KD_MAX_HASH_NAME + 1];
-    uint8_t on;
-    size_t i;
-
-    if (!strncmp(v, "header:", 7)) {
-        on = SNAPWIRE_HASH_HEADER, arg = v + 7;
-    } else if (!strncmp(v, "cookie:", 7)) {
-        on = SNAPWIRE_HASH_COOKIE, arg = v + 7;
-    } else if (!strcmp(v, "source-ip")) {
-        on = SNAPWIRE_HASH_SOURCE_IP;
-    } else if (!strcmp(v, "path")) {
-        on = SNAPWIRE_HASH_PATH;
-    } else {
-        SET_ERR("annotation %s \"%.60s\" is not header:NAME, cookie:NAME, source-ip or path", key,
-                v);
-        return -1;
-    }
-    if (arg && !kd_token(arg, KD_MAX_HASH_NAME)) {
-        SET_ERR("annotation %s \"%.60s\": \"%.40s\" is not a %s name (an HTTP token of at most %d "
-                "characters)",
-                key, v, arg, on == SNAPWIRE_HASH_HEADER ? "header" : "cookie", KD_MAX_HASH_NAME);
-        return -1;
-    }
-    c->p->hash_name = "";
-    if (arg) {
-        /* header names are case-insensitive: the data plane compares lower case */
-        for (i = 0; arg[i]; i++)
-            name[i] = on == SNAPWIRE_HASH_HEADER ? (char)tolower((unsigned char)arg[i]) : arg[i];
-        name[i] = '\0';
-        if (!(c->p->hash_name = model_strdup(c->m, name))) {
-            SET_ERR("out of memory");
-            return -1;
-        }
-    }
-    c->p->hash_on = on;
-    c->p->set |= MODEL_POL_HASH;
-    return 0;
-}
-
-static int kd_pol_cookie(struct kd_pol *c, const char *key, const char *v, char *err, size_t errlen)
-{
-    if (!kd_token(v, KD_MAX_HASH_NAME)) {
-        SET_ERR("annotation %s \"%.40s\" is not a cookie name (an HTTP token of at most %d "
-                "characters)",
-                key, v, KD_MAX_HASH_NAME);
-        return -1;
-    }
-    if (!(c->p->cookie = model_strdup(c->m, v))) {
-        SET_ERR("out of memory");
-        return -1;
-    }
-    c->p->set |= MODEL_POL_COOKIE;
-    return 0;
-}
-
-static int kd_pol_affinity(struct kd_pol *c, const char *key, const char *v, char *err,
-                           size_t errlen)
-{
-    if (strcmp(v, "cookie") && strcmp(v, "none")) {
-        SET_ERR("annotation %s \"%.40s\" is not \"cookie\" or \"none\"", key, v);
-        return -1;
-    }
-    c->p->affinity = !strcmp(v, "cookie");
-    c->p->set |= MODEL_POL_AFFINITY;
-    return 0;
-}
-
-static int kd_pol_hc_path(struct kd_pol *c, const char *key, const char *v, char *err,
-                          size_t errlen)
-{
-    const char *q;
-
-    for (q = v; *q > 0x20 && *q < 0x7f; q++)
-        ;
-    if (v[0] != '/' || *q || q - v > KD_MAX_HC_PATH) {
-        SET_ERR("annotation %s \"%.100s\" is not a path (\"/\" then at most %d visible ASCII "
-                "characters in all, no spaces)",
-                key, v, KD_MAX_HC_PATH - 1);
-        return -1;
-    }
-    if (!(c->p->hc_path = model_strdup(c->m, v))) {
-        SET_ERR("out of memory");
-        return -1;
-    }
-    c->p->set |= MODEL_POL_HC_PATH;
-    return 0;
-}
-
-/* host[:port]: an RFC 1123 host name (lower-cased), an IPv4 address or a [bracketed] IPv6 one */
-static int kd_pol_hc_host(struct kd_pol *c, const char *key, const char *v, char *err,
-                          size_t errlen)
-{
-    char host[256];
-    unsigned char tmp[16];
-    const char *colon, *end;
-    char *lower, *q;
-    uint32_t port;
-    size_t n, i;
-    int ok;
-
-    if (v[0] == '[') {
-        end = strchr(v, ']');
-        colon = end && end[1] == ':' ? end + 1 : NULL;
-        n = end ? (size_t)(end - v - 1) : 0;
-        ok = end && (!end[1] || colon) && n < sizeof(host);
-        if (ok) {
-            memcpy(host, v + 1, n);
-            host[n] = '\0';
-            ok = inet_pton(AF_INET6, host, tmp) == 1;
-        }
-    } else {
-        colon = strchr(v, ':');
-        n = colon ? (size_t)(colon - v) : strlen(v);
-        ok = n < sizeof(host);
-        if (ok) {
-            for (i = 0; i < n; i++)
-                host[i] = (char)tolower((unsigned char)v[i]);
-            host[n] = '\0';
-            ok = kd_dns_subdomain(host);
-        }
-    }
-    if (ok && colon) ok = !kd_num(colon + 1, 65535, &port) && port > 0;
-    if (!ok) {
-        SET_ERR("annotation %s \"%.100s\" is not a host (a DNS name, an IPv4 address or an "
-                "[IPv6] address, then an optional :PORT)",
-                key, v);
-        return -1;
-    }
-    /* Host is case-insensitive: sent lower case */
-    if (!(lower = model_alloc(c->m, strlen(v) + 1))) {
-        SET_ERR("out of memory");
-        return -1;
-    }
-    for (q = lower; *v; q++, v++)
-        *q = (char)tolower((unsigned char)*v);
-    c->p->hc_host = lower;
-    c->p->set |= MODEL_POL_HC_HOST;
-    return 0;
-}
-
-/* duration keys: field, bit and range from one table */
-static const struct kd_pol_dur {
-    const char *key;
-    uint32_t bit;
-    size_t off; /* offsetof(struct model_policy, field) */
-    int64_t min_ms, max_ms;
-    const char *range;
-} kd_pol_durs[] = {
-    {KD_ANN_HC_INTERVAL, MODEL_POL_HC_INTERVAL, offsetof(struct model_policy, hc_interval_ms), 100,
-     3600000, "from 100ms to 1h"},
-    {KD_ANN_HC_TIMEOUT, MODEL_POL_HC_TIMEOUT, offsetof(struct model_policy, hc_timeout_ms), 10,
-     3600000, "from 10ms to the interval"},
-    {"strait.dev/outlier-base-ejection-time", MODEL_POL_OD_BASE,
-     offsetof(struct model_policy, od_base_ms), 1000, 3600000, "from 1s to 1h"},
-    {KD_ANN_OD_MAX, MODEL_POL_OD_MAX, offsetof(struct model_policy, od_max_ms), 1000, 86400000,
-     "from the base ejection time to 24h"},
-    {"strait.dev/slow-start", MODEL_POL_SLOW_START, offsetof(struct model_policy, slow_start_ms), 0,
-     3600000, "from 0s (off) to 1h"},
-};
-
-static int kd_pol_duration(struct kd_pol *c, const char *key, const char *v, char *err,
-                           size_t errlen)
-{
-    size_t i;
-
-    for (i = 0; strcmp(kd_pol_durs[i].key, key); i++)
-        ;
-    if (kd_duration(v, kd_pol_durs[i].min_ms, kd_pol_durs[i].max_ms,
-                    (uint32_t *)((char *)c->p + kd_pol_durs[i].off))) {
-        SET_ERR("annotation %s \"%.40s\" is not a duration %s (like \"5s\", \"1m30s\", "
-                "\"500ms\")",
-                key, v, kd_pol_durs[i].range);
-        return -1;
-    }
-    c->p->set |= kd_pol_durs[i].bit;
-    return 0;
-}
-
-/* whole-number keys */
-static const struct kd_pol_num {
-    const char *key;
-    uint32_t bit;
-    uint32_t min, max;
-} kd_pol_nums[] = {
-    {"strait.dev/health-check-healthy-threshold", MODEL_POL_HC_HEALTHY, 1, 100},
-    {"strait.dev/health-check-unhealthy-threshold", MODEL_POL_HC_UNHEALTHY, 1, 100},
-    {"strait.dev/outlier-consecutive-failures", MODEL_POL_OD_CONSECUTIVE, 0, 1000},
-    {"strait.dev/outlier-max-ejection-percent", MODEL_POL_OD_PERCENT, 0, 100},
-    {"strait.dev/max-connections", MODEL_POL_CB_CONNECTIONS, 0, 1000000},
-    {"strait.dev/max-pending-requests", MODEL_POL_CB_PENDING, 0, 1000000},
-    {"strait.dev/max-requests", MODEL_POL_CB_REQUESTS, 0, 1000000},
-    {"strait.dev/retry-budget-percent", MODEL_POL_RB_PERCENT, 0, 1000},
-    {"strait.dev/retry-budget-min-per-second", MODEL_POL_RB_MIN, 0, 100000},
-};
-
-static int kd_pol_number(struct kd_pol *c, const char *key, const char *v, char *err, size_t errlen)
-{
-    struct model_policy *p = c->p;
-    uint32_t n;
-    size_t i;
-
-    for (i = 0; strcmp(kd_pol_nums[i].key, key); i++)
-        ;
-    if (kd_num(v, kd_pol_nums[i].max, &n) || n < kd_pol_nums[i].min) {
-        SET_ERR("annotation %s \"%.40s\" is not a whole number from %u to %u", key, v,
-                kd_pol_nums[i].min, kd_pol_nums[i].max);
-        return -1;
-    }
-    switch (kd_pol_nums[i].bit) {
-    case MODEL_POL_HC_HEALTHY:
-        p->hc_healthy = (uint8_t)n;
-        break;
-    case MODEL_POL_HC_UNHEALTHY:
-        p->hc_unhealthy = (uint8_t)n;
-        break;
-    case MODEL_POL_OD_CONSECUTIVE:
-        p->od_consecutive = n;
-        break;
-    case MODEL_POL_OD_PERCENT:
-        p->od_max_percent = (uint8_t)n;
-        break;
-    case MODEL_POL_CB_CONNECTIONS:
-        p->cb_max_connections = n;
-        break;
-    case MODEL_POL_CB_PENDING:
-        p->cb_max_pending = n;
-        break;
-    case MODEL_POL_CB_REQUESTS:
-        p->cb_max_requests = n;
-        break;
-    case MODEL_POL_RB_PERCENT:
-        p->rb_percent = (uint16_t)n;
-        break;
-    default:
-        p->rb_min_per_sec = n;
-        break;
-    }
-    p->set |= kd_pol_nums[i].bit;
-    return 0;
-}
-
-/* "200" or "LO-HI", 100 <= LO <= HI <= 599 */
-static int kd_pol_status(struct kd_pol *c, const char *key, const char *v, char *err, size_t errlen)
-{
-    const char *dash = strchr(v, '-');
-    char lo_s[8];
-    uint32_t lo, hi;
-    size_t n = dash ? (size_t)(dash - v) : strlen(v);
-    int ok = n < sizeof(lo_s);
-
-    if (ok) {
-        memcpy(lo_s, v, n);
-        lo_s[n] = '\0';
-        ok = !kd_num(lo_s, 599, &lo);
-        hi = lo;
-    }
-    if (ok && dash) ok = !kd_num(dash + 1, 599, &hi);
-    if (!ok || lo < 100 || hi < lo) {
-        SET_ERR("annotation %s \"%.40s\" is not a status (like \"200\") or a range of statuses "
-                "(like \"200-399\") within 100-599",
-                key, v);
-        return -1;
-    }
-    c->p->hc_status_lo = (uint16_t)lo;
-    c->p->hc_status_hi = (uint16_t)hi;
-    c->p->set |= MODEL_POL_HC_STATUS;
-    return 0;
-}
-
-static int kd_cmp_weight(const void *a, const void *b)
-{
-    return strcmp(((const struct model_weight *)a)->name, ((const struct model_weight *)b)->name);
-}
-
-/* "NAME=W[,NAME=W...]", NAME a pod name or an IP address, W 1..10000 (Services only). */
-static int kd_pol_weights(struct kd_pol *c, const char *key, const char *v, char *err,
-                          size_t errlen)
-{
-    struct model_weight *w;
-    const char *p, *item, *eq, *end;
-    unsigned char tmp[16];
-    char name[256], num[16];
-    size_t n = 1, k = 0, nl, wl;
-    uint32_t weight;
-
-    if (!c->svc) {
-        SET_ERR("annotation %s is for Services (it names their endpoints), not Ingresses", key);
-        return -1;
-    }
-    for (p = v; *p; p++)
-        n += *p == ',';
-    if (!(w = model_alloc(c->m, n * sizeof(*w)))) goto oom;
-    for (item = v;; item = end + 1) {
-        end = strchr(item, ',');
-        if (!end) end = item + strlen(item);
-        while (item < end && isspace((unsigned char)*item))
-            item++;
-        eq = memchr(item, '=', (size_t)(end - item));
-        for (nl = eq ? (size_t)(eq - item) : 0; nl && isspace((unsigned char)item[nl - 1]); nl--)
-            ;
-        p = eq ? eq + 1 : end;
-        while (p < end && isspace((unsigned char)*p))
-            p++;
-        for (wl = (size_t)(end - p); wl && isspace((unsigned char)p[wl - 1]); wl--)
-            ;
-        if (!eq || !nl || nl >= sizeof(name) || wl >= sizeof(num)) goto bad;
-        memcpy(name, item, nl);
-        name[nl] = '\0';
-        memcpy(num, p, wl);
-        num[wl] = '\0';
-        if (kd_num(num, KD_MAX_WEIGHT, &weight) || !weight ||
-            (!kd_dns_subdomain(name) && inet_pton(AF_INET, name, tmp) != 1 &&
-             inet_pton(AF_INET6, name, tmp) != 1))
-            goto bad;
-        if (!(w[k].name = model_strdup(c->m, name))) goto oom;
-        w[k++].weight = weight;
-        if (!*end) break;
-    }
-    qsort(w, k, sizeof(*w), kd_cmp_weight);
-    for (n = 1; n < k; n++) {
-        if (!strcmp(w[n - 1].name, w[n].name)) {
-            SET_ERR("annotation %s \"%.100s\" names \"%.60s\" twice", key, v, w[n].name);
-            return -1;
-        }
-    }
-    c->svc->weights = w;
-    c->svc->n_weights = k;
-    return 0;
-bad:
-    SET_ERR("annotation %s \"%.100s\": \"%.*s\" is not NAME=WEIGHT (NAME a pod name or an IP "
-            "address, WEIGHT a whole number from 1 to %d; items separated by commas)",
-            key, v, (int)(end - item > 60 ? 60 : end - item), item, KD_MAX_WEIGHT);
-    return -1;
-oom:
-    SET_ERR("out of memory");
-    return -1;
-}
-
-static const struct {
-    const char *key;
-    kd_pol_parse_fn parse;
-} kd_pol_keys[] = {
-    {KD_ANN_LOAD_BALANCE, kd_pol_lb},
-    {KD_ANN_HASH_BY, kd_pol_hash},
-    {KD_ANN_SESSION_COOKIE, kd_pol_cookie},
-    {KD_ANN_AFFINITY, kd_pol_affinity},
-    {"strait.dev/health-check-path", kd_pol_hc_path},
-    {KD_ANN_HC_INTERVAL, kd_pol_duration},
-    {KD_ANN_HC_TIMEOUT, kd_pol_duration},
-    {"strait.dev/health-check-status", kd_pol_status},
-    {"strait.dev/health-check-healthy-threshold", kd_pol_number},
-    {"strait.dev/health-check-unhealthy-threshold", kd_pol_number},
-    {"strait.dev/health-check-host", kd_pol_hc_host},
-    {"strait.dev/outlier-consecutive-failures", kd_pol_number},
-    {"strait.dev/outlier-base-ejection-time", kd_pol_duration},
-    {KD_ANN_OD_MAX, kd_pol_duration},
-    {"strait.dev/outlier-max-ejection-percent", kd_pol_number},
-    {"strait.dev/max-connections", kd_pol_number},
-    {"strait.dev/max-pending-requests", kd_pol_number},
-    {"strait.dev/max-requests", kd_pol_number},
-    {"strait.dev/retry-budget-percent", kd_pol_number},
-    {"strait.dev/retry-budget-min-per-second", kd_pol_number},
-    {"strait.dev/slow-start", kd_pol_duration},
-    {KD_ANN_ENDPOINT_WEIGHTS, kd_pol_weights},
-};
-
-#define KD_POL_KEYS (sizeof(kd_pol_keys) / sizeof(kd_pol_keys[0]))
-
-/*
- * A bad value: an Ingress is refused (returns -1 with err as it is), a Service keeps serving
- * with the key's default and records the problem (returns 0; -1 only when out of memory).
- */
-static int kd_pol_problem(struct kd_pol *c, const char *key, char *err, size_t errlen)
-{
-    struct model_problem *pr;
-
-    if (!c->svc) return -1;
-    if (!c->svc->problems &&
-        !(c->svc->problems = model_alloc(c->m, (KD_POL_KEYS + 2) * sizeof(*pr))))
-        goto oom;
-    pr = &c->svc->problems[c->svc->n_problems++];
-    pr->key = key;
-    if (!(pr->message = model_strdup(c->m, err))) goto oom;
-    return 0;
-oom:
-    SET_ERR("out of memory");
-    return -1;
-}
-
-/*
- * Reads the policy annotations of doc into *p (zeroed first). svc is the Service being
- * decoded, NULL for an Ingress. Returns 0, or -1 with err filled: for an Ingress the first bad
- * value (the Ingress is refused); for a Service only when out of memory (bad values become
- * svc->problems and their fields stay unset).
- */
-static int kd_policy(const struct kobj *doc, struct model_meta *m, struct model_policy *p,
-                     struct model_service *svc, char *err, size_t errlen)
-{
-    struct kd_pol c = {m, p, svc};
-    uint32_t interval, base;
-    int present;
-    size_t i;
-
-    memset(p, 0, sizeof(*p));
-    for (i = 0; i < KD_POL_KEYS; i++) {
-        const char *v = kd_annotation(doc, kd_pol_keys[i].key, &present);
-        if (!present) continue;
-        if (kd_pol_keys[i].parse(&c, kd_pol_keys[i].key, v, err, errlen) &&
-            kd_pol_problem(&c, kd_pol_keys[i].key, err, errlen))
-            return -1;
-    }
-    /* settings that only make sense together, within this object */
-    if ((p->set & MODEL_POL_HASH) && (p->set & MODEL_POL_LB) && p->lb != SNAPWIRE_LB_RING_HASH &&
-        p->lb != SNAPWIRE_LB_MAGLEV) {
-        SET_ERR("annotation " KD_ANN_HASH_BY " needs " KD_ANN_LOAD_BALANCE
-                " ring_hash or maglev, not \"%s\"",
-                kd_annotation(doc, KD_ANN_LOAD_BALANCE, &present));
-        p->set &= ~(uint32_t)MODEL_POL_HASH;
-        if (kd_pol_problem(&c, KD_ANN_HASH_BY, err, errlen)) return -1;
-    }
-    interval = p->set & MODEL_POL_HC_INTERVAL ? p->hc_interval_ms : SNAPWIRE_HC_INTERVAL_MS_DEFAULT;
-    if ((p->set & MODEL_POL_HC_TIMEOUT) && p->hc_timeout_ms > interval) {
-        SET_ERR("annotation " KD_ANN_HC_TIMEOUT " \"%.40s\" is longer than the interval (%ums)",
-                kd_annotation(doc, KD_ANN_HC_TIMEOUT, &present), interval);
-        p->set &= ~(uint32_t)MODEL_POL_HC_TIMEOUT;
-        if (kd_pol_problem(&c, KD_ANN_HC_TIMEOUT, err, errlen)) return -1;
-    }
-    base = p->set & MODEL_POL_OD_BASE ? p->od_base_ms : SNAPWIRE_OD_BASE_MS_DEFAULT;
-    if ((p->set & MODEL_POL_OD_MAX) && p->od_max_ms < base) {
-        SET_ERR("annotation " KD_ANN_OD_MAX " \"%.40s\" is shorter than the base ejection time "
-                "(%ums)",
-                kd_annotation(doc, KD_ANN_OD_MAX, &present), base);
-        p->set &= ~(uint32_t)MODEL_POL_OD_MAX;
-        if (kd_pol_problem(&c, KD_ANN_OD_MAX, err, errlen)) return -1;
     }
     return 0;
 }
@@ -1072,7 +542,7 @@ static int kd_ingress_tls(const struct kobj *doc, struct model_ingress *ing, cha
         hosts = kobj_get(tls->items[i], "hosts");
         sn = kobj_get(tls->items[i], "secretName");
         t->secret = "";
-        if (sn && (!kobj_text(sn) || (*kobj_text(sn) && !kd_dns_subdomain(kobj_text(sn))))) {
+        if (sn && (!kobj_text(sn) || (*kobj_text(sn) && !kube_decode_dns_name(kobj_text(sn))))) {
             SET_ERR("spec.tls[%zu].secretName \"%.100s\" is not a valid Secret name", i,
                     kobj_text(sn) ? kobj_text(sn) : "");
             return -1;
@@ -1117,7 +587,8 @@ static int kd_ingress(const struct kobj *doc, struct model_ingress *ing, char *e
                &ing->class_annotation, "annotation kubernetes.io/ingress.class", err, errlen) ||
         kd_body_size(doc, &ing->max_body, err, errlen) ||
         kd_tls_annotations(doc, ing, err, errlen) ||
-        kd_policy(doc, m, &ing->policy, NULL, err, errlen) || kd_ingress_tls(doc, ing, err, errlen))
+        policy_parse_annotations(doc, m, &ing->policy, NULL, err, errlen) ||
+        kd_ingress_tls(doc, ing, err, errlen))
         return -1;
     db = kobj_get(doc, "spec", "defaultBackend");
     if (db) {
@@ -1173,7 +644,7 @@ static int kd_ingress_class(const struct kobj *doc, struct model_ingress_class *
 static int kd_service_policy(const struct kobj *doc, struct model_service *svc, char *err,
                              size_t errlen)
 {
-    return kd_policy(doc, &svc->meta, &svc->policy, svc, err, errlen);
+    return policy_parse_annotations(doc, &svc->meta, &svc->policy, svc, err, errlen);
 }
 
 static int kd_service(const struct kobj *doc, struct model_service *svc, char *err, size_t errlen)

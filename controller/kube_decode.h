@@ -61,6 +61,9 @@ int kube_decode_time(const char *s, int64_t *sec, long *nsec);
  */
 long kube_decode_base64(const char *in, unsigned char *out);
 
+/* Whether s is an RFC 1123 subdomain (dot-separated lower-case labels, at most 253). */
+int kube_decode_dns_name(const char *s);
+
 /* Validates and lower-cases an Ingress host in place; returns 0 or -1 with err filled. */
 int kube_decode_host(char *host, char *err, size_t errlen);
 
