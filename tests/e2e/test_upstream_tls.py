@@ -3,7 +3,10 @@ strait.dev/backend-protocol: HTTPS or by the Service port's appProtocol https, w
 (strait.dev/proxy-ssl-name, default <service>.<namespace>.svc) and, when
 strait.dev/proxy-ssl-secret names a CA bundle, the backend's certificate verified against it
 (chain and name). The backends are tools/backend.py speaking HTTPS; their JSON answer says
-which TLS version and server name the proxy's handshake used."""
+which TLS version and server name the proxy's handshake used. Active health checks of an
+HTTPS cluster run over TLS with the same settings: a failing health endpoint, or a certificate
+the cluster's CA does not sign, takes the endpoint out of rotation."""
+import json
 import os
 import sys
 
@@ -11,12 +14,12 @@ import certs
 import harness as h
 
 
-def https_backend(stack, name, cert):
-    """tools/backend.py --tls-cert/--tls-key on a free port; returns the port."""
+def https_backend(stack, name, cert, *extra):
+    """tools/backend.py --tls-cert/--tls-key (then extra) on a free port; returns the port."""
     port = h.free_port()
     stack.procs.append(h.Proc("backend-" + name, [
         sys.executable, h.BACKEND_PY, "--name", name, "--port", str(port),
-        "--tls-cert", cert.crt, "--tls-key", cert.key], stack.dir))
+        "--tls-cert", cert.crt, "--tls-key", cert.key] + list(extra), stack.dir))
     h.wait_until(lambda: h.port_accepts(port), 10, what="https backend %s" % name)
     return port
 
@@ -171,3 +174,84 @@ class UpstreamTLSTest(h.StraitTest):
         st, body = self.s.admin_get("/metrics")
         m = h.parse_metrics(body.decode())[0]
         self.assertEqual(m.get("strait_upstream_connections_total"), 6, m)
+
+    # -- active health checks over TLS --
+    HC = {"strait.dev/health-check-path": "/healthz",
+          "strait.dev/health-check-interval": "500ms",
+          "strait.dev/health-check-timeout": "500ms",
+          "strait.dev/health-check-unhealthy-threshold": "2",
+          "strait.dev/health-check-healthy-threshold": "2"}
+
+    def health_stack(self, certs_by_name):
+        """One HTTPS backend per (name, cert), each with a --health-file that exists, behind
+        one Service with health checks and an Ingress verifying against self.ca; returns
+        {name: (health file, port)}."""
+        out, docs = {}, [h.service("web", annotations=self.HC)]
+        for name, cert in certs_by_name:
+            f = os.path.join(self.s.dir, "healthy-" + name)
+            open(f, "w").close()
+            port = https_backend(self.s, name, cert, "--health-file", f)
+            out[name] = (f, port)
+            docs.append(h.endpoint_slice("web-%d" % port, "web", port))
+        self.start(h.ingress_class(), certs.ca_secret("backend-ca", self.ca),
+                   h.ingress("app", [("app.test", [("/", "Prefix", "web")])], annotations={
+                       "strait.dev/backend-protocol": "HTTPS",
+                       "strait.dev/proxy-ssl-secret": "backend-ca",
+                       "strait.dev/load-balance": "round_robin"}), *docs)
+        return out
+
+    def health_of(self, port):
+        """The health_check entry of the endpoint on port in /stats (None before one)."""
+        st, body = self.s.admin_get("/stats")
+        for c in json.loads(body)["clusters"]:
+            for e in c.get("endpoints", []):
+                if e.get("port") == port and "health_check" in e:
+                    return e["health_check"]
+        return None
+
+    def wait_health(self, port, healthy, what):
+        def ok():
+            hc = self.health_of(port)
+            return hc is not None and hc["checks"] >= 2 and hc["healthy"] == healthy
+        h.wait_until(ok, 15 * h.SLOW, what=what)
+        return self.health_of(port)
+
+    def backends_of(self, n):
+        return {self.s.curl("app.test", "/n%d" % i).backend for i in range(n)}
+
+    def test_health_checks_over_tls_eject_and_restore(self):
+        eps = self.health_stack([("e0", self.cert), ("e1", self.cert)])
+        for name in ("e0", "e1"):
+            # a plain probe would fail the backend's handshake: passing ones went over TLS,
+            # verified against the cluster's CA
+            hc = self.wait_health(eps[name][1], True, name + " checked")
+            self.assertEqual(hc["failures"], 0, hc)
+            self.assertEqual(hc["last_status"], 200, hc)
+        self.assertEqual(self.backends_of(20), {"e0", "e1"})
+        os.unlink(eps["e1"][0])
+        hc = self.wait_health(eps["e1"][1], False, "e1 unhealthy")
+        self.assertEqual(hc["last_status"], 503, hc)
+        self.assertEqual(hc["last_error"], "status 503", hc)
+        self.assertEqual(self.backends_of(20), {"e0"})
+        open(eps["e1"][0], "w").close()
+        h.wait_until(lambda: self.health_of(eps["e1"][1])["healthy"], 15 * h.SLOW,
+                     what="e1 healthy again")
+        self.assertEqual(self.backends_of(20), {"e0", "e1"})
+        ev = h.log_events(self.s.dataplane_log(), "health_changed")
+        self.assertEqual([e.get("healthy") for e in ev
+                          if e.get("endpoint") == "127.0.0.1:%d" % eps["e1"][1]], ["0", "1"], ev)
+
+    def test_health_check_fails_for_a_certificate_the_ca_does_not_sign(self):
+        # two endpoints: with only the bad one, failing open would still send it requests
+        rogue = certs.make_cert(self.pki, "web.default.svc", sans=["web.default.svc"],
+                                ca=self.other_ca, name="rogue")
+        eps = self.health_stack([("good", self.cert), ("rogue", rogue)])
+        hc = self.wait_health(eps["rogue"][1], False, "rogue unhealthy")
+        self.assertTrue(hc["last_error"].startswith("upstream certificate: "), hc)
+        self.assertEqual(hc["last_status"], 0, hc)  # no request went to it
+        self.assertEqual(hc["failures"], hc["checks"], hc)
+        hc = self.wait_health(eps["good"][1], True, "good checked")
+        self.assertEqual(hc["failures"], 0, hc)
+        got = [self.s.curl("app.test", "/r%d" % i) for i in range(20)]
+        self.assertEqual([r.status for r in got], [200] * 20)
+        self.assertEqual({r.backend for r in got}, {"good"})

@@ -4,7 +4,12 @@
  * answers, resets. Covers the status line parser (table), start/idempotence, the request sent,
  * thresholds both ways, status range boundaries, timeout, refused, malformed and closed
  * answers, sharing by (cluster, key, config), release freeing (ASan), first-probe jitter,
- * metrics, and stop with targets still held. Waits poll the state with a bound.
+ * metrics, and stop with targets still held. Over TLS (the server thread then runs OpenSSL
+ * with a self-signed certificate made here): passes with the right CA, the name sent as SNI,
+ * settings outliving the struct tls_upstream they came from; fails with the verification
+ * error for another CA or name, with a TLS error against a plain server, in the handshake
+ * against a silent one; transitions both ways; sharing by TLS tag across rebuilt contexts.
+ * Waits poll the state with a bound.
  */
 #include "healthcheck.c"
 
@@ -15,6 +20,11 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "snapwire.h"
 
 #define WAIT_MS 5000 /* bound on every wait for a condition */
 #define MAX_REQ 512
@@ -43,6 +53,9 @@ struct srv {
     char last[512]; /* the last request head */
     int silent[64];
     size_t n_silent;
+    SSL_CTX *ctx; /* TLS when set (before the thread starts) */
+    char sni[64]; /* under mu: the server name of the last TLS handshake */
+    size_t n_tls; /* under mu: handshakes that completed */
 };
 
 static uint64_t now_us(void)
@@ -53,16 +66,20 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-/* Reads a request head from c (blocking, bounded by poll); its length, 0 if none came. */
-static size_t read_head(int c, char *buf, size_t n)
+/*
+ * Reads a request head from c (blocking, bounded by poll; through ssl when set, bounded by
+ * the socket's receive timeout); its length, 0 if none came.
+ */
+static size_t read_head(int c, SSL *ssl, char *buf, size_t n)
 {
     size_t got = 0;
 
     while (got + 1 < n) {
         struct pollfd p = {.fd = c, .events = POLLIN};
         ssize_t r;
-        if (poll(&p, 1, 1000) <= 0) break;
-        if ((r = recv(c, buf + got, n - 1 - got, 0)) <= 0) break;
+        if (!ssl && poll(&p, 1, 1000) <= 0) break;
+        r = ssl ? SSL_read(ssl, buf + got, (int)(n - 1 - got)) : recv(c, buf + got, n - 1 - got, 0);
+        if (r <= 0) break;
         got += (size_t)r;
         buf[got] = '\0';
         if (strstr(buf, "\r\n\r\n")) break;
@@ -81,6 +98,7 @@ static void *srv_main(void *arg)
         uint64_t us;
         int c, mode;
         size_t i;
+        SSL *ssl = NULL;
 
         if (poll(&p, 1, 20) <= 0) continue;
         if ((c = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC)) < 0) continue;
@@ -97,10 +115,26 @@ static void *srv_main(void *arg)
             close(c);
             continue;
         }
-        read_head(c, head, sizeof(head));
+        if (s->ctx) {
+            struct timeval tv = {.tv_sec = 1};
+            const char *sni;
+            setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)); /* a stuck client */
+            if (!(ssl = SSL_new(s->ctx)) || SSL_set_fd(ssl, c) != 1 || SSL_accept(ssl) != 1) {
+                SSL_free(ssl); /* the prober refused our certificate, or is not TLS */
+                close(c);
+                continue;
+            }
+            sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+            pthread_mutex_lock(&s->mu);
+            snprintf(s->sni, sizeof(s->sni), "%s", sni ? sni : "");
+            s->n_tls++;
+            pthread_mutex_unlock(&s->mu);
+        }
+        read_head(c, ssl, head, sizeof(head));
         if (mode == SRV_CLOSE || mode == SRV_RESET) {
             struct linger lg = {.l_onoff = 1, .l_linger = 0};
             if (mode == SRV_RESET) setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+            SSL_free(ssl);
             close(c);
             continue;
         }
@@ -119,14 +153,18 @@ static void *srv_main(void *arg)
             snprintf(out, sizeof(out), "HTTP/1.1 %d Whatever\r\nContent-Length: 0\r\n\r\n",
                      s->status);
         pthread_mutex_unlock(&s->mu);
-        if (send(c, out, strlen(out), MSG_NOSIGNAL) < 0) { /* the prober may be gone */
+        if (ssl) {
+            if (SSL_write(ssl, out, (int)strlen(out)) > 0) (void)SSL_shutdown(ssl);
+            SSL_free(ssl);
+        } else if (send(c, out, strlen(out), MSG_NOSIGNAL) < 0) { /* the prober may be gone */
         }
         close(c);
     }
     return NULL;
 }
 
-static struct srv *srv_start(int mode, int status)
+/* A loopback server in mode answering status; over TLS when ctx is set (the server owns it). */
+static struct srv *srv_start_tls(int mode, int status, SSL_CTX *ctx)
 {
     struct srv *s = calloc(1, sizeof(*s));
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -136,6 +174,7 @@ static struct srv *srv_start(int mode, int status)
     pthread_mutex_init(&s->mu, NULL);
     s->mode = mode;
     s->status = status;
+    s->ctx = ctx;
     s->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(s->fd >= 0);
     assert_int_equal(bind(s->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
@@ -144,6 +183,11 @@ static struct srv *srv_start(int mode, int status)
     s->port = ntohs(sa.sin_port);
     assert_int_equal(pthread_create(&s->th, NULL, srv_main, s), 0);
     return s;
+}
+
+static struct srv *srv_start(int mode, int status)
+{
+    return srv_start_tls(mode, status, NULL);
 }
 
 static void srv_set(struct srv *s, int mode, int status, const char *raw)
@@ -164,6 +208,7 @@ static void srv_stop(struct srv *s)
     for (i = 0; i < s->n_silent; i++)
         close(s->silent[i]);
     close(s->fd);
+    SSL_CTX_free(s->ctx);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -412,16 +457,15 @@ static void test_status_range(void **state)
     srv_stop(s);
 }
 
-/* One failing probe against s (in mode/raw), expecting last_error to start with want. */
-static void expect_failure(struct srv *s, unsigned port, const char *want, uint32_t timeout)
+/* One failing probe with c (unhealthy 2) to port, expecting last_error to start with want. */
+static void expect_failure_cfg(unsigned port, const struct hc_config *c, const char *want)
 {
-    struct hc_config c = cfg_of(300, timeout, 1, 2);
     struct hc_target *t;
     struct hc_info in;
+    uint32_t timeout = c->timeout_ms;
     uint64_t t0 = now_us();
 
-    (void)s;
-    assert_non_null(t = acquire("c/fail", port, &c));
+    assert_non_null(t = acquire("c/fail", port, c));
     in = wait_checks(t, 1);
     if (strncmp(in.last_error, want, strlen(want)))
         fail_msg("last_error \"%s\", want \"%s\"", in.last_error, want);
@@ -430,6 +474,15 @@ static void expect_failure(struct srv *s, unsigned port, const char *want, uint3
     assert_int_equal(in.healthy, 1); /* one failure of two */
     if (timeout < 200) assert_true(now_us() - t0 >= (uint64_t)timeout * 1000u);
     healthcheck_release(t);
+}
+
+/* One failing plain probe against s (in mode/raw), expecting last_error to start with want. */
+static void expect_failure(struct srv *s, unsigned port, const char *want, uint32_t timeout)
+{
+    struct hc_config c = cfg_of(300, timeout, 1, 2);
+
+    (void)s;
+    expect_failure_cfg(port, &c, want);
 }
 
 static void test_timeout(void **state)
@@ -656,6 +709,298 @@ static void test_metrics_render(void **state)
     free(m1);
 }
 
+/* ---- over TLS ---- */
+
+/* A self-signed certificate for name (CN and DNS SAN), its key, and its PEM. */
+struct tcert {
+    X509 *x;
+    EVP_PKEY *pk;
+    char pem[4096];
+};
+
+static void tcert_make(struct tcert *c, const char *name)
+{
+    char san[128];
+    X509_EXTENSION *ext;
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data;
+    long n;
+
+    assert_non_null(b);
+    assert_non_null(c->pk = EVP_EC_gen("P-256"));
+    assert_non_null(c->x = X509_new());
+    X509_set_version(c->x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(c->x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(c->x), -60);
+    X509_gmtime_adj(X509_getm_notAfter(c->x), 3600);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(c->x), "CN", MBSTRING_ASC,
+                               (const unsigned char *)name, -1, -1, 0);
+    X509_set_issuer_name(c->x, X509_get_subject_name(c->x));
+    X509_set_pubkey(c->x, c->pk);
+    snprintf(san, sizeof(san), "DNS:%s", name);
+    assert_non_null(ext = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, san));
+    assert_int_equal(X509_add_ext(c->x, ext, -1), 1);
+    X509_EXTENSION_free(ext);
+    assert_true(X509_sign(c->x, c->pk, EVP_sha256()) > 0);
+    assert_int_equal(PEM_write_bio_X509(b, c->x), 1);
+    n = BIO_get_mem_data(b, &data);
+    assert_true(n > 0 && (size_t)n < sizeof(c->pem));
+    memcpy(c->pem, data, (size_t)n);
+    c->pem[n] = '\0';
+    BIO_free(b);
+}
+
+static void tcert_free(struct tcert *c)
+{
+    X509_free(c->x);
+    EVP_PKEY_free(c->pk);
+}
+
+/* A server context presenting c. */
+static SSL_CTX *server_ctx(const struct tcert *c)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+    assert_non_null(ctx);
+    assert_int_equal(SSL_CTX_use_certificate(ctx, c->x), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey(ctx, c->pk), 1);
+    return ctx;
+}
+
+/*
+ * The upstream TLS of a snapshot with two clusters, 0 plain and 1 TLS with server name sni,
+ * verifying against ca_pem (fingerprint fp) or, ca_pem NULL, not verifying.
+ */
+static struct tls_upstream *tu_build(const char *sni, const char *ca_pem, const char *fp)
+{
+    struct snapwire_cert cert = {.name = "ns/ca", .chain_pem = ca_pem, .fingerprint = fp};
+    struct snapwire_cluster cl[2] = {
+        {.name = "ns/plain:80", .tls_sni = ""},
+        {.name = "ns/tls:443", .tls = 1, .tls_sni = sni, .tls_ca = ca_pem ? 0 : SNAPWIRE_NONE},
+    };
+    struct snapwire_snapshot sw;
+    struct tls_upstream *tu = NULL;
+    char err[256];
+
+    memset(&sw, 0, sizeof(sw));
+    sw.n_clusters = 2;
+    sw.clusters = cl;
+    sw.n_certs = ca_pem ? 1 : 0;
+    sw.certs = &cert;
+    if (tls_upstream_build(&sw, &tu, err, sizeof(err)) < 0) fail_msg("tls_upstream_build: %s", err);
+    assert_non_null(tu);
+    return tu;
+}
+
+/* cfg_of for TLS cluster 1 of tu. */
+static struct hc_config cfg_tls(const struct tls_upstream *tu, uint32_t interval, uint32_t timeout,
+                                uint8_t healthy, uint8_t unhealthy)
+{
+    struct hc_config c = cfg_of(interval, timeout, healthy, unhealthy);
+
+    c.tls = tu;
+    c.tls_cluster = 1;
+    return c;
+}
+
+/* Polls t until its healthy flag is want (fails after WAIT_MS); returns its info. */
+static struct hc_info wait_healthy(const struct hc_target *t, int want)
+{
+    struct hc_info in;
+    int i;
+
+    for (i = 0; i < WAIT_MS; i++) {
+        healthcheck_info(t, &in);
+        if (in.healthy == want) return in;
+        usleep(1000);
+    }
+    fail_msg("timed out waiting for healthy=%d (last_error \"%s\")", want, in.last_error);
+    return in;
+}
+
+/* Right CA: passes, SNI sent, the request goes over TLS; the settings outlive their tu. */
+static void test_tls_verified(void **state)
+{
+    struct tcert a;
+    struct srv *s;
+    struct tls_upstream *tu;
+    struct hc_config c;
+    struct hc_target *t;
+    struct hc_info in;
+
+    (void)state;
+    tcert_make(&a, "hc.test");
+    s = srv_start_tls(SRV_STATUS, 200, server_ctx(&a));
+    tu = tu_build("hc.test", a.pem, "fp-a");
+    c = cfg_tls(tu, 30, 1000, 1, 1);
+    assert_non_null(t = acquire("c/tls", s->port, &c));
+    tls_upstream_free(tu); /* the snapshot goes: the target keeps its own copy (ASan) */
+    in = wait_checks(t, 3);
+    assert_int_equal(in.failures, 0);
+    assert_int_equal(in.last_status, 200);
+    assert_string_equal(in.last_error, "");
+    assert_int_equal(in.healthy, 1);
+    healthcheck_release(t);
+    pthread_mutex_lock(&s->mu);
+    assert_string_equal(s->sni, "hc.test");
+    assert_true(s->n_tls >= 3);
+    assert_true(s->n_req >= 3);
+    assert_non_null(strstr(s->last, "GET /healthz HTTP/1.1\r\n"));
+    pthread_mutex_unlock(&s->mu);
+
+    /* no CA: the cluster does not verify, nor does its check */
+    tu = tu_build("hc.test", NULL, NULL);
+    c = cfg_tls(tu, 30, 1000, 1, 1);
+    assert_non_null(t = acquire("c/tls", s->port, &c));
+    in = wait_checks(t, 1);
+    assert_int_equal(in.failures, 0);
+    healthcheck_release(t);
+    tls_upstream_free(tu);
+    srv_stop(s);
+    tcert_free(&a);
+}
+
+/* A certificate that does not verify (another CA, another name) fails the probe, saying so. */
+static void test_tls_verify_fails(void **state)
+{
+    static const struct {
+        const char *sni;
+        int right_ca;
+    } cases[] = {{"hc.test", 0}, {"other.test", 1}};
+    struct tcert a, b;
+    struct srv *s;
+    size_t i;
+
+    (void)state;
+    tcert_make(&a, "hc.test");
+    tcert_make(&b, "other-ca");
+    s = srv_start_tls(SRV_STATUS, 200, server_ctx(&a));
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct tls_upstream *tu = tu_build(cases[i].sni, cases[i].right_ca ? a.pem : b.pem,
+                                           cases[i].right_ca ? "fp-a" : "fp-b");
+        struct hc_config c = cfg_tls(tu, 30, 1000, 1, 1);
+        struct hc_target *t;
+        struct hc_info in;
+
+        assert_non_null(t = acquire("c/tlsbad", s->port, &c));
+        in = wait_checks(t, 2);
+        if (strncmp(in.last_error, "upstream certificate: ", 22))
+            fail_msg("case %zu: last_error \"%s\"", i, in.last_error);
+        assert_int_equal(in.failures, in.checks);
+        assert_int_equal(in.last_status, 0);
+        assert_int_equal(in.healthy, 0);
+        healthcheck_release(t);
+        tls_upstream_free(tu);
+    }
+    pthread_mutex_lock(&s->mu);
+    assert_int_equal(s->n_req, 0); /* no request went to an unverified server */
+    pthread_mutex_unlock(&s->mu);
+    srv_stop(s);
+    tcert_free(&a);
+    tcert_free(&b);
+}
+
+/* A plain server fails a TLS probe (a TLS error); a silent one times it out in the handshake. */
+static void test_tls_handshake_fails(void **state)
+{
+    struct tcert a;
+    struct srv *plain = srv_start(SRV_STATUS, 200), *silent;
+    struct tls_upstream *tu = tu_build("hc.test", NULL, NULL);
+    struct hc_config c = cfg_tls(tu, 300, 3000, 1, 2);
+
+    (void)state;
+    tcert_make(&a, "hc.test");
+    silent = srv_start_tls(SRV_SILENT, 0, server_ctx(&a));
+    expect_failure_cfg(plain->port, &c, "upstream TLS");
+    c.timeout_ms = 150;
+    expect_failure_cfg(silent->port, &c, "timeout in TLS handshake");
+    tls_upstream_free(tu);
+    srv_stop(plain);
+    srv_stop(silent);
+    tcert_free(&a);
+}
+
+/* Over TLS the thresholds work both ways, on the status as for plain checks. */
+static void test_tls_transitions(void **state)
+{
+    struct tcert a;
+    struct srv *s;
+    struct tls_upstream *tu;
+    struct hc_config c;
+    struct hc_target *t;
+    struct hc_info in;
+
+    (void)state;
+    tcert_make(&a, "hc.test");
+    s = srv_start_tls(SRV_STATUS, 503, server_ctx(&a));
+    tu = tu_build("hc.test", a.pem, "fp-a");
+    c = cfg_tls(tu, 30, 1000, 2, 2);
+    assert_non_null(t = acquire("c/tlsflip", s->port, &c));
+    in = wait_healthy(t, 0);
+    assert_true(in.consecutive_fail >= 2);
+    assert_string_equal(in.last_error, "status 503");
+    srv_set(s, SRV_STATUS, 200, NULL);
+    in = wait_healthy(t, 1);
+    assert_true(in.consecutive_ok >= 2);
+    assert_string_equal(in.last_error, "");
+    healthcheck_release(t);
+    tls_upstream_free(tu);
+    srv_stop(s);
+    tcert_free(&a);
+}
+
+/*
+ * Identity: a rebuilt context with the same SNI and CA (a new snapshot) shares the target;
+ * another CA, no CA, or plain make another; a plain cluster or a bad index gives none.
+ */
+static void test_tls_sharing(void **state)
+{
+    struct tcert a, b;
+    struct tls_upstream *tu1, *tu2, *tu3, *tu4;
+    struct hc_config c1, c2, c3, c4, plain = cfg_of(60000, 1000, 1, 1);
+    struct hc_target *x, *y, *z, *w, *p;
+    unsigned port = dead_port();
+
+    (void)state;
+    tcert_make(&a, "hc.test");
+    tcert_make(&b, "other-ca");
+    tu1 = tu_build("hc.test", a.pem, "fp-a");
+    tu2 = tu_build("hc.test", a.pem, "fp-a");
+    tu3 = tu_build("hc.test", b.pem, "fp-b");
+    tu4 = tu_build("hc.test", NULL, NULL);
+    c1 = cfg_tls(tu1, 60000, 1000, 1, 1);
+    c2 = cfg_tls(tu2, 60000, 1000, 1, 1);
+    c3 = cfg_tls(tu3, 60000, 1000, 1, 1);
+    c4 = cfg_tls(tu4, 60000, 1000, 1, 1);
+    assert_non_null(x = acquire("c/tlsshare", port, &c1));
+    tls_upstream_free(tu1); /* the old snapshot goes */
+    assert_non_null(y = acquire("c/tlsshare", port, &c2));
+    assert_ptr_equal(x, y);
+    assert_non_null(z = acquire("c/tlsshare", port, &c3));
+    assert_ptr_not_equal(z, x);
+    assert_non_null(w = acquire("c/tlsshare", port, &c4));
+    assert_ptr_not_equal(w, x);
+    assert_ptr_not_equal(w, z);
+    assert_non_null(p = acquire("c/tlsshare", port, &plain));
+    assert_ptr_not_equal(p, x);
+    assert_ptr_not_equal(p, z);
+    assert_ptr_not_equal(p, w);
+    c2.tls_cluster = 0; /* the plain cluster: not a TLS one, no target */
+    assert_null(acquire("c/tlsshare", port, &c2));
+    c2.tls_cluster = 7;
+    assert_null(acquire("c/tlsshare", port, &c2));
+    healthcheck_release(x);
+    healthcheck_release(y);
+    healthcheck_release(z);
+    healthcheck_release(w);
+    healthcheck_release(p);
+    tls_upstream_free(tu2);
+    tls_upstream_free(tu3);
+    tls_upstream_free(tu4);
+    tcert_free(&a);
+    tcert_free(&b);
+}
+
 /* Stop with targets still held: they stay valid and their last release frees them. */
 static void test_stop_before_release(void **state)
 {
@@ -703,9 +1048,15 @@ int main(void)
         cmocka_unit_test(test_many),
         cmocka_unit_test(test_ipv6_host),
         cmocka_unit_test(test_metrics_render),
+        cmocka_unit_test(test_tls_verified),
+        cmocka_unit_test(test_tls_verify_fails),
+        cmocka_unit_test(test_tls_handshake_fails),
+        cmocka_unit_test(test_tls_transitions),
+        cmocka_unit_test(test_tls_sharing),
         cmocka_unit_test(test_stop_before_release),
     };
 
     log_init("test", LOG_LEVEL_WARN);
+    signal(SIGPIPE, SIG_IGN); /* the TLS server may write to a prober that is gone */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
