@@ -185,6 +185,7 @@ static int gwb_resolve(struct gwb_set *s, const struct model_cache *cache, struc
     size_t i;
 
     out->weight = ref->weight < 0 ? 0 : (uint32_t)ref->weight;
+    out->policy = ref->policy.set ? &ref->policy : NULL;
     if (strcmp(ref->ns, gw->meta.ns)) {
         gwb_note_add(&g->refs, "RefNotPermitted",
                      "%s: service %s/%s is in another namespace than the Gateway (no "

@@ -33,6 +33,8 @@ struct gwb_backend {
     const struct model_service_port *sp;
     const char *sni; /* "svc.ns.svc" when the port's appProtocol is https, else NULL */
     uint32_t weight;
+    /* the backendRef's policy overrides (the Gateway's memory), NULL: the Service's as is */
+    const struct model_policy *policy;
 };
 
 /* One rule of one routes[] entry, with its references resolved. */

@@ -7,7 +7,8 @@
  * lengths, patterns, item counts, unique names, the CEL rules (one-of filter config, filters
  * that may not repeat, RequestRedirect never with URLRewrite nor with backendRefs,
  * ReplacePrefixMatch only with a single PathPrefix match, tls required for HTTPS and forbidden
- * for HTTP, backendRequest no longer than request), Durations converted to milliseconds.
+ * for HTTP, backendRequest no longer than request), Durations converted to milliseconds, and
+ * each backendRef's balancing policy (policy_parse_object: the annotations' parsers).
  * Does not: compile regular expressions (snapbuild does, so that a bad one is a condition),
  * look at other objects (Services, Secrets), check listenerNames against the listeners (an
  * unknown name is reported in status, the schema cannot see it either), or log.
@@ -21,6 +22,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+
+#include "policy.h"
 
 struct gw_ctx {
     struct model_meta *m;
@@ -576,17 +579,26 @@ static int gw_path_mod(struct gw_ctx *c, const struct kobj *n, const char *at,
     return 0;
 }
 
-/* a Service reference (backendRefs[] or a mirror's backendRef); weight only when with_weight */
+/*
+ * a Service reference (backendRefs[] or a mirror's backendRef); weight and policy (policy.c)
+ * only when with_weight
+ */
 static int gw_backend_ref(struct gw_ctx *c, const struct kobj *n, const char *at, int with_weight,
                           struct model_gw_backend_ref *b)
 {
+    char sub[GW_PATH_MAX];
+
     if (gw_map(c, n, at) || gw_label(c, n, "name", at, 1, 253, &b->name) ||
         gw_label(c, n, "namespace", at, 0, 63, &b->ns) ||
         gw_int(c, n, "port", at, 1, 1, 65535, 0, &b->port))
         return -1;
     if (!*b->ns) b->ns = c->m->ns;
     b->weight = 1;
-    if (with_weight && gw_int(c, n, "weight", at, 0, 0, GW_MAX_WEIGHT, 1, &b->weight)) return -1;
+    if (!with_weight) return 0;
+    gw_path(sub, sizeof(sub), "%s.policy", at);
+    if (gw_int(c, n, "weight", at, 0, 0, GW_MAX_WEIGHT, 1, &b->weight) ||
+        policy_parse_object(kobj_get(n, "policy"), sub, c->m, &b->policy, c->err, c->errlen))
+        return -1;
     return 0;
 }
 

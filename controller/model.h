@@ -352,6 +352,9 @@ struct model_gw_backend_ref {
     const char *ns;   /* resolved: the Gateway's namespace when unset */
     long port;
     long weight; /* 0..1000000, default 1; unused for a mirror */
+    /* backendRefs[].policy: overrides of the Service's policy, field by field, as an
+     * Ingress's annotations (set 0: none; always so for a mirror) */
+    struct model_policy policy;
 };
 
 /* One filter; only the fields of its type are set. */

@@ -10,7 +10,7 @@
  * list of what was rejected or lost a conflict (with an Event reason) and of the Ingresses
  * served, for Events and status.
  * Balancing policy: each backend's policy is its Service's annotations with the Ingress's
- * overrides (model_policy_resolve; Gateway backends take the Service's as is); it is part of
+ * overrides (model_policy_resolve; for a Gateway backendRef, its policy's); it is part of
  * the cluster identity and fills the cluster's v5/v6 fields; endpoint weights come from the
  * Service; the policy annotations a Service in use could not have are reported
  * (annotation_ignored, InvalidAnnotation) while it serves with the defaults.
@@ -718,7 +718,7 @@ static size_t sb_settle(struct sb_cand *v, size_t n, struct snapbuild_result *re
  * upstream TLS settings: a TLS backend is another cluster than the plain one; then the
  * resolved balancing policy: two Ingresses overriding one Service port's policy differently
  * get two clusters). has_p: the policy's resilience settings differ from the Service's own
- * (an Ingress overrode them), so the name gains "+p=" and p_hash.
+ * (an Ingress or a Gateway backendRef overrode them), so the name gains "+p=" and p_hash.
  */
 struct sb_cluster {
     const struct model_service *svc;
@@ -731,17 +731,20 @@ struct sb_cluster {
     uint32_t p_hash;
 };
 
-/* The cluster of a backend of svc, with ing's overrides (NULL: the Service's policy). */
+/*
+ * The cluster of a backend of svc, with over's overrides (an Ingress's annotations or a
+ * Gateway backendRef's policy; NULL: the Service's policy as is).
+ */
 static struct sb_cluster sb_cluster_make(const struct model_service *svc,
                                          const struct model_service_port *sp, int tls,
                                          const char *sni, struct sb_mat *tls_ca,
-                                         const struct model_ingress *ing)
+                                         const struct model_policy *over)
 {
     struct sb_cluster k = {svc, sp, tls, sni, tls_ca, {0}, 0, 0};
     struct model_policy own;
 
-    model_policy_resolve(&svc->policy, ing ? &ing->policy : NULL, &k.pol);
-    if (ing && ing->policy.set) {
+    model_policy_resolve(&svc->policy, over, &k.pol);
+    if (over && over->set) {
         model_policy_resolve(&svc->policy, NULL, &own);
         if (!model_policy_same_resilience(&own, &k.pol)) {
             k.has_p = 1;
@@ -753,7 +756,8 @@ static struct sb_cluster sb_cluster_make(const struct model_service *svc,
 
 static struct sb_cluster sb_cluster_of(const struct sb_cand *c)
 {
-    return sb_cluster_make(c->svc, c->sp, c->tls, c->sni, c->tls_ca, c->ing);
+    return sb_cluster_make(c->svc, c->sp, c->tls, c->sni, c->tls_ca,
+                           c->ing ? &c->ing->policy : NULL);
 }
 
 static int sb_cmp_cluster(const struct sb_cluster *a, const struct sb_cluster *b)
@@ -795,11 +799,11 @@ static const char *sb_lb_name(uint8_t lb)
 /*
  * The cluster's name: "ns/svc:port", "+tls" for upstream TLS, then, when not the default,
  * the balancing: "+round_robin" (any algorithm but ewma), "+hash=header:x-user" (or
- * cookie:NAME, source-ip, path), "+affinity=COOKIE", then "+p=HASH" when an Ingress's
- * overrides changed the resilience settings. Settings that come from the Service itself do
- * not add "+p=", so editing a Service annotation keeps the name and the data plane carries
- * the cluster's state over. Distinct identities get distinct names, except that two TLS
- * clusters of one port differing only in SNI or CA share one, as before.
+ * cookie:NAME, source-ip, path), "+affinity=COOKIE", then "+p=HASH" when the overrides
+ * (an Ingress's or a backendRef's) changed the resilience settings. Settings that come from the
+ * Service itself do not add "+p=", so editing a Service annotation keeps the name and the data
+ * plane carries the cluster's state over. Distinct identities get distinct names, except that two
+ * TLS clusters of one port differing only in SNI or CA share one, as before.
  */
 static void sb_cluster_name(const struct sb_cluster *k, char *buf, size_t len)
 {
@@ -1317,8 +1321,8 @@ static void sb_emit(struct sb_mat *m)
 
 static struct sb_cluster sb_cluster_of_gwb(const struct gwb_backend *b)
 {
-    /* Gateway backends balance with their Service's policy */
-    return sb_cluster_make(b->svc, b->sp, b->sp->app_https, b->sni, NULL, NULL);
+    /* a backendRef's policy overrides its Service's as an Ingress's annotations do */
+    return sb_cluster_make(b->svc, b->sp, b->sp->app_https, b->sni, NULL, b->policy);
 }
 
 /* The cluster index of a resolved reference, SNAPWIRE_NONE for an unresolved one. */

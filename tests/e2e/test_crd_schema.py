@@ -318,6 +318,26 @@ def set_path(t, v):
     return fn
 
 
+def set_policy(pol):
+    def fn(g):
+        rule0(g)["backendRefs"][0]["policy"] = copy.deepcopy(pol)
+    return fn
+
+
+# every backendRef policy field, valid
+FULL_POLICY = {
+    "loadBalancer": {"type": "ring_hash", "hashBy": "cookie:session", "affinity": "cookie",
+                     "sessionCookieName": "route"},
+    "healthCheck": {"path": "/healthz?full=1", "host": "[::1]:8080", "interval": "2s", "timeout": "500ms",
+                    "expectedStatus": "200-299", "healthyThreshold": 1, "unhealthyThreshold": 100},
+    "outlierDetection": {"consecutiveFailures": 0, "baseEjectionTime": "1s", "maxEjectionTime": "24h",
+                         "maxEjectionPercent": 100},
+    "circuitBreaker": {"maxConnections": 0, "maxPendingRequests": 1000000, "maxRequests": 10},
+    "retryBudget": {"percent": 1000, "minRetriesPerSecond": 0},
+    "slowStart": "1m30s",
+}
+
+
 REDIRECT = {"type": "RequestRedirect", "requestRedirect": {"scheme": "https"}}
 REWRITE = {"type": "URLRewrite", "urlRewrite": {"hostname": "x.example.com"}}
 REQ_HDR = {"type": "RequestHeaderModifier", "requestHeaderModifier": {"remove": ["x-b"]}}
@@ -455,6 +475,28 @@ def _cel_cases():
     add(("equal durations written differently",
          edit(set_rule(timeouts={"request": "1h30m", "backendRequest": "5401s"})),
          edit(set_rule(timeouts={"request": "1h30m", "backendRequest": "90m"})), {m_to}))
+    m_hash = "hashBy needs type ring_hash or maglev"
+    for t in ("round_robin", "ewma", "least_request"):
+        add(("hashBy with type %s" % t,
+             edit(set_policy({"loadBalancer": {"type": t, "hashBy": "header:x-user"}})),
+             edit(set_policy({"loadBalancer": {"type": "maglev", "hashBy": "header:x-user"}})), {m_hash}))
+    add(("hashBy without type is fine, type ewma without hashBy too",
+         edit(set_policy({"loadBalancer": {"type": "ewma", "hashBy": "path"}})),
+         edit(set_policy({"loadBalancer": {"hashBy": "path"}})), {m_hash}))
+    m_hc = "timeout cannot be longer than interval (default 5s)"
+    add(("health-check timeout longer than the interval",
+         edit(set_policy({"healthCheck": {"path": "/h", "interval": "1s", "timeout": "1500ms"}})),
+         edit(set_policy({"healthCheck": {"path": "/h", "interval": "1s", "timeout": "1000ms"}})), {m_hc}))
+    add(("health-check timeout longer than the default interval",
+         edit(set_policy({"healthCheck": {"path": "/h", "timeout": "6s"}})),
+         edit(set_policy({"healthCheck": {"path": "/h", "timeout": "5s"}})), {m_hc}))
+    m_od = "maxEjectionTime cannot be shorter than baseEjectionTime (default 30s)"
+    add(("max ejection time shorter than the base",
+         edit(set_policy({"outlierDetection": {"baseEjectionTime": "1m", "maxEjectionTime": "59s"}})),
+         edit(set_policy({"outlierDetection": {"baseEjectionTime": "1m", "maxEjectionTime": "60s"}})), {m_od}))
+    add(("max ejection time shorter than the default base",
+         edit(set_policy({"outlierDetection": {"maxEjectionTime": "10s"}})),
+         edit(set_policy({"outlierDetection": {"baseEjectionTime": "10s", "maxEjectionTime": "10s"}})), {m_od}))
     return c
 
 
@@ -485,6 +527,7 @@ L0 = ("spec", "listeners", 0)
 R0 = ("spec", "routes", 0, "rules", 0)
 B0 = R0 + ("backendRefs", 0)
 M0 = R0 + ("matches", 0)
+P0 = B0 + ("policy",)
 # (name, (path, value), expected validator, expected error path)
 SCHEMA_CASES = [
     ("protocol not in the enum", (L0 + ("protocol",), "TCP"), "enum", L0 + ("protocol",)),
@@ -521,6 +564,50 @@ SCHEMA_CASES = [
     ("backendRef name with a dot", (B0 + ("name",), "a.b"), "pattern", B0 + ("name",)),
     ("17 backendRefs", (R0 + ("backendRefs",), [{"name": "b%d" % i, "port": 80} for i in range(17)]),
      "maxItems", R0 + ("backendRefs",)),
+    ("policy not an object", (P0, "round_robin"), "type", P0),
+    ("policy unknown field", (P0, {"lb": "round_robin"}), "additionalProperties", P0),
+    ("loadBalancer type random", (P0, {"loadBalancer": {"type": "random"}}), "enum", P0 + ("loadBalancer", "type")),
+    ("loadBalancer type in upper case", (P0, {"loadBalancer": {"type": "RoundRobin"}}), "enum",
+     P0 + ("loadBalancer", "type")),
+    ("hashBy a header name with a space", (P0, {"loadBalancer": {"hashBy": "header:x a"}}), "pattern",
+     P0 + ("loadBalancer", "hashBy")),
+    ("hashBy ip", (P0, {"loadBalancer": {"hashBy": "ip"}}), "pattern", P0 + ("loadBalancer", "hashBy")),
+    ("sessionCookieName of 129 characters", (P0, {"loadBalancer": {"sessionCookieName": "a" * 129}}),
+     "maxLength", P0 + ("loadBalancer", "sessionCookieName")),
+    ("affinity yes", (P0, {"loadBalancer": {"affinity": "yes"}}), "enum", P0 + ("loadBalancer", "affinity")),
+    ("sessionCookieName with a ;", (P0, {"loadBalancer": {"sessionCookieName": "a;b"}}), "pattern",
+     P0 + ("loadBalancer", "sessionCookieName")),
+    ("healthCheck path not absolute", (P0, {"healthCheck": {"path": "healthz"}}), "pattern",
+     P0 + ("healthCheck", "path")),
+    ("healthCheck path with a space", (P0, {"healthCheck": {"path": "/a b"}}), "pattern",
+     P0 + ("healthCheck", "path")),
+    ("healthCheck interval without a unit", (P0, {"healthCheck": {"interval": "5"}}), "pattern",
+     P0 + ("healthCheck", "interval")),
+    ("healthCheck expectedStatus 2xx", (P0, {"healthCheck": {"expectedStatus": "2xx"}}), "pattern",
+     P0 + ("healthCheck", "expectedStatus")),
+    ("healthCheck expectedStatus as a number", (P0, {"healthCheck": {"expectedStatus": 200}}), "type",
+     P0 + ("healthCheck", "expectedStatus")),
+    ("healthCheck host with a path", (P0, {"healthCheck": {"host": "a.example.com/x"}}), "pattern",
+     P0 + ("healthCheck", "host")),
+    ("healthyThreshold 0", (P0, {"healthCheck": {"healthyThreshold": 0}}), "minimum",
+     P0 + ("healthCheck", "healthyThreshold")),
+    ("unhealthyThreshold 101", (P0, {"healthCheck": {"unhealthyThreshold": 101}}), "maximum",
+     P0 + ("healthCheck", "unhealthyThreshold")),
+    ("consecutiveFailures as a string", (P0, {"outlierDetection": {"consecutiveFailures": "5"}}), "type",
+     P0 + ("outlierDetection", "consecutiveFailures")),
+    ("maxEjectionPercent 101", (P0, {"outlierDetection": {"maxEjectionPercent": 101}}), "maximum",
+     P0 + ("outlierDetection", "maxEjectionPercent")),
+    ("baseEjectionTime in days", (P0, {"outlierDetection": {"baseEjectionTime": "1d"}}), "pattern",
+     P0 + ("outlierDetection", "baseEjectionTime")),
+    ("maxRequests -1", (P0, {"circuitBreaker": {"maxRequests": -1}}), "minimum",
+     P0 + ("circuitBreaker", "maxRequests")),
+    ("maxConnections 1000001", (P0, {"circuitBreaker": {"maxConnections": 1000001}}), "maximum",
+     P0 + ("circuitBreaker", "maxConnections")),
+    ("circuitBreaker misspelt field", (P0, {"circuitBreaker": {"maxRequest": 1}}), "additionalProperties",
+     P0 + ("circuitBreaker",)),
+    ("retryBudget percent 1001", (P0, {"retryBudget": {"percent": 1001}}), "maximum",
+     P0 + ("retryBudget", "percent")),
+    ("slowStart with a fraction", (P0, {"slowStart": "1.5s"}), "pattern", P0 + ("slowStart",)),
     ("path type Prefix (the Ingress name)", (M0 + ("path", "type"), "Prefix"), "enum", M0 + ("path", "type")),
     ("path value empty", (M0 + ("path", "value"), ""), "minLength", M0 + ("path", "value")),
     ("path value 1025 characters", (M0 + ("path", "value"), "/" + "a" * 1024), "maxLength",
@@ -813,6 +900,14 @@ class CelRulesTest(unittest.TestCase):
     def test_every_rule_has_a_bad_variant(self):
         covered = set().union(*(want for _, _, _, want in CEL_CASES))
         self.assertEqual(set(MESSAGES) - covered, set())
+
+    def test_backend_policy_passes(self):
+        for pol in (FULL_POLICY, {}, {"loadBalancer": {"hashBy": "source-ip"}},
+                    {"healthCheck": {"path": "/", "host": "App.Example.com"}}, {"slowStart": "0s"}):
+            with self.subTest(policy=pol):
+                g = edit(set_policy(pol))
+                self.assertEqual(schema_errors(g), [])
+                self.assertEqual(failed_rules(cel_verdicts([apply_defaults(g, SCHEMA)])[0]), set())
 
     def test_base_passes(self):
         g = base()
