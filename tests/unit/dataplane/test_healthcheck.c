@@ -818,21 +818,28 @@ static struct hc_info wait_healthy(const struct hc_target *t, int want)
     return in;
 }
 
+/*
+ * A TLS server answering status with a certificate for "hc.test" (made into *a) and *tu a
+ * cluster that verifies it (SNI hc.test, CA a).
+ */
+static struct srv *tls_srv_verified(int status, struct tcert *a, struct tls_upstream **tu)
+{
+    tcert_make(a, "hc.test");
+    *tu = tu_build("hc.test", a->pem, "fp-a");
+    return srv_start_tls(SRV_STATUS, status, server_ctx(a));
+}
+
 /* Right CA: passes, SNI sent, the request goes over TLS; the settings outlive their tu. */
 static void test_tls_verified(void **state)
 {
     struct tcert a;
-    struct srv *s;
     struct tls_upstream *tu;
-    struct hc_config c;
+    struct srv *s = tls_srv_verified(200, &a, &tu);
+    struct hc_config c = cfg_tls(tu, 30, 1000, 1, 1);
     struct hc_target *t;
     struct hc_info in;
 
     (void)state;
-    tcert_make(&a, "hc.test");
-    s = srv_start_tls(SRV_STATUS, 200, server_ctx(&a));
-    tu = tu_build("hc.test", a.pem, "fp-a");
-    c = cfg_tls(tu, 30, 1000, 1, 1);
     assert_non_null(t = acquire("c/tls", s->port, &c));
     tls_upstream_free(tu); /* the snapshot goes: the target keeps its own copy (ASan) */
     in = wait_checks(t, 3);
@@ -924,17 +931,13 @@ static void test_tls_handshake_fails(void **state)
 static void test_tls_transitions(void **state)
 {
     struct tcert a;
-    struct srv *s;
     struct tls_upstream *tu;
-    struct hc_config c;
+    struct srv *s = tls_srv_verified(503, &a, &tu);
+    struct hc_config c = cfg_tls(tu, 30, 1000, 2, 2);
     struct hc_target *t;
     struct hc_info in;
 
     (void)state;
-    tcert_make(&a, "hc.test");
-    s = srv_start_tls(SRV_STATUS, 503, server_ctx(&a));
-    tu = tu_build("hc.test", a.pem, "fp-a");
-    c = cfg_tls(tu, 30, 1000, 2, 2);
     assert_non_null(t = acquire("c/tlsflip", s->port, &c));
     in = wait_healthy(t, 0);
     assert_true(in.consecutive_fail >= 2);
