@@ -442,6 +442,84 @@ static void test_good_corners(void **state)
     assert_int_equal(gwdecode_duration(" 1s", &ms), -1);
 }
 
+/* a rule with one backendRef whose policy is P (flow YAML), and that policy's field path */
+#define PRULE(p) RULE("{backendRefs: [{name: s, port: 80, policy: " p "}]}")
+#define BP "spec.routes[0].rules[0].backendRefs[0].policy"
+
+/*
+ * backendRefs[].policy: every field into model_policy with its MODEL_POL_* bit, in the
+ * annotations' units (ms, lower-case header and host names); no policy (or an empty one) and
+ * a mirror's backendRef set nothing.
+ */
+static void test_backend_policy(void **state)
+{
+    const struct model_policy *p;
+    struct model_gateway *gw;
+    char err[512];
+    const char *y;
+
+    (void)state;
+    y = RULE("{backendRefs: [{name: s, port: 80, policy: {loadBalancer: {type: maglev, hashBy: "
+             "\"header:X-User\", affinity: cookie, sessionCookieName: route}, healthCheck: {path: "
+             "/healthz, host: \"Api.Example.com:8080\", interval: 2s, timeout: 500ms, "
+             "expectedStatus: \"200-299\", healthyThreshold: 1, unhealthyThreshold: 4}, "
+             "outlierDetection: {consecutiveFailures: 0, baseEjectionTime: 1m, maxEjectionTime: "
+             "1h, maxEjectionPercent: 100}, circuitBreaker: {maxConnections: 10, "
+             "maxPendingRequests: 20, maxRequests: 30}, retryBudget: {percent: 50, "
+             "minRetriesPerSecond: 0}, slowStart: 1m30s}}, {name: s, port: 80}, {name: s, port: "
+             "80, policy: {}}, {name: s, port: 80, policy: {circuitBreaker: {maxRequests: 1}}}], "
+             "filters: [{type: RequestMirror, requestMirror: {backendRef: {name: m, port: 80}}}]}");
+    assert_int_equal(decode_text(y, strlen(y), &gw, err, sizeof(err)), 1);
+    p = &gw->routes[0].rules[0].backends[0].policy;
+    assert_int_equal(p->set, MODEL_POL_LB | MODEL_POL_HASH | MODEL_POL_AFFINITY | MODEL_POL_COOKIE |
+                                 MODEL_POL_HC_PATH | MODEL_POL_HC_HOST | MODEL_POL_HC_INTERVAL |
+                                 MODEL_POL_HC_TIMEOUT | MODEL_POL_HC_STATUS | MODEL_POL_HC_HEALTHY |
+                                 MODEL_POL_HC_UNHEALTHY | MODEL_POL_OD_CONSECUTIVE |
+                                 MODEL_POL_OD_BASE | MODEL_POL_OD_MAX | MODEL_POL_OD_PERCENT |
+                                 MODEL_POL_CB_CONNECTIONS | MODEL_POL_CB_PENDING |
+                                 MODEL_POL_CB_REQUESTS | MODEL_POL_RB_PERCENT | MODEL_POL_RB_MIN |
+                                 MODEL_POL_SLOW_START);
+    assert_int_equal(p->lb, SNAPWIRE_LB_MAGLEV);
+    assert_int_equal(p->hash_on, SNAPWIRE_HASH_HEADER);
+    assert_string_equal(p->hash_name, "x-user");
+    assert_int_equal(p->affinity, 1);
+    assert_string_equal(p->cookie, "route");
+    assert_string_equal(p->hc_path, "/healthz");
+    assert_string_equal(p->hc_host, "api.example.com:8080");
+    assert_int_equal(p->hc_interval_ms, 2000);
+    assert_int_equal(p->hc_timeout_ms, 500);
+    assert_int_equal(p->hc_status_lo, 200);
+    assert_int_equal(p->hc_status_hi, 299);
+    assert_int_equal(p->hc_healthy, 1);
+    assert_int_equal(p->hc_unhealthy, 4);
+    assert_int_equal(p->od_consecutive, 0);
+    assert_int_equal(p->od_base_ms, 60000);
+    assert_int_equal(p->od_max_ms, 3600000);
+    assert_int_equal(p->od_max_percent, 100);
+    assert_int_equal(p->cb_max_connections, 10);
+    assert_int_equal(p->cb_max_pending, 20);
+    assert_int_equal(p->cb_max_requests, 30);
+    assert_int_equal(p->rb_percent, 50);
+    assert_int_equal(p->rb_min_per_sec, 0);
+    assert_int_equal(p->slow_start_ms, 90000);
+    assert_int_equal(gw->routes[0].rules[0].backends[1].policy.set, 0);
+    assert_int_equal(gw->routes[0].rules[0].backends[2].policy.set, 0);
+    p = &gw->routes[0].rules[0].backends[3].policy;
+    assert_int_equal(p->set, MODEL_POL_CB_REQUESTS);
+    assert_int_equal(p->cb_max_requests, 1);
+    assert_int_equal(gw->routes[0].rules[0].filters[0].mirror.policy.set, 0);
+    model_object_free(&gw->meta);
+
+    /* hashBy alone is allowed (it means ring_hash when resolved), as on an Ingress */
+    y = RULE("{backendRefs: [{name: s, port: 80, policy: {loadBalancer: {hashBy: source-ip}}}]}");
+    assert_int_equal(decode_text(y, strlen(y), &gw, err, sizeof(err)), 1);
+    p = &gw->routes[0].rules[0].backends[0].policy;
+    assert_int_equal(p->set, MODEL_POL_HASH);
+    assert_int_equal(p->hash_on, SNAPWIRE_HASH_SOURCE_IP);
+    assert_string_equal(p->hash_name, "");
+    model_object_free(&gw->meta);
+}
+
 /* Each document is rejected; the reason must contain want (field path included). */
 static const struct {
     const char *yaml, *want;
@@ -621,7 +699,64 @@ static const struct {
     {RULE("{retry: {attempts: 1, backoff: 1.5s}}"),
      "spec.routes[0].rules[0].retry: backoff \"1.5s\" is not a duration"},
     {GW0 "metadata: {name: g, generation: x}\nspec: {" L80 "}\n",
-     "metadata: generation must be a non-negative integer"},
+     "metadata: generation must be a non-negative integer"}, /* backendRefs[].policy: the
+                                                                annotations' parsers, named by field
+                                                                path */
+    {PRULE("x"), BP ": must be an object"},
+    {PRULE("{loadBalancer: round_robin}"), BP ".loadBalancer: must be an object"},
+    {PRULE("{healthCheck: [1]}"), BP ".healthCheck: must be an object"},
+    {PRULE("{loadBalancer: {type: random}}"),
+     BP ".loadBalancer.type: \"random\" is not round_robin, least_request, ewma, ring_hash or "
+        "maglev"},
+    {PRULE("{loadBalancer: {type: {a: b}}}"), BP ".loadBalancer.type: must be a string"},
+    {PRULE("{loadBalancer: {hashBy: ip}}"),
+     BP ".loadBalancer.hashBy: \"ip\" is not header:NAME, cookie:NAME, source-ip or path"},
+    {PRULE("{loadBalancer: {hashBy: \"header:a b\"}}"),
+     BP ".loadBalancer.hashBy: \"header:a b\": \"a b\" is not a header name"},
+    {PRULE("{loadBalancer: {type: round_robin, hashBy: path}}"),
+     BP ".loadBalancer.hashBy: needs loadBalancer.type ring_hash or maglev, not \"round_robin\""},
+    {PRULE("{loadBalancer: {affinity: yes}}"),
+     BP ".loadBalancer.affinity: \"yes\" is not \"cookie\" or \"none\""},
+    {PRULE("{loadBalancer: {sessionCookieName: \"a;b\"}}"),
+     BP ".loadBalancer.sessionCookieName: \"a;b\" is not a cookie name"},
+    {PRULE("{healthCheck: {path: healthz}}"), BP ".healthCheck.path: \"healthz\" is not a path"},
+    {PRULE("{healthCheck: {host: \"a_b:80\"}}"), BP ".healthCheck.host: \"a_b:80\" is not a host"},
+    {PRULE("{healthCheck: {interval: 50ms}}"),
+     BP ".healthCheck.interval: \"50ms\" is not a duration from 100ms to 1h"},
+    {PRULE("{healthCheck: {interval: 1s, timeout: 2s}}"),
+     BP ".healthCheck.timeout: \"2s\" is longer than the interval (1000ms)"},
+    {PRULE("{healthCheck: {timeout: 6s}}"),
+     BP ".healthCheck.timeout: \"6s\" is longer than the interval (5000ms)"},
+    {PRULE("{healthCheck: {expectedStatus: 2xx}}"),
+     BP ".healthCheck.expectedStatus: \"2xx\" is not a status"},
+    {PRULE("{healthCheck: {expectedStatus: 399-200}}"),
+     BP ".healthCheck.expectedStatus: \"399-200\" is not a status"},
+    {PRULE("{healthCheck: {healthyThreshold: 0}}"),
+     BP ".healthCheck.healthyThreshold: \"0\" is not a whole number from 1 to 100"},
+    {PRULE("{healthCheck: {unhealthyThreshold: \"3\"}}"),
+     BP ".healthCheck.unhealthyThreshold: must be an integer"},
+    {PRULE("{outlierDetection: {consecutiveFailures: 1001}}"),
+     BP ".outlierDetection.consecutiveFailures: \"1001\" is not a whole number from 0 to 1000"},
+    {PRULE("{outlierDetection: {baseEjectionTime: 500ms}}"),
+     BP ".outlierDetection.baseEjectionTime: \"500ms\" is not a duration from 1s to 1h"},
+    {PRULE("{outlierDetection: {baseEjectionTime: 1m, maxEjectionTime: 59s}}"),
+     BP ".outlierDetection.maxEjectionTime: \"59s\" is shorter than the base ejection time "
+        "(60000ms)"},
+    {PRULE("{outlierDetection: {maxEjectionPercent: -1}}"),
+     BP ".outlierDetection.maxEjectionPercent: \"-1\" is not a whole number from 0 to 100"},
+    {PRULE("{circuitBreaker: {maxConnections: 1000001}}"),
+     BP ".circuitBreaker.maxConnections: \"1000001\" is not a whole number from 0 to 1000000"},
+    {PRULE("{circuitBreaker: {maxPendingRequests: 1.5}}"),
+     BP ".circuitBreaker.maxPendingRequests: \"1.5\" is not a whole number"},
+    {PRULE("{circuitBreaker: {maxRequests: [1]}}"),
+     BP ".circuitBreaker.maxRequests: must be an integer"},
+    {PRULE("{retryBudget: {percent: 1001}}"),
+     BP ".retryBudget.percent: \"1001\" is not a whole number from 0 to 1000"},
+    {PRULE("{retryBudget: {minRetriesPerSecond: 100001}}"),
+     BP ".retryBudget.minRetriesPerSecond: \"100001\" is not a whole number from 0 to 100000"},
+    {PRULE("{slowStart: 2h}"), BP ".slowStart: \"2h\" is not a duration from 0s (off) to 1h"},
+    {RULE("{backendRefs: [{name: s, port: 80}, {name: t, port: 80, policy: {slowStart: 1d}}]}"),
+     "spec.routes[0].rules[0].backendRefs[1].policy.slowStart: \"1d\" is not a duration"},
 };
 
 static void test_bad_gateways(void **state)
@@ -687,17 +822,12 @@ static void test_bad_gateway_in_file(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_canary_weights),
-        cmocka_unit_test(test_header_routing),
-        cmocka_unit_test(test_https),
-        cmocka_unit_test(test_mirror),
-        cmocka_unit_test(test_redirect),
-        cmocka_unit_test(test_retries_timeouts),
-        cmocka_unit_test(test_rewrite),
-        cmocka_unit_test(test_examples_in_file_mode),
-        cmocka_unit_test(test_good_corners),
-        cmocka_unit_test(test_bad_gateways),
-        cmocka_unit_test(test_bad_gateway_in_file),
+        cmocka_unit_test(test_canary_weights), cmocka_unit_test(test_header_routing),
+        cmocka_unit_test(test_https),          cmocka_unit_test(test_mirror),
+        cmocka_unit_test(test_redirect),       cmocka_unit_test(test_retries_timeouts),
+        cmocka_unit_test(test_rewrite),        cmocka_unit_test(test_examples_in_file_mode),
+        cmocka_unit_test(test_good_corners),   cmocka_unit_test(test_backend_policy),
+        cmocka_unit_test(test_bad_gateways),   cmocka_unit_test(test_bad_gateway_in_file),
         cmocka_unit_test(test_examples_build),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

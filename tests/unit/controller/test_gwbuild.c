@@ -415,6 +415,105 @@ static void test_backends(void **state)
     model_cache_free(&c);
 }
 
+/*
+ * backendRefs[].policy overrides the Service's annotations field by field, as an Ingress's
+ * annotations do: each distinct resolved policy is its own cluster, named as for Ingress
+ * overrides, shared with an Ingress (or another backendRef) that resolves to the same; no
+ * policy and mirrors keep the Service's cluster.
+ */
+static void test_backend_policy(void **state)
+{
+    static const char y[] =
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: a\n  annotations:\n"
+        "    strait.dev/health-check-path: /h\n    strait.dev/max-requests: \"5\"\n"
+        "spec: {ports: [{port: 80}]}\n" ING(
+            "default", "i", "", "i.test", "/", "Prefix",
+            "a") "---\napiVersion: strait.dev/v1alpha1\nkind: Gateway\nmetadata: {name: g}\nspec:\n"
+                 "  listeners: [{name: http, port: 80, protocol: HTTP}]\n"
+                 "  routes:\n  - hostnames: [h.test]\n    rules:\n"
+                 "    - matches: [{path: {value: /w}}]\n"
+                 "      filters: [{type: RequestMirror, requestMirror: {backendRef: {name: a, "
+                 "port: 80}}}]\n"
+                 "      backendRefs:\n"
+                 "      - {name: a, port: 80}\n"
+                 "      - {name: a, port: 80, policy: {loadBalancer: {type: round_robin}}}\n"
+                 "      - {name: a, port: 80, policy: {circuitBreaker: {maxRequests: 7}}}\n"
+                 "      - {name: a, port: 80, policy: {healthCheck: {interval: 1s}}}\n"
+                 "    - matches: [{path: {value: /one}}]\n"
+                 "      backendRefs: [{name: a, port: 80, policy: {loadBalancer: {type: "
+                 "round_robin}}}]\n"
+                 "    - matches: [{path: {value: /hash}}]\n"
+                 "      backendRefs: [{name: a, port: 80, policy: {loadBalancer: {hashBy: "
+                 "\"header:X-User\"}}}]\n";
+    static const char ing_rr[] =
+        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: rr\n"
+        "  annotations: {strait.dev/load-balance: round_robin}\nspec:\n"
+        "  ingressClassName: strait\n  rules:\n  - host: rr.test\n    http:\n      paths:\n"
+        "      - {path: /, pathType: Prefix, backend: {service: {name: a, port: {number: 80}}}}\n";
+    char yaml[4096];
+    struct model_cache c;
+    struct snapbuild_result r;
+    const struct snapwire_route *rt;
+    const struct snapwire_cluster *cl;
+    uint32_t plain, rr, cb, hc;
+
+    (void)state;
+    snprintf(yaml, sizeof(yaml), "%s%s", y, ing_rr);
+    build(yaml, &c, &r);
+    assert_int_equal(r.snap.n_clusters, 5);
+    rt = route_of(&r, "h.test", 2);
+    assert_string_equal(rt->path, "/w");
+    assert_int_equal(rt->backend_count, 4);
+    plain = r.snap.backends[rt->first_backend].cluster;
+    rr = r.snap.backends[rt->first_backend + 1].cluster;
+    cb = r.snap.backends[rt->first_backend + 2].cluster;
+    hc = r.snap.backends[rt->first_backend + 3].cluster;
+    /* no policy: the Service's, in the Service's cluster (shared with the plain Ingress) */
+    cl = &r.snap.clusters[plain];
+    assert_string_equal(cl->name, "default/a:80");
+    assert_int_equal(cl->lb, SNAPWIRE_LB_EWMA);
+    assert_string_equal(cl->hc_path, "/h");
+    assert_int_equal(cl->cb_max_requests, 5);
+    assert_int_equal(route_of(&r, "i.test", 0)->cluster, plain);
+    assert_int_equal(r.snap.filters[rt->first_filter].type, SNAPWIRE_FILTER_MIRROR);
+    assert_int_equal(r.snap.filters[rt->first_filter].cluster, plain);
+    /* the algorithm: named, the Service's other settings kept; shared with the Ingress that
+     * asks for the same, and with the other backendRef that does */
+    cl = &r.snap.clusters[rr];
+    assert_string_equal(cl->name, "default/a:80+round_robin");
+    assert_int_equal(cl->lb, SNAPWIRE_LB_ROUND_ROBIN);
+    assert_string_equal(cl->hc_path, "/h");
+    assert_int_equal(cl->cb_max_requests, 5);
+    assert_int_equal(route_of(&r, "rr.test", 0)->cluster, rr);
+    rt = route_of(&r, "h.test", 1);
+    assert_string_equal(rt->path, "/one");
+    assert_int_equal(rt->cluster, rr);
+    /* resilience overrides: "+p=" clusters, one per distinct result */
+    cl = &r.snap.clusters[cb];
+    assert_true(!strncmp(cl->name, "default/a:80+p=", 15) && strlen(cl->name) == 23);
+    assert_int_equal(cl->lb, SNAPWIRE_LB_EWMA);
+    assert_string_equal(cl->hc_path, "/h");
+    assert_int_equal(cl->hc_interval_ms, SNAPWIRE_HC_INTERVAL_MS_DEFAULT);
+    assert_int_equal(cl->cb_max_requests, 7);
+    cl = &r.snap.clusters[hc];
+    assert_true(!strncmp(cl->name, "default/a:80+p=", 15));
+    assert_string_not_equal(cl->name, r.snap.clusters[cb].name);
+    assert_string_equal(cl->hc_path, "/h");
+    assert_int_equal(cl->hc_interval_ms, 1000);
+    assert_int_equal(cl->cb_max_requests, 5);
+    /* hashBy alone: ring_hash */
+    rt = route_of(&r, "h.test", 0);
+    assert_string_equal(rt->path, "/hash");
+    cl = &r.snap.clusters[rt->cluster];
+    assert_string_equal(cl->name, "default/a:80+ring_hash+hash=header:x-user");
+    assert_int_equal(cl->lb, SNAPWIRE_LB_RING_HASH);
+    assert_int_equal(cl->hash_on, SNAPWIRE_HASH_HEADER);
+    assert_string_equal(cl->hash_name, "x-user");
+    assert_cond(&gw_of(&r, "g")->conds[0], "Accepted", "True", "Accepted", NULL);
+    snapbuild_free(&r);
+    model_cache_free(&c);
+}
+
 static void test_filters_timeouts_retry(void **state)
 {
     static const char y[] = SVCS GW1(
@@ -697,10 +796,15 @@ static void test_intersect(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_precedence_table), cmocka_unit_test(test_intersect),
-        cmocka_unit_test(test_backends),         cmocka_unit_test(test_filters_timeouts_retry),
-        cmocka_unit_test(test_shared_sections),  cmocka_unit_test(test_invalid_regex),
-        cmocka_unit_test(test_schema_invalid),   cmocka_unit_test(test_listener_problems),
+        cmocka_unit_test(test_precedence_table),
+        cmocka_unit_test(test_intersect),
+        cmocka_unit_test(test_backends),
+        cmocka_unit_test(test_backend_policy),
+        cmocka_unit_test(test_filters_timeouts_retry),
+        cmocka_unit_test(test_shared_sections),
+        cmocka_unit_test(test_invalid_regex),
+        cmocka_unit_test(test_schema_invalid),
+        cmocka_unit_test(test_listener_problems),
     };
 
     log_init("test", LOG_LEVEL_ERROR);
