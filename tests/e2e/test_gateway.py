@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import sys
+import threading
 import time
 
 import harness as h
@@ -212,6 +213,79 @@ class GatewayTest(h.StraitTest):
         self.s.write("gw.yaml", gateway("d", [route(["down.test"], rule("down"))]))
         self.s.start()
         self.assertEqual(self.s.curl("down.test", "/").status, 503)
+
+    # -- backendRef policy --
+    def test_backend_ref_policy_overrides_the_service(self):
+        """backendRefs[].policy: round robin, health checks and a request cap on one
+        backendRef, while another backendRef to the same Service keeps its settings (ewma, no
+        checks, no cap)."""
+        files, ports = [], []
+        for i in range(2):
+            f = os.path.join(self.s.dir, "healthy-%d" % i)
+            open(f, "w").close()
+            files.append(f)
+            ports.append(self.extra_backend("e%d" % i, "--health-file", f))
+        slow = self.extra_backend("slow", "--delay-ms", "1000")
+        self.s.write("svc.yaml", h.service("app"),
+                     *[h.endpoint_slice("app-%d" % p, "app", p) for p in ports],
+                     *h.service_with_endpoints("slow", slow))
+        checked = {"name": "app", "port": 80, "policy": {
+            "loadBalancer": {"type": "round_robin"},
+            "healthCheck": {"path": "/healthz", "interval": "200ms", "timeout": "150ms",
+                            "unhealthyThreshold": 2, "healthyThreshold": 2}}}
+        capped = {"name": "slow", "port": 80, "policy": {"circuitBreaker": {"maxRequests": 1}}}
+        self.s.write("gw.yaml", gateway("pol", [route(
+            ["pol.test"],
+            rule(checked, matches=[{"path": {"type": "PathPrefix", "value": "/rr"}}]),
+            rule(capped, matches=[{"path": {"type": "PathPrefix", "value": "/capped"}}]),
+            rule("slow", matches=[{"path": {"type": "PathPrefix", "value": "/free"}}]),
+            rule("app"))]))
+        self.s.start()
+
+        # round robin: exactly alternating over the two endpoints
+        got = self.keepalive_get("pol.test", "/rr", 20)
+        self.assertTrue(all(st == 200 for st, _ in got), got)
+        names = [b for _, b in got]
+        self.assertEqual(sorted(set(names)), ["e0", "e1"], got)
+        self.assertTrue(all(names[i] != names[i + 1] for i in range(len(names) - 1)), names)
+        self.assertEqual(names.count("e0"), 10, names)
+
+        # the backendRef's health check takes e1 out of its cluster only
+        os.unlink(files[1])
+
+        def e1_unhealthy():
+            st, body = self.s.admin_get("/stats")
+            for c in json.loads(body)["clusters"] if st == 200 else []:
+                if c["name"].startswith("default/app:80+round_robin+p="):
+                    return any(e["port"] == ports[1] and e["state"] == "unhealthy"
+                               for e in c["endpoints"])
+            return False
+        h.wait_until(e1_unhealthy, 10 * h.SLOW, what="e1 unhealthy in the backendRef's cluster")
+        got = self.keepalive_get("pol.test", "/rr", 10)
+        self.assertEqual(got, [(200, "e0")] * 10)
+        # the route without a policy (the Service's settings: no checks) still uses e1
+        got = self.keepalive_get("pol.test", "/", 40)
+        self.assertTrue(all(st == 200 for st, _ in got), got)
+        self.assertIn("e1", {b for _, b in got})
+
+        # circuitBreaker.maxRequests 1: of 3 at once, 2 get 503 + x-strait-overflow: 1 at
+        # once; the same Service without the policy takes all 3
+        def burst(path, n=3):
+            out = [None] * n
+            go = threading.Barrier(n)
+
+            def one(i):
+                go.wait()
+                r = self.s.curl("pol.test", path, headers=["x-n: %d" % i])
+                out[i] = (r.status, r.headers.get("x-strait-overflow"))
+            ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join(30 * h.SLOW)
+            return sorted(out, key=str)
+        self.assertEqual(burst("/capped"), [(200, None), (503, "1"), (503, "1")])
+        self.assertEqual(burst("/free"), [(200, None)] * 3)
 
     # -- filters --
     def test_header_modifiers(self):

@@ -289,11 +289,42 @@ static void test_rewrite(void **state)
     model_object_free(&gw->meta);
 }
 
+/* balancing.yaml: each backendRef's policy, only the fields it gives */
+static void test_balancing(void **state)
+{
+    struct model_gateway *gw = decode_example("balancing.yaml");
+    const struct model_gw_rule *r = gw->routes[0].rules;
+    const struct model_policy *p;
+
+    (void)state;
+    assert_int_equal(gw->routes[0].n_rules, 2);
+    p = &r[0].backends[0].policy;
+    assert_string_equal(r[0].backends[0].name, "checkout");
+    assert_int_equal(p->set, MODEL_POL_LB | MODEL_POL_HASH | MODEL_POL_HC_PATH |
+                                 MODEL_POL_HC_INTERVAL | MODEL_POL_HC_TIMEOUT |
+                                 MODEL_POL_HC_STATUS | MODEL_POL_HC_UNHEALTHY |
+                                 MODEL_POL_OD_CONSECUTIVE | MODEL_POL_OD_BASE | MODEL_POL_OD_MAX |
+                                 MODEL_POL_RB_PERCENT | MODEL_POL_RB_MIN);
+    assert_int_equal(p->lb, SNAPWIRE_LB_MAGLEV);
+    assert_string_equal(p->hash_name, "x-user");
+    assert_int_equal(p->hc_status_lo, 200);
+    assert_int_equal(p->hc_status_hi, 200);
+    assert_int_equal(p->od_max_ms, 120000);
+    p = &r[1].backends[0].policy;
+    assert_int_equal(p->set, MODEL_POL_LB | MODEL_POL_SLOW_START);
+    assert_int_equal(p->slow_start_ms, 30000);
+    p = &r[1].backends[1].policy;
+    assert_int_equal(p->set, MODEL_POL_LB | MODEL_POL_CB_REQUESTS | MODEL_POL_CB_PENDING);
+    assert_int_equal(p->cb_max_requests, 50);
+    assert_int_equal(p->cb_max_pending, 10);
+    model_object_free(&gw->meta);
+}
+
 static void load_examples(struct model_cache *c)
 {
     static const char *files[] = {
-        "canary-weights.yaml", "header-routing.yaml",   "https.yaml",  "mirror.yaml",
-        "redirect.yaml",       "retries-timeouts.yaml", "rewrite.yaml"};
+        "balancing.yaml", "canary-weights.yaml", "header-routing.yaml",   "https.yaml",
+        "mirror.yaml",    "redirect.yaml",       "retries-timeouts.yaml", "rewrite.yaml"};
     static const char ing[] = "apiVersion: networking.k8s.io/v1\nkind: Ingress\n"
                               "metadata: {name: i}\nspec: {ingressClassName: strait, rules: "
                               "[{host: shop.example.com, http: {paths: [{path: /, pathType: "
@@ -333,8 +364,8 @@ static void test_examples_build(void **state)
     assert_int_equal(snapbuild_build(&c, "strait", "file:test", &r, err, sizeof(err)), 0);
     assert_int_equal(snapwire_encode(&r.snap, 1, &frame, &len, err, sizeof(err)), 0);
     free(frame);
-    assert_int_equal(r.n_gateways, 7);
-    assert_int_equal(r.n_gateways_served, 7);
+    assert_int_equal(r.n_gateways, 8);
+    assert_int_equal(r.n_gateways_served, 8);
     for (i = 0; i < r.n_gateways; i++) {
         const struct snapbuild_gateway *g = &r.gateways[i];
         int tls = !strcmp(g->name, "https") || !strcmp(g->name, "redirect");
@@ -356,8 +387,8 @@ static void test_examples_build(void **state)
 static void test_examples_in_file_mode(void **state)
 {
     static const char *files[] = {
-        "canary-weights.yaml", "header-routing.yaml",   "https.yaml",  "mirror.yaml",
-        "redirect.yaml",       "retries-timeouts.yaml", "rewrite.yaml"};
+        "balancing.yaml", "canary-weights.yaml", "header-routing.yaml",   "https.yaml",
+        "mirror.yaml",    "redirect.yaml",       "retries-timeouts.yaml", "rewrite.yaml"};
     struct model_cache c;
     char path[256];
     size_t i, len;
@@ -373,7 +404,7 @@ static void test_examples_in_file_mode(void **state)
     }
     model_cache_seal(&c);
     assert_int_equal(c.n_rejected, 0);
-    assert_int_equal(c.kinds[MODEL_KIND_GATEWAY].n, 7);
+    assert_int_equal(c.kinds[MODEL_KIND_GATEWAY].n, 8);
     assert_non_null(model_cache_find(&c, MODEL_KIND_GATEWAY, "default", "redirect"));
     assert_string_equal(model_kind_name(MODEL_KIND_GATEWAY), "Gateway");
     model_cache_free(&c);
@@ -822,12 +853,19 @@ static void test_bad_gateway_in_file(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_canary_weights), cmocka_unit_test(test_header_routing),
-        cmocka_unit_test(test_https),          cmocka_unit_test(test_mirror),
-        cmocka_unit_test(test_redirect),       cmocka_unit_test(test_retries_timeouts),
-        cmocka_unit_test(test_rewrite),        cmocka_unit_test(test_examples_in_file_mode),
-        cmocka_unit_test(test_good_corners),   cmocka_unit_test(test_backend_policy),
-        cmocka_unit_test(test_bad_gateways),   cmocka_unit_test(test_bad_gateway_in_file),
+        cmocka_unit_test(test_balancing),
+        cmocka_unit_test(test_canary_weights),
+        cmocka_unit_test(test_header_routing),
+        cmocka_unit_test(test_https),
+        cmocka_unit_test(test_mirror),
+        cmocka_unit_test(test_redirect),
+        cmocka_unit_test(test_retries_timeouts),
+        cmocka_unit_test(test_rewrite),
+        cmocka_unit_test(test_examples_in_file_mode),
+        cmocka_unit_test(test_good_corners),
+        cmocka_unit_test(test_backend_policy),
+        cmocka_unit_test(test_bad_gateways),
+        cmocka_unit_test(test_bad_gateway_in_file),
         cmocka_unit_test(test_examples_build),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
