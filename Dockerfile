@@ -1,4 +1,4 @@
-# Strait container image: both binaries, built on Debian bookworm, run on bookworm-slim as the
+# Strait container image: both binaries and the data plane's TLS module, built on Debian bookworm, run on bookworm-slim as the
 # numeric non-root user 10001, without shell tools at run time (exec-form ENTRYPOINT). The
 # chart (charts/strait) runs the same image twice in one pod: once as strait-controller, once
 # as strait-dataplane, sharing /run/strait (an emptyDir there) for the snapshot socket.
@@ -19,7 +19,7 @@ COPY common ./common
 COPY controller ./controller
 COPY dataplane ./dataplane
 RUN make -j"$(nproc)" BUILD=/out all \
- && strip --strip-unneeded /out/strait-controller /out/strait-dataplane
+ && strip --strip-unneeded /out/strait-controller /out/strait-dataplane /out/strait-tls.so
 
 FROM debian:bookworm-slim
 # make image passes the chart's appVersion and the git commit
@@ -41,6 +41,8 @@ RUN apt-get update \
  && mkdir -p /run/strait /etc/strait/manifests \
  && chown 10001:10001 /run/strait
 COPY --from=build /out/strait-controller /out/strait-dataplane /usr/local/bin/
+# the data plane's TLS module, loaded on first use from ../lib/strait/ (dataplane/tlsmod.h)
+COPY --from=build /out/strait-tls.so /usr/local/lib/strait/
 # file mode's default manifests (the chart's mode: file without a ConfigMap)
 COPY manifests/examples /etc/strait/manifests
 USER 10001:10001

@@ -19,17 +19,23 @@ endif
 COMMON_LIBS := -lev -lyajl -lz -lm
 CTRL_LIBS := -lcurl -lyaml -lssl -lcrypto -lpcre2-8 $(COMMON_LIBS)
 DP_LIBS := -lssl -lcrypto -lpcre2-8 -lpthread $(COMMON_LIBS)
+# strait-dataplane itself does not link OpenSSL: its TLS code is the module strait-tls.so,
+# loaded on first use (dataplane/tlsmod.h); the binary exports its symbols for the module.
+DP_BIN_LIBS := -rdynamic -lpcre2-8 -lpthread $(COMMON_LIBS)
+TLSMOD_LIBS := -lssl -lcrypto
 TEST_LIBS := -lcmocka
 
 COMMON_SRC := $(wildcard common/*.c)
 CTRL_SRC := $(filter-out controller/main.c,$(wildcard controller/*.c))
-DP_SRC := $(filter-out dataplane/main.c,$(wildcard dataplane/*.c))
+DP_SRC := $(filter-out dataplane/main.c dataplane/tlsmod.c dataplane/tlsmod_export.c,$(wildcard dataplane/*.c))
+TLSMOD_SRC := dataplane/tls.c dataplane/tls_upstream.c dataplane/tp_tls.c dataplane/tlsmod_export.c
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+picobj = $(patsubst %.c,$(BUILD)/pic/%.o,$(1))
 
 UNIT_SRC := $(shell find tests/unit -name 'test_*.c' 2>/dev/null | sort)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 
-BINS := $(BUILD)/strait-controller $(BUILD)/strait-dataplane
+BINS := $(BUILD)/strait-controller $(BUILD)/strait-dataplane $(BUILD)/strait-tls.so
 
 .PHONY: all deps run test unit unit-bins unit-run e2e asan bench bench-cluster check-style format clean \
 	fuzz-build fuzz
@@ -38,6 +44,9 @@ all: $(BINS)
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+$(BUILD)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -fPIC -fvisibility=hidden -c -o $@ $<
 
 $(BUILD)/libcommon.a: $(call obj,$(COMMON_SRC))
 	@rm -f $@; ar rcs $@ $^
@@ -48,8 +57,11 @@ $(BUILD)/libdataplane.a: $(call obj,$(DP_SRC))
 
 $(BUILD)/strait-controller: $(BUILD)/obj/controller/main.o $(BUILD)/libcontroller.a $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CTRL_LIBS)
-$(BUILD)/strait-dataplane: $(BUILD)/obj/dataplane/main.o $(BUILD)/libdataplane.a $(BUILD)/libcommon.a
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(DP_LIBS)
+$(BUILD)/strait-dataplane: $(BUILD)/obj/dataplane/main.o $(BUILD)/obj/dataplane/tlsmod.o \
+		$(BUILD)/libdataplane.a $(BUILD)/libcommon.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(DP_BIN_LIBS)
+$(BUILD)/strait-tls.so: $(call picobj,$(TLSMOD_SRC))
+	$(CC) $(LDFLAGS_ALL) -shared -o $@ $^ $(TLSMOD_LIBS)
 
 # Unit tests mirror the source tree: tests/unit/<common|controller|dataplane>/.../test_*.c.
 # A test may #include the .c under test; the static libraries supply everything else.
@@ -125,7 +137,7 @@ format:
 clean:
 	rm -rf build
 
--include $(shell find $(BUILD)/obj $(BUILD)/unit -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/pic $(BUILD)/unit -name '*.d' 2>/dev/null)
 
 # bench-tools: load generators the benchmarks need beyond wrk and h2load (bench/tlsload.c:
 # concurrent full or resumed TLS handshakes, for bench/tls.sh).
@@ -147,6 +159,10 @@ $(BUILD)/routerbench: bench/routerbench.c $(BUILD)/libdataplane.a $(BUILD)/libco
 	$(CC) $(CFLAGS_ALL) -Idataplane $(LDFLAGS_ALL) -o $@ $< $(filter %.a,$^) $(DP_LIBS)
 bench-router: deps $(BUILD)/routerbench
 	@$(BUILD)/routerbench
+# bench-idle: the idle data plane's RSS with an empty snapshot (issue 4's target), by mapping.
+.PHONY: bench-idle
+bench-idle: deps all
+	@BUILD=$(BUILD) bench/idlerss.sh
 # bench-balancer: the balancer micro-benchmark (bench/balbench.c, issue 9's target): ns per
 # pick among 1,000 endpoints for every algorithm, pinned to one CPU.
 .PHONY: bench-balancer

@@ -61,6 +61,7 @@ static struct route_slot routes[METRICS_MAX_ROUTES];
 static atomic_uint n_shards_used; /* highest worker id + 1 seen by metrics_worker_init */
 static atomic_uint n_workers;
 static counter m_generation, m_swaps, m_nacks;
+static atomic_int m_tls_module;
 static __thread struct shard *my_shard;
 
 static struct shard *shard(void)
@@ -184,6 +185,11 @@ void metrics_tls_handshake(int result)
     if (result >= 0 && result < METRICS_TLS_N) inc(&shard()->tls_handshakes[result], 1);
 }
 
+void metrics_tls_module_loaded(void)
+{
+    atomic_store_explicit(&m_tls_module, 1, memory_order_relaxed);
+}
+
 void metrics_mirror(int result)
 {
     if (result >= 0 && result < METRICS_MIRROR_N) inc(&shard()->mirror[result], 1);
@@ -279,6 +285,7 @@ void metrics_collect(struct metrics_totals *t)
 
     memset(t, 0, sizeof(*t));
     t->generation = load(&m_generation);
+    t->tls_module = atomic_load_explicit(&m_tls_module, memory_order_relaxed);
     t->swaps = load(&m_swaps);
     t->nacks = load(&m_nacks);
     t->workers = atomic_load_explicit(&n_workers, memory_order_relaxed);
@@ -414,6 +421,10 @@ static void render(FILE *f, const struct metrics_totals *t)
                  "Idle pooled upstream connections closed because a new snapshot no longer has "
                  "their endpoint ready.",
                  t->pool_pruned);
+    counter_line(f, "strait_tls_module_loaded", "gauge",
+                 "1 once the TLS module (strait-tls.so) is loaded: at start-up with --listen-tls, "
+                 "else with the first snapshot that has certificates or upstream TLS.",
+                 t->tls_module);
     metrics_family(f, "strait_tls_handshakes_total", "counter",
                    "TLS handshakes on the HTTPS listeners, by result.");
     for (k = 0; k < METRICS_TLS_N; k++) {

@@ -54,6 +54,9 @@ void metrics_upstream_connected(void);
 enum { METRICS_TLS_FULL, METRICS_TLS_RESUMED, METRICS_TLS_FAILED, METRICS_TLS_N };
 void metrics_tls_handshake(int result);
 
+/* The TLS module (tlsmod.h) was loaded (strait_tls_module_loaded 1). */
+void metrics_tls_module_loaded(void);
+
 /*
  * A request mirror ended (strait_mirror_requests_total{result}): COMPLETED the mirror's
  * response was read to its end; CUT closed by us (could not keep up, total timeout once
@@ -102,6 +105,7 @@ struct metrics_route {
 /* Everything, summed over shards. */
 struct metrics_totals {
     uint64_t generation, swaps, nacks;
+    uint64_t tls_module; /* 1 once strait-tls.so is loaded */
     uint64_t conns_total, conns_active;
     uint64_t upstream_connections, upstream_connect_errors, upstream_timeouts, pool_reused;
     uint64_t tls_handshakes[METRICS_TLS_N]; /* by METRICS_TLS_* */

@@ -710,6 +710,9 @@ class Dockerfile(unittest.TestCase):
         for b in BUILTIN_IMAGE_CMDS:
             self.assertTrue(re.search(r"strait-%s\b" % os.path.basename(b).split("-")[1], copies), b)
         self.assertRegex(copies, r"/usr/local/bin/(\s|$)")
+        # tlsmod.c looks for the module in ../lib/strait/ from the executable's folder
+        self.assertRegex(copies, r"strait-tls\.so /usr/local/lib/strait/(\s|$)",
+                         "the TLS module next to where strait-dataplane looks for it")
         runs = " ".join(a for i, a in run_stage if i == "RUN")
         self.assertIn("rm -rf /var/lib/apt/lists", runs)
         self.assertRegex(runs, r"/run/strait")
@@ -730,7 +733,7 @@ class Dockerfile(unittest.TestCase):
         forgotten in the Dockerfile fails here, not in a cluster."""
         have = apt_packages(dockerfile_stages(self.PATH)[1][1])
         needed = {}  # soname -> binaries
-        for b in ("strait-controller", "strait-dataplane"):
+        for b in ("strait-controller", "strait-dataplane", "strait-tls.so"):
             path = os.path.join(BIN, b)
             self.assertTrue(os.access(path, os.X_OK), "%s not built (make, or --bin DIR)" % path)
             p = run(["readelf", "-d", path])

@@ -1,0 +1,32 @@
+/*
+ * tlsmod_export: the table strait-tls.so exports (tlsmod.h), the only symbol the module
+ * makes visible. Linked into the module only; the binary's side is tlsmod.c.
+ */
+#include "snapshot.h"
+#include "tls.h"
+#include "tls_upstream.h"
+#include "tlsmod.h"
+
+__attribute__((visibility("default"))) extern const struct tls_module strait_tls_module;
+
+const struct tls_module strait_tls_module = {
+    .abi = TLSMOD_ABI,
+    .size = sizeof(struct tls_module),
+    .snapshot_size = sizeof(struct snapshot),
+    .transport_size = sizeof(struct transport),
+    .init = tls_init,
+    .cleanup = tls_cleanup,
+    .ticket_rotate = tls_ticket_rotate,
+    .default_fingerprint = tls_default_fingerprint,
+    .snap_build = tls_snap_build,
+    .snap_free = tls_snap_free,
+    .transport_accept = tls_transport_accept,
+    .client_headers = tls_client_headers,
+    .policy_allows = tls_policy_allows,
+    .upstream_build = tls_upstream_build,
+    .upstream_free = tls_upstream_free,
+    .upstream_tag = tls_upstream_tag,
+    .upstream_start = tls_upstream_start,
+    .upstream_cleanup = tls_upstream_cleanup,
+    .upstream_error = tls_upstream_error,
+};
