@@ -193,6 +193,22 @@ int tls_upstream_start(const struct tls_upstream *t, uint32_t cluster, struct tr
     return t ? M()->upstream_start(t, cluster, tp, sa, salen) : -1;
 }
 
+struct tls_upstream_client *tls_upstream_client_get(const struct tls_upstream *t, uint32_t cluster)
+{
+    return t ? M()->client_get(t, cluster) : NULL;
+}
+
+int tls_upstream_client_start(const struct tls_upstream_client *c, struct transport *tp,
+                              const struct sockaddr *sa, socklen_t salen)
+{
+    return c ? M()->client_start(c, tp, sa, salen) : -1;
+}
+
+void tls_upstream_client_release(struct tls_upstream_client *c)
+{
+    if (c) M()->client_release(c);
+}
+
 void tls_upstream_cleanup(void)
 {
     if (M()) M()->upstream_cleanup();

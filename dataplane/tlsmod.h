@@ -38,6 +38,7 @@
 struct snapshot;
 struct tls_snap;
 struct tls_upstream;
+struct tls_upstream_client;
 
 struct tls_module {
     uint32_t abi;           /* TLSMOD_ABI */
@@ -56,14 +57,18 @@ struct tls_module {
     char *(*client_headers)(const struct transport *t);
     int (*policy_allows)(const struct tls_snap *t, const char *host, const struct transport *tp);
     /* tls_upstream.h */
-    int (*upstream_build)(const struct snapwire_snapshot *sw, struct tls_upstream **out,
-                          char *err, size_t errlen);
+    int (*upstream_build)(const struct snapwire_snapshot *sw, struct tls_upstream **out, char *err,
+                          size_t errlen);
     void (*upstream_free)(struct tls_upstream *t);
     uint64_t (*upstream_tag)(const struct tls_upstream *t, uint32_t cluster);
     int (*upstream_start)(const struct tls_upstream *t, uint32_t cluster, struct transport *tp,
                           const struct sockaddr *sa, socklen_t salen);
     void (*upstream_cleanup)(void);
     const char *(*upstream_error)(const struct transport *tp, char *buf, size_t len);
+    struct tls_upstream_client *(*client_get)(const struct tls_upstream *t, uint32_t cluster);
+    int (*client_start)(const struct tls_upstream_client *c, struct transport *tp,
+                        const struct sockaddr *sa, socklen_t salen);
+    void (*client_release)(struct tls_upstream_client *c);
 };
 
 /*

@@ -29,4 +29,7 @@ const struct tls_module strait_tls_module = {
     .upstream_start = tls_upstream_start,
     .upstream_cleanup = tls_upstream_cleanup,
     .upstream_error = tls_upstream_error,
+    .client_get = tls_upstream_client_get,
+    .client_start = tls_upstream_client_start,
+    .client_release = tls_upstream_client_release,
 };
