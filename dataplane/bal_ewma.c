@@ -65,12 +65,21 @@ static int cmp_id(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
+/* Every timestamp of this file: CLOCK_MONOTONIC_COARSE (a vDSO read, no TSC). */
+static uint64_t coarse_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 static void *ewma_create(const struct balancer_endpoints *eps, const void *prev_state)
 {
     const struct ewma_state *prev = prev_state;
     struct ewma_state *s = calloc(1, sizeof(*s));
     struct ewma_ep *sorted = NULL;
-    uint64_t now = balancer_now_ns(), *carried = NULL, dflt = EWMA_DEFAULT_NS;
+    uint64_t now = coarse_now_ns(), *carried = NULL, dflt = EWMA_DEFAULT_NS;
     uint32_t i, n = eps->n, nc = 0, *w = NULL;
     unsigned char *have = NULL;
 
@@ -132,12 +141,15 @@ oom:
     return NULL;
 }
 
-static uint64_t coarse_now_ns(void)
+/*
+ * exp(-dt / tau). Under load dt is micro- to milliseconds (x below 1e-3), where the Taylor
+ * polynomial 1 - x + x^2/2 is within x^3/6 (< 2e-10) of exp(-x): no libm call per request.
+ */
+static double ewma_decay(uint64_t dt_ns)
 {
-    struct timespec ts;
+    double x = (double)dt_ns / EWMA_TAU_NS;
 
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    return x < 1e-3 ? 1.0 - x + 0.5 * x * x : exp(-x);
 }
 
 static double ewma_cost(const struct ewma_ep *e, uint64_t now)
@@ -146,7 +158,7 @@ static double ewma_cost(const struct ewma_ep *e, uint64_t now)
     uint64_t stamp = atomic_load_explicit(&e->stamp_ns, memory_order_relaxed);
     unsigned inflight = atomic_load_explicit(&e->inflight, memory_order_relaxed);
 
-    if (now > stamp + EWMA_DECAY_MIN_NS) est *= exp(-(double)(now - stamp) / EWMA_TAU_NS);
+    if (now > stamp + EWMA_DECAY_MIN_NS) est *= ewma_decay(now - stamp);
     if (est < EWMA_FLOOR_NS) est = EWMA_FLOOR_NS;
     /* est * (w + inflight) / w, exact when idle so equal estimates tie */
     return inflight ? est + est * inflight / e->w : est;
@@ -186,13 +198,13 @@ static void ewma_done(void *state, uint32_t idx, uint64_t latency_ns, int ok)
                                                        memory_order_relaxed, memory_order_relaxed))
         ;
     if (!ok && latency_ns < EWMA_FAIL_NS) latency_ns = EWMA_FAIL_NS;
-    now = balancer_now_ns();
+    now = coarse_now_ns(); /* the pick's clock: 1-4 ms resolution is plenty against tau */
     stamp = atomic_load_explicit(&e->stamp_ns, memory_order_relaxed);
     est = atomic_load_explicit(&e->est_ns, memory_order_relaxed);
     if (latency_ns > est) {
         est = latency_ns;
     } else {
-        double wd = now > stamp ? exp(-(double)(now - stamp) / EWMA_TAU_NS) : 1.0;
+        double wd = now > stamp ? ewma_decay(now - stamp) : 1.0;
         est = (uint64_t)((double)est * wd + (double)latency_ns * (1.0 - wd));
     }
     atomic_store_explicit(&e->est_ns, est, memory_order_relaxed);
