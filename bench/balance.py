@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """Balancing benchmark (`make bench-balance`; issue 9's end-to-end targets).
 
-Two scenarios, all on loopback, proxies pinned to CPU 0 (one worker each), backends and wrk
-on CPU 1, rounds interleaved, medians reported:
-  equal  three nginx backends: Strait with round_robin against Strait with ewma, requests/s
-         (target: ewma within 3 % of round_robin);
+Scenarios, all on loopback, proxies pinned to CPU 0 (one worker each), backends and wrk on
+CPU 1, rounds interleaved, medians reported:
+  equal  three equal backends (three ports of one nginx worker, so that how a balancer spreads
+         requests does not change how many processes CPU 1 schedules): Strait with round_robin
+         against Strait with ewma, requests/s (target: ewma within 3 % of round_robin);
+  equal_capped  the same while each data plane is held to CAP_PCT % (default 40) of CPU 0 by
+         a CPU-bandwidth cgroup: the proxy is the bottleneck, so requests/s measure what the
+         balancer costs (skipped without a writable cgroup);
   slow   two nginx backends and one that answers 50 ms late (tools/backend.py --delay-ms 50):
          nginx (round robin), HAProxy (roundrobin) and Strait (round_robin and ewma), p99
          latency (target: Strait ewma at least 2x lower than nginx's and HAProxy's).
@@ -24,7 +28,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from benchlib import Procs, cpu_of, free_port, wait_port  # noqa: E402
+from benchlib import CpuCap, Procs, cpu_of, free_port, wait_port  # noqa: E402
 
 
 
@@ -33,7 +37,9 @@ from benchlib import Procs, cpu_of, free_port, wait_port  # noqa: E402
 
 
 
-def wrk(port, secs, conns, pid=None):
+def wrk(port, secs, conns, pid=None, cap=None):
+    if cap:
+        cap.on(pid)
     c0 = cpu_of(pid) if pid else 0
     out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c%d" % conns, "-d%ds" % secs,
                           "--latency", "-H", "Host: bal.test", "http://127.0.0.1:%d/" % port],
@@ -45,6 +51,8 @@ def wrk(port, secs, conns, pid=None):
         raise SystemExit("balance: wrk failed or got errors:\n" + out)
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
     cpu_us = (cpu_of(pid) - c0) * 1e6 / (float(rps.group(1)) * secs) if pid else 0.0
+    if cap:
+        cap.off(pid)
     return float(rps.group(1)), float(p99.group(1)) * scale, cpu_us
 
 
@@ -62,6 +70,7 @@ def main():
     procs = Procs(work)
     start = procs.start
     pids = {}  # proxy port -> pid whose CPU is measured (Strait's data planes)
+    cap = CpuCap("strait-balance", int(os.environ.get("CAP_PCT", "40")))
 
 
     def nginx(name, cpu, body):
@@ -144,9 +153,10 @@ spec: {controller: strait.dev/ingress-controller}""" % lb)
 
     try:
         fast = [free_port() for _ in range(3)]
-        for i, p in enumerate(fast):
-            nginx("be%d" % i, "1", "server { listen 127.0.0.1:%d; location / { return 200 "
-                  "\"0123456789012345678901234567890123456789012345678901234567890123\"; } }" % p)
+        nginx("be", "1", " ".join(
+            "server { listen 127.0.0.1:%d; location / { return 200 "
+            "\"0123456789012345678901234567890123456789012345678901234567890123\"; } }" % p
+            for p in fast))
         slow = free_port()
         start("slow", "1", [sys.executable, os.path.join(ROOT, "tools", "backend.py"),
                             "--name", "slow", "--port", str(slow), "--delay-ms", "50"])
@@ -160,6 +170,8 @@ spec: {controller: strait.dev/ingress-controller}""" % lb)
         }
         n, hp = peers("sl", fast[:2] + [slow])
         targets["slow"]["nginx"], targets["slow"]["haproxy"] = n, hp
+        if cap.ok:
+            targets["equal_capped"] = dict(targets["equal"])
         res = {}
         for rnd in range(args.rounds):
             for sc, tg in targets.items():
@@ -167,24 +179,30 @@ spec: {controller: strait.dev/ingress-controller}""" % lb)
                 names = names[rnd % len(names):] + names[:rnd % len(names)]
                 for nm in names:
                     res.setdefault((sc, nm), []).append(
-                        wrk(tg[nm], args.seconds, args.conns, pids.get(tg[nm])))
+                        wrk(tg[nm], args.seconds, args.conns, pids.get(tg[nm]),
+                            cap if sc == "equal_capped" else None))
         print("balance: %d rounds of %ds, wrk -t1 -c%d keep-alive, proxies on CPU 0 (1 worker)" % (
             args.rounds, args.seconds, args.conns))
-        print("%-6s %-12s %10s %10s %10s" % ("case", "proxy", "req/s", "p99_ms", "cpu_us"))
+        print("%-13s %-12s %10s %10s %10s" % ("case", "proxy", "req/s", "p99_ms", "cpu_us"))
         med = {}
         for (sc, nm), v in sorted(res.items()):
             med[(sc, nm)] = tuple(statistics.median(x[i] for x in v) for i in range(3))
-            print("%-6s %-12s %10.0f %10.2f %10.2f" % ((sc, nm) + med[(sc, nm)]))
+            print("%-13s %-12s %10.0f %10.2f %10.2f" % ((sc, nm) + med[(sc, nm)]))
         eq = med[("equal", "strait_ewma")][0] / med[("equal", "strait_rr")][0]
         print("ratio equal_rps ewma_vs_round_robin=%.3f (target >= 0.97); equal_cpu "
               "ewma_vs_round_robin=%.3f" % (eq, med[("equal", "strait_ewma")][2] /
                                               med[("equal", "strait_rr")][2]))
+        if cap.ok:
+            eqc = med[("equal_capped", "strait_ewma")][0] / med[("equal_capped", "strait_rr")][0]
+            print("ratio equal_capped_rps ewma_vs_round_robin=%.3f (target >= 0.97; data planes "
+                  "held to %s%% of CPU 0)" % (eqc, os.environ.get("CAP_PCT", "40")))
         e99 = med[("slow", "strait_ewma")][1]
         print("ratio slow_p99 nginx_vs_ewma=%.2f haproxy_vs_ewma=%.2f strait_rr_vs_ewma=%.2f "
               "(target >= 2)" % (med[("slow", "nginx")][1] / e99, med[("slow", "haproxy")][1] / e99,
                                  med[("slow", "strait_rr")][1] / e99))
     finally:
         procs.stop()
+        cap.remove()
 
 
 if __name__ == "__main__":

@@ -65,3 +65,59 @@ class Procs:
                 os.killpg(p.pid, signal.SIGKILL)
         if os.environ.get("BENCH_KEEP") != "1":
             shutil.rmtree(self.work, ignore_errors=True)
+
+
+class CpuCap:
+    """A CPU-bandwidth cgroup (v1 cpu.cfs_quota_us or v2 cpu.max) holding the processes put
+    in it to pct % of one CPU per 20 ms period, as bench/lib.sh's cap_* do for bench/run.sh.
+    ok is False when neither hierarchy is writable (the capped cases are then skipped)."""
+
+    def __init__(self, label, pct):
+        self.root = self.path = None
+        if os.access("/sys/fs/cgroup/cpu/cgroup.procs", os.W_OK) and \
+                os.path.exists("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"):
+            self.v, self.root = 1, "/sys/fs/cgroup/cpu"
+        elif os.path.exists("/sys/fs/cgroup/cgroup.subtree_control"):
+            self.v, self.root = 2, "/sys/fs/cgroup"
+        if not self.root:
+            return
+        try:
+            if self.v == 2:
+                with open(os.path.join(self.root, "cgroup.subtree_control"), "w") as f:
+                    f.write("+cpu")
+            self.path = os.path.join(self.root, "%s.%d" % (label, os.getpid()))
+            os.makedirs(self.path, exist_ok=True)
+            if self.v == 1:
+                self._write("cpu.cfs_period_us", "20000")
+                self._write("cpu.cfs_quota_us", str(20000 * pct // 100))
+            else:
+                self._write("cpu.max", "%d 20000" % (20000 * pct // 100))
+        except OSError:
+            self.path = None
+
+    @property
+    def ok(self):
+        return self.path is not None
+
+    def _write(self, name, value, where=None):
+        with open(os.path.join(where or self.path, name), "w") as f:
+            f.write(value)
+
+    def on(self, pid):
+        self._write("cgroup.procs", str(pid))
+
+    def off(self, pid):
+        try:
+            self._write("cgroup.procs", str(pid), self.root)
+        except OSError:
+            pass
+
+    def remove(self):
+        if self.path:
+            try:
+                with open(os.path.join(self.path, "cgroup.procs")) as f:
+                    for pid in f.read().split():
+                        self.off(int(pid))
+                os.rmdir(self.path)
+            except OSError:
+                pass
