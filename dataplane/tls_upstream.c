@@ -393,11 +393,13 @@ const char *tls_upstream_error(const struct transport *tp, char *buf, size_t len
     unsigned long e;
     long vr;
 
+    e = ERR_peek_last_error(); /* left by the failed handshake on this thread (tp_tls.c) */
+    ERR_clear_error();
     if (ssl && (vr = SSL_get_verify_result(ssl)) != X509_V_OK) {
         snprintf(buf, len, "upstream certificate: %s", X509_verify_cert_error_string(vr));
         return buf;
     }
-    if ((e = ERR_peek_last_error()) != 0) {
+    if (e != 0) {
         const char *r = ERR_reason_error_string(e);
         snprintf(buf, len, "upstream TLS: %s", r ? r : "handshake failed");
         return buf;

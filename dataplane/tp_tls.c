@@ -155,7 +155,8 @@ static int tls_handshake(struct transport *t)
     }
         t->priv |= TP_FATAL;
         SSL_set_quiet_shutdown(ssl, 1);
-        ERR_clear_error();
+        /* a client session's owner reads the reason next (tls_upstream_error clears it) */
+        if (SSL_is_server(ssl)) ERR_clear_error();
         drop_snapshot(ssl);
         count(t, METRICS_TLS_FAILED);
         return -1;

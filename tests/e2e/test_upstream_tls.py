@@ -118,6 +118,9 @@ class UpstreamTLSTest(h.StraitTest):
                              annotations={"strait.dev/backend-protocol": "HTTPS"}))
         r = self.s.curl("app.test", "/", timeout=10)
         self.assertStatus(r, 502)
+        # the log says why: OpenSSL's reason, not a generic handshake failure
+        self.assertRegex(self.s.dataplane_log(),
+                         r"event=upstream_error .*reason=\"upstream TLS: wrong version number\"")
 
     def test_tls_connections_are_pooled_and_reused(self):
         port = https_backend(self.s, "web", self.cert)
