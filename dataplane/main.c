@@ -43,10 +43,13 @@ struct app {
     ev_timer ticket_w; /* session ticket key rotation (TLS listeners only) */
 };
 
+#define TICKET_FILE_POLL 10.0 /* seconds between reads of --tls-ticket-key-file */
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: strait-dataplane --socket PATH --listen ADDR:PORT [--listen-tls ADDR:PORT]\n"
                "                        [--https-redirect-port N] [--tls-ticket-rotation S]\n"
+               "                        [--tls-ticket-key-file PATH]\n"
                "                        [--admin ADDR:PORT]\n"
                "                        [--workers N] [--log-level debug|info|warn|error]\n"
                "                        [--client-header-timeout S] [--client-idle-timeout S]\n"
@@ -69,7 +72,11 @@ static void usage(FILE *f)
                "  --listen and --listen-tls (HTTPS) may be repeated; at least one is needed.\n"
                "  --https-redirect-port: port of the https:// redirects (default: the first\n"
                "  --listen-tls port, else 443). --tls-ticket-rotation: seconds between session\n"
-               "  ticket key rotations (default 3600; a ticket is valid for two).\n");
+               "  ticket key rotations (default 3600; a ticket is valid for two).\n"
+               "  --tls-ticket-key-file: session ticket keys shared by replicas instead of\n"
+               "  random ones: 80 bytes (one key) or 160 (the second only decrypts), nginx's\n"
+               "  ssl_session_ticket_key format (openssl rand 80); re-read every 10 s, whoever\n"
+               "  writes it rotates. Needs --listen-tls.\n");
 }
 
 /* Parses a positive, finite number of seconds. Returns 0, or -1 (message printed). */
@@ -205,9 +212,10 @@ int main(int argc, char **argv)
                                          {"listen-tls", required_argument, NULL, 11},
                                          {"https-redirect-port", required_argument, NULL, 12},
                                          {"tls-ticket-rotation", required_argument, NULL, 13},
+                                         {"tls-ticket-key-file", required_argument, NULL, 14},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *sock = NULL, *admin_spec = NULL, *access_log = NULL;
+    const char *sock = NULL, *admin_spec = NULL, *access_log = NULL, *ticket_keys = NULL;
     enum log_level level = LOG_LEVEL_INFO;
     struct worker_listen ls[WORKER_MAX_LISTENERS];
     unsigned nls = 0, i, n_tls = 0;
@@ -262,6 +270,9 @@ int main(int argc, char **argv)
         case 13:
             if (parse_seconds(opts[idx].name, optarg, &rotation) < 0) return 2;
             break;
+        case 14:
+            ticket_keys = optarg;
+            break;
         case 's':
             sock = optarg;
             break;
@@ -289,6 +300,10 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (ticket_keys && !n_tls) {
+        fprintf(stderr, "strait-dataplane: --tls-ticket-key-file needs --listen-tls\n");
+        return 2;
+    }
     log_init("dataplane", level);
     if (admin_spec && netaddr_parse(admin_spec, &ass, &asl, err, sizeof(err)) < 0) {
         fprintf(stderr, "strait-dataplane: %s\n", err);
@@ -305,6 +320,10 @@ int main(int argc, char **argv)
         goto destroy_loop;
     }
     if (n_tls && tls_init(rotation, err, sizeof(err)) < 0) {
+        log_error("startup_failed", "reason=\"%s\"", err);
+        goto destroy_loop;
+    }
+    if (ticket_keys && tls_ticket_key_file(ticket_keys, err, sizeof(err)) < 0) {
         log_error("startup_failed", "reason=\"%s\"", err);
         goto destroy_loop;
     }
@@ -326,7 +345,9 @@ int main(int argc, char **argv)
         goto destroy_loop;
     }
     if (n_tls) {
-        ev_timer_init(&app.ticket_w, ticket_cb, rotation, rotation);
+        /* with a key file the timer re-reads it (TICKET_FILE_POLL), else it rotates */
+        double every = ticket_keys && rotation > TICKET_FILE_POLL ? TICKET_FILE_POLL : rotation;
+        ev_timer_init(&app.ticket_w, ticket_cb, every, every);
         ev_timer_start(app.loop, &app.ticket_w);
     }
     if (admin_spec) {

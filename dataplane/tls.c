@@ -29,6 +29,7 @@
 
 #include <ctype.h>
 #include <pthread.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,60 @@ static int ring_init(struct ticket_ring *rg)
     rg->have_prev = 0;
     pthread_rwlock_unlock(&rg->lock);
     OPENSSL_cleanse(&k, sizeof(k));
+    return 0;
+}
+
+/* ---- ticket keys from a file (nginx's ssl_session_ticket_key format) ---- */
+
+static char *key_file;                 /* NULL: random keys, rotated by tls_ticket_rotate */
+static unsigned char key_file_sum[32]; /* SHA-256 of the content in use */
+
+/*
+ * Reads path: one or two 80-byte keys (name 16, HMAC secret 32, AES-256 key 32, as nginx's
+ * `openssl rand 80` files), the first encrypts, the second only decrypts. With changed content
+ * the ring takes them and *changed is 1. 0, or -1 with err (the ring is left as it was).
+ */
+static int key_file_read(const char *path, int *changed, char *err, size_t errlen)
+{
+    unsigned char buf[161], sum[32];
+    struct ticket_key k[2];
+    size_t n, i;
+    FILE *f = fopen(path, "rb");
+
+    *changed = 0;
+    if (!f) {
+        snprintf(err, errlen, "ticket key file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    if (n != 80 && n != 160) {
+        snprintf(err, errlen, "ticket key file %s: %zu bytes, want 80 (one key) or 160 (two)", path,
+                 n);
+        OPENSSL_cleanse(buf, sizeof(buf));
+        return -1;
+    }
+    if (!EVP_Digest(buf, n, sum, NULL, EVP_sha256(), NULL)) {
+        snprintf(err, errlen, "ticket key file %s: no SHA-256", path);
+        OPENSSL_cleanse(buf, sizeof(buf));
+        return -1;
+    }
+    if (memcmp(sum, key_file_sum, sizeof(sum)) != 0) {
+        for (i = 0; i < n / 80; i++) {
+            memcpy(k[i].name, buf + 80 * i, 16);
+            memcpy(k[i].hmac, buf + 80 * i + 16, 32);
+            memcpy(k[i].aes, buf + 80 * i + 48, 32);
+        }
+        pthread_rwlock_wrlock(&ring.lock);
+        ring.cur = k[0];
+        ring.have_prev = n == 160;
+        if (n == 160) ring.prev = k[1];
+        pthread_rwlock_unlock(&ring.lock);
+        memcpy(key_file_sum, sum, sizeof(sum));
+        *changed = 1;
+        OPENSSL_cleanse(k, sizeof(k));
+    }
+    OPENSSL_cleanse(buf, sizeof(buf));
     return 0;
 }
 
@@ -376,10 +431,36 @@ void tls_cleanup(void)
 {
     SSL_CTX_free(base_ctx);
     base_ctx = NULL;
+    free(key_file);
+    key_file = NULL;
+}
+
+int tls_ticket_key_file(const char *path, char *err, size_t errlen)
+{
+    int changed;
+
+    if (key_file_read(path, &changed, err, errlen) < 0) return -1;
+    free(key_file);
+    if (!(key_file = strdup(path))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    log_info("tls_ticket_keys_loaded", "file=\"%s\"", path);
+    return 0;
 }
 
 void tls_ticket_rotate(void)
 {
+    char err[256];
+    int changed;
+
+    if (key_file) { /* the file's owner rotates: take what it holds now */
+        if (key_file_read(key_file, &changed, err, sizeof(err)) < 0)
+            log_warn("tls_ticket_keys_unchanged", "reason=\"%s\"", err);
+        else if (changed)
+            log_info("tls_ticket_keys_loaded", "file=\"%s\"", key_file);
+        return;
+    }
     if (ring_rotate(&ring) < 0)
         log_warn("tls_ticket_rotation_failed", "reason=\"no randomness\"");
     else

@@ -33,7 +33,18 @@ struct snapshot;
 int tls_init(double rotation, char *err, size_t errlen);
 void tls_cleanup(void);
 
-/* New current ticket key; the previous one only decrypts (and asks for a fresh ticket). */
+/*
+ * Ticket keys from path instead of random ones (after tls_init): one or two 80-byte keys in
+ * nginx's ssl_session_ticket_key format (16-byte name, 32-byte HMAC secret, 32-byte AES key;
+ * `openssl rand 80`), the first encrypting, the second only decrypting, so that replicas
+ * sharing the file resume each other's sessions. 0, or -1 with err.
+ */
+int tls_ticket_key_file(const char *path, char *err, size_t errlen);
+
+/*
+ * Random keys: a new current key, the previous one only decrypts (and asks for a fresh
+ * ticket). Keys from a file: re-reads it, taking changed content (its owner rotates).
+ */
 void tls_ticket_rotate(void);
 
 /* SHA-256 fingerprint (lower-case hex) of the start-up self-signed certificate. */

@@ -125,6 +125,13 @@ void tls_ticket_rotate(void)
     if (M()) M()->ticket_rotate();
 }
 
+int tls_ticket_key_file(const char *path, char *err, size_t errlen)
+{
+    const struct tls_module *m = need("--tls-ticket-key-file", err, errlen);
+
+    return m ? m->ticket_key_file(path, err, errlen) : -1;
+}
+
 const char *tls_default_fingerprint(void)
 {
     return M() ? M()->default_fingerprint() : NULL;

@@ -49,6 +49,7 @@ struct tls_module {
     int (*init)(double rotation, char *err, size_t errlen);
     void (*cleanup)(void);
     void (*ticket_rotate)(void);
+    int (*ticket_key_file)(const char *path, char *err, size_t errlen);
     const char *(*default_fingerprint)(void);
     int (*snap_build)(const struct snapwire_snapshot *sw, struct tls_snap **out, char *err,
                       size_t errlen);

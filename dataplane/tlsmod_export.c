@@ -17,6 +17,7 @@ const struct tls_module strait_tls_module = {
     .init = tls_init,
     .cleanup = tls_cleanup,
     .ticket_rotate = tls_ticket_rotate,
+    .ticket_key_file = tls_ticket_key_file,
     .default_fingerprint = tls_default_fingerprint,
     .snap_build = tls_snap_build,
     .snap_free = tls_snap_free,

@@ -9,12 +9,14 @@ session tickets (across workers too), TLS metrics.
 import hashlib
 import json
 import os
+import re
+import subprocess
 import threading
 import time
 import unittest
 
 import certs
-from harness import (StraitTest, Stack, curl, curl_https, free_port, ingress, log_events,
+from harness import (BIN, StraitTest, Stack, curl, curl_https, free_port, ingress, log_events,
                      parse_metrics,
                      s_client, served_fingerprint, service_with_endpoints, start_dataplane_tls,
                      wait_until, yaml_docs)
@@ -439,6 +441,71 @@ class TicketTest(TLSBase):
         def expired():
             return "New, TLSv1.3" in self.get("t.example", ["-tls1_3", "-sess_in", self.sess])
         wait_until(expired, 5, what="ticket no longer accepted")
+
+    def key_file(self, *keys):
+        """Writes the ticket key file (80-byte keys, nginx's format) atomically; its path."""
+        path = os.path.join(self.s.dir, "ticket.key")
+        with open(path + ".tmp", "wb") as f:
+            f.write(b"".join(keys))
+        os.replace(path + ".tmp", path)
+        return path
+
+    def get_at(self, port, host, args):
+        req = ("GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % host).encode()
+        rc, out, err = s_client(port, host, args, data=req)
+        self.assertIn("HTTP/1.1 200 OK", out, err)
+        return out
+
+    def test_replicas_sharing_a_key_file_resume_each_others_sessions(self):
+        # two data planes (two "replicas") on one controller, the same --tls-ticket-key-file;
+        # a third with its own random keys is the control
+        keys = self.key_file(os.urandom(80))
+        self.start_tls("--tls-ticket-key-file", keys)
+        first, first_dp = self.s.tls_port, self.s.dp
+        start_dataplane_tls(self.s, "--tls-ticket-key-file", keys, name="replica")
+        second = self.s.tls_port
+        start_dataplane_tls(self.s, name="own-keys")
+        own = self.s.tls_port
+        for proto in ("-tls1_3", "-tls1_2"):
+            out = self.get_at(first, "t.example", [proto, "-sess_out", self.sess])
+            self.assertIn("New, TLSv1.", out)
+            self.assertIn("Reused, TLSv1.",
+                          self.get_at(second, "t.example", [proto, "-sess_in", self.sess]), proto)
+            self.assertIn("New, TLSv1.",
+                          self.get_at(own, "t.example", [proto, "-sess_in", self.sess]), proto)
+        self.assertRegex(first_dp.stderr(), r"event=tls_ticket_keys_loaded file=")
+
+    def test_key_file_rotation_by_its_owner(self):
+        # the file is re-read every min(--tls-ticket-rotation, 10 s): [new, old] keeps old
+        # tickets valid (decrypt only), [new] alone ends them
+        old, new = os.urandom(80), os.urandom(80)
+        keys = self.key_file(old)
+        self.start_tls("--tls-ticket-key-file", keys, "--tls-ticket-rotation", "0.2")
+        self.save_ticket("t.example", "-tls1_2")
+        loads = lambda: len(re.findall(r"event=tls_ticket_keys_loaded", self.s.dataplane_log()))
+        n = loads()
+        self.key_file(new, old)
+        wait_until(lambda: loads() > n, 5, what="the rotated key file read")
+        self.assertIn("Reused, TLSv1.2", self.get("t.example", ["-tls1_2", "-sess_in", self.sess]))
+        n = loads()
+        self.key_file(new)
+        wait_until(lambda: loads() > n, 5, what="the old key dropped")
+        self.assertIn("New, TLSv1.2", self.get("t.example", ["-tls1_2", "-sess_in", self.sess]))
+
+    def test_bad_key_file_refuses_to_start(self):
+        self.s.controller()
+        bad = self.key_file(os.urandom(79))
+        port = free_port()
+        r = subprocess.run([os.path.join(BIN, "strait-dataplane"), "--socket", self.s.sock,
+                            "--listen-tls", "127.0.0.1:%d" % port, "--tls-ticket-key-file", bad],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("79 bytes, want 80 (one key) or 160 (two)", r.stderr.decode())
+        r = subprocess.run([os.path.join(BIN, "strait-dataplane"), "--socket", self.s.sock,
+                            "--listen", "127.0.0.1:%d" % port, "--tls-ticket-key-file", bad],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--tls-ticket-key-file needs --listen-tls", r.stderr.decode())
 
 
 class CertLifecycleTest(TLSBase):

@@ -579,6 +579,24 @@ class ValuesFiles(unittest.TestCase):
         self.assertFalse([o for o in objs if o["kind"] in ("Deployment", "HorizontalPodAutoscaler")])
         self.assertTrue(ds[0]["spec"]["template"]["spec"].get("hostNetwork"))
 
+    def test_shared_ticket_keys(self):
+        objs = [o for _, o in render(os.path.join(CHART, "ci", "autoscaling-values.yaml"))]
+        (dep,) = [o for o in objs if o["kind"] == "Deployment"]
+        pod = dep["spec"]["template"]["spec"]
+        dp = [c for c in pod["containers"] if c["name"] == "dataplane"][0]
+        self.assertIn("--tls-ticket-key-file=/etc/strait/tickets/ticket.key", dp["args"])
+        mounts = {m["name"]: m for m in dp.get("volumeMounts", [])}
+        self.assertEqual(mounts["ticket-keys"]["mountPath"], "/etc/strait/tickets")
+        self.assertTrue(mounts["ticket-keys"]["readOnly"])
+        vols = {v["name"]: v for v in pod["volumes"]}
+        self.assertEqual(vols["ticket-keys"]["secret"]["secretName"], "strait-ticket-keys")
+        # the default keeps per-pod keys: no flag, no volume
+        (dep,) = [o for _, o in render(None) if o["kind"] == "Deployment"]
+        pod = dep["spec"]["template"]["spec"]
+        self.assertFalse([a for c in pod["containers"] for a in c.get("args", [])
+                          if a.startswith("--tls-ticket-key-file")])
+        self.assertNotIn("ticket-keys", [v["name"] for v in pod["volumes"]])
+
     def test_nodeport_monitoring(self):
         objs = self.kinds("values-nodeport-monitoring.yaml")
         types = {o["spec"].get("type") for o in objs if o["kind"] == "Service"}
