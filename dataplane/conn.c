@@ -1140,7 +1140,8 @@ static void arm_deadline(struct conn *c)
 
 /*
  * Starts one upstream attempt to r->uaddr (pooled connection allowed), with the route's
- * backend timeout from now. Returns 0, or -1 with errno (connect failed).
+ * backend timeout from now. Returns 0, or -1 with errno (connect failed; EBUSY: a circuit
+ * breaker limit).
  */
 static int attempt_open(struct conn *c)
 {
@@ -1153,6 +1154,17 @@ static int attempt_open(struct conn *c)
                           : 0;
     arm_deadline(c);
     return upstream_open(c, 1);
+}
+
+/* attempt_open failed with errno: 503 overflow (circuit breaking, EBUSY), else 502. */
+static void attempt_open_failed(struct conn *c)
+{
+    if (errno == EBUSY) {
+        upstream_overflow(c);
+        return;
+    }
+    metrics_upstream_connect_error();
+    upstream_failed(c, 502, strerror(errno));
 }
 
 /* True when the route retries a response with this status (retry codes, 500..599). */
@@ -1574,12 +1586,7 @@ static int start_request(struct conn *c)
         r->replay_ok = 1;
     }
     if (attempt_open(c) < 0) {
-        if (errno == EBUSY) {
-            upstream_overflow(c);
-            return 1;
-        }
-        metrics_upstream_connect_error();
-        upstream_failed(c, 502, strerror(errno));
+        attempt_open_failed(c);
         return 1;
     }
     if (r->u_reused && r->idempotent && !r->replay_ok) {
@@ -2352,14 +2359,7 @@ static void upstream_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     if (r->u_backoff) {
         /* a route retry waited its backoff: the next attempt */
         r->u_backoff = 0;
-        if (attempt_open(c) < 0) {
-            if (errno == EBUSY) {
-                upstream_overflow(c);
-            } else {
-                metrics_upstream_connect_error();
-                upstream_failed(c, 502, strerror(errno));
-            }
-        }
+        if (attempt_open(c) < 0) attempt_open_failed(c);
         conn_run(c);
         return;
     }

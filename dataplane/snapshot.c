@@ -362,16 +362,6 @@ static uint32_t pick_live(struct snapshot_cluster *c, const struct balancer_inpu
     return i;
 }
 
-const struct snapshot_endpoint *snapshot_pick(struct snapshot *s, uint32_t idx)
-{
-    struct snapshot_cluster *c;
-
-    if (idx >= s->sw.n_clusters) return NULL;
-    c = &s->clusters[idx];
-    if (c->n_ready == 0) return NULL;
-    return &c->ready[pick_live(c, NULL)];
-}
-
 const struct snapshot_endpoint *snapshot_pick_ex(struct snapshot *s, uint32_t idx,
                                                  const struct balancer_input *in)
 {
@@ -381,6 +371,11 @@ const struct snapshot_endpoint *snapshot_pick_ex(struct snapshot *s, uint32_t id
     c = &s->clusters[idx];
     if (c->n_ready == 0) return NULL;
     return &c->ready[pick_live(c, in)];
+}
+
+const struct snapshot_endpoint *snapshot_pick(struct snapshot *s, uint32_t idx)
+{
+    return snapshot_pick_ex(s, idx, NULL);
 }
 
 /* c's index of ep, or UINT32_MAX when ep is not one of c's ready endpoints. */

@@ -653,7 +653,7 @@ int tls_snap_build(const struct snapwire_snapshot *sw, struct tls_snap **out, ch
 
     *out = NULL;
     err[0] = '\0';
-    if (n == 0 && sw->meta.default_cert == SNAPWIRE_NONE) return 0;
+    if (!tls_snap_wanted(sw)) return 0;
     if (!(t = calloc(1, sizeof(*t)))) goto oom;
     if (n) {
         keys = calloc(n, sizeof(*keys));

@@ -58,6 +58,12 @@ struct tls_snap;
  * of meta.default_cert. NULL with err filled (naming the certificate) when a PEM does not
  * load; *out NULL when the snapshot has no TLS data at all. Returns 0 or -1.
  */
+/* Whether sw has anything for tls_snap_build (TLS hosts or a default certificate). */
+static inline int tls_snap_wanted(const struct snapwire_snapshot *sw)
+{
+    return sw->n_tls_hosts > 0 || sw->meta.default_cert != SNAPWIRE_NONE;
+}
+
 int tls_snap_build(const struct snapwire_snapshot *sw, struct tls_snap **out, char *err,
                    size_t errlen);
 void tls_snap_free(struct tls_snap *t);

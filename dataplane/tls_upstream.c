@@ -228,12 +228,12 @@ int tls_upstream_build(const struct snapwire_snapshot *sw, struct tls_upstream *
     char *p;
 
     *out = NULL;
+    if (!tls_upstream_wanted(sw)) return 0;
     for (i = 0; i < sw->n_clusters; i++) {
         if (!sw->clusters[i].tls) continue;
         n_tls++;
         names += strlen(sw->clusters[i].tls_sni) + 1;
     }
-    if (n_tls == 0) return 0;
     t = calloc(1, sizeof(*t));
     if (!t || !(t->c = calloc(sw->n_clusters, sizeof(*t->c))) || !(t->strings = malloc(names)) ||
         (sw->n_certs && !(by_ca = calloc(sw->n_certs, sizeof(*by_ca))))) {

@@ -24,6 +24,14 @@ struct tls_upstream;
  * Returns 0, or -1 with err filled (naming the cluster and its CA) when a CA bundle does not
  * load.
  */
+/* Whether sw has a cluster with upstream TLS (tls_upstream_build makes a table). */
+static inline int tls_upstream_wanted(const struct snapwire_snapshot *sw)
+{
+    for (uint32_t i = 0; i < sw->n_clusters; i++)
+        if (sw->clusters[i].tls) return 1;
+    return 0;
+}
+
 int tls_upstream_build(const struct snapwire_snapshot *sw, struct tls_upstream **out, char *err,
                        size_t errlen);
 void tls_upstream_free(struct tls_upstream *t);

@@ -143,7 +143,7 @@ int tls_snap_build(const struct snapwire_snapshot *sw, struct tls_snap **out, ch
     const struct tls_module *m = M();
 
     *out = NULL;
-    if (!m && sw->n_tls_hosts == 0 && sw->meta.default_cert == SNAPWIRE_NONE) return 0;
+    if (!m && !tls_snap_wanted(sw)) return 0;
     if (!m && !(m = need("a snapshot with certificates", err, errlen))) return -1;
     return m->snap_build(sw, out, err, errlen);
 }
@@ -174,12 +174,9 @@ int tls_upstream_build(const struct snapwire_snapshot *sw, struct tls_upstream *
                        size_t errlen)
 {
     const struct tls_module *m = M();
-    uint32_t i;
 
     *out = NULL;
-    for (i = 0; !m && i < sw->n_clusters && !sw->clusters[i].tls; i++) {
-    }
-    if (!m && i == sw->n_clusters) return 0;
+    if (!m && !tls_upstream_wanted(sw)) return 0;
     if (!m && !(m = need("a cluster with upstream TLS", err, errlen))) return -1;
     return m->upstream_build(sw, out, err, errlen);
 }
