@@ -512,11 +512,19 @@ void router_free(struct router *r)
     free(r);
 }
 
-static int host_char_ok(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-           c == ':' || c == '[' || c == ']' || c == '%';
-}
+/* The bytes a Host may hold, each mapped to its lower case; 0 for every other byte. */
+static const unsigned char host_map[256] = {
+    ['a'] = 'a', ['A'] = 'a', ['b'] = 'b', ['B'] = 'b', ['c'] = 'c', ['C'] = 'c', ['d'] = 'd',
+    ['D'] = 'd', ['e'] = 'e', ['E'] = 'e', ['f'] = 'f', ['F'] = 'f', ['g'] = 'g', ['G'] = 'g',
+    ['h'] = 'h', ['H'] = 'h', ['i'] = 'i', ['I'] = 'i', ['j'] = 'j', ['J'] = 'j', ['k'] = 'k',
+    ['K'] = 'k', ['l'] = 'l', ['L'] = 'l', ['m'] = 'm', ['M'] = 'm', ['n'] = 'n', ['N'] = 'n',
+    ['o'] = 'o', ['O'] = 'o', ['p'] = 'p', ['P'] = 'p', ['q'] = 'q', ['Q'] = 'q', ['r'] = 'r',
+    ['R'] = 'r', ['s'] = 's', ['S'] = 's', ['t'] = 't', ['T'] = 't', ['u'] = 'u', ['U'] = 'u',
+    ['v'] = 'v', ['V'] = 'v', ['w'] = 'w', ['W'] = 'w', ['x'] = 'x', ['X'] = 'x', ['y'] = 'y',
+    ['Y'] = 'y', ['z'] = 'z', ['Z'] = 'z', ['0'] = '0', ['1'] = '1', ['2'] = '2', ['3'] = '3',
+    ['4'] = '4', ['5'] = '5', ['6'] = '6', ['7'] = '7', ['8'] = '8', ['9'] = '9', ['-'] = '-',
+    ['.'] = '.', ['_'] = '_', [':'] = ':', ['['] = '[', [']'] = ']', ['%'] = '%',
+};
 
 int router_normalize_host(const char *host, size_t len, char *out, size_t outsz)
 {
@@ -525,9 +533,8 @@ int router_normalize_host(const char *host, size_t len, char *out, size_t outsz)
     if (!host) n = 0;
     if (n + 1 > outsz) return -1;
     for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)host[i];
-        if (c >= 'A' && c <= 'Z') c = (unsigned char)(c - 'A' + 'a');
-        if (!host_char_ok(c)) return -1;
+        unsigned char c = host_map[(unsigned char)host[i]];
+        if (!c) return -1;
         out[i] = (char)c;
         colons += c == ':';
     }

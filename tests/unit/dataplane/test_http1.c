@@ -63,6 +63,11 @@ static const struct {
     {"OPTIONS * HTTP/1.1\r\nHost: a\r\nX-Empty:\r\n\r\n", "OPTIONS", "*", 1, 2, "Host", "a"},
     {"GET http://a/b HTTP/1.1\r\nHost: a\r\nX: \xc3\xa9t\xc3\xa9\r\n\r\n", "GET", "http://a/b", 1,
      2, "Host", "a"},
+    /* values longer than one 16-byte scan: HTAB and obs-text inside, OWS trimmed */
+    {"GET / HTTP/1.1\r\nX-Long: 0123456789abcdef\t0123456789\xc3\xa9 tail \t\r\nHost: a\r\n\r\n",
+     "GET", "/", 1, 2, "X-Long", "0123456789abcdef\t0123456789\xc3\xa9 tail"},
+    {"GET / HTTP/1.1\nX-Long: 0123456789abcdef0123456789abcdef\nHost: a\n\n", "GET", "/", 1, 2,
+     "X-Long", "0123456789abcdef0123456789abcdef"},
 };
 
 static void test_good_requests(void **state)
@@ -136,6 +141,15 @@ static const struct {
     {"GET / HTTP/1.1\r\r\n\r\n", 400},
     {"/ HTTP/1.1\r\n\r\n", 400},
     {"GET / HTTP/1.1\r\nHost: a\r\n\r\r\n", 400},
+    /* control bytes past the first 16 bytes of a value (the vector scan) */
+    {"GET / HTTP/1.1\r\nX: 0123456789abcdef0123456789\x01z\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nX: 0123456789abcdef01\x7f"
+     "23456789abcdef\r\n\r\n",
+     400},
+    {"GET / HTTP/1.1\r\nX: 0123456789abcdef0123456789abcdef\rX: b\r\n\r\n", 400},
+    /* an invalid byte is refused before its line (or the head) is complete */
+    {"GET / HTTP/1.1\r\nX: 0123456789abcdef012\x01", 400},
+    {"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb", 400},
 };
 
 static void test_bad_requests(void **state)
