@@ -1,8 +1,9 @@
 /*
  * metrics: the counters behind GET /metrics and GET /stats.
  *
- * Does: lock-free recording from any thread into per-worker shards (relaxed atomic adds on
- * a shard no other worker writes, so no cache line bounces on the hot path); a bounded
+ * Does: lock-free recording from any thread into per-worker shards (a worker is its shard's
+ * only writer: relaxed loads and stores, no locked adds and no cache line bounces on the
+ * hot path; threads without a shard add atomically to a shared one); a bounded
  * table of route labels; summing of all shards at scrape time; the Prometheus text format
  * (0.0.4) with HELP and TYPE before every family.
  * Does not: take locks, allocate on the hot path, or forget route labels (a label, once
@@ -72,6 +73,20 @@ static struct shard *shard(void)
 static void inc(counter *c, uint64_t n)
 {
     atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+/*
+ * Adds to a counter of shard(): a worker is the only writer of its own shard, so a relaxed
+ * load and store do (no locked add on the request path; readers still never see a torn
+ * value); threads without a shard share one and add atomically.
+ */
+static void sinc(counter *c, uint64_t n)
+{
+    if (my_shard)
+        atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                              memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(c, n, memory_order_relaxed);
 }
 
 static uint64_t load(counter *c)
@@ -152,37 +167,37 @@ void metrics_request_done(const char *route, int status, double seconds)
 
     if (cls < 1 || cls > 5) return; /* nothing was answered: not a request to count */
     if (!route || !*route) route = "none";
-    inc(&sh->requests[route_slot(route)][cls - 1], 1);
+    sinc(&sh->requests[route_slot(route)][cls - 1], 1);
     if (!(seconds >= 0)) return; /* negative or NaN: no duration to observe */
     for (b = 0; b < METRICS_N_BUCKETS && seconds > metrics_bucket_bounds[b]; b++)
         ;
-    inc(&sh->buckets[b], 1);
-    inc(&sh->duration_ns, (uint64_t)(seconds * 1e9));
+    sinc(&sh->buckets[b], 1);
+    sinc(&sh->duration_ns, (uint64_t)(seconds * 1e9));
 }
 
 void metrics_conn_opened(void)
 {
-    inc(&shard()->conns_opened, 1);
+    sinc(&shard()->conns_opened, 1);
 }
 
 void metrics_conn_closed(void)
 {
-    inc(&shard()->conns_closed, 1);
+    sinc(&shard()->conns_closed, 1);
 }
 
 void metrics_upstream_connect_error(void)
 {
-    inc(&shard()->connect_errors, 1);
+    sinc(&shard()->connect_errors, 1);
 }
 
 void metrics_upstream_timeout(void)
 {
-    inc(&shard()->upstream_timeouts, 1);
+    sinc(&shard()->upstream_timeouts, 1);
 }
 
 void metrics_tls_handshake(int result)
 {
-    if (result >= 0 && result < METRICS_TLS_N) inc(&shard()->tls_handshakes[result], 1);
+    if (result >= 0 && result < METRICS_TLS_N) sinc(&shard()->tls_handshakes[result], 1);
 }
 
 void metrics_tls_module_loaded(void)
@@ -192,69 +207,69 @@ void metrics_tls_module_loaded(void)
 
 void metrics_mirror(int result)
 {
-    if (result >= 0 && result < METRICS_MIRROR_N) inc(&shard()->mirror[result], 1);
+    if (result >= 0 && result < METRICS_MIRROR_N) sinc(&shard()->mirror[result], 1);
 }
 
 void metrics_retry(void)
 {
-    inc(&shard()->retries, 1);
+    sinc(&shard()->retries, 1);
 }
 
 void metrics_retry_budget_exhausted(void)
 {
-    inc(&shard()->retry_budget_exhausted, 1);
+    sinc(&shard()->retry_budget_exhausted, 1);
 }
 
 void metrics_route_timeout(int backend)
 {
-    inc(&shard()->route_timeouts[backend ? 1 : 0], 1);
+    sinc(&shard()->route_timeouts[backend ? 1 : 0], 1);
 }
 
 void metrics_outlier_ejected(void)
 {
-    inc(&shard()->outlier_ejections, 1);
+    sinc(&shard()->outlier_ejections, 1);
 }
 
 void metrics_outlier_restored(void)
 {
-    inc(&shard()->outlier_restorations, 1);
+    sinc(&shard()->outlier_restorations, 1);
 }
 
 /* --- active health checks (healthcheck.c; fail-open from snapshot picks) --- */
 void metrics_health_check(int pass)
 {
-    inc(&shard()->health_checks[pass ? 1 : 0], 1);
+    sinc(&shard()->health_checks[pass ? 1 : 0], 1);
 }
 
 void metrics_health_transition(int to_healthy)
 {
-    inc(&shard()->health_to[to_healthy ? 1 : 0], 1);
+    sinc(&shard()->health_to[to_healthy ? 1 : 0], 1);
 }
 
 void metrics_health_freed_unhealthy(void)
 {
-    inc(&shard()->health_freed_unhealthy, 1);
+    sinc(&shard()->health_freed_unhealthy, 1);
 }
 
 void metrics_health_fail_open(void)
 {
-    inc(&shard()->health_fail_open, 1);
+    sinc(&shard()->health_fail_open, 1);
 }
 /* --- end of active health checks --- */
 
 void metrics_pool_reused(void)
 {
-    inc(&shard()->pool_reused, 1);
+    sinc(&shard()->pool_reused, 1);
 }
 
 void metrics_pool_pruned(unsigned n)
 {
-    inc(&shard()->pool_pruned, n);
+    sinc(&shard()->pool_pruned, n);
 }
 
 void metrics_upstream_connected(void)
 {
-    inc(&shard()->upstream_connections, 1);
+    sinc(&shard()->upstream_connections, 1);
 }
 
 static int route_cmp(const void *a, const void *b)

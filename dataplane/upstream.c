@@ -10,8 +10,8 @@
  * transport tag (a TLS connection is only reused for the same server name and CA),
  * hand the most recently parked one (LIFO: the warmest, least likely to have been closed by
  * the server) back out, and drop an idle connection when it becomes readable (the server
- * closed it or sent bytes nobody asked for), when its idle timer expires, or beyond
- * max_idle per endpoint.
+ * closed it or sent bytes nobody asked for), when it has been parked for idle_timeout (one
+ * timer per pool, for the oldest), or beyond max_idle per endpoint.
  * Does not: know about HTTP or snapshots. The key is the address, so a snapshot swap that
  * keeps an endpoint keeps its idle connections; on one that removes it (or makes it not
  * ready) the worker prunes them (upstream_pool_prune with the snapshot's endpoint set), and
@@ -19,8 +19,8 @@
  * Invariants:
  *   - a pool belongs to one worker thread and its loop: no locks;
  *   - a connection has exactly one owner: the pool while parked (ep != NULL, idle
- *     callbacks, timer running, write watcher stopped) or one request; nothing else points
- *     at a parked entry, so it is freed at once, even from its own callback;
+ *     callbacks, in the pool's parking order, write watcher stopped) or one request; nothing else
+ * points at a parked entry, so it is freed at once, even from its own callback;
  *   - an endpoint entry exists only while it has idle connections.
  */
 #include "upstream.h"
@@ -57,6 +57,14 @@ struct upstream_pool {
     void *keep_arg;
     void (*keep_free)(void *arg);
     unsigned epoch; /* bumped by each prune, never 0 */
+    /*
+     * Every parked connection in parking order (newest first), across endpoints, and one
+     * timer for the oldest: parking and unparking touch no timer (libev's heap) unless the
+     * pool was empty, and the timer, when it fires, drops what has expired and re-arms for
+     * the new oldest.
+     */
+    struct upstream_conn *lru_new, *lru_old;
+    ev_timer timer;
 };
 
 static struct upstream_conn *uconn_check(struct upstream_conn *u)
@@ -102,13 +110,21 @@ static void ep_free_if_empty(struct upstream_pool *p, struct upstream_ep *e)
     free(e);
 }
 
-/* Unlinks parked u from its endpoint and stops its idle timer; the read watcher runs on. */
+/* Unlinks parked u from its endpoint and the pool's parking order; the read watcher runs on. */
 static void idle_unlink(struct upstream_conn *u)
 {
     struct upstream_pool *p = u->pool;
     struct upstream_ep *e = u->ep;
 
-    ev_timer_stop(p->loop, &u->timer);
+    if (u->lru_prev)
+        u->lru_prev->lru_next = u->lru_next;
+    else
+        p->lru_new = u->lru_next;
+    if (u->lru_next)
+        u->lru_next->lru_prev = u->lru_prev;
+    else
+        p->lru_old = u->lru_prev;
+    u->lru_prev = u->lru_next = NULL;
     if (u->prev)
         u->prev->next = u->next;
     else
@@ -135,11 +151,19 @@ static void idle_read_cb(struct ev_loop *loop, ev_io *io, int revents)
     idle_drop(uconn_check(io->data));
 }
 
+/* The oldest parked connection may be due: drops all that are, sleeps until the next one. */
 static void idle_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    (void)loop;
+    struct upstream_pool *p = container_of(t, struct upstream_pool, timer);
+    double now = ev_now(loop);
+
     (void)revents;
-    idle_drop(uconn_check(container_of(t, struct upstream_conn, timer)));
+    while (p->lru_old && p->lru_old->parked_at + p->idle_timeout <= now + 1e-3)
+        idle_drop(uconn_check(p->lru_old));
+    if (p->lru_old) {
+        ev_timer_set(t, p->lru_old->parked_at + p->idle_timeout - now, 0.);
+        ev_timer_start(loop, t);
+    }
 }
 
 struct upstream_pool *upstream_pool_new(struct ev_loop *loop, unsigned max_idle,
@@ -152,6 +176,7 @@ struct upstream_pool *upstream_pool_new(struct ev_loop *loop, unsigned max_idle,
     p->max_idle = max_idle;
     p->idle_timeout = idle_timeout;
     p->epoch = 1;
+    ev_timer_init(&p->timer, idle_timer_cb, idle_timeout, 0.);
     return p;
 }
 
@@ -160,6 +185,7 @@ void upstream_pool_free(struct upstream_pool *p)
     if (!p) return;
     while (p->eps)
         idle_drop(p->eps->idle); /* frees the endpoint with its last connection */
+    ev_timer_stop(p->loop, &p->timer);
     if (p->keep_free) p->keep_free(p->keep_arg);
     free(p);
 }
@@ -218,8 +244,19 @@ void upstream_pool_put(struct upstream_pool *p, const struct sockaddr *sa, sockl
     ev_io_stop(u->loop, &u->wio);
     upstream_conn_attach(u, idle_read_cb, idle_read_cb, u);
     if (!ev_is_active(&u->rio)) ev_io_start(u->loop, &u->rio);
-    ev_timer_set(&u->timer, p->idle_timeout, 0.);
-    ev_timer_start(p->loop, &u->timer);
+    u->parked_at = ev_now(p->loop);
+    u->lru_prev = NULL;
+    u->lru_next = p->lru_new;
+    if (p->lru_new)
+        p->lru_new->lru_prev = u;
+    else
+        p->lru_old = u;
+    p->lru_new = u;
+    /* running: it fires for an older one, then re-arms for whatever is oldest by then */
+    if (!ev_is_active(&p->timer)) {
+        ev_timer_set(&p->timer, p->idle_timeout, 0.);
+        ev_timer_start(p->loop, &p->timer);
+    }
     return;
 
 close_conn:
@@ -279,7 +316,6 @@ struct upstream_conn *upstream_conn_open(struct ev_loop *loop, const struct sock
     transport_plain_init(&u->tp, fd);
     ev_io_init(&u->rio, idle_read_cb, fd, EV_READ);
     ev_io_init(&u->wio, idle_read_cb, fd, EV_WRITE);
-    ev_timer_init(&u->timer, idle_timer_cb, 1., 0.);
     return u;
 
 close_fd:
@@ -302,7 +338,6 @@ void upstream_conn_close(struct upstream_conn *u)
     uconn_check(u);
     ev_io_stop(u->loop, &u->rio);
     ev_io_stop(u->loop, &u->wio);
-    ev_timer_stop(u->loop, &u->timer);
     u->tp.ops->close(&u->tp); /* closes the socket too */
     if (u->cs) clusterstate_release(u->cs, CLUSTERSTATE_CONNECTIONS);
     u->magic = 0;

@@ -30,10 +30,11 @@ struct upstream_conn {
     int fd;
     struct ev_loop *loop; /* the worker's: a connection never changes thread */
     ev_io rio, wio;
-    ev_timer timer; /* idle timeout, only while parked */
     struct upstream_pool *pool;
-    struct upstream_ep *ep; /* while parked */
-    struct upstream_conn *prev, *next;
+    struct upstream_ep *ep;                    /* while parked */
+    struct upstream_conn *prev, *next;         /* its endpoint's parked connections */
+    struct upstream_conn *lru_prev, *lru_next; /* all parked ones of the pool, newest first */
+    double parked_at; /* ev_now when parked: the idle timeout counts from it */
     /*
      * How its bytes move: plain from upstream_conn_open; a TLS session once the owner
      * started one (tls_upstream_start), which then stays with the connection in the pool.

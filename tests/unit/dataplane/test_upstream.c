@@ -221,6 +221,69 @@ static void test_readable_or_expired_is_dropped(void **state)
     ev_loop_destroy(loop);
 }
 
+static void break_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)t;
+    (void)revents;
+    ev_break(loop, EVBREAK_ONE);
+}
+
+/* Runs the loop for about s seconds (what is measured here is the pool's idle timing). */
+static void run_for(struct ev_loop *loop, double s)
+{
+    ev_timer t;
+
+    ev_timer_init(&t, break_cb, s, 0.);
+    ev_timer_start(loop, &t);
+    ev_run(loop, 0);
+    ev_timer_stop(loop, &t);
+}
+
+/*
+ * Each parked connection gets its own idle time from its parking, though the pool has one
+ * timer: the first to expire goes alone, the younger one later; taking the oldest back out
+ * does not make the timer drop the next one early.
+ */
+static void test_idle_timeout_counts_from_each_parking(void **state)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct upstream_pool *p = upstream_pool_new(loop, 8, 0.3);
+    struct sockaddr_in a = addr("10.0.0.1", 8080), b = addr("10.0.0.2", 8080);
+    int peer[4], fd[4], i;
+    struct upstream_conn *u[4];
+
+    (void)state;
+    for (i = 0; i < 4; i++)
+        u[i] = pair(loop, &peer[i], &fd[i]);
+    upstream_pool_put(p, (struct sockaddr *)&a, sizeof(a), u[0]); /* due at 0.3 */
+    run_for(loop, 0.15);
+    upstream_pool_put(p, (struct sockaddr *)&a, sizeof(a), u[1]); /* due at 0.45 */
+    run_for(loop, 0.225);                                         /* t = 0.375 */
+    assert_int_equal(upstream_pool_idle(p), 1);
+    assert_false(is_open(fd[0]));
+    assert_true(is_open(fd[1]));
+    run_for(loop, 0.15); /* t = 0.525 */
+    assert_int_equal(upstream_pool_idle(p), 0);
+    assert_false(is_open(fd[1]));
+
+    upstream_pool_put(p, (struct sockaddr *)&a, sizeof(a), u[2]); /* due at 0.3 */
+    run_for(loop, 0.15);
+    upstream_pool_put(p, (struct sockaddr *)&b, sizeof(b), u[3]); /* due at 0.45 */
+    assert_ptr_equal(upstream_pool_take(p, (struct sockaddr *)&a, sizeof(a), 0), u[2]);
+    run_for(loop, 0.225); /* t = 0.375: the timer set for u[2] fired and waits for u[3] */
+    assert_int_equal(upstream_pool_idle(p), 1);
+    assert_true(is_open(fd[3]));
+    run_for(loop, 0.15); /* t = 0.525 */
+    assert_int_equal(upstream_pool_idle(p), 0);
+    assert_false(is_open(fd[3]));
+    assert_true(is_open(fd[2])); /* in use: the pool no longer times it */
+    upstream_conn_close(u[2]);
+    upstream_pool_free(p);
+    for (i = 0; i < 4; i++)
+        close(peer[i]);
+    ev_loop_destroy(loop);
+}
+
 /* keep: only port 80 under tag 0 (arg counts the calls) */
 static int keep_port_80(const struct sockaddr *sa, socklen_t salen, uint64_t tag, void *arg)
 {
@@ -304,6 +367,7 @@ int main(void)
         cmocka_unit_test(test_no_pooling_when_max_idle_is_zero),
         cmocka_unit_test(test_attach_moves_callbacks),
         cmocka_unit_test(test_readable_or_expired_is_dropped),
+        cmocka_unit_test(test_idle_timeout_counts_from_each_parking),
         cmocka_unit_test(test_tags_keep_transports_apart),
         cmocka_unit_test(test_prune_closes_what_left),
     };
