@@ -850,15 +850,15 @@ static int is_xf_header(const struct http1_header *h)
 static int append_joined(struct dbuf *b, const struct http1_request *req, const char *name,
                          const char *extra)
 {
-    size_t i;
+    size_t i, nl = strlen(name);
 
-    if (dbuf_str(b, name) < 0 || dbuf_str(b, ": ") < 0) return -1;
+    if (dbuf_append(b, name, nl) < 0 || dbuf_str(b, ": ") < 0) return -1;
     for (i = 0; i < req->num_headers; i++) {
         const struct http1_header *h = &req->headers[i];
-        if (!http1_name_is(h, name) || h->value_len == 0) continue;
+        if (h->name_len != nl || !http1_lower_eq(h->name, name, nl) || h->value_len == 0) continue;
         if (dbuf_append(b, h->value, h->value_len) < 0 || dbuf_str(b, ", ") < 0) return -1;
     }
-    return dbuf_str(b, extra) < 0 || dbuf_str(b, "\r\n") < 0 ? -1 : 0;
+    return dbuf_append(b, extra, strlen(extra)) < 0 || dbuf_str(b, "\r\n") < 0 ? -1 : 0;
 }
 
 /* True when a header called name in hdrs[0..n) lists token (comma-separated, any case). */
@@ -887,15 +887,58 @@ static int header_has_token(const struct http1_header *hdrs, size_t n, const cha
     return 0;
 }
 
-/* The value of the first header called name in hdrs[0..n), or NULL. */
-static const struct http1_header *header_find(const struct http1_header *hdrs, size_t n,
-                                              const char *name)
+/* The value of the first header called name (a literal) in hdrs[0..n), or NULL. */
+static inline const struct http1_header *header_find(const struct http1_header *hdrs, size_t n,
+                                                     const char *name)
 {
     size_t i;
 
     for (i = 0; i < n; i++)
         if (http1_name_is(&hdrs[i], name)) return &hdrs[i];
     return NULL;
+}
+
+/*
+ * Header lines on their way into a head being built: a line already in the form we write
+ * ("Name: value" CRLF) and right after the previous one in the input joins it, and each
+ * such run is copied at once (most heads are all canonical: one copy instead of four per
+ * header). hrun_flush before appending anything else.
+ */
+struct hrun {
+    const char *p;
+    size_t n;
+};
+
+static int hrun_flush(struct dbuf *b, struct hrun *run)
+{
+    int rc = run->n ? dbuf_append(b, run->p, run->n) : 0;
+
+    run->n = 0;
+    return rc;
+}
+
+/* h is a parsed header of a complete head: its line ending (and more) follows its value. */
+static int hrun_add(struct dbuf *b, struct hrun *run, const struct http1_header *h)
+{
+    const char *end = h->value + h->value_len;
+    size_t len = h->name_len + 2 + h->value_len + 2;
+
+    if (h->value == h->name + h->name_len + 2 && h->name[h->name_len] == ':' &&
+        h->name[h->name_len + 1] == ' ' && end[0] == '\r' && end[1] == '\n') {
+        if (run->n && run->p + run->n == h->name) {
+            run->n += len;
+            return 0;
+        }
+        if (hrun_flush(b, run) < 0) return -1;
+        run->p = h->name;
+        run->n = len;
+        return 0;
+    }
+    if (hrun_flush(b, run) < 0) return -1;
+    return dbuf_append(b, h->name, h->name_len) < 0 || dbuf_str(b, ": ") < 0 ||
+                   dbuf_append(b, h->value, h->value_len) < 0 || dbuf_str(b, "\r\n") < 0
+               ? -1
+               : 0;
 }
 
 /*
@@ -916,6 +959,7 @@ static int build_upstream_head(struct conn *c, const struct http1_request *req,
     struct http1_hop hop;
     const struct snapwire_snapshot *sw = &r->snap->sw;
     const struct snapwire_filter *rw = r->rewrite, *edit = r->req_edit;
+    struct hrun run = {NULL, 0};
     size_t i;
     int slash =
         info->target_form == HTTP1_TARGET_ABSOLUTE && (info->path_len == 0 || info->path[0] == '?');
@@ -949,10 +993,9 @@ static int build_upstream_head(struct conn *c, const struct http1_request *req,
             http1_name_is(h, "via") || h == info->max_forwards)
             continue;
         if (edit && filter_header_dropped(sw, edit, h->name, h->name_len)) continue;
-        if (dbuf_append(b, h->name, h->name_len) < 0 || dbuf_str(b, ": ") < 0 ||
-            dbuf_append(b, h->value, h->value_len) < 0 || dbuf_str(b, "\r\n") < 0)
-            return -1;
+        if (hrun_add(b, &run, h) < 0) return -1;
     }
+    if (hrun_flush(b, &run) < 0) return -1;
     if (edit && filter_header_edits(b, sw, edit) < 0) return -1;
     if (append_joined(b, req, "X-Forwarded-For", c->peer) < 0 ||
         dbuf_str(b, c->tls ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n") < 0)
@@ -1726,6 +1769,7 @@ static int write_client_head(struct conn *c, const struct http1_response *res)
 {
     struct dbuf *b = &c->cout;
     struct http1_hop hop;
+    struct hrun run = {NULL, 0};
     size_t i;
     int have_date = 0, have_sts = 0;
     const char *hsts = c->r->hsts; /* only set on TLS connections */
@@ -1750,10 +1794,9 @@ static int write_client_head(struct conn *c, const struct http1_response *res)
         if (edit && filter_header_dropped(&c->r->snap->sw, edit, h->name, h->name_len)) continue;
         have_date |= http1_name_is(h, "date");
         if (hsts) have_sts |= http1_name_is(h, "strict-transport-security");
-        if (dbuf_append(b, h->name, h->name_len) < 0 || dbuf_str(b, ": ") < 0 ||
-            dbuf_append(b, h->value, h->value_len) < 0 || dbuf_str(b, "\r\n") < 0)
-            return -1;
+        if (hrun_add(b, &run, h) < 0) return -1;
     }
+    if (hrun_flush(b, &run) < 0) return -1;
     if (edit && res->status >= 200 && filter_header_edits(b, &c->r->snap->sw, edit) < 0) return -1;
     if (c->r->aff_want && res->status >= 200 && c->r->bal_ep && c->r->bal_ep != c->r->aff_ep) {
         /* cookie affinity: remember the endpoint that answers (ingress-nginx's cookie) */

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 #define HTTP1_MAX_HEADERS 100
@@ -154,8 +155,22 @@ int http1_hop_drop(const struct http1_hop *hp, const struct http1_header *h);
  */
 static inline int http1_lower_eq(const char *s, const char *name, size_t n)
 {
+    const uint64_t fold = 0x2020202020202020ull;
+    uint64_t a, b;
     size_t i;
 
+    if (n >= 8) {
+        /* eight bytes at a time, the last word overlapping the one before */
+        for (i = 0; i + 8 <= n; i += 8) {
+            memcpy(&a, s + i, 8);
+            memcpy(&b, name + i, 8);
+            if ((a | fold) != (b | fold)) return 0;
+        }
+        if (i == n) return 1;
+        memcpy(&a, s + n - 8, 8);
+        memcpy(&b, name + n - 8, 8);
+        return (a | fold) == (b | fold);
+    }
     for (i = 0; i < n; i++)
         if (((unsigned char)s[i] | 0x20) != ((unsigned char)name[i] | 0x20)) return 0;
     return 1;
