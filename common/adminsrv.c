@@ -24,11 +24,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "containerof.h"
 #include "httpmsg.h"
 #include "log.h"
 #include "netaddr.h"
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 #define ADMINSRV_MAGIC 0x41535256u      /* "ASRV" */
 #define ADMINSRV_CONN_MAGIC 0x4143304eu /* "AC0N" */

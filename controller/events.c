@@ -29,6 +29,7 @@
 #include <time.h>
 #include <yajl/yajl_gen.h>
 
+#include "containerof.h"
 #include "jsongen.h"
 #include "kube_client.h"
 #include "log.h"
@@ -37,8 +38,6 @@
 #define EVENTS_ENTRY_MAGIC 0x45564e45u
 #define EVENTS_PATCH_TYPE "application/merge-patch+json"
 #define EVENTS_BACKOFF 0.5 /* first retry; doubles */
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 static struct events_metrics em;
 

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <yajl/yajl_gen.h>
 
+#include "containerof.h"
 #include "jsongen.h"
 #include "kobj.h"
 #include "log.h"
@@ -32,8 +33,6 @@
 #include "stwriter.h"
 
 #define GWSTATUS_MAGIC 0x53544757u /* "STGW" */
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* ---- pure part ---- */
 

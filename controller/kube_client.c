@@ -30,6 +30,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "containerof.h"
 #include "health.h"
 #include "kobj.h"
 #include "log.h"
@@ -40,8 +41,6 @@
 #define KC_CONNECT_TIMEOUT_MS 10000L
 #define KC_MAX_BODY (256u << 20) /* a list page is far below; stops a runaway answer */
 #define KC_TOKEN_MIN_GAP 1.0     /* re-reads of the token file after 401s */
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 struct kube_sock {
     unsigned magic;

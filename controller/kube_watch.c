@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "containerof.h"
 #include "health.h"
 #include "kobj.h"
 #include "kube_client.h"
@@ -42,8 +43,6 @@
 #define KW_HEALTHY_SECONDS 1.0
 #define KW_TIMEOUT_MARGIN 30.0 /* a watch request's own timeout beyond timeoutSeconds */
 #define KW_SOURCE "api"
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 struct kw_kind {
     enum model_kind kind;

@@ -31,6 +31,7 @@
 #include <unistd.h>
 #include <yajl/yajl_gen.h>
 
+#include "containerof.h"
 #include "jsongen.h"
 #include "kobj.h"
 #include "kube_client.h"
@@ -40,8 +41,6 @@
 #define LEADER_MAGIC 0x4c454144u /* "LEAD" */
 #define LEADER_MIN_TIMEOUT 0.05  /* a request gets at least this long */
 #define LEADER_PATCH "application/merge-patch+json"
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 static struct leader_metrics lm;
 

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "certcheck.h"
+#include "containerof.h"
 #include "events.h"
 #include "filesource.h"
 #include "gwstatus.h"
@@ -48,8 +49,6 @@
 #define CTL_DEBOUNCE 0.100     /* quiet period after the last event */
 #define CTL_DEBOUNCE_MAX 0.150 /* but never later than this after the first one */
 #define CTL_RETRY 1.0          /* retry a folder that could not be read */
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 struct ctl {
     unsigned magic;

@@ -23,6 +23,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "containerof.h"
 #include "health.h"
 #include "log.h"
 #include "snapwire.h"
@@ -30,8 +31,6 @@
 #define PUB_MAGIC 0x50554231u /* "PUB1" */
 #define PUB_CLIENT_MAGIC 0x50434c31u
 #define PUB_LINE_MAX 1024
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 struct pub_frame {
     unsigned refs;

@@ -30,6 +30,7 @@
 #include <string.h>
 #include <yajl/yajl_gen.h>
 
+#include "containerof.h"
 #include "jsongen.h"
 #include "kobj.h"
 #include "kube_client.h"
@@ -37,8 +38,6 @@
 #include "stwriter.h"
 
 #define STATUS_MAGIC 0x53545453u /* "STTS" */
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 static struct stwriter_counts st_counts;
 static int st_enabled;

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "containerof.h"
 #include "kobj.h"
 #include "kube_client.h"
 #include "log.h"
@@ -30,8 +31,6 @@
 #define STWRITER_MAGIC 0x53545752u       /* "STWR" */
 #define STWRITER_ENTRY_MAGIC 0x53545745u /* "STWE" */
 #define STWRITER_MERGE_PATCH "application/merge-patch+json"
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* ---- shared decisions ---- */
 

@@ -72,6 +72,7 @@
 
 #include "accesslog.h"
 #include "clusterstate.h"
+#include "containerof.h"
 #include "dbuf.h"
 #include "filters.h"
 #include "http1.h"
@@ -83,11 +84,9 @@
 #include "retrybudget.h"
 #include "router.h"
 #include "tls.h"
-#include "transport.h"
 #include "tls_upstream.h"
+#include "transport.h"
 #include "upstream.h"
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 #define CONN_MAGIC 0x434f4e4eu /* "CONN" */
 #define REQ_MAGIC 0x52455155u  /* "REQU" */

@@ -37,6 +37,7 @@
 
 #include <ev.h>
 
+#include "containerof.h"
 #include "log.h"
 #include "metrics.h"
 #include "tls_upstream.h"
@@ -46,8 +47,6 @@
 #define HC_BUF 1024           /* enough for any sane status line */
 #define HC_FIRST_MAX_MS 1000u /* the first probe comes within min(interval, this) */
 #define HC_TABLE_MIN 64       /* hash buckets at start (a power of two) */
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 enum hc_phase { PH_IDLE, PH_CONNECT, PH_HANDSHAKE, PH_SEND, PH_READ };
 

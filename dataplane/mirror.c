@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "containerof.h"
 #include "dbuf.h"
 #include "http1.h"
 #include "log.h"
@@ -38,8 +39,6 @@
 #include "tls_upstream.h"
 #include "transport.h"
 #include "upstream.h"
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 #define MIRROR_MAGIC 0x4d495252u /* "MIRR" */
 #define READS_PER_WAKE 16        /* then the loop runs others; TLS leftovers are re-fed */

@@ -30,16 +30,15 @@
 #include <unistd.h>
 
 #include "clusterstate.h"
+#include "containerof.h"
 #include "healthcheck.h"
 #include "log.h"
 #include "metrics.h"
 #include "outlier.h"
 #include "retrybudget.h"
-#include "tls_upstream.h"
 #include "tls.h"
+#include "tls_upstream.h"
 #include "worker.h"
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 #define SNAPCLIENT_MAGIC 0x53434c49u /* "SCLI" */
 #define BACKOFF_MIN 0.1

@@ -23,6 +23,7 @@
  * points at a parked entry, so it is freed at once, even from its own callback;
  *   - an endpoint entry exists only while it has idle connections.
  */
+#include "containerof.h"
 #include "upstream.h"
 
 #include <errno.h>
@@ -33,8 +34,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 #define UPSTREAM_CONN_MAGIC 0x55434f4eu /* "UCON" */
 

@@ -24,14 +24,13 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "containerof.h"
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
 #include "mirror.h"
 #include "regex.h"
 #include "upstream.h"
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 struct worker_pool {
     unsigned n;
