@@ -53,6 +53,9 @@ RAW_ANSWERS = {
     "/204-with-length": b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
     "/trailers": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n"
                  b"2\r\nok\r\n0\r\nX-Sum: 42\r\n\r\n",
+    # header lines in every form a head may hold, a hop-by-hop one in the middle
+    "/mixed-forms": b"HTTP/1.1 200 OK\r\nX-A: 1\r\nX-B:2\r\nX-C: 3 \t\r\nKeep-Alive: timeout=5\r\n"
+                    b"X-D: 4\r\nX-E:\r\nX-F: 5\nX-G:  six\r\nContent-Length: 2\r\n\r\nok",
 }
 
 
@@ -591,6 +594,42 @@ class HttpConformanceTest(h.SharedStackTest):
                                     st2, headers2, body2, False)
                 self.assertNotEqual(dict(headers2)["x-conn"], dict(headers)["x-conn"],
                                     "%s: the connection that sent extra bytes was reused" % name)
+
+    def _head_lines(self, sock, deadline):
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += _recv(sock, deadline, "a head, got %r" % buf[:300])
+        head, rest = buf.split(b"\r\n\r\n", 1)
+        return head.split(b"\r\n"), rest
+
+    def test_header_lines_forwarded_in_canonical_form_and_order(self):
+        """Header lines reach the other side as "Name: value" CRLF, in their order, whatever
+        form they came in (no space after the colon, trailing whitespace, an empty value, a
+        bare LF ending, extra spaces), with hop-by-hop ones left out: both for a response
+        (to the client) and for a request (to the upstream, which echoes it)."""
+        deadline = time.monotonic() + 10 * h.SLOW
+        want = [b"X-A: 1", b"X-B: 2", b"X-C: 3", b"X-D: 4", b"X-E: ", b"X-F: 5", b"X-G: six"]
+        with socket.create_connection(("127.0.0.1", self.stack.port), timeout=10 * h.SLOW) as c:
+            c.sendall(req("GET /mixed-forms", host="raw.test"))
+            lines, _ = self._head_lines(c, deadline)
+        self.assertEqual(lines[0], b"HTTP/1.1 200 OK", lines)
+        self.assertEqual(lines[1:8], want, lines)
+        self.assertNotIn(b"keep-alive: timeout=5", [x.lower() for x in lines], lines)
+
+        raw = (b"GET /echo-request HTTP/1.1\r\nHost: raw.test\r\nX-A: 1\r\nX-B:2\r\n"
+               b"X-C: 3 \t\r\nConnection: x-hop\r\nX-Hop: gone\r\nX-D: 4\r\nX-E:\r\n"
+               b"X-F: 5\nX-G:  six\r\n\r\n")
+        with socket.create_connection(("127.0.0.1", self.stack.port), timeout=10 * h.SLOW) as c:
+            c.sendall(raw)
+            _, rest = self._head_lines(c, deadline)
+            while b"\r\n\r\n" not in rest:
+                rest += _recv(c, deadline, "the echoed request, got %r" % rest[:300])
+        upstream = rest.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+        self.assertEqual(upstream[0], b"GET /echo-request HTTP/1.1", upstream)
+        self.assertEqual(upstream[1], b"Host: raw.test", upstream)
+        self.assertEqual(upstream[2:9], want, upstream)
+        self.assertFalse([x for x in upstream if x.lower().startswith((b"x-hop", b"connection"))],
+                         upstream)
 
     def check_response(self, name, exp, status, headers, body, closed_after):
         hd = dict(headers)
