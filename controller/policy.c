@@ -177,6 +177,18 @@ static int pol_hash(struct pol_ctx *c, const struct pol_key *d, const char *what
     return 0;
 }
 
+/* *dst = v copied into the object, and the key marked set. Returns 0, or -1 (out of memory). */
+static int pol_keep(struct pol_ctx *c, const char **dst, const char *v, uint32_t bit, char *err,
+                    size_t errlen)
+{
+    if (!(*dst = model_strdup(c->m, v))) {
+        SET_ERR("out of memory");
+        return -1;
+    }
+    c->p->set |= bit;
+    return 0;
+}
+
 static int pol_cookie(struct pol_ctx *c, const struct pol_key *d, const char *what, const char *v,
                       char *err, size_t errlen)
 {
@@ -186,12 +198,7 @@ static int pol_cookie(struct pol_ctx *c, const struct pol_key *d, const char *wh
                 v, POL_MAX_HASH_NAME);
         return -1;
     }
-    if (!(c->p->cookie = model_strdup(c->m, v))) {
-        SET_ERR("out of memory");
-        return -1;
-    }
-    c->p->set |= MODEL_POL_COOKIE;
-    return 0;
+    return pol_keep(c, &c->p->cookie, v, MODEL_POL_COOKIE, err, errlen);
 }
 
 static int pol_affinity(struct pol_ctx *c, const struct pol_key *d, const char *what, const char *v,
@@ -221,12 +228,7 @@ static int pol_hc_path(struct pol_ctx *c, const struct pol_key *d, const char *w
                 what, v, POL_MAX_HC_PATH - 1);
         return -1;
     }
-    if (!(c->p->hc_path = model_strdup(c->m, v))) {
-        SET_ERR("out of memory");
-        return -1;
-    }
-    c->p->set |= MODEL_POL_HC_PATH;
-    return 0;
+    return pol_keep(c, &c->p->hc_path, v, MODEL_POL_HC_PATH, err, errlen);
 }
 
 /* host[:port]: an RFC 1123 host name (lower-cased), an IPv4 address or a [bracketed] IPv6 one */
