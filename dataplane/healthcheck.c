@@ -303,13 +303,16 @@ static void probe_end(struct hc_target *t, int pass, unsigned status, const char
         need = t->cfg.unhealthy ? t->cfg.unhealthy : 1;
         if (was && t->info.consecutive_fail >= need) now = 0;
     }
-    if (now != was) atomic_store_explicit(&t->healthy, now, memory_order_relaxed);
-    pthread_mutex_unlock(&hc.mu);
     if (now != was) {
-        log_info("health_changed", "cluster=%s endpoint=%s healthy=%d reason=\"%s\"", t->cluster,
-                 t->key, now, reason);
+        atomic_store_explicit(&t->healthy, now, memory_order_relaxed);
+        /* counted under the lock: whoever reads the new state through healthcheck_info sees
+         * the transition counted too */
         metrics_health_transition(now);
     }
+    pthread_mutex_unlock(&hc.mu);
+    if (now != was)
+        log_info("health_changed", "cluster=%s endpoint=%s healthy=%d reason=\"%s\"", t->cluster,
+                 t->key, now, reason);
     next = (double)t->cfg.interval_ms * (0.9 + 0.2 * rand01()) / 1000.0;
     ev_timer_set(&t->timer, next, 0.);
     ev_timer_start(hc.loop, &t->timer);
