@@ -41,6 +41,8 @@
 #   defaults: -s 4 -c 50 -r 3 (about 5 minutes; -2 adds about 1.5). -o copies the report.
 #   BUILD=dir picks the Strait binaries and tlsload (default build; `make bench-tools`).
 #   STRAIT=0 leaves Strait out. SCENARIOS="a b" runs only those. HS_CAP_PCT / CAP_PCT the capped shares. BENCH_KEEP=1 keeps the work folder.
+#   SAME_SUITES=1 gives nginx and HAProxy Strait's TLS 1.3 suite order (AES-128-GCM first, server
+#   preference) instead of their default (OpenSSL's, AES-256-GCM-SHA384 first).
 # Strait needs a data plane with --listen-tls; without one (or if it does not serve the bench
 # certificate) its rows say "not measured" with the reason, and the others still run.
 set -euo pipefail
@@ -93,13 +95,19 @@ PY
 read -r ca_crt crt key pem <"$work/pki/paths"
 
 body=$(printf 'x%.0s' $(seq 1 64))
+suites13=TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256 # Strait's order
+nginx_suites= haproxy_suites=
+if [ "${SAME_SUITES:-0}" = 1 ]; then
+  nginx_suites="ssl_prefer_server_ciphers on; ssl_conf_command Ciphersuites $suites13;"
+  haproxy_suites="ssl-default-bind-ciphersuites $suites13"
+fi
 nginx_fdlim=16384 nginx_conns=8192 # for nginx_conf (bench/lib.sh)
 nginx_conf backend "server { listen 127.0.0.1:$BACKEND_PORT backlog=4096; location / { return 200 '$body'; } }"
 nginx_conf nginx "server {
     listen 127.0.0.1:${port[nginx]} ssl backlog=4096;
     ssl_certificate $crt; ssl_certificate_key $key;
     ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_session_cache off; ssl_session_tickets on; ssl_session_timeout 1h;
+    ssl_session_cache off; ssl_session_tickets on; ssl_session_timeout 1h; $nginx_suites
     location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
   }"
 cat >"$work/haproxy.cfg" <<CONF
@@ -108,6 +116,7 @@ global
   maxconn 8000
   tune.ssl.cachesize 0
   ssl-default-bind-options ssl-min-ver TLSv1.2
+  $haproxy_suites
 defaults
   mode http
   timeout connect 5s

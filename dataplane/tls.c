@@ -2,7 +2,8 @@
  * tls: server TLS contexts, SNI, session tickets and the default certificate.
  *
  * Does: one process-wide base SSL_CTX every TLS connection is created from (SSL_new): TLS
- * 1.2 and 1.3 only, TLS 1.2 suites ECDHE + AES-GCM/CHACHA20-POLY1305 only, groups
+ * 1.2 and 1.3 only, TLS 1.2 suites ECDHE + AES-GCM/CHACHA20-POLY1305 only, the server's
+ * suite order (AES-128-GCM first, ChaCha20 first for clients that prefer it), groups
  * X25519:P-256:P-384, no renegotiation or compression, ALPN http/1.1, released buffers,
  * partial and moving writes, and the self-signed ECDSA P-256 certificate generated at
  * start-up. Per snapshot (tls_snap_build, off the hot path): one SSL_CTX per distinct
@@ -49,6 +50,10 @@
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                                   \
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                   \
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+/* TLS 1.3 in Mozilla's "intermediate" order: AES-128-GCM first (128-bit security, and its
+ * SHA-256 key schedule costs a handshake less than SHA-384), ChaCha20 moved first for clients
+ * that list it first (SSL_OP_PRIORITIZE_CHACHA: phones without AES instructions) */
+#define TLS13_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 #define TLS_GROUPS "X25519:P-256:P-384"
 
 /* ---- ticket key ring ---- */
@@ -315,12 +320,14 @@ static SSL_CTX *ctx_new(void)
     if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
         SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1 ||
         SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1 ||
+        SSL_CTX_set_ciphersuites(ctx, TLS13_SUITES) != 1 ||
         SSL_CTX_set1_groups_list(ctx, TLS_GROUPS) != 1) {
         SSL_CTX_free(ctx);
         return NULL;
     }
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
-                                 SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_IGNORE_UNEXPECTED_EOF);
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_PRIORITIZE_CHACHA |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_read_ahead(ctx, 1); /* fewer reads per record; tp_tls.c handles pending bytes */

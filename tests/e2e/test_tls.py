@@ -175,6 +175,29 @@ class ProtocolTest(TLSBase):
                                 ["-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305"])
         self.assertIn("ECDHE-ECDSA-CHACHA20-POLY1305", out)
 
+    def test_server_suite_order_aes128_first_chacha_for_clients_that_prefer_it(self):
+        def cipher(flags):
+            rc, out, err = s_client(self.s.tls_port, "dual.example", flags)
+            m = re.search(r"New, (TLSv1\.[23]), Cipher is (\S+)", out)
+            self.assertIsNotNone(m, out + err)
+            return m.group(1), m.group(2)
+        # openssl's own default order lists AES-256 first: the server's order wins
+        self.assertEqual(cipher([]), ("TLSv1.3", "TLS_AES_128_GCM_SHA256"))
+        self.assertEqual(cipher(["-ciphersuites", "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256"]),
+                         ("TLSv1.3", "TLS_AES_128_GCM_SHA256"))
+        self.assertEqual(cipher(["-ciphersuites", "TLS_AES_256_GCM_SHA384"]),
+                         ("TLSv1.3", "TLS_AES_256_GCM_SHA384"))
+        # a client that puts ChaCha20 first (no AES instructions) gets it
+        self.assertEqual(cipher(["-ciphersuites",
+                                 "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"]),
+                         ("TLSv1.3", "TLS_CHACHA20_POLY1305_SHA256"))
+        self.assertEqual(cipher(["-tls1_2", "-cipher",
+                                 "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256"]),
+                         ("TLSv1.2", "ECDHE-ECDSA-AES128-GCM-SHA256"))
+        self.assertEqual(cipher(["-tls1_2", "-cipher",
+                                 "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256"]),
+                         ("TLSv1.2", "ECDHE-ECDSA-CHACHA20-POLY1305"))
+
     def test_alpn_http11_selected_h2_only_refused(self):
         rc, out, err = s_client(self.s.tls_port, "dual.example", ["-alpn", "h2,http/1.1"])
         self.assertIn("ALPN protocol: http/1.1", out)
