@@ -2011,6 +2011,7 @@ static void conn_trim(struct conn *c)
     if (c->state != CS_HEAD || c->r || c->cin.len || c->cout.len) return;
     dbuf_free(&c->cin);
     dbuf_free(&c->cout);
+    if (!c->close_after_flush) transport_idle(&c->tp); /* a closing one still writes close_notify */
 }
 
 /*

@@ -4,7 +4,8 @@
  * Does: one process-wide base SSL_CTX every TLS connection is created from (SSL_new): TLS
  * 1.2 and 1.3 only, TLS 1.2 suites ECDHE + AES-GCM/CHACHA20-POLY1305 only, the server's
  * suite order (AES-128-GCM first, ChaCha20 first for clients that prefer it), groups
- * X25519:P-256:P-384, no renegotiation or compression, ALPN http/1.1, released buffers,
+ * X25519:P-256:P-384, no renegotiation or compression, ALPN http/1.1, no tickets in the
+ * handshake (tp_tls.c sends the TLS 1.3 one with the first response),
  * partial and moving writes, and the self-signed ECDSA P-256 certificate generated at
  * start-up. Per snapshot (tls_snap_build, off the hot path): one SSL_CTX per distinct
  * (cert, cert2, client CA, verify mode) - both certificates in the same context, so
@@ -217,8 +218,9 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
             rc = -1;
         /*
          * TLS 1.3 tickets are used once (RFC 8446 C.4, what OpenSSL clients and browsers
-         * do): unless the answer is "renew", OpenSSL sends no new ticket after a resumption,
-         * and the client's next handshake is a full one. TLS 1.2 tickets may be reused.
+         * do): every TLS 1.3 connection gets a new one (tp_tls.c, with its first write)
+         * whatever this says; "renew" is kept for TLS 1.3 so that no OpenSSL version skips
+         * it. TLS 1.2 tickets may be reused: renewed only when the previous key decrypted.
          */
         if (rc == 1 && ssl && SSL_version(ssl) == TLS1_3_VERSION) rc = 2;
     }
@@ -328,12 +330,17 @@ static SSL_CTX *ctx_new(void)
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
                                  SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_PRIORITIZE_CHACHA |
                                  SSL_OP_IGNORE_UNEXPECTED_EOF);
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* no SSL_MODE_RELEASE_BUFFERS: tp_tls.c gives the buffers back when a connection idles */
+    /* NO_AUTO_CHAIN: the chain served is the Secret's, never one built from a trust store at
+     * every handshake (the start-up certificate has none) */
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_NO_AUTO_CHAIN);
     SSL_CTX_set_read_ahead(ctx, 1); /* fewer reads per record; tp_tls.c handles pending bytes */
     /* tickets only: sessions live in the client's ticket, not in a server cache */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    SSL_CTX_set_num_tickets(ctx, 1);
+    /* none during the handshake: tp_tls.c has one TLS 1.3 ticket (full handshake or
+     * resumption) written with the first response, in the same segment */
+    SSL_CTX_set_num_tickets(ctx, 0);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
     SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
     SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, NULL);

@@ -47,6 +47,11 @@ struct transport_ops {
     int (*shutdown_write)(struct transport *t);
     /* Frees the session (after a close_notify if none was sent) and closes the socket. */
     void (*close)(struct transport *t);
+    /*
+     * The connection waits for its peer with nothing in flight either way (keep-alive
+     * between requests): TLS gives back its record buffers. NULL: nothing to give back.
+     */
+    void (*idle)(struct transport *t);
 };
 
 struct transport {
@@ -95,6 +100,10 @@ static inline ssize_t transport_recv(struct transport *t, void *buf, size_t len)
 static inline int transport_pending(const struct transport *t)
 {
     return t->sess ? t->ops->pending(t) : 0;
+}
+static inline void transport_idle(struct transport *t)
+{
+    if (t->ops->idle) t->ops->idle(t);
 }
 static inline int transport_is_tls(const struct transport *t)
 {

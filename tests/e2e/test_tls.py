@@ -415,6 +415,43 @@ class TicketTest(TLSBase):
         self.assertIn("New, TLSv1.", out)
         return out
 
+    def test_one_tls13_ticket_per_connection_full_or_resumed(self):
+        # no ticket in the handshake itself: one comes with the first response
+        self.start_tls()
+        out = self.save_ticket("t.example")
+        self.assertEqual(out.count("Post-Handshake New Session Ticket arrived"), 1, out)
+        out = self.get("t.example", ["-tls1_3", "-sess_in", self.sess])
+        self.assertIn("Reused, TLSv1.3", out)
+        self.assertEqual(out.count("Post-Handshake New Session Ticket arrived"), 1, out)
+        # a connection that idles after its handshake (record buffers given back) gets its
+        # ticket with its first response, and the ticket resumes
+        import socket
+        import ssl
+        ctx = ssl.create_default_context(cafile=self.ca.crt)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+
+        def full_count():
+            m, _, _ = parse_metrics(self.s.admin_get("/metrics")[1].decode())
+            return m.get('strait_tls_handshakes_total{result="full"}', 0)
+        n0 = full_count()
+        c = ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.s.tls_port)),
+                            server_hostname="t.example")
+        wait_until(lambda: full_count() > n0, 5, what="the server's side of the handshake done")
+        c.sendall(b"GET / HTTP/1.1\r\nHost: t.example\r\n\r\n")
+        got = b""
+        while b"X-Backend: app" not in got:
+            chunk = c.recv(65536)
+            self.assertTrue(chunk, got)
+            got += chunk
+        wait_until(lambda: c.session is not None and c.session.has_ticket, 5,
+                   what="a ticket with the response")
+        sess = c.session
+        c.close()
+        c2 = ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.s.tls_port)),
+                             server_hostname="t.example", session=sess)
+        self.assertTrue(c2.session_reused)
+        c2.close()
+
     def test_ticket_resumes_tls13_and_tls12(self):
         self.start_tls()
         for proto in ("-tls1_3", "-tls1_2"):
@@ -816,9 +853,10 @@ class ListenerTest(TLSBase):
 
 
 class IdleMemoryTest(TLSBase):
-    """SSL_MODE_RELEASE_BUFFERS and the conn's own trimming: an idle keep-alive TLS
-    connection, after a request, keeps only OpenSSL's session state (about 14 KiB measured:
-    SSL, session, record keys), not its two 16 KiB+ record buffers on top."""
+    """The TLS transport's idle op (SSL_free_buffers) and the conn's own trimming: an idle
+    keep-alive TLS connection, after a request, keeps only OpenSSL's session state (about 14
+    KiB measured: SSL, session, record keys), not its two 16 KiB+ record buffers on top
+    (43 KiB each without the idle op)."""
 
     N = 200
 
