@@ -219,7 +219,7 @@ run_load() {
   else
     kv() { awk -v k="$1" '{for (i = 1; i <= NF; i++) if (index($i, k "=") == 1) {print substr($i, length(k) + 2); exit}}' "$f.out"; }
     rate=$(kv hs_per_s) total=$(kv handshakes) errs=$(kv errors) p50=$(kv p50_ms) p99=$(kv p99_ms)
-    rpct=$(kv resumed_pct) ccpu=$(kv client_cpu_pct) info="$(kv version) $(kv group) $(kv peer_key) tickets=$(kv tickets_per_conn)"
+    rpct=$(kv resumed_pct) ccpu=$(kv client_cpu_pct) info="$(kv version) $(kv cipher) $(kv group) $(kv peer_key) tickets=$(kv tickets_per_conn)"
     [ -n "$rate" ] || { rate=0 total=0 errs=-1 p50=0 p99=0; echo "bench-tls: tlsload failed: $(head -c 300 "$f.out")" >&2; }
     [[ $base != resumed* ]] || [ "$rpct" = 100.0 ] || echo "bench-tls: $n $sc: only $rpct % of the offered sessions resumed" >&2
   fi
