@@ -38,6 +38,7 @@
 #include "kube_source.h"
 #include "leader.h"
 #include "log.h"
+#include "meshinit.h"
 #include "model.h"
 #include "netaddr.h"
 #include "publisher.h"
@@ -93,6 +94,8 @@ static void usage(FILE *f)
             "                         [--election-identity ID] [--election-lease-duration S]\n"
             "                         [--election-renew-deadline S] [--election-retry-period S]\n"
             "                         [--log-level debug|info|warn|error]\n"
+            "       strait-controller mesh-init ...   the mesh sidecar's interception\n"
+            "                         (init container; strait-controller mesh-init --help)\n"
             "  Without --manifests or --kubeconfig the in-cluster service account is used\n"
             "  (KUBERNETES_SERVICE_HOST). --admin is another name for --health.\n");
 }
@@ -642,6 +645,7 @@ static int ctl_kube_config(const char *kubeconfig, struct kube_config *cfg)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "mesh-init") == 0) return meshinit_main(argc - 1, argv + 1);
     static const struct option opts[] = {
         {"manifests", required_argument, NULL, 'm'},
         {"kubeconfig", required_argument, NULL, 'k'},

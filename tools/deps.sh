@@ -8,6 +8,8 @@ pkgs=(build-essential pkg-config libev-dev libssl-dev libyajl-dev libcurl4-opens
       procps psmisc clang libclang-rt-14-dev python3-yaml python3-jsonschema)
 # PCRE2 for the Gateway routes' RegularExpression matches (dataplane/regex.c)
 pkgs+=(libpcre2-dev)
+# mesh-init's interception (tests/e2e/test_mesh_init.py runs it in namespaces it makes)
+pkgs+=(iptables util-linux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
