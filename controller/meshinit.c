@@ -10,7 +10,8 @@
  * sidecar's own connections (owner UID), loopback (the sidecar forwards inbound traffic to
  * the app on localhost; the app's calls to localhost stay local), excluded destination
  * ports inbound and outbound, excluded destination CIDRs outbound.
- * Does not: touch the filter table or IPv6 (ip6tables: not yet), or run in the host's
+ * IPv6 gets the same rules through ip6tables-restore (--ipv6 auto|on|off).
+ * Does not: touch the filter table, or run in the host's
  * namespace on purpose (it is meant for a pod's init container with NET_ADMIN only).
  * Invariants: the whole nat table is replaced in one iptables-restore transaction, so a
  * re-run (an init container restarted) gives the same rules, never duplicates, and a
@@ -93,44 +94,55 @@ int meshinit_parse_ports(const char *s, uint16_t *out, unsigned *n, char *err, s
     return 0;
 }
 
-/* One IPv4 CIDR of len bytes at s into out (canonical). 0, or -1 with err. */
+/* One IPv4 or IPv6 CIDR of len bytes at s into out (canonical). 0, or -1 with err. */
 static int parse_cidr(const char *s, size_t len, struct meshinit_cidr *out, char *err,
                       size_t errlen)
 {
-    char addr[32];
+    char addr[64], canon[INET6_ADDRSTRLEN];
     const char *slash = memchr(s, '/', len);
-    size_t alen = slash ? (size_t)(slash - s) : len;
-    unsigned long bits = 32;
-    struct in_addr a;
-    uint32_t h, mask;
+    size_t alen = slash ? (size_t)(slash - s) : len, i;
+    unsigned char a[16], masked[16];
+    unsigned long bits, max;
+    int fam;
 
     if (alen == 0 || alen >= sizeof(addr)) goto bad;
     memcpy(addr, s, alen);
     addr[alen] = '\0';
-    if (inet_pton(AF_INET, addr, &a) != 1) goto bad;
+    if (inet_pton(AF_INET, addr, a) == 1)
+        fam = AF_INET, max = 32;
+    else if (inet_pton(AF_INET6, addr, a) == 1)
+        fam = AF_INET6, max = 128;
+    else
+        goto bad;
+    bits = max;
     if (slash) {
-        size_t i, blen = len - alen - 1;
-        if (blen == 0 || blen > 2) goto bad;
+        size_t blen = len - alen - 1;
+        if (blen == 0 || blen > 3) goto bad;
         bits = 0;
         for (i = 0; i < blen; i++) {
             char ch = slash[1 + i];
             if (ch < '0' || ch > '9') goto bad;
             bits = bits * 10 + (unsigned long)(ch - '0');
         }
-        if (bits > 32) goto bad;
+        if (bits > max) goto bad;
     }
-    h = ntohl(a.s_addr);
-    mask = bits ? 0xffffffffu << (32 - bits) : 0;
-    if (h & ~mask) {
-        snprintf(err, errlen, "CIDR \"%.*s\": host bits set (did you mean %u.%u.%u.%u/%lu?)",
-                 (int)len, s, (h & mask) >> 24, ((h & mask) >> 16) & 255, ((h & mask) >> 8) & 255,
-                 (h & mask) & 255, bits);
+    memcpy(masked, a, sizeof(a));
+    for (i = 0; i < max / 8; i++) {
+        unsigned keep = bits >= 8 * (i + 1) ? 8 : bits > 8 * i ? (unsigned)(bits - 8 * i) : 0;
+        masked[i] &= (unsigned char)(keep ? 0xff << (8 - keep) : 0);
+    }
+    if (memcmp(masked, a, max / 8) != 0) {
+        inet_ntop(fam, masked, canon, sizeof(canon));
+        snprintf(err, errlen, "CIDR \"%.*s\": host bits set (did you mean %s/%lu?)",
+                 (int)(len > 60 ? 60 : len), s, canon, bits);
         return -1;
     }
-    snprintf(out->text, sizeof(out->text), "%s/%lu", addr, bits);
+    inet_ntop(fam, a, canon, sizeof(canon));
+    out->family = fam;
+    snprintf(out->text, sizeof(out->text), "%s/%lu", canon, bits);
     return 0;
 bad:
-    snprintf(err, errlen, "\"%.*s\" is not an IPv4 address or CIDR", (int)(len > 40 ? 40 : len), s);
+    snprintf(err, errlen, "\"%.*s\" is not an IP address or CIDR", (int)(len > 60 ? 60 : len), s);
     return -1;
 }
 
@@ -204,7 +216,8 @@ static int has_port(const uint16_t *ports, unsigned n, uint16_t p)
     return 0;
 }
 
-int meshinit_rules(const struct meshinit_cfg *c, char *buf, size_t buflen, char *err, size_t errlen)
+int meshinit_rules(const struct meshinit_cfg *c, int family, char *buf, size_t buflen, char *err,
+                   size_t errlen)
 {
     struct out o = {buf, 0, buflen, 0};
     unsigned i;
@@ -222,8 +235,8 @@ int meshinit_rules(const struct meshinit_cfg *c, char *buf, size_t buflen, char 
         snprintf(err, errlen, "no room for the rules");
         return -1;
     }
-    put(&o, "# strait mesh-init: proxy uid %u, inbound port %u, outbound port %u\n", c->proxy_uid,
-        c->inbound_port, c->outbound_port);
+    put(&o, "# strait mesh-init (%s): proxy uid %u, inbound port %u, outbound port %u\n",
+        family == AF_INET6 ? "IPv6" : "IPv4", c->proxy_uid, c->inbound_port, c->outbound_port);
     put(&o, "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
             ":POSTROUTING ACCEPT [0:0]\n");
     put(&o, ":STRAIT_INBOUND - [0:0]\n:STRAIT_IN_REDIRECT - [0:0]\n"
@@ -239,7 +252,8 @@ int meshinit_rules(const struct meshinit_cfg *c, char *buf, size_t buflen, char 
     put(&o, "-A STRAIT_OUTBOUND -o lo -j RETURN\n");
     put_port_returns(&o, "STRAIT_OUTBOUND", c->out_excluded, c->n_out_excluded);
     for (i = 0; i < c->n_cidrs; i++)
-        put(&o, "-A STRAIT_OUTBOUND -d %s -j RETURN\n", c->cidrs[i].text);
+        if (c->cidrs[i].family == family)
+            put(&o, "-A STRAIT_OUTBOUND -d %s -j RETURN\n", c->cidrs[i].text);
     put(&o, "-A STRAIT_OUTBOUND -p tcp -j STRAIT_OUT_REDIRECT\n");
     put(&o, "-A OUTPUT -p tcp -j STRAIT_OUTBOUND\n");
     put(&o, "COMMIT\n");
@@ -250,7 +264,7 @@ int meshinit_rules(const struct meshinit_cfg *c, char *buf, size_t buflen, char 
     return (int)o.len;
 }
 
-/* Runs `cmd -w` with the rules on its stdin. 0, or -1 with err. */
+/* Runs `cmd -w` with the rules on its stdin. 0, or -1 with err (-2: cmd could not be run). */
 static int run_restore(const char *cmd, const char *rules, size_t len, char *err, size_t errlen)
 {
     int fds[2], status;
@@ -291,12 +305,27 @@ static int run_restore(const char *cmd, const char *rules, size_t len, char *err
             return -1;
         }
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && off == len) return 0;
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
         snprintf(err, errlen, "%s could not be run", cmd);
-    else
-        snprintf(err, errlen, "%s failed (status %d)", cmd,
-                 WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+        return -2;
+    }
+    snprintf(err, errlen, "%s failed (status %d)", cmd,
+             WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
     return -1;
+}
+
+enum { IPV6_AUTO, IPV6_ON, IPV6_OFF };
+
+/* The namespace has IPv6 (an address on some interface: /proc/net/if_inet6 not empty). */
+static int ipv6_enabled(void)
+{
+    FILE *f = fopen("/proc/net/if_inet6", "r");
+    int c;
+
+    if (!f) return 0;
+    c = fgetc(f);
+    fclose(f);
+    return c != EOF;
 }
 
 static void usage(FILE *f)
@@ -304,11 +333,14 @@ static void usage(FILE *f)
     fprintf(f, "usage: strait-controller mesh-init [--proxy-uid UID] [--inbound-port PORT]\n"
                "         [--outbound-port PORT] [--exclude-inbound-ports P,P...]\n"
                "         [--exclude-outbound-ports P,P...] [--exclude-outbound-cidrs CIDR,...]\n"
-               "         [--iptables-restore CMD] [--dry-run] [--log-level LEVEL]\n"
+               "         [--ipv6 auto|on|off] [--iptables-restore CMD]\n"
+               "         [--ip6tables-restore CMD] [--dry-run] [--log-level LEVEL]\n"
                "Installs the mesh sidecar's traffic interception in this network namespace\n"
                "(a pod's init container with NET_ADMIN): inbound TCP to --inbound-port (4143),\n"
                "outbound TCP to --outbound-port (4140), except the proxy's own (UID 2102),\n"
-               "loopback and the excluded ports and CIDRs. --dry-run prints the rules.\n");
+               "loopback and the excluded ports and CIDRs (IPv4 and IPv6). IPv6 rules too\n"
+               "with --ipv6 on, or auto (default) when the namespace has IPv6 and\n"
+               "ip6tables-restore is there. --dry-run prints the rules.\n");
 }
 
 static int parse_u16(const char *s, uint16_t *out)
@@ -326,6 +358,8 @@ int meshinit_main(int argc, char **argv)
         {"exclude-outbound-ports", required_argument, NULL, 'O'},
         {"exclude-outbound-cidrs", required_argument, NULL, 'C'},
         {"iptables-restore", required_argument, NULL, 'r'},
+        {"ip6tables-restore", required_argument, NULL, 'R'},
+        {"ipv6", required_argument, NULL, '6'},
         {"dry-run", no_argument, NULL, 'n'},
         {"log-level", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
@@ -334,8 +368,9 @@ int meshinit_main(int argc, char **argv)
     struct meshinit_cfg c;
     const char *restore = "iptables-restore";
     enum log_level level = LOG_LEVEL_INFO;
-    char err[256], rules[16384];
-    int opt, dry = 0, n;
+    const char *restore6 = "ip6tables-restore";
+    char err[256], rules[16384], rules6[16384];
+    int opt, dry = 0, n, n6, ipv6 = IPV6_AUTO;
 
     meshinit_defaults(&c);
     optind = 1;
@@ -379,6 +414,21 @@ int meshinit_main(int argc, char **argv)
         case 'r':
             restore = optarg;
             break;
+        case 'R':
+            restore6 = optarg;
+            break;
+        case '6':
+            if (strcmp(optarg, "auto") == 0)
+                ipv6 = IPV6_AUTO;
+            else if (strcmp(optarg, "on") == 0)
+                ipv6 = IPV6_ON;
+            else if (strcmp(optarg, "off") == 0)
+                ipv6 = IPV6_OFF;
+            else {
+                fprintf(stderr, "mesh-init: --ipv6 \"%s\": auto, on or off\n", optarg);
+                return 2;
+            }
+            break;
         case 'n':
             dry = 1;
             break;
@@ -401,22 +451,35 @@ int meshinit_main(int argc, char **argv)
         return 2;
     }
     log_init("mesh-init", level);
-    if ((n = meshinit_rules(&c, rules, sizeof(rules), err, sizeof(err))) < 0) {
+    if ((n = meshinit_rules(&c, AF_INET, rules, sizeof(rules), err, sizeof(err))) < 0 ||
+        (n6 = meshinit_rules(&c, AF_INET6, rules6, sizeof(rules6), err, sizeof(err))) < 0) {
         fprintf(stderr, "mesh-init: %s\n", err);
         return 2;
     }
+    if (ipv6 == IPV6_AUTO) ipv6 = ipv6_enabled() ? IPV6_AUTO : IPV6_OFF;
     if (dry) {
         fwrite(rules, 1, (size_t)n, stdout);
+        if (ipv6 != IPV6_OFF) fwrite(rules6, 1, (size_t)n6, stdout);
         return 0;
     }
     if (run_restore(restore, rules, (size_t)n, err, sizeof(err)) < 0) {
-        log_event(LOG_LEVEL_ERROR, "mesh_init_failed", "reason=\"%s\"", err);
+        log_event(LOG_LEVEL_ERROR, "mesh_init_failed", "family=ipv4 reason=\"%s\"", err);
         return 1;
     }
+    if (ipv6 != IPV6_OFF) {
+        int rc = run_restore(restore6, rules6, (size_t)n6, err, sizeof(err));
+        if (rc == -2 && ipv6 == IPV6_AUTO) {
+            log_event(LOG_LEVEL_WARN, "mesh_init_ipv6_skipped", "reason=\"%s\"", err);
+            ipv6 = IPV6_OFF;
+        } else if (rc < 0) {
+            log_event(LOG_LEVEL_ERROR, "mesh_init_failed", "family=ipv6 reason=\"%s\"", err);
+            return 1;
+        }
+    }
     log_info("mesh_init_installed",
-             "proxy_uid=%u inbound_port=%u outbound_port=%u excluded_inbound_ports=%u "
+             "ipv6=%d proxy_uid=%u inbound_port=%u outbound_port=%u excluded_inbound_ports=%u "
              "excluded_outbound_ports=%u excluded_outbound_cidrs=%u",
-             c.proxy_uid, c.inbound_port, c.outbound_port, c.n_in_excluded, c.n_out_excluded,
-             c.n_cidrs);
+             ipv6 != IPV6_OFF, c.proxy_uid, c.inbound_port, c.outbound_port, c.n_in_excluded,
+             c.n_out_excluded, c.n_cidrs);
     return 0;
 }

@@ -9,7 +9,8 @@
 #define MESHINIT_MAX_CIDRS 64
 
 struct meshinit_cidr {
-    char text[64]; /* canonical "a.b.c.d/len" */
+    int family;    /* AF_INET or AF_INET6 */
+    char text[64]; /* canonical "address/len" */
 };
 
 struct meshinit_cfg {
@@ -33,16 +34,17 @@ void meshinit_defaults(struct meshinit_cfg *c);
 int meshinit_parse_ports(const char *s, uint16_t *out, unsigned *n, char *err, size_t errlen);
 
 /*
- * Parses a comma-separated list of IPv4 CIDRs ("10.0.0.0/8", a bare address is /32) into the
- * config, canonical (host bits must be zero). 0, or -1 with err.
+ * Parses a comma-separated list of IPv4 or IPv6 CIDRs ("10.0.0.0/8", "fd00::/8"; a bare
+ * address is a host) into the config, canonical (host bits must be zero). 0, or -1 with err.
  */
 int meshinit_parse_cidrs(const char *s, struct meshinit_cfg *c, char *err, size_t errlen);
 
 /*
- * Writes the iptables-restore input for the nat table into out (NUL-terminated). Returns its
- * length, or -1 with err (an invalid config, or out too small).
+ * Writes the iptables-restore (AF_INET) or ip6tables-restore (AF_INET6) input for the nat
+ * table into out (NUL-terminated; the CIDRs of that family only). Returns its length, or -1
+ * with err (an invalid config, or out too small).
  */
-int meshinit_rules(const struct meshinit_cfg *c, char *out, size_t outlen, char *err,
+int meshinit_rules(const struct meshinit_cfg *c, int family, char *out, size_t outlen, char *err,
                    size_t errlen);
 
 /* `strait-controller mesh-init ARGS`: argv[0] is "mesh-init". Returns the exit status. */

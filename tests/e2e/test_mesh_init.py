@@ -16,16 +16,20 @@ PROXY_UID, APP_UID = 2102, 1000
 # run as those UIDs: Debian's interpreter (a pyenv one under /root may not be theirs to run)
 PY = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
 A_IP, B_IP, B_IP2 = "10.201.0.1", "10.201.0.2", "10.201.0.3"
+A_IP6, B_IP6, B_IP6_2 = "fd00:201::1", "fd00:201::2", "fd00:201::3"
 
 # a TCP server: answers each connection with "NAME orig=IP:PORT" (SO_ORIGINAL_DST, or the
 # address it was reached at when not redirected) and closes; prints "ready" once listening
 SERVER = r"""
 import socket, struct, sys
 name, host, ports = sys.argv[1], sys.argv[2], [int(p) for p in sys.argv[3].split(",")]
+v6 = ":" in host
 socks = []
 for p in ports:
-    s = socket.socket()
+    s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if v6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     s.bind((host, p))
     s.listen(16)
     socks.append(s)
@@ -38,11 +42,16 @@ while True:
     for key, _ in sel.select():
         c, _ = key.fileobj.accept()
         try:
-            raw = c.getsockopt(socket.SOL_IP, 80, 16)  # SO_ORIGINAL_DST
-            port = struct.unpack("!H", raw[2:4])[0]
-            orig = "%s:%d" % (socket.inet_ntoa(raw[4:8]), port)
+            if v6:  # IP6T_SO_ORIGINAL_DST: a sockaddr_in6
+                raw = c.getsockopt(socket.IPPROTO_IPV6, 80, 28)
+                orig = "[%s]:%d" % (socket.inet_ntop(socket.AF_INET6, raw[8:24]),
+                                    struct.unpack("!H", raw[2:4])[0])
+            else:  # SO_ORIGINAL_DST: a sockaddr_in
+                raw = c.getsockopt(socket.SOL_IP, 80, 16)
+                orig = "%s:%d" % (socket.inet_ntoa(raw[4:8]), struct.unpack("!H", raw[2:4])[0])
         except OSError:
-            orig = "%s:%d" % c.getsockname()
+            h, p = c.getsockname()[:2]
+            orig = ("[%s]:%d" if v6 else "%s:%d") % (h, p)
         c.sendall(("%s orig=%s" % (name, orig)).encode())
         c.close()
 """
@@ -62,7 +71,8 @@ def need(*cmds):
 @unittest.skipUnless(os.geteuid() == 0, "network namespaces and iptables need root")
 class MeshInitTest(unittest.TestCase):
     def setUp(self):
-        missing = need("ip", "iptables-restore", "iptables-save", "setpriv", "unshare")
+        missing = need("ip", "iptables-restore", "iptables-save", "ip6tables-restore",
+                       "ip6tables-save", "setpriv", "unshare")
         if missing:
             self.skipTest("missing: " + " ".join(missing))
         # a container without CAP_SYS_ADMIN cannot make namespaces: say so rather than fail
@@ -78,11 +88,15 @@ class MeshInitTest(unittest.TestCase):
         va, vb = "sa" + tag, "sb" + tag
         self.sh("ip", "link", "add", va, "netns", self.a, "type", "veth", "peer", "name", vb,
                 "netns", self.b)
-        for ns, dev, ips in ((self.a, va, [A_IP]), (self.b, vb, [B_IP, B_IP2])):
+        for ns, dev, ips in ((self.a, va, [A_IP, A_IP6]),
+                             (self.b, vb, [B_IP, B_IP2, B_IP6, B_IP6_2])):
             self.sh("ip", "-n", ns, "link", "set", "lo", "up")
             self.sh("ip", "-n", ns, "link", "set", dev, "up")
             for ip in ips:
-                self.sh("ip", "-n", ns, "addr", "add", ip + "/24", "dev", dev)
+                if ":" in ip:  # usable at once: no duplicate address detection to wait for
+                    self.sh("ip", "-n", ns, "addr", "add", ip + "/64", "dev", dev, "nodad")
+                else:
+                    self.sh("ip", "-n", ns, "addr", "add", ip + "/24", "dev", dev)
         self.addCleanup(self.stop_all)
 
     def sh(self, *cmd, check=True):
@@ -120,8 +134,8 @@ class MeshInitTest(unittest.TestCase):
                "mesh-init", *args]
         return self.sh(*cmd, check=check)
 
-    def nat_rules(self, ns):
-        out = self.sh("ip", "netns", "exec", ns, "iptables-save", "-t", "nat").stdout
+    def nat_rules(self, ns, save="iptables-save"):
+        out = self.sh("ip", "netns", "exec", ns, save, "-t", "nat").stdout
         return [l for l in out.splitlines() if l.startswith(("-A", ":"))]
 
     def test_outbound_and_inbound_interception(self):
@@ -151,6 +165,38 @@ class MeshInitTest(unittest.TestCase):
         self.assertEqual(self.connect(self.b, 0, A_IP, 2222), "app-a orig=%s:2222" % A_IP)
         # pod B's own table was never touched
         self.assertFalse([r for r in self.nat_rules(self.b) if "STRAIT" in r])
+
+    def test_ipv6_interception(self):
+        self.server(self.a, PROXY_UID, "sidecar-out6", "::", [4140])
+        self.server(self.a, PROXY_UID, "sidecar-in6", "::", [4143])
+        self.server(self.a, 0, "app-a6", "::", [8080, 2222])
+        self.server(self.b, 0, "b6", "::", [8080, 9090])
+        p = self.mesh_init("--ipv6", "on", "--exclude-inbound-ports", "2222",
+                           "--exclude-outbound-ports", "9090", "--exclude-outbound-cidrs",
+                           "10.201.0.3/32," + B_IP6_2 + "/128")
+        self.assertIn("ipv6=1", p.stderr)
+        self.assertEqual(self.connect(self.a, APP_UID, B_IP6, 8080),
+                         "sidecar-out6 orig=[%s]:8080" % B_IP6)
+        self.assertEqual(self.connect(self.a, PROXY_UID, B_IP6, 8080),
+                         "b6 orig=[%s]:8080" % B_IP6)
+        self.assertEqual(self.connect(self.a, APP_UID, B_IP6, 9090), "b6 orig=[%s]:9090" % B_IP6)
+        self.assertEqual(self.connect(self.a, APP_UID, B_IP6_2, 8080),
+                         "b6 orig=[%s]:8080" % B_IP6_2)
+        self.assertEqual(self.connect(self.a, APP_UID, "::1", 8080), "app-a6 orig=[::1]:8080")
+        self.assertEqual(self.connect(self.b, 0, A_IP6, 8080),
+                         "sidecar-in6 orig=[%s]:8080" % A_IP6)
+        self.assertEqual(self.connect(self.b, 0, A_IP6, 2222), "app-a6 orig=[%s]:2222" % A_IP6)
+        # each table has its own family's CIDR only
+        v4, v6 = self.nat_rules(self.a), self.nat_rules(self.a, "ip6tables-save")
+        self.assertIn("-A STRAIT_OUTBOUND -d 10.201.0.3/32 -j RETURN", v4)
+        self.assertIn("-A STRAIT_OUTBOUND -d %s/128 -j RETURN" % B_IP6_2, v6)
+        self.assertFalse([r for r in v4 if "fd00" in r])
+        self.assertFalse([r for r in v6 if "10.201" in r])
+        # --ipv6 off leaves IPv6 alone (the table above stays as it was)
+        self.mesh_init("--ipv6", "off", "--outbound-port", "5000")
+        self.assertEqual(self.nat_rules(self.a, "ip6tables-save"), v6)
+        self.assertIn("-A STRAIT_OUT_REDIRECT -p tcp -j REDIRECT --to-ports 5000",
+                      self.nat_rules(self.a))
 
     def test_rerun_gives_the_same_table_and_bad_input_changes_nothing(self):
         self.mesh_init("--exclude-outbound-ports", "443,80")

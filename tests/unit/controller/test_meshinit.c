@@ -60,8 +60,21 @@ static void test_cidrs(void **state)
     assert_string_equal(c.cidrs[2].text, "0.0.0.0/0");
     assert_int_equal(meshinit_parse_cidrs("10.96.0.1/12", &c, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "did you mean 10.96.0.0/12"));
-    static const char *bad[] = {"10.0.0.0/33", "10.0.0/8",    "fd00::/8",    "10.0.0.0/",
-                                "/8",          "10.0.0.0/8,", "10.0.0.0/8x", "host"};
+    assert_int_equal(
+        meshinit_parse_cidrs("FD00:0:0::/8,2001:db8::1,::/0,10.0.0.0/8", &c, err, sizeof(err)), 0);
+    assert_int_equal(c.n_cidrs, 4);
+    assert_string_equal(c.cidrs[0].text, "fd00::/8");
+    assert_int_equal(c.cidrs[0].family, AF_INET6);
+    assert_string_equal(c.cidrs[1].text, "2001:db8::1/128");
+    assert_string_equal(c.cidrs[2].text, "::/0");
+    assert_int_equal(c.cidrs[3].family, AF_INET);
+    assert_int_equal(meshinit_parse_cidrs("2001:db8::1/64", &c, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "did you mean 2001:db8::/64"));
+    assert_int_equal(meshinit_parse_cidrs("2001:db8:0:0:8000::/65", &c, err, sizeof(err)), 0);
+    assert_int_equal(meshinit_parse_cidrs("2001:db8:0:0:8000::/64", &c, err, sizeof(err)), -1);
+    static const char *bad[] = {"10.0.0.0/33", "10.0.0/8", "fd00::/129",  "fd00::1/8",
+                                "10.0.0.0/",   "/8",       "10.0.0.0/8,", "10.0.0.0/8x",
+                                "host",        "::ffff::1"};
     for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
         assert_int_equal(meshinit_parse_cidrs(bad[i], &c, err, sizeof(err)), -1);
@@ -85,7 +98,7 @@ static void test_rules(void **state)
 
     (void)state;
     meshinit_defaults(&c);
-    n = meshinit_rules(&c, out, sizeof(out), err, sizeof(err));
+    n = meshinit_rules(&c, AF_INET, out, sizeof(out), err, sizeof(err));
     assert_true(n > 0);
     assert_int_equal((int)strlen(out), n);
     /* the default table: both jumps, the proxy's UID and loopback left alone, one COMMIT */
@@ -109,7 +122,7 @@ static void test_rules(void **state)
         meshinit_parse_ports(list, c.out_excluded, &c.n_out_excluded, err, sizeof(err)), 0);
     assert_int_equal(meshinit_parse_cidrs("10.96.0.0/12", &c, err, sizeof(err)), 0);
     c.proxy_uid = 1337;
-    n = meshinit_rules(&c, out, sizeof(out), err, sizeof(err));
+    n = meshinit_rules(&c, AF_INET, out, sizeof(out), err, sizeof(err));
     assert_true(n > 0);
     assert_int_equal(count(out, "-A STRAIT_OUTBOUND -p tcp -m multiport --dports "), 2);
     assert_non_null(strstr(out, "--dports 8000,8001,8002,8003,8004,8005,8006,8007,8008,8009,"
@@ -119,17 +132,31 @@ static void test_rules(void **state)
     assert_non_null(strstr(out, "--uid-owner 1337 "));
     assert_true(strstr(out, "-d 10.96.0.0/12") < strstr(out, "-A STRAIT_OUTBOUND -p tcp -j"));
 
+    /* each family gets its own CIDRs only */
+    assert_int_equal(meshinit_parse_cidrs("10.96.0.0/12,fd00:10:96::/112", &c, err, sizeof(err)),
+                     0);
+    n = meshinit_rules(&c, AF_INET6, out, sizeof(out), err, sizeof(err));
+    assert_true(n > 0);
+    assert_non_null(strstr(out, "(IPv6)"));
+    assert_non_null(strstr(out, "-A STRAIT_OUTBOUND -d fd00:10:96::/112 -j RETURN\n"));
+    assert_null(strstr(out, "10.96.0.0/12"));
+    assert_non_null(strstr(out, "-A OUTPUT -p tcp -j STRAIT_OUTBOUND\n"));
+    n = meshinit_rules(&c, AF_INET, out, sizeof(out), err, sizeof(err));
+    assert_true(n > 0);
+    assert_null(strstr(out, "fd00:10:96::/112"));
+    assert_non_null(strstr(out, "-d 10.96.0.0/12 -j RETURN\n"));
+
     /* refused: same port twice, the inbound port excluded, no room */
     c.outbound_port = c.inbound_port;
-    assert_int_equal(meshinit_rules(&c, out, sizeof(out), err, sizeof(err)), -1);
+    assert_int_equal(meshinit_rules(&c, AF_INET, out, sizeof(out), err, sizeof(err)), -1);
     assert_non_null(strstr(err, "two different ports"));
     meshinit_defaults(&c);
     assert_int_equal(
         meshinit_parse_ports("4143", c.in_excluded, &c.n_in_excluded, err, sizeof(err)), 0);
-    assert_int_equal(meshinit_rules(&c, out, sizeof(out), err, sizeof(err)), -1);
+    assert_int_equal(meshinit_rules(&c, AF_INET, out, sizeof(out), err, sizeof(err)), -1);
     assert_non_null(strstr(err, "cannot be excluded"));
     meshinit_defaults(&c);
-    assert_int_equal(meshinit_rules(&c, out, 64, err, sizeof(err)), -1);
+    assert_int_equal(meshinit_rules(&c, AF_INET, out, 64, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "do not fit"));
 }
 
@@ -137,11 +164,13 @@ static void test_main_dry_run_and_usage(void **state)
 {
     char *ok[] = {"mesh-init", "--dry-run", "--inbound-port", "15006", NULL};
     char *bad[] = {"mesh-init", "--inbound-port", "x", NULL};
+    char *badv6[] = {"mesh-init", "--ipv6", "maybe", NULL};
     char *extra[] = {"mesh-init", "--dry-run", "surplus", NULL};
 
     (void)state;
     assert_int_equal(meshinit_main(4, ok), 0);
     assert_int_equal(meshinit_main(3, bad), 2);
+    assert_int_equal(meshinit_main(3, badv6), 2);
     assert_int_equal(meshinit_main(3, extra), 2);
 }
 
