@@ -11,11 +11,12 @@
  * the app on localhost; the app's calls to localhost stay local), excluded destination
  * ports inbound and outbound, excluded destination CIDRs outbound.
  * IPv6 gets the same rules through ip6tables-restore (--ipv6 auto|on|off).
- * Does not: touch the filter table, or run in the host's
- * namespace on purpose (it is meant for a pod's init container with NET_ADMIN only).
- * Invariants: the whole nat table is replaced in one iptables-restore transaction, so a
+ * Does not: touch the filter table, or run in the host's namespace on purpose (it is meant
+ * for a pod's init container with NET_ADMIN only).
+ * Invariants: each family's whole nat table is replaced in one restore transaction, so a
  * re-run (an init container restarted) gives the same rules, never duplicates, and a
- * failure leaves the previous table in place.
+ * failed restore leaves that table as it was; every flag is checked before either table is
+ * touched.
  */
 #include "meshinit.h"
 
