@@ -30,7 +30,7 @@ struct transport;
 
 struct transport_ops {
     const char *name; /* "plain", "tls" */
-    /* flags: MSG_* for send(2) (MSG_MORE is a hint a TLS session ignores) */
+    /* flags: MSG_* for send(2); MSG_MORE (more follows at once) holds TLS records too */
     ssize_t (*send)(struct transport *t, const void *buf, size_t len, int flags);
     ssize_t (*recv)(struct transport *t, void *buf, size_t len);
     /*
