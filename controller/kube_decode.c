@@ -55,8 +55,7 @@ static void kd_sanitize(char *s)
             *s = '?';
 }
 
-/* RFC 1123 label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters. */
-static int kd_dns_label(const char *s, size_t n)
+int kube_decode_dns_label(const char *s, size_t n)
 {
     size_t i;
 
@@ -75,7 +74,7 @@ int kube_decode_dns_name(const char *s)
     if (n == 0 || n > 253) return 0;
     for (;;) {
         dot = strchr(p, '.');
-        if (!kd_dns_label(p, dot ? (size_t)(dot - p) : strlen(p))) return 0;
+        if (!kube_decode_dns_label(p, dot ? (size_t)(dot - p) : strlen(p))) return 0;
         if (!dot) return 1;
         p = dot + 1;
     }
@@ -225,7 +224,7 @@ static int kd_meta(const struct kobj *doc, struct model_meta *m, const char *sou
         SET_ERR("metadata.name \"%.100s\" is not a valid DNS-1123 subdomain", name);
         return -1;
     }
-    if (namespaced && !kd_dns_label(ns, strlen(ns))) {
+    if (namespaced && !kube_decode_dns_label(ns, strlen(ns))) {
         SET_ERR("metadata.namespace \"%.100s\" is not a valid DNS-1123 label", ns);
         return -1;
     }
@@ -418,7 +417,7 @@ static int kd_secret_ref(struct model_meta *m, const struct kobj *doc, const cha
         memcpy(ns, v, (size_t)(slash - v));
         ns[slash - v] = '\0';
     }
-    if ((slash && ((size_t)(slash - v) >= sizeof(ns) || !kd_dns_label(ns, strlen(ns)) ||
+    if ((slash && ((size_t)(slash - v) >= sizeof(ns) || !kube_decode_dns_label(ns, strlen(ns)) ||
                    !kube_decode_dns_name(slash + 1))) ||
         (!slash && !kube_decode_dns_name(v))) {
         SET_ERR("annotation %s \"%.100s\" is not a Secret name (NAME or NAMESPACE/NAME)", key, v);

@@ -61,6 +61,9 @@ int kube_decode_time(const char *s, int64_t *sec, long *nsec);
  */
 long kube_decode_base64(const char *in, unsigned char *out);
 
+/* Whether the n bytes at s are an RFC 1123 label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63. */
+int kube_decode_dns_label(const char *s, size_t n);
+
 /* Whether s is an RFC 1123 subdomain (dot-separated lower-case labels, at most 253). */
 int kube_decode_dns_name(const char *s);
 

@@ -28,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kube_decode.h"
+
 #define SET_ERR(...) snprintf(err, errlen, __VA_ARGS__)
 #define CLOCK_SKEW_S 60
 
@@ -37,34 +39,6 @@ struct meshca {
     EVP_PKEY *key;
     char *cert_pem, *key_pem;
 };
-
-/* RFC 1123 label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, 1-63 characters, n of them at s. */
-static int dns_label(const char *s, size_t n)
-{
-    size_t i;
-
-    if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-') return 0;
-    for (i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
-            return 0;
-    return 1;
-}
-
-/* RFC 1123 subdomain: labels joined by '.', at most 253 characters. */
-static int dns_subdomain(const char *s)
-{
-    size_t n = strlen(s);
-    const char *p = s;
-
-    if (n == 0 || n > 253) return 0;
-    for (;;) {
-        const char *dot = strchr(p, '.');
-        size_t len = dot ? (size_t)(dot - p) : strlen(p);
-        if (!dns_label(p, len)) return 0;
-        if (!dot) return 1;
-        p = dot + 1;
-    }
-}
 
 /* A SPIFFE trust domain name: [a-z0-9._-]+, at most 255 characters. */
 static int trust_domain_ok(const char *td)
@@ -88,11 +62,11 @@ int meshca_identity(const char *td, const char *ns, const char *sa, char *out, s
         SET_ERR("trust domain \"%.64s\" is not a SPIFFE trust domain name ([a-z0-9._-])", td);
         return -1;
     }
-    if (!dns_label(ns, strlen(ns))) {
+    if (!kube_decode_dns_label(ns, strlen(ns))) {
         SET_ERR("namespace \"%.64s\" is not a DNS-1123 label", ns);
         return -1;
     }
-    if (!dns_subdomain(sa)) {
+    if (!kube_decode_dns_name(sa)) {
         SET_ERR("service account \"%.64s\" is not a DNS-1123 subdomain", sa);
         return -1;
     }

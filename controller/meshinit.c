@@ -59,38 +59,51 @@ static int parse_port(const char *s, size_t len, uint16_t *out)
     return 0;
 }
 
+/*
+ * The next item of the comma-separated list at *p into item/len, *p moved past it: 1, or 0
+ * at the end (an empty list has no items), or -1 when the list ends with a comma.
+ */
+static int list_next(const char **p, const char **item, size_t *len)
+{
+    const char *e;
+
+    if (!**p) return 0;
+    e = strchr(*p, ',');
+    *item = *p;
+    *len = e ? (size_t)(e - *p) : strlen(*p);
+    *p = e ? e + 1 : *p + *len;
+    return e && !**p ? -1 : 1;
+}
+
 int meshinit_parse_ports(const char *s, uint16_t *out, unsigned *n, char *err, size_t errlen)
 {
-    const char *p = s;
+    const char *p = s, *item;
+    size_t len;
+    int rc;
 
     *n = 0;
-    while (*p) {
-        const char *e = strchr(p, ',');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
+    while ((rc = list_next(&p, &item, &len)) > 0) {
         uint16_t port;
         unsigned i;
 
-        if (parse_port(p, len, &port) < 0) {
+        if (parse_port(item, len, &port) < 0) {
             snprintf(err, errlen, "port list \"%s\": \"%.*s\" is not a port (1-65535)", s,
-                     (int)(len > 16 ? 16 : len), p);
+                     (int)(len > 16 ? 16 : len), item);
             return -1;
         }
         for (i = 0; i < *n && out[i] != port; i++)
             ;
-        if (i == *n) {
-            if (*n == MESHINIT_MAX_PORTS) {
-                snprintf(err, errlen, "port list \"%.32s...\": more than %d ports", s,
-                         MESHINIT_MAX_PORTS);
-                return -1;
-            }
-            out[(*n)++] = port;
-        }
-        if (!e) break;
-        p = e + 1;
-        if (!*p) {
-            snprintf(err, errlen, "port list \"%s\" ends with a comma", s);
+        if (i < *n) continue; /* a duplicate */
+        if (*n == MESHINIT_MAX_PORTS) {
+            snprintf(err, errlen, "port list \"%.32s...\": more than %d ports", s,
+                     MESHINIT_MAX_PORTS);
             return -1;
         }
+        out[(*n)++] = port;
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "port list \"%s\" ends with a comma", s);
+        return -1;
     }
     return 0;
 }
@@ -149,25 +162,22 @@ bad:
 
 int meshinit_parse_cidrs(const char *s, struct meshinit_cfg *c, char *err, size_t errlen)
 {
-    const char *p = s;
+    const char *p = s, *item;
+    size_t len;
+    int rc;
 
     c->n_cidrs = 0;
-    while (*p) {
-        const char *e = strchr(p, ',');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-
+    while ((rc = list_next(&p, &item, &len)) > 0) {
         if (c->n_cidrs == MESHINIT_MAX_CIDRS) {
             snprintf(err, errlen, "more than %d CIDRs", MESHINIT_MAX_CIDRS);
             return -1;
         }
-        if (parse_cidr(p, len, &c->cidrs[c->n_cidrs], err, errlen) < 0) return -1;
+        if (parse_cidr(item, len, &c->cidrs[c->n_cidrs], err, errlen) < 0) return -1;
         c->n_cidrs++;
-        if (!e) break;
-        p = e + 1;
-        if (!*p) {
-            snprintf(err, errlen, "CIDR list \"%s\" ends with a comma", s);
-            return -1;
-        }
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "CIDR list \"%s\" ends with a comma", s);
+        return -1;
     }
     return 0;
 }
@@ -344,11 +354,6 @@ static void usage(FILE *f)
                "ip6tables-restore is there. --dry-run prints the rules.\n");
 }
 
-static int parse_u16(const char *s, uint16_t *out)
-{
-    return parse_port(s, strlen(s), out);
-}
-
 int meshinit_main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -390,7 +395,8 @@ int meshinit_main(int argc, char **argv)
             break;
         case 'i':
         case 'o':
-            if (parse_u16(optarg, opt == 'i' ? &c.inbound_port : &c.outbound_port) < 0) {
+            if (parse_port(optarg, strlen(optarg),
+                           opt == 'i' ? &c.inbound_port : &c.outbound_port) < 0) {
                 fprintf(stderr, "mesh-init: --%s \"%s\" is not a port (1-65535)\n",
                         opt == 'i' ? "inbound-port" : "outbound-port", optarg);
                 return 2;

@@ -200,6 +200,7 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
     struct ticket_key k;
     int rc;
 
+    (void)ssl;
     if (enc) {
         pthread_rwlock_rdlock(&ring.lock);
         k = ring.cur;
@@ -216,13 +217,8 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
         if (rc && (EVP_DecryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1 ||
                    mac_init(hctx, k.hmac) < 0))
             rc = -1;
-        /*
-         * TLS 1.3 tickets are used once (RFC 8446 C.4, what OpenSSL clients and browsers
-         * do): every TLS 1.3 connection gets a new one (tp_tls.c, with its first write)
-         * whatever this says; "renew" is kept for TLS 1.3 so that no OpenSSL version skips
-         * it. TLS 1.2 tickets may be reused: renewed only when the previous key decrypted.
-         */
-        if (rc == 1 && ssl && SSL_version(ssl) == TLS1_3_VERSION) rc = 2;
+        /* "renew" (2) matters to TLS 1.2 only: a TLS 1.3 connection always gets one new
+         * ticket, from tp_tls.c with its first write (num_tickets is 0) */
     }
     OPENSSL_cleanse(&k, sizeof(k));
     return rc;
