@@ -174,6 +174,7 @@ struct snapwire_meta {
      * certificate generated at start-up.
      */
     uint32_t default_cert;
+    const char *trust_domain; /* TEMPORARY (tlsmesh branch): until snapwire v7 lands */
 };
 
 struct snapwire_listener {
@@ -444,6 +445,20 @@ struct snapwire_endpoint {
     uint32_t weight; /* v6: 1..SNAPWIRE_MAX_WEIGHT (strait.dev/endpoint-weights; 1 by default) */
 };
 
+/* TEMPORARY (tlsmesh branch): the v7 mesh records, until snapwire v7 lands */
+struct snapwire_mesh_service {
+    const char *ns, *name;
+    const char *address;
+    uint16_t port;
+    uint32_t cluster;
+    uint8_t proto;
+    uint8_t mtls;
+    uint32_t first_id, id_count;
+};
+struct snapwire_mesh_id {
+    const char *uri;
+};
+
 struct snapwire_snapshot {
     uint64_t generation;
     struct snapwire_meta meta;
@@ -460,6 +475,9 @@ struct snapwire_snapshot {
     struct snapwire_backend *backends;
     struct snapwire_filter *filters;
     struct snapwire_hdr_edit *hdr_edits;
+    uint32_t n_mesh_services, n_mesh_ids; /* TEMPORARY (tlsmesh branch) */
+    struct snapwire_mesh_service *mesh_services;
+    struct snapwire_mesh_id *mesh_ids;
     void *arena_; /* owned by snapwire_decode(); NULL for caller-built snapshots */
 };
 
