@@ -22,13 +22,14 @@ DP_LIBS := -lssl -lcrypto -lpcre2-8 -lpthread $(COMMON_LIBS)
 # strait-dataplane itself does not link OpenSSL: its TLS code is the module strait-tls.so,
 # loaded on first use (dataplane/tlsmod.h); the binary exports its symbols for the module.
 DP_BIN_LIBS := -rdynamic -lpcre2-8 -lpthread $(COMMON_LIBS)
-TLSMOD_LIBS := -lssl -lcrypto
+TLSMOD_LIBS := -lssl -lcrypto -lyajl
 TEST_LIBS := -lcmocka
 
 COMMON_SRC := $(wildcard common/*.c)
 CTRL_SRC := $(filter-out controller/main.c,$(wildcard controller/*.c))
 DP_SRC := $(filter-out dataplane/main.c dataplane/tlsmod.c dataplane/tlsmod_export.c,$(wildcard dataplane/*.c))
-TLSMOD_SRC := dataplane/tls.c dataplane/tls_upstream.c dataplane/tp_tls.c dataplane/tlsmod_export.c
+TLSMOD_SRC := dataplane/tls.c dataplane/tls_upstream.c dataplane/tp_tls.c dataplane/tls_mesh.c \
+	dataplane/tlsmod_export.c
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 picobj = $(patsubst %.c,$(BUILD)/pic/%.o,$(1))
 

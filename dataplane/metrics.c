@@ -63,6 +63,8 @@ static atomic_uint n_shards_used; /* highest worker id + 1 seen by metrics_worke
 static atomic_uint n_workers;
 static counter m_generation, m_swaps, m_nacks;
 static atomic_int m_tls_module;
+static atomic_int m_mesh_identity;
+static counter m_mesh_requests[2], m_mesh_expiry;
 static __thread struct shard *my_shard;
 
 static struct shard *shard(void)
@@ -205,6 +207,19 @@ void metrics_tls_module_loaded(void)
     atomic_store_explicit(&m_tls_module, 1, memory_order_relaxed);
 }
 
+void metrics_mesh_identity_request(int ok)
+{
+    atomic_store_explicit(&m_mesh_identity, 1, memory_order_relaxed);
+    inc(&m_mesh_requests[ok ? 1 : 0], 1);
+}
+
+void metrics_mesh_identity_expiry(double not_after)
+{
+    atomic_store_explicit(&m_mesh_expiry, not_after > 0 ? (uint64_t)not_after : 0,
+                          memory_order_relaxed);
+    atomic_store_explicit(&m_mesh_identity, 1, memory_order_relaxed);
+}
+
 void metrics_mirror(int result)
 {
     if (result >= 0 && result < METRICS_MIRROR_N) sinc(&shard()->mirror[result], 1);
@@ -301,6 +316,10 @@ void metrics_collect(struct metrics_totals *t)
     memset(t, 0, sizeof(*t));
     t->generation = load(&m_generation);
     t->tls_module = atomic_load_explicit(&m_tls_module, memory_order_relaxed);
+    t->mesh_identity = atomic_load_explicit(&m_mesh_identity, memory_order_relaxed);
+    t->mesh_identity_requests[0] = load(&m_mesh_requests[0]);
+    t->mesh_identity_requests[1] = load(&m_mesh_requests[1]);
+    t->mesh_identity_expiry = load(&m_mesh_expiry);
     t->swaps = load(&m_swaps);
     t->nacks = load(&m_nacks);
     t->workers = atomic_load_explicit(&n_workers, memory_order_relaxed);
@@ -446,6 +465,18 @@ static void render(FILE *f, const struct metrics_totals *t)
         static const char *const results[METRICS_TLS_N] = {"full", "resumed", "failed"};
         fprintf(f, "strait_tls_handshakes_total{result=\"%s\"} %llu\n", results[k],
                 (unsigned long long)t->tls_handshakes[k]);
+    }
+    if (t->mesh_identity) {
+        metrics_family(f, "strait_mesh_identity_requests_total", "counter",
+                       "Requests of the sidecar to the controller's identity endpoint, by result.");
+        fprintf(f, "strait_mesh_identity_requests_total{result=\"ok\"} %llu\n",
+                (unsigned long long)t->mesh_identity_requests[1]);
+        fprintf(f, "strait_mesh_identity_requests_total{result=\"error\"} %llu\n",
+                (unsigned long long)t->mesh_identity_requests[0]);
+        counter_line(f, "strait_mesh_identity_expiry_seconds", "gauge",
+                     "notAfter (UNIX time) of the sidecar's workload certificate; 0 before the "
+                     "first.",
+                     t->mesh_identity_expiry);
     }
     metrics_family(f, "strait_mirror_requests_total", "counter",
                    "Mirrored request copies (RequestMirror), by how they ended.");

@@ -58,6 +58,15 @@ void metrics_tls_handshake(int result);
 void metrics_tls_module_loaded(void);
 
 /*
+ * Sidecar identity (tls_mesh.h): a request to the identity endpoint ended, ok or not
+ * (strait_mesh_identity_requests_total{result}); the installed certificate's notAfter as UNIX
+ * time (strait_mesh_identity_expiry_seconds; 0 before the first). Both families are rendered
+ * once either was called (tls_mesh_start sets the expiry to 0).
+ */
+void metrics_mesh_identity_request(int ok);
+void metrics_mesh_identity_expiry(double not_after);
+
+/*
  * A request mirror ended (strait_mirror_requests_total{result}): COMPLETED the mirror's
  * response was read to its end; CUT closed by us (could not keep up, total timeout once
  * connected, the primary gave up, worker shutdown); FAILED could not connect or start (a
@@ -106,6 +115,8 @@ struct metrics_route {
 struct metrics_totals {
     uint64_t generation, swaps, nacks;
     uint64_t tls_module; /* 1 once strait-tls.so is loaded */
+    /* sidecar identity: mesh_identity set once in use; requests [0] error, [1] ok */
+    uint64_t mesh_identity, mesh_identity_requests[2], mesh_identity_expiry;
     uint64_t conns_total, conns_active;
     uint64_t upstream_connections, upstream_connect_errors, upstream_timeouts, pool_reused;
     uint64_t tls_handshakes[METRICS_TLS_N]; /* by METRICS_TLS_* */

@@ -82,6 +82,10 @@ SSL_CTX *tls_snap_select(const struct tls_snap *t, const char *name);
  */
 int tls_transport_accept(struct transport *t, int fd, struct snapshot *snap);
 
+/* tls_transport_accept with the sessions made from ctx instead of the base context (the
+ * mesh's server context, tls_mesh.c); snap may be NULL. Module side only. */
+int tls_transport_accept_ctx(struct transport *t, int fd, SSL_CTX *ctx, struct snapshot *snap);
+
 extern const struct transport_ops transport_tls_ops;
 
 /*

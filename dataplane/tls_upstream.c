@@ -15,7 +15,14 @@
  * the key is the tag and the address, not the snapshot.
  * A struct tls_upstream_client copies one cluster's entry out of the snapshot with its own
  * context reference, for a user that outlives the snapshot (the health checker's targets).
- * Does not: present a client certificate (mesh mTLS is the sidecar's) or check revocation.
+ * Mesh clusters (used by a snapshot mesh_service with mtls set) are set up differently: no
+ * context of their own, but the sidecar's current mesh client context (tls_mesh.c: our
+ * workload certificate, TLS 1.3, the mesh trust set) and, per cluster, the union of the
+ * identities of the mesh services using it, one of which the peer's URI must be; their tag
+ * covers those identities, never equal to a plain or TLS tag. No SNI is sent: a sidecar has one
+ * certificate, and the peer is checked by its SPIFFE URI, not by a name. Their sessions are
+ * not resumed (no tickets in the mesh) and health checks get no client for them.
+ * Does not: check revocation.
  * Invariants: a struct tls_upstream is immutable once built; each entry holds a reference
  * on its context, so the contexts live as long as the snapshot, as any tls_upstream_client
  * copied from it (each holds one more) or as any session made from them (SSL_new takes its
@@ -36,6 +43,7 @@
 #include <openssl/x509v3.h>
 
 #include "tls.h"
+#include "tls_mesh.h"
 
 #define SESS_BUCKETS 1024
 #define SESS_MAX 4096
@@ -137,17 +145,22 @@ void tls_upstream_cleanup(void)
 }
 
 struct tls_upstream_cluster {
-    SSL_CTX *ctx; /* NULL: a plain cluster */
+    SSL_CTX *ctx; /* NULL: a plain (or mesh) cluster */
     const char *sni;
     uint8_t verify;
     uint8_t sni_is_ip;
+    uint8_t mesh; /* mTLS with the sidecar's identity (tls_mesh.c), to one of ids */
+    uint32_t n_ids;
+    const char **ids; /* mesh: the identities its endpoints may run as, no duplicates */
+    const char *name; /* mesh: the cluster's name, for logs */
     uint64_t tag;
 };
 
 struct tls_upstream {
     uint32_t n;
     struct tls_upstream_cluster *c;
-    char *strings; /* the server names, one allocation */
+    char *strings;    /* the server names, mesh cluster names and identities, one allocation */
+    const char **ids; /* every mesh cluster's ids, one allocation */
 };
 
 static uint64_t fnv1a(uint64_t h, const char *s, size_t n)
@@ -218,30 +231,101 @@ fail:
     return NULL;
 }
 
+/* A mesh service whose caller must use mTLS to its cluster. */
+static int mesh_mtls(const struct snapwire_snapshot *sw, const struct snapwire_mesh_service *ms)
+{
+    return ms->mtls && ms->cluster < sw->n_clusters && ms->first_id <= sw->n_mesh_ids &&
+           ms->id_count <= sw->n_mesh_ids - ms->first_id;
+}
+
+/*
+ * The mesh part of tls_upstream_build: marks the clusters mesh services with mTLS use and
+ * gives each the union of their identities (copied to p, which has room), its tag and name.
+ * slots[i]: on entry, the room each cluster's ids need (sum of id_count).
+ */
+static void build_mesh(const struct snapwire_snapshot *sw, struct tls_upstream *t, uint32_t *slots,
+                       char **pp)
+{
+    const char **next = t->ids;
+    char *p = *pp;
+    uint32_t i, k, j;
+
+    for (i = 0; i < sw->n_clusters; i++) { /* each mesh cluster's share of t->ids */
+        if (!slots[i]) continue;
+        t->c[i].ids = next;
+        next += slots[i];
+    }
+    for (i = 0; i < sw->n_mesh_services; i++) {
+        const struct snapwire_mesh_service *ms = &sw->mesh_services[i];
+        struct tls_upstream_cluster *e;
+        if (!mesh_mtls(sw, ms)) continue;
+        e = &t->c[ms->cluster];
+        if (!e->mesh) {
+            e->mesh = 1;
+            e->name = strcpy(p, sw->clusters[ms->cluster].name);
+            p += strlen(p) + 1;
+        }
+        for (k = 0; k < ms->id_count; k++) {
+            const char *uri = sw->mesh_ids[ms->first_id + k].uri;
+            for (j = 0; j < e->n_ids && strcmp(e->ids[j], uri) != 0; j++)
+                ;
+            if (j < e->n_ids) continue; /* another record (a second ClusterIP, port) had it */
+            e->ids[e->n_ids++] = strcpy(p, uri);
+            p += strlen(p) + 1;
+        }
+    }
+    for (i = 0; i < sw->n_clusters; i++) {
+        struct tls_upstream_cluster *e = &t->c[i];
+        uint64_t h = fnv1a(1469598103934665603ull, "mesh", 5);
+        if (!e->mesh) continue;
+        h = fnv1a(h, e->name, strlen(e->name) + 1);
+        for (j = 0; j < e->n_ids; j++)
+            h = fnv1a(h, e->ids[j], strlen(e->ids[j]) + 1);
+        e->tag = h | 1;
+    }
+    *pp = p;
+}
+
 int tls_upstream_build(const struct snapwire_snapshot *sw, struct tls_upstream **out, char *err,
                        size_t errlen)
 {
     struct tls_upstream *t;
     SSL_CTX **by_ca = NULL, *noverify = NULL;
-    size_t names = 0;
-    uint32_t i, n_tls = 0;
+    size_t names = 0, n_slots = 0;
+    uint32_t i, n_mesh = 0, *slots = NULL;
     char *p;
 
     *out = NULL;
     if (!tls_upstream_wanted(sw)) return 0;
+    if (sw->n_clusters && !(slots = calloc(sw->n_clusters, sizeof(*slots)))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (i = 0; i < sw->n_mesh_services; i++) {
+        const struct snapwire_mesh_service *ms = &sw->mesh_services[i];
+        if (!mesh_mtls(sw, ms)) continue;
+        names += strlen(sw->clusters[ms->cluster].name) + 1; /* room enough: once per cluster */
+        slots[ms->cluster] += ms->id_count; /* 0: a mesh cluster refusing every peer */
+        n_slots += ms->id_count;
+        n_mesh++;
+        for (uint32_t k = 0; k < ms->id_count; k++)
+            names += strlen(sw->mesh_ids[ms->first_id + k].uri) + 1;
+    }
     for (i = 0; i < sw->n_clusters; i++) {
         if (!sw->clusters[i].tls) continue;
-        n_tls++;
         names += strlen(sw->clusters[i].tls_sni) + 1;
     }
     t = calloc(1, sizeof(*t));
-    if (!t || !(t->c = calloc(sw->n_clusters, sizeof(*t->c))) || !(t->strings = malloc(names)) ||
+    if (!t || !(t->c = calloc(sw->n_clusters, sizeof(*t->c))) ||
+        !(t->strings = malloc(names + 1)) ||
+        (n_slots && !(t->ids = calloc(n_slots, sizeof(*t->ids)))) ||
         (sw->n_certs && !(by_ca = calloc(sw->n_certs, sizeof(*by_ca))))) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
     t->n = sw->n_clusters;
     p = t->strings;
+    if (n_mesh) build_mesh(sw, t, slots, &p);
     for (i = 0; i < sw->n_clusters; i++) {
         const struct snapwire_cluster *c = &sw->clusters[i];
         struct tls_upstream_cluster *e = &t->c[i];
@@ -249,7 +333,7 @@ int tls_upstream_build(const struct snapwire_snapshot *sw, struct tls_upstream *
         char what[320];
         uint64_t h = 1469598103934665603ull;
 
-        if (!c->tls) continue;
+        if (!c->tls || e->mesh) continue; /* mesh clusters speak the sidecar's mTLS only */
         slot = c->tls_ca == SNAPWIRE_NONE ? &noverify : &by_ca[c->tls_ca];
         if (!*slot) {
             snprintf(what, sizeof(what), "cluster %s: CA %s", c->name,
@@ -276,10 +360,12 @@ int tls_upstream_build(const struct snapwire_snapshot *sw, struct tls_upstream *
     for (i = 0; by_ca && i < sw->n_certs; i++)
         SSL_CTX_free(by_ca[i]);
     free(by_ca);
+    free(slots);
     SSL_CTX_free(noverify);
     *out = t;
     return 0;
 fail:
+    free(slots);
     for (i = 0; by_ca && i < sw->n_certs; i++)
         SSL_CTX_free(by_ca[i]);
     free(by_ca);
@@ -295,12 +381,13 @@ void tls_upstream_free(struct tls_upstream *t)
         SSL_CTX_free(t->c[i].ctx);
     free(t->c);
     free(t->strings);
+    free(t->ids);
     free(t);
 }
 
 uint64_t tls_upstream_tag(const struct tls_upstream *t, uint32_t cluster)
 {
-    if (!t || cluster >= t->n || !t->c[cluster].ctx) return 0;
+    if (!t || cluster >= t->n || !(t->c[cluster].ctx || t->c[cluster].mesh)) return 0;
     return t->c[cluster].tag;
 }
 
@@ -345,8 +432,32 @@ fail:
 int tls_upstream_start(const struct tls_upstream *t, uint32_t cluster, struct transport *tp,
                        const struct sockaddr *sa, socklen_t salen)
 {
+    if (t && cluster < t->n && t->c[cluster].mesh)
+        return tls_upstream_start_mesh(t, cluster, tp, tp->fd, 0);
     if (!t || cluster >= t->n || !t->c[cluster].ctx) return -1;
     return session_start(&t->c[cluster], tp, sa, salen);
+}
+
+int tls_upstream_mesh_cluster(const struct tls_upstream *t, uint32_t cluster)
+{
+    return t && cluster < t->n && t->c[cluster].mesh;
+}
+
+int tls_upstream_start_mesh(const struct tls_upstream *t, uint32_t cluster, struct transport *tp,
+                            int fd, int opaque)
+{
+    const struct tls_upstream_cluster *e;
+    SSL *ssl;
+
+    if (!tls_upstream_mesh_cluster(t, cluster)) return -1;
+    e = &t->c[cluster];
+    if (!(ssl = tls_mesh_client_new(fd, opaque, e->ids, e->n_ids, e->name))) return -1;
+    tp->ops = &transport_tls_ops;
+    tp->fd = fd;
+    tp->sess = ssl;
+    tp->want = 0;
+    tp->priv = 0;
+    return 0;
 }
 
 /* One cluster's settings outside any snapshot: the entry, its own context reference and SNI. */

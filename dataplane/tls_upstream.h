@@ -20,7 +20,9 @@
 struct tls_upstream;
 
 /*
- * Builds the client contexts of sw's TLS clusters. *out is NULL when no cluster uses TLS.
+ * Builds the client contexts of sw's TLS clusters, and the settings of its mesh clusters:
+ * those a mesh_service with mtls refers to (mTLS with the sidecar's identity, tls_mesh.h; a
+ * cluster both TLS and mesh is a mesh cluster). *out is NULL when no cluster uses TLS.
  * Returns 0, or -1 with err filled (naming the cluster and its CA) when a CA bundle does not
  * load.
  */
@@ -29,6 +31,8 @@ static inline int tls_upstream_wanted(const struct snapwire_snapshot *sw)
 {
     for (uint32_t i = 0; i < sw->n_clusters; i++)
         if (sw->clusters[i].tls) return 1;
+    for (uint32_t i = 0; i < sw->n_mesh_services; i++)
+        if (sw->mesh_services[i].mtls) return 1;
     return 0;
 }
 
@@ -38,7 +42,8 @@ void tls_upstream_free(struct tls_upstream *t);
 
 /*
  * The pool tag of cluster i: 0 for a plain cluster (or t NULL), else a non-zero hash of
- * what a TLS connection to it was set up with (server name, CA), so that an idle connection
+ * what a TLS connection to it was set up with (server name, CA; a mesh cluster: its name and
+ * identities, hashed apart from any TLS tag), so that an idle connection
  * is only reused by requests that would have opened the same kind of connection.
  */
 uint64_t tls_upstream_tag(const struct tls_upstream *t, uint32_t cluster);
@@ -53,6 +58,23 @@ uint64_t tls_upstream_tag(const struct tls_upstream *t, uint32_t cluster);
 int tls_upstream_start(const struct tls_upstream *t, uint32_t cluster, struct transport *tp,
                        const struct sockaddr *sa, socklen_t salen);
 
+/* 1 when cluster i is a mesh cluster of t (t may be NULL: 0). */
+int tls_upstream_mesh_cluster(const struct tls_upstream *t, uint32_t cluster);
+
+/*
+ * Turns tp into a mesh mTLS client session on the socket fd (connected or connecting) for
+ * mesh cluster i: the sidecar's current workload certificate and key, TLS 1.3 only, ALPN
+ * "strait-opaque" when opaque else "http/1.1", no SNI, and the peer accepted only when it
+ * chains to the mesh trust anchors and its one URI SAN is one of the cluster's identities
+ * (the union of the ids of the mesh services using the cluster); else the handshake fails
+ * (tls_upstream_error: "upstream certificate: application verification failure") and event
+ * mesh_peer_refused names the URI and the cluster. tls_upstream_start on a mesh cluster is
+ * this with opaque 0 on tp->fd. Returns 0, or -1 with tp unchanged (not a mesh cluster, no
+ * identity installed yet, out of memory).
+ */
+int tls_upstream_start_mesh(const struct tls_upstream *t, uint32_t cluster, struct transport *tp,
+                            int fd, int opaque);
+
 /*
  * One TLS cluster's client settings (context, SNI, verification, tag) on their own, for a
  * user that outlives the snapshot: the health checker's targets. Any thread; the copy holds
@@ -60,7 +82,8 @@ int tls_upstream_start(const struct tls_upstream *t, uint32_t cluster, struct tr
  */
 struct tls_upstream_client;
 
-/* A copy of cluster i's settings; NULL when i is not a TLS cluster of t (or t NULL), or OOM. */
+/* A copy of cluster i's settings; NULL when i is not a TLS cluster of t (or t NULL), or OOM.
+ * Mesh clusters get NULL too: no health probes through the mesh's mTLS. */
 struct tls_upstream_client *tls_upstream_client_get(const struct tls_upstream *t, uint32_t cluster);
 
 /*

@@ -1,7 +1,7 @@
 /*
- * tlsmod: loads strait-tls.so on first need and stands in for tls.h and tls_upstream.h in
- * the strait-dataplane binary (see tlsmod.h). Each public function below answers the no-TLS
- * case without the module; the others are called only with objects the module made.
+ * tlsmod: loads strait-tls.so on first need and stands in for tls.h, tls_upstream.h and
+ * tls_mesh.h in the strait-dataplane binary (see tlsmod.h). Each public function below answers
+ * the no-TLS case without the module; the others are called only with objects the module made.
  */
 #include <dlfcn.h>
 #include <limits.h>
@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "snapshot.h"
 #include "tls.h"
+#include "tls_mesh.h"
 #include "tls_upstream.h"
 #include "tlsmod.h"
 
@@ -223,4 +224,44 @@ const char *tls_upstream_error(const struct transport *tp, char *buf, size_t len
     if (M()) return M()->upstream_error(tp, buf, len);
     snprintf(buf, len, "upstream TLS handshake failed");
     return buf;
+}
+
+int tls_upstream_mesh_cluster(const struct tls_upstream *t, uint32_t cluster)
+{
+    return t ? M()->upstream_mesh_cluster(t, cluster) : 0;
+}
+
+int tls_upstream_start_mesh(const struct tls_upstream *t, uint32_t cluster, struct transport *tp,
+                            int fd, int opaque)
+{
+    return t ? M()->upstream_start_mesh(t, cluster, tp, fd, opaque) : -1;
+}
+
+/* ---- tls_mesh.h ---- */
+
+int tls_mesh_start(const struct tls_mesh_config *cfg, char *err, size_t errlen)
+{
+    const struct tls_module *m = need("the sidecar's mesh identity", err, errlen);
+
+    return m ? m->mesh_start(cfg, err, errlen) : -1;
+}
+
+void tls_mesh_stop(void)
+{
+    if (M()) M()->mesh_stop();
+}
+
+int tls_mesh_status(char *identity, size_t len, double *not_after)
+{
+    return M() ? M()->mesh_status(identity, len, not_after) : 0;
+}
+
+int tls_mesh_accept(struct transport *t, int fd)
+{
+    return M() ? M()->mesh_accept(t, fd) : -1;
+}
+
+int tls_mesh_peer(const struct transport *t, char *uri, size_t len)
+{
+    return t->sess && M() ? M()->mesh_peer(t, uri, len) : -1;
 }

@@ -1,11 +1,14 @@
 /*
- * tlsmod: the data plane's TLS code (tls.c, tls_upstream.c, tp_tls.c and OpenSSL under them)
+ * tlsmod: the data plane's TLS code (tls.c, tls_upstream.c, tp_tls.c, tls_mesh.c and OpenSSL
+ * under them)
  * as a module, strait-tls.so, that strait-dataplane loads the first time it needs TLS: at
- * start-up with --listen-tls, else when a snapshot first carries certificates or a cluster
- * with upstream TLS. A data plane that never speaks TLS never maps libssl and libcrypto
- * (about 1.6 MiB of resident pages: the idle RSS target of docs/performance.md).
+ * start-up with --listen-tls or in sidecar mode (tls_mesh_start), else when a snapshot first
+ * carries certificates or a cluster with upstream TLS. A data plane that never speaks TLS never
+ * maps libssl and libcrypto (about 1.6 MiB of resident pages: the idle RSS target of
+ * docs/performance.md).
  *
- * Does: the binary side (tlsmod.c) defines the public functions of tls.h and tls_upstream.h;
+ * Does: the binary side (tlsmod.c) defines the public functions of tls.h, tls_upstream.h and
+ * tls_mesh.h;
  * each one answers the no-TLS case itself (NULL tables, tag 0, nothing to free) and otherwise
  * calls the module through struct tls_module. The module side (tlsmod_export.c, linked into
  * strait-tls.so with the TLS sources) exports that table as strait_tls_module and nothing else
@@ -31,7 +34,7 @@
 #include "snapwire.h"
 #include "transport.h"
 
-#define TLSMOD_ABI 1
+#define TLSMOD_ABI 2
 #define TLSMOD_FILE "strait-tls.so"
 #define TLSMOD_SYMBOL "strait_tls_module"
 
@@ -39,6 +42,7 @@ struct snapshot;
 struct tls_snap;
 struct tls_upstream;
 struct tls_upstream_client;
+struct tls_mesh_config;
 
 struct tls_module {
     uint32_t abi;           /* TLSMOD_ABI */
@@ -70,6 +74,15 @@ struct tls_module {
     int (*client_start)(const struct tls_upstream_client *c, struct transport *tp,
                         const struct sockaddr *sa, socklen_t salen);
     void (*client_release)(struct tls_upstream_client *c);
+    int (*upstream_mesh_cluster)(const struct tls_upstream *t, uint32_t cluster);
+    int (*upstream_start_mesh)(const struct tls_upstream *t, uint32_t cluster, struct transport *tp,
+                               int fd, int opaque);
+    /* tls_mesh.h */
+    int (*mesh_start)(const struct tls_mesh_config *cfg, char *err, size_t errlen);
+    void (*mesh_stop)(void);
+    int (*mesh_status)(char *identity, size_t len, double *not_after);
+    int (*mesh_accept)(struct transport *t, int fd);
+    int (*mesh_peer)(const struct transport *t, char *uri, size_t len);
 };
 
 /*

@@ -4,6 +4,7 @@
  */
 #include "snapshot.h"
 #include "tls.h"
+#include "tls_mesh.h"
 #include "tls_upstream.h"
 #include "tlsmod.h"
 
@@ -33,4 +34,11 @@ const struct tls_module strait_tls_module = {
     .client_get = tls_upstream_client_get,
     .client_start = tls_upstream_client_start,
     .client_release = tls_upstream_client_release,
+    .upstream_mesh_cluster = tls_upstream_mesh_cluster,
+    .upstream_start_mesh = tls_upstream_start_mesh,
+    .mesh_start = tls_mesh_start,
+    .mesh_stop = tls_mesh_stop,
+    .mesh_status = tls_mesh_status,
+    .mesh_accept = tls_mesh_accept,
+    .mesh_peer = tls_mesh_peer,
 };

@@ -236,7 +236,9 @@ static int tls_handshake(struct transport *t)
     rc = SSL_do_handshake(ssl);
     if (rc == 1) {
         /* no ticket was sent (num_tickets 0, tls.c): TLS 1.3 sends it with the first write */
-        if (SSL_is_server(ssl) && SSL_version(ssl) == TLS1_3_VERSION) t->priv |= TP_TICKET;
+        if (SSL_is_server(ssl) && SSL_version(ssl) == TLS1_3_VERSION &&
+            !(SSL_get_options(ssl) & SSL_OP_NO_TICKET)) /* mesh contexts: no resumption */
+            t->priv |= TP_TICKET;
         drop_snapshot(ssl);
         count(t, SSL_session_reused(ssl) ? METRICS_TLS_RESUMED : METRICS_TLS_FULL);
         return 1;
@@ -340,12 +342,15 @@ const struct transport_ops transport_tls_ops = {
 
 int tls_transport_accept(struct transport *t, int fd, struct snapshot *snap)
 {
-    SSL_CTX *base = tls_base_ctx();
-    SSL *ssl;
+    return tls_transport_accept_ctx(t, fd, tls_base_ctx(), snap);
+}
 
+int tls_transport_accept_ctx(struct transport *t, int fd, SSL_CTX *ctx, struct snapshot *snap)
+{
+    SSL *ssl;
     BIO *b;
 
-    if (!base || !(ssl = SSL_new(base))) return -1;
+    if (!ctx || !(ssl = SSL_new(ctx))) return -1;
     t->fd = fd;
     t->want = t->priv = 0;
     if (!(b = sock_bio(t))) {
