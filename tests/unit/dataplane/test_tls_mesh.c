@@ -299,6 +299,16 @@ static void test_issued_installed(void **state)
     assert_string_equal(id, IDENTITY);
     assert_true(fabs(na - (wall_now() + 3600)) < 10);
     assert_int_equal(request_count(1), ok0 + 1);
+    {
+        char *text = metrics_render(), line[128];
+        assert_non_null(text);
+        snprintf(line, sizeof(line), "strait_mesh_identity_expiry_seconds %llu\n",
+                 (unsigned long long)na);
+        assert_non_null(strstr(text, line));
+        assert_non_null(strstr(text, "strait_mesh_identity_requests_total{result=\"ok\"} "));
+        assert_non_null(strstr(text, "strait_mesh_identity_requests_total{result=\"error\"} "));
+        free(text);
+    }
     tls_mesh_stop();
     assert_int_equal(tls_mesh_status(NULL, 0, NULL), 0);
 }
