@@ -229,8 +229,19 @@ static void test_refused_csrs(void **state)
     assert_int_equal(meshca_sign(ca, csr, "A", "b", 86400, NOW, &leaf, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "namespace"));
     assert_int_equal(meshca_sign(ca, csr, "a", "b/c", 86400, NOW, &leaf, err, sizeof(err)), -1);
-    assert_int_equal(meshca_sign(ca, csr, "a", "b", 60, NOW, &leaf, err, sizeof(err)), -1);
+    assert_int_equal(
+        meshca_sign(ca, csr, "a", "b", MESHCA_TTL_MIN - 1, NOW, &leaf, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "lifetime"));
+    assert_int_equal(
+        meshca_sign(ca, csr, "a", "b", MESHCA_TTL_MAX + 1, NOW, &leaf, err, sizeof(err)), -1);
+    /* the shortest lifetime (tests of renewal use it) */
+    assert_int_equal(meshca_sign(ca, csr, "a", "b", 20, NOW, &leaf, err, sizeof(err)), 0);
+    {
+        time_t na = 0;
+        assert_int_equal(meshca_pem_not_after(leaf, &na), 0);
+        assert_int_equal(na, NOW + 20);
+    }
+    free(leaf);
     free(csr);
     EVP_PKEY_free(ec);
     EVP_PKEY_free(rsa1k);
@@ -284,13 +295,114 @@ static void test_refused_roots(void **state)
     meshca_free(b);
 }
 
+/* Roots after the first go to the bundle, never sign; each must be a usable CA itself. */
+static void test_bundle(void **state)
+{
+    char err[256], *two, *leaf, *csr, *bad;
+    struct meshca *old = meshca_generate("cluster.local", 30, NOW - 86400, err, sizeof(err));
+    struct meshca *cur = meshca_generate("cluster.local", 365, NOW, err, sizeof(err));
+    struct meshca *ca;
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    time_t na;
+
+    (void)state;
+    assert_non_null(old);
+    assert_non_null(cur);
+    /* a generated CA's bundle is its root */
+    assert_string_equal(meshca_bundle_pem(cur), meshca_cert_pem(cur));
+    assert_int_equal(meshca_not_after(cur), NOW + 365 * 86400);
+    assert_int_equal(meshca_pem_not_after(meshca_cert_pem(old), &na), 0);
+    assert_int_equal(na, NOW - 86400 + 30 * 86400);
+    assert_int_equal(meshca_pem_not_after("junk", &na), -1);
+    assert_true(asprintf(&two, "%s%s", meshca_cert_pem(cur), meshca_cert_pem(old)) > 0);
+    assert_non_null(
+        ca = meshca_load("cluster.local", two, meshca_key_pem(cur), NOW, err, sizeof(err)));
+    assert_string_equal(meshca_bundle_pem(ca), two);
+    assert_string_equal(meshca_cert_pem(ca), meshca_cert_pem(cur));
+    csr = make_csr(k, "x", NULL);
+    assert_int_equal(meshca_sign(ca, csr, "a", "b", 3600, NOW, &leaf, err, sizeof(err)), 0);
+    assert_int_equal(verify(meshca_cert_pem(cur), leaf, NOW, 0), 1); /* signed by the first */
+    assert_int_equal(verify(meshca_cert_pem(old), leaf, NOW, 0), 0);
+    free(leaf);
+    meshca_free(ca);
+    /* the old root's key does not match the first certificate: refused */
+    assert_null(meshca_load("cluster.local", two, meshca_key_pem(old), NOW, err, sizeof(err)));
+    /* an extra root that expired, or that is garbage */
+    assert_null(
+        meshca_load("cluster.local", two, meshca_key_pem(cur), NOW + 40 * 86400, err, sizeof(err)));
+    assert_non_null(strstr(err, "root certificate 2 is not valid now"));
+    assert_true(asprintf(&bad, "%s-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+                         meshca_cert_pem(cur)) > 0);
+    assert_null(meshca_load("cluster.local", bad, meshca_key_pem(cur), NOW, err, sizeof(err)));
+    assert_non_null(strstr(err, "root certificate 2 does not parse"));
+    free(bad);
+    /* a leaf as the second root */
+    assert_int_equal(meshca_sign(cur, csr, "a", "b", 3600, NOW, &leaf, err, sizeof(err)), 0);
+    assert_true(asprintf(&bad, "%s%s", meshca_cert_pem(cur), leaf) > 0);
+    assert_null(meshca_load("cluster.local", bad, meshca_key_pem(cur), NOW, err, sizeof(err)));
+    assert_non_null(strstr(err, "root certificate 2 is not a CA"));
+    free(bad);
+    free(leaf);
+    free(csr);
+    free(two);
+    EVP_PKEY_free(k);
+    meshca_free(old);
+    meshca_free(cur);
+}
+
+/* The controller's server certificate: its names verify as a TLS client checks them. */
+static void test_server_cert(void **state)
+{
+    static const char *const dns[] = {"strait-controller", "strait-controller.ns.svc", "localhost"};
+    static const char *const ips[] = {"127.0.0.1", "::1"};
+    static const char *const bad_dns[] = {"no spaces allowed"};
+    static const char *const bad_ip[] = {"127.0.0.300"};
+    char err[256], *cert, *key;
+    struct meshca *ca = meshca_generate("cluster.local", 365, NOW, err, sizeof(err));
+    X509 *x;
+    EVP_PKEY *k;
+    BIO *b;
+
+    (void)state;
+    assert_int_equal(
+        meshca_sign_server(ca, dns, 3, ips, 2, 86400, NOW, &cert, &key, err, sizeof(err)), 0);
+    assert_int_equal(verify(meshca_cert_pem(ca), cert, NOW, X509_PURPOSE_SSL_SERVER), 1);
+    assert_int_equal(verify(meshca_cert_pem(ca), cert, NOW, X509_PURPOSE_SSL_CLIENT), 0);
+    x = parse_cert(cert);
+    assert_int_equal(X509_check_host(x, "strait-controller.ns.svc", 0, 0, NULL), 1);
+    assert_int_equal(X509_check_host(x, "localhost", 0, 0, NULL), 1);
+    assert_int_equal(X509_check_host(x, "other.ns.svc", 0, 0, NULL), 0);
+    assert_int_equal(X509_check_ip_asc(x, "127.0.0.1", 0), 1);
+    assert_int_equal(X509_check_ip_asc(x, "::1", 0), 1);
+    assert_int_equal(X509_check_ip_asc(x, "127.0.0.2", 0), 0);
+    assert_int_equal(X509_check_ca(x), 0);
+    b = BIO_new_mem_buf(key, -1);
+    assert_non_null(k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL));
+    assert_int_equal(X509_check_private_key(x, k), 1);
+    EVP_PKEY_free(k);
+    BIO_free(b);
+    X509_free(x);
+    free(cert);
+    OPENSSL_cleanse(key, strlen(key));
+    free(key);
+    assert_int_equal(
+        meshca_sign_server(ca, bad_dns, 1, NULL, 0, 86400, NOW, &cert, &key, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "not a DNS name"));
+    assert_int_equal(
+        meshca_sign_server(ca, NULL, 0, bad_ip, 1, 86400, NOW, &cert, &key, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "not an IP address"));
+    assert_int_equal(
+        meshca_sign_server(ca, NULL, 0, NULL, 0, 86400, NOW, &cert, &key, err, sizeof(err)), -1);
+    assert_null(cert);
+    meshca_free(ca);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_identity),
-        cmocka_unit_test(test_generate_sign_verify),
-        cmocka_unit_test(test_refused_csrs),
-        cmocka_unit_test(test_refused_roots),
+        cmocka_unit_test(test_identity),     cmocka_unit_test(test_generate_sign_verify),
+        cmocka_unit_test(test_refused_csrs), cmocka_unit_test(test_refused_roots),
+        cmocka_unit_test(test_bundle),       cmocka_unit_test(test_server_cert),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
