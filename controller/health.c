@@ -23,6 +23,7 @@
 #include "events.h"
 #include "gwstatus.h"
 #include "leader.h"
+#include "meshid.h"
 #include "publisher.h"
 #include "snapwire.h"
 #include "status.h"
@@ -273,7 +274,23 @@ static void health_render_leader(FILE *f)
     struct status_metrics sm;
     struct gwstatus_metrics gm;
     struct events_metrics em;
+    struct meshid_metrics mi;
 
+    meshid_metrics(&mi);
+    if (mi.enabled) {
+        family(f, "strait_mesh_certificates_issued_total", "counter",
+               "Identity requests (POST /v1/identity) by result: ok (a leaf issued), denied (401: "
+               "no or unknown token), invalid (400: body or CSR refused).");
+        fprintf(f, "strait_mesh_certificates_issued_total{result=\"ok\"} %llu\n",
+                (unsigned long long)mi.issued);
+        fprintf(f, "strait_mesh_certificates_issued_total{result=\"denied\"} %llu\n",
+                (unsigned long long)mi.denied);
+        fprintf(f, "strait_mesh_certificates_issued_total{result=\"invalid\"} %llu\n",
+                (unsigned long long)mi.invalid);
+        family(f, "strait_mesh_root_expiry_seconds", "gauge",
+               "notAfter of the mesh root that signs (UNIX time; 0 while none is loaded).");
+        fprintf(f, "strait_mesh_root_expiry_seconds %lld\n", (long long)mi.root_not_after);
+    }
     leader_metrics(&lm);
     status_metrics(&sm);
     gwstatus_metrics(&gm);

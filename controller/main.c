@@ -38,6 +38,8 @@
 #include "kube_source.h"
 #include "leader.h"
 #include "log.h"
+#include "meshca.h"
+#include "meshid.h"
 #include "meshinit.h"
 #include "model.h"
 #include "netaddr.h"
@@ -45,6 +47,7 @@
 #include "snapbuild.h"
 #include "snapwire.h"
 #include "status.h"
+#include "units.h"
 
 #define CTL_MAGIC 0x43544c31u
 #define CTL_DEBOUNCE 0.100     /* quiet period after the last event */
@@ -75,29 +78,35 @@ struct ctl {
     struct status *status; /* NULL without --publish-service / --publish-status-address */
     struct gwstatus_writer *gw_status; /* Gateway conditions, always in cluster mode */
     struct events *events;
-    int stopping; /* SIGTERM seen: releasing the lease */
+    int stopping;        /* SIGTERM seen: releasing the lease */
+    struct meshid *mesh; /* --mesh: the identity endpoint, NULL without */
 };
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: strait-controller --manifests DIR --socket PATH [--ingress-class NAME]\n"
-            "                         [--health ADDR:PORT] [--dump] [--frame-out FILE]\n"
-            "                         [--default-ssl-certificate NS/NAME]\n"
-            "                         [--log-level debug|info|warn|error]\n"
-            "       strait-controller [--kubeconfig PATH] --socket PATH [--watch-namespace NS]\n"
-            "                         [--ingress-class NAME] [--health ADDR:PORT]\n"
-            "                         [--default-ssl-certificate NS/NAME]\n"
-            "                         [--publish-service NS/NAME]\n"
-            "                         [--publish-status-address ADDR[,ADDR]]\n"
-            "                         [--election-namespace NS] [--election-id NAME]\n"
-            "                         [--election-identity ID] [--election-lease-duration S]\n"
-            "                         [--election-renew-deadline S] [--election-retry-period S]\n"
-            "                         [--log-level debug|info|warn|error]\n"
-            "       strait-controller mesh-init ...   the mesh sidecar's interception\n"
-            "                         (init container; strait-controller mesh-init --help)\n"
-            "  Without --manifests or --kubeconfig the in-cluster service account is used\n"
-            "  (KUBERNETES_SERVICE_HOST). --admin is another name for --health.\n");
+    fprintf(
+        f, "usage: strait-controller --manifests DIR --socket PATH [--ingress-class NAME]\n"
+           "                         [--health ADDR:PORT] [--dump] [--frame-out FILE]\n"
+           "                         [--default-ssl-certificate NS/NAME]\n"
+           "                         [--log-level debug|info|warn|error]\n"
+           "       strait-controller [--kubeconfig PATH] --socket PATH [--watch-namespace NS]\n"
+           "                         [--ingress-class NAME] [--health ADDR:PORT]\n"
+           "                         [--default-ssl-certificate NS/NAME]\n"
+           "                         [--publish-service NS/NAME]\n"
+           "                         [--publish-status-address ADDR[,ADDR]]\n"
+           "                         [--election-namespace NS] [--election-id NAME]\n"
+           "                         [--election-identity ID] [--election-lease-duration S]\n"
+           "                         [--election-renew-deadline S] [--election-retry-period S]\n"
+           "                         [--log-level debug|info|warn|error]\n"
+           "  mesh identities (either mode): --mesh [--trust-domain TD] [--mesh-listen ADDR:PORT]\n"
+           "                         [--mesh-leaf-ttl DURATION] [--mesh-root-file CERT,KEY |\n"
+           "                         --mesh-root-dir DIR | --mesh-root-secret NS/NAME]\n"
+           "                         [--mesh-trust-bundle-out FILE] [--mesh-token-file FILE]\n"
+           "                         [--mesh-server-names NAME,NAME]\n"
+           "       strait-controller mesh-init ...   the mesh sidecar's interception\n"
+           "                         (init container; strait-controller mesh-init --help)\n"
+           "  Without --manifests or --kubeconfig the in-cluster service account is used\n"
+           "  (KUBERNETES_SERVICE_HOST). --admin is another name for --health.\n");
 }
 
 /* What a build accepted and rejected, for health's gauges. */
@@ -512,6 +521,7 @@ static void ctl_on_started_leading(void *arg)
     if (c->status) status_set_leader(c->status, 1);
     if (c->gw_status) gwstatus_writer_set_leader(c->gw_status, 1);
     events_set_leader(c->events, 1);
+    meshid_set_leader(c->mesh, 1);
 }
 
 static void ctl_on_stopped_leading(void *arg)
@@ -522,6 +532,7 @@ static void ctl_on_stopped_leading(void *arg)
     if (c->status) status_set_leader(c->status, 0);
     if (c->gw_status) gwstatus_writer_set_leader(c->gw_status, 0);
     events_set_leader(c->events, 0);
+    meshid_set_leader(c->mesh, 0);
 }
 
 /* A positive number of seconds for --election-*; returns 0, or -1. */
@@ -666,6 +677,16 @@ int main(int argc, char **argv)
         {"election-renew-deadline", required_argument, NULL, 'R'},
         {"election-retry-period", required_argument, NULL, 'T'},
         {"default-ssl-certificate", required_argument, NULL, 'C'},
+        {"mesh", no_argument, NULL, 0x100},
+        {"trust-domain", required_argument, NULL, 0x101},
+        {"mesh-listen", required_argument, NULL, 0x102},
+        {"mesh-leaf-ttl", required_argument, NULL, 0x103},
+        {"mesh-root-file", required_argument, NULL, 0x104},
+        {"mesh-root-dir", required_argument, NULL, 0x105},
+        {"mesh-root-secret", required_argument, NULL, 0x106},
+        {"mesh-trust-bundle-out", required_argument, NULL, 0x107},
+        {"mesh-token-file", required_argument, NULL, 0x108},
+        {"mesh-server-names", required_argument, NULL, 0x109},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -682,13 +703,64 @@ int main(int argc, char **argv)
     enum log_level level = LOG_LEVEL_INFO;
     char err[512], q[600];
     struct ctl c;
-    int opt, dump = 0, rc = 1, cluster;
+    int opt, dump = 0, rc = 1, cluster, mesh = 0, mesh_flags = 0;
+    struct meshid_opts mo;
+    char mesh_cert[4096], mesh_ns[256];
+    uint64_t ms;
 
     memset(&lo, 0, sizeof(lo));
     memset(&so, 0, sizeof(so));
+    memset(&mo, 0, sizeof(mo));
     lo.name = LEADER_DEFAULT_ID;
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (opt > 0x100) mesh_flags = 1;
         switch (opt) {
+        case 0x100:
+            mesh = 1;
+            break;
+        case 0x101:
+            mo.trust_domain = optarg;
+            break;
+        case 0x102:
+            mo.listen = optarg;
+            break;
+        case 0x103:
+            if (units_parse_duration(optarg, &ms) < 0 || ms % 1000 || ms / 1000 < MESHCA_TTL_MIN ||
+                ms / 1000 > MESHCA_TTL_MAX) {
+                fprintf(stderr,
+                        "strait-controller: --mesh-leaf-ttl %s: want whole seconds from %ds to "
+                        "%dd (e.g. 24h, 20s)\n",
+                        optarg, MESHCA_TTL_MIN, MESHCA_TTL_MAX / 86400);
+                return 2;
+            }
+            mo.leaf_ttl = (unsigned)(ms / 1000);
+            break;
+        case 0x104:
+            slash = strchr(optarg, ',');
+            if (!slash || slash == optarg || !slash[1] ||
+                (size_t)(slash - optarg) >= sizeof(mesh_cert)) {
+                fprintf(stderr, "strait-controller: --mesh-root-file %s is not CERT,KEY\n", optarg);
+                return 2;
+            }
+            snprintf(mesh_cert, sizeof(mesh_cert), "%.*s", (int)(slash - optarg), optarg);
+            mo.root_cert = mesh_cert;
+            mo.root_key = slash + 1;
+            break;
+        case 0x105:
+            mo.root_dir = optarg;
+            break;
+        case 0x106:
+            mo.root_secret = optarg;
+            break;
+        case 0x107:
+            mo.bundle_out = optarg;
+            break;
+        case 0x108:
+            mo.token_file = optarg;
+            break;
+        case 0x109:
+            mo.server_names = optarg;
+            break;
         case 'P':
             so.publish_service = optarg;
             cluster_only = 1;
@@ -786,6 +858,20 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (mesh_flags && !mesh) {
+        fprintf(stderr, "strait-controller: --trust-domain and --mesh-* need --mesh\n");
+        return 2;
+    }
+    if ((mo.root_cert && mo.root_dir) || ((mo.root_cert || mo.root_dir) && mo.root_secret) ||
+        (mo.root_secret && !cluster)) {
+        fprintf(stderr, "strait-controller: give one of --mesh-root-file, --mesh-root-dir and "
+                        "--mesh-root-secret (the Secret needs cluster mode)\n");
+        return 2;
+    }
+    if (mesh && !cluster && !mo.token_file) {
+        fprintf(stderr, "strait-controller: --mesh without a cluster needs --mesh-token-file\n");
+        return 2;
+    }
     if (admin && netaddr_parse(admin, &ass, &asl, err, sizeof(err))) {
         fprintf(stderr, "strait-controller: --health: %s\n", err);
         return 2;
@@ -870,8 +956,20 @@ int main(int argc, char **argv)
         }
         log_info("cluster_mode", "server=%s namespace=%s class=%s", kcfg.server,
                  watch_ns && *watch_ns ? watch_ns : "*", cls);
+        if (mesh) {
+            leader_default_namespace(mesh_ns, sizeof(mesh_ns));
+            mo.ns = mesh_ns;
+            if (!(c.mesh = meshid_start(c.loop, kube_source_client(c.ks), &mo, err, sizeof(err)))) {
+                log_error("startup_failed", "reason=%s", log_quote(q, sizeof(q), err));
+                goto free_cluster;
+            }
+        }
         if (ctl_start_cluster(&c, &lo, &so)) goto free_cluster;
     } else {
+        if (mesh && !(c.mesh = meshid_start(c.loop, NULL, &mo, err, sizeof(err)))) {
+            log_error("startup_failed", "reason=%s", log_quote(q, sizeof(q), err));
+            goto stop_watchers;
+        }
         ev_io_init(&c.inotify_io, ctl_on_inotify, c.inotify_fd, EV_READ);
         ev_io_start(c.loop, &c.inotify_io);
         ctl_reload(&c);
@@ -881,12 +979,15 @@ int main(int argc, char **argv)
 
 free_cluster:
     /* before the client goes: they cancel their requests on it */
+    meshid_free(c.mesh);
+    c.mesh = NULL;
     leader_free(c.leader);
     status_free(c.status);
     gwstatus_writer_free(c.gw_status);
     events_free(c.events);
     kube_source_free(c.ks);
 stop_watchers:
+    meshid_free(c.mesh);
     ev_signal_stop(c.loop, &c.sigterm);
     ev_signal_stop(c.loop, &c.sigint);
     ev_timer_stop(c.loop, &c.debounce);

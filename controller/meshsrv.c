@@ -1,0 +1,661 @@
+/*
+ * meshsrv: a small HTTPS/1.1 server on the controller's loop, for the mesh's endpoints.
+ *
+ * Does: accept TLS connections (OpenSSL on non-blocking sockets; TLS 1.2 and 1.3), read one
+ * request per connection (request line, headers, a Content-Length body; at most
+ * MESHSRV_MAX_REQUEST bytes in all), route it by exact method + path to a registered
+ * handler, and write its answer with Date, Content-Type, Content-Length and Connection:
+ * close, then close_notify. Malformed requests get a clean JSON 4xx of its own: 400 (request
+ * line, header syntax, conflicting lengths), 404, 405 with Allow, 411 (a body without
+ * Content-Length: chunked is not taken), 413, 431. A handler may answer later
+ * (MESHSRV_ASYNC): the connection waits, bounded by its timer.
+ * Does not: keep-alive, pipelining, Expect: 100-continue (curl sends the body after its
+ * wait anyway), client certificates, or know what any path means.
+ * Invariants: one loop; every connection is bounded by a timer (MESHSRV_TIMEOUT) and at most
+ * MESHSRV_MAX_CONNS are open; a handler is called at most once per connection; a connection
+ * whose asynchronous answer is pending is only freed by meshsrv_finish (closing it before
+ * just closes the socket), so the handler's req pointer stays valid.
+ */
+#include "meshsrv.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+#include <yajl/yajl_gen.h>
+
+#include "containerof.h"
+#include "httpmsg.h"
+#include "jsongen.h"
+#include "log.h"
+#include "netaddr.h"
+
+#define MESHSRV_MAGIC 0x4d535256u      /* "MSRV" */
+#define MESHSRV_CONN_MAGIC 0x4d53434eu /* "MSCN" */
+#define MESHSRV_MAX_CONNS 256
+#define MESHSRV_MAX_ROUTES 16
+#define MESHSRV_HEAD_MAX 512
+
+enum msrv_state { MSRV_HANDSHAKE, MSRV_READING, MSRV_HANDLING, MSRV_WRITING, MSRV_SHUTDOWN };
+
+struct msrv_route {
+    char *method, *path;
+    meshsrv_handler_fn fn;
+    void *arg;
+};
+
+struct msrv_conn;
+
+struct meshsrv {
+    uint32_t magic;
+    struct ev_loop *loop;
+    int lfd;
+    ev_io accept_w;
+    SSL_CTX *ctx;
+    double timeout;
+    struct msrv_route routes[MESHSRV_MAX_ROUTES];
+    size_t n_routes;
+    unsigned n_conns;
+    struct msrv_conn *conns;
+};
+
+struct msrv_conn {
+    uint32_t magic;
+    struct meshsrv *s;
+    struct msrv_conn *prev, *next;
+    int fd; /* -1 once closed while an answer is pending */
+    SSL *ssl;
+    enum msrv_state state;
+    ev_io io;
+    ev_timer timer;
+    char peer[NETADDR_STRLEN];
+    char in[MESHSRV_MAX_REQUEST + 1];
+    size_t in_len, head_len, body_len;
+    struct {
+        char *name, *value;
+    } headers[MESHSRV_MAX_HEADERS];
+    size_t n_headers;
+    struct meshsrv_request req;
+    char *out;
+    size_t out_len, out_off;
+};
+
+const char *meshsrv_header(const struct meshsrv_request *req, const char *name)
+{
+    const struct msrv_conn *c = container_of(req, const struct msrv_conn, req);
+    size_t i;
+
+    for (i = 0; i < c->n_headers; i++)
+        if (!strcasecmp(c->headers[i].name, name)) return c->headers[i].value;
+    return NULL;
+}
+
+/* Frees c, whose socket is closed already. */
+static void msrv_free(struct msrv_conn *c)
+{
+    struct meshsrv *s = c->s;
+
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    s->n_conns--;
+    free(c->out);
+    c->magic = 0;
+    free(c);
+}
+
+/* Closes the socket; frees c unless a handler still owes it an answer. */
+static void msrv_close(struct msrv_conn *c)
+{
+    struct ev_loop *loop = c->s->loop;
+
+    if (c->fd >= 0) {
+        ev_io_stop(loop, &c->io);
+        ev_timer_stop(loop, &c->timer);
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+        close(c->fd);
+        c->fd = -1;
+    }
+    if (c->state != MSRV_HANDLING) msrv_free(c);
+}
+
+/* Waits for the socket to be readable (want 1) or writable (0). */
+static void msrv_want(struct msrv_conn *c, int readable)
+{
+    struct ev_loop *loop = c->s->loop;
+    int ev = readable ? EV_READ : EV_WRITE;
+
+    if (ev_is_active(&c->io) && (c->io.events & (EV_READ | EV_WRITE)) == ev) return;
+    ev_io_stop(loop, &c->io);
+    ev_io_set(&c->io, c->fd, ev);
+    ev_io_start(loop, &c->io);
+}
+
+/*
+ * After an SSL call returned n <= 0: 1 when it should be retried once the socket is ready
+ * (the watcher is set), 0 when the connection is over (clean close or error).
+ */
+static int msrv_retry(struct msrv_conn *c, int n)
+{
+    switch (SSL_get_error(c->ssl, n)) {
+    case SSL_ERROR_WANT_READ:
+        msrv_want(c, 1);
+        return 1;
+    case SSL_ERROR_WANT_WRITE:
+        msrv_want(c, 0);
+        return 1;
+    default:
+        ERR_clear_error();
+        return 0;
+    }
+}
+
+/* Serialises an answer into c->out (body taken). Returns 0, or -1 (out of memory). */
+static int msrv_format(struct msrv_conn *c, int status, const char *ctype, char *body,
+                       const char *extra)
+{
+    char head[MESHSRV_HEAD_MAX], date[HTTPMSG_DATE_LEN];
+    size_t blen = body ? strlen(body) : 0;
+    int hl;
+
+    if (!status) status = 200;
+    httpmsg_date((time_t)ev_now(c->s->loop), date);
+    hl = snprintf(head, sizeof(head),
+                  "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                  "Cache-Control: no-store\r\n%sConnection: close\r\n\r\n",
+                  status, httpmsg_reason(status), date, ctype ? ctype : "application/json", blen,
+                  extra ? extra : "");
+    if (hl < 0 || (size_t)hl >= sizeof(head) || !(c->out = malloc((size_t)hl + blen))) {
+        free(body);
+        return -1;
+    }
+    memcpy(c->out, head, (size_t)hl);
+    if (blen) memcpy(c->out + hl, body, blen);
+    free(body);
+    c->out_len = (size_t)hl + blen;
+    c->out_off = 0;
+    log_debug("mesh_request", "peer=%s method=%s path=%s status=%d", c->peer,
+              c->req.method ? c->req.method : "-", c->req.path ? c->req.path : "-", status);
+    return 0;
+}
+
+/* {"error": msg} (malloc'd), or NULL. */
+static char *msrv_error_body(const char *msg)
+{
+    yajl_gen g = yajl_gen_alloc(NULL);
+    const unsigned char *buf;
+    size_t len;
+    char *out = NULL;
+
+    if (!g) return NULL;
+    yajl_gen_map_open(g);
+    jsongen_kv_str(g, "error", msg);
+    yajl_gen_map_close(g);
+    if (yajl_gen_get_buf(g, &buf, &len) == yajl_gen_status_ok && (out = malloc(len + 2))) {
+        memcpy(out, buf, len);
+        out[len] = '\n';
+        out[len + 1] = '\0';
+    }
+    yajl_gen_free(g);
+    return out;
+}
+
+static void msrv_step(struct msrv_conn *c);
+
+/* Starts writing the answer (status 0: could not format it, close). */
+static void msrv_reply(struct msrv_conn *c, int status, const char *ctype, char *body,
+                       const char *extra)
+{
+    c->state = MSRV_WRITING;
+    if (msrv_format(c, status, ctype, body, extra) < 0) {
+        msrv_close(c);
+        return;
+    }
+    msrv_step(c);
+}
+
+static void msrv_reply_error(struct msrv_conn *c, int status, const char *msg, const char *extra)
+{
+    msrv_reply(c, status, NULL, msrv_error_body(msg), extra);
+}
+
+void meshsrv_finish(struct meshsrv_request *req, int status, const char *content_type, char *body)
+{
+    struct msrv_conn *c = container_of(req, struct msrv_conn, req);
+
+    if (c->magic != MESHSRV_CONN_MAGIC || c->state != MSRV_HANDLING) abort();
+    if (c->fd < 0) { /* the client is gone (timer, reset) */
+        free(body);
+        msrv_free(c);
+        return;
+    }
+    msrv_reply(c, status, content_type, body, NULL);
+}
+
+static int msrv_is_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+/* Length of the head in buf[0..len) including its blank line, or 0 if incomplete. */
+static size_t msrv_head_end(const char *buf, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        if (buf[i] != '\n') continue;
+        if (i + 1 < len && buf[i + 1] == '\n') return i + 2;
+        if (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n') return i + 3;
+    }
+    return 0;
+}
+
+/* The next line of the head at *p (CRLF or LF ended), NUL-terminated in place, or NULL. */
+static char *msrv_line(char **p)
+{
+    char *start = *p, *nl = strchr(start, '\n');
+
+    if (!nl) return NULL;
+    *p = nl + 1;
+    if (nl > start && nl[-1] == '\r') nl--;
+    *nl = '\0';
+    return start;
+}
+
+/*
+ * Parses the head (c->in[0..head_len), NUL-terminated at head_len) in place: request line
+ * into c->req, headers into c->headers, the body's length into c->body_len. Returns 0, or
+ * the status of the error answer, with *why.
+ */
+static int msrv_parse_head(struct msrv_conn *c, const char **why)
+{
+    char *p = c->in, *line, *t, *v, *q, *colon, *e;
+    const char *cl = NULL;
+    unsigned long long n;
+    size_t i;
+
+    *why = "malformed request";
+    if (memchr(c->in, '\0', c->head_len)) return 400;
+    *why = "malformed request line";
+    if (!(line = msrv_line(&p))) return 400;
+    for (t = line; msrv_is_tchar((unsigned char)*t); t++)
+        ;
+    if (t == line || *t != ' ') return 400;
+    *t++ = '\0';
+    if (*t != '/') return 400;
+    for (v = t; *v > ' ' && *v != 0x7f; v++)
+        ;
+    if (*v != ' ') return 400;
+    *v++ = '\0';
+    if (strncmp(v, "HTTP/1.", 7) || v[7] < '0' || v[7] > '9' || v[8]) return 400;
+    if ((q = strchr(t, '?'))) *q = '\0';
+    c->req.method = line;
+    c->req.path = t;
+    *why = "malformed header";
+    while ((line = msrv_line(&p)) && *line) {
+        if (*line == ' ' || *line == '\t') return 400; /* obs-fold */
+        if (!(colon = strchr(line, ':')) || colon == line) return 400;
+        for (e = line; e < colon; e++)
+            if (!msrv_is_tchar((unsigned char)*e)) return 400;
+        *colon = '\0';
+        for (v = colon + 1; *v == ' ' || *v == '\t'; v++)
+            ;
+        for (e = v + strlen(v); e > v && (e[-1] == ' ' || e[-1] == '\t'); e--)
+            ;
+        *e = '\0';
+        for (e = v; *e; e++)
+            if ((unsigned char)*e < 0x20 && *e != '\t') return 400;
+        if (c->n_headers == MESHSRV_MAX_HEADERS) {
+            *why = "too many header fields";
+            return 431;
+        }
+        c->headers[c->n_headers].name = line;
+        c->headers[c->n_headers].value = v;
+        c->n_headers++;
+    }
+    c->body_len = 0;
+    for (i = 0; i < c->n_headers; i++) {
+        if (!strcasecmp(c->headers[i].name, "Transfer-Encoding")) {
+            *why = "a request body needs Content-Length (chunked is not accepted)";
+            return 411;
+        }
+        if (strcasecmp(c->headers[i].name, "Content-Length")) continue;
+        *why = "bad Content-Length";
+        v = c->headers[i].value;
+        if (*v < '0' || *v > '9' || strlen(v) > 12) return 400;
+        n = strtoull(v, &e, 10);
+        if (*e) return 400;
+        if (cl && n != c->body_len) return 400;
+        cl = v;
+        c->body_len = (size_t)n;
+    }
+    if (c->head_len + c->body_len > MESHSRV_MAX_REQUEST) {
+        *why = "request too large";
+        return 413;
+    }
+    return 0;
+}
+
+/* Calls the route for the complete request in c->in. */
+static void msrv_dispatch(struct msrv_conn *c)
+{
+    struct meshsrv *s = c->s;
+    struct meshsrv_reply r;
+    char allow[160];
+    size_t i, alen = 0;
+    const struct msrv_route *route = NULL;
+    int rc;
+
+    c->req.body = c->in + c->head_len;
+    c->req.body_len = c->body_len;
+    c->in[c->head_len + c->body_len] = '\0';
+    c->req.peer = c->peer;
+    allow[0] = '\0';
+    for (i = 0; i < s->n_routes; i++) {
+        if (strcmp(s->routes[i].path, c->req.path)) continue;
+        if (!strcmp(s->routes[i].method, c->req.method)) route = &s->routes[i];
+        rc = snprintf(allow + alen, sizeof(allow) - alen, "%s%s",
+                      alen ? ", " : "Allow: ", s->routes[i].method);
+        if (rc > 0 && (size_t)rc < sizeof(allow) - alen) alen += (size_t)rc;
+    }
+    if (!route) {
+        if (!alen) {
+            msrv_reply_error(c, 404, "not found", NULL);
+            return;
+        }
+        if (alen + 3 > sizeof(allow)) alen = sizeof(allow) - 3;
+        memcpy(allow + alen, "\r\n", 3);
+        msrv_reply_error(c, 405, "method not allowed", allow);
+        return;
+    }
+    memset(&r, 0, sizeof(r));
+    c->state = MSRV_HANDLING;
+    ev_io_stop(s->loop, &c->io);
+    rc = route->fn(route->arg, &c->req, &r);
+    if (rc == MESHSRV_ASYNC) return;
+    if (rc != 0) {
+        free(r.body);
+        msrv_reply_error(c, 500, "internal error", NULL);
+        return;
+    }
+    msrv_reply(c, r.status, r.content_type, r.body, NULL);
+}
+
+/* Reads what is there; dispatches or answers an error once the request is complete. */
+static void msrv_read(struct msrv_conn *c)
+{
+    const char *why;
+    size_t room, scan_from;
+    int n, st;
+
+    for (;;) {
+        room = MESHSRV_MAX_REQUEST - c->in_len;
+        if (room == 0) {
+            msrv_reply_error(c, c->head_len ? 413 : 431, "request too large", NULL);
+            return;
+        }
+        n = SSL_read(c->ssl, c->in + c->in_len, (int)(room > INT32_MAX ? INT32_MAX : room));
+        if (n <= 0) {
+            if (!msrv_retry(c, n)) msrv_close(c);
+            return;
+        }
+        scan_from = c->in_len > 3 ? c->in_len - 3 : 0;
+        c->in_len += (size_t)n;
+        if (!c->head_len) {
+            size_t end = msrv_head_end(c->in + scan_from, c->in_len - scan_from);
+            if (!end) continue;
+            c->head_len = scan_from + end;
+            if ((st = msrv_parse_head(c, &why))) {
+                msrv_reply_error(c, st, why, NULL);
+                return;
+            }
+        }
+        if (c->in_len >= c->head_len + c->body_len) {
+            if (c->in_len > c->head_len + c->body_len) {
+                msrv_reply_error(c, 400, "data after the request body (no pipelining)", NULL);
+                return;
+            }
+            msrv_dispatch(c);
+            return;
+        }
+    }
+}
+
+/* Runs the connection as far as the socket allows. */
+static void msrv_step(struct msrv_conn *c)
+{
+    int n;
+
+    switch (c->state) {
+    case MSRV_HANDSHAKE:
+        if ((n = SSL_accept(c->ssl)) <= 0) {
+            if (!msrv_retry(c, n)) {
+                log_debug("mesh_handshake_failed", "peer=%s", c->peer);
+                msrv_close(c);
+            }
+            return;
+        }
+        c->state = MSRV_READING;
+        /* fall through */
+    case MSRV_READING:
+        msrv_read(c);
+        return;
+    case MSRV_HANDLING:
+        return;
+    case MSRV_WRITING:
+        while (c->out_off < c->out_len) {
+            n = SSL_write(c->ssl, c->out + c->out_off, (int)(c->out_len - c->out_off));
+            if (n <= 0) {
+                if (!msrv_retry(c, n)) msrv_close(c);
+                return;
+            }
+            c->out_off += (size_t)n;
+        }
+        c->state = MSRV_SHUTDOWN;
+        /* fall through */
+    case MSRV_SHUTDOWN:
+        /* our close_notify; the peer's is not awaited */
+        if ((n = SSL_shutdown(c->ssl)) < 0 && msrv_retry(c, n)) return;
+        msrv_close(c);
+        return;
+    }
+}
+
+static void msrv_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct msrv_conn *c = container_of(io, struct msrv_conn, io);
+
+    (void)loop;
+    (void)revents;
+    if (c->magic != MESHSRV_CONN_MAGIC) abort();
+    msrv_step(c);
+}
+
+static void msrv_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct msrv_conn *c = container_of(t, struct msrv_conn, timer);
+
+    (void)loop;
+    (void)revents;
+    if (c->magic != MESHSRV_CONN_MAGIC) abort();
+    log_debug("mesh_conn_timeout", "peer=%s", c->peer);
+    msrv_close(c);
+}
+
+static void msrv_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct meshsrv *s = container_of(io, struct meshsrv, accept_w);
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    struct msrv_conn *c;
+    int fd, i;
+
+    (void)revents;
+    if (s->magic != MESHSRV_MAGIC) abort();
+    for (i = 0; i < 16; i++) {
+        sl = sizeof(ss);
+        fd = accept4(s->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                log_warn("mesh_accept_failed", "reason=\"%s\"", strerror(errno));
+            return;
+        }
+        if (s->n_conns >= MESHSRV_MAX_CONNS || !(c = calloc(1, sizeof(*c)))) {
+            close(fd);
+            continue;
+        }
+        if (!(c->ssl = SSL_new(s->ctx)) || SSL_set_fd(c->ssl, fd) != 1) {
+            ERR_clear_error();
+            SSL_free(c->ssl);
+            free(c);
+            close(fd);
+            continue;
+        }
+        c->magic = MESHSRV_CONN_MAGIC;
+        c->s = s;
+        c->fd = fd;
+        c->state = MSRV_HANDSHAKE;
+        netaddr_format((struct sockaddr *)&ss, c->peer, sizeof(c->peer));
+        c->next = s->conns;
+        if (s->conns) s->conns->prev = c;
+        s->conns = c;
+        s->n_conns++;
+        ev_io_init(&c->io, msrv_io_cb, fd, EV_READ);
+        ev_timer_init(&c->timer, msrv_timer_cb, s->timeout, 0.);
+        ev_io_start(loop, &c->io);
+        ev_timer_start(loop, &c->timer);
+    }
+}
+
+/* A server SSL_CTX for cert_pem (the certificate, then any chain) and key_pem. NULL with err. */
+static SSL_CTX *msrv_ctx(const char *cert_pem, const char *key_pem, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    BIO *cb = BIO_new_mem_buf(cert_pem, -1), *kb = BIO_new_mem_buf(key_pem, -1);
+    X509 *x = NULL;
+    EVP_PKEY *k = NULL;
+    unsigned long e;
+    char buf[160];
+
+    if (!ctx || !cb || !kb || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+        !(x = PEM_read_bio_X509(cb, NULL, NULL, NULL)) ||
+        !(k = PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL)) ||
+        SSL_CTX_use_certificate(ctx, x) != 1 || SSL_CTX_use_PrivateKey(ctx, k) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        e = ERR_get_error();
+        ERR_error_string_n(e, buf, sizeof(buf));
+        snprintf(err, errlen, "TLS certificate: %s", e ? buf : "out of memory");
+        ERR_clear_error();
+        SSL_CTX_free(ctx);
+        ctx = NULL;
+    } else {
+        SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+        SSL_CTX_set_num_tickets(ctx, 0);
+        SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE);
+    }
+    X509_free(x);
+    EVP_PKEY_free(k);
+    BIO_free(cb);
+    BIO_free(kb);
+    return ctx;
+}
+
+struct meshsrv *meshsrv_start(struct ev_loop *loop, const struct sockaddr *sa, socklen_t salen,
+                              const char *cert_pem, const char *key_pem, char *err, size_t errlen)
+{
+    struct meshsrv *s = calloc(1, sizeof(*s));
+    char buf[NETADDR_STRLEN];
+
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->magic = MESHSRV_MAGIC;
+    s->loop = loop;
+    s->timeout = MESHSRV_TIMEOUT;
+    if (!(s->ctx = msrv_ctx(cert_pem, key_pem, err, errlen))) goto free_srv;
+    if ((s->lfd = netaddr_listen(sa, salen, err, errlen)) < 0) goto free_ctx;
+    ev_io_init(&s->accept_w, msrv_accept_cb, s->lfd, EV_READ);
+    ev_io_start(loop, &s->accept_w);
+    log_info("mesh_listening", "addr=%s", meshsrv_address(s, buf, sizeof(buf)));
+    return s;
+
+free_ctx:
+    SSL_CTX_free(s->ctx);
+free_srv:
+    free(s);
+    return NULL;
+}
+
+int meshsrv_route(struct meshsrv *s, const char *method, const char *path, meshsrv_handler_fn fn,
+                  void *arg)
+{
+    struct msrv_route *r;
+
+    if (s->n_routes == MESHSRV_MAX_ROUTES) return -1;
+    r = &s->routes[s->n_routes];
+    if (!(r->method = strdup(method)) || !(r->path = strdup(path))) {
+        free(r->method);
+        return -1;
+    }
+    r->fn = fn;
+    r->arg = arg;
+    s->n_routes++;
+    return 0;
+}
+
+int meshsrv_set_cert(struct meshsrv *s, const char *cert_pem, const char *key_pem, char *err,
+                     size_t errlen)
+{
+    SSL_CTX *ctx = msrv_ctx(cert_pem, key_pem, err, errlen);
+
+    if (!ctx) return -1;
+    SSL_CTX_free(s->ctx); /* connections in progress hold their own reference */
+    s->ctx = ctx;
+    return 0;
+}
+
+void meshsrv_set_timeout(struct meshsrv *s, double seconds)
+{
+    s->timeout = seconds;
+}
+
+const char *meshsrv_address(const struct meshsrv *s, char *buf, size_t n)
+{
+    return netaddr_local(s->lfd, buf, n);
+}
+
+void meshsrv_stop(struct meshsrv *s)
+{
+    size_t i;
+
+    if (!s) return;
+    while (s->conns) {
+        struct msrv_conn *c = s->conns;
+        c->state = MSRV_SHUTDOWN; /* freed even if an answer were pending (a caller's bug) */
+        msrv_close(c);
+    }
+    ev_io_stop(s->loop, &s->accept_w);
+    close(s->lfd);
+    for (i = 0; i < s->n_routes; i++) {
+        free(s->routes[i].method);
+        free(s->routes[i].path);
+    }
+    SSL_CTX_free(s->ctx);
+    s->magic = 0;
+    free(s);
+}

@@ -1,0 +1,188 @@
+"""The controller's mesh identity endpoint (POST /v1/identity over TLS), as a sidecar uses it:
+curl with the mesh root as the only trust anchor, CSRs made with openssl, leaves read back
+with openssl x509. File mode (token map file, root files) and cluster mode (TokenReview,
+the root Secret, the trust bundle ConfigMap on the stand-in API server)."""
+import json
+import os
+import subprocess
+import time
+
+from harness import StraitTest, free_port, wait_until, log_events, BIN
+
+
+def make_csr(d, name, cn="x", san=None):
+    key, csr = os.path.join(d, name + ".key"), os.path.join(d, name + ".csr")
+    args = ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-keyout", key, "-subj", "/CN=" + cn, "-out", csr]
+    if san:
+        args += ["-addext", "subjectAltName=" + san]
+    subprocess.run(args, check=True, capture_output=True)
+    with open(csr) as f:
+        return f.read()
+
+
+def identity(port, cacert, token=None, body=None, host="localhost", method="POST",
+             path="/v1/identity", extra=()):
+    """(status, parsed JSON or raw text) of one request; status 0 when TLS/connect failed."""
+    args = ["curl", "-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}", "-X", method,
+            "--cacert", cacert, "https://%s:%d%s" % (host, port, path)] + list(extra)
+    if host == "localhost":
+        args += ["--resolve", "localhost:%d:127.0.0.1" % port]
+    if token is not None:
+        args += ["-H", "Authorization: Bearer " + token]
+    if body is not None:
+        args += ["-H", "Content-Type: application/json", "--data-binary",
+                 body if isinstance(body, str) else json.dumps(body)]
+    p = subprocess.run(args, capture_output=True, text=True)
+    out, _, code = p.stdout.rpartition("\n")
+    try:
+        return int(code), json.loads(out)
+    except ValueError:
+        return int(code or 0), out
+
+
+def cert_text(pem):
+    return subprocess.run(["openssl", "x509", "-noout", "-text"], input=pem, text=True,
+                          capture_output=True, check=True).stdout
+
+
+def verify_with(root_file, pem):
+    p = subprocess.run(["openssl", "verify", "-CAfile", root_file], input=pem, text=True,
+                       capture_output=True)
+    return p.returncode == 0
+
+
+class MeshIdentityFileMode(StraitTest):
+    def start(self, *extra, tokens="tok-web default web\ntok-db shop db\n", root_dir=True):
+        self.tokens = os.path.join(self.s.dir, "tokens")
+        with open(self.tokens, "w") as f:
+            f.write("# token namespace serviceaccount\n" + tokens)
+        self.root_dir = os.path.join(self.s.dir, "root")
+        os.makedirs(self.root_dir, exist_ok=True)
+        self.bundle = os.path.join(self.s.dir, "bundle.pem")
+        self.port = free_port()
+        self.ctl_port = free_port()
+        self.s.controller("--mesh", "--mesh-token-file", self.tokens,
+                              "--mesh-listen", "127.0.0.1:%d" % self.port,
+                              *(["--mesh-root-dir", self.root_dir] if root_dir else []),
+                              "--mesh-trust-bundle-out", self.bundle,
+                              "--admin", "127.0.0.1:%d" % self.ctl_port, *extra)
+        wait_until(lambda: os.path.exists(self.bundle), 10, what="trust bundle file")
+
+    def test_issue_deny_invalid(self):
+        self.start()
+        d = self.s.dir
+        with open(os.path.join(self.root_dir, "ca.crt")) as f:
+            root = f.read()
+        with open(self.bundle) as f:
+            self.assertEqual(f.read(), root)
+        self.assertEqual(os.stat(os.path.join(self.root_dir, "ca.key")).st_mode & 0o777, 0o600)
+        # the CSR asks to be shop/db by subject and SAN: the token says default/web
+        csr = make_csr(d, "a", cn="shop db",
+                       san="URI:spiffe://cluster.local/ns/shop/sa/db")
+        st, body = identity(self.port, self.bundle, "tok-web", {"csr": csr})
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["identity"], "spiffe://cluster.local/ns/default/sa/web")
+        self.assertEqual(body["trustBundle"], root)
+        self.assertRegex(body["notAfter"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+        text = cert_text(body["certificate"])
+        self.assertIn("URI:spiffe://cluster.local/ns/default/sa/web", text)
+        self.assertNotIn("shop", text)
+        self.assertTrue(verify_with(self.bundle, body["certificate"]))
+        # the server verifies by IP too (127.0.0.1, ::1 are in its certificate)
+        st, body = identity(self.port, self.bundle, "tok-db", {"csr": csr}, host="127.0.0.1")
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["identity"], "spiffe://cluster.local/ns/shop/sa/db")
+        # unknown, missing token: 401
+        st, body = identity(self.port, self.bundle, "tok-nobody", {"csr": csr})
+        self.assertEqual(st, 401, body)
+        self.assertIn("error", body)
+        st, body = identity(self.port, self.bundle, None, {"csr": csr})
+        self.assertEqual(st, 401, body)
+        # malformed JSON, no csr, a CSR that is not one, a forged signature: 400
+        for bad in ('{"csr": ', "[]", '{"x": 1}', {"csr": "not a CSR"},
+                    {"csr": csr.replace(csr.splitlines()[3], csr.splitlines()[3][::-1])}):
+            st, body = identity(self.port, self.bundle, "tok-web", bad)
+            self.assertEqual(st, 400, (bad, body))
+            self.assertIn("error", body)
+        # 404, 405
+        st, _ = identity(self.port, self.bundle, "tok-web", {"csr": csr}, path="/v1/other")
+        self.assertEqual(st, 404)
+        st, _ = identity(self.port, self.bundle, "tok-web", None, method="GET")
+        self.assertEqual(st, 405)
+        # metrics and logs (never a token)
+        from harness import local_get
+        m = local_get(self.ctl_port, "/metrics")[1].decode()
+        self.assertIn('strait_mesh_certificates_issued_total{result="ok"} 2', m)
+        self.assertIn('strait_mesh_certificates_issued_total{result="denied"} 2', m)
+        self.assertIn('strait_mesh_certificates_issued_total{result="invalid"} 5', m)
+        self.assertRegex(m, r"strait_mesh_root_expiry_seconds [1-9]\d+")
+        log = self.s.controller_log()
+        self.assertEqual(len(log_events(log, "mesh_identity_issued")), 2)
+        self.assertEqual(len(log_events(log, "mesh_identity_denied")), 2)
+        self.assertNotIn("tok-web", log)
+        self.assertNotIn("tok-nobody", log)
+
+    def test_root_kept_and_tokens_reloaded(self):
+        self.start("--mesh-leaf-ttl", "20s")
+        with open(os.path.join(self.root_dir, "ca.crt")) as f:
+            root = f.read()
+        csr = make_csr(self.s.dir, "a")
+        st, body = identity(self.port, self.bundle, "tok-web", {"csr": csr})
+        self.assertEqual(st, 200, body)
+        life = subprocess.run(["openssl", "x509", "-noout", "-startdate", "-enddate"],
+                              input=body["certificate"], text=True, capture_output=True).stdout
+        self.assertIn("notAfter", life)
+        # a new token line is picked up without a restart
+        with open(self.tokens, "a") as f:
+            f.write("tok-new other api\n")
+        st, body = identity(self.port, self.bundle, "tok-new", {"csr": csr})
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["identity"], "spiffe://cluster.local/ns/other/sa/api")
+        # a restart keeps the root written the first time
+        self.s.ctl.stop()
+        os.unlink(self.bundle)
+        self.s.controller("--mesh", "--mesh-token-file", self.tokens,
+                              "--mesh-listen", "127.0.0.1:%d" % self.port,
+                              "--mesh-root-dir", self.root_dir,
+                              "--mesh-trust-bundle-out", self.bundle, name="controller2")
+        wait_until(lambda: os.path.exists(self.bundle), 10, what="trust bundle file")
+        with open(self.bundle) as f:
+            self.assertEqual(f.read(), root)
+        st, body = identity(self.port, self.bundle, "tok-web", {"csr": csr})
+        self.assertEqual(st, 200, body)
+        self.assertTrue(verify_with(self.bundle, body["certificate"]))
+
+    def test_root_file_with_previous_root(self):
+        # two roots in the certificate file: the bundle has both, the first signs
+        d = self.s.dir
+        for n in ("old", "new"):
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:P-256", "-nodes", "-days", "30", "-subj",
+                            "/CN=" + n, "-keyout", os.path.join(d, n + ".key"), "-out",
+                            os.path.join(d, n + ".crt"), "-addext",
+                            "basicConstraints=critical,CA:TRUE", "-addext",
+                            "keyUsage=critical,keyCertSign,cRLSign"],
+                           check=True, capture_output=True)
+        with open(os.path.join(d, "roots.crt"), "w") as f:
+            f.write(open(os.path.join(d, "new.crt")).read() + open(os.path.join(d, "old.crt")).read())
+        self.start("--mesh-root-file", "%s,%s" % (os.path.join(d, "roots.crt"),
+                                                  os.path.join(d, "new.key")), root_dir=False)
+        with open(self.bundle) as f:
+            self.assertEqual(f.read().count("BEGIN CERTIFICATE"), 2)
+        st, body = identity(self.port, self.bundle, "tok-web", {"csr": make_csr(d, "a")})
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["trustBundle"].count("BEGIN CERTIFICATE"), 2)
+        self.assertTrue(verify_with(os.path.join(d, "new.crt"), body["certificate"]))
+        self.assertFalse(verify_with(os.path.join(d, "old.crt"), body["certificate"]))
+
+    def test_bad_flags(self):
+        ctl = os.path.join(BIN, "strait-controller")
+        base = [ctl, "--manifests", self.s.mdir, "--socket", self.s.sock]
+        for extra in (["--mesh"],  # file mode needs a token file
+                      ["--mesh-listen", "127.0.0.1:1"],  # without --mesh
+                      ["--mesh", "--mesh-token-file", "/dev/null", "--mesh-leaf-ttl", "5s"],
+                      ["--mesh", "--mesh-token-file", "/dev/null", "--mesh-leaf-ttl", "1x"],
+                      ["--mesh", "--mesh-token-file", "/dev/null", "--mesh-root-file", "a"]):
+            p = subprocess.run(base + extra, capture_output=True, text=True, timeout=10)
+            self.assertEqual(p.returncode, 2, (extra, p.stderr))
