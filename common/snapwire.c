@@ -24,6 +24,8 @@
 
 /* Record sizes on the wire. A string reference is {u32 offset, u32 length}. */
 #define REC_META 24 /* u32 default_cluster, str source, u64 default_max_body, u32 default_cert */
+/* v7, mesh snapshots only: REC_META, then 24 str trust_domain, 32 str cluster_domain */
+#define REC_META_MESH 40
 #define REC_LISTENER 20 /* str name, str address, u16 port, u8 protocol, u8 pad */
 #define REC_VHOST 16    /* str host, u32 first_route, u32 route_count */
 /*
@@ -60,12 +62,20 @@
  * strings, SNAPWIRE_NONE for cluster): the encoder writes them so, the decoder refuses others.
  */
 #define REC_FILTER 48
-#define REC_HDR_EDIT 20  /* str name, str value, u8 op, u8 pad[3]; value "" for REMOVE */
+#define REC_HDR_EDIT 20 /* str name, str value, u8 op, u8 pad[3]; value "" for REMOVE */
+/*
+ *  0 str ns, 8 str name, 16 str address, 24 u32 cluster, 28 u32 first_id, 32 u32 id_count,
+ * 36 u16 port, 38 u8 proto, 39 u8 mtls
+ */
+#define REC_MESH_SERVICE 40
+#define REC_MESH_ID 8    /* str uri */
 #define SECTION_ENTRY 12 /* u32 type, u32 offset, u32 length */
 #define MAX_SECTIONS 64
 #define MAX_STRING (64u << 10)
 #define MAX_PEM (1u << 20)
-#define SEC_MAX SNAPWIRE_SEC_HDR_EDITS /* highest section type this reader knows */
+#define SEC_MAX SNAPWIRE_SEC_MESH_IDS /* highest section type this reader knows */
+#define CLUSTER_DOMAIN_DEFAULT "cluster.local"
+#define SPIFFE_SCHEME "spiffe://"
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -425,6 +435,129 @@ static int check_v4_sections(const struct snapwire_snapshot *s, char *err, size_
     return 0;
 }
 
+/* A DNS name (RFC 1123 characters, lower case) or, with underscore, a SPIFFE trust domain:
+ * non-empty labels of a-z 0-9 '-' ('_'), at most max bytes. */
+static int valid_domain(const char *s, size_t max, int underscore)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > max || s[0] == '.' || s[n - 1] == '.' || strstr(s, "..")) return 0;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+            (underscore && c == '_'))
+            continue;
+        return 0;
+    }
+    return 1;
+}
+
+/* An IP literal spelled as inet_ntop spells it, so that readers can compare text. */
+static int canonical_ip(const char *s)
+{
+    unsigned char a[16];
+    char back[INET6_ADDRSTRLEN];
+    int af = strchr(s, ':') ? AF_INET6 : AF_INET;
+
+    if (inet_pton(af, s, a) != 1 || !inet_ntop(af, a, back, sizeof(back))) return 0;
+    return strcmp(s, back) == 0;
+}
+
+/*
+ * uri is "spiffe://<td>/<path>" (SPIFFE ID spec): at most 2048 bytes, path segments
+ * non-empty, not "." or "..", of letters, digits, '.', '-', '_'.
+ */
+static int valid_spiffe_id(const char *uri, const char *td)
+{
+    size_t scheme = strlen(SPIFFE_SCHEME), tl = strlen(td);
+    const char *p, *seg;
+
+    if (strlen(uri) > 2048 || strncmp(uri, SPIFFE_SCHEME, scheme) != 0) return 0;
+    uri += scheme;
+    if (strncmp(uri, td, tl) != 0 || uri[tl] != '/') return 0;
+    for (seg = p = uri + tl + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            size_t n = (size_t)(p - seg);
+            if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+                return 0;
+            if (!*p) return 1;
+            seg = p + 1;
+        } else if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-' && *p != '_') {
+            return 0;
+        }
+    }
+}
+
+/* Order of mesh services: strcmp of the address text, then the port. */
+static int mesh_service_cmp(const struct snapwire_mesh_service *a,
+                            const struct snapwire_mesh_service *b)
+{
+    int c = strcmp(a->address, b->address);
+
+    if (c) return c;
+    return (a->port > b->port) - (a->port < b->port);
+}
+
+/* What is wrong with mesh service m on its own, or NULL. */
+static const char *check_mesh_service(const struct snapwire_snapshot *s,
+                                      const struct snapwire_mesh_service *m)
+{
+    uint32_t k;
+
+    if (!*nz(m->ns) || !*nz(m->name)) return "empty namespace or name";
+    if (!m->address || !canonical_ip(m->address))
+        return "address is not an IP literal in canonical form";
+    if (m->port == 0) return "port 0";
+    if (m->cluster != SNAPWIRE_NONE && m->cluster >= s->n_clusters) return "cluster out of range";
+    if (m->proto > SNAPWIRE_MESH_PROTO_MAX_) return "bad proto";
+    if (m->mtls > 1) return "bad mtls flag";
+    if (!m->mtls) return m->first_id || m->id_count ? "identities without mtls" : NULL;
+    if (!m->id_count) return "mtls without identities";
+    if ((uint64_t)m->first_id + m->id_count > s->n_mesh_ids) return "ids out of range";
+    for (k = 1; k < m->id_count; k++)
+        if (strcmp(nz(s->mesh_ids[m->first_id + k - 1].uri),
+                   nz(s->mesh_ids[m->first_id + k].uri)) >= 0)
+            return "ids not sorted or duplicate";
+    return NULL;
+}
+
+/* The v7 mesh directory and the META fields that go with it (see snapwire.h). */
+static int check_mesh(const struct snapwire_snapshot *s, char *err, size_t errlen)
+{
+    const char *td = nz(s->meta.trust_domain), *cd = nz(s->meta.cluster_domain), *why;
+    uint32_t i;
+
+    if (!*td) {
+        if (!s->n_mesh_services && !s->n_mesh_ids) return 0;
+        set_err(err, errlen, "meta: mesh records without a trust domain");
+        return -1;
+    }
+    if (!valid_domain(td, 255, 1)) {
+        set_err(err, errlen, "meta: trust domain is not a SPIFFE trust domain");
+        return -1;
+    }
+    if (*cd && !valid_domain(cd, 253, 0)) {
+        set_err(err, errlen, "meta: cluster domain is not a DNS name");
+        return -1;
+    }
+    for (i = 0; i < s->n_mesh_ids; i++) {
+        if (!valid_spiffe_id(nz(s->mesh_ids[i].uri), td)) {
+            set_err(err, errlen, "mesh id %u: not a spiffe:// URI in the trust domain", i);
+            return -1;
+        }
+    }
+    for (i = 0; i < s->n_mesh_services; i++) {
+        why = check_mesh_service(s, &s->mesh_services[i]);
+        if (!why && i > 0 && mesh_service_cmp(&s->mesh_services[i - 1], &s->mesh_services[i]) >= 0)
+            why = "not sorted by (address, port) or duplicate";
+        if (why) {
+            set_err(err, errlen, "mesh service %u: %s", i, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /*
  * Consistency rules shared by encoder and decoder, applied to the in-memory form. Returns 0 or
  * -1 with err filled.
@@ -497,6 +630,7 @@ static int check_snapshot(const struct snapwire_snapshot *s, char *err, size_t e
         }
     }
     if (check_v4_sections(s, err, errlen) < 0) return -1;
+    if (check_mesh(s, err, errlen) < 0) return -1;
     /* wsum[k]: the sum of the first k backend weights, so that a route's sum costs O(1)
      * however many routes share a range */
     wsum = malloc(((size_t)s->n_backends + 1) * sizeof(*wsum));
@@ -754,23 +888,25 @@ static void strtab_free(struct strtab *t)
 int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint8_t **out,
                     size_t *out_len, char *err, size_t errlen)
 {
-    enum { NSEC = 13 };
+    enum { NSEC_MAX = 15, NSEC_PLAIN = 13 };
     struct strtab st = {0};
-    uint8_t *recs[NSEC] = {0};
-    size_t rlen[NSEC] = {0};
-    static const uint32_t types[NSEC] = {
-        SNAPWIRE_SEC_STRINGS,     SNAPWIRE_SEC_META,     SNAPWIRE_SEC_LISTENERS,
-        SNAPWIRE_SEC_VHOSTS,      SNAPWIRE_SEC_ROUTES,   SNAPWIRE_SEC_CLUSTERS,
-        SNAPWIRE_SEC_ENDPOINTS,   SNAPWIRE_SEC_CERTS,    SNAPWIRE_SEC_TLS_HOSTS,
-        SNAPWIRE_SEC_MATCH_CONDS, SNAPWIRE_SEC_BACKENDS, SNAPWIRE_SEC_FILTERS,
-        SNAPWIRE_SEC_HDR_EDITS};
+    uint8_t *recs[NSEC_MAX] = {0};
+    size_t rlen[NSEC_MAX] = {0};
+    static const uint32_t types[NSEC_MAX] = {
+        SNAPWIRE_SEC_STRINGS,     SNAPWIRE_SEC_META,          SNAPWIRE_SEC_LISTENERS,
+        SNAPWIRE_SEC_VHOSTS,      SNAPWIRE_SEC_ROUTES,        SNAPWIRE_SEC_CLUSTERS,
+        SNAPWIRE_SEC_ENDPOINTS,   SNAPWIRE_SEC_CERTS,         SNAPWIRE_SEC_TLS_HOSTS,
+        SNAPWIRE_SEC_MATCH_CONDS, SNAPWIRE_SEC_BACKENDS,      SNAPWIRE_SEC_FILTERS,
+        SNAPWIRE_SEC_HDR_EDITS,   SNAPWIRE_SEC_MESH_SERVICES, SNAPWIRE_SEC_MESH_IDS};
+    /* a snapshot without a trust domain is written exactly as v6 wrote it (snapwire.h) */
+    int mesh = *nz(s->meta.trust_domain) != '\0', nsec = mesh ? NSEC_MAX : NSEC_PLAIN;
     uint8_t *frame = NULL, *p;
     uint64_t payload, off;
     uint32_t i;
     int k;
 
     if (check_snapshot(s, err, errlen) < 0) return -1;
-    rlen[1] = REC_META;
+    rlen[1] = mesh ? REC_META_MESH : REC_META;
     rlen[2] = (size_t)s->n_listeners * REC_LISTENER;
     rlen[3] = (size_t)s->n_vhosts * REC_VHOST;
     rlen[4] = (size_t)s->n_routes * REC_ROUTE;
@@ -782,7 +918,9 @@ int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint
     rlen[10] = (size_t)s->n_backends * REC_BACKEND;
     rlen[11] = (size_t)s->n_filters * REC_FILTER;
     rlen[12] = (size_t)s->n_hdr_edits * REC_HDR_EDIT;
-    for (k = 1; k < NSEC; k++) {
+    rlen[13] = (size_t)s->n_mesh_services * REC_MESH_SERVICE;
+    rlen[14] = (size_t)s->n_mesh_ids * REC_MESH_ID;
+    for (k = 1; k < nsec; k++) {
         if (rlen[k] > SNAPWIRE_MAX_FRAME) {
             set_err(err, errlen, "snapshot too large");
             goto fail;
@@ -796,6 +934,12 @@ int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint
     if (strtab_add(&st, s->meta.source, p + 4, err, errlen) < 0) goto fail;
     put64(p + 12, s->meta.default_max_body);
     put32(p + 20, s->meta.default_cert);
+    if (mesh &&
+        (strtab_add(&st, s->meta.trust_domain, p + 24, err, errlen) < 0 ||
+         strtab_add(&st,
+                    *nz(s->meta.cluster_domain) ? s->meta.cluster_domain : CLUSTER_DOMAIN_DEFAULT,
+                    p + 32, err, errlen) < 0))
+        goto fail;
     for (i = 0; i < s->n_listeners; i++) {
         p = recs[2] + (size_t)i * REC_LISTENER;
         if (strtab_add(&st, s->listeners[i].name, p, err, errlen) < 0 ||
@@ -917,11 +1061,29 @@ int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint
             goto fail;
         p[16] = e.op;
     }
+    for (i = 0; i < s->n_mesh_services; i++) {
+        const struct snapwire_mesh_service *m = &s->mesh_services[i];
+        p = recs[13] + (size_t)i * REC_MESH_SERVICE;
+        if (strtab_add(&st, m->ns, p, err, errlen) < 0 ||
+            strtab_add(&st, m->name, p + 8, err, errlen) < 0 ||
+            strtab_add(&st, m->address, p + 16, err, errlen) < 0)
+            goto fail;
+        put32(p + 24, m->cluster);
+        put32(p + 28, m->first_id);
+        put32(p + 32, m->id_count);
+        put16(p + 36, m->port);
+        p[38] = m->proto;
+        p[39] = m->mtls;
+    }
+    for (i = 0; i < s->n_mesh_ids; i++)
+        if (strtab_add(&st, s->mesh_ids[i].uri, recs[14] + (size_t)i * REC_MESH_ID, err, errlen) <
+            0)
+            goto fail;
     recs[0] = st.data;
     rlen[0] = st.len;
 
-    payload = (uint64_t)NSEC * SECTION_ENTRY;
-    for (k = 0; k < NSEC; k++)
+    payload = (uint64_t)nsec * SECTION_ENTRY;
+    for (k = 0; k < nsec; k++)
         payload += rlen[k];
     if (payload + SNAPWIRE_HEADER_SIZE > SNAPWIRE_MAX_FRAME) {
         set_err(err, errlen, "snapshot too large (%llu bytes)", (unsigned long long)payload);
@@ -930,8 +1092,8 @@ int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint
     frame = malloc(SNAPWIRE_HEADER_SIZE + payload);
     if (!frame) goto oom;
     p = frame + SNAPWIRE_HEADER_SIZE;
-    off = (uint64_t)NSEC * SECTION_ENTRY;
-    for (k = 0; k < NSEC; k++) {
+    off = (uint64_t)nsec * SECTION_ENTRY;
+    for (k = 0; k < nsec; k++) {
         put32(p + k * SECTION_ENTRY, types[k]);
         put32(p + k * SECTION_ENTRY + 4, (uint32_t)off);
         put32(p + k * SECTION_ENTRY + 8, (uint32_t)rlen[k]);
@@ -944,10 +1106,10 @@ int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint
     put64(frame + 8, generation);
     put32(frame + 16, (uint32_t)payload);
     put32(frame + 20, (uint32_t)crc32(0L, p, (uInt)payload));
-    put32(frame + 24, NSEC);
+    put32(frame + 24, (uint32_t)nsec);
     put32(frame + 28, 0);
 
-    for (k = 1; k < NSEC; k++)
+    for (k = 1; k < NSEC_MAX; k++)
         free(recs[k]);
     strtab_free(&st);
     *out = frame;
@@ -956,7 +1118,7 @@ int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint
 oom:
     set_err(err, errlen, "out of memory");
 fail:
-    for (k = 1; k < NSEC; k++)
+    for (k = 1; k < NSEC_MAX; k++)
         free(recs[k]);
     strtab_free(&st);
     free(frame);
@@ -1136,12 +1298,20 @@ static int read_records(struct reader *r, const struct section *sec, struct snap
             s->meta.default_cluster = get32(p);
             s->meta.default_max_body = get64(p + 12);
             s->meta.default_cert = get32(p + 20);
+            s->meta.trust_domain = "";
+            s->meta.cluster_domain = CLUSTER_DOMAIN_DEFAULT;
+        }
+        if (sec[SNAPWIRE_SEC_META].len == REC_META_MESH) {
+            STR(p + 24, &s->meta.trust_domain, "meta trust_domain");
+            STR(p + 32, &s->meta.cluster_domain, "meta cluster_domain");
         }
     } else if (fill) {
         s->meta.default_cluster = SNAPWIRE_NONE;
         s->meta.source = "";
         s->meta.default_max_body = SNAPWIRE_BODY_DEFAULT;
         s->meta.default_cert = SNAPWIRE_NONE;
+        s->meta.trust_domain = "";
+        s->meta.cluster_domain = CLUSTER_DOMAIN_DEFAULT;
     }
     for (i = 0; i < s->n_listeners; i++) {
         const uint8_t *p = sec[SNAPWIRE_SEC_LISTENERS].p + (size_t)i * REC_LISTENER;
@@ -1298,6 +1468,25 @@ static int read_records(struct reader *r, const struct section *sec, struct snap
         }
         if (fill) s->hdr_edits[i].op = p[16];
     }
+    for (i = 0; i < s->n_mesh_services; i++) {
+        const uint8_t *p = sec[SNAPWIRE_SEC_MESH_SERVICES].p + (size_t)i * REC_MESH_SERVICE;
+        /* the first pass has no arrays yet: s->mesh_services is only touched when filling */
+        STR(p, &s->mesh_services[i].ns, "mesh service %u namespace", i);
+        STR(p + 8, &s->mesh_services[i].name, "mesh service %u name", i);
+        STR(p + 16, &s->mesh_services[i].address, "mesh service %u address", i);
+        if (fill) {
+            struct snapwire_mesh_service *m = &s->mesh_services[i];
+            m->cluster = get32(p + 24);
+            m->first_id = get32(p + 28);
+            m->id_count = get32(p + 32);
+            m->port = get16(p + 36);
+            m->proto = p[38];
+            m->mtls = p[39];
+        }
+    }
+    for (i = 0; i < s->n_mesh_ids; i++)
+        STR(sec[SNAPWIRE_SEC_MESH_IDS].p + (size_t)i * REC_MESH_ID, &s->mesh_ids[i].uri,
+            "mesh id %u", i);
 #undef PEM
 #undef STR
 #undef STRX
@@ -1308,12 +1497,20 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
                     size_t errlen)
 {
     static const uint32_t recsize[] = {
-        [SNAPWIRE_SEC_META] = REC_META,        [SNAPWIRE_SEC_LISTENERS] = REC_LISTENER,
-        [SNAPWIRE_SEC_VHOSTS] = REC_VHOST,     [SNAPWIRE_SEC_ROUTES] = REC_ROUTE,
-        [SNAPWIRE_SEC_CLUSTERS] = REC_CLUSTER, [SNAPWIRE_SEC_ENDPOINTS] = REC_ENDPOINT,
-        [SNAPWIRE_SEC_CERTS] = REC_CERT,       [SNAPWIRE_SEC_TLS_HOSTS] = REC_TLS_HOST,
-        [SNAPWIRE_SEC_MATCH_CONDS] = REC_COND, [SNAPWIRE_SEC_BACKENDS] = REC_BACKEND,
-        [SNAPWIRE_SEC_FILTERS] = REC_FILTER,   [SNAPWIRE_SEC_HDR_EDITS] = REC_HDR_EDIT,
+        [SNAPWIRE_SEC_META] = REC_META,
+        [SNAPWIRE_SEC_LISTENERS] = REC_LISTENER,
+        [SNAPWIRE_SEC_VHOSTS] = REC_VHOST,
+        [SNAPWIRE_SEC_ROUTES] = REC_ROUTE,
+        [SNAPWIRE_SEC_CLUSTERS] = REC_CLUSTER,
+        [SNAPWIRE_SEC_ENDPOINTS] = REC_ENDPOINT,
+        [SNAPWIRE_SEC_CERTS] = REC_CERT,
+        [SNAPWIRE_SEC_TLS_HOSTS] = REC_TLS_HOST,
+        [SNAPWIRE_SEC_MATCH_CONDS] = REC_COND,
+        [SNAPWIRE_SEC_BACKENDS] = REC_BACKEND,
+        [SNAPWIRE_SEC_FILTERS] = REC_FILTER,
+        [SNAPWIRE_SEC_HDR_EDITS] = REC_HDR_EDIT,
+        [SNAPWIRE_SEC_MESH_SERVICES] = REC_MESH_SERVICE,
+        [SNAPWIRE_SEC_MESH_IDS] = REC_MESH_ID,
     };
     struct section sec[SEC_MAX + 1];
     struct snapwire_snapshot s;
@@ -1360,7 +1557,9 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
             set_err(err, errlen, "duplicate section type %u", type);
             return -1;
         }
-        if (type != SNAPWIRE_SEC_STRINGS && slen % recsize[type] != 0) {
+        /* META: one record, 24 bytes (v6 layout) or 40 (mesh), checked below */
+        if (type != SNAPWIRE_SEC_STRINGS && type != SNAPWIRE_SEC_META &&
+            slen % recsize[type] != 0) {
             set_err(err, errlen, "section type %u length %u is not a whole number of records", type,
                     slen);
             return -1;
@@ -1369,8 +1568,10 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
         sec[type].len = slen;
         sec[type].present = 1;
     }
-    if (sec[SNAPWIRE_SEC_META].len > REC_META) {
-        set_err(err, errlen, "more than one meta record");
+    if (sec[SNAPWIRE_SEC_META].len != 0 && sec[SNAPWIRE_SEC_META].len != REC_META &&
+        sec[SNAPWIRE_SEC_META].len != REC_META_MESH) {
+        set_err(err, errlen, "meta section length %u is not one record of %u or %u bytes",
+                sec[SNAPWIRE_SEC_META].len, REC_META, REC_META_MESH);
         return -1;
     }
     s.generation = get64(p + 8);
@@ -1385,6 +1586,8 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
     s.n_backends = sec[SNAPWIRE_SEC_BACKENDS].len / REC_BACKEND;
     s.n_filters = sec[SNAPWIRE_SEC_FILTERS].len / REC_FILTER;
     s.n_hdr_edits = sec[SNAPWIRE_SEC_HDR_EDITS].len / REC_HDR_EDIT;
+    s.n_mesh_services = sec[SNAPWIRE_SEC_MESH_SERVICES].len / REC_MESH_SERVICE;
+    s.n_mesh_ids = sec[SNAPWIRE_SEC_MESH_IDS].len / REC_MESH_ID;
 
     memset(&r, 0, sizeof(r));
     /* no STRINGS section: only empty strings are valid, and they must not touch NULL */
@@ -1395,13 +1598,14 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
     r.errlen = errlen;
     if (read_records(&r, sec, &s) < 0) return -1;
 
-    arrays = (size_t)s.n_listeners * sizeof(*s.listeners) + (size_t)s.n_vhosts * sizeof(*s.vhosts) +
-             (size_t)s.n_routes * sizeof(*s.routes) + (size_t)s.n_clusters * sizeof(*s.clusters) +
-             (size_t)s.n_endpoints * sizeof(*s.endpoints) + (size_t)s.n_certs * sizeof(*s.certs) +
-             (size_t)s.n_tls_hosts * sizeof(*s.tls_hosts) + (size_t)s.n_conds * sizeof(*s.conds) +
-             (size_t)s.n_filters * sizeof(*s.filters) +
-             (size_t)s.n_hdr_edits * sizeof(*s.hdr_edits) +
-             (size_t)s.n_backends * sizeof(*s.backends);
+    arrays =
+        (size_t)s.n_listeners * sizeof(*s.listeners) + (size_t)s.n_vhosts * sizeof(*s.vhosts) +
+        (size_t)s.n_routes * sizeof(*s.routes) + (size_t)s.n_clusters * sizeof(*s.clusters) +
+        (size_t)s.n_endpoints * sizeof(*s.endpoints) + (size_t)s.n_certs * sizeof(*s.certs) +
+        (size_t)s.n_tls_hosts * sizeof(*s.tls_hosts) + (size_t)s.n_conds * sizeof(*s.conds) +
+        (size_t)s.n_filters * sizeof(*s.filters) + (size_t)s.n_hdr_edits * sizeof(*s.hdr_edits) +
+        (size_t)s.n_mesh_services * sizeof(*s.mesh_services) +
+        (size_t)s.n_mesh_ids * sizeof(*s.mesh_ids) + (size_t)s.n_backends * sizeof(*s.backends);
     sz = arrays + r.pool_sz + 1;
     arena = malloc(sz);
     if (!arena) {
@@ -1423,7 +1627,9 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
     s.conds = (void *)(s.tls_hosts + s.n_tls_hosts);
     s.filters = (void *)(s.conds + s.n_conds);
     s.hdr_edits = (void *)(s.filters + s.n_filters);
-    s.backends = (void *)(s.hdr_edits + s.n_hdr_edits);
+    s.mesh_services = (void *)(s.hdr_edits + s.n_hdr_edits);
+    s.mesh_ids = (void *)(s.mesh_services + s.n_mesh_services);
+    s.backends = (void *)(s.mesh_ids + s.n_mesh_ids);
     r.pool = arena + arrays;
     r.pool_sz = 0;
     if (read_records(&r, sec, &s) < 0 || check_snapshot(&s, err, errlen) < 0 ||
@@ -1437,6 +1643,13 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
             free(arena);
             return -1;
         }
+    }
+    /* the encoder writes the 40-byte META only in a mesh snapshot */
+    if (sec[SNAPWIRE_SEC_META].len == REC_META_MESH &&
+        (!s.meta.trust_domain[0] || !s.meta.cluster_domain[0])) {
+        set_err(err, errlen, "meta: mesh record without a trust domain or cluster domain");
+        free(arena);
+        return -1;
     }
     s.arena_ = arena;
     *out = s;
@@ -1715,6 +1928,39 @@ static void gen_route_v4(yajl_gen g, const struct snapwire_snapshot *s,
     }
 }
 
+/* The v7 mesh directory; nothing for a snapshot without a trust domain. */
+static void gen_mesh(yajl_gen g, const struct snapwire_snapshot *s)
+{
+    static const char *proto_names[] = {"detect", "http", "opaque"};
+    uint32_t i, k;
+
+    if (!*nz(s->meta.trust_domain)) return;
+    jsongen_kv_str(g, "trust_domain", s->meta.trust_domain);
+    jsongen_kv_str(g, "cluster_domain", s->meta.cluster_domain);
+    jsongen_str(g, "mesh_services");
+    yajl_gen_array_open(g);
+    for (i = 0; i < s->n_mesh_services; i++) {
+        const struct snapwire_mesh_service *m = &s->mesh_services[i];
+        yajl_gen_map_open(g);
+        jsongen_kv_str(g, "namespace", m->ns);
+        jsongen_kv_str(g, "name", m->name);
+        jsongen_kv_str(g, "address", m->address);
+        gen_kv_int(g, "port", m->port);
+        jsongen_str(g, "cluster");
+        gen_cluster(g, s, m->cluster);
+        jsongen_kv_str(g, "protocol", proto_names[m->proto]);
+        jsongen_str(g, "mtls");
+        yajl_gen_bool(g, m->mtls);
+        jsongen_str(g, "identities");
+        yajl_gen_array_open(g);
+        for (k = 0; k < m->id_count; k++)
+            jsongen_str(g, s->mesh_ids[m->first_id + k].uri);
+        yajl_gen_array_close(g);
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+}
+
 char *snapwire_to_json(const struct snapwire_snapshot *s)
 {
     static const char *match_names[] = {"", "Exact", "Prefix", "RegularExpression"};
@@ -1847,6 +2093,7 @@ char *snapwire_to_json(const struct snapwire_snapshot *s)
         yajl_gen_map_close(g);
     }
     yajl_gen_array_close(g);
+    gen_mesh(g, s);
     yajl_gen_map_close(g);
 
     if (yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok) {

@@ -65,6 +65,18 @@
  *   - a filter's fields that its type does not use are zero / "" / SNAPWIRE_NONE (path ""
  *     when path_mod is KEEP), and a REMOVE edit's value is "": the encoder writes them so
  *     whatever the caller left there, the decoder refuses anything else
+ *   - v7 mesh directory: meta.trust_domain is "" (not a mesh snapshot: no mesh_services, no
+ *     mesh_ids) or a SPIFFE trust domain (lower-case letters, digits, '.', '-', '_', at most
+ *     255 bytes); meta.cluster_domain is a DNS name (lower-case letters, digits, '.', '-', at
+ *     most 253 bytes, "cluster.local" when the frame carries none); a mesh_service's ns and
+ *     name are non-empty, address is an IP literal in canonical inet_ntop form, port is
+ *     1..65535, cluster < n_clusters or SNAPWIRE_NONE, proto is a known
+ *     snapwire_mesh_proto, mtls is 0 or 1; with mtls 1, [first_id, +id_count) is a non-empty
+ *     range inside mesh_ids[] whose URIs are strictly ascending (strcmp: sorted, no
+ *     duplicates); with mtls 0, first_id and id_count are 0; mesh_services are sorted by
+ *     (strcmp(address), port) with no duplicate (address, port), so a reader may
+ *     binary-search them; every mesh_id is "spiffe://<meta.trust_domain>/<path>" whose path
+ *     segments are non-empty, not "." or "..", of letters, digits, '.', '-', '_'
  * Unknown section types are skipped (forward compatibility).
  *
  * Only this module touches raw snapshot bytes.
@@ -89,8 +101,12 @@
  * 6: resilience: CLUSTERS gain active health checks (hc_*), outlier detection settings
  *    (od_*), circuit breaking limits (cb_*), retry budget (rb_*) and slow_start_ms;
  *    ENDPOINTS gain weight.
+ * 7: mesh: MESH_SERVICES and MESH_IDS sections, META trust_domain and cluster_domain.
+ *    META is 40 bytes in a mesh snapshot (trust_domain set) and keeps its 24-byte v6 layout
+ *    otherwise, so the payload of a snapshot without mesh data is the same as in v6; the
+ *    mesh sections are written only in a mesh snapshot.
  */
-#define SNAPWIRE_VERSION 6
+#define SNAPWIRE_VERSION 7
 #define SNAPWIRE_HEADER_SIZE 32
 #define SNAPWIRE_MAX_FRAME (64u << 20) /* refuse frames larger than 64 MiB */
 #define SNAPWIRE_NONE 0xffffffffu
@@ -112,12 +128,14 @@ enum snapwire_section_type {
     SNAPWIRE_SEC_ROUTES = 5,
     SNAPWIRE_SEC_CLUSTERS = 6,
     SNAPWIRE_SEC_ENDPOINTS = 7,
-    SNAPWIRE_SEC_CERTS = 8,        /* certificates with keys, and CA bundles */
-    SNAPWIRE_SEC_FILTERS = 9,      /* route filters (Gateway), in the order they run */
-    SNAPWIRE_SEC_TLS_HOSTS = 10,   /* SNI name -> certificate(s), client certificate policy */
-    SNAPWIRE_SEC_MATCH_CONDS = 11, /* header / query conditions of routes */
-    SNAPWIRE_SEC_BACKENDS = 12,    /* weighted backends of routes */
-    SNAPWIRE_SEC_HDR_EDITS = 13    /* header edits of filters */
+    SNAPWIRE_SEC_CERTS = 8,          /* certificates with keys, and CA bundles */
+    SNAPWIRE_SEC_FILTERS = 9,        /* route filters (Gateway), in the order they run */
+    SNAPWIRE_SEC_TLS_HOSTS = 10,     /* SNI name -> certificate(s), client certificate policy */
+    SNAPWIRE_SEC_MATCH_CONDS = 11,   /* header / query conditions of routes */
+    SNAPWIRE_SEC_BACKENDS = 12,      /* weighted backends of routes */
+    SNAPWIRE_SEC_HDR_EDITS = 13,     /* header edits of filters */
+    SNAPWIRE_SEC_MESH_SERVICES = 14, /* v7: (ClusterIP, port) -> cluster, protocol, mTLS */
+    SNAPWIRE_SEC_MESH_IDS = 15       /* v7: SPIFFE identities of mesh services' pods */
 };
 
 enum snapwire_match {
@@ -174,7 +192,12 @@ struct snapwire_meta {
      * certificate generated at start-up.
      */
     uint32_t default_cert;
-    const char *trust_domain; /* TEMPORARY (tlsmesh branch): until snapwire v7 lands */
+    /* ---- v7: mesh ---- */
+    /* SPIFFE trust domain of the mesh ("" when this is not a mesh snapshot) */
+    const char *trust_domain;
+    /* the cluster's DNS domain (Service names are <svc>.<ns>.svc.<cluster_domain>);
+     * "cluster.local" by default. NULL or "" encode as the default. */
+    const char *cluster_domain;
 };
 
 struct snapwire_listener {
@@ -445,18 +468,34 @@ struct snapwire_endpoint {
     uint32_t weight; /* v6: 1..SNAPWIRE_MAX_WEIGHT (strait.dev/endpoint-weights; 1 by default) */
 };
 
-/* TEMPORARY (tlsmesh branch): the v7 mesh records, until snapwire v7 lands */
-struct snapwire_mesh_service {
-    const char *ns, *name;
-    const char *address;
-    uint16_t port;
-    uint32_t cluster;
-    uint8_t proto;
-    uint8_t mtls;
-    uint32_t first_id, id_count;
+/*
+ * v7 mesh directory: what a sidecar's outbound listener needs to send a connection for a
+ * Service's ClusterIP:port to its pods.
+ */
+enum snapwire_mesh_proto {
+    SNAPWIRE_MESH_PROTO_DETECT = 0, /* sniff: HTTP/1 if the first bytes look like a request line */
+    SNAPWIRE_MESH_PROTO_HTTP = 1,   /* appProtocol http / kubernetes.io/h1c, or port name http* */
+    SNAPWIRE_MESH_PROTO_OPAQUE = 2, /* opaque TCP: strait.dev/opaque-ports, or appProtocol tcp /
+                                       other */
 };
+#define SNAPWIRE_MESH_PROTO_MAX_ SNAPWIRE_MESH_PROTO_OPAQUE
+
+struct snapwire_mesh_service {
+    const char *ns, *name; /* the Service */
+    const char *address;   /* a ClusterIP (canonical inet_ntop text, IPv4 or IPv6); one record
+                              per ClusterIP (dual stack: two) and Service port */
+    uint16_t port;         /* the Service port */
+    uint32_t cluster;      /* index into clusters: that port's endpoints (pod IP : targetPort),
+                              or SNAPWIRE_NONE */
+    uint8_t proto;         /* enum snapwire_mesh_proto */
+    uint8_t mtls;          /* 1 when every ready endpoint's pod is meshed: the caller's sidecar
+                              must use mTLS; 0: plain TCP to the endpoints */
+    uint32_t first_id, id_count; /* mesh_ids[first_id, +id_count): SPIFFE URIs the pods run as,
+                                    sorted, no duplicates; 0 when mtls is 0 */
+};
+
 struct snapwire_mesh_id {
-    const char *uri;
+    const char *uri; /* spiffe://<trust-domain>/ns/<ns>/sa/<sa> */
 };
 
 struct snapwire_snapshot {
@@ -464,6 +503,7 @@ struct snapwire_snapshot {
     struct snapwire_meta meta;
     uint32_t n_listeners, n_vhosts, n_routes, n_clusters, n_endpoints, n_certs, n_tls_hosts;
     uint32_t n_conds, n_backends, n_filters, n_hdr_edits;
+    uint32_t n_mesh_services, n_mesh_ids; /* v7 */
     struct snapwire_listener *listeners;
     struct snapwire_vhost *vhosts;
     struct snapwire_route *routes;
@@ -475,8 +515,7 @@ struct snapwire_snapshot {
     struct snapwire_backend *backends;
     struct snapwire_filter *filters;
     struct snapwire_hdr_edit *hdr_edits;
-    uint32_t n_mesh_services, n_mesh_ids; /* TEMPORARY (tlsmesh branch) */
-    struct snapwire_mesh_service *mesh_services;
+    struct snapwire_mesh_service *mesh_services; /* sorted by (address, port) */
     struct snapwire_mesh_id *mesh_ids;
     void *arena_; /* owned by snapwire_decode(); NULL for caller-built snapshots */
 };

@@ -46,6 +46,17 @@ static void same_snapshot(const struct snapwire_snapshot *a, const struct snapwi
     CHECK(a->meta.default_cluster == b->meta.default_cluster);
     CHECK(streq(a->meta.source, b->meta.source));
     CHECK(a->meta.default_max_body == b->meta.default_max_body);
+    CHECK(streq(a->meta.trust_domain, b->meta.trust_domain));
+    CHECK(streq(a->meta.cluster_domain, b->meta.cluster_domain));
+    CHECK(a->n_mesh_services == b->n_mesh_services && a->n_mesh_ids == b->n_mesh_ids);
+    for (i = 0; i < a->n_mesh_services; i++) {
+        const struct snapwire_mesh_service *x = &a->mesh_services[i], *y = &b->mesh_services[i];
+        CHECK(streq(x->ns, y->ns) && streq(x->name, y->name) && streq(x->address, y->address));
+        CHECK(x->port == y->port && x->cluster == y->cluster && x->proto == y->proto);
+        CHECK(x->mtls == y->mtls && x->first_id == y->first_id && x->id_count == y->id_count);
+    }
+    for (i = 0; i < a->n_mesh_ids; i++)
+        CHECK(streq(a->mesh_ids[i].uri, b->mesh_ids[i].uri));
     for (i = 0; i < a->n_listeners; i++) {
         CHECK(streq(a->listeners[i].name, b->listeners[i].name));
         CHECK(streq(a->listeners[i].address, b->listeners[i].address));
@@ -203,6 +214,33 @@ static void check_consistent(const struct snapwire_snapshot *s)
               c->cb_max_requests <= 1000000);
         CHECK(c->rb_percent <= 1000 && c->rb_min_per_sec <= 100000);
         CHECK(c->slow_start_ms <= 3600000);
+    }
+    /* v7: the mesh directory */
+    CHECK(s->meta.cluster_domain[0]);
+    if (!s->meta.trust_domain[0]) CHECK(!s->n_mesh_services && !s->n_mesh_ids);
+    for (i = 0; i < s->n_mesh_ids; i++) {
+        size_t tl = strlen(s->meta.trust_domain);
+        CHECK(strncmp(s->mesh_ids[i].uri, "spiffe://", 9) == 0);
+        CHECK(strncmp(s->mesh_ids[i].uri + 9, s->meta.trust_domain, tl) == 0);
+        CHECK(s->mesh_ids[i].uri[9 + tl] == '/' && s->mesh_ids[i].uri[10 + tl]);
+    }
+    for (i = 0; i < s->n_mesh_services; i++) {
+        const struct snapwire_mesh_service *m = &s->mesh_services[i];
+        CHECK(m->ns[0] && m->name[0] && m->address[0] && m->port != 0);
+        CHECK(m->cluster == SNAPWIRE_NONE || m->cluster < s->n_clusters);
+        CHECK(m->proto <= SNAPWIRE_MESH_PROTO_MAX_ && m->mtls <= 1);
+        if (m->mtls)
+            CHECK(m->id_count && (uint64_t)m->first_id + m->id_count <= s->n_mesh_ids);
+        else
+            CHECK(!m->first_id && !m->id_count);
+        for (uint32_t k = 1; k < m->id_count; k++)
+            CHECK(strcmp(s->mesh_ids[m->first_id + k - 1].uri, s->mesh_ids[m->first_id + k].uri) <
+                  0);
+        if (i > 0) {
+            const struct snapwire_mesh_service *p = &s->mesh_services[i - 1];
+            int c = strcmp(p->address, m->address);
+            CHECK(c < 0 || (c == 0 && p->port < m->port));
+        }
     }
     for (i = 0; i < s->n_endpoints; i++) {
         CHECK(s->endpoints[i].port != 0 && s->endpoints[i].address[0]);

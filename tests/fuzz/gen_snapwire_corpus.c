@@ -177,6 +177,14 @@ int main(int argc, char **argv)
         {"foo.com", 0, SNAPWIRE_NONE, 1, SNAPWIRE_CLIENT_VERIFY_REQUIRED}};
     struct snapwire_endpoint e[] = {
         {"10.0.0.1", 80, 1, 3}, {"10.0.0.2", 80, 0, 1}, {"fd00::1:2", 65535, 1, 10000}};
+    struct snapwire_mesh_id mi[] = {{"spiffe://cluster.local/ns/default/sa/api"},
+                                    {"spiffe://cluster.local/ns/default/sa/web"},
+                                    {"spiffe://cluster.local/ns/shop/sa/default"}};
+    struct snapwire_mesh_service ms[] = {
+        {"default", "api", "10.96.0.10", 80, 0, SNAPWIRE_MESH_PROTO_HTTP, 1, 0, 2},
+        {"default", "db", "10.96.0.11", 5432, 1, SNAPWIRE_MESH_PROTO_OPAQUE, 0, 0, 0},
+        {"shop", "cart", "10.96.0.12", 8080, SNAPWIRE_NONE, SNAPWIRE_MESH_PROTO_DETECT, 0, 0, 0},
+        {"default", "api", "fd00::a", 80, 0, SNAPWIRE_MESH_PROTO_HTTP, 1, 2, 1}};
     struct snapwire_snapshot s = {0};
 
     s.meta.default_cluster = SNAPWIRE_NONE;
@@ -278,5 +286,13 @@ int main(int argc, char **argv)
     c[2].slow_start_ms = 3600000;
     e[1].weight = 7;
     emit(dir, "resilience", &s, 46);
+    /* v7 mesh directory: dual stack, an unmeshed opaque port, a port without endpoints */
+    s.meta.trust_domain = "cluster.local";
+    s.meta.cluster_domain = "corp.example";
+    s.mesh_services = ms;
+    s.n_mesh_services = 4;
+    s.mesh_ids = mi;
+    s.n_mesh_ids = 3;
+    emit(dir, "mesh", &s, 47);
     return 0;
 }

@@ -706,7 +706,7 @@ static void test_hostile_with_valid_crc(void **state)
         if (get32le(f + 32 + i * 12) == SNAPWIRE_SEC_META) put32le(f + 32 + i * 12 + 8, 12);
     fix_crc(f, len);
     assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
-    assert_non_null(strstr(err, "whole number"));
+    assert_non_null(strstr(err, "meta section length 12 is not one record of 24 or 40 bytes"));
     free(f);
 
     /* nonzero route padding at the end of the record (route records are 96 bytes) */
@@ -773,8 +773,8 @@ static void test_unknown_section_skipped(void **state)
  * Found by fuzzing: a frame without a STRINGS section whose only string is empty. The frame
  * was found in version 1 (12-byte meta record); it is kept as found, and must now be refused
  * for its version, as must its version 2 form (20-byte meta record) and its version 3 form
- * (24-byte meta record); with version 4 in the header (same payload: meta did not change) it
- * must decode.
+ * (24-byte meta record); with the current version in the header (same payload: the 24-byte
+ * meta record is still valid) it must decode.
  */
 static void test_no_strings_section(void **state)
 {
@@ -808,6 +808,9 @@ static void test_no_strings_section(void **state)
     assert_int_equal(guarded_decode(frame, sizeof(frame), &d, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "unsupported version 5"));
     frame[4] = 6;
+    assert_int_equal(guarded_decode(frame, sizeof(frame), &d, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "unsupported version 6"));
+    frame[4] = 7;
     assert_int_equal(guarded_decode(frame_v3, sizeof(frame_v3), &d, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "unsupported version 3"));
     assert_int_equal(guarded_decode(frame_v1, sizeof(frame_v1), &d, err, sizeof(err)), -1);
@@ -819,7 +822,10 @@ static void test_no_strings_section(void **state)
     assert_int_equal(d.meta.default_cluster, SNAPWIRE_NONE);
     assert_true(d.meta.default_max_body == SNAPWIRE_BODY_DEFAULT);
     assert_int_equal(d.meta.default_cert, SNAPWIRE_NONE);
+    assert_string_equal(d.meta.trust_domain, "");
+    assert_string_equal(d.meta.cluster_domain, "cluster.local");
     assert_int_equal(d.n_routes, 0);
+    assert_int_equal(d.n_mesh_services, 0);
     snapwire_free(&d);
 }
 
@@ -2130,6 +2136,330 @@ static void test_v6_refused(void **state)
     free(f);
 }
 
+/* ---- version 7: the mesh directory ---- */
+
+#define W_MESH_SERVICE 40
+#define W_MESH_ID 8
+#define ID_API "spiffe://cluster.local/ns/default/sa/api"
+#define ID_WEB "spiffe://cluster.local/ns/default/sa/web"
+static struct snapwire_mesh_id MI[] = {{ID_API}, {ID_WEB}};
+
+/* Three records in (address, port) order: dual stack on port 80, a plain opaque port. */
+static void mesh_services(struct snapwire_mesh_service m[3])
+{
+    m[0] = (struct snapwire_mesh_service){
+        "default", "api", "10.96.0.10", 80, 0, SNAPWIRE_MESH_PROTO_HTTP, 1, 0, 2};
+    m[1] = (struct snapwire_mesh_service){
+        "default", "api", "10.96.0.10", 5432, SNAPWIRE_NONE, SNAPWIRE_MESH_PROTO_OPAQUE, 0, 0, 0};
+    m[2] = (struct snapwire_mesh_service){
+        "default", "api", "fd00::a", 80, 1, SNAPWIRE_MESH_PROTO_DETECT, 1, 1, 1};
+}
+
+static struct snapwire_snapshot mesh_sample(struct snapwire_mesh_service m[3])
+{
+    struct snapwire_snapshot s = sample();
+
+    mesh_services(m);
+    s.meta.trust_domain = "cluster.local";
+    s.meta.cluster_domain = "corp.example";
+    s.n_mesh_services = 3, s.mesh_services = m;
+    s.n_mesh_ids = 2, s.mesh_ids = MI;
+    return s;
+}
+
+static uint8_t *encode_mesh(size_t *len)
+{
+    struct snapwire_mesh_service m[3];
+    struct snapwire_snapshot s = mesh_sample(m);
+    uint8_t *f = NULL;
+    char err[256];
+
+    if (snapwire_encode(&s, 7, &f, len, err, sizeof(err)) < 0) fail_msg("encode: %s", err);
+    return f;
+}
+
+static void test_v7_round_trip(void **state)
+{
+    (void)state;
+    struct snapwire_mesh_service m[3];
+    struct snapwire_snapshot s = mesh_sample(m), d;
+    uint8_t *f, *f2 = NULL;
+    size_t len, len2;
+    uint32_t slen;
+    char err[256], *json;
+
+    f = encode_mesh(&len);
+    assert_int_equal(get32le(f + 24), 15);
+    section(f, SNAPWIRE_SEC_META, &slen);
+    assert_int_equal(slen, 40);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), 0);
+    assert_string_equal(d.meta.trust_domain, "cluster.local");
+    assert_string_equal(d.meta.cluster_domain, "corp.example");
+    assert_int_equal(d.meta.default_cluster, 1); /* the v6 meta fields are where they were */
+    assert_int_equal(d.meta.default_cert, 2);
+    assert_true(d.meta.default_max_body == DEFAULT_MAX_BODY);
+    assert_int_equal(d.n_mesh_services, 3);
+    assert_int_equal(d.n_mesh_ids, 2);
+    for (uint32_t i = 0; i < 3; i++) {
+        assert_string_equal(d.mesh_services[i].ns, m[i].ns);
+        assert_string_equal(d.mesh_services[i].name, m[i].name);
+        assert_string_equal(d.mesh_services[i].address, m[i].address);
+        assert_int_equal(d.mesh_services[i].port, m[i].port);
+        assert_int_equal(d.mesh_services[i].cluster, m[i].cluster);
+        assert_int_equal(d.mesh_services[i].proto, m[i].proto);
+        assert_int_equal(d.mesh_services[i].mtls, m[i].mtls);
+        assert_int_equal(d.mesh_services[i].first_id, m[i].first_id);
+        assert_int_equal(d.mesh_services[i].id_count, m[i].id_count);
+    }
+    assert_string_equal(d.mesh_ids[0].uri, ID_API);
+    assert_string_equal(d.mesh_ids[1].uri, ID_WEB);
+    /* decode(encode(decode(x))) == x, byte for byte */
+    assert_int_equal(snapwire_encode(&d, 7, &f2, &len2, err, sizeof(err)), 0);
+    assert_int_equal(len2, len);
+    assert_memory_equal(f, f2, len);
+    json = snapwire_to_json(&d);
+    assert_non_null(json);
+    assert_non_null(strstr(json, "\"trust_domain\": \"cluster.local\""));
+    assert_non_null(strstr(json, "\"cluster_domain\": \"corp.example\""));
+    assert_non_null(strstr(json, "\"address\": \"fd00::a\""));
+    assert_non_null(strstr(json, "\"protocol\": \"opaque\""));
+    assert_non_null(strstr(json, "\"protocol\": \"detect\""));
+    assert_non_null(strstr(json, "\"cluster\": \"default/web:http+tls\""));
+    assert_non_null(strstr(json, "\"mtls\": true"));
+    assert_non_null(strstr(json, "\"identities\": [\n                \"" ID_API));
+    free(json);
+    snapwire_free(&d);
+    free(f);
+    free(f2);
+    /* a mesh snapshot without a cluster domain gets the default; one with no services too */
+    s.meta.cluster_domain = NULL;
+    s.n_mesh_services = s.n_mesh_ids = 0;
+    assert_int_equal(snapwire_encode(&s, 7, &f, &len, err, sizeof(err)), 0);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), 0);
+    assert_string_equal(d.meta.cluster_domain, "cluster.local");
+    assert_int_equal(d.n_mesh_services, 0);
+    json = snapwire_to_json(&d);
+    assert_non_null(strstr(json, "\"mesh_services\": ["));
+    free(json);
+    snapwire_free(&d);
+    free(f);
+}
+
+/* Without a trust domain the payload is the v6 one: 13 sections, 24-byte META, no mesh keys. */
+static void test_v7_plain_snapshot_unchanged(void **state)
+{
+    (void)state;
+    struct snapwire_snapshot s = sample(), d;
+    uint8_t *f, *f2 = NULL;
+    size_t len, len2;
+    uint32_t slen;
+    char err[256], *json;
+
+    f = encode_sample(&len);
+    assert_int_equal(get32le(f + 24), 13);
+    section(f, SNAPWIRE_SEC_META, &slen);
+    assert_int_equal(slen, 24);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), 0);
+    assert_string_equal(d.meta.trust_domain, "");
+    assert_string_equal(d.meta.cluster_domain, "cluster.local");
+    json = snapwire_to_json(&d);
+    assert_null(strstr(json, "mesh"));
+    assert_null(strstr(json, "trust_domain"));
+    free(json);
+    snapwire_free(&d);
+    /* a cluster domain alone is not carried: same bytes */
+    s.meta.cluster_domain = "corp.example";
+    assert_int_equal(snapwire_encode(&s, 7, &f2, &len2, err, sizeof(err)), 0);
+    assert_int_equal(len2, len);
+    assert_memory_equal(f, f2, len);
+    free(f);
+    free(f2);
+}
+
+static void test_v7_encoder_refuses(void **state)
+{
+    (void)state;
+    struct snapwire_mesh_service m[3];
+    struct snapwire_mesh_id ids[2];
+    struct snapwire_snapshot s;
+    uint8_t *f = NULL;
+    size_t len;
+    char err[256], long_td[257];
+
+    memset(long_td, 'a', sizeof(long_td) - 1);
+    long_td[256] = '\0';
+#define REFUSE7(mod, want)                                                                         \
+    do {                                                                                           \
+        s = mesh_sample(m);                                                                        \
+        memcpy(ids, MI, sizeof(ids));                                                              \
+        s.mesh_ids = ids;                                                                          \
+        mod;                                                                                       \
+        err[0] = '\0';                                                                             \
+        f = NULL;                                                                                  \
+        assert_int_equal(snapwire_encode(&s, 1, &f, &len, err, sizeof(err)), -1);                  \
+        assert_null(f);                                                                            \
+        if (!strstr(err, want)) fail_msg("error \"%s\", want \"%s\"", err, want);                  \
+    } while (0)
+    REFUSE7(s.meta.trust_domain = "", "meta: mesh records without a trust domain");
+    REFUSE7((s.meta.trust_domain = NULL, s.n_mesh_services = 0),
+            "meta: mesh records without a trust domain");
+    REFUSE7(s.meta.trust_domain = "Cluster.local", "meta: trust domain is not a SPIFFE");
+    REFUSE7(s.meta.trust_domain = "a..b", "meta: trust domain is not a SPIFFE");
+    REFUSE7(s.meta.trust_domain = "a/b", "meta: trust domain is not a SPIFFE");
+    REFUSE7(s.meta.trust_domain = long_td, "meta: trust domain is not a SPIFFE");
+    REFUSE7(s.meta.cluster_domain = "corp_example", "meta: cluster domain is not a DNS name");
+    REFUSE7(s.meta.cluster_domain = ".corp", "meta: cluster domain is not a DNS name");
+    REFUSE7(ids[0].uri = "spiffe://other.local/ns/default/sa/api", "mesh id 0: not a spiffe://");
+    REFUSE7(ids[0].uri = "https://cluster.local/ns/default/sa/api", "mesh id 0: not a spiffe://");
+    REFUSE7(ids[1].uri = "spiffe://cluster.local", "mesh id 1: not a spiffe://");
+    REFUSE7(ids[1].uri = "spiffe://cluster.local/", "mesh id 1: not a spiffe://");
+    REFUSE7(ids[1].uri = "spiffe://cluster.local/ns//sa/web", "mesh id 1: not a spiffe://");
+    REFUSE7(ids[1].uri = "spiffe://cluster.local/ns/../sa/web", "mesh id 1: not a spiffe://");
+    REFUSE7(ids[1].uri = "spiffe://cluster.local/ns/./sa", "mesh id 1: not a spiffe://");
+    REFUSE7(ids[1].uri = "spiffe://cluster.local/ns/a b", "mesh id 1: not a spiffe://");
+    REFUSE7(ids[1].uri = "spiffe://cluster.local/ns/web/", "mesh id 1: not a spiffe://");
+    REFUSE7(ids[1].uri = "spiffe://cluster.localx/ns/web", "mesh id 1: not a spiffe://");
+    REFUSE7(m[0].ns = "", "mesh service 0: empty namespace or name");
+    REFUSE7(m[1].name = NULL, "mesh service 1: empty namespace or name");
+    REFUSE7(m[0].address = "api", "mesh service 0: address is not an IP literal");
+    REFUSE7(m[0].address = NULL, "mesh service 0: address is not an IP literal");
+    REFUSE7(m[2].address = "FD00::A", "mesh service 2: address is not an IP literal in canonical");
+    REFUSE7(m[2].address = "fd00:0::a",
+            "mesh service 2: address is not an IP literal in canonical");
+    REFUSE7(m[0].address = "010.96.0.10", "mesh service 0: address is not an IP literal");
+    REFUSE7(m[0].port = 0, "mesh service 0: port 0");
+    REFUSE7(m[0].cluster = 2, "mesh service 0: cluster out of range");
+    REFUSE7(m[0].proto = 3, "mesh service 0: bad proto");
+    REFUSE7(m[0].mtls = 2, "mesh service 0: bad mtls flag");
+    REFUSE7(m[1].id_count = 1, "mesh service 1: identities without mtls");
+    REFUSE7(m[1].first_id = 1, "mesh service 1: identities without mtls");
+    REFUSE7(m[0].id_count = 0, "mesh service 0: mtls without identities");
+    REFUSE7(m[0].id_count = 3, "mesh service 0: ids out of range");
+    REFUSE7(m[2].first_id = UINT32_MAX, "mesh service 2: ids out of range");
+    REFUSE7((ids[0].uri = ID_WEB, ids[1].uri = ID_API), "mesh service 0: ids not sorted");
+    REFUSE7(ids[1].uri = ID_API, "mesh service 0: ids not sorted or duplicate");
+    REFUSE7(m[1].port = 80, "mesh service 1: not sorted by (address, port) or duplicate");
+    REFUSE7(m[1].port = 79, "mesh service 1: not sorted by (address, port)");
+    REFUSE7(m[2].address = "10.96.0.1", "mesh service 2: not sorted by (address, port)");
+#undef REFUSE7
+    /* the bounds themselves pass: a 255-byte trust domain, '_' in it, port 65535 */
+    long_td[255] = '\0';
+    s = mesh_sample(m);
+    s.meta.trust_domain = long_td;
+    s.n_mesh_ids = 0;
+    m[0].mtls = m[2].mtls = 0;
+    m[0].id_count = m[2].id_count = m[2].first_id = 0;
+    m[1].port = 65535;
+    assert_int_equal(snapwire_encode(&s, 1, &f, &len, err, sizeof(err)), 0);
+    free(f);
+    s.meta.trust_domain = "my_mesh.example";
+    assert_int_equal(snapwire_encode(&s, 1, &f, &len, err, sizeof(err)), 0);
+    free(f);
+}
+
+#define MS(rec, off, w, v, want)                                                                   \
+    {                                                                                              \
+        SNAPWIRE_SEC_MESH_SERVICES, rec, W_MESH_SERVICE, off, w, v, NULL, want                     \
+    }
+#define MSS(rec, off, str, want)                                                                   \
+    {                                                                                              \
+        SNAPWIRE_SEC_MESH_SERVICES, rec, W_MESH_SERVICE, off, 0, 0, str, want                      \
+    }
+#define MID(rec, str, want)                                                                        \
+    {                                                                                              \
+        SNAPWIRE_SEC_MESH_IDS, rec, W_MESH_ID, 0, 0, 0, str, want                                  \
+    }
+#define MT(off, str, want)                                                                         \
+    {                                                                                              \
+        SNAPWIRE_SEC_META, 0, 40, off, 0, 0, str, want                                             \
+    }
+
+/* Every decoder check of version 7, each on its own, with a valid CRC. */
+static void test_v7_decoder_rejects(void **state)
+{
+    (void)state;
+    static const struct patch cases[] = {
+        MSS(0, 0, "", "mesh service 0: empty namespace or name"),
+        MSS(2, 8, "", "mesh service 2: empty namespace or name"),
+        MSS(0, 16, "api", "mesh service 0: address is not an IP literal"),
+        MSS(0, 16, "", "mesh service 0: address is not an IP literal"),
+        MS(0, 24, 4, 2, "mesh service 0: cluster out of range"),
+        MS(0, 24, 4, 0xfffffffe, "mesh service 0: cluster out of range"),
+        MS(1, 28, 4, 1, "mesh service 1: identities without mtls"),
+        MS(1, 32, 4, 1, "mesh service 1: identities without mtls"),
+        MS(0, 32, 4, 0, "mesh service 0: mtls without identities"),
+        MS(0, 32, 4, 3, "mesh service 0: ids out of range"),
+        MS(2, 28, 4, 0xffffffff, "mesh service 2: ids out of range"),
+        MS(0, 36, 2, 0, "mesh service 0: port 0"),
+        MS(1, 36, 2, 80, "mesh service 1: not sorted by (address, port) or duplicate"),
+        MS(0, 36, 2, 5433, "mesh service 1: not sorted by (address, port)"),
+        MS(0, 38, 1, 3, "mesh service 0: bad proto"),
+        MS(0, 38, 1, 0xff, "mesh service 0: bad proto"),
+        MS(0, 39, 1, 2, "mesh service 0: bad mtls flag"),
+        MID(0, ID_WEB, "mesh service 0: ids not sorted or duplicate"),
+        MID(1, "default", "mesh id 1: not a spiffe:// URI in the trust domain"),
+        MID(0, "", "mesh id 0: not a spiffe:// URI"),
+        MT(24, "", "meta: mesh records without a trust domain"),
+        MT(32, "", "meta: mesh record without a trust domain or cluster domain"),
+        MT(24, "default", "mesh id 0: not a spiffe:// URI in the trust domain"),
+        MT(24, "fd00::a", "meta: trust domain is not a SPIFFE trust domain"),
+        MT(32, "fd00::a", "meta: cluster domain is not a DNS name"),
+    };
+    struct snapwire_snapshot d;
+    char err[256];
+    size_t len;
+    uint8_t *f;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        f = encode_mesh(&len);
+        apply_patch(f, &cases[i]);
+        fix_crc(f, len);
+        err[0] = '\0';
+        if (guarded_decode(f, len, &d, err, sizeof(err)) == 0) {
+            snapwire_free(&d);
+            fail_msg("case %zu decoded; want \"%s\"", i, cases[i].want);
+        }
+        if (!strstr(err, cases[i].want))
+            fail_msg("case %zu: error \"%s\", want \"%s\"", i, err, cases[i].want);
+        free(f);
+    }
+    /* a 40-byte META without a trust domain, in a snapshot with no mesh records */
+    {
+        struct snapwire_mesh_service m[3];
+        struct snapwire_snapshot s = mesh_sample(m);
+        static const struct patch td = MT(24, "", "");
+        s.n_mesh_services = s.n_mesh_ids = 0;
+        assert_int_equal(snapwire_encode(&s, 1, &f, &len, err, sizeof(err)), 0);
+        apply_patch(f, &td);
+        fix_crc(f, len);
+        assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
+        assert_non_null(strstr(err, "meta: mesh record without a trust domain or cluster domain"));
+        free(f);
+    }
+    /* mesh records behind a 24-byte (plain) META */
+    f = encode_mesh(&len);
+    for (uint32_t i = 0; i < get32le(f + 24); i++)
+        if (get32le(f + 32 + i * 12) == SNAPWIRE_SEC_META) put32le(f + 32 + i * 12 + 8, 24);
+    fix_crc(f, len);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "meta: mesh records without a trust domain"));
+    free(f);
+    /* mesh sections of a size that is not a whole number of records */
+    f = encode_mesh(&len);
+    for (uint32_t i = 0; i < get32le(f + 24); i++)
+        if (get32le(f + 32 + i * 12) == SNAPWIRE_SEC_MESH_SERVICES)
+            put32le(f + 32 + i * 12 + 8, 39);
+    fix_crc(f, len);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "type 14 length 39 is not a whole number"));
+    free(f);
+    /* every truncation of the mesh frame is refused (guard page: no over-read) */
+    f = encode_mesh(&len);
+    for (size_t n = 0; n < len; n++)
+        assert_int_equal(guarded_decode(f, n, &d, err, sizeof(err)), -1);
+    free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2163,6 +2493,10 @@ int main(void)
         cmocka_unit_test(test_v6_refused),
         cmocka_unit_test(test_v6_decoder_rejects),
         cmocka_unit_test(test_replies),
+        cmocka_unit_test(test_v7_round_trip),
+        cmocka_unit_test(test_v7_plain_snapshot_unchanged),
+        cmocka_unit_test(test_v7_encoder_refuses),
+        cmocka_unit_test(test_v7_decoder_rejects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
