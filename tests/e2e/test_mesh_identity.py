@@ -186,3 +186,104 @@ class MeshIdentityFileMode(StraitTest):
                       ["--mesh", "--mesh-token-file", "/dev/null", "--mesh-root-file", "a"]):
             p = subprocess.run(base + extra, capture_output=True, text=True, timeout=10)
             self.assertEqual(p.returncode, 2, (extra, p.stderr))
+
+
+class MeshIdentityClusterMode(StraitTest):
+    """On the stand-in API server: TokenReviews decide, the root lives in a Secret."""
+
+    def setUp(self):
+        super().setUp()
+        self.api = self.s.apiserver(args=["--sa-token", "sa-web=default/web",
+                                          "--sa-token", "sa-db=shop/db",
+                                          "--sa-token", "sa-aud=default/web@other"])
+
+    def controller(self, name="controller"):
+        """A cluster-mode controller with its own socket, mesh port and bundle file."""
+        from harness import Proc
+        port = free_port()
+        bundle = os.path.join(self.s.dir, name + "-bundle.pem")
+        p = Proc(name, [os.path.join(BIN, "strait-controller"), "--kubeconfig", self.api.kubeconfig,
+                        "--socket", self.short_sock(name),
+                        "--log-level", "debug", "--mesh", "--mesh-listen", "127.0.0.1:%d" % port,
+                        "--mesh-trust-bundle-out", bundle, "--election-lease-duration", "3",
+                        "--election-renew-deadline", "2", "--election-retry-period", "0.5"],
+                 self.s.dir, strait=True)
+        self.s.procs.append(p)
+        return p, port, bundle
+
+    def short_sock(self, name):
+        """Unix socket paths are short (108 bytes): a folder of its own under /tmp."""
+        import tempfile
+        import shutil
+        d = tempfile.mkdtemp(prefix="strait-mid-")
+        self.addCleanup(shutil.rmtree, d, True)
+        return os.path.join(d, name + ".sock")
+
+    def wait_bundle(self, p, bundle):
+        wait_until(lambda: os.path.exists(bundle) or not p.alive(), 20, what="trust bundle")
+        self.assertTrue(p.alive(), p.log())
+        with open(bundle) as f:
+            return f.read()
+
+    def secret_root(self):
+        import base64
+        code, sec = self.api.request("GET", "/api/v1/namespaces/default/secrets/strait-mesh-root")
+        self.assertEqual(code, 200, sec)
+        return (base64.b64decode(sec["data"]["ca.crt"]).decode(),
+                base64.b64decode(sec["data"]["ca.key"]).decode())
+
+    def test_token_review_secret_configmap(self):
+        p, port, bundle = self.controller()
+        root = self.wait_bundle(p, bundle)
+        self.assertEqual(self.secret_root()[0], root)
+        csr = make_csr(self.s.dir, "a", san="URI:spiffe://cluster.local/ns/shop/sa/db")
+        st, body = identity(port, bundle, "sa-web", {"csr": csr})
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["identity"], "spiffe://cluster.local/ns/default/sa/web")
+        self.assertIn("URI:spiffe://cluster.local/ns/default/sa/web", cert_text(body["certificate"]))
+        self.assertTrue(verify_with(bundle, body["certificate"]))
+        st, body = identity(port, bundle, "sa-db", {"csr": csr})
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["identity"], "spiffe://cluster.local/ns/shop/sa/db")
+        # unknown token, a token for another audience: 401
+        st, body = identity(port, bundle, "sa-nobody", {"csr": csr})
+        self.assertEqual(st, 401, body)
+        st, body = identity(port, bundle, "sa-aud", {"csr": csr})
+        self.assertEqual(st, 401, body)
+        st, body = identity(port, bundle, "sa-web", {"csr": "junk"})
+        self.assertEqual(st, 400, body)
+        # the TokenReviews sent: spec.token and audiences ["strait"]
+        reqs = self.api.control("GET", "requests")["items"]
+        reviews = [r for r in reqs if r["path"] == "/apis/authentication.k8s.io/v1/tokenreviews"]
+        self.assertGreaterEqual(len(reviews), 4)
+        self.assertTrue(all(r["auth"] == "valid" and r["method"] == "POST" for r in reviews))
+        # the leader writes the ConfigMap
+        def cm():
+            code, obj = self.api.request(
+                "GET", "/api/v1/namespaces/default/configmaps/strait-mesh-trust-bundle")
+            return code == 200 and obj["data"]["ca.crt"] == root
+        wait_until(cm, 20, what="trust bundle ConfigMap")
+        self.assertNotIn("sa-web", p.log())
+        # a restart keeps the Secret's root
+        p.stop()
+        os.unlink(bundle)
+        p, port, bundle = self.controller(name="controller")
+        self.assertEqual(self.wait_bundle(p, bundle), root)
+        st, body = identity(port, bundle, "sa-web", {"csr": csr})
+        self.assertEqual(st, 200, body)
+
+    def test_two_controllers_one_secret(self):
+        a = self.controller("a")
+        b = self.controller("b")
+        ra = self.wait_bundle(a[0], a[2])
+        rb = self.wait_bundle(b[0], b[2])
+        self.assertEqual(ra, rb)
+        self.assertEqual(self.secret_root()[0], ra)
+        reqs = self.api.control("GET", "requests")["items"]
+        creates = [r for r in reqs if r["method"] == "POST" and
+                   r["path"] == "/api/v1/namespaces/default/secrets"]
+        self.assertEqual(len([r for r in creates if r["status"] == 201]), 1, creates)
+        for proc, port, bundle in (a, b):
+            st, body = identity(port, bundle, "sa-web", {"csr": make_csr(self.s.dir, "k")})
+            self.assertEqual(st, 200, body)
+            self.assertTrue(verify_with(bundle, body["certificate"]))

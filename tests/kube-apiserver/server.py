@@ -222,6 +222,7 @@ class Control:
         self.watches = {}  # id -> {"path","query","sock","cut","started"}
         self.ids = itertools.count(1)
         self.bookmark_interval = bookmark_interval
+        self.sa_tokens = {}  # ServiceAccount token -> (ns, sa, [audiences]) for TokenReviews
 
     @staticmethod
     def _matches(rule, method, path, watch):
@@ -430,7 +431,43 @@ class Handler(http.server.BaseHTTPRequestHandler):
             res.gr, ' "%s"' % name if name else "", user, verb, what, res.group, where, scope),
             st._details(res, name))
 
+    def token_review(self, raw):
+        """POST /apis/authentication.k8s.io/v1/tokenreviews, as kube-apiserver answers it:
+        201 with the review and its status; unknown tokens and audience mismatches are
+        authenticated false with an error, not an HTTP error."""
+        body = self.json_body(raw)
+        spec = body.get("spec") or {}
+        token = spec.get("token")
+        if not isinstance(token, str) or not token:
+            raise ApiError(422, "Invalid", 'TokenReview.authentication.k8s.io "" is invalid: '
+                           'spec.token: Required value', {"kind": "TokenReview"})
+        want = spec.get("audiences") or []
+        with self.server.control.lock:
+            hit = self.server.control.sa_tokens.get(token)
+        status = {"user": {}}
+        if hit is None:
+            status["error"] = "[invalid bearer token, square/go-jose: error in cryptographic primitive]"
+        else:
+            ns, sa, auds = hit
+            got = [a for a in want if a in auds] if want else list(auds)
+            if not got:
+                status["error"] = "[invalid bearer token, token audiences %s is invalid for the target audiences %s]" % (
+                    json.dumps(auds), json.dumps(want))
+            else:
+                status = {"authenticated": True, "audiences": got, "user": {
+                    "username": "system:serviceaccount:%s:%s" % (ns, sa),
+                    "uid": "uid-%s-%s" % (ns, sa),
+                    "groups": ["system:serviceaccounts", "system:serviceaccounts:" + ns,
+                               "system:authenticated"]}}
+        out = {"kind": "TokenReview", "apiVersion": "authentication.k8s.io/v1",
+               "metadata": {"creationTimestamp": None}, "spec": spec, "status": status}
+        return self.send_json(201, out)
+
     def route(self, path, q, raw, is_watch):
+        if path == "/apis/authentication.k8s.io/v1/tokenreviews":
+            if self.command != "POST":
+                raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+            return self.token_review(raw)
         if path in ("/healthz", "/readyz", "/livez") and self.command == "GET":
             body = b"ok"
             self.send_response(200)
@@ -726,6 +763,8 @@ def main():
     ap.add_argument("--forbid-resource", action="append", default=[],
                     help="every request for this resource (plural, e.g. gateways) gets 403, as "
                          "from RBAC rules that lack it")
+    ap.add_argument("--sa-token", action="append", default=[], metavar="TOKEN=NS/SA[@AUD,AUD]",
+                    help="a ServiceAccount token TokenReviews accept (audiences default: strait)")
     ap.add_argument("--without-crd", action="append", default=[], choices=sorted(st.CRDS),
                     help="start with this CRD not installed (its paths answer 404 until POST /_control/crds)")
     args = ap.parse_args()
@@ -738,6 +777,13 @@ def main():
     ctx.set_alpn_protocols(["http/1.1"])
     control = Control(tokens, args.forbidden_token, args.bookmark_interval)
     control.forbid_resources = set(args.forbid_resource)
+    for spec in args.sa_token:
+        tok, _, who = spec.partition("=")
+        who, _, auds = who.partition("@")
+        ns, _, sa = who.partition("/")
+        if not tok or not ns or not sa:
+            ap.error("--sa-token %s is not TOKEN=NS/SA[@AUD,AUD]" % spec)
+        control.sa_tokens[tok] = (ns, sa, [a for a in auds.split(",") if a] or ["strait"])
     httpd = Server(("127.0.0.1", args.port), ctx, st.Store(args.without_crd), control, args.quiet)
     port = httpd.server_address[1]
     write_atomic(os.path.join(d, "kubeconfig"), kubeconfig(port, os.path.join(d, "ca.crt"), tokens[0]))
