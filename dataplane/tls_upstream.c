@@ -506,7 +506,12 @@ const char *tls_upstream_error(const struct transport *tp, char *buf, size_t len
 
     e = ERR_peek_last_error(); /* left by the failed handshake on this thread (tp_tls.c) */
     ERR_clear_error();
-    if (ssl && (vr = SSL_get_verify_result(ssl)) != X509_V_OK) {
+    if (ssl && (vr = SSL_get_verify_result(ssl)) == X509_V_ERR_APPLICATION_VERIFICATION) {
+        /* only the mesh's verify callback (tls_mesh.c) sets it: see event mesh_peer_refused */
+        snprintf(buf, len, "upstream certificate: peer identity refused by the mesh");
+        return buf;
+    }
+    if (ssl && vr != X509_V_OK) {
         snprintf(buf, len, "upstream certificate: %s", X509_verify_cert_error_string(vr));
         return buf;
     }

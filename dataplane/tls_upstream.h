@@ -67,7 +67,7 @@ int tls_upstream_mesh_cluster(const struct tls_upstream *t, uint32_t cluster);
  * "strait-opaque" when opaque else "http/1.1", no SNI, and the peer accepted only when it
  * chains to the mesh trust anchors and its one URI SAN is one of the cluster's identities
  * (the union of the ids of the mesh services using the cluster); else the handshake fails
- * (tls_upstream_error: "upstream certificate: application verification failure") and event
+ * (tls_upstream_error: "upstream certificate: peer identity refused by the mesh") and event
  * mesh_peer_refused names the URI and the cluster. tls_upstream_start on a mesh cluster is
  * this with opaque 0 on tp->fd. Returns 0, or -1 with tp unchanged (not a mesh cluster, no
  * identity installed yet, out of memory).
