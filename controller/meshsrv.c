@@ -5,9 +5,10 @@
  * request per connection (request line, headers, a Content-Length body; at most
  * MESHSRV_MAX_REQUEST bytes in all), route it by exact method + path to a registered
  * handler, and write its answer with Date, Content-Type, Content-Length and Connection:
- * close, then close_notify. Malformed requests get a clean JSON 4xx of its own: 400 (request
- * line, header syntax, conflicting lengths), 404, 405 with Allow, 411 (a body without
- * Content-Length: chunked is not taken), 413, 431. A handler may answer later
+ * close, then close_notify (and input still arriving is drained for a second, so a client
+ * whose body was refused reads the answer rather than a reset). Malformed requests get a clean JSON
+ * 4xx of its own: 400 (request line, header syntax, conflicting lengths), 404, 405 with Allow, 411
+ * (a body without Content-Length: chunked is not taken), 413, 431. A handler may answer later
  * (MESHSRV_ASYNC): the connection waits, bounded by its timer.
  * Does not: keep-alive, pipelining, Expect: 100-continue (curl sends the body after its
  * wait anyway), client certificates, or know what any path means.
@@ -43,8 +44,16 @@
 #define MESHSRV_MAX_CONNS 256
 #define MESHSRV_MAX_ROUTES 16
 #define MESHSRV_HEAD_MAX 512
+#define MESHSRV_LINGER 1.0 /* seconds to drain unread input after the answer */
 
-enum msrv_state { MSRV_HANDSHAKE, MSRV_READING, MSRV_HANDLING, MSRV_WRITING, MSRV_SHUTDOWN };
+enum msrv_state {
+    MSRV_HANDSHAKE,
+    MSRV_READING,
+    MSRV_HANDLING,
+    MSRV_WRITING,
+    MSRV_SHUTDOWN,
+    MSRV_LINGERING
+};
 
 struct msrv_route {
     char *method, *path;
@@ -468,8 +477,27 @@ static void msrv_step(struct msrv_conn *c)
     case MSRV_SHUTDOWN:
         /* our close_notify; the peer's is not awaited */
         if ((n = SSL_shutdown(c->ssl)) < 0 && msrv_retry(c, n)) return;
+        /* then drain what the client still sends (a body we refused unread): closing with
+         * unread input would reset the connection before the client read the answer */
+        if (shutdown(c->fd, SHUT_WR) < 0) {
+            msrv_close(c);
+            return;
+        }
+        c->state = MSRV_LINGERING;
+        ev_timer_stop(c->s->loop, &c->timer);
+        ev_timer_set(&c->timer, MESHSRV_LINGER, 0.);
+        ev_timer_start(c->s->loop, &c->timer);
+        msrv_want(c, 1);
+        /* fall through */
+    case MSRV_LINGERING: {
+        char sink[4096];
+        ssize_t r;
+        while ((r = read(c->fd, sink, sizeof(sink))) > 0)
+            ;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
         msrv_close(c);
         return;
+    }
     }
 }
 

@@ -153,6 +153,21 @@ class MeshIdentityFileMode(StraitTest):
         self.assertEqual(st, 200, body)
         self.assertTrue(verify_with(self.bundle, body["certificate"]))
 
+    def test_server_names(self):
+        self.start("--mesh-server-names", "ctl.mesh.svc,other.example")
+        csr = make_csr(self.s.dir, "a")
+        port = self.port
+        for name in ("ctl.mesh.svc", "other.example"):
+            st, body = identity(port, self.bundle, "tok-web", {"csr": csr}, host=name,
+                                extra=["--resolve", "%s:%d:127.0.0.1" % (name, port)])
+            self.assertEqual(st, 200, (name, body))
+        # a name it does not carry: the client refuses the server
+        st, _ = identity(port, self.bundle, "tok-web", {"csr": csr}, host="localhost")
+        self.assertEqual(st, 0)
+        # a body over 64 KiB: 413
+        st, body = identity(port, self.bundle, "tok-web", {"csr": "x" * 70000}, host="127.0.0.1")
+        self.assertEqual(st, 413, body)
+
     def test_root_file_with_previous_root(self):
         # two roots in the certificate file: the bundle has both, the first signs
         d = self.s.dir
