@@ -479,6 +479,46 @@ class TestGateways(ServerCase):
         self.assertEqual(types, [("ADDED", "Gateway"), ("MODIFIED", "Gateway"), ("DELETED", "Gateway")])
 
 
+class TestTokenReview(ServerCase):
+    """--sa-token: TokenReviews answered as kube-apiserver does (201; authenticated or not)."""
+    ARGS = ("--sa-token", "t-web=default/web", "--sa-token", "t-aud=shop/db@a1,a2")
+    PATH = "/apis/authentication.k8s.io/v1/tokenreviews"
+
+    def review(self, sa_token, audiences=None, **kw):
+        spec = {"token": sa_token}
+        if audiences is not None:
+            spec["audiences"] = audiences
+        return self.req("POST", self.PATH, {"apiVersion": "authentication.k8s.io/v1",
+                                            "kind": "TokenReview", "spec": spec}, **kw)
+
+    def test_reviews(self):
+        st = self.review("t-web", ["strait"], want=201)["status"]
+        self.assertTrue(st["authenticated"])
+        self.assertEqual(st["user"]["username"], "system:serviceaccount:default:web")
+        self.assertIn("system:serviceaccounts:default", st["user"]["groups"])
+        self.assertEqual(st["audiences"], ["strait"])
+        self.assertEqual(self.review("t-aud", want=201)["status"]["audiences"], ["a1", "a2"])
+        self.assertEqual(self.review("t-aud", ["x", "a2"], want=201)["status"]["audiences"], ["a2"])
+        for tok, aud in (("nope", ["strait"]), ("t-aud", ["strait"])):
+            st = self.review(tok, aud, want=201)["status"]
+            self.assertFalse(st.get("authenticated", False))
+            self.assertIn("invalid bearer token", st["error"])
+        self.status_of(self.review("", want=422), 422, "Invalid")
+        self.req("GET", self.PATH, want=405)
+        # the reviewer needs a valid token itself
+        self.status_of(self.review("t-web", want=401, token="unknown"), 401, "Unauthorized")
+
+    def test_configmaps(self):
+        cms = "/api/v1/namespaces/%s/configmaps" % self.ns
+        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b"},
+              "data": {"ca.crt": "x"}}
+        self.req("POST", cms, cm, want=201)
+        self.status_of(self.req("POST", cms, cm, want=409), 409, "AlreadyExists")
+        self.req("PATCH", cms + "/b", {"data": {"ca.crt": "y"}}, want=200,
+                 ctype="application/merge-patch+json")
+        self.assertEqual(self.req("GET", cms + "/b", want=200)["data"]["ca.crt"], "y")
+
+
 class TestWithoutCRD(ServerCase):
     """--without-crd: a cluster where our CRD is not installed, then installed, then removed."""
     ARGS = ("--without-crd", "gateways.strait.dev")
