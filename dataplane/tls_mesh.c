@@ -1057,7 +1057,8 @@ int tls_mesh_peer(const struct transport *t, char *uri, size_t len)
         !(x = SSL_get0_peer_certificate(ssl)) || SSL_get_verify_result(ssl) != X509_V_OK ||
         !identity_of(x, u, sizeof(u)))
         return -1;
-    if (uri && len) snprintf(uri, len, "%s", u);
+    if (!uri || strlen(u) >= len) return -1; /* a cut URI would name someone else */
+    memcpy(uri, u, strlen(u) + 1);
     SSL_get0_alpn_selected(ssl, &alpn, &alen);
     if (alen == strlen(TLS_MESH_ALPN_OPAQUE) && memcmp(alpn, TLS_MESH_ALPN_OPAQUE, alen) == 0)
         return TLS_MESH_PEER_OPAQUE;

@@ -59,9 +59,9 @@ int tls_mesh_accept(struct transport *t, int fd);
 
 /*
  * After the handshake of a tls_mesh_accept transport: the peer's verified SPIFFE URI into uri
- * (truncated to len); returns TLS_MESH_PEER_HTTP (ALPN "http/1.1"), TLS_MESH_PEER_OPAQUE
- * (ALPN "strait-opaque") or TLS_MESH_PEER_UNKNOWN (no ALPN), -1 when there is no verified
- * peer identity (plain transport, handshake not done, no certificate).
+ * (len bytes; a URI that does not fit is -1, never cut); returns TLS_MESH_PEER_HTTP (ALPN
+ * "http/1.1"), TLS_MESH_PEER_OPAQUE (ALPN "strait-opaque") or TLS_MESH_PEER_UNKNOWN (no ALPN), -1
+ * when there is no verified peer identity (plain transport, handshake not done, no certificate).
  */
 int tls_mesh_peer(const struct transport *t, char *uri, size_t len);
 

@@ -489,6 +489,72 @@ static void test_mtls_socketpair(void **state)
     close(sv[1]);
 }
 
+/* Clusters: the ids of every mtls record using one are its ids; other clusters are not mesh. */
+static void test_mesh_cluster_union(void **state)
+{
+    struct snapwire_cluster cl[3] = {{.name = "default/web:80", .tls_sni = ""},
+                                     {.name = "default/db:5432", .tls_sni = ""},
+                                     {.name = "default/ext:443+tls",
+                                      .tls = 1,
+                                      .tls_sni = "ext.example",
+                                      .tls_ca = SNAPWIRE_NONE}};
+    struct snapwire_mesh_id mid[2] = {{"spiffe://cluster.local/ns/default/sa/other"}, {IDENTITY}};
+    struct snapwire_mesh_service ms[3] = {
+        {.ns = "default",
+         .name = "web",
+         .address = "10.96.0.10",
+         .port = 80,
+         .cluster = 0,
+         .mtls = 1,
+         .first_id = 0,
+         .id_count = 1},
+        {.ns = "default",
+         .name = "web",
+         .address = "fd00::10",
+         .port = 80,
+         .cluster = 0,
+         .mtls = 1,
+         .first_id = 1,
+         .id_count = 1},
+        {.ns = "default", .name = "db", .address = "10.96.0.11", .port = 5432, .cluster = 1}};
+    struct snapwire_snapshot sw;
+    struct tls_upstream *up = NULL;
+    struct transport ts, tc;
+    char err[256], uri[256];
+    int sv[2], srv_rc;
+
+    (void)state;
+    memset(&sw, 0, sizeof(sw));
+    sw.meta.default_cluster = sw.meta.default_cert = SNAPWIRE_NONE;
+    sw.n_clusters = 3;
+    sw.clusters = cl;
+    sw.n_mesh_services = 3;
+    sw.mesh_services = ms;
+    sw.n_mesh_ids = 2;
+    sw.mesh_ids = mid;
+    assert_int_equal(tls_upstream_build(&sw, &up, err, sizeof(err)), 0);
+    assert_int_equal(tls_upstream_mesh_cluster(up, 0), 1);
+    assert_int_equal(tls_upstream_mesh_cluster(up, 1), 0); /* mtls 0: plain */
+    assert_int_equal(tls_upstream_mesh_cluster(up, 2), 0);
+    assert_int_equal(tls_upstream_tag(up, 1), 0);
+    assert_int_not_equal(tls_upstream_tag(up, 0), tls_upstream_tag(up, 2));
+    assert_int_equal(tls_upstream_start_mesh(up, 1, &tc, 0, 0), -1);
+    start(SERVER_NAME, IDENTITY, 3600);
+    wait_status(1, 5, NULL, 0);
+    /* our identity is the second record's: allowed through the union; via tls_upstream_start */
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    assert_int_equal(tls_mesh_accept(&ts, sv[0]), 0);
+    transport_plain_init(&tc, sv[1]);
+    assert_int_equal(tls_upstream_start(up, 0, &tc, NULL, 0), 0);
+    assert_int_equal(handshake_pair(&ts, &tc, &srv_rc), 1);
+    assert_int_equal(tls_mesh_peer(&ts, uri, sizeof(uri)), TLS_MESH_PEER_HTTP);
+    assert_int_equal(tls_mesh_peer(&ts, uri, 10), -1); /* does not fit: never cut */
+    ts.ops->close(&ts);
+    tc.ops->close(&tc);
+    tls_mesh_stop();
+    tls_upstream_free(up);
+}
+
 static void test_start_refuses_bad_config(void **state)
 {
     char err[256];
@@ -540,6 +606,7 @@ int main(void)
         cmocka_unit_test(test_wrong_server_name),
         cmocka_unit_test(test_foreign_trust_domain),
         cmocka_unit_test(test_mtls_socketpair),
+        cmocka_unit_test(test_mesh_cluster_union),
         cmocka_unit_test(test_renewal_and_outage),
     };
 
