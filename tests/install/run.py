@@ -572,6 +572,22 @@ class ValuesFiles(unittest.TestCase):
     def kinds(self, name):
         return [o for _, o in render(os.path.join(HERE, name))]
 
+    def test_mesh(self):
+        objs = self.kinds("values-mesh.yaml")
+        (svc,) = [o for o in objs if o["kind"] == "Service" and o["metadata"]["name"] == "strait-controller"]
+        self.assertEqual(svc["spec"]["ports"][0]["port"], 9443)
+        (dep,) = [o for o in objs if o["kind"] == "Deployment"]
+        (ctl,) = [c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "controller"]
+        for a in ("--mesh", "--mesh-listen=0.0.0.0:9443", "--trust-domain=mesh.example",
+                  "--mesh-leaf-ttl=12h", "--mesh-root-secret=strait/mesh-root",
+                  "--mesh-server-names=strait-controller,strait-controller.strait.svc,localhost"):
+            self.assertIn(a, ctl["args"])
+        (role,) = [o for o in objs if o["kind"] == "Role" and o["metadata"]["name"] == "strait-leader"]
+        self.assertIn({"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["mesh-root"],
+                       "verbs": ["get"]}, role["rules"])
+        self.assertTrue(any("tokenreviews" in r["resources"] for o in objs if o["kind"] == "ClusterRole"
+                            for r in o["rules"]))
+
     def test_daemonset(self):
         objs = self.kinds("values-daemonset.yaml")
         ds = [o for o in objs if o["kind"] == "DaemonSet"]
@@ -990,10 +1006,13 @@ class ControllerRbac(unittest.TestCase):
 
     PUBLISHED_IP = "203.0.113.10"
 
-    def run_controller(self, sets=(), watched=("demo", "apps"), publish=None, status_ip=None):
+    def run_controller(self, sets=(), watched=("demo", "apps"), publish=None, status_ip=None,
+                       mesh=False):
         """sets: --set values; watched: the namespaces the controller should serve (it must
         write status and Events there); publish: NS/NAME of the Service it publishes (None:
-        no Service is read); status_ip: the address the Ingress status must carry."""
+        no Service is read); status_ip: the address the Ingress status must carry; mesh: the
+        identity endpoint is on (controller.mesh.enabled): its root Secret and trust bundle
+        ConfigMap must appear, and one identity request makes it send a TokenReview."""
         extra = tuple(a for s in sets for a in ("--set", s))
         objs = [o for _, o in render(None, namespace=RBAC_NS, extra=extra)]
         self.assertEqual(rbac_wildcards(objs), [], "wildcards in the rendered RBAC")
@@ -1058,12 +1077,15 @@ class ControllerRbac(unittest.TestCase):
             if "value" in e:
                 env[e["name"]] = expand_env(e["value"], env)
         health = free_port()
+        mesh_port = free_port()
         args = []
         for a in ctl.get("args") or []:
             a = expand_env(a, env)
             a = re.sub(r"^--socket=.*", "--socket=" + os.path.join(tmp, "s.sock"), a)
             a = re.sub(r"^--(health|admin)=.*", "--health=127.0.0.1:%d" % health, a)
+            a = re.sub(r"^--mesh-listen=.*", "--mesh-listen=127.0.0.1:%d" % mesh_port, a)
             args.append(a)
+        self.assertEqual("--mesh" in args, mesh)
         self.assertIn("--election-identity=" + RBAC_POD, args)
         self.assertEqual([a for a in args if a.startswith("--publish-service=")],
                          ["--publish-service=" + publish] if publish else [])
@@ -1124,6 +1146,17 @@ class ControllerRbac(unittest.TestCase):
             until("status of Gateway %s/gw" % ns, lambda: ((get(
                 "/apis/strait.dev/v1alpha1/namespaces/%s/gateways/gw" % ns) or {}).get(
                     "status") or {}).get("conditions"))
+
+        if mesh:
+            until("the mesh root Secret", lambda: get(
+                "/api/v1/namespaces/%s/secrets/strait-mesh-root" % RBAC_NS))
+            until("the trust bundle ConfigMap", lambda: get(
+                "/api/v1/namespaces/%s/configmaps/strait-mesh-trust-bundle" % RBAC_NS))
+            p = subprocess.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}",
+                                "https://127.0.0.1:%d/v1/identity" % mesh_port,
+                                "-H", "Authorization: Bearer not-a-token", "--data", '{"csr": "x"}'],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(p.stdout, "401", "identity request with an unknown token")
 
         def bad_events(ns):
             return [e for e in (get("/api/v1/namespaces/%s/events" % ns) or {}).get("items", [])
@@ -1199,6 +1232,11 @@ class ControllerRbac(unittest.TestCase):
         """publishStatusAddress: no Service is read, so no Service rule is granted."""
         self.run_controller(sets=("controller.publishStatusAddress={198.51.100.7}",),
                             status_ip="198.51.100.7")
+
+    def test_mesh(self):
+        """controller.mesh.enabled: TokenReviews, the root Secret, the trust bundle ConfigMap."""
+        self.run_controller(sets=("controller.mesh.enabled=true",),
+                            publish=RBAC_NS + "/strait", status_ip=self.PUBLISHED_IP, mesh=True)
 
     def test_authorizer(self):
         """The request mapping and the rule matching, on cases with a known answer."""
