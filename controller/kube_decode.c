@@ -35,6 +35,7 @@
 #include "units.h"
 
 #define SET_ERR(...) snprintf(err, errlen, __VA_ARGS__)
+#define KD_MESH_SIDECAR "strait-proxy" /* the injected sidecar's container name */
 
 /* Same value syntax as ingress-nginx's nginx.ingress.kubernetes.io/proxy-body-size. */
 #define KD_ANNOTATION_BODY_SIZE "strait.dev/proxy-body-size"
@@ -646,6 +647,38 @@ static int kd_service_policy(const struct kobj *doc, struct model_service *svc, 
     return policy_parse_annotations(doc, &svc->meta, &svc->policy, svc, err, errlen);
 }
 
+/*
+ * A list of IP strings: the items of seq (each a string, or with key, a mapping's key, as
+ * status.podIPs[].ip), else the single scalar one. Items that are not IP literals are
+ * skipped (a Service's "None" is kept: the mesh directory skips headless Services).
+ */
+static int kd_ip_list(struct model_meta *m, const struct kobj *seq, const char *key,
+                      const struct kobj *one, const char ***out, size_t *n, char *err,
+                      size_t errlen)
+{
+    size_t i, cnt = seq && seq->type == KOBJ_SEQ ? seq->n : 0;
+    const char *s;
+
+    *out = NULL;
+    *n = 0;
+    if (!cnt && !kobj_text(one)) return 0;
+    if (!(*out = model_alloc(m, (cnt ? cnt : 1) * sizeof(**out)))) goto oom;
+    if (!cnt) {
+        s = kobj_text(one);
+        if (!kd_has_ctl(s) && !((*out)[(*n)++] = model_strdup(m, s))) goto oom;
+        return 0;
+    }
+    for (i = 0; i < cnt; i++) {
+        s = key ? kobj_str(seq->items[i], key) : kobj_text(seq->items[i]);
+        if (!s || kd_has_ctl(s)) continue;
+        if (!((*out)[(*n)++] = model_strdup(m, s))) goto oom;
+    }
+    return 0;
+oom:
+    SET_ERR("out of memory");
+    return -1;
+}
+
 static int kd_service(const struct kobj *doc, struct model_service *svc, char *err, size_t errlen)
 {
     struct model_meta *m = &svc->meta;
@@ -653,6 +686,12 @@ static int kd_service(const struct kobj *doc, struct model_service *svc, char *e
     const char *app;
     size_t i;
 
+    if (kd_ip_list(m, kobj_get(doc, "spec", "clusterIPs"), NULL, kobj_get(doc, "spec", "clusterIP"),
+                   &svc->cluster_ips, &svc->n_cluster_ips, err, errlen) ||
+        kd_str(m, kobj_get(doc, "metadata", "annotations", "strait.dev/opaque-ports"),
+               &svc->opaque_ports, "annotation strait.dev/opaque-ports", err, errlen))
+        return -1;
+    if (!svc->opaque_ports) svc->opaque_ports = "";
     if (!ports) return kd_service_policy(doc, svc, err, errlen);
     if (ports->type != KOBJ_SEQ) {
         SET_ERR("spec.ports must be a list");
@@ -673,6 +712,10 @@ static int kd_service(const struct kobj *doc, struct model_service *svc, char *e
         /* Kubernetes' own value for TLS backends is "https" (standard service names) */
         app = kobj_str(ports->items[i], "appProtocol");
         p->app_https = app && !strcasecmp(app, "https");
+        if (!(p->app_protocol = model_strdup(m, app && !kd_has_ctl(app) ? app : ""))) {
+            SET_ERR("out of memory");
+            return -1;
+        }
     }
     return kd_service_policy(doc, svc, err, errlen);
 }
@@ -741,6 +784,8 @@ static int kd_slice(const struct kobj *doc, struct model_endpoint_slice *es, cha
         /* the pod, for strait.dev/endpoint-weights (an odd one only loses its weight) */
         tn = kobj_str(eps->items[i], "targetRef", "name");
         if (!(e->target_name = model_strdup(m, tn && !kd_has_ctl(tn) ? tn : ""))) goto oom;
+        tn = kobj_str(eps->items[i], "targetRef", "kind");
+        e->target_pod = tn && !strcmp(tn, "Pod");
         if (!addrs || addrs->type != KOBJ_SEQ) {
             SET_ERR("endpoints[%zu].addresses must be a list", i);
             return -1;
@@ -901,6 +946,37 @@ static int kd_keep_invalid_gateway(struct model_gateway *gw, const char *reason)
     return (gw->invalid = model_strdup(&gw->meta, reason)) ? 0 : -1;
 }
 
+/* A container list (spec.containers / spec.initContainers) holds the mesh sidecar. */
+static int kd_has_sidecar(const struct kobj *list)
+{
+    const char *n;
+    size_t i;
+
+    if (!list || list->type != KOBJ_SEQ) return 0;
+    for (i = 0; i < list->n; i++)
+        if ((n = kobj_str(list->items[i], "name")) && !strcmp(n, KD_MESH_SIDECAR)) return 1;
+    return 0;
+}
+
+static int kd_pod(const struct kobj *doc, struct model_pod *pod, char *err, size_t errlen)
+{
+    struct model_meta *m = &pod->meta;
+    const char *inj = kobj_str(doc, "metadata", "annotations", "strait.dev/inject");
+
+    if (kd_str(m, kobj_get(doc, "spec", "serviceAccountName"), &pod->service_account,
+               "spec.serviceAccountName", err, errlen) ||
+        kd_str(m, kobj_get(doc, "status", "phase"), &pod->phase, "status.phase", err, errlen) ||
+        kd_ip_list(m, kobj_get(doc, "status", "podIPs"), "ip", kobj_get(doc, "status", "podIP"),
+                   &pod->ips, &pod->n_ips, err, errlen))
+        return -1;
+    if (!pod->service_account || !*pod->service_account) pod->service_account = "default";
+    if (!pod->phase) pod->phase = "";
+    pod->meshed = (inj && !strcmp(inj, "enabled")) ||
+                  kd_has_sidecar(kobj_get(doc, "spec", "containers")) ||
+                  kd_has_sidecar(kobj_get(doc, "spec", "initContainers"));
+    return 0;
+}
+
 int kube_decode_keep(const struct kobj *doc, const char *kind_default, const char *api_default,
                      const char *source, struct model_meta **out, struct kube_ident *id, char *err,
                      size_t errlen)
@@ -918,6 +994,7 @@ int kube_decode_keep(const struct kobj *doc, const char *kind_default, const cha
          sizeof(struct model_endpoint_slice)},
         {"v1", "Secret", MODEL_KIND_SECRET, sizeof(struct model_secret)},
         {"strait.dev/v1alpha1", "Gateway", MODEL_KIND_GATEWAY, sizeof(struct model_gateway)},
+        {"v1", "Pod", MODEL_KIND_POD, sizeof(struct model_pod)},
     };
     const char *api, *kind, *type;
     struct model_meta *m;
@@ -994,6 +1071,9 @@ int kube_decode_keep(const struct kobj *doc, const char *kind_default, const cha
                 *out = m;
                 return 2;
             }
+            break;
+        case MODEL_KIND_POD:
+            rc = kd_pod(doc, (struct model_pod *)m, err, errlen);
             break;
         default:
             rc = -1;

@@ -34,6 +34,7 @@
 #include "filesource.h"
 #include "gwstatus.h"
 #include "health.h"
+#include "kube_decode.h"
 #include "kube_config.h"
 #include "kube_source.h"
 #include "leader.h"
@@ -80,6 +81,9 @@ struct ctl {
     struct events *events;
     int stopping;        /* SIGTERM seen: releasing the lease */
     struct meshid *mesh; /* --mesh: the identity endpoint, NULL without */
+    /* --mesh: the mesh directory in every snapshot (meshbuild.h) */
+    int mesh_dir;
+    const char *trust_domain, *cluster_domain;
 };
 
 static void usage(FILE *f)
@@ -102,7 +106,7 @@ static void usage(FILE *f)
            "                         [--mesh-leaf-ttl DURATION] [--mesh-root-file CERT,KEY |\n"
            "                         --mesh-root-dir DIR | --mesh-root-secret NS/NAME]\n"
            "                         [--mesh-trust-bundle-out FILE] [--mesh-token-file FILE]\n"
-           "                         [--mesh-server-names NAME,NAME]\n"
+           "                         [--mesh-server-names NAME,NAME] [--cluster-domain DOMAIN]\n"
            "       strait-controller mesh-init ...   the mesh sidecar's interception\n"
            "                         (init container; strait-controller mesh-init --help)\n"
            "  Without --manifests or --kubeconfig the in-cluster service account is used\n"
@@ -376,7 +380,8 @@ out:
 
 static void ctl_reload(struct ctl *c)
 {
-    struct snapbuild_opts bo = {c->ingress_class, c->source, c->default_cert, 0};
+    struct snapbuild_opts bo = {c->ingress_class, c->source,       c->default_cert,  0,
+                                c->mesh_dir,      c->trust_domain, c->cluster_domain};
     struct ctl_counts counts;
     struct snapbuild_result r;
     char err[512], q[600];
@@ -687,11 +692,13 @@ int main(int argc, char **argv)
         {"mesh-trust-bundle-out", required_argument, NULL, 0x107},
         {"mesh-token-file", required_argument, NULL, 0x108},
         {"mesh-server-names", required_argument, NULL, 0x109},
+        {"cluster-domain", required_argument, NULL, 0x10a},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *dir = NULL, *sock = NULL, *cls = "strait", *frame_out = NULL, *admin = NULL;
     const char *kubeconfig = NULL, *watch_ns = NULL, *env, *default_cert = NULL, *slash;
+    const char *td, *cluster_domain = "cluster.local";
     struct kube_source_opts ko;
     struct kube_config kcfg;
     struct leader_opts lo;
@@ -760,6 +767,9 @@ int main(int argc, char **argv)
             break;
         case 0x109:
             mo.server_names = optarg;
+            break;
+        case 0x10a:
+            cluster_domain = optarg;
             break;
         case 'P':
             so.publish_service = optarg;
@@ -868,7 +878,16 @@ int main(int argc, char **argv)
                         "--mesh-root-secret (the Secret needs cluster mode)\n");
         return 2;
     }
-    if (mesh && !cluster && !mo.token_file) {
+    td = mo.trust_domain ? mo.trust_domain : MESHID_DEFAULT_TD;
+    if (mesh && (!kube_decode_dns_name(td) || !kube_decode_dns_name(cluster_domain))) {
+        fprintf(stderr,
+                "strait-controller: --trust-domain %s / --cluster-domain %s: want DNS "
+                "names (lower case)\n",
+                td, cluster_domain);
+        return 2;
+    }
+    /* --dump and --frame-out only build one snapshot: no identity endpoint */
+    if (mesh && !cluster && !mo.token_file && !dump && !frame_out) {
         fprintf(stderr, "strait-controller: --mesh without a cluster needs --mesh-token-file\n");
         return 2;
     }
@@ -903,9 +922,12 @@ int main(int argc, char **argv)
     c.dir = dir;
     c.ingress_class = cls;
     c.default_cert = default_cert;
+    c.mesh_dir = mesh;
+    c.trust_domain = td;
+    c.cluster_domain = cluster_domain;
     c.inotify_fd = -1;
     if (!cluster) {
-        struct snapbuild_opts bo = {cls, c.source, default_cert, 0};
+        struct snapbuild_opts bo = {cls, c.source, default_cert, 0, mesh, td, cluster_domain};
         snprintf(c.source, sizeof(c.source), "file:%s", dir);
         if (dump || frame_out) {
             rc = ctl_one_shot(dir, &bo, dump, frame_out);

@@ -18,6 +18,7 @@ enum model_kind {
     MODEL_KIND_ENDPOINT_SLICE,
     MODEL_KIND_SECRET,
     MODEL_KIND_GATEWAY, /* strait.dev/v1alpha1; routed by snapbuild (gwbuild) */
+    MODEL_KIND_POD,     /* only with --mesh in cluster mode: the mesh directory (meshbuild) */
     MODEL_KIND_COUNT
 };
 
@@ -207,7 +208,8 @@ struct model_ingress {
 struct model_service_port {
     const char *name; /* "" when unnamed */
     long port;
-    int app_https; /* appProtocol is "https" (any case): the backend speaks TLS */
+    int app_https;            /* appProtocol is "https" (any case): the backend speaks TLS */
+    const char *app_protocol; /* spec.ports[].appProtocol as written, "" when absent */
 };
 
 struct model_service {
@@ -219,6 +221,10 @@ struct model_service {
     size_t n_weights;
     struct model_problem *problems; /* the annotations that were not usable, in key order */
     size_t n_problems;
+    /* spec.clusterIPs (else spec.clusterIP) as written: "None" for a headless Service */
+    const char **cluster_ips;
+    size_t n_cluster_ips;
+    const char *opaque_ports; /* annotation strait.dev/opaque-ports, "" when absent */
 };
 
 struct model_slice_port {
@@ -231,6 +237,7 @@ struct model_slice_endpoint {
     size_t n_addresses;
     int ready;               /* conditions.ready != false */
     const char *target_name; /* targetRef.name (the pod), "" when absent */
+    int target_pod;          /* targetRef.kind is Pod */
 };
 
 enum model_address_type { MODEL_ADDR_IPV4 = 1, MODEL_ADDR_IPV6, MODEL_ADDR_FQDN };
@@ -253,6 +260,20 @@ struct model_endpoint_slice {
  * bytes hold is checked by snapbuild (certcheck), not here: a bad certificate must not make
  * the object vanish, or a host could not keep its last good one.
  */
+/*
+ * A Pod, for the mesh directory: who it runs as and whether it carries the sidecar. meshed:
+ * annotation strait.dev/inject "enabled", or a container or initContainer named
+ * "strait-proxy" (the injected sidecar).
+ */
+struct model_pod {
+    struct model_meta meta;
+    const char *service_account; /* spec.serviceAccountName, "default" when unset */
+    const char **ips;            /* status.podIPs (else status.podIP) */
+    size_t n_ips;
+    int meshed;
+    const char *phase; /* status.phase, "" when absent */
+};
+
 struct model_secret {
     struct model_meta meta;
     const char *type;

@@ -51,6 +51,7 @@
 #include "certcheck.h"
 #include "gwbuild.h"
 #include "log.h"
+#include "meshbuild.h"
 
 #define SB_CHUNK 8192
 
@@ -973,23 +974,100 @@ static int sb_cluster_policy(struct snapbuild_arena *a, const struct model_polic
     return 0;
 }
 
-/* Index of the cluster for c in the sorted, unique array cl. */
-static uint32_t sb_find_cluster(const struct sb_cluster *cl, size_t n, const struct sb_cand *c)
+/* Index of cluster key in the sorted, unique array cl, or SNAPWIRE_NONE. */
+static uint32_t sb_find_key(const struct sb_cluster *cl, size_t n, const struct sb_cluster *key)
 {
-    struct sb_cluster key = sb_cluster_of(c);
     size_t lo = 0, hi = n, mid;
     int r;
 
     while (lo < hi) {
         mid = lo + (hi - lo) / 2;
-        r = sb_cmp_cluster(&key, &cl[mid]);
+        r = sb_cmp_cluster(key, &cl[mid]);
         if (!r) return (uint32_t)mid;
         if (r < 0)
             hi = mid;
         else
             lo = mid + 1;
     }
-    return SNAPWIRE_NONE; /* unreachable: every candidate's cluster was inserted */
+    return SNAPWIRE_NONE;
+}
+
+/* Index of the cluster for c in the sorted, unique array cl. */
+static uint32_t sb_find_cluster(const struct sb_cluster *cl, size_t n, const struct sb_cand *c)
+{
+    struct sb_cluster key = sb_cluster_of(c);
+
+    /* never NONE: every candidate's cluster was inserted */
+    return sb_find_key(cl, n, &key);
+}
+
+/* ---- the mesh directory (--mesh; meshbuild.c): a plain cluster per Service port ---- */
+
+struct sb_mesh {
+    struct sb_cluster *cl;
+    size_t n;
+};
+
+static int sb_mesh_count(void *arg, const struct model_service *svc,
+                         const struct model_service_port *sp)
+{
+    (void)svc;
+    (void)sp;
+    (*(size_t *)arg)++;
+    return 0;
+}
+
+static int sb_mesh_push(void *arg, const struct model_service *svc,
+                        const struct model_service_port *sp)
+{
+    struct sb_mesh *m = arg;
+
+    m->cl[m->n++] = sb_cluster_make(svc, sp, 0, NULL, NULL, NULL);
+    return 0;
+}
+
+static uint32_t sb_mesh_cluster(void *arg, const struct model_service *svc,
+                                const struct model_service_port *sp)
+{
+    const struct sb_mesh *m = arg;
+    struct sb_cluster key = sb_cluster_make(svc, sp, 0, NULL, NULL, NULL);
+
+    return sb_find_key(m->cl, m->n, &key);
+}
+
+/* The mesh sections and META fields of s, into the arena; 0 or -1 (memory). */
+static int sb_mesh_directory(struct snapbuild_arena *a, const struct model_cache *cache,
+                             const struct snapbuild_opts *o, struct sb_cluster *cl, size_t n_cl,
+                             struct snapwire_snapshot *s, char *err, size_t errlen)
+{
+    struct sb_mesh m = {cl, n_cl};
+    struct meshbuild_result r;
+    size_t i;
+    int rc = -1;
+
+    if (!(s->meta.trust_domain = sb_strdup(a, o->trust_domain)) ||
+        !(s->meta.cluster_domain =
+              sb_strdup(a, o->cluster_domain ? o->cluster_domain : "cluster.local")))
+        return -1;
+    if (meshbuild_build(cache, o->trust_domain, sb_mesh_cluster, &m, &r, err, errlen)) return -1;
+    s->n_mesh_services = (uint32_t)r.n_services;
+    s->n_mesh_ids = (uint32_t)r.n_ids;
+    if (!(s->mesh_services = sb_alloc(a, r.n_services * sizeof(*s->mesh_services))) ||
+        !(s->mesh_ids = sb_alloc(a, r.n_ids * sizeof(*s->mesh_ids))))
+        goto done;
+    for (i = 0; i < r.n_services; i++) {
+        s->mesh_services[i] = r.services[i];
+        if (!(s->mesh_services[i].ns = sb_strdup(a, r.services[i].ns)) ||
+            !(s->mesh_services[i].name = sb_strdup(a, r.services[i].name)) ||
+            !(s->mesh_services[i].address = sb_strdup(a, r.services[i].address)))
+            goto done;
+    }
+    for (i = 0; i < r.n_ids; i++)
+        if (!(s->mesh_ids[i].uri = sb_strdup(a, r.ids[i].uri))) goto done;
+    rc = 0;
+done:
+    meshbuild_free(&r);
+    return rc;
 }
 
 /* ---- TLS ---- */
@@ -1755,7 +1833,7 @@ static int sb_gw_status(struct snapbuild_result *out, struct gwb_set *gws)
 int snapbuild_build(const struct model_cache *cache, const char *ingress_class, const char *source,
                     struct snapbuild_result *out, char *err, size_t errlen)
 {
-    struct snapbuild_opts o = {ingress_class, source, NULL, 0};
+    struct snapbuild_opts o = {.ingress_class = ingress_class, .source = source};
 
     return snapbuild_build_opts(cache, &o, out, err, errlen);
 }
@@ -1875,7 +1953,8 @@ int snapbuild_build_opts(const struct model_cache *cache, const struct snapbuild
     }
 
     /* clusters: the distinct service ports the surviving routes (their backends and mirrors)
-     * and the default point at */
+     * and the default point at, and with --mesh every Service port of the mesh directory */
+    if (o->mesh) meshbuild_each_port(cache, sb_mesh_count, &e0);
     if (!(cl = malloc(e0 * sizeof(*cl)))) goto nomem;
     for (i = 0; i < routes.n; i++) {
         const struct gwb_rule *gr = routes.v[i].gr ? routes.v[i].gr->rule : NULL;
@@ -1891,6 +1970,11 @@ int snapbuild_build_opts(const struct model_cache *cache, const struct snapbuild
     }
     for (i = 0; i < defaults.n; i++)
         cl[n_cl++] = sb_cluster_of(&defaults.v[i]);
+    if (o->mesh) {
+        struct sb_mesh mp = {cl, n_cl};
+        meshbuild_each_port(cache, sb_mesh_push, &mp);
+        n_cl = mp.n;
+    }
     sb_sort(cl, n_cl, sizeof(*cl), sb_cmp_cluster_q);
     for (i = 0, e0 = 0; i < n_cl; i++)
         if (!e0 || sb_cmp_cluster(&cl[e0 - 1], &cl[i])) cl[e0++] = cl[i];
@@ -2017,6 +2101,7 @@ int snapbuild_build_opts(const struct model_cache *cache, const struct snapbuild
     sb_log_materials(&x);
     s->meta.default_max_body = defaults.n ? defaults.v[0].ing->max_body : SNAPWIRE_BODY_DEFAULT;
     if (!(s->meta.source = sb_strdup(a, source ? source : ""))) goto nomem;
+    if (o->mesh && sb_mesh_directory(a, cache, o, cl, n_cl, s, err, errlen)) goto nomem;
     /* the v4 sections, into the arena */
     s->n_conds = (uint32_t)v4.n_conds;
     s->n_backends = (uint32_t)v4.n_backends;

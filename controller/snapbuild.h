@@ -98,6 +98,11 @@ struct snapbuild_opts {
     const char *source;       /* goes to meta.source */
     const char *default_cert; /* "ns/name" of --default-ssl-certificate, NULL for none */
     int64_t now;              /* Unix seconds certificates are checked at; 0 = time(NULL) */
+    /* --mesh: the mesh directory (meshbuild.h) in trust domain trust_domain, and a cluster
+     * for every Service port it names; 0: no mesh sections at all */
+    int mesh;
+    const char *trust_domain;   /* with mesh: a DNS name */
+    const char *cluster_domain; /* with mesh; NULL: "cluster.local" */
 };
 
 /*

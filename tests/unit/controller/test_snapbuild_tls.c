@@ -220,7 +220,8 @@ static void render(const struct snapwire_snapshot *s, char *out, size_t n)
 /* Builds yaml (with default_cert, may be NULL) into *r; returns decode-time rejections. */
 static unsigned build(const char *default_cert, struct snapbuild_result *r)
 {
-    struct snapbuild_opts o = {"strait", "file:test", default_cert, 0};
+    struct snapbuild_opts o = {
+        .ingress_class = "strait", .source = "file:test", .default_cert = default_cert};
     struct model_cache cache;
     char err[256];
     unsigned rej;
