@@ -238,7 +238,7 @@ static void tokens_free(struct meshid_tokens *t)
     size_t i;
 
     for (i = 0; i < t->n; i++) {
-        OPENSSL_cleanse(t->v[i].token, strlen(t->v[i].token));
+        if (t->v[i].token) OPENSSL_cleanse(t->v[i].token, strlen(t->v[i].token));
         free(t->v[i].token);
         free(t->v[i].ns);
         free(t->v[i].sa);
@@ -301,8 +301,6 @@ oom:
     snprintf(err, errlen, "out of memory");
 fail:
     OPENSSL_cleanse(line, sizeof(line));
-    for (size_t i = 0; i < t.n; i++)
-        if (!t.v[i].token) t.v[i].token = strdup("");
     tokens_free(&t);
     return -1;
 }

@@ -10,8 +10,8 @@
  * 4xx of its own: 400 (request line, header syntax, conflicting lengths), 404, 405 with Allow, 411
  * (a body without Content-Length: chunked is not taken), 413, 431. A handler may answer later
  * (MESHSRV_ASYNC): the connection waits, bounded by its timer.
- * Does not: keep-alive, pipelining, Expect: 100-continue (curl sends the body after its
- * wait anyway), client certificates, or know what any path means.
+ * Does not: keep-alive, pipelining, client certificates, or know what any path means
+ * (Expect: 100-continue gets its interim answer, best effort).
  * Invariants: one loop; every connection is bounded by a timer (MESHSRV_TIMEOUT) and at most
  * MESHSRV_MAX_CONNS are open; a handler is called at most once per connection; a connection
  * whose asynchronous answer is pending is only freed by meshsrv_finish (closing it before
@@ -402,6 +402,20 @@ static void msrv_dispatch(struct msrv_conn *c)
     msrv_reply(c, r.status, r.content_type, r.body, NULL);
 }
 
+/*
+ * "Expect: 100-continue" with the body still to come: the interim answer, so the client
+ * sends at once instead of after its wait. Best effort: if it cannot be written now, the
+ * client sends after its timeout anyway.
+ */
+static void msrv_continue(struct msrv_conn *c)
+{
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    const char *e = meshsrv_header(&c->req, "Expect");
+
+    if (!e || strcasecmp(e, "100-continue") || c->in_len >= c->head_len + c->body_len) return;
+    if (SSL_write(c->ssl, cont, (int)sizeof(cont) - 1) <= 0) ERR_clear_error();
+}
+
 /* Reads what is there; dispatches or answers an error once the request is complete. */
 static void msrv_read(struct msrv_conn *c)
 {
@@ -430,6 +444,7 @@ static void msrv_read(struct msrv_conn *c)
                 msrv_reply_error(c, st, why, NULL);
                 return;
             }
+            msrv_continue(c);
         }
         if (c->in_len >= c->head_len + c->body_len) {
             if (c->in_len > c->head_len + c->body_len) {

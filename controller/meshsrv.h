@@ -50,8 +50,9 @@ void meshsrv_finish(struct meshsrv_request *req, int status, const char *content
 
 /*
  * Listens on sa (non-blocking, SO_REUSEADDR) with the TLS certificate and key given (PEM)
- * and serves on loop; logs event=mesh_listening addr=A:P. Returns the server, or NULL with
- * err filled.
+ * and serves on loop; logs event=mesh_listening addr=A:P. The process must ignore SIGPIPE
+ * (the controller does): OpenSSL writes to the socket with write(2). Returns the server, or NULL
+ * with err filled.
  */
 struct meshsrv *meshsrv_start(struct ev_loop *loop, const struct sockaddr *sa, socklen_t salen,
                               const char *cert_pem, const char *key_pem, char *err, size_t errlen);

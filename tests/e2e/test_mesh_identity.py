@@ -93,6 +93,16 @@ class MeshIdentityFileMode(StraitTest):
         st, body = identity(self.port, self.bundle, "tok-db", {"csr": csr}, host="127.0.0.1")
         self.assertEqual(st, 200, body)
         self.assertEqual(body["identity"], "spiffe://cluster.local/ns/shop/sa/db")
+        # an RSA key (a body over 1 KiB: curl asks Expect: 100-continue and is answered at once)
+        rsa = os.path.join(d, "rsa.csr")
+        subprocess.run(["openssl", "req", "-new", "-newkey", "rsa:3072", "-nodes", "-keyout",
+                        os.path.join(d, "rsa.key"), "-subj", "/CN=x", "-out", rsa],
+                       check=True, capture_output=True)
+        t0 = time.monotonic()
+        st, body = identity(self.port, self.bundle, "tok-web", {"csr": open(rsa).read()},
+                            extra=["-v"])
+        self.assertEqual(st, 200, body)
+        self.assertLess(time.monotonic() - t0, 0.9)
         # unknown, missing token: 401
         st, body = identity(self.port, self.bundle, "tok-nobody", {"csr": csr})
         self.assertEqual(st, 401, body)
@@ -113,12 +123,12 @@ class MeshIdentityFileMode(StraitTest):
         # metrics and logs (never a token)
         from harness import local_get
         m = local_get(self.ctl_port, "/metrics")[1].decode()
-        self.assertIn('strait_mesh_certificates_issued_total{result="ok"} 2', m)
+        self.assertIn('strait_mesh_certificates_issued_total{result="ok"} 3', m)
         self.assertIn('strait_mesh_certificates_issued_total{result="denied"} 2', m)
         self.assertIn('strait_mesh_certificates_issued_total{result="invalid"} 5', m)
         self.assertRegex(m, r"strait_mesh_root_expiry_seconds [1-9]\d+")
         log = self.s.controller_log()
-        self.assertEqual(len(log_events(log, "mesh_identity_issued")), 2)
+        self.assertEqual(len(log_events(log, "mesh_identity_issued")), 3)
         self.assertEqual(len(log_events(log, "mesh_identity_denied")), 2)
         self.assertNotIn("tok-web", log)
         self.assertNotIn("tok-nobody", log)

@@ -33,6 +33,8 @@ static void test_reason(void **state)
     (void)state;
     assert_string_equal(httpmsg_reason(404), "Not Found");
     assert_string_equal(httpmsg_reason(413), "Content Too Large");
+    assert_string_equal(httpmsg_reason(401), "Unauthorized");
+    assert_string_equal(httpmsg_reason(411), "Length Required");
     assert_string_equal(httpmsg_reason(505), "HTTP Version Not Supported");
     assert_string_equal(httpmsg_reason(299), "Unknown");
 }
