@@ -24,8 +24,11 @@
 
 /* Record sizes on the wire. A string reference is {u32 offset, u32 length}. */
 #define REC_META 24 /* u32 default_cluster, str source, u64 default_max_body, u32 default_cert */
-/* v7, mesh snapshots only: REC_META, then 24 str trust_domain, 32 str cluster_domain */
-#define REC_META_MESH 40
+/*
+ * v7, mesh snapshots only: REC_META, then 24 str trust_domain, 32 str cluster_domain,
+ * 40 u8 authz_default_deny, 41 u8 pad[7]
+ */
+#define REC_META_MESH 48
 #define REC_LISTENER 20 /* str name, str address, u16 port, u8 protocol, u8 pad */
 #define REC_VHOST 16    /* str host, u32 first_route, u32 route_count */
 /*
@@ -68,12 +71,18 @@
  * 36 u16 port, 38 u8 proto, 39 u8 mtls
  */
 #define REC_MESH_SERVICE 40
-#define REC_MESH_ID 8    /* str uri */
+#define REC_MESH_ID 8 /* str uri */
+/*
+ *  0 str ns, 8 str name, 16 str source, 24 u32 first_principal, 28 u32 principal_count,
+ * 32 u16 port, 34 u8 action, 35 u8 pad[5]
+ */
+#define REC_AUTHZ 40
+#define REC_PRINCIPAL 12 /* str value, u8 kind, u8 pad[3] */
 #define SECTION_ENTRY 12 /* u32 type, u32 offset, u32 length */
 #define MAX_SECTIONS 64
 #define MAX_STRING (64u << 10)
 #define MAX_PEM (1u << 20)
-#define SEC_MAX SNAPWIRE_SEC_MESH_IDS /* highest section type this reader knows */
+#define SEC_MAX SNAPWIRE_SEC_AUTHZ_PRINCIPALS /* highest section type this reader knows */
 #define CLUSTER_DOMAIN_DEFAULT "cluster.local"
 #define SPIFFE_SCHEME "spiffe://"
 
@@ -558,6 +567,103 @@ static int check_mesh(const struct snapwire_snapshot *s, char *err, size_t errle
     return 0;
 }
 
+/* Order of principals inside a policy: kind, then strcmp of the value. */
+static int principal_cmp(const struct snapwire_principal *a, const struct snapwire_principal *b)
+{
+    if (a->kind != b->kind) return (a->kind > b->kind) - (a->kind < b->kind);
+    return strcmp(nz(a->value), nz(b->value));
+}
+
+/* Order of policies: target Service (ns, name), port, then source. */
+static int authz_cmp(const struct snapwire_authz *a, const struct snapwire_authz *b)
+{
+    int c = strcmp(nz(a->ns), nz(b->ns));
+
+    if (!c) c = strcmp(nz(a->name), nz(b->name));
+    if (!c) c = (a->port > b->port) - (a->port < b->port);
+    if (!c) c = strcmp(nz(a->source), nz(b->source));
+    return c;
+}
+
+/* A namespace name: an RFC 1123 label (a-z, 0-9, '-', not at either end, 1..63 bytes). */
+static int valid_label(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-') return 0;
+    return valid_domain(s, 63, 0) && !strchr(s, '.');
+}
+
+/* What is wrong with principal p of a snapshot whose trust domain is td, or NULL. */
+static const char *check_principal(const struct snapwire_principal *p, const char *td)
+{
+    const char *v = nz(p->value);
+
+    switch (p->kind) {
+    case SNAPWIRE_PRINCIPAL_IDENTITY:
+        return valid_spiffe_id(v, td) ? NULL : "not a spiffe:// URI in the trust domain";
+    case SNAPWIRE_PRINCIPAL_NAMESPACE:
+        return valid_label(v) ? NULL : "not a namespace name";
+    case SNAPWIRE_PRINCIPAL_AUTHENTICATED:
+    case SNAPWIRE_PRINCIPAL_UNAUTHENTICATED:
+        return *v ? "value set" : NULL;
+    default:
+        return "bad kind";
+    }
+}
+
+/* What is wrong with policy a on its own, or NULL. */
+static const char *check_authz(const struct snapwire_snapshot *s, const struct snapwire_authz *a)
+{
+    uint32_t k;
+
+    if (!*nz(a->ns) || !*nz(a->name)) return "empty namespace or name";
+    if (!*nz(a->source)) return "empty source";
+    if (a->action != SNAPWIRE_AUTHZ_ALLOW && a->action != SNAPWIRE_AUTHZ_DENY) return "bad action";
+    if (!a->principal_count) return "no principals";
+    if ((uint64_t)a->first_principal + a->principal_count > s->n_principals)
+        return "principals out of range";
+    for (k = 1; k < a->principal_count; k++)
+        if (principal_cmp(&s->principals[a->first_principal + k - 1],
+                          &s->principals[a->first_principal + k]) >= 0)
+            return "principals not sorted or duplicate";
+    return NULL;
+}
+
+/* The v7 authorization records and META authz_default_deny (see snapwire.h). */
+static int check_authz_sections(const struct snapwire_snapshot *s, char *err, size_t errlen)
+{
+    const char *td = nz(s->meta.trust_domain), *why;
+    uint32_t i;
+
+    if (!*td) {
+        if (!s->n_authz && !s->n_principals && !s->meta.authz_default_deny) return 0;
+        set_err(err, errlen, "meta: authorization records without a trust domain");
+        return -1;
+    }
+    if (s->meta.authz_default_deny > 1) {
+        set_err(err, errlen, "meta: bad authz_default_deny %u", s->meta.authz_default_deny);
+        return -1;
+    }
+    for (i = 0; i < s->n_principals; i++) {
+        why = check_principal(&s->principals[i], td);
+        if (why) {
+            set_err(err, errlen, "principal %u: %s", i, why);
+            return -1;
+        }
+    }
+    for (i = 0; i < s->n_authz; i++) {
+        why = check_authz(s, &s->authz[i]);
+        if (!why && i > 0 && authz_cmp(&s->authz[i - 1], &s->authz[i]) >= 0)
+            why = "not sorted by (ns, name, port, source) or duplicate";
+        if (why) {
+            set_err(err, errlen, "authz %u: %s", i, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /*
  * Consistency rules shared by encoder and decoder, applied to the in-memory form. Returns 0 or
  * -1 with err filled.
@@ -630,7 +736,7 @@ static int check_snapshot(const struct snapwire_snapshot *s, char *err, size_t e
         }
     }
     if (check_v4_sections(s, err, errlen) < 0) return -1;
-    if (check_mesh(s, err, errlen) < 0) return -1;
+    if (check_mesh(s, err, errlen) < 0 || check_authz_sections(s, err, errlen) < 0) return -1;
     /* wsum[k]: the sum of the first k backend weights, so that a route's sum costs O(1)
      * however many routes share a range */
     wsum = malloc(((size_t)s->n_backends + 1) * sizeof(*wsum));
@@ -888,16 +994,20 @@ static void strtab_free(struct strtab *t)
 int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint8_t **out,
                     size_t *out_len, char *err, size_t errlen)
 {
-    enum { NSEC_MAX = 15, NSEC_PLAIN = 13 };
+    enum { NSEC_MAX = 17, NSEC_PLAIN = 13 };
     struct strtab st = {0};
     uint8_t *recs[NSEC_MAX] = {0};
     size_t rlen[NSEC_MAX] = {0};
     static const uint32_t types[NSEC_MAX] = {
-        SNAPWIRE_SEC_STRINGS,     SNAPWIRE_SEC_META,          SNAPWIRE_SEC_LISTENERS,
-        SNAPWIRE_SEC_VHOSTS,      SNAPWIRE_SEC_ROUTES,        SNAPWIRE_SEC_CLUSTERS,
-        SNAPWIRE_SEC_ENDPOINTS,   SNAPWIRE_SEC_CERTS,         SNAPWIRE_SEC_TLS_HOSTS,
-        SNAPWIRE_SEC_MATCH_CONDS, SNAPWIRE_SEC_BACKENDS,      SNAPWIRE_SEC_FILTERS,
-        SNAPWIRE_SEC_HDR_EDITS,   SNAPWIRE_SEC_MESH_SERVICES, SNAPWIRE_SEC_MESH_IDS};
+        SNAPWIRE_SEC_STRINGS,         SNAPWIRE_SEC_META,
+        SNAPWIRE_SEC_LISTENERS,       SNAPWIRE_SEC_VHOSTS,
+        SNAPWIRE_SEC_ROUTES,          SNAPWIRE_SEC_CLUSTERS,
+        SNAPWIRE_SEC_ENDPOINTS,       SNAPWIRE_SEC_CERTS,
+        SNAPWIRE_SEC_TLS_HOSTS,       SNAPWIRE_SEC_MATCH_CONDS,
+        SNAPWIRE_SEC_BACKENDS,        SNAPWIRE_SEC_FILTERS,
+        SNAPWIRE_SEC_HDR_EDITS,       SNAPWIRE_SEC_MESH_SERVICES,
+        SNAPWIRE_SEC_MESH_IDS,        SNAPWIRE_SEC_AUTHZ,
+        SNAPWIRE_SEC_AUTHZ_PRINCIPALS};
     /* a snapshot without a trust domain is written exactly as v6 wrote it (snapwire.h) */
     int mesh = *nz(s->meta.trust_domain) != '\0', nsec = mesh ? NSEC_MAX : NSEC_PLAIN;
     uint8_t *frame = NULL, *p;
@@ -920,6 +1030,8 @@ int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint
     rlen[12] = (size_t)s->n_hdr_edits * REC_HDR_EDIT;
     rlen[13] = (size_t)s->n_mesh_services * REC_MESH_SERVICE;
     rlen[14] = (size_t)s->n_mesh_ids * REC_MESH_ID;
+    rlen[15] = (size_t)s->n_authz * REC_AUTHZ;
+    rlen[16] = (size_t)s->n_principals * REC_PRINCIPAL;
     for (k = 1; k < nsec; k++) {
         if (rlen[k] > SNAPWIRE_MAX_FRAME) {
             set_err(err, errlen, "snapshot too large");
@@ -940,6 +1052,7 @@ int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint
                     *nz(s->meta.cluster_domain) ? s->meta.cluster_domain : CLUSTER_DOMAIN_DEFAULT,
                     p + 32, err, errlen) < 0))
         goto fail;
+    if (mesh) p[40] = s->meta.authz_default_deny;
     for (i = 0; i < s->n_listeners; i++) {
         p = recs[2] + (size_t)i * REC_LISTENER;
         if (strtab_add(&st, s->listeners[i].name, p, err, errlen) < 0 ||
@@ -1079,6 +1192,23 @@ int snapwire_encode(const struct snapwire_snapshot *s, uint64_t generation, uint
         if (strtab_add(&st, s->mesh_ids[i].uri, recs[14] + (size_t)i * REC_MESH_ID, err, errlen) <
             0)
             goto fail;
+    for (i = 0; i < s->n_authz; i++) {
+        const struct snapwire_authz *a = &s->authz[i];
+        p = recs[15] + (size_t)i * REC_AUTHZ;
+        if (strtab_add(&st, a->ns, p, err, errlen) < 0 ||
+            strtab_add(&st, a->name, p + 8, err, errlen) < 0 ||
+            strtab_add(&st, a->source, p + 16, err, errlen) < 0)
+            goto fail;
+        put32(p + 24, a->first_principal);
+        put32(p + 28, a->principal_count);
+        put16(p + 32, a->port);
+        p[34] = a->action;
+    }
+    for (i = 0; i < s->n_principals; i++) {
+        p = recs[16] + (size_t)i * REC_PRINCIPAL;
+        if (strtab_add(&st, s->principals[i].value, p, err, errlen) < 0) goto fail;
+        p[8] = s->principals[i].kind;
+    }
     recs[0] = st.data;
     rlen[0] = st.len;
 
@@ -1304,6 +1434,11 @@ static int read_records(struct reader *r, const struct section *sec, struct snap
         if (sec[SNAPWIRE_SEC_META].len == REC_META_MESH) {
             STR(p + 24, &s->meta.trust_domain, "meta trust_domain");
             STR(p + 32, &s->meta.cluster_domain, "meta cluster_domain");
+            if (!zero_pad(p + 41, 7)) {
+                set_err(r->err, r->errlen, "meta: nonzero padding");
+                return -1;
+            }
+            if (fill) s->meta.authz_default_deny = p[40];
         }
     } else if (fill) {
         s->meta.default_cluster = SNAPWIRE_NONE;
@@ -1487,6 +1622,32 @@ static int read_records(struct reader *r, const struct section *sec, struct snap
     for (i = 0; i < s->n_mesh_ids; i++)
         STR(sec[SNAPWIRE_SEC_MESH_IDS].p + (size_t)i * REC_MESH_ID, &s->mesh_ids[i].uri,
             "mesh id %u", i);
+    for (i = 0; i < s->n_authz; i++) {
+        const uint8_t *p = sec[SNAPWIRE_SEC_AUTHZ].p + (size_t)i * REC_AUTHZ;
+        STR(p, &s->authz[i].ns, "authz %u namespace", i);
+        STR(p + 8, &s->authz[i].name, "authz %u name", i);
+        STR(p + 16, &s->authz[i].source, "authz %u source", i);
+        if (!zero_pad(p + 35, 5)) {
+            set_err(r->err, r->errlen, "authz %u: nonzero padding", i);
+            return -1;
+        }
+        if (fill) {
+            struct snapwire_authz *a = &s->authz[i];
+            a->first_principal = get32(p + 24);
+            a->principal_count = get32(p + 28);
+            a->port = get16(p + 32);
+            a->action = p[34];
+        }
+    }
+    for (i = 0; i < s->n_principals; i++) {
+        const uint8_t *p = sec[SNAPWIRE_SEC_AUTHZ_PRINCIPALS].p + (size_t)i * REC_PRINCIPAL;
+        STR(p, &s->principals[i].value, "principal %u", i);
+        if (!zero_pad(p + 9, 3)) {
+            set_err(r->err, r->errlen, "principal %u: nonzero padding", i);
+            return -1;
+        }
+        if (fill) s->principals[i].kind = p[8];
+    }
 #undef PEM
 #undef STR
 #undef STRX
@@ -1511,6 +1672,8 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
         [SNAPWIRE_SEC_HDR_EDITS] = REC_HDR_EDIT,
         [SNAPWIRE_SEC_MESH_SERVICES] = REC_MESH_SERVICE,
         [SNAPWIRE_SEC_MESH_IDS] = REC_MESH_ID,
+        [SNAPWIRE_SEC_AUTHZ] = REC_AUTHZ,
+        [SNAPWIRE_SEC_AUTHZ_PRINCIPALS] = REC_PRINCIPAL,
     };
     struct section sec[SEC_MAX + 1];
     struct snapwire_snapshot s;
@@ -1557,7 +1720,7 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
             set_err(err, errlen, "duplicate section type %u", type);
             return -1;
         }
-        /* META: one record, 24 bytes (v6 layout) or 40 (mesh), checked below */
+        /* META: one record, 24 bytes (v6 layout) or 48 (mesh), checked below */
         if (type != SNAPWIRE_SEC_STRINGS && type != SNAPWIRE_SEC_META &&
             slen % recsize[type] != 0) {
             set_err(err, errlen, "section type %u length %u is not a whole number of records", type,
@@ -1588,6 +1751,8 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
     s.n_hdr_edits = sec[SNAPWIRE_SEC_HDR_EDITS].len / REC_HDR_EDIT;
     s.n_mesh_services = sec[SNAPWIRE_SEC_MESH_SERVICES].len / REC_MESH_SERVICE;
     s.n_mesh_ids = sec[SNAPWIRE_SEC_MESH_IDS].len / REC_MESH_ID;
+    s.n_authz = sec[SNAPWIRE_SEC_AUTHZ].len / REC_AUTHZ;
+    s.n_principals = sec[SNAPWIRE_SEC_AUTHZ_PRINCIPALS].len / REC_PRINCIPAL;
 
     memset(&r, 0, sizeof(r));
     /* no STRINGS section: only empty strings are valid, and they must not touch NULL */
@@ -1605,7 +1770,8 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
         (size_t)s.n_tls_hosts * sizeof(*s.tls_hosts) + (size_t)s.n_conds * sizeof(*s.conds) +
         (size_t)s.n_filters * sizeof(*s.filters) + (size_t)s.n_hdr_edits * sizeof(*s.hdr_edits) +
         (size_t)s.n_mesh_services * sizeof(*s.mesh_services) +
-        (size_t)s.n_mesh_ids * sizeof(*s.mesh_ids) + (size_t)s.n_backends * sizeof(*s.backends);
+        (size_t)s.n_mesh_ids * sizeof(*s.mesh_ids) + (size_t)s.n_authz * sizeof(*s.authz) +
+        (size_t)s.n_principals * sizeof(*s.principals) + (size_t)s.n_backends * sizeof(*s.backends);
     sz = arrays + r.pool_sz + 1;
     arena = malloc(sz);
     if (!arena) {
@@ -1629,7 +1795,9 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
     s.hdr_edits = (void *)(s.filters + s.n_filters);
     s.mesh_services = (void *)(s.hdr_edits + s.n_hdr_edits);
     s.mesh_ids = (void *)(s.mesh_services + s.n_mesh_services);
-    s.backends = (void *)(s.mesh_ids + s.n_mesh_ids);
+    s.authz = (void *)(s.mesh_ids + s.n_mesh_ids);
+    s.principals = (void *)(s.authz + s.n_authz);
+    s.backends = (void *)(s.principals + s.n_principals);
     r.pool = arena + arrays;
     r.pool_sz = 0;
     if (read_records(&r, sec, &s) < 0 || check_snapshot(&s, err, errlen) < 0 ||
@@ -1644,7 +1812,7 @@ int snapwire_decode(const void *buf, size_t len, struct snapwire_snapshot *out, 
             return -1;
         }
     }
-    /* the encoder writes the 40-byte META only in a mesh snapshot */
+    /* the encoder writes the 48-byte META only in a mesh snapshot */
     if (sec[SNAPWIRE_SEC_META].len == REC_META_MESH &&
         (!s.meta.trust_domain[0] || !s.meta.cluster_domain[0])) {
         set_err(err, errlen, "meta: mesh record without a trust domain or cluster domain");
@@ -1928,6 +2096,39 @@ static void gen_route_v4(yajl_gen g, const struct snapwire_snapshot *s,
     }
 }
 
+/* The v7 authorization policies (part of the mesh part of the dump). */
+static void gen_authz(yajl_gen g, const struct snapwire_snapshot *s)
+{
+    static const char *kind_names[] = {"", "identity", "namespace", "authenticated",
+                                       "unauthenticated"};
+    uint32_t i, k;
+
+    jsongen_kv_str(g, "authz_default", s->meta.authz_default_deny ? "deny" : "allow");
+    jsongen_str(g, "authz");
+    yajl_gen_array_open(g);
+    for (i = 0; i < s->n_authz; i++) {
+        const struct snapwire_authz *a = &s->authz[i];
+        yajl_gen_map_open(g);
+        jsongen_kv_str(g, "namespace", a->ns);
+        jsongen_kv_str(g, "name", a->name);
+        gen_kv_int(g, "port", a->port);
+        jsongen_kv_str(g, "action", a->action == SNAPWIRE_AUTHZ_DENY ? "deny" : "allow");
+        jsongen_kv_str(g, "source", a->source);
+        jsongen_str(g, "from");
+        yajl_gen_array_open(g);
+        for (k = 0; k < a->principal_count; k++) {
+            const struct snapwire_principal *p = &s->principals[a->first_principal + k];
+            yajl_gen_map_open(g);
+            jsongen_kv_str(g, "kind", kind_names[p->kind]);
+            jsongen_kv_str(g, "value", p->value);
+            yajl_gen_map_close(g);
+        }
+        yajl_gen_array_close(g);
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+}
+
 /* The v7 mesh directory; nothing for a snapshot without a trust domain. */
 static void gen_mesh(yajl_gen g, const struct snapwire_snapshot *s)
 {
@@ -1959,6 +2160,7 @@ static void gen_mesh(yajl_gen g, const struct snapwire_snapshot *s)
         yajl_gen_map_close(g);
     }
     yajl_gen_array_close(g);
+    gen_authz(g, s);
 }
 
 char *snapwire_to_json(const struct snapwire_snapshot *s)

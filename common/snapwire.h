@@ -77,6 +77,16 @@
  *     (strcmp(address), port) with no duplicate (address, port), so a reader may
  *     binary-search them; every mesh_id is "spiffe://<meta.trust_domain>/<path>" whose path
  *     segments are non-empty, not "." or "..", of letters, digits, '.', '-', '_'
+ *   - v7 authorization: only in a mesh snapshot (without a trust domain there are no authz
+ *     and principal records and meta.authz_default_deny is 0); meta.authz_default_deny is 0
+ *     or 1; an authz record's ns, name and source are non-empty, action is a known
+ *     snapwire_authz_action, [first_principal, +principal_count) is a non-empty range inside
+ *     principals[] sorted by (kind, strcmp(value)) with no duplicate; authz records are
+ *     sorted by (strcmp(ns), strcmp(name), port, strcmp(source)) with no duplicate, so a
+ *     reader may binary-search a Service's policies (port 0, "all ports", sorts first); a
+ *     principal's kind is a known snapwire_principal_kind; an IDENTITY value is a SPIFFE ID
+ *     in the trust domain (as mesh ids), a NAMESPACE value a DNS label (RFC 1123: a-z, 0-9,
+ *     '-', at most 63 bytes), AUTHENTICATED and UNAUTHENTICATED values are ""
  * Unknown section types are skipped (forward compatibility).
  *
  * Only this module touches raw snapshot bytes.
@@ -101,10 +111,11 @@
  * 6: resilience: CLUSTERS gain active health checks (hc_*), outlier detection settings
  *    (od_*), circuit breaking limits (cb_*), retry budget (rb_*) and slow_start_ms;
  *    ENDPOINTS gain weight.
- * 7: mesh: MESH_SERVICES and MESH_IDS sections, META trust_domain and cluster_domain.
- *    META is 40 bytes in a mesh snapshot (trust_domain set) and keeps its 24-byte v6 layout
+ * 7: mesh: MESH_SERVICES and MESH_IDS sections, META trust_domain and cluster_domain;
+ *    authorization: AUTHZ and AUTHZ_PRINCIPALS sections, META authz_default_deny.
+ *    META is 48 bytes in a mesh snapshot (trust_domain set) and keeps its 24-byte v6 layout
  *    otherwise, so the payload of a snapshot without mesh data is the same as in v6; the
- *    mesh sections are written only in a mesh snapshot.
+ *    mesh and authz sections are written only in a mesh snapshot.
  */
 #define SNAPWIRE_VERSION 7
 #define SNAPWIRE_HEADER_SIZE 32
@@ -128,14 +139,16 @@ enum snapwire_section_type {
     SNAPWIRE_SEC_ROUTES = 5,
     SNAPWIRE_SEC_CLUSTERS = 6,
     SNAPWIRE_SEC_ENDPOINTS = 7,
-    SNAPWIRE_SEC_CERTS = 8,          /* certificates with keys, and CA bundles */
-    SNAPWIRE_SEC_FILTERS = 9,        /* route filters (Gateway), in the order they run */
-    SNAPWIRE_SEC_TLS_HOSTS = 10,     /* SNI name -> certificate(s), client certificate policy */
-    SNAPWIRE_SEC_MATCH_CONDS = 11,   /* header / query conditions of routes */
-    SNAPWIRE_SEC_BACKENDS = 12,      /* weighted backends of routes */
-    SNAPWIRE_SEC_HDR_EDITS = 13,     /* header edits of filters */
-    SNAPWIRE_SEC_MESH_SERVICES = 14, /* v7: (ClusterIP, port) -> cluster, protocol, mTLS */
-    SNAPWIRE_SEC_MESH_IDS = 15       /* v7: SPIFFE identities of mesh services' pods */
+    SNAPWIRE_SEC_CERTS = 8,            /* certificates with keys, and CA bundles */
+    SNAPWIRE_SEC_FILTERS = 9,          /* route filters (Gateway), in the order they run */
+    SNAPWIRE_SEC_TLS_HOSTS = 10,       /* SNI name -> certificate(s), client certificate policy */
+    SNAPWIRE_SEC_MATCH_CONDS = 11,     /* header / query conditions of routes */
+    SNAPWIRE_SEC_BACKENDS = 12,        /* weighted backends of routes */
+    SNAPWIRE_SEC_HDR_EDITS = 13,       /* header edits of filters */
+    SNAPWIRE_SEC_MESH_SERVICES = 14,   /* v7: (ClusterIP, port) -> cluster, protocol, mTLS */
+    SNAPWIRE_SEC_MESH_IDS = 15,        /* v7: SPIFFE identities of mesh services' pods */
+    SNAPWIRE_SEC_AUTHZ = 16,           /* v7: AuthorizationPolicies, one record per policy */
+    SNAPWIRE_SEC_AUTHZ_PRINCIPALS = 17 /* v7: the callers ("from") of the policies */
 };
 
 enum snapwire_match {
@@ -198,6 +211,9 @@ struct snapwire_meta {
     /* the cluster's DNS domain (Service names are <svc>.<ns>.svc.<cluster_domain>);
      * "cluster.local" by default. NULL or "" encode as the default. */
     const char *cluster_domain;
+    /* what a Service port without Allow policies admits (--mesh-default-policy): 0 every
+     * caller, 1 none (only what an Allow policy lets in); always 0 outside a mesh snapshot */
+    uint8_t authz_default_deny;
 };
 
 struct snapwire_listener {
@@ -498,12 +514,44 @@ struct snapwire_mesh_id {
     const char *uri; /* spiffe://<trust-domain>/ns/<ns>/sa/<sa> */
 };
 
+/*
+ * v7 authorization (AuthorizationPolicy, docs/mesh.md "Authorization"): for a Service port,
+ * a DENY policy with a matching principal denies; else, when any ALLOW policy targets the
+ * port, the caller must match a principal of one; else meta.authz_default_deny decides.
+ */
+enum snapwire_authz_action {
+    SNAPWIRE_AUTHZ_ALLOW = 1,
+    SNAPWIRE_AUTHZ_DENY = 2,
+};
+
+enum snapwire_principal_kind {
+    SNAPWIRE_PRINCIPAL_IDENTITY = 1,      /* value: a spiffe:// URI, exact */
+    SNAPWIRE_PRINCIPAL_NAMESPACE = 2,     /* value: a namespace (spiffe://<td>/ns/<value>/sa/any) */
+    SNAPWIRE_PRINCIPAL_AUTHENTICATED = 3, /* value "": any verified identity */
+    SNAPWIRE_PRINCIPAL_UNAUTHENTICATED = 4, /* value "": plaintext callers */
+};
+#define SNAPWIRE_PRINCIPAL_MAX_ SNAPWIRE_PRINCIPAL_UNAUTHENTICATED
+
+struct snapwire_authz {                        /* one policy */
+    const char *ns, *name;                     /* the target Service */
+    uint16_t port;                             /* Service port, 0 = all */
+    uint8_t action;                            /* enum snapwire_authz_action */
+    const char *source;                        /* "ns/policy-name", for logs and metrics */
+    uint32_t first_principal, principal_count; /* principals[first, +count), count >= 1 */
+};
+
+struct snapwire_principal {
+    uint8_t kind; /* enum snapwire_principal_kind */
+    const char *value;
+};
+
 struct snapwire_snapshot {
     uint64_t generation;
     struct snapwire_meta meta;
     uint32_t n_listeners, n_vhosts, n_routes, n_clusters, n_endpoints, n_certs, n_tls_hosts;
     uint32_t n_conds, n_backends, n_filters, n_hdr_edits;
     uint32_t n_mesh_services, n_mesh_ids; /* v7 */
+    uint32_t n_authz, n_principals;       /* v7 */
     struct snapwire_listener *listeners;
     struct snapwire_vhost *vhosts;
     struct snapwire_route *routes;
@@ -517,6 +565,8 @@ struct snapwire_snapshot {
     struct snapwire_hdr_edit *hdr_edits;
     struct snapwire_mesh_service *mesh_services; /* sorted by (address, port) */
     struct snapwire_mesh_id *mesh_ids;
+    struct snapwire_authz *authz; /* sorted by (ns, name, port, source) */
+    struct snapwire_principal *principals;
     void *arena_; /* owned by snapwire_decode(); NULL for caller-built snapshots */
 };
 

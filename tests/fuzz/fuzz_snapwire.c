@@ -57,6 +57,18 @@ static void same_snapshot(const struct snapwire_snapshot *a, const struct snapwi
     }
     for (i = 0; i < a->n_mesh_ids; i++)
         CHECK(streq(a->mesh_ids[i].uri, b->mesh_ids[i].uri));
+    CHECK(a->meta.authz_default_deny == b->meta.authz_default_deny);
+    CHECK(a->n_authz == b->n_authz && a->n_principals == b->n_principals);
+    for (i = 0; i < a->n_authz; i++) {
+        const struct snapwire_authz *x = &a->authz[i], *y = &b->authz[i];
+        CHECK(streq(x->ns, y->ns) && streq(x->name, y->name) && streq(x->source, y->source));
+        CHECK(x->port == y->port && x->action == y->action);
+        CHECK(x->first_principal == y->first_principal);
+        CHECK(x->principal_count == y->principal_count);
+    }
+    for (i = 0; i < a->n_principals; i++)
+        CHECK(a->principals[i].kind == b->principals[i].kind &&
+              streq(a->principals[i].value, b->principals[i].value));
     for (i = 0; i < a->n_listeners; i++) {
         CHECK(streq(a->listeners[i].name, b->listeners[i].name));
         CHECK(streq(a->listeners[i].address, b->listeners[i].address));
@@ -240,6 +252,42 @@ static void check_consistent(const struct snapwire_snapshot *s)
             const struct snapwire_mesh_service *p = &s->mesh_services[i - 1];
             int c = strcmp(p->address, m->address);
             CHECK(c < 0 || (c == 0 && p->port < m->port));
+        }
+    }
+    /* v7: authorization */
+    CHECK(s->meta.authz_default_deny <= 1);
+    if (!s->meta.trust_domain[0])
+        CHECK(!s->n_authz && !s->n_principals && !s->meta.authz_default_deny);
+    for (i = 0; i < s->n_principals; i++) {
+        const struct snapwire_principal *p = &s->principals[i];
+        size_t tl = strlen(s->meta.trust_domain);
+        CHECK(p->kind >= SNAPWIRE_PRINCIPAL_IDENTITY && p->kind <= SNAPWIRE_PRINCIPAL_MAX_);
+        if (p->kind == SNAPWIRE_PRINCIPAL_IDENTITY)
+            CHECK(strncmp(p->value, "spiffe://", 9) == 0 &&
+                  strncmp(p->value + 9, s->meta.trust_domain, tl) == 0 && p->value[9 + tl] == '/');
+        else if (p->kind == SNAPWIRE_PRINCIPAL_NAMESPACE)
+            CHECK(p->value[0] && strlen(p->value) <= 63 && !strchr(p->value, '/'));
+        else
+            CHECK(!p->value[0]);
+    }
+    for (i = 0; i < s->n_authz; i++) {
+        const struct snapwire_authz *a = &s->authz[i];
+        CHECK(a->ns[0] && a->name[0] && a->source[0]);
+        CHECK(a->action == SNAPWIRE_AUTHZ_ALLOW || a->action == SNAPWIRE_AUTHZ_DENY);
+        CHECK(a->principal_count &&
+              (uint64_t)a->first_principal + a->principal_count <= s->n_principals);
+        for (uint32_t k = 1; k < a->principal_count; k++) {
+            const struct snapwire_principal *x = &s->principals[a->first_principal + k - 1],
+                                            *y = &s->principals[a->first_principal + k];
+            CHECK(x->kind < y->kind || (x->kind == y->kind && strcmp(x->value, y->value) < 0));
+        }
+        if (i > 0) {
+            const struct snapwire_authz *p = &s->authz[i - 1];
+            int c = strcmp(p->ns, a->ns);
+            if (!c) c = strcmp(p->name, a->name);
+            if (!c) c = (p->port > a->port) - (p->port < a->port);
+            if (!c) c = strcmp(p->source, a->source);
+            CHECK(c < 0);
         }
     }
     for (i = 0; i < s->n_endpoints; i++) {

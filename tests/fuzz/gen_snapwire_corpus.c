@@ -294,5 +294,23 @@ int main(int argc, char **argv)
     s.mesh_ids = mi;
     s.n_mesh_ids = 3;
     emit(dir, "mesh", &s, 47);
+    /* v7 authorization: an all-ports Allow, a port Deny, every principal kind, default deny */
+    {
+        struct snapwire_principal pr[] = {
+            {SNAPWIRE_PRINCIPAL_IDENTITY, "spiffe://cluster.local/ns/default/sa/web"},
+            {SNAPWIRE_PRINCIPAL_NAMESPACE, "shop"},
+            {SNAPWIRE_PRINCIPAL_AUTHENTICATED, ""},
+            {SNAPWIRE_PRINCIPAL_UNAUTHENTICATED, ""}};
+        struct snapwire_authz az[] = {
+            {"default", "api", 0, SNAPWIRE_AUTHZ_ALLOW, "default/allow-web", 0, 2},
+            {"default", "api", 80, SNAPWIRE_AUTHZ_DENY, "default/no-plain", 3, 1},
+            {"default", "db", 5432, SNAPWIRE_AUTHZ_ALLOW, "default/db", 2, 1}};
+        s.meta.authz_default_deny = 1;
+        s.authz = az;
+        s.n_authz = 3;
+        s.principals = pr;
+        s.n_principals = 4;
+        emit(dir, "authz", &s, 48);
+    }
     return 0;
 }

@@ -706,7 +706,7 @@ static void test_hostile_with_valid_crc(void **state)
         if (get32le(f + 32 + i * 12) == SNAPWIRE_SEC_META) put32le(f + 32 + i * 12 + 8, 12);
     fix_crc(f, len);
     assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
-    assert_non_null(strstr(err, "meta section length 12 is not one record of 24 or 40 bytes"));
+    assert_non_null(strstr(err, "meta section length 12 is not one record of 24 or 48 bytes"));
     free(f);
 
     /* nonzero route padding at the end of the record (route records are 96 bytes) */
@@ -2189,9 +2189,9 @@ static void test_v7_round_trip(void **state)
     char err[256], *json;
 
     f = encode_mesh(&len);
-    assert_int_equal(get32le(f + 24), 15);
+    assert_int_equal(get32le(f + 24), 17);
     section(f, SNAPWIRE_SEC_META, &slen);
-    assert_int_equal(slen, 40);
+    assert_int_equal(slen, 48);
     assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), 0);
     assert_string_equal(d.meta.trust_domain, "cluster.local");
     assert_string_equal(d.meta.cluster_domain, "corp.example");
@@ -2371,7 +2371,7 @@ static void test_v7_encoder_refuses(void **state)
     }
 #define MT(off, str, want)                                                                         \
     {                                                                                              \
-        SNAPWIRE_SEC_META, 0, 40, off, 0, 0, str, want                                             \
+        SNAPWIRE_SEC_META, 0, 48, off, 0, 0, str, want                                             \
     }
 
 /* Every decoder check of version 7, each on its own, with a valid CRC. */
@@ -2423,7 +2423,7 @@ static void test_v7_decoder_rejects(void **state)
             fail_msg("case %zu: error \"%s\", want \"%s\"", i, err, cases[i].want);
         free(f);
     }
-    /* a 40-byte META without a trust domain, in a snapshot with no mesh records */
+    /* a 48-byte META without a trust domain, in a snapshot with no mesh records */
     {
         struct snapwire_mesh_service m[3];
         struct snapwire_snapshot s = mesh_sample(m);
@@ -2455,6 +2455,296 @@ static void test_v7_decoder_rejects(void **state)
     free(f);
     /* every truncation of the mesh frame is refused (guard page: no over-read) */
     f = encode_mesh(&len);
+    for (size_t n = 0; n < len; n++)
+        assert_int_equal(guarded_decode(f, n, &d, err, sizeof(err)), -1);
+    free(f);
+}
+
+/* ---- version 7: authorization policies ---- */
+
+#define W_AUTHZ 40
+#define W_PRINCIPAL 12
+static const struct snapwire_principal PR[] = {{SNAPWIRE_PRINCIPAL_IDENTITY, ID_API},
+                                               {SNAPWIRE_PRINCIPAL_IDENTITY, ID_WEB},
+                                               {SNAPWIRE_PRINCIPAL_NAMESPACE, "shop"},
+                                               {SNAPWIRE_PRINCIPAL_AUTHENTICATED, ""},
+                                               {SNAPWIRE_PRINCIPAL_UNAUTHENTICATED, ""}};
+
+/* Three policies in (ns, name, port, source) order; the last two share principals. */
+static void authz_records(struct snapwire_authz a[3])
+{
+    a[0] = (struct snapwire_authz){"default",           "api", 0, SNAPWIRE_AUTHZ_ALLOW,
+                                   "default/allow-web", 0,     3};
+    a[1] = (struct snapwire_authz){"default",          "api", 80, SNAPWIRE_AUTHZ_DENY,
+                                   "default/no-plain", 4,     1};
+    a[2] = (struct snapwire_authz){"shop", "db", 5432, SNAPWIRE_AUTHZ_ALLOW, "shop/db", 2, 2};
+}
+
+static struct snapwire_snapshot authz_sample(struct snapwire_mesh_service m[3],
+                                             struct snapwire_authz a[3],
+                                             struct snapwire_principal p[5])
+{
+    struct snapwire_snapshot s = mesh_sample(m);
+
+    authz_records(a);
+    memcpy(p, PR, sizeof(PR));
+    s.meta.authz_default_deny = 1;
+    s.n_authz = 3, s.authz = a;
+    s.n_principals = 5, s.principals = p;
+    return s;
+}
+
+static uint8_t *encode_authz(size_t *len)
+{
+    struct snapwire_mesh_service m[3];
+    struct snapwire_authz a[3];
+    struct snapwire_principal p[5];
+    struct snapwire_snapshot s = authz_sample(m, a, p);
+    uint8_t *f = NULL;
+    char err[256];
+
+    if (snapwire_encode(&s, 7, &f, len, err, sizeof(err)) < 0) fail_msg("encode: %s", err);
+    return f;
+}
+
+static void test_v7_authz_round_trip(void **state)
+{
+    (void)state;
+    struct snapwire_mesh_service m[3];
+    struct snapwire_authz a[3];
+    struct snapwire_principal p[5];
+    struct snapwire_snapshot s = authz_sample(m, a, p), d;
+    uint8_t *f, *f2 = NULL;
+    size_t len, len2;
+    uint32_t slen;
+    char err[256], *json;
+
+    f = encode_authz(&len);
+    section(f, SNAPWIRE_SEC_AUTHZ, &slen);
+    assert_int_equal(slen, 3 * W_AUTHZ);
+    section(f, SNAPWIRE_SEC_AUTHZ_PRINCIPALS, &slen);
+    assert_int_equal(slen, 5 * W_PRINCIPAL);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), 0);
+    assert_int_equal(d.meta.authz_default_deny, 1);
+    assert_int_equal(d.n_authz, 3);
+    assert_int_equal(d.n_principals, 5);
+    for (uint32_t i = 0; i < 3; i++) {
+        assert_string_equal(d.authz[i].ns, a[i].ns);
+        assert_string_equal(d.authz[i].name, a[i].name);
+        assert_string_equal(d.authz[i].source, a[i].source);
+        assert_int_equal(d.authz[i].port, a[i].port);
+        assert_int_equal(d.authz[i].action, a[i].action);
+        assert_int_equal(d.authz[i].first_principal, a[i].first_principal);
+        assert_int_equal(d.authz[i].principal_count, a[i].principal_count);
+    }
+    for (uint32_t i = 0; i < 5; i++) {
+        assert_int_equal(d.principals[i].kind, p[i].kind);
+        assert_string_equal(d.principals[i].value, p[i].value);
+    }
+    assert_int_equal(snapwire_encode(&d, 7, &f2, &len2, err, sizeof(err)), 0);
+    assert_int_equal(len2, len);
+    assert_memory_equal(f, f2, len);
+    json = snapwire_to_json(&d);
+    assert_non_null(json);
+    assert_non_null(strstr(json, "\"authz_default\": \"deny\""));
+    assert_non_null(strstr(json, "\"action\": \"deny\""));
+    assert_non_null(strstr(json, "\"source\": \"shop/db\""));
+    assert_non_null(strstr(json, "\"kind\": \"unauthenticated\""));
+    assert_non_null(strstr(json, "\"kind\": \"namespace\",\n"));
+    assert_non_null(strstr(json, "\"value\": \"" ID_WEB "\""));
+    free(json);
+    snapwire_free(&d);
+    free(f);
+    free(f2);
+    /* a mesh snapshot without policies: default allow, empty list */
+    s.n_authz = s.n_principals = 0;
+    s.meta.authz_default_deny = 0;
+    assert_int_equal(snapwire_encode(&s, 7, &f, &len, err, sizeof(err)), 0);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), 0);
+    assert_int_equal(d.n_authz, 0);
+    json = snapwire_to_json(&d);
+    assert_non_null(strstr(json, "\"authz_default\": \"allow\""));
+    assert_non_null(strstr(json, "\"authz\": ["));
+    assert_null(strstr(json, "\"action\""));
+    free(json);
+    snapwire_free(&d);
+    free(f);
+    /* outside the mesh there is no authz key at all */
+    f = encode_sample(&len);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), 0);
+    json = snapwire_to_json(&d);
+    assert_null(strstr(json, "authz"));
+    free(json);
+    snapwire_free(&d);
+    free(f);
+}
+
+static void test_v7_authz_encoder_refuses(void **state)
+{
+    (void)state;
+    struct snapwire_mesh_service m[3];
+    struct snapwire_authz a[3];
+    struct snapwire_principal p[5];
+    struct snapwire_snapshot s;
+    uint8_t *f = NULL;
+    size_t len;
+    char err[256];
+
+#define REFUSEA(mod, want)                                                                         \
+    do {                                                                                           \
+        s = authz_sample(m, a, p);                                                                 \
+        mod;                                                                                       \
+        err[0] = '\0';                                                                             \
+        f = NULL;                                                                                  \
+        assert_int_equal(snapwire_encode(&s, 1, &f, &len, err, sizeof(err)), -1);                  \
+        assert_null(f);                                                                            \
+        if (!strstr(err, want)) fail_msg("error \"%s\", want \"%s\"", err, want);                  \
+    } while (0)
+    REFUSEA((s.meta.trust_domain = "", s.n_mesh_services = s.n_mesh_ids = 0),
+            "meta: authorization records without a trust domain");
+    REFUSEA((s.meta.trust_domain = NULL, s.n_mesh_services = s.n_mesh_ids = s.n_authz = 0),
+            "meta: authorization records without a trust domain");
+    REFUSEA((s.meta.trust_domain = NULL, s.n_mesh_services = s.n_mesh_ids = s.n_authz = 0,
+             s.n_principals = 0),
+            "meta: authorization records without a trust domain"); /* default deny alone */
+    REFUSEA(s.meta.authz_default_deny = 2, "meta: bad authz_default_deny 2");
+    REFUSEA(p[0].kind = 0, "principal 0: bad kind");
+    REFUSEA(p[0].kind = 5, "principal 0: bad kind");
+    REFUSEA(p[0].value = "spiffe://other.local/ns/default/sa/api", "principal 0: not a spiffe://");
+    REFUSEA(p[1].value = "", "principal 1: not a spiffe://");
+    REFUSEA(p[2].value = "", "principal 2: not a namespace name");
+    REFUSEA(p[2].value = "Shop", "principal 2: not a namespace name");
+    REFUSEA(p[2].value = "a.b", "principal 2: not a namespace name");
+    REFUSEA(p[2].value = "-shop", "principal 2: not a namespace name");
+    REFUSEA(p[2].value = "shop/sa", "principal 2: not a namespace name");
+    REFUSEA(p[3].value = "x", "principal 3: value set");
+    REFUSEA(p[4].value = "x", "principal 4: value set");
+    REFUSEA(a[0].ns = "", "authz 0: empty namespace or name");
+    REFUSEA(a[1].name = NULL, "authz 1: empty namespace or name");
+    REFUSEA(a[2].source = "", "authz 2: empty source");
+    REFUSEA(a[0].action = 0, "authz 0: bad action");
+    REFUSEA(a[0].action = 3, "authz 0: bad action");
+    REFUSEA(a[0].principal_count = 0, "authz 0: no principals");
+    REFUSEA(a[0].principal_count = 6, "authz 0: principals out of range");
+    REFUSEA(a[1].first_principal = UINT32_MAX, "authz 1: principals out of range");
+    REFUSEA((p[0].value = ID_WEB, p[1].value = ID_API), "authz 0: principals not sorted");
+    REFUSEA(p[1].value = ID_API, "authz 0: principals not sorted or duplicate");
+    REFUSEA(a[0].port = 81, "authz 1: not sorted by (ns, name, port, source)");
+    REFUSEA((a[1].port = 0, a[1].source = "default/allow-web"),
+            "authz 1: not sorted by (ns, name, port, source) or duplicate");
+    REFUSEA(a[2].ns = "alpha", "authz 2: not sorted");
+    REFUSEA(a[1].name = "ap", "authz 1: not sorted");
+#undef REFUSEA
+    /* shared and overlapping ranges, port 65535, a namespace of 63 bytes are fine */
+    s = authz_sample(m, a, p);
+    a[2].port = 65535;
+    a[2].first_principal = 0;
+    a[2].principal_count = 5;
+    p[2].value = "a23456789012345678901234567890123456789012345678901234567890123";
+    assert_int_equal(snapwire_encode(&s, 1, &f, &len, err, sizeof(err)), 0);
+    free(f);
+    p[2].value = "a234567890123456789012345678901234567890123456789012345678901234";
+    assert_int_equal(snapwire_encode(&s, 1, &f, &len, err, sizeof(err)), -1);
+}
+
+#define AZ(rec, off, w, v, want)                                                                   \
+    {                                                                                              \
+        SNAPWIRE_SEC_AUTHZ, rec, W_AUTHZ, off, w, v, NULL, want                                    \
+    }
+#define AZS(rec, off, str, want)                                                                   \
+    {                                                                                              \
+        SNAPWIRE_SEC_AUTHZ, rec, W_AUTHZ, off, 0, 0, str, want                                     \
+    }
+#define PRV(rec, off, w, v, want)                                                                  \
+    {                                                                                              \
+        SNAPWIRE_SEC_AUTHZ_PRINCIPALS, rec, W_PRINCIPAL, off, w, v, NULL, want                     \
+    }
+#define PRS(rec, str, want)                                                                        \
+    {                                                                                              \
+        SNAPWIRE_SEC_AUTHZ_PRINCIPALS, rec, W_PRINCIPAL, 0, 0, 0, str, want                        \
+    }
+#define MTV(off, w, v, want)                                                                       \
+    {                                                                                              \
+        SNAPWIRE_SEC_META, 0, 48, off, w, v, NULL, want                                            \
+    }
+
+/* Every decoder check of the authz sections, each on its own, with a valid CRC. */
+static void test_v7_authz_decoder_rejects(void **state)
+{
+    (void)state;
+    static const struct patch cases[] = {
+        AZS(0, 0, "", "authz 0: empty namespace or name"),
+        AZS(2, 8, "", "authz 2: empty namespace or name"),
+        AZS(1, 16, "", "authz 1: empty source"),
+        AZ(0, 32, 2, 81, "authz 1: not sorted"),
+        AZS(0, 0, "shop", "authz 1: not sorted"),
+        AZ(0, 24, 4, 3, "authz 0: principals out of range"),
+        AZ(0, 24, 4, 0xffffffff, "authz 0: principals out of range"),
+        AZ(0, 28, 4, 0, "authz 0: no principals"),
+        AZ(0, 28, 4, 6, "authz 0: principals out of range"),
+        AZ(0, 34, 1, 0, "authz 0: bad action"),
+        AZ(0, 34, 1, 3, "authz 0: bad action"),
+        AZ(0, 35, 1, 1, "authz 0: nonzero padding"),
+        AZ(2, 39, 1, 1, "authz 2: nonzero padding"),
+        PRV(0, 8, 1, 0, "principal 0: bad kind"),
+        PRV(0, 8, 1, 9, "principal 0: bad kind"),
+        PRV(3, 8, 1, 1, "principal 3: not a spiffe://"),
+        PRV(2, 8, 1, 4, "principal 2: value set"),
+        PRV(1, 8, 1, 2, "principal 1: not a namespace name"),
+        PRV(4, 9, 1, 1, "principal 4: nonzero padding"),
+        PRV(4, 11, 1, 1, "principal 4: nonzero padding"),
+        PRS(1, ID_API, "authz 0: principals not sorted or duplicate"),
+        PRS(0, ID_WEB, "authz 0: principals not sorted or duplicate"),
+        PRS(3, "shop", "principal 3: value set"),
+        MTV(40, 1, 2, "meta: bad authz_default_deny 2"),
+        MTV(41, 1, 1, "meta: nonzero padding"),
+        MTV(47, 1, 1, "meta: nonzero padding"),
+    };
+    struct snapwire_snapshot d;
+    char err[256];
+    size_t len;
+    uint8_t *f;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        f = encode_authz(&len);
+        apply_patch(f, &cases[i]);
+        fix_crc(f, len);
+        err[0] = '\0';
+        if (guarded_decode(f, len, &d, err, sizeof(err)) == 0) {
+            snapwire_free(&d);
+            fail_msg("case %zu decoded; want \"%s\"", i, cases[i].want);
+        }
+        if (!strstr(err, cases[i].want))
+            fail_msg("case %zu: error \"%s\", want \"%s\"", i, err, cases[i].want);
+        free(f);
+    }
+    /* authz sections behind a 24-byte (plain) META, without any mesh service */
+    {
+        struct snapwire_mesh_service m[3];
+        struct snapwire_authz a[3];
+        struct snapwire_principal p[5];
+        struct snapwire_snapshot s = authz_sample(m, a, p);
+        s.n_mesh_services = s.n_mesh_ids = 0;
+        s.meta.authz_default_deny = 0;
+        assert_int_equal(snapwire_encode(&s, 1, &f, &len, err, sizeof(err)), 0);
+        for (uint32_t i = 0; i < get32le(f + 24); i++)
+            if (get32le(f + 32 + i * 12) == SNAPWIRE_SEC_META) put32le(f + 32 + i * 12 + 8, 24);
+        fix_crc(f, len);
+        assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
+        assert_non_null(strstr(err, "meta: authorization records without a trust domain"));
+        free(f);
+    }
+    /* sections of a size that is not a whole number of records */
+    f = encode_authz(&len);
+    for (uint32_t i = 0; i < get32le(f + 24); i++)
+        if (get32le(f + 32 + i * 12) == SNAPWIRE_SEC_AUTHZ_PRINCIPALS)
+            put32le(f + 32 + i * 12 + 8, 11);
+    fix_crc(f, len);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "type 17 length 11 is not a whole number"));
+    free(f);
+    /* every truncation of the frame is refused (guard page: no over-read) */
+    f = encode_authz(&len);
     for (size_t n = 0; n < len; n++)
         assert_int_equal(guarded_decode(f, n, &d, err, sizeof(err)), -1);
     free(f);
@@ -2497,6 +2787,9 @@ int main(void)
         cmocka_unit_test(test_v7_plain_snapshot_unchanged),
         cmocka_unit_test(test_v7_encoder_refuses),
         cmocka_unit_test(test_v7_decoder_rejects),
+        cmocka_unit_test(test_v7_authz_round_trip),
+        cmocka_unit_test(test_v7_authz_encoder_refuses),
+        cmocka_unit_test(test_v7_authz_decoder_rejects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
