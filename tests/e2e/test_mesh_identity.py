@@ -297,6 +297,24 @@ class MeshIdentityClusterMode(StraitTest):
         st, body = identity(port, bundle, "sa-web", {"csr": csr})
         self.assertEqual(st, 200, body)
 
+    def test_not_ready_503(self):
+        # the Secret read is slow: until it answers, the endpoint says 503 (over a throwaway
+        # certificate that a verifying client refuses)
+        self.api.control("POST", "delay", {"seconds": 3, "count": 1, "method": "GET",
+                                           "path_prefix": "/api/v1/namespaces/default/secrets"})
+        p, port, bundle = self.controller()
+        from harness import port_accepts
+        wait_until(lambda: port_accepts(port), 10, what="mesh port")
+        self.assertFalse(os.path.exists(bundle))
+        st, body = identity(port, bundle, "sa-web", {"csr": "x"}, host="127.0.0.1",
+                            extra=["-k"])
+        self.assertEqual(st, 503, body)
+        self.assertIn("not ready", body["error"])
+        root = self.wait_bundle(p, bundle)
+        self.assertEqual(self.secret_root()[0], root)
+        st, body = identity(port, bundle, "sa-web", {"csr": make_csr(self.s.dir, "a")})
+        self.assertEqual(st, 200, body)
+
     def test_two_controllers_one_secret(self):
         a = self.controller("a")
         b = self.controller("b")
