@@ -146,17 +146,6 @@ static char *gen_take(yajl_gen g)
     return out;
 }
 
-static char *error_body(const char *msg)
-{
-    yajl_gen g = yajl_gen_alloc(NULL);
-
-    if (!g) return NULL;
-    yajl_gen_map_open(g);
-    jsongen_kv_str(g, "error", msg);
-    yajl_gen_map_close(g);
-    return gen_take(g);
-}
-
 /* The whole file at path (malloc'd, NUL-terminated), or NULL with err. */
 static char *read_file(const char *path, char *err, size_t errlen)
 {
@@ -715,9 +704,9 @@ static void answer(struct meshsrv_request *req, struct meshsrv_reply *out, int s
 {
     if (out) {
         out->status = status;
-        out->body = error_body(msg);
+        out->body = meshsrv_error_body(msg);
     } else {
-        meshsrv_finish(req, status, NULL, error_body(msg));
+        meshsrv_finish(req, status, NULL, meshsrv_error_body(msg));
     }
 }
 
@@ -1096,7 +1085,7 @@ void meshid_free(struct meshid *m)
     while (m->waiting) {
         struct meshid_pending *p = m->waiting;
         kube_client_cancel(p->kr);
-        meshsrv_finish(p->req, 503, NULL, error_body("the controller is stopping"));
+        meshsrv_finish(p->req, 503, NULL, meshsrv_error_body("the controller is stopping"));
         pending_free(p);
     }
     kube_client_cancel(m->root_req);

@@ -199,8 +199,7 @@ static int msrv_format(struct msrv_conn *c, int status, const char *ctype, char 
     return 0;
 }
 
-/* {"error": msg} (malloc'd), or NULL. */
-static char *msrv_error_body(const char *msg)
+char *meshsrv_error_body(const char *msg)
 {
     yajl_gen g = yajl_gen_alloc(NULL);
     const unsigned char *buf;
@@ -236,7 +235,7 @@ static void msrv_reply(struct msrv_conn *c, int status, const char *ctype, char 
 
 static void msrv_reply_error(struct msrv_conn *c, int status, const char *msg, const char *extra)
 {
-    msrv_reply(c, status, NULL, msrv_error_body(msg), extra);
+    msrv_reply(c, status, NULL, meshsrv_error_body(msg), extra);
 }
 
 void meshsrv_finish(struct meshsrv_request *req, int status, const char *content_type, char *body)

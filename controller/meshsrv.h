@@ -45,6 +45,9 @@ const char *meshsrv_header(const struct meshsrv_request *req, const char *name);
 typedef int (*meshsrv_handler_fn)(void *arg, struct meshsrv_request *req,
                                   struct meshsrv_reply *out);
 
+/* The body of an error answer, {"error": msg} and a newline (malloc'd), or NULL. */
+char *meshsrv_error_body(const char *msg);
+
 /* The answer to an MESHSRV_ASYNC request: body malloc'd (taken, NULL for empty). */
 void meshsrv_finish(struct meshsrv_request *req, int status, const char *content_type, char *body);
 
