@@ -26,7 +26,8 @@
 
 static const enum model_kind ks_kinds[] = {MODEL_KIND_INGRESS_CLASS, MODEL_KIND_INGRESS,
                                            MODEL_KIND_SERVICE,       MODEL_KIND_ENDPOINT_SLICE,
-                                           MODEL_KIND_SECRET,        MODEL_KIND_GATEWAY};
+                                           MODEL_KIND_SECRET,        MODEL_KIND_GATEWAY,
+                                           MODEL_KIND_POD}; /* Pods: only with opts->mesh */
 #define KS_N (sizeof(ks_kinds) / sizeof(ks_kinds[0]))
 
 struct kube_source {
@@ -68,7 +69,9 @@ static void ks_update_ready(struct kube_source *s)
     health_set_unready(reason);
     if (all && !s->synced) {
         s->synced = 1;
-        log_info("cache_synced", "kinds=%zu", KS_N);
+        for (i = 0, n = 0; i < KS_N; i++)
+            n += s->w[i] != NULL;
+        log_info("cache_synced", "kinds=%zu", n);
         if (s->changed) s->changed(s->arg);
     }
 }
@@ -116,18 +119,19 @@ struct kube_source *kube_source_start(struct ev_loop *loop, const struct kube_co
     wo.watch_timeout = opts ? opts->watch_timeout : 0;
     wo.crd_recheck = opts ? opts->crd_recheck : 0;
     for (i = 0; i < KS_N; i++) {
+        if (ks_kinds[i] == MODEL_KIND_POD && !(opts && opts->mesh)) continue;
         s->w[i] = kube_watch_new(loop, s->client, &s->cache, ks_kinds[i], &wo, &cb, s, err, errlen);
         if (!s->w[i]) goto free_watches;
         health_set_cached(ks_kinds[i], 0, 0);
     }
     ks_update_ready(s);
     for (i = 0; i < KS_N; i++)
-        kube_watch_start(s->w[i]);
+        if (s->w[i]) kube_watch_start(s->w[i]);
     return s;
 
 free_watches:
     for (i = 0; i < KS_N; i++)
-        kube_watch_free(s->w[i]);
+        if (s->w[i]) kube_watch_free(s->w[i]);
     kube_client_free(s->client);
 free_s:
     model_cache_free(&s->cache);
@@ -151,7 +155,7 @@ unsigned kube_source_rejected(const struct kube_source *s)
     size_t i;
 
     for (i = 0; i < KS_N; i++)
-        n += kube_watch_rejected(s->w[i]);
+        if (s->w[i]) n += kube_watch_rejected(s->w[i]);
     return n;
 }
 
@@ -175,7 +179,7 @@ void kube_source_free(struct kube_source *s)
     if (!s) return;
     if (s->magic != KS_MAGIC) abort();
     for (i = 0; i < KS_N; i++)
-        kube_watch_free(s->w[i]);
+        if (s->w[i]) kube_watch_free(s->w[i]);
     kube_client_free(s->client);
     model_cache_free(&s->cache);
     s->magic = 0;

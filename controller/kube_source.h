@@ -19,6 +19,7 @@ struct kube_source_opts {
     const char *watch_ns; /* --watch-namespace: namespaced kinds only there; NULL = all */
     int watch_timeout;    /* 0 = default (see kube_watch.h) */
     double crd_recheck;   /* seconds between lists of a missing CRD; 0 = default */
+    int mesh;             /* --mesh: also list/watch Pods (the mesh directory) */
 };
 
 /* Called when the cache changed (an event, a list); debounce there. */

@@ -75,6 +75,8 @@ static const struct kw_kind kw_kinds[] = {
     {MODEL_KIND_SECRET, "v1", "/api/v1", "secrets", 1,
      "type%21%3Dhelm.sh%2Frelease.v1%2Ctype%21%3Dkubernetes.io%2Fservice-account-token", NULL, NULL,
      NULL},
+    /* --mesh only (kube_source): who the endpoints' pods run as and whether they are meshed */
+    {MODEL_KIND_POD, "v1", "/api/v1", "pods", 1, NULL, NULL, NULL, NULL},
     /* our CRD (crds/strait.dev_gateways.yaml); a cluster without it has no Gateways */
     {MODEL_KIND_GATEWAY, "strait.dev/v1alpha1", "/apis/strait.dev/v1alpha1", "gateways", 1, NULL,
      "gateways.strait.dev", "gateway_crd_missing", "gateway_crd_found"},

@@ -967,6 +967,7 @@ int main(int argc, char **argv)
     if (cluster) {
         memset(&ko, 0, sizeof(ko));
         ko.watch_ns = watch_ns;
+        ko.mesh = mesh;
         /* tests shorten the watch timeout to see watches end and resume */
         if ((env = getenv("STRAIT_WATCH_TIMEOUT")) && atoi(env) > 0) ko.watch_timeout = atoi(env);
         /* and the interval at which a missing CRD is looked for again */

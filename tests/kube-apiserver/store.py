@@ -62,6 +62,8 @@ RESOURCES = [
              fields=("spec.clusterIP", "spec.type"), create_on_update=True),
     Resource("", "v1", "secrets", "Secret", True, fields=("type",)),
     Resource("", "v1", "configmaps", "ConfigMap", True, short=["cm"]),
+    Resource("", "v1", "pods", "Pod", True, status=True, short=["po"],
+             fields=("status.phase", "spec.nodeName")),
     Resource("", "v1", "events", "Event", True, short=["ev"], fields=_EVENT_FIELDS,
              create_on_update=True),
     Resource("networking.k8s.io", "v1", "ingresses", "Ingress", True, status=True, short=["ing"]),
