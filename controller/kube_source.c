@@ -24,10 +24,9 @@
 
 #define KS_MAGIC 0x4b535243u /* "KSRC" */
 
-static const enum model_kind ks_kinds[] = {MODEL_KIND_INGRESS_CLASS, MODEL_KIND_INGRESS,
-                                           MODEL_KIND_SERVICE,       MODEL_KIND_ENDPOINT_SLICE,
-                                           MODEL_KIND_SECRET,        MODEL_KIND_GATEWAY,
-                                           MODEL_KIND_POD}; /* Pods: only with opts->mesh */
+static const enum model_kind ks_kinds[] = {
+    MODEL_KIND_INGRESS_CLASS, MODEL_KIND_INGRESS, MODEL_KIND_SERVICE, MODEL_KIND_ENDPOINT_SLICE,
+    MODEL_KIND_SECRET,        MODEL_KIND_GATEWAY, MODEL_KIND_POD}; /* Pods: only with opts->mesh */
 #define KS_N (sizeof(ks_kinds) / sizeof(ks_kinds[0]))
 
 struct kube_source {
