@@ -316,6 +316,11 @@ class MeshIdentityClusterMode(StraitTest):
         self.assertEqual(st, 200, body)
 
     def test_two_controllers_one_secret(self):
+        # both read "no Secret", both create (the creates are held a while, so the second
+        # replica's read comes before the first create): one wins, the other gets 409 and
+        # takes the winner's root
+        self.api.control("POST", "delay", {"seconds": 1.5, "count": 2, "method": "POST",
+                                           "path_prefix": "/api/v1/namespaces/default/secrets"})
         a = self.controller("a")
         b = self.controller("b")
         ra = self.wait_bundle(a[0], a[2])
@@ -325,7 +330,8 @@ class MeshIdentityClusterMode(StraitTest):
         reqs = self.api.control("GET", "requests")["items"]
         creates = [r for r in reqs if r["method"] == "POST" and
                    r["path"] == "/api/v1/namespaces/default/secrets"]
-        self.assertEqual(len([r for r in creates if r["status"] == 201]), 1, creates)
+        self.assertEqual(sorted(r["status"] for r in creates), [201, 409], creates)
+        self.assertEqual(len(log_events(a[0].log() + b[0].log(), "mesh_root_conflict")), 1)
         for proc, port, bundle in (a, b):
             st, body = identity(port, bundle, "sa-web", {"csr": make_csr(self.s.dir, "k")})
             self.assertEqual(st, 200, body)
