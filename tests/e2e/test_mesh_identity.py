@@ -321,6 +321,10 @@ class MeshIdentityClusterMode(StraitTest):
         # takes the winner's root
         self.api.control("POST", "delay", {"seconds": 1.5, "count": 2, "method": "POST",
                                            "path_prefix": "/api/v1/namespaces/default/secrets"})
+        # a stale trust bundle ConfigMap: the leader updates it
+        code, _ = self.api.request("POST", "/api/v1/namespaces/default/configmaps", {
+            "metadata": {"name": "strait-mesh-trust-bundle"}, "data": {"ca.crt": "stale"}})
+        self.assertEqual(code, 201)
         a = self.controller("a")
         b = self.controller("b")
         ra = self.wait_bundle(a[0], a[2])
@@ -332,6 +336,12 @@ class MeshIdentityClusterMode(StraitTest):
                    r["path"] == "/api/v1/namespaces/default/secrets"]
         self.assertEqual(sorted(r["status"] for r in creates), [201, 409], creates)
         self.assertEqual(len(log_events(a[0].log() + b[0].log(), "mesh_root_conflict")), 1)
+
+        def cm():
+            code, obj = self.api.request(
+                "GET", "/api/v1/namespaces/default/configmaps/strait-mesh-trust-bundle")
+            return code == 200 and obj["data"]["ca.crt"] == ra
+        wait_until(cm, 20, what="trust bundle ConfigMap updated")
         for proc, port, bundle in (a, b):
             st, body = identity(port, bundle, "sa-web", {"csr": make_csr(self.s.dir, "k")})
             self.assertEqual(st, 200, body)
