@@ -25,13 +25,6 @@
 
 #include "policy.h"
 
-struct gw_ctx {
-    struct model_meta *m;
-    char *err;
-    size_t errlen;
-    int oom;
-};
-
 #define GW_MAX_LISTENERS 64
 #define GW_MAX_ROUTES 64
 #define GW_MAX_HOSTNAMES 16
@@ -42,7 +35,7 @@ struct gw_ctx {
 
 #define GW_PATH_MAX 256 /* a field path; the deepest is far shorter */
 
-static int gw_fail(struct gw_ctx *c, const char *at, const char *fmt, ...)
+static int gw_fail(struct gwdecode_ctx *c, const char *at, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void gw_path(char *buf, size_t n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -57,7 +50,7 @@ static void gw_path(char *buf, size_t n, const char *fmt, ...)
     va_end(ap);
 }
 
-static int gw_fail(struct gw_ctx *c, const char *at, const char *fmt, ...)
+static int gw_fail(struct gwdecode_ctx *c, const char *at, const char *fmt, ...)
 {
     va_list ap;
     int n = snprintf(c->err, c->errlen, "%s: ", at);
@@ -69,14 +62,14 @@ static int gw_fail(struct gw_ctx *c, const char *at, const char *fmt, ...)
     return -1;
 }
 
-static int gw_oom(struct gw_ctx *c)
+static int gw_oom(struct gwdecode_ctx *c)
 {
     c->oom = 1;
     snprintf(c->err, c->errlen, "out of memory");
     return -1;
 }
 
-static void *gw_alloc(struct gw_ctx *c, size_t n, size_t size)
+static void *gw_alloc(struct gwdecode_ctx *c, size_t n, size_t size)
 {
     void *p = model_alloc(c->m, n * size);
 
@@ -171,7 +164,7 @@ int gwdecode_duration(const char *s, int64_t *ms)
 /* ---- typed field access ---- */
 
 /* node must be absent or a mapping */
-static int gw_map(struct gw_ctx *c, const struct kobj *node, const char *at)
+static int gw_map(struct gwdecode_ctx *c, const struct kobj *node, const char *at)
 {
     if (node && node->type != KOBJ_MAP) return gw_fail(c, at, "must be an object");
     return 0;
@@ -180,8 +173,8 @@ static int gw_map(struct gw_ctx *c, const struct kobj *node, const char *at)
 /*
  * The list under key in parent into *out (NULL when absent). min >= 1 makes it required.
  */
-static int gw_list(struct gw_ctx *c, const struct kobj *parent, const char *key, const char *at,
-                   size_t min, size_t max, const struct kobj **out)
+static int gw_list(struct gwdecode_ctx *c, const struct kobj *parent, const char *key,
+                   const char *at, size_t min, size_t max, const struct kobj **out)
 {
     const struct kobj *n = kobj_get(parent, key);
 
@@ -202,8 +195,9 @@ static int gw_list(struct gw_ctx *c, const struct kobj *parent, const char *key,
  * A string scalar node into *out (a pool copy; "" when absent and not required), with its
  * length bounds. Strings with control characters are refused: they would end up in headers.
  */
-static int gw_str_node(struct gw_ctx *c, const struct kobj *n, const char *at, const char *what,
-                       int required, size_t minlen, size_t maxlen, const char **out)
+static int gw_str_node(struct gwdecode_ctx *c, const struct kobj *n, const char *at,
+                       const char *what, int required, size_t minlen, size_t maxlen,
+                       const char **out)
 {
     const char *s = n ? kobj_text(n) : NULL;
     size_t len, i;
@@ -224,15 +218,15 @@ static int gw_str_node(struct gw_ctx *c, const struct kobj *n, const char *at, c
     return 0;
 }
 
-static int gw_str(struct gw_ctx *c, const struct kobj *parent, const char *key, const char *at,
-                  int required, size_t minlen, size_t maxlen, const char **out)
+static int gw_str(struct gwdecode_ctx *c, const struct kobj *parent, const char *key,
+                  const char *at, int required, size_t minlen, size_t maxlen, const char **out)
 {
     return gw_str_node(c, kobj_get(parent, key), at, key, required, minlen, maxlen, out);
 }
 
 /* An integer field into *out (def when absent and not required), within [min, max]. */
-static int gw_int(struct gw_ctx *c, const struct kobj *parent, const char *key, const char *at,
-                  int required, long min, long max, long def, long *out)
+static int gw_int(struct gwdecode_ctx *c, const struct kobj *parent, const char *key,
+                  const char *at, int required, long min, long max, long def, long *out)
 {
     const struct kobj *n = kobj_get(parent, key);
 
@@ -251,8 +245,8 @@ static int gw_int(struct gw_ctx *c, const struct kobj *parent, const char *key, 
 /*
  * An enum string field: *out = index in names + 1, or def when absent (def 0: required).
  */
-static int gw_enum(struct gw_ctx *c, const struct kobj *parent, const char *key, const char *at,
-                   const char *const *names, size_t n_names, int def, int *out)
+static int gw_enum(struct gwdecode_ctx *c, const struct kobj *parent, const char *key,
+                   const char *at, const char *const *names, size_t n_names, int def, int *out)
 {
     const struct kobj *n = kobj_get(parent, key);
     const char *s = kobj_text(n);
@@ -278,8 +272,8 @@ static int gw_enum(struct gw_ctx *c, const struct kobj *parent, const char *key,
 }
 
 /* A Duration field into *ms (unset: -1). */
-static int gw_duration(struct gw_ctx *c, const struct kobj *parent, const char *key, const char *at,
-                       int64_t *ms)
+static int gw_duration(struct gwdecode_ctx *c, const struct kobj *parent, const char *key,
+                       const char *at, int64_t *ms)
 {
     const char *s;
 
@@ -295,8 +289,8 @@ static int gw_duration(struct gw_ctx *c, const struct kobj *parent, const char *
 }
 
 /* A DNS-label field (^[a-z0-9]([-a-z0-9]*[a-z0-9])?$) up to maxlen characters. */
-static int gw_label(struct gw_ctx *c, const struct kobj *parent, const char *key, const char *at,
-                    int required, size_t maxlen, const char **out)
+static int gw_label(struct gwdecode_ctx *c, const struct kobj *parent, const char *key,
+                    const char *at, int required, size_t maxlen, const char **out)
 {
     if (gw_str(c, parent, key, at, required, 1, maxlen, out)) return -1;
     if (**out && !gw_is_label(*out, strlen(*out)))
@@ -305,7 +299,7 @@ static int gw_label(struct gw_ctx *c, const struct kobj *parent, const char *key
     return 0;
 }
 
-static int gw_hostname_node(struct gw_ctx *c, const struct kobj *n, const char *at,
+static int gw_hostname_node(struct gwdecode_ctx *c, const struct kobj *n, const char *at,
                             const char *what, int required, int wildcard, const char **out)
 {
     if (gw_str_node(c, n, at, what, required, 1, 253, out)) return -1;
@@ -317,7 +311,7 @@ static int gw_hostname_node(struct gw_ctx *c, const struct kobj *n, const char *
 
 /* ---- listeners ---- */
 
-static int gw_cert_ref(struct gw_ctx *c, const struct kobj *n, const char *at,
+static int gw_cert_ref(struct gwdecode_ctx *c, const struct kobj *n, const char *at,
                        struct model_gw_cert_ref *r)
 {
     static const char *const groups[] = {""}, *const kinds[] = {"Secret"};
@@ -332,7 +326,7 @@ static int gw_cert_ref(struct gw_ctx *c, const struct kobj *n, const char *at,
     return 0;
 }
 
-static int gw_listener(struct gw_ctx *c, const struct kobj *n, const char *at,
+static int gw_listener(struct gwdecode_ctx *c, const struct kobj *n, const char *at,
                        struct model_gw_listener *l)
 {
     static const char *const protocols[] = {"HTTP", "HTTPS"};
@@ -363,7 +357,7 @@ static int gw_listener(struct gw_ctx *c, const struct kobj *n, const char *at,
     return 0;
 }
 
-static int gw_listeners(struct gw_ctx *c, const struct kobj *spec, struct model_gateway *gw)
+static int gw_listeners(struct gwdecode_ctx *c, const struct kobj *spec, struct model_gateway *gw)
 {
     const struct kobj *ls;
     char at[GW_PATH_MAX];
@@ -394,7 +388,7 @@ static int gw_listeners(struct gw_ctx *c, const struct kobj *spec, struct model_
 
 /* ---- matches ---- */
 
-static int gw_path_match(struct gw_ctx *c, const struct kobj *n, const char *at,
+static int gw_path_match(struct gwdecode_ctx *c, const struct kobj *n, const char *at,
                          struct model_gw_match *m)
 {
     static const char *const types[] = {"Exact", "PathPrefix", "RegularExpression"};
@@ -435,7 +429,7 @@ static int gw_path_match(struct gw_ctx *c, const struct kobj *n, const char *at,
 }
 
 /* headers (header != 0) or queryParams of one match */
-static int gw_kv_matches(struct gw_ctx *c, const struct kobj *n, const char *at, int header,
+static int gw_kv_matches(struct gwdecode_ctx *c, const struct kobj *n, const char *at, int header,
                          struct model_gw_kv_match **out, size_t *n_out)
 {
     static const char *const htypes[] = {"Exact", "RegularExpression"}, *const qtypes[] = {"Exact"};
@@ -470,7 +464,7 @@ static int gw_kv_matches(struct gw_ctx *c, const struct kobj *n, const char *at,
     return 0;
 }
 
-static int gw_match(struct gw_ctx *c, const struct kobj *n, const char *at,
+static int gw_match(struct gwdecode_ctx *c, const struct kobj *n, const char *at,
                     struct model_gw_match *m)
 {
     static const char *const methods[] = {"GET",     "HEAD",    "POST",  "PUT",  "DELETE",
@@ -489,8 +483,8 @@ static int gw_match(struct gw_ctx *c, const struct kobj *n, const char *at,
 
 /* ---- filters ---- */
 
-static int gw_header_list(struct gw_ctx *c, const struct kobj *n, const char *key, const char *at,
-                          struct model_gw_header **out, size_t *n_out)
+static int gw_header_list(struct gwdecode_ctx *c, const struct kobj *n, const char *key,
+                          const char *at, struct model_gw_header **out, size_t *n_out)
 {
     const struct kobj *l;
     char sub[GW_PATH_MAX];
@@ -517,7 +511,7 @@ static int gw_header_list(struct gw_ctx *c, const struct kobj *n, const char *ke
     return 0;
 }
 
-static int gw_header_mod(struct gw_ctx *c, const struct kobj *n, const char *at,
+static int gw_header_mod(struct gwdecode_ctx *c, const struct kobj *n, const char *at,
                          struct model_gw_header_mod *hm)
 {
     const struct kobj *rm;
@@ -545,7 +539,7 @@ static int gw_header_mod(struct gw_ctx *c, const struct kobj *n, const char *at,
 }
 
 /* path of a RequestRedirect or URLRewrite */
-static int gw_path_mod(struct gw_ctx *c, const struct kobj *n, const char *at,
+static int gw_path_mod(struct gwdecode_ctx *c, const struct kobj *n, const char *at,
                        struct model_gw_filter *f)
 {
     static const char *const types[] = {"ReplaceFullPath", "ReplacePrefixMatch"};
@@ -583,8 +577,8 @@ static int gw_path_mod(struct gw_ctx *c, const struct kobj *n, const char *at,
  * a Service reference (backendRefs[] or a mirror's backendRef); weight and policy (policy.c)
  * only when with_weight
  */
-static int gw_backend_ref(struct gw_ctx *c, const struct kobj *n, const char *at, int with_weight,
-                          struct model_gw_backend_ref *b)
+static int gw_backend_ref(struct gwdecode_ctx *c, const struct kobj *n, const char *at,
+                          int with_weight, struct model_gw_backend_ref *b)
 {
     char sub[GW_PATH_MAX];
 
@@ -608,7 +602,7 @@ static const char *const gw_filter_types[] = {"RequestHeaderModifier", "Response
 static const char *const gw_filter_keys[] = {"requestHeaderModifier", "responseHeaderModifier",
                                              "requestRedirect", "urlRewrite", "requestMirror"};
 
-static int gw_filter(struct gw_ctx *c, const struct kobj *n, const char *at,
+static int gw_filter(struct gwdecode_ctx *c, const struct kobj *n, const char *at,
                      struct model_gw_filter *f)
 {
     static const char *const schemes[] = {"http", "https"};
@@ -671,7 +665,8 @@ static int gw_filter(struct gw_ctx *c, const struct kobj *n, const char *at,
 
 /* ---- rules, routes ---- */
 
-static int gw_retry(struct gw_ctx *c, const struct kobj *n, const char *at, struct model_gw_rule *r)
+static int gw_retry(struct gwdecode_ctx *c, const struct kobj *n, const char *at,
+                    struct model_gw_rule *r)
 {
     const struct kobj *codes;
     char sub[GW_PATH_MAX];
@@ -703,7 +698,7 @@ static int gw_retry(struct gw_ctx *c, const struct kobj *n, const char *at, stru
     return 0;
 }
 
-static int gw_timeouts(struct gw_ctx *c, const struct kobj *n, const char *at,
+static int gw_timeouts(struct gwdecode_ctx *c, const struct kobj *n, const char *at,
                        struct model_gw_rule *r)
 {
     char sub[GW_PATH_MAX];
@@ -719,7 +714,8 @@ static int gw_timeouts(struct gw_ctx *c, const struct kobj *n, const char *at,
     return 0;
 }
 
-static int gw_rule(struct gw_ctx *c, const struct kobj *n, const char *at, struct model_gw_rule *r)
+static int gw_rule(struct gwdecode_ctx *c, const struct kobj *n, const char *at,
+                   struct model_gw_rule *r)
 {
     const struct kobj *matches, *filters, *backends;
     int seen[6] = {0}, prefix_rewrite = 0;
@@ -783,7 +779,7 @@ static int gw_rule(struct gw_ctx *c, const struct kobj *n, const char *at, struc
 }
 
 /* a list of strings (hostnames or listener names), each checked by hostname or label rules */
-static int gw_names(struct gw_ctx *c, const struct kobj *n, const char *key, const char *at,
+static int gw_names(struct gwdecode_ctx *c, const struct kobj *n, const char *key, const char *at,
                     size_t max, int hostnames, const char ***out, size_t *n_out)
 {
     const struct kobj *l;
@@ -810,7 +806,7 @@ static int gw_names(struct gw_ctx *c, const struct kobj *n, const char *key, con
     return 0;
 }
 
-static int gw_route(struct gw_ctx *c, const struct kobj *n, const char *at,
+static int gw_route(struct gwdecode_ctx *c, const struct kobj *n, const char *at,
                     struct model_gw_route *r)
 {
     const struct kobj *rules;
@@ -833,7 +829,7 @@ static int gw_route(struct gw_ctx *c, const struct kobj *n, const char *at,
 
 int gwdecode_gateway(const struct kobj *doc, struct model_gateway *gw, char *err, size_t errlen)
 {
-    struct gw_ctx c = {&gw->meta, err, errlen, 0};
+    struct gwdecode_ctx c = {&gw->meta, err, errlen, 0};
     const struct kobj *spec = kobj_get(doc, "spec"), *routes, *gen;
     char at[GW_PATH_MAX];
     size_t i, j;
@@ -866,4 +862,52 @@ int gwdecode_gateway(const struct kobj *doc, struct model_gateway *gw, char *err
                                j);
     }
     return 0;
+}
+
+/* ---- the typed field helpers, for the other strait.dev decoders (authzdecode) ---- */
+
+int gwdecode_fail(struct gwdecode_ctx *c, const char *at, const char *msg)
+{
+    return gw_fail(c, at, "%s", msg);
+}
+
+int gwdecode_map(struct gwdecode_ctx *c, const struct kobj *node, const char *at)
+{
+    return gw_map(c, node, at);
+}
+
+int gwdecode_list(struct gwdecode_ctx *c, const struct kobj *parent, const char *key,
+                  const char *at, size_t min, size_t max, const struct kobj **out)
+{
+    return gw_list(c, parent, key, at, min, max, out);
+}
+
+int gwdecode_str_node(struct gwdecode_ctx *c, const struct kobj *n, const char *at,
+                      const char *what, int required, size_t minlen, size_t maxlen,
+                      const char **out)
+{
+    return gw_str_node(c, n, at, what, required, minlen, maxlen, out);
+}
+
+int gwdecode_str(struct gwdecode_ctx *c, const struct kobj *parent, const char *key, const char *at,
+                 int required, size_t minlen, size_t maxlen, const char **out)
+{
+    return gw_str(c, parent, key, at, required, minlen, maxlen, out);
+}
+
+int gwdecode_int(struct gwdecode_ctx *c, const struct kobj *parent, const char *key, const char *at,
+                 int required, long min, long max, long def, long *out)
+{
+    return gw_int(c, parent, key, at, required, min, max, def, out);
+}
+
+int gwdecode_enum(struct gwdecode_ctx *c, const struct kobj *parent, const char *key,
+                  const char *at, const char *const *names, size_t n_names, int def, int *out)
+{
+    return gw_enum(c, parent, key, at, names, n_names, def, out);
+}
+
+void *gwdecode_alloc(struct gwdecode_ctx *c, size_t n, size_t size)
+{
+    return gw_alloc(c, n, size);
 }

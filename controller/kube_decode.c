@@ -29,6 +29,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "authzdecode.h"
 #include "gwdecode.h"
 #include "policy.h"
 #include "snapwire.h"
@@ -995,6 +996,8 @@ int kube_decode_keep(const struct kobj *doc, const char *kind_default, const cha
         {"v1", "Secret", MODEL_KIND_SECRET, sizeof(struct model_secret)},
         {"strait.dev/v1alpha1", "Gateway", MODEL_KIND_GATEWAY, sizeof(struct model_gateway)},
         {"v1", "Pod", MODEL_KIND_POD, sizeof(struct model_pod)},
+        {"strait.dev/v1alpha1", "AuthorizationPolicy", MODEL_KIND_AUTHZ_POLICY,
+         sizeof(struct model_authz_policy)},
     };
     const char *api, *kind, *type;
     struct model_meta *m;
@@ -1075,6 +1078,21 @@ int kube_decode_keep(const struct kobj *doc, const char *kind_default, const cha
         case MODEL_KIND_POD:
             rc = kd_pod(doc, (struct model_pod *)m, err, errlen);
             break;
+        case MODEL_KIND_AUTHZ_POLICY: {
+            struct model_authz_policy *pol = (struct model_authz_policy *)m;
+            rc = authzdecode_policy(doc, pol, err, errlen);
+            /* kept with its reason, for its status, as an invalid Gateway */
+            if (rc) {
+                pol->target = "";
+                pol->from = NULL;
+                pol->n_from = 0;
+                if ((pol->invalid = model_strdup(m, err))) {
+                    *out = m;
+                    return 2;
+                }
+            }
+            break;
+        }
         default:
             rc = -1;
         }

@@ -84,6 +84,7 @@ struct ctl {
     /* --mesh: the mesh directory in every snapshot (meshbuild.h) */
     int mesh_dir;
     const char *trust_domain, *cluster_domain;
+    int authz_default_deny; /* --mesh-default-policy deny */
 };
 
 static void usage(FILE *f)
@@ -107,6 +108,7 @@ static void usage(FILE *f)
            "                         --mesh-root-dir DIR | --mesh-root-secret NS/NAME]\n"
            "                         [--mesh-trust-bundle-out FILE] [--mesh-token-file FILE]\n"
            "                         [--mesh-server-names NAME,NAME] [--cluster-domain DOMAIN]\n"
+           "                         [--mesh-default-policy allow|deny]\n"
            "       strait-controller mesh-init ...   the mesh sidecar's interception\n"
            "                         (init container; strait-controller mesh-init --help)\n"
            "  Without --manifests or --kubeconfig the in-cluster service account is used\n"
@@ -380,8 +382,9 @@ out:
 
 static void ctl_reload(struct ctl *c)
 {
-    struct snapbuild_opts bo = {c->ingress_class, c->source,       c->default_cert,  0,
-                                c->mesh_dir,      c->trust_domain, c->cluster_domain};
+    struct snapbuild_opts bo = {
+        c->ingress_class, c->source,       c->default_cert,   0,
+        c->mesh_dir,      c->trust_domain, c->cluster_domain, c->authz_default_deny};
     struct ctl_counts counts;
     struct snapbuild_result r;
     char err[512], q[600];
@@ -693,6 +696,7 @@ int main(int argc, char **argv)
         {"mesh-token-file", required_argument, NULL, 0x108},
         {"mesh-server-names", required_argument, NULL, 0x109},
         {"cluster-domain", required_argument, NULL, 0x10a},
+        {"mesh-default-policy", required_argument, NULL, 0x10b},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -710,7 +714,7 @@ int main(int argc, char **argv)
     enum log_level level = LOG_LEVEL_INFO;
     char err[512], q[600];
     struct ctl c;
-    int opt, dump = 0, rc = 1, cluster, mesh = 0, mesh_flags = 0;
+    int opt, dump = 0, rc = 1, cluster, mesh = 0, mesh_flags = 0, authz_deny = 0;
     struct meshid_opts mo;
     char mesh_cert[4096], mesh_ns[256];
     uint64_t ms;
@@ -770,6 +774,14 @@ int main(int argc, char **argv)
             break;
         case 0x10a:
             cluster_domain = optarg;
+            break;
+        case 0x10b:
+            if (strcmp(optarg, "allow") && strcmp(optarg, "deny")) {
+                fprintf(stderr, "strait-controller: --mesh-default-policy %s: want allow or deny\n",
+                        optarg);
+                return 2;
+            }
+            authz_deny = !strcmp(optarg, "deny");
             break;
         case 'P':
             so.publish_service = optarg;
@@ -925,9 +937,11 @@ int main(int argc, char **argv)
     c.mesh_dir = mesh;
     c.trust_domain = td;
     c.cluster_domain = cluster_domain;
+    c.authz_default_deny = authz_deny;
     c.inotify_fd = -1;
     if (!cluster) {
-        struct snapbuild_opts bo = {cls, c.source, default_cert, 0, mesh, td, cluster_domain};
+        struct snapbuild_opts bo = {cls,  c.source, default_cert,   0,
+                                    mesh, td,       cluster_domain, authz_deny};
         snprintf(c.source, sizeof(c.source), "file:%s", dir);
         if (dump || frame_out) {
             rc = ctl_one_shot(dir, &bo, dump, frame_out);

@@ -108,7 +108,8 @@ void model_object_free(struct model_meta *obj)
 const char *model_kind_name(enum model_kind kind)
 {
     static const char *names[MODEL_KIND_COUNT] = {
-        "IngressClass", "Ingress", "Service", "EndpointSlice", "Secret", "Gateway", "Pod"};
+        "IngressClass", "Ingress", "Service", "EndpointSlice",
+        "Secret",       "Gateway", "Pod",     "AuthorizationPolicy"};
     return (unsigned)kind < MODEL_KIND_COUNT ? names[kind] : "-";
 }
 

@@ -17,8 +17,9 @@ enum model_kind {
     MODEL_KIND_SERVICE,
     MODEL_KIND_ENDPOINT_SLICE,
     MODEL_KIND_SECRET,
-    MODEL_KIND_GATEWAY, /* strait.dev/v1alpha1; routed by snapbuild (gwbuild) */
-    MODEL_KIND_POD,     /* only with --mesh in cluster mode: the mesh directory (meshbuild) */
+    MODEL_KIND_GATEWAY,      /* strait.dev/v1alpha1; routed by snapbuild (gwbuild) */
+    MODEL_KIND_POD,          /* only with --mesh in cluster mode: the mesh directory (meshbuild) */
+    MODEL_KIND_AUTHZ_POLICY, /* strait.dev/v1alpha1 AuthorizationPolicy; used with --mesh */
     MODEL_KIND_COUNT
 };
 
@@ -435,6 +436,44 @@ struct model_gateway {
     size_t n_listeners;
     struct model_gw_route *routes;
     size_t n_routes;
+};
+
+/*
+ * A strait.dev/v1alpha1 AuthorizationPolicy (crds/strait.dev_authorizationpolicies.yaml),
+ * decoded by authzdecode with the CRD's defaults and rules (docs/mesh.md "Authorization").
+ * The callers it names are the union of its from[] entries: serviceAccounts are kept as
+ * (namespace, name) and become SPIFFE IDs when the trust domain is known (authzbuild).
+ */
+enum model_authz_action { MODEL_AUTHZ_ALLOW = 1, MODEL_AUTHZ_DENY = 2 };
+
+struct model_authz_sa {
+    const char *ns; /* resolved: the policy's namespace when unset */
+    const char *name;
+};
+
+/* One from[] entry: it matches when any of its fields does. */
+struct model_authz_source {
+    const char **identities; /* spiffe:// URIs */
+    size_t n_identities;
+    struct model_authz_sa *service_accounts;
+    size_t n_service_accounts;
+    const char **namespaces;
+    size_t n_namespaces;
+    int authenticated;   /* any verified mesh identity */
+    int unauthenticated; /* plaintext callers */
+};
+
+struct model_authz_policy {
+    struct model_meta meta;
+    int64_t generation; /* metadata.generation, 0 when absent (file mode) */
+    /* NULL when valid; else the decoder's reason with its field path (kept for its status:
+     * it has no target and no sources) */
+    const char *invalid;
+    const char *target; /* spec.targetRef.name: a Service in the policy's namespace */
+    long port;          /* spec.port, 0 = every port */
+    enum model_authz_action action;
+    struct model_authz_source *from;
+    size_t n_from;
 };
 
 /* ---- pools ---- */

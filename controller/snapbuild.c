@@ -1035,6 +1035,43 @@ static uint32_t sb_mesh_cluster(void *arg, const struct model_service *svc,
     return sb_find_key(m->cl, m->n, &key);
 }
 
+/* The authorization sections of s and the policies' status, into the arena; 0 or -1. */
+static int sb_authz(struct snapbuild_arena *a, const struct model_cache *cache,
+                    const struct snapbuild_opts *o, struct snapwire_snapshot *s,
+                    struct snapbuild_result *out, char *err, size_t errlen)
+{
+    struct authzbuild_result r;
+    size_t i;
+    int rc = -1;
+
+    if (authzbuild_build(cache, o->trust_domain, &r, err, errlen)) return -1;
+    s->meta.authz_default_deny = o->authz_default_deny ? 1 : 0;
+    s->n_authz = (uint32_t)r.n_authz;
+    s->n_principals = (uint32_t)r.n_principals;
+    out->n_authz_policies = r.n_policies;
+    out->n_authz_rejected = r.n_rejected;
+    if (!(s->authz = sb_alloc(a, r.n_authz * sizeof(*s->authz))) ||
+        !(s->principals = sb_alloc(a, r.n_principals * sizeof(*s->principals))) ||
+        !(out->authz_policies = sb_alloc(a, r.n_policies * sizeof(*out->authz_policies))))
+        goto done;
+    if (r.n_policies) memcpy(out->authz_policies, r.policies, r.n_policies * sizeof(*r.policies));
+    for (i = 0; i < r.n_authz; i++) {
+        s->authz[i] = r.authz[i];
+        if (!(s->authz[i].ns = sb_strdup(a, r.authz[i].ns)) ||
+            !(s->authz[i].name = sb_strdup(a, r.authz[i].name)) ||
+            !(s->authz[i].source = sb_strdup(a, r.authz[i].source)))
+            goto done;
+    }
+    for (i = 0; i < r.n_principals; i++) {
+        s->principals[i].kind = r.principals[i].kind;
+        if (!(s->principals[i].value = sb_strdup(a, r.principals[i].value))) goto done;
+    }
+    rc = 0;
+done:
+    authzbuild_free(&r);
+    return rc;
+}
+
 /* The mesh sections and META fields of s, into the arena; 0 or -1 (memory). */
 static int sb_mesh_directory(struct snapbuild_arena *a, const struct model_cache *cache,
                              const struct snapbuild_opts *o, struct sb_cluster *cl, size_t n_cl,
@@ -2101,7 +2138,9 @@ int snapbuild_build_opts(const struct model_cache *cache, const struct snapbuild
     sb_log_materials(&x);
     s->meta.default_max_body = defaults.n ? defaults.v[0].ing->max_body : SNAPWIRE_BODY_DEFAULT;
     if (!(s->meta.source = sb_strdup(a, source ? source : ""))) goto nomem;
-    if (o->mesh && sb_mesh_directory(a, cache, o, cl, n_cl, s, err, errlen)) goto nomem;
+    if (o->mesh && (sb_mesh_directory(a, cache, o, cl, n_cl, s, err, errlen) ||
+                    sb_authz(a, cache, o, s, out, err, errlen)))
+        goto nomem;
     /* the v4 sections, into the arena */
     s->n_conds = (uint32_t)v4.n_conds;
     s->n_backends = (uint32_t)v4.n_backends;

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "authzbuild.h"
 #include "model.h"
 #include "snapwire.h"
 
@@ -90,6 +91,10 @@ struct snapbuild_result {
     size_t n_gateways;
     unsigned n_gateways_served;   /* Gateways whose routes are in the snapshot (Programmed) */
     unsigned n_gateways_rejected; /* Gateways refused at build (InvalidRegex; object_rejected) */
+    /* --mesh: every AuthorizationPolicy of the cache, by namespace/name, with its status */
+    struct authzbuild_policy *authz_policies;
+    size_t n_authz_policies;
+    unsigned n_authz_rejected; /* policies left out of the snapshot (Accepted=False) */
     struct snapbuild_arena *arena_;
 };
 
@@ -103,6 +108,7 @@ struct snapbuild_opts {
     int mesh;
     const char *trust_domain;   /* with mesh: a DNS name */
     const char *cluster_domain; /* with mesh; NULL: "cluster.local" */
+    int authz_default_deny;     /* with mesh: --mesh-default-policy deny */
 };
 
 /*
