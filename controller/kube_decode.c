@@ -713,6 +713,9 @@ static int kd_service(const struct kobj *doc, struct model_service *svc, char *e
         /* Kubernetes' own value for TLS backends is "https" (standard service names) */
         app = kobj_str(ports->items[i], "appProtocol");
         p->app_https = app && !strcasecmp(app, "https");
+        app = kobj_str(ports->items[i], "protocol");
+        p->not_tcp = app && *app && strcmp(app, "TCP");
+        app = kobj_str(ports->items[i], "appProtocol");
         if (!(p->app_protocol = model_strdup(m, app && !kd_has_ctl(app) ? app : ""))) {
             SET_ERR("out of memory");
             return -1;

@@ -72,7 +72,7 @@ int meshbuild_each_port(const struct model_cache *cache, meshbuild_port_fn fn, v
         const struct model_service *svc = (const struct model_service *)l->items[i];
         if (!mb_cluster_ips(svc, ips, 2)) continue;
         for (p = 0; p < svc->n_ports; p++)
-            if (fn(arg, svc, &svc->ports[p])) return -1;
+            if (!svc->ports[p].not_tcp && fn(arg, svc, &svc->ports[p])) return -1;
     }
     return 0;
 }
@@ -171,6 +171,7 @@ struct mb_svc {
     struct snapwire_mesh_service s;
     char **ids; /* sorted, unique, malloc'd */
     size_t n_ids;
+    size_t order; /* position in the Service's ports: ties sort stably */
 };
 
 static int mb_cmp_svc(const void *pa, const void *pb)
@@ -181,8 +182,43 @@ static int mb_cmp_svc(const void *pa, const void *pb)
 
     if (r) return r;
     if (a->port != b->port) return a->port < b->port ? -1 : 1;
-    if ((r = strcmp(a->ns, b->ns))) return r;
-    return strcmp(a->name, b->name);
+    if ((r = strcmp(a->ns, b->ns)) || (r = strcmp(a->name, b->name))) return r;
+    size_t oa = ((const struct mb_svc *)pa)->order, ob = ((const struct mb_svc *)pb)->order;
+    return (oa > ob) - (oa < ob);
+}
+
+/* The cache's EndpointSlices sorted by (namespace, service label, name). */
+struct mb_slices {
+    const struct model_endpoint_slice **v;
+    size_t n;
+};
+
+static int mb_cmp_slice(const void *pa, const void *pb)
+{
+    const struct model_endpoint_slice *a = *(const struct model_endpoint_slice *const *)pa;
+    const struct model_endpoint_slice *b = *(const struct model_endpoint_slice *const *)pb;
+    int r = strcmp(a->meta.ns, b->meta.ns);
+
+    if (r || (r = strcmp(a->service_name, b->service_name))) return r;
+    return strcmp(a->meta.name, b->meta.name);
+}
+
+/* Index of the first slice of svc in sl (sl->n when it has none). */
+static size_t mb_first_slice(const struct mb_slices *sl, const struct model_service *svc)
+{
+    size_t lo = 0, hi = sl->n, mid;
+    int r;
+
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+        r = strcmp(sl->v[mid]->meta.ns, svc->meta.ns);
+        if (!r) r = strcmp(sl->v[mid]->service_name, svc->meta.name);
+        if (r < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
 }
 
 /*
@@ -190,18 +226,18 @@ static int mb_cmp_svc(const void *pa, const void *pb)
  * Service's EndpointSlices for that port. 0, or -1 when out of memory.
  */
 static int mb_identities(const struct model_cache *cache, const struct mb_ip *ips, size_t n_ips,
-                         const char *td, const struct model_service *svc,
-                         const struct model_service_port *sp, struct mb_svc *ms)
+                         const struct mb_slices *sl, const char *td,
+                         const struct model_service *svc, const struct model_service_port *sp,
+                         struct mb_svc *ms)
 {
-    const struct model_list *l = &cache->kinds[MODEL_KIND_ENDPOINT_SLICE];
     struct mb_vec ids = {.size = sizeof(char *)};
     size_t i, e, p, out;
     int ready = 0, all = 1;
     char **slot;
 
-    for (i = 0; i < l->n && all; i++) {
-        const struct model_endpoint_slice *s = (const struct model_endpoint_slice *)l->items[i];
-        if (strcmp(s->meta.ns, svc->meta.ns) || strcmp(s->service_name, svc->meta.name)) continue;
+    for (i = mb_first_slice(sl, svc); i < sl->n && all; i++) {
+        const struct model_endpoint_slice *s = sl->v[i];
+        if (strcmp(s->meta.ns, svc->meta.ns) || strcmp(s->service_name, svc->meta.name)) break;
         for (p = 0; p < s->n_ports; p++)
             if (!strcmp(s->ports[p].name, sp->name)) break;
         if (p == s->n_ports || !s->ports[p].port) continue;
@@ -300,6 +336,7 @@ int meshbuild_build(const struct model_cache *cache, const char *td,
 {
     const struct model_list *l = &cache->kinds[MODEL_KIND_SERVICE];
     struct mb_vec ips = {.size = sizeof(struct mb_ip)}, svcs = {.size = sizeof(struct mb_svc)};
+    struct mb_slices sl = {NULL, 0};
     struct mb_svc *ms, *v;
     char addrs[2][MB_ADDR];
     size_t i, p, a, n_addr, k, n_ids = 0, kept;
@@ -307,18 +344,26 @@ int meshbuild_build(const struct model_cache *cache, const char *td,
 
     memset(out, 0, sizeof(*out));
     if (mb_pod_ips(cache, &ips)) goto nomem;
+    sl.n = cache->kinds[MODEL_KIND_ENDPOINT_SLICE].n;
+    if (sl.n && !(sl.v = malloc(sl.n * sizeof(*sl.v)))) goto nomem;
+    for (i = 0; i < sl.n; i++)
+        sl.v[i] =
+            (const struct model_endpoint_slice *)cache->kinds[MODEL_KIND_ENDPOINT_SLICE].items[i];
+    if (sl.n > 1) qsort(sl.v, sl.n, sizeof(*sl.v), mb_cmp_slice);
     for (i = 0; i < l->n; i++) {
         const struct model_service *svc = (const struct model_service *)l->items[i];
         if (!(n_addr = mb_cluster_ips(svc, addrs, 2))) continue;
         for (p = 0; p < svc->n_ports; p++) {
             const struct model_service_port *sp = &svc->ports[p];
-            struct mb_svc one = {{0}, NULL, 0};
+            struct mb_svc one = {{0}, NULL, 0, 0};
+            if (sp->not_tcp) continue; /* the sidecar intercepts TCP only */
             one.s.ns = svc->meta.ns;
             one.s.name = svc->meta.name;
             one.s.port = (uint16_t)sp->port;
             one.s.cluster = cluster_of(arg, svc, sp);
             one.s.proto = meshbuild_proto(svc, sp);
-            if (mb_identities(cache, ips.v, ips.n, td, svc, sp, &one)) goto nomem;
+            one.order = p;
+            if (mb_identities(cache, ips.v, ips.n, &sl, td, svc, sp, &one)) goto nomem;
             for (a = 0; a < n_addr; a++) {
                 if (!(ms = mb_push(&svcs))) {
                     /* the first record owns one's identities once pushed */
@@ -346,7 +391,7 @@ int meshbuild_build(const struct model_cache *cache, const char *td,
         const struct model_service *svc = (const struct model_service *)l->items[i];
         if (!(n_addr = mb_cluster_ips(svc, addrs, 2))) continue;
         for (p = 0; p < svc->n_ports; p++)
-            for (a = 0; a < n_addr; a++, k++) {
+            for (a = 0; a < n_addr && !svc->ports[p].not_tcp; a++, k++) {
                 memcpy(out->addrs_[k], addrs[a], MB_ADDR);
                 v[k].s.address = out->addrs_[k];
             }
@@ -395,6 +440,7 @@ nomem:
 done:
     mb_svcs_free(&svcs);
     free(ips.v);
+    free(sl.v);
     return rc;
 }
 

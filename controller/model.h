@@ -211,6 +211,7 @@ struct model_service_port {
     long port;
     int app_https;            /* appProtocol is "https" (any case): the backend speaks TLS */
     const char *app_protocol; /* spec.ports[].appProtocol as written, "" when absent */
+    int not_tcp;              /* spec.ports[].protocol is set and not TCP (UDP, SCTP) */
 };
 
 struct model_service {

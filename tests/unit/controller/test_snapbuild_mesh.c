@@ -107,6 +107,18 @@ static const struct mesh_case cases[] = {
      "10.96.0.8:85>default/p:85 http plain [] 10.96.0.8:86>default/p:86 detect plain [] "
      "10.96.0.8:443>default/p:443 detect plain [] 10.96.0.8:8080>default/p:8080 opaque plain [] "
      "10.96.0.8:9001>default/p:9001 opaque plain []"},
+    {"UDP and SCTP ports get no record (kube-dns: 53 over UDP and TCP)",
+     SVC("kube-system", "kube-dns", "",
+         "{clusterIP: 10.96.0.53, ports: [{name: dns, port: 53, protocol: UDP}, {name: dns-tcp, "
+         "port: 53, protocol: TCP}, {name: s, port: 99, protocol: SCTP}]}"),
+     "10.96.0.53:53>kube-system/kube-dns:53 detect plain []"},
+    {"endpoints from several slices of the Service, other Services' slices ignored",
+     WEB SLICE("default", "web-b", "web", "[{name: http, port: 8080}]",
+               "[" EP("10.0.0.3", "web-3") "]")
+         POD("default", "web-3", MESHED, SA("api"), RUNNING("10.0.0.3"))
+             SLICE("default", "other-a", "other", "[{name: http, port: 8080}]",
+                   "[" EP("10.0.0.9", "nope") "]"),
+     "10.96.0.1:80>default/web:80 http mtls [" ID("default", "api") " " ID("default", "web") "]"},
     {"a ClusterIP:port claimed twice goes to the first Service by namespace/name",
      SVC("b", "s", "", "{clusterIP: 10.96.0.9, ports: [{port: 80}]}")
          SVC("a", "s", "", "{clusterIP: 10.96.0.9, ports: [{port: 80}, {port: 81}]}"),
