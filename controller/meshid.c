@@ -18,6 +18,7 @@
  */
 #include "meshid.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
@@ -42,6 +43,7 @@
 #include "meshid.h"
 #include "meshsrv.h"
 #include "netaddr.h"
+#include "readfile.h"
 
 #define MESHID_MAGIC 0x4d534944u      /* "MSID" */
 #define MESHID_PEND_MAGIC 0x4d535044u /* "MSPD" */
@@ -82,6 +84,9 @@ struct meshid {
     unsigned ttl;
     char *names[MESHID_MAX_NAMES];
     size_t n_names;
+    /* IP SANs: the addresses in --mesh-server-names, then 127.0.0.1 and ::1 */
+    const char *ips[MESHID_MAX_NAMES + 2];
+    size_t n_ips;
     char *bundle_out;
     /* tokens (file mode) */
     char *token_file;
@@ -149,29 +154,7 @@ static char *gen_take(yajl_gen g)
 /* The whole file at path (malloc'd, NUL-terminated), or NULL with err. */
 static char *read_file(const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    size_t n;
-
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    if (!(buf = malloc(MESHID_FILE_MAX + 1))) {
-        fclose(f);
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    n = fread(buf, 1, MESHID_FILE_MAX, f);
-    if (ferror(f) || !feof(f)) {
-        snprintf(err, errlen, "%s: %s", path, ferror(f) ? "read error" : "larger than 1 MiB");
-        fclose(f);
-        free(buf);
-        return NULL;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    return buf;
+    return readfile_all(path, MESHID_FILE_MAX, err, errlen);
 }
 
 /* Writes text to path atomically (a temporary file renamed over it) with mode. 0, or -1. */
@@ -344,9 +327,8 @@ static int server_cert(struct meshid *m, struct meshca *ca, char *err, size_t er
     char *cert = NULL, *key = NULL;
     int rc;
 
-    if (meshca_sign_server(ca, (const char *const *)m->names, m->n_names,
-                           (const char *const[]){"127.0.0.1", "::1"}, 2, MESHID_SERVER_TTL,
-                           time(NULL), &cert, &key, err, errlen))
+    if (meshca_sign_server(ca, (const char *const *)m->names, m->n_names, m->ips, m->n_ips,
+                           MESHID_SERVER_TTL, time(NULL), &cert, &key, err, errlen))
         return -1;
     rc = meshsrv_set_cert(m->srv, cert, key, err, errlen);
     free(cert);
@@ -943,22 +925,40 @@ out:
 static int parse_names(struct meshid *m, const char *list, char *err, size_t errlen)
 {
     const char *p = list, *e;
+    unsigned char ip[16];
+    size_t i;
 
     while (*p) {
         e = p + strcspn(p, ",");
         if (e > p) {
-            if (m->n_names == MESHID_MAX_NAMES) {
+            char *name;
+            if (m->n_names + m->n_ips == MESHID_MAX_NAMES) {
                 snprintf(err, errlen, "--mesh-server-names: more than %d names", MESHID_MAX_NAMES);
                 return -1;
             }
-            if (!(m->names[m->n_names++] = strndup(p, (size_t)(e - p)))) {
+            if (!(name = strndup(p, (size_t)(e - p)))) {
                 snprintf(err, errlen, "out of memory");
                 return -1;
             }
+            /* an address (the endpoint reached by IP) is an IP SAN, not a DNS name */
+            if (inet_pton(strchr(name, ':') ? AF_INET6 : AF_INET, name, ip) == 1)
+                m->ips[m->n_ips++] = name;
+            else
+                m->names[m->n_names++] = name;
         }
         p = *e ? e + 1 : e;
     }
-    if (!m->n_names) {
+    for (i = 0; i < 2; i++) {
+        const char *lo = i ? "::1" : "127.0.0.1";
+        size_t k;
+        for (k = 0; k < m->n_ips && strcmp(m->ips[k], lo); k++)
+            ;
+        if (k == m->n_ips && !(m->ips[m->n_ips++] = strdup(lo))) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    if (!m->n_names && m->n_ips <= 2) {
         snprintf(err, errlen, "--mesh-server-names: no name");
         return -1;
     }
@@ -1043,9 +1043,8 @@ struct meshid *meshid_start(struct ev_loop *loop, struct kube_client *client,
     }
     /* the server starts with a throwaway certificate until the root is there */
     if (!(tmp = meshca_generate(m->td, 1, time(NULL), err, errlen))) goto fail;
-    if (meshca_sign_server(tmp, (const char *const *)m->names, m->n_names,
-                           (const char *const[]){"127.0.0.1", "::1"}, 2, 86400, time(NULL), &cert,
-                           &key, err, errlen))
+    if (meshca_sign_server(tmp, (const char *const *)m->names, m->n_names, m->ips, m->n_ips, 86400,
+                           time(NULL), &cert, &key, err, errlen))
         goto fail;
     if (!(m->srv = meshsrv_start(loop, (struct sockaddr *)&ss, sl, cert, key, err, errlen)))
         goto fail;
@@ -1096,6 +1095,8 @@ void meshid_free(struct meshid *m)
     meshsrv_stop(m->srv);
     for (i = 0; i < m->n_names; i++)
         free(m->names[i]);
+    for (i = 0; i < m->n_ips; i++)
+        free((char *)m->ips[i]);
     tokens_free(&m->tokens);
     free(m->token_file);
     free(m->bundle_out);

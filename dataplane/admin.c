@@ -1,7 +1,8 @@
 /*
  * admin: the data plane's operator endpoints on top of common/adminsrv.
  *
- * Does: GET|HEAD /ready (200 once a snapshot is applied, else 503), /live, /snapshot (JSON
+ * Does: GET|HEAD /ready (200 once a snapshot is applied and any extra check set with
+ * admin_set_ready_check passes, else 503), /live, /snapshot (JSON
  * dump of the current snapshot, 503 before one), /metrics (Prometheus text), /stats (the
  * same numbers as JSON, plus uptime, per-route counts and each cluster's endpoints:
  * clusterstats.c renders those, in /metrics too). Everything else (404, 405,
@@ -32,6 +33,8 @@ struct admin {
     void *arg;
     struct ev_loop *loop;
     ev_tstamp started;
+    admin_not_ready_fn not_ready; /* NULL: a snapshot is all /ready needs */
+    void *not_ready_arg;
 };
 
 static void gen_classes(yajl_gen g, const uint64_t by_class[5])
@@ -156,9 +159,12 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
     (void)method;
     if (a->magic != ADMIN_MAGIC) abort();
     s = a->current(a->arg);
-    if (!strcmp(path, "/ready"))
-        return s ? adminsrv_reply_text(r, 200, "ready\n")
-                 : adminsrv_reply_text(r, 503, "no snapshot\n");
+    if (!strcmp(path, "/ready")) {
+        const char *why = !s             ? "no snapshot\n"
+                          : a->not_ready ? a->not_ready(a->not_ready_arg)
+                                         : NULL;
+        return why ? adminsrv_reply_text(r, 503, why) : adminsrv_reply_text(r, 200, "ready\n");
+    }
     if (!strcmp(path, "/live")) return adminsrv_reply_text(r, 200, "live\n");
     if (!strcmp(path, "/snapshot")) {
         if (!s) return adminsrv_reply_text(r, 503, "no snapshot\n");
@@ -193,6 +199,12 @@ struct admin *admin_start(struct ev_loop *loop, const struct sockaddr *sa, sockl
 free_admin:
     free(a);
     return NULL;
+}
+
+void admin_set_ready_check(struct admin *a, admin_not_ready_fn fn, void *arg)
+{
+    a->not_ready = fn;
+    a->not_ready_arg = arg;
 }
 
 void admin_stop(struct admin *a)

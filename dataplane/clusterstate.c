@@ -45,7 +45,10 @@ void clusterstate_unref(struct clusterstate *cs)
 
 int clusterstate_acquire(struct clusterstate *cs, enum clusterstate_limit what, uint32_t limit)
 {
-    unsigned prev = atomic_fetch_add_explicit(&cs->gauge[what], 1, memory_order_relaxed);
+    unsigned prev;
+
+    if (!cs) return 0; /* no cluster (a sidecar's hand-off to its app): nothing to limit */
+    prev = atomic_fetch_add_explicit(&cs->gauge[what], 1, memory_order_relaxed);
 
     if (!limit || prev < limit) return 0;
     atomic_fetch_sub_explicit(&cs->gauge[what], 1, memory_order_relaxed);
@@ -55,7 +58,7 @@ int clusterstate_acquire(struct clusterstate *cs, enum clusterstate_limit what, 
 
 void clusterstate_release(struct clusterstate *cs, enum clusterstate_limit what)
 {
-    atomic_fetch_sub_explicit(&cs->gauge[what], 1, memory_order_relaxed);
+    if (cs) atomic_fetch_sub_explicit(&cs->gauge[what], 1, memory_order_relaxed);
 }
 
 const char *clusterstate_limit_name(enum clusterstate_limit what)

@@ -78,12 +78,14 @@
 #include "http1.h"
 #include "httpmsg.h"
 #include "log.h"
+#include "mesh.h"
 #include "metrics.h"
 #include "mirror.h"
 #include "netaddr.h"
 #include "retrybudget.h"
 #include "router.h"
 #include "tls.h"
+#include "tls_mesh.h"
 #include "tls_upstream.h"
 #include "transport.h"
 #include "upstream.h"
@@ -159,6 +161,7 @@ struct conn_req {
     uint8_t cb_req;        /* counted in the cluster's requests in flight (circuit breaking) */
     uint8_t cb_pending;    /* counted in the cluster's pending requests: a new u connecting */
     uint8_t replay_ok;     /* replay holds all that was sent: a failed reuse may be retried */
+    uint8_t u_shut;        /* opaque tunnel: our FIN went upstream (the client ended) */
     uint8_t resp_started, resp_done;
     uint8_t resp_close; /* upstream will not keep the connection (Connection: close, 1.0) */
     int resp_status;
@@ -196,6 +199,14 @@ struct conn {
      */
     char *client_hdrs;
     char peer[INET6_ADDRSTRLEN];
+    /* ---- sidecar (mesh.h) ---- */
+    uint8_t mesh;      /* enum mesh_listener of the listener it came from */
+    uint8_t opaque;    /* a TCP tunnel with no HTTP: bytes both ways, half-closes passed on */
+    uint8_t detect;    /* waiting for the first bytes: HTTP/1 or opaque */
+    uint8_t mesh_peek; /* inbound: waiting for the first byte, TLS record or plaintext */
+    uint8_t c_shut;    /* opaque tunnel: our FIN went to the client (the upstream ended) */
+    socklen_t origlen; /* the redirected connection's original destination (SO_ORIGINAL_DST) */
+    struct sockaddr_storage orig;
 };
 
 static void upstream_read_cb(struct ev_loop *loop, ev_io *io, int revents);
@@ -209,6 +220,13 @@ static inline struct transport *up_tp(struct conn_req *r)
 static void upstream_write_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void upstream_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void deadline_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static void conn_run(struct conn *c);
+static void conn_first_read(struct conn *c);
+static int mesh_tunnel_start(struct conn *c);
+static void conn_handshake(struct conn *c);
+static void mesh_inbound_start(struct conn *c, int timed_out);
+static void mesh_handshake_done(struct conn *c);
+static void mesh_accept(struct conn *c);
 
 /* This thread's random numbers (xorshift64*): backend weights, mirror shares, jitter. */
 static __thread uint64_t rng_state;
@@ -342,7 +360,8 @@ static void bal_begin(struct conn *c, const struct snapshot_endpoint *ep)
 /* The shared state (circuit breaker gauges, retry budget) of r's cluster. */
 static struct clusterstate *req_cs(const struct conn_req *r)
 {
-    return r->snap->clusters[r->ucluster].cs;
+    /* a sidecar's direct hand-off (no cluster) has none: clusterstate takes NULL */
+    return r->ucluster == SNAPWIRE_NONE ? NULL : r->snap->clusters[r->ucluster].cs;
 }
 
 /* The request no longer waits for a new upstream connection (it has one, or none). */
@@ -803,6 +822,12 @@ static void upstream_failed(struct conn *c, int status, const char *why)
 {
     struct conn_req *r = c->r;
 
+    if (c->opaque) {
+        /* a TCP tunnel has no way to say it: the client sees its connection end */
+        log_warn("upstream_error", "peer=%s route=%s reason=\"%s\"", c->peer, route_name(r), why);
+        conn_close(c);
+        return;
+    }
     if (!r->resp_started && status == 502 && upstream_retry(c, why) == 0) return;
     if (!r->resp_started && route_retry(c, why) == 0) return;
     log_warn("upstream_error", "peer=%s route=%s reason=\"%s\"", c->peer, route_name(r), why);
@@ -839,7 +864,7 @@ static int is_xf_header(const struct http1_header *h)
     return http1_name_is(h, "x-forwarded-for") || http1_name_is(h, "x-forwarded-proto") ||
            http1_name_is(h, "x-forwarded-host") || http1_name_is(h, "x-client-verify") ||
            http1_name_is(h, "x-client-subject") || http1_name_is(h, "x-client-spiffe") ||
-           http1_name_is(h, "x-forwarded-client-cert");
+           http1_name_is(h, "x-forwarded-client-cert") || http1_name_is(h, MESH_PEER_HEADER);
 }
 
 /*
@@ -997,7 +1022,8 @@ static int build_upstream_head(struct conn *c, const struct http1_request *req,
     if (hrun_flush(b, &run) < 0) return -1;
     if (edit && filter_header_edits(b, sw, edit) < 0) return -1;
     if (append_joined(b, req, "X-Forwarded-For", c->peer) < 0 ||
-        dbuf_str(b, c->tls ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n") < 0)
+        dbuf_str(b, c->tls && !c->mesh ? "X-Forwarded-Proto: https\r\n"
+                                       : "X-Forwarded-Proto: http\r\n") < 0)
         return -1;
     if (c->client_hdrs && dbuf_str(b, c->client_hdrs) < 0) return -1;
     if (info->host && (dbuf_str(b, "X-Forwarded-Host: ") < 0 ||
@@ -1033,6 +1059,11 @@ static void arm_progress(struct conn *c)
     struct conn_req *r = c->r;
 
     if (!r || !r->u || r->u_connecting || r->u_handshaking || c->state == CS_HEAD) return;
+    if (c->opaque) {
+        /* an opaque connection (a database's) may idle for hours: no timer once connected */
+        ev_timer_stop(c->w->loop, &r->utimer);
+        return;
+    }
     arm_utimer(c, r->resp_started || c->state == CS_TUNNEL || !r->req_done
                       ? cfg->idle_body_timeout
                       : cfg->upstream_response_timeout);
@@ -1049,8 +1080,9 @@ static int upstream_open(struct conn *c, int allow_pool)
     struct upstream_conn *u = NULL;
     int in_progress = 0;
 
-    uint64_t tag = tls_upstream_tag(r->snap->tls_up, r->ucluster);
-    const struct snapwire_cluster *swc = &r->snap->sw.clusters[r->ucluster];
+    int direct = r->ucluster == SNAPWIRE_NONE; /* sidecar hand-off: no cluster, plain TCP */
+    uint64_t tag = direct ? 0 : tls_upstream_tag(r->snap->tls_up, r->ucluster);
+    const struct snapwire_cluster *swc = direct ? NULL : &r->snap->sw.clusters[r->ucluster];
     struct clusterstate *cs = req_cs(r);
 
     if (allow_pool) u = upstream_pool_take(c->w->pool, sa, r->uaddrlen, tag);
@@ -1062,11 +1094,12 @@ static int upstream_open(struct conn *c, int allow_pool)
         u->cs = cs;
     } else {
         /* circuit breaking: a new connection is one more pending request and connection */
-        if (clusterstate_acquire(cs, CLUSTERSTATE_PENDING, swc->cb_max_pending) < 0) {
+        if (clusterstate_acquire(cs, CLUSTERSTATE_PENDING, swc ? swc->cb_max_pending : 0) < 0) {
             errno = EBUSY;
             return -1;
         }
-        if (clusterstate_acquire(cs, CLUSTERSTATE_CONNECTIONS, swc->cb_max_connections) < 0) {
+        if (clusterstate_acquire(cs, CLUSTERSTATE_CONNECTIONS, swc ? swc->cb_max_connections : 0) <
+            0) {
             clusterstate_release(cs, CLUSTERSTATE_PENDING);
             errno = EBUSY;
             return -1;
@@ -1082,6 +1115,11 @@ static int upstream_open(struct conn *c, int allow_pool)
         u->cs = cs;
         r->cb_pending = 1;
         if (!in_progress) metrics_upstream_connected();
+        if (c->mesh == MESH_LISTENER_OUTBOUND)
+            metrics_mesh_conn(direct ? METRICS_MESH_OUT_PASSTHROUGH
+                              : tls_upstream_mesh_cluster(r->snap->tls_up, r->ucluster)
+                                  ? METRICS_MESH_OUT_MTLS
+                                  : METRICS_MESH_OUT_PLAIN);
     }
     upstream_conn_attach(u, upstream_read_cb, upstream_write_cb, c);
     r->u = u;
@@ -1090,7 +1128,10 @@ static int upstream_open(struct conn *c, int allow_pool)
     r->u_got_bytes = 0;
     if (!r->u_reused && tag) {
         /* a fresh connection to a TLS cluster: the handshake follows the TCP connect */
-        if (tls_upstream_start(r->snap->tls_up, r->ucluster, &u->tp, sa, r->uaddrlen) < 0) {
+        int trc = c->opaque && tls_upstream_mesh_cluster(r->snap->tls_up, r->ucluster)
+                      ? tls_upstream_start_mesh(r->snap->tls_up, r->ucluster, &u->tp, u->fd, 1)
+                      : tls_upstream_start(r->snap->tls_up, r->ucluster, &u->tp, sa, r->uaddrlen);
+        if (trc < 0) {
             upstream_conn_close(u);
             r->u = NULL;
             errno = ENOMEM;
@@ -1421,6 +1462,288 @@ static const struct snapshot_endpoint *pick_endpoint(struct conn *c, struct snap
     return snapshot_pick_ex(snap, cluster, inp);
 }
 
+/* ---- sidecar (mesh) connections ---- */
+
+/* The port of a Host value ("name:port", "[v6]:port"); 0 when it has none (or a bad one). */
+static int host_port(const char *h, size_t len)
+{
+    size_t i = len;
+    int port = 0, mul = 1;
+
+    if (!h) return 0;
+    while (i > 0 && h[i - 1] >= '0' && h[i - 1] <= '9')
+        i--;
+    if (i == len || i == 0 || h[i - 1] != ':' || len - i > 5) return 0;
+    for (size_t k = len; k > i; k--, mul *= 10)
+        port += (h[k - 1] - '0') * mul;
+    return port <= 65535 ? port : 0;
+}
+
+/* Loopback of sa's family with sa's port: where the inbound side hands off to the app. */
+static void loopback_of(const struct sockaddr_storage *sa, struct sockaddr_storage *out,
+                        socklen_t *len)
+{
+    uint16_t port = mesh_sockaddr_port((const struct sockaddr *)sa);
+
+    memset(out, 0, sizeof(*out));
+    if (sa->ss_family == AF_INET6 &&
+        !IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)sa)->sin6_addr)) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)out;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_addr = in6addr_loopback;
+        s6->sin6_port = htons(port);
+        *len = sizeof(*s6);
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)out;
+        s4->sin_family = AF_INET;
+        s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        s4->sin_port = htons(port);
+        *len = sizeof(*s4);
+    }
+}
+
+/*
+ * Where a sidecar sends a request (host: the normalised Host, hl its length, hport its port
+ * or 0) or, with hl 0, an opaque connection. Inbound: the app, on loopback at the original
+ * destination's port. Outbound: the Service the Host names (its port: Host's, else the
+ * original destination's), else the Service at the original destination (a ClusterIP),
+ * each through its cluster; else straight to the original destination (passthrough: not
+ * a Service of the mesh). Returns 0 with *cluster (a cluster of snap), 1 with *ta (direct),
+ * -1 when the Service has no cluster (no endpoints). *route: what metrics and logs call it.
+ */
+static int mesh_target(struct conn *c, struct snapshot *snap, const char *host, int hl, int hport,
+                       struct sockaddr_storage *ta, socklen_t *tl, const char **route,
+                       uint32_t *cluster)
+{
+    const struct snapwire_mesh_service *svc = NULL;
+
+    *cluster = SNAPWIRE_NONE;
+    if (c->mesh == MESH_LISTENER_INBOUND) {
+        loopback_of(&c->orig, ta, tl);
+        *route = "mesh:inbound";
+        return 1;
+    }
+    if (hl > 0)
+        svc = mesh_find_host(snap->mesh, host, (size_t)hl,
+                             hport ? (uint16_t)hport
+                                   : mesh_sockaddr_port((const struct sockaddr *)&c->orig));
+    if (!svc) svc = mesh_find_addr(snap->mesh, (const struct sockaddr *)&c->orig);
+    if (!svc) {
+        memcpy(ta, &c->orig, c->origlen);
+        *tl = c->origlen;
+        *route = "mesh:passthrough";
+        return 1;
+    }
+    if (svc->cluster == SNAPWIRE_NONE) {
+        *route = "mesh:no-endpoints";
+        return -1;
+    }
+    *cluster = svc->cluster;
+    *route = snap->sw.clusters[svc->cluster].name;
+    return 0;
+}
+
+/*
+ * Turns the connection into an opaque TCP tunnel to its mesh target (what was read
+ * already goes first). Returns 0, or -1 with c closed.
+ */
+static int mesh_tunnel_start(struct conn *c)
+{
+    struct snapshot *snap = c->w->current;
+    const struct snapshot_endpoint *ep;
+    struct conn_req *r;
+    uint32_t cluster;
+    int rc;
+
+    c->opaque = 1;
+    c->detect = 0;
+    if (!snap) {
+        log_warn("mesh_refused", "peer=%s reason=\"no snapshot yet\"", c->peer);
+        goto close;
+    }
+    if (!(r = c->r = req_new(c))) goto close;
+    request_begin(c, NULL);
+    rc = mesh_target(c, snap, NULL, 0, 0, &r->uaddr, &r->uaddrlen, &r->route_src, &cluster);
+    if (rc < 0) {
+        log_warn("upstream_error", "peer=%s route=%s reason=\"no endpoint\"", c->peer,
+                 route_name(r));
+        goto close;
+    }
+    if (rc == 0) {
+        if (!(ep = snapshot_pick(snap, cluster))) {
+            log_warn("upstream_error", "peer=%s route=%s reason=\"no healthy endpoint\"", c->peer,
+                     route_name(r));
+            goto close;
+        }
+        if (clusterstate_acquire(snap->clusters[cluster].cs, CLUSTERSTATE_REQUESTS,
+                                 snap->sw.clusters[cluster].cb_max_requests) < 0) {
+            log_warn("upstream_overflow", "peer=%s route=%s", c->peer, route_name(r));
+            goto close;
+        }
+        r->cb_req = 1;
+        memcpy(&r->uaddr, &ep->addr, ep->addrlen);
+        r->uaddrlen = ep->addrlen;
+    }
+    r->snap = snapshot_ref(snap);
+    r->ucluster = cluster;
+    c->state = CS_TUNNEL;
+    if (upstream_open(c, 0) < 0) {
+        metrics_upstream_connect_error();
+        log_warn("upstream_error", "peer=%s route=%s reason=\"%s\"", c->peer, route_name(r),
+                 strerror(errno));
+        goto close;
+    }
+    return 0;
+close:
+    conn_close(c);
+    return -1;
+}
+
+/* Plaintext on the inbound side: only in permissive mode (then HTTP or opaque, detected). */
+static void mesh_plain_inbound(struct conn *c)
+{
+    if (!mesh_permissive()) {
+        metrics_mesh_conn(METRICS_MESH_IN_REFUSED);
+        log_info("mesh_plaintext_refused", "peer=%s", c->peer);
+        conn_close(c);
+        return;
+    }
+    metrics_mesh_conn(METRICS_MESH_IN_PLAIN);
+    c->detect = 1;
+    arm_timer(c, MESH_DETECT_TIMEOUT);
+    conn_first_read(c);
+}
+
+/*
+ * Inbound: the first byte tells a TLS record (0x16, a ClientHello: mTLS) from plaintext.
+ * Waits for it (mesh_peek) until it comes or the timer runs out (timed_out: nothing came).
+ */
+static void mesh_inbound_start(struct conn *c, int timed_out)
+{
+    unsigned char b;
+    ssize_t n = recv(c->tp.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) && !timed_out) {
+        if (!c->mesh_peek) arm_timer(c, MESH_DETECT_TIMEOUT);
+        c->mesh_peek = 1;
+        io_want(c->w->loop, &c->rio, 1);
+        return;
+    }
+    c->mesh_peek = 0;
+    if (n < 0 && timed_out) {
+        mesh_plain_inbound(c); /* a client waiting for the server to speak first */
+        return;
+    }
+    if (n <= 0) {
+        conn_close(c);
+        return;
+    }
+    if (b != 0x16) {
+        mesh_plain_inbound(c);
+        return;
+    }
+    if (tls_mesh_accept(&c->tp, c->tp.fd) < 0) {
+        metrics_mesh_conn(METRICS_MESH_IN_REFUSED);
+        log_warn("mesh_refused", "peer=%s reason=\"no workload certificate yet\"", c->peer);
+        conn_close(c);
+        return;
+    }
+    c->tls = c->handshaking = 1;
+    arm_timer(c, c->w->cfg.client_header_timeout);
+    conn_handshake(c);
+}
+
+/*
+ * Inbound mTLS is up: the verified caller goes to the app in X-Strait-Peer-Identity (a
+ * header stripped from whatever a client sends), and ALPN says HTTP or opaque.
+ */
+static void mesh_handshake_done(struct conn *c)
+{
+    char uri[1024];
+    int kind = tls_mesh_peer(&c->tp, uri, sizeof(uri));
+    size_t i;
+
+    for (i = 0; kind >= 0 && uri[i]; i++)
+        if ((unsigned char)uri[i] <= ' ' || uri[i] == 0x7f) kind = -1; /* never into a header */
+    if (kind < 0) {
+        metrics_mesh_conn(METRICS_MESH_IN_REFUSED);
+        log_warn("mesh_refused", "peer=%s reason=\"no verified peer identity\"", c->peer);
+        conn_close(c);
+        return;
+    }
+    metrics_mesh_conn(METRICS_MESH_IN_MTLS);
+    log_debug("mesh_peer", "peer=%s identity=%s", c->peer, uri);
+    c->client_hdrs = malloc(sizeof("X-Strait-Peer-Identity: \r\n") + strlen(uri));
+    if (!c->client_hdrs) {
+        conn_close(c);
+        return;
+    }
+    sprintf(c->client_hdrs, "X-Strait-Peer-Identity: %s\r\n", uri);
+    if (kind == TLS_MESH_PEER_OPAQUE) {
+        if (mesh_tunnel_start(c) == 0) conn_first_read(c);
+        return;
+    }
+    if (kind == TLS_MESH_PEER_UNKNOWN) {
+        c->detect = 1;
+        arm_timer(c, MESH_DETECT_TIMEOUT);
+    } else {
+        arm_timer(c, c->w->cfg.client_idle_timeout);
+    }
+    conn_first_read(c);
+}
+
+/* a and b are the same address and port */
+static int same_sockaddr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family) return 0;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (a->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+        return x->sin6_port == y->sin6_port &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+    }
+    return 0;
+}
+
+/*
+ * A connection on a sidecar listener: only redirected ones (their original destination is
+ * what they are for; one made to the listener itself would loop), then by side and by what
+ * the directory says of the destination: opaque at once, HTTP, or detected.
+ */
+static void mesh_accept(struct conn *c)
+{
+    struct sockaddr_storage local;
+    socklen_t ll = sizeof(local);
+    const struct snapwire_mesh_service *svc;
+
+    c->origlen = sizeof(c->orig);
+    if (mesh_original_dst(c->tp.fd, &c->orig, &c->origlen) < 0 ||
+        (getsockname(c->tp.fd, (struct sockaddr *)&local, &ll) == 0 &&
+         same_sockaddr(&local, &c->orig))) {
+        log_info("mesh_refused", "peer=%s reason=\"not a redirected connection\"", c->peer);
+        conn_close(c);
+        return;
+    }
+    if (c->mesh == MESH_LISTENER_INBOUND) {
+        mesh_inbound_start(c, 0);
+        return;
+    }
+    svc = c->w->current ? mesh_find_addr(c->w->current->mesh, (const struct sockaddr *)&c->orig)
+                        : NULL;
+    if (svc && svc->proto == SNAPWIRE_MESH_PROTO_OPAQUE) {
+        if (mesh_tunnel_start(c) == 0) conn_first_read(c);
+        return;
+    }
+    if (!svc || svc->proto != SNAPWIRE_MESH_PROTO_HTTP) {
+        c->detect = 1;
+        arm_timer(c, MESH_DETECT_TIMEOUT);
+    }
+    conn_first_read(c);
+}
+
 /*
  * Tries to start the next request from cin. Returns 1 if a request was started or answered
  * locally, 0 if more bytes are needed.
@@ -1434,7 +1757,7 @@ static int start_request(struct conn *c)
     const struct snapshot_endpoint *ep;
     struct conn_req *r;
     char host[ROUTER_MAX_HOST];
-    int n, status, hl = 0;
+    int n, status, hl = 0, direct = 0;
     uint32_t cluster;
 
     if (c->cin.len == 0) return 0;
@@ -1502,6 +1825,19 @@ static int start_request(struct conn *c)
         local_response(c, 503, "no snapshot\n", 0);
         return 1;
     }
+    if (c->mesh) {
+        /* a sidecar: the app on loopback (inbound), or the Service Host names (outbound) */
+        int rc = mesh_target(c, snap, host, hl, host_port(info.host, info.host_len), &r->uaddr,
+                             &r->uaddrlen, &r->route_src, &cluster);
+        rt = NULL;
+        if (rc < 0) {
+            dbuf_consume(&c->cin, (size_t)n);
+            local_response(c, 503, "no endpoint for this service\n", 0);
+            return 1;
+        }
+        direct = rc == 1;
+        goto routed;
+    }
     if (c->tls && hl > 0) {
         host[hl] = '\0';
         if (!tls_policy_allows(snap->tls, host, &c->tp)) {
@@ -1559,6 +1895,7 @@ static int start_request(struct conn *c)
         return 1;
     }
     if (!rt) r->route_src = "default";
+routed:
     r->max_body = snapshot_route_max_body(snap, rt, &c->w->cfg);
     if (info.body == HTTP1_BODY_LENGTH && info.content_length > r->max_body) {
         /* RFC 9110 15.5.14: refused before any upstream sees it; the body is not read */
@@ -1576,21 +1913,21 @@ static int start_request(struct conn *c)
         local_response(c, options ? 200 : 405, options ? "" : NULL, 0);
         return 1;
     }
-    ep = pick_endpoint(c, snap, cluster, &req, &info);
-    if (!ep) {
+    ep = direct ? NULL : pick_endpoint(c, snap, cluster, &req, &info);
+    if (!ep && !direct) {
         dbuf_consume(&c->cin, (size_t)n);
         local_response(c, 503, "no healthy endpoint\n", 0);
         return 1;
     }
-    if (clusterstate_acquire(snap->clusters[cluster].cs, CLUSTERSTATE_REQUESTS,
-                             snap->sw.clusters[cluster].cb_max_requests) < 0) {
+    if (!direct && clusterstate_acquire(snap->clusters[cluster].cs, CLUSTERSTATE_REQUESTS,
+                                        snap->sw.clusters[cluster].cb_max_requests) < 0) {
         dbuf_consume(&c->cin, (size_t)n);
         upstream_overflow(c);
         return 1;
     }
     r->snap = snapshot_ref(snap);
-    r->ucluster = cluster;
-    r->cb_req = 1;
+    r->ucluster = direct ? SNAPWIRE_NONE : cluster;
+    r->cb_req = !direct;
     if (rt) {
         double now = ev_now(c->w->loop);
         if (rt->request_timeout_ms != SNAPWIRE_TIMEOUT_DEFAULT &&
@@ -1613,12 +1950,14 @@ static int start_request(struct conn *c)
     if (rt && rt->filter_count) mirrors_start(c, snap);
     dbuf_consume(&c->cin, (size_t)n); /* req points into cin: consume only now */
     c->state = CS_PROXY;
-    memcpy(&r->uaddr, &ep->addr, ep->addrlen);
-    r->uaddrlen = ep->addrlen;
+    if (ep) {
+        memcpy(&r->uaddr, &ep->addr, ep->addrlen);
+        r->uaddrlen = ep->addrlen;
+    }
     if (r->reqlog)
-        netaddr_format((const struct sockaddr *)&ep->addr, r->reqlog->upstream,
+        netaddr_format((const struct sockaddr *)&r->uaddr, r->reqlog->upstream,
                        sizeof(r->reqlog->upstream));
-    bal_begin(c, ep);
+    if (ep) bal_begin(c, ep);
     if (rt && rt->retry_attempts) {
         /* route retries: keep what is sent (the head; body bytes per pump_request_body) */
         if (dbuf_append(&r->replay, dbuf_data(&r->uout), r->uout.len) < 0) {
@@ -1994,6 +2333,24 @@ static int tunnel_pump(struct conn *c)
         if (dbuf_append(&c->cout, dbuf_data(&r->uin), r->uin.len) < 0) goto close;
         dbuf_consume(&r->uin, r->uin.len);
     }
+    if (c->opaque) {
+        /*
+         * TCP semantics end to end: each side's end (FIN) is passed on once what it sent
+         * is delivered, and the tunnel closes when both directions are done (a client
+         * that sends a query and shuts its side still gets the answer).
+         */
+        if (c->c_eof && !r->u_shut && r->uout.len == 0 && r->u && !r->u_connecting &&
+            !r->u_handshaking) {
+            r->u_shut = 1;
+            if (up_tp(r)->ops->shutdown_write(up_tp(r)) < 0) goto close;
+        }
+        if (r->u_eof && !c->c_shut && c->cout.len == 0) {
+            c->c_shut = 1;
+            if (c->tp.ops->shutdown_write(&c->tp) < 0) goto close;
+        }
+        if (r->u_write_failed || (r->u_shut && c->c_shut)) goto close;
+        return 0;
+    }
     if (r->u_write_failed || (c->c_eof && r->uout.len == 0) || (r->u_eof && c->cout.len == 0))
         goto close;
     return 0;
@@ -2077,6 +2434,18 @@ static int conn_step(struct conn *c)
 {
     for (;;) {
         if (c->dead) return -1;
+        if (c->detect) {
+            /* a sidecar's connection of unknown protocol: HTTP/1, or else opaque TCP */
+            int d = c->cin.len ? mesh_looks_http(dbuf_data(&c->cin), c->cin.len) : -2;
+            if (d == -2 && !c->c_eof) return 0;
+            if (d == -2 && c->cin.len == 0) {
+                conn_close(c);
+                return -1;
+            }
+            c->detect = 0;
+            if (d != 1 && mesh_tunnel_start(c) < 0) return -1;
+            continue;
+        }
         if (c->state == CS_HEAD) {
             if (c->close_after_flush) return 0;
             if (!start_request(c)) {
@@ -2127,6 +2496,7 @@ static void conn_run(struct conn *c)
             if ((m = flush_client(c)) < 0) return;
             moved |= m;
         }
+        if (c->opaque && moved && c->state == CS_TUNNEL && tunnel_pump(c) < 0) return;
         if (!moved || !(c->cin.len || (c->r && c->r->uin.len))) break;
     }
     conn_trim(c);
@@ -2216,8 +2586,12 @@ static void conn_handshake(struct conn *c)
         return;
     }
     c->handshaking = 0;
-    c->client_hdrs = tls_client_headers(&c->tp);
     io_want(loop, &c->wio, 0);
+    if (c->mesh) {
+        mesh_handshake_done(c);
+        return;
+    }
+    c->client_hdrs = tls_client_headers(&c->tp);
     arm_timer(c, c->w->cfg.client_idle_timeout);
     conn_first_read(c);
 }
@@ -2230,6 +2604,10 @@ static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
     (void)revents;
     if (c->handshaking) {
         conn_handshake(c);
+        return;
+    }
+    if (c->mesh_peek) {
+        mesh_inbound_start(c, 0);
         return;
     }
     if (c->lingering) {
@@ -2273,6 +2651,16 @@ static void client_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     if (c->lingering || c->handshaking) {
         conn_close(c); /* a handshake over its time: closed silently */
+        return;
+    }
+    if (c->mesh_peek) {
+        mesh_inbound_start(c, 1); /* a silent client: plaintext server-first, or nothing */
+        return;
+    }
+    if (c->detect) {
+        /* no bytes to tell: a server-first protocol (SMTP, MySQL) is opaque */
+        c->detect = 0;
+        if (mesh_tunnel_start(c) == 0) conn_run(c);
         return;
     }
     if (c->state != CS_HEAD) return; /* a request is being answered: its own timers apply */
@@ -2477,7 +2865,8 @@ static int plain_http_on_tls(int fd)
     return 1;
 }
 
-void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen, int tls)
+void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen, int tls,
+                 int mesh)
 {
     struct conn *c;
     int plain_on_tls = 0;
@@ -2495,6 +2884,7 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_
     }
     c->magic = CONN_MAGIC;
     c->w = w;
+    c->mesh = (uint8_t)mesh;
     transport_plain_init(&c->tp, fd);
     /* the handshake picks certificates from the snapshot current at accept */
     if (tls && tls_transport_accept(&c->tp, fd, w->current) < 0) {
@@ -2522,6 +2912,10 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_
     w->n_conns++;
     metrics_conn_opened();
     ev_timer_start(w->loop, &c->timer);
+    if (c->mesh) {
+        mesh_accept(c);
+        return;
+    }
     if (c->tls) {
         conn_handshake(c); /* the ClientHello is there already (deferred accept) */
         return;

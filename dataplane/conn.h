@@ -10,7 +10,8 @@
  * Takes ownership of the accepted, non-blocking fd; tls: accepted on an HTTPS listener
  * (the TLS handshake comes first).
  */
-void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen, int tls);
+void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen, int tls,
+                 int mesh);
 
 /* Graceful stop: idle connections close now, busy ones after their current response. */
 void conn_shutdown_all(struct worker *w);

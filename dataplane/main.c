@@ -9,6 +9,7 @@
  * Invariant: the main loop is the only thread that talks to the controller and serves admin.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -23,9 +24,12 @@
 #include "admin.h"
 #include "healthcheck.h"
 #include "netaddr.h"
+#include "readfile.h"
 #include "log.h"
+#include "mesh.h"
 #include "snapshot.h"
 #include "tls.h"
+#include "tls_mesh.h"
 #include "tls_upstream.h"
 #include "units.h"
 #include "worker.h"
@@ -33,6 +37,14 @@
 #define DRAIN_TIMEOUT 30.0 /* default seconds in-flight requests get after SIGTERM */
 #define MAX_WORKERS 256
 #define MAX_KEEPALIVE 65535 /* --upstream-keepalive: idle connections per endpoint */
+/* --sidecar defaults (docs/mesh.md: the ports mesh-init redirects to) */
+#define SIDECAR_INBOUND "0.0.0.0:4143"
+#define SIDECAR_OUTBOUND "127.0.0.1:4140"
+#define SIDECAR_ADMIN "0.0.0.0:4191" /* the kubelet probes it on the pod's address */
+#define SIDECAR_TOKEN "/var/run/secrets/strait.dev/serviceaccount/token"
+#define SIDECAR_IDENTITY_ADDR "strait-controller.strait-system.svc:8443"
+#define SIDECAR_RETRY_MAX 30.0 /* seconds: longest wait between identity requests */
+#define MAX_ANCHORS (1u << 20) /* bytes of PEM in --trust-anchors */
 
 struct app {
     struct ev_loop *loop;
@@ -58,6 +70,11 @@ static void usage(FILE *f)
                "                        [--drain-timeout S] [--access-log PATH|-]\n"
                "                        [--client-max-body-size SIZE]\n"
                "                        [--upstream-keepalive N] [--upstream-keepalive-timeout S]\n"
+               "       strait-dataplane --sidecar --socket PATH [--inbound ADDR:PORT]\n"
+               "                        [--outbound ADDR:PORT] [--permissive] [--namespace NS]\n"
+               "                        [--identity-addr HOST:PORT] [--identity-name NAME]\n"
+               "                        [--trust-domain DOMAIN] [--trust-anchors FILE]\n"
+               "                        [--token-path FILE] [--admin ADDR:PORT] ...\n"
                "  ADDR is an IPv4 literal, [IPv6] or localhost; --workers defaults to the number\n"
                "  of online CPUs. Timeouts are seconds (fractions allowed); defaults: header 10,\n"
                "  idle 60, connect 5, response 60, idle body 60, drain 30.\n"
@@ -76,7 +93,19 @@ static void usage(FILE *f)
                "  --tls-ticket-key-file: session ticket keys shared by replicas instead of\n"
                "  random ones: 80 bytes (one key) or 160 (the second only decrypts), nginx's\n"
                "  ssl_session_ticket_key format (openssl rand 80); re-read every 10 s, whoever\n"
-               "  writes it rotates. Needs --listen-tls.\n");
+               "  writes it rotates. Needs --listen-tls.\n"
+               "  --sidecar: the mesh sidecar (docs/mesh.md). Inbound (default 0.0.0.0:4143)\n"
+               "  takes connections mesh-init redirected to the pod: mTLS from other sidecars\n"
+               "  (plaintext too with --permissive), handed to the app on localhost at the\n"
+               "  original port; outbound (default 127.0.0.1:4140) takes what the pod opens:\n"
+               "  HTTP routed by Host to the Service, mTLS to meshed peers, other TCP opaque.\n"
+               "  The workload certificate comes from --identity-addr (default\n"
+               "  strait-controller.strait-system.svc:8443, env STRAIT_MESH_IDENTITY_ADDR),\n"
+               "  verified as --identity-name (default: its host) with --trust-anchors (PEM\n"
+               "  file; else env STRAIT_MESH_TRUST_ANCHORS holds the PEM), for the token in\n"
+               "  --token-path (default " SIDECAR_TOKEN ").\n"
+               "  --namespace defaults to env STRAIT_POD_NAMESPACE, --trust-domain to\n"
+               "  cluster.local; --admin to " SIDECAR_ADMIN ".\n");
 }
 
 /* Parses a positive, finite number of seconds. Returns 0, or -1 (message printed). */
@@ -185,6 +214,29 @@ static unsigned listen_port(const struct worker_listen *l)
     return ntohs(((const struct sockaddr_in *)sa)->sin_port);
 }
 
+/* /ready in sidecar mode also needs the workload certificate. */
+static const char *sidecar_not_ready(void *arg)
+{
+    char id[8];
+    double na;
+
+    (void)arg;
+    return tls_mesh_status(id, sizeof(id), &na) ? NULL : "no workload certificate\n";
+}
+
+/* host part of "host:port" / "[v6]:port" into out. */
+static void addr_host(const char *spec, char *out, size_t n)
+{
+    const char *colon = strrchr(spec, ':');
+    size_t len = colon ? (size_t)(colon - spec) : strlen(spec);
+
+    if (len >= 2 && spec[0] == '[' && spec[len - 1] == ']') {
+        spec++;
+        len -= 2;
+    }
+    snprintf(out, n, "%.*s", (int)len, spec);
+}
+
 static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
     (void)revents;
@@ -213,6 +265,16 @@ int main(int argc, char **argv)
                                          {"https-redirect-port", required_argument, NULL, 12},
                                          {"tls-ticket-rotation", required_argument, NULL, 13},
                                          {"tls-ticket-key-file", required_argument, NULL, 14},
+                                         {"sidecar", no_argument, NULL, 15},
+                                         {"inbound", required_argument, NULL, 16},
+                                         {"outbound", required_argument, NULL, 17},
+                                         {"permissive", no_argument, NULL, 18},
+                                         {"namespace", required_argument, NULL, 19},
+                                         {"identity-addr", required_argument, NULL, 20},
+                                         {"identity-name", required_argument, NULL, 21},
+                                         {"trust-domain", required_argument, NULL, 22},
+                                         {"trust-anchors", required_argument, NULL, 23},
+                                         {"token-path", required_argument, NULL, 24},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *sock = NULL, *admin_spec = NULL, *access_log = NULL, *ticket_keys = NULL;
@@ -229,6 +291,11 @@ int main(int argc, char **argv)
     char err[256];
     long workers = default_workers(), keepalive;
     int c, idx = 0, rc = 1;
+    int sidecar = 0, permissive = 0, n_mesh = 0, have_in = 0, have_out = 0;
+    const char *ns = getenv("STRAIT_POD_NAMESPACE"), *id_addr = getenv("STRAIT_MESH_IDENTITY_ADDR");
+    const char *id_name = NULL, *trust_domain = "cluster.local", *anchors_file = NULL;
+    const char *token_path = SIDECAR_TOKEN;
+    char *anchors = NULL, id_host[256];
 
     memset(&app, 0, sizeof(app));
     worker_config_defaults(&cfg);
@@ -273,6 +340,38 @@ int main(int argc, char **argv)
         case 14:
             ticket_keys = optarg;
             break;
+        case 15:
+            sidecar = 1;
+            break;
+        case 16:
+        case 17:
+            if (add_listen(opts[idx].name, optarg, 0, ls, &nls) < 0) return 2;
+            ls[nls - 1].mesh = c == 16 ? MESH_LISTENER_INBOUND : MESH_LISTENER_OUTBOUND;
+            have_in |= c == 16;
+            have_out |= c == 17;
+            n_mesh++;
+            break;
+        case 18:
+            permissive = 1;
+            break;
+        case 19:
+            ns = optarg;
+            break;
+        case 20:
+            id_addr = optarg;
+            break;
+        case 21:
+            id_name = optarg;
+            break;
+        case 22:
+            trust_domain = optarg;
+            break;
+        case 23:
+            anchors_file = optarg;
+            break;
+        case 24:
+            token_path = optarg;
+            break;
         case 's':
             sock = optarg;
             break;
@@ -296,7 +395,42 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (n_mesh && !sidecar) {
+        fprintf(stderr, "strait-dataplane: --inbound and --outbound need --sidecar\n");
+        return 2;
+    }
+    if (sidecar) {
+        /* the ports mesh-init redirects to, unless given */
+        if (!have_in && add_listen("inbound", SIDECAR_INBOUND, 0, ls, &nls) < 0) return 2;
+        if (!have_in) ls[nls - 1].mesh = MESH_LISTENER_INBOUND;
+        if (!have_out && add_listen("outbound", SIDECAR_OUTBOUND, 0, ls, &nls) < 0) return 2;
+        if (!have_out) ls[nls - 1].mesh = MESH_LISTENER_OUTBOUND;
+        if (!admin_spec) admin_spec = SIDECAR_ADMIN;
+        if (!id_addr || !*id_addr) id_addr = SIDECAR_IDENTITY_ADDR;
+        if (!id_name) {
+            addr_host(id_addr, id_host, sizeof(id_host));
+            id_name = id_host;
+        }
+        if (anchors_file) {
+            if (!(anchors = readfile_all(anchors_file, MAX_ANCHORS, err, sizeof(err)))) {
+                fprintf(stderr, "strait-dataplane: --trust-anchors %s\n", err);
+                return 2;
+            }
+        } else if (getenv("STRAIT_MESH_TRUST_ANCHORS") && *getenv("STRAIT_MESH_TRUST_ANCHORS")) {
+            anchors = strdup(getenv("STRAIT_MESH_TRUST_ANCHORS"));
+        }
+        if (!anchors) {
+            fprintf(stderr, "strait-dataplane: --sidecar needs --trust-anchors FILE or "
+                            "STRAIT_MESH_TRUST_ANCHORS\n");
+            return 2;
+        }
+        mesh_configure(ns, permissive);
+    } else if (permissive) {
+        fprintf(stderr, "strait-dataplane: --permissive needs --sidecar\n");
+        return 2;
+    }
     if (!sock || nls == 0 || optind != argc) {
+        free(anchors);
         usage(stderr);
         return 2;
     }
@@ -338,6 +472,22 @@ int main(int argc, char **argv)
             cfg.https_port = listen_port(&ls[i]);
             break;
         }
+    if (sidecar) {
+        struct tls_mesh_config mc = {.identity_addr = id_addr,
+                                     .identity_name = id_name,
+                                     .trust_domain = trust_domain,
+                                     .anchors_pem = anchors,
+                                     .token_path = token_path,
+                                     .retry_max = SIDECAR_RETRY_MAX};
+        /* asks for the workload certificate at once; inbound mTLS waits for it */
+        if (tls_mesh_start(&mc, err, sizeof(err)) < 0) {
+            log_error("startup_failed", "reason=\"%s\"", err);
+            goto destroy_loop;
+        }
+        log_info("sidecar", "namespace=%s identity_addr=%s identity_name=%s trust_domain=%s%s",
+                 ns && *ns ? ns : "-", id_addr, id_name, trust_domain,
+                 permissive ? " permissive=1" : "");
+    }
     healthcheck_enable(); /* the checker thread starts with the first cluster that has checks */
     if (worker_pool_start_listeners(&app.pool, (unsigned)workers, ls, nls, &cfg, err, sizeof(err)) <
         0) {
@@ -357,6 +507,7 @@ int main(int argc, char **argv)
             log_error("startup_failed", "reason=\"%s\"", err);
             goto stop_pool;
         }
+        if (sidecar) admin_set_ready_check(app.admin, sidecar_not_ready, NULL);
     }
     app.sc = snapclient_start(app.loop, sock, on_apply, &app, err, sizeof(err));
     if (!app.sc) {
@@ -381,6 +532,8 @@ stop_pool:
     worker_pool_stop(app.pool, drain);
 destroy_loop:
     healthcheck_stop(); /* workers joined, last snapshot dropped; a no-op if never started */
+    if (sidecar) tls_mesh_stop();
+    free(anchors);
     tls_cleanup();
     tls_upstream_cleanup();
     accesslog_close();

@@ -47,6 +47,7 @@ struct shard {
     counter outlier_ejections, outlier_restorations;
     /* active health checks: [0] fail / to unhealthy, [1] pass / to healthy */
     counter health_checks[2], health_to[2], health_freed_unhealthy, health_fail_open;
+    counter mesh_conns[METRICS_MESH_N];
 } __attribute__((aligned(64)));
 
 struct route_slot {
@@ -202,6 +203,11 @@ void metrics_tls_handshake(int result)
     if (result >= 0 && result < METRICS_TLS_N) sinc(&shard()->tls_handshakes[result], 1);
 }
 
+void metrics_mesh_conn(int kind)
+{
+    if (kind >= 0 && kind < METRICS_MESH_N) sinc(&shard()->mesh_conns[kind], 1);
+}
+
 void metrics_tls_module_loaded(void)
 {
     atomic_store_explicit(&m_tls_module, 1, memory_order_relaxed);
@@ -342,6 +348,8 @@ void metrics_collect(struct metrics_totals *t)
         t->health_fail_open += load(&sh->health_fail_open);
         for (k = 0; k < METRICS_TLS_N; k++)
             t->tls_handshakes[k] += load(&sh->tls_handshakes[k]);
+        for (k = 0; k < METRICS_MESH_N; k++)
+            t->mesh_conns[k] += load(&sh->mesh_conns[k]);
         for (k = 0; k < METRICS_MIRROR_N; k++)
             t->mirror[k] += load(&sh->mirror[k]);
         t->retries += load(&sh->retries);
@@ -477,6 +485,17 @@ static void render(FILE *f, const struct metrics_totals *t)
                      "notAfter (UNIX time) of the sidecar's workload certificate; 0 before the "
                      "first.",
                      t->mesh_identity_expiry);
+        metrics_family(f, "strait_mesh_connections_total", "counter",
+                       "Sidecar connections: inbound by how the peer came (mTLS, plaintext in "
+                       "permissive mode, refused), outbound by how the sidecar went on (mTLS to a "
+                       "meshed Service, plain to an unmeshed one, passthrough to a non-Service).");
+        for (k = 0; k < METRICS_MESH_N; k++) {
+            static const char *const kinds[METRICS_MESH_N] = {
+                "inbound_mtls",  "inbound_plaintext", "inbound_refused",
+                "outbound_mtls", "outbound_plain",    "outbound_passthrough"};
+            fprintf(f, "strait_mesh_connections_total{kind=\"%s\"} %llu\n", kinds[k],
+                    (unsigned long long)t->mesh_conns[k]);
+        }
     }
     metrics_family(f, "strait_mirror_requests_total", "counter",
                    "Mirrored request copies (RequestMirror), by how they ended.");

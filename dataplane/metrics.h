@@ -104,6 +104,17 @@ void metrics_health_check(int pass);
 void metrics_health_transition(int to_healthy);
 void metrics_health_freed_unhealthy(void);
 void metrics_health_fail_open(void);
+/* Sidecar connections (strait_mesh_connections_total{kind}), by METRICS_MESH_*. */
+enum {
+    METRICS_MESH_IN_MTLS,         /* inbound, mTLS with a verified peer */
+    METRICS_MESH_IN_PLAIN,        /* inbound plaintext (permissive) */
+    METRICS_MESH_IN_REFUSED,      /* inbound refused: plaintext when strict, no identity */
+    METRICS_MESH_OUT_MTLS,        /* outbound connection opened with mTLS to a peer */
+    METRICS_MESH_OUT_PLAIN,       /* outbound to a Service whose pods are not meshed */
+    METRICS_MESH_OUT_PASSTHROUGH, /* outbound to a destination that is no mesh Service */
+    METRICS_MESH_N
+};
+void metrics_mesh_conn(int kind);
 
 /* One route label with its requests by status class (index 0..4 = 1xx..5xx). */
 struct metrics_route {
@@ -129,6 +140,7 @@ struct metrics_totals {
     uint64_t health_checks[2], health_transitions[2];
     uint64_t health_unhealthy; /* targets unhealthy now */
     uint64_t health_fail_open;
+    uint64_t mesh_conns[METRICS_MESH_N];     /* by METRICS_MESH_* */
     uint64_t requests_by_class[5];           /* over all routes */
     uint64_t buckets[METRICS_N_BUCKETS + 1]; /* cumulative, like Prometheus; last is +Inf */
     uint64_t duration_count;                 /* requests with a duration observed */

@@ -33,6 +33,7 @@
 #include "containerof.h"
 #include "healthcheck.h"
 #include "log.h"
+#include "mesh.h"
 #include "metrics.h"
 #include "outlier.h"
 #include "retrybudget.h"
@@ -68,6 +69,7 @@ static void snapshot_free(struct snapshot *s)
     free(s->budgets);
     tls_upstream_free(s->tls_up);
     tls_snap_free(s->tls);
+    mesh_index_free(s->mesh);
     snapwire_free(&s->sw);
     s->magic = 0;
     free(s);
@@ -248,6 +250,7 @@ struct snapshot *snapshot_build_prev(struct snapwire_snapshot *sw, const struct 
     if (!s->router) goto free_snapshot;
     /* before the clusters: their health checks take TLS settings from it */
     if (tls_upstream_build(&s->sw, &s->tls_up, err, errlen) < 0) goto free_snapshot;
+    if (mesh_index_build(&s->sw, &s->mesh, err, errlen) < 0) goto free_snapshot;
     s->clusters = calloc(s->sw.n_clusters ? s->sw.n_clusters : 1, sizeof(*s->clusters));
     if (!s->clusters) goto fail_oom;
     for (i = 0; i < s->sw.n_clusters; i++) {

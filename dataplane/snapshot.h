@@ -49,6 +49,8 @@ struct snapshot_cluster {
 
 struct tls_upstream;
 
+struct mesh_index;
+
 struct snapshot {
     uint32_t magic;
     atomic_int refs;
@@ -59,6 +61,7 @@ struct snapshot {
     struct tls_upstream *tls_up; /* client TLS of the clusters with tls set; NULL: none */
     /* per route (index in sw.routes) retry budgets; NULL when no route retries */
     struct retry_budget *budgets;
+    struct mesh_index *mesh; /* the Service directory (mesh.h); NULL: none */
 };
 
 /*

@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,7 +80,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
                 log_warn("accept_failed", "worker=%u reason=\"%s\"", w->id, strerror(errno));
             return;
         }
-        conn_accept(w, fd, (struct sockaddr *)&peer, pl, l->tls);
+        conn_accept(w, fd, (struct sockaddr *)&peer, pl, l->tls, l->mesh);
     }
 }
 
@@ -244,8 +245,17 @@ static int worker_init(struct worker *w, unsigned id, const struct worker_listen
         struct worker_lsn *l = &w->lsn[i];
         l->w = w;
         l->tls = ls[i].tls;
+        l->mesh = ls[i].mesh;
         l->fd = listener_open((const struct sockaddr *)&ls[i].addr, ls[i].addrlen, 1, err, errlen);
         if (l->fd < 0) return -1;
+        /*
+         * an intercepted connection may be server-first (SMTP, MySQL): never held back
+         * waiting for client bytes (listener.c defers accept)
+         */
+        if (l->mesh) {
+            int zero = 0;
+            setsockopt(l->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &zero, sizeof(zero));
+        }
         w->n_lsn = i + 1;
         ev_io_init(&l->io, accept_cb, l->fd, EV_READ);
         ev_io_start(w->loop, &l->io);
@@ -314,9 +324,12 @@ int worker_pool_start_listeners(struct worker_pool **out, unsigned n, struct wor
         p->w[i].started = 1;
     }
     for (j = 0; j < nls; j++)
-        log_info("listening", "addr=%s workers=%u%s",
+        log_info("listening", "addr=%s workers=%u%s%s",
                  listener_format((struct sockaddr *)&ls[j].addr, a, sizeof(a)), n,
-                 ls[j].tls ? " tls=1" : "");
+                 ls[j].tls ? " tls=1" : "",
+                 ls[j].mesh == 1   ? " mesh=inbound"
+                 : ls[j].mesh == 2 ? " mesh=outbound"
+                                   : "");
     *out = p;
     return 0;
 

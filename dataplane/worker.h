@@ -49,6 +49,7 @@ struct worker_listen {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     int tls;
+    int mesh; /* enum mesh_listener: a sidecar's inbound or outbound listener */
 };
 
 struct worker;
@@ -58,6 +59,7 @@ struct worker_lsn {
     ev_io io;
     int fd;
     int tls;
+    int mesh; /* enum mesh_listener */
     struct worker *w;
 };
 

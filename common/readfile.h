@@ -1,0 +1,16 @@
+/*
+ * readfile: a whole small file into memory (PEM bundles, token maps, key files), for both
+ * binaries.
+ */
+#ifndef STRAIT_READFILE_H
+#define STRAIT_READFILE_H
+
+#include <stddef.h>
+
+/*
+ * The whole file at path, malloc'd and NUL-terminated, when it holds at most max bytes;
+ * NULL with err filled ("path: reason", "larger than N bytes") otherwise.
+ */
+char *readfile_all(const char *path, size_t max, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,256 @@
+/*
+ * mesh: sidecar settings, the Service directory index of a snapshot, SO_ORIGINAL_DST and
+ * HTTP detection (see mesh.h).
+ *
+ * The index holds two sorted arrays over sw.mesh_services: by address (family, raw bytes,
+ * port; IPv4-mapped IPv6 folded to IPv4) and by (name, namespace, port), both
+ * binary-searched. It points into the snapwire snapshot it was built from and lives exactly
+ * as long (snapshot.c frees it with the snapshot).
+ * Does not: decide what to do with a connection (conn.c) or TLS (tls_mesh).
+ */
+#include "mesh.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/netfilter_ipv4.h>
+#include <linux/netfilter_ipv6/ip6_tables.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct mesh_addr_key {
+    uint8_t family; /* 4 or 6 */
+    uint8_t ip[16];
+    uint16_t port;
+    const struct snapwire_mesh_service *svc;
+};
+
+struct mesh_index {
+    uint32_t n;
+    struct mesh_addr_key *by_addr;
+    const struct snapwire_mesh_service **by_name;
+    const char *cluster_domain;
+};
+
+static char mesh_ns[64];
+static int mesh_perm;
+
+void mesh_configure(const char *ns, int permissive)
+{
+    snprintf(mesh_ns, sizeof(mesh_ns), "%s", ns ? ns : "");
+    mesh_perm = permissive != 0;
+}
+
+int mesh_permissive(void)
+{
+    return mesh_perm;
+}
+
+/* sa as a key (v4-mapped IPv6 becomes IPv4). 0, or -1 for another family. */
+static int key_of(const struct sockaddr *sa, struct mesh_addr_key *k)
+{
+    memset(k, 0, sizeof(*k));
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        k->family = 4;
+        memcpy(k->ip, &s4->sin_addr, 4);
+        k->port = ntohs(s4->sin_port);
+        return 0;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        k->port = ntohs(s6->sin6_port);
+        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+            k->family = 4;
+            memcpy(k->ip, &s6->sin6_addr.s6_addr[12], 4);
+        } else {
+            k->family = 6;
+            memcpy(k->ip, &s6->sin6_addr, 16);
+        }
+        return 0;
+    }
+    return -1;
+}
+
+static int addr_cmp(const void *a, const void *b)
+{
+    const struct mesh_addr_key *x = a, *y = b;
+    int d;
+
+    if (x->family != y->family) return x->family < y->family ? -1 : 1;
+    if ((d = memcmp(x->ip, y->ip, 16)) != 0) return d;
+    return x->port < y->port ? -1 : x->port > y->port;
+}
+
+/* by_name order: name, namespace, port */
+static int svc_cmp3(const char *name, size_t nlen, const char *ns, size_t nslen, uint16_t port,
+                    const struct snapwire_mesh_service *s)
+{
+    size_t sl = strlen(s->name), sns = strlen(s->ns);
+    int d = strncmp(name, s->name, nlen < sl ? nlen : sl);
+
+    if (d) return d;
+    if (nlen != sl) return nlen < sl ? -1 : 1;
+    d = strncmp(ns, s->ns, nslen < sns ? nslen : sns);
+    if (d) return d;
+    if (nslen != sns) return nslen < sns ? -1 : 1;
+    return port < s->port ? -1 : port > s->port;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    const struct snapwire_mesh_service *x = *(const struct snapwire_mesh_service *const *)a;
+    const struct snapwire_mesh_service *y = *(const struct snapwire_mesh_service *const *)b;
+
+    return svc_cmp3(x->name, strlen(x->name), x->ns, strlen(x->ns), x->port, y);
+}
+
+int mesh_index_build(const struct snapwire_snapshot *sw, struct mesh_index **out, char *err,
+                     size_t errlen)
+{
+    struct mesh_index *m;
+    uint32_t i;
+
+    *out = NULL;
+    if (sw->n_mesh_services == 0) return 0;
+    if (!(m = calloc(1, sizeof(*m)))) goto oom;
+    m->n = sw->n_mesh_services;
+    m->cluster_domain = sw->meta.cluster_domain;
+    m->by_addr = calloc(m->n, sizeof(*m->by_addr));
+    m->by_name = calloc(m->n, sizeof(*m->by_name));
+    if (!m->by_addr || !m->by_name) goto free_index;
+    for (i = 0; i < m->n; i++) {
+        const struct snapwire_mesh_service *s = &sw->mesh_services[i];
+        struct mesh_addr_key *k = &m->by_addr[i];
+        if (inet_pton(AF_INET, s->address, k->ip) == 1) {
+            k->family = 4;
+        } else if (inet_pton(AF_INET6, s->address, k->ip) == 1) {
+            k->family = 6;
+        } else {
+            snprintf(err, errlen, "mesh service %s/%s: bad address %s", s->ns, s->name, s->address);
+            mesh_index_free(m);
+            return -1;
+        }
+        k->port = s->port;
+        k->svc = s;
+        m->by_name[i] = s;
+    }
+    qsort(m->by_addr, m->n, sizeof(*m->by_addr), addr_cmp);
+    qsort(m->by_name, m->n, sizeof(*m->by_name), name_cmp);
+    *out = m;
+    return 0;
+free_index:
+    mesh_index_free(m);
+oom:
+    snprintf(err, errlen, "out of memory (mesh index)");
+    return -1;
+}
+
+void mesh_index_free(struct mesh_index *m)
+{
+    if (!m) return;
+    free(m->by_addr);
+    free(m->by_name);
+    free(m);
+}
+
+const struct snapwire_mesh_service *mesh_find_addr(const struct mesh_index *m,
+                                                   const struct sockaddr *sa)
+{
+    struct mesh_addr_key k;
+    const struct mesh_addr_key *hit;
+
+    if (!m || key_of(sa, &k) < 0) return NULL;
+    hit = bsearch(&k, m->by_addr, m->n, sizeof(*m->by_addr), addr_cmp);
+    return hit ? hit->svc : NULL;
+}
+
+static const struct snapwire_mesh_service *find_name(const struct mesh_index *m, const char *name,
+                                                     size_t nlen, const char *ns, size_t nslen,
+                                                     uint16_t port)
+{
+    size_t lo = 0, hi = m->n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int d = svc_cmp3(name, nlen, ns, nslen, port, m->by_name[mid]);
+        if (d == 0) return m->by_name[mid];
+        if (d < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
+const struct snapwire_mesh_service *mesh_find_host(const struct mesh_index *m, const char *host,
+                                                   size_t len, uint16_t port)
+{
+    const char *dot, *ns, *rest;
+    size_t nlen, nslen, rlen;
+
+    if (!m || len == 0) return NULL;
+    if (len && host[len - 1] == '.') len--; /* an absolute name "svc.ns.svc.cluster.local." */
+    dot = memchr(host, '.', len);
+    if (!dot) {
+        /* a bare name: the pod's own namespace, as its resolv.conf search list would */
+        if (!mesh_ns[0]) return NULL;
+        return find_name(m, host, len, mesh_ns, strlen(mesh_ns), port);
+    }
+    nlen = (size_t)(dot - host);
+    ns = dot + 1;
+    rest = memchr(ns, '.', len - nlen - 1);
+    nslen = rest ? (size_t)(rest - ns) : len - nlen - 1;
+    if (rest) {
+        /* only ".svc" or ".svc.<cluster domain>" may follow: anything else is not a Service */
+        const char *cd =
+            m->cluster_domain && m->cluster_domain[0] ? m->cluster_domain : "cluster.local";
+        rest++;
+        rlen = len - (size_t)(rest - host);
+        if (!(rlen == 3 && memcmp(rest, "svc", 3) == 0) &&
+            !(rlen == 4 + strlen(cd) && memcmp(rest, "svc.", 4) == 0 &&
+              memcmp(rest + 4, cd, rlen - 4) == 0))
+            return NULL;
+    }
+    return find_name(m, host, nlen, ns, nslen, port);
+}
+
+int mesh_original_dst(int fd, struct sockaddr_storage *out, socklen_t *len)
+{
+    struct sockaddr_storage local;
+    socklen_t ll = sizeof(local);
+
+    if (getsockname(fd, (struct sockaddr *)&local, &ll) < 0) return -1;
+    memset(out, 0, sizeof(*out));
+    if (local.ss_family == AF_INET6) {
+        *len = sizeof(struct sockaddr_in6);
+        if (getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, out, len) == 0) return 0;
+        /* an IPv4 connection on a dual-stack socket keeps its NAT record in the v4 table */
+    }
+    *len = sizeof(struct sockaddr_in);
+    if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, out, len) == 0) return 0;
+    return -1;
+}
+
+int mesh_looks_http(const char *buf, size_t len)
+{
+    static const char tchar[] = "!#$%&'*+-.^_`|~";
+    size_t i;
+
+    for (i = 0; i < len && i < 24; i++) {
+        unsigned char ch = (unsigned char)buf[i];
+        if (ch == ' ') return i > 0;
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              (ch && strchr(tchar, ch))))
+            return 0;
+    }
+    return i >= 24 ? 0 : -2;
+}
+
+uint16_t mesh_sockaddr_port(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    if (sa->sa_family == AF_INET6) return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    return 0;
+}
