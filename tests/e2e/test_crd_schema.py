@@ -143,11 +143,13 @@ def list_type_errors(obj, s, path=()):
     return errs
 
 
-def schema_errors(obj):
-    """Every structural error of obj, as (validator, path tuple, message)."""
+def schema_errors(obj, crd=None):
+    """Every structural error of obj, as (validator, path tuple, message); crd: a Crd (default
+    the Gateway CRD)."""
+    validator, schema = (crd.validator, crd.schema) if crd else (VALIDATOR, SCHEMA)
     errs = [(e.validator, tuple(str(p) for p in e.absolute_path), e.message)
-            for e in VALIDATOR.iter_errors(obj)]
-    errs += [(kind, p, "duplicate %s" % (key,)) for p, kind, key in list_type_errors(obj, SCHEMA)]
+            for e in validator.iter_errors(obj)]
+    errs += [(kind, p, "duplicate %s" % (key,)) for p, kind, key in list_type_errors(obj, schema)]
     return errs
 
 
@@ -169,10 +171,13 @@ def apply_defaults(obj, s):
 # ---------------------------------------------------------------------------------------
 # CEL
 
-RULES = []  # (schema path, rule, message), in schema order
-for _p, _node in walk_schema(SCHEMA):
-    for _v in _node.get("x-kubernetes-validations", []):
-        RULES.append((_p, " ".join(_v.get("rule", "").split()), _v.get("message", "")))
+def cel_rules(schema):
+    """(schema path, rule, message) of every CEL rule, in schema order."""
+    return [(p, " ".join(v.get("rule", "").split()), v.get("message", ""))
+            for p, node in walk_schema(schema) for v in node.get("x-kubernetes-validations", [])]
+
+
+RULES = cel_rules(SCHEMA)
 MESSAGES = [m for _, _, m in RULES]
 
 
@@ -231,20 +236,38 @@ def cel_run(rules, jobs):
     return out["compile"], out["results"]
 
 
-def cel_verdicts(docs):
+def cel_verdicts(docs, crd=None):
     """For each (already defaulted) doc: {message: [result per node]} for every rule whose
-    field is present, evaluated in one node process for all docs."""
+    field is present, evaluated in one node process for all docs; crd: a Crd (default the
+    Gateway CRD)."""
+    rules = crd.rules if crd else RULES
     jobs, where = [], []
     for d, doc in enumerate(docs):
-        for r, (path, _, _) in enumerate(RULES):
+        for r, (path, _, _) in enumerate(rules):
             for node in nodes_at(doc, path):
                 jobs.append([r, node])
                 where.append((d, r))
-    _, results = cel_run([rule for _, rule, _ in RULES], jobs)
+    _, results = cel_run([rule for _, rule, _ in rules], jobs)
     out = [dict() for _ in docs]
     for (d, r), res in zip(where, results):
-        out[d].setdefault(MESSAGES[r], []).append(res)
+        out[d].setdefault(rules[r][2], []).append(res)
     return out
+
+
+class Crd:
+    """One CRD file of crds/: its schema, validator and CEL rules, for the other CRDs' tests
+    (test_crd_schema_authz.py) and tests/install."""
+
+    def __init__(self, path):
+        with open(path) as f:
+            self.crd = yaml.safe_load(f)
+        self.version = self.crd["spec"]["versions"][0]
+        self.schema = self.version["schema"]["openAPIV3Schema"]
+        self.validator = jsonschema.Draft7Validator(to_jsonschema(self.schema), format_checker=FORMATS)
+        self.rules = cel_rules(self.schema)
+        self.group = self.crd["spec"]["group"]
+        self.kind = self.crd["spec"]["names"]["kind"]
+        self.versions = {v["name"] for v in self.crd["spec"]["versions"] if v.get("served")}
 
 
 def failed_rules(verdict):
@@ -680,6 +703,107 @@ SCHEMA_CASES = [
 
 # ---------------------------------------------------------------------------------------
 
+def structural_problems(schema):
+    """What keeps schema from being a structural schema within the apiserver's rules and our
+    bounds (every node typed and described, bounded lists and strings, ...)."""
+    problems = []
+    for path, s in walk_schema(schema):
+        where = fmt(path)
+        unknown = set(s) - ALLOWED_KEYS
+        if unknown:
+            problems.append("%s: keys not allowed here: %s" % (where, sorted(unknown)))
+        t = s.get("type")
+        if t not in ("object", "array", "string", "integer", "boolean"):
+            problems.append("%s: type %r (number is left out on purpose: the CEL driver maps "
+                            "JSON numbers to ints)" % (where, t))
+        if path and path[-1] != "[]" and not s.get("description") and path != ("metadata",):
+            problems.append("%s: no description" % where)
+        if t == "object":
+            if path == ("metadata",):
+                if set(s) != {"type"}:
+                    problems.append("metadata: only `type: object` (the apiserver validates it)")
+                continue
+            if "properties" not in s:
+                problems.append("%s: object without properties" % where)
+            for r in s.get("required", []):
+                if r not in s.get("properties", {}):
+                    problems.append("%s: required %r is not a property" % (where, r))
+                elif "default" in s["properties"][r]:
+                    problems.append("%s: %r has a default, so it need not be required" % (where, r))
+        if t == "array":
+            if "items" not in s:
+                problems.append("%s: array without items" % where)
+            if "maxItems" not in s:
+                problems.append("%s: array without maxItems" % where)
+            lt = s.get("x-kubernetes-list-type")
+            if lt not in (None, "atomic", "set", "map"):
+                problems.append("%s: list-type %r" % (where, lt))
+            if lt == "map":
+                items = s["items"]
+                if items.get("type") != "object":
+                    problems.append("%s: list-type map of non-objects" % where)
+                for k in s.get("x-kubernetes-list-map-keys") or [None]:
+                    if k not in items.get("properties", {}):
+                        problems.append("%s: list-map key %r is not a property" % (where, k))
+                    elif k not in items.get("required", []) and "default" not in items["properties"][k]:
+                        problems.append("%s: list-map key %r neither required nor defaulted" % (where, k))
+            elif "x-kubernetes-list-map-keys" in s:
+                problems.append("%s: list-map-keys without list-type map" % where)
+            if lt == "set" and s["items"].get("type") in ("object", "array"):
+                problems.append("%s: list-type set of non-scalars" % where)
+        if t == "string" and "maxLength" not in s and "enum" not in s and s.get("format") != "date-time":
+            if path not in (("apiVersion",), ("kind",)):
+                problems.append("%s: string without maxLength or enum" % where)
+        if t == "integer":
+            if "minimum" not in s and "enum" not in s:
+                problems.append("%s: integer without minimum" % where)
+            if path[0] == "spec" and "maximum" not in s and "enum" not in s:
+                problems.append("%s: spec integer without maximum" % where)
+        if "pattern" in s:
+            try:
+                re.compile(s["pattern"])
+            except re.error as e:
+                problems.append("%s: pattern does not compile: %s" % (where, e))
+        if "default" in s:
+            errs = list(jsonschema.Draft7Validator(to_jsonschema(s), format_checker=FORMATS)
+                        .iter_errors(s["default"]))
+            if errs:
+                problems.append("%s: default does not validate: %s" % (where, errs[0].message))
+        for v in s.get("x-kubernetes-validations", []):
+            if set(v) - {"rule", "message"} or not v.get("rule") or not v.get("message"):
+                problems.append("%s: validation needs exactly rule and message: %r" % (where, v))
+    return problems
+
+
+def cel_cost_problems(schema, rules):
+    """A conservative bound of the apiserver's estimate: one evaluation costs at most
+    (rule length) x (macros in the rule) x (largest maxItems at or below the rule's node) ^
+    (deepest nesting of macros); each instance of the node counts (the product of its
+    enclosing lists' maxItems). Returns the rules over the per-rule limit and the CRD's
+    total when over the per-CRD limit."""
+    problems = []
+    total, lines = 0, []
+    for p, rule, _ in rules:
+        node = schema
+        card = 1
+        for part in p:
+            if part == "[]":
+                card *= node["maxItems"]
+                node = node["items"]
+            else:
+                node = node["properties"][part]
+        sub_max = max([s.get("maxItems", 1) for _, s in walk_schema(node)] + [1])
+        macros, depth = macro_nesting(rule)
+        per_eval = (len(rule) + 1) * max(macros, 1) * sub_max ** depth
+        if per_eval > PER_RULE_COST_LIMIT:
+            problems.append("%s: %s: cost %d" % (fmt(p), rule, per_eval))
+        total += per_eval * card
+        lines.append((per_eval * card, fmt(p), rule))
+    if total > PER_CRD_COST_LIMIT:
+        problems.append("total %d, largest: %s" % (total, sorted(lines)[-3:]))
+    return problems
+
+
 class CrdStructureTest(unittest.TestCase):
     """(a) the CRD is a structural schema within the apiserver's rules and limits."""
 
@@ -717,72 +841,7 @@ class CrdStructureTest(unittest.TestCase):
                     node = node["items"]
 
     def test_structural(self):
-        problems = []
-        for path, s in walk_schema(SCHEMA):
-            where = fmt(path)
-            unknown = set(s) - ALLOWED_KEYS
-            if unknown:
-                problems.append("%s: keys not allowed here: %s" % (where, sorted(unknown)))
-            t = s.get("type")
-            if t not in ("object", "array", "string", "integer", "boolean"):
-                problems.append("%s: type %r (number is left out on purpose: the CEL driver maps "
-                                "JSON numbers to ints)" % (where, t))
-            if path and path[-1] != "[]" and not s.get("description") and path != ("metadata",):
-                problems.append("%s: no description" % where)
-            if t == "object":
-                if path == ("metadata",):
-                    if set(s) != {"type"}:
-                        problems.append("metadata: only `type: object` (the apiserver validates it)")
-                    continue
-                if "properties" not in s:
-                    problems.append("%s: object without properties" % where)
-                for r in s.get("required", []):
-                    if r not in s.get("properties", {}):
-                        problems.append("%s: required %r is not a property" % (where, r))
-                    elif "default" in s["properties"][r]:
-                        problems.append("%s: %r has a default, so it need not be required" % (where, r))
-            if t == "array":
-                if "items" not in s:
-                    problems.append("%s: array without items" % where)
-                if "maxItems" not in s:
-                    problems.append("%s: array without maxItems" % where)
-                lt = s.get("x-kubernetes-list-type")
-                if lt not in (None, "atomic", "set", "map"):
-                    problems.append("%s: list-type %r" % (where, lt))
-                if lt == "map":
-                    items = s["items"]
-                    if items.get("type") != "object":
-                        problems.append("%s: list-type map of non-objects" % where)
-                    for k in s.get("x-kubernetes-list-map-keys") or [None]:
-                        if k not in items.get("properties", {}):
-                            problems.append("%s: list-map key %r is not a property" % (where, k))
-                        elif k not in items.get("required", []) and "default" not in items["properties"][k]:
-                            problems.append("%s: list-map key %r neither required nor defaulted" % (where, k))
-                elif "x-kubernetes-list-map-keys" in s:
-                    problems.append("%s: list-map-keys without list-type map" % where)
-                if lt == "set" and s["items"].get("type") in ("object", "array"):
-                    problems.append("%s: list-type set of non-scalars" % where)
-            if t == "string" and "maxLength" not in s and "enum" not in s and s.get("format") != "date-time":
-                if path not in (("apiVersion",), ("kind",)):
-                    problems.append("%s: string without maxLength or enum" % where)
-            if t == "integer":
-                if "minimum" not in s and "enum" not in s:
-                    problems.append("%s: integer without minimum" % where)
-                if path[0] == "spec" and "maximum" not in s and "enum" not in s:
-                    problems.append("%s: spec integer without maximum" % where)
-            if "pattern" in s:
-                try:
-                    re.compile(s["pattern"])
-                except re.error as e:
-                    problems.append("%s: pattern does not compile: %s" % (where, e))
-            if "default" in s:
-                errs = list(jsonschema.Draft7Validator(to_jsonschema(s), format_checker=FORMATS)
-                            .iter_errors(s["default"]))
-                if errs:
-                    problems.append("%s: default does not validate: %s" % (where, errs[0].message))
-            for v in s.get("x-kubernetes-validations", []):
-                if set(v) - {"rule", "message"} or not v.get("rule") or not v.get("message"):
-                    problems.append("%s: validation needs exactly rule and message: %r" % (where, v))
+        problems = structural_problems(SCHEMA)
         self.assertEqual(problems, [], "\n".join(problems))
 
     def test_cel_rules_compile_and_name_no_reserved_word(self):
@@ -801,23 +860,8 @@ class CrdStructureTest(unittest.TestCase):
         (rule length) x (macros in the rule) x (largest maxItems at or below the rule's node) ^
         (deepest nesting of macros); each instance of the node counts (the product of its
         enclosing lists' maxItems)."""
-        total, lines = 0, []
-        for p, rule, _ in RULES:
-            node = SCHEMA
-            card = 1
-            for part in p:
-                if part == "[]":
-                    card *= node["maxItems"]
-                    node = node["items"]
-                else:
-                    node = node["properties"][part]
-            sub_max = max([s.get("maxItems", 1) for _, s in walk_schema(node)] + [1])
-            macros, depth = macro_nesting(rule)
-            per_eval = (len(rule) + 1) * max(macros, 1) * sub_max ** depth
-            self.assertLessEqual(per_eval, PER_RULE_COST_LIMIT, "%s: %s" % (fmt(p), rule))
-            total += per_eval * card
-            lines.append((per_eval * card, fmt(p), rule))
-        self.assertLessEqual(total, PER_CRD_COST_LIMIT, "largest: %s" % sorted(lines)[-3:])
+        problems = cel_cost_problems(SCHEMA, RULES)
+        self.assertEqual(problems, [], "\n".join(problems))
 
 
 class ExamplesTest(unittest.TestCase):

@@ -61,7 +61,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
-import test_crd_schema as crd  # noqa: E402  (the Gateway CRD's validator and CEL evaluator)
+import test_crd_schema as crd  # noqa: E402  (our CRDs' validators and CEL evaluator)
 import yaml  # noqa: E402  (test_crd_schema made Debian's python3-yaml importable)
 
 CHART = os.path.join(ROOT, "charts", "strait")  # --chart
@@ -148,35 +148,37 @@ def load_manifest(path):
 # ---------------------------------------------------------------------------------------
 # Validation of objects
 
+# our CRDs (crds/*.yaml), by kind; they share one API group
+CRDS = {c.kind: c for c in (crd.Crd(f) for f in sorted(glob.glob(os.path.join(ROOT, "crds", "*.yaml"))))}
 CRD_GROUP = crd.CRD["spec"]["group"]
-CRD_KIND = crd.CRD["spec"]["names"]["kind"]
-CRD_VERSIONS = {v["name"] for v in crd.CRD["spec"]["versions"] if v.get("served")}
 
 
 def is_gateway(obj):
+    """Whether obj is one of our CRDs' objects (Gateway, AuthorizationPolicy)."""
     return isinstance(obj, dict) and str(obj.get("apiVersion", "")).startswith(CRD_GROUP + "/")
 
 
 def gateway_errors(items):
-    """{where: [errors]} for our CRD's objects: structural schema, then CEL after defaulting."""
-    out, cel_docs, cel_where = {}, [], []
+    """{where: [errors]} for our CRDs' objects: structural schema, then CEL after defaulting."""
+    out, cel_docs = {}, {}
     for where, obj in items:
         errs = out.setdefault(where, [])
-        if obj.get("kind") != CRD_KIND or obj["apiVersion"].split("/", 1)[1] not in CRD_VERSIONS:
-            errs.append("unknown kind: %s %s (the CRD serves %s %s)" % (
-                obj.get("apiVersion"), obj.get("kind"), CRD_KIND,
-                ", ".join(CRD_GROUP + "/" + v for v in sorted(CRD_VERSIONS))))
+        c = CRDS.get(obj.get("kind"))
+        if not c or obj["apiVersion"].split("/", 1)[1] not in c.versions:
+            errs.append("unknown kind: %s %s (the CRDs serve %s)" % (
+                obj.get("apiVersion"), obj.get("kind"),
+                ", ".join("%s %s" % (k, ", ".join(CRD_GROUP + "/" + v for v in sorted(x.versions)))
+                          for k, x in sorted(CRDS.items()))))
             continue
-        errs += ["%s: %s (%s)" % ("/" + "/".join(p), msg, v) for v, p, msg in crd.schema_errors(obj)]
-        defaulted = crd.apply_defaults(copy.deepcopy(obj), crd.SCHEMA)
+        errs += ["%s: %s (%s)" % ("/" + "/".join(p), msg, v) for v, p, msg in crd.schema_errors(obj, c)]
+        defaulted = crd.apply_defaults(copy.deepcopy(obj), c.schema)
         if not errs:
             errs += ["after defaulting: %s: %s" % ("/" + "/".join(p), msg)
-                     for _, p, msg in crd.schema_errors(defaulted)]
+                     for _, p, msg in crd.schema_errors(defaulted, c)]
         if not errs:
-            cel_docs.append(defaulted)
-            cel_where.append(where)
-    if cel_docs:
-        for where, verdict in zip(cel_where, crd.cel_verdicts(cel_docs)):
+            cel_docs.setdefault(c.kind, []).append((where, defaulted))
+    for kind, docs in cel_docs.items():
+        for (where, _), verdict in zip(docs, crd.cel_verdicts([d for _, d in docs], CRDS[kind])):
             out[where] += ["CEL rule failed: %s" % m for m in sorted(crd.failed_rules(verdict))]
     return out
 
