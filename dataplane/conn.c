@@ -205,6 +205,7 @@ struct conn {
     uint8_t detect;    /* waiting for the first bytes: HTTP/1 or opaque */
     uint8_t mesh_peek; /* inbound: waiting for the first byte, TLS record or plaintext */
     uint8_t c_shut;    /* opaque tunnel: our FIN went to the client (the upstream ended) */
+    char *peer_uri;    /* inbound mTLS: the caller's verified SPIFFE ID; NULL: plaintext */
     socklen_t origlen; /* the redirected connection's original destination (SO_ORIGINAL_DST) */
     struct sockaddr_storage orig;
 };
@@ -501,6 +502,17 @@ static void conn_close(struct conn *c)
     worker_conn_gone(w);
 }
 
+/* Closes c with a reset (RST) instead of a FIN: a tunnel's way of saying it failed. */
+static void conn_reset(struct conn *c)
+{
+    struct linger lg = {1, 0};
+
+    if (c->dead) return;
+    setsockopt(c->tp.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    c->tp.priv |= TRANSPORT_PRIV_ABORT; /* no close_notify before the reset */
+    conn_close(c);
+}
+
 void conn_reap(struct worker *w)
 {
     while (w->dead) {
@@ -509,6 +521,7 @@ void conn_reap(struct worker *w)
         dbuf_free(&c->cin);
         dbuf_free(&c->cout);
         free(c->client_hdrs);
+        free(c->peer_uri);
         c->magic = 0;
         free(c);
     }
@@ -823,9 +836,9 @@ static void upstream_failed(struct conn *c, int status, const char *why)
     struct conn_req *r = c->r;
 
     if (c->opaque) {
-        /* a TCP tunnel has no way to say it: the client sees its connection end */
+        /* a TCP tunnel has no way to say it but a reset (a clean end would pass for EOF) */
         log_warn("upstream_error", "peer=%s route=%s reason=\"%s\"", c->peer, route_name(r), why);
-        conn_close(c);
+        conn_reset(c);
         return;
     }
     if (!r->resp_started && status == 502 && upstream_retry(c, why) == 0) return;
@@ -1544,6 +1557,22 @@ static int mesh_target(struct conn *c, struct snapshot *snap, const char *host, 
 }
 
 /*
+ * Inbound authorization of the connection's caller with snap's policies (mesh_authorize),
+ * counted and, when refused, logged. http: a request (else a TCP connection). 1 allowed.
+ */
+static int mesh_authorized(struct conn *c, struct snapshot *snap, int http)
+{
+    const char *policy;
+    int ok = mesh_authorize(snap->mesh, (const struct sockaddr *)&c->orig, c->peer_uri, &policy);
+
+    metrics_mesh_authz(http, ok);
+    if (!ok)
+        log_info("mesh_authz_denied", "peer=%s identity=%s protocol=%s policy=%s", c->peer,
+                 c->peer_uri ? c->peer_uri : "-", http ? "http" : "tcp", policy);
+    return ok;
+}
+
+/*
  * Turns the connection into an opaque TCP tunnel to its mesh target (what was read
  * already goes first). Returns 0, or -1 with c closed.
  */
@@ -1560,6 +1589,10 @@ static int mesh_tunnel_start(struct conn *c)
     if (!snap) {
         log_warn("mesh_refused", "peer=%s reason=\"no snapshot yet\"", c->peer);
         goto close;
+    }
+    if (c->mesh == MESH_LISTENER_INBOUND && !mesh_authorized(c, snap, 0)) {
+        conn_reset(c); /* a refused TCP caller must not take a clean end for an answer */
+        return -1;
     }
     if (!(r = c->r = req_new(c))) goto close;
     request_begin(c, NULL);
@@ -1679,6 +1712,10 @@ static void mesh_handshake_done(struct conn *c)
         return;
     }
     sprintf(c->client_hdrs, "X-Strait-Peer-Identity: %s\r\n", uri);
+    if (!(c->peer_uri = strdup(uri))) {
+        conn_close(c);
+        return;
+    }
     if (kind == TLS_MESH_PEER_OPAQUE) {
         if (mesh_tunnel_start(c) == 0) conn_first_read(c);
         return;
@@ -1823,6 +1860,11 @@ static int start_request(struct conn *c)
     if (!snap) {
         dbuf_consume(&c->cin, (size_t)n);
         local_response(c, 503, "no snapshot\n", 0);
+        return 1;
+    }
+    if (c->mesh == MESH_LISTENER_INBOUND && !mesh_authorized(c, snap, 1)) {
+        dbuf_consume(&c->cin, (size_t)n);
+        local_response(c, 403, "forbidden by authorization policy\n", 0);
         return 1;
     }
     if (c->mesh) {
@@ -2733,6 +2775,10 @@ static void upstream_read(struct conn *c)
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
             if (up_tp(r)->want) conn_run(c);
+            return;
+        }
+        if (c->opaque) {
+            conn_reset(c); /* the upstream reset its end of a tunnel: so does the client's */
             return;
         }
         r->u_eof = 1; /* reset: handled like a close, the framing decides if it is an error */

@@ -6,6 +6,9 @@
  * port; IPv4-mapped IPv6 folded to IPv4) and by (name, namespace, port), both
  * binary-searched. It points into the snapwire snapshot it was built from and lives exactly
  * as long (snapshot.c frees it with the snapshot).
+ * A third sorted array maps each endpoint (address, port) of a mesh service's cluster to the
+ * service, for inbound authorization (mesh_authorize: the policies of snapwire AUTHZ, sorted
+ * by Service, found by binary search).
  * Does not: decide what to do with a connection (conn.c) or TLS (tls_mesh).
  */
 #include "mesh.h"
@@ -31,6 +34,11 @@ struct mesh_index {
     struct mesh_addr_key *by_addr;
     const struct snapwire_mesh_service **by_name;
     const char *cluster_domain;
+    /* authorization */
+    uint32_t n_ep;
+    struct mesh_addr_key *by_ep; /* cluster endpoints -> their mesh service */
+    const struct snapwire_snapshot *sw;
+    uint8_t default_deny;
 };
 
 static char mesh_ns[64];
@@ -113,13 +121,42 @@ int mesh_index_build(const struct snapwire_snapshot *sw, struct mesh_index **out
     uint32_t i;
 
     *out = NULL;
-    if (sw->n_mesh_services == 0) return 0;
+    /* a mesh snapshot gets an index even without Services: its default policy applies */
+    if (sw->n_mesh_services == 0 && !(sw->meta.trust_domain && sw->meta.trust_domain[0])) return 0;
     if (!(m = calloc(1, sizeof(*m)))) goto oom;
     m->n = sw->n_mesh_services;
     m->cluster_domain = sw->meta.cluster_domain;
-    m->by_addr = calloc(m->n, sizeof(*m->by_addr));
-    m->by_name = calloc(m->n, sizeof(*m->by_name));
+    m->sw = sw;
+    m->default_deny = sw->meta.authz_default_deny;
+    m->by_addr = calloc(m->n ? m->n : 1, sizeof(*m->by_addr));
+    m->by_name = calloc(m->n ? m->n : 1, sizeof(*m->by_name));
     if (!m->by_addr || !m->by_name) goto free_index;
+    for (i = 0; i < m->n; i++) {
+        uint32_t c = sw->mesh_services[i].cluster;
+        if (c != SNAPWIRE_NONE) m->n_ep += sw->clusters[c].endpoint_count;
+    }
+    if (!(m->by_ep = calloc(m->n_ep ? m->n_ep : 1, sizeof(*m->by_ep)))) goto free_index;
+    m->n_ep = 0;
+    for (i = 0; i < m->n; i++) {
+        const struct snapwire_mesh_service *s = &sw->mesh_services[i];
+        uint32_t e;
+        if (s->cluster == SNAPWIRE_NONE) continue;
+        for (e = 0; e < sw->clusters[s->cluster].endpoint_count; e++) {
+            const struct snapwire_endpoint *ep =
+                &sw->endpoints[sw->clusters[s->cluster].first_endpoint + e];
+            struct mesh_addr_key *k = &m->by_ep[m->n_ep];
+            if (inet_pton(AF_INET, ep->address, k->ip) == 1)
+                k->family = 4;
+            else if (inet_pton(AF_INET6, ep->address, k->ip) == 1)
+                k->family = 6;
+            else
+                continue; /* snapwire checked it: not expected */
+            k->port = ep->port;
+            k->svc = s;
+            m->n_ep++;
+        }
+    }
+    qsort(m->by_ep, m->n_ep, sizeof(*m->by_ep), addr_cmp);
     for (i = 0; i < m->n; i++) {
         const struct snapwire_mesh_service *s = &sw->mesh_services[i];
         struct mesh_addr_key *k = &m->by_addr[i];
@@ -152,6 +189,7 @@ void mesh_index_free(struct mesh_index *m)
     if (!m) return;
     free(m->by_addr);
     free(m->by_name);
+    free(m->by_ep);
     free(m);
 }
 
@@ -214,6 +252,111 @@ const struct snapwire_mesh_service *mesh_find_host(const struct mesh_index *m, c
             return NULL;
     }
     return find_name(m, host, nlen, ns, nslen, port);
+}
+
+/* Whether one of policy a's principals matches the caller (uri NULL: plaintext). */
+static int authz_matches(const struct snapwire_snapshot *sw, const struct snapwire_authz *a,
+                         const char *uri)
+{
+    const char *td = sw->meta.trust_domain ? sw->meta.trust_domain : "";
+    uint32_t i;
+
+    for (i = 0; i < a->principal_count; i++) {
+        const struct snapwire_principal *p = &sw->principals[a->first_principal + i];
+        switch (p->kind) {
+        case SNAPWIRE_PRINCIPAL_IDENTITY:
+            if (uri && strcmp(uri, p->value) == 0) return 1;
+            break;
+        case SNAPWIRE_PRINCIPAL_NAMESPACE: {
+            /* spiffe://<td>/ns/<value>/sa/<anything> */
+            size_t tl = strlen(td), vl = strlen(p->value);
+            if (uri && strncmp(uri, "spiffe://", 9) == 0 && strncmp(uri + 9, td, tl) == 0 &&
+                strncmp(uri + 9 + tl, "/ns/", 4) == 0 &&
+                strncmp(uri + 13 + tl, p->value, vl) == 0 &&
+                strncmp(uri + 13 + tl + vl, "/sa/", 4) == 0)
+                return 1;
+            break;
+        }
+        case SNAPWIRE_PRINCIPAL_AUTHENTICATED:
+            if (uri) return 1;
+            break;
+        case SNAPWIRE_PRINCIPAL_UNAUTHENTICATED:
+            if (!uri) return 1;
+            break;
+        default:
+            break;
+        }
+    }
+    return 0;
+}
+
+/* First policy (index) of Service ns/name in sw->authz (sorted by ns, name), or n_authz. */
+static uint32_t authz_first(const struct snapwire_snapshot *sw, const char *ns, const char *name)
+{
+    uint32_t lo = 0, hi = sw->n_authz;
+
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int d = strcmp(sw->authz[mid].ns, ns);
+        if (!d) d = strcmp(sw->authz[mid].name, name);
+        if (d < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+int mesh_authorize(const struct mesh_index *m, const struct sockaddr *dst, const char *uri,
+                   const char **policy)
+{
+    const struct snapwire_authz *allow = NULL;
+    struct mesh_addr_key k;
+    size_t lo = 0, hi;
+    int allow_targets = 0;
+
+    *policy = "default";
+    if (!m) return 1;
+    if (m->sw->n_authz && m->n_ep && key_of(dst, &k) == 0) {
+        /* the first endpoint record at dst, then every one after it with the same key */
+        hi = m->n_ep;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (addr_cmp(&m->by_ep[mid], &k) < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (; lo < m->n_ep && addr_cmp(&m->by_ep[lo], &k) == 0; lo++) {
+            const struct snapwire_mesh_service *s = m->by_ep[lo].svc;
+            uint32_t i;
+            for (i = authz_first(m->sw, s->ns, s->name);
+                 i < m->sw->n_authz && !strcmp(m->sw->authz[i].ns, s->ns) &&
+                 !strcmp(m->sw->authz[i].name, s->name);
+                 i++) {
+                const struct snapwire_authz *a = &m->sw->authz[i];
+                if (a->port && a->port != s->port) continue;
+                if (a->action == SNAPWIRE_AUTHZ_DENY) {
+                    if (authz_matches(m->sw, a, uri)) {
+                        *policy = a->source;
+                        return 0;
+                    }
+                    continue;
+                }
+                allow_targets = 1;
+                if (!allow && authz_matches(m->sw, a, uri)) allow = a;
+            }
+        }
+    }
+    if (allow) {
+        *policy = allow->source;
+        return 1;
+    }
+    if (allow_targets) {
+        *policy = "no-allow-policy-matched";
+        return 0;
+    }
+    return !m->default_deny;
 }
 
 int mesh_original_dst(int fd, struct sockaddr_storage *out, socklen_t *len)

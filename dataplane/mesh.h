@@ -55,6 +55,19 @@ const struct snapwire_mesh_service *mesh_find_host(const struct mesh_index *m, c
                                                    size_t len, uint16_t port);
 
 /*
+ * Inbound authorization (AuthorizationPolicy, snapwire AUTHZ): may a caller - uri, its
+ * verified SPIFFE identity, or NULL for plaintext - reach dst, the pod's own address and port
+ * it dialled (the original destination)? The Services whose endpoints include dst are the
+ * targets: a Deny policy of any of them that matches the caller denies; else, when Allow
+ * policies target any of them (their port, or all ports), one must match; else the mesh
+ * default (meta.authz_default_deny). Returns 1 (allow) or 0 (deny); *policy (never NULL)
+ * names what decided: a policy's "ns/name", "no-allow-policy-matched" or "default". m NULL
+ * (no mesh snapshot): allowed.
+ */
+int mesh_authorize(const struct mesh_index *m, const struct sockaddr *dst, const char *uri,
+                   const char **policy);
+
+/*
  * The destination a connection redirected by mesh-init's iptables rules was sent to
  * (SO_ORIGINAL_DST, IP6T_SO_ORIGINAL_DST). 0, or -1 when fd was not redirected (or the
  * kernel has no NAT record).

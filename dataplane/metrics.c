@@ -48,6 +48,7 @@ struct shard {
     /* active health checks: [0] fail / to unhealthy, [1] pass / to healthy */
     counter health_checks[2], health_to[2], health_freed_unhealthy, health_fail_open;
     counter mesh_conns[METRICS_MESH_N];
+    counter mesh_authz[2][2];
 } __attribute__((aligned(64)));
 
 struct route_slot {
@@ -208,6 +209,11 @@ void metrics_mesh_conn(int kind)
     if (kind >= 0 && kind < METRICS_MESH_N) sinc(&shard()->mesh_conns[kind], 1);
 }
 
+void metrics_mesh_authz(int http, int allowed)
+{
+    sinc(&shard()->mesh_authz[http != 0][allowed != 0], 1);
+}
+
 void metrics_tls_module_loaded(void)
 {
     atomic_store_explicit(&m_tls_module, 1, memory_order_relaxed);
@@ -350,6 +356,8 @@ void metrics_collect(struct metrics_totals *t)
             t->tls_handshakes[k] += load(&sh->tls_handshakes[k]);
         for (k = 0; k < METRICS_MESH_N; k++)
             t->mesh_conns[k] += load(&sh->mesh_conns[k]);
+        for (k = 0; k < 4; k++)
+            t->mesh_authz[k / 2][k % 2] += load(&sh->mesh_authz[k / 2][k % 2]);
         for (k = 0; k < METRICS_MIRROR_N; k++)
             t->mirror[k] += load(&sh->mirror[k]);
         t->retries += load(&sh->retries);
@@ -496,6 +504,13 @@ static void render(FILE *f, const struct metrics_totals *t)
             fprintf(f, "strait_mesh_connections_total{kind=\"%s\"} %llu\n", kinds[k],
                     (unsigned long long)t->mesh_conns[k]);
         }
+        metrics_family(f, "strait_mesh_authz_total", "counter",
+                       "Inbound authorization decisions (AuthorizationPolicy): HTTP requests "
+                       "denied get 403, TCP connections denied are reset.");
+        for (k = 0; k < 4; k++)
+            fprintf(f, "strait_mesh_authz_total{protocol=\"%s\",decision=\"%s\"} %llu\n",
+                    k / 2 ? "http" : "tcp", k % 2 ? "allow" : "deny",
+                    (unsigned long long)t->mesh_authz[k / 2][k % 2]);
     }
     metrics_family(f, "strait_mirror_requests_total", "counter",
                    "Mirrored request copies (RequestMirror), by how they ended.");

@@ -115,6 +115,8 @@ enum {
     METRICS_MESH_N
 };
 void metrics_mesh_conn(int kind);
+/* An inbound authorization decision (strait_mesh_authz_total{protocol,decision}). */
+void metrics_mesh_authz(int http, int allowed);
 
 /* One route label with its requests by status class (index 0..4 = 1xx..5xx). */
 struct metrics_route {
@@ -141,6 +143,7 @@ struct metrics_totals {
     uint64_t health_unhealthy; /* targets unhealthy now */
     uint64_t health_fail_open;
     uint64_t mesh_conns[METRICS_MESH_N];     /* by METRICS_MESH_* */
+    uint64_t mesh_authz[2][2];               /* [http][allowed] */
     uint64_t requests_by_class[5];           /* over all routes */
     uint64_t buckets[METRICS_N_BUCKETS + 1]; /* cumulative, like Prometheus; last is +Inf */
     uint64_t duration_count;                 /* requests with a duration observed */

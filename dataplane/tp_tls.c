@@ -285,7 +285,7 @@ static int notify(struct transport *t)
 {
     SSL *ssl = sess(t);
 
-    if ((t->priv & TP_FATAL) || !SSL_is_init_finished(ssl) ||
+    if ((t->priv & (TP_FATAL | TRANSPORT_PRIV_ABORT)) || !SSL_is_init_finished(ssl) ||
         (SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN))
         return 0;
     ERR_clear_error();

@@ -54,6 +54,13 @@ struct transport_ops {
     void (*idle)(struct transport *t);
 };
 
+/*
+ * transport.priv bit the owner may set before close: an abortive close (the owner resets the
+ * socket with SO_LINGER 0), so TLS sends no close_notify that would pass for a clean end.
+ * The implementations keep their own bits below it.
+ */
+#define TRANSPORT_PRIV_ABORT 0x80
+
 struct transport {
     const struct transport_ops *ops;
     int fd;

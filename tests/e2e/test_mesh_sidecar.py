@@ -24,7 +24,7 @@ PY = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.execu
 HUB_IP = "10.202.0.254"
 POD_IP = {"a": "10.202.0.1", "b": "10.202.0.2", "c": "10.202.0.3"}
 # ClusterIPs: routed to the hub, but the sidecar answers them before they leave the pod
-BACKEND_IP, ECHO_IP, LOOKALIKE_IP = "10.96.0.10", "10.96.0.11", "10.96.0.12"
+BACKEND_IP, ECHO_IP, LOOKALIKE_IP, ADMIN_IP = "10.96.0.10", "10.96.0.11", "10.96.0.12", "10.96.0.14"
 TD = "cluster.local"
 IDENTITY_PORT = 8443
 
@@ -165,6 +165,8 @@ class MeshSidecarTest(unittest.TestCase):
         # C serves HTTP too (behind a Service whose pods should run as "backend")
         self.app("b", "b-http", [PY, harness.BACKEND_PY, "--name", "b", "--port", "8080"])
         self.app("b", "b-echo", [PY, "-c", ECHO, "127.0.0.1", "7000"], ready_line=True)
+        self.app("b", "b-admin", [PY, harness.BACKEND_PY, "--name", "b-admin", "--port", "9000"],
+                 ready_line=None)
         self.app("c", "c-http", [PY, harness.BACKEND_PY, "--name", "c", "--port", "8080"])
         for pod in POD_IP:
             self.start_sidecar(pod)
@@ -180,6 +182,14 @@ class MeshSidecarTest(unittest.TestCase):
                              "containers": [{"name": "app", "image": "app"}]},
                     "status": {"phase": "Running", "podIP": POD_IP[name],
                                "podIPs": [{"ip": POD_IP[name]}]}}
+
+        def policy(name, target, action, sources, port=None):
+            spec = {"targetRef": {"kind": "Service", "name": target}, "action": action,
+                    "from": sources}
+            if port:
+                spec["port"] = port
+            return {"apiVersion": "strait.dev/v1alpha1", "kind": "AuthorizationPolicy",
+                    "metadata": {"name": name, "namespace": "shop"}, "spec": spec}
 
         def svc(name, ip, port, target, annotations=None, pods=(), port_name="http"):
             meta = {"name": name, "namespace": "shop"}
@@ -204,7 +214,13 @@ class MeshSidecarTest(unittest.TestCase):
                 svc("backend", BACKEND_IP, 80, 8080, pods=["b"]) +
                 svc("echo", ECHO_IP, 7000, 7000, annotations={"strait.dev/opaque-ports": "7000"},
                     pods=["b"], port_name="tcp") +
-                svc("lookalike", LOOKALIKE_IP, 80, 8080, pods=["c"]))
+                svc("lookalike", LOOKALIKE_IP, 80, 8080, pods=["c"]) +
+                svc("admin", ADMIN_IP, 80, 9000, pods=["b"]) +
+                # admin admits the frontend only; the echo refuses the intruder
+                [policy("admin-frontend-only", "admin", "Allow",
+                        [{"serviceAccounts": [{"name": "frontend"}]}], port=80),
+                 policy("echo-no-intruder", "echo", "Deny",
+                        [{"identities": [spiffe("intruder")]}])])
 
     def sh(self, *cmd, check=True, timeout=30):
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -239,8 +255,9 @@ class MeshSidecarTest(unittest.TestCase):
         if ready_line:
             harness.wait_until(lambda: "ready" in p.log() or not p.alive(), 10, what=name)
         else:
+            port = 9000 if ready_line is None else 8080
             harness.wait_until(lambda: self.sh("ip", "netns", "exec", self.ns[pod], "curl", "-s",
-                                               "-o", "/dev/null", "http://127.0.0.1:8080/",
+                                               "-o", "/dev/null", "http://127.0.0.1:%d/" % port,
                                                check=False).returncode == 0, 10, what=name)
         return p
 
@@ -402,6 +419,32 @@ class MeshSidecarTest(unittest.TestCase):
         # c's own certificate says intruder, not the backend it claimed in the manifest
         self.assertIn(spiffe("intruder"), self.sidecars["c"].log())
 
+    def test_authorization_policy(self):
+        # admin's Allow policy admits the frontend ...
+        code, body = self.curl_from("a", "http://%s/" % ADMIN_IP, host="admin")
+        self.assertEqual(code, "200", body)
+        self.assertEqual(header(body, "X-Strait-Peer-Identity"), spiffe("frontend"))
+        # ... and no one else: the intruder's request gets 403 from b's sidecar
+        code, body = self.curl_from("c", "http://%s/" % ADMIN_IP, host="admin")
+        self.assertEqual(code, "403", body)
+        self.assertGreaterEqual(self.metric("b", "strait_mesh_authz_total",
+                                            'protocol="http",decision="deny"') or 0, 1)
+        log = self.sidecars["b"].log()
+        self.assertIn("event=mesh_authz_denied", log)
+        self.assertIn("identity=%s" % spiffe("intruder"), log)
+        # a Service with no policy follows the default (allow)
+        code, _ = self.curl_from("c", "http://%s/" % BACKEND_IP, host="backend")
+        self.assertEqual(code, "200")
+        # the echo's Deny policy: the intruder's TCP connection is reset, the frontend's works
+        r = self.sh(*self.in_ns("c", APP_UID, PY, "-c", TCP_CLIENT, ECHO_IP, "7000", "hi"),
+                    check=False)
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertIn("ConnectionResetError", r.stderr)
+        self.assertGreaterEqual(self.metric("b", "strait_mesh_authz_total",
+                                            'protocol="tcp",decision="deny"') or 0, 1)
+        r = self.sh(*self.in_ns("a", APP_UID, PY, "-c", TCP_CLIENT, ECHO_IP, "7000", "hi"))
+        self.assertEqual(r.stdout, "echo:hi")
+
     def loop_requests(self, seconds):
         """Requests a -> backend for the given seconds; returns (ok, failures)."""
         ok, failures = 0, []
@@ -437,6 +480,7 @@ class MeshRotationTest(MeshSidecarTest):
     test_strict_refuses_plaintext_permissive_accepts = None
     test_opaque_tcp_over_mtls = None
     test_peer_with_another_identity_is_refused = None
+    test_authorization_policy = None
 
 
 class MeshControllerDownTest(MeshSidecarTest):
@@ -461,6 +505,7 @@ class MeshControllerDownTest(MeshSidecarTest):
     test_strict_refuses_plaintext_permissive_accepts = None
     test_opaque_tcp_over_mtls = None
     test_peer_with_another_identity_is_refused = None
+    test_authorization_policy = None
 
 
 if __name__ == "__main__":

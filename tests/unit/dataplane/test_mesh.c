@@ -29,8 +29,12 @@ static struct mesh_index *build(const char *cluster_domain)
     struct mesh_index *m = NULL;
     char err[128];
 
+    static struct snapwire_cluster empty[5];
+
     memset(&sw, 0, sizeof(sw));
     sw.meta.cluster_domain = cluster_domain;
+    sw.n_clusters = 5;
+    sw.clusters = empty;
     sw.n_mesh_services = sizeof(svcs) / sizeof(svcs[0]);
     sw.mesh_services = svcs;
     assert_int_equal(mesh_index_build(&sw, &m, err, sizeof(err)), 0);
@@ -177,6 +181,95 @@ static void test_original_dst_not_redirected(void **state)
     assert_int_equal(mesh_sockaddr_port((struct sockaddr *)&(struct sockaddr_storage){0}), 0);
 }
 
+/*
+ * Authorization: pod 10.1.0.5:8080 is behind backend:80, 10.1.0.5:9000 behind admin:80 and
+ * db:5432 (two Services, one endpoint), 10.1.0.9:8080 behind nothing.
+ */
+static struct snapwire_endpoint az_eps[] = {
+    {"10.1.0.5", 8080, 1, 1}, {"10.1.0.5", 9000, 1, 1}, {"10.1.0.5", 9000, 1, 1}};
+static struct snapwire_cluster az_clusters[3];
+static struct snapwire_mesh_service az_svcs[] = {
+    {"shop", "admin", "10.96.0.3", 80, 1, SNAPWIRE_MESH_PROTO_HTTP, 0, 0, 0},
+    {"shop", "db", "10.96.0.4", 5432, 2, SNAPWIRE_MESH_PROTO_OPAQUE, 0, 0, 0},
+    {"shop", "backend", "10.96.0.5", 80, 0, SNAPWIRE_MESH_PROTO_HTTP, 0, 0, 0},
+};
+#define ID(sa) "spiffe://cluster.local/ns/shop/sa/" sa
+static struct snapwire_principal az_principals[] = {
+    {SNAPWIRE_PRINCIPAL_IDENTITY, ID("frontend")},  /* 0: admin allow */
+    {SNAPWIRE_PRINCIPAL_NAMESPACE, "ops"},          /* 1: admin allow */
+    {SNAPWIRE_PRINCIPAL_UNAUTHENTICATED, ""},       /* 2: backend deny */
+    {SNAPWIRE_PRINCIPAL_IDENTITY, ID("intruder")},  /* 3: db deny */
+    {SNAPWIRE_PRINCIPAL_IDENTITY, ID("db-client")}, /* 4: db allow, port 5432 */
+    {SNAPWIRE_PRINCIPAL_AUTHENTICATED, ""},         /* 5: admin allow, port 81 only */
+};
+static struct snapwire_authz az_policies[] = {
+    {"shop", "admin", 80, SNAPWIRE_AUTHZ_ALLOW, "shop/admin-allow", 0, 2},
+    {"shop", "admin", 81, SNAPWIRE_AUTHZ_ALLOW, "shop/admin-81", 5, 1},
+    {"shop", "backend", 0, SNAPWIRE_AUTHZ_DENY, "shop/no-plain", 2, 1},
+    {"shop", "db", 0, SNAPWIRE_AUTHZ_DENY, "shop/db-deny", 3, 1},
+    {"shop", "db", 5432, SNAPWIRE_AUTHZ_ALLOW, "shop/db-allow", 4, 1},
+};
+
+static struct mesh_index *az_build(int default_deny)
+{
+    static struct snapwire_snapshot sw;
+    struct mesh_index *m = NULL;
+    char err[128];
+
+    memset(&sw, 0, sizeof(sw));
+    az_clusters[0].first_endpoint = 0, az_clusters[0].endpoint_count = 1;
+    az_clusters[1].first_endpoint = 1, az_clusters[1].endpoint_count = 1;
+    az_clusters[2].first_endpoint = 2, az_clusters[2].endpoint_count = 1;
+    sw.meta.trust_domain = "cluster.local";
+    sw.meta.authz_default_deny = (uint8_t)default_deny;
+    sw.n_clusters = 3, sw.clusters = az_clusters;
+    sw.n_endpoints = 3, sw.endpoints = az_eps;
+    sw.n_mesh_services = 3, sw.mesh_services = az_svcs;
+    sw.n_authz = 5, sw.authz = az_policies;
+    sw.n_principals = 6, sw.principals = az_principals;
+    assert_int_equal(mesh_index_build(&sw, &m, err, sizeof(err)), 0);
+    return m;
+}
+
+static void test_authorize(void **state)
+{
+    static const struct {
+        int default_deny;
+        const char *ip;
+        uint16_t port;
+        const char *uri; /* NULL: plaintext */
+        int want;
+        const char *policy;
+    } cases[] = {
+        {0, "10.1.0.5", 8080, ID("anyone"), 1, "default"},            /* backend: no allow */
+        {0, "10.1.0.5", 8080, NULL, 0, "shop/no-plain"},              /* backend deny */
+        {1, "10.1.0.5", 8080, ID("anyone"), 0, "default"},            /* default deny */
+        {0, "10.1.0.5", 9000, ID("frontend"), 1, "shop/admin-allow"}, /* admin allow */
+        {0, "10.1.0.5", 9000, "spiffe://cluster.local/ns/ops/sa/x", 1, "shop/admin-allow"},
+        {0, "10.1.0.5", 9000, "spiffe://cluster.local/ns/opsx/sa/x", 0, "no-allow-policy-matched"},
+        {0, "10.1.0.5", 9000, ID("other-port"), 0, "no-allow-policy-matched"},
+        /* db is on the same endpoint: its allow admits what admin's does not; its deny
+           refuses the intruder whatever the allows say */
+        {0, "10.1.0.5", 9000, ID("db-client"), 1, "shop/db-allow"},
+        {0, "10.1.0.5", 9000, ID("intruder"), 0, "shop/db-deny"},
+        {0, "10.1.0.9", 8080, NULL, 1, "default"}, /* behind no Service */
+        {1, "10.1.0.9", 8080, ID("frontend"), 0, "default"},
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct mesh_index *m = az_build(cases[i].default_deny);
+        struct sockaddr_storage ss = v4(cases[i].ip, cases[i].port);
+        const char *policy = NULL;
+        int got = mesh_authorize(m, (struct sockaddr *)&ss, cases[i].uri, &policy);
+        if (got != cases[i].want || strcmp(policy, cases[i].policy) != 0)
+            fail_msg("case %zu: got %d (%s) want %d (%s)", i, got, policy, cases[i].want,
+                     cases[i].policy);
+        mesh_index_free(m);
+    }
+}
+
 static void test_permissive_setting(void **state)
 {
     (void)state;
@@ -194,6 +287,7 @@ int main(void)
         cmocka_unit_test(test_looks_http),
         cmocka_unit_test(test_original_dst_not_redirected),
         cmocka_unit_test(test_permissive_setting),
+        cmocka_unit_test(test_authorize),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
