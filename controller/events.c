@@ -278,7 +278,8 @@ static const char *ev_api_version(const char *kind)
 {
     if (!strcmp(kind, "Ingress") || !strcmp(kind, "IngressClass")) return "networking.k8s.io/v1";
     if (!strcmp(kind, "EndpointSlice")) return "discovery.k8s.io/v1";
-    if (!strcmp(kind, "Gateway")) return "strait.dev/v1alpha1";
+    if (!strcmp(kind, "Gateway") || !strcmp(kind, "AuthorizationPolicy"))
+        return "strait.dev/v1alpha1";
     return "v1";
 }
 

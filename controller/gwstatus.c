@@ -207,13 +207,14 @@ static int gws_stamp_conds(const struct gwstatus_cond *want, size_t n,
 int gwstatus_stamp(const struct gwstatus *want, const struct gwstatus *prev, const char *now,
                    struct gwstatus *out)
 {
-    static const struct gwstatus none = {-1, NULL, 0, NULL, 0};
+    static const struct gwstatus none = {-1, 0, NULL, 0, NULL, 0};
     const struct gwstatus_listener *pl;
     size_t i, j;
 
     if (!prev) prev = &none;
     memset(out, 0, sizeof(*out));
     out->observed_generation = want->observed_generation;
+    out->conds_only = want->conds_only;
     if (gws_stamp_conds(want->conds, want->n_conds, prev->conds, prev->n_conds, now, &out->conds,
                         &out->n_conds))
         goto oom;
@@ -392,6 +393,7 @@ char *gwstatus_patch_body(const struct gwstatus *s)
         yajl_gen_integer(g, (long long)s->observed_generation);
     }
     gws_gen_conds(g, s->conds, s->n_conds);
+    if (s->conds_only) goto close;
     jsongen_str(g, "listeners");
     yajl_gen_array_open(g);
     for (i = 0; i < s->n_listeners; i++) {
@@ -403,6 +405,7 @@ char *gwstatus_patch_body(const struct gwstatus *s)
         yajl_gen_map_close(g);
     }
     yajl_gen_array_close(g);
+close:
     yajl_gen_map_close(g);
     yajl_gen_map_close(g);
     return stwriter_body_take(g);
@@ -440,7 +443,8 @@ struct gwstatus_writer {
     struct stwriter w;
 };
 
-static struct stwriter_counts gws_counts;
+static struct stwriter_counts gws_counts, gws_authz_counts;
+static const struct stwriter_ops gws_authz_ops;
 static int gws_enabled;
 static const struct gwstatus_writer *gws_owner; /* for the pending gauge */
 
@@ -498,6 +502,7 @@ static int gws_update(struct stwriter_entry *base, const void *t, int fresh)
 
     (void)fresh;
     if (gwstatus_from_build(g, &want)) return -1;
+    want.conds_only = base->w->ops == &gws_authz_ops;
     if (!e->uid || strcmp(uid, e->uid)) {
         if (!(nu = strdup(uid))) {
             gwstatus_clear(&want);
@@ -575,14 +580,20 @@ static int gws_answer(struct stwriter_entry *base, enum stwriter_op op, const ch
     else
         gwstatus_clear(&got);
     if (op != STWRITER_PATCH || !e->current) return 0;
-    log_info("gateway_status_updated",
-             "object=%s/%s observed_generation=%lld conditions=%s listeners=%zu", base->ns,
-             base->name, (long long)e->current->observed_generation,
-             gwstatus_conds_text(e->current, conds, sizeof(conds)), e->current->n_listeners);
+    if (e->want.conds_only)
+        log_info("authz_status_updated", "object=%s/%s observed_generation=%lld conditions=%s",
+                 base->ns, base->name, (long long)e->current->observed_generation,
+                 gwstatus_conds_text(e->current, conds, sizeof(conds)));
+    else
+        log_info("gateway_status_updated",
+                 "object=%s/%s observed_generation=%lld conditions=%s listeners=%zu", base->ns,
+                 base->name, (long long)e->current->observed_generation,
+                 gwstatus_conds_text(e->current, conds, sizeof(conds)), e->current->n_listeners);
     if ((diff = gws_desired(e, &again)) < 0) return 0;
     gwstatus_clear(&again);
     if (!diff) return 0;
-    log_warn("status_not_applied", "kind=Gateway object=%s/%s", base->ns, base->name);
+    log_warn("status_not_applied", "%sobject=%s/%s", base->w->ops->log_prefix, base->ns,
+             base->name);
     return 1;
 }
 
@@ -599,6 +610,31 @@ static const struct stwriter_ops gws_ops = {
     .forget = gws_forget,
     .clear = gws_clear,
 };
+
+static const struct stwriter_ops gws_authz_ops = {
+    .api = "/apis/strait.dev/v1alpha1",
+    .resource = "authorizationpolicies",
+    .log_prefix = "kind=AuthorizationPolicy ",
+    .entry_size = sizeof(struct gws_entry),
+    .target_key = gws_target_key,
+    .update = gws_update,
+    .done = gws_done,
+    .need = gws_need,
+    .answer = gws_answer,
+    .forget = gws_forget,
+    .clear = gws_clear,
+};
+
+struct gwstatus_writer *gwstatus_writer_new_authz(struct ev_loop *loop, struct kube_client *client,
+                                                  double qps, unsigned burst)
+{
+    struct gwstatus_writer *s = calloc(1, sizeof(*s));
+
+    if (!s) return NULL;
+    s->magic = GWSTATUS_MAGIC;
+    stwriter_init(&s->w, &gws_authz_ops, &gws_authz_counts, loop, client, qps, burst);
+    return s;
+}
 
 struct gwstatus_writer *gwstatus_writer_new(struct ev_loop *loop, struct kube_client *client,
                                             double qps, unsigned burst)

@@ -36,6 +36,7 @@ struct gwstatus_listener {
 /* A Gateway's status: observedGeneration, conditions[], listeners[]. Strings are malloc'd. */
 struct gwstatus {
     int64_t observed_generation; /* -1: absent */
+    int conds_only; /* an AuthorizationPolicy's: no listeners, and the patch has no key for them */
     struct gwstatus_cond *conds;
     size_t n_conds;
     struct gwstatus_listener *listeners;
@@ -109,6 +110,15 @@ void gwstatus_writer_set_leader(struct gwstatus_writer *s, int leading);
 
 /* Cancels requests and timers, frees s. NULL is fine. */
 void gwstatus_writer_free(struct gwstatus_writer *s);
+
+/*
+ * The same writer for strait.dev/v1alpha1 AuthorizationPolicies (.../authorizationpolicies/
+ * NAME/status: observedGeneration and conditions, no listeners), fed with the same
+ * struct snapbuild_gateway (conds set, no listeners) by gwstatus_writer_sync. Not in
+ * gwstatus_metrics.
+ */
+struct gwstatus_writer *gwstatus_writer_new_authz(struct ev_loop *loop, struct kube_client *client,
+                                                  double qps, unsigned burst);
 
 /* Process-wide figures for health's /metrics (cluster mode, whatever the --publish-* flags). */
 struct gwstatus_metrics {

@@ -26,7 +26,8 @@
 
 static const enum model_kind ks_kinds[] = {
     MODEL_KIND_INGRESS_CLASS, MODEL_KIND_INGRESS, MODEL_KIND_SERVICE, MODEL_KIND_ENDPOINT_SLICE,
-    MODEL_KIND_SECRET,        MODEL_KIND_GATEWAY, MODEL_KIND_POD}; /* Pods: only with opts->mesh */
+    MODEL_KIND_SECRET,        MODEL_KIND_GATEWAY, MODEL_KIND_POD, /* Pods and ... */
+    MODEL_KIND_AUTHZ_POLICY}; /* ... AuthorizationPolicies: only with opts->mesh */
 #define KS_N (sizeof(ks_kinds) / sizeof(ks_kinds[0]))
 
 struct kube_source {
@@ -118,7 +119,9 @@ struct kube_source *kube_source_start(struct ev_loop *loop, const struct kube_co
     wo.watch_timeout = opts ? opts->watch_timeout : 0;
     wo.crd_recheck = opts ? opts->crd_recheck : 0;
     for (i = 0; i < KS_N; i++) {
-        if (ks_kinds[i] == MODEL_KIND_POD && !(opts && opts->mesh)) continue;
+        if ((ks_kinds[i] == MODEL_KIND_POD || ks_kinds[i] == MODEL_KIND_AUTHZ_POLICY) &&
+            !(opts && opts->mesh))
+            continue;
         s->w[i] = kube_watch_new(loop, s->client, &s->cache, ks_kinds[i], &wo, &cb, s, err, errlen);
         if (!s->w[i]) goto free_watches;
         health_set_cached(ks_kinds[i], 0, 0);

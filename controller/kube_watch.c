@@ -80,6 +80,10 @@ static const struct kw_kind kw_kinds[] = {
     /* our CRD (crds/strait.dev_gateways.yaml); a cluster without it has no Gateways */
     {MODEL_KIND_GATEWAY, "strait.dev/v1alpha1", "/apis/strait.dev/v1alpha1", "gateways", 1, NULL,
      "gateways.strait.dev", "gateway_crd_missing", "gateway_crd_found"},
+    /* --mesh only (kube_source): crds/strait.dev_authorizationpolicies.yaml */
+    {MODEL_KIND_AUTHZ_POLICY, "strait.dev/v1alpha1", "/apis/strait.dev/v1alpha1",
+     "authorizationpolicies", 1, NULL, "authorizationpolicies.strait.dev", "authz_crd_missing",
+     "authz_crd_found"},
 };
 
 /* Identities ("ns/name") of objects the API has but validation refused. */

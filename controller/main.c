@@ -77,7 +77,8 @@ struct ctl {
     /* cluster mode */
     struct leader *leader;
     struct status *status; /* NULL without --publish-service / --publish-status-address */
-    struct gwstatus_writer *gw_status; /* Gateway conditions, always in cluster mode */
+    struct gwstatus_writer *gw_status;    /* Gateway conditions, always in cluster mode */
+    struct gwstatus_writer *authz_status; /* AuthorizationPolicy conditions, with --mesh */
     struct events *events;
     int stopping;        /* SIGTERM seen: releasing the lease */
     struct meshid *mesh; /* --mesh: the identity endpoint, NULL without */
@@ -331,6 +332,47 @@ static void ctl_collect_decode_reject(void *arg, enum model_kind kind, const cha
 }
 
 /*
+ * --mesh: the AuthorizationPolicies' conditions to their status writer (as Gateways without
+ * listeners) and the invalid ones to it (events items, appended at it[*n]). 0 or -1 (OOM).
+ */
+static int ctl_feed_authz(struct ctl *c, const struct snapbuild_result *r, struct events_item *it,
+                          size_t *n)
+{
+    struct snapbuild_gateway *g;
+    size_t i, k;
+    int rc;
+
+    if (!(g = calloc(r->n_authz_policies + 1, sizeof(*g)))) return -1;
+    for (i = 0; i < r->n_authz_policies; i++) {
+        const struct authzbuild_policy *p = &r->authz_policies[i];
+        g[i].ns = p->ns;
+        g[i].name = p->name;
+        g[i].uid = p->uid;
+        g[i].resource_version = p->resource_version;
+        g[i].generation = p->generation;
+        for (k = 0; k < AUTHZBUILD_CONDS; k++) {
+            g[i].conds[k].type = p->conds[k].type;
+            g[i].conds[k].status = p->conds[k].status;
+            g[i].conds[k].reason = p->conds[k].reason;
+            g[i].conds[k].message = p->conds[k].message;
+        }
+        if (p->served) continue;
+        memset(&it[*n], 0, sizeof(it[*n]));
+        it[*n].kind = "AuthorizationPolicy";
+        it[*n].ns = p->ns;
+        it[*n].name = p->name;
+        it[*n].uid = p->uid;
+        it[*n].resource_version = p->resource_version;
+        it[*n].reason = "Invalid";
+        it[*n].message = p->conds[0].message;
+        (*n)++;
+    }
+    rc = gwstatus_writer_sync(c->authz_status, g, r->n_authz_policies);
+    free(g);
+    return rc;
+}
+
+/*
  * Cluster mode, after each good build: the Ingresses served go to status; the rejections -
  * the builder's and the Ingresses the decoder refused (bad paths and the like, which never
  * reach the builder) - to events (both write only while this replica leads).
@@ -355,7 +397,7 @@ static void ctl_feed_cluster(struct ctl *c, const struct snapbuild_result *r)
     kube_source_each_rejected(c->ks, ctl_collect_decode_reject, &dr);
     if (dr.oom) goto oom;
     n = r->n_rejections + dr.n;
-    if (n && !(it = calloc(n, sizeof(*it)))) goto oom;
+    if (!(it = calloc(n + r->n_authz_policies + 1, sizeof(*it)))) goto oom;
     for (i = 0; i < r->n_rejections; i++) {
         it[i].kind = r->rejections[i].kind;
         it[i].ns = r->rejections[i].ns;
@@ -367,6 +409,7 @@ static void ctl_feed_cluster(struct ctl *c, const struct snapbuild_result *r)
     }
     for (i = 0; i < dr.n; i++)
         it[r->n_rejections + i] = dr.it[i];
+    if (c->authz_status && ctl_feed_authz(c, r, it, &n)) goto oom;
     if (events_report(c->events, it, n)) goto oom;
     goto out;
 oom:
@@ -528,6 +571,7 @@ static void ctl_on_started_leading(void *arg)
     if (c->magic != CTL_MAGIC) abort();
     if (c->status) status_set_leader(c->status, 1);
     if (c->gw_status) gwstatus_writer_set_leader(c->gw_status, 1);
+    if (c->authz_status) gwstatus_writer_set_leader(c->authz_status, 1);
     events_set_leader(c->events, 1);
     meshid_set_leader(c->mesh, 1);
 }
@@ -539,6 +583,7 @@ static void ctl_on_stopped_leading(void *arg)
     if (c->magic != CTL_MAGIC) abort();
     if (c->status) status_set_leader(c->status, 0);
     if (c->gw_status) gwstatus_writer_set_leader(c->gw_status, 0);
+    if (c->authz_status) gwstatus_writer_set_leader(c->authz_status, 0);
     events_set_leader(c->events, 0);
     meshid_set_leader(c->mesh, 0);
 }
@@ -576,7 +621,8 @@ static int ctl_start_cluster(struct ctl *c, const struct leader_opts *lo,
     if ((so->publish_service || so->publish_addresses) &&
         !(c->status = status_new(c->loop, client, so, err, sizeof(err))))
         goto fail;
-    if (!(c->gw_status = gwstatus_writer_new(c->loop, client, 0, 0))) {
+    if (!(c->gw_status = gwstatus_writer_new(c->loop, client, 0, 0)) ||
+        (c->mesh_dir && !(c->authz_status = gwstatus_writer_new_authz(c->loop, client, 0, 0)))) {
         snprintf(err, sizeof(err), "out of memory");
         goto fail;
     }
@@ -1021,6 +1067,7 @@ free_cluster:
     leader_free(c.leader);
     status_free(c.status);
     gwstatus_writer_free(c.gw_status);
+    gwstatus_writer_free(c.authz_status);
     events_free(c.events);
     kube_source_free(c.ks);
 stop_watchers:

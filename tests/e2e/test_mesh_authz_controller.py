@@ -1,12 +1,19 @@
 """AuthorizationPolicy, controller side (docs/mesh.md "Authorization"): policies in file mode
 with --mesh reach the data plane's /snapshot as snapwire v7 AUTHZ records (valid ones, one
 whose Service is missing; invalid ones refused with their reason in an object_rejected line),
-follow file changes, and --mesh-default-policy sets authz_default. Every wait polls."""
+follow file changes, and --mesh-default-policy sets authz_default. In cluster mode against the
+stand-in API server (tests/kube-apiserver), with --mesh: policies are listed and watched, the
+leader writes their status (Accepted, ResolvedRefs; validated against the CRD's status schema)
+and a Warning Event for the invalid ones; without --mesh they are not watched. Every wait
+polls."""
 import json
 import os
 import subprocess
 
+import harness
 from harness import StraitTest, BIN, free_port, wait_until
+
+API = "/apis/strait.dev/v1alpha1/namespaces/shop/authorizationpolicies"
 
 ID = "spiffe://cluster.local/ns/%s/sa/%s"
 
@@ -132,3 +139,101 @@ class MeshAuthzFileMode(StraitTest):
         self.assertIn("--mesh-default-policy Deny: want allow or deny", p.stderr)
         p = self.run_ctl("--mesh-default-policy", "deny")
         self.assertEqual(p.returncode, 2)
+
+
+def conds(obj):
+    return {c["type"]: (c["status"], c["reason"], c["message"])
+            for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+class MeshAuthzClusterMode(StraitTest):
+    def create(self, obj):
+        path = API if obj["kind"] == "AuthorizationPolicy" else "/api/v1/namespaces/shop/services"
+        code, body = self.api.request("POST", path, obj)
+        self.assertEqual(code, 201, "create %s: %s %r" % (obj["metadata"]["name"], code, body))
+
+    def get(self, name):
+        code, body = self.api.request("GET", API + "/" + name)
+        self.assertEqual(code, 200, body)
+        return body
+
+    def wait_conds(self, name, want, what):
+        last = {}
+
+        def ok():
+            last["c"] = conds(self.get(name))
+            return {k: v[:2] for k, v in last["c"].items()} == want
+        try:
+            wait_until(ok, 15, what=what)
+        except AssertionError:
+            self.assertEqual(last.get("c"), want, what)
+            raise
+        return last["c"]
+
+    def test_status_events_and_watch(self):
+        self.api = self.s.apiserver()
+        self.api.request("POST", "/api/v1/namespaces",
+                         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
+        for obj in objects():
+            self.create(obj)
+        self.s.cluster_controller("--mesh", "--mesh-listen", "127.0.0.1:%d" % free_port(),
+                                  "--election-namespace", "default",
+                                  kubeconfig=self.api.kubeconfig)
+
+        def live():
+            st, body = self.s.ctl_get("/snapshot")
+            return records(json.loads(body)) if st == 200 else None
+        wait_value(self, live, WANT, "authz records from the API")
+        ok = {"Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs")}
+        self.wait_conds("allow-frontend", ok, "status of a valid policy")
+        c = self.wait_conds("later", {"Accepted": ("True", "Accepted"),
+                                      "ResolvedRefs": ("False", "TargetNotFound")},
+                            "status of a policy whose Service is missing")
+        self.assertIn("Service shop/cart not found", c["ResolvedRefs"][2])
+        bad = {"Accepted": ("False", "Invalid"), "ResolvedRefs": ("False", "Invalid")}
+        c = self.wait_conds("bad-kind", bad, "status of an invalid policy")
+        self.assertIn('spec.targetRef: kind "Deployment" is not one of', c["Accepted"][2])
+        c = self.wait_conds("other-td", bad, "status of a policy outside the trust domain")
+        self.assertIn("is not in the trust domain cluster.local", c["Accepted"][2])
+        # the status fits the CRD's schema (unknown fields refused), generations observed
+        import test_gateway_cluster as gwc
+        with open(os.path.join(harness.ROOT, "crds", "strait.dev_authorizationpolicies.yaml")) as f:
+            schema = gwc.strict(gwc.yaml.safe_load(f)["spec"]["versions"][0]["schema"][
+                "openAPIV3Schema"]["properties"]["status"])
+        for name in ("allow-frontend", "later", "bad-kind", "bad-from", "other-td"):
+            obj = self.get(name)
+            gwc.jsonschema.validate(obj["status"], schema)
+            self.assertEqual(obj["status"]["observedGeneration"], obj["metadata"]["generation"])
+        # Warning Events for the invalid ones, none for the valid ones
+        def events():
+            code, body = self.api.request("GET", "/api/v1/namespaces/shop/events")
+            return {e["involvedObject"]["name"]: e for e in body.get("items", [])
+                    if e["involvedObject"].get("kind") == "AuthorizationPolicy"}
+        wait_until(lambda: set(events()) == {"bad-kind", "bad-from", "other-td"}, 15,
+                   what="Events for the invalid policies")
+        ev = events()["bad-from"]
+        self.assertEqual((ev["type"], ev["reason"]), ("Warning", "Invalid"))
+        self.assertEqual(ev["involvedObject"]["apiVersion"], "strait.dev/v1alpha1")
+        self.assertIn("spec.from[0]: must set identities", ev["message"])
+        # watched: the Service appears (ResolvedRefs True), a policy goes away
+        self.create(service("cart", ip="10.96.0.21"))
+        self.wait_conds("later", ok, "the missing Service created")
+        code, _ = self.api.request("DELETE", API + "/deny-plain")
+        self.assertEqual(code, 200)
+        wait_value(self, live, WANT[1:], "the Deny policy deleted")
+
+    def test_not_watched_without_mesh(self):
+        self.api = self.s.apiserver()
+        self.api.request("POST", "/api/v1/namespaces",
+                         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
+        for obj in objects()[:2]:
+            self.create(obj)
+        self.s.cluster_controller("--election-namespace", "default",
+                                  kubeconfig=self.api.kubeconfig)
+        st, body = self.s.ctl_get("/snapshot")
+        self.assertEqual(st, 200)
+        self.assertNotIn("authz", json.loads(body))
+        paths = [r["path"] for r in self.api.control("GET", "requests")["items"]
+                 if r.get("user_agent") == "strait-controller"]
+        self.assertFalse([p for p in paths if "authorizationpolicies" in p], paths)
+        self.assertIsNone(self.get("allow-frontend").get("status"))

@@ -1071,6 +1071,12 @@ class ControllerRbac(unittest.TestCase):
                 "spec": {"listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}],
                          "routes": [{"hostnames": ["gw.%s.example.com" % ns],
                                      "rules": [{"backendRefs": [{"name": "app", "port": 80}]}]}]}})
+            if mesh:
+                req("POST", "/apis/strait.dev/v1alpha1/namespaces/%s/authorizationpolicies" % ns, {
+                    "apiVersion": "strait.dev/v1alpha1", "kind": "AuthorizationPolicy",
+                    "metadata": {"name": "ap"},
+                    "spec": {"targetRef": {"kind": "Service", "name": "app"},
+                             "from": [{"namespaces": [ns]}]}})
         api.control("DELETE", "requests")
 
         # the container as the kubelet would start it, on loopback and in a temporary folder
@@ -1148,6 +1154,10 @@ class ControllerRbac(unittest.TestCase):
             until("status of Gateway %s/gw" % ns, lambda: ((get(
                 "/apis/strait.dev/v1alpha1/namespaces/%s/gateways/gw" % ns) or {}).get(
                     "status") or {}).get("conditions"))
+            if mesh:
+                until("status of AuthorizationPolicy %s/ap" % ns, lambda: ((get(
+                    "/apis/strait.dev/v1alpha1/namespaces/%s/authorizationpolicies/ap" % ns) or {})
+                    .get("status") or {}).get("conditions"))
 
         if mesh:
             until("the mesh root Secret", lambda: get(

@@ -72,6 +72,8 @@ RESOURCES = [
     Resource("coordination.k8s.io", "v1", "leases", "Lease", True, create_on_update=True),
     Resource("events.k8s.io", "v1", "events", "Event", True, short=["ev"]),
     Resource("strait.dev", "v1alpha1", "gateways", "Gateway", True, status=True, builtin=False),
+    Resource("strait.dev", "v1alpha1", "authorizationpolicies", "AuthorizationPolicy", True,
+             status=True, short=["sap"], builtin=False),
 ]
 
 BY_PATH = {(r.gv, r.plural): r for r in RESOURCES}

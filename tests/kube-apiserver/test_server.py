@@ -520,8 +520,9 @@ class TestTokenReview(ServerCase):
 
 
 class TestWithoutCRD(ServerCase):
-    """--without-crd: a cluster where our CRD is not installed, then installed, then removed."""
-    ARGS = ("--without-crd", "gateways.strait.dev")
+    """--without-crd: a cluster where our CRDs are not installed, then one installed, then
+    removed."""
+    ARGS = ("--without-crd", "gateways.strait.dev", "--without-crd", "authorizationpolicies.strait.dev")
 
     def test_not_found_then_installed_then_removed(self):
         all_gws = "/apis/%s/gateways" % GW
@@ -532,8 +533,9 @@ class TestWithoutCRD(ServerCase):
         groups = [g["name"] for g in self.req("GET", "/apis", want=200)["groups"]]
         self.assertNotIn("strait.dev", groups)
         self.req("GET", "/apis/strait.dev/v1alpha1", want=404)
-        self.assertEqual(self.srv.control("GET", "crds")["items"],
-                         [{"name": "gateways.strait.dev", "installed": False}])
+        self.assertEqual(sorted(self.srv.control("GET", "crds")["items"], key=lambda c: c["name"]),
+                         [{"name": "authorizationpolicies.strait.dev", "installed": False},
+                          {"name": "gateways.strait.dev", "installed": False}])
         # installed: served, discoverable
         self.srv.control("POST", "crds", {"name": "gateways.strait.dev", "installed": True})
         self.assertIn("strait.dev", [g["name"] for g in self.req("GET", "/apis", want=200)["groups"]])

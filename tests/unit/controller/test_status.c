@@ -379,6 +379,16 @@ static void test_gw_from_build_and_patch(void **state)
     assert_string_equal(gwstatus_conds_text(&out, text, sizeof(text)),
                         "Accepted:True,Programmed:True,ResolvedRefs:False/BackendNotFound");
     free(body);
+    gwstatus_clear(&out);
+    /* an AuthorizationPolicy's status (conds_only): the stamp keeps it, no listeners key */
+    want.conds_only = 1;
+    assert_int_equal(gwstatus_stamp(&want, NULL, T0, &out), 0);
+    assert_int_equal(out.conds_only, 1);
+    body = gwstatus_patch_body(&out);
+    assert_non_null(strstr(body, "\"reason\":\"BackendNotFound\""));
+    assert_null(strstr(body, "listeners"));
+    assert_string_equal(body + strlen(body) - 3, "]}}");
+    free(body);
     gwstatus_clear(&want);
     gwstatus_clear(&out);
 
