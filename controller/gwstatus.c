@@ -597,53 +597,43 @@ static int gws_answer(struct stwriter_entry *base, enum stwriter_op op, const ch
     return 1;
 }
 
-static const struct stwriter_ops gws_ops = {
-    .api = "/apis/strait.dev/v1alpha1",
-    .resource = "gateways",
-    .log_prefix = "kind=Gateway ",
-    .entry_size = sizeof(struct gws_entry),
-    .target_key = gws_target_key,
-    .update = gws_update,
-    .done = gws_done,
-    .need = gws_need,
-    .answer = gws_answer,
-    .forget = gws_forget,
-    .clear = gws_clear,
-};
+/* The same entries and decisions for both kinds; only the resource differs. */
+#define GWS_OPS(res, prefix)                                                                       \
+    {                                                                                              \
+        .api = "/apis/strait.dev/v1alpha1", .resource = res, .log_prefix = prefix,                 \
+        .entry_size = sizeof(struct gws_entry), .target_key = gws_target_key,                      \
+        .update = gws_update, .done = gws_done, .need = gws_need, .answer = gws_answer,            \
+        .forget = gws_forget, .clear = gws_clear,                                                  \
+    }
+static const struct stwriter_ops gws_ops = GWS_OPS("gateways", "kind=Gateway ");
+static const struct stwriter_ops gws_authz_ops =
+    GWS_OPS("authorizationpolicies", "kind=AuthorizationPolicy ");
 
-static const struct stwriter_ops gws_authz_ops = {
-    .api = "/apis/strait.dev/v1alpha1",
-    .resource = "authorizationpolicies",
-    .log_prefix = "kind=AuthorizationPolicy ",
-    .entry_size = sizeof(struct gws_entry),
-    .target_key = gws_target_key,
-    .update = gws_update,
-    .done = gws_done,
-    .need = gws_need,
-    .answer = gws_answer,
-    .forget = gws_forget,
-    .clear = gws_clear,
-};
-
-struct gwstatus_writer *gwstatus_writer_new_authz(struct ev_loop *loop, struct kube_client *client,
-                                                  double qps, unsigned burst)
+static struct gwstatus_writer *gws_writer_new(const struct stwriter_ops *ops,
+                                              struct stwriter_counts *counts, struct ev_loop *loop,
+                                              struct kube_client *client, double qps,
+                                              unsigned burst)
 {
     struct gwstatus_writer *s = calloc(1, sizeof(*s));
 
     if (!s) return NULL;
     s->magic = GWSTATUS_MAGIC;
-    stwriter_init(&s->w, &gws_authz_ops, &gws_authz_counts, loop, client, qps, burst);
+    stwriter_init(&s->w, ops, counts, loop, client, qps, burst);
     return s;
+}
+
+struct gwstatus_writer *gwstatus_writer_new_authz(struct ev_loop *loop, struct kube_client *client,
+                                                  double qps, unsigned burst)
+{
+    return gws_writer_new(&gws_authz_ops, &gws_authz_counts, loop, client, qps, burst);
 }
 
 struct gwstatus_writer *gwstatus_writer_new(struct ev_loop *loop, struct kube_client *client,
                                             double qps, unsigned burst)
 {
-    struct gwstatus_writer *s = calloc(1, sizeof(*s));
+    struct gwstatus_writer *s = gws_writer_new(&gws_ops, &gws_counts, loop, client, qps, burst);
 
     if (!s) return NULL;
-    s->magic = GWSTATUS_MAGIC;
-    stwriter_init(&s->w, &gws_ops, &gws_counts, loop, client, qps, burst);
     gws_enabled = 1;
     gws_owner = s;
     return s;

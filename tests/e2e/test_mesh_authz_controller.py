@@ -12,6 +12,7 @@ import subprocess
 
 import harness
 from harness import StraitTest, BIN, free_port, wait_until
+from test_mesh_directory import wait_directory as wait_value  # polls, diff on timeout
 
 API = "/apis/strait.dev/v1alpha1/namespaces/shop/authorizationpolicies"
 
@@ -65,19 +66,6 @@ WANT = [
       "namespace=ops"]),
     ("shop/cart:0", "allow", "shop/later", ["authenticated"]),
 ]
-
-
-def wait_value(test, get, want, what, timeout=15):
-    last = []
-
-    def ok():
-        last[:] = [get()]
-        return last[0] == want
-    try:
-        wait_until(ok, timeout, what=what)
-    except AssertionError:
-        test.assertEqual(last[0], want, what)
-        raise
 
 
 class MeshAuthzFileMode(StraitTest):

@@ -2374,6 +2374,59 @@ static void test_v7_encoder_refuses(void **state)
         SNAPWIRE_SEC_META, 0, 48, off, 0, 0, str, want                                             \
     }
 
+/* Each case patched on its own into a fresh frame of encode (CRC fixed up) is refused with
+ * its error. */
+static void refuse_patched(const struct patch *cases, size_t n, uint8_t *(*encode)(size_t *))
+{
+    struct snapwire_snapshot d;
+    char err[256];
+    size_t len;
+    uint8_t *f;
+
+    for (size_t i = 0; i < n; i++) {
+        f = encode(&len);
+        apply_patch(f, &cases[i]);
+        fix_crc(f, len);
+        err[0] = '\0';
+        if (guarded_decode(f, len, &d, err, sizeof(err)) == 0) {
+            snapwire_free(&d);
+            fail_msg("case %zu decoded; want \"%s\"", i, cases[i].want);
+        }
+        if (!strstr(err, cases[i].want))
+            fail_msg("case %zu: error \"%s\", want \"%s\"", i, err, cases[i].want);
+        free(f);
+    }
+}
+
+/* Frame f (freed here) with section type's length set to slen (CRC fixed up) is refused with
+ * want. */
+static void refuse_section_len(uint8_t *f, size_t len, uint32_t type, uint32_t slen,
+                               const char *want)
+{
+    struct snapwire_snapshot d;
+    char err[256];
+
+    for (uint32_t i = 0; i < get32le(f + 24); i++)
+        if (get32le(f + 32 + i * 12) == type) put32le(f + 32 + i * 12 + 8, slen);
+    fix_crc(f, len);
+    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
+    if (!strstr(err, want)) fail_msg("error \"%s\", want \"%s\"", err, want);
+    free(f);
+}
+
+/* Every truncation of encode's frame is refused (guard page: no over-read). */
+static void refuse_truncations(uint8_t *(*encode)(size_t *))
+{
+    struct snapwire_snapshot d;
+    char err[256];
+    size_t len;
+    uint8_t *f = encode(&len);
+
+    for (size_t n = 0; n < len; n++)
+        assert_int_equal(guarded_decode(f, n, &d, err, sizeof(err)), -1);
+    free(f);
+}
+
 /* Every decoder check of version 7, each on its own, with a valid CRC. */
 static void test_v7_decoder_rejects(void **state)
 {
@@ -2410,19 +2463,7 @@ static void test_v7_decoder_rejects(void **state)
     size_t len;
     uint8_t *f;
 
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        f = encode_mesh(&len);
-        apply_patch(f, &cases[i]);
-        fix_crc(f, len);
-        err[0] = '\0';
-        if (guarded_decode(f, len, &d, err, sizeof(err)) == 0) {
-            snapwire_free(&d);
-            fail_msg("case %zu decoded; want \"%s\"", i, cases[i].want);
-        }
-        if (!strstr(err, cases[i].want))
-            fail_msg("case %zu: error \"%s\", want \"%s\"", i, err, cases[i].want);
-        free(f);
-    }
+    refuse_patched(cases, sizeof(cases) / sizeof(cases[0]), encode_mesh);
     /* a 48-byte META without a trust domain, in a snapshot with no mesh records */
     {
         struct snapwire_mesh_service m[3];
@@ -2438,26 +2479,12 @@ static void test_v7_decoder_rejects(void **state)
     }
     /* mesh records behind a 24-byte (plain) META */
     f = encode_mesh(&len);
-    for (uint32_t i = 0; i < get32le(f + 24); i++)
-        if (get32le(f + 32 + i * 12) == SNAPWIRE_SEC_META) put32le(f + 32 + i * 12 + 8, 24);
-    fix_crc(f, len);
-    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
-    assert_non_null(strstr(err, "meta: mesh records without a trust domain"));
-    free(f);
+    refuse_section_len(f, len, SNAPWIRE_SEC_META, 24, "meta: mesh records without a trust domain");
     /* mesh sections of a size that is not a whole number of records */
     f = encode_mesh(&len);
-    for (uint32_t i = 0; i < get32le(f + 24); i++)
-        if (get32le(f + 32 + i * 12) == SNAPWIRE_SEC_MESH_SERVICES)
-            put32le(f + 32 + i * 12 + 8, 39);
-    fix_crc(f, len);
-    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
-    assert_non_null(strstr(err, "type 14 length 39 is not a whole number"));
-    free(f);
-    /* every truncation of the mesh frame is refused (guard page: no over-read) */
-    f = encode_mesh(&len);
-    for (size_t n = 0; n < len; n++)
-        assert_int_equal(guarded_decode(f, n, &d, err, sizeof(err)), -1);
-    free(f);
+    refuse_section_len(f, len, SNAPWIRE_SEC_MESH_SERVICES, 39,
+                       "type 14 length 39 is not a whole number");
+    refuse_truncations(encode_mesh);
 }
 
 /* ---- version 7: authorization policies ---- */
@@ -2700,24 +2727,11 @@ static void test_v7_authz_decoder_rejects(void **state)
         MTV(41, 1, 1, "meta: nonzero padding"),
         MTV(47, 1, 1, "meta: nonzero padding"),
     };
-    struct snapwire_snapshot d;
     char err[256];
     size_t len;
     uint8_t *f;
 
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        f = encode_authz(&len);
-        apply_patch(f, &cases[i]);
-        fix_crc(f, len);
-        err[0] = '\0';
-        if (guarded_decode(f, len, &d, err, sizeof(err)) == 0) {
-            snapwire_free(&d);
-            fail_msg("case %zu decoded; want \"%s\"", i, cases[i].want);
-        }
-        if (!strstr(err, cases[i].want))
-            fail_msg("case %zu: error \"%s\", want \"%s\"", i, err, cases[i].want);
-        free(f);
-    }
+    refuse_patched(cases, sizeof(cases) / sizeof(cases[0]), encode_authz);
     /* authz sections behind a 24-byte (plain) META, without any mesh service */
     {
         struct snapwire_mesh_service m[3];
@@ -2727,27 +2741,14 @@ static void test_v7_authz_decoder_rejects(void **state)
         s.n_mesh_services = s.n_mesh_ids = 0;
         s.meta.authz_default_deny = 0;
         assert_int_equal(snapwire_encode(&s, 1, &f, &len, err, sizeof(err)), 0);
-        for (uint32_t i = 0; i < get32le(f + 24); i++)
-            if (get32le(f + 32 + i * 12) == SNAPWIRE_SEC_META) put32le(f + 32 + i * 12 + 8, 24);
-        fix_crc(f, len);
-        assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
-        assert_non_null(strstr(err, "meta: authorization records without a trust domain"));
-        free(f);
+        refuse_section_len(f, len, SNAPWIRE_SEC_META, 24,
+                           "meta: authorization records without a trust domain");
     }
     /* sections of a size that is not a whole number of records */
     f = encode_authz(&len);
-    for (uint32_t i = 0; i < get32le(f + 24); i++)
-        if (get32le(f + 32 + i * 12) == SNAPWIRE_SEC_AUTHZ_PRINCIPALS)
-            put32le(f + 32 + i * 12 + 8, 11);
-    fix_crc(f, len);
-    assert_int_equal(guarded_decode(f, len, &d, err, sizeof(err)), -1);
-    assert_non_null(strstr(err, "type 17 length 11 is not a whole number"));
-    free(f);
-    /* every truncation of the frame is refused (guard page: no over-read) */
-    f = encode_authz(&len);
-    for (size_t n = 0; n < len; n++)
-        assert_int_equal(guarded_decode(f, n, &d, err, sizeof(err)), -1);
-    free(f);
+    refuse_section_len(f, len, SNAPWIRE_SEC_AUTHZ_PRINCIPALS, 11,
+                       "type 17 length 11 is not a whole number");
+    refuse_truncations(encode_authz);
 }
 
 int main(void)
