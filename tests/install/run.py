@@ -581,7 +581,7 @@ class ValuesFiles(unittest.TestCase):
         (dep,) = [o for o in objs if o["kind"] == "Deployment"]
         (ctl,) = [c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "controller"]
         for a in ("--mesh", "--mesh-listen=0.0.0.0:9443", "--trust-domain=mesh.example",
-                  "--mesh-leaf-ttl=12h", "--mesh-root-secret=strait/mesh-root",
+                  "--mesh-leaf-ttl=12h", "--mesh-root-secret=strait/mesh-root", "--mesh-default-policy=deny",
                   "--mesh-server-names=strait-controller,strait-controller.strait.svc,localhost"):
             self.assertIn(a, ctl["args"])
         (role,) = [o for o in objs if o["kind"] == "Role" and o["metadata"]["name"] == "strait-leader"]
