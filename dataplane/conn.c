@@ -2707,8 +2707,13 @@ static void client_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     }
     if (c->state != CS_HEAD) return; /* a request is being answered: its own timers apply */
     if (c->state == CS_HEAD && c->cin.len > 0 && c->cout.len == 0 && !c->close_after_flush) {
-        /* a started head that never completed: say so, then close */
+        /*
+         * a started head that never completed: say so, then close - lingering, since the
+         * client is still sending its head and a plain close would answer those bytes
+         * with a reset that can destroy the 408 before it is read (RFC 9112 9.6)
+         */
         dbuf_consume(&c->cin, c->cin.len);
+        c->linger = 1;
         local_response(c, 408, "request timeout\n", 1);
         conn_run(c);
         return;
