@@ -21,7 +21,7 @@
 
 #define KOBJ_MAX_DEPTH 100
 
-static struct kobj *kobj_new(enum kobj_type type, unsigned line)
+struct kobj *kobj_new(enum kobj_type type, unsigned line)
 {
     struct kobj *o = calloc(1, sizeof(*o));
 
@@ -58,9 +58,9 @@ void kobj_docs_free(struct kobj_docs *docs)
     docs->n = 0;
 }
 
-/* Appends child (and key, for maps) to o; takes ownership of both even on failure. */
-static int kobj_append(struct kobj *o, char *key, struct kobj *child)
+int kobj_insert(struct kobj *o, size_t at, char *key, struct kobj *child)
 {
+    if (at > o->n) goto fail;
     if (o->n == o->cap) {
         size_t cap = o->cap ? o->cap * 2 : 4;
         struct kobj **items = realloc(o->items, cap * sizeof(*items));
@@ -73,13 +73,24 @@ static int kobj_append(struct kobj *o, char *key, struct kobj *child)
         }
         o->cap = cap;
     }
-    if (o->type == KOBJ_MAP) o->keys[o->n] = key;
-    o->items[o->n++] = child;
+    memmove(o->items + at + 1, o->items + at, (o->n - at) * sizeof(*o->items));
+    o->items[at] = child;
+    if (o->type == KOBJ_MAP) {
+        memmove(o->keys + at + 1, o->keys + at, (o->n - at) * sizeof(*o->keys));
+        o->keys[at] = key;
+    }
+    o->n++;
     return 0;
 fail:
     free(key);
     kobj_free(child);
     return -1;
+}
+
+/* Appends child (and key, for maps) to o; takes ownership of both even on failure. */
+static int kobj_append(struct kobj *o, char *key, struct kobj *child)
+{
+    return kobj_insert(o, o->n, key, child);
 }
 
 static int kobj_docs_push(struct kobj_docs *docs, struct kobj *doc)

@@ -40,6 +40,16 @@ int kobj_parse_yaml(const char *buf, size_t len, struct kobj_docs *docs, char *e
 int kobj_parse_json(const char *buf, size_t len, struct kobj_docs *docs, char *err, size_t errlen);
 
 void kobj_docs_free(struct kobj_docs *docs);
+
+/* A new empty node (scalars get their str set by the caller), NULL when out of memory. */
+struct kobj *kobj_new(enum kobj_type type, unsigned line);
+
+/*
+ * Inserts child at index at (0..o->n) of map or sequence o, with key (malloc'd; maps only,
+ * NULL for sequences). Takes ownership of key and child even on failure. 0, or -1 (out of
+ * memory, at out of range).
+ */
+int kobj_insert(struct kobj *o, size_t at, char *key, struct kobj *child);
 void kobj_free(struct kobj *o);
 
 /* Looks up a path of map keys from o; NULL if any step is missing or not a map. */

@@ -34,6 +34,7 @@
 #include "filesource.h"
 #include "gwstatus.h"
 #include "health.h"
+#include "inject.h"
 #include "kube_decode.h"
 #include "kube_config.h"
 #include "kube_source.h"
@@ -112,6 +113,8 @@ static void usage(FILE *f)
            "                         [--mesh-default-policy allow|deny]\n"
            "       strait-controller mesh-init ...   the mesh sidecar's interception\n"
            "                         (init container; strait-controller mesh-init --help)\n"
+           "       strait-controller inject -f FILE ...   adds the mesh sidecar to manifests\n"
+           "                         (strait-controller inject --help)\n"
            "  Without --manifests or --kubeconfig the in-cluster service account is used\n"
            "  (KUBERNETES_SERVICE_HOST). --admin is another name for --health.\n");
 }
@@ -711,6 +714,7 @@ static int ctl_kube_config(const char *kubeconfig, struct kube_config *cfg)
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "mesh-init") == 0) return meshinit_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "inject") == 0) return inject_main(argc - 1, argv + 1);
     static const struct option opts[] = {
         {"manifests", required_argument, NULL, 'm'},
         {"kubeconfig", required_argument, NULL, 'k'},
