@@ -28,7 +28,9 @@
 #include "jsongen.h"
 #include "kobj.h"
 #include "log.h"
+#include "meshid.h"
 #include "meshinit.h"
+#include "meshsrv.h"
 
 #define IJ_MAX_INPUT (16u << 20)
 #define IJ_PROXY_UID 2102
@@ -1119,6 +1121,43 @@ out:
     ij_ops_free(&ops);
     kobj_docs_free(&docs);
     return rc;
+}
+
+/* A JSON {"error": msg} body (malloc'd), NULL when out of memory. */
+static char *ij_error_body(const char *msg)
+{
+    yajl_gen g = yajl_gen_alloc(NULL);
+    char *b;
+
+    if (!g) return NULL;
+    yajl_gen_map_open(g);
+    jsongen_kv_str(g, "error", msg);
+    yajl_gen_map_close(g);
+    b = ij_gen_take(g, NULL);
+    yajl_gen_free(g);
+    return b;
+}
+
+int inject_webhook_handler(void *arg, struct meshsrv_request *req, struct meshsrv_reply *out)
+{
+    struct inject_webhook *w = arg;
+    struct inject_opts o = w->opts;
+    char err[400], q[450];
+    size_t len;
+
+    o.trust_anchors = meshid_trust_bundle(w->mesh);
+    if (!o.trust_anchors) {
+        out->status = 503;
+        out->body = ij_error_body("the mesh root is not loaded yet");
+        return 0;
+    }
+    if (inject_admission(req->body, req->body_len, &o, &out->body, &len, err, sizeof(err))) {
+        log_warn("mesh_inject_bad_request", "peer=%s reason=%s", req->peer,
+                 log_quote(q, sizeof(q), err));
+        out->status = 400;
+        out->body = ij_error_body(err);
+    }
+    return 0;
 }
 
 /* ---- the command ---- */

@@ -47,6 +47,23 @@ int inject_documents(const char *buf, size_t len, const struct inject_opts *o,
 int inject_admission(const char *body, size_t len, const struct inject_opts *o, char **out,
                      size_t *outlen, char *err, size_t errlen);
 
+struct meshid;
+struct meshsrv_request;
+struct meshsrv_reply;
+
+/* The webhook's state: its options (trust_anchors unused) and the mesh CA for the bundle. */
+struct inject_webhook {
+    struct inject_opts opts;
+    struct meshid *mesh;
+};
+
+/*
+ * meshsrv handler of POST /inject (arg: a struct inject_webhook): the AdmissionReview answer
+ * with the mesh's current trust bundle as the sidecars' anchors; 400 for a body that is not an
+ * AdmissionReview, 503 while the mesh root is not loaded.
+ */
+int inject_webhook_handler(void *arg, struct meshsrv_request *req, struct meshsrv_reply *out);
+
 /* `strait-controller inject ARGS`: argv[0] is "inject". Returns the exit status. */
 int inject_main(int argc, char **argv);
 

@@ -43,6 +43,7 @@
 #include "meshca.h"
 #include "meshid.h"
 #include "meshinit.h"
+#include "meshsrv.h"
 #include "model.h"
 #include "netaddr.h"
 #include "publisher.h"
@@ -111,6 +112,7 @@ static void usage(FILE *f)
            "                         [--mesh-trust-bundle-out FILE] [--mesh-token-file FILE]\n"
            "                         [--mesh-server-names NAME,NAME] [--cluster-domain DOMAIN]\n"
            "                         [--mesh-default-policy allow|deny]\n"
+           "                         [--mesh-proxy-image IMAGE] [--mesh-identity-addr HOST:PORT]\n"
            "       strait-controller mesh-init ...   the mesh sidecar's interception\n"
            "                         (init container; strait-controller mesh-init --help)\n"
            "       strait-controller inject -f FILE ...   adds the mesh sidecar to manifests\n"
@@ -711,6 +713,20 @@ static int ctl_kube_config(const char *kubeconfig, struct kube_config *cfg)
     return 0;
 }
 
+/*
+ * Serves the admission webhook (POST /inject) on the mesh's HTTPS server: with --mesh it is
+ * always there; the MutatingWebhookConfiguration decides whether the API server calls it.
+ */
+static int ctl_route_inject(struct meshid *m, struct inject_webhook *w, char *err, size_t errlen)
+{
+    w->mesh = m;
+    if (meshsrv_route(meshid_server(m), "POST", "/inject", inject_webhook_handler, w)) {
+        snprintf(err, errlen, "cannot route POST /inject: out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "mesh-init") == 0) return meshinit_main(argc - 1, argv + 1);
@@ -747,6 +763,8 @@ int main(int argc, char **argv)
         {"mesh-server-names", required_argument, NULL, 0x109},
         {"cluster-domain", required_argument, NULL, 0x10a},
         {"mesh-default-policy", required_argument, NULL, 0x10b},
+        {"mesh-proxy-image", required_argument, NULL, 0x10c},
+        {"mesh-identity-addr", required_argument, NULL, 0x10d},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -766,6 +784,7 @@ int main(int argc, char **argv)
     struct ctl c;
     int opt, dump = 0, rc = 1, cluster, mesh = 0, mesh_flags = 0, authz_deny = 0;
     struct meshid_opts mo;
+    struct inject_webhook webhook = {{NULL, NULL, NULL}, NULL};
     char mesh_cert[4096], mesh_ns[256];
     uint64_t ms;
 
@@ -824,6 +843,12 @@ int main(int argc, char **argv)
             break;
         case 0x10a:
             cluster_domain = optarg;
+            break;
+        case 0x10c:
+            webhook.opts.proxy_image = optarg;
+            break;
+        case 0x10d:
+            webhook.opts.identity_addr = optarg;
             break;
         case 0x10b:
             if (strcmp(optarg, "allow") && strcmp(optarg, "deny")) {
@@ -1046,14 +1071,16 @@ int main(int argc, char **argv)
         if (mesh) {
             leader_default_namespace(mesh_ns, sizeof(mesh_ns));
             mo.ns = mesh_ns;
-            if (!(c.mesh = meshid_start(c.loop, kube_source_client(c.ks), &mo, err, sizeof(err)))) {
+            if (!(c.mesh = meshid_start(c.loop, kube_source_client(c.ks), &mo, err, sizeof(err))) ||
+                ctl_route_inject(c.mesh, &webhook, err, sizeof(err))) {
                 log_error("startup_failed", "reason=%s", log_quote(q, sizeof(q), err));
                 goto free_cluster;
             }
         }
         if (ctl_start_cluster(&c, &lo, &so)) goto free_cluster;
     } else {
-        if (mesh && !(c.mesh = meshid_start(c.loop, NULL, &mo, err, sizeof(err)))) {
+        if (mesh && (!(c.mesh = meshid_start(c.loop, NULL, &mo, err, sizeof(err))) ||
+                     ctl_route_inject(c.mesh, &webhook, err, sizeof(err)))) {
             log_error("startup_failed", "reason=%s", log_quote(q, sizeof(q), err));
             goto stop_watchers;
         }

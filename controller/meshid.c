@@ -1076,6 +1076,11 @@ struct meshsrv *meshid_server(struct meshid *m)
     return m->srv;
 }
 
+const char *meshid_trust_bundle(const struct meshid *m)
+{
+    return m && m->ca ? meshca_bundle_pem(m->ca) : NULL;
+}
+
 void meshid_free(struct meshid *m)
 {
     size_t i;

@@ -53,6 +53,12 @@ struct meshid *meshid_start(struct ev_loop *loop, struct kube_client *client,
 /* The HTTPS server, for other modules' routes (the admission webhook). */
 struct meshsrv *meshid_server(struct meshid *m);
 
+/*
+ * The trust bundle (PEM roots) sidecars are given, NULL while no root is loaded; valid until
+ * the loop runs again.
+ */
+const char *meshid_trust_bundle(const struct meshid *m);
+
 /* The leader writes the trust bundle ConfigMap; called on leadership changes. */
 void meshid_set_leader(struct meshid *m, int leading);
 
