@@ -9,6 +9,7 @@
  * Invariant: the main loop is the only thread that talks to the controller and serves admin.
  */
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -40,6 +41,8 @@
 /* --sidecar defaults (docs/mesh.md: the ports mesh-init redirects to) */
 #define SIDECAR_INBOUND "0.0.0.0:4143"
 #define SIDECAR_OUTBOUND "127.0.0.1:4140"
+#define SIDECAR_INBOUND6 "[::]:4143" /* added when the pod has IPv6 (mesh-init redirects it) */
+#define SIDECAR_OUTBOUND6 "[::1]:4140"
 #define SIDECAR_ADMIN "0.0.0.0:4191" /* the kubelet probes it on the pod's address */
 #define SIDECAR_TOKEN "/var/run/secrets/strait.dev/serviceaccount/token"
 #define SIDECAR_IDENTITY_ADDR "strait-controller.strait-system.svc:8443"
@@ -94,10 +97,12 @@ static void usage(FILE *f)
                "  random ones: 80 bytes (one key) or 160 (the second only decrypts), nginx's\n"
                "  ssl_session_ticket_key format (openssl rand 80); re-read every 10 s, whoever\n"
                "  writes it rotates. Needs --listen-tls.\n"
-               "  --sidecar: the mesh sidecar (docs/mesh.md). Inbound (default 0.0.0.0:4143)\n"
+               "  --sidecar: the mesh sidecar (docs/mesh.md). Inbound (default 0.0.0.0:4143,\n"
+               "  and [::]:4143 when the pod has IPv6)\n"
                "  takes connections mesh-init redirected to the pod: mTLS from other sidecars\n"
                "  (plaintext too with --permissive), handed to the app on localhost at the\n"
-               "  original port; outbound (default 127.0.0.1:4140) takes what the pod opens:\n"
+               "  original port; outbound (default 127.0.0.1:4140, and [::1]:4140 with IPv6)\n"
+               "  takes what the pod opens:\n"
                "  HTTP routed by Host to the Service, mTLS to meshed peers, other TCP opaque.\n"
                "  The workload certificate comes from --identity-addr (default\n"
                "  strait-controller.strait-system.svc:8443, env STRAIT_MESH_IDENTITY_ADDR),\n"
@@ -222,6 +227,19 @@ static const char *sidecar_not_ready(void *arg)
 
     (void)arg;
     return tls_mesh_status(id, sizeof(id), &na) ? NULL : "no workload certificate\n";
+}
+
+/* Whether this network namespace has IPv6 (a socket binds ::1): then the sidecar listens on
+ * both families by default, as mesh-init redirects both. */
+static int ipv6_usable(void)
+{
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
+
+    if (fd < 0) return 0;
+    ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
 }
 
 /* host part of "host:port" / "[v6]:port" into out. */
@@ -401,10 +419,15 @@ int main(int argc, char **argv)
     }
     if (sidecar) {
         /* the ports mesh-init redirects to, unless given */
-        if (!have_in && add_listen("inbound", SIDECAR_INBOUND, 0, ls, &nls) < 0) return 2;
-        if (!have_in) ls[nls - 1].mesh = MESH_LISTENER_INBOUND;
-        if (!have_out && add_listen("outbound", SIDECAR_OUTBOUND, 0, ls, &nls) < 0) return 2;
-        if (!have_out) ls[nls - 1].mesh = MESH_LISTENER_OUTBOUND;
+        int v6 = (!have_in || !have_out) && ipv6_usable();
+        for (i = 0; i < 4; i++) {
+            static const char *const spec[] = {SIDECAR_INBOUND, SIDECAR_INBOUND6, SIDECAR_OUTBOUND,
+                                               SIDECAR_OUTBOUND6};
+            int in = i < 2;
+            if ((in ? have_in : have_out) || (i % 2 && !v6)) continue;
+            if (add_listen(in ? "inbound" : "outbound", spec[i], 0, ls, &nls) < 0) return 2;
+            ls[nls - 1].mesh = in ? MESH_LISTENER_INBOUND : MESH_LISTENER_OUTBOUND;
+        }
         if (!admin_spec) admin_spec = SIDECAR_ADMIN;
         if (!id_addr || !*id_addr) id_addr = SIDECAR_IDENTITY_ADDR;
         if (!id_name) {

@@ -21,7 +21,9 @@ import harness
 
 PROXY_UID, APP_UID = 2102, 1000
 PY = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
-HUB_IP = "10.202.0.254"
+HUB_IP, HUB_IP6 = "10.202.0.254", "fd00:202::fe"
+POD_IP6 = {"a": "fd00:202::1", "b": "fd00:202::2", "c": "fd00:202::3"}
+BACKEND6_IP = "fd00:96::10"
 POD_IP = {"a": "10.202.0.1", "b": "10.202.0.2", "c": "10.202.0.3"}
 # ClusterIPs: routed to the hub, but the sidecar answers them before they leave the pod
 BACKEND_IP, ECHO_IP, LOOKALIKE_IP, ADMIN_IP = "10.96.0.10", "10.96.0.11", "10.96.0.12", "10.96.0.14"
@@ -56,6 +58,30 @@ while True:
         data += b
     c.sendall(b"echo:" + data)
     c.close()
+"""
+
+# An HTTP app on ::1 (the demo backend is IPv4 only): answers JSON {"backend", "headers"}.
+V6APP = r"""
+import json, socket, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = json.dumps({"backend": sys.argv[1], "path": self.path,
+                           "headers": dict(self.headers.items())}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+class S(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+    def server_bind(self):  # HTTPServer's would look ::1 up in DNS (getfqdn): none here
+        import socketserver
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = "localhost", self.server_address[1]
+S(("::1", int(sys.argv[2])), H).serve_forever()
 """
 
 # A TCP client: sends argv[3], ends its side, prints what comes back until the server closes.
@@ -125,6 +151,7 @@ class MeshSidecarTest(unittest.TestCase):
         self.sh("ip", "-n", hub, "link", "set", "lo", "up")
         self.sh("ip", "-n", hub, "link", "add", "br0", "type", "bridge")
         self.sh("ip", "-n", hub, "addr", "add", HUB_IP + "/24", "dev", "br0")
+        self.sh("ip", "-n", hub, "addr", "add", HUB_IP6 + "/64", "dev", "br0", "nodad")
         self.sh("ip", "-n", hub, "link", "set", "br0", "up")
         for pod, ip in POD_IP.items():
             ns, hv = self.ns[pod], "h%s%s" % (pod, tag)
@@ -138,6 +165,8 @@ class MeshSidecarTest(unittest.TestCase):
             self.sh("ip", "-n", ns, "link", "set", "eth0", "up")
             self.sh("ip", "-n", ns, "addr", "add", ip + "/24", "dev", "eth0")
             self.sh("ip", "-n", ns, "route", "add", "default", "via", HUB_IP)
+            self.sh("ip", "-n", ns, "addr", "add", POD_IP6[pod] + "/64", "dev", "eth0", "nodad")
+            self.sh("ip", "-n", ns, "-6", "route", "add", "default", "via", HUB_IP6)
             p = self.sh("ip", "netns", "exec", ns, os.path.join(harness.BIN, "strait-controller"),
                         "mesh-init")
             self.assertIn("event=mesh_init_installed", p.stderr)
@@ -163,11 +192,15 @@ class MeshSidecarTest(unittest.TestCase):
         self.start_controller()
         # apps: B serves HTTP and a TCP echo on localhost only (the sidecar hands off there),
         # C serves HTTP too (behind a Service whose pods should run as "backend")
-        self.app("b", "b-http", [PY, harness.BACKEND_PY, "--name", "b", "--port", "8080"])
-        self.app("b", "b-echo", [PY, "-c", ECHO, "127.0.0.1", "7000"], ready_line=True)
+        self.app("b", "b-http", [PY, harness.BACKEND_PY, "--name", "b", "--port", "8080"],
+                 "http://127.0.0.1:8080/")
+        self.app("b", "b-echo", [PY, "-c", ECHO, "127.0.0.1", "7000"], "line")
         self.app("b", "b-admin", [PY, harness.BACKEND_PY, "--name", "b-admin", "--port", "9000"],
-                 ready_line=None)
-        self.app("c", "c-http", [PY, harness.BACKEND_PY, "--name", "c", "--port", "8080"])
+                 "http://127.0.0.1:9000/")
+        # the app's IPv6 side: what the inbound hands IPv6 callers to (::1)
+        self.app("b", "b6-http", [PY, "-c", V6APP, "b6", "8080"], "http://[::1]:8080/")
+        self.app("c", "c-http", [PY, harness.BACKEND_PY, "--name", "c", "--port", "8080"],
+                 "http://127.0.0.1:8080/")
         for pod in POD_IP:
             self.start_sidecar(pod)
 
@@ -181,7 +214,7 @@ class MeshSidecarTest(unittest.TestCase):
                     "spec": {"serviceAccountName": sa,
                              "containers": [{"name": "app", "image": "app"}]},
                     "status": {"phase": "Running", "podIP": POD_IP[name],
-                               "podIPs": [{"ip": POD_IP[name]}]}}
+                               "podIPs": [{"ip": POD_IP[name]}, {"ip": POD_IP6[name]}]}}
 
         def policy(name, target, action, sources, port=None):
             spec = {"targetRef": {"kind": "Service", "name": target}, "action": action,
@@ -191,7 +224,7 @@ class MeshSidecarTest(unittest.TestCase):
             return {"apiVersion": "strait.dev/v1alpha1", "kind": "AuthorizationPolicy",
                     "metadata": {"name": name, "namespace": "shop"}, "spec": spec}
 
-        def svc(name, ip, port, target, annotations=None, pods=(), port_name="http"):
+        def svc(name, ip, port, target, annotations=None, pods=(), port_name="http", v6=False):
             meta = {"name": name, "namespace": "shop"}
             if annotations:
                 meta["annotations"] = annotations
@@ -202,8 +235,9 @@ class MeshSidecarTest(unittest.TestCase):
                     {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                      "metadata": {"name": name + "-1", "namespace": "shop",
                                   "labels": {"kubernetes.io/service-name": name}},
-                     "addressType": "IPv4",
-                     "endpoints": [{"addresses": [POD_IP[p]], "conditions": {"ready": True},
+                     "addressType": "IPv6" if v6 else "IPv4",
+                     "endpoints": [{"addresses": [(POD_IP6 if v6 else POD_IP)[p]],
+                                    "conditions": {"ready": True},
                                     "targetRef": {"kind": "Pod", "namespace": "shop",
                                                   "name": p}} for p in pods],
                      "ports": [{"name": port_name, "port": target, "protocol": "TCP"}]}]
@@ -216,6 +250,7 @@ class MeshSidecarTest(unittest.TestCase):
                     pods=["b"], port_name="tcp") +
                 svc("lookalike", LOOKALIKE_IP, 80, 8080, pods=["c"]) +
                 svc("admin", ADMIN_IP, 80, 9000, pods=["b"]) +
+                svc("backend6", BACKEND6_IP, 80, 8080, pods=["b"], v6=True) +
                 # admin admits the frontend only; the echo refuses the intruder
                 [policy("admin-frontend-only", "admin", "Allow",
                         [{"serviceAccounts": [{"name": "frontend"}]}], port=80),
@@ -249,15 +284,16 @@ class MeshSidecarTest(unittest.TestCase):
         self.assertTrue(p.alive(), p.log())
         return p
 
-    def app(self, pod, name, cmd, ready_line=False):
+    def app(self, pod, name, cmd, wait):
+        """Starts an app in pod as the app UID; wait: "line" (it prints "ready") or the URL
+        it answers on inside the pod."""
         p = harness.Proc(name, self.in_ns(pod, APP_UID, *cmd), self.dir)
         self.procs.append(p)
-        if ready_line:
+        if wait == "line":
             harness.wait_until(lambda: "ready" in p.log() or not p.alive(), 10, what=name)
         else:
-            port = 9000 if ready_line is None else 8080
             harness.wait_until(lambda: self.sh("ip", "netns", "exec", self.ns[pod], "curl", "-s",
-                                               "-o", "/dev/null", "http://127.0.0.1:%d/" % port,
+                                               "-g", "-o", "/dev/null", wait,
                                                check=False).returncode == 0, 10, what=name)
         return p
 
@@ -301,7 +337,7 @@ class MeshSidecarTest(unittest.TestCase):
         self.assertEqual(problems, [])
 
     def curl_from(self, pod, url, host=None, headers=(), uid=APP_UID, timeout=10):
-        cmd = ["curl", "-s", "-m", str(timeout), "-w", "\n%{http_code}", url]
+        cmd = ["curl", "-s", "-g", "-m", str(timeout), "-w", "\n%{http_code}", url]
         if host:
             cmd += ["-H", "Host: " + host]
         for h in headers:
@@ -445,6 +481,14 @@ class MeshSidecarTest(unittest.TestCase):
         r = self.sh(*self.in_ns("a", APP_UID, PY, "-c", TCP_CLIENT, ECHO_IP, "7000", "hi"))
         self.assertEqual(r.stdout, "echo:hi")
 
+    def test_ipv6(self):
+        # IPv6 end to end: the app dials an IPv6 ClusterIP, both sidecars take IPv6 (their
+        # default [::1]:4140 / [::]:4143 listeners), the app gets an IPv6 caller on ::1
+        code, body = self.curl_from("a", "http://[%s]/v6" % BACKEND6_IP, host="backend6")
+        self.assertEqual(code, "200", body)
+        self.assertEqual(header(body, "X-Strait-Peer-Identity"), spiffe("frontend"))
+        self.assertEqual(json.loads(body).get("backend"), "b6")
+
     def loop_requests(self, seconds):
         """Requests a -> backend for the given seconds; returns (ok, failures)."""
         ok, failures = 0, []
@@ -481,6 +525,7 @@ class MeshRotationTest(MeshSidecarTest):
     test_opaque_tcp_over_mtls = None
     test_peer_with_another_identity_is_refused = None
     test_authorization_policy = None
+    test_ipv6 = None
 
 
 class MeshControllerDownTest(MeshSidecarTest):
@@ -506,6 +551,7 @@ class MeshControllerDownTest(MeshSidecarTest):
     test_opaque_tcp_over_mtls = None
     test_peer_with_another_identity_is_refused = None
     test_authorization_policy = None
+    test_ipv6 = None
 
 
 if __name__ == "__main__":
