@@ -1,0 +1,415 @@
+#!/usr/bin/env python3
+"""`make bench-mesh`: issue 10's sidecar targets, measured (never asserted).
+
+Set-up (as tests/e2e/test_mesh_sidecar.py, in network namespaces this script makes and
+removes; needs root, iproute2, iptables, setpriv): a hub namespace with a bridge and the
+controller (file mode, --mesh, a token map, the hub's IP as the identity endpoint's name);
+four "pods" on the bridge by veth pairs:
+  ma  meshed client   (mesh-init, sidecar as UID 2102, ServiceAccount frontend)
+  mb  meshed server   (mesh-init, sidecar as UID 2102, ServiceAccount backend)
+  da  direct client   (no mesh-init, no sidecar)
+  db  direct server   (no mesh-init, no sidecar)
+The server apps are `meshload serve` (64-byte 200s, keep-alive); the clients `meshload load`
+(open loop: a fixed RATE schedule, latency counted from when each request was due), both as
+UID 1000. Every sidecar runs --workers 1.
+
+Phases:
+  1. idle: the manifests hold only the two meshed pods (no Services: an empty mesh); each
+     sidecar's VmRSS once it is ready (it has its certificate) and has sat 2 s.
+  2. directory: SERVICES Services + EndpointSlices + Pods are written in one file (10 of them,
+     bench-0..9, in front of mb; the rest in front of pods that do not exist, in 50
+     namespaces); once ma's sidecar routes bench-9 the whole file is in its snapshot; VmRSS.
+  3. load, ROUNDS rounds, each: direct (da -> db:8080, 10 Hosts) and meshed (ma -> the 10
+     ClusterIPs of bench-0..9, through both sidecars), RATE req/s for SECS s after a 2 s
+     warm-up, 2 keep-alive connections per Service; the order alternates per round. During
+     the meshed runs: utime+stime of both sidecars (/proc/PID/stat) over the run.
+  4. VmRSS / VmHWM of both sidecars after the load (10 Services in use, SERVICES in the mesh).
+
+Options: --secs, --rate, --rounds, --services, -o FILE (a copy of the report). BUILD=dir picks
+the binaries (build/strait-controller, build/strait-dataplane, build/meshload).
+"""
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+import harness  # noqa: E402  (yaml_docs: the manifests)
+
+BIN = os.path.abspath(os.environ.get("BUILD", os.path.join(ROOT, "build")))
+PROXY_UID, APP_UID = 2102, 1000
+HUB_IP = "10.203.0.254"
+POD_IP = {"ma": "10.203.0.1", "mb": "10.203.0.2", "da": "10.203.0.3", "db": "10.203.0.4"}
+MESHED = ("ma", "mb")
+SA = {"ma": "frontend", "mb": "backend"}
+IDENTITY_PORT = 8443
+TICK = os.sysconf("SC_CLK_TCK")
+N_USED = 10
+
+
+def bench_ip(i):
+    return "10.97.0.%d" % (i + 1)
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.procs = []
+        self.tag = uuid.uuid4().hex[:6]
+        self.ns = {k: "smb-%s-%s" % (k, self.tag) for k in ("hub",) + tuple(POD_IP)}
+        self.made = []
+        self.dir = tempfile.mkdtemp(prefix="strait-bench-mesh-")
+        os.chmod(self.dir, 0o777)
+        self.mdir = os.path.join(self.dir, "manifests")
+        os.mkdir(self.mdir)
+        self.lines = []
+
+    # -- plumbing --
+
+    def sh(self, *cmd, check=True, timeout=60):
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=timeout)
+        if check and p.returncode != 0:
+            raise SystemExit("bench-mesh: %s failed: %s %s" % (" ".join(cmd), p.stdout,
+                                                                p.stderr))
+        return p
+
+    def in_ns(self, pod, uid, *cmd):
+        return ["ip", "netns", "exec", self.ns[pod], "setpriv", "--reuid=%d" % uid,
+                "--regid=%d" % uid, "--clear-groups", *cmd]
+
+    def start(self, name, cmd):
+        log = open(os.path.join(self.dir, name + ".log"), "wb")
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                             start_new_session=True)
+        p.name = name
+        self.procs.append(p)
+        return p
+
+    def log_of(self, name):
+        with open(os.path.join(self.dir, name + ".log"), "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def wait(self, what, cond, timeout=20):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if cond():
+                return
+            time.sleep(0.1)
+        raise SystemExit("bench-mesh: timed out waiting for " + what)
+
+    def net(self):
+        hub = self.ns["hub"]
+        for ns in self.ns.values():
+            self.sh("ip", "netns", "add", ns)
+            self.made.append(ns)
+        self.sh("ip", "-n", hub, "link", "set", "lo", "up")
+        self.sh("ip", "-n", hub, "link", "add", "br0", "type", "bridge")
+        self.sh("ip", "-n", hub, "addr", "add", HUB_IP + "/24", "dev", "br0")
+        self.sh("ip", "-n", hub, "link", "set", "br0", "up")
+        for pod, ip in POD_IP.items():
+            ns, hv = self.ns[pod], "h%s%s" % (pod, self.tag)
+            self.sh("ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name",
+                    hv, "netns", hub)
+            self.sh("ip", "-n", hub, "link", "set", hv, "master", "br0")
+            self.sh("ip", "-n", hub, "link", "set", hv, "up")
+            self.sh("ip", "-n", ns, "link", "set", "lo", "up")
+            self.sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            self.sh("ip", "-n", ns, "addr", "add", ip + "/24", "dev", "eth0")
+            self.sh("ip", "-n", ns, "route", "add", "default", "via", HUB_IP)
+            if pod in MESHED:
+                self.sh("ip", "netns", "exec", ns, os.path.join(BIN, "strait-controller"),
+                        "mesh-init")
+
+    def cleanup(self):
+        for p in reversed(self.procs):
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except OSError:
+                pass
+        for p in reversed(self.procs):
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        for ns in self.made:
+            self.sh("ip", "netns", "del", ns, check=False)
+        if os.environ.get("BENCH_KEEP") != "1":
+            shutil.rmtree(self.dir, ignore_errors=True)
+        else:
+            print("bench-mesh: logs kept in " + self.dir)
+
+    # -- manifests --
+
+    @staticmethod
+    def pod(name, ns, sa, ip):
+        return {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": ns,
+                             "annotations": {"strait.dev/inject": "enabled"}},
+                "spec": {"serviceAccountName": sa,
+                         "containers": [{"name": "app", "image": "app"}]},
+                "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}}
+
+    @staticmethod
+    def svc(name, ns, ip, pods):
+        """pods: [(pod name, pod IP)] behind port 80 -> 8080."""
+        return [{"apiVersion": "v1", "kind": "Service",
+                 "metadata": {"name": name, "namespace": ns},
+                 "spec": {"clusterIP": ip, "clusterIPs": [ip],
+                          "ports": [{"name": "http", "port": 80, "targetPort": 8080,
+                                     "protocol": "TCP"}]}},
+                {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                 "metadata": {"name": name + "-1", "namespace": ns,
+                              "labels": {"kubernetes.io/service-name": name}},
+                 "addressType": "IPv4",
+                 "endpoints": [{"addresses": [pip], "conditions": {"ready": True},
+                                "targetRef": {"kind": "Pod", "namespace": ns, "name": pn}}
+                               for pn, pip in pods],
+                 "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}]
+
+    def write(self, name, docs):
+        tmp = os.path.join(self.dir, name + ".tmp")
+        with open(tmp, "w") as f:
+            f.write(harness.yaml_docs(*docs))
+        os.rename(tmp, os.path.join(self.mdir, name))
+
+    def directory(self):
+        docs = []
+        for i in range(self.args.services - N_USED):
+            ns = "fill-%d" % (i % 50)
+            pip = "10.99.%d.%d" % (i // 250, i % 250 + 1)
+            docs.append(self.pod("p%d" % i, ns, "sa-%d" % (i % 20), pip))
+            docs.extend(self.svc("s%d" % i, ns, "10.98.%d.%d" % (i // 250, i % 250 + 1),
+                                 [("p%d" % i, pip)]))
+        for i in range(N_USED):
+            docs.extend(self.svc("bench-%d" % i, "shop", bench_ip(i), [("mb", POD_IP["mb"])]))
+        return docs
+
+    # -- the pieces --
+
+    def controller(self):
+        tokens = os.path.join(self.dir, "tokens")
+        with open(tokens, "w") as f:
+            f.write("tok-ma shop frontend\ntok-mb shop backend\n")
+        for pod in MESHED:
+            path = os.path.join(self.dir, "token-" + pod)
+            with open(path, "w") as f:
+                f.write("tok-%s\n" % pod)
+            os.chmod(path, 0o644)
+        self.sock = os.path.join(self.dir, "snap.sock")
+        self.bundle = os.path.join(self.dir, "trust-bundle.pem")
+        rootdir = os.path.join(self.dir, "root")
+        os.mkdir(rootdir, 0o700)
+        os.chown(rootdir, PROXY_UID, PROXY_UID)
+        self.write("pods.yaml", [self.pod(p, "shop", SA[p], POD_IP[p]) for p in MESHED])
+        p = self.start("controller", self.in_ns(
+            "hub", PROXY_UID, os.path.join(BIN, "strait-controller"), "--manifests", self.mdir,
+            "--socket", self.sock, "--mesh", "--mesh-listen", "%s:%d" % (HUB_IP, IDENTITY_PORT),
+            "--mesh-token-file", tokens, "--mesh-root-dir", rootdir,
+            "--mesh-trust-bundle-out", self.bundle, "--mesh-server-names", HUB_IP))
+        self.wait("controller", lambda: (os.path.exists(self.sock) and
+                                         os.path.exists(self.bundle)) or p.poll() is not None)
+        if p.poll() is not None:
+            raise SystemExit("bench-mesh: controller exited:\n" + self.log_of("controller"))
+
+    def sidecar(self, pod):
+        p = self.start("sidecar-" + pod, self.in_ns(
+            pod, PROXY_UID, os.path.join(BIN, "strait-dataplane"), "--sidecar",
+            "--socket", self.sock, "--namespace", "shop",
+            "--identity-addr", "%s:%d" % (HUB_IP, IDENTITY_PORT),
+            "--trust-anchors", self.bundle, "--token-path",
+            os.path.join(self.dir, "token-" + pod), "--admin", "127.0.0.1:4191",
+            "--workers", "1"))
+        self.wait("sidecar %s ready" % pod,
+                  lambda: self.admin(pod, "/ready") == "200" or p.poll() is not None)
+        if p.poll() is not None:
+            raise SystemExit("bench-mesh: sidecar %s exited:\n%s" % (
+                pod, self.log_of("sidecar-" + pod)))
+        pid = self.descendant(p.pid, "strait-dataplane")  # ip netns exec may fork
+        if not pid:
+            raise SystemExit("bench-mesh: no strait-dataplane under pid %d" % p.pid)
+        p.sidecar_pid = pid
+        return p
+
+    @staticmethod
+    def descendant(pid, comm):
+        """The pid of the first process named comm among pid and its descendants, or None."""
+        kids = {}
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open("/proc/%s/stat" % d) as f:
+                        st = f.read()
+                except OSError:
+                    continue
+                name, rest = st.split(" (", 1)[1].rsplit(") ", 1)
+                kids.setdefault(int(rest.split()[1]), []).append((int(d), name))
+        comm = comm[:15]  # the kernel's comm is at most 15 characters
+        todo = [pid]
+        with open("/proc/%d/comm" % pid) as f:
+            if f.read().strip() == comm:
+                return pid
+        while todo:
+            for kid, name in kids.get(todo.pop(), []):
+                if name == comm:
+                    return kid
+                todo.append(kid)
+        return None
+
+    def admin(self, pod, path):
+        r = self.sh("ip", "netns", "exec", self.ns[pod], "curl", "-s", "-o", "/dev/null", "-w",
+                    "%{http_code}", "http://127.0.0.1:4191" + path, check=False)
+        return r.stdout
+
+    def app(self, pod):
+        p = self.start("app-" + pod, self.in_ns(pod, APP_UID, os.path.join(BIN, "meshload"),
+                                                "serve", "0.0.0.0:8080"))
+        self.wait("app " + pod, lambda: "ready" in self.log_of("app-" + pod))
+        return p
+
+    @staticmethod
+    def status(pid, key):
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+        return None
+
+    @staticmethod
+    def cpu(pid):
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+
+    def rss_line(self, label):
+        parts = []
+        for pod in MESHED:
+            pid = self.sc[pod].sidecar_pid
+            parts.append("%s_rss_kib=%d %s_hwm_kib=%d" % (pod, self.status(pid, "VmRSS"), pod,
+                                                           self.status(pid, "VmHWM")))
+        self.out("%-10s %s" % (label, " ".join(parts)))
+
+    def load(self, pod, targets):
+        a = self.args
+        cmd = self.in_ns(pod, APP_UID, os.path.join(BIN, "meshload"), "load", "-r",
+                         str(a.rate), "-d", str(a.secs), "-w", "2", "-c", "2", *targets)
+        r = self.sh(*cmd, check=False, timeout=a.secs + 60)
+        if not r.stdout.startswith("requests="):
+            raise SystemExit("bench-mesh: meshload failed: " + r.stdout + r.stderr)
+        return dict(kv.split("=", 1) for kv in r.stdout.split())
+
+    def out(self, line):
+        print(line, flush=True)
+        self.lines.append(line)
+
+    def run(self):
+        a = self.args
+        self.net()
+        self.controller()
+        self.app("mb")
+        self.app("db")
+        self.sc = {pod: self.sidecar(pod) for pod in MESHED}
+        with open("/proc/loadavg") as f:
+            load = " ".join(f.read().split()[:3])
+        self.out("# strait bench-mesh: %s nproc=%d rate=%d secs=%d rounds=%d services=%d "
+                 "loadavg=%s" % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                 os.cpu_count(), a.rate, a.secs, a.rounds, a.services, load))
+        self.out("# latency in microseconds (open loop, from when each request was due); "
+                 "cpu: sidecar utime+stime / run time, in vCPU")
+        time.sleep(2)
+        self.rss_line("idle")
+        t = time.monotonic()
+        self.write("directory.yaml", self.directory())
+        last = "http://%s/" % bench_ip(N_USED - 1)
+
+        def routed():
+            r = self.sh(*self.in_ns("ma", APP_UID, "curl", "-s", "-o", "/dev/null", "-w",
+                                    "%{http_code}", "-m", "5", "-H", "Host: bench-%d" % (
+                                        N_USED - 1), last), check=False)
+            return r.stdout == "200"
+        self.wait("the directory in ma's sidecar", routed, timeout=120)
+        self.out("# %d Services reached ma's sidecar in %.1f s" % (a.services,
+                                                                  time.monotonic() - t))
+        time.sleep(2)
+        self.rss_line("directory")
+        direct = ["%s:8080/bench-%d" % (POD_IP["db"], i) for i in range(N_USED)]
+        meshed = ["%s:80/bench-%d" % (bench_ip(i), i) for i in range(N_USED)]
+        res = {"direct": [], "meshed": []}
+        cpus = []
+        for rnd in range(a.rounds):
+            order = ("direct", "meshed") if rnd % 2 == 0 else ("meshed", "direct")
+            for kind in order:
+                if kind == "direct":
+                    r = self.load("da", direct)
+                else:
+                    c0 = {p: self.cpu(self.sc[p].sidecar_pid) for p in MESHED}
+                    t0 = time.monotonic()
+                    r = self.load("ma", meshed)
+                    el = time.monotonic() - t0
+                    c = {p: (self.cpu(self.sc[p].sidecar_pid) - c0[p]) / el for p in MESHED}
+                    cpus.append(c)
+                    r.update({"cpu_ma": "%.4f" % c["ma"], "cpu_mb": "%.4f" % c["mb"]})
+                res[kind].append(r)
+                self.out("round=%d %-6s %s" % (rnd + 1, kind, " ".join(
+                    "%s=%s" % kv for kv in r.items() if kv[0] != "client_cpu_s")))
+        self.rss_line("after_load")
+        with open("/proc/loadavg") as f:
+            self.out("# loadavg at the end: " + " ".join(f.read().split()[:3]))
+        self.out("# medians over %d rounds" % a.rounds)
+        med = {}
+        for kind in ("direct", "meshed"):
+            med[kind] = {q: statistics.median(float(r[q + "_us"]) for r in res[kind])
+                         for q in ("p50", "p90", "p99", "p999")}
+            errs = sum(int(r["errors"]) + int(r["unfinished"]) for r in res[kind])
+            self.out("%-6s p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f errors=%d" % (
+                kind, med[kind]["p50"], med[kind]["p90"], med[kind]["p99"],
+                med[kind]["p999"], errs))
+        per_hop = {q: (med["meshed"][q] - med["direct"][q]) / 2 for q in ("p50", "p90", "p99")}
+        self.out("per_hop_added p50_us=%.1f p90_us=%.1f p99_us=%.1f (target p99 < 200)" % (
+            per_hop["p50"], per_hop["p90"], per_hop["p99"]))
+        rounds_hop = [(float(m["p99_us"]) - float(d["p99_us"])) / 2
+                      for d, m in zip(res["direct"], res["meshed"])]
+        self.out("per_hop_added_p99_us by round: " + " ".join("%.1f" % x for x in rounds_hop))
+        cm = statistics.median(c["ma"] for c in cpus)
+        cb = statistics.median(c["mb"] for c in cpus)
+        self.out("cpu_vcpu client_sidecar=%.4f server_sidecar=%.4f both=%.4f at %d req/s "
+                 "(target < 0.05 per sidecar per 1,000 req/s)" % (cm, cb, cm + cb, a.rate))
+        if a.o:
+            with open(a.o, "w") as f:
+                f.write("\n".join(self.lines) + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--secs", type=int, default=25)
+    ap.add_argument("--rate", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--services", type=int, default=5000)
+    ap.add_argument("-o", help="write a copy of the report here")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench-mesh: needs root (network namespaces, iptables)")
+    for tool in ("ip", "iptables-restore", "setpriv", "curl"):
+        if not shutil.which(tool):
+            raise SystemExit("bench-mesh: missing " + tool)
+    for b in ("strait-controller", "strait-dataplane", "meshload"):
+        if not os.access(os.path.join(BIN, b), os.X_OK):
+            raise SystemExit("bench-mesh: no %s in %s (make all %s/meshload)" % (b, BIN, BIN))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    b = Bench(args)
+    try:
+        b.run()
+    finally:
+        b.cleanup()
+
+
+if __name__ == "__main__":
+    main()
