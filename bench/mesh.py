@@ -25,7 +25,8 @@ Phases:
      the meshed runs: utime+stime of both sidecars (/proc/PID/stat) over the run.
   4. VmRSS / VmHWM of both sidecars after the load (10 Services in use, SERVICES in the mesh).
 
-Options: --secs, --rate, --rounds, --services, -o FILE (a copy of the report). BUILD=dir picks
+Options: --secs, --rate, --rounds, --services, --rt (sidecars, apps and clients SCHED_FIFO 1,
+so that other load on a shared machine preempts them less), -o FILE (a copy of the report). BUILD=dir picks
 the binaries (build/strait-controller, build/strait-dataplane, build/meshload).
 """
 import argparse
@@ -81,8 +82,9 @@ class Bench:
                                                                 p.stderr))
         return p
 
-    def in_ns(self, pod, uid, *cmd):
-        return ["ip", "netns", "exec", self.ns[pod], "setpriv", "--reuid=%d" % uid,
+    def in_ns(self, pod, uid, *cmd, rt=False):
+        pre = ["chrt", "-f", "1"] if rt and self.args.rt else []
+        return pre + ["ip", "netns", "exec", self.ns[pod], "setpriv", "--reuid=%d" % uid,
                 "--regid=%d" % uid, "--clear-groups", *cmd]
 
     def start(self, name, cmd):
@@ -227,7 +229,7 @@ class Bench:
             "--identity-addr", "%s:%d" % (HUB_IP, IDENTITY_PORT),
             "--trust-anchors", self.bundle, "--token-path",
             os.path.join(self.dir, "token-" + pod), "--admin", "127.0.0.1:4191",
-            "--workers", "1"))
+            "--workers", "1", rt=True))
         self.wait("sidecar %s ready" % pod,
                   lambda: self.admin(pod, "/ready") == "200" or p.poll() is not None)
         if p.poll() is not None:
@@ -271,7 +273,7 @@ class Bench:
 
     def app(self, pod):
         p = self.start("app-" + pod, self.in_ns(pod, APP_UID, os.path.join(BIN, "meshload"),
-                                                "serve", "0.0.0.0:8080"))
+                                                "serve", "0.0.0.0:8080", rt=True))
         self.wait("app " + pod, lambda: "ready" in self.log_of("app-" + pod))
         return p
 
@@ -293,14 +295,31 @@ class Bench:
         parts = []
         for pod in MESHED:
             pid = self.sc[pod].sidecar_pid
-            parts.append("%s_rss_kib=%d %s_hwm_kib=%d" % (pod, self.status(pid, "VmRSS"), pod,
-                                                           self.status(pid, "VmHWM")))
+            parts.append("%s_rss_kib=%d %s_hwm_kib=%d %s_anon_kib=%d %s_file_kib=%d" % (
+                pod, self.status(pid, "VmRSS"), pod, self.status(pid, "VmHWM"), pod,
+                self.status(pid, "RssAnon"), pod, self.status(pid, "RssFile")))
         self.out("%-10s %s" % (label, " ".join(parts)))
+        self.out("#   ma's pages by mapping (KiB): " + self.mappings(self.sc["ma"].sidecar_pid))
+
+    @staticmethod
+    def mappings(pid, top=8):
+        """The top resident mappings of pid, as bench/idlerss.sh prints them."""
+        rss, name = {}, "[anon]"
+        with open("/proc/%d/smaps" % pid) as f:
+            for line in f:
+                head = line.split()
+                if "-" in head[0] and len(head) >= 5 and ":" not in head[0]:
+                    name = os.path.basename(head[5]) if len(head) > 5 else "[anon]"
+                elif head[0] == "Rss:":
+                    rss[name] = rss.get(name, 0) + int(head[1])
+        best = sorted(rss.items(), key=lambda kv: -kv[1])[:top]
+        return " ".join("%s=%d" % kv for kv in best if kv[1])
 
     def load(self, pod, targets):
         a = self.args
         cmd = self.in_ns(pod, APP_UID, os.path.join(BIN, "meshload"), "load", "-r",
-                         str(a.rate), "-d", str(a.secs), "-w", "2", "-c", "2", *targets)
+                         str(a.rate), "-d", str(a.secs), "-w", "2", "-c", "2", *targets,
+                         rt=True)
         r = self.sh(*cmd, check=False, timeout=a.secs + 60)
         if not r.stdout.startswith("requests="):
             raise SystemExit("bench-mesh: meshload failed: " + r.stdout + r.stderr)
@@ -319,9 +338,10 @@ class Bench:
         self.sc = {pod: self.sidecar(pod) for pod in MESHED}
         with open("/proc/loadavg") as f:
             load = " ".join(f.read().split()[:3])
-        self.out("# strait bench-mesh: %s nproc=%d rate=%d secs=%d rounds=%d services=%d "
+        self.out("# strait bench-mesh: %s nproc=%d rate=%d secs=%d rounds=%d services=%d rt=%d "
                  "loadavg=%s" % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                 os.cpu_count(), a.rate, a.secs, a.rounds, a.services, load))
+                                 os.cpu_count(), a.rate, a.secs, a.rounds, a.services,
+                                 a.rt, load))
         self.out("# latency in microseconds (open loop, from when each request was due); "
                  "cpu: sidecar utime+stime / run time, in vCPU")
         time.sleep(2)
@@ -361,6 +381,16 @@ class Bench:
                 self.out("round=%d %-6s %s" % (rnd + 1, kind, " ".join(
                     "%s=%s" % kv for kv in r.items() if kv[0] != "client_cpu_s")))
         self.rss_line("after_load")
+        for pod in MESHED:  # how the sidecars connected (pooling shows here)
+            r = self.sh("ip", "netns", "exec", self.ns[pod], "curl", "-s",
+                        "http://127.0.0.1:4191/metrics", check=False)
+            keep = [ln.replace(" ", "=", 1) if "{" not in ln else ln.replace("} ", "}=")
+                    for ln in r.stdout.splitlines()
+                    if ln.startswith(("strait_mesh_connections_total",
+                                      "strait_tls_handshakes_total",
+                                      "strait_upstream_connections_total",
+                                      "strait_upstream_pool_reused_total"))]
+            self.out("# %s metrics: %s" % (pod, " ".join(keep)))
         with open("/proc/loadavg") as f:
             self.out("# loadavg at the end: " + " ".join(f.read().split()[:3]))
         self.out("# medians over %d rounds" % a.rounds)
@@ -393,6 +423,9 @@ def main():
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--services", type=int, default=5000)
+    ap.add_argument("--rt", action="store_true",
+                    help="run the sidecars, apps and clients SCHED_FIFO 1 (chrt): shields the "
+                    "latency figures from other load on a shared machine")
     ap.add_argument("-o", help="write a copy of the report here")
     args = ap.parse_args()
     if os.geteuid() != 0:
