@@ -26,8 +26,8 @@ Phases:
   4. VmRSS / VmHWM of both sidecars after the load (10 Services in use, SERVICES in the mesh).
 
 Options: --secs, --rate, --rounds, --services, --rt (sidecars, apps and clients SCHED_FIFO 1,
-so that other load on a shared machine preempts them less), -o FILE (a copy of the report). BUILD=dir picks
-the binaries (build/strait-controller, build/strait-dataplane, build/meshload).
+so that other load on a shared machine preempts them less), -o FILE (a copy of the report).
+BUILD=dir picks the binaries (build/strait-controller, build/strait-dataplane, build/meshload).
 """
 import argparse
 import os
@@ -275,6 +275,7 @@ class Bench:
         p = self.start("app-" + pod, self.in_ns(pod, APP_UID, os.path.join(BIN, "meshload"),
                                                 "serve", "0.0.0.0:8080", rt=True))
         self.wait("app " + pod, lambda: "ready" in self.log_of("app-" + pod))
+        p.app_pid = self.descendant(p.pid, "meshload")
         return p
 
     @staticmethod
@@ -333,8 +334,7 @@ class Bench:
         a = self.args
         self.net()
         self.controller()
-        self.app("mb")
-        self.app("db")
+        self.apps = {pod: self.app(pod) for pod in ("mb", "db")}
         self.sc = {pod: self.sidecar(pod) for pod in MESHED}
         with open("/proc/loadavg") as f:
             load = " ".join(f.read().split()[:3])
@@ -367,19 +367,24 @@ class Bench:
         for rnd in range(a.rounds):
             order = ("direct", "meshed") if rnd % 2 == 0 else ("meshed", "direct")
             for kind in order:
+                server = self.apps["db" if kind == "direct" else "mb"].app_pid
+                a0, t0 = self.cpu(server), time.monotonic()
                 if kind == "direct":
                     r = self.load("da", direct)
                 else:
                     c0 = {p: self.cpu(self.sc[p].sidecar_pid) for p in MESHED}
-                    t0 = time.monotonic()
                     r = self.load("ma", meshed)
                     el = time.monotonic() - t0
                     c = {p: (self.cpu(self.sc[p].sidecar_pid) - c0[p]) / el for p in MESHED}
                     cpus.append(c)
                     r.update({"cpu_ma": "%.4f" % c["ma"], "cpu_mb": "%.4f" % c["mb"]})
+                # the apps' own CPU, for scale: the kernel's TCP work is charged to them too
+                el = time.monotonic() - t0
+                r["cpu_server_app"] = "%.4f" % ((self.cpu(server) - a0) / el)
+                r["cpu_client"] = "%.4f" % (float(r.pop("client_cpu_s")) / el)
                 res[kind].append(r)
                 self.out("round=%d %-6s %s" % (rnd + 1, kind, " ".join(
-                    "%s=%s" % kv for kv in r.items() if kv[0] != "client_cpu_s")))
+                    "%s=%s" % kv for kv in r.items())))
         self.rss_line("after_load")
         for pod in MESHED:  # how the sidecars connected (pooling shows here)
             r = self.sh("ip", "netns", "exec", self.ns[pod], "curl", "-s",
@@ -407,7 +412,8 @@ class Bench:
             per_hop["p50"], per_hop["p90"], per_hop["p99"]))
         rounds_hop = [(float(m["p99_us"]) - float(d["p99_us"])) / 2
                       for d, m in zip(res["direct"], res["meshed"])]
-        self.out("per_hop_added_p99_us by round: " + " ".join("%.1f" % x for x in rounds_hop))
+        self.out("per_hop_added_p99_us by round: %s (median %.1f)" % (
+            " ".join("%.1f" % x for x in rounds_hop), statistics.median(rounds_hop)))
         cm = statistics.median(c["ma"] for c in cpus)
         cb = statistics.median(c["mb"] for c in cpus)
         self.out("cpu_vcpu client_sidecar=%.4f server_sidecar=%.4f both=%.4f at %d req/s "
