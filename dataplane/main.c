@@ -44,6 +44,8 @@
 #define SIDECAR_INBOUND6 "[::]:4143" /* added when the pod has IPv6 (mesh-init redirects it) */
 #define SIDECAR_OUTBOUND6 "[::1]:4140"
 #define SIDECAR_ADMIN "0.0.0.0:4191" /* the kubelet probes it on the pod's address */
+/* where a sidecar reads its snapshot when --socket is not given (env STRAIT_SNAPSHOT_SOCKET) */
+#define SIDECAR_SOCKET "/var/run/strait/snapshot.sock"
 #define SIDECAR_TOKEN "/var/run/secrets/strait.dev/serviceaccount/token"
 #define SIDECAR_IDENTITY_ADDR "strait-controller.strait-system.svc:8443"
 #define SIDECAR_RETRY_MAX 30.0 /* seconds: longest wait between identity requests */
@@ -73,7 +75,7 @@ static void usage(FILE *f)
                "                        [--drain-timeout S] [--access-log PATH|-]\n"
                "                        [--client-max-body-size SIZE]\n"
                "                        [--upstream-keepalive N] [--upstream-keepalive-timeout S]\n"
-               "       strait-dataplane --sidecar --socket PATH [--inbound ADDR:PORT]\n"
+               "       strait-dataplane --sidecar [--socket PATH] [--inbound ADDR:PORT]\n"
                "                        [--outbound ADDR:PORT] [--permissive] [--namespace NS]\n"
                "                        [--identity-addr HOST:PORT] [--identity-name NAME]\n"
                "                        [--trust-domain DOMAIN] [--trust-anchors FILE]\n"
@@ -110,7 +112,8 @@ static void usage(FILE *f)
                "  file; else env STRAIT_MESH_TRUST_ANCHORS holds the PEM), for the token in\n"
                "  --token-path (default " SIDECAR_TOKEN ").\n"
                "  --namespace defaults to env STRAIT_POD_NAMESPACE, --trust-domain to\n"
-               "  cluster.local; --admin to " SIDECAR_ADMIN ".\n");
+               "  cluster.local; --admin to " SIDECAR_ADMIN ", --socket to env\n"
+               "  STRAIT_SNAPSHOT_SOCKET or " SIDECAR_SOCKET " (retried until it exists).\n");
 }
 
 /* Parses a positive, finite number of seconds. Returns 0, or -1 (message printed). */
@@ -429,6 +432,8 @@ int main(int argc, char **argv)
             ls[nls - 1].mesh = in ? MESH_LISTENER_INBOUND : MESH_LISTENER_OUTBOUND;
         }
         if (!admin_spec) admin_spec = SIDECAR_ADMIN;
+        if (!sock) sock = getenv("STRAIT_SNAPSHOT_SOCKET");
+        if (!sock || !*sock) sock = SIDECAR_SOCKET;
         if (!id_addr || !*id_addr) id_addr = SIDECAR_IDENTITY_ADDR;
         if (!id_name) {
             addr_host(id_addr, id_host, sizeof(id_host));

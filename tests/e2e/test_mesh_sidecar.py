@@ -556,3 +556,34 @@ class MeshControllerDownTest(MeshSidecarTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class SidecarStartupTest(harness.StraitTest):
+    """--sidecar on loopback, no namespaces: defaults and readiness without an identity."""
+
+    def test_ready_needs_snapshot_and_certificate(self):
+        import certs
+        cdir = os.path.join(self.s.dir, "ca")
+        os.mkdir(cdir)
+        ca = certs.make_ca(cdir, "mesh root")
+        self.s.controller()
+        admin = harness.free_port()
+        # no --socket: the env names it; the identity endpoint does not answer (port closed)
+        p = harness.Proc("sidecar", [os.path.join(harness.BIN, "strait-dataplane"), "--sidecar",
+                                     "--inbound", "127.0.0.1:%d" % harness.free_port(),
+                                     "--outbound", "127.0.0.1:%d" % harness.free_port(),
+                                     "--admin", "127.0.0.1:%d" % admin,
+                                     "--identity-addr", "127.0.0.1:%d" % harness.free_port(),
+                                     "--trust-anchors", ca.crt, "--token-path", "/nonexistent",
+                                     "--log-level", "debug"],
+                         self.s.dir, strait=True, env={"STRAIT_SNAPSHOT_SOCKET": self.s.sock})
+        self.s.procs.append(p)
+        harness.wait_until(lambda: "event=snapshot_applied" in p.log() or not p.alive(), 10,
+                           what="the sidecar's snapshot over STRAIT_SNAPSHOT_SOCKET")
+        self.assertTrue(p.alive(), p.log())
+        # a snapshot alone is not enough: no workload certificate, not ready (and says why)
+        status, body = harness.local_get(admin, "/ready")
+        self.assertEqual((status, body), (503, b"no workload certificate\n"))
+        harness.wait_until(lambda: "event=mesh_identity_failed" in p.log(), 10,
+                           what="a failed identity request, retried")
+        self.assertIn("retry_in=", p.log())
