@@ -30,10 +30,11 @@ LABEL org.opencontainers.image.title="strait" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}"
 # Only the runtime libraries the binaries link (tests/install checks them against the build),
-# CA certificates for the API server and upstream TLS; no apt lists, no package caches.
+# CA certificates for the API server and upstream TLS, iptables for the mesh's init container
+# (strait-controller mesh-init runs iptables-restore); no apt lists, no package caches.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libev4 libssl3 libyajl2 libyaml-0-2 zlib1g libcurl4 libnghttp2-14 libpcre2-8-0 ca-certificates \
+      libev4 libssl3 libyajl2 libyaml-0-2 zlib1g libcurl4 libnghttp2-14 libpcre2-8-0 ca-certificates iptables \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/* /var/cache/debconf/*-old /var/log/* \
  && groupadd --system --gid 10001 strait \
  && useradd --system --uid 10001 --gid strait --no-create-home --home-dir /nonexistent \

@@ -791,6 +791,8 @@ class Dockerfile(unittest.TestCase):
                 missing.append("%s: %s from %s" % ("+".join(bins), so, " or ".join(sorted(found)) or "no package"))
         self.assertEqual(missing, [], "the run stage does not install: %s" % "; ".join(missing))
         self.assertIn("ca-certificates", have, "ca-certificates (the controller talks TLS to the API server)")
+        # the injected strait-init container runs mesh-init, which runs iptables-restore
+        self.assertIn("iptables", have, "iptables (strait-controller mesh-init in strait-init)")
 
     def test_dockerignore_keeps_the_context_small(self):
         with open(os.path.join(ROOT, ".dockerignore")) as f:
