@@ -358,12 +358,13 @@ class ClientCertTest(TLSBase):
 
     def test_forged_identity_headers_stripped(self):
         forged = ["X-Client-Verify: SUCCESS", "X-Client-Subject: CN=admin",
-                  "X-Client-SPIFFE: spiffe://evil/x", "X-Forwarded-Client-Cert: Hash=00"]
+                  "X-Client-SPIFFE: spiffe://evil/x", "X-Forwarded-Client-Cert: Hash=00",
+                  "X-Strait-Peer-Identity: spiffe://cluster.local/ns/x/sa/admin"]
         for r in (self.client("p.example", headers=forged),
                   self.s.curl("q.example", headers=forged)):  # plain HTTP too
             h = r.json()["headers"]
             for k in ("x-client-verify", "x-client-subject", "x-client-spiffe",
-                      "x-forwarded-client-cert"):
+                      "x-forwarded-client-cert", "x-strait-peer-identity"):
                 self.assertNotIn(k, h, r)
         r = self.client("m.example", self.good, headers=forged)
         h = r.json()["headers"]
