@@ -399,21 +399,21 @@ class Bench:
         with open("/proc/loadavg") as f:
             self.out("# loadavg at the end: " + " ".join(f.read().split()[:3]))
         self.out("# medians over %d rounds" % a.rounds)
+        qs = ("p50", "p90", "p99", "p999", "svc_p50", "svc_p90", "svc_p99", "send_late_p99")
         med = {}
         for kind in ("direct", "meshed"):
-            med[kind] = {q: statistics.median(float(r[q + "_us"]) for r in res[kind])
-                         for q in ("p50", "p90", "p99", "p999")}
+            med[kind] = {q: statistics.median(float(r[q + "_us"]) for r in res[kind]) for q in qs}
             errs = sum(int(r["errors"]) + int(r["unfinished"]) for r in res[kind])
-            self.out("%-6s p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f errors=%d" % (
-                kind, med[kind]["p50"], med[kind]["p90"], med[kind]["p99"],
-                med[kind]["p999"], errs))
-        per_hop = {q: (med["meshed"][q] - med["direct"][q]) / 2 for q in ("p50", "p90", "p99")}
-        self.out("per_hop_added p50_us=%.1f p90_us=%.1f p99_us=%.1f (target p99 < 200)" % (
-            per_hop["p50"], per_hop["p90"], per_hop["p99"]))
-        rounds_hop = [(float(m["p99_us"]) - float(d["p99_us"])) / 2
-                      for d, m in zip(res["direct"], res["meshed"])]
-        self.out("per_hop_added_p99_us by round: %s (median %.1f)" % (
-            " ".join("%.1f" % x for x in rounds_hop), statistics.median(rounds_hop)))
+            self.out("%-6s %s errors=%d" % (kind, " ".join(
+                "%s_us=%.1f" % (q, med[kind][q]) for q in qs), errs))
+        for pre, what in (("", "from when due"), ("svc_", "from sending")):
+            hop = [(med["meshed"][pre + q] - med["direct"][pre + q]) / 2
+                   for q in ("p50", "p90", "p99")]
+            rounds_hop = [(float(m[pre + "p99_us"]) - float(d[pre + "p99_us"])) / 2
+                          for d, m in zip(res["direct"], res["meshed"])]
+            self.out("per_hop_added (%s) p50_us=%.1f p90_us=%.1f p99_us=%.1f; p99 by round: "
+                     "%s (target p99 < 200)" % (what, hop[0], hop[1], hop[2],
+                                                " ".join("%.1f" % x for x in rounds_hop)))
         cm = statistics.median(c["ma"] for c in cpus)
         cb = statistics.median(c["mb"] for c in cpus)
         self.out("cpu_vcpu client_sidecar=%.4f server_sidecar=%.4f both=%.4f at %d req/s "

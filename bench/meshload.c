@@ -14,7 +14,8 @@
  *     omission), up to the end of its response. Prints one line of key=value figures for the
  *     requests due after the warm-up: count, errors, achieved rate, the latency percentiles
  *     in microseconds, and how late the generator itself sent them (send_late_*: its own
- *     scheduling delay, which is part of the latency).
+ *     scheduling delay, which is part of the latency) and the service time percentiles
+ *     (svc_*: from sending each request to the end of its response, that delay left out).
  * What it does not: pipeline, send bodies, speak TLS or HTTP/2, reconnect more than once per
  * failure (a failed connection is counted and reopened before its next request).
  * Invariants: a connection has at most one request in flight; every request due is either
@@ -157,7 +158,8 @@ static int ml_serve(const char *addr)
 struct ml_conn {
     int fd;
     int busy;
-    uint64_t due; /* when the request in flight was due */
+    uint64_t due;  /* when the request in flight was due */
+    uint64_t sent; /* when it was sent */
     size_t len;
     char buf[ML_BUF];
     struct ml_target *t;
@@ -180,6 +182,8 @@ struct ml_run {
     size_t nlat, caplat;
     uint64_t *late; /* how late each measured request was sent (the generator's own delay) */
     size_t nlate;
+    uint64_t *svc; /* from sending to the end of the response (the generator's delay left out) */
+    size_t nsvc;
     uint64_t errors, conn_errors;
 };
 
@@ -223,10 +227,9 @@ static void ml_send(struct ml_run *r, struct ml_conn *c, uint64_t due)
     }
     c->busy = 1;
     c->due = due;
-    if (due >= r->measure_from && r->nlate < r->caplat) {
-        uint64_t now = ml_now();
-        r->late[r->nlate++] = now > due ? now - due : 0;
-    }
+    c->sent = ml_now();
+    if (due >= r->measure_from && r->nlate < r->caplat)
+        r->late[r->nlate++] = c->sent > due ? c->sent - due : 0;
     c->len = 0;
     if (send(c->fd, c->t->req, c->t->reqlen, MSG_NOSIGNAL) != (ssize_t)c->t->reqlen) ml_fail(r, c);
 }
@@ -294,8 +297,10 @@ static void ml_on_readable(struct ml_run *r, struct ml_conn *c)
         if (c->due >= r->measure_from) {
             if (!ok)
                 r->errors++;
-            else if (r->nlat < r->caplat)
+            else if (r->nlat < r->caplat) {
                 r->lat[r->nlat++] = now - c->due;
+                r->svc[r->nsvc++] = now - c->sent;
+            }
         }
         c->busy = 0;
         c->len = 0;
@@ -378,9 +383,10 @@ static int ml_load(int argc, char **argv)
     r.caplat = (size_t)(secs * rate) + 16;
     r.lat = calloc(r.caplat, sizeof(*r.lat));
     r.late = calloc(r.caplat, sizeof(*r.late));
+    r.svc = calloc(r.caplat, sizeof(*r.svc));
     int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
     struct itimerspec its = {.it_interval = {0, (long)interval}, .it_value = {0, (long)interval}};
-    if (!r.lat || !r.late || tfd < 0 || timerfd_settime(tfd, 0, &its, NULL) < 0) {
+    if (!r.lat || !r.late || !r.svc || tfd < 0 || timerfd_settime(tfd, 0, &its, NULL) < 0) {
         perror("meshload: timer");
         return 1;
     }
@@ -421,16 +427,19 @@ static int ml_load(int argc, char **argv)
     unfinished = measured - r.nlat - r.errors;
     qsort(r.lat, r.nlat, sizeof(*r.lat), ml_cmp);
     qsort(r.late, r.nlate, sizeof(*r.late), ml_cmp);
+    qsort(r.svc, r.nsvc, sizeof(*r.svc), ml_cmp);
     double cpu = (double)((uint64_t)clock() - cpu0) / CLOCKS_PER_SEC;
     printf("requests=%llu ok=%zu errors=%llu unfinished=%llu conn_errors=%llu rate=%.1f "
            "p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f send_late_p50_us=%.1f "
-           "send_late_p99_us=%.1f client_cpu_s=%.2f\n",
+           "send_late_p99_us=%.1f svc_p50_us=%.1f svc_p90_us=%.1f svc_p99_us=%.1f "
+           "client_cpu_s=%.2f\n",
            (unsigned long long)measured, r.nlat, (unsigned long long)r.errors,
            (unsigned long long)unfinished, (unsigned long long)r.conn_errors,
            (double)measured / secs, ml_pct(r.lat, r.nlat, 50), ml_pct(r.lat, r.nlat, 90),
            ml_pct(r.lat, r.nlat, 99), ml_pct(r.lat, r.nlat, 99.9),
            r.nlat ? (double)r.lat[r.nlat - 1] / 1000.0 : 0.0, ml_pct(r.late, r.nlate, 50),
-           ml_pct(r.late, r.nlate, 99), cpu);
+           ml_pct(r.late, r.nlate, 99), ml_pct(r.svc, r.nsvc, 50), ml_pct(r.svc, r.nsvc, 90),
+           ml_pct(r.svc, r.nsvc, 99), cpu);
     return r.errors || unfinished ? 1 : 0;
 }
 
