@@ -1094,7 +1094,7 @@ static int upstream_open(struct conn *c, int allow_pool)
     int in_progress = 0;
 
     int direct = r->ucluster == SNAPWIRE_NONE; /* sidecar hand-off: no cluster, plain TCP */
-    uint64_t tag = direct ? 0 : tls_upstream_tag(r->snap->tls_up, r->ucluster);
+    uint64_t tag = direct ? MESH_DIRECT_TAG : tls_upstream_tag(r->snap->tls_up, r->ucluster);
     const struct snapwire_cluster *swc = direct ? NULL : &r->snap->sw.clusters[r->ucluster];
     struct clusterstate *cs = req_cs(r);
 
@@ -1139,7 +1139,8 @@ static int upstream_open(struct conn *c, int allow_pool)
     r->u_connecting = (uint8_t)in_progress;
     r->u_handshaking = 0;
     r->u_got_bytes = 0;
-    if (!r->u_reused && tag) {
+    if (direct) u->tag = tag; /* pooled apart, and kept across swaps (worker.c) */
+    if (!r->u_reused && tag && !direct) {
         /* a fresh connection to a TLS cluster: the handshake follows the TCP connect */
         int trc = c->opaque && tls_upstream_mesh_cluster(r->snap->tls_up, r->ucluster)
                       ? tls_upstream_start_mesh(r->snap->tls_up, r->ucluster, &u->tp, u->fd, 1)

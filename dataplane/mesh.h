@@ -23,6 +23,12 @@ enum mesh_listener {
     MESH_LISTENER_OUTBOUND = 2, /* connections the pod opens, redirected to the sidecar */
 };
 
+/*
+ * Pool tag of a sidecar's direct connections (to its app on loopback, or passed through to
+ * a destination that is no Service): plain TCP like tag 0, but not an endpoint of any
+ * snapshot, so a swap's endpoint filter must not close them (worker.c keep_ready).
+ */
+#define MESH_DIRECT_TAG 0x6d6573682d646972ull     /* "mesh-dir" */
 #define MESH_PEER_HEADER "x-strait-peer-identity" /* the verified caller, to the app */
 #define MESH_DETECT_TIMEOUT 10.0 /* seconds to wait for a client's first bytes (detection) */
 

@@ -28,6 +28,7 @@
 #include "containerof.h"
 #include "listener.h"
 #include "log.h"
+#include "mesh.h"
 #include "metrics.h"
 #include "mirror.h"
 #include "regex.h"
@@ -114,6 +115,7 @@ void worker_conn_gone(struct worker *w)
 static int keep_ready(const struct sockaddr *sa, socklen_t salen, uint64_t tag, void *set)
 {
     (void)salen;
+    if (tag == MESH_DIRECT_TAG) return 1; /* a sidecar's app or passthrough: no endpoint */
     return snapshot_epset_has(set, sa, tag);
 }
 

@@ -324,7 +324,9 @@ class MeshSidecarTest(unittest.TestCase):
 
     def metric(self, pod, name, labels):
         _, text = self.admin(pod, "/metrics")
-        m = re.search(r"^%s\{%s\} (\d+)" % (re.escape(name), re.escape(labels)), text, re.M)
+        pat = r"^%s\{%s\} (\d+)" % (re.escape(name), re.escape(labels)) if labels else \
+            r"^%s (\d+)" % re.escape(name)
+        m = re.search(pat, text, re.M)
         return int(m.group(1)) if m else None
 
     def stop_all(self):
@@ -395,6 +397,11 @@ class MeshSidecarTest(unittest.TestCase):
             self.assertEqual(code, "200", host)
             self.assertEqual(header(body, "X-Strait-Peer-Identity"),
                              spiffe("frontend"))
+        # both sidecars keep their connections: a's mTLS one to b, b's to its app on
+        # loopback (a swap's endpoint filter must not close what is no endpoint)
+        self.assertLessEqual(self.metric("b", "strait_upstream_connections_total", "") or 0, 1)
+        self.assertGreaterEqual(self.metric("b", "strait_upstream_pool_reused_total", "") or 0, 3)
+        self.assertLessEqual(self.metric("a", "strait_upstream_connections_total", "") or 0, 1)
 
     def test_inbound_presents_workload_identity_and_wants_one(self):
         # from the hub (no sidecar): b's inbound side speaks TLS 1.3 with b's identity ...
