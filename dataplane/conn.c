@@ -2385,13 +2385,14 @@ static int tunnel_pump(struct conn *c)
         if (c->c_eof && !r->u_shut && r->uout.len == 0 && r->u && !r->u_connecting &&
             !r->u_handshaking) {
             r->u_shut = 1;
-            if (up_tp(r)->ops->shutdown_write(up_tp(r)) < 0) goto close;
+            if (up_tp(r)->ops->shutdown_write(up_tp(r)) < 0) goto reset; /* it was reset */
         }
         if (r->u_eof && !c->c_shut && c->cout.len == 0) {
             c->c_shut = 1;
-            if (c->tp.ops->shutdown_write(&c->tp) < 0) goto close;
+            if (c->tp.ops->shutdown_write(&c->tp) < 0) goto reset;
         }
-        if (r->u_write_failed || (r->u_shut && c->c_shut)) goto close;
+        if (r->u_write_failed) goto reset; /* the upstream went away: so does the client's end */
+        if (r->u_shut && c->c_shut) goto close;
         return 0;
     }
     if (r->u_write_failed || (c->c_eof && r->uout.len == 0) || (r->u_eof && c->cout.len == 0))
@@ -2399,6 +2400,9 @@ static int tunnel_pump(struct conn *c)
     return 0;
 close:
     conn_close(c);
+    return -1;
+reset:
+    conn_reset(c);
     return -1;
 }
 
