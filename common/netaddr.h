@@ -33,6 +33,15 @@ int netaddr_bind_listen(int fd, const struct sockaddr *sa, socklen_t len, char *
 /* netaddr_socket + netaddr_bind_listen. Returns the listening fd, or -1 with err filled. */
 int netaddr_listen(const struct sockaddr *sa, socklen_t len, char *err, size_t errlen);
 
+/* The port of sa (host order); 0 for a family other than AF_INET / AF_INET6. */
+unsigned netaddr_port(const struct sockaddr *sa);
+
+/*
+ * Same family, address and port (and IPv6 scope); 0 for families other than AF_INET and
+ * AF_INET6.
+ */
+int netaddr_equal(const struct sockaddr *a, const struct sockaddr *b);
+
 /* Local address of a bound socket formatted into buf (port 0 resolved), or "?". Returns buf. */
 const char *netaddr_local(int fd, char *buf, size_t n);
 

@@ -1478,26 +1478,11 @@ static const struct snapshot_endpoint *pick_endpoint(struct conn *c, struct snap
 
 /* ---- sidecar (mesh) connections ---- */
 
-/* The port of a Host value ("name:port", "[v6]:port"); 0 when it has none (or a bad one). */
-static int host_port(const char *h, size_t len)
-{
-    size_t i = len;
-    int port = 0, mul = 1;
-
-    if (!h) return 0;
-    while (i > 0 && h[i - 1] >= '0' && h[i - 1] <= '9')
-        i--;
-    if (i == len || i == 0 || h[i - 1] != ':' || len - i > 5) return 0;
-    for (size_t k = len; k > i; k--, mul *= 10)
-        port += (h[k - 1] - '0') * mul;
-    return port <= 65535 ? port : 0;
-}
-
 /* Loopback of sa's family with sa's port: where the inbound side hands off to the app. */
 static void loopback_of(const struct sockaddr_storage *sa, struct sockaddr_storage *out,
                         socklen_t *len)
 {
-    uint16_t port = mesh_sockaddr_port((const struct sockaddr *)sa);
+    uint16_t port = (uint16_t)netaddr_port((const struct sockaddr *)sa);
 
     memset(out, 0, sizeof(*out));
     if (sa->ss_family == AF_INET6 &&
@@ -1540,7 +1525,7 @@ static int mesh_target(struct conn *c, struct snapshot *snap, const char *host, 
     if (hl > 0)
         svc = mesh_find_host(snap->mesh, host, (size_t)hl,
                              hport ? (uint16_t)hport
-                                   : mesh_sockaddr_port((const struct sockaddr *)&c->orig));
+                                   : (uint16_t)netaddr_port((const struct sockaddr *)&c->orig));
     if (!svc) svc = mesh_find_addr(snap->mesh, (const struct sockaddr *)&c->orig);
     if (!svc) {
         memcpy(ta, &c->orig, c->origlen);
@@ -1730,22 +1715,6 @@ static void mesh_handshake_done(struct conn *c)
     conn_first_read(c);
 }
 
-/* a and b are the same address and port */
-static int same_sockaddr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-    if (a->ss_family != b->ss_family) return 0;
-    if (a->ss_family == AF_INET) {
-        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
-        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-    }
-    if (a->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
-        return x->sin6_port == y->sin6_port &&
-               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
-    }
-    return 0;
-}
-
 /*
  * A connection on a sidecar listener: only redirected ones (their original destination is
  * what they are for; one made to the listener itself would loop), then by side and by what
@@ -1760,7 +1729,7 @@ static void mesh_accept(struct conn *c)
     c->origlen = sizeof(c->orig);
     if (mesh_original_dst(c->tp.fd, &c->orig, &c->origlen) < 0 ||
         (getsockname(c->tp.fd, (struct sockaddr *)&local, &ll) == 0 &&
-         same_sockaddr(&local, &c->orig))) {
+         netaddr_equal((const struct sockaddr *)&local, (const struct sockaddr *)&c->orig))) {
         log_info("mesh_refused", "peer=%s reason=\"not a redirected connection\"", c->peer);
         conn_close(c);
         return;
@@ -1870,8 +1839,8 @@ static int start_request(struct conn *c)
     }
     if (c->mesh) {
         /* a sidecar: the app on loopback (inbound), or the Service Host names (outbound) */
-        int rc = mesh_target(c, snap, host, hl, host_port(info.host, info.host_len), &r->uaddr,
-                             &r->uaddrlen, &r->route_src, &cluster);
+        int rc = mesh_target(c, snap, host, hl, router_host_port(info.host, info.host_len),
+                             &r->uaddr, &r->uaddrlen, &r->route_src, &cluster);
         rt = NULL;
         if (rc < 0) {
             dbuf_consume(&c->cin, (size_t)n);

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "router.h"
+
 int filter_header_protected(const char *name, size_t len)
 {
     static const char *const prot[] = {"host",       "content-length", "transfer-encoding",
@@ -71,29 +73,6 @@ int filter_path(struct dbuf *b, const struct snapwire_route *rt, const struct sn
     return dbuf_append(b, q, qlen);
 }
 
-/* The port of a Host header value ("h:8080", "[v6]:8080"), 0 when it has none. */
-static unsigned host_port(const char *h, size_t n)
-{
-    const char *colon;
-    unsigned port = 0;
-    size_t i;
-
-    if (n && h[0] == '[') {
-        const char *rb = memchr(h, ']', n);
-        if (!rb || (size_t)(rb - h) + 1 >= n || rb[1] != ':') return 0;
-        colon = rb + 1;
-    } else {
-        colon = memchr(h, ':', n);
-        if (!colon) return 0;
-    }
-    for (i = (size_t)(colon - h) + 1; i < n; i++) {
-        if (h[i] < '0' || h[i] > '9') return 0;
-        port = port * 10 + (unsigned)(h[i] - '0');
-        if (port > 65535) return 0;
-    }
-    return port;
-}
-
 int filter_location(struct dbuf *b, const struct snapwire_route *rt,
                     const struct snapwire_filter *f, int tls, const char *host,
                     const char *host_hdr, size_t host_hdr_len, const char *path, size_t path_len,
@@ -102,7 +81,8 @@ int filter_location(struct dbuf *b, const struct snapwire_route *rt,
     const char *scheme = f->scheme && f->scheme[0] ? f->scheme : tls ? "https" : "http";
     unsigned port = f->port;
 
-    if (!port && !(f->scheme && f->scheme[0]) && host_hdr) port = host_port(host_hdr, host_hdr_len);
+    if (!port && !(f->scheme && f->scheme[0]) && host_hdr)
+        port = router_host_port(host_hdr, host_hdr_len);
     if ((port == 80 && !strcmp(scheme, "http")) || (port == 443 && !strcmp(scheme, "https")))
         port = 0;
     if (dbuf_str(b, scheme) < 0 || dbuf_str(b, "://") < 0 ||

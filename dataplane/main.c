@@ -214,14 +214,6 @@ static int add_listen(const char *opt, const char *spec, int tls, struct worker_
     return 0;
 }
 
-static unsigned listen_port(const struct worker_listen *l)
-{
-    const struct sockaddr *sa = (const struct sockaddr *)&l->addr;
-
-    if (sa->sa_family == AF_INET6) return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
-    return ntohs(((const struct sockaddr_in *)sa)->sin_port);
-}
-
 /* /ready in sidecar mode also needs the workload certificate. */
 static const char *sidecar_not_ready(void *arg)
 {
@@ -496,8 +488,8 @@ int main(int argc, char **argv)
      */
     if (redirect_port > 0) cfg.https_port = (unsigned)redirect_port;
     for (i = 0; i < nls && redirect_port < 0; i++)
-        if (ls[i].tls && listen_port(&ls[i]) != 0) {
-            cfg.https_port = listen_port(&ls[i]);
+        if (ls[i].tls && netaddr_port((const struct sockaddr *)&ls[i].addr) != 0) {
+            cfg.https_port = netaddr_port((const struct sockaddr *)&ls[i].addr);
             break;
         }
     if (sidecar) {

@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "netaddr.h"
+
 struct mesh_addr_key {
     uint8_t family; /* 4 or 6 */
     uint8_t ip[16];
@@ -389,11 +391,4 @@ int mesh_looks_http(const char *buf, size_t len)
             return 0;
     }
     return i >= 24 ? 0 : -2;
-}
-
-uint16_t mesh_sockaddr_port(const struct sockaddr *sa)
-{
-    if (sa->sa_family == AF_INET) return ntohs(((const struct sockaddr_in *)sa)->sin_port);
-    if (sa->sa_family == AF_INET6) return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
-    return 0;
 }

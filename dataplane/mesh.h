@@ -86,7 +86,4 @@ int mesh_original_dst(int fd, struct sockaddr_storage *out, socklen_t *len);
  */
 int mesh_looks_http(const char *buf, size_t len);
 
-/* The port of sa (host order); 0 for an unknown family. */
-uint16_t mesh_sockaddr_port(const struct sockaddr *sa);
-
 #endif

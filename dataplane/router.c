@@ -967,3 +967,25 @@ uint32_t router_pick_cluster(const struct router *r, const struct snapwire_route
     }
     return s->backends[rt->first_backend + lo].cluster;
 }
+
+unsigned router_host_port(const char *h, size_t n)
+{
+    const char *colon;
+    unsigned port = 0;
+    size_t i;
+
+    if (n && h[0] == '[') {
+        const char *rb = memchr(h, ']', n);
+        if (!rb || (size_t)(rb - h) + 1 >= n || rb[1] != ':') return 0;
+        colon = rb + 1;
+    } else {
+        colon = memchr(h, ':', n);
+        if (!colon) return 0;
+    }
+    for (i = (size_t)(colon - h) + 1; i < n; i++) {
+        if (h[i] < '0' || h[i] > '9') return 0;
+        port = port * 10 + (unsigned)(h[i] - '0');
+        if (port > 65535) return 0;
+    }
+    return port;
+}

@@ -31,6 +31,9 @@ void router_free(struct router *r);
  */
 int router_normalize_host(const char *host, size_t len, char *out, size_t outsz);
 
+/* The port of a Host header value ("h:8080", "[v6]:8080"), 0 when it has none (or a bad one). */
+unsigned router_host_port(const char *host, size_t len);
+
 /*
  * Matches a request: host is the already normalised host (router_normalize_host), target
  * the request target (origin or absolute form; query ignored; the path is normalised as

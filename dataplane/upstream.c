@@ -24,6 +24,7 @@
  *   - an endpoint entry exists only while it has idle connections.
  */
 #include "containerof.h"
+#include "netaddr.h"
 #include "upstream.h"
 
 #include <errno.h>
@@ -72,29 +73,12 @@ static struct upstream_conn *uconn_check(struct upstream_conn *u)
     return u;
 }
 
-static int addr_equal(const struct sockaddr *a, const struct sockaddr_storage *b)
-{
-    if (a->sa_family != b->ss_family) return 0;
-    if (a->sa_family == AF_INET) {
-        const struct sockaddr_in *x = (const struct sockaddr_in *)a;
-        const struct sockaddr_in *y = (const struct sockaddr_in *)b;
-        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-    }
-    if (a->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a;
-        const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)b;
-        return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
-               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
-    }
-    return 0;
-}
-
 static struct upstream_ep *ep_find(struct upstream_pool *p, const struct sockaddr *sa, uint64_t tag)
 {
     struct upstream_ep *e;
 
     for (e = p->eps; e; e = e->next)
-        if (e->tag == tag && addr_equal(sa, &e->addr)) return e;
+        if (e->tag == tag && netaddr_equal(sa, (const struct sockaddr *)&e->addr)) return e;
     return NULL;
 }
 

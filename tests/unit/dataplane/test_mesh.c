@@ -178,7 +178,7 @@ static void test_original_dst_not_redirected(void **state)
     assert_int_equal(mesh_original_dst(sv[0], &orig, &ol), -1);
     close(sv[0]);
     close(sv[1]);
-    assert_int_equal(mesh_sockaddr_port((struct sockaddr *)&(struct sockaddr_storage){0}), 0);
+    assert_int_equal(netaddr_port((struct sockaddr *)&(struct sockaddr_storage){0}), 0);
 }
 
 /*
