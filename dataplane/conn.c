@@ -79,6 +79,7 @@
 #include "httpmsg.h"
 #include "log.h"
 #include "mesh.h"
+#include "meshfeed.h"
 #include "metrics.h"
 #include "mirror.h"
 #include "netaddr.h"
@@ -206,6 +207,13 @@ struct conn {
     uint8_t mesh_peek; /* inbound: waiting for the first byte, TLS record or plaintext */
     uint8_t c_shut;    /* opaque tunnel: our FIN went to the client (the upstream ended) */
     char *peer_uri;    /* inbound mTLS: the caller's verified SPIFFE ID; NULL: plaintext */
+    /*
+     * Discovery feed (meshfeed.h): feed_park is what waits for the destination's answer
+     * (FEED_PARK_*), feed_given_up once that wait ran out (then what is known is final for
+     * the connection); feed_used: when the use was last recorded (ev_now).
+     */
+    uint8_t feed_park, feed_given_up;
+    double feed_used;
     socklen_t origlen; /* the redirected connection's original destination (SO_ORIGINAL_DST) */
     struct sockaddr_storage orig;
 };
@@ -228,6 +236,7 @@ static void conn_handshake(struct conn *c);
 static void mesh_inbound_start(struct conn *c, int timed_out);
 static void mesh_handshake_done(struct conn *c);
 static void mesh_accept(struct conn *c);
+static void mesh_outbound_start(struct conn *c);
 
 /* This thread's random numbers (xorshift64*): backend weights, mirror shares, jitter. */
 static __thread uint64_t rng_state;
@@ -1716,6 +1725,68 @@ static void mesh_handshake_done(struct conn *c)
 }
 
 /*
+ * The discovery feed (meshfeed.h) and an outbound connection: 1 when its destination is not
+ * in snap but may be a Service (asked, answer not here yet): the caller parks it (feed_park);
+ * else 0, having recorded the use (at most once a second per connection).
+ */
+static int feed_must_wait(struct conn *c, struct snapshot *snap)
+{
+    double now = ev_now(c->w->loop);
+    int known;
+
+    if (c->mesh != MESH_LISTENER_OUTBOUND || !meshfeed_on()) return 0;
+    known = snap && mesh_find_addr(snap->mesh, (const struct sockaddr *)&c->orig) != NULL;
+    if (known && now - c->feed_used < 1.0) return 0;
+    c->feed_used = now;
+    if (meshfeed_want((const struct sockaddr *)&c->orig) == MESHFEED_NONE || known) return 0;
+    return !c->feed_given_up;
+}
+
+#define FEED_PARK_ACCEPT 1  /* before anything was read: mesh_outbound_start again */
+#define FEED_PARK_REQUEST 2 /* a request head in cin: conn_run again */
+
+/* Parks c until a swap or MESHFEED_PARK seconds (client_timer_cb gives up then). */
+static void feed_park(struct conn *c, uint8_t what)
+{
+    if (!c->feed_park) {
+        arm_timer(c, MESHFEED_PARK);
+        io_want(c->w->loop, &c->rio, 0);
+        log_debug("mesh_feed_park", "peer=%s", c->peer);
+    }
+    c->feed_park = what;
+}
+
+/* Moves a parked connection on: after a swap, or given_up when its wait ran out. */
+static void feed_resume(struct conn *c, int given_up)
+{
+    uint8_t what = c->feed_park;
+
+    c->feed_park = 0;
+    if (given_up) {
+        char dst[NETADDR_STRLEN];
+        c->feed_given_up = 1;
+        log_warn("mesh_feed_timeout", "peer=%s destination=%s reason=\"no answer in %.0f s\"",
+                 c->peer, netaddr_format((const struct sockaddr *)&c->orig, dst, sizeof(dst)),
+                 MESHFEED_PARK);
+    }
+    arm_timer(c, c->w->cfg.client_idle_timeout);
+    if (what == FEED_PARK_ACCEPT)
+        mesh_outbound_start(c);
+    else
+        conn_run(c); /* the head is in cin */
+}
+
+void conn_snapshot_swapped(struct worker *w)
+{
+    struct conn *c, *next;
+
+    for (c = w->conns; c; c = next) {
+        next = c->next;
+        if (c->feed_park && !c->dead) feed_resume(c, 0);
+    }
+}
+
+/*
  * A connection on a sidecar listener: only redirected ones (their original destination is
  * what they are for; one made to the listener itself would loop), then by side and by what
  * the directory says of the destination: opaque at once, HTTP, or detected.
@@ -1724,7 +1795,6 @@ static void mesh_accept(struct conn *c)
 {
     struct sockaddr_storage local;
     socklen_t ll = sizeof(local);
-    const struct snapwire_mesh_service *svc;
 
     c->origlen = sizeof(c->orig);
     if (mesh_original_dst(c->tp.fd, &c->orig, &c->origlen) < 0 ||
@@ -1736,6 +1806,18 @@ static void mesh_accept(struct conn *c)
     }
     if (c->mesh == MESH_LISTENER_INBOUND) {
         mesh_inbound_start(c, 0);
+        return;
+    }
+    mesh_outbound_start(c);
+}
+
+/* An outbound connection by what the directory says of its destination (see mesh_accept). */
+static void mesh_outbound_start(struct conn *c)
+{
+    const struct snapwire_mesh_service *svc;
+
+    if (feed_must_wait(c, c->w->current)) {
+        feed_park(c, FEED_PARK_ACCEPT);
         return;
     }
     svc = c->w->current ? mesh_find_addr(c->w->current->mesh, (const struct sockaddr *)&c->orig)
@@ -1782,12 +1864,18 @@ static int start_request(struct conn *c)
         dbuf_consume(&c->cin, k);
         if (c->cin.len == 0) return 0;
     }
+    if (c->feed_park) return 0;
     n = http1_parse_request(dbuf_data(&c->cin), c->cin.len, &req, &status);
     if (n == -2) {
         if (!c->head_timer) {
             c->head_timer = 1;
             arm_timer(c, c->w->cfg.client_header_timeout);
         }
+        return 0;
+    }
+    if (n > 0 && feed_must_wait(c, c->w->current)) {
+        /* a keep-alive connection whose Service was dropped while idle: asked again */
+        feed_park(c, FEED_PARK_REQUEST);
         return 0;
     }
     if (!(r = c->r = req_new(c))) {
@@ -2667,6 +2755,10 @@ static void client_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     if (c->lingering || c->handshaking) {
         conn_close(c); /* a handshake over its time: closed silently */
+        return;
+    }
+    if (c->feed_park) {
+        feed_resume(c, 1); /* no answer for its destination: what is known stands */
         return;
     }
     if (c->mesh_peek) {

@@ -22,6 +22,12 @@ void conn_close_all(struct worker *w);
 /* Frees connections closed since the last call (deferred close). */
 void conn_reap(struct worker *w);
 
+/*
+ * The worker's current snapshot changed: connections waiting for a destination's answer from
+ * the discovery feed (meshfeed.h) move on.
+ */
+void conn_snapshot_swapped(struct worker *w);
+
 /* Frees the calling worker thread's caches (request objects, buffer blocks); call last. */
 void conn_thread_end(void);
 

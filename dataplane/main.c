@@ -28,6 +28,7 @@
 #include "readfile.h"
 #include "log.h"
 #include "mesh.h"
+#include "meshfeed.h"
 #include "snapshot.h"
 #include "tls.h"
 #include "tls_mesh.h"
@@ -44,8 +45,6 @@
 #define SIDECAR_INBOUND6 "[::]:4143" /* added when the pod has IPv6 (mesh-init redirects it) */
 #define SIDECAR_OUTBOUND6 "[::1]:4140"
 #define SIDECAR_ADMIN "0.0.0.0:4191" /* the kubelet probes it on the pod's address */
-/* where a sidecar reads its snapshot when --socket is not given (env STRAIT_SNAPSHOT_SOCKET) */
-#define SIDECAR_SOCKET "/var/run/strait/snapshot.sock"
 #define SIDECAR_TOKEN "/var/run/secrets/strait.dev/serviceaccount/token"
 #define SIDECAR_IDENTITY_ADDR "strait-controller.strait-system.svc:8443"
 #define SIDECAR_RETRY_MAX 30.0 /* seconds: longest wait between identity requests */
@@ -55,6 +54,7 @@ struct app {
     struct ev_loop *loop;
     struct worker_pool *pool;
     struct snapclient *sc;
+    struct meshfeed *feed; /* a sidecar without --socket: the controller's discovery feed */
     struct admin *admin;
     ev_signal sigterm_w, sigint_w;
     ev_timer ticket_w; /* session ticket key rotation (TLS listeners only) */
@@ -79,7 +79,8 @@ static void usage(FILE *f)
                "                        [--outbound ADDR:PORT] [--permissive] [--namespace NS]\n"
                "                        [--identity-addr HOST:PORT] [--identity-name NAME]\n"
                "                        [--trust-domain DOMAIN] [--trust-anchors FILE]\n"
-               "                        [--token-path FILE] [--admin ADDR:PORT] ...\n"
+               "                        [--token-path FILE] [--discovery-idle S]\n"
+               "                        [--admin ADDR:PORT] ...\n"
                "  ADDR is an IPv4 literal, [IPv6] or localhost; --workers defaults to the number\n"
                "  of online CPUs. Timeouts are seconds (fractions allowed); defaults: header 10,\n"
                "  idle 60, connect 5, response 60, idle body 60, drain 30.\n"
@@ -112,8 +113,12 @@ static void usage(FILE *f)
                "  file; else env STRAIT_MESH_TRUST_ANCHORS holds the PEM), for the token in\n"
                "  --token-path (default " SIDECAR_TOKEN ").\n"
                "  --namespace defaults to env STRAIT_POD_NAMESPACE, --trust-domain to\n"
-               "  cluster.local; --admin to " SIDECAR_ADMIN ", --socket to env\n"
-               "  STRAIT_SNAPSHOT_SOCKET or " SIDECAR_SOCKET " (retried until it exists).\n");
+               "  cluster.local; --admin to " SIDECAR_ADMIN ".\n"
+               "  The sidecar's snapshot comes from the controller's discovery feed (the\n"
+               "  identity endpoint, mTLS with the workload certificate): the Services the pod\n"
+               "  uses, asked for on first use, dropped after --discovery-idle seconds unused\n"
+               "  (default 300); with --socket (or env STRAIT_SNAPSHOT_SOCKET) it reads the\n"
+               "  whole snapshot from that Unix socket instead.\n");
 }
 
 /* Parses a positive, finite number of seconds. Returns 0, or -1 (message printed). */
@@ -183,7 +188,7 @@ static struct snapshot *current_snapshot(void *arg)
 {
     struct app *app = arg;
 
-    return snapclient_current(app->sc);
+    return app->feed ? meshfeed_current(app->feed) : snapclient_current(app->sc);
 }
 
 static void ticket_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -288,6 +293,7 @@ int main(int argc, char **argv)
                                          {"trust-domain", required_argument, NULL, 22},
                                          {"trust-anchors", required_argument, NULL, 23},
                                          {"token-path", required_argument, NULL, 24},
+                                         {"discovery-idle", required_argument, NULL, 25},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *sock = NULL, *admin_spec = NULL, *access_log = NULL, *ticket_keys = NULL;
@@ -304,7 +310,9 @@ int main(int argc, char **argv)
     char err[256];
     long workers = default_workers(), keepalive;
     int c, idx = 0, rc = 1;
-    int sidecar = 0, permissive = 0, n_mesh = 0, have_in = 0, have_out = 0;
+    int sidecar = 0, permissive = 0, n_mesh = 0, have_in = 0, have_out = 0, use_feed = 0;
+    int feed_idle_set = 0;
+    double feed_idle = MESHFEED_IDLE;
     const char *ns = getenv("STRAIT_POD_NAMESPACE"), *id_addr = getenv("STRAIT_MESH_IDENTITY_ADDR");
     const char *id_name = NULL, *trust_domain = "cluster.local", *anchors_file = NULL;
     const char *token_path = SIDECAR_TOKEN;
@@ -385,6 +393,10 @@ int main(int argc, char **argv)
         case 24:
             token_path = optarg;
             break;
+        case 25:
+            if (parse_seconds(opts[idx].name, optarg, &feed_idle) < 0) return 2;
+            feed_idle_set = 1;
+            break;
         case 's':
             sock = optarg;
             break;
@@ -425,7 +437,14 @@ int main(int argc, char **argv)
         }
         if (!admin_spec) admin_spec = SIDECAR_ADMIN;
         if (!sock) sock = getenv("STRAIT_SNAPSHOT_SOCKET");
-        if (!sock || !*sock) sock = SIDECAR_SOCKET;
+        if (!sock || !*sock) {
+            sock = NULL;
+            use_feed = 1; /* the controller's discovery feed */
+        } else if (feed_idle_set) {
+            fprintf(stderr, "strait-dataplane: --discovery-idle is for the discovery feed, not "
+                            "--socket\n");
+            return 2;
+        }
         if (!id_addr || !*id_addr) id_addr = SIDECAR_IDENTITY_ADDR;
         if (!id_name) {
             addr_host(id_addr, id_host, sizeof(id_host));
@@ -449,7 +468,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "strait-dataplane: --permissive needs --sidecar\n");
         return 2;
     }
-    if (!sock || nls == 0 || optind != argc) {
+    if ((!sock && !use_feed) || nls == 0 || optind != argc) {
         free(anchors);
         usage(stderr);
         return 2;
@@ -504,8 +523,10 @@ int main(int argc, char **argv)
             log_error("startup_failed", "reason=\"%s\"", err);
             goto destroy_loop;
         }
-        log_info("sidecar", "namespace=%s identity_addr=%s identity_name=%s trust_domain=%s%s",
+        log_info("sidecar",
+                 "namespace=%s identity_addr=%s identity_name=%s trust_domain=%s snapshot=%s%s%s",
                  ns && *ns ? ns : "-", id_addr, id_name, trust_domain,
+                 use_feed ? "feed" : "socket:", use_feed ? "" : sock,
                  permissive ? " permissive=1" : "");
     }
     healthcheck_enable(); /* the checker thread starts with the first cluster that has checks */
@@ -529,8 +550,11 @@ int main(int argc, char **argv)
         }
         if (sidecar) admin_set_ready_check(app.admin, sidecar_not_ready, NULL);
     }
-    app.sc = snapclient_start(app.loop, sock, on_apply, &app, err, sizeof(err));
-    if (!app.sc) {
+    if (use_feed)
+        app.feed = meshfeed_start(app.loop, feed_idle, on_apply, &app, err, sizeof(err));
+    else
+        app.sc = snapclient_start(app.loop, sock, on_apply, &app, err, sizeof(err));
+    if (!app.sc && !app.feed) {
         log_error("startup_failed", "reason=\"%s\"", err);
         goto stop_admin;
     }
@@ -546,6 +570,7 @@ int main(int argc, char **argv)
     ev_signal_stop(app.loop, &app.sigint_w);
     ev_timer_stop(app.loop, &app.ticket_w);
     snapclient_stop(app.sc);
+    meshfeed_stop(app.feed);
 stop_admin:
     admin_stop(app.admin);
 stop_pool:

@@ -494,21 +494,24 @@ static int sc_reply(struct snapclient *sc, int ack, uint64_t gen, const char *re
     return sc_flush(sc);
 }
 
-/* Handles one complete frame; returns 0, or -1 after disconnecting. */
-static int sc_frame(struct snapclient *sc, const char *buf, size_t len)
+struct snapshot *snapshot_from_frame(const void *buf, size_t len, const struct snapshot *prev,
+                                     char *err, size_t errlen)
 {
     struct snapwire_snapshot sw;
-    struct snapshot *s;
-    uint64_t gen = snapwire_frame_generation(buf);
-    char err[256], q[300];
+    struct snapshot *s = NULL;
+    uint64_t gen = len >= SNAPWIRE_HEADER_SIZE ? snapwire_frame_generation(buf) : 0;
+    char q[300];
     struct timespec t0, t1;
 
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (snapwire_decode(buf, len, &sw, err, sizeof(err)) < 0) goto reject;
-    s = snapshot_build_prev(&sw, sc->current, err, sizeof(err));
-    if (!s) goto reject;
-    snapshot_unref(sc->current);
-    sc->current = s;
+    if (snapwire_decode(buf, len, &sw, err, errlen) == 0)
+        s = snapshot_build_prev(&sw, prev, err, errlen);
+    if (!s) {
+        metrics_snapshot_nacked();
+        log_warn("snapshot_rejected", "generation=%llu reason=%s", (unsigned long long)gen,
+                 log_quote(q, sizeof(q), err));
+        return NULL;
+    }
     metrics_snapshot_applied(gen);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     /* apply_ms: decode and index build, off the workers (what a swap costs the main thread) */
@@ -517,14 +520,21 @@ static int sc_frame(struct snapclient *sc, const char *buf, size_t len)
              (unsigned long long)gen, s->sw.n_vhosts, s->sw.n_routes, s->sw.n_clusters,
              s->sw.n_endpoints, len,
              (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+    return s;
+}
+
+/* Handles one complete frame; returns 0, or -1 after disconnecting. */
+static int sc_frame(struct snapclient *sc, const char *buf, size_t len)
+{
+    uint64_t gen = snapwire_frame_generation(buf);
+    char err[256];
+    struct snapshot *s = snapshot_from_frame(buf, len, sc->current, err, sizeof(err));
+
+    if (!s) return sc_reply(sc, 0, gen, err);
+    snapshot_unref(sc->current);
+    sc->current = s;
     if (sc->apply) sc->apply(s, sc->arg);
     return sc_reply(sc, 1, gen, NULL);
-
-reject:
-    metrics_snapshot_nacked();
-    log_warn("snapshot_rejected", "generation=%llu reason=%s", (unsigned long long)gen,
-             log_quote(q, sizeof(q), err));
-    return sc_reply(sc, 0, gen, err);
 }
 
 /* Consumes every complete frame in rbuf. Returns 0, or -1 after disconnecting. */

@@ -78,6 +78,15 @@ struct snapshot *snapshot_build(struct snapwire_snapshot *sw, char *err, size_t 
 struct snapshot *snapshot_build_prev(struct snapwire_snapshot *sw, const struct snapshot *prev,
                                      char *err, size_t errlen);
 
+/*
+ * Decodes and validates the frame buf[0..len), builds it carrying state over from prev (may
+ * be NULL), counts it and logs event snapshot_applied (or snapshot_rejected with the reason):
+ * what a data plane does with every frame it receives, whatever brought it. The snapshot
+ * (one reference), or NULL with err.
+ */
+struct snapshot *snapshot_from_frame(const void *buf, size_t len, const struct snapshot *prev,
+                                     char *err, size_t errlen);
+
 /* Reference counting; safe from any thread. unref frees on the last reference. */
 struct snapshot *snapshot_ref(struct snapshot *s);
 void snapshot_unref(struct snapshot *s);

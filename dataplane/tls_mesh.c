@@ -71,6 +71,7 @@ static struct {
     pthread_mutex_t lock;
     /* the installed certificate (under lock); server NULL when there is none */
     SSL_CTX *server, *client;
+    SSL_CTX *feed; /* client context to the controller with our certificate (discovery feed) */
     STACK_OF(X509) * trust;
     char identity[URI_MAX];
     double not_after;
@@ -283,7 +284,7 @@ static int certs_contain(STACK_OF(X509) * sk, X509 *x)
 
 /* What one successful request produced, ready to install. */
 struct issued {
-    SSL_CTX *server, *client;
+    SSL_CTX *server, *client, *feed;
     STACK_OF(X509) * trust;
     char identity[URI_MAX];
     double not_after;
@@ -293,6 +294,7 @@ static void issued_free(struct issued *is)
 {
     SSL_CTX_free(is->server);
     SSL_CTX_free(is->client);
+    SSL_CTX_free(is->feed);
     sk_X509_pop_free(is->trust, X509_free);
     memset(is, 0, sizeof(*is));
 }
@@ -303,13 +305,15 @@ static int stopping(void)
 }
 
 /*
- * Waits until fd is ready for events, the deadline (monotonic) passes, or tls_mesh_stop.
- * 0 when ready, -1 with why.
+ * Waits until fd is ready for events, the deadline (monotonic) passes, tls_mesh_stop, or intr
+ * (a descriptor, -1 for none) becomes readable. 0 when ready, -2 for intr, -1 with why.
  */
-static int wait_fd(int fd, short events, double deadline, char *why, size_t len)
+static int wait_intr(int fd, short events, double deadline, int intr, char *why, size_t len)
 {
     for (;;) {
-        struct pollfd p[2] = {{.fd = fd, .events = events}, {.fd = mesh.wake[0], .events = POLLIN}};
+        struct pollfd p[3] = {{.fd = fd, .events = events},
+                              {.fd = mesh.wake[0], .events = POLLIN},
+                              {.fd = intr, .events = POLLIN}};
         double left = deadline - mono_now();
         int rc;
 
@@ -318,14 +322,18 @@ static int wait_fd(int fd, short events, double deadline, char *why, size_t len)
             return -1;
         }
         if (left <= 0) {
-            snprintf(why, len, "timed out after %.0f s", REQUEST_BUDGET);
+            snprintf(why, len, "timed out");
             return -1;
         }
-        rc = poll(p, 2, (int)ceil(left * 1000));
+        rc = poll(p, intr >= 0 ? 3 : 2, (int)ceil(left * 1000));
         if (rc < 0 && errno == EINTR) continue;
         if (rc < 0) {
             snprintf(why, len, "poll: %s", strerror(errno));
             return -1;
+        }
+        if (intr >= 0 && p[2].revents) {
+            snprintf(why, len, "interrupted");
+            return -2;
         }
         if (p[0].revents) return 0;
     }
@@ -354,8 +362,8 @@ static int split_addr(const char *addr, char *host, size_t hlen, char *port, siz
     return 0;
 }
 
-/* A non-blocking TCP socket connected to the identity endpoint; -1 with why. */
-static int tcp_connect(double deadline, char *why, size_t len)
+/* A non-blocking TCP socket connected to the identity endpoint; -1 with why (-2: intr). */
+static int tcp_connect(double deadline, int intr, char *why, size_t len)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL, *ai;
     char host[256], port[16];
@@ -376,10 +384,10 @@ static int tcp_connect(double deadline, char *why, size_t len)
         if (fd < 0) continue;
         if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) break;
         if (errno == EINPROGRESS) {
-            if (wait_fd(fd, POLLOUT, deadline, why, len) < 0) {
+            if ((rc = wait_intr(fd, POLLOUT, deadline, intr, why, len)) < 0) {
                 close(fd);
-                fd = -1;
-                break; /* timeout or stop: the budget is spent */
+                fd = rc; /* timeout, stop or intr: the budget is spent */
+                break;
             }
             sl = sizeof(soerr);
             if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0) break;
@@ -412,14 +420,18 @@ static void ssl_reason(SSL *ssl, int rc, const char *what, char *why, size_t len
     ERR_clear_error();
 }
 
-/* After an SSL call returned rc <= 0: waits for what it wants (0: call it again), or -1. */
-static int ssl_again(SSL *ssl, int rc, double deadline, const char *what, char *why, size_t len)
+/*
+ * After an SSL call returned rc <= 0: waits for what it wants (0: call it again), or -1
+ * (-2: intr became readable).
+ */
+static int ssl_again(SSL *ssl, int rc, double deadline, int intr, const char *what, char *why,
+                     size_t len)
 {
     switch (SSL_get_error(ssl, rc)) {
     case SSL_ERROR_WANT_READ:
-        return wait_fd(SSL_get_fd(ssl), POLLIN, deadline, why, len);
+        return wait_intr(SSL_get_fd(ssl), POLLIN, deadline, intr, why, len);
     case SSL_ERROR_WANT_WRITE:
-        return wait_fd(SSL_get_fd(ssl), POLLOUT, deadline, why, len);
+        return wait_intr(SSL_get_fd(ssl), POLLOUT, deadline, intr, why, len);
     default:
         ssl_reason(ssl, rc, what, why, len);
         return -1;
@@ -441,6 +453,22 @@ static SSL_CTX *endpoint_ctx(STACK_OF(X509) * trust)
             return NULL;
         }
     return ctx;
+}
+
+/* The client context to the controller for the discovery feed: endpoint_ctx with our leaf. */
+static SSL_CTX *feed_ctx(X509 *leaf, STACK_OF(X509) * chain, EVP_PKEY *key, STACK_OF(X509) * trust)
+{
+    SSL_CTX *ctx = endpoint_ctx(trust);
+    int i;
+
+    if (!ctx) return NULL;
+    if (SSL_CTX_use_certificate(ctx, leaf) != 1 || SSL_CTX_use_PrivateKey(ctx, key) != 1) goto fail;
+    for (i = 0; chain && i < sk_X509_num(chain); i++)
+        if (!SSL_CTX_add1_chain_cert(ctx, sk_X509_value(chain, i))) goto fail;
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
 }
 
 /*
@@ -473,16 +501,22 @@ static long dechunk(char *p, size_t n)
 
 /*
  * Whether buf[0..n) holds a whole response (eof: the peer closed); on 1 *status, *body and
- * *blen are set (a chunked body is decoded in place). 0: read more; -1: malformed.
+ * *blen are set (a chunked body is decoded in place) and, when hname is not NULL, the value
+ * of header hname (trimmed, cut to hvlen) into hval ("" when absent). 0: read more; -1:
+ * malformed.
  */
-static int http_response(char *buf, size_t n, int eof, int *status, char **body, size_t *blen)
+static int http_response(char *buf, size_t n, int eof, int *status, char **body, size_t *blen,
+                         const char *hname, char *hval, size_t hvlen)
 {
+    size_t hnl = hname ? strlen(hname) : 0;
+
     char *hend = memmem(buf, n, "\r\n\r\n", 4), *line;
     long clen = -1, d;
     int chunked = 0;
     size_t hlen;
 
     if (!hend) return eof ? -1 : 0;
+    if (hname && hvlen) hval[0] = '\0';
     hlen = (size_t)(hend - buf) + 4;
     if (n < 12 || strncmp(buf, "HTTP/1.", 7) != 0 || sscanf(buf + 9, "%3d", status) != 1) return -1;
     /* header lines: from after the status line to hend, each ending in CRLF */
@@ -497,6 +531,14 @@ static int http_response(char *buf, size_t n, int eof, int *status, char **body,
         if (ll >= 18 && strncasecmp(line, "transfer-encoding:", 18) == 0 &&
             memmem(line, ll, "chunked", 7))
             chunked = 1;
+        if (hnl && ll > hnl && line[hnl] == ':' && strncasecmp(line, hname, hnl) == 0) {
+            const char *v = line + hnl + 1, *ve = eol;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            snprintf(hval, hvlen, "%.*s", (int)(ve - v), v);
+        }
         line = eol + 1;
     }
     hlen = (size_t)(hend - buf) + 4;
@@ -516,23 +558,37 @@ static int http_response(char *buf, size_t n, int eof, int *status, char **body,
     return 1;
 }
 
+/* One POST to the controller (post_controller's arguments). */
+struct ctl_post {
+    SSL_CTX *ctx;      /* verifies the controller (and, for the feed, carries our certificate) */
+    const char *path;  /* "/v1/identity" */
+    const char *auth;  /* bearer token, or NULL */
+    const char *body;  /* JSON */
+    double budget;     /* seconds, connect to last byte */
+    int intr;          /* -1, or a descriptor whose readability abandons the request */
+    size_t max;        /* largest answer accepted (head and body) */
+    const char *hname; /* a header of the answer to return, or NULL */
+    char *hval;        /* its value ("" when absent) */
+    size_t hvlen;
+};
+
 /*
- * POSTs body (JSON) with the bearer token to /v1/identity, verifying the endpoint against
- * trust. 0 with *status and *resp (malloc'd, NUL-terminated body) set, or -1 with why.
+ * POSTs p->body to the controller at p->path, verifying it with p->ctx and its configured
+ * name. 0 with *status and *resp (malloc'd, NUL-terminated body of *rlen bytes) set, -1 with
+ * why, -2 when p->intr became readable first.
  */
-static int post_identity(STACK_OF(X509) * trust, const char *token, const char *body, int *status,
-                         char **resp, char *why, size_t len)
+static int post_controller(const struct ctl_post *p, int *status, char **resp, size_t *rlen,
+                           char *why, size_t len)
 {
-    double deadline = mono_now() + REQUEST_BUDGET;
-    SSL_CTX *ctx = NULL;
+    double deadline = mono_now() + p->budget;
     SSL *ssl = NULL;
     char *req = NULL, *buf = NULL, *rbody;
     size_t have = 0, blen = 0, cap = 16384;
     unsigned char ip[16];
     int fd = -1, rc = -1, r, n, is_ip, eof = 0, req_len, sent = 0;
 
-    if ((fd = tcp_connect(deadline, why, len)) < 0) return -1;
-    if (!(ctx = endpoint_ctx(trust)) || !(ssl = SSL_new(ctx)) || !SSL_set_fd(ssl, fd)) {
+    if ((fd = tcp_connect(deadline, p->intr, why, len)) < 0) return fd;
+    if (!(ssl = SSL_new(p->ctx)) || !SSL_set_fd(ssl, fd)) {
         snprintf(why, len, "out of memory");
         goto out;
     }
@@ -544,12 +600,14 @@ static int post_identity(STACK_OF(X509) * trust, const char *token, const char *
     }
     SSL_set_connect_state(ssl);
     while ((r = SSL_do_handshake(ssl)) != 1)
-        if (ssl_again(ssl, r, deadline, "TLS handshake", why, len) < 0) goto out;
+        if ((rc = ssl_again(ssl, r, deadline, p->intr, "TLS handshake", why, len)) < 0) goto out;
+    rc = -1;
     req_len = asprintf(&req,
-                       "POST /v1/identity HTTP/1.1\r\nHost: %s\r\nUser-Agent: strait-dataplane\r\n"
-                       "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+                       "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: strait-dataplane\r\n"
+                       "%s%s%sContent-Type: application/json\r\n"
                        "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                       mesh.addr, token, strlen(body), body);
+                       p->path, mesh.addr, p->auth ? "Authorization: Bearer " : "",
+                       p->auth ? p->auth : "", p->auth ? "\r\n" : "", strlen(p->body), p->body);
     if (req_len < 0) {
         req = NULL;
         snprintf(why, len, "out of memory");
@@ -558,19 +616,22 @@ static int post_identity(STACK_OF(X509) * trust, const char *token, const char *
     while (sent < req_len) {
         if ((r = SSL_write(ssl, req + sent, req_len - sent)) > 0)
             sent += r;
-        else if (ssl_again(ssl, r, deadline, "sending", why, len) < 0)
+        else if ((rc = ssl_again(ssl, r, deadline, p->intr, "sending", why, len)) < 0)
             goto out;
     }
+    rc = -1;
     if (!(buf = malloc(cap + 1))) goto out;
     for (;;) {
-        if ((r = http_response(buf, have, eof, status, &rbody, &blen)) == 1) break;
+        if ((r = http_response(buf, have, eof, status, &rbody, &blen, p->hname, p->hval,
+                               p->hvlen)) == 1)
+            break;
         if (r < 0) {
             snprintf(why, len, "malformed HTTP response");
             goto out;
         }
         if (have == cap) {
             char *nb;
-            if (cap >= RESPONSE_MAX || !(nb = realloc(buf, cap * 2 + 1))) {
+            if (cap >= p->max || !(nb = realloc(buf, cap * 2 + 1))) {
                 snprintf(why, len, "response too large");
                 goto out;
             }
@@ -589,10 +650,13 @@ static int post_identity(STACK_OF(X509) * trust, const char *token, const char *
             ERR_clear_error();
             continue;
         }
-        if (ssl_again(ssl, n, deadline, "reading the answer", why, len) < 0) goto out;
+        if ((rc = ssl_again(ssl, n, deadline, p->intr, "reading the answer", why, len)) < 0)
+            goto out;
+        rc = -1;
     }
     memmove(buf, rbody, blen + 1);
     *resp = buf;
+    *rlen = blen;
     buf = NULL;
     rc = 0;
 out:
@@ -602,7 +666,6 @@ out:
         SSL_set_quiet_shutdown(ssl, 1);
         SSL_free(ssl);
     }
-    SSL_CTX_free(ctx);
     close(fd);
     ERR_clear_error();
     return rc;
@@ -753,7 +816,8 @@ static int accept_answer(const char *json, EVP_PKEY *key, STACK_OF(X509) * ancho
     is->not_after = (double)timegm(&tm);
     snprintf(is->identity, sizeof(is->identity), "%s", uri);
     if (!(is->server = mesh_ctx(1, leaf, chain, key, is->trust)) ||
-        !(is->client = mesh_ctx(0, leaf, chain, key, is->trust))) {
+        !(is->client = mesh_ctx(0, leaf, chain, key, is->trust)) ||
+        !(is->feed = feed_ctx(leaf, chain, key, is->trust))) {
         snprintf(why, len, "cannot build the mTLS contexts: %s",
                  ERR_reason_error_string(ERR_peek_last_error()));
         goto out;
@@ -806,7 +870,20 @@ static int request_once(struct issued *is, char *why, size_t len)
         snprintf(why, len, "out of memory");
         goto out;
     }
-    if (post_identity(trust, token, body, &status, &resp, why, len) < 0) goto out;
+    {
+        struct ctl_post p = {.ctx = endpoint_ctx(trust),
+                             .path = "/v1/identity",
+                             .auth = token,
+                             .body = body,
+                             .budget = REQUEST_BUDGET,
+                             .intr = -1,
+                             .max = RESPONSE_MAX};
+        size_t rlen;
+        int r = p.ctx ? post_controller(&p, &status, &resp, &rlen, why, len) : -1;
+        if (!p.ctx) snprintf(why, len, "out of memory");
+        SSL_CTX_free(p.ctx);
+        if (r < 0) goto out;
+    }
     if (status != 200) {
         excerpt(resp, ex, sizeof(ex));
         snprintf(why, len, "identity endpoint answered %d: %s", status, ex);
@@ -836,23 +913,26 @@ static void format_time(double t, char *out, size_t len)
 /* Swaps in is (emptied); the old contexts are dropped (sessions keep their own). */
 static void install(struct issued *is)
 {
-    SSL_CTX *old_s, *old_c;
+    SSL_CTX *old_s, *old_c, *old_f;
     STACK_OF(X509) * old_t;
 
     pthread_mutex_lock(&mesh.lock);
     old_s = mesh.server;
     old_c = mesh.client;
+    old_f = mesh.feed;
     old_t = mesh.trust;
     mesh.server = is->server;
     mesh.client = is->client;
+    mesh.feed = is->feed;
     mesh.trust = is->trust;
     memcpy(mesh.identity, is->identity, sizeof(mesh.identity));
     mesh.not_after = is->not_after;
     pthread_mutex_unlock(&mesh.lock);
-    is->server = is->client = NULL;
+    is->server = is->client = is->feed = NULL;
     is->trust = NULL;
     SSL_CTX_free(old_s);
     SSL_CTX_free(old_c);
+    SSL_CTX_free(old_f);
     sk_X509_pop_free(old_t, X509_free);
 }
 
@@ -1023,6 +1103,39 @@ int tls_mesh_status(char *identity, size_t len, double *not_after)
 }
 
 /* The current context of one side, with a reference for the caller; NULL without identity. */
+int tls_mesh_feed_post(const char *path, const char *json, double budget, int intr, size_t max,
+                       struct tls_mesh_answer *a, char *why, size_t len)
+{
+    struct ctl_post p = {.path = path,
+                         .body = json,
+                         .budget = budget,
+                         .intr = intr,
+                         .max = max,
+                         .hname = "x-strait-version",
+                         .hval = a->version,
+                         .hvlen = sizeof(a->version)};
+    int rc;
+
+    a->status = 0;
+    a->body = NULL;
+    a->len = 0;
+    a->version[0] = '\0';
+    if (!mesh.running) {
+        snprintf(why, len, "the mesh identity is not started");
+        return -1;
+    }
+    pthread_mutex_lock(&mesh.lock);
+    if ((p.ctx = mesh.feed)) SSL_CTX_up_ref(p.ctx);
+    pthread_mutex_unlock(&mesh.lock);
+    if (!p.ctx) {
+        snprintf(why, len, "no workload certificate yet");
+        return -1;
+    }
+    rc = post_controller(&p, &a->status, &a->body, &a->len, why, len);
+    SSL_CTX_free(p.ctx);
+    return rc;
+}
+
 static SSL_CTX *current(int server)
 {
     SSL_CTX *ctx;

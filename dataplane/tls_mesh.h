@@ -53,6 +53,26 @@ int tls_mesh_status(char *identity, size_t len, double *not_after);
  */
 int tls_mesh_accept(struct transport *t, int fd);
 
+/* An answer of the controller (tls_mesh_feed_post). */
+struct tls_mesh_answer {
+    int status;
+    char *body; /* malloc'd (free it), NUL-terminated after len bytes; NULL on failure */
+    size_t len;
+    char version[128]; /* its X-Strait-Version header, "" when absent */
+};
+
+/*
+ * POSTs json to the controller's mesh endpoint at path (the identity endpoint's address and
+ * name) with the workload certificate as client certificate (mTLS): the discovery feed.
+ * budget: seconds from connect to the answer's last byte; intr: -1 or a descriptor whose
+ * becoming readable abandons the request; max: the largest answer accepted. 0 with *a filled
+ * (any status), -2 when intr became readable, -1 with why (no certificate yet, connect, TLS,
+ * a malformed or too large answer, timeout, tls_mesh_stop). Blocks: call it from a thread
+ * of its own. Safe from any thread while the identity runs.
+ */
+int tls_mesh_feed_post(const char *path, const char *json, double budget, int intr, size_t max,
+                       struct tls_mesh_answer *a, char *why, size_t len);
+
 #define TLS_MESH_PEER_UNKNOWN 0
 #define TLS_MESH_PEER_HTTP 1
 #define TLS_MESH_PEER_OPAQUE 2

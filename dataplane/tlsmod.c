@@ -261,6 +261,17 @@ int tls_mesh_accept(struct transport *t, int fd)
     return M() ? M()->mesh_accept(t, fd) : -1;
 }
 
+int tls_mesh_feed_post(const char *path, const char *json, double budget, int intr, size_t max,
+                       struct tls_mesh_answer *a, char *why, size_t len)
+{
+    if (!M()) {
+        a->body = NULL;
+        snprintf(why, len, "the TLS module is not loaded");
+        return -1;
+    }
+    return M()->mesh_feed_post(path, json, budget, intr, max, a, why, len);
+}
+
 int tls_mesh_peer(const struct transport *t, char *uri, size_t len)
 {
     return t->sess && M() ? M()->mesh_peer(t, uri, len) : -1;

@@ -34,7 +34,7 @@
 #include "snapwire.h"
 #include "transport.h"
 
-#define TLSMOD_ABI 2
+#define TLSMOD_ABI 3
 #define TLSMOD_FILE "strait-tls.so"
 #define TLSMOD_SYMBOL "strait_tls_module"
 
@@ -43,6 +43,7 @@ struct tls_snap;
 struct tls_upstream;
 struct tls_upstream_client;
 struct tls_mesh_config;
+struct tls_mesh_answer;
 
 struct tls_module {
     uint32_t abi;           /* TLSMOD_ABI */
@@ -83,6 +84,8 @@ struct tls_module {
     int (*mesh_status)(char *identity, size_t len, double *not_after);
     int (*mesh_accept)(struct transport *t, int fd);
     int (*mesh_peer)(const struct transport *t, char *uri, size_t len);
+    int (*mesh_feed_post)(const char *path, const char *json, double budget, int intr, size_t max,
+                          struct tls_mesh_answer *a, char *why, size_t len);
 };
 
 /*

@@ -41,4 +41,5 @@ const struct tls_module strait_tls_module = {
     .mesh_status = tls_mesh_status,
     .mesh_accept = tls_mesh_accept,
     .mesh_peer = tls_mesh_peer,
+    .mesh_feed_post = tls_mesh_feed_post,
 };

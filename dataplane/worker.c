@@ -165,6 +165,7 @@ static void async_cb(struct ev_loop *loop, ev_async *a, int revents)
         snapshot_unref(w->current);
         w->current = s; /* the reference taken by worker_pool_publish moves here */
         prune_pool(w, s);
+        conn_snapshot_swapped(w);
     }
     if (stop && !w->stopping) {
         w->stopping = 1;

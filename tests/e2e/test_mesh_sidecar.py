@@ -297,8 +297,13 @@ class MeshSidecarTest(unittest.TestCase):
                                                check=False).returncode == 0, 10, what=name)
         return p
 
+    def snapshot_args(self):
+        """How a sidecar gets its snapshot: the controller's whole one, over its Unix socket
+        (test_mesh_feed.py runs the same tests on the discovery feed)."""
+        return ["--socket", self.sock]
+
     def start_sidecar(self, pod, *extra):
-        args = [os.path.join(harness.BIN, "strait-dataplane"), "--sidecar", "--socket", self.sock,
+        args = [os.path.join(harness.BIN, "strait-dataplane"), "--sidecar", *self.snapshot_args(),
                 "--namespace", "shop", "--identity-addr", "%s:%d" % (HUB_IP, IDENTITY_PORT),
                 "--trust-anchors", self.bundle,
                 "--token-path", os.path.join(self.dir, "token-" + pod),
