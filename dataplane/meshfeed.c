@@ -76,6 +76,7 @@ static struct {
     uint64_t seq;
     struct answer slot; /* under mu: the newest answer not yet applied */
     int slot_full;
+    int kick; /* under mu: pending destinations were given up: resume what waits on them */
 } feed = {.mu = PTHREAD_MUTEX_INITIALIZER, .wake = {-1, -1}, .stopw = {-1, -1}};
 
 static double mono_now(void)
@@ -284,13 +285,24 @@ static void resolve(const struct snapshot *s, uint64_t seq)
     pthread_mutex_unlock(&feed.mu);
 }
 
-/* The controller did not answer: the destinations still pending are not Services for now. */
-static void give_up_pending(void)
+/*
+ * The controller did not answer: the destinations still pending are not Services for now,
+ * and the connections waiting on them need not wait any longer (the loop republishes the
+ * current snapshot: every worker's swap resumes them).
+ */
+static void give_up_pending(struct meshfeed *f)
 {
+    int any = 0;
+
     pthread_mutex_lock(&feed.mu);
     for (size_t i = 0; i < feed.n; i++)
-        if (feed.keys[i].state == KEY_PENDING) feed.keys[i].state = KEY_NONE;
+        if (feed.keys[i].state == KEY_PENDING) {
+            feed.keys[i].state = KEY_NONE;
+            any = 1;
+        }
+    feed.kick |= any;
     pthread_mutex_unlock(&feed.mu);
+    if (any) ev_async_send(f->loop, &f->async);
 }
 
 static void hand_over(struct meshfeed *f, struct tls_mesh_answer *a, uint64_t seq)
@@ -363,7 +375,7 @@ static void *feed_thread(void *arg)
             snprintf(why, sizeof(why), "the controller answered %d: %s", a.status, ex);
         }
         free(a.body);
-        give_up_pending();
+        give_up_pending(f);
         log_warn("mesh_feed_failed", "reason=%s retry_in=%.0fs", log_quote(q, sizeof(q), why),
                  backoff);
         if (nap(backoff)) break;
@@ -378,7 +390,7 @@ static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
     struct answer an = {0};
     struct snapshot *s;
     char err[256];
-    int full;
+    int full, kick;
 
     (void)loop;
     (void)revents;
@@ -388,8 +400,13 @@ static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
     an = feed.slot;
     feed.slot_full = 0;
     feed.slot.frame = NULL;
+    kick = feed.kick;
+    feed.kick = 0;
     pthread_mutex_unlock(&feed.mu);
-    if (!full) return;
+    if (!full) {
+        if (kick && f->current && f->apply) f->apply(f->current, f->arg);
+        return;
+    }
     s = snapshot_from_frame(an.frame, an.len, f->current, err, sizeof(err));
     free(an.frame);
     if (!s) {
