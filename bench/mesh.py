@@ -11,14 +11,16 @@ four "pods" on the bridge by veth pairs:
   db  direct server   (no mesh-init, no sidecar)
 The server apps are `meshload serve` (64-byte 200s, keep-alive); the clients `meshload load`
 (open loop: a fixed RATE schedule, latency counted from when each request was due), both as
-UID 1000. Every sidecar runs --workers 1.
+UID 1000. Every sidecar runs --workers 1 and gets its snapshot from the controller's
+discovery feed (only the Services its pod uses; --full: the whole snapshot over --socket).
 
 Phases:
   1. idle: the manifests hold only the two meshed pods (no Services: an empty mesh); each
      sidecar's VmRSS once it is ready (it has its certificate) and has sat 2 s.
   2. directory: SERVICES Services + EndpointSlices + Pods are written in one file (10 of them,
      bench-0..9, in front of mb; the rest in front of pods that do not exist, in 50
-     namespaces); once ma's sidecar routes bench-9 the whole file is in its snapshot; VmRSS.
+     namespaces); once ma's sidecar routes bench-9 (on the feed: ma subscribed to bench-9;
+     with --full: the whole file is in its snapshot); VmRSS.
   3. load, ROUNDS rounds, each: direct (da -> db:8080, 10 Hosts) and meshed (ma -> the 10
      ClusterIPs of bench-0..9, through both sidecars), RATE req/s for SECS s after a 2 s
      warm-up, 2 keep-alive connections per Service; the order alternates per round. During
@@ -26,7 +28,8 @@ Phases:
   4. VmRSS / VmHWM of both sidecars after the load (10 Services in use, SERVICES in the mesh).
 
 Options: --secs, --rate, --rounds, --services, --rt (sidecars, apps and clients SCHED_FIFO 1,
-so that other load on a shared machine preempts them less), -o FILE (a copy of the report).
+so that other load on a shared machine preempts them less), --full, -o FILE (a copy of the
+report).
 BUILD=dir picks the binaries (build/strait-controller, build/strait-dataplane, build/meshload).
 """
 import argparse
@@ -223,9 +226,11 @@ class Bench:
             raise SystemExit("bench-mesh: controller exited:\n" + self.log_of("controller"))
 
     def sidecar(self, pod):
+        # the discovery feed (what a pod runs), or with --full the controller's whole snapshot
+        source = ["--socket", self.sock] if self.args.full else []
         p = self.start("sidecar-" + pod, self.in_ns(
             pod, PROXY_UID, os.path.join(BIN, "strait-dataplane"), "--sidecar",
-            "--socket", self.sock, "--namespace", "shop",
+            *source, "--namespace", "shop",
             "--identity-addr", "%s:%d" % (HUB_IP, IDENTITY_PORT),
             "--trust-anchors", self.bundle, "--token-path",
             os.path.join(self.dir, "token-" + pod), "--admin", "127.0.0.1:4191",
@@ -339,9 +344,10 @@ class Bench:
         with open("/proc/loadavg") as f:
             load = " ".join(f.read().split()[:3])
         self.out("# strait bench-mesh: %s nproc=%d rate=%d secs=%d rounds=%d services=%d rt=%d "
-                 "loadavg=%s" % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                 os.cpu_count(), a.rate, a.secs, a.rounds, a.services,
-                                 a.rt, load))
+                 "snapshot=%s loadavg=%s" % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                             os.cpu_count(), a.rate, a.secs, a.rounds,
+                                             a.services, a.rt, "full" if a.full else "feed",
+                                             load))
         self.out("# latency in microseconds (open loop, from when each request was due); "
                  "cpu: sidecar utime+stime / run time, in vCPU")
         time.sleep(2)
@@ -356,8 +362,9 @@ class Bench:
                                         N_USED - 1), last), check=False)
             return r.stdout == "200"
         self.wait("the directory in ma's sidecar", routed, timeout=120)
-        self.out("# %d Services reached ma's sidecar in %.1f s" % (a.services,
-                                                                  time.monotonic() - t))
+        self.out("# %d Services in the mesh; bench-%d routed by ma's sidecar after %.1f s "
+                 "(holding %s)" % (a.services, N_USED - 1, time.monotonic() - t,
+                                   "all of them" if a.full else "what ma uses"))
         time.sleep(2)
         self.rss_line("directory")
         direct = ["%s:8080/bench-%d" % (POD_IP["db"], i) for i in range(N_USED)]
@@ -432,6 +439,9 @@ def main():
     ap.add_argument("--rt", action="store_true",
                     help="run the sidecars, apps and clients SCHED_FIFO 1 (chrt): shields the "
                     "latency figures from other load on a shared machine")
+    ap.add_argument("--full", action="store_true",
+                    help="sidecars read the controller's whole snapshot (--socket) instead of "
+                    "the discovery feed: every Service of the mesh in every sidecar")
     ap.add_argument("-o", help="write a copy of the report here")
     args = ap.parse_args()
     if os.geteuid() != 0:
