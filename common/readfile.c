@@ -11,6 +11,13 @@
 
 char *readfile_all(const char *path, size_t max, char *err, size_t errlen)
 {
+    size_t len;
+
+    return readfile_len(path, max, &len, err, errlen);
+}
+
+char *readfile_len(const char *path, size_t max, size_t *len, char *err, size_t errlen)
+{
     FILE *f = fopen(path, "rb");
     char *buf;
     size_t n;
@@ -36,5 +43,6 @@ char *readfile_all(const char *path, size_t max, char *err, size_t errlen)
     }
     fclose(f);
     buf[n] = '\0';
+    *len = n;
     return buf;
 }

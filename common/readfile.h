@@ -13,4 +13,7 @@
  */
 char *readfile_all(const char *path, size_t max, char *err, size_t errlen);
 
+/* The same, with the file's length in *len (for binary files: snapshot frames). */
+char *readfile_len(const char *path, size_t max, size_t *len, char *err, size_t errlen);
+
 #endif

@@ -23,6 +23,7 @@
 #include "events.h"
 #include "gwstatus.h"
 #include "leader.h"
+#include "meshfeed.h"
 #include "meshid.h"
 #include "publisher.h"
 #include "snapwire.h"
@@ -267,6 +268,25 @@ static void health_render_cluster(FILE *f)
     }
 }
 
+/* The sidecars' discovery feed (meshfeed.c keeps the figures). */
+static void health_render_feed(FILE *f)
+{
+    struct meshfeed_metrics fm;
+    int i;
+
+    meshfeed_metrics(&fm);
+    if (!fm.enabled) return;
+    family(f, "strait_mesh_feed_requests_total", "counter",
+           "Discovery feed answers (POST /v1/discovery) by status code (held requests count "
+           "when answered; one whose sidecar left is not counted).");
+    for (i = 0; i < MESHFEED_CODES; i++)
+        fprintf(f, "strait_mesh_feed_requests_total{code=\"%d\"} %llu\n", fm.codes[i],
+                (unsigned long long)fm.requests[i]);
+    family(f, "strait_mesh_feed_waiting", "gauge",
+           "Discovery feed requests held until the answer changes or their wait ends.");
+    fprintf(f, "strait_mesh_feed_waiting %u\n", fm.waiting);
+}
+
 /* Leader election, Ingress status and Events: their modules keep the figures. */
 static void health_render_leader(FILE *f)
 {
@@ -291,6 +311,7 @@ static void health_render_leader(FILE *f)
                "notAfter of the mesh root that signs (UNIX time; 0 while none is loaded).");
         fprintf(f, "strait_mesh_root_expiry_seconds %lld\n", (long long)mi.root_not_after);
     }
+    health_render_feed(f);
     leader_metrics(&lm);
     status_metrics(&sm);
     gwstatus_metrics(&gm);

@@ -41,12 +41,14 @@
 #include "leader.h"
 #include "log.h"
 #include "meshca.h"
+#include "meshfeed.h"
 #include "meshid.h"
 #include "meshinit.h"
 #include "meshsrv.h"
 #include "model.h"
 #include "netaddr.h"
 #include "publisher.h"
+#include "readfile.h"
 #include "snapbuild.h"
 #include "snapwire.h"
 #include "status.h"
@@ -82,8 +84,9 @@ struct ctl {
     struct gwstatus_writer *gw_status;    /* Gateway conditions, always in cluster mode */
     struct gwstatus_writer *authz_status; /* AuthorizationPolicy conditions, with --mesh */
     struct events *events;
-    int stopping;        /* SIGTERM seen: releasing the lease */
-    struct meshid *mesh; /* --mesh: the identity endpoint, NULL without */
+    int stopping;          /* SIGTERM seen: releasing the lease */
+    struct meshid *mesh;   /* --mesh: the identity endpoint, NULL without */
+    struct meshfeed *feed; /* --mesh: the sidecars' discovery feed on its server */
     /* --mesh: the mesh directory in every snapshot (meshbuild.h) */
     int mesh_dir;
     const char *trust_domain, *cluster_domain;
@@ -115,6 +118,8 @@ static void usage(FILE *f)
            "                         [--mesh-proxy-image IMAGE] [--mesh-identity-addr HOST:PORT]\n"
            "       strait-controller mesh-init ...   the mesh sidecar's interception\n"
            "                         (init container; strait-controller mesh-init --help)\n"
+           "       strait-controller snapshot-dump FILE   a snapshot frame (--frame-out, the\n"
+           "                         discovery feed's answers) as the --dump JSON\n"
            "       strait-controller inject -f FILE ...   adds the mesh sidecar to manifests\n"
            "                         (strait-controller inject --help)\n"
            "  Without --manifests or --kubeconfig the in-cluster service account is used\n"
@@ -490,6 +495,7 @@ static void ctl_reload(struct ctl *c)
     free(c->last);
     c->last = frame;
     c->last_len = len;
+    meshfeed_publish(c->feed, frame, len);
     log_info("snapshot_published", "generation=%llu bytes=%zu clients=%u",
              (unsigned long long)c->generation, len, publisher_clients(c->pub));
 }
@@ -714,16 +720,48 @@ static int ctl_kube_config(const char *kubeconfig, struct kube_config *cfg)
 }
 
 /*
- * Serves the admission webhook (POST /inject) on the mesh's HTTPS server: with --mesh it is
- * always there; the MutatingWebhookConfiguration decides whether the API server calls it.
+ * The mesh HTTPS server's other routes: the admission webhook (POST /inject: with --mesh it
+ * is always there; the MutatingWebhookConfiguration decides whether the API server calls it)
+ * and the sidecars' discovery feed (POST /v1/discovery).
  */
-static int ctl_route_inject(struct meshid *m, struct inject_webhook *w, char *err, size_t errlen)
+static int ctl_mesh_routes(struct ctl *c, struct inject_webhook *w, char *err, size_t errlen)
 {
-    w->mesh = m;
-    if (meshsrv_route(meshid_server(m), "POST", "/inject", inject_webhook_handler, w)) {
+    w->mesh = c->mesh;
+    if (meshsrv_route(meshid_server(c->mesh), "POST", "/inject", inject_webhook_handler, w)) {
         snprintf(err, errlen, "cannot route POST /inject: out of memory");
         return -1;
     }
+    c->feed = meshfeed_start(c->loop, meshid_server(c->mesh), c->trust_domain, err, errlen);
+    return c->feed ? 0 : -1;
+}
+
+/* strait-controller snapshot-dump FILE: decodes a frame file, prints its JSON dump. */
+static int ctl_snapshot_dump(int argc, char **argv)
+{
+    struct snapwire_snapshot s;
+    char err[300], *buf, *json;
+    size_t len;
+
+    if (argc != 2) {
+        fprintf(stderr, "usage: strait-controller snapshot-dump FILE\n");
+        return 2;
+    }
+    if (!(buf = readfile_len(argv[1], SNAPWIRE_MAX_FRAME, &len, err, sizeof(err))) ||
+        snapwire_decode(buf, len, &s, err, sizeof(err))) {
+        fprintf(stderr, "strait-controller: snapshot-dump: %s\n", err);
+        free(buf);
+        return 1;
+    }
+    free(buf);
+    if (!(json = snapwire_to_json(&s))) {
+        fprintf(stderr, "strait-controller: snapshot-dump: out of memory\n");
+        snapwire_free(&s);
+        return 1;
+    }
+    fputs(json, stdout);
+    if (*json && json[strlen(json) - 1] != '\n') fputc('\n', stdout);
+    free(json);
+    snapwire_free(&s);
     return 0;
 }
 
@@ -731,6 +769,8 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "mesh-init") == 0) return meshinit_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "inject") == 0) return inject_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "snapshot-dump") == 0)
+        return ctl_snapshot_dump(argc - 1, argv + 1);
     static const struct option opts[] = {
         {"manifests", required_argument, NULL, 'm'},
         {"kubeconfig", required_argument, NULL, 'k'},
@@ -1072,7 +1112,7 @@ int main(int argc, char **argv)
             leader_default_namespace(mesh_ns, sizeof(mesh_ns));
             mo.ns = mesh_ns;
             if (!(c.mesh = meshid_start(c.loop, kube_source_client(c.ks), &mo, err, sizeof(err))) ||
-                ctl_route_inject(c.mesh, &webhook, err, sizeof(err))) {
+                ctl_mesh_routes(&c, &webhook, err, sizeof(err))) {
                 log_error("startup_failed", "reason=%s", log_quote(q, sizeof(q), err));
                 goto free_cluster;
             }
@@ -1080,7 +1120,7 @@ int main(int argc, char **argv)
         if (ctl_start_cluster(&c, &lo, &so)) goto free_cluster;
     } else {
         if (mesh && (!(c.mesh = meshid_start(c.loop, NULL, &mo, err, sizeof(err))) ||
-                     ctl_route_inject(c.mesh, &webhook, err, sizeof(err)))) {
+                     ctl_mesh_routes(&c, &webhook, err, sizeof(err)))) {
             log_error("startup_failed", "reason=%s", log_quote(q, sizeof(q), err));
             goto stop_watchers;
         }
@@ -1092,7 +1132,10 @@ int main(int argc, char **argv)
     rc = 0;
 
 free_cluster:
-    /* before the client goes: they cancel their requests on it */
+    /* before the client goes: they cancel their requests on it; held feed requests are
+     * answered before their server stops */
+    meshfeed_free(c.feed);
+    c.feed = NULL;
     meshid_free(c.mesh);
     c.mesh = NULL;
     leader_free(c.leader);
@@ -1102,6 +1145,7 @@ free_cluster:
     events_free(c.events);
     kube_source_free(c.ks);
 stop_watchers:
+    meshfeed_free(c.feed);
     meshid_free(c.mesh);
     ev_signal_stop(c.loop, &c.sigterm);
     ev_signal_stop(c.loop, &c.sigint);

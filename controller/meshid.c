@@ -360,6 +360,9 @@ static void root_ready(struct meshid *m, struct meshca *ca, const char *source)
     mm.root_not_after = meshca_not_after(ca);
     if (server_cert(m, ca, err, sizeof(err)))
         log_error("mesh_server_cert_failed", "reason=%s", log_quote(q, sizeof(q), err));
+    /* sidecars' workload leaves authenticate them to the discovery feed (meshfeed.c) */
+    if (meshsrv_set_client_ca(m->srv, meshca_bundle_pem(ca), err, sizeof(err)))
+        log_error("mesh_client_ca_failed", "reason=%s", log_quote(q, sizeof(q), err));
     ev_timer_again(m->loop, &m->server_renew);
     log_info("mesh_root_ready", "source=%s not_after=%lld trust_domain=%s", source,
              (long long)mm.root_not_after, m->td);

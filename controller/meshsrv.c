@@ -9,9 +9,13 @@
  * whose body was refused reads the answer rather than a reset). Malformed requests get a clean JSON
  * 4xx of its own: 400 (request line, header syntax, conflicting lengths), 404, 405 with Allow, 411
  * (a body without Content-Length: chunked is not taken), 413, 431. A handler may answer later
- * (MESHSRV_ASYNC): the connection waits, bounded by its timer.
- * Does not: keep-alive, pipelining, client certificates, or know what any path means
- * (Expect: 100-continue gets its interim answer, best effort).
+ * (MESHSRV_ASYNC): the connection waits, bounded by its timer; one it holds longer
+ * (meshsrv_hold, the discovery feed's long poll) is also read meanwhile, so a client that
+ * leaves is noticed and its handler told (meshsrv_on_gone). With a client CA
+ * (meshsrv_set_client_ca) a client certificate is asked for, not required: one that is
+ * given must chain to the CA, and its single URI SAN becomes the request's peer_uri.
+ * Does not: keep-alive, pipelining, or know what any path means (Expect: 100-continue gets
+ * its interim answer, best effort).
  * Invariants: one loop; every connection is bounded by a timer (MESHSRV_TIMEOUT) and at most
  * MESHSRV_MAX_CONNS are open; a handler is called at most once per connection; a connection
  * whose asynchronous answer is pending is only freed by meshsrv_finish (closing it before
@@ -24,6 +28,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +74,7 @@ struct meshsrv {
     int lfd;
     ev_io accept_w;
     SSL_CTX *ctx;
+    X509_STORE *client_ca; /* NULL: no client certificate is asked for */
     double timeout;
     struct msrv_route routes[MESHSRV_MAX_ROUTES];
     size_t n_routes;
@@ -93,6 +99,10 @@ struct msrv_conn {
     } headers[MESHSRV_MAX_HEADERS];
     size_t n_headers;
     struct meshsrv_request req;
+    char *peer_uri; /* the verified client certificate's URI SAN, malloc'd, or NULL */
+    int held;       /* meshsrv_hold: reading for the client's departure while HANDLING */
+    meshsrv_gone_fn gone_fn;
+    void *gone_arg;
     char *out;
     size_t out_len, out_off;
 };
@@ -119,14 +129,20 @@ static void msrv_free(struct msrv_conn *c)
     if (c->next) c->next->prev = c->prev;
     s->n_conns--;
     free(c->out);
+    free(c->peer_uri);
     c->magic = 0;
     free(c);
 }
 
-/* Closes the socket; frees c unless a handler still owes it an answer. */
+/*
+ * Closes the socket; frees c unless a handler still owes it an answer, and then tells the
+ * handler, if it asked (meshsrv_on_gone: it may finish the request from the callback, so c
+ * is not touched after).
+ */
 static void msrv_close(struct msrv_conn *c)
 {
     struct ev_loop *loop = c->s->loop;
+    meshsrv_gone_fn fn;
 
     if (c->fd >= 0) {
         ev_io_stop(loop, &c->io);
@@ -136,7 +152,14 @@ static void msrv_close(struct msrv_conn *c)
         close(c->fd);
         c->fd = -1;
     }
-    if (c->state != MSRV_HANDLING) msrv_free(c);
+    if (c->state != MSRV_HANDLING) {
+        msrv_free(c);
+        return;
+    }
+    if ((fn = c->gone_fn)) {
+        c->gone_fn = NULL;
+        fn(c->gone_arg, &c->req);
+    }
 }
 
 /* Waits for the socket to be readable (want 1) or writable (0). */
@@ -170,21 +193,29 @@ static int msrv_retry(struct msrv_conn *c, int n)
     }
 }
 
-/* Serialises an answer into c->out (body taken). Returns 0, or -1 (out of memory). */
-static int msrv_format(struct msrv_conn *c, int status, const char *ctype, char *body,
+/*
+ * Serialises an answer into c->out (body taken: blen bytes; 0 means strlen for a text body).
+ * A 204 goes without Content-Type, Content-Length and body (RFC 9110 8.6). Returns 0, or -1
+ * (out of memory).
+ */
+static int msrv_format(struct msrv_conn *c, int status, const char *ctype, char *body, size_t blen,
                        const char *extra)
 {
-    char head[MESHSRV_HEAD_MAX], date[HTTPMSG_DATE_LEN];
-    size_t blen = body ? strlen(body) : 0;
+    char head[MESHSRV_HEAD_MAX], date[HTTPMSG_DATE_LEN], framing[128];
     int hl;
 
     if (!status) status = 200;
+    if (!blen && body) blen = strlen(body);
+    if (status == 204)
+        blen = 0, framing[0] = '\0';
+    else
+        snprintf(framing, sizeof(framing), "Content-Type: %s\r\nContent-Length: %zu\r\n",
+                 ctype ? ctype : "application/json", blen);
     httpmsg_date((time_t)ev_now(c->s->loop), date);
     hl = snprintf(head, sizeof(head),
-                  "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                  "Cache-Control: no-store\r\n%sConnection: close\r\n\r\n",
-                  status, httpmsg_reason(status), date, ctype ? ctype : "application/json", blen,
-                  extra ? extra : "");
+                  "HTTP/1.1 %d %s\r\nDate: %s\r\n%sCache-Control: no-store\r\n%sConnection: "
+                  "close\r\n\r\n",
+                  status, httpmsg_reason(status), date, framing, extra ? extra : "");
     if (hl < 0 || (size_t)hl >= sizeof(head) || !(c->out = malloc((size_t)hl + blen))) {
         free(body);
         return -1;
@@ -222,11 +253,11 @@ char *meshsrv_error_body(const char *msg)
 static void msrv_step(struct msrv_conn *c);
 
 /* Starts writing the answer (status 0: could not format it, close). */
-static void msrv_reply(struct msrv_conn *c, int status, const char *ctype, char *body,
+static void msrv_reply(struct msrv_conn *c, int status, const char *ctype, char *body, size_t blen,
                        const char *extra)
 {
     c->state = MSRV_WRITING;
-    if (msrv_format(c, status, ctype, body, extra) < 0) {
+    if (msrv_format(c, status, ctype, body, blen, extra) < 0) {
         msrv_close(c);
         return;
     }
@@ -235,20 +266,105 @@ static void msrv_reply(struct msrv_conn *c, int status, const char *ctype, char 
 
 static void msrv_reply_error(struct msrv_conn *c, int status, const char *msg, const char *extra)
 {
-    msrv_reply(c, status, NULL, meshsrv_error_body(msg), extra);
+    msrv_reply(c, status, NULL, meshsrv_error_body(msg), 0, extra);
 }
 
 void meshsrv_finish(struct meshsrv_request *req, int status, const char *content_type, char *body)
 {
+    struct meshsrv_reply r;
+
+    memset(&r, 0, sizeof(r));
+    r.status = status;
+    r.content_type = content_type;
+    r.body = body;
+    meshsrv_finish_reply(req, &r);
+}
+
+void meshsrv_finish_reply(struct meshsrv_request *req, struct meshsrv_reply *r)
+{
     struct msrv_conn *c = container_of(req, struct msrv_conn, req);
+    char *body = r->body;
 
     if (c->magic != MESHSRV_CONN_MAGIC || c->state != MSRV_HANDLING) abort();
+    c->gone_fn = NULL;
     if (c->fd < 0) { /* the client is gone (timer, reset) */
         free(body);
         msrv_free(c);
         return;
     }
-    msrv_reply(c, status, content_type, body, NULL);
+    c->held = 0;
+    r->headers[sizeof(r->headers) - 1] = '\0';
+    msrv_reply(c, r->status, r->content_type, body, r->body_len, r->headers);
+}
+
+void meshsrv_hold(struct meshsrv_request *req, double seconds)
+{
+    struct msrv_conn *c = container_of(req, struct msrv_conn, req);
+
+    if (c->magic != MESHSRV_CONN_MAGIC || c->state != MSRV_HANDLING) abort();
+    if (c->fd < 0) return;
+    ev_timer_stop(c->s->loop, &c->timer);
+    ev_timer_set(&c->timer, seconds, 0.);
+    ev_timer_start(c->s->loop, &c->timer);
+    c->held = 1;
+    msrv_want(c, 1);
+}
+
+void meshsrv_on_gone(struct meshsrv_request *req, meshsrv_gone_fn fn, void *arg)
+{
+    struct msrv_conn *c = container_of(req, struct msrv_conn, req);
+
+    if (c->magic != MESHSRV_CONN_MAGIC || c->state != MSRV_HANDLING) abort();
+    c->gone_fn = fn;
+    c->gone_arg = arg;
+}
+
+/*
+ * A held request's connection is readable: nothing is expected from the client (one request
+ * per connection), so what arrives is dropped, and its end (close_notify, FIN, reset) closes
+ * the socket.
+ */
+static void msrv_probe(struct msrv_conn *c)
+{
+    char sink[512];
+    int n;
+
+    while ((n = SSL_read(c->ssl, sink, (int)sizeof(sink))) > 0)
+        ;
+    if (!msrv_retry(c, n)) {
+        log_debug("mesh_client_gone", "peer=%s", c->peer);
+        msrv_close(c);
+    }
+}
+
+/*
+ * After the handshake: the client certificate's identity, when one was given and verified
+ * and carries exactly one URI SAN (peer_uri stays NULL otherwise).
+ */
+static void msrv_peer_identity(struct msrv_conn *c)
+{
+    X509 *x = SSL_get_peer_certificate(c->ssl);
+    GENERAL_NAMES *gens;
+    const GENERAL_NAME *g, *uri = NULL;
+    int i, n_uri = 0;
+
+    if (!x) return;
+    if (SSL_get_verify_result(c->ssl) == X509_V_OK &&
+        (gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL))) {
+        for (i = 0; i < sk_GENERAL_NAME_num(gens); i++) {
+            g = sk_GENERAL_NAME_value(gens, i);
+            if (g->type == GEN_URI && n_uri++ == 0) uri = g;
+        }
+        if (n_uri == 1) {
+            const unsigned char *d = ASN1_STRING_get0_data(uri->d.uniformResourceIdentifier);
+            int len = ASN1_STRING_length(uri->d.uniformResourceIdentifier);
+            if (len > 0 && !memchr(d, '\0', (size_t)len))
+                c->peer_uri = strndup((const char *)d, (size_t)len);
+        }
+        GENERAL_NAMES_free(gens);
+    }
+    X509_free(x);
+    ERR_clear_error();
 }
 
 static int msrv_is_tchar(unsigned char ch)
@@ -370,6 +486,7 @@ static void msrv_dispatch(struct msrv_conn *c)
     c->req.body_len = c->body_len;
     c->in[c->head_len + c->body_len] = '\0';
     c->req.peer = c->peer;
+    c->req.peer_uri = c->peer_uri;
     allow[0] = '\0';
     for (i = 0; i < s->n_routes; i++) {
         if (strcmp(s->routes[i].path, c->req.path)) continue;
@@ -398,7 +515,8 @@ static void msrv_dispatch(struct msrv_conn *c)
         msrv_reply_error(c, 500, "internal error", NULL);
         return;
     }
-    msrv_reply(c, r.status, r.content_type, r.body, NULL);
+    r.headers[sizeof(r.headers) - 1] = '\0';
+    msrv_reply(c, r.status, r.content_type, r.body, r.body_len, r.headers);
 }
 
 /*
@@ -471,11 +589,13 @@ static void msrv_step(struct msrv_conn *c)
             return;
         }
         c->state = MSRV_READING;
+        msrv_peer_identity(c);
         /* fall through */
     case MSRV_READING:
         msrv_read(c);
         return;
     case MSRV_HANDLING:
+        if (c->held) msrv_probe(c);
         return;
     case MSRV_WRITING:
         while (c->out_off < c->out_len) {
@@ -616,6 +736,21 @@ static SSL_CTX *msrv_ctx(const char *cert_pem, const char *key_pem, char *err, s
     return ctx;
 }
 
+/*
+ * Asks for client certificates verified against store (NULL: none asked for). Not required:
+ * a client without one still reaches every route; one whose certificate does not verify
+ * fails the handshake.
+ */
+static void msrv_ctx_client_ca(SSL_CTX *ctx, X509_STORE *store)
+{
+    if (!store) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+        return;
+    }
+    SSL_CTX_set1_cert_store(ctx, store);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_CLIENT_ONCE, NULL);
+}
+
 struct meshsrv *meshsrv_start(struct ev_loop *loop, const struct sockaddr *sa, socklen_t salen,
                               const char *cert_pem, const char *key_pem, char *err, size_t errlen)
 {
@@ -666,8 +801,34 @@ int meshsrv_set_cert(struct meshsrv *s, const char *cert_pem, const char *key_pe
     SSL_CTX *ctx = msrv_ctx(cert_pem, key_pem, err, errlen);
 
     if (!ctx) return -1;
+    msrv_ctx_client_ca(ctx, s->client_ca);
     SSL_CTX_free(s->ctx); /* connections in progress hold their own reference */
     s->ctx = ctx;
+    return 0;
+}
+
+int meshsrv_set_client_ca(struct meshsrv *s, const char *pem_bundle, char *err, size_t errlen)
+{
+    X509_STORE *store = X509_STORE_new();
+    BIO *b = BIO_new_mem_buf(pem_bundle, -1);
+    X509 *x;
+    int n = 0;
+
+    while (store && b && (x = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
+        if (X509_STORE_add_cert(store, x) == 1) n++;
+        X509_free(x);
+    }
+    BIO_free(b);
+    ERR_clear_error();
+    if (!n) {
+        snprintf(err, errlen, "client CA: %s",
+                 store ? "no certificate in the bundle" : "out of memory");
+        X509_STORE_free(store);
+        return -1;
+    }
+    X509_STORE_free(s->client_ca);
+    s->client_ca = store;
+    msrv_ctx_client_ca(s->ctx, store);
     return 0;
 }
 
@@ -698,6 +859,7 @@ void meshsrv_stop(struct meshsrv *s)
         free(s->routes[i].path);
     }
     SSL_CTX_free(s->ctx);
+    X509_STORE_free(s->client_ca);
     s->magic = 0;
     free(s);
 }

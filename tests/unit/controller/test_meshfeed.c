@@ -1,0 +1,194 @@
+/*
+ * meshfeed: the discovery request body as a table (accepted bodies with their canonical,
+ * sorted, deduplicated keys and addresses; refused ones with the reason's gist), the key
+ * forms, and what the version covers.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "meshfeed.h"
+#include "snapwire.h"
+
+static void test_bodies(void **state)
+{
+    static const struct {
+        const char *body;
+        const char *want; /* "version|wait|key,key|addr,addr", or NULL: refused */
+        const char *why;  /* a part of the reason (refused rows) */
+    } rows[] = {
+        {"{}", "|0||", NULL},
+        {"{\"version\": null, \"wait\": 0}", "|0||", NULL},
+        {"{\"version\": \"ab12\", \"wait\": 300, \"extra\": {\"x\": [1]}}", "ab12|300||", NULL},
+        {"{\"services\": [\"shop/backend\", \"10.96.0.10:80\", \"[FD00:10:0::1]:80\", "
+         "\"shop/backend\", \"10.96.0.10:80\"]}",
+         "|0|10.96.0.10:80,[fd00:10::1]:80,shop/backend|", NULL},
+        {"{\"addresses\": [\"fd00:0::5\", \"10.0.1.5\", \"fd00::5\"]}", "|0||10.0.1.5,fd00::5",
+         NULL},
+        {"{\"services\": []}", "|0||", NULL},
+        /* refused */
+        {"", NULL, ""},
+        {"{\"services\": ", NULL, ""},
+        {"[]", NULL, "object"},
+        {"\"x\"", NULL, "object"},
+        {"{\"version\": 5}", NULL, "version"},
+        {"{\"wait\": 301}", NULL, "wait"},
+        {"{\"wait\": -1}", NULL, "wait"},
+        {"{\"wait\": \"5\"}", NULL, "wait"},
+        {"{\"wait\": 1.5}", NULL, "wait"},
+        {"{\"services\": \"shop/a\"}", NULL, "services"},
+        {"{\"services\": [5]}", NULL, "services"},
+        {"{\"services\": [\"backend\"]}", NULL, "\"backend\""},
+        {"{\"services\": [\"Shop/backend\"]}", NULL, "Shop/backend"},
+        {"{\"services\": [\"shop/a/b\"]}", NULL, "shop/a/b"},
+        {"{\"services\": [\"/a\"]}", NULL, "/a"},
+        {"{\"services\": [\"localhost:80\"]}", NULL, "localhost:80"},
+        {"{\"services\": [\":80\"]}", NULL, ":80"},
+        {"{\"services\": [\"10.96.0.10:0\"]}", NULL, "10.96.0.10:0"},
+        {"{\"services\": [\"10.96.0.10:65536\"]}", NULL, "65536"},
+        {"{\"services\": [\"fd00::1:80\"]}", NULL, "fd00::1:80"},
+        {"{\"services\": [\"10.96.0.10\"]}", NULL, "10.96.0.10"},
+        {"{\"addresses\": [\"10.0.0\"]}", NULL, "10.0.0"},
+        {"{\"addresses\": \"10.0.0.1\"}", NULL, "addresses"},
+        {"{\"addresses\": [\"[::1]\"]}", NULL, "[::1]"},
+    };
+    struct meshfeed_query q;
+    char err[400], got[2048];
+    size_t i, j;
+
+    (void)state;
+    for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        int rc = meshfeed_parse(rows[i].body, strlen(rows[i].body), &q, err, sizeof(err));
+        if (!rows[i].want) {
+            if (rc != -1) fail_msg("row %zu (%s): accepted", i, rows[i].body);
+            if (!strstr(err, rows[i].why)) fail_msg("row %zu: reason \"%s\"", i, err);
+            assert_int_equal(q.n_keys + q.n_addresses, 0);
+            continue;
+        }
+        if (rc) fail_msg("row %zu (%s): %s", i, rows[i].body, err);
+        snprintf(got, sizeof(got), "%s|%u|", q.version, q.wait);
+        for (j = 0; j < q.n_keys; j++)
+            snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s", j ? "," : "",
+                     q.key_text[j]);
+        strcat(got, "|");
+        for (j = 0; j < q.n_addresses; j++)
+            snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s", j ? "," : "",
+                     q.addresses[j]);
+        if (strcmp(got, rows[i].want)) fail_msg("row %zu: got %s want %s", i, got, rows[i].want);
+        meshfeed_query_free(&q);
+    }
+}
+
+/* The subset keys point at the parts: a name split, an address canonical without its port. */
+static void test_key_parts(void **state)
+{
+    const char *b = "{\"services\": [\"shop/db\", \"[fd00:0:0::1]:8080\", \"10.96.0.1:53\"]}";
+    struct meshfeed_query q;
+    char err[200];
+
+    (void)state;
+    assert_int_equal(meshfeed_parse(b, strlen(b), &q, err, sizeof(err)), 0);
+    assert_int_equal(q.n_keys, 3);
+    /* sorted by text: "10.96.0.1:53" < "[fd00::1]:8080" < "shop/db" */
+    assert_string_equal(q.keys[0].address, "10.96.0.1");
+    assert_int_equal(q.keys[0].port, 53);
+    assert_null(q.keys[0].ns);
+    assert_string_equal(q.keys[1].address, "fd00::1");
+    assert_int_equal(q.keys[1].port, 8080);
+    assert_string_equal(q.keys[2].ns, "shop");
+    assert_string_equal(q.keys[2].name, "db");
+    assert_null(q.keys[2].address);
+    meshfeed_query_free(&q);
+}
+
+/* The limits: 1024 services and 16 addresses are fine, one more is not. */
+static void test_limits(void **state)
+{
+    size_t cap = 64 * 1024, i, n;
+    char *b = malloc(cap), err[200];
+    struct meshfeed_query q;
+
+    (void)state;
+    assert_non_null(b);
+    for (n = MESHFEED_MAX_SERVICES; n <= MESHFEED_MAX_SERVICES + 1; n++) {
+        size_t len = (size_t)snprintf(b, cap, "{\"services\": [");
+        for (i = 0; i < n; i++)
+            len += (size_t)snprintf(b + len, cap - len, "%s\"10.0.%zu.%zu:80\"", i ? "," : "",
+                                    i / 250, i % 250);
+        len += (size_t)snprintf(b + len, cap - len, "]}");
+        assert_int_equal(meshfeed_parse(b, len, &q, err, sizeof(err)),
+                         n > MESHFEED_MAX_SERVICES ? -1 : 0);
+        if (n <= MESHFEED_MAX_SERVICES) assert_int_equal(q.n_keys, n);
+        meshfeed_query_free(&q);
+    }
+    for (n = MESHFEED_MAX_ADDRESSES; n <= MESHFEED_MAX_ADDRESSES + 1; n++) {
+        size_t len = (size_t)snprintf(b, cap, "{\"addresses\": [");
+        for (i = 0; i < n; i++)
+            len += (size_t)snprintf(b + len, cap - len, "%s\"10.1.0.%zu\"", i ? "," : "", i);
+        len += (size_t)snprintf(b + len, cap - len, "]}");
+        assert_int_equal(meshfeed_parse(b, len, &q, err, sizeof(err)),
+                         n > MESHFEED_MAX_ADDRESSES ? -1 : 0);
+        meshfeed_query_free(&q);
+    }
+    free(b);
+}
+
+/* The version: the payload and the canonical keys, not the generation nor the key spelling. */
+static void test_version(void **state)
+{
+    struct snapwire_snapshot s = {0};
+    uint8_t *f1, *f2;
+    size_t l1, l2;
+    char err[200], v[6][17];
+    struct meshfeed_query q;
+    const char *bodies[] = {
+        "{\"services\": [\"shop/db\", \"[fd00::1]:80\"]}",
+        "{\"services\": [\"[fd00:0::1]:80\", \"shop/db\", \"shop/db\"]}",
+        "{\"services\": [\"shop/db\", \"[fd00::1]:80\", \"10.1.1.1:80\"]}",
+        "{\"services\": [\"shop/db\", \"[fd00::1]:80\"], \"addresses\": [\"10.0.0.1\"]}",
+    };
+    int i;
+
+    (void)state;
+    s.meta.default_cluster = s.meta.default_cert = SNAPWIRE_NONE;
+    s.meta.trust_domain = "cluster.local";
+    assert_int_equal(snapwire_encode(&s, 1, &f1, &l1, err, sizeof(err)), 0);
+    assert_int_equal(snapwire_encode(&s, 2, &f2, &l2, err, sizeof(err)), 0);
+    for (i = 0; i < 4; i++) {
+        assert_int_equal(meshfeed_parse(bodies[i], strlen(bodies[i]), &q, err, sizeof(err)), 0);
+        meshfeed_version(f1, l1, &q, v[i]);
+        if (i == 0) meshfeed_version(f2, l2, &q, v[4]);
+        meshfeed_query_free(&q);
+    }
+    assert_int_equal(strlen(v[0]), 16);
+    assert_string_equal(v[0], v[1]); /* spelling, order, duplicates */
+    assert_string_equal(v[0], v[4]); /* generation */
+    assert_string_not_equal(v[0], v[2]);
+    assert_string_not_equal(v[0], v[3]);
+    assert_string_not_equal(v[2], v[3]);
+    s.meta.source = "file:/other"; /* a payload change */
+    free(f2);
+    assert_int_equal(snapwire_encode(&s, 1, &f2, &l2, err, sizeof(err)), 0);
+    assert_int_equal(meshfeed_parse(bodies[0], strlen(bodies[0]), &q, err, sizeof(err)), 0);
+    meshfeed_version(f2, l2, &q, v[5]);
+    meshfeed_query_free(&q);
+    assert_string_not_equal(v[0], v[5]);
+    free(f1);
+    free(f2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bodies),
+        cmocka_unit_test(test_key_parts),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_version),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
