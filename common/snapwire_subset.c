@@ -4,7 +4,9 @@
  * Does: select mesh records by ClusterIP:port (binary search: the records are sorted by
  * (address text, port) and their addresses are canonical inet_ntop text, so a key is
  * canonicalised the same way first), by Service name, and by the pod's own addresses (an
- * endpoint of the record's cluster); then keep what those records reference.
+ * endpoint of the record's cluster), both through an index built once per snapshot (the
+ * records by name, the endpoints by binary address), so selecting costs what is asked for,
+ * not the size of the mesh; then keep what those records reference.
  * Does not: encode, allocate strings, or look at listeners, routes and certificates with
  * keys (a subset never has any).
  * Invariant: every kept array is a compaction of the full one in its original order, so the
@@ -60,99 +62,152 @@ static uint32_t sub_find_record(const struct snapwire_snapshot *s, const char *a
     return SNAPWIRE_NONE;
 }
 
-static int sub_name_cmp(const void *a, const void *b)
+/* ---- the index: endpoints by address, records by name ---- */
+
+struct sub_ep {
+    struct sub_ip ip;
+    uint32_t cluster;
+};
+
+struct snapwire_subset_index {
+    const struct snapwire_snapshot *snap;
+    struct sub_ep *eps; /* every endpoint that parses, sorted by address */
+    uint32_t n_eps;
+    const struct snapwire_mesh_service **by_name; /* the records sorted by (ns, name) */
+};
+
+static int sub_ip_cmp(const struct sub_ip *a, const struct sub_ip *b)
 {
-    const struct snapwire_subset_key *x = *(const struct snapwire_subset_key *const *)a;
-    const struct snapwire_subset_key *y = *(const struct snapwire_subset_key *const *)b;
+    if (a->family != b->family) return a->family < b->family ? -1 : 1;
+    return memcmp(a->a, b->a, sizeof(a->a));
+}
+
+static int sub_ep_cmp(const void *a, const void *b)
+{
+    return sub_ip_cmp(&((const struct sub_ep *)a)->ip, &((const struct sub_ep *)b)->ip);
+}
+
+static int sub_rec_cmp(const void *a, const void *b)
+{
+    const struct snapwire_mesh_service *x = *(const struct snapwire_mesh_service *const *)a;
+    const struct snapwire_mesh_service *y = *(const struct snapwire_mesh_service *const *)b;
     int c = strcmp(x->ns, y->ns);
 
     return c ? c : strcmp(x->name, y->name);
 }
 
-/* Whether (ns, name) is among the sorted name keys. */
-static int sub_has_name(const struct snapwire_subset_key *const *names, size_t n, const char *ns,
-                        const char *name)
+struct snapwire_subset_index *snapwire_subset_index_new(const struct snapwire_snapshot *s)
 {
-    struct snapwire_subset_key k = {ns, name, NULL, 0};
-    const struct snapwire_subset_key *kp = &k;
+    struct snapwire_subset_index *ix = calloc(1, sizeof(*ix));
+    uint32_t c, e, r;
 
-    return n && bsearch(&kp, names, n, sizeof(*names), sub_name_cmp) != NULL;
+    if (!ix || !(ix->eps = calloc(s->n_endpoints + 1, sizeof(*ix->eps))) ||
+        !(ix->by_name = calloc(s->n_mesh_services + 1, sizeof(*ix->by_name)))) {
+        snapwire_subset_index_free(ix);
+        return NULL;
+    }
+    ix->snap = s;
+    for (c = 0; c < s->n_clusters; c++) {
+        const struct snapwire_cluster *cl = &s->clusters[c];
+        for (e = cl->first_endpoint; e < cl->first_endpoint + cl->endpoint_count; e++) {
+            if (sub_ip_parse(s->endpoints[e].address, &ix->eps[ix->n_eps].ip)) continue;
+            ix->eps[ix->n_eps++].cluster = c;
+        }
+    }
+    qsort(ix->eps, ix->n_eps, sizeof(*ix->eps), sub_ep_cmp);
+    for (r = 0; r < s->n_mesh_services; r++)
+        ix->by_name[r] = &s->mesh_services[r];
+    qsort(ix->by_name, s->n_mesh_services, sizeof(*ix->by_name), sub_rec_cmp);
+    return ix;
+}
+
+void snapwire_subset_index_free(struct snapwire_subset_index *ix)
+{
+    if (!ix) return;
+    free(ix->eps);
+    free(ix->by_name);
+    free(ix);
 }
 
 /*
  * Marks in own[] the clusters with an endpoint at one of the pod's addresses. Returns 0, or
  * -1 with err (an address that is no IP literal).
  */
-static int sub_own_clusters(const struct snapwire_snapshot *s,
+static int sub_own_clusters(const struct snapwire_subset_index *ix,
                             const struct snapwire_subset_query *q, unsigned char *own, char *err,
                             size_t errlen)
 {
-    struct sub_ip *mine, ep;
-    uint32_t c, e;
+    struct sub_ip mine;
+    uint32_t lo, hi, mid;
     size_t i;
 
-    if (!q->n_addresses) return 0;
-    if (!(mine = calloc(q->n_addresses, sizeof(*mine)))) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
     for (i = 0; i < q->n_addresses; i++) {
-        if (sub_ip_parse(q->addresses[i], &mine[i])) {
+        if (sub_ip_parse(q->addresses[i], &mine)) {
             snprintf(err, errlen, "address \"%s\" is not an IP literal",
                      q->addresses[i] ? q->addresses[i] : "");
-            free(mine);
             return -1;
         }
-    }
-    for (c = 0; c < s->n_clusters; c++) {
-        const struct snapwire_cluster *cl = &s->clusters[c];
-        for (e = cl->first_endpoint; !own[c] && e < cl->first_endpoint + cl->endpoint_count; e++) {
-            if (sub_ip_parse(s->endpoints[e].address, &ep)) continue;
-            for (i = 0; i < q->n_addresses && !own[c]; i++)
-                own[c] = mine[i].family == ep.family && !memcmp(mine[i].a, ep.a, sizeof(ep.a));
+        for (lo = 0, hi = ix->n_eps; lo < hi;) { /* the first endpoint >= mine */
+            mid = lo + (hi - lo) / 2;
+            if (sub_ip_cmp(&ix->eps[mid].ip, &mine) < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
         }
+        for (; lo < ix->n_eps && !sub_ip_cmp(&ix->eps[lo].ip, &mine); lo++)
+            own[ix->eps[lo].cluster] = 1;
     }
-    free(mine);
     return 0;
+}
+
+/* Marks in keep[] the records of Service (ns, name). */
+static void sub_mark_name(const struct snapwire_subset_index *ix, const char *ns, const char *name,
+                          unsigned char *keep)
+{
+    const struct snapwire_snapshot *s = ix->snap;
+    struct snapwire_mesh_service k = {0};
+    const struct snapwire_mesh_service *kp = &k;
+    uint32_t lo = 0, hi = s->n_mesh_services, mid;
+
+    k.ns = ns;
+    k.name = name;
+    while (lo < hi) { /* the first record >= (ns, name) */
+        mid = lo + (hi - lo) / 2;
+        if (sub_rec_cmp(&ix->by_name[mid], &kp) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (; lo < s->n_mesh_services && !sub_rec_cmp(&ix->by_name[lo], &kp); lo++)
+        keep[ix->by_name[lo] - s->mesh_services] = 1;
 }
 
 /*
  * Marks in keep[] the records q asks for by address key and by name key. Returns 0, or -1
  * with err.
  */
-static int sub_keyed_records(const struct snapwire_snapshot *s,
+static int sub_keyed_records(const struct snapwire_subset_index *ix,
                              const struct snapwire_subset_query *q, unsigned char *keep, char *err,
                              size_t errlen)
 {
-    const struct snapwire_subset_key **names;
     char canon[INET6_ADDRSTRLEN];
     struct sub_ip ip;
-    size_t i, n_names = 0;
+    size_t i;
     uint32_t r;
 
-    if (!(names = calloc(q->n_keys + 1, sizeof(*names)))) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
     for (i = 0; i < q->n_keys; i++) {
         const struct snapwire_subset_key *k = &q->keys[i];
         if (k->ns && k->name) {
-            names[n_names++] = k;
+            sub_mark_name(ix, k->ns, k->name, keep);
             continue;
         }
         if (sub_ip_parse(k->address, &ip) || !inet_ntop(ip.family, ip.a, canon, sizeof(canon))) {
             snprintf(err, errlen, "key address \"%s\" is not an IP literal",
                      k->address ? k->address : "");
-            free(names);
             return -1;
         }
-        if ((r = sub_find_record(s, canon, k->port)) != SNAPWIRE_NONE) keep[r] = 1;
+        if ((r = sub_find_record(ix->snap, canon, k->port)) != SNAPWIRE_NONE) keep[r] = 1;
     }
-    qsort(names, n_names, sizeof(*names), sub_name_cmp);
-    for (r = 0; r < s->n_mesh_services && n_names; r++)
-        if (sub_has_name(names, n_names, s->mesh_services[r].ns, s->mesh_services[r].name))
-            keep[r] = 1;
-    free(names);
     return 0;
 }
 
@@ -314,6 +369,8 @@ int snapwire_mesh_subset(const struct snapwire_snapshot *s, const struct snapwir
                          struct snapwire_snapshot *out, char *err, size_t errlen)
 {
     struct sub_work w;
+    struct snapwire_subset_index *own_ix = NULL;
+    const struct snapwire_subset_index *ix;
     unsigned char *keep_a = NULL;
     uint32_t i;
 
@@ -322,7 +379,13 @@ int snapwire_mesh_subset(const struct snapwire_snapshot *s, const struct snapwir
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (sub_keyed_records(s, q, w.keep, err, errlen) || sub_own_clusters(s, q, w.own, err, errlen))
+    if (!(ix = q->index) && !(ix = own_ix = snapwire_subset_index_new(s))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (ix->snap != s) abort(); /* an index of another snapshot: a caller's bug */
+    if (sub_keyed_records(ix, q, w.keep, err, errlen) ||
+        sub_own_clusters(ix, q, w.own, err, errlen))
         goto fail;
     for (i = 0; i < s->n_mesh_services; i++) {
         uint32_t c = s->mesh_services[i].cluster;
@@ -360,9 +423,11 @@ int snapwire_mesh_subset(const struct snapwire_snapshot *s, const struct snapwir
     out->generation = s->generation;
     free(keep_a);
     sub_work_free(&w);
+    snapwire_subset_index_free(own_ix);
     return 0;
 
 fail:
+    snapwire_subset_index_free(own_ix);
     free(keep_a);
     sub_work_free(&w);
     snapwire_subset_free(out);

@@ -20,11 +20,21 @@ struct snapwire_subset_key {
     uint16_t port;
 };
 
+/*
+ * An index of one snapshot (its records by Service name, its endpoints by address) that
+ * makes a subset cost what it selects: build it once per snapshot when many subsets are cut
+ * from it. It points into the snapshot (free it first). NULL: out of memory.
+ */
+struct snapwire_subset_index;
+struct snapwire_subset_index *snapwire_subset_index_new(const struct snapwire_snapshot *full);
+void snapwire_subset_index_free(struct snapwire_subset_index *ix);
+
 struct snapwire_subset_query {
     const struct snapwire_subset_key *keys;
     size_t n_keys;
     const char *const *addresses; /* the pod's own IPs (literals, any text form) */
     size_t n_addresses;
+    const struct snapwire_subset_index *index; /* of the snapshot cut; NULL: made per call */
 };
 
 /*

@@ -45,7 +45,8 @@ struct meshfeed {
     struct ev_loop *loop;
     char *td_prefix; /* "spiffe://<trust-domain>/" */
     int have_snapshot;
-    struct snapwire_snapshot snap; /* the last published frame, decoded */
+    struct snapwire_snapshot snap;       /* the last published frame, decoded */
+    struct snapwire_subset_index *index; /* of snap; NULL: each subset makes its own */
     uint64_t generation;
     struct mf_held *held;
 };
@@ -347,7 +348,7 @@ static int mf_answer(struct meshfeed *f, const struct meshfeed_query *q, struct 
                      char version[17])
 {
     struct snapwire_subset_query sq = {q->keys, q->n_keys, (const char *const *)q->addresses,
-                                       q->n_addresses};
+                                       q->n_addresses, f->index};
     struct snapwire_snapshot sub;
     uint8_t *frame;
     size_t len;
@@ -565,8 +566,10 @@ void meshfeed_publish(struct meshfeed *f, const uint8_t *frame, size_t len)
         log_error("mesh_feed_decode_failed", "reason=%s", log_quote(q, sizeof(q), err));
         return;
     }
+    snapwire_subset_index_free(f->index);
     if (f->have_snapshot) snapwire_free(&f->snap);
     f->snap = snap;
+    f->index = snapwire_subset_index_new(&f->snap); /* NULL (memory) is only slower */
     f->generation = snapwire_frame_generation(frame);
     f->have_snapshot = 1;
     for (h = f->held; h; h = next) {
@@ -590,6 +593,7 @@ void meshfeed_free(struct meshfeed *f)
         r.body = meshsrv_error_body("the controller is stopping");
         mf_held_finish(f->held, &r);
     }
+    snapwire_subset_index_free(f->index);
     if (f->have_snapshot) snapwire_free(&f->snap);
     free(f->td_prefix);
     f->magic = 0;

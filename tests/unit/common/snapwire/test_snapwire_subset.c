@@ -94,21 +94,34 @@ static struct snapwire_snapshot full(void)
     return s;
 }
 
-/* The subset of full() for keys and addresses, through the wire: encoded, then decoded. */
+/*
+ * The subset of full() for keys and addresses, through the wire: encoded, then decoded. Cut
+ * twice, with an index made for the call and with one made beforehand: the same bytes.
+ */
 static void subset(const struct snapwire_subset_key *keys, size_t n_keys, const char *const *addrs,
                    size_t n_addrs, struct snapwire_snapshot *d)
 {
     struct snapwire_snapshot s = full(), out;
-    struct snapwire_subset_query q = {keys, n_keys, addrs, n_addrs};
-    uint8_t *f;
-    size_t len;
+    struct snapwire_subset_query q = {keys, n_keys, addrs, n_addrs, NULL};
+    struct snapwire_subset_index *ix;
+    uint8_t *f[2];
+    size_t len[2];
     char err[256];
+    int i;
 
-    if (snapwire_mesh_subset(&s, &q, &out, err, sizeof(err))) fail_msg("subset: %s", err);
-    if (snapwire_encode(&out, 5, &f, &len, err, sizeof(err))) fail_msg("encode: %s", err);
-    snapwire_subset_free(&out);
-    if (snapwire_decode(f, len, d, err, sizeof(err))) fail_msg("decode: %s", err);
-    free(f);
+    assert_non_null(ix = snapwire_subset_index_new(&s));
+    for (i = 0; i < 2; i++) {
+        q.index = i ? ix : NULL;
+        if (snapwire_mesh_subset(&s, &q, &out, err, sizeof(err))) fail_msg("subset: %s", err);
+        if (snapwire_encode(&out, 5, &f[i], &len[i], err, sizeof(err))) fail_msg("encode: %s", err);
+        snapwire_subset_free(&out);
+    }
+    snapwire_subset_index_free(ix);
+    assert_int_equal(len[0], len[1]);
+    assert_memory_equal(f[0], f[1], len[0]);
+    if (snapwire_decode(f[0], len[0], d, err, sizeof(err))) fail_msg("decode: %s", err);
+    free(f[0]);
+    free(f[1]);
 }
 
 /* Nothing of the edge survives, whatever the query. */
@@ -257,7 +270,7 @@ static void test_bad_addresses(void **state)
     struct snapwire_snapshot s = full(), out;
     struct snapwire_subset_key k[] = {{NULL, NULL, "10.96.0", 80}};
     const char *own[] = {"fd00::1::2"};
-    struct snapwire_subset_query q1 = {k, 1, NULL, 0}, q2 = {NULL, 0, own, 1};
+    struct snapwire_subset_query q1 = {k, 1, NULL, 0, NULL}, q2 = {NULL, 0, own, 1, NULL};
     char err[256];
 
     (void)state;
@@ -274,7 +287,7 @@ static void test_not_a_mesh_snapshot(void **state)
 {
     struct snapwire_snapshot s = full(), out;
     struct snapwire_subset_key k[] = {{NULL, NULL, "10.96.0.10", 80}};
-    struct snapwire_subset_query q = {k, 1, NULL, 0};
+    struct snapwire_subset_query q = {k, 1, NULL, 0, NULL};
     uint8_t *f;
     size_t len;
     char err[256];
