@@ -452,12 +452,18 @@ static void mf_held_gone(void *arg, struct meshsrv_request *req)
     meshsrv_finish(req, 204, NULL, NULL);
 }
 
-/* Holds req with q (taken) until the answer changes or q->wait ends. 0, or -1 (memory). */
+/*
+ * Holds req with q (taken) until the answer changes or q->wait ends. 0, or -1 (the server
+ * holds as many as it may, or out of memory: q and req untouched).
+ */
 static int mf_hold(struct meshfeed *f, struct meshsrv_request *req, struct meshfeed_query *q)
 {
     struct mf_held *h = calloc(1, sizeof(*h));
 
-    if (!h) return -1;
+    if (!h || meshsrv_hold(req, (double)q->wait + MESHFEED_HOLD_SLACK)) {
+        free(h);
+        return -1;
+    }
     h->magic = MESHFEED_HELD_MAGIC;
     h->f = f;
     h->req = req;
@@ -469,7 +475,6 @@ static int mf_hold(struct meshfeed *f, struct meshsrv_request *req, struct meshf
     fm.waiting++;
     ev_timer_init(&h->timer, mf_held_timeout, (double)h->q.wait, 0.);
     ev_timer_start(f->loop, &h->timer);
-    meshsrv_hold(req, (double)h->q.wait + MESHFEED_HOLD_SLACK);
     meshsrv_on_gone(req, mf_held_gone, h);
     return 0;
 }
@@ -523,7 +528,7 @@ static int mf_handler(void *arg, struct meshsrv_request *req, struct meshsrv_rep
             return MESHSRV_ASYNC;
         }
         meshfeed_query_free(&q);
-        mf_error(req, out, 500, "out of memory", n);
+        mf_error(req, out, 503, "too many requests held: ask again later", n);
         return 0;
     }
     mf_count(status);

@@ -16,8 +16,10 @@
  * given must chain to the CA, and its single URI SAN becomes the request's peer_uri.
  * Does not: keep-alive, pipelining, or know what any path means (Expect: 100-continue gets
  * its interim answer, best effort).
- * Invariants: one loop; every connection is bounded by a timer (MESHSRV_TIMEOUT) and at most
- * MESHSRV_MAX_CONNS are open; a handler is called at most once per connection; a connection
+ * Invariants: one loop; every connection is bounded by a timer (MESHSRV_TIMEOUT, or its
+ * hold); at most MESHSRV_MAX_CONNS are open besides the held ones, at most MESHSRV_MAX_HELD
+ * are held (so long polls never starve the other routes), and a held connection keeps no
+ * input buffer; a handler is called at most once per connection; a connection
  * whose asynchronous answer is pending is only freed by meshsrv_finish (closing it before
  * just closes the socket), so the handler's req pointer stays valid.
  */
@@ -79,6 +81,7 @@ struct meshsrv {
     struct msrv_route routes[MESHSRV_MAX_ROUTES];
     size_t n_routes;
     unsigned n_conns;
+    unsigned n_held; /* connections held (meshsrv_hold), counted in n_conns too */
     struct msrv_conn *conns;
 };
 
@@ -92,15 +95,16 @@ struct msrv_conn {
     ev_io io;
     ev_timer timer;
     char peer[NETADDR_STRLEN];
-    char in[MESHSRV_MAX_REQUEST + 1];
+    char *in; /* MESHSRV_MAX_REQUEST + 1 bytes; released by meshsrv_hold */
     size_t in_len, head_len, body_len;
     struct {
         char *name, *value;
     } headers[MESHSRV_MAX_HEADERS];
     size_t n_headers;
     struct meshsrv_request req;
-    char *peer_uri; /* the verified client certificate's URI SAN, malloc'd, or NULL */
-    int held;       /* meshsrv_hold: reading for the client's departure while HANDLING */
+    char *peer_uri;  /* the verified client certificate's URI SAN, malloc'd, or NULL */
+    int held;        /* meshsrv_hold: reading for the client's departure while HANDLING */
+    char *held_line; /* meshsrv_hold: "METHOD\0PATH", what req points to once in is gone */
     meshsrv_gone_fn gone_fn;
     void *gone_arg;
     char *out;
@@ -128,7 +132,10 @@ static void msrv_free(struct msrv_conn *c)
         s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     s->n_conns--;
+    if (c->held) s->n_held--;
     free(c->out);
+    free(c->in);
+    free(c->held_line);
     free(c->peer_uri);
     c->magic = 0;
     free(c);
@@ -292,22 +299,43 @@ void meshsrv_finish_reply(struct meshsrv_request *req, struct meshsrv_reply *r)
         msrv_free(c);
         return;
     }
-    c->held = 0;
+    if (c->held) {
+        c->held = 0;
+        c->s->n_held--;
+    }
     r->headers[sizeof(r->headers) - 1] = '\0';
     msrv_reply(c, r->status, r->content_type, body, r->body_len, r->headers);
 }
 
-void meshsrv_hold(struct meshsrv_request *req, double seconds)
+int meshsrv_hold(struct meshsrv_request *req, double seconds)
 {
     struct msrv_conn *c = container_of(req, struct msrv_conn, req);
+    size_t ml, pl;
 
     if (c->magic != MESHSRV_CONN_MAGIC || c->state != MSRV_HANDLING) abort();
-    if (c->fd < 0) return;
+    if (c->fd < 0) return 0;
+    if (!c->held) {
+        if (c->s->n_held >= MESHSRV_MAX_HELD) return -1;
+        ml = strlen(c->req.method);
+        pl = strlen(c->req.path);
+        if (!(c->held_line = malloc(ml + pl + 2))) return -1;
+        memcpy(c->held_line, c->req.method, ml + 1);
+        memcpy(c->held_line + ml + 1, c->req.path, pl + 1);
+        c->req.method = c->held_line;
+        c->req.path = c->held_line + ml + 1;
+        c->req.body = "";
+        c->req.body_len = 0;
+        c->n_headers = 0;
+        free(c->in);
+        c->in = NULL;
+        c->held = 1;
+        c->s->n_held++;
+    }
     ev_timer_stop(c->s->loop, &c->timer);
     ev_timer_set(&c->timer, seconds, 0.);
     ev_timer_start(c->s->loop, &c->timer);
-    c->held = 1;
     msrv_want(c, 1);
+    return 0;
 }
 
 void meshsrv_on_gone(struct meshsrv_request *req, meshsrv_gone_fn fn, void *arg)
@@ -675,13 +703,15 @@ static void msrv_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
                 log_warn("mesh_accept_failed", "reason=\"%s\"", strerror(errno));
             return;
         }
-        if (s->n_conns >= MESHSRV_MAX_CONNS || !(c = calloc(1, sizeof(*c)))) {
+        if (s->n_conns - s->n_held >= MESHSRV_MAX_CONNS || !(c = calloc(1, sizeof(*c)))) {
             close(fd);
             continue;
         }
-        if (!(c->ssl = SSL_new(s->ctx)) || SSL_set_fd(c->ssl, fd) != 1) {
+        if (!(c->in = malloc(MESHSRV_MAX_REQUEST + 1)) || !(c->ssl = SSL_new(s->ctx)) ||
+            SSL_set_fd(c->ssl, fd) != 1) {
             ERR_clear_error();
             SSL_free(c->ssl);
+            free(c->in);
             free(c);
             close(fd);
             continue;
@@ -727,7 +757,8 @@ static SSL_CTX *msrv_ctx(const char *cert_pem, const char *key_pem, char *err, s
         SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
         SSL_CTX_set_num_tickets(ctx, 0);
-        SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE);
+        /* RELEASE_BUFFERS: an idle (held) connection keeps no TLS record buffers */
+        SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_RELEASE_BUFFERS);
     }
     X509_free(x);
     EVP_PKEY_free(k);

@@ -14,6 +14,7 @@ struct meshsrv;
 
 #define MESHSRV_MAX_REQUEST (64 * 1024) /* head + body; larger gets 413 (431 for the head) */
 #define MESHSRV_TIMEOUT 10.0            /* seconds a connection may live */
+#define MESHSRV_MAX_HELD 4096           /* held connections (meshsrv_hold), besides the others */
 #define MESHSRV_MAX_HEADERS 64
 #define MESHSRV_EXTRA_HEADERS 128 /* room for a handler's own header lines */
 
@@ -81,12 +82,16 @@ int meshsrv_route(struct meshsrv *s, const char *method, const char *path, meshs
 /*
  * Long polls. meshsrv_hold re-arms the connection's timer to seconds from now (instead of
  * MESHSRV_TIMEOUT from its start) and watches the socket meanwhile: a client that closes or
- * resets it is noticed at once. Call it from the handler before returning MESHSRV_ASYNC.
+ * resets it is noticed at once. Held connections do not count against the server's limit of
+ * other connections, but at most MESHSRV_MAX_HELD are held: -1 (too many, or out of memory:
+ * answer now instead), else 0. It releases the request's buffer: from then on req->body is
+ * "" and meshsrv_header finds nothing (method, path, peer and peer_uri stay). Call it from
+ * the handler before returning MESHSRV_ASYNC.
  * meshsrv_on_gone asks for fn(arg, req) when the client goes away before the answer (the
  * socket is closed then; the timer's end counts too): fn may call meshsrv_finish at once,
  * which is still owed exactly once. Both only for a request whose answer is pending.
  */
-void meshsrv_hold(struct meshsrv_request *req, double seconds);
+int meshsrv_hold(struct meshsrv_request *req, double seconds);
 typedef void (*meshsrv_gone_fn)(void *arg, struct meshsrv_request *req);
 void meshsrv_on_gone(struct meshsrv_request *req, meshsrv_gone_fn fn, void *arg);
 

@@ -267,6 +267,39 @@ class MeshFeedController(StraitTest):
         # the feed still serves
         self.ok(keys)
 
+    def held_conn(self, ctx, req):
+        raw = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        c = ctx.wrap_socket(raw, server_hostname="localhost")
+        c.sendall(req)
+        return c
+
+    def test_many_held_do_not_starve_other_routes(self):
+        # more held requests than the server's limit of other connections (256)
+        keys = {"services": ["shop/db"]}
+        version, _ = self.ok(keys)
+        ctx = ssl.create_default_context(cafile=self.bundle)
+        ctx.load_cert_chain(self.cert, self.key)
+        body = json.dumps(dict(keys, version=version, wait=60)).encode()
+        req = (b"POST /v1/discovery HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n"
+               % len(body)) + body
+        conns = []
+        try:
+            for i in range(300):
+                conns.append(self.held_conn(ctx, req))
+                if i % 50 == 49:  # let the controller keep up (its accept backlog)
+                    wait_until(lambda: self.metric("strait_mesh_feed_waiting") == i + 1, 10,
+                               what="%d held" % (i + 1))
+            wait_until(lambda: self.metric("strait_mesh_feed_waiting") == 300, 10, what="300 held")
+            # the identity endpoint and the feed's non-held answers still get through
+            st, body2 = identity(self.port, self.bundle, "tok-client",
+                                 {"csr": make_csr(self.s.dir, "again")})
+            self.assertEqual(st, 200, body2)
+            self.ok(keys)
+        finally:
+            for c in conns:
+                c.close()
+        wait_until(lambda: self.metric("strait_mesh_feed_waiting") == 0, 10, what="none held")
+
     def test_stop_answers_held(self):
         keys = {"services": ["shop/db"]}
         version, _ = self.ok(keys)

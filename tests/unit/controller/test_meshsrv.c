@@ -24,6 +24,7 @@ static struct msrv_conn *conn_with(const char *raw)
     struct msrv_conn *c = calloc(1, sizeof(*c));
 
     assert_non_null(c);
+    assert_non_null(c->in = malloc(MESHSRV_MAX_REQUEST + 1));
     c->in_len = strlen(raw);
     memcpy(c->in, raw, c->in_len);
     c->head_len = msrv_head_end(c->in, c->in_len);
@@ -64,6 +65,7 @@ static void test_heads(void **state)
         if (st != rows[i].status || (st == 0 && c->body_len != rows[i].body_len))
             fail_msg("row %zu: status %d body %zu, want %d %zu", i, st, c->body_len, rows[i].status,
                      rows[i].body_len);
+        free(c->in);
         free(c);
     }
 }
@@ -81,11 +83,13 @@ static void test_header_lookup(void **state)
     assert_string_equal(meshsrv_header(&c->req, "Authorization"), "Bearer abc");
     assert_string_equal(meshsrv_header(&c->req, "x"), "1");
     assert_null(meshsrv_header(&c->req, "Content-Length"));
+    free(c->in);
     free(c);
     /* a NUL byte in the head */
     c = conn_with("POST /a HTTP/1.1\r\nA: b\r\n\r\n");
     c->in[10] = '\0';
     assert_int_equal(msrv_parse_head(c, &why), 400);
+    free(c->in);
     free(c);
 }
 
