@@ -1,10 +1,11 @@
 """The controller's discovery feed (POST /v1/discovery on the mesh HTTPS server, docs/mesh.md
-"Discovery feed (controller)"), file mode: curl with a workload leaf from /v1/identity as its
-client certificate; answers decoded with `strait-controller snapshot-dump`. Checks the
-subset's content (subscribed Services by ClusterIP in two IPv6 spellings and by name, the
-pod's own Services and their policies, nothing else), the long poll (204 after the wait, 200
-as soon as a subscribed Service changes, not for an unsubscribed one), the version covering
-the keys, and that a sidecar leaving a held request is forgotten."""
+"Discovery feed (controller)"): curl with a workload leaf from /v1/identity as its client
+certificate; answers decoded with `strait-controller snapshot-dump`. File mode: the subset's
+content (subscribed Services by ClusterIP in two IPv6 spellings and by name, the pod's own
+Services and their policies, nothing else), the long poll (204 after the wait, 200 as soon as
+a subscribed Service changes, not for an unsubscribed one), the version covering the keys,
+sidecars leaving held requests, 300 held requests not starving the identity endpoint, 503 at
+stop. Cluster mode (the stand-in API server): a watched change wakes a held request."""
 import json
 import os
 import socket
@@ -15,7 +16,7 @@ import time
 
 import harness
 from harness import StraitTest, BIN, free_port, wait_until, log_events, local_get
-from test_mesh_directory import service, slice_, pod
+from test_mesh_directory import MeshDirectoryClusterMode, service, slice_, pod
 from test_mesh_identity import make_csr, identity
 
 ID = "spiffe://cluster.local/ns/%s/sa/%s"
@@ -50,29 +51,18 @@ def objects(web_eps=(("10.0.0.1", "web-a"),), other_eps=(("10.0.2.1", None),)):
     ]
 
 
-class MeshFeedController(StraitTest):
-    def setUp(self):
-        super().setUp()
-        d = self.s.dir
-        self.tokens = os.path.join(d, "tokens")
-        with open(self.tokens, "w") as f:
-            f.write("tok-client default client\n")
-        self.bundle = os.path.join(d, "bundle.pem")
-        self.port = free_port()
-        self.admin = free_port()
-        self.s.write("mesh.yaml", *objects())
-        self.s.controller("--mesh", "--mesh-token-file", self.tokens,
-                          "--mesh-listen", "127.0.0.1:%d" % self.port,
-                          "--mesh-trust-bundle-out", self.bundle,
-                          "--admin", "127.0.0.1:%d" % self.admin)
-        wait_until(lambda: os.path.exists(self.bundle), 10, what="trust bundle file")
-        csr = make_csr(d, "leaf")
-        st, body = identity(self.port, self.bundle, "tok-client", {"csr": csr})
+class FeedClient:
+    """curl on the feed with the workload leaf of a token (self.port, self.bundle, self.admin:
+    the mesh port, the trust bundle file, the controller's admin port)."""
+
+    def get_leaf(self, token):
+        csr = make_csr(self.s.dir, "leaf")
+        st, body = identity(self.port, self.bundle, token, {"csr": csr})
         self.assertEqual(st, 200, body)
-        self.cert = os.path.join(d, "leaf.crt")
+        self.cert = os.path.join(self.s.dir, "leaf.crt")
         with open(self.cert, "w") as f:
             f.write(body["certificate"])
-        self.key = os.path.join(d, "leaf.key")
+        self.key = os.path.join(self.s.dir, "leaf.key")
         self.n = 0
 
     def curl_args(self, body, cert=True, max_time=40):
@@ -129,6 +119,25 @@ class MeshFeedController(StraitTest):
         self.assertRegex(heads.get("x-strait-version", ""), r"^[0-9a-f]{16}$")
         self.assertEqual(data[:4], MAGIC)
         return heads["x-strait-version"], self.decode(out)
+
+
+class MeshFeedController(FeedClient, StraitTest):
+    def setUp(self):
+        super().setUp()
+        d = self.s.dir
+        self.tokens = os.path.join(d, "tokens")
+        with open(self.tokens, "w") as f:
+            f.write("tok-client default client\n")
+        self.bundle = os.path.join(d, "bundle.pem")
+        self.port = free_port()
+        self.admin = free_port()
+        self.s.write("mesh.yaml", *objects())
+        self.s.controller("--mesh", "--mesh-token-file", self.tokens,
+                          "--mesh-listen", "127.0.0.1:%d" % self.port,
+                          "--mesh-trust-bundle-out", self.bundle,
+                          "--admin", "127.0.0.1:%d" % self.admin)
+        wait_until(lambda: os.path.exists(self.bundle), 10, what="trust bundle file")
+        self.get_leaf("tok-client")
 
     def test_auth_and_subset(self):
         keys = {"version": "", "addresses": ["10.0.9.9"],
@@ -309,3 +318,40 @@ class MeshFeedController(StraitTest):
         stdout, _ = p.communicate(timeout=10)
         st, _, data, _ = self.result(stdout, out)
         self.assertEqual(st, 503, data)
+
+
+class MeshFeedClusterMode(FeedClient, StraitTest):
+    """On the stand-in API server: the leaf from a TokenReview, the objects listed and
+    watched; a watched EndpointSlice change wakes a held request."""
+    COLL = MeshDirectoryClusterMode.COLL
+
+    def test_watched_change_wakes_held(self):
+        put = MeshDirectoryClusterMode.put
+        self.api = self.s.apiserver(args=["--sa-token", "sa-client=default/client"])
+        for obj in objects():
+            # the stand-in knows the namespace default only
+            if obj["kind"] in self.COLL and obj["metadata"]["namespace"] == "default":
+                put(self, obj)
+        self.port = free_port()
+        self.bundle = os.path.join(self.s.dir, "bundle.pem")
+        self.s.cluster_controller("--mesh", "--mesh-listen", "127.0.0.1:%d" % self.port,
+                                  "--mesh-trust-bundle-out", self.bundle,
+                                  kubeconfig=self.api.kubeconfig)
+        self.admin = self.s.ctl_health_port
+        wait_until(lambda: os.path.exists(self.bundle), 20, what="trust bundle file")
+        self.get_leaf("sa-client")
+        keys = {"addresses": ["10.0.9.9"], "services": ["[fd00::10]:80"]}
+        version, snap = self.ok(keys)
+        self.assertEqual(sorted(m["name"] for m in snap["mesh_services"]), ["client", "web"])
+        p, out = self.feed_async(dict(keys, version=version, wait=30))
+        wait_until(lambda: self.metric("strait_mesh_feed_waiting") == 1, 10, what="held")
+        t0 = time.monotonic()
+        put(self, slice_("web-1", "web", [{"name": "http", "port": 8080}],
+                         [("10.0.0.1", "web-a"), ("10.0.0.3", None)]), method="PUT")
+        stdout, _ = p.communicate(timeout=35)
+        st, heads, data, out = self.result(stdout, out)
+        self.assertEqual(st, 200, data)
+        self.assertLess(time.monotonic() - t0, 10)
+        self.assertNotEqual(heads["x-strait-version"], version)
+        eps = {c["name"]: c["endpoints"] for c in self.decode(out)["clusters"]}
+        self.assertEqual(eps["default/web:80"], ["10.0.0.1:8080", "10.0.0.3:8080"])
