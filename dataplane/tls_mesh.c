@@ -543,7 +543,9 @@ static int http_response(char *buf, size_t n, int eof, int *status, char **body,
     }
     hlen = (size_t)(hend - buf) + 4;
     *body = buf + hlen;
-    if (chunked) {
+    if (*status == 204 || *status == 304 || *status < 200) {
+        *blen = 0; /* RFC 9112 6.3: no body, whatever the header says */
+    } else if (chunked) {
         if ((d = dechunk(*body, n - hlen)) == -1) return -1;
         if (d == -2) return eof ? -1 : 0;
         *blen = (size_t)d;

@@ -578,22 +578,38 @@ static void test_http_response_parsing(void **state)
     char b[] =
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{\"\r\n1\r\n}\r\n0\r\n\r\n";
     char c[] = "HTTP/1.1 401 No\r\n\r\nnope";
-    char *body;
+    char d[] = "HTTP/1.1 200 OK\r\nX-Strait-Versionx: no\r\nx-strait-version:  \t0123abcd \r\n"
+               "Content-Length: 0\r\n\r\n";
+    char e[] = "HTTP/1.1 204 No Content\r\n\r\n";
+    char *body, ver[8];
     size_t blen;
     int status;
 
     (void)state;
-    assert_int_equal(http_response(a, strlen(a) - 1, 0, &status, &body, &blen), 0);
-    assert_int_equal(http_response(a, strlen(a), 0, &status, &body, &blen), 1);
+    assert_int_equal(http_response(a, strlen(a) - 1, 0, &status, &body, &blen, NULL, NULL, 0), 0);
+    assert_int_equal(http_response(a, strlen(a), 0, &status, &body, &blen, NULL, NULL, 0), 1);
     assert_int_equal(status, 200);
     assert_string_equal(body, "{}");
-    assert_int_equal(http_response(b, strlen(b) - 9, 0, &status, &body, &blen), 0);
-    assert_int_equal(http_response(b, strlen(b), 0, &status, &body, &blen), 1);
+    assert_int_equal(http_response(b, strlen(b) - 9, 0, &status, &body, &blen, NULL, NULL, 0), 0);
+    assert_int_equal(http_response(b, strlen(b), 0, &status, &body, &blen, NULL, NULL, 0), 1);
     assert_string_equal(body, "{\"}");
-    assert_int_equal(http_response(c, strlen(c), 0, &status, &body, &blen), 0);
-    assert_int_equal(http_response(c, strlen(c), 1, &status, &body, &blen), 1);
+    assert_int_equal(http_response(c, strlen(c), 0, &status, &body, &blen, NULL, NULL, 0), 0);
+    assert_int_equal(http_response(c, strlen(c), 1, &status, &body, &blen, NULL, NULL, 0), 1);
     assert_int_equal(status, 401);
     assert_string_equal(body, "nope");
+    /* a header's value, trimmed and cut to the buffer; a longer name is another header */
+    assert_int_equal(
+        http_response(d, strlen(d), 0, &status, &body, &blen, "x-strait-version", ver, sizeof(ver)),
+        1);
+    assert_string_equal(ver, "0123abc");
+    assert_int_equal(blen, 0);
+    /* absent: "" (a 204 has no body: complete at the head, no EOF or length needed) */
+    strcpy(ver, "stale");
+    assert_int_equal(
+        http_response(e, strlen(e), 0, &status, &body, &blen, "x-strait-version", ver, sizeof(ver)),
+        1);
+    assert_int_equal(status, 204);
+    assert_string_equal(ver, "");
 }
 
 int main(void)
