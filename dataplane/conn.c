@@ -1773,7 +1773,8 @@ static void feed_resume(struct conn *c, int given_up)
     if (what == FEED_PARK_ACCEPT)
         mesh_outbound_start(c);
     else
-        conn_run(c); /* the head is in cin */
+        conn_run(c);                                     /* the head is in cin */
+    if (!c->feed_park) metrics_mesh_feed_wait(given_up); /* c is freed only by the reaper */
 }
 
 void conn_snapshot_swapped(struct worker *w)

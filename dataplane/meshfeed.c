@@ -30,6 +30,7 @@
 #include "jsongen.h"
 #include "log.h"
 #include "mesh.h"
+#include "metrics.h"
 #include "netaddr.h"
 #include "tls_mesh.h"
 
@@ -116,6 +117,16 @@ static int key_of(const struct sockaddr *sa, struct sockaddr_storage *out, sockl
     return -1;
 }
 
+/* Updates the destinations gauge (feed.mu held). */
+static void count_locked(void)
+{
+    unsigned n[3] = {0, 0, 0};
+
+    for (size_t i = 0; i < feed.n; i++)
+        n[feed.keys[i].state == KEY_SERVICE ? 0 : feed.keys[i].state == KEY_NONE ? 1 : 2]++;
+    metrics_mesh_feed_destinations(n[0], n[1], n[2]);
+}
+
 static struct key *key_find(const struct sockaddr_storage *sa)
 {
     for (size_t i = 0; i < feed.n; i++)
@@ -158,6 +169,7 @@ int meshfeed_want(const struct sockaddr *sa)
         e->used = mono_now();
         rc = MESHFEED_PENDING;
         wake = 1;
+        count_locked();
     }
 out:
     pthread_mutex_unlock(&feed.mu);
@@ -249,6 +261,7 @@ static char *request_body(const char *version, uint64_t *seq, double *wait)
         feed.keys[kept++] = *e;
     }
     feed.n = kept;
+    count_locked();
     *seq = feed.seq;
     yajl_gen_map_open(g);
     jsongen_kv_str(g, "version", version);
@@ -301,6 +314,7 @@ static void give_up_pending(struct meshfeed *f)
             any = 1;
         }
     feed.kick |= any;
+    count_locked();
     pthread_mutex_unlock(&feed.mu);
     if (any) ev_async_send(f->loop, &f->async);
 }
@@ -351,6 +365,8 @@ static void *feed_thread(void *arg)
         if (rc == -2) continue; /* a new destination: ask again at once */
         if (rc == 0 && (a.status == 200 || a.status == 204)) {
             backoff = 1;
+            metrics_mesh_feed_request(a.status == 200 ? METRICS_FEED_UPDATE
+                                                      : METRICS_FEED_UNCHANGED);
             if (a.status == 200) {
                 /* kept even if the frame is refused: the long poll then waits for news */
                 snprintf(version, sizeof(version), "%s", a.version);
@@ -375,6 +391,7 @@ static void *feed_thread(void *arg)
             snprintf(why, sizeof(why), "the controller answered %d: %s", a.status, ex);
         }
         free(a.body);
+        metrics_mesh_feed_request(METRICS_FEED_ERROR);
         give_up_pending(f);
         log_warn("mesh_feed_failed", "reason=%s retry_in=%.0fs", log_quote(q, sizeof(q), why),
                  backoff);
@@ -445,6 +462,7 @@ struct meshfeed *meshfeed_start(struct ev_loop *loop, double idle, snapclient_ap
     ev_async_init(&f->async, async_cb);
     ev_async_start(loop, &f->async);
     atomic_store(&feed.stop, 0);
+    metrics_mesh_feed_destinations(0, 0, 0);
     atomic_store(&feed.on, 1);
     if ((errno = pthread_create(&f->thread, NULL, feed_thread, f)) != 0) {
         snprintf(err, errlen, "feed thread: %s", strerror(errno));

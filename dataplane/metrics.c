@@ -66,6 +66,8 @@ static atomic_uint n_workers;
 static counter m_generation, m_swaps, m_nacks;
 static atomic_int m_tls_module;
 static atomic_int m_mesh_identity;
+static atomic_int m_mesh_feed;
+static counter m_feed_requests[METRICS_FEED_N], m_feed_dest[3], m_feed_waits[2];
 static counter m_mesh_requests[2], m_mesh_expiry;
 static __thread struct shard *my_shard;
 
@@ -232,6 +234,24 @@ void metrics_mesh_identity_expiry(double not_after)
     atomic_store_explicit(&m_mesh_identity, 1, memory_order_relaxed);
 }
 
+void metrics_mesh_feed_request(int result)
+{
+    if (result >= 0 && result < METRICS_FEED_N) inc(&m_feed_requests[result], 1);
+}
+
+void metrics_mesh_feed_destinations(unsigned service, unsigned none, unsigned pending)
+{
+    atomic_store_explicit(&m_feed_dest[0], service, memory_order_relaxed);
+    atomic_store_explicit(&m_feed_dest[1], none, memory_order_relaxed);
+    atomic_store_explicit(&m_feed_dest[2], pending, memory_order_relaxed);
+    atomic_store_explicit(&m_mesh_feed, 1, memory_order_relaxed);
+}
+
+void metrics_mesh_feed_wait(int timed_out)
+{
+    inc(&m_feed_waits[timed_out ? 1 : 0], 1);
+}
+
 void metrics_mirror(int result)
 {
     if (result >= 0 && result < METRICS_MIRROR_N) sinc(&shard()->mirror[result], 1);
@@ -332,6 +352,13 @@ void metrics_collect(struct metrics_totals *t)
     t->mesh_identity_requests[0] = load(&m_mesh_requests[0]);
     t->mesh_identity_requests[1] = load(&m_mesh_requests[1]);
     t->mesh_identity_expiry = load(&m_mesh_expiry);
+    t->mesh_feed = atomic_load_explicit(&m_mesh_feed, memory_order_relaxed);
+    for (k = 0; k < METRICS_FEED_N; k++)
+        t->mesh_feed_requests[k] = load(&m_feed_requests[k]);
+    for (k = 0; k < 3; k++)
+        t->mesh_feed_dest[k] = load(&m_feed_dest[k]);
+    for (k = 0; k < 2; k++)
+        t->mesh_feed_waits[k] = load(&m_feed_waits[k]);
     t->swaps = load(&m_swaps);
     t->nacks = load(&m_nacks);
     t->workers = atomic_load_explicit(&n_workers, memory_order_relaxed);
@@ -481,6 +508,28 @@ static void render(FILE *f, const struct metrics_totals *t)
         static const char *const results[METRICS_TLS_N] = {"full", "resumed", "failed"};
         fprintf(f, "strait_tls_handshakes_total{result=\"%s\"} %llu\n", results[k],
                 (unsigned long long)t->tls_handshakes[k]);
+    }
+    if (t->mesh_feed) {
+        static const char *const results[METRICS_FEED_N] = {"update", "unchanged", "error"};
+        static const char *const states[3] = {"service", "none", "pending"};
+        metrics_family(f, "strait_mesh_feed_requests_total", "counter",
+                       "Requests of the sidecar to the controller's discovery feed, by outcome: a "
+                       "new snapshot, the long poll ran out unchanged, or an error.");
+        for (k = 0; k < METRICS_FEED_N; k++)
+            fprintf(f, "strait_mesh_feed_requests_total{result=\"%s\"} %llu\n", results[k],
+                    (unsigned long long)t->mesh_feed_requests[k]);
+        metrics_family(f, "strait_mesh_feed_destinations", "gauge",
+                       "Destinations (ClusterIP:port) the sidecar's pod uses, by what the feed "
+                       "said: a Service, no Service, or not answered yet.");
+        for (k = 0; k < 3; k++)
+            fprintf(f, "strait_mesh_feed_destinations{state=\"%s\"} %llu\n", states[k],
+                    (unsigned long long)t->mesh_feed_dest[k]);
+        metrics_family(f, "strait_mesh_feed_waits_total", "counter",
+                       "Connections that waited for their destination's answer, by outcome.");
+        fprintf(f, "strait_mesh_feed_waits_total{outcome=\"answered\"} %llu\n",
+                (unsigned long long)t->mesh_feed_waits[0]);
+        fprintf(f, "strait_mesh_feed_waits_total{outcome=\"timed_out\"} %llu\n",
+                (unsigned long long)t->mesh_feed_waits[1]);
     }
     if (t->mesh_identity) {
         metrics_family(f, "strait_mesh_identity_requests_total", "counter",

@@ -67,6 +67,19 @@ void metrics_mesh_identity_request(int ok);
 void metrics_mesh_identity_expiry(double not_after);
 
 /*
+ * Sidecar discovery feed (meshfeed.h), rendered once metrics_mesh_feed_destinations was
+ * called (meshfeed_start does): a request to /v1/discovery ended
+ * (strait_mesh_feed_requests_total{result}: UPDATE a new snapshot came, UNCHANGED the long
+ * poll ran out, ERROR no answer or another status); the destinations asked for by state
+ * (strait_mesh_feed_destinations{state}); a connection waiting for its destination's answer
+ * went on (strait_mesh_feed_waits_total{outcome}: answered, or timed out).
+ */
+enum { METRICS_FEED_UPDATE, METRICS_FEED_UNCHANGED, METRICS_FEED_ERROR, METRICS_FEED_N };
+void metrics_mesh_feed_request(int result);
+void metrics_mesh_feed_destinations(unsigned service, unsigned none, unsigned pending);
+void metrics_mesh_feed_wait(int timed_out);
+
+/*
  * A request mirror ended (strait_mirror_requests_total{result}): COMPLETED the mirror's
  * response was read to its end; CUT closed by us (could not keep up, total timeout once
  * connected, the primary gave up, worker shutdown); FAILED could not connect or start (a
@@ -130,6 +143,8 @@ struct metrics_totals {
     uint64_t tls_module; /* 1 once strait-tls.so is loaded */
     /* sidecar identity: mesh_identity set once in use; requests [0] error, [1] ok */
     uint64_t mesh_identity, mesh_identity_requests[2], mesh_identity_expiry;
+    /* discovery feed: mesh_feed set once in use; destinations [0] service [1] none [2] pending */
+    uint64_t mesh_feed, mesh_feed_requests[METRICS_FEED_N], mesh_feed_dest[3], mesh_feed_waits[2];
     uint64_t conns_total, conns_active;
     uint64_t upstream_connections, upstream_connect_errors, upstream_timeouts, pool_reused;
     uint64_t tls_handshakes[METRICS_TLS_N]; /* by METRICS_TLS_* */

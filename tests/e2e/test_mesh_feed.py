@@ -70,6 +70,11 @@ class MeshFeedTest(FeedMixin, base.MeshSidecarTest):
         self.assertEqual(snap.get("routes", []), [])  # no Ingress routes, no certificates
         self.assertEqual(snap.get("certs", []), [])
         self.assertEqual(self.sidecars["a"].log().count("event=mesh_feed_park"), 1)
+        self.assertEqual(self.metric("a", "strait_mesh_feed_destinations", 'state="service"'), 1)
+        self.assertEqual(self.metric("a", "strait_mesh_feed_waits_total", 'outcome="answered"'),
+                         1)
+        self.assertGreaterEqual(self.metric("a", "strait_mesh_feed_requests_total",
+                                            'result="update"') or 0, 2)
         # used again: known now, no wait
         code, _ = self.curl_from("a", "http://%s/again" % base.BACKEND_IP, host="backend")
         self.assertEqual(code, "200")
@@ -109,9 +114,8 @@ class MeshFeedTest(FeedMixin, base.MeshSidecarTest):
         self.assertEqual(base.header(body, "X-Strait-Peer-Identity"), base.spiffe("frontend"))
         self.assertEqual(self.sidecars["a"].log().count("event=mesh_feed_park"), 2)
 
-    def test_feed_passes_through_what_is_no_service(self):
-        # an HTTP server in the hub, outside the mesh: a's connections to it go there as sent
-        port = 8089
+    def hub_server(self, port):
+        """An HTTP server in the hub, outside the mesh (no Service in front of it)."""
         srv = harness.Proc("hub-http", ["ip", "netns", "exec", self.ns["hub"], base.PY,
                                         harness.BACKEND_PY, "--name", "outside", "--port",
                                         str(port), "--host", base.HUB_IP], self.dir)
@@ -119,6 +123,11 @@ class MeshFeedTest(FeedMixin, base.MeshSidecarTest):
         harness.wait_until(lambda: self.sh("ip", "netns", "exec", self.ns["hub"], "curl", "-s",
                                            "-o", "/dev/null", "http://%s:%d/" % (base.HUB_IP, port),
                                            check=False).returncode == 0, 10, what="hub server")
+
+    def test_feed_passes_through_what_is_no_service(self):
+        # a's connections to a server outside the mesh go there as sent
+        port = 8089
+        self.hub_server(port)
         for i in range(2):
             code, body = self.curl_from("a", "http://%s:%d/" % (base.HUB_IP, port))
             self.assertEqual(code, "200", body)
@@ -129,6 +138,25 @@ class MeshFeedTest(FeedMixin, base.MeshSidecarTest):
         # asked once (the first connection waited), then remembered as no Service
         self.assertEqual(self.sidecars["a"].log().count("event=mesh_feed_park"), 1)
         self.assertEqual(self.services("a"), [])
+        self.assertEqual(self.metric("a", "strait_mesh_feed_destinations", 'state="none"'), 1)
+
+
+    def test_feed_controller_away_new_destination_goes_on(self):
+        port = 8089
+        self.hub_server(port)
+        self.assertEqual(self.ctl.stop(), [])
+        # a destination never asked for: the feed cannot answer, so the connection goes on
+        # as soon as the request fails (not after the 5 s wait) to where it was sent
+        code, body = self.curl_from("a", "http://%s:%d/" % (base.HUB_IP, port))
+        self.assertEqual(code, "200", body)
+        self.assertEqual(json.loads(body).get("backend"), "outside")
+        self.assertEqual(self.metric("a", "strait_mesh_feed_waits_total", 'outcome="answered"'),
+                         1)
+        self.assertEqual(self.metric("a", "strait_mesh_feed_waits_total",
+                                     'outcome="timed_out"'), 0)
+        self.assertIn("event=mesh_feed_failed", self.sidecars["a"].log())
+        self.assertGreaterEqual(self.metric("a", "strait_mesh_feed_requests_total",
+                                            'result="error"') or 0, 1)
 
 
 class MeshFeedRotationTest(FeedMixin, base.MeshRotationTest):
