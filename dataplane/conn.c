@@ -210,10 +210,11 @@ struct conn {
     /*
      * Discovery feed (meshfeed.h): feed_park is what waits for the destination's answer
      * (FEED_PARK_*), feed_given_up once that wait ran out (then what is known is final for
-     * the connection); feed_used: when the use was last recorded (ev_now).
+     * the connection); feed_used, feed_name_used: when the use of the destination, of the
+     * Service Host named, was last recorded (ev_now).
      */
     uint8_t feed_park, feed_given_up;
-    double feed_used;
+    double feed_used, feed_name_used;
     socklen_t origlen; /* the redirected connection's original destination (SO_ORIGINAL_DST) */
     struct sockaddr_storage orig;
 };
@@ -1725,21 +1726,34 @@ static void mesh_handshake_done(struct conn *c)
 }
 
 /*
- * The discovery feed (meshfeed.h) and an outbound connection: 1 when its destination is not
- * in snap but may be a Service (asked, answer not here yet): the caller parks it (feed_park);
- * else 0, having recorded the use (at most once a second per connection).
+ * The discovery feed (meshfeed.h) and an outbound connection: 1 when its destination, or the
+ * Service the Host of req (NULL: no request yet) names, is not in snap but may be a Service
+ * (asked, answer not here yet): the caller parks it (feed_park); else 0, having recorded the
+ * uses (each at most once a second per connection while known).
  */
-static int feed_must_wait(struct conn *c, struct snapshot *snap)
+static int feed_must_wait(struct conn *c, struct snapshot *snap, const struct http1_request *req)
 {
+    const struct http1_header *h = req ? header_find(req->headers, req->num_headers, "host") : NULL;
+    char host[ROUTER_MAX_HOST], key[MESH_KEY_MAX];
     double now = ev_now(c->w->loop);
-    int known;
+    int known, named = 0, name_known = 0, hl, wait = 0;
 
     if (c->mesh != MESH_LISTENER_OUTBOUND || !meshfeed_on()) return 0;
     known = snap && mesh_find_addr(snap->mesh, (const struct sockaddr *)&c->orig) != NULL;
-    if (known && now - c->feed_used < 1.0) return 0;
-    c->feed_used = now;
-    if (meshfeed_want((const struct sockaddr *)&c->orig) == MESHFEED_NONE || known) return 0;
-    return !c->feed_given_up;
+    if (h && (hl = router_normalize_host(h->value, h->value_len, host, sizeof(host))) > 0 &&
+        mesh_host_key(snap ? snap->mesh : NULL, host, (size_t)hl, key, sizeof(key)) == 0) {
+        named = 1;
+        name_known = snap && mesh_has_service(snap->mesh, key);
+    }
+    if (!known || now - c->feed_used >= 1.0) {
+        c->feed_used = now;
+        if (meshfeed_want((const struct sockaddr *)&c->orig) != MESHFEED_NONE && !known) wait = 1;
+    }
+    if (named && (!name_known || now - c->feed_name_used >= 1.0)) {
+        c->feed_name_used = now;
+        if (meshfeed_want_name(key) != MESHFEED_NONE && !name_known) wait = 1;
+    }
+    return wait && !c->feed_given_up;
 }
 
 #define FEED_PARK_ACCEPT 1  /* before anything was read: mesh_outbound_start again */
@@ -1817,7 +1831,7 @@ static void mesh_outbound_start(struct conn *c)
 {
     const struct snapwire_mesh_service *svc;
 
-    if (feed_must_wait(c, c->w->current)) {
+    if (feed_must_wait(c, c->w->current, NULL)) {
         feed_park(c, FEED_PARK_ACCEPT);
         return;
     }
@@ -1874,8 +1888,8 @@ static int start_request(struct conn *c)
         }
         return 0;
     }
-    if (n > 0 && feed_must_wait(c, c->w->current)) {
-        /* a keep-alive connection whose Service was dropped while idle: asked again */
+    if (n > 0 && feed_must_wait(c, c->w->current, &req)) {
+        /* a Service the Host names that is not here yet, or one dropped while idle */
         feed_park(c, FEED_PARK_REQUEST);
         return 0;
     }

@@ -224,36 +224,97 @@ static const struct snapwire_mesh_service *find_name(const struct mesh_index *m,
     return NULL;
 }
 
-const struct snapwire_mesh_service *mesh_find_host(const struct mesh_index *m, const char *host,
-                                                   size_t len, uint16_t port)
+/*
+ * The Service a Host (lower case, no port) names, as name and namespace (pointers into host
+ * or the pod's namespace); 0, or -1 when it names none. cd: the cluster domain.
+ */
+static int host_service(const char *host, size_t len, const char *cd, const char **name,
+                        size_t *nlen, const char **ns, size_t *nslen)
 {
-    const char *dot, *ns, *rest;
-    size_t nlen, nslen, rlen;
+    const char *dot, *rest;
+    size_t rlen;
 
-    if (!m || len == 0) return NULL;
     if (len && host[len - 1] == '.') len--; /* an absolute name "svc.ns.svc.cluster.local." */
+    if (len == 0) return -1;
+    *name = host;
     dot = memchr(host, '.', len);
     if (!dot) {
         /* a bare name: the pod's own namespace, as its resolv.conf search list would */
-        if (!mesh_ns[0]) return NULL;
-        return find_name(m, host, len, mesh_ns, strlen(mesh_ns), port);
+        if (!mesh_ns[0]) return -1;
+        *nlen = len;
+        *ns = mesh_ns;
+        *nslen = strlen(mesh_ns);
+        return 0;
     }
-    nlen = (size_t)(dot - host);
-    ns = dot + 1;
-    rest = memchr(ns, '.', len - nlen - 1);
-    nslen = rest ? (size_t)(rest - ns) : len - nlen - 1;
+    *nlen = (size_t)(dot - host);
+    *ns = dot + 1;
+    rest = memchr(*ns, '.', len - *nlen - 1);
+    *nslen = rest ? (size_t)(rest - *ns) : len - *nlen - 1;
     if (rest) {
         /* only ".svc" or ".svc.<cluster domain>" may follow: anything else is not a Service */
-        const char *cd =
-            m->cluster_domain && m->cluster_domain[0] ? m->cluster_domain : "cluster.local";
         rest++;
         rlen = len - (size_t)(rest - host);
         if (!(rlen == 3 && memcmp(rest, "svc", 3) == 0) &&
             !(rlen == 4 + strlen(cd) && memcmp(rest, "svc.", 4) == 0 &&
               memcmp(rest + 4, cd, rlen - 4) == 0))
-            return NULL;
+            return -1;
     }
-    return find_name(m, host, nlen, ns, nslen, port);
+    return *nlen && *nslen ? 0 : -1;
+}
+
+static const char *cluster_domain_of(const struct mesh_index *m)
+{
+    return m && m->cluster_domain && m->cluster_domain[0] ? m->cluster_domain : "cluster.local";
+}
+
+const struct snapwire_mesh_service *mesh_find_host(const struct mesh_index *m, const char *host,
+                                                   size_t len, uint16_t port)
+{
+    const char *name, *ns;
+    size_t nlen, nslen;
+
+    if (!m || host_service(host, len, cluster_domain_of(m), &name, &nlen, &ns, &nslen) < 0)
+        return NULL;
+    return find_name(m, name, nlen, ns, nslen, port);
+}
+
+int mesh_host_key(const struct mesh_index *m, const char *host, size_t len, char *out,
+                  size_t outlen)
+{
+    const char *name, *ns;
+    size_t nlen, nslen, i;
+    int n;
+
+    if (host_service(host, len, cluster_domain_of(m), &name, &nlen, &ns, &nslen) < 0) return -1;
+    /* Kubernetes names: DNS labels (RFC 1123), else it cannot be a Service */
+    for (i = 0; i < nlen + nslen; i++) {
+        char ch = i < nlen ? name[i] : ns[i - nlen];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-')) return -1;
+    }
+    if (nlen > 63 || nslen > 63) return -1;
+    n = snprintf(out, outlen, "%.*s/%.*s", (int)nslen, ns, (int)nlen, name);
+    return n > 0 && (size_t)n < outlen ? 0 : -1;
+}
+
+int mesh_has_service(const struct mesh_index *m, const char *key)
+{
+    const char *slash = strchr(key, '/');
+    size_t lo = 0, hi, nslen, nlen;
+
+    if (!m || !slash) return 0;
+    nslen = (size_t)(slash - key);
+    nlen = strlen(slash + 1);
+    hi = m->n;
+    while (lo < hi) { /* the first record not before (name, ns, port 0) */
+        size_t mid = lo + (hi - lo) / 2;
+        if (svc_cmp3(slash + 1, nlen, key, nslen, 0, m->by_name[mid]) > 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < m->n && strlen(m->by_name[lo]->name) == nlen &&
+           memcmp(m->by_name[lo]->name, slash + 1, nlen) == 0 &&
+           strlen(m->by_name[lo]->ns) == nslen && memcmp(m->by_name[lo]->ns, key, nslen) == 0;
 }
 
 /* Whether one of policy a's principals matches the caller (uri NULL: plaintext). */

@@ -61,6 +61,17 @@ const struct snapwire_mesh_service *mesh_find_host(const struct mesh_index *m, c
                                                    size_t len, uint16_t port);
 
 /*
+ * The discovery feed's key of the Service a Host names (as mesh_find_host reads it; m may be
+ * NULL: cluster domain cluster.local): "ns/name" into out. 0, or -1 when the Host cannot name
+ * a Service (not that form, not DNS labels) or out is too small.
+ */
+int mesh_host_key(const struct mesh_index *m, const char *host, size_t len, char *out,
+                  size_t outlen);
+
+/* Whether m has a record (any port) of the Service key names ("ns/name"). m may be NULL. */
+int mesh_has_service(const struct mesh_index *m, const char *key);
+
+/*
  * Inbound authorization (AuthorizationPolicy, snapwire AUTHZ): may a caller - uri, its
  * verified SPIFFE identity, or NULL for plaintext - reach dst, the pod's own address and port
  * it dialled (the original destination)? The Services whose endpoints include dst are the

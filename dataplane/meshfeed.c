@@ -43,7 +43,8 @@ enum key_state { KEY_PENDING = 0, KEY_SERVICE = 1, KEY_NONE = 2 };
 
 struct key {
     struct sockaddr_storage sa; /* an IPv4 or IPv6 address with its port (v4-mapped: IPv4) */
-    socklen_t len;
+    socklen_t len;              /* 0 for a Service name */
+    char name[MESH_KEY_MAX];    /* "ns/name" ("" for an address) */
     uint8_t state;
     uint64_t seq;
     double used; /* monotonic seconds */
@@ -75,6 +76,7 @@ static struct {
     struct key *keys; /* under mu */
     size_t n, cap;
     uint64_t seq;
+    uint64_t answered;  /* under mu: the keys with seq <= this one have an answer */
     struct answer slot; /* under mu: the newest answer not yet applied */
     int slot_full;
     int kick; /* under mu: pending destinations were given up: resume what waits on them */
@@ -127,11 +129,16 @@ static void count_locked(void)
     metrics_mesh_feed_destinations(n[0], n[1], n[2]);
 }
 
-static struct key *key_find(const struct sockaddr_storage *sa)
+/* The key of address sa (name NULL) or of Service name, or NULL. */
+static struct key *key_find(const struct sockaddr_storage *sa, const char *name)
 {
-    for (size_t i = 0; i < feed.n; i++)
-        if (netaddr_equal((const struct sockaddr *)&feed.keys[i].sa, (const struct sockaddr *)sa))
+    for (size_t i = 0; i < feed.n; i++) {
+        const struct key *e = &feed.keys[i];
+        if (name ? e->len == 0 && strcmp(e->name, name) == 0
+                 : e->len &&
+                       netaddr_equal((const struct sockaddr *)&e->sa, (const struct sockaddr *)sa))
             return &feed.keys[i];
+    }
     return NULL;
 }
 
@@ -140,16 +147,14 @@ int meshfeed_on(void)
     return atomic_load_explicit(&feed.on, memory_order_relaxed);
 }
 
-int meshfeed_want(const struct sockaddr *sa)
+/* meshfeed_want for the address k (klen bytes) or, with klen 0, the Service name. */
+static int want(const struct sockaddr_storage *k, socklen_t klen, const char *name)
 {
-    struct sockaddr_storage k;
-    socklen_t kl;
     struct key *e;
     int rc = MESHFEED_NONE, wake = 0;
 
-    if (!meshfeed_on() || key_of(sa, &k, &kl) < 0) return MESHFEED_NONE;
     pthread_mutex_lock(&feed.mu);
-    if ((e = key_find(&k))) {
+    if ((e = key_find(k, klen ? NULL : name))) {
         e->used = mono_now();
         rc = e->state == KEY_NONE ? MESHFEED_NONE : MESHFEED_PENDING;
     } else if (feed.n < MESHFEED_MAX_KEYS) {
@@ -162,8 +167,9 @@ int meshfeed_want(const struct sockaddr *sa)
         }
         e = &feed.keys[feed.n++];
         memset(e, 0, sizeof(*e));
-        e->sa = k;
-        e->len = kl;
+        if (klen) e->sa = *k;
+        e->len = klen;
+        if (!klen) snprintf(e->name, sizeof(e->name), "%s", name);
         e->state = KEY_PENDING;
         e->seq = ++feed.seq;
         e->used = mono_now();
@@ -179,6 +185,21 @@ out:
             log_debug("mesh_feed_wake", "reason=\"%s\"", strerror(errno));
     }
     return rc;
+}
+
+int meshfeed_want(const struct sockaddr *sa)
+{
+    struct sockaddr_storage k;
+    socklen_t kl;
+
+    if (!meshfeed_on() || key_of(sa, &k, &kl) < 0) return MESHFEED_NONE;
+    return want(&k, kl, NULL);
+}
+
+int meshfeed_want_name(const char *key)
+{
+    if (!meshfeed_on() || !key[0] || strlen(key) >= MESH_KEY_MAX) return MESHFEED_NONE;
+    return want(NULL, 0, key);
 }
 
 /* Drains a non-blocking pipe. */
@@ -252,11 +273,13 @@ static char *request_body(const char *version, uint64_t *seq, double *wait)
         struct key *e = &feed.keys[i];
         double left = e->used + feed.idle - now;
         if (e->state != KEY_PENDING && left <= 0) {
-            netaddr_format((const struct sockaddr *)&e->sa, text, sizeof(text));
-            log_info("mesh_feed_dropped", "destination=%s reason=\"idle\"", text);
+            log_info("mesh_feed_dropped", "destination=%s reason=\"idle\"",
+                     e->len ? netaddr_format((const struct sockaddr *)&e->sa, text, sizeof(text))
+                            : e->name);
             continue;
         }
-        if (e->state == KEY_PENDING) pending = 1;
+        /* pending and never answered (an answer may be on its way to the loop) */
+        if (e->state == KEY_PENDING && e->seq > feed.answered) pending = 1;
         if (e->state != KEY_PENDING && left + 1 < next) next = left + 1;
         feed.keys[kept++] = *e;
     }
@@ -270,10 +293,10 @@ static char *request_body(const char *version, uint64_t *seq, double *wait)
     yajl_gen_integer(g, (long long)*wait);
     jsongen_str(g, "services");
     yajl_gen_array_open(g);
-    for (i = 0; i < feed.n; i++) {
-        netaddr_format((const struct sockaddr *)&feed.keys[i].sa, text, sizeof(text));
-        jsongen_str(g, text);
-    }
+    for (i = 0; i < feed.n; i++)
+        jsongen_str(g, feed.keys[i].len ? netaddr_format((const struct sockaddr *)&feed.keys[i].sa,
+                                                         text, sizeof(text))
+                                        : feed.keys[i].name);
     yajl_gen_array_close(g);
     pthread_mutex_unlock(&feed.mu);
     jsongen_str(g, "addresses");
@@ -292,9 +315,13 @@ static void resolve(const struct snapshot *s, uint64_t seq)
     for (size_t i = 0; i < feed.n; i++) {
         struct key *e = &feed.keys[i];
         if (e->seq > seq) continue;
-        e->state =
-            s && mesh_find_addr(s->mesh, (const struct sockaddr *)&e->sa) ? KEY_SERVICE : KEY_NONE;
+        if (e->len)
+            e->state = s && mesh_find_addr(s->mesh, (const struct sockaddr *)&e->sa) ? KEY_SERVICE
+                                                                                     : KEY_NONE;
+        else
+            e->state = s && mesh_has_service(s->mesh, e->name) ? KEY_SERVICE : KEY_NONE;
     }
+    count_locked();
     pthread_mutex_unlock(&feed.mu);
 }
 
@@ -327,6 +354,7 @@ static void hand_over(struct meshfeed *f, struct tls_mesh_answer *a, uint64_t se
     feed.slot.len = a->len;
     feed.slot.seq = seq;
     feed.slot_full = 1;
+    if (seq > feed.answered) feed.answered = seq;
     pthread_mutex_unlock(&feed.mu);
     a->body = NULL;
     ev_async_send(f->loop, &f->async);

@@ -4,7 +4,8 @@
  * to date while used, dropped when idle - plus the pod's own Services and their
  * AuthorizationPolicies.
  *
- * Does: a table of the destinations (ClusterIP:port) the pod's connections went to, each
+ * Does: a table of the destinations (ClusterIP:port) the pod's connections went to and of
+ * the Services its HTTP requests named in Host ("ns/name"), each
  * pending (asked, no answer yet), a Service, or not a Service; a thread that POSTs
  * {"version", "wait", "addresses", "services"} to the controller's /v1/discovery with the
  * workload certificate (tls_mesh_feed_post) - a long poll the controller holds while the
@@ -63,5 +64,9 @@ int meshfeed_on(void);
  * have, or to mark a use (the answer is then ignored). A full table answers MESHFEED_NONE.
  */
 int meshfeed_want(const struct sockaddr *sa);
+
+/* The same for a Service by name, key "ns/name" (mesh_host_key): a Host the pod sends. */
+#define MESH_KEY_MAX 130
+int meshfeed_want_name(const char *key);
 
 #endif

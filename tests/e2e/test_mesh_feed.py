@@ -70,7 +70,11 @@ class MeshFeedTest(FeedMixin, base.MeshSidecarTest):
         self.assertEqual(snap.get("routes", []), [])  # no Ingress routes, no certificates
         self.assertEqual(snap.get("certs", []), [])
         self.assertEqual(self.sidecars["a"].log().count("event=mesh_feed_park"), 1)
-        self.assertEqual(self.metric("a", "strait_mesh_feed_destinations", 'state="service"'), 1)
+        # two destinations, both the backend: its ClusterIP:port and (asked for in the
+        # background: the record was there already) the name in Host
+        harness.wait_until(lambda: self.metric("a", "strait_mesh_feed_destinations",
+                                               'state="service"') == 2, 10,
+                           what="a's two destinations answered")
         self.assertEqual(self.metric("a", "strait_mesh_feed_waits_total", 'outcome="answered"'),
                          1)
         self.assertGreaterEqual(self.metric("a", "strait_mesh_feed_requests_total",
@@ -140,6 +144,23 @@ class MeshFeedTest(FeedMixin, base.MeshSidecarTest):
         self.assertEqual(self.services("a"), [])
         self.assertEqual(self.metric("a", "strait_mesh_feed_destinations", 'state="none"'), 1)
 
+
+    def test_feed_asks_for_a_service_named_in_host(self):
+        # dialled: a server outside the mesh; Host: a Service no connection went to yet
+        port = 8089
+        self.hub_server(port)
+        code, body = self.curl_from("a", "http://%s:%d/by-name" % (base.HUB_IP, port),
+                                    host="backend.shop:80")
+        self.assertEqual(code, "200", body)
+        got = json.loads(body)
+        self.assertEqual(got.get("backend"), "b")  # routed by Host, over mTLS to b
+        self.assertEqual(base.header(body, "X-Strait-Peer-Identity"), base.spiffe("frontend"))
+        self.assertEqual(self.services("a"), ["backend"])
+        # a Host that names no Service: the request goes where it was sent
+        code, body = self.curl_from("a", "http://%s:%d/" % (base.HUB_IP, port),
+                                    host="nosuch.shop")
+        self.assertEqual(code, "200", body)
+        self.assertEqual(json.loads(body).get("backend"), "outside")
 
     def test_feed_controller_away_new_destination_goes_on(self):
         port = 8089

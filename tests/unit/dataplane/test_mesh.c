@@ -137,6 +137,38 @@ static void test_find_host(void **state)
     mesh_configure(NULL, 0);
 }
 
+/* The discovery feed's keys of Hosts, and whether a snapshot has a Service by key. */
+static void test_host_key(void **state)
+{
+    struct mesh_index *m = build(NULL);
+    char key[130];
+
+    (void)state;
+    mesh_configure("shop", 0);
+    assert_int_equal(mesh_host_key(m, "backend", 7, key, sizeof(key)), 0);
+    assert_string_equal(key, "shop/backend");
+    assert_int_equal(mesh_host_key(m, "backend.other.svc.cluster.local.", 32, key, sizeof(key)), 0);
+    assert_string_equal(key, "other/backend");
+    assert_int_equal(mesh_host_key(NULL, "db.shop.svc", 11, key, sizeof(key)), 0);
+    assert_string_equal(key, "shop/db");
+    /* not a Service's name: an address, another domain, not DNS labels, too small a buffer */
+    assert_int_equal(mesh_host_key(m, "10.96.0.10", 10, key, sizeof(key)), -1);
+    assert_int_equal(mesh_host_key(m, "www.example.com", 15, key, sizeof(key)), -1);
+    assert_int_equal(mesh_host_key(m, "a_b.shop", 8, key, sizeof(key)), -1);
+    assert_int_equal(mesh_host_key(m, "[fd00::1]", 9, key, sizeof(key)), -1);
+    assert_int_equal(mesh_host_key(m, "backend.shop", 12, key, 8), -1);
+    assert_true(mesh_has_service(m, "shop/backend")); /* any of its ports */
+    assert_true(mesh_has_service(m, "other/backend"));
+    assert_true(mesh_has_service(m, "shop/db"));
+    assert_false(mesh_has_service(m, "shop/back"));
+    assert_false(mesh_has_service(m, "shop/backends"));
+    assert_false(mesh_has_service(m, "nowhere/backend"));
+    assert_false(mesh_has_service(m, "backend"));
+    assert_false(mesh_has_service(NULL, "shop/backend"));
+    mesh_configure(NULL, 0);
+    mesh_index_free(m);
+}
+
 static void test_looks_http(void **state)
 {
     static const struct {
@@ -284,6 +316,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_find_addr),
         cmocka_unit_test(test_find_host),
+        cmocka_unit_test(test_host_key),
         cmocka_unit_test(test_looks_http),
         cmocka_unit_test(test_original_dst_not_redirected),
         cmocka_unit_test(test_permissive_setting),
