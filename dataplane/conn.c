@@ -91,153 +91,13 @@
 #include "transport.h"
 #include "upstream.h"
 
-#define CONN_MAGIC 0x434f4e4eu /* "CONN" */
-#define REQ_MAGIC 0x52455155u  /* "REQU" */
-#define CONN_BUF_HIGH (64 * 1024)
-#define CONN_READ_MIN 4096          /* a read is attempted only with at least this much room */
-#define REQ_POOL_MAX 1024           /* request objects a thread keeps for reuse */
-#define CONN_LINGER 2.0             /* seconds a lingering close waits for the client's EOF */
-#define CONN_REPLAY_MAX (64 * 1024) /* request bytes kept to retry an idempotent request */
-#define CONN_BACKOFF_MAX 10.0       /* seconds: the longest wait between two attempts */
-#define CONN_MAX_MIRRORS 4          /* RequestMirror copies of one request */
-
-enum conn_state {
-    CS_HEAD,  /* waiting for / parsing a request head */
-    CS_PROXY, /* a request is being proxied */
-    CS_TUNNEL /* after a 101: raw bytes both ways until either side closes */
-};
-
-struct conn_reqlog;
-
-/* The state of one request and its upstream leg; NULL in struct conn between requests. */
-struct conn_req {
-    uint32_t magic;
-    struct conn *c;
-    struct conn_req *next_free;
-    struct snapshot *snap;
-    const char *route_src; /* route's source, in snap (or a literal); NULL: none */
-    const char *hsts;      /* the route's Strict-Transport-Security value (in snap), or NULL */
-    const struct snapwire_route *rt; /* the matched route (in snap); NULL: default backend */
-    /* rt's filters that act while the request is proxied (in snap), or NULL */
-    const struct snapwire_filter *req_edit, *resp_edit, *rewrite;
-    uint8_t attempt;     /* upstream attempts made for the request (route retries) */
-    uint8_t u_backoff;   /* no upstream: waiting (utimer) before the next attempt */
-    uint8_t replay_body; /* body bytes go into replay too (an idempotent request with retries) */
-    ev_timer dtimer;     /* the route's deadlines (request and backend timeouts) */
-    double req_deadline, try_deadline;        /* loop times; 0 = none */
-    struct mirror *mirrors[CONN_MAX_MIRRORS]; /* copies still taking the request body */
-    uint8_t n_mirrors;
-    /* balancer feedback: the endpoint (in snap) of the attempt under way, and its start */
-    const struct snapshot_endpoint *bal_ep;
-    double bal_t0;
-    /* cookie affinity: the cluster has it; the endpoint the request's cookie named (or NULL) */
-    uint8_t aff_want;
-    const struct snapshot_endpoint *aff_ep;
-    uint8_t keep_alive; /* client connection persists after this response */
-    uint8_t is_head, client_minor, req_done;
-    uint8_t upgrade;    /* request asked for a protocol upgrade (Connection: upgrade + Upgrade) */
-    uint8_t idempotent; /* RFC 9110 9.2.2: may be retried automatically */
-    uint8_t logged;     /* counted in metrics (and the access log) already */
-    enum http1_body_kind req_body;
-    uint64_t req_remaining;
-    uint64_t max_body; /* route limit for the request body, UINT64_MAX: none */
-    uint64_t body_seen;
-    struct http1_chunked req_chunk;
-    double req_start;           /* loop time (ev_now) when the request head was parsed */
-    double req_wall;            /* wall clock at the same moment, for the access log */
-    uint64_t out_mark;          /* out_total + cout.len when the request started */
-    struct conn_reqlog *reqlog; /* only with --access-log; kept with the object when reused */
-
-    /* upstream leg */
-    struct upstream_conn *u;
-    ev_timer utimer;
-    double u_due;     /* when the upstream phase times out (arm_utimer) */
-    double u_fire_at; /* when utimer is set to fire (never after u_due) */
-    uint8_t u_connecting, u_eof, u_write_failed;
-    uint8_t u_handshaking; /* upstream TLS handshake under way (after the TCP connect) */
-    uint32_t ucluster;     /* cluster index in snap: its TLS set-up (tls_upstream) */
-    uint8_t u_keep;        /* upstream head asked for a persistent connection */
-    uint8_t u_reused;      /* u came from the idle pool */
-    uint8_t u_got_bytes;   /* any response byte arrived on u */
-    uint8_t cb_req;        /* counted in the cluster's requests in flight (circuit breaking) */
-    uint8_t cb_pending;    /* counted in the cluster's pending requests: a new u connecting */
-    uint8_t replay_ok;     /* replay holds all that was sent: a failed reuse may be retried */
-    uint8_t u_shut;        /* opaque tunnel: our FIN went upstream (the client ended) */
-    uint8_t resp_started, resp_done;
-    uint8_t resp_close; /* upstream will not keep the connection (Connection: close, 1.0) */
-    int resp_status;
-    struct sockaddr_storage uaddr; /* endpoint of the request (the pool key) */
-    socklen_t uaddrlen;
-    struct dbuf replay, uin, uout;
-    enum http1_body_kind resp_body;
-    uint64_t resp_remaining;
-    struct http1_chunked resp_chunk;
-};
-
-/* A client connection: all that an idle keep-alive connection costs. */
-struct conn {
-    uint32_t magic;
-    uint8_t state; /* enum conn_state */
-    uint8_t dead;
-    uint8_t c_eof;             /* client closed its side */
-    uint8_t close_after_flush; /* no more requests: close once cout is written */
-    uint8_t head_timer;        /* header timer armed for the partial head in cin */
-    uint8_t linger;            /* close with client bytes still coming (an unread body) */
-    uint8_t lingering;         /* sent FIN; reading and dropping until EOF or CONN_LINGER */
-    uint8_t tls;               /* accepted on a TLS listener */
-    uint8_t handshaking;       /* TLS handshake not finished: no HTTP yet */
-    struct transport tp;       /* the client socket and, on a TLS listener, its session */
-    struct worker *w;
-    struct conn *prev, *next;
-    ev_io rio, wio;
-    ev_timer timer; /* idle / header timeout; left running but ignored outside CS_HEAD */
-    struct dbuf cin, cout;
-    uint64_t out_total; /* bytes sent to the client over the connection */
-    struct conn_req *r; /* the request being answered, or NULL */
-    /*
-     * TLS with client-certificate verification: the header lines telling the upstream who
-     * the client is (tls_client_headers), added to every request; NULL otherwise.
-     */
-    char *client_hdrs;
-    char peer[INET6_ADDRSTRLEN];
-    /* ---- sidecar (mesh.h) ---- */
-    uint8_t mesh;      /* enum mesh_listener of the listener it came from */
-    uint8_t opaque;    /* a TCP tunnel with no HTTP: bytes both ways, half-closes passed on */
-    uint8_t detect;    /* waiting for the first bytes: HTTP/1 or opaque */
-    uint8_t mesh_peek; /* inbound: waiting for the first byte, TLS record or plaintext */
-    uint8_t c_shut;    /* opaque tunnel: our FIN went to the client (the upstream ended) */
-    char *peer_uri;    /* inbound mTLS: the caller's verified SPIFFE ID; NULL: plaintext */
-    /*
-     * Discovery feed (meshfeed.h): feed_park is what waits for the destination's answer
-     * (FEED_PARK_*), feed_given_up once that wait ran out (then what is known is final for
-     * the connection); feed_used, feed_name_used: when the use of the destination, of the
-     * Service Host named, was last recorded (ev_now).
-     */
-    uint8_t feed_park, feed_given_up;
-    double feed_used, feed_name_used;
-    socklen_t origlen; /* the redirected connection's original destination (SO_ORIGINAL_DST) */
-    struct sockaddr_storage orig;
-};
+#include "conn_int.h"
 
 static void upstream_read_cb(struct ev_loop *loop, ev_io *io, int revents);
-
-/* The transport of the request's upstream connection r->u (it travels with u, pool too). */
-static inline struct transport *up_tp(struct conn_req *r)
-{
-    return &r->u->tp;
-}
 
 static void upstream_write_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void upstream_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void deadline_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
-static void conn_run(struct conn *c);
-static void conn_first_read(struct conn *c);
-static int mesh_tunnel_start(struct conn *c);
-static void conn_handshake(struct conn *c);
-static void mesh_inbound_start(struct conn *c, int timed_out);
-static void mesh_handshake_done(struct conn *c);
-static void mesh_accept(struct conn *c);
-static void mesh_outbound_start(struct conn *c);
 
 /* This thread's random numbers (xorshift64*): backend weights, mirror shares, jitter. */
 static __thread uint64_t rng_state;
@@ -273,19 +133,11 @@ static struct conn_req *req_check(struct conn_req *r)
     return r;
 }
 
-static void io_want(struct ev_loop *loop, ev_io *io, int want)
-{
-    if (want && !ev_is_active(io))
-        ev_io_start(loop, io);
-    else if (!want && ev_is_active(io))
-        ev_io_stop(loop, io);
-}
-
 static __thread struct conn_req *free_reqs;
 static __thread unsigned n_free_reqs;
 
 /* A cleared request object for c (from this thread's free list when it has one), or NULL. */
-static struct conn_req *req_new(struct conn *c)
+struct conn_req *conn_req_new(struct conn *c)
 {
     struct conn_req *r = free_reqs;
     struct conn_reqlog *keep = NULL;
@@ -337,7 +189,7 @@ void conn_thread_end(void)
     dbuf_pool_release();
 }
 
-static const char *route_name(const struct conn_req *r)
+const char *conn_route_name(const struct conn_req *r)
 {
     return r && r->route_src ? r->route_src : "";
 }
@@ -408,7 +260,7 @@ struct conn_reqlog {
 };
 
 /* Request start: remember when, and with --access-log what, for request_log(). */
-static void request_begin(struct conn *c, const struct http1_request *req)
+void conn_request_begin(struct conn *c, const struct http1_request *req)
 {
     struct conn_req *r = c->r;
 
@@ -442,7 +294,7 @@ static void request_log(struct conn *c, int status)
     if (!r || r->logged) return;
     r->logged = 1;
     dur = r->req_start ? ev_now(c->w->loop) - r->req_start : 0;
-    metrics_request_done(route_name(r), status, dur);
+    metrics_request_done(conn_route_name(r), status, dur);
     if (r->reqlog && accesslog_enabled()) {
         struct accesslog_entry e = {
             .time = r->req_wall,
@@ -486,7 +338,7 @@ static void request_release(struct conn *c)
     req_free(r);
 }
 
-static void conn_close(struct conn *c)
+void conn_close(struct conn *c)
 {
     struct worker *w = c->w;
 
@@ -513,7 +365,7 @@ static void conn_close(struct conn *c)
 }
 
 /* Closes c with a reset (RST) instead of a FIN: a tunnel's way of saying it failed. */
-static void conn_reset(struct conn *c)
+void conn_reset(struct conn *c)
 {
     struct linger lg = {1, 0};
 
@@ -542,7 +394,7 @@ void conn_reap(struct worker *w)
  * in libev's heap in one step (stop + start would be two); the timers are repeating ones
  * only in name: every callback closes, or re-arms, or releases what owns the timer.
  */
-static void arm_timer(struct conn *c, double after)
+void conn_arm_timer(struct conn *c, double after)
 {
     c->timer.repeat = after;
     ev_timer_again(c->w->loop, &c->timer);
@@ -591,7 +443,7 @@ static void conn_update(struct conn *c)
         }
         c->lingering = 1;
         dbuf_free(&c->cin);
-        arm_timer(c, CONN_LINGER);
+        conn_arm_timer(c, CONN_LINGER);
     }
     if (c->lingering) {
         io_want(loop, &c->rio, 1);
@@ -694,7 +546,7 @@ static void local_response_hdrs(struct conn *c, int status, const char *body, in
 {
     struct conn_req *r = c->r;
 
-    if (!r && !(r = c->r = req_new(c))) {
+    if (!r && !(r = c->r = conn_req_new(c))) {
         conn_close(c);
         return;
     }
@@ -728,7 +580,8 @@ static void local_response_hdrs(struct conn *c, int status, const char *body, in
     c->state = CS_HEAD;
     c->head_timer = 0;
     if (close_conn) c->close_after_flush = 1;
-    arm_timer(c, c->w->cfg.client_idle_timeout); /* also bounds the flush of a closing connection */
+    conn_arm_timer(
+        c, c->w->cfg.client_idle_timeout); /* also bounds the flush of a closing connection */
 }
 
 static void local_response(struct conn *c, int status, const char *body, int close_conn)
@@ -847,19 +700,20 @@ static void upstream_failed(struct conn *c, int status, const char *why)
 
     if (c->opaque) {
         /* a TCP tunnel has no way to say it but a reset (a clean end would pass for EOF) */
-        log_warn("upstream_error", "peer=%s route=%s reason=\"%s\"", c->peer, route_name(r), why);
+        log_warn("upstream_error", "peer=%s route=%s reason=\"%s\"", c->peer, conn_route_name(r),
+                 why);
         conn_reset(c);
         return;
     }
     if (!r->resp_started && status == 502 && upstream_retry(c, why) == 0) return;
     if (!r->resp_started && route_retry(c, why) == 0) return;
-    log_warn("upstream_error", "peer=%s route=%s reason=\"%s\"", c->peer, route_name(r), why);
+    log_warn("upstream_error", "peer=%s route=%s reason=\"%s\"", c->peer, conn_route_name(r), why);
     if (r->resp_started) {
         request_log(c, r->resp_status);
         request_release(c);
         c->close_after_flush = 1; /* truncated response: closing is the only signal */
         c->state = CS_HEAD;
-        arm_timer(c, c->w->cfg.client_idle_timeout);
+        conn_arm_timer(c, c->w->cfg.client_idle_timeout);
         return;
     }
     local_response(c, status, NULL, 0);
@@ -871,7 +725,7 @@ static void upstream_failed(struct conn *c, int status, const char *why)
  */
 static void upstream_overflow(struct conn *c)
 {
-    log_debug("upstream_overflow", "peer=%s route=%s", c->peer, route_name(c->r));
+    log_debug("upstream_overflow", "peer=%s route=%s", c->peer, conn_route_name(c->r));
     local_response_hdrs(c, 503, "upstream overflow\n", 0, "x-strait-overflow: 1\r\n");
 }
 
@@ -932,17 +786,6 @@ static int header_has_token(const struct http1_header *hdrs, size_t n, const cha
         }
     }
     return 0;
-}
-
-/* The value of the first header called name (a literal) in hdrs[0..n), or NULL. */
-static inline const struct http1_header *header_find(const struct http1_header *hdrs, size_t n,
-                                                     const char *name)
-{
-    size_t i;
-
-    for (i = 0; i < n; i++)
-        if (http1_name_is(&hdrs[i], name)) return &hdrs[i];
-    return NULL;
 }
 
 /*
@@ -1096,7 +939,7 @@ static void arm_progress(struct conn *c)
  * Gives the request an upstream connection to r->uaddr: an idle one from the worker's pool
  * when allow_pool, else a fresh connect. Returns 0, or -1 with errno (connect failed).
  */
-static int upstream_open(struct conn *c, int allow_pool)
+int conn_upstream_open(struct conn *c, int allow_pool)
 {
     struct conn_req *r = c->r;
     const struct sockaddr *sa = (const struct sockaddr *)&r->uaddr;
@@ -1207,7 +1050,7 @@ static int upstream_retry(struct conn *c, const char *why)
     struct conn_req *r = c->r;
 
     if (!r->u_reused || r->u_got_bytes || !r->replay_ok || !r->u) return -1;
-    log_debug("upstream_retry", "peer=%s route=%s reason=\"%s\"", c->peer, route_name(r), why);
+    log_debug("upstream_retry", "peer=%s route=%s reason=\"%s\"", c->peer, conn_route_name(r), why);
     cb_pending_end(r);
     upstream_conn_close(r->u);
     r->u = NULL;
@@ -1216,7 +1059,7 @@ static int upstream_retry(struct conn *c, const char *why)
     r->uout.len = r->uout.off = 0;
     if (dbuf_append(&r->uout, dbuf_data(&r->replay), r->replay.len) < 0) return -1;
     r->replay_ok = 0; /* once only */
-    if (upstream_open(c, 0) < 0) {
+    if (conn_upstream_open(c, 0) < 0) {
         metrics_upstream_connect_error();
         return -1;
     }
@@ -1260,7 +1103,7 @@ static int attempt_open(struct conn *c)
                           ? ev_now(c->w->loop) + ms / 1000.0
                           : 0;
     arm_deadline(c);
-    return upstream_open(c, 1);
+    return conn_upstream_open(c, 1);
 }
 
 /* attempt_open failed with errno: 503 overflow (circuit breaking, EBUSY), else 502. */
@@ -1328,8 +1171,8 @@ static int route_retry(struct conn *c, const char *why)
     budget = snapshot_route_budget(r->snap, rt);
     if (budget && !retry_budget_take(budget, loop_ms(c))) {
         metrics_retry_budget_exhausted();
-        log_info("retry_budget_exhausted", "peer=%s route=%s reason=\"%s\"", c->peer, route_name(r),
-                 why);
+        log_info("retry_budget_exhausted", "peer=%s route=%s reason=\"%s\"", c->peer,
+                 conn_route_name(r), why);
         return -1;
     }
     /* and the cluster's budget (strait.dev/retry-budget-*), shared by every route to it */
@@ -1338,13 +1181,13 @@ static int route_retry(struct conn *c, const char *why)
         metrics_retry_budget_exhausted();
         atomic_fetch_add_explicit(&req_cs(r)->budget_exhausted, 1, memory_order_relaxed);
         log_info("retry_budget_exhausted", "peer=%s route=%s cluster=%s reason=\"%s\"", c->peer,
-                 route_name(r), r->snap->sw.clusters[r->ucluster].name, why);
+                 conn_route_name(r), r->snap->sw.clusters[r->ucluster].name, why);
         return -1;
     }
     metrics_retry();
     bal_finish(c, 0);
-    log_debug("route_retry", "peer=%s route=%s attempt=%u reason=\"%s\"", c->peer, route_name(r),
-              (unsigned)r->attempt + 1, why);
+    log_debug("route_retry", "peer=%s route=%s attempt=%u reason=\"%s\"", c->peer,
+              conn_route_name(r), (unsigned)r->attempt + 1, why);
     cb_pending_end(r);
     if (r->u) {
         upstream_conn_close(r->u);
@@ -1486,368 +1329,6 @@ static const struct snapshot_endpoint *pick_endpoint(struct conn *c, struct snap
     return snapshot_pick_ex(snap, cluster, inp);
 }
 
-/* ---- sidecar (mesh) connections ---- */
-
-/* Loopback of sa's family with sa's port: where the inbound side hands off to the app. */
-static void loopback_of(const struct sockaddr_storage *sa, struct sockaddr_storage *out,
-                        socklen_t *len)
-{
-    uint16_t port = (uint16_t)netaddr_port((const struct sockaddr *)sa);
-
-    memset(out, 0, sizeof(*out));
-    if (sa->ss_family == AF_INET6 &&
-        !IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)sa)->sin6_addr)) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)out;
-        s6->sin6_family = AF_INET6;
-        s6->sin6_addr = in6addr_loopback;
-        s6->sin6_port = htons(port);
-        *len = sizeof(*s6);
-    } else {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)out;
-        s4->sin_family = AF_INET;
-        s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        s4->sin_port = htons(port);
-        *len = sizeof(*s4);
-    }
-}
-
-/*
- * Where a sidecar sends a request (host: the normalised Host, hl its length, hport its port
- * or 0) or, with hl 0, an opaque connection. Inbound: the app, on loopback at the original
- * destination's port. Outbound: the Service the Host names (its port: Host's, else the
- * original destination's), else the Service at the original destination (a ClusterIP),
- * each through its cluster; else straight to the original destination (passthrough: not
- * a Service of the mesh). Returns 0 with *cluster (a cluster of snap), 1 with *ta (direct),
- * -1 when the Service has no cluster (no endpoints). *route: what metrics and logs call it.
- */
-static int mesh_target(struct conn *c, struct snapshot *snap, const char *host, int hl, int hport,
-                       struct sockaddr_storage *ta, socklen_t *tl, const char **route,
-                       uint32_t *cluster)
-{
-    const struct snapwire_mesh_service *svc = NULL;
-
-    *cluster = SNAPWIRE_NONE;
-    if (c->mesh == MESH_LISTENER_INBOUND) {
-        loopback_of(&c->orig, ta, tl);
-        *route = "mesh:inbound";
-        return 1;
-    }
-    if (hl > 0)
-        svc = mesh_find_host(snap->mesh, host, (size_t)hl,
-                             hport ? (uint16_t)hport
-                                   : (uint16_t)netaddr_port((const struct sockaddr *)&c->orig));
-    if (!svc) svc = mesh_find_addr(snap->mesh, (const struct sockaddr *)&c->orig);
-    if (!svc) {
-        memcpy(ta, &c->orig, c->origlen);
-        *tl = c->origlen;
-        *route = "mesh:passthrough";
-        return 1;
-    }
-    if (svc->cluster == SNAPWIRE_NONE) {
-        *route = "mesh:no-endpoints";
-        return -1;
-    }
-    *cluster = svc->cluster;
-    *route = snap->sw.clusters[svc->cluster].name;
-    return 0;
-}
-
-/*
- * Inbound authorization of the connection's caller with snap's policies (mesh_authorize),
- * counted and, when refused, logged. http: a request (else a TCP connection). 1 allowed.
- */
-static int mesh_authorized(struct conn *c, struct snapshot *snap, int http)
-{
-    const char *policy;
-    int ok = mesh_authorize(snap->mesh, (const struct sockaddr *)&c->orig, c->peer_uri, &policy);
-
-    metrics_mesh_authz(http, ok);
-    if (!ok)
-        log_info("mesh_authz_denied", "peer=%s identity=%s protocol=%s policy=%s", c->peer,
-                 c->peer_uri ? c->peer_uri : "-", http ? "http" : "tcp", policy);
-    return ok;
-}
-
-/*
- * Turns the connection into an opaque TCP tunnel to its mesh target (what was read
- * already goes first). Returns 0, or -1 with c closed.
- */
-static int mesh_tunnel_start(struct conn *c)
-{
-    struct snapshot *snap = c->w->current;
-    const struct snapshot_endpoint *ep;
-    struct conn_req *r;
-    uint32_t cluster;
-    int rc;
-
-    c->opaque = 1;
-    c->detect = 0;
-    if (!snap) {
-        log_warn("mesh_refused", "peer=%s reason=\"no snapshot yet\"", c->peer);
-        goto close;
-    }
-    if (c->mesh == MESH_LISTENER_INBOUND && !mesh_authorized(c, snap, 0)) {
-        conn_reset(c); /* a refused TCP caller must not take a clean end for an answer */
-        return -1;
-    }
-    if (!(r = c->r = req_new(c))) goto close;
-    request_begin(c, NULL);
-    rc = mesh_target(c, snap, NULL, 0, 0, &r->uaddr, &r->uaddrlen, &r->route_src, &cluster);
-    if (rc < 0) {
-        log_warn("upstream_error", "peer=%s route=%s reason=\"no endpoint\"", c->peer,
-                 route_name(r));
-        goto close;
-    }
-    if (rc == 0) {
-        if (!(ep = snapshot_pick(snap, cluster))) {
-            log_warn("upstream_error", "peer=%s route=%s reason=\"no healthy endpoint\"", c->peer,
-                     route_name(r));
-            goto close;
-        }
-        if (clusterstate_acquire(snap->clusters[cluster].cs, CLUSTERSTATE_REQUESTS,
-                                 snap->sw.clusters[cluster].cb_max_requests) < 0) {
-            log_warn("upstream_overflow", "peer=%s route=%s", c->peer, route_name(r));
-            goto close;
-        }
-        r->cb_req = 1;
-        memcpy(&r->uaddr, &ep->addr, ep->addrlen);
-        r->uaddrlen = ep->addrlen;
-    }
-    r->snap = snapshot_ref(snap);
-    r->ucluster = cluster;
-    c->state = CS_TUNNEL;
-    if (upstream_open(c, 0) < 0) {
-        metrics_upstream_connect_error();
-        log_warn("upstream_error", "peer=%s route=%s reason=\"%s\"", c->peer, route_name(r),
-                 strerror(errno));
-        goto close;
-    }
-    return 0;
-close:
-    conn_close(c);
-    return -1;
-}
-
-/* Plaintext on the inbound side: only in permissive mode (then HTTP or opaque, detected). */
-static void mesh_plain_inbound(struct conn *c)
-{
-    if (!mesh_permissive()) {
-        metrics_mesh_conn(METRICS_MESH_IN_REFUSED);
-        log_info("mesh_plaintext_refused", "peer=%s", c->peer);
-        conn_close(c);
-        return;
-    }
-    metrics_mesh_conn(METRICS_MESH_IN_PLAIN);
-    c->detect = 1;
-    arm_timer(c, MESH_DETECT_TIMEOUT);
-    conn_first_read(c);
-}
-
-/*
- * Inbound: the first byte tells a TLS record (0x16, a ClientHello: mTLS) from plaintext.
- * Waits for it (mesh_peek) until it comes or the timer runs out (timed_out: nothing came).
- */
-static void mesh_inbound_start(struct conn *c, int timed_out)
-{
-    unsigned char b;
-    ssize_t n = recv(c->tp.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) && !timed_out) {
-        if (!c->mesh_peek) arm_timer(c, MESH_DETECT_TIMEOUT);
-        c->mesh_peek = 1;
-        io_want(c->w->loop, &c->rio, 1);
-        return;
-    }
-    c->mesh_peek = 0;
-    if (n < 0 && timed_out) {
-        mesh_plain_inbound(c); /* a client waiting for the server to speak first */
-        return;
-    }
-    if (n <= 0) {
-        conn_close(c);
-        return;
-    }
-    if (b != 0x16) {
-        mesh_plain_inbound(c);
-        return;
-    }
-    if (tls_mesh_accept(&c->tp, c->tp.fd) < 0) {
-        metrics_mesh_conn(METRICS_MESH_IN_REFUSED);
-        log_warn("mesh_refused", "peer=%s reason=\"no workload certificate yet\"", c->peer);
-        conn_close(c);
-        return;
-    }
-    c->tls = c->handshaking = 1;
-    arm_timer(c, c->w->cfg.client_header_timeout);
-    conn_handshake(c);
-}
-
-/*
- * Inbound mTLS is up: the verified caller goes to the app in X-Strait-Peer-Identity (a
- * header stripped from whatever a client sends), and ALPN says HTTP or opaque.
- */
-static void mesh_handshake_done(struct conn *c)
-{
-    char uri[1024];
-    int kind = tls_mesh_peer(&c->tp, uri, sizeof(uri));
-    size_t i;
-
-    for (i = 0; kind >= 0 && uri[i]; i++)
-        if ((unsigned char)uri[i] <= ' ' || uri[i] == 0x7f) kind = -1; /* never into a header */
-    if (kind < 0) {
-        metrics_mesh_conn(METRICS_MESH_IN_REFUSED);
-        log_warn("mesh_refused", "peer=%s reason=\"no verified peer identity\"", c->peer);
-        conn_close(c);
-        return;
-    }
-    metrics_mesh_conn(METRICS_MESH_IN_MTLS);
-    log_debug("mesh_peer", "peer=%s identity=%s", c->peer, uri);
-    c->client_hdrs = malloc(sizeof("X-Strait-Peer-Identity: \r\n") + strlen(uri));
-    if (!c->client_hdrs) {
-        conn_close(c);
-        return;
-    }
-    sprintf(c->client_hdrs, "X-Strait-Peer-Identity: %s\r\n", uri);
-    if (!(c->peer_uri = strdup(uri))) {
-        conn_close(c);
-        return;
-    }
-    if (kind == TLS_MESH_PEER_OPAQUE) {
-        if (mesh_tunnel_start(c) == 0) conn_first_read(c);
-        return;
-    }
-    if (kind == TLS_MESH_PEER_UNKNOWN) {
-        c->detect = 1;
-        arm_timer(c, MESH_DETECT_TIMEOUT);
-    } else {
-        arm_timer(c, c->w->cfg.client_idle_timeout);
-    }
-    conn_first_read(c);
-}
-
-/*
- * The discovery feed (meshfeed.h) and an outbound connection: 1 when its destination, or the
- * Service the Host of req (NULL: no request yet) names, is not in snap but may be a Service
- * (asked, answer not here yet): the caller parks it (feed_park); else 0, having recorded the
- * uses (each at most once a second per connection while known).
- */
-static int feed_must_wait(struct conn *c, struct snapshot *snap, const struct http1_request *req)
-{
-    const struct http1_header *h = req ? header_find(req->headers, req->num_headers, "host") : NULL;
-    char host[ROUTER_MAX_HOST], key[MESH_KEY_MAX];
-    double now = ev_now(c->w->loop);
-    int known, named = 0, name_known = 0, hl, wait = 0;
-
-    if (c->mesh != MESH_LISTENER_OUTBOUND || !meshfeed_on()) return 0;
-    known = snap && mesh_find_addr(snap->mesh, (const struct sockaddr *)&c->orig) != NULL;
-    if (h && (hl = router_normalize_host(h->value, h->value_len, host, sizeof(host))) > 0 &&
-        mesh_host_key(snap ? snap->mesh : NULL, host, (size_t)hl, key, sizeof(key)) == 0) {
-        named = 1;
-        name_known = snap && mesh_has_service(snap->mesh, key);
-    }
-    if (!known || now - c->feed_used >= 1.0) {
-        c->feed_used = now;
-        if (meshfeed_want((const struct sockaddr *)&c->orig) != MESHFEED_NONE && !known) wait = 1;
-    }
-    if (named && (!name_known || now - c->feed_name_used >= 1.0)) {
-        c->feed_name_used = now;
-        if (meshfeed_want_name(key) != MESHFEED_NONE && !name_known) wait = 1;
-    }
-    return wait && !c->feed_given_up;
-}
-
-#define FEED_PARK_ACCEPT 1  /* before anything was read: mesh_outbound_start again */
-#define FEED_PARK_REQUEST 2 /* a request head in cin: conn_run again */
-
-/* Parks c until a swap or MESHFEED_PARK seconds (client_timer_cb gives up then). */
-static void feed_park(struct conn *c, uint8_t what)
-{
-    if (!c->feed_park) {
-        arm_timer(c, MESHFEED_PARK);
-        io_want(c->w->loop, &c->rio, 0);
-        log_debug("mesh_feed_park", "peer=%s", c->peer);
-    }
-    c->feed_park = what;
-}
-
-/* Moves a parked connection on: after a swap, or given_up when its wait ran out. */
-static void feed_resume(struct conn *c, int given_up)
-{
-    uint8_t what = c->feed_park;
-
-    c->feed_park = 0;
-    if (given_up) {
-        char dst[NETADDR_STRLEN];
-        c->feed_given_up = 1;
-        log_warn("mesh_feed_timeout", "peer=%s destination=%s reason=\"no answer in %.0f s\"",
-                 c->peer, netaddr_format((const struct sockaddr *)&c->orig, dst, sizeof(dst)),
-                 MESHFEED_PARK);
-    }
-    arm_timer(c, c->w->cfg.client_idle_timeout);
-    if (what == FEED_PARK_ACCEPT)
-        mesh_outbound_start(c);
-    else
-        conn_run(c);                                     /* the head is in cin */
-    if (!c->feed_park) metrics_mesh_feed_wait(given_up); /* c is freed only by the reaper */
-}
-
-void conn_snapshot_swapped(struct worker *w)
-{
-    struct conn *c, *next;
-
-    for (c = w->conns; c; c = next) {
-        next = c->next;
-        if (c->feed_park && !c->dead) feed_resume(c, 0);
-    }
-}
-
-/*
- * A connection on a sidecar listener: only redirected ones (their original destination is
- * what they are for; one made to the listener itself would loop), then by side and by what
- * the directory says of the destination: opaque at once, HTTP, or detected.
- */
-static void mesh_accept(struct conn *c)
-{
-    struct sockaddr_storage local;
-    socklen_t ll = sizeof(local);
-
-    c->origlen = sizeof(c->orig);
-    if (mesh_original_dst(c->tp.fd, &c->orig, &c->origlen) < 0 ||
-        (getsockname(c->tp.fd, (struct sockaddr *)&local, &ll) == 0 &&
-         netaddr_equal((const struct sockaddr *)&local, (const struct sockaddr *)&c->orig))) {
-        log_info("mesh_refused", "peer=%s reason=\"not a redirected connection\"", c->peer);
-        conn_close(c);
-        return;
-    }
-    if (c->mesh == MESH_LISTENER_INBOUND) {
-        mesh_inbound_start(c, 0);
-        return;
-    }
-    mesh_outbound_start(c);
-}
-
-/* An outbound connection by what the directory says of its destination (see mesh_accept). */
-static void mesh_outbound_start(struct conn *c)
-{
-    const struct snapwire_mesh_service *svc;
-
-    if (feed_must_wait(c, c->w->current, NULL)) {
-        feed_park(c, FEED_PARK_ACCEPT);
-        return;
-    }
-    svc = c->w->current ? mesh_find_addr(c->w->current->mesh, (const struct sockaddr *)&c->orig)
-                        : NULL;
-    if (svc && svc->proto == SNAPWIRE_MESH_PROTO_OPAQUE) {
-        if (mesh_tunnel_start(c) == 0) conn_first_read(c);
-        return;
-    }
-    if (!svc || svc->proto != SNAPWIRE_MESH_PROTO_HTTP) {
-        c->detect = 1;
-        arm_timer(c, MESH_DETECT_TIMEOUT);
-    }
-    conn_first_read(c);
-}
-
 /*
  * Tries to start the next request from cin. Returns 1 if a request was started or answered
  * locally, 0 if more bytes are needed.
@@ -1884,25 +1365,25 @@ static int start_request(struct conn *c)
     if (n == -2) {
         if (!c->head_timer) {
             c->head_timer = 1;
-            arm_timer(c, c->w->cfg.client_header_timeout);
+            conn_arm_timer(c, c->w->cfg.client_header_timeout);
         }
         return 0;
     }
-    if (n > 0 && feed_must_wait(c, c->w->current, &req)) {
+    if (n > 0 && conn_feed_must_wait(c, c->w->current, &req)) {
         /* a Service the Host names that is not here yet, or one dropped while idle */
-        feed_park(c, FEED_PARK_REQUEST);
+        conn_feed_park(c, FEED_PARK_REQUEST);
         return 0;
     }
-    if (!(r = c->r = req_new(c))) {
+    if (!(r = c->r = conn_req_new(c))) {
         conn_close(c);
         return 1;
     }
     if (n == -1) {
-        request_begin(c, NULL);
+        conn_request_begin(c, NULL);
         local_response(c, status, NULL, 1);
         return 1;
     }
-    request_begin(c, &req);
+    conn_request_begin(c, &req);
     c->head_timer = 0; /* c->timer runs on; client_timer_cb ignores it while a request is on */
     r->client_minor = (uint8_t)req.minor_version;
     r->is_head = req.method_len == 4 && memcmp(req.method, "HEAD", 4) == 0;
@@ -1935,15 +1416,15 @@ static int start_request(struct conn *c)
         local_response(c, 503, "no snapshot\n", 0);
         return 1;
     }
-    if (c->mesh == MESH_LISTENER_INBOUND && !mesh_authorized(c, snap, 1)) {
+    if (c->mesh == MESH_LISTENER_INBOUND && !conn_mesh_authorized(c, snap, 1)) {
         dbuf_consume(&c->cin, (size_t)n);
         local_response(c, 403, "forbidden by authorization policy\n", 0);
         return 1;
     }
     if (c->mesh) {
         /* a sidecar: the app on loopback (inbound), or the Service Host names (outbound) */
-        int rc = mesh_target(c, snap, host, hl, router_host_port(info.host, info.host_len),
-                             &r->uaddr, &r->uaddrlen, &r->route_src, &cluster);
+        int rc = conn_mesh_target(c, snap, host, hl, router_host_port(info.host, info.host_len),
+                                  &r->uaddr, &r->uaddrlen, &r->route_src, &cluster);
         rt = NULL;
         if (rc < 0) {
             dbuf_consume(&c->cin, (size_t)n);
@@ -2318,7 +1799,7 @@ static int parse_response_head(struct conn *c)
             r->req_deadline = r->try_deadline = 0;
             ev_timer_stop(c->w->loop, &r->dtimer);
             request_log(c, 101);
-            log_debug("request", "peer=%s status=101 route=%s", c->peer, route_name(r));
+            log_debug("request", "peer=%s status=101 route=%s", c->peer, conn_route_name(r));
             arm_progress(c);
             return 1;
         }
@@ -2350,7 +1831,7 @@ static int parse_response_head(struct conn *c)
         dbuf_consume(&r->uin, (size_t)n);
         r->resp_started = 1;
         r->resp_done = info.body == HTTP1_BODY_NONE;
-        log_debug("request", "peer=%s status=%d route=%s", c->peer, res.status, route_name(r));
+        log_debug("request", "peer=%s status=%d route=%s", c->peer, res.status, conn_route_name(r));
         return 1;
     }
 oom:
@@ -2429,7 +1910,7 @@ static void finish_request(struct conn *c)
     request_release(c);
     c->state = CS_HEAD;
     if (!keep) c->close_after_flush = 1;
-    arm_timer(c, c->w->cfg.client_idle_timeout);
+    conn_arm_timer(c, c->w->cfg.client_idle_timeout);
 }
 
 /*
@@ -2562,7 +2043,7 @@ static int conn_step(struct conn *c)
                 return -1;
             }
             c->detect = 0;
-            if (d != 1 && mesh_tunnel_start(c) < 0) return -1;
+            if (d != 1 && conn_mesh_tunnel_start(c) < 0) return -1;
             continue;
         }
         if (c->state == CS_HEAD) {
@@ -2603,7 +2084,7 @@ static int conn_step(struct conn *c)
  * watcher is active is waiting for the kernel and is left to it), and repeats while
  * writing made room for buffered input; then updates the watchers.
  */
-static void conn_run(struct conn *c)
+void conn_run(struct conn *c)
 {
     for (;;) {
         int moved = 0, m;
@@ -2670,7 +2151,7 @@ static void linger_read(struct conn *c)
  * Reads what a new connection already sent (deferred accept; after a TLS handshake, what
  * came with the client's Finished) and runs it, or waits for the first bytes.
  */
-static void conn_first_read(struct conn *c)
+void conn_first_read(struct conn *c)
 {
     switch (client_read(c)) {
     case 1:
@@ -2690,7 +2171,7 @@ static void conn_first_read(struct conn *c)
  * direction the session needs; c->timer (the header timeout) bounds it and closes silently.
  * Once done, the idle timer takes over and whatever the client already sent is read.
  */
-static void conn_handshake(struct conn *c)
+void conn_handshake(struct conn *c)
 {
     struct ev_loop *loop = c->w->loop;
     int rc = c->tp.ops->handshake(&c->tp);
@@ -2707,11 +2188,11 @@ static void conn_handshake(struct conn *c)
     c->handshaking = 0;
     io_want(loop, &c->wio, 0);
     if (c->mesh) {
-        mesh_handshake_done(c);
+        conn_mesh_handshake_done(c);
         return;
     }
     c->client_hdrs = tls_client_headers(&c->tp);
-    arm_timer(c, c->w->cfg.client_idle_timeout);
+    conn_arm_timer(c, c->w->cfg.client_idle_timeout);
     conn_first_read(c);
 }
 
@@ -2726,7 +2207,7 @@ static void client_read_cb(struct ev_loop *loop, ev_io *io, int revents)
         return;
     }
     if (c->mesh_peek) {
-        mesh_inbound_start(c, 0);
+        conn_mesh_inbound_start(c, 0);
         return;
     }
     if (c->lingering) {
@@ -2773,17 +2254,17 @@ static void client_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         return;
     }
     if (c->feed_park) {
-        feed_resume(c, 1); /* no answer for its destination: what is known stands */
+        conn_feed_resume(c, 1); /* no answer for its destination: what is known stands */
         return;
     }
     if (c->mesh_peek) {
-        mesh_inbound_start(c, 1); /* a silent client: plaintext server-first, or nothing */
+        conn_mesh_inbound_start(c, 1); /* a silent client: plaintext server-first, or nothing */
         return;
     }
     if (c->detect) {
         /* no bytes to tell: a server-first protocol (SMTP, MySQL) is opaque */
         c->detect = 0;
-        if (mesh_tunnel_start(c) == 0) conn_run(c);
+        if (conn_mesh_tunnel_start(c) == 0) conn_run(c);
         return;
     }
     if (c->state != CS_HEAD) return; /* a request is being answered: its own timers apply */
@@ -2936,7 +2417,7 @@ static void upstream_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     } else {
         /* a body or tunnel made no progress either way: nothing useful can follow */
         log_warn("upstream_error", "peer=%s route=%s reason=\"idle body timeout\"", c->peer,
-                 route_name(r));
+                 conn_route_name(r));
         conn_close(c);
         return;
     }
@@ -2961,15 +2442,15 @@ static void deadline_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     }
     metrics_route_timeout(!whole);
     if (r->resp_started || c->state != CS_PROXY) {
-        log_warn("upstream_error", "peer=%s route=%s reason=\"%s timeout\"", c->peer, route_name(r),
-                 whole ? "request" : "backend");
+        log_warn("upstream_error", "peer=%s route=%s reason=\"%s timeout\"", c->peer,
+                 conn_route_name(r), whole ? "request" : "backend");
         conn_close(c); /* a response cut short: closing is the only signal */
         return;
     }
     r->try_deadline = 0;
     if (whole) {
         log_warn("upstream_error", "peer=%s route=%s reason=\"request timeout\"", c->peer,
-                 route_name(r));
+                 conn_route_name(r));
         r->req_deadline = 0;
         local_response(c, 504, NULL, 0);
     } else {
@@ -3045,7 +2526,7 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_
     metrics_conn_opened();
     ev_timer_start(w->loop, &c->timer);
     if (c->mesh) {
-        mesh_accept(c);
+        conn_mesh_accept(c);
         return;
     }
     if (c->tls) {
