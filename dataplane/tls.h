@@ -86,6 +86,14 @@ int tls_transport_accept(struct transport *t, int fd, struct snapshot *snap);
  * mesh's server context, tls_mesh.c); snap may be NULL. Module side only. */
 int tls_transport_accept_ctx(struct transport *t, int fd, SSL_CTX *ctx, struct snapshot *snap);
 
+/*
+ * Turns t into a TLS client transport: ssl (in connect state, made by the caller) on socket
+ * fd, through the same socket BIO and with read-ahead, as accepted sessions (one recv per
+ * record instead of a header read and a body read). Returns 0, or -1 with ssl and t untouched
+ * (the caller still owns ssl). Module side only.
+ */
+int tls_transport_connect(struct transport *t, int fd, SSL *ssl);
+
 extern const struct transport_ops transport_tls_ops;
 
 /*

@@ -406,7 +406,6 @@ static int session_start(const struct tls_upstream_cluster *e, struct transport 
     if (!(ssl = SSL_new(e->ctx))) goto fail;
     if (!SSL_set_ex_data(ssl, key_idx, k)) goto fail;
     k = NULL; /* the SSL owns it now (tls_exdata_free) */
-    if (!SSL_set_fd(ssl, tp->fd)) goto fail;
     SSL_set_connect_state(ssl);
     if (e->sni[0] && !e->sni_is_ip && !SSL_set_tlsext_host_name(ssl, e->sni)) goto fail;
     if (e->verify && e->sni[0]) {
@@ -417,10 +416,7 @@ static int session_start(const struct tls_upstream_cluster *e, struct transport 
         X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
     }
     offer_session(ssl, SSL_get_ex_data(ssl, key_idx));
-    tp->ops = &transport_tls_ops;
-    tp->sess = ssl;
-    tp->want = 0;
-    tp->priv = 0;
+    if (tls_transport_connect(tp, tp->fd, ssl) < 0) goto fail;
     return 0;
 fail:
     free(k);
@@ -452,11 +448,10 @@ int tls_upstream_start_mesh(const struct tls_upstream *t, uint32_t cluster, stru
     if (!tls_upstream_mesh_cluster(t, cluster)) return -1;
     e = &t->c[cluster];
     if (!(ssl = tls_mesh_client_new(fd, opaque, e->ids, e->n_ids, e->name))) return -1;
-    tp->ops = &transport_tls_ops;
-    tp->fd = fd;
-    tp->sess = ssl;
-    tp->want = 0;
-    tp->priv = 0;
+    if (tls_transport_connect(tp, fd, ssl) < 0) {
+        SSL_free(ssl);
+        return -1;
+    }
     return 0;
 }
 

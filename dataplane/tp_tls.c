@@ -7,11 +7,13 @@
  * deadlocks; reports decrypted-but-unread bytes (read-ahead may hold whole records while
  * the socket is empty); counts handshakes (full, resumed, failed) and logs failures at
  * debug; sends one close_notify (never waiting for the peer's) before the socket closes;
- * builds the client-certificate headers of a verified connection. Its own socket BIO
- * (send/recv without libc's wrappers, MSG_MORE where more follows at once) puts the TLS 1.3
- * session ticket, owed from the handshake, in the first response's segment, and a last
- * response in the segment of the close_notify; the record buffers are given back while the
- * connection idles (transport idle op) instead of around every read and write.
+ * builds the client-certificate headers of a verified connection. Accepted and client
+ * (tls_upstream.c) sessions alike read with read-ahead (one recv per record, not a header
+ * read and a body read) through its own socket BIO (send/recv without libc's wrappers,
+ * MSG_MORE where more follows at once), which puts the TLS 1.3 session ticket, owed from the
+ * handshake, in the first response's segment, and a last response in the segment of the
+ * close_notify; the record buffers are given back while the connection idles (transport
+ * idle op) instead of around every read and write.
  * Does not: choose certificates (tls.c's servername callback does) or time the handshake
  * (conn.c bounds it with the header timeout).
  * Invariants:
@@ -345,25 +347,47 @@ int tls_transport_accept(struct transport *t, int fd, struct snapshot *snap)
     return tls_transport_accept_ctx(t, fd, tls_base_ctx(), snap);
 }
 
-int tls_transport_accept_ctx(struct transport *t, int fd, SSL_CTX *ctx, struct snapshot *snap)
+/*
+ * Puts ssl on socket fd as t's session: the socket BIO above, and read-ahead (one recv per
+ * record, not a header read and a body read; tls_pending reports what it holds). Returns 0,
+ * or -1 with t as it was.
+ */
+static int attach(struct transport *t, int fd, SSL *ssl)
 {
-    SSL *ssl;
+    struct transport save = *t;
     BIO *b;
 
-    if (!ctx || !(ssl = SSL_new(ctx))) return -1;
     t->fd = fd;
     t->want = t->priv = 0;
     if (!(b = sock_bio(t))) {
-        SSL_free(ssl);
+        *t = save;
         ERR_clear_error();
         return -1;
     }
-    SSL_set_bio(ssl, b, b);
-    SSL_set_accept_state(ssl);
-    SSL_set_app_data(ssl, snapshot_ref(snap)); /* for the servername callback */
+    SSL_set_bio(ssl, b, b); /* frees a BIO an earlier SSL_set_fd made */
+    SSL_set_read_ahead(ssl, 1);
     t->ops = &transport_tls_ops;
     t->sess = ssl;
     return 0;
+}
+
+int tls_transport_accept_ctx(struct transport *t, int fd, SSL_CTX *ctx, struct snapshot *snap)
+{
+    SSL *ssl;
+
+    if (!ctx || !(ssl = SSL_new(ctx))) return -1;
+    if (attach(t, fd, ssl) < 0) {
+        SSL_free(ssl);
+        return -1;
+    }
+    SSL_set_accept_state(ssl);
+    SSL_set_app_data(ssl, snapshot_ref(snap)); /* for the servername callback */
+    return 0;
+}
+
+int tls_transport_connect(struct transport *t, int fd, SSL *ssl)
+{
+    return attach(t, fd, ssl);
 }
 
 /* The first spiffe:// URI SAN of x into out (empty when none). */
