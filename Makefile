@@ -162,7 +162,8 @@ $(BUILD)/tlsload: bench/tlsload.c
 bench: bench-tools
 # bench-mesh: issue 10's sidecar targets (bench/mesh.py, root: network namespaces it makes and
 # removes): added p99 per sidecar hop at 1,000 req/s (bench/meshload.c, open loop), the
-# sidecar's idle RSS and with 5,000 Services, its CPU per 1,000 req/s.
+# sidecar's idle RSS and with 5,000 Services, its CPU per 1,000 req/s; HAProxy and nginx doing
+# the sidecars' job in the same rounds (bench/meshpeers.py, installed when missing), as ratios.
 .PHONY: bench-mesh
 $(BUILD)/meshload: bench/meshload.c
 	@mkdir -p $(dir $@)

@@ -9,6 +9,8 @@ four "pods" on the bridge by veth pairs:
   mb  meshed server   (mesh-init, sidecar as UID 2102, ServiceAccount backend)
   da  direct client   (no mesh-init, no sidecar)
   db  direct server   (no mesh-init, no sidecar)
+  pa  peer client     (mesh-init, HAProxy or nginx as the proxy, see below)
+  pb  peer server     (mesh-init, HAProxy or nginx as the proxy)
 The server apps are `meshload serve` (64-byte 200s, keep-alive); the clients `meshload load`
 (open loop: a fixed RATE schedule, latency counted from when each request was due), both as
 UID 1000. Every sidecar runs --workers 1 and gets its snapshot from the controller's
@@ -21,15 +23,21 @@ Phases:
      bench-0..9, in front of mb; the rest in front of pods that do not exist, in 50
      namespaces); once ma's sidecar routes bench-9 (on the feed: ma subscribed to bench-9;
      with --full: the whole file is in its snapshot); VmRSS.
-  3. load, ROUNDS rounds, each: direct (da -> db:8080, 10 Hosts) and meshed (ma -> the 10
-     ClusterIPs of bench-0..9, through both sidecars), RATE req/s for SECS s after a 2 s
-     warm-up, 2 keep-alive connections per Service; the order alternates per round. During
+  3. load, ROUNDS rounds, each: direct (da -> db:8080, 10 Hosts), meshed (ma -> the 10
+     ClusterIPs of bench-0..9, through both sidecars) and each peer (pa -> the same), RATE
+     req/s for SECS s after a 2 s warm-up, 2 keep-alive connections per Service; the order
+     rotates per round. During
      the meshed runs: utime+stime of both sidecars (/proc/PID/stat) over the run.
   4. VmRSS / VmHWM of both sidecars after the load (10 Services in use, SERVICES in the mesh).
+Peers (--peers, default haproxy,nginx; bench/meshpeers.py): in the same rounds, each peer
+does the two sidecars' job between two more pods made like ma/mb (pa client, pb server: the
+same mesh-init interception, the proxy as UID 2102 with one worker, mTLS 1.3 between them,
+pooled keep-alive on both hops), the same load from pa; their CPU and per-hop latency, and
+the ratios strait/peer (below 1: Strait uses less), in the report.
 
 Options: --secs, --rate, --rounds, --services, --rt (sidecars, apps and clients SCHED_FIFO 1,
-so that other load on a shared machine preempts them less), --full, -o FILE (a copy of the
-report).
+so that other load on a shared machine preempts them less), --full, --peers LIST|none, -o FILE
+(a copy of the report).
 BUILD=dir picks the binaries (build/strait-controller, build/strait-dataplane, build/meshload).
 """
 import argparse
@@ -46,12 +54,15 @@ import uuid
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 import harness  # noqa: E402  (yaml_docs: the manifests)
+import meshpeers  # noqa: E402
 
 BIN = os.path.abspath(os.environ.get("BUILD", os.path.join(ROOT, "build")))
 PROXY_UID, APP_UID = 2102, 1000
 HUB_IP = "10.203.0.254"
-POD_IP = {"ma": "10.203.0.1", "mb": "10.203.0.2", "da": "10.203.0.3", "db": "10.203.0.4"}
-MESHED = ("ma", "mb")
+POD_IP = {"ma": "10.203.0.1", "mb": "10.203.0.2", "da": "10.203.0.3", "db": "10.203.0.4",
+          "pa": "10.203.0.5", "pb": "10.203.0.6"}
+MESHED = ("ma", "mb")  # Strait's sidecars
+INTERCEPTED = MESHED + ("pa", "pb")  # mesh-init: the sidecars' pods and the peers'
 SA = {"ma": "frontend", "mb": "backend"}
 IDENTITY_PORT = 8443
 TICK = os.sysconf("SC_CLK_TCK")
@@ -129,7 +140,7 @@ class Bench:
             self.sh("ip", "-n", ns, "link", "set", "eth0", "up")
             self.sh("ip", "-n", ns, "addr", "add", ip + "/24", "dev", "eth0")
             self.sh("ip", "-n", ns, "route", "add", "default", "via", HUB_IP)
-            if pod in MESHED:
+            if pod in INTERCEPTED:
                 self.sh("ip", "netns", "exec", ns, os.path.join(BIN, "strait-controller"),
                         "mesh-init")
 
@@ -292,10 +303,62 @@ class Bench:
         return None
 
     @staticmethod
-    def cpu(pid):
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICK
+    def cpu(pids):
+        """utime + stime of pids (threads included), in seconds."""
+        total = 0
+        for pid in pids:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / TICK
+
+    @staticmethod
+    def tree(pid):
+        """pid and its descendants (nginx's master and worker)."""
+        kids = {}
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open("/proc/%s/stat" % d) as f:
+                        kids.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(
+                            int(d))
+                except OSError:
+                    continue
+        out, todo = [], [pid]
+        while todo:
+            p = todo.pop()
+            out.append(p)
+            todo.extend(kids.get(p, []))
+        return out
+
+    def peer_start(self, name):
+        """Starts peer name's proxies in pa and pb; returns {pod: pid} once pa routes."""
+        cmds = meshpeers.commands(name, self.dir, self.peer_certs, POD_IP["pb"])
+        procs = {pod: self.start("%s-%s" % (name, pod), self.in_ns(pod, PROXY_UID, *cmd,
+                                                                     rt=True))
+                 for pod, cmd in cmds.items()}
+
+        def up():
+            for pod, p in procs.items():
+                if p.poll() is not None:
+                    raise SystemExit("bench-mesh: %s in %s exited:\n%s" % (
+                        name, pod, self.log_of("%s-%s" % (name, pod))))
+            r = self.sh(*self.in_ns("pa", APP_UID, "curl", "-s", "-o", "/dev/null", "-w",
+                                    "%{http_code}", "-m", "2", "-H", "Host: bench-0",
+                                    "http://%s/" % bench_ip(0)), check=False)
+            return r.stdout == "200"
+        self.wait("%s between pa and pb" % name, up)
+        return {pod: p.pid for pod, p in procs.items()}
+
+    def peer_stop(self, pids):
+        for p in [p for p in self.procs if p.pid in pids.values()]:
+            os.killpg(p.pid, signal.SIGTERM)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+            self.procs.remove(p)
 
     def rss_line(self, label):
         parts = []
@@ -339,7 +402,11 @@ class Bench:
         a = self.args
         self.net()
         self.controller()
-        self.apps = {pod: self.app(pod) for pod in ("mb", "db")}
+        self.peers = [] if a.peers == "none" else a.peers.split(",")
+        extra = ("pb",) if self.peers else ()
+        self.apps = {pod: self.app(pod) for pod in ("mb", "db") + extra}
+        if self.peers:
+            self.peer_certs = meshpeers.make_certs(self.dir)
         self.sc = {pod: self.sidecar(pod) for pod in MESHED}
         with open("/proc/loadavg") as f:
             load = " ".join(f.read().split()[:3])
@@ -369,28 +436,33 @@ class Bench:
         self.rss_line("directory")
         direct = ["%s:8080/bench-%d" % (POD_IP["db"], i) for i in range(N_USED)]
         meshed = ["%s:80/bench-%d" % (bench_ip(i), i) for i in range(N_USED)]
-        res = {"direct": [], "meshed": []}
-        cpus = []
+        kinds = ["direct", "meshed"] + self.peers
+        res = {k: [] for k in kinds}
+        cpus = {k: [] for k in kinds[1:]}
         for rnd in range(a.rounds):
-            order = ("direct", "meshed") if rnd % 2 == 0 else ("meshed", "direct")
+            order = kinds[rnd % len(kinds):] + kinds[:rnd % len(kinds)]
             for kind in order:
-                server = self.apps["db" if kind == "direct" else "mb"].app_pid
-                a0, t0 = self.cpu(server), time.monotonic()
-                if kind == "direct":
-                    r = self.load("da", direct)
-                else:
-                    c0 = {p: self.cpu(self.sc[p].sidecar_pid) for p in MESHED}
-                    r = self.load("ma", meshed)
-                    el = time.monotonic() - t0
-                    c = {p: (self.cpu(self.sc[p].sidecar_pid) - c0[p]) / el for p in MESHED}
-                    cpus.append(c)
-                    r.update({"cpu_ma": "%.4f" % c["ma"], "cpu_mb": "%.4f" % c["mb"]})
-                # the apps' own CPU, for scale: the kernel's TCP work is charged to them too
+                server = self.apps[{"direct": "db", "meshed": "mb"}.get(kind, "pb")].app_pid
+                proxies = self.peer_start(kind) if kind in self.peers else None
+                pods = {"direct": (), "meshed": MESHED}.get(kind, ("pa", "pb"))
+                pids = {p: self.tree(self.sc[p].sidecar_pid if kind == "meshed" else
+                                     proxies[p]) for p in pods}
+                c0 = {p: self.cpu(pids[p]) for p in pods}
+                a0, t0 = self.cpu([server]), time.monotonic()
+                r = self.load({"direct": "da", "meshed": "ma"}.get(kind, "pa"),
+                              direct if kind == "direct" else meshed)
                 el = time.monotonic() - t0
-                r["cpu_server_app"] = "%.4f" % ((self.cpu(server) - a0) / el)
+                if pods:
+                    c = {p: (self.cpu(pids[p]) - c0[p]) / el for p in pods}
+                    cpus[kind].append(c)
+                    r.update({"cpu_" + p: "%.4f" % c[p] for p in pods})
+                # the apps' own CPU, for scale: the kernel's TCP work is charged to them too
+                r["cpu_server_app"] = "%.4f" % ((self.cpu([server]) - a0) / el)
                 r["cpu_client"] = "%.4f" % (float(r.pop("client_cpu_s")) / el)
+                if proxies:
+                    self.peer_stop(proxies)
                 res[kind].append(r)
-                self.out("round=%d %-6s %s" % (rnd + 1, kind, " ".join(
+                self.out("round=%d %-7s %s" % (rnd + 1, kind, " ".join(
                     "%s=%s" % kv for kv in r.items())))
         self.rss_line("after_load")
         for pod in MESHED:  # how the sidecars connected (pooling shows here)
@@ -405,26 +477,43 @@ class Bench:
             self.out("# %s metrics: %s" % (pod, " ".join(keep)))
         with open("/proc/loadavg") as f:
             self.out("# loadavg at the end: " + " ".join(f.read().split()[:3]))
-        self.out("# medians over %d rounds" % a.rounds)
+        self.out("# medians over %d rounds; the peers (%s) do the sidecars' job between pods "
+                 "pa and pb (bench/meshpeers.py)" % (a.rounds, ", ".join(self.peers) or "none"))
         qs = ("p50", "p90", "p99", "p999", "svc_p50", "svc_p90", "svc_p99", "send_late_p99")
         med = {}
-        for kind in ("direct", "meshed"):
+        for kind in kinds:
             med[kind] = {q: statistics.median(float(r[q + "_us"]) for r in res[kind]) for q in qs}
             errs = sum(int(r["errors"]) + int(r["unfinished"]) for r in res[kind])
-            self.out("%-6s %s errors=%d" % (kind, " ".join(
+            self.out("%-7s %s errors=%d" % (kind, " ".join(
                 "%s_us=%.1f" % (q, med[kind][q]) for q in qs), errs))
-        for pre, what in (("", "from when due"), ("svc_", "from sending")):
-            hop = [(med["meshed"][pre + q] - med["direct"][pre + q]) / 2
-                   for q in ("p50", "p90", "p99")]
-            rounds_hop = [(float(m[pre + "p99_us"]) - float(d[pre + "p99_us"])) / 2
-                          for d, m in zip(res["direct"], res["meshed"])]
-            self.out("per_hop_added (%s) p50_us=%.1f p90_us=%.1f p99_us=%.1f; p99 by round: "
-                     "%s (target p99 < 200)" % (what, hop[0], hop[1], hop[2],
-                                                " ".join("%.1f" % x for x in rounds_hop)))
-        cm = statistics.median(c["ma"] for c in cpus)
-        cb = statistics.median(c["mb"] for c in cpus)
-        self.out("cpu_vcpu client_sidecar=%.4f server_sidecar=%.4f both=%.4f at %d req/s "
-                 "(target < 0.05 per sidecar per 1,000 req/s)" % (cm, cb, cm + cb, a.rate))
+        hops = {}
+        for kind in kinds[1:]:
+            for pre, what in (("", "from when due"), ("svc_", "from sending")):
+                hop = [(med[kind][pre + q] - med["direct"][pre + q]) / 2
+                       for q in ("p50", "p90", "p99")]
+                hops[kind, pre] = hop
+                rounds_hop = [(float(m[pre + "p99_us"]) - float(d[pre + "p99_us"])) / 2
+                              for d, m in zip(res["direct"], res[kind])]
+                self.out("per_hop_added %-7s (%s) p50_us=%.1f p90_us=%.1f p99_us=%.1f; p99 by "
+                         "round: %s%s" % (kind, what, hop[0], hop[1], hop[2],
+                                          " ".join("%.1f" % x for x in rounds_hop),
+                                          " (target p99 < 200)" if kind == "meshed" else ""))
+        cpu = {}
+        for kind in kinds[1:]:
+            pc, ps = {"meshed": MESHED}.get(kind, ("pa", "pb"))
+            cpu[kind] = (statistics.median(c[pc] for c in cpus[kind]),
+                         statistics.median(c[ps] for c in cpus[kind]))
+            self.out("cpu_vcpu %-7s client_proxy=%.4f server_proxy=%.4f both=%.4f at %d req/s%s"
+                     % (kind, cpu[kind][0], cpu[kind][1], sum(cpu[kind]), a.rate,
+                        " (target < 0.05 per sidecar per 1,000 req/s)" if kind == "meshed"
+                        else ""))
+        for peer in self.peers:  # strait / peer: below 1 is better
+            self.out("ratio strait/%s cpu_client=%.2f cpu_server=%.2f per_hop_p50=%.2f "
+                     "per_hop_svc_p50=%.2f per_hop_svc_p90=%.2f" % (
+                         peer, cpu["meshed"][0] / cpu[peer][0], cpu["meshed"][1] / cpu[peer][1],
+                         hops["meshed", ""][0] / hops[peer, ""][0],
+                         hops["meshed", "svc_"][0] / hops[peer, "svc_"][0],
+                         hops["meshed", "svc_"][1] / hops[peer, "svc_"][1]))
         if a.o:
             with open(a.o, "w") as f:
                 f.write("\n".join(self.lines) + "\n")
@@ -442,8 +531,15 @@ def main():
     ap.add_argument("--full", action="store_true",
                     help="sidecars read the controller's whole snapshot (--socket) instead of "
                     "the discovery feed: every Service of the mesh in every sidecar")
+    ap.add_argument("--peers", default="haproxy,nginx",
+                    help="comma-separated peers measured doing the sidecars' job in the same "
+                    "run (haproxy, nginx; installed with apt-get when missing), or none")
     ap.add_argument("-o", help="write a copy of the report here")
     args = ap.parse_args()
+    if args.peers != "none":
+        bad = [n for n in args.peers.split(",") if n not in meshpeers.PEERS]
+        if bad:
+            raise SystemExit("bench-mesh: unknown peer " + ", ".join(bad))
     if os.geteuid() != 0:
         raise SystemExit("bench-mesh: needs root (network namespaces, iptables)")
     for tool in ("ip", "iptables-restore", "setpriv", "curl"):
@@ -452,6 +548,8 @@ def main():
     for b in ("strait-controller", "strait-dataplane", "meshload"):
         if not os.access(os.path.join(BIN, b), os.X_OK):
             raise SystemExit("bench-mesh: no %s in %s (make all %s/meshload)" % (b, BIN, BIN))
+    if args.peers != "none":
+        meshpeers.install(args.peers.split(","))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     b = Bench(args)
     try:
