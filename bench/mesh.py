@@ -26,11 +26,11 @@ Phases:
   3. load, ROUNDS rounds, each: direct (da -> db:8080, 10 Hosts), meshed (ma -> the 10
      ClusterIPs of bench-0..9, through both sidecars) and each peer (pa -> the same), RATE
      req/s for SECS s after a 2 s warm-up, 2 keep-alive connections per Service; the order
-     rotates per round. During
-     the meshed runs: utime+stime of both sidecars (/proc/PID/stat) over the run.
+     rotates per round. During the meshed (and peer) runs: utime+stime of both proxies
+     (/proc/PID/stat, their threads and child processes) over the run.
   4. VmRSS / VmHWM of both sidecars after the load (10 Services in use, SERVICES in the mesh).
-Peers (--peers, default haproxy,nginx; bench/meshpeers.py): in the same rounds, each peer
-does the two sidecars' job between two more pods made like ma/mb (pa client, pb server: the
+Peers (--peers, default haproxy,nginx,haproxy-tcp; bench/meshpeers.py): in the same rounds, each
+peer does the two sidecars' job between two more pods made like ma/mb (pa client, pb server: the
 same mesh-init interception, the proxy as UID 2102 with one worker, mTLS 1.3 between them,
 pooled keep-alive on both hops), the same load from pa; their CPU and per-hop latency, and
 the ratios strait/peer (below 1: Strait uses less), in the report.
@@ -462,7 +462,7 @@ class Bench:
                 if proxies:
                     self.peer_stop(proxies)
                 res[kind].append(r)
-                self.out("round=%d %-7s %s" % (rnd + 1, kind, " ".join(
+                self.out("round=%d %-11s %s" % (rnd + 1, kind, " ".join(
                     "%s=%s" % kv for kv in r.items())))
         self.rss_line("after_load")
         for pod in MESHED:  # how the sidecars connected (pooling shows here)
@@ -484,7 +484,7 @@ class Bench:
         for kind in kinds:
             med[kind] = {q: statistics.median(float(r[q + "_us"]) for r in res[kind]) for q in qs}
             errs = sum(int(r["errors"]) + int(r["unfinished"]) for r in res[kind])
-            self.out("%-7s %s errors=%d" % (kind, " ".join(
+            self.out("%-11s %s errors=%d" % (kind, " ".join(
                 "%s_us=%.1f" % (q, med[kind][q]) for q in qs), errs))
         hops = {}
         for kind in kinds[1:]:
@@ -494,7 +494,7 @@ class Bench:
                 hops[kind, pre] = hop
                 rounds_hop = [(float(m[pre + "p99_us"]) - float(d[pre + "p99_us"])) / 2
                               for d, m in zip(res["direct"], res[kind])]
-                self.out("per_hop_added %-7s (%s) p50_us=%.1f p90_us=%.1f p99_us=%.1f; p99 by "
+                self.out("per_hop_added %-11s (%s) p50_us=%.1f p90_us=%.1f p99_us=%.1f; p99 by "
                          "round: %s%s" % (kind, what, hop[0], hop[1], hop[2],
                                           " ".join("%.1f" % x for x in rounds_hop),
                                           " (target p99 < 200)" if kind == "meshed" else ""))
@@ -503,7 +503,7 @@ class Bench:
             pc, ps = {"meshed": MESHED}.get(kind, ("pa", "pb"))
             cpu[kind] = (statistics.median(c[pc] for c in cpus[kind]),
                          statistics.median(c[ps] for c in cpus[kind]))
-            self.out("cpu_vcpu %-7s client_proxy=%.4f server_proxy=%.4f both=%.4f at %d req/s%s"
+            self.out("cpu_vcpu %-11s client_proxy=%.4f server_proxy=%.4f both=%.4f at %d req/s%s"
                      % (kind, cpu[kind][0], cpu[kind][1], sum(cpu[kind]), a.rate,
                         " (target < 0.05 per sidecar per 1,000 req/s)" if kind == "meshed"
                         else ""))
@@ -531,9 +531,10 @@ def main():
     ap.add_argument("--full", action="store_true",
                     help="sidecars read the controller's whole snapshot (--socket) instead of "
                     "the discovery feed: every Service of the mesh in every sidecar")
-    ap.add_argument("--peers", default="haproxy,nginx",
+    ap.add_argument("--peers", default="haproxy,nginx,haproxy-tcp",
                     help="comma-separated peers measured doing the sidecars' job in the same "
-                    "run (haproxy, nginx; installed with apt-get when missing), or none")
+                    "run (haproxy, nginx, haproxy-tcp: a plain TCP relay, the floor; "
+                    "installed with apt-get when missing), or none")
     ap.add_argument("-o", help="write a copy of the report here")
     args = ap.parse_args()
     if args.peers != "none":

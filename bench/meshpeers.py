@@ -16,14 +16,16 @@ import os
 import shutil
 import subprocess
 
-PEERS = ("haproxy", "nginx")
-PACKAGES = {"haproxy": "haproxy", "nginx": "nginx-light"}
+# haproxy-tcp: not a mesh proxy but the floor: HAProxy relaying plain TCP (no TLS, no HTTP)
+# on the same path, what the kernel and two relays cost on this machine by themselves
+PEERS = ("haproxy", "nginx", "haproxy-tcp")
+PACKAGES = {"haproxy": "haproxy", "haproxy-tcp": "haproxy", "nginx": "nginx-light"}
 OUT_PORT, IN_PORT = 4140, 4143
 TD = "cluster.local"
 
 
 def install(names):
-    need = [PACKAGES[n] for n in names if not shutil.which(n)]
+    need = sorted({PACKAGES[n] for n in names if not shutil.which(PACKAGES[n].split("-")[0])})
     if need:
         subprocess.run(["apt-get", "install", "-y", "-qq", *need], check=True,
                        stdout=subprocess.DEVNULL)
@@ -64,6 +66,25 @@ def make_certs(d):
     return out
 
 
+def _haproxy(d, name, client, server):
+    cmds = {}
+    for pod, cfg in (("pa", client), ("pb", server)):
+        path = os.path.join(d, "%s-%s.cfg" % (name, pod))
+        with open(path, "w") as f:
+            f.write(cfg)
+        cmds[pod] = ["haproxy", "-db", "-f", path]
+    return cmds
+
+
+def haproxy_tcp_cmds(d, certs, server_ip):
+    common = ("global\n  nbthread 1\n  maxconn 4000\ndefaults\n  mode tcp\n"
+              "  timeout connect 5s\n  timeout client 120s\n  timeout server 120s\n")
+    return _haproxy(d, "haproxy-tcp",
+                    common + "listen out\n  bind :%d\n  server pb %s:8080\n" % (OUT_PORT,
+                                                                                 server_ip),
+                    common + "listen in\n  bind :%d\n  server app 127.0.0.1:8080\n" % IN_PORT)
+
+
 def haproxy_cmds(d, certs, server_ip):
     """{pod: argv} for the client proxy in pa and the server proxy in pb."""
     common = ("global\n  nbthread 1\n  maxconn 4000\n  ssl-default-bind-options ssl-min-ver "
@@ -79,13 +100,7 @@ def haproxy_cmds(d, certs, server_ip):
         "  http-request set-header X-Client-Cert-Sha1 %%[ssl_c_sha1,hex]\n"
         "  default_backend app\n"
         "backend app\n  server app 127.0.0.1:8080\n" % (IN_PORT, certs["server"][2], certs["ca"]))
-    cmds = {}
-    for pod, cfg in (("pa", client), ("pb", server)):
-        path = os.path.join(d, "haproxy-%s.cfg" % pod)
-        with open(path, "w") as f:
-            f.write(cfg)
-        cmds[pod] = ["haproxy", "-db", "-f", path]
-    return cmds
+    return _haproxy(d, "haproxy", client, server)
 
 
 def nginx_cmds(d, certs, server_ip):
@@ -129,4 +144,5 @@ def nginx_cmds(d, certs, server_ip):
 
 
 def commands(name, d, certs, server_ip):
-    return (haproxy_cmds if name == "haproxy" else nginx_cmds)(d, certs, server_ip)
+    return {"haproxy": haproxy_cmds, "nginx": nginx_cmds,
+            "haproxy-tcp": haproxy_tcp_cmds}[name](d, certs, server_ip)
