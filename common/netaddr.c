@@ -147,6 +147,34 @@ const char *netaddr_local(int fd, char *buf, size_t n)
     return netaddr_format((struct sockaddr *)&ss, buf, n);
 }
 
+int netaddr_unmap(const struct sockaddr *sa, struct sockaddr_storage *out, socklen_t *len)
+{
+    memset(out, 0, sizeof(*out));
+    if (sa->sa_family == AF_INET6 &&
+        IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)sa)->sin6_addr)) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        struct sockaddr_in *s4 = (struct sockaddr_in *)out;
+        s4->sin_family = AF_INET;
+        s4->sin_port = s6->sin6_port;
+        memcpy(&s4->sin_addr, &s6->sin6_addr.s6_addr[12], 4);
+        *len = sizeof(*s4);
+        return 0;
+    }
+    if (sa->sa_family == AF_INET) {
+        memcpy(out, sa, sizeof(struct sockaddr_in));
+        *len = sizeof(struct sockaddr_in);
+        return 0;
+    }
+    if (sa->sa_family == AF_INET6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)out;
+        memcpy(s6, sa, sizeof(*s6));
+        s6->sin6_flowinfo = 0;
+        *len = sizeof(*s6);
+        return 0;
+    }
+    return -1;
+}
+
 unsigned netaddr_port(const struct sockaddr *sa)
 {
     if (sa->sa_family == AF_INET) return ntohs(((const struct sockaddr_in *)sa)->sin_port);

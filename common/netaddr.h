@@ -33,6 +33,13 @@ int netaddr_bind_listen(int fd, const struct sockaddr *sa, socklen_t len, char *
 /* netaddr_socket + netaddr_bind_listen. Returns the listening fd, or -1 with err filled. */
 int netaddr_listen(const struct sockaddr *sa, socklen_t len, char *err, size_t errlen);
 
+/*
+ * sa copied into out (zeroed first) as the one form of its address: a v4-mapped IPv6 address
+ * (::ffff:a.b.c.d) as AF_INET, IPv6 without its flow label. 0, or -1 (family other than
+ * AF_INET / AF_INET6).
+ */
+int netaddr_unmap(const struct sockaddr *sa, struct sockaddr_storage *out, socklen_t *len);
+
 /* The port of sa (host order); 0 for a family other than AF_INET / AF_INET6. */
 unsigned netaddr_port(const struct sockaddr *sa);
 

@@ -60,27 +60,20 @@ int mesh_permissive(void)
 /* sa as a key (v4-mapped IPv6 becomes IPv4). 0, or -1 for another family. */
 static int key_of(const struct sockaddr *sa, struct mesh_addr_key *k)
 {
+    struct sockaddr_storage u;
+    socklen_t ul;
+
     memset(k, 0, sizeof(*k));
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+    if (netaddr_unmap(sa, &u, &ul) < 0) return -1;
+    k->port = (uint16_t)netaddr_port((const struct sockaddr *)&u);
+    if (u.ss_family == AF_INET) {
         k->family = 4;
-        memcpy(k->ip, &s4->sin_addr, 4);
-        k->port = ntohs(s4->sin_port);
-        return 0;
+        memcpy(k->ip, &((const struct sockaddr_in *)&u)->sin_addr, 4);
+    } else {
+        k->family = 6;
+        memcpy(k->ip, &((const struct sockaddr_in6 *)&u)->sin6_addr, 16);
     }
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-        k->port = ntohs(s6->sin6_port);
-        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
-            k->family = 4;
-            memcpy(k->ip, &s6->sin6_addr.s6_addr[12], 4);
-        } else {
-            k->family = 6;
-            memcpy(k->ip, &s6->sin6_addr, 16);
-        }
-        return 0;
-    }
-    return -1;
+    return 0;
 }
 
 static int addr_cmp(const void *a, const void *b)

@@ -90,35 +90,6 @@ static double mono_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* sa as a key: IPv4 / IPv6 with port, a v4-mapped address as IPv4. 0, or -1 (other family). */
-static int key_of(const struct sockaddr *sa, struct sockaddr_storage *out, socklen_t *len)
-{
-    memset(out, 0, sizeof(*out));
-    if (sa->sa_family == AF_INET6 &&
-        IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)sa)->sin6_addr)) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-        struct sockaddr_in *s4 = (struct sockaddr_in *)out;
-        s4->sin_family = AF_INET;
-        s4->sin_port = s6->sin6_port;
-        memcpy(&s4->sin_addr, &s6->sin6_addr.s6_addr[12], 4);
-        *len = sizeof(*s4);
-        return 0;
-    }
-    if (sa->sa_family == AF_INET) {
-        memcpy(out, sa, sizeof(struct sockaddr_in));
-        *len = sizeof(struct sockaddr_in);
-        return 0;
-    }
-    if (sa->sa_family == AF_INET6) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)out;
-        memcpy(s6, sa, sizeof(*s6));
-        s6->sin6_flowinfo = 0;
-        *len = sizeof(*s6);
-        return 0;
-    }
-    return -1;
-}
-
 /* Updates the destinations gauge (feed.mu held). */
 static void count_locked(void)
 {
@@ -192,7 +163,7 @@ int meshfeed_want(const struct sockaddr *sa)
     struct sockaddr_storage k;
     socklen_t kl;
 
-    if (!meshfeed_on() || key_of(sa, &k, &kl) < 0) return MESHFEED_NONE;
+    if (!meshfeed_on() || netaddr_unmap(sa, &k, &kl) < 0) return MESHFEED_NONE;
     return want(&k, kl, NULL);
 }
 

@@ -10,7 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 
@@ -91,11 +93,46 @@ static void test_listen(void **state)
     close(fd);
 }
 
+/* netaddr_unmap: one form per address (v4-mapped IPv6 as IPv4, no flow label), port kept */
+static void test_unmap(void **state)
+{
+    static const struct {
+        const char *spec, *want;
+        socklen_t len;
+    } c[] = {
+        {"10.0.0.1:80", "10.0.0.1:80", sizeof(struct sockaddr_in)},
+        {"[::ffff:10.0.0.1]:8080", "10.0.0.1:8080", sizeof(struct sockaddr_in)},
+        {"[fd00::1]:443", "[fd00::1]:443", sizeof(struct sockaddr_in6)},
+        {"[::1]:1", "[::1]:1", sizeof(struct sockaddr_in6)},
+    };
+    struct sockaddr_storage ss, out, b;
+    socklen_t sl, ol, bl;
+    char err[256], buf[NETADDR_STRLEN];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        assert_int_equal(netaddr_parse(c[i].spec, &ss, &sl, err, sizeof(err)), 0);
+        if (ss.ss_family == AF_INET6) ((struct sockaddr_in6 *)&ss)->sin6_flowinfo = htonl(7);
+        assert_int_equal(netaddr_unmap((struct sockaddr *)&ss, &out, &ol), 0);
+        assert_int_equal(ol, c[i].len);
+        assert_string_equal(netaddr_format((struct sockaddr *)&out, buf, sizeof(buf)), c[i].want);
+        /* the canonical form compares equal to the address parsed from its text */
+        assert_int_equal(netaddr_parse(c[i].want, &b, &bl, err, sizeof(err)), 0);
+        assert_true(netaddr_equal((struct sockaddr *)&out, (struct sockaddr *)&b));
+        assert_int_equal(memcmp(&out, &b, bl), 0);
+    }
+    memset(&ss, 0, sizeof(ss));
+    ss.ss_family = AF_UNIX;
+    assert_int_equal(netaddr_unmap((struct sockaddr *)&ss, &out, &ol), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_table),
         cmocka_unit_test(test_listen),
+        cmocka_unit_test(test_unmap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
