@@ -1,8 +1,8 @@
 /*
  * netaddr: turns "ADDR:PORT" into a bound, listening, non-blocking socket.
  *
- * Does: parse and format socket addresses, open listening TCP sockets for the proxy and the
- * admin ports of both binaries.
+ * Does: parse and format socket addresses, spell IP literals canonically, open listening
+ * TCP sockets for the proxy and the admin ports of both binaries.
  * Does not: accept connections (their owners run the accept watchers), or SO_REUSEPORT
  * (only the data plane's worker listeners want it; dataplane/listener.c adds it).
  * Invariant: only numeric addresses (and "localhost") are accepted, so startup never blocks
@@ -197,4 +197,20 @@ int netaddr_equal(const struct sockaddr *a, const struct sockaddr *b)
                memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
     }
     return 0;
+}
+
+int netaddr_ip_canonical(const char *ip, char *out, size_t n)
+{
+    struct in6_addr a6;
+    struct in_addr a4;
+
+    if (n) *out = '\0';
+    if (inet_pton(AF_INET, ip, &a4) == 1)
+        return inet_ntop(AF_INET, &a4, out, (socklen_t)n) ? 0 : -1;
+    if (inet_pton(AF_INET6, ip, &a6) != 1) return -1;
+    if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+        memcpy(&a4, &a6.s6_addr[12], 4);
+        return inet_ntop(AF_INET, &a4, out, (socklen_t)n) ? 0 : -1;
+    }
+    return inet_ntop(AF_INET6, &a6, out, (socklen_t)n) ? 0 : -1;
 }

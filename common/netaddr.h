@@ -1,5 +1,6 @@
 /*
- * netaddr: "ADDR:PORT" parsing and formatting, and listening TCP sockets, for both binaries.
+ * netaddr: "ADDR:PORT" parsing and formatting, canonical IP text, and listening TCP sockets, for
+ * both binaries.
  */
 #ifndef STRAIT_NETADDR_H
 #define STRAIT_NETADDR_H
@@ -48,6 +49,13 @@ unsigned netaddr_port(const struct sockaddr *sa);
  * AF_INET6.
  */
 int netaddr_equal(const struct sockaddr *a, const struct sockaddr *b);
+
+/*
+ * An IP literal (no brackets, no port) as inet_ntop spells it into out (INET6_ADDRSTRLEN, 46
+ * bytes, is enough), an IPv4-mapped IPv6 address ("::ffff:10.0.0.1") as its IPv4 address: one
+ * address, one text. Returns 0, or -1 when ip is not an IPv4 or IPv6 literal (out "").
+ */
+int netaddr_ip_canonical(const char *ip, char *out, size_t n);
 
 /* Local address of a bound socket formatted into buf (port 0 resolved), or "?". Returns buf. */
 const char *netaddr_local(int fd, char *buf, size_t n);

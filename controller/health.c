@@ -285,6 +285,11 @@ static void health_render_feed(FILE *f)
     family(f, "strait_mesh_feed_waiting", "gauge",
            "Discovery feed requests held until the answer changes or their wait ends.");
     fprintf(f, "strait_mesh_feed_waiting %u\n", fm.waiting);
+    family(f, "strait_mesh_feed_addresses_rejected_total", "counter",
+           "Pod addresses discovery requests claimed that no Pod of the caller's identity has "
+           "(left out of the answer; see event=mesh_feed_addresses_rejected).");
+    fprintf(f, "strait_mesh_feed_addresses_rejected_total %llu\n",
+            (unsigned long long)fm.addresses_rejected);
 }
 
 /* Leader election, Ingress status and Events: their modules keep the figures. */

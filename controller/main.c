@@ -136,15 +136,18 @@ struct ctl_counts {
  * Builds and encodes the snapshot of cache (sealed) stamped with generation. Returns 0 with
  * *frame and *len set (malloc'd), or -1 with err filled. *snap_out, when given, receives the
  * built snapshot (free with snapbuild_free); *counts, when given, what the build accepted and
- * rejected, on top of the rejected objects the source already counted (pre_rejected).
+ * rejected, on top of the rejected objects the source already counted (pre_rejected); *pods,
+ * when given, the discovery feed's pod table (meshpods.h; NULL when out of memory: logged).
  */
 static int ctl_build_cache(const struct model_cache *cache, unsigned pre_rejected,
                            const struct snapbuild_opts *bo, uint64_t generation, uint8_t **frame,
                            size_t *len, struct snapbuild_result *snap_out,
-                           struct ctl_counts *counts, char *err, size_t errlen)
+                           struct ctl_counts *counts, struct meshpods **pods, char *err,
+                           size_t errlen)
 {
     struct snapbuild_result r;
     ev_tstamp t0 = ev_time();
+    char perr[128];
     int k;
 
     if (snapbuild_build_opts(cache, bo, &r, err, errlen)) return -1;
@@ -153,6 +156,8 @@ static int ctl_build_cache(const struct model_cache *cache, unsigned pre_rejecte
         snapbuild_free(&r);
         return -1;
     }
+    if (pods && !(*pods = meshpods_build(cache, bo->trust_domain, perr, sizeof(perr))))
+        log_error("mesh_pods_failed", "reason=\"%s\"", perr);
     health_observe_build(ev_time() - t0, *len);
     if (counts) {
         for (k = 0; k < MODEL_KIND_COUNT; k++)
@@ -280,15 +285,15 @@ static void ctl_log_gateways(const struct snapbuild_result *r)
 /* File mode: loads dir, then as ctl_build_cache. */
 static int ctl_build_frame(const char *dir, int watch_fd, const struct snapbuild_opts *bo,
                            uint64_t generation, uint8_t **frame, size_t *len,
-                           struct snapbuild_result *snap_out, struct ctl_counts *counts, char *err,
-                           size_t errlen)
+                           struct snapbuild_result *snap_out, struct ctl_counts *counts,
+                           struct meshpods **pods, char *err, size_t errlen)
 {
     struct model_cache cache;
     int rc;
 
     if (filesource_load(dir, watch_fd, &cache, err, errlen)) return -1;
     rc = ctl_build_cache(&cache, cache.n_rejected, bo, generation, frame, len, snap_out, counts,
-                         err, errlen);
+                         pods, err, errlen);
     model_cache_free(&cache);
     return rc;
 }
@@ -440,6 +445,7 @@ static void ctl_reload(struct ctl *c)
         c->mesh_dir,      c->trust_domain, c->cluster_domain, c->authz_default_deny};
     struct ctl_counts counts;
     struct snapbuild_result r;
+    struct meshpods *pods = NULL, **want_pods = c->feed ? &pods : NULL;
     char err[512], q[600];
     uint8_t *frame;
     size_t len;
@@ -452,14 +458,15 @@ static void ctl_reload(struct ctl *c)
             return;
         }
         rc = ctl_build_cache(kube_source_cache(c->ks), kube_source_rejected(c->ks), &bo,
-                             c->generation + 1, &frame, &len, &r, &counts, err, sizeof(err));
+                             c->generation + 1, &frame, &len, &r, &counts, want_pods, err,
+                             sizeof(err));
         if (!rc) {
             ctl_feed_cluster(c, &r);
             snapbuild_free(&r);
         }
     } else {
         rc = ctl_build_frame(c->dir, c->inotify_fd, &bo, c->generation + 1, &frame, &len, &r,
-                             &counts, err, sizeof(err));
+                             &counts, want_pods, err, sizeof(err));
         if (!rc) {
             ctl_log_gateways(&r);
             snapbuild_free(&r);
@@ -481,12 +488,15 @@ static void ctl_reload(struct ctl *c)
         health_count_reload(1);
         log_debug("snapshot_unchanged", "generation=%llu", (unsigned long long)c->generation);
         free(frame);
+        /* the Pods may have changed all the same (a new pod behind no Service yet) */
+        meshfeed_publish(c->feed, NULL, 0, pods);
         return;
     }
     if (publisher_publish(c->pub, frame, len, c->generation + 1)) {
         health_count_reload(0);
         log_error("publish_failed", "reason=\"out of memory\"");
         free(frame);
+        meshfeed_publish(c->feed, NULL, 0, pods);
         return;
     }
     c->generation++;
@@ -495,7 +505,7 @@ static void ctl_reload(struct ctl *c)
     free(c->last);
     c->last = frame;
     c->last_len = len;
-    meshfeed_publish(c->feed, frame, len);
+    meshfeed_publish(c->feed, frame, len, pods);
     log_info("snapshot_published", "generation=%llu bytes=%zu clients=%u",
              (unsigned long long)c->generation, len, publisher_clients(c->pub));
 }
@@ -656,7 +666,7 @@ static int ctl_one_shot(const char *dir, const struct snapbuild_opts *bo, int du
     FILE *f;
     int rc = 1;
 
-    if (ctl_build_frame(dir, -1, bo, 1, &frame, &len, &r, NULL, err, sizeof(err))) {
+    if (ctl_build_frame(dir, -1, bo, 1, &frame, &len, &r, NULL, NULL, err, sizeof(err))) {
         log_error("load_failed", "reason=%s", log_quote(q, sizeof(q), err));
         return 1;
     }

@@ -2,15 +2,20 @@
  * meshfeed: POST /v1/discovery, the sidecars' on-demand snapshot feed (meshfeed.h).
  *
  * Does: check the caller's workload certificate (meshsrv's peer_uri: a SPIFFE ID of our trust
- * domain), parse its subscription, cut the current snapshot down to it
- * (snapwire_mesh_subset), encode that and answer with a version; hold a request whose
- * version is current until a publish changes its answer or its wait ends (204); answer held
- * requests on shutdown; count answers for /metrics.
- * Does not: check that the addresses a sidecar gives are its pod's (the identity is
- * authenticated, the subscription is what it says it uses), push without a request (the
- * sidecar asks again after each answer), or keep anything per sidecar between requests.
+ * domain), parse its subscription, keep of the addresses it says are its pod's those where a
+ * Pod of that identity runs (the pod table of the last build, meshpods.h: another pod's
+ * Services and policies are not the caller's to see), cut the current snapshot down to that
+ * (snapwire_mesh_subset), encode it and answer with a version; hold a request whose version
+ * is current until a publish (a new frame or a new pod table) changes its answer or its wait
+ * ends (204); answer held requests on shutdown; count answers and refused addresses for
+ * /metrics.
+ * Does not: check the services a sidecar subscribes to (it may call any; what it learns is
+ * the directory every sidecar gets), push without a request (the sidecar asks again after
+ * each answer), or keep anything per sidecar between requests.
  * Invariants: the decoded snapshot is replaced only on a publish that decodes; a held
- * request is in f->held exactly until meshsrv_finish is called for it, once.
+ * request keeps the addresses it claimed and is filtered again on every publish, so a pod
+ * that shows up later gets its answer; a held request is in f->held exactly until
+ * meshsrv_finish is called for it, once.
  */
 #include "meshfeed.h"
 
@@ -47,11 +52,12 @@ struct meshfeed {
     int have_snapshot;
     struct snapwire_snapshot snap;       /* the last published frame, decoded */
     struct snapwire_subset_index *index; /* of snap; NULL: each subset makes its own */
+    struct meshpods *pods;               /* of the last build; NULL: none yet, no address is own */
     uint64_t generation;
     struct mf_held *held;
 };
 
-static struct meshfeed_metrics fm = {0, {200, 204, 400, 403, 500, 503}, {0}, 0};
+static struct meshfeed_metrics fm = {0, {200, 204, 400, 403, 500, 503}, {0}, 0, 0};
 
 void meshfeed_metrics(struct meshfeed_metrics *out)
 {
@@ -214,15 +220,16 @@ static int mf_parse_services(const struct kobj *o, struct meshfeed_query *q, cha
     return rc;
 }
 
-/* The addresses array o into q (canonical, sorted, unique). 0, -1 (err filled), -2. */
+/*
+ * The addresses array o into q (canonical, netaddr_ip_canonical: an IPv4-mapped IPv6 address
+ * is its IPv4 one; sorted, unique). 0, -1 (err filled), -2.
+ */
 static int mf_parse_addresses(const struct kobj *o, struct meshfeed_query *q, char *err,
                               size_t errlen)
 {
-    unsigned char bin[16];
     char ip[INET6_ADDRSTRLEN], qs[300];
     const char *str;
     size_t i;
-    int af;
 
     if (o->type != KOBJ_SEQ) {
         snprintf(err, errlen, "addresses: want an array of strings");
@@ -238,8 +245,7 @@ static int mf_parse_addresses(const struct kobj *o, struct meshfeed_query *q, ch
             snprintf(err, errlen, "addresses: want an array of strings");
             return -1;
         }
-        af = strchr(str, ':') ? AF_INET6 : AF_INET;
-        if (inet_pton(af, str, bin) != 1 || !inet_ntop(af, bin, ip, sizeof(ip))) {
+        if (netaddr_ip_canonical(str, ip, sizeof(ip))) {
             snprintf(err, errlen, "addresses: %s is not an IP address",
                      log_quote(qs, sizeof(qs), str));
             return -1;
@@ -308,6 +314,16 @@ out:
 
 /* ---- answers ---- */
 
+size_t meshfeed_own_addresses(const struct meshpods *pods, const char *identity,
+                              const struct meshfeed_query *q, char **own)
+{
+    size_t i, n = 0;
+
+    for (i = 0; i < q->n_addresses && n < MESHFEED_MAX_ADDRESSES; i++)
+        if (meshpods_has(pods, q->addresses[i], identity)) own[n++] = q->addresses[i];
+    return n;
+}
+
 static void mf_fnv(uint64_t *h, const void *p, size_t n)
 {
     const unsigned char *b = p;
@@ -341,14 +357,16 @@ void meshfeed_version(const uint8_t *frame, size_t len, const struct meshfeed_qu
 }
 
 /*
- * The 200 answer to q from the current snapshot into r (frame body, X-Strait-Version) and
- * its version into version. Returns 200, or 500 with an error body.
+ * The 200 answer to q of the caller identity from the current snapshot into r (frame body,
+ * X-Strait-Version) and its version into version: q's addresses count only where they are
+ * identity's pod's. Returns 200, or 500 with an error body.
  */
-static int mf_answer(struct meshfeed *f, const struct meshfeed_query *q, struct meshsrv_reply *r,
-                     char version[17])
+static int mf_answer(struct meshfeed *f, const struct meshfeed_query *q, const char *identity,
+                     struct meshsrv_reply *r, char version[17])
 {
-    struct snapwire_subset_query sq = {q->keys, q->n_keys, (const char *const *)q->addresses,
-                                       q->n_addresses, f->index};
+    char *own[MESHFEED_MAX_ADDRESSES];
+    struct meshfeed_query mine = *q;
+    struct snapwire_subset_query sq = {q->keys, q->n_keys, (const char *const *)own, 0, f->index};
     struct snapwire_snapshot sub;
     uint8_t *frame;
     size_t len;
@@ -356,6 +374,8 @@ static int mf_answer(struct meshfeed *f, const struct meshfeed_query *q, struct 
     int rc;
 
     memset(r, 0, sizeof(*r));
+    sq.n_addresses = mine.n_addresses = meshfeed_own_addresses(f->pods, identity, q, own);
+    mine.addresses = own;
     rc = snapwire_mesh_subset(&f->snap, &sq, &sub, err, sizeof(err));
     if (!rc) {
         rc = snapwire_encode(&sub, f->generation, &frame, &len, err, sizeof(err));
@@ -367,7 +387,7 @@ static int mf_answer(struct meshfeed *f, const struct meshfeed_query *q, struct 
         r->body = meshsrv_error_body("cannot build the answer");
         return 500;
     }
-    meshfeed_version(frame, len, q, version);
+    meshfeed_version(frame, len, &mine, version);
     r->status = 200;
     r->content_type = MESHFEED_CONTENT_TYPE;
     r->body = (char *)frame;
@@ -492,6 +512,33 @@ static int mf_our_identity(const struct meshfeed *f, const char *uri)
     return 1;
 }
 
+/*
+ * Logs (once per request) and counts the addresses of q the caller may not claim: no Pod of
+ * its identity has them, or none that the controller has seen yet.
+ */
+static void mf_log_rejected(const struct meshfeed *f, const struct meshsrv_request *req,
+                            const struct meshfeed_query *q)
+{
+    char *own[MESHFEED_MAX_ADDRESSES], list[MESHFEED_MAX_ADDRESSES * INET6_ADDRSTRLEN];
+    char ql[sizeof(list) * 2 + 8], qi[600];
+    size_t i, k = 0, n = meshfeed_own_addresses(f->pods, req->peer_uri, q, own), len = 0;
+
+    if (n == q->n_addresses) return;
+    list[0] = '\0';
+    for (i = 0; i < q->n_addresses; i++) {
+        if (k < n && own[k] == q->addresses[i]) {
+            k++;
+            continue;
+        }
+        len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", len ? "," : "",
+                                q->addresses[i]);
+    }
+    fm.addresses_rejected += q->n_addresses - n;
+    log_info("mesh_feed_addresses_rejected",
+             "peer=%s identity=%s addresses=%s reason=\"no pod of this identity has them\"",
+             req->peer, log_quote(qi, sizeof(qi), req->peer_uri), log_quote(ql, sizeof(ql), list));
+}
+
 static int mf_handler(void *arg, struct meshsrv_request *req, struct meshsrv_reply *out)
 {
     struct meshfeed *f = arg;
@@ -513,12 +560,13 @@ static int mf_handler(void *arg, struct meshsrv_request *req, struct meshsrv_rep
         mf_error(req, out, 400, err, 0);
         return 0;
     }
+    mf_log_rejected(f, req, &q);
     if (!f->have_snapshot) {
         mf_error(req, out, 503, "no snapshot yet", q.n_keys);
         meshfeed_query_free(&q);
         return 0;
     }
-    status = mf_answer(f, &q, out, version);
+    status = mf_answer(f, &q, req->peer_uri, out, version);
     if (status == 200 && q.wait && !strcmp(version, q.version)) {
         size_t n = q.n_keys;
         free(out->body);
@@ -559,17 +607,15 @@ oom:
     return NULL;
 }
 
-void meshfeed_publish(struct meshfeed *f, const uint8_t *frame, size_t len)
+/* Replaces f's snapshot with frame's. 1, or 0 when it does not decode (logged; f unchanged). */
+static int mf_set_frame(struct meshfeed *f, const uint8_t *frame, size_t len)
 {
     struct snapwire_snapshot snap;
-    struct meshsrv_reply r;
-    struct mf_held *h, *next;
-    char err[256], q[300], version[17];
+    char err[256], q[300];
 
-    if (!f) return;
     if (snapwire_decode(frame, len, &snap, err, sizeof(err))) {
         log_error("mesh_feed_decode_failed", "reason=%s", log_quote(q, sizeof(q), err));
-        return;
+        return 0;
     }
     snapwire_subset_index_free(f->index);
     if (f->have_snapshot) snapwire_free(&f->snap);
@@ -577,9 +623,39 @@ void meshfeed_publish(struct meshfeed *f, const uint8_t *frame, size_t len)
     f->index = snapwire_subset_index_new(&f->snap); /* NULL (memory) is only slower */
     f->generation = snapwire_frame_generation(frame);
     f->have_snapshot = 1;
+    return 1;
+}
+
+/* Replaces f's pod table with pods (taken). 1, or 0 when it holds the same pairs. */
+static int mf_set_pods(struct meshfeed *f, struct meshpods *pods)
+{
+    if (meshpods_equal(pods, f->pods)) {
+        meshpods_free(pods);
+        return 0;
+    }
+    meshpods_free(f->pods);
+    f->pods = pods;
+    return 1;
+}
+
+void meshfeed_publish(struct meshfeed *f, const uint8_t *frame, size_t len, struct meshpods *pods)
+{
+    struct meshsrv_reply r;
+    struct mf_held *h, *next;
+    char version[17];
+    int changed = 0;
+
+    if (!f) {
+        meshpods_free(pods);
+        return;
+    }
+    if (pods) changed |= mf_set_pods(f, pods);
+    if (frame) changed |= mf_set_frame(f, frame, len);
+    if (!changed || !f->have_snapshot) return;
     for (h = f->held; h; h = next) {
         next = h->next;
-        if (mf_answer(f, &h->q, &r, version) == 200 && !strcmp(version, h->q.version)) {
+        if (mf_answer(f, &h->q, h->req->peer_uri, &r, version) == 200 &&
+            !strcmp(version, h->q.version)) {
             free(r.body);
             continue;
         }
@@ -600,9 +676,11 @@ void meshfeed_free(struct meshfeed *f)
     }
     snapwire_subset_index_free(f->index);
     if (f->have_snapshot) snapwire_free(&f->snap);
+    meshpods_free(f->pods);
     free(f->td_prefix);
     f->magic = 0;
     free(f);
     memset(&fm.requests, 0, sizeof(fm.requests));
+    fm.addresses_rejected = 0;
     fm.enabled = 0;
 }

@@ -2,7 +2,8 @@
  * meshfeed: the sidecars' discovery feed, POST /v1/discovery on the mesh HTTPS server
  * (meshsrv): a sidecar authenticated by its workload certificate names the destinations it
  * uses and gets the cut of the current snapshot that serves them (snapwire_subset.h), as a
- * long poll: an unchanged answer is held until a publish changes it or the wait runs out.
+ * long poll: an unchanged answer is held until a publish changes it or the wait runs out. The
+ * pod's own addresses it gives count only where a Pod of its identity runs (meshpods.h).
  * Protocol: docs/mesh.md "Discovery feed (controller)".
  */
 #ifndef STRAIT_MESHFEED_H
@@ -11,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "meshpods.h"
 #include "snapwire_subset.h"
 
 struct ev_loop;
@@ -50,9 +52,17 @@ int meshfeed_parse(const char *body, size_t len, struct meshfeed_query *q, char 
 void meshfeed_query_free(struct meshfeed_query *q);
 
 /*
+ * The addresses of q (parsed) where pods says a Pod running as identity has that IP, into
+ * own[0..MESHFEED_MAX_ADDRESSES) (pointers into q, in q's order). Returns how many; the
+ * others are the ones the caller may not claim.
+ */
+size_t meshfeed_own_addresses(const struct meshpods *pods, const char *identity,
+                              const struct meshfeed_query *q, char **own);
+
+/*
  * The version of a subset answer: 64-bit FNV-1a over the frame's payload (generation
- * excluded) and q's canonical keys and addresses, as 16 lower-case hex digits into
- * out[17].
+ * excluded) and q's canonical keys and addresses (the caller's own ones only), as 16 lower-case hex
+ * digits into out[17].
  */
 void meshfeed_version(const uint8_t *frame, size_t len, const struct meshfeed_query *q,
                       char out[17]);
@@ -65,10 +75,12 @@ struct meshfeed *meshfeed_start(struct ev_loop *loop, struct meshsrv *srv, const
                                 char *err, size_t errlen);
 
 /*
- * A snapshot frame was published (frame borrowed): decoded once and kept; every held request
- * whose answer changed is answered now. A frame that does not decode is logged and ignored.
+ * A build happened: frame (borrowed) is the snapshot published, NULL when it did not change;
+ * pods (taken; NULL: keep the current table) the pod table of the same build. A new frame is
+ * decoded once and kept; when it or the table changed, every held request whose answer
+ * changed is answered now. A frame that does not decode is logged and ignored.
  */
-void meshfeed_publish(struct meshfeed *f, const uint8_t *frame, size_t len);
+void meshfeed_publish(struct meshfeed *f, const uint8_t *frame, size_t len, struct meshpods *pods);
 
 /* Answers every held request (503: the controller is stopping) and frees f. NULL is fine. */
 void meshfeed_free(struct meshfeed *f);
@@ -79,7 +91,8 @@ struct meshfeed_metrics {
     int enabled;
     int codes[MESHFEED_CODES];
     uint64_t requests[MESHFEED_CODES];
-    unsigned waiting; /* held requests */
+    unsigned waiting;            /* held requests */
+    uint64_t addresses_rejected; /* addresses claimed that are not the caller's pod's */
 };
 void meshfeed_metrics(struct meshfeed_metrics *out);
 

@@ -5,7 +5,10 @@ content (subscribed Services by ClusterIP in two IPv6 spellings and by name, the
 Services and their policies, nothing else), the long poll (204 after the wait, 200 as soon as
 a subscribed Service changes, not for an unsubscribed one), the version covering the keys,
 sidecars leaving held requests, 300 held requests not starving the identity endpoint, 503 at
-stop. Cluster mode (the stand-in API server): a watched change wakes a held request."""
+stop; the pod addresses a caller claims count only where a Pod of its identity runs (another
+pod's Services and policies stay out), and a Pod that shows up later wakes the held request,
+also when the snapshot itself did not change. Cluster mode (the stand-in API server): a
+watched change wakes a held request."""
 import json
 import os
 import socket
@@ -55,15 +58,16 @@ class FeedClient:
     """curl on the feed with the workload leaf of a token (self.port, self.bundle, self.admin:
     the mesh port, the trust bundle file, the controller's admin port)."""
 
-    def get_leaf(self, token):
-        csr = make_csr(self.s.dir, "leaf")
+    def get_leaf(self, token, name="leaf"):
+        """The leaf of token's identity as the client certificate of the next requests."""
+        csr = make_csr(self.s.dir, name)
         st, body = identity(self.port, self.bundle, token, {"csr": csr})
         self.assertEqual(st, 200, body)
-        self.cert = os.path.join(self.s.dir, "leaf.crt")
+        self.cert = os.path.join(self.s.dir, name + ".crt")
         with open(self.cert, "w") as f:
             f.write(body["certificate"])
-        self.key = os.path.join(self.s.dir, "leaf.key")
-        self.n = 0
+        self.key = os.path.join(self.s.dir, name + ".key")
+        self.n = getattr(self, "n", 0)
 
     def curl_args(self, body, cert=True, max_time=40):
         self.n += 1
@@ -112,6 +116,10 @@ class FeedClient:
                 return float(line.split()[1])
         return None
 
+    def generation(self):
+        """The generation of the controller's current snapshot."""
+        return harness.find_key(json.loads(local_get(self.admin, "/snapshot")[1]), "generation")
+
     def ok(self, body):
         st, heads, data, out = self.feed(body)
         self.assertEqual(st, 200, data)
@@ -127,7 +135,7 @@ class MeshFeedController(FeedClient, StraitTest):
         d = self.s.dir
         self.tokens = os.path.join(d, "tokens")
         with open(self.tokens, "w") as f:
-            f.write("tok-client default client\n")
+            f.write("tok-client default client\ntok-web default web\n")
         self.bundle = os.path.join(d, "bundle.pem")
         self.port = free_port()
         self.admin = free_port()
@@ -207,6 +215,68 @@ class MeshFeedController(FeedClient, StraitTest):
         self.assertTrue(any(ln.get("identity") == ID % ("default", "client") and
                             ln.get("status") == "200" and ln.get("services") == "3"
                             for ln in lines), lines[-3:])
+
+    @staticmethod
+    def own(snap):
+        """(Service names, policy names) of an answer."""
+        return (sorted({m["name"] for m in snap["mesh_services"]}),
+                sorted(a["source"] for a in snap["authz"]))
+
+    def test_claimed_addresses_must_be_the_callers(self):
+        # identity default/client claims web-a's IP (web-a runs as sa web): not its Services
+        _, snap = self.ok({"addresses": ["10.0.0.1"]})
+        self.assertEqual(self.own(snap), ([], []))
+        self.assertEqual(self.metric("strait_mesh_feed_addresses_rejected_total"), 1)
+        lines = log_events(self.s.controller_log(), "mesh_feed_addresses_rejected")
+        self.assertEqual([(ln.get("identity"), ln.get("addresses")) for ln in lines],
+                         [(ID % ("default", "client"), "10.0.0.1")])
+        # with its own IP (also spelled as IPv4-mapped IPv6): its own Service and policy only
+        for mine in ("10.0.9.9", "::ffff:10.0.9.9"):
+            _, snap = self.ok({"addresses": ["10.0.0.1", mine, "10.0.1.1"]})
+            self.assertEqual(self.own(snap), (["client"], ["default/client-callers"]))
+        self.assertEqual(self.metric("strait_mesh_feed_addresses_rejected_total"), 5)
+        # the pod running as web gets web's
+        self.get_leaf("tok-web", "web")
+        _, snap = self.ok({"addresses": ["10.0.0.1", "10.0.9.9"]})
+        self.assertEqual(self.own(snap), (["web"], ["default/web-callers"]))
+        self.assertEqual(self.metric("strait_mesh_feed_addresses_rejected_total"), 6)
+
+    def held_answer(self, keys, version, change):
+        """Holds keys at version, calls change(), returns (status, headers, decoded answer)."""
+        p, out = self.feed_async(dict(keys, version=version, wait=30))
+        wait_until(lambda: self.metric("strait_mesh_feed_waiting") == 1, 5, what="held")
+        change()
+        stdout, _ = p.communicate(timeout=35)
+        st, heads, data, out = self.result(stdout, out)
+        self.assertEqual(st, 200, data)
+        self.assertNotEqual(heads["x-strait-version"], version)
+        return heads["x-strait-version"], self.decode(out)
+
+    def test_pod_added_later_wakes_held(self):
+        late = [service("late", ["10.96.0.50"], [{"name": "http", "port": 80}]),
+                slice_("late-1", "late", [{"name": "http", "port": 8080}],
+                       [("10.0.9.50", "late-0")])]
+        self.s.write("late.yaml", *late)
+        wait_until(lambda: len(json.loads(local_get(self.admin, "/snapshot")[1])
+                               ["mesh_services"]) == 6, 10, what="Service late")
+        # late-0's IP is not a known pod's yet: not the caller's
+        keys = {"addresses": ["10.0.9.9", "10.0.9.50", "10.0.9.51"]}
+        version, snap = self.ok(keys)
+        self.assertEqual(self.own(snap), (["client"], ["default/client-callers"]))
+        # the Pod shows up (as the caller's account): the held request gets late
+        version, snap = self.held_answer(keys, version, lambda: self.s.write(
+            "late.yaml", *late, pod("late-0", "10.0.9.50", sa="client")))
+        self.assertEqual(self.own(snap), (["client", "late"], ["default/client-callers"]))
+        generation = self.generation()
+        # a pod behind no Service changes no snapshot, but its IP is the caller's now
+        version, snap = self.held_answer(keys, version, lambda: self.s.write(
+            "late.yaml", *late, pod("late-0", "10.0.9.50", sa="client"),
+            pod("late-1", "10.0.9.51", sa="client")))
+        self.assertEqual(self.own(snap), (["client", "late"], ["default/client-callers"]))
+        self.assertEqual(self.generation(), generation)
+        # nothing left to wake it: held until the wait ends
+        st, _, _, _ = self.feed(dict(keys, version=version, wait=1))
+        self.assertEqual(st, 204)
 
     def test_long_poll(self):
         keys = {"addresses": ["10.0.9.9"], "services": ["10.96.0.10:80"]}

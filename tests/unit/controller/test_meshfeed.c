@@ -1,7 +1,8 @@
 /*
  * meshfeed: the discovery request body as a table (accepted bodies with their canonical,
  * sorted, deduplicated keys and addresses; refused ones with the reason's gist), the key
- * forms, and what the version covers.
+ * forms, what the version covers, and which claimed addresses count as the caller's pod's
+ * (a table over Pods loaded from manifests, through meshpods).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,7 +13,10 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "filesource.h"
 #include "meshfeed.h"
+#include "meshpods.h"
+#include "model.h"
 #include "snapwire.h"
 
 static void test_bodies(void **state)
@@ -182,13 +186,128 @@ static void test_version(void **state)
     free(f2);
 }
 
+#define POD(ns, name, sa, status)                                                                  \
+    "---\napiVersion: v1\nkind: Pod\nmetadata: {name: " name ", namespace: " ns "}\n"              \
+    "spec: {" sa "containers: [{name: app}, {name: strait-proxy}]}\nstatus: " status "\n"
+#define SA(sa) "serviceAccountName: " sa ", "
+#define ID(ns, sa) "spiffe://cluster.local/ns/" ns "/sa/" sa
+
+/* one document per string: loaded one after the other into one cache */
+static const char *const pods_yaml[] = {
+    POD("default", "a-1", SA("a"),
+        "{phase: Running, podIPs: [{ip: 10.0.0.1}, {ip: \"FD00:0::1\"}]}"),
+    POD("default", "b-1", SA("b"), "{phase: Running, podIP: 10.0.0.2}"),
+    /* no serviceAccountName: "default", as Kubernetes says */
+    POD("shop", "d-1", "", "{phase: Running, podIP: 10.0.1.1}"),
+    /* the same account name in another namespace is another identity */
+    POD("shop", "a-2", SA("a"), "{phase: Running, podIP: 10.0.1.2}"),
+    /* a finished pod's IP is its successor's */
+    POD("default", "a-old", SA("a"), "{phase: Succeeded, podIP: 10.0.0.9}"),
+    POD("default", "a-fail", SA("a"), "{phase: Failed, podIP: 10.0.0.8}"),
+    POD("default", "b-2", SA("b"), "{phase: Pending, podIP: 10.0.0.9}"),
+    POD("default", "b-3", SA("b"), "{phase: Pending}"),
+    /* hostNetwork pods share the node's IP: each may claim it */
+    POD("default", "a-host", SA("a"), "{phase: Running, podIP: 192.168.1.1}"),
+    POD("default", "c-host", SA("c"), "{phase: Running, podIP: 192.168.1.1}"),
+    /* no certificate can name a service account with a capital letter */
+    POD("default", "bad", SA("Bad"), "{phase: Running, podIP: 10.0.0.7}"),
+    NULL,
+};
+
+static struct meshpods *load_pods(const char *const *docs)
+{
+    struct model_cache cache;
+    struct meshpods *t;
+    char err[200];
+
+    model_cache_init(&cache);
+    for (; *docs; docs++)
+        assert_true(filesource_load_buffer("pods.yaml", *docs, strlen(*docs), &cache) == 1);
+    model_cache_seal(&cache);
+    t = meshpods_build(&cache, "cluster.local", err, sizeof(err));
+    if (!t) fail_msg("meshpods_build: %s", err);
+    model_cache_free(&cache); /* the table owns its strings */
+    return t;
+}
+
+/* Of the addresses a caller claims, those where a Pod of its identity runs. */
+static void test_own_addresses(void **state)
+{
+    static const struct {
+        const char *identity, *addresses, *want; /* JSON array; kept, comma-separated */
+    } rows[] = {
+        {ID("default", "a"), "[\"10.0.0.1\", \"fd00::1\"]", "10.0.0.1,fd00::1"},
+        /* another pod's IP (sa b) is dropped, the caller's own kept */
+        {ID("default", "a"), "[\"10.0.0.2\", \"10.0.0.1\"]", "10.0.0.1"},
+        {ID("default", "b"), "[\"10.0.0.2\", \"10.0.0.1\"]", "10.0.0.2"},
+        /* spellings: IPv6 compared canonically, IPv4-mapped IPv6 as IPv4 */
+        {ID("default", "a"), "[\"FD00::0:1\", \"::ffff:10.0.0.1\"]", "10.0.0.1,fd00::1"},
+        {ID("shop", "default"), "[\"10.0.1.1\"]", "10.0.1.1"},
+        {ID("shop", "a"), "[\"10.0.1.2\", \"10.0.0.1\"]", "10.0.1.2"},
+        {ID("default", "a"), "[\"10.0.1.2\"]", ""},
+        {ID("default", "default"), "[\"10.0.1.1\"]", ""},
+        /* finished pods claim nothing; their IP's new pod does */
+        {ID("default", "a"), "[\"10.0.0.9\", \"10.0.0.8\"]", ""},
+        {ID("default", "b"), "[\"10.0.0.9\"]", "10.0.0.9"},
+        {ID("default", "a"), "[\"192.168.1.1\"]", "192.168.1.1"},
+        {ID("default", "c"), "[\"192.168.1.1\"]", "192.168.1.1"},
+        {ID("default", "b"), "[\"192.168.1.1\"]", ""},
+        {ID("default", "Bad"), "[\"10.0.0.7\"]", ""},
+        /* an IP no pod has (yet) */
+        {ID("default", "a"), "[\"10.0.0.99\"]", ""},
+        {"spiffe://other.domain/ns/default/sa/a", "[\"10.0.0.1\"]", ""},
+    };
+    struct meshpods *t = load_pods(pods_yaml);
+    struct meshfeed_query q;
+    char body[300], err[200], got[300], *own[MESHFEED_MAX_ADDRESSES];
+    size_t i, k, n;
+
+    (void)state;
+    for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        snprintf(body, sizeof(body), "{\"addresses\": %s}", rows[i].addresses);
+        assert_int_equal(meshfeed_parse(body, strlen(body), &q, err, sizeof(err)), 0);
+        n = meshfeed_own_addresses(t, rows[i].identity, &q, own);
+        got[0] = '\0';
+        for (k = 0; k < n; k++)
+            snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s", k ? "," : "", own[k]);
+        if (strcmp(got, rows[i].want))
+            fail_msg("row %zu (%s %s): kept \"%s\", want \"%s\"", i, rows[i].identity,
+                     rows[i].addresses, got, rows[i].want);
+        /* no table yet (before the first build): nothing is anyone's */
+        assert_int_equal(meshfeed_own_addresses(NULL, rows[i].identity, &q, own), 0);
+        meshfeed_query_free(&q);
+    }
+    meshpods_free(t);
+}
+
+/* Tables compare by their pairs: a new pod IP is a change, the same Pods loaded again not. */
+static void test_pods_equal(void **state)
+{
+    static const char *const none[] = {NULL};
+    static const char *const z[] = {
+        POD("default", "z", SA("z"), "{phase: Running, podIP: 10.9.9.9}"), NULL};
+    struct meshpods *a = load_pods(pods_yaml), *b = load_pods(pods_yaml), *e = load_pods(none);
+    struct meshpods *c = load_pods(z);
+
+    (void)state;
+    assert_true(meshpods_equal(a, b));
+    assert_false(meshpods_equal(a, c));
+    assert_false(meshpods_equal(a, e));
+    assert_true(meshpods_equal(e, NULL));
+    assert_true(meshpods_equal(NULL, NULL));
+    assert_true(meshpods_has(c, "10.9.9.9", ID("default", "z")));
+    meshpods_free(a);
+    meshpods_free(b);
+    meshpods_free(c);
+    meshpods_free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bodies),
-        cmocka_unit_test(test_key_parts),
-        cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_version),
+        cmocka_unit_test(test_bodies),        cmocka_unit_test(test_key_parts),
+        cmocka_unit_test(test_limits),        cmocka_unit_test(test_version),
+        cmocka_unit_test(test_own_addresses), cmocka_unit_test(test_pods_equal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

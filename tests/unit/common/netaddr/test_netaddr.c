@@ -1,5 +1,6 @@
 /*
- * netaddr unit tests: "ADDR:PORT" parsing as a data table, formatting round trips, and a
+ * netaddr unit tests: "ADDR:PORT" parsing as a data table, formatting round trips, canonical
+ * IP text (a table), and a
  * real listening socket (non-blocking, close-on-exec, port 0 resolved by netaddr_local).
  */
 #include <setjmp.h>
@@ -69,6 +70,38 @@ static void test_parse_table(void **state)
     }
 }
 
+/* One address, one text: inet_ntop's spelling, IPv4-mapped IPv6 as IPv4, no port. */
+static void test_ip_canonical(void **state)
+{
+    static const struct parse_case rows[] = {
+        {"10.0.9.9", "10.0.9.9"},
+        {"FD00:0:0::5", "fd00::5"},
+        {"::ffff:10.0.9.9", "10.0.9.9"},
+        {"::FFFF:a00:909", "10.0.9.9"},
+        {"::10.0.9.9", "::10.0.9.9"}, /* IPv4-compatible is not mapped: stays IPv6 */
+        {"::1", "::1"},
+        {"010.0.9.9", NULL},
+        {"10.0.9", NULL},
+        {"[::1]", NULL},
+        {"10.0.9.9:80", NULL},
+        {"fe80::1%eth0", NULL},
+        {"", NULL},
+    };
+    char out[46];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        int rc = netaddr_ip_canonical(rows[i].spec, out, sizeof(out));
+        if (!rows[i].want) {
+            if (rc != -1 || out[0]) fail_msg("\"%s\" accepted as %s", rows[i].spec, out);
+            continue;
+        }
+        if (rc || strcmp(out, rows[i].want))
+            fail_msg("\"%s\" gave %d %s, want %s", rows[i].spec, rc, out, rows[i].want);
+    }
+}
+
 static void test_listen(void **state)
 {
     struct sockaddr_storage ss;
@@ -131,6 +164,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_table),
+        cmocka_unit_test(test_ip_canonical),
         cmocka_unit_test(test_listen),
         cmocka_unit_test(test_unmap),
     };
