@@ -9,9 +9,10 @@
  * is current until a publish (a new frame or a new pod table) changes its answer or its wait
  * ends (204); answer held requests on shutdown; count answers and refused addresses for
  * /metrics.
- * Does not: check the services a sidecar subscribes to (it may call any; what it learns is
- * the directory every sidecar gets), push without a request (the sidecar asks again after
- * each answer), or keep anything per sidecar between requests.
+ * Does not: check the services a sidecar subscribes to (a pod may call any Service, and to
+ * call one it needs its record, endpoints and identities; policies come only with the pod's
+ * own Services), push without a request (the sidecar asks again after each answer), or keep
+ * anything per sidecar between requests.
  * Invariants: the decoded snapshot is replaced only on a publish that decodes; a held
  * request keeps the addresses it claimed and is filtered again on every publish, so a pod
  * that shows up later gets its answer; a held request is in f->held exactly until
@@ -560,12 +561,12 @@ static int mf_handler(void *arg, struct meshsrv_request *req, struct meshsrv_rep
         mf_error(req, out, 400, err, 0);
         return 0;
     }
-    mf_log_rejected(f, req, &q);
-    if (!f->have_snapshot) {
+    if (!f->have_snapshot) { /* nor a pod table: nothing to tell about the addresses */
         mf_error(req, out, 503, "no snapshot yet", q.n_keys);
         meshfeed_query_free(&q);
         return 0;
     }
+    mf_log_rejected(f, req, &q);
     status = mf_answer(f, &q, req->peer_uri, out, version);
     if (status == 200 && q.wait && !strcmp(version, q.version)) {
         size_t n = q.n_keys;

@@ -8,7 +8,7 @@ sidecars leaving held requests, 300 held requests not starving the identity endp
 stop; the pod addresses a caller claims count only where a Pod of its identity runs (another
 pod's Services and policies stay out), and a Pod that shows up later wakes the held request,
 also when the snapshot itself did not change. Cluster mode (the stand-in API server): a
-watched change wakes a held request."""
+watched change wakes a held request, so does a watched Pod of the caller's."""
 import json
 import os
 import socket
@@ -120,6 +120,23 @@ class FeedClient:
         """The generation of the controller's current snapshot."""
         return harness.find_key(json.loads(local_get(self.admin, "/snapshot")[1]), "generation")
 
+    @staticmethod
+    def own(snap):
+        """(Service names, policy names) of an answer."""
+        return (sorted({m["name"] for m in snap["mesh_services"]}),
+                sorted(a["source"] for a in snap["authz"]))
+
+    def held_answer(self, keys, version, change):
+        """Holds keys at version, calls change(), returns (new version, decoded answer)."""
+        p, out = self.feed_async(dict(keys, version=version, wait=30))
+        wait_until(lambda: self.metric("strait_mesh_feed_waiting") == 1, 5, what="held")
+        change()
+        stdout, _ = p.communicate(timeout=35)
+        st, heads, data, out = self.result(stdout, out)
+        self.assertEqual(st, 200, data)
+        self.assertNotEqual(heads["x-strait-version"], version)
+        return heads["x-strait-version"], self.decode(out)
+
     def ok(self, body):
         st, heads, data, out = self.feed(body)
         self.assertEqual(st, 200, data)
@@ -216,12 +233,6 @@ class MeshFeedController(FeedClient, StraitTest):
                             ln.get("status") == "200" and ln.get("services") == "3"
                             for ln in lines), lines[-3:])
 
-    @staticmethod
-    def own(snap):
-        """(Service names, policy names) of an answer."""
-        return (sorted({m["name"] for m in snap["mesh_services"]}),
-                sorted(a["source"] for a in snap["authz"]))
-
     def test_claimed_addresses_must_be_the_callers(self):
         # identity default/client claims web-a's IP (web-a runs as sa web): not its Services
         _, snap = self.ok({"addresses": ["10.0.0.1"]})
@@ -240,17 +251,6 @@ class MeshFeedController(FeedClient, StraitTest):
         _, snap = self.ok({"addresses": ["10.0.0.1", "10.0.9.9"]})
         self.assertEqual(self.own(snap), (["web"], ["default/web-callers"]))
         self.assertEqual(self.metric("strait_mesh_feed_addresses_rejected_total"), 6)
-
-    def held_answer(self, keys, version, change):
-        """Holds keys at version, calls change(), returns (status, headers, decoded answer)."""
-        p, out = self.feed_async(dict(keys, version=version, wait=30))
-        wait_until(lambda: self.metric("strait_mesh_feed_waiting") == 1, 5, what="held")
-        change()
-        stdout, _ = p.communicate(timeout=35)
-        st, heads, data, out = self.result(stdout, out)
-        self.assertEqual(st, 200, data)
-        self.assertNotEqual(heads["x-strait-version"], version)
-        return heads["x-strait-version"], self.decode(out)
 
     def test_pod_added_later_wakes_held(self):
         late = [service("late", ["10.96.0.50"], [{"name": "http", "port": 80}]),
@@ -425,3 +425,13 @@ class MeshFeedClusterMode(FeedClient, StraitTest):
         self.assertNotEqual(heads["x-strait-version"], version)
         eps = {c["name"]: c["endpoints"] for c in self.decode(out)["clusters"]}
         self.assertEqual(eps["default/web:80"], ["10.0.0.1:8080", "10.0.0.3:8080"])
+        # a watched Pod of the caller's account at an IP it claimed: answered, the
+        # snapshot unchanged (the pod backs no Service)
+        keys = dict(keys, addresses=["10.0.9.9", "10.0.9.77"])
+        version, snap = self.ok(keys)
+        generation = self.generation()
+        version, snap = self.held_answer(keys, version, lambda: put(
+            self, pod("client-1", "10.0.9.77", sa="client")))
+        self.assertEqual(self.own(snap), (["client", "web"], []))
+        self.assertEqual(self.generation(), generation)
+        self.assertEqual(self.metric("strait_mesh_feed_addresses_rejected_total"), 2)
