@@ -313,6 +313,13 @@ class Bench:
         return total / TICK
 
     @staticmethod
+    def machine():
+        """(steal, total) jiffies of the machine from /proc/stat: the VM's vCPUs given to others."""
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+        return v[7], sum(v)
+
+    @staticmethod
     def tree(pid):
         """pid and its descendants (nginx's master and worker)."""
         kids = {}
@@ -448,7 +455,7 @@ class Bench:
                 pids = {p: self.tree(self.sc[p].sidecar_pid if kind == "meshed" else
                                      proxies[p]) for p in pods}
                 c0 = {p: self.cpu(pids[p]) for p in pods}
-                a0, t0 = self.cpu([server]), time.monotonic()
+                a0, t0, m0 = self.cpu([server]), time.monotonic(), self.machine()
                 r = self.load({"direct": "da", "meshed": "ma"}.get(kind, "pa"),
                               direct if kind == "direct" else meshed)
                 el = time.monotonic() - t0
@@ -459,6 +466,8 @@ class Bench:
                 # the apps' own CPU, for scale: the kernel's TCP work is charged to them too
                 r["cpu_server_app"] = "%.4f" % ((self.cpu([server]) - a0) / el)
                 r["cpu_client"] = "%.4f" % (float(r.pop("client_cpu_s")) / el)
+                m1 = self.machine()  # a disturbed run shows here (the host ran others)
+                r["steal_pct"] = "%.1f" % (100.0 * (m1[0] - m0[0]) / max(1, m1[1] - m0[1]))
                 if proxies:
                     self.peer_stop(proxies)
                 res[kind].append(r)
@@ -484,8 +493,9 @@ class Bench:
         for kind in kinds:
             med[kind] = {q: statistics.median(float(r[q + "_us"]) for r in res[kind]) for q in qs}
             errs = sum(int(r["errors"]) + int(r["unfinished"]) for r in res[kind])
-            self.out("%-11s %s errors=%d" % (kind, " ".join(
-                "%s_us=%.1f" % (q, med[kind][q]) for q in qs), errs))
+            self.out("%-11s %s errors=%d steal_pct_by_round=%s" % (kind, " ".join(
+                "%s_us=%.1f" % (q, med[kind][q]) for q in qs), errs,
+                ",".join(r["steal_pct"] for r in res[kind])))
         hops = {}
         for kind in kinds[1:]:
             for pre, what in (("", "from when due"), ("svc_", "from sending")):
@@ -521,9 +531,9 @@ class Bench:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--secs", type=int, default=25)
+    ap.add_argument("--secs", type=int, default=15)
     ap.add_argument("--rate", type=int, default=1000)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--services", type=int, default=5000)
     ap.add_argument("--rt", action="store_true",
                     help="run the sidecars, apps and clients SCHED_FIFO 1 (chrt): shields the "
