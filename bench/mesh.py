@@ -445,7 +445,6 @@ class Bench:
         meshed = ["%s:80/bench-%d" % (bench_ip(i), i) for i in range(N_USED)]
         kinds = ["direct", "meshed"] + self.peers
         res = {k: [] for k in kinds}
-        cpus = {k: [] for k in kinds[1:]}
         for rnd in range(a.rounds):
             order = kinds[rnd % len(kinds):] + kinds[:rnd % len(kinds)]
             for kind in order:
@@ -461,7 +460,6 @@ class Bench:
                 el = time.monotonic() - t0
                 if pods:
                     c = {p: (self.cpu(pids[p]) - c0[p]) / el for p in pods}
-                    cpus[kind].append(c)
                     r.update({"cpu_" + p: "%.4f" % c[p] for p in pods})
                 # the apps' own CPU, for scale: the kernel's TCP work is charged to them too
                 r["cpu_server_app"] = "%.4f" % ((self.cpu([server]) - a0) / el)
@@ -486,47 +484,80 @@ class Bench:
             self.out("# %s metrics: %s" % (pod, " ".join(keep)))
         with open("/proc/loadavg") as f:
             self.out("# loadavg at the end: " + " ".join(f.read().split()[:3]))
-        self.out("# medians over %d rounds; the peers (%s) do the sidecars' job between pods "
-                 "pa and pb (bench/meshpeers.py)" % (a.rounds, ", ".join(self.peers) or "none"))
-        qs = ("p50", "p90", "p99", "p999", "svc_p50", "svc_p90", "svc_p99", "send_late_p99")
-        med = {}
-        for kind in kinds:
-            med[kind] = {q: statistics.median(float(r[q + "_us"]) for r in res[kind]) for q in qs}
-            errs = sum(int(r["errors"]) + int(r["unfinished"]) for r in res[kind])
-            self.out("%-11s %s errors=%d steal_pct_by_round=%s" % (kind, " ".join(
-                "%s_us=%.1f" % (q, med[kind][q]) for q in qs), errs,
-                ",".join(r["steal_pct"] for r in res[kind])))
-        hops = {}
-        for kind in kinds[1:]:
-            for pre, what in (("", "from when due"), ("svc_", "from sending")):
-                hop = [(med[kind][pre + q] - med["direct"][pre + q]) / 2
-                       for q in ("p50", "p90", "p99")]
-                hops[kind, pre] = hop
-                rounds_hop = [(float(m[pre + "p99_us"]) - float(d[pre + "p99_us"])) / 2
-                              for d, m in zip(res["direct"], res[kind])]
-                self.out("per_hop_added %-11s (%s) p50_us=%.1f p90_us=%.1f p99_us=%.1f; p99 by "
-                         "round: %s%s" % (kind, what, hop[0], hop[1], hop[2],
-                                          " ".join("%.1f" % x for x in rounds_hop),
-                                          " (target p99 < 200)" if kind == "meshed" else ""))
-        cpu = {}
-        for kind in kinds[1:]:
-            pc, ps = {"meshed": MESHED}.get(kind, ("pa", "pb"))
-            cpu[kind] = (statistics.median(c[pc] for c in cpus[kind]),
-                         statistics.median(c[ps] for c in cpus[kind]))
-            self.out("cpu_vcpu %-11s client_proxy=%.4f server_proxy=%.4f both=%.4f at %d req/s%s"
-                     % (kind, cpu[kind][0], cpu[kind][1], sum(cpu[kind]), a.rate,
-                        " (target < 0.05 per sidecar per 1,000 req/s)" if kind == "meshed"
-                        else ""))
-        for peer in self.peers:  # strait / peer: below 1 is better
-            self.out("ratio strait/%s cpu_client=%.2f cpu_server=%.2f per_hop_p50=%.2f "
-                     "per_hop_svc_p50=%.2f per_hop_svc_p90=%.2f" % (
-                         peer, cpu["meshed"][0] / cpu[peer][0], cpu["meshed"][1] / cpu[peer][1],
-                         hops["meshed", ""][0] / hops[peer, ""][0],
-                         hops["meshed", "svc_"][0] / hops[peer, "svc_"][0],
-                         hops["meshed", "svc_"][1] / hops[peer, "svc_"][1]))
+        summarize(res, self.out)
         if a.o:
             with open(a.o, "w") as f:
                 f.write("\n".join(self.lines) + "\n")
+
+
+STEAL_MAX = 5.0  # per cent: a run with more steal is set aside by the summary
+
+
+def summarize(res, out):
+    """The summary of res ({kind: [round dicts]}, "direct" first) through out (one line each).
+
+    Medians over the rounds whose steal (the VM's vCPUs given to other guests, /proc/stat) is
+    at most STEAL_MAX per cent: on a shared host such a round measures the neighbours (latency
+    in milliseconds, CPU doubled, for every proxy alike). The set-aside rounds are named; a
+    kind with no round left keeps all of its rounds, and says so.
+    """
+    kinds = list(res)
+    peers = [k for k in kinds if k not in ("direct", "meshed")]
+    used = {}
+    for kind in kinds:
+        calm = [r for r in res[kind] if float(r.get("steal_pct", 0)) <= STEAL_MAX]
+        used[kind] = calm or res[kind]
+        out("# %s: %d of %d rounds with steal <= %.0f %% (steal by round: %s)%s" % (
+            kind, len(calm), len(res[kind]), STEAL_MAX,
+            ",".join(r.get("steal_pct", "?") for r in res[kind]),
+            "" if calm else "; none calm: all rounds used"))
+    out("# medians over those rounds; the peers (%s) do the sidecars' job between pods pa and "
+        "pb (bench/meshpeers.py)" % (", ".join(peers) or "none"))
+    qs = ("p50", "p90", "p99", "p999", "svc_p50", "svc_p90", "svc_p99", "send_late_p99")
+    med = {}
+    for kind in kinds:
+        med[kind] = {q: statistics.median(float(r[q + "_us"]) for r in used[kind]) for q in qs}
+        errs = sum(int(r["errors"]) + int(r["unfinished"]) for r in res[kind])
+        out("%-11s %s errors=%d" % (kind, " ".join(
+            "%s_us=%.1f" % (q, med[kind][q]) for q in qs), errs))
+    hops, cpu = {}, {}
+    for kind in kinds[1:]:
+        for pre, what in (("", "from when due"), ("svc_", "from sending")):
+            hop = [(med[kind][pre + q] - med["direct"][pre + q]) / 2
+                   for q in ("p50", "p90", "p99")]
+            hops[kind, pre] = hop
+            out("per_hop_added %-11s (%s) p50_us=%.1f p90_us=%.1f p99_us=%.1f%s" % (
+                kind, what, hop[0], hop[1], hop[2],
+                " (target p99 < 200)" if kind == "meshed" else ""))
+    for kind in kinds[1:]:
+        pc, ps = {"meshed": MESHED}.get(kind, ("pa", "pb"))
+        cpu[kind] = (statistics.median(float(r["cpu_" + pc]) for r in used[kind]),
+                     statistics.median(float(r["cpu_" + ps]) for r in used[kind]))
+        out("cpu_vcpu %-11s client_proxy=%.4f server_proxy=%.4f both=%.4f at 1,000 req/s%s" % (
+            kind, cpu[kind][0], cpu[kind][1], sum(cpu[kind]),
+            " (target < 0.05 per sidecar per 1,000 req/s)" if kind == "meshed" else ""))
+    for peer in peers:  # strait / peer: below 1 is better
+        out("ratio strait/%s cpu_client=%.2f cpu_server=%.2f per_hop_p50=%.2f "
+            "per_hop_svc_p50=%.2f per_hop_svc_p90=%.2f per_hop_svc_p99=%.2f" % (
+                peer, cpu["meshed"][0] / cpu[peer][0], cpu["meshed"][1] / cpu[peer][1],
+                hops["meshed", ""][0] / hops[peer, ""][0],
+                hops["meshed", "svc_"][0] / hops[peer, "svc_"][0],
+                hops["meshed", "svc_"][1] / hops[peer, "svc_"][1],
+                hops["meshed", "svc_"][2] / hops[peer, "svc_"][2]))
+
+
+def resummarize(path):
+    """--summarize FILE: the summary again from the round lines of a report (-o)."""
+    res = {}
+    with open(path) as f:
+        for line in f:
+            if line.startswith("round="):
+                head, kind, rest = line.split(None, 2)
+                res.setdefault(kind, []).append(dict(kv.split("=", 1) for kv in rest.split()))
+    if "direct" not in res or "meshed" not in res:
+        raise SystemExit("bench-mesh: no direct and meshed rounds in " + path)
+    order = ["direct", "meshed"] + [k for k in res if k not in ("direct", "meshed")]
+    summarize({k: res[k] for k in order}, print)
 
 
 def main():
@@ -546,7 +577,11 @@ def main():
                     "run (haproxy, nginx, haproxy-tcp: a plain TCP relay, the floor; "
                     "installed with apt-get when missing), or none")
     ap.add_argument("-o", help="write a copy of the report here")
+    ap.add_argument("--summarize", metavar="FILE",
+                    help="print the summary again from a report's round lines, run nothing")
     args = ap.parse_args()
+    if args.summarize:
+        return resummarize(args.summarize)
     if args.peers != "none":
         bad = [n for n in args.peers.split(",") if n not in meshpeers.PEERS]
         if bad:
