@@ -1,6 +1,7 @@
 /*
- * readfile: reads a small file whole (readfile.h). Does not: stream, or follow a file that
- * grows while it is read (what was there up to max + 1 bytes decides).
+ * readfile: reads a small file (or stream) whole (readfile.h), growing its buffer as it reads.
+ * Does not: follow a file that grows while it is read (what was there up to max + 1 bytes
+ * decides).
  */
 #include "readfile.h"
 
@@ -16,33 +17,51 @@ char *readfile_all(const char *path, size_t max, char *err, size_t errlen)
     return readfile_len(path, max, &len, err, errlen);
 }
 
+char *readfile_stream(FILE *f, const char *name, size_t max, size_t *len, char *err,
+                      size_t errlen)
+{
+    char *buf = NULL, *nb;
+    size_t n = 0, cap = 0, r;
+
+    do {
+        if (cap - n < 4096) { /* grows: a kubeconfig of 1 KiB does not cost max */
+            cap = cap ? cap * 2 : 16384;
+            if (cap > max + 4096) cap = max + 4096; /* n <= max here: room for 4 KiB */
+            if (!(nb = realloc(buf, cap + 1))) {
+                snprintf(err, errlen, "out of memory");
+                goto fail;
+            }
+            buf = nb;
+        }
+        r = fread(buf + n, 1, cap - n, f);
+        n += r;
+        if (n > max) {
+            snprintf(err, errlen, "%s: larger than %zu bytes", name, max);
+            goto fail;
+        }
+    } while (r > 0);
+    if (ferror(f)) {
+        snprintf(err, errlen, "%s: read error", name);
+        goto fail;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+fail:
+    free(buf);
+    return NULL;
+}
+
 char *readfile_len(const char *path, size_t max, size_t *len, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     char *buf;
-    size_t n;
 
     if (!f) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return NULL;
     }
-    if (!(buf = malloc(max + 1))) {
-        fclose(f);
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    n = fread(buf, 1, max, f);
-    if (ferror(f) || (n == max && fgetc(f) != EOF)) {
-        if (ferror(f))
-            snprintf(err, errlen, "%s: read error", path);
-        else
-            snprintf(err, errlen, "%s: larger than %zu bytes", path, max);
-        fclose(f);
-        free(buf);
-        return NULL;
-    }
+    buf = readfile_stream(f, path, max, len, err, errlen);
     fclose(f);
-    buf[n] = '\0';
-    *len = n;
     return buf;
 }

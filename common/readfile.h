@@ -6,6 +6,7 @@
 #define STRAIT_READFILE_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 /*
  * The whole file at path, malloc'd and NUL-terminated, when it holds at most max bytes;
@@ -15,5 +16,9 @@ char *readfile_all(const char *path, size_t max, char *err, size_t errlen);
 
 /* The same, with the file's length in *len (for binary files: snapshot frames). */
 char *readfile_len(const char *path, size_t max, size_t *len, char *err, size_t errlen);
+
+/* The same from an open stream f (stdin), named name in errors; f is left open. */
+char *readfile_stream(FILE *f, const char *name, size_t max, size_t *len, char *err,
+                      size_t errlen);
 
 #endif

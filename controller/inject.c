@@ -31,6 +31,7 @@
 #include "meshid.h"
 #include "meshinit.h"
 #include "meshsrv.h"
+#include "readfile.h"
 
 #define IJ_MAX_INPUT (16u << 20)
 #define IJ_PROXY_UID 2102
@@ -1162,54 +1163,10 @@ int inject_webhook_handler(void *arg, struct meshsrv_request *req, struct meshsr
 
 /* ---- the command ---- */
 
-/* Reads all of f (at most max bytes) into a NUL-terminated buffer; NULL with err. */
-static char *ij_read_all(FILE *f, const char *name, size_t max, size_t *len, char *err,
-                         size_t errlen)
-{
-    char *buf = NULL, *nb;
-    size_t n = 0, cap = 0, r;
-
-    do {
-        if (cap - n < 4096) {
-            cap = cap ? cap * 2 : 65536;
-            if (!(nb = realloc(buf, cap + 1))) {
-                snprintf(err, errlen, "out of memory");
-                goto fail;
-            }
-            buf = nb;
-        }
-        r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (n > max) {
-            snprintf(err, errlen, "%s: larger than %zu bytes", name, max);
-            goto fail;
-        }
-    } while (r > 0);
-    if (ferror(f)) {
-        snprintf(err, errlen, "%s: %s", name, strerror(errno));
-        goto fail;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-fail:
-    free(buf);
-    return NULL;
-}
-
 static char *ij_read_path(const char *path, size_t max, size_t *len, char *err, size_t errlen)
 {
-    FILE *f;
-    char *b;
-
-    if (!strcmp(path, "-")) return ij_read_all(stdin, "stdin", max, len, err, errlen);
-    if (!(f = fopen(path, "rb"))) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    b = ij_read_all(f, path, max, len, err, errlen);
-    fclose(f);
-    return b;
+    if (!strcmp(path, "-")) return readfile_stream(stdin, "stdin", max, len, err, errlen);
+    return readfile_len(path, max, len, err, errlen);
 }
 
 static void ij_usage(FILE *f)

@@ -25,57 +25,15 @@
 
 #include "kobj.h"
 #include "kube_decode.h"
+#include "readfile.h"
 
 #define KC_MAX_FILE (4u << 20)
 #define KC_MAX_TOKEN (64u << 10)
 
-/* Reads a whole (small) file into a NUL-terminated buffer; NULL with err filled. */
-static char *kc_read_file(const char *path, size_t max, size_t *len, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    size_t n = 0, cap = 0, r;
-
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    for (;;) {
-        if (cap - n < 4096) {
-            char *nb;
-            cap = cap ? cap * 2 : 8192;
-            if (!(nb = realloc(buf, cap + 1))) {
-                snprintf(err, errlen, "out of memory");
-                goto fail;
-            }
-            buf = nb;
-        }
-        r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (n > max) {
-            snprintf(err, errlen, "%s: larger than %zu bytes", path, max);
-            goto fail;
-        }
-        if (r == 0) break;
-    }
-    if (ferror(f)) {
-        snprintf(err, errlen, "%s: read error", path);
-        goto fail;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    if (len) *len = n;
-    return buf;
-fail:
-    fclose(f);
-    free(buf);
-    return NULL;
-}
-
 char *kube_config_read_token(const char *path, char *err, size_t errlen)
 {
-    char *buf = kc_read_file(path, KC_MAX_TOKEN, NULL, err, errlen);
     size_t start = 0, end;
+    char *buf = readfile_all(path, KC_MAX_TOKEN, err, errlen);
 
     if (!buf) return NULL;
     end = strlen(buf);
@@ -333,7 +291,7 @@ int kube_config_load(const char *path, const char *context, struct kube_config *
     int rc;
 
     memset(cfg, 0, sizeof(*cfg));
-    if (!(buf = kc_read_file(path, KC_MAX_FILE, &len, err, errlen))) return -1;
+    if (!(buf = readfile_len(path, KC_MAX_FILE, &len, err, errlen))) return -1;
     if (!(dir = strdup(path))) {
         free(buf);
         snprintf(err, errlen, "out of memory");

@@ -55,8 +55,41 @@ static void test_limits(void **state)
     assert_non_null(strstr(err, "No such file"));
 }
 
+/* A stream (stdin for `inject -f -`) larger than the first buffer: read whole, limit kept. */
+static void test_stream(void **state)
+{
+    const size_t big = 100000; /* several growths of the buffer */
+    char err[256], *s;
+    size_t len, i;
+    FILE *f;
+    int fd;
+
+    (void)state;
+    snprintf(path, sizeof(path), "/tmp/strait-readfile-XXXXXX");
+    assert_true((fd = mkstemp(path)) >= 0);
+    close(fd);
+    write_bytes(big);
+    assert_non_null(f = fopen(path, "rb"));
+    assert_non_null(s = readfile_stream(f, "stdin", big, &len, err, sizeof(err)));
+    assert_int_equal(len, big);
+    for (i = 0; i < big; i++)
+        if (s[i] != 'a' + (int)(i % 26)) fail_msg("byte %zu differs", i);
+    assert_int_equal(s[big], '\0');
+    free(s);
+    rewind(f);
+    assert_null(readfile_stream(f, "stdin", big - 1, &len, err, sizeof(err)));
+    assert_string_equal(err, "stdin: larger than 99999 bytes");
+    fclose(f);
+    /* readfile_len goes through the same reader */
+    assert_non_null(s = readfile_len(path, big, &len, err, sizeof(err)));
+    assert_int_equal(len, big);
+    free(s);
+    unlink(path);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_limits)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_limits),
+                                       cmocka_unit_test(test_stream)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
