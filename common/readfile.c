@@ -17,8 +17,7 @@ char *readfile_all(const char *path, size_t max, char *err, size_t errlen)
     return readfile_len(path, max, &len, err, errlen);
 }
 
-char *readfile_stream(FILE *f, const char *name, size_t max, size_t *len, char *err,
-                      size_t errlen)
+char *readfile_stream(FILE *f, const char *name, size_t max, size_t *len, char *err, size_t errlen)
 {
     char *buf = NULL, *nb;
     size_t n = 0, cap = 0, r;

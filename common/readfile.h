@@ -18,7 +18,6 @@ char *readfile_all(const char *path, size_t max, char *err, size_t errlen);
 char *readfile_len(const char *path, size_t max, size_t *len, char *err, size_t errlen);
 
 /* The same from an open stream f (stdin), named name in errors; f is left open. */
-char *readfile_stream(FILE *f, const char *name, size_t max, size_t *len, char *err,
-                      size_t errlen);
+char *readfile_stream(FILE *f, const char *name, size_t max, size_t *len, char *err, size_t errlen);
 
 #endif
