@@ -166,6 +166,27 @@ class MeshInitTest(unittest.TestCase):
         # pod B's own table was never touched
         self.assertFalse([r for r in self.nat_rules(self.b) if "STRAIT" in r])
 
+    def test_net_admin_is_the_only_capability_it_needs(self):
+        # as the injected strait-init container runs: root, every capability dropped but
+        # NET_ADMIN (no NET_RAW, which iptables' legacy backend would want for its raw socket)
+        caps = ["setpriv", "--bounding-set", "-all,+net_admin", "--inh-caps", "-all"]
+        probe = ("import socket\ntry:\n    socket.socket(socket.AF_INET, socket.SOCK_RAW, "
+                 "socket.IPPROTO_RAW)\n    print('raw')\nexcept PermissionError:\n"
+                 "    print('no raw')\n")
+        # the control: the same process without that capability really cannot open one
+        p = self.sh("ip", "netns", "exec", self.a, *caps, PY, "-c", probe)
+        self.assertEqual(p.stdout.strip(), "no raw")
+        self.server(self.a, PROXY_UID, "sidecar-out", "0.0.0.0", [4140])
+        self.server(self.b, 0, "b", "0.0.0.0", [8080])
+        p = self.sh("ip", "netns", "exec", self.a, *caps, os.path.join(harness.BIN,
+                    "strait-controller"), "mesh-init", "--ipv6", "on", check=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("event=mesh_init_installed", p.stderr)
+        self.assertTrue([r for r in self.nat_rules(self.a) if "STRAIT" in r])
+        self.assertTrue([r for r in self.nat_rules(self.a, "ip6tables-save") if "STRAIT" in r])
+        self.assertEqual(self.connect(self.a, APP_UID, B_IP, 8080),
+                         "sidecar-out orig=%s:8080" % B_IP)
+
     def test_ipv6_interception(self):
         self.server(self.a, PROXY_UID, "sidecar-out6", "::", [4140])
         self.server(self.a, PROXY_UID, "sidecar-in6", "::", [4143])
