@@ -442,7 +442,11 @@ int meshca_sign(const struct meshca *ca, const char *csr_pem, const char *ns, co
     snprintf(san, sizeof(san), "critical,URI:%s", id);
     if (!(x = leaf_new(ca, pk, ttl_s, now)) ||
         add_ext(x, ca->cert, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
-        add_ext(x, ca->cert, NID_key_usage, "critical,digitalSignature,keyEncipherment") < 0 ||
+        /* keyEncipherment only for RSA: RFC 5480 leaves it out for EC keys */
+        add_ext(x, ca->cert, NID_key_usage,
+                EVP_PKEY_get_base_id(pk) == EVP_PKEY_RSA
+                    ? "critical,digitalSignature,keyEncipherment"
+                    : "critical,digitalSignature") < 0 ||
         add_ext(x, ca->cert, NID_ext_key_usage, "serverAuth,clientAuth") < 0 ||
         add_ext(x, ca->cert, NID_subject_key_identifier, "hash") < 0 ||
         add_ext(x, ca->cert, NID_authority_key_identifier, "keyid:always") < 0 ||

@@ -162,6 +162,8 @@ static void test_generate_sign_verify(void **state)
     assert_int_equal(X509_check_ca(x), 0);
     assert_true(X509_get_key_usage(x) & KU_DIGITAL_SIGNATURE);
     assert_int_equal(X509_get_key_usage(x) & KU_KEY_CERT_SIGN, 0);
+    /* an EC key cannot encipher (RFC 5480 3): the leaf does not say it can */
+    assert_int_equal(X509_get_key_usage(x) & KU_KEY_ENCIPHERMENT, 0);
     assert_true(X509_get_extended_key_usage(x) & XKU_SSL_SERVER);
     assert_true(X509_get_extended_key_usage(x) & XKU_SSL_CLIENT);
     assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(x), key), 1); /* the CSR's key */
@@ -215,6 +217,12 @@ static void test_refused_csrs(void **state)
     free(csr);
     csr = make_csr(rsa2k, "x", NULL);
     assert_int_equal(meshca_sign(ca, csr, "a", "b", 86400, NOW, &leaf, err, sizeof(err)), 0);
+    {
+        X509 *rx = parse_cert(leaf); /* RSA key transport in TLS 1.2 wants keyEncipherment */
+        assert_true(X509_get_key_usage(rx) & KU_DIGITAL_SIGNATURE);
+        assert_true(X509_get_key_usage(rx) & KU_KEY_ENCIPHERMENT);
+        X509_free(rx);
+    }
     free(leaf);
     free(csr);
     /* a CSR whose signature does not match its key: one base64 character of it changed */
