@@ -144,18 +144,23 @@ class Bench:
                 self.sh("ip", "netns", "exec", ns, os.path.join(BIN, "strait-controller"),
                         "mesh-init")
 
-    def cleanup(self):
-        for p in reversed(self.procs):
+    @staticmethod
+    def stop(procs):
+        """SIGTERM to each process group of procs, then wait (SIGKILL after 10 s)."""
+        for p in procs:
             try:
                 os.killpg(p.pid, signal.SIGTERM)
             except OSError:
                 pass
-        for p in reversed(self.procs):
+        for p in procs:
             try:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
+
+    def cleanup(self):
+        self.stop(list(reversed(self.procs)))
         for ns in self.made:
             self.sh("ip", "netns", "del", ns, check=False)
         if os.environ.get("BENCH_KEEP") != "1":
@@ -258,8 +263,8 @@ class Bench:
         return p
 
     @staticmethod
-    def descendant(pid, comm):
-        """The pid of the first process named comm among pid and its descendants, or None."""
+    def children():
+        """{parent pid: [(pid, comm)]} of every process now."""
         kids = {}
         for d in os.listdir("/proc"):
             if d.isdigit():
@@ -270,6 +275,12 @@ class Bench:
                     continue
                 name, rest = st.split(" (", 1)[1].rsplit(") ", 1)
                 kids.setdefault(int(rest.split()[1]), []).append((int(d), name))
+        return kids
+
+    @classmethod
+    def descendant(cls, pid, comm):
+        """The pid of the first process named comm among pid and its descendants, or None."""
+        kids = cls.children()
         comm = comm[:15]  # the kernel's comm is at most 15 characters
         todo = [pid]
         with open("/proc/%d/comm" % pid) as f:
@@ -319,23 +330,15 @@ class Bench:
             v = [int(x) for x in f.readline().split()[1:9]]
         return v[7], sum(v)
 
-    @staticmethod
-    def tree(pid):
+    @classmethod
+    def tree(cls, pid):
         """pid and its descendants (nginx's master and worker)."""
-        kids = {}
-        for d in os.listdir("/proc"):
-            if d.isdigit():
-                try:
-                    with open("/proc/%s/stat" % d) as f:
-                        kids.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(
-                            int(d))
-                except OSError:
-                    continue
+        kids = cls.children()
         out, todo = [], [pid]
         while todo:
             p = todo.pop()
             out.append(p)
-            todo.extend(kids.get(p, []))
+            todo.extend(k for k, _ in kids.get(p, []))
         return out
 
     def peer_start(self, name):
@@ -358,13 +361,9 @@ class Bench:
         return {pod: p.pid for pod, p in procs.items()}
 
     def peer_stop(self, pids):
-        for p in [p for p in self.procs if p.pid in pids.values()]:
-            os.killpg(p.pid, signal.SIGTERM)
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+        mine = [p for p in self.procs if p.pid in pids.values()]
+        self.stop(mine)
+        for p in mine:
             self.procs.remove(p)
 
     def rss_line(self, label):

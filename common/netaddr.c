@@ -201,16 +201,25 @@ int netaddr_equal(const struct sockaddr *a, const struct sockaddr *b)
 
 int netaddr_ip_canonical(const char *ip, char *out, size_t n)
 {
-    struct in6_addr a6;
-    struct in_addr a4;
+    struct sockaddr_storage ss, u;
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+    socklen_t ul;
 
     if (n) *out = '\0';
-    if (inet_pton(AF_INET, ip, &a4) == 1)
-        return inet_ntop(AF_INET, &a4, out, (socklen_t)n) ? 0 : -1;
-    if (inet_pton(AF_INET6, ip, &a6) != 1) return -1;
-    if (IN6_IS_ADDR_V4MAPPED(&a6)) {
-        memcpy(&a4, &a6.s6_addr[12], 4);
-        return inet_ntop(AF_INET, &a4, out, (socklen_t)n) ? 0 : -1;
-    }
-    return inet_ntop(AF_INET6, &a6, out, (socklen_t)n) ? 0 : -1;
+    memset(&ss, 0, sizeof(ss));
+    if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1)
+        ss.ss_family = AF_INET;
+    else if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1)
+        ss.ss_family = AF_INET6;
+    else
+        return -1;
+    netaddr_unmap((const struct sockaddr *)&ss, &u, &ul); /* the v4-mapped fold */
+    return inet_ntop(u.ss_family,
+                     u.ss_family == AF_INET
+                         ? (const void *)&((const struct sockaddr_in *)&u)->sin_addr
+                         : (const void *)&((const struct sockaddr_in6 *)&u)->sin6_addr,
+                     out, (socklen_t)n)
+               ? 0
+               : -1;
 }

@@ -318,8 +318,7 @@ static int mb_pod_ips(const struct model_cache *cache, struct mb_vec *ips)
 
     for (i = 0; i < l->n; i++) {
         const struct model_pod *pod = (const struct model_pod *)l->items[i];
-        /* a finished pod's IP may already belong to another pod */
-        if (!strcmp(pod->phase, "Succeeded") || !strcmp(pod->phase, "Failed")) continue;
+        if (model_pod_finished(pod)) continue;
         for (k = 0; k < pod->n_ips; k++) {
             struct mb_ip *ip = mb_push(ips);
             if (!ip) return -1;

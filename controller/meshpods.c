@@ -66,7 +66,7 @@ struct meshpods *meshpods_build(const struct model_cache *cache, const char *td,
     if (!t || !(t->v = calloc(n_ips + 1, sizeof(*t->v)))) goto oom;
     for (i = 0; i < l->n; i++) {
         const struct model_pod *pod = (const struct model_pod *)l->items[i];
-        if (!strcmp(pod->phase, "Succeeded") || !strcmp(pod->phase, "Failed")) continue;
+        if (model_pod_finished(pod)) continue;
         if (mp_add_pod(t, pod, td)) goto oom;
     }
     if (t->n > 1) qsort(t->v, t->n, sizeof(*t->v), mp_cmp);

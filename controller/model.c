@@ -497,3 +497,8 @@ uint32_t model_policy_resilience_hash(const struct model_policy *p)
     h = model_fnv_u32(h, p->rb_min_per_sec);
     return model_fnv_u32(h, p->slow_start_ms);
 }
+
+int model_pod_finished(const struct model_pod *pod)
+{
+    return !strcmp(pod->phase, "Succeeded") || !strcmp(pod->phase, "Failed");
+}

@@ -276,6 +276,9 @@ struct model_pod {
     const char *phase; /* status.phase, "" when absent */
 };
 
+/* Whether pod has finished (phase Succeeded or Failed): its IP may be another pod's already. */
+int model_pod_finished(const struct model_pod *pod);
+
 struct model_secret {
     struct model_meta meta;
     const char *type;
