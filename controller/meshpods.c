@@ -1,12 +1,12 @@
 /*
  * meshpods: the pod IP -> workload identity table (meshpods.h).
  *
- * Does: list every IP of every live Pod with the identity its workload certificate carries
- * (meshca_identity, the function the CA names certificates with, so the two cannot disagree),
- * sorted for binary search and comparison.
- * Does not: look at Services or EndpointSlices (meshbuild), or keep the cache: the table owns
- * its strings, so it outlives a file-mode build's cache.
- * Invariant: pairs sorted by (IP text, identity), no duplicate.
+ * Does: list every IP of every live Pod that has its own network (not hostNetwork) with the
+ * identity its workload certificate carries (meshca_identity, the function the CA names
+ * certificates with, so the two cannot disagree), sorted for binary search and comparison. Does
+ * not: look at Services or EndpointSlices (meshbuild), or keep the cache: the table owns its
+ * strings, so it outlives a file-mode build's cache. Invariant: pairs sorted by (IP text,
+ * identity), no duplicate.
  */
 #include "meshpods.h"
 
@@ -66,7 +66,8 @@ struct meshpods *meshpods_build(const struct model_cache *cache, const char *td,
     if (!t || !(t->v = calloc(n_ips + 1, sizeof(*t->v)))) goto oom;
     for (i = 0; i < l->n; i++) {
         const struct model_pod *pod = (const struct model_pod *)l->items[i];
-        if (model_pod_finished(pod)) continue;
+        /* finished: its IP may be another pod's; hostNetwork: the node's, every such pod's */
+        if (model_pod_finished(pod) || pod->host_network) continue;
         if (mp_add_pod(t, pod, td)) goto oom;
     }
     if (t->n > 1) qsort(t->v, t->n, sizeof(*t->v), mp_cmp);

@@ -273,6 +273,7 @@ struct model_pod {
     const char **ips;            /* status.podIPs (else status.podIP) */
     size_t n_ips;
     int meshed;
+    int host_network;  /* spec.hostNetwork true: its IPs are its node's */
     const char *phase; /* status.phase, "" when absent */
 };
 

@@ -8,7 +8,8 @@ sidecars leaving held requests, 300 held requests not starving the identity endp
 stop; the pod addresses a caller claims count only where a Pod of its identity runs (another
 pod's Services and policies stay out), and a Pod that shows up later wakes the held request,
 also when the snapshot itself did not change. Cluster mode (the stand-in API server): a
-watched change wakes a held request, so does a watched Pod of the caller's."""
+watched change wakes a held request, so does a watched Pod of the caller's. A hostNetwork
+Pod's IP (its node's) proves no identity."""
 import json
 import os
 import socket
@@ -277,6 +278,27 @@ class MeshFeedController(FeedClient, StraitTest):
         # nothing left to wake it: held until the wait ends
         st, _, _, _ = self.feed(dict(keys, version=version, wait=1))
         self.assertEqual(st, 204)
+
+    def test_host_network_pod_ip_proves_nobody(self):
+        # a hostNetwork Pod running as the caller's account: its IP is the node's, so claiming
+        # it gets nothing (any pod on the node could claim it); the same Pod on its own network
+        # makes the IP the caller's
+        def agent(host_network):
+            p = pod("agent-0", "10.0.9.60", sa="client")
+            p["spec"]["hostNetwork"] = host_network
+            return [service("agent", ["10.96.0.60"], [{"name": "http", "port": 80}]),
+                    slice_("agent-1", "agent", [{"name": "http", "port": 8080}],
+                           [("10.0.9.60", "agent-0")]), p]
+        self.s.write("agent.yaml", *agent(True))
+        wait_until(lambda: len(json.loads(local_get(self.admin, "/snapshot")[1])
+                               ["mesh_services"]) == 6, 10, what="Service agent")
+        keys = {"addresses": ["10.0.9.9", "10.0.9.60"]}
+        version, snap = self.ok(keys)
+        self.assertEqual(self.own(snap), (["client"], ["default/client-callers"]))
+        self.assertEqual(self.metric("strait_mesh_feed_addresses_rejected_total"), 1)
+        version, snap = self.held_answer(keys, version,
+                                         lambda: self.s.write("agent.yaml", *agent(False)))
+        self.assertEqual(self.own(snap), (["agent", "client"], ["default/client-callers"]))
 
     def test_long_poll(self):
         keys = {"addresses": ["10.0.9.9"], "services": ["10.96.0.10:80"]}

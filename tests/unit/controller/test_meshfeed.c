@@ -190,6 +190,7 @@ static void test_version(void **state)
     "---\napiVersion: v1\nkind: Pod\nmetadata: {name: " name ", namespace: " ns "}\n"              \
     "spec: {" sa "containers: [{name: app}, {name: strait-proxy}]}\nstatus: " status "\n"
 #define SA(sa) "serviceAccountName: " sa ", "
+#define HOSTNET "hostNetwork: true, "
 #define ID(ns, sa) "spiffe://cluster.local/ns/" ns "/sa/" sa
 
 /* one document per string: loaded one after the other into one cache */
@@ -206,9 +207,14 @@ static const char *const pods_yaml[] = {
     POD("default", "a-fail", SA("a"), "{phase: Failed, podIP: 10.0.0.8}"),
     POD("default", "b-2", SA("b"), "{phase: Pending, podIP: 10.0.0.9}"),
     POD("default", "b-3", SA("b"), "{phase: Pending}"),
-    /* hostNetwork pods share the node's IP: each may claim it */
-    POD("default", "a-host", SA("a"), "{phase: Running, podIP: 192.168.1.1}"),
-    POD("default", "c-host", SA("c"), "{phase: Running, podIP: 192.168.1.1}"),
+    /* hostNetwork pods share the node's IP: it proves none of their identities */
+    POD("default", "a-host", SA("a") HOSTNET, "{phase: Running, podIP: 192.168.1.1}"),
+    POD("default", "c-host", SA("c") HOSTNET, "{phase: Running, podIP: 192.168.1.1}"),
+    /* hostNetwork false is a pod network like no field at all */
+    POD("default", "e-1", SA("e") "hostNetwork: false, ", "{phase: Running, podIP: 10.0.0.5}"),
+    /* two live pods showing one IP (reused before the old one's status caught up): either */
+    POD("default", "f-1", SA("f"), "{phase: Running, podIP: 10.0.0.6}"),
+    POD("default", "g-1", SA("g"), "{phase: Running, podIP: 10.0.0.6}"),
     /* no certificate can name a service account with a capital letter */
     POD("default", "bad", SA("Bad"), "{phase: Running, podIP: 10.0.0.7}"),
     NULL,
@@ -249,9 +255,13 @@ static void test_own_addresses(void **state)
         /* finished pods claim nothing; their IP's new pod does */
         {ID("default", "a"), "[\"10.0.0.9\", \"10.0.0.8\"]", ""},
         {ID("default", "b"), "[\"10.0.0.9\"]", "10.0.0.9"},
-        {ID("default", "a"), "[\"192.168.1.1\"]", "192.168.1.1"},
-        {ID("default", "c"), "[\"192.168.1.1\"]", "192.168.1.1"},
+        {ID("default", "a"), "[\"192.168.1.1\"]", ""},
+        {ID("default", "c"), "[\"192.168.1.1\"]", ""},
         {ID("default", "b"), "[\"192.168.1.1\"]", ""},
+        {ID("default", "e"), "[\"10.0.0.5\"]", "10.0.0.5"},
+        {ID("default", "f"), "[\"10.0.0.6\"]", "10.0.0.6"},
+        {ID("default", "g"), "[\"10.0.0.6\"]", "10.0.0.6"},
+        {ID("default", "a"), "[\"10.0.0.6\"]", ""},
         {ID("default", "Bad"), "[\"10.0.0.7\"]", ""},
         /* an IP no pod has (yet) */
         {ID("default", "a"), "[\"10.0.0.99\"]", ""},
