@@ -976,9 +976,10 @@ static int kd_pod(const struct kobj *doc, struct model_pod *pod, char *err, size
     if (!pod->service_account || !*pod->service_account) pod->service_account = "default";
     if (!pod->phase) pod->phase = "";
     pod->host_network = kobj_bool(kobj_get(doc, "spec", "hostNetwork")) == 1;
-    pod->meshed = (inj && !strcmp(inj, "enabled")) ||
-                  kd_has_sidecar(kobj_get(doc, "spec", "containers")) ||
-                  kd_has_sidecar(kobj_get(doc, "spec", "initContainers"));
+    /* a hostNetwork pod is never injected (inject.c), whatever it is annotated with */
+    pod->meshed = !pod->host_network && ((inj && !strcmp(inj, "enabled")) ||
+                                         kd_has_sidecar(kobj_get(doc, "spec", "containers")) ||
+                                         kd_has_sidecar(kobj_get(doc, "spec", "initContainers")));
     return 0;
 }
 

@@ -17,6 +17,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "meshca.h"
+
 #define MB_ADDR 46 /* INET6_ADDRSTRLEN */
 
 /* A pod IP, for endpoints without a targetRef. */
@@ -233,7 +235,7 @@ static int mb_identities(const struct model_cache *cache, const struct mb_ip *ip
     struct mb_vec ids = {.size = sizeof(char *)};
     size_t i, e, p, out;
     int ready = 0, all = 1;
-    char **slot;
+    char **slot, id[MESHCA_ID_MAX], err[200];
 
     for (i = mb_first_slice(sl, svc); i < sl->n && all; i++) {
         const struct model_endpoint_slice *s = sl->v[i];
@@ -246,13 +248,15 @@ static int mb_identities(const struct model_cache *cache, const struct mb_ip *ip
             if (!s->endpoints[e].ready) continue;
             ready = 1;
             pod = mb_pod_of(cache, ips, n_ips, s->meta.ns, &s->endpoints[e]);
-            if (!pod || !pod->meshed) {
+            /* no certificate can carry a name meshca_identity refuses: nothing to verify */
+            if (!pod || !pod->meshed ||
+                meshca_identity(td, pod->meta.ns, pod->service_account, id, sizeof(id), err,
+                                sizeof(err))) {
                 all = 0;
                 break;
             }
             if (!(slot = mb_push(&ids))) goto oom;
-            if (asprintf(slot, "spiffe://%s/ns/%s/sa/%s", td, pod->meta.ns, pod->service_account) <
-                0) {
+            if (!(*slot = strdup(id))) {
                 ids.n--;
                 goto oom;
             }

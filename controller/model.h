@@ -265,7 +265,7 @@ struct model_endpoint_slice {
 /*
  * A Pod, for the mesh directory: who it runs as and whether it carries the sidecar. meshed:
  * annotation strait.dev/inject "enabled", or a container or initContainer named
- * "strait-proxy" (the injected sidecar).
+ * "strait-proxy" (the injected sidecar); never for a hostNetwork pod (not injected).
  */
 struct model_pod {
     struct model_meta meta;
