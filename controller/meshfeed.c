@@ -325,6 +325,17 @@ size_t meshfeed_own_addresses(const struct meshpods *pods, const char *identity,
     return n;
 }
 
+int meshfeed_own_same(const struct meshpods *a, const struct meshpods *b, const char *identity,
+                      const struct meshfeed_query *q)
+{
+    char *own_a[MESHFEED_MAX_ADDRESSES], *own_b[MESHFEED_MAX_ADDRESSES];
+    size_t n = meshfeed_own_addresses(a, identity, q, own_a);
+
+    /* both lists point into q in q's order: equal lists are equal pointers */
+    return n == meshfeed_own_addresses(b, identity, q, own_b) &&
+           !memcmp(own_a, own_b, n * sizeof(*own_a));
+}
+
 static void mf_fnv(uint64_t *h, const void *p, size_t n)
 {
     const unsigned char *b = p;
@@ -627,34 +638,42 @@ static int mf_set_frame(struct meshfeed *f, const uint8_t *frame, size_t len)
     return 1;
 }
 
-/* Replaces f's pod table with pods (taken). 1, or 0 when it holds the same pairs. */
-static int mf_set_pods(struct meshfeed *f, struct meshpods *pods)
+/*
+ * Replaces f's pod table with pods (taken). Returns the table it replaced (free it), NULL
+ * when pods holds the same pairs (then freed) or f had none.
+ */
+static struct meshpods *mf_set_pods(struct meshfeed *f, struct meshpods *pods, int *changed)
 {
+    struct meshpods *old = f->pods;
+
     if (meshpods_equal(pods, f->pods)) {
         meshpods_free(pods);
-        return 0;
+        return NULL;
     }
-    meshpods_free(f->pods);
     f->pods = pods;
-    return 1;
+    *changed = 1;
+    return old;
 }
 
 void meshfeed_publish(struct meshfeed *f, const uint8_t *frame, size_t len, struct meshpods *pods)
 {
     struct meshsrv_reply r;
     struct mf_held *h, *next;
+    struct meshpods *old = NULL;
     char version[17];
-    int changed = 0;
+    int pods_changed = 0, frame_changed = 0;
 
     if (!f) {
         meshpods_free(pods);
         return;
     }
-    if (pods) changed |= mf_set_pods(f, pods);
-    if (frame) changed |= mf_set_frame(f, frame, len);
-    if (!changed || !f->have_snapshot) return;
+    if (pods) old = mf_set_pods(f, pods, &pods_changed);
+    if (frame) frame_changed = mf_set_frame(f, frame, len);
+    if ((!pods_changed && !frame_changed) || !f->have_snapshot) goto out;
     for (h = f->held; h; h = next) {
         next = h->next;
+        /* only the pods changed, and not which of its addresses are the caller's: same answer */
+        if (!frame_changed && meshfeed_own_same(old, f->pods, h->req->peer_uri, &h->q)) continue;
         if (mf_answer(f, &h->q, h->req->peer_uri, &r, version) == 200 &&
             !strcmp(version, h->q.version)) {
             free(r.body);
@@ -662,6 +681,8 @@ void meshfeed_publish(struct meshfeed *f, const uint8_t *frame, size_t len, stru
         }
         mf_held_finish(h, &r);
     }
+out:
+    meshpods_free(old);
 }
 
 void meshfeed_free(struct meshfeed *f)

@@ -60,6 +60,13 @@ size_t meshfeed_own_addresses(const struct meshpods *pods, const char *identity,
                               const struct meshfeed_query *q, char **own);
 
 /*
+ * Whether identity owns the same addresses of q under pod tables a and b: then, on the same
+ * snapshot, its answer is the same too (a pod change need not rebuild it). 1 or 0.
+ */
+int meshfeed_own_same(const struct meshpods *a, const struct meshpods *b, const char *identity,
+                      const struct meshfeed_query *q);
+
+/*
  * The version of a subset answer: 64-bit FNV-1a over the frame's payload (generation
  * excluded) and q's canonical keys and addresses (the caller's own ones only), as 16 lower-case hex
  * digits into out[17].

@@ -312,12 +312,59 @@ static void test_pods_equal(void **state)
     meshpods_free(e);
 }
 
+/*
+ * A pod change leaves a held request alone unless it changes which of the request's addresses
+ * are the caller's (meshfeed_publish rebuilds only those answers).
+ */
+static void test_own_same(void **state)
+{
+    static const char *const z[] = {
+        POD("default", "z", SA("z"), "{phase: Running, podIP: 10.9.9.9}"),
+        POD("default", "a-9", SA("a"), "{phase: Running, podIP: 10.0.0.1}"), NULL};
+    static const struct {
+        const char *identity, *addresses;
+        int same_as_z, same_as_none;
+    } rows[] = {
+        /* a keeps 10.0.0.1 (pod a-9 in z), loses fd00::1 */
+        {ID("default", "a"), "[\"10.0.0.1\"]", 1, 0},
+        {ID("default", "a"), "[\"10.0.0.1\", \"fd00::1\"]", 0, 0},
+        /* z gains 10.9.9.9 */
+        {ID("default", "z"), "[\"10.9.9.9\"]", 0, 1},
+        /* never a's, in any table */
+        {ID("default", "a"), "[\"10.9.9.9\", \"10.0.0.2\"]", 1, 1},
+        /* no addresses: nothing can change */
+        {ID("default", "b"), "[]", 1, 1},
+        /* b loses 10.0.0.2 */
+        {ID("default", "b"), "[\"10.0.0.2\"]", 0, 0},
+    };
+    struct meshpods *a = load_pods(pods_yaml), *b = load_pods(pods_yaml), *c = load_pods(z);
+    struct meshfeed_query q;
+    char body[300], err[200];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        snprintf(body, sizeof(body), "{\"addresses\": %s}", rows[i].addresses);
+        assert_int_equal(meshfeed_parse(body, strlen(body), &q, err, sizeof(err)), 0);
+        if (!meshfeed_own_same(a, b, rows[i].identity, &q) ||
+            meshfeed_own_same(a, c, rows[i].identity, &q) != rows[i].same_as_z ||
+            meshfeed_own_same(c, a, rows[i].identity, &q) != rows[i].same_as_z ||
+            meshfeed_own_same(NULL, a, rows[i].identity, &q) != rows[i].same_as_none)
+            fail_msg("row %zu (%s %s)", i, rows[i].identity, rows[i].addresses);
+        meshfeed_query_free(&q);
+    }
+    meshpods_free(a);
+    meshpods_free(b);
+    meshpods_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bodies),        cmocka_unit_test(test_key_parts),
         cmocka_unit_test(test_limits),        cmocka_unit_test(test_version),
         cmocka_unit_test(test_own_addresses), cmocka_unit_test(test_pods_equal),
+        cmocka_unit_test(test_own_same),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
