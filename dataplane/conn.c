@@ -30,7 +30,8 @@
  * routes flagged ssl-redirect with a 308 to https (ACME challenge paths excepted). All
  * socket I/O, both sides, goes through the connection's transport (transport.h).
  * Does not: TLS itself (tls.c, tp_tls.c), HTTP/2, transform bodies, or retry a request
- * whose body was sent.
+ * whose body was sent; the heads it writes are built by conn_head.c, its own answers
+ * (errors, redirects) by conn_local.c, a sidecar's parts by conn_mesh.c.
  *
  * Cost model: a keep-alive request costs four system calls (read the request, send it
  * upstream, read the response, send it to the client) and no epoll_ctl: output is written
@@ -45,7 +46,7 @@
  *     the current response is complete (bytes read meanwhile stay buffered in cin, at most
  *     HTTP1_MAX_HEAD of them, so pipelining is safe and in order);
  *   - c->r is non-NULL exactly while a request is being answered (state CS_PROXY or
- *     CS_TUNNEL, or inside start_request/local_response);
+ *     CS_TUNNEL, or inside start_request/conn_local_response);
  *   - back-pressure: a side is read only while the buffer it feeds holds < CONN_BUF_HIGH
  *     bytes, so memory per connection stays bounded whatever the body sizes;
  *   - watchers are recomputed from state by conn_update() at the end of every event, after
@@ -236,7 +237,7 @@ static void cb_pending_end(struct conn_req *r)
 }
 
 /* Closes the request's upstream connection (if any) and stops its timer. */
-static void upstream_release(struct conn *c)
+void conn_upstream_release(struct conn *c)
 {
     struct conn_req *r = c->r;
 
@@ -259,7 +260,7 @@ struct conn_reqlog {
     char method[16], target[ACCESSLOG_MAX_FIELD], host[256], upstream[64];
 };
 
-/* Request start: remember when, and with --access-log what, for request_log(). */
+/* Request start: remember when, and with --access-log what, for conn_request_log(). */
 void conn_request_begin(struct conn *c, const struct http1_request *req)
 {
     struct conn_req *r = c->r;
@@ -286,7 +287,7 @@ void conn_request_begin(struct conn *c, const struct http1_request *req)
  * status class and duration) and writes its access log line. Must run before the request
  * is released (route_src points into its snapshot).
  */
-static void request_log(struct conn *c, int status)
+void conn_request_log(struct conn *c, int status)
 {
     struct conn_req *r = c->r;
     double dur;
@@ -314,12 +315,12 @@ static void request_log(struct conn *c, int status)
 }
 
 /* Ends the current request: upstream closed, snapshot reference dropped, state freed. */
-static void request_release(struct conn *c)
+void conn_request_release(struct conn *c)
 {
     struct conn_req *r = c->r;
 
     if (!r) return;
-    upstream_release(c);
+    conn_upstream_release(c);
     ev_timer_stop(c->w->loop, &r->dtimer);
     /* a request that ends before its body was all read leaves its mirrors incomplete */
     while (r->n_mirrors) {
@@ -344,11 +345,13 @@ void conn_close(struct conn *c)
 
     if (c->dead) return;
     c->dead = 1;
-    if (c->r && c->r->resp_started) request_log(c, c->r->resp_status); /* cut short */
-    request_release(c);
+    if (c->r && c->r->resp_started) conn_request_log(c, c->r->resp_status); /* cut short */
+    conn_request_release(c);
     ev_io_stop(w->loop, &c->rio);
     ev_io_stop(w->loop, &c->wio);
     ev_timer_stop(w->loop, &c->timer);
+    /* counted before the socket goes: a peer that has seen it close never scrapes it open */
+    metrics_conn_closed();
     c->tp.ops->close(&c->tp);
     /* move from the live list to the dead list */
     if (c->prev)
@@ -360,7 +363,6 @@ void conn_close(struct conn *c)
     c->next = w->dead;
     w->dead = c;
     w->n_conns--;
-    metrics_conn_closed();
     worker_conn_gone(w);
 }
 
@@ -487,205 +489,6 @@ static void conn_update(struct conn *c)
     }
 }
 
-/* ---- responses generated here ---- */
-
-static const char *status_body(int status)
-{
-    switch (status) {
-    case 400:
-        return "bad request\n";
-    case 404:
-        return "no route\n";
-    case 405:
-        return "method not allowed\n";
-    case 413:
-        return "content too large\n";
-    case 414:
-        return "uri too long\n";
-    case 421:
-        return "misdirected request\n";
-    case 431:
-        return "headers too large\n";
-    case 501:
-        return "not implemented\n";
-    case 502:
-        return "bad gateway\n";
-    case 504:
-        return "gateway timeout\n";
-    case 505:
-        return "http version not supported\n";
-    default:
-        return "error\n";
-    }
-}
-
-/*
- * The current time as an IMF-fixdate (RFC 9110 5.6.7) for Date headers, formatted at most
- * once per second per worker thread (the cache is thread-local; ev_now is the loop's time).
- */
-static const char *http_date(struct conn *c)
-{
-    static __thread time_t cached_sec = -1;
-    static __thread char cached[HTTPMSG_DATE_LEN];
-    time_t now = (time_t)ev_now(c->w->loop);
-
-    if (now != cached_sec) {
-        httpmsg_date(now, cached);
-        cached_sec = now;
-    }
-    return cached;
-}
-
-/*
- * Answers the current request with status and body (NULL: the default for status) and the
- * header lines extra (each ending in CRLF; NULL: none), ends the request, and closes after
- * the response when close_conn or the request body was not fully read.
- */
-static void local_response_hdrs(struct conn *c, int status, const char *body, int close_conn,
-                                const char *extra)
-{
-    struct conn_req *r = c->r;
-
-    if (!r && !(r = c->r = conn_req_new(c))) {
-        conn_close(c);
-        return;
-    }
-    if (!body) body = status_body(status);
-    if (!r->req_done || c->c_eof) close_conn = 1;
-    if (!r->req_done) c->linger = 1; /* the rest of the body is on its way */
-    if (!r->keep_alive || c->w->stopping) close_conn = 1;
-    upstream_release(c);
-    if (dbuf_printf(&c->cout,
-                    "HTTP/1.1 %d %s\r\nDate: %s\r\n%s%s%s%s%sContent-Type: text/plain\r\n"
-                    "Content-Length: %zu\r\nConnection: %s\r\n\r\n%s",
-                    status, httpmsg_reason(status), http_date(c), extra ? extra : "",
-                    /* a routed request's own errors (413, 502, 503, 504) carry HSTS too */
-                    r->hsts ? "Strict-Transport-Security: " : "", r->hsts ? r->hsts : "",
-                    r->hsts ? "\r\n" : "",
-                    /*
-                     * RFC 9110 15.5.6: a 405 lists what is allowed (not CONNECT or TRACE); so
-                     * does our only local 200, the answer to OPTIONS with Max-Forwards: 0
-                     */
-                    status == 405 || status == 200
-                        ? "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n"
-                        : "",
-                    strlen(body), close_conn ? "close" : "keep-alive",
-                    r->is_head ? "" : body) < 0) {
-        conn_close(c);
-        return;
-    }
-    request_log(c, status);
-    log_debug("request", "peer=%s status=%d local=1", c->peer, status);
-    request_release(c);
-    c->state = CS_HEAD;
-    c->head_timer = 0;
-    if (close_conn) c->close_after_flush = 1;
-    conn_arm_timer(
-        c, c->w->cfg.client_idle_timeout); /* also bounds the flush of a closing connection */
-}
-
-static void local_response(struct conn *c, int status, const char *body, int close_conn)
-{
-    local_response_hdrs(c, status, body, close_conn, NULL);
-}
-
-/* RFC 8555 8.3: ACME HTTP-01 challenges must stay reachable over plain HTTP. */
-static int is_acme_challenge(const char *target, size_t len)
-{
-    static const char prefix[] = "/.well-known/acme-challenge/";
-
-    return len >= sizeof(prefix) - 1 && memcmp(target, prefix, sizeof(prefix) - 1) == 0;
-}
-
-/*
- * 308 to the same host and target over https (strait.dev/ssl-redirect): host is the
- * normalised Host (no port), target the request-target as received (origin-form path and
- * query for an absolute-form request); the port is omitted when it is 443.
- */
-static void redirect_https(struct conn *c, const char *host, const char *target, size_t tlen,
-                           size_t head_len)
-{
-    char port[8] = "";
-    char *hdr = NULL, *body = NULL;
-    unsigned p = c->w->cfg.https_port;
-    /* an absolute-form target's path may be empty or start with '?' */
-    const char *slash = tlen == 0 || target[0] != '/' ? "/" : "";
-
-    if (p != 443) snprintf(port, sizeof(port), ":%u", p);
-    if (asprintf(&hdr, "Location: https://%s%s%s%.*s\r\n", host, port, slash, (int)tlen, target) <
-        0)
-        hdr = NULL;
-    if (hdr && asprintf(&body, "redirecting to https://%s%s%s%.*s\n", host, port, slash, (int)tlen,
-                        target) < 0)
-        body = NULL;
-    dbuf_consume(&c->cin, head_len); /* target points into cin: only now */
-    if (!hdr || !body) {
-        free(hdr);
-        conn_close(c);
-        return;
-    }
-    local_response_hdrs(c, 308, body, 0, hdr);
-    free(hdr);
-    free(body);
-}
-
-/*
- * A RequestRedirect filter answers the request: Location per filter_location, the route's
- * response header edits added, no upstream. head_len is the request head's size in cin.
- */
-static void gw_redirect(struct conn *c, const struct snapwire_filter *f, char *host, int hl,
-                        const struct http1_request *req, const struct http1_msginfo *info,
-                        size_t head_len)
-{
-    struct conn_req *r = c->r;
-    const struct snapwire_snapshot *sw = &c->w->current->sw;
-    struct dbuf loc = {0}, extra = {0};
-    char norm[ROUTER_MAX_PATH + 1];
-    const char *mpath;
-    size_t mlen = router_request_path(req->target, req->target_len, norm, &mpath);
-    uint32_t i;
-    int status = f->status ? f->status : 302;
-
-    if (hl <= 0 && !(f->hostname && f->hostname[0])) {
-        dbuf_consume(&c->cin, head_len); /* HTTP/1.0 without Host: nowhere to send it */
-        local_response(c, 400, NULL, 0);
-        return;
-    }
-    host[hl > 0 ? hl : 0] = '\0';
-    r->route_src = r->rt->source;
-    if (filter_location(&loc, r->rt, f, c->tls, host, info->host, info->host ? info->host_len : 0,
-                        mpath, mlen, info->path, info->path_len) < 0 ||
-        dbuf_printf(&extra, "Location: %.*s\r\n", (int)loc.len, dbuf_data(&loc)) < 0)
-        goto oom;
-    for (i = 0; i < r->rt->filter_count; i++) {
-        const struct snapwire_filter *e = &sw->filters[r->rt->first_filter + i];
-        if (e->type == SNAPWIRE_FILTER_RESPONSE_HEADERS && filter_header_edits(&extra, sw, e) < 0)
-            goto oom;
-    }
-    if (dbuf_append(&extra, "", 1) < 0 || dbuf_printf(&loc, "\n") < 0) goto oom;
-    dbuf_consume(&c->cin, head_len); /* req and info point into cin: only now */
-    {
-        /* the body names the target too (RFC 9110 15.4: for clients that do not follow) */
-        char *body = NULL;
-        if (asprintf(&body, "redirecting to %.*s", (int)loc.len, dbuf_data(&loc)) < 0) body = NULL;
-        if (!body) {
-            dbuf_free(&loc);
-            dbuf_free(&extra);
-            conn_close(c);
-            return;
-        }
-        local_response_hdrs(c, status, body, 0, dbuf_data(&extra));
-        free(body);
-    }
-    dbuf_free(&loc);
-    dbuf_free(&extra);
-    return;
-oom:
-    dbuf_free(&loc);
-    dbuf_free(&extra);
-    conn_close(c);
-}
-
 static int upstream_retry(struct conn *c, const char *why);
 static int route_retry(struct conn *c, const char *why);
 
@@ -709,209 +512,14 @@ static void upstream_failed(struct conn *c, int status, const char *why)
     if (!r->resp_started && route_retry(c, why) == 0) return;
     log_warn("upstream_error", "peer=%s route=%s reason=\"%s\"", c->peer, conn_route_name(r), why);
     if (r->resp_started) {
-        request_log(c, r->resp_status);
-        request_release(c);
+        conn_request_log(c, r->resp_status);
+        conn_request_release(c);
         c->close_after_flush = 1; /* truncated response: closing is the only signal */
         c->state = CS_HEAD;
         conn_arm_timer(c, c->w->cfg.client_idle_timeout);
         return;
     }
-    local_response(c, status, NULL, 0);
-}
-
-/*
- * Circuit breaking (clusterstate.h): the cluster is at one of its limits; answered 503 at
- * once, with x-strait-overflow: 1 so a client (or a test) tells it from an upstream's 503.
- */
-static void upstream_overflow(struct conn *c)
-{
-    log_debug("upstream_overflow", "peer=%s route=%s", c->peer, conn_route_name(c->r));
-    local_response_hdrs(c, 503, "upstream overflow\n", 0, "x-strait-overflow: 1\r\n");
-}
-
-/* ---- request side ---- */
-
-/*
- * Headers the proxy sets itself and a client must not forge: X-Forwarded-*, and the
- * client-certificate ones (stripped on every listener, set only on verified TLS).
- */
-static int is_xf_header(const struct http1_header *h)
-{
-    if (h->name_len < 15 || (h->name[0] | 0x20) != 'x') return 0; /* cheap common case */
-    return http1_name_is(h, "x-forwarded-for") || http1_name_is(h, "x-forwarded-proto") ||
-           http1_name_is(h, "x-forwarded-host") || http1_name_is(h, "x-client-verify") ||
-           http1_name_is(h, "x-client-subject") || http1_name_is(h, "x-client-spiffe") ||
-           http1_name_is(h, "x-forwarded-client-cert") || http1_name_is(h, MESH_PEER_HEADER);
-}
-
-/*
- * Appends "Name: v1, v2, ..., extra\r\n" to b: the values of every header called name in
- * req (empty ones skipped), then extra. Returns 0 or -1 (out of memory).
- */
-static int append_joined(struct dbuf *b, const struct http1_request *req, const char *name,
-                         const char *extra)
-{
-    size_t i, nl = strlen(name);
-
-    if (dbuf_append(b, name, nl) < 0 || dbuf_str(b, ": ") < 0) return -1;
-    for (i = 0; i < req->num_headers; i++) {
-        const struct http1_header *h = &req->headers[i];
-        if (h->name_len != nl || !http1_lower_eq(h->name, name, nl) || h->value_len == 0) continue;
-        if (dbuf_append(b, h->value, h->value_len) < 0 || dbuf_str(b, ", ") < 0) return -1;
-    }
-    return dbuf_append(b, extra, strlen(extra)) < 0 || dbuf_str(b, "\r\n") < 0 ? -1 : 0;
-}
-
-/* True when a header called name in hdrs[0..n) lists token (comma-separated, any case). */
-static int header_has_token(const struct http1_header *hdrs, size_t n, const char *name,
-                            const char *token)
-{
-    size_t i, p, tl = strlen(token);
-
-    for (i = 0; i < n; i++) {
-        const struct http1_header *h = &hdrs[i];
-        if (!http1_name_is(h, name)) continue;
-        for (p = 0; p < h->value_len;) {
-            size_t b, e;
-            while (p < h->value_len &&
-                   (h->value[p] == ' ' || h->value[p] == '\t' || h->value[p] == ','))
-                p++;
-            b = p;
-            while (p < h->value_len && h->value[p] != ',')
-                p++;
-            e = p;
-            while (e > b && (h->value[e - 1] == ' ' || h->value[e - 1] == '\t'))
-                e--;
-            if (e - b == tl && strncasecmp(h->value + b, token, tl) == 0) return 1;
-        }
-    }
-    return 0;
-}
-
-/*
- * Header lines on their way into a head being built: a line already in the form we write
- * ("Name: value" CRLF) and right after the previous one in the input joins it, and each
- * such run is copied at once (most heads are all canonical: one copy instead of four per
- * header). hrun_flush before appending anything else.
- */
-struct hrun {
-    const char *p;
-    size_t n;
-};
-
-static int hrun_flush(struct dbuf *b, struct hrun *run)
-{
-    int rc = run->n ? dbuf_append(b, run->p, run->n) : 0;
-
-    run->n = 0;
-    return rc;
-}
-
-/* h is a parsed header of a complete head: its line ending (and more) follows its value. */
-static int hrun_add(struct dbuf *b, struct hrun *run, const struct http1_header *h)
-{
-    const char *end = h->value + h->value_len;
-    size_t len = h->name_len + 2 + h->value_len + 2;
-
-    if (h->value == h->name + h->name_len + 2 && h->name[h->name_len] == ':' &&
-        h->name[h->name_len + 1] == ' ' && end[0] == '\r' && end[1] == '\n') {
-        if (run->n && run->p + run->n == h->name) {
-            run->n += len;
-            return 0;
-        }
-        if (hrun_flush(b, run) < 0) return -1;
-        run->p = h->name;
-        run->n = len;
-        return 0;
-    }
-    if (hrun_flush(b, run) < 0) return -1;
-    return dbuf_append(b, h->name, h->name_len) < 0 || dbuf_str(b, ": ") < 0 ||
-                   dbuf_append(b, h->value, h->value_len) < 0 || dbuf_str(b, "\r\n") < 0
-               ? -1
-               : 0;
-}
-
-/*
- * Writes the upstream request head into uout: the request line in origin-form with the
- * client's HTTP/1.x version (a 1.0 client must not get a chunked answer relayed), Host
- * first and from info->host (the target's authority for absolute-form, RFC 9112 3.2.2),
- * end-to-end headers, then our own: X-Forwarded-*, Via (RFC 9110 7.6.3: a gateway MUST
- * add it to requests it forwards) and the connection options: none for HTTP/1.1 (persistent
- * by default, so the connection can be pooled), "Connection: close" for 1.0, and for an
- * upgrade request the client's Upgrade with "Connection: upgrade" (RFC 9110 7.8: Upgrade is
- * hop-by-hop, so the proxy re-sends it deliberately). Returns 0 or -1 (out of memory).
- */
-static int build_upstream_head(struct conn *c, const struct http1_request *req,
-                               const struct http1_msginfo *info)
-{
-    struct conn_req *r = c->r;
-    struct dbuf *b = &r->uout;
-    struct http1_hop hop;
-    const struct snapwire_snapshot *sw = &r->snap->sw;
-    const struct snapwire_filter *rw = r->rewrite, *edit = r->req_edit;
-    struct hrun run = {NULL, 0};
-    size_t i;
-    int slash =
-        info->target_form == HTTP1_TARGET_ABSOLUTE && (info->path_len == 0 || info->path[0] == '?');
-
-    if (dbuf_append(b, req->method, req->method_len) < 0) return -1;
-    if (rw && rw->path_mod != SNAPWIRE_PATH_KEEP) {
-        /* URLRewrite: the path the route matched, changed (the query is kept) */
-        char norm[ROUTER_MAX_PATH + 1];
-        const char *mpath;
-        size_t mlen = router_request_path(req->target, req->target_len, norm, &mpath);
-        if (dbuf_str(b, " ") < 0 ||
-            filter_path(b, r->rt, rw, mpath, mlen, info->path, info->path_len) < 0)
-            return -1;
-    } else if (dbuf_str(b, slash ? " /" : " ") < 0 ||
-               dbuf_append(b, info->path, info->path_len) < 0) {
-        return -1;
-    }
-    if (dbuf_str(b, req->minor_version ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n") < 0) return -1;
-    if (rw && rw->hostname && rw->hostname[0]) {
-        if (dbuf_str(b, "Host: ") < 0 || dbuf_str(b, rw->hostname) < 0 || dbuf_str(b, "\r\n") < 0)
-            return -1;
-    } else if (info->host &&
-               (dbuf_str(b, "Host: ") < 0 || dbuf_append(b, info->host, info->host_len) < 0 ||
-                dbuf_str(b, "\r\n") < 0)) {
-        return -1;
-    }
-    http1_hop_init(&hop, req->headers, req->num_headers);
-    for (i = 0; i < req->num_headers; i++) {
-        const struct http1_header *h = &req->headers[i];
-        if (http1_hop_drop(&hop, h) || is_xf_header(h) || http1_name_is(h, "host") ||
-            http1_name_is(h, "via") || h == info->max_forwards)
-            continue;
-        if (edit && filter_header_dropped(sw, edit, h->name, h->name_len)) continue;
-        if (hrun_add(b, &run, h) < 0) return -1;
-    }
-    if (hrun_flush(b, &run) < 0) return -1;
-    if (edit && filter_header_edits(b, sw, edit) < 0) return -1;
-    if (append_joined(b, req, "X-Forwarded-For", c->peer) < 0 ||
-        dbuf_str(b, c->tls && !c->mesh ? "X-Forwarded-Proto: https\r\n"
-                                       : "X-Forwarded-Proto: http\r\n") < 0)
-        return -1;
-    if (c->client_hdrs && dbuf_str(b, c->client_hdrs) < 0) return -1;
-    if (info->host && (dbuf_str(b, "X-Forwarded-Host: ") < 0 ||
-                       dbuf_append(b, info->host, info->host_len) < 0 || dbuf_str(b, "\r\n") < 0))
-        return -1;
-    if (append_joined(b, req, "Via", req->minor_version ? "1.1 strait" : "1.0 strait") < 0)
-        return -1;
-    /* RFC 9110 7.6.2: OPTIONS and TRACE pass on one hop less (0 was answered here) */
-    if (info->max_forwards &&
-        dbuf_printf(b, "Max-Forwards: %u\r\n", info->max_forwards_value - 1) < 0)
-        return -1;
-    if (r->upgrade) {
-        const struct http1_header *up = header_find(req->headers, req->num_headers, "upgrade");
-        r->u_keep = 0;
-        return dbuf_str(b, "Upgrade: ") < 0 || dbuf_append(b, up->value, up->value_len) < 0 ||
-                       dbuf_str(b, "\r\nConnection: upgrade\r\n\r\n") < 0
-                   ? -1
-                   : 0;
-    }
-    /* no pool (--upstream-keepalive 0): say so, rather than leave the server waiting */
-    r->u_keep = req->minor_version >= 1 && c->w->cfg.pool_max_idle > 0;
-    return dbuf_str(b, r->u_keep ? "\r\n" : "Connection: close\r\n\r\n");
+    conn_local_response(c, status, NULL, 0);
 }
 
 /*
@@ -1110,7 +718,7 @@ static int attempt_open(struct conn *c)
 static void attempt_open_failed(struct conn *c)
 {
     if (errno == EBUSY) {
-        upstream_overflow(c);
+        conn_upstream_overflow(c);
         return;
     }
     metrics_upstream_connect_error();
@@ -1214,7 +822,7 @@ static int route_retry(struct conn *c, const char *why)
     }
     if (attempt_open(c) < 0) {
         if (errno == EBUSY) {
-            upstream_overflow(c);
+            conn_upstream_overflow(c);
             return 0;
         }
         metrics_upstream_connect_error();
@@ -1380,7 +988,7 @@ static int start_request(struct conn *c)
     }
     if (n == -1) {
         conn_request_begin(c, NULL);
-        local_response(c, status, NULL, 1);
+        conn_local_response(c, status, NULL, 1);
         return 1;
     }
     conn_request_begin(c, &req);
@@ -1389,7 +997,7 @@ static int start_request(struct conn *c)
     r->is_head = req.method_len == 4 && memcmp(req.method, "HEAD", 4) == 0;
     if (http1_request_info(&req, &info, &status) < 0) {
         dbuf_consume(&c->cin, (size_t)n);
-        local_response(c, status, NULL, 1);
+        conn_local_response(c, status, NULL, 1);
         return 1;
     }
     r->keep_alive =
@@ -1400,25 +1008,25 @@ static int start_request(struct conn *c)
     /* RFC 9110 7.8: a 1.0 client cannot be switched; Upgrade without the option is ignored */
     r->upgrade = req.minor_version >= 1 &&
                  header_find(req.headers, req.num_headers, "upgrade") != NULL &&
-                 header_has_token(req.headers, req.num_headers, "connection", "upgrade");
+                 conn_header_has_token(req.headers, req.num_headers, "connection", "upgrade");
     r->idempotent = (uint8_t)method_idempotent(&req);
     if (r->reqlog && info.host)
         snprintf(r->reqlog->host, sizeof(r->reqlog->host), "%.*s", (int)info.host_len, info.host);
     if (info.host &&
         (hl = router_normalize_host(info.host, info.host_len, host, sizeof(host))) < 0) {
         dbuf_consume(&c->cin, (size_t)n);
-        local_response(c, 400, NULL, 1);
+        conn_local_response(c, 400, NULL, 1);
         return 1;
     }
     snap = c->w->current;
     if (!snap) {
         dbuf_consume(&c->cin, (size_t)n);
-        local_response(c, 503, "no snapshot\n", 0);
+        conn_local_response(c, 503, "no snapshot\n", 0);
         return 1;
     }
     if (c->mesh == MESH_LISTENER_INBOUND && !conn_mesh_authorized(c, snap, 1)) {
         dbuf_consume(&c->cin, (size_t)n);
-        local_response(c, 403, "forbidden by authorization policy\n", 0);
+        conn_local_response(c, 403, "forbidden by authorization policy\n", 0);
         return 1;
     }
     if (c->mesh) {
@@ -1428,7 +1036,7 @@ static int start_request(struct conn *c)
         rt = NULL;
         if (rc < 0) {
             dbuf_consume(&c->cin, (size_t)n);
-            local_response(c, 503, "no endpoint for this service\n", 0);
+            conn_local_response(c, 503, "no endpoint for this service\n", 0);
             return 1;
         }
         direct = rc == 1;
@@ -1439,7 +1047,7 @@ static int start_request(struct conn *c)
         if (!tls_policy_allows(snap->tls, host, &c->tp)) {
             /* SNI named a host without the client certificate check Host's host has */
             dbuf_consume(&c->cin, (size_t)n);
-            local_response(c, 421, NULL, 0);
+            conn_local_response(c, 421, NULL, 0);
             return 1;
         }
     }
@@ -1450,12 +1058,12 @@ static int start_request(struct conn *c)
         rt = router_route(snap->router, &rq);
     }
     if (rt && (rt->flags & SNAPWIRE_ROUTE_SSL_REDIRECT) && !c->tls && hl > 0 &&
-        !is_acme_challenge(info.path, info.path_len)) {
+        !conn_is_acme_challenge(info.path, info.path_len)) {
         const char *t = info.target_form == HTTP1_TARGET_ABSOLUTE ? info.path : req.target;
         size_t tl = info.target_form == HTTP1_TARGET_ABSOLUTE ? info.path_len : req.target_len;
         host[hl] = '\0';
         r->route_src = rt->source;
-        redirect_https(c, host, t, tl, (size_t)n);
+        conn_redirect_https(c, host, t, tl, (size_t)n);
         return 1;
     }
     if (rt) r->route_src = rt->source;
@@ -1466,7 +1074,7 @@ static int start_request(struct conn *c)
         for (i = 0; i < rt->filter_count; i++) {
             const struct snapwire_filter *f = &snap->sw.filters[rt->first_filter + i];
             if (f->type == SNAPWIRE_FILTER_REDIRECT) {
-                gw_redirect(c, f, host, hl, &req, &info, (size_t)n);
+                conn_gw_redirect(c, f, host, hl, &req, &info, (size_t)n);
                 return 1;
             }
             if (f->type == SNAPWIRE_FILTER_REWRITE) r->rewrite = f;
@@ -1485,9 +1093,9 @@ static int start_request(struct conn *c)
         /* Gateway API: a rule whose backend does not resolve answers 500 for its share */
         dbuf_consume(&c->cin, (size_t)n);
         if (rt)
-            local_response(c, 500, "no backend for this route\n", 0);
+            conn_local_response(c, 500, "no backend for this route\n", 0);
         else
-            local_response(c, 404, "no route\n", 0);
+            conn_local_response(c, 404, "no route\n", 0);
         return 1;
     }
     if (!rt) r->route_src = "default";
@@ -1496,7 +1104,7 @@ routed:
     if (info.body == HTTP1_BODY_LENGTH && info.content_length > r->max_body) {
         /* RFC 9110 15.5.14: refused before any upstream sees it; the body is not read */
         dbuf_consume(&c->cin, (size_t)n);
-        local_response(c, 413, NULL, 1);
+        conn_local_response(c, 413, NULL, 1);
         return 1;
     }
     if (info.max_forwards && info.max_forwards_value == 0) {
@@ -1506,19 +1114,19 @@ routed:
          */
         int options = req.method[0] == 'O'; /* max_forwards is only set for OPTIONS/TRACE */
         dbuf_consume(&c->cin, (size_t)n);
-        local_response(c, options ? 200 : 405, options ? "" : NULL, 0);
+        conn_local_response(c, options ? 200 : 405, options ? "" : NULL, 0);
         return 1;
     }
     ep = direct ? NULL : pick_endpoint(c, snap, cluster, &req, &info);
     if (!ep && !direct) {
         dbuf_consume(&c->cin, (size_t)n);
-        local_response(c, 503, "no healthy endpoint\n", 0);
+        conn_local_response(c, 503, "no healthy endpoint\n", 0);
         return 1;
     }
     if (!direct && clusterstate_acquire(snap->clusters[cluster].cs, CLUSTERSTATE_REQUESTS,
                                         snap->sw.clusters[cluster].cb_max_requests) < 0) {
         dbuf_consume(&c->cin, (size_t)n);
-        upstream_overflow(c);
+        conn_upstream_overflow(c);
         return 1;
     }
     r->snap = snapshot_ref(snap);
@@ -1539,7 +1147,7 @@ routed:
             r->replay_body = r->idempotent;
         }
     }
-    if (build_upstream_head(c, &req, &info) < 0) {
+    if (conn_build_upstream_head(c, &req, &info) < 0) {
         conn_close(c);
         return 1;
     }
@@ -1668,7 +1276,7 @@ static int pump_request_body(struct conn *c)
                     conn_close(c);
                     return -1;
                 }
-                local_response(c, too_large ? 413 : 400, NULL, 1);
+                conn_local_response(c, too_large ? 413 : 400, NULL, 1);
                 return 0;
             }
             take = n == -2 ? c->cin.len : (size_t)n;
@@ -1699,71 +1307,6 @@ static int pump_request_body(struct conn *c)
 
 /* ---- response side ---- */
 
-static int write_client_head(struct conn *c, const struct http1_response *res)
-{
-    struct dbuf *b = &c->cout;
-    struct http1_hop hop;
-    struct hrun run = {NULL, 0};
-    size_t i;
-    int have_date = 0, have_sts = 0;
-    const char *hsts = c->r->hsts; /* only set on TLS connections */
-    const struct snapwire_filter *edit = c->r->resp_edit;
-    /* RFC 9110 8.6, RFC 9112 6.1: 1xx and 204 carry neither (nginx drops them too) */
-    int no_length = res->status < 200 || res->status == 204;
-
-    /* the parser guarantees a three-digit status; no printf on the hot path */
-    char status[14] = "HTTP/1.1 000 ";
-    status[9] = (char)('0' + res->status / 100 % 10);
-    status[10] = (char)('0' + res->status / 10 % 10);
-    status[11] = (char)('0' + res->status % 10);
-    if (dbuf_append(b, status, 13) < 0 || dbuf_append(b, res->reason, res->reason_len) < 0 ||
-        dbuf_str(b, "\r\n") < 0)
-        return -1;
-    http1_hop_init(&hop, res->headers, res->num_headers);
-    for (i = 0; i < res->num_headers; i++) {
-        const struct http1_header *h = &res->headers[i];
-        if (http1_hop_drop(&hop, h) || (no_length && (http1_name_is(h, "content-length") ||
-                                                      http1_name_is(h, "transfer-encoding"))))
-            continue;
-        if (edit && filter_header_dropped(&c->r->snap->sw, edit, h->name, h->name_len)) continue;
-        have_date |= http1_name_is(h, "date");
-        if (hsts) have_sts |= http1_name_is(h, "strict-transport-security");
-        if (hrun_add(b, &run, h) < 0) return -1;
-    }
-    if (hrun_flush(b, &run) < 0) return -1;
-    if (edit && res->status >= 200 && filter_header_edits(b, &c->r->snap->sw, edit) < 0) return -1;
-    if (c->r->aff_want && res->status >= 200 && c->r->bal_ep && c->r->bal_ep != c->r->aff_ep) {
-        /* cookie affinity: remember the endpoint that answers (ingress-nginx's cookie) */
-        char val[17];
-        snapshot_affinity_value(c->r->bal_ep, val);
-        if (dbuf_str(b, "Set-Cookie: ") < 0 ||
-            dbuf_str(b, c->r->snap->sw.clusters[c->r->ucluster].affinity_cookie) < 0 ||
-            dbuf_str(b, "=") < 0 || dbuf_str(b, val) < 0 ||
-            dbuf_str(b, "; Path=/; HttpOnly\r\n") < 0)
-            return -1;
-    }
-    /* RFC 9110 6.6.1: a recipient with a clock MUST add Date to a response it forwards */
-    if (res->status >= 200 && !have_date &&
-        (dbuf_str(b, "Date: ") < 0 || dbuf_str(b, http_date(c)) < 0 || dbuf_str(b, "\r\n") < 0))
-        return -1;
-    /* RFC 6797 7.2: over TLS only; an upstream's own header wins */
-    if (hsts && res->status >= 200 && !have_sts &&
-        (dbuf_str(b, "Strict-Transport-Security: ") < 0 || dbuf_str(b, hsts) < 0 ||
-         dbuf_str(b, "\r\n") < 0))
-        return -1;
-    if (res->status == 101) {
-        /* the switch the client asked for: Upgrade and the option travel hop by hop */
-        const struct http1_header *up = header_find(res->headers, res->num_headers, "upgrade");
-        if (up && (dbuf_str(b, "Upgrade: ") < 0 || dbuf_append(b, up->value, up->value_len) < 0 ||
-                   dbuf_str(b, "\r\n") < 0))
-            return -1;
-        if (dbuf_str(b, "Connection: upgrade\r\n") < 0) return -1;
-    } else if (res->status >= 200 && dbuf_str(b, c->r->keep_alive ? "Connection: keep-alive\r\n"
-                                                                  : "Connection: close\r\n") < 0)
-        return -1;
-    return dbuf_str(b, "\r\n");
-}
-
 /* Parses response heads from uin. Returns 1 when the final head is done, 0 for more, -1 if
  * the request was ended (error answered or conn closed). */
 static int parse_response_head(struct conn *c)
@@ -1788,7 +1331,7 @@ static int parse_response_head(struct conn *c)
         }
         if (res.status == 101) {
             /* switched: from here on both sides are raw bytes (RFC 9110 15.2.2) */
-            if (write_client_head(c, &res) < 0) goto oom;
+            if (conn_write_client_head(c, &res) < 0) goto oom;
             dbuf_consume(&r->uin, (size_t)n);
             r->resp_started = r->resp_done = 1;
             r->resp_status = 101;
@@ -1798,14 +1341,14 @@ static int parse_response_head(struct conn *c)
             /* route timeouts end with the exchange: a tunnel lives by its idle timeout */
             r->req_deadline = r->try_deadline = 0;
             ev_timer_stop(c->w->loop, &r->dtimer);
-            request_log(c, 101);
+            conn_request_log(c, 101);
             log_debug("request", "peer=%s status=101 route=%s", c->peer, conn_route_name(r));
             arm_progress(c);
             return 1;
         }
         if (res.status < 200) {
             /* interim (100 Continue, 103): pass on to HTTP/1.1 clients, keep waiting */
-            if (r->client_minor >= 1 && write_client_head(c, &res) < 0) goto oom;
+            if (r->client_minor >= 1 && conn_write_client_head(c, &res) < 0) goto oom;
             dbuf_consume(&r->uin, (size_t)n);
             continue;
         }
@@ -1827,7 +1370,7 @@ static int parse_response_head(struct conn *c)
         r->resp_status = res.status;
         r->resp_close = info.conn_close || (res.minor_version == 0 && !info.conn_keep_alive);
         if (info.body == HTTP1_BODY_UNTIL_CLOSE || c->w->stopping) r->keep_alive = 0;
-        if (write_client_head(c, &res) < 0) goto oom;
+        if (conn_write_client_head(c, &res) < 0) goto oom;
         dbuf_consume(&r->uin, (size_t)n);
         r->resp_started = 1;
         r->resp_done = info.body == HTTP1_BODY_NONE;
@@ -1900,14 +1443,14 @@ static void finish_request(struct conn *c)
     struct conn_req *r = c->r;
     int keep;
 
-    request_log(c, r->resp_status);
+    conn_request_log(c, r->resp_status);
     bal_finish(c, r->resp_status < 500);
     keep = r->keep_alive && r->req_done && !r->u_write_failed && !c->w->stopping;
     if (upstream_reusable(c)) {
         upstream_pool_put(c->w->pool, (const struct sockaddr *)&r->uaddr, r->uaddrlen, r->u);
         r->u = NULL; /* the pool owns it now */
     }
-    request_release(c);
+    conn_request_release(c);
     c->state = CS_HEAD;
     if (!keep) c->close_after_flush = 1;
     conn_arm_timer(c, c->w->cfg.client_idle_timeout);
@@ -2276,7 +1819,7 @@ static void client_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
          */
         dbuf_consume(&c->cin, c->cin.len);
         c->linger = 1;
-        local_response(c, 408, "request timeout\n", 1);
+        conn_local_response(c, 408, "request timeout\n", 1);
         conn_run(c);
         return;
     }
@@ -2452,7 +1995,7 @@ static void deadline_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         log_warn("upstream_error", "peer=%s route=%s reason=\"request timeout\"", c->peer,
                  conn_route_name(r));
         r->req_deadline = 0;
-        local_response(c, 504, NULL, 0);
+        conn_local_response(c, 504, NULL, 0);
     } else {
         upstream_failed(c, 504, "backend timeout");
     }
@@ -2535,7 +2078,7 @@ void conn_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_
     }
     if (plain_on_tls) {
         c->linger = 1; /* its request is still unread: FIN and drain, not RST */
-        local_response(c, 400, "plain HTTP request sent to the HTTPS port\n", 1);
+        conn_local_response(c, 400, "plain HTTP request sent to the HTTPS port\n", 1);
         conn_run(c);
         return;
     }

@@ -7,6 +7,7 @@
 #ifndef STRAIT_CONN_INT_H
 #define STRAIT_CONN_INT_H
 
+#include <arpa/inet.h>
 #include <ev.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -196,6 +197,50 @@ void conn_request_begin(struct conn *c, const struct http1_request *req);
 const char *conn_route_name(const struct conn_req *r);
 /* Opens (or, allow_pool, takes from the pool) the upstream connection to r->uaddr. 0 or -1. */
 int conn_upstream_open(struct conn *c, int allow_pool);
+/* Closes the request's upstream connection (if any) and stops its timer. */
+void conn_upstream_release(struct conn *c);
+/* Counts the request in metrics and writes its access log line, once; before release. */
+void conn_request_log(struct conn *c, int status);
+/* Ends the current request: upstream closed, snapshot reference dropped, state freed. */
+void conn_request_release(struct conn *c);
+
+/* ---- conn_local.c: answers without an upstream ---- */
+
+/*
+ * Answers the current request with status and body (NULL: the default for status) and the
+ * header lines extra (each ending in CRLF; NULL: none), ends the request, and closes after
+ * the response when close_conn or the request body was not fully read.
+ */
+void conn_local_response_hdrs(struct conn *c, int status, const char *body, int close_conn,
+                              const char *extra);
+void conn_local_response(struct conn *c, int status, const char *body, int close_conn);
+/* RFC 8555 8.3: target is an ACME HTTP-01 challenge path (kept reachable over plain HTTP). */
+int conn_is_acme_challenge(const char *target, size_t len);
+/*
+ * 308 to https for host (normalised, no port) and target (as received); head_len: the
+ * request head's size in cin, consumed once the answer no longer needs it.
+ */
+void conn_redirect_https(struct conn *c, const char *host, const char *target, size_t tlen,
+                         size_t head_len);
+/* A RequestRedirect filter f answers the request (host: normalised Host, hl its length). */
+void conn_gw_redirect(struct conn *c, const struct snapwire_filter *f, char *host, int hl,
+                      const struct http1_request *req, const struct http1_msginfo *info,
+                      size_t head_len);
+/* Circuit breaking: the cluster is at a limit; 503 with x-strait-overflow: 1. */
+void conn_upstream_overflow(struct conn *c);
+
+/* ---- conn_head.c: proxied heads ---- */
+
+/* The current time as an IMF-fixdate, cached per second and thread. */
+const char *conn_http_date(struct conn *c);
+/* True when a header called name in hdrs[0..n) lists token (comma-separated, any case). */
+int conn_header_has_token(const struct http1_header *hdrs, size_t n, const char *name,
+                          const char *token);
+/* The upstream request head of c's request into r->uout. 0 or -1 (out of memory). */
+int conn_build_upstream_head(struct conn *c, const struct http1_request *req,
+                             const struct http1_msginfo *info);
+/* The response head res for the client into cout. 0 or -1 (out of memory). */
+int conn_write_client_head(struct conn *c, const struct http1_response *res);
 
 /* ---- conn_mesh.c, for conn.c ---- */
 
