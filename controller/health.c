@@ -25,6 +25,7 @@
 #include "leader.h"
 #include "meshfeed.h"
 #include "meshid.h"
+#include "meshwebhook.h"
 #include "publisher.h"
 #include "snapwire.h"
 #include "status.h"
@@ -300,8 +301,10 @@ static void health_render_leader(FILE *f)
     struct gwstatus_metrics gm;
     struct events_metrics em;
     struct meshid_metrics mi;
+    struct meshwebhook_metrics mw;
 
     meshid_metrics(&mi);
+    meshwebhook_metrics(&mw);
     if (mi.enabled) {
         family(f, "strait_mesh_certificates_issued_total", "counter",
                "Identity requests (POST /v1/identity) by result: ok (a leaf issued), denied (401: "
@@ -315,6 +318,16 @@ static void health_render_leader(FILE *f)
         family(f, "strait_mesh_root_expiry_seconds", "gauge",
                "notAfter of the mesh root that signs (UNIX time; 0 while none is loaded).");
         fprintf(f, "strait_mesh_root_expiry_seconds %lld\n", (long long)mi.root_not_after);
+    }
+    if (mw.enabled) {
+        family(f, "strait_mesh_webhook_ca_patches_total", "counter",
+               "PATCHes that set the injector MutatingWebhookConfiguration's caBundles to the "
+               "trust bundle (leader; --mesh-webhook-config).");
+        fprintf(f, "strait_mesh_webhook_ca_patches_total %llu\n", (unsigned long long)mw.patches);
+        family(f, "strait_mesh_webhook_ca_failures_total", "counter",
+               "Reads and PATCHes of the injector MutatingWebhookConfiguration that failed "
+               "(retried with backoff; a missing object is not counted).");
+        fprintf(f, "strait_mesh_webhook_ca_failures_total %llu\n", (unsigned long long)mw.failures);
     }
     health_render_feed(f);
     leader_metrics(&lm);

@@ -45,6 +45,7 @@
 #include "meshid.h"
 #include "meshinit.h"
 #include "meshsrv.h"
+#include "meshwebhook.h"
 #include "model.h"
 #include "netaddr.h"
 #include "publisher.h"
@@ -84,9 +85,10 @@ struct ctl {
     struct gwstatus_writer *gw_status;    /* Gateway conditions, always in cluster mode */
     struct gwstatus_writer *authz_status; /* AuthorizationPolicy conditions, with --mesh */
     struct events *events;
-    int stopping;          /* SIGTERM seen: releasing the lease */
-    struct meshid *mesh;   /* --mesh: the identity endpoint, NULL without */
-    struct meshfeed *feed; /* --mesh: the sidecars' discovery feed on its server */
+    int stopping;                /* SIGTERM seen: releasing the lease */
+    struct meshid *mesh;         /* --mesh: the identity endpoint, NULL without */
+    struct meshfeed *feed;       /* --mesh: the sidecars' discovery feed on its server */
+    struct meshwebhook *webhook; /* --mesh-webhook-config: the injector's caBundle */
     /* --mesh: the mesh directory in every snapshot (meshbuild.h) */
     int mesh_dir;
     const char *trust_domain, *cluster_domain;
@@ -116,6 +118,7 @@ static void usage(FILE *f)
            "                         [--mesh-server-names NAME,NAME] [--cluster-domain DOMAIN]\n"
            "                         [--mesh-default-policy allow|deny]\n"
            "                         [--mesh-proxy-image IMAGE] [--mesh-identity-addr HOST:PORT]\n"
+           "                         [--mesh-webhook-config NAME [--mesh-webhook-resync S]]\n"
            "       strait-controller mesh-init ...   the mesh sidecar's interception\n"
            "                         (init container; strait-controller mesh-init --help)\n"
            "       strait-controller snapshot-dump FILE   a snapshot frame (--frame-out, the\n"
@@ -595,6 +598,7 @@ static void ctl_on_started_leading(void *arg)
     if (c->authz_status) gwstatus_writer_set_leader(c->authz_status, 1);
     events_set_leader(c->events, 1);
     meshid_set_leader(c->mesh, 1);
+    meshwebhook_set_leader(c->webhook, 1);
 }
 
 static void ctl_on_stopped_leading(void *arg)
@@ -607,6 +611,7 @@ static void ctl_on_stopped_leading(void *arg)
     if (c->authz_status) gwstatus_writer_set_leader(c->authz_status, 0);
     events_set_leader(c->events, 0);
     meshid_set_leader(c->mesh, 0);
+    meshwebhook_set_leader(c->webhook, 0);
 }
 
 /* A positive number of seconds for --election-*; returns 0, or -1. */
@@ -815,12 +820,15 @@ int main(int argc, char **argv)
         {"mesh-default-policy", required_argument, NULL, 0x10b},
         {"mesh-proxy-image", required_argument, NULL, 0x10c},
         {"mesh-identity-addr", required_argument, NULL, 0x10d},
+        {"mesh-webhook-config", required_argument, NULL, 0x10e},
+        {"mesh-webhook-resync", required_argument, NULL, 0x10f},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *dir = NULL, *sock = NULL, *cls = "strait", *frame_out = NULL, *admin = NULL;
     const char *kubeconfig = NULL, *watch_ns = NULL, *env, *default_cert = NULL, *slash;
-    const char *td, *cluster_domain = "cluster.local";
+    const char *td, *cluster_domain = "cluster.local", *webhook_config = NULL;
+    double webhook_resync = 0;
     struct kube_source_opts ko;
     struct kube_config kcfg;
     struct leader_opts lo;
@@ -899,6 +907,24 @@ int main(int argc, char **argv)
             break;
         case 0x10d:
             webhook.opts.identity_addr = optarg;
+            break;
+        case 0x10e:
+            if (!kube_decode_dns_name(optarg)) {
+                fprintf(stderr,
+                        "strait-controller: --mesh-webhook-config %s: want the name of a "
+                        "MutatingWebhookConfiguration (a lower-case DNS name)\n",
+                        optarg);
+                return 2;
+            }
+            webhook_config = optarg;
+            break;
+        case 0x10f:
+            if (ctl_seconds(optarg, &webhook_resync)) {
+                fprintf(stderr,
+                        "strait-controller: --mesh-webhook-resync %s: want positive seconds\n",
+                        optarg);
+                return 2;
+            }
             break;
         case 0x10b:
             if (strcmp(optarg, "allow") && strcmp(optarg, "deny")) {
@@ -1007,6 +1033,15 @@ int main(int argc, char **argv)
     }
     if (mesh_flags && !mesh) {
         fprintf(stderr, "strait-controller: --trust-domain and --mesh-* need --mesh\n");
+        return 2;
+    }
+    if (webhook_config && !cluster) {
+        fprintf(stderr, "strait-controller: --mesh-webhook-config needs cluster mode (the "
+                        "MutatingWebhookConfiguration is in the API server)\n");
+        return 2;
+    }
+    if (webhook_resync > 0 && !webhook_config) {
+        fprintf(stderr, "strait-controller: --mesh-webhook-resync needs --mesh-webhook-config\n");
         return 2;
     }
     if ((mo.root_cert && mo.root_dir) || ((mo.root_cert || mo.root_dir) && mo.root_secret) ||
@@ -1122,7 +1157,10 @@ int main(int argc, char **argv)
             leader_default_namespace(mesh_ns, sizeof(mesh_ns));
             mo.ns = mesh_ns;
             if (!(c.mesh = meshid_start(c.loop, kube_source_client(c.ks), &mo, err, sizeof(err))) ||
-                ctl_mesh_routes(&c, &webhook, err, sizeof(err))) {
+                ctl_mesh_routes(&c, &webhook, err, sizeof(err)) ||
+                (webhook_config && !(c.webhook = meshwebhook_new(
+                                         c.loop, kube_source_client(c.ks), c.mesh, webhook_config,
+                                         webhook_resync, err, sizeof(err))))) {
                 log_error("startup_failed", "reason=%s", log_quote(q, sizeof(q), err));
                 goto free_cluster;
             }
@@ -1144,6 +1182,8 @@ int main(int argc, char **argv)
 free_cluster:
     /* before the client goes: they cancel their requests on it; held feed requests are
      * answered before their server stops */
+    meshwebhook_free(c.webhook);
+    c.webhook = NULL;
     meshfeed_free(c.feed);
     c.feed = NULL;
     meshid_free(c.mesh);

@@ -9,7 +9,8 @@
  * missing), generated in memory (file mode without root files), or from the Secret
  * (generated once and created with POST: a 409 means another replica won, read its); issue
  * the server's own certificate from that root; write the trust bundle to a file and, while
- * leading, to the ConfigMap strait-mesh-trust-bundle; count and log issuance.
+ * leading, to the ConfigMap strait-mesh-trust-bundle; tell a listener when the bundle changes
+ * (meshwebhook keeps the injector's caBundle); count and log issuance.
  * Does not: sign (meshca), speak HTTP or TLS (meshsrv), or rotate the root by itself (an
  * operator gives the roots; docs/mesh.md).
  * Invariants: while no root is loaded every identity request gets 503 and the server uses a
@@ -105,6 +106,8 @@ struct meshid {
     struct kube_request *cm_req;
     ev_timer cm_retry;
     struct meshid_pending *waiting; /* TokenReviews in flight */
+    void (*on_bundle)(void *arg);   /* meshid_on_bundle */
+    void *on_bundle_arg;
 };
 
 static struct meshid_metrics mm;
@@ -373,6 +376,7 @@ static void root_ready(struct meshid *m, struct meshca *ca, const char *source)
             log_info("mesh_trust_bundle_written", "file=%s", m->bundle_out);
     }
     cm_sync(m);
+    if (m->on_bundle) m->on_bundle(m->on_bundle_arg);
 }
 
 /*
@@ -460,7 +464,7 @@ static char *secret_value(const struct kobj *doc, const char *key)
     return out;
 }
 
-static char *b64(const char *s)
+char *meshid_base64(const char *s)
 {
     size_t n = strlen(s);
     char *out = malloc(4 * ((n + 2) / 3) + 1);
@@ -488,8 +492,8 @@ static void root_got(void *arg, const struct kube_response *r)
             root_retry_later(m, "generate", r);
             return;
         }
-        bc = b64(meshca_cert_pem(m->pending));
-        bk = b64(meshca_key_pem(m->pending));
+        bc = meshid_base64(meshca_cert_pem(m->pending));
+        bk = meshid_base64(meshca_key_pem(m->pending));
         if (bc && bk && (g = yajl_gen_alloc(NULL))) {
             yajl_gen_map_open(g);
             jsongen_kv_str(g, "apiVersion", "v1");
@@ -1082,6 +1086,12 @@ struct meshsrv *meshid_server(struct meshid *m)
 const char *meshid_trust_bundle(const struct meshid *m)
 {
     return m && m->ca ? meshca_bundle_pem(m->ca) : NULL;
+}
+
+void meshid_on_bundle(struct meshid *m, void (*fn)(void *arg), void *arg)
+{
+    m->on_bundle = fn;
+    m->on_bundle_arg = arg;
 }
 
 void meshid_free(struct meshid *m)

@@ -59,6 +59,15 @@ struct meshsrv *meshid_server(struct meshid *m);
  */
 const char *meshid_trust_bundle(const struct meshid *m);
 
+/*
+ * fn(arg) is called (from the loop) each time the trust bundle changes: when the root is
+ * loaded. One listener; NULL removes it.
+ */
+void meshid_on_bundle(struct meshid *m, void (*fn)(void *arg), void *arg);
+
+/* Standard base64 of the string s (malloc'd, NUL-terminated), NULL when out of memory. */
+char *meshid_base64(const char *s);
+
 /* The leader writes the trust bundle ConfigMap; called on leadership changes. */
 void meshid_set_leader(struct meshid *m, int leading);
 

@@ -41,6 +41,51 @@ def identity(port, cacert, token=None, body=None, host="localhost", method="POST
         return int(code or 0), out
 
 
+def make_root(d, name):
+    """A self-signed P-256 CA (openssl): D/NAME.crt and D/NAME.key."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "30", "-subj",
+                    "/CN=" + name, "-keyout", os.path.join(d, name + ".key"), "-out",
+                    os.path.join(d, name + ".crt"), "-addext",
+                    "basicConstraints=critical,CA:TRUE", "-addext",
+                    "keyUsage=critical,keyCertSign,cRLSign"],
+                   check=True, capture_output=True)
+
+
+def short_sock(test, name):
+    """Unix socket paths are short (108 bytes): a folder of its own under /tmp."""
+    import tempfile
+    import shutil
+    d = tempfile.mkdtemp(prefix="strait-mid-")
+    test.addCleanup(shutil.rmtree, d, True)
+    return os.path.join(d, name + ".sock")
+
+
+def cluster_mesh_controller(test, api, name="controller", extra=()):
+    """A cluster-mode --mesh controller on the stand-in api with its own socket, mesh port
+    and bundle file (short election timings), plus the flags extra; stopped with the stack.
+    Returns (Proc, mesh port, bundle path)."""
+    from harness import Proc
+    port = free_port()
+    bundle = os.path.join(test.s.dir, name + "-bundle.pem")
+    p = Proc(name, [os.path.join(BIN, "strait-controller"), "--kubeconfig", api.kubeconfig,
+                    "--socket", short_sock(test, name),
+                    "--log-level", "debug", "--mesh", "--mesh-listen", "127.0.0.1:%d" % port,
+                    "--mesh-trust-bundle-out", bundle, "--election-lease-duration", "3",
+                    "--election-renew-deadline", "2", "--election-retry-period", "0.5"] + list(extra),
+             test.s.dir, strait=True)
+    test.s.procs.append(p)
+    return p, port, bundle
+
+
+def wait_bundle(test, p, bundle):
+    """The trust bundle file's text once controller p has written it."""
+    wait_until(lambda: os.path.exists(bundle) or not p.alive(), 20, what="trust bundle")
+    test.assertTrue(p.alive(), p.log())
+    with open(bundle) as f:
+        return f.read()
+
+
 def cert_text(pem):
     return subprocess.run(["openssl", "x509", "-noout", "-text"], input=pem, text=True,
                           capture_output=True, check=True).stdout
@@ -182,13 +227,7 @@ class MeshIdentityFileMode(StraitTest):
         # two roots in the certificate file: the bundle has both, the first signs
         d = self.s.dir
         for n in ("old", "new"):
-            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                            "ec_paramgen_curve:P-256", "-nodes", "-days", "30", "-subj",
-                            "/CN=" + n, "-keyout", os.path.join(d, n + ".key"), "-out",
-                            os.path.join(d, n + ".crt"), "-addext",
-                            "basicConstraints=critical,CA:TRUE", "-addext",
-                            "keyUsage=critical,keyCertSign,cRLSign"],
-                           check=True, capture_output=True)
+            make_root(d, n)
         with open(os.path.join(d, "roots.crt"), "w") as f:
             f.write(open(os.path.join(d, "new.crt")).read() + open(os.path.join(d, "old.crt")).read())
         self.start("--mesh-root-file", "%s,%s" % (os.path.join(d, "roots.crt"),
@@ -223,32 +262,10 @@ class MeshIdentityClusterMode(StraitTest):
                                           "--sa-token", "sa-aud=default/web@other"])
 
     def controller(self, name="controller"):
-        """A cluster-mode controller with its own socket, mesh port and bundle file."""
-        from harness import Proc
-        port = free_port()
-        bundle = os.path.join(self.s.dir, name + "-bundle.pem")
-        p = Proc(name, [os.path.join(BIN, "strait-controller"), "--kubeconfig", self.api.kubeconfig,
-                        "--socket", self.short_sock(name),
-                        "--log-level", "debug", "--mesh", "--mesh-listen", "127.0.0.1:%d" % port,
-                        "--mesh-trust-bundle-out", bundle, "--election-lease-duration", "3",
-                        "--election-renew-deadline", "2", "--election-retry-period", "0.5"],
-                 self.s.dir, strait=True)
-        self.s.procs.append(p)
-        return p, port, bundle
-
-    def short_sock(self, name):
-        """Unix socket paths are short (108 bytes): a folder of its own under /tmp."""
-        import tempfile
-        import shutil
-        d = tempfile.mkdtemp(prefix="strait-mid-")
-        self.addCleanup(shutil.rmtree, d, True)
-        return os.path.join(d, name + ".sock")
+        return cluster_mesh_controller(self, self.api, name)
 
     def wait_bundle(self, p, bundle):
-        wait_until(lambda: os.path.exists(bundle) or not p.alive(), 20, what="trust bundle")
-        self.assertTrue(p.alive(), p.log())
-        with open(bundle) as f:
-            return f.read()
+        return wait_bundle(self, p, bundle)
 
     def secret_root(self):
         import base64

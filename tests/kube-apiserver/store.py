@@ -68,6 +68,8 @@ RESOURCES = [
              create_on_update=True),
     Resource("networking.k8s.io", "v1", "ingresses", "Ingress", True, status=True, short=["ing"]),
     Resource("networking.k8s.io", "v1", "ingressclasses", "IngressClass", False),
+    Resource("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
+             "MutatingWebhookConfiguration", False),
     Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True),
     Resource("coordination.k8s.io", "v1", "leases", "Lease", True, create_on_update=True),
     Resource("events.k8s.io", "v1", "events", "Event", True, short=["ev"]),
@@ -136,6 +138,7 @@ def conflict(res, name, why):
                     _details(res, name))
 
 
+REJECTED_MSG = "the server rejected our request due to an error in our request"
 MODIFIED_MSG = "the object has been modified; please apply your changes to the latest version and try again"
 
 # Messages of k8s.io/apiserver/pkg/storage/etcd3 for a compacted revision.
@@ -741,7 +744,14 @@ class Store:
                 raise not_found(res, name)
             try:
                 if ctype == "application/json-patch+json":
-                    new = json_patch(old, patch)
+                    if not isinstance(patch, list):  # jsonpatch.DecodePatch fails: 400
+                        raise bad_request("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
+                    try:
+                        new = json_patch(old, patch)
+                    except PatchError:
+                        # kube-apiserver answers a patch that does not apply (a failed test
+                        # included) with NewGenericServerResponse(422): this message, no reason
+                        raise ApiError(422, "Invalid", REJECTED_MSG, {})
                 elif not isinstance(patch, dict):
                     raise bad_request("a merge patch must be a JSON object")
                 elif ctype == "application/strategic-merge-patch+json":
@@ -749,7 +759,7 @@ class Store:
                 else:
                     new = merge_patch(old, patch)
             except PatchError as e:
-                raise ApiError(422, "Invalid", "the server rejected our request due to an error in our request: %s" % e)
+                raise ApiError(422, "Invalid", "%s: %s" % (REJECTED_MSG, e))
             if not isinstance(new, dict):
                 raise bad_request("the patch did not produce an object")
             nmeta = new.get("metadata") if isinstance(new.get("metadata"), dict) else {}

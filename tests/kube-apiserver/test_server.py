@@ -865,6 +865,39 @@ class TestFaults(ServerCase):
                          [("GET", self.svcs(), {"limit": "7"}, 200, "valid"), ("GET", "/api", {}, 401, "none")])
         self.assertEqual(items[0]["query"], "limit=7")
 
+    def test_mutating_webhook_configuration(self):
+        # cluster-scoped, built in, no /status; a JSON patch whose test fails is 422 Invalid
+        # with kube-apiserver's generic message (NewGenericServerResponse: no reason given)
+        mwc = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
+        name = "inject-" + self.ns
+        hook = {"admissionReviewVersions": ["v1"], "sideEffects": "None",
+                "clientConfig": {"service": {"name": "s", "namespace": self.ns, "path": "/inject"}}}
+        o = self.req("POST", mwc, {"metadata": {"name": name},
+                                   "webhooks": [dict(hook, name="a.x.dev"), dict(hook, name="b.x.dev")]}, 201)
+        self.assertNotIn("namespace", o["metadata"])
+        self.assertNotIn("kind", self.req("GET", mwc, want=200)["items"][0])
+        self.req("GET", "/apis/admissionregistration.k8s.io/v1/namespaces/%s/mutatingwebhookconfigurations/%s"
+                 % (self.ns, name), want=404)
+        self.req("GET", mwc + "/" + name + "/status", want=404)
+        rv = o["metadata"]["resourceVersion"]
+        jp = "application/json-patch+json"
+        patch = [{"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+                 {"op": "add", "path": "/webhooks/1/clientConfig/caBundle", "value": "Y2E="}]
+        out = self.req("PATCH", mwc + "/" + name, patch, 200, ctype=jp)
+        self.assertEqual(out["webhooks"][1]["clientConfig"]["caBundle"], "Y2E=")
+        self.assertNotIn("caBundle", out["webhooks"][0]["clientConfig"])
+        self.assertGreater(int(out["metadata"]["resourceVersion"]), int(rv))
+        # the same patch again: the resourceVersion moved on, the test fails
+        st = self.req("PATCH", mwc + "/" + name, patch, 422, ctype=jp)
+        self.status_of(st, 422, "Invalid")
+        self.assertEqual(st["message"], "the server rejected our request due to an error in our request")
+        self.assertEqual(self.req("GET", mwc + "/" + name, want=200)["metadata"]["resourceVersion"],
+                         out["metadata"]["resourceVersion"])
+        # a JSON patch that is not a list does not decode: 400
+        self.status_of(self.req("PATCH", mwc + "/" + name, {"op": "add"}, 400, ctype=jp), 400, "BadRequest")
+        self.req("DELETE", mwc + "/" + name, want=200)
+        self.req("GET", mwc + "/" + name, want=404)
+
 
 class TestDiscovery(ServerCase):
     def test_documents(self):
@@ -872,12 +905,16 @@ class TestDiscovery(ServerCase):
         self.assertEqual(self.req("GET", "/api", want=200)["versions"], ["v1"])
         groups = {g["name"]: g for g in self.req("GET", "/apis", want=200)["groups"]}
         self.assertEqual(set(groups), {"networking.k8s.io", "discovery.k8s.io", "coordination.k8s.io",
-                                       "events.k8s.io", "strait.dev"})
+                                       "events.k8s.io", "admissionregistration.k8s.io", "strait.dev"})
         self.assertEqual(groups["strait.dev"]["preferredVersion"]["groupVersion"], "strait.dev/v1alpha1")
         rl = {r["name"]: r for r in self.req("GET", NET, want=200)["resources"]}
         self.assertEqual(rl["ingresses"]["shortNames"], ["ing"])
         self.assertTrue(rl["ingresses"]["namespaced"])
         self.assertFalse(rl["ingressclasses"]["namespaced"])
+        adm = {r["name"]: r for r in self.req("GET", "/apis/admissionregistration.k8s.io/v1", want=200)["resources"]}
+        self.assertEqual(set(adm), {"mutatingwebhookconfigurations"})  # no /status
+        self.assertFalse(adm["mutatingwebhookconfigurations"]["namespaced"])
+        self.assertEqual(adm["mutatingwebhookconfigurations"]["kind"], "MutatingWebhookConfiguration")
         self.assertIn("watch", rl["ingresses"]["verbs"])
         self.assertIn("ingresses/status", rl)
         core = {r["name"] for r in self.req("GET", "/api/v1", want=200)["resources"]}
