@@ -41,6 +41,7 @@ What it checks:
     fails saying none is there (stub engines on PATH: no engine runs here).
 """
 import argparse
+import base64
 import copy
 import fnmatch
 import glob
@@ -294,6 +295,22 @@ def consistency_errors(items, check_flags=True):
         if sa_names and san and san not in sa_names:
             errs.append("%s: serviceAccountName %r is not among the rendered ServiceAccounts %s" % (
                 where, san, sorted(sa_names)))
+
+    # the injector's MutatingWebhookConfiguration: the controller keeps its caBundle (the
+    # chart cannot: on a fresh install the root does not exist at render time)
+    hooks = {(o.get("metadata") or {}).get("name") for _, o in by_kind.get("MutatingWebhookConfiguration", [])}
+    kept = set()
+    for where, w, labels, spec in pods:
+        for c in spec.get("containers", []):
+            for a in c.get("args", []) or []:
+                if isinstance(a, str) and a.startswith("--mesh-webhook-config="):
+                    kept.add(a.split("=", 1)[1])
+                    if a.split("=", 1)[1] not in hooks:
+                        errs.append("%s: container %s passes %s, no such MutatingWebhookConfiguration is rendered %s"
+                                    % (where, c.get("name"), a, sorted(hooks)))
+    for name in sorted(hooks - kept):
+        errs.append("MutatingWebhookConfiguration %s: no container passes --mesh-webhook-config=%s "
+                    "(its caBundle would stay what the render had)" % (name, name))
 
     services = by_kind.get("Service", [])
     for where, s in services:
@@ -582,8 +599,24 @@ class ValuesFiles(unittest.TestCase):
         (ctl,) = [c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "controller"]
         for a in ("--mesh", "--mesh-listen=0.0.0.0:9443", "--trust-domain=mesh.example",
                   "--mesh-leaf-ttl=12h", "--mesh-root-secret=strait/mesh-root", "--mesh-default-policy=deny",
-                  "--mesh-server-names=strait-controller,strait-controller.strait.svc,localhost"):
+                  "--mesh-server-names=strait-controller,strait-controller.strait.svc,localhost",
+                  "--mesh-webhook-config=strait-controller-inject"):
             self.assertIn(a, ctl["args"])
+        (hook,) = [o for o in objs if o["kind"] == "MutatingWebhookConfiguration"]
+        self.assertEqual(hook["metadata"]["name"], "strait-controller-inject")
+        (cr,) = [o for o in objs if o["kind"] == "ClusterRole"]
+        self.assertIn({"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"],
+                       "resourceNames": ["strait-controller-inject"], "verbs": ["get", "patch"]}, cr["rules"])
+        # without injection: neither the object, nor the flag, nor the rule
+        objs = [o for _, o in render(os.path.join(HERE, "values-mesh.yaml"),
+                                     extra=("--set", "controller.mesh.injection.enabled=false"))]
+        self.assertFalse([o for o in objs if o["kind"] == "MutatingWebhookConfiguration"])
+        (dep,) = [o for o in objs if o["kind"] == "Deployment"]
+        (ctl,) = [c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "controller"]
+        self.assertIn("--mesh", ctl["args"])
+        self.assertFalse([a for a in ctl["args"] if a.startswith("--mesh-webhook-config")])
+        self.assertFalse([r for o in objs if o["kind"] == "ClusterRole" for r in o["rules"]
+                          if "mutatingwebhookconfigurations" in r["resources"]])
         (role,) = [o for o in objs if o["kind"] == "Role" and o["metadata"]["name"] == "strait-leader"]
         self.assertIn({"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["mesh-root"],
                        "verbs": ["get"]}, role["rules"])
@@ -1046,6 +1079,9 @@ class ControllerRbac(unittest.TestCase):
         for o in objs:
             if o["kind"] == "IngressClass":
                 req("POST", "/apis/networking.k8s.io/v1/ingressclasses", o)
+            if o["kind"] == "MutatingWebhookConfiguration":  # no caBundle: a fresh install
+                self.assertFalse([w for w in o["webhooks"] if "caBundle" in w["clientConfig"]])
+                req("POST", "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations", o)
             if o["kind"] == "Service":
                 req("POST", "/api/v1/namespaces/%s/services" % RBAC_NS, o)
         if publish:
@@ -1164,8 +1200,15 @@ class ControllerRbac(unittest.TestCase):
         if mesh:
             until("the mesh root Secret", lambda: get(
                 "/api/v1/namespaces/%s/secrets/strait-mesh-root" % RBAC_NS))
-            until("the trust bundle ConfigMap", lambda: get(
+            cm = until("the trust bundle ConfigMap", lambda: get(
                 "/api/v1/namespaces/%s/configmaps/strait-mesh-trust-bundle" % RBAC_NS))
+            for o in objs:
+                if o["kind"] == "MutatingWebhookConfiguration":
+                    want = [base64.b64encode(cm["data"]["ca.crt"].encode()).decode()] * len(o["webhooks"])
+                    path = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/" + o["metadata"]["name"]
+                    until("the caBundles of MutatingWebhookConfiguration " + o["metadata"]["name"],
+                          lambda: [w["clientConfig"].get("caBundle")
+                                   for w in (get(path) or {}).get("webhooks", [])] == want)
             p = subprocess.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}",
                                 "https://127.0.0.1:%d/v1/identity" % mesh_port,
                                 "-H", "Authorization: Bearer not-a-token", "--data", '{"csr": "x"}'],

@@ -58,6 +58,17 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (include "strait.suffixedName" (list . "leader")) .Values.controller.leaderElection.leaseName }}
 {{- end }}
 
+{{/*
+  The sidecar injector's MutatingWebhookConfiguration (mesh-webhook.yaml), whose caBundle the
+  controller keeps (--mesh-webhook-config); "" when it is not rendered.
+*/}}
+{{- define "strait.meshWebhookName" -}}
+{{- $ctl := .Values.controller }}
+{{- if and $ctl.mesh.enabled $ctl.mesh.injection.enabled (eq .Values.mode "cluster") }}
+{{- printf "%s-inject" (include "strait.suffixedName" (list . "controller")) }}
+{{- end }}
+{{- end }}
+
 {{/* The ConfigMap of manifests mounted in file mode ("" = the image's examples). */}}
 {{- define "strait.manifestsConfigMap" -}}
 {{- if .Values.fileMode.configMap }}
