@@ -60,6 +60,14 @@ class MeshWebhookCaBundle(StraitTest):
         self.assertEqual(st, 200)
         return parse_metrics(body.decode())[0]
 
+    def wait_metric(self, admin, name, want):
+        """Polled: the object changes a moment before the controller reads the answer."""
+        wait_until(lambda: self.metrics(admin)[name] == want, 10, what="%s = %s" % (name, want))
+
+    def wait_statuses(self, method, want):
+        wait_until(lambda: [r["status"] for r in self.requests(method)] == want, 10,
+                   what="%s answers %s" % (method, want))
+
     def requests(self, method):
         """The controllers' requests to the object (not the test's own)."""
         return [r for r in self.api.control("GET", "requests")["items"]
@@ -77,13 +85,12 @@ class MeshWebhookCaBundle(StraitTest):
         code, cm = self.api.request(
             "GET", "/api/v1/namespaces/default/configmaps/strait-mesh-trust-bundle")
         self.assertEqual((code, cm["data"]["ca.crt"]), (200, root))
-        (patch,) = self.requests("PATCH")
-        self.assertEqual((patch["content_type"], patch["status"]), (JSON_PATCH, 200))
+        self.wait_statuses("PATCH", [200])
+        self.assertEqual([r["content_type"] for r in self.requests("PATCH")], [JSON_PATCH])
+        self.wait_metric(admin, "strait_mesh_webhook_ca_patches_total", 1)
+        self.assertEqual(self.metrics(admin)["strait_mesh_webhook_ca_failures_total"], 0)
         ev = log_events(p.log(), "mesh_webhook_ca_patched")
         self.assertEqual([(e["name"], e["webhooks"]) for e in ev], [(NAME, "2")])
-        m = self.metrics(admin)
-        self.assertEqual(m["strait_mesh_webhook_ca_patches_total"], 1)
-        self.assertEqual(m["strait_mesh_webhook_ca_failures_total"], 0)
         # while it matches, the checks read it and never write
         gets = len(self.requests("GET"))
         wait_until(lambda: len(self.requests("GET")) >= gets + 2, 10, what="two more checks")
@@ -98,7 +105,7 @@ class MeshWebhookCaBundle(StraitTest):
         self.assertEqual(code, 200, out)
         self.assertEqual(self.ca_bundles(), [None, "stale"])
         self.wait_patched(root, "caBundles fixed again")
-        self.assertEqual(self.metrics(admin)["strait_mesh_webhook_ca_patches_total"], 2)
+        self.wait_metric(admin, "strait_mesh_webhook_ca_patches_total", 2)
         self.assertEqual([e["webhooks"] for e in log_events(p.log(), "mesh_webhook_ca_patched")],
                          ["2", "2"])
         # only caBundles changed: the rest is as it was
@@ -122,7 +129,7 @@ class MeshWebhookCaBundle(StraitTest):
         # installed later: patched at the next check
         self.create()
         self.wait_patched(root)
-        self.assertEqual(self.metrics(admin)["strait_mesh_webhook_ca_patches_total"], 1)
+        self.wait_metric(admin, "strait_mesh_webhook_ca_patches_total", 1)
 
     def test_concurrent_change_is_not_lost(self):
         # the PATCH is held while someone else changes the object: its resourceVersion test
@@ -137,12 +144,11 @@ class MeshWebhookCaBundle(StraitTest):
                                      ctype="application/merge-patch+json")
         self.assertEqual(code, 200, out)
         self.wait_patched(root)
-        self.assertEqual([r["status"] for r in self.requests("PATCH")], [422, 200])
+        self.wait_statuses("PATCH", [422, 200])
         self.assertEqual(self.api.request("GET", PATH)[1]["metadata"]["labels"], {"who": "other"})
+        self.wait_metric(admin, "strait_mesh_webhook_ca_patches_total", 1)
+        self.assertEqual(self.metrics(admin)["strait_mesh_webhook_ca_failures_total"], 0)
         self.assertEqual(len(log_events(p.log(), "mesh_webhook_conflict")), 1)
-        m = self.metrics(admin)
-        self.assertEqual((m["strait_mesh_webhook_ca_patches_total"],
-                          m["strait_mesh_webhook_ca_failures_total"]), (1, 0))
 
     def test_only_the_leader_patches(self):
         self.create()
@@ -157,7 +163,7 @@ class MeshWebhookCaBundle(StraitTest):
             return lead[0] if len(lead) == 1 else None
         lead = wait_until(leader, 20, what="one leader")
         other = b if lead is a else a
-        self.assertEqual(self.metrics(lead[1])["strait_mesh_webhook_ca_patches_total"], 1)
+        self.wait_metric(lead[1], "strait_mesh_webhook_ca_patches_total", 1)
         self.assertEqual(self.metrics(other[1])["strait_mesh_webhook_ca_patches_total"], 0)
         self.assertFalse([line for line in other[0].log().splitlines() if "event=mesh_webhook_" in line])
         # the leader goes (and releases the Lease): the other one takes over and keeps it
@@ -166,7 +172,7 @@ class MeshWebhookCaBundle(StraitTest):
             {"op": "remove", "path": "/webhooks/1/clientConfig/caBundle"}], ctype=JSON_PATCH)
         self.assertEqual(code, 200, out)
         self.wait_patched(root, "caBundles fixed by the new leader")
-        self.assertEqual(self.metrics(other[1])["strait_mesh_webhook_ca_patches_total"], 1)
+        self.wait_metric(other[1], "strait_mesh_webhook_ca_patches_total", 1)
         self.assertEqual([e["webhooks"] for e in log_events(other[0].log(), "mesh_webhook_ca_patched")],
                          ["1"])
 
