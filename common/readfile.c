@@ -64,3 +64,9 @@ char *readfile_len(const char *path, size_t max, size_t *len, char *err, size_t 
     fclose(f);
     return buf;
 }
+
+int readfile_stat_same(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}

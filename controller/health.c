@@ -318,6 +318,15 @@ static void health_render_leader(FILE *f)
         family(f, "strait_mesh_root_expiry_seconds", "gauge",
                "notAfter of the mesh root that signs (UNIX time; 0 while none is loaded).");
         fprintf(f, "strait_mesh_root_expiry_seconds %lld\n", (long long)mi.root_not_after);
+        family(f, "strait_mesh_root_reloads_total", "counter",
+               "Changed mesh roots (files or Secret, re-checked every --mesh-root-resync) "
+               "swapped in without a restart.");
+        fprintf(f, "strait_mesh_root_reloads_total %llu\n", (unsigned long long)mi.root_reloads);
+        family(f, "strait_mesh_root_reload_failures_total", "counter",
+               "Changed mesh roots refused (bad PEM, key not matching, not a CA, expired, a "
+               "half-written pair; once per change): the current root stays.");
+        fprintf(f, "strait_mesh_root_reload_failures_total %llu\n",
+                (unsigned long long)mi.root_reload_failures);
     }
     if (mw.enabled) {
         family(f, "strait_mesh_webhook_ca_patches_total", "counter",

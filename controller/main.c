@@ -114,6 +114,7 @@ static void usage(FILE *f)
            "  mesh identities (either mode): --mesh [--trust-domain TD] [--mesh-listen ADDR:PORT]\n"
            "                         [--mesh-leaf-ttl DURATION] [--mesh-root-file CERT,KEY |\n"
            "                         --mesh-root-dir DIR | --mesh-root-secret NS/NAME]\n"
+           "                         [--mesh-root-resync S]\n"
            "                         [--mesh-trust-bundle-out FILE] [--mesh-token-file FILE]\n"
            "                         [--mesh-server-names NAME,NAME] [--cluster-domain DOMAIN]\n"
            "                         [--mesh-default-policy allow|deny]\n"
@@ -822,6 +823,7 @@ int main(int argc, char **argv)
         {"mesh-identity-addr", required_argument, NULL, 0x10d},
         {"mesh-webhook-config", required_argument, NULL, 0x10e},
         {"mesh-webhook-resync", required_argument, NULL, 0x10f},
+        {"mesh-root-resync", required_argument, NULL, 0x110},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -922,6 +924,13 @@ int main(int argc, char **argv)
             if (ctl_seconds(optarg, &webhook_resync)) {
                 fprintf(stderr,
                         "strait-controller: --mesh-webhook-resync %s: want positive seconds\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case 0x110:
+            if (ctl_seconds(optarg, &mo.root_resync)) {
+                fprintf(stderr, "strait-controller: --mesh-root-resync %s: want positive seconds\n",
                         optarg);
                 return 2;
             }

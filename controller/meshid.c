@@ -10,10 +10,15 @@
  * (generated once and created with POST: a 409 means another replica won, read its); issue
  * the server's own certificate from that root; write the trust bundle to a file and, while
  * leading, to the ConfigMap strait-mesh-trust-bundle; tell a listener when the bundle changes
- * (meshwebhook keeps the injector's caBundle); count and log issuance.
- * Does not: sign (meshca), speak HTTP or TLS (meshsrv), or rotate the root by itself (an
- * operator gives the roots; docs/mesh.md).
- * Invariants: while no root is loaded every identity request gets 503 and the server uses a
+ * (meshwebhook keeps the injector's caBundle); count and log issuance; re-check the root
+ * files (inode, size, mtime) or re-read the Secret every --mesh-root-resync seconds and swap
+ * in a changed root that loads (a new meshca; the old one is freed once everything that
+ * follows the bundle has been given the new one), keeping the current root when it does not.
+ * Does not: sign (meshca), speak HTTP or TLS (meshsrv), rotate the root by itself (an
+ * operator gives the roots; docs/mesh.md), or re-create a Secret that disappears once a root
+ * is loaded.
+ * Invariants: m->ca is the only pointer to the CA (other modules borrow the bundle text for
+ * one callback); while no root is loaded every identity request gets 503 and the server uses a
  * throwaway certificate no client trusts; a leaf only ever names the identity the token
  * proves, whatever the CSR asks; tokens are never logged.
  */
@@ -99,6 +104,12 @@ struct meshid {
     char secret_ns[256], secret_name[256];
     struct kube_request *root_req;
     ev_timer root_retry, server_renew;
+    /* reloads: root files (both NULL for the Secret or a root in memory) or the Secret */
+    char *root_cert_path, *root_key_path;
+    struct stat cert_st, key_st; /* the root files when last looked at */
+    char *seen_cert, *seen_key;  /* the root texts last looked at (loaded or refused) */
+    int secret_gone;             /* the Secret's 404 was logged */
+    ev_timer root_resync;        /* every --mesh-root-resync seconds once a root is loaded */
     double backoff;
     /* the ConfigMap */
     char ns[256];
@@ -302,10 +313,7 @@ static int tokens_refresh(struct meshid *m, int first, char *err, size_t errlen)
         snprintf(err, errlen, "%s: %s", m->token_file, strerror(errno));
         return -1;
     }
-    if (!first && st.st_ino == m->token_st.st_ino && st.st_size == m->token_st.st_size &&
-        st.st_mtim.tv_sec == m->token_st.st_mtim.tv_sec &&
-        st.st_mtim.tv_nsec == m->token_st.st_mtim.tv_nsec)
-        return 0;
+    if (!first && readfile_stat_same(&st, &m->token_st)) return 0;
     if (!(text = read_file(m->token_file, err, errlen))) return -1;
     if (tokens_parse(text, &t, why, sizeof(why))) {
         snprintf(err, errlen, "%s: %s", m->token_file, why);
@@ -354,29 +362,147 @@ static void server_renew_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 static void cm_sync(struct meshid *m);
 
-/* The root is there: serve with it, publish the bundle. */
+/* Remembers cert and key (copies) as the root texts last looked at. */
+static void seen_set(struct meshid *m, const char *cert, const char *key)
+{
+    free(m->seen_cert);
+    if (m->seen_key) OPENSSL_cleanse(m->seen_key, strlen(m->seen_key));
+    free(m->seen_key);
+    m->seen_cert = strdup(cert);
+    m->seen_key = strdup(key); /* out of memory: looked at again next time */
+}
+
+static int seen_same(const struct meshid *m, const char *cert, const char *key)
+{
+    return m->seen_cert && m->seen_key && !strcmp(m->seen_cert, cert) && !strcmp(m->seen_key, key);
+}
+
+static int count_certs(const char *pem)
+{
+    int n = 0;
+
+    while ((pem = strstr(pem, "-----BEGIN CERTIFICATE-----"))) {
+        n++;
+        pem++;
+    }
+    return n;
+}
+
+/*
+ * The root ca is there (the first one, or a changed one replacing m->ca): serve with it,
+ * publish the bundle everywhere it goes, then free the previous CA, which nothing else points
+ * to.
+ */
 static void root_ready(struct meshid *m, struct meshca *ca, const char *source)
 {
+    struct meshca *old = m->ca;
     char err[300], q[400];
 
     m->ca = ca;
     mm.root_not_after = meshca_not_after(ca);
-    if (server_cert(m, ca, err, sizeof(err)))
-        log_error("mesh_server_cert_failed", "reason=%s", log_quote(q, sizeof(q), err));
+    /* the server's certificate is a leaf of the signing root: new signer, new certificate */
+    if (!old || strcmp(meshca_cert_pem(old), meshca_cert_pem(ca))) {
+        if (server_cert(m, ca, err, sizeof(err)))
+            log_error("mesh_server_cert_failed", "reason=%s", log_quote(q, sizeof(q), err));
+        ev_timer_again(m->loop, &m->server_renew);
+    }
     /* sidecars' workload leaves authenticate them to the discovery feed (meshfeed.c) */
     if (meshsrv_set_client_ca(m->srv, meshca_bundle_pem(ca), err, sizeof(err)))
         log_error("mesh_client_ca_failed", "reason=%s", log_quote(q, sizeof(q), err));
-    ev_timer_again(m->loop, &m->server_renew);
-    log_info("mesh_root_ready", "source=%s not_after=%lld trust_domain=%s", source,
-             (long long)mm.root_not_after, m->td);
+    if (old) {
+        mm.root_reloads++;
+        log_info("mesh_root_reloaded", "source=%s roots=%d not_after=%lld signer_changed=%s",
+                 source, count_certs(meshca_bundle_pem(ca)), (long long)mm.root_not_after,
+                 strcmp(meshca_cert_pem(old), meshca_cert_pem(ca)) ? "yes" : "no");
+    } else {
+        log_info("mesh_root_ready", "source=%s not_after=%lld trust_domain=%s", source,
+                 (long long)mm.root_not_after, m->td);
+    }
     if (m->bundle_out) {
         if (write_atomic(m->bundle_out, meshca_bundle_pem(ca), 0644, err, sizeof(err)))
             log_error("mesh_trust_bundle_failed", "reason=%s", log_quote(q, sizeof(q), err));
         else
             log_info("mesh_trust_bundle_written", "file=%s", m->bundle_out);
     }
+    if (old) { /* a write in flight carries the old bundle: write again */
+        kube_client_cancel(m->cm_req);
+        m->cm_req = NULL;
+        ev_timer_stop(m->loop, &m->cm_retry);
+        m->cm_done = 0;
+    }
     cm_sync(m);
     if (m->on_bundle) m->on_bundle(m->on_bundle_arg);
+    meshca_free(old);
+    if ((m->root_cert_path || (m->client && m->secret_name[0])) && !ev_is_active(&m->root_resync))
+        ev_timer_again(m->loop, &m->root_resync);
+}
+
+/* A changed root that does not load (from source): counted, logged, the current one stays. */
+static void root_reload_failed(const char *source, const char *why)
+{
+    char q[400];
+
+    mm.root_reload_failures++;
+    log_error("mesh_root_reload_failed", "source=%s reason=%s keeping=current_root", source,
+              log_quote(q, sizeof(q), why));
+}
+
+/*
+ * cert and key: the root's texts as found now at source. Nothing when they are the texts
+ * last looked at; else loaded and swapped in, or refused (once per change).
+ */
+static void root_reload(struct meshid *m, const char *cert, const char *key, const char *source)
+{
+    struct meshca *ca;
+    char err[300];
+
+    if (seen_same(m, cert, key)) return;
+    seen_set(m, cert, key);
+    if (!(ca = meshca_load(m->td, cert, key, time(NULL), err, sizeof(err)))) {
+        root_reload_failed(source, err);
+        return;
+    }
+    if (!strcmp(meshca_bundle_pem(ca), meshca_bundle_pem(m->ca))) { /* re-encoded, same roots */
+        meshca_free(ca);
+        return;
+    }
+    root_ready(m, ca, source);
+}
+
+/* File mode: reads the root files again when either changed (inode, size or mtime). */
+static void root_files_check(struct meshid *m)
+{
+    struct stat cst, kst;
+    char err[300], *cert = NULL, *key = NULL;
+
+    if (stat(m->root_cert_path, &cst) < 0) memset(&cst, 0, sizeof(cst));
+    if (stat(m->root_key_path, &kst) < 0) memset(&kst, 0, sizeof(kst));
+    if (readfile_stat_same(&cst, &m->cert_st) && readfile_stat_same(&kst, &m->key_st)) return;
+    m->cert_st = cst;
+    m->key_st = kst;
+    if (!(cert = read_file(m->root_cert_path, err, sizeof(err))) ||
+        !(key = read_file(m->root_key_path, err, sizeof(err))))
+        root_reload_failed(m->root_cert_path, err);
+    else
+        root_reload(m, cert, key, m->root_cert_path);
+    free(cert);
+    if (key) OPENSSL_cleanse(key, strlen(key));
+    free(key);
+}
+
+static void root_fetch(struct meshid *m);
+
+static void root_resync_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct meshid *m = container_of(t, struct meshid, root_resync);
+
+    (void)loop;
+    (void)revents;
+    if (m->magic != MESHID_MAGIC) abort();
+    if (m->root_cert_path)
+        root_files_check(m);
+    else if (!m->root_req && !ev_is_active(&m->root_retry))
+        root_fetch(m);
 }
 
 /*
@@ -400,6 +526,7 @@ static struct meshca *root_from_files(struct meshid *m, const char *cert_path, c
         }
         if (rc == 0) {
             log_info("mesh_root_generated", "cert=%s key=%s", cert_path, key_path);
+            seen_set(m, meshca_cert_pem(ca), meshca_key_pem(ca));
             return ca;
         }
         meshca_free(ca); /* another process wrote them first: use its */
@@ -416,7 +543,10 @@ static struct meshca *root_from_files(struct meshid *m, const char *cert_path, c
         return NULL;
     }
     ca = meshca_load(m->td, cert, key, time(NULL), why, sizeof(why));
-    if (!ca) snprintf(err, errlen, "%s: %s", cert_path, why);
+    if (!ca)
+        snprintf(err, errlen, "%s: %s", cert_path, why);
+    else
+        seen_set(m, cert, key);
     free(cert);
     OPENSSL_cleanse(key, strlen(key));
     free(key);
@@ -424,8 +554,6 @@ static struct meshca *root_from_files(struct meshid *m, const char *cert_path, c
 }
 
 /* ---- cluster mode: the root Secret ---- */
-
-static void root_fetch(struct meshid *m);
 
 static void root_retry_later(struct meshid *m, const char *what, const struct kube_response *r)
 {
@@ -475,6 +603,47 @@ char *meshid_base64(const char *s)
 
 static void root_created(void *arg, const struct kube_response *r);
 
+/*
+ * The Secret read again while a root is loaded: a changed one is reloaded; a missing one
+ * keeps the current root (never re-created: only a first start creates it).
+ */
+static void root_regot(struct meshid *m, const struct kube_response *r)
+{
+    struct kobj_docs docs = {0};
+    char err[300], q[400], src[700], *cert = NULL, *key = NULL;
+
+    if (r->status == 404) {
+        if (!m->secret_gone)
+            log_warn("mesh_root_secret_missing",
+                     "secret=%s/%s reason=\"the Secret is gone: the current root stays and the "
+                     "Secret is not re-created\"",
+                     m->secret_ns, m->secret_name);
+        m->secret_gone = 1;
+        return;
+    }
+    if (r->status != 200) {
+        log_warn("mesh_root_recheck_failed", "status=%ld reason=%s retry_in=%.0f", r->status,
+                 log_quote(q, sizeof(q), r->body_len ? r->body : r->error), m->root_resync.repeat);
+        return;
+    }
+    m->secret_gone = 0;
+    snprintf(src, sizeof(src), "secret:%s/%s", m->secret_ns, m->secret_name);
+    if (!kobj_parse_json(r->body, r->body_len, &docs, err, sizeof(err)) && docs.n == 1) {
+        cert = secret_value(docs.docs[0], "ca.crt");
+        key = secret_value(docs.docs[0], "ca.key");
+    }
+    if (cert && key) {
+        root_reload(m, cert, key, src);
+    } else if (!seen_same(m, cert ? cert : "", key ? key : "")) {
+        seen_set(m, cert ? cert : "", key ? key : "");
+        root_reload_failed(src, "no base64 ca.crt and ca.key");
+    }
+    free(cert);
+    if (key) OPENSSL_cleanse(key, strlen(key));
+    free(key);
+    kobj_docs_free(&docs);
+}
+
 /* The Secret's answer: load it, or (404) generate a root and create the Secret. */
 static void root_got(void *arg, const struct kube_response *r)
 {
@@ -485,6 +654,10 @@ static void root_got(void *arg, const struct kube_response *r)
     yajl_gen g;
 
     m->root_req = NULL;
+    if (m->ca) {
+        root_regot(m, r);
+        return;
+    }
     if (r->status == 404) {
         if (!m->pending && !(m->pending = meshca_generate(m->td, MESHID_ROOT_DAYS, time(NULL), err,
                                                           sizeof(err)))) {
@@ -544,6 +717,7 @@ static void root_got(void *arg, const struct kube_response *r)
     }
     meshca_free(m->pending); /* another replica's root won, or was there before */
     m->pending = NULL;
+    seen_set(m, cert, key);
     snprintf(path, sizeof(path), "secret:%s/%s", m->secret_ns, m->secret_name);
     root_ready(m, ca, path);
 out:
@@ -564,6 +738,7 @@ static void root_created(void *arg, const struct kube_response *r)
         ca = m->pending;
         m->pending = NULL;
         log_info("mesh_root_generated", "secret=%s/%s", m->secret_ns, m->secret_name);
+        seen_set(m, meshca_cert_pem(ca), meshca_key_pem(ca));
         snprintf(path, sizeof(path), "secret:%s/%s", m->secret_ns, m->secret_name);
         root_ready(m, ca, path);
         return;
@@ -993,6 +1168,8 @@ struct meshid *meshid_start(struct ev_loop *loop, struct kube_client *client,
     ev_timer_init(&m->root_retry, root_retry_cb, MESHID_RETRY, 0.);
     ev_timer_init(&m->cm_retry, cm_retry_cb, MESHID_RETRY, 0.);
     ev_timer_init(&m->server_renew, server_renew_cb, 0., MESHID_SERVER_RENEW);
+    ev_timer_init(&m->root_resync, root_resync_cb, 0.,
+                  o->root_resync > 0 ? o->root_resync : MESHID_DEFAULT_RESYNC);
     snprintf(m->td, sizeof(m->td), "%s", o->trust_domain ? o->trust_domain : MESHID_DEFAULT_TD);
     snprintf(m->ns, sizeof(m->ns), "%s", o->ns ? o->ns : "default");
     m->ttl = o->leaf_ttl ? o->leaf_ttl : MESHID_DEFAULT_TTL;
@@ -1024,6 +1201,10 @@ struct meshid *meshid_start(struct ev_loop *loop, struct kube_client *client,
                  o->root_cert ? o->root_cert : o->root_dir);
         snprintf(kpath, sizeof(kpath), o->root_cert ? "%s" : "%s/ca.key",
                  o->root_cert ? o->root_key : o->root_dir);
+        if (!(m->root_cert_path = strdup(cpath)) || !(m->root_key_path = strdup(kpath))) goto oom;
+        /* before reading: a change made meanwhile is seen at the first re-check */
+        if (stat(cpath, &m->cert_st) < 0) memset(&m->cert_st, 0, sizeof(m->cert_st));
+        if (stat(kpath, &m->key_st) < 0) memset(&m->key_st, 0, sizeof(m->key_st));
         if (!(ca = root_from_files(m, cpath, kpath, err, errlen))) goto fail;
     } else if (client) {
         if (o->root_secret) {
@@ -1110,6 +1291,7 @@ void meshid_free(struct meshid *m)
     ev_timer_stop(m->loop, &m->root_retry);
     ev_timer_stop(m->loop, &m->cm_retry);
     ev_timer_stop(m->loop, &m->server_renew);
+    ev_timer_stop(m->loop, &m->root_resync);
     meshsrv_stop(m->srv);
     for (i = 0; i < m->n_names; i++)
         free(m->names[i]);
@@ -1118,6 +1300,11 @@ void meshid_free(struct meshid *m)
     tokens_free(&m->tokens);
     free(m->token_file);
     free(m->bundle_out);
+    free(m->root_cert_path);
+    free(m->root_key_path);
+    free(m->seen_cert);
+    if (m->seen_key) OPENSSL_cleanse(m->seen_key, strlen(m->seen_key));
+    free(m->seen_key);
     meshca_free(m->ca);
     meshca_free(m->pending);
     m->magic = 0;

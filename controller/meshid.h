@@ -21,6 +21,7 @@ struct meshid;
 #define MESHID_SECRET_NAME "strait-mesh-root"
 #define MESHID_CONFIGMAP_NAME "strait-mesh-trust-bundle"
 #define MESHID_AUDIENCE "strait"
+#define MESHID_DEFAULT_RESYNC 10.0
 
 struct meshid_opts {
     const char *trust_domain;         /* NULL: MESHID_DEFAULT_TD */
@@ -33,6 +34,7 @@ struct meshid_opts {
     const char *token_file;           /* --mesh-token-file FILE */
     const char *server_names;         /* comma list; NULL: the default below */
     const char *ns;                   /* the controller's namespace (cluster mode) */
+    double root_resync; /* seconds between re-checks of the root files or Secret, 0: default */
 };
 
 /*
@@ -61,7 +63,7 @@ const char *meshid_trust_bundle(const struct meshid *m);
 
 /*
  * fn(arg) is called (from the loop) each time the trust bundle changes: when the root is
- * loaded. One listener; NULL removes it.
+ * loaded, and when a changed root is reloaded. One listener; NULL removes it.
  */
 void meshid_on_bundle(struct meshid *m, void (*fn)(void *arg), void *arg);
 
@@ -78,7 +80,8 @@ void meshid_free(struct meshid *m);
 struct meshid_metrics {
     int enabled;
     uint64_t issued, denied, invalid;
-    time_t root_not_after; /* 0 while no root is loaded */
+    uint64_t root_reloads, root_reload_failures; /* changed roots swapped in, refused */
+    time_t root_not_after;                       /* 0 while no root is loaded */
 };
 void meshid_metrics(struct meshid_metrics *out);
 

@@ -91,6 +91,29 @@ def cert_text(pem):
                           capture_output=True, check=True).stdout
 
 
+def replace_file(path, text, mode=0o600):
+    """Writes text to path the way an operator's tool would: a new file renamed over it."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def metric(port, name):
+    """The value of an unlabelled metric on the controller's /metrics (None when absent)."""
+    import re
+    from harness import local_get
+    text = local_get(port, "/metrics")[1].decode()
+    m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
+    return int(float(m.group(1))) if m else None
+
+
 def verify_with(root_file, pem):
     p = subprocess.run(["openssl", "verify", "-CAfile", root_file], input=pem, text=True,
                        capture_output=True)
@@ -240,6 +263,83 @@ class MeshIdentityFileMode(StraitTest):
         self.assertTrue(verify_with(os.path.join(d, "new.crt"), body["certificate"]))
         self.assertFalse(verify_with(os.path.join(d, "old.crt"), body["certificate"]))
 
+    def test_root_reloaded_without_restart(self):
+        # --mesh-root-dir re-checked every second: roots added, rotated, a broken pair refused
+        self.start("--mesh-root-resync", "1")
+        d = self.s.dir
+        crt, key = os.path.join(self.root_dir, "ca.crt"), os.path.join(self.root_dir, "ca.key")
+        first, first_key = read(crt), read(key)
+        first_f = os.path.join(d, "first.crt")
+        replace_file(first_f, first)
+        self.assertEqual(metric(self.ctl_port, "strait_mesh_root_reloads_total"), 0)
+        self.assertEqual(metric(self.ctl_port, "strait_mesh_root_reload_failures_total"), 0)
+        csr = make_csr(d, "a")
+        for n in ("second", "third"):
+            make_root(d, n)
+        second, second_key = read(os.path.join(d, "second.crt")), read(os.path.join(d, "second.key"))
+        second_f = os.path.join(d, "second.crt")
+
+        # (a) a second root appended: both in the bundle, the first still signs
+        replace_file(crt, first + second)
+        wait_until(lambda: read(self.bundle).count("BEGIN CERTIFICATE") == 2, 10,
+                   what="bundle file with two roots")
+        self.assertEqual(read(self.bundle), first + second)
+        self.assertEqual(metric(self.ctl_port, "strait_mesh_root_reloads_total"), 1)
+        st, body = identity(self.port, self.bundle, "tok-web", {"csr": csr})
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["trustBundle"], first + second)
+        old_leaf = body["certificate"]
+        self.assertTrue(verify_with(first_f, old_leaf))
+        self.assertFalse(verify_with(second_f, old_leaf))
+        ev = log_events(self.s.controller_log(), "mesh_root_reloaded")
+        self.assertEqual([(e["source"], e["roots"]) for e in ev], [(crt, "2")])
+
+        # (b) the new root first, with its key: it signs, the old root stays trusted
+        replace_file(key, second_key)
+        replace_file(crt, second + first)
+        wait_until(lambda: metric(self.ctl_port, "strait_mesh_root_reloads_total") == 2, 10,
+                   what="second reload")
+        self.assertEqual(read(self.bundle), second + first)
+        st, body = identity(self.port, self.bundle, "tok-web", {"csr": csr})
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["trustBundle"], second + first)
+        self.assertTrue(verify_with(second_f, body["certificate"]))
+        self.assertFalse(verify_with(first_f, body["certificate"]))
+        self.assertTrue(verify_with(self.bundle, old_leaf))
+        # the server's own certificate is a leaf of the new signing root now
+        st, body = identity(self.port, second_f, "tok-web", {"csr": csr})
+        self.assertEqual(st, 200, body)
+        st, _ = identity(self.port, first_f, "tok-web", {"csr": csr})
+        self.assertEqual(st, 0)
+        # the expiry gauge follows the signing root (make_root: 30 days, the first: years)
+        self.assertLess(metric(self.ctl_port, "strait_mesh_root_expiry_seconds"),
+                        time.time() + 31 * 86400)
+
+        # (c) a broken pair (the third root's certificate, the second's key): refused, kept
+        failures = metric(self.ctl_port, "strait_mesh_root_reload_failures_total")
+        replace_file(crt, read(os.path.join(d, "third.crt")))
+        wait_until(lambda: metric(self.ctl_port, "strait_mesh_root_reload_failures_total") >
+                   failures, 10, what="reload failure counted")
+        self.assertTrue(log_events(self.s.controller_log(), "mesh_root_reload_failed"))
+        self.assertEqual(metric(self.ctl_port, "strait_mesh_root_reloads_total"), 2)
+        self.assertEqual(read(self.bundle), second + first)
+        st, body = identity(self.port, self.bundle, "tok-web", {"csr": csr})
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["trustBundle"], second + first)
+        self.assertTrue(verify_with(second_f, body["certificate"]))
+        # then the good pair: reloaded; the broken one was counted once, not at every check
+        replace_file(key, read(os.path.join(d, "third.key")))
+        wait_until(lambda: metric(self.ctl_port, "strait_mesh_root_reloads_total") == 3, 10,
+                   what="reload after the good pair")
+        self.assertEqual(metric(self.ctl_port, "strait_mesh_root_reload_failures_total"),
+                         failures + 1)
+        third_f = os.path.join(d, "third.crt")
+        self.assertEqual(read(self.bundle), read(third_f))
+        st, body = identity(self.port, self.bundle, "tok-web", {"csr": csr})
+        self.assertEqual(st, 200, body)
+        self.assertTrue(verify_with(third_f, body["certificate"]))
+        self.assertTrue(self.s.ctl.alive())
+
     def test_bad_flags(self):
         ctl = os.path.join(BIN, "strait-controller")
         base = [ctl, "--manifests", self.s.mdir, "--socket", self.s.sock]
@@ -247,7 +347,9 @@ class MeshIdentityFileMode(StraitTest):
                       ["--mesh-listen", "127.0.0.1:1"],  # without --mesh
                       ["--mesh", "--mesh-token-file", "/dev/null", "--mesh-leaf-ttl", "5s"],
                       ["--mesh", "--mesh-token-file", "/dev/null", "--mesh-leaf-ttl", "1x"],
-                      ["--mesh", "--mesh-token-file", "/dev/null", "--mesh-root-file", "a"]):
+                      ["--mesh", "--mesh-token-file", "/dev/null", "--mesh-root-file", "a"],
+                      ["--mesh", "--mesh-token-file", "/dev/null", "--mesh-root-resync", "0"],
+                      ["--mesh-root-resync", "5"]):  # without --mesh
             p = subprocess.run(base + extra, capture_output=True, text=True, timeout=10)
             self.assertEqual(p.returncode, 2, (extra, p.stderr))
 
@@ -363,3 +465,47 @@ class MeshIdentityClusterMode(StraitTest):
             st, body = identity(port, bundle, "sa-web", {"csr": make_csr(self.s.dir, "k")})
             self.assertEqual(st, 200, body)
             self.assertTrue(verify_with(bundle, body["certificate"]))
+
+    def test_secret_update_reloaded(self):
+        # the Secret read again every second: a second root added shows in the ConfigMap, the
+        # bundle file and identity answers; a Secret deleted keeps the root and is not re-created
+        import base64
+        p, port, bundle = cluster_mesh_controller(self, self.api,
+                                                  extra=["--mesh-root-resync", "1"])
+        root = self.wait_bundle(p, bundle)
+        cert, key = self.secret_root()
+        self.assertEqual(cert, root)
+        cm_path = "/api/v1/namespaces/default/configmaps/strait-mesh-trust-bundle"
+
+        def cm(want):
+            code, obj = self.api.request("GET", cm_path)
+            return code == 200 and obj["data"]["ca.crt"] == want
+        wait_until(lambda: cm(root), 20, what="trust bundle ConfigMap")
+        make_root(self.s.dir, "extra")
+        two = cert + read(os.path.join(self.s.dir, "extra.crt"))
+        sec_path = "/api/v1/namespaces/default/secrets/strait-mesh-root"
+        code, obj = self.api.request("PATCH", sec_path,
+                                     {"data": {"ca.crt": base64.b64encode(two.encode()).decode()}},
+                                     ctype="application/merge-patch+json")
+        self.assertEqual(code, 200, obj)
+        wait_until(lambda: cm(two), 20, what="ConfigMap with both roots")
+        wait_until(lambda: read(bundle) == two, 10, what="bundle file with both roots")
+        st, body = identity(port, bundle, "sa-web", {"csr": make_csr(self.s.dir, "a")})
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["trustBundle"], two)
+        replace_file(os.path.join(self.s.dir, "root.pem"), root)
+        self.assertTrue(verify_with(os.path.join(self.s.dir, "root.pem"), body["certificate"]))
+        ev = log_events(p.log(), "mesh_root_reloaded")
+        self.assertEqual([(e["source"], e["roots"]) for e in ev],
+                         [("secret:default/strait-mesh-root", "2")])
+        # the Secret deleted: the current root stays, no Secret is created again
+        code, _ = self.api.request("DELETE", sec_path)
+        self.assertEqual(code, 200)
+        wait_until(lambda: log_events(p.log(), "mesh_root_secret_missing"), 10,
+                   what="missing Secret noticed")
+        code, _ = self.api.request("GET", sec_path)
+        self.assertEqual(code, 404)
+        st, body = identity(port, bundle, "sa-web", {"csr": make_csr(self.s.dir, "b")})
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["trustBundle"], two)
+        self.assertTrue(p.alive())

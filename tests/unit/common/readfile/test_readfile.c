@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -87,9 +88,44 @@ static void test_stream(void **state)
     unlink(path);
 }
 
+/* readfile_stat_same: any of inode, size, mtime seconds or nanoseconds differing is a change */
+static void test_stat_same(void **state)
+{
+    struct stat a, b;
+    int fd;
+
+    (void)state;
+    snprintf(path, sizeof(path), "/tmp/strait-readfile-XXXXXX");
+    assert_true((fd = mkstemp(path)) >= 0);
+    close(fd);
+    write_bytes(10);
+    assert_int_equal(stat(path, &a), 0);
+    b = a;
+    assert_int_equal(readfile_stat_same(&a, &b), 1);
+    b.st_ino++;
+    assert_int_equal(readfile_stat_same(&a, &b), 0);
+    b = a;
+    b.st_size++;
+    assert_int_equal(readfile_stat_same(&a, &b), 0);
+    b = a;
+    b.st_mtim.tv_sec++;
+    assert_int_equal(readfile_stat_same(&a, &b), 0);
+    b = a;
+    b.st_mtim.tv_nsec = (b.st_mtim.tv_nsec + 1) % 1000000000;
+    assert_int_equal(readfile_stat_same(&a, &b), 0);
+    b = a;
+    b.st_atim.tv_sec++; /* reading the file is not a change */
+    assert_int_equal(readfile_stat_same(&a, &b), 1);
+    /* rewritten with another size: changed */
+    write_bytes(11);
+    assert_int_equal(stat(path, &b), 0);
+    assert_int_equal(readfile_stat_same(&a, &b), 0);
+    unlink(path);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_limits),
-                                       cmocka_unit_test(test_stream)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_limits), cmocka_unit_test(test_stream),
+                                       cmocka_unit_test(test_stat_same)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
