@@ -195,6 +195,13 @@ static void family(FILE *f, const char *name, const char *type, const char *help
     fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* An unlabelled counter: its family lines, then its value. */
+static void counter(FILE *f, const char *name, const char *help, uint64_t v)
+{
+    family(f, name, "counter", help);
+    fprintf(f, "%s %llu\n", name, (unsigned long long)v);
+}
+
 static void health_hist_render(FILE *f, const char *name, const char *labels,
                                const struct health_hist *h)
 {
@@ -318,25 +325,24 @@ static void health_render_leader(FILE *f)
         family(f, "strait_mesh_root_expiry_seconds", "gauge",
                "notAfter of the mesh root that signs (UNIX time; 0 while none is loaded).");
         fprintf(f, "strait_mesh_root_expiry_seconds %lld\n", (long long)mi.root_not_after);
-        family(f, "strait_mesh_root_reloads_total", "counter",
-               "Changed mesh roots (files or Secret, re-checked every --mesh-root-resync) "
-               "swapped in without a restart.");
-        fprintf(f, "strait_mesh_root_reloads_total %llu\n", (unsigned long long)mi.root_reloads);
-        family(f, "strait_mesh_root_reload_failures_total", "counter",
-               "Changed mesh roots refused (bad PEM, key not matching, not a CA, expired, a "
-               "half-written pair; once per change): the current root stays.");
-        fprintf(f, "strait_mesh_root_reload_failures_total %llu\n",
-                (unsigned long long)mi.root_reload_failures);
+        counter(f, "strait_mesh_root_reloads_total",
+                "Changed mesh roots (files or Secret, re-checked every --mesh-root-resync) "
+                "swapped in without a restart.",
+                mi.root_reloads);
+        counter(f, "strait_mesh_root_reload_failures_total",
+                "Changed mesh roots refused (bad PEM, key not matching, not a CA, expired, a "
+                "half-written pair; once per change): the current root stays.",
+                mi.root_reload_failures);
     }
     if (mw.enabled) {
-        family(f, "strait_mesh_webhook_ca_patches_total", "counter",
-               "PATCHes that set the injector MutatingWebhookConfiguration's caBundles to the "
-               "trust bundle (leader; --mesh-webhook-config).");
-        fprintf(f, "strait_mesh_webhook_ca_patches_total %llu\n", (unsigned long long)mw.patches);
-        family(f, "strait_mesh_webhook_ca_failures_total", "counter",
-               "Reads and PATCHes of the injector MutatingWebhookConfiguration that failed "
-               "(retried with backoff; a missing object is not counted).");
-        fprintf(f, "strait_mesh_webhook_ca_failures_total %llu\n", (unsigned long long)mw.failures);
+        counter(f, "strait_mesh_webhook_ca_patches_total",
+                "PATCHes that set the injector MutatingWebhookConfiguration's caBundles to the "
+                "trust bundle (leader; --mesh-webhook-config).",
+                mw.patches);
+        counter(f, "strait_mesh_webhook_ca_failures_total",
+                "Reads and PATCHes of the injector MutatingWebhookConfiguration that failed "
+                "(retried with backoff; a missing object is not counted).",
+                mw.failures);
     }
     health_render_feed(f);
     leader_metrics(&lm);
